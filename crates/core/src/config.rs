@@ -1,0 +1,258 @@
+//! `config.toml`: every section a node reads, with its defaults. The template written by
+//! `nodus init` ([`TEMPLATE`]) is commented and parses to exactly [`Config::default`].
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub p2p: P2pConfig,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct P2pConfig {
+    /// Multiaddrs to listen on. Empty: the node listens only through `relays`.
+    pub listen: Vec<String>,
+    /// Peers to join the network through (multiaddrs ending in /p2p/<peer id>).
+    pub bootstrap: Vec<String>,
+    /// Relay peers to take a reservation on, so peers that cannot dial us reach us.
+    pub relays: Vec<String>,
+    /// Addresses to advertise as reachable, besides those confirmed by AutoNAT.
+    pub external_addresses: Vec<String>,
+    /// Discover peers on the local network by mDNS.
+    pub mdns: bool,
+    /// IPs exempt from gossipsub's IP-colocation penalty (for example 127.0.0.1 in a
+    /// loopback testnet, where every outbound TCP connection comes from that address).
+    pub gossip_ip_whitelist: Vec<String>,
+    pub relay: RelayLimits,
+    pub limits: ConnectionLimits,
+    pub routing: RoutingLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayLimits {
+    /// Serve as a circuit relay v2 for other peers.
+    pub enabled: bool,
+    pub max_reservations: usize,
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    pub max_circuit_duration_secs: u64,
+    pub max_circuit_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionLimits {
+    pub max_established: u32,
+    pub max_established_per_peer: u32,
+    pub max_pending: u32,
+    pub idle_timeout_secs: u64,
+    /// Refuse new connections when the process uses more than this many MiB.
+    pub max_memory_mib: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingLimits {
+    /// At most this many routing-table entries from one /24 (IPv4) or /64 (IPv6) per bucket.
+    pub max_per_subnet_per_bucket: usize,
+    /// At most this many routing-table entries from one /24 or /64 in the whole table.
+    pub max_per_subnet_per_table: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the HTTP API listens. Port 0 picks a free port; endpoints.json tells which.
+    pub listen: String,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        P2pConfig {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".into(),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+            ],
+            bootstrap: vec![],
+            relays: vec![],
+            external_addresses: vec![],
+            mdns: true,
+            gossip_ip_whitelist: vec![],
+            relay: RelayLimits::default(),
+            limits: ConnectionLimits::default(),
+            routing: RoutingLimits::default(),
+        }
+    }
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            enabled: true,
+            max_reservations: 128,
+            max_circuits: 64,
+            max_circuits_per_peer: 8,
+            max_circuit_duration_secs: 3600,
+            max_circuit_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_established: 400,
+            max_established_per_peer: 2,
+            max_pending: 128,
+            idle_timeout_secs: 120,
+            max_memory_mib: 2048,
+        }
+    }
+}
+
+impl Default for RoutingLimits {
+    fn default() -> Self {
+        RoutingLimits {
+            max_per_subnet_per_bucket: 2,
+            max_per_subnet_per_table: 10,
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+/// The commented config written by `nodus init`. Parses to `Config::default()`.
+pub const TEMPLATE: &str = r#"# nodus configuration. Every key is optional; the values shown are the defaults.
+
+[p2p]
+# Multiaddrs to listen on for peers (TCP and QUIC). An empty list means the node is
+# reachable only through the relays below.
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# Peers to join the network through, e.g. "/ip4/203.0.113.7/tcp/4001/p2p/12D3Koo...".
+bootstrap = []
+# Relay peers to hold a reservation on, so that peers which cannot dial us still reach us.
+relays = []
+# Addresses to advertise as reachable, besides those AutoNAT confirms.
+external_addresses = []
+# Find peers on the local network by mDNS.
+mdns = true
+# IPs exempt from gossipsub's penalty for many peers behind one IP.
+gossip_ip_whitelist = []
+
+[p2p.relay]
+# Serve as a circuit relay (v2) for other peers, within these limits.
+enabled = true
+max_reservations = 128
+max_circuits = 64
+max_circuits_per_peer = 8
+max_circuit_duration_secs = 3600
+max_circuit_bytes = 67108864
+
+[p2p.limits]
+max_established = 400
+max_established_per_peer = 2
+max_pending = 128
+idle_timeout_secs = 120
+# Refuse new connections while the process uses more memory than this.
+max_memory_mib = 2048
+
+[p2p.routing]
+# Eclipse defence: DHT routing-table entries allowed from one /24 (IPv4) or /64 (IPv6).
+max_per_subnet_per_bucket = 2
+max_per_subnet_per_table = 10
+
+[api]
+# The HTTP API. It requires the bearer token in api.cookie. Port 0 picks a free port;
+# endpoints.json says which one was taken.
+listen = "127.0.0.1:0"
+"#;
+
+impl Config {
+    /// Parses TOML text; errors carry the line and column of the mistake.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, CoreError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((0, 0));
+            CoreError::Config {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })
+    }
+
+    /// The config as TOML text (without the template's comments).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads `path`; a missing file means all defaults.
+    pub fn load(path: &Path) -> Result<Config, CoreError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(CoreError::io(path, e)),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_the_defaults() {
+        let c = Config::parse(TEMPLATE, Path::new("config.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut c = Config::default();
+        c.p2p.bootstrap.push("/ip4/127.0.0.1/tcp/1".into());
+        assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
+    }
+
+    #[test]
+    fn error_names_the_line() {
+        let text = "[p2p]\nmdns = true\nlisten = 7\n";
+        let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        let CoreError::Config { line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 3, "{err}");
+        assert!(err.to_string().contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = Config::parse("[api]\nlisten = \"127.0.0.1:1\"\nlissen = 1\n", Path::new("c"))
+            .unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(err.to_string().contains("lissen"), "{err}");
+    }
+}

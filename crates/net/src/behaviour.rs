@@ -1,0 +1,191 @@
+//! The composed libp2p behaviour and the swarm that runs it.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns,
+    memory_connection_limits, noise, ping, relay, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+
+use crate::{NetConfig, NetError};
+
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/kad/1.0.0");
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/nodus/0.1.0";
+/// Largest gossip message accepted or sent.
+pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub memory: memory_connection_limits::Behaviour,
+    pub relay_client: relay::client::Behaviour,
+    pub relay: Toggle<relay::Behaviour>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub dcutr: dcutr::Behaviour,
+    pub autonat: autonat::Behaviour,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub stream: libp2p_stream::Behaviour,
+}
+
+fn transport_err(e: impl std::fmt::Display) -> NetError {
+    NetError::Transport(e.to_string())
+}
+
+pub(crate) fn build_swarm(
+    key: Keypair,
+    config: &NetConfig,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let yamux_config = || {
+        let mut c = yamux::Config::default();
+        c.set_max_num_streams(512);
+        c
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux_config,
+        )
+        .map_err(transport_err)?
+        .with_quic()
+        .with_dns()
+        .map_err(transport_err)?
+        .with_relay_client(noise::Config::new, yamux_config)
+        .map_err(transport_err)?
+        .with_bandwidth_metrics(registry)
+        .with_behaviour(|key, relay_client| {
+            make_behaviour(key, relay_client, config, registry)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(transport_err)?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(Duration::from_secs(config.limits.idle_timeout_secs))
+        })
+        .build();
+    Ok(swarm)
+}
+
+fn make_behaviour(
+    key: &Keypair,
+    relay_client: relay::client::Behaviour,
+    config: &NetConfig,
+    registry: &mut Registry,
+) -> Result<Behaviour, NetError> {
+    let local = key.public().to_peer_id();
+    let lim = &config.limits;
+
+    let limits = connection_limits::Behaviour::new(
+        connection_limits::ConnectionLimits::default()
+            .with_max_established(Some(lim.max_established))
+            .with_max_established_per_peer(Some(lim.max_established_per_peer))
+            .with_max_pending_incoming(Some(lim.max_pending))
+            .with_max_pending_outgoing(Some(lim.max_pending)),
+    );
+    let memory =
+        memory_connection_limits::Behaviour::with_max_bytes(lim.max_memory_mib * 1024 * 1024);
+
+    let relay = config.relay.enabled.then(|| {
+        let r = &config.relay;
+        relay::Behaviour::new(
+            local,
+            relay::Config {
+                max_reservations: r.max_reservations,
+                max_circuits: r.max_circuits,
+                max_circuits_per_peer: r.max_circuits_per_peer,
+                max_circuit_duration: Duration::from_secs(r.max_circuit_duration_secs),
+                max_circuit_bytes: r.max_circuit_bytes,
+                ..relay::Config::default()
+            },
+        )
+    });
+
+    let identify = identify::Behaviour::new(
+        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
+            .with_agent_version(config.agent.clone())
+            .with_push_listen_addr_updates(true),
+    );
+
+    let ping = ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15)));
+
+    let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+    kad_config
+        .disjoint_query_paths(true)
+        .set_kbucket_inserts(kad::BucketInserts::Manual)
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .set_query_timeout(Duration::from_secs(30))
+        .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)))
+        .set_replication_factor(NonZeroUsize::new(20).expect("20 > 0"));
+    let store = kad::store::MemoryStore::with_config(
+        local,
+        kad::store::MemoryStoreConfig {
+            max_records: 16 * 1024,
+            max_value_bytes: crate::records::MAX_VALUE,
+            ..Default::default()
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(local, store, kad_config);
+    if !config.listen.is_empty() || !config.relays.is_empty() {
+        kad.set_mode(Some(kad::Mode::Server));
+    }
+
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(MAX_GOSSIP_BYTES)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .map_err(|e| NetError::Transport(format!("gossipsub config: {e}")))?;
+    let score_params = gossipsub::PeerScoreParams {
+        ip_colocation_factor_whitelist: config.gossip_ip_whitelist.iter().copied().collect(),
+        ..Default::default()
+    };
+    let gossipsub =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?
+            .with_metrics(registry, Default::default());
+    let mut gossipsub = gossipsub;
+    gossipsub
+        .with_peer_score(score_params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| NetError::Transport(format!("gossipsub scoring: {e}")))?;
+
+    let autonat = autonat::Behaviour::new(
+        local,
+        autonat::Config {
+            only_global_ips: false,
+            ..Default::default()
+        },
+    );
+
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local)
+                .map_err(|e| NetError::Transport(format!("mdns: {e}")))?,
+        )
+    } else {
+        None
+    };
+
+    Ok(Behaviour {
+        limits,
+        memory,
+        relay_client,
+        relay: relay.into(),
+        identify,
+        ping,
+        kad,
+        gossipsub,
+        dcutr: dcutr::Behaviour::new(local),
+        autonat,
+        mdns: mdns.into(),
+        stream: libp2p_stream::Behaviour::new(),
+    })
+}

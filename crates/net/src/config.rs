@@ -1,0 +1,63 @@
+//! The overlay's settings, built from the `[p2p]` section of config.toml.
+
+use std::net::IpAddr;
+
+use libp2p::Multiaddr;
+use nodus_core::config::{ConnectionLimits, P2pConfig, RelayLimits, RoutingLimits};
+
+use crate::{NetError, Validators};
+
+#[derive(Clone)]
+pub struct NetConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub relays: Vec<Multiaddr>,
+    pub external_addresses: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub gossip_ip_whitelist: Vec<IpAddr>,
+    pub relay: RelayLimits,
+    pub limits: ConnectionLimits,
+    pub routing: RoutingLimits,
+    pub validators: Validators,
+    /// Sent in identify, e.g. `nodus/0.1.0`.
+    pub agent: String,
+}
+
+fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NetError> {
+    list.iter()
+        .map(|s| {
+            s.parse().map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr {
+                addr: s.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+impl NetConfig {
+    pub fn from_config(p2p: &P2pConfig) -> Result<Self, NetError> {
+        let gossip_ip_whitelist = p2p
+            .gossip_ip_whitelist
+            .iter()
+            .map(|s| {
+                s.parse().map_err(|e: std::net::AddrParseError| NetError::BadAddr {
+                    addr: s.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(NetConfig {
+            listen: parse_addrs(&p2p.listen)?,
+            bootstrap: parse_addrs(&p2p.bootstrap)?,
+            relays: parse_addrs(&p2p.relays)?,
+            external_addresses: parse_addrs(&p2p.external_addresses)?,
+            mdns: p2p.mdns,
+            gossip_ip_whitelist,
+            relay: p2p.relay.clone(),
+            limits: p2p.limits.clone(),
+            routing: p2p.routing.clone(),
+            validators: Validators::default(),
+            agent: format!("nodus/{}", env!("CARGO_PKG_VERSION")),
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! What the overlay reports: events for the node's event stream, and status snapshots.
+
+use serde::Serialize;
+
+/// Something that happened on the overlay. Sent on a bounded broadcast channel; a
+/// receiver that falls behind skips events, it never slows the swarm.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NetEvent {
+    PeerConnected { peer: String, address: String },
+    PeerDisconnected { peer: String },
+    ListenAddr { address: String },
+    ListenAddrExpired { address: String },
+    RelayReservation { relay: String },
+    NatStatus { status: String },
+    RoutingRejected { peer: String, address: String, reason: String },
+    BadConnection { address: String, error: String },
+    HolePunch { peer: String, ok: bool },
+}
+
+/// A gossipsub message delivered to a local subscriber.
+#[derive(Debug, Clone, Serialize)]
+pub struct GossipMessage {
+    pub topic: String,
+    /// The signed author of the message.
+    pub source: Option<String>,
+    /// The peer that forwarded it to us.
+    pub via: String,
+    pub data: Vec<u8>,
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// Remote address of each open connection.
+    pub addresses: Vec<String>,
+    pub agent: Option<String>,
+    pub rtt_ms: Option<f64>,
+    pub relayed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub external_addrs: Vec<String>,
+    pub connected_peers: usize,
+    pub routing_table_size: usize,
+    pub nat: String,
+    pub topics: Vec<String>,
+}

@@ -1,0 +1,177 @@
+//! The cloneable way into the overlay. Every call is a bounded command with a oneshot
+//! reply; streams go straight through libp2p-stream's `Control`, without the actor.
+
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::{GossipMessage, NetError, NetEvent, PeerInfo, Status};
+
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+pub(crate) enum Command {
+    Status(Reply<Status>),
+    Peers(Reply<Vec<PeerInfo>>),
+    Dial { addr: Multiaddr, reply: Reply<PeerId> },
+    DialPeer { peer: PeerId, reply: Reply<PeerId> },
+    Disconnect { peer: PeerId, reply: Reply<()> },
+    ListenViaRelay { relay: Multiaddr, reply: Reply<()> },
+    Subscribe { topic: String, reply: Reply<mpsc::Receiver<GossipMessage>> },
+    Publish { topic: String, data: Vec<u8>, reply: Reply<String> },
+    TopicPeers { topic: String, reply: Reply<Vec<PeerId>> },
+    PutRecord { key: Vec<u8>, value: Vec<u8>, reply: Reply<()> },
+    GetRecord { key: Vec<u8>, reply: Reply<Vec<u8>> },
+    Provide { key: Vec<u8>, reply: Reply<()> },
+    Providers { key: Vec<u8>, reply: Reply<Vec<PeerId>> },
+    ClosestPeers { key: Vec<u8>, reply: Reply<Vec<PeerId>> },
+    RoutingTable { reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>> },
+    Shutdown,
+}
+
+/// Capacity of a local gossip subscription; beyond it messages are dropped and counted.
+pub const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+#[derive(Clone)]
+pub struct NetworkHandle {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<NetEvent>,
+    pub(crate) streams: libp2p_stream::Control,
+    pub(crate) local_peer_id: PeerId,
+}
+
+impl NetworkHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Live overlay events. A receiver that lags skips events.
+    pub fn events(&self) -> broadcast::Receiver<NetEvent> {
+        self.events.subscribe()
+    }
+
+    pub async fn status(&self) -> Result<Status, NetError> {
+        self.call(Command::Status).await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.call(Command::Peers).await
+    }
+
+    /// Dials an address; resolves when a connection is established, with the peer's id.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        self.call(|reply| Command::Dial { addr, reply }).await
+    }
+
+    /// Connects to a peer by id: at once if connected, else by known addresses, else after
+    /// looking the peer up in the DHT.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<PeerId, NetError> {
+        self.call(|reply| Command::DialPeer { peer, reply }).await
+    }
+
+    pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
+        self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// Takes a reservation on `relay` (an address ending in `/p2p/<relay id>`) and listens
+    /// through it. Resolves once the relay has accepted.
+    pub async fn listen_via_relay(&self, relay: Multiaddr) -> Result<(), NetError> {
+        self.call(|reply| Command::ListenViaRelay { relay, reply })
+            .await
+    }
+
+    pub async fn subscribe(&self, topic: &str) -> Result<mpsc::Receiver<GossipMessage>, NetError> {
+        let topic = topic.to_string();
+        self.call(|reply| Command::Subscribe { topic, reply }).await
+    }
+
+    /// Publishes to a topic; returns the message id.
+    pub async fn publish(&self, topic: &str, data: Vec<u8>) -> Result<String, NetError> {
+        let topic = topic.to_string();
+        self.call(|reply| Command::Publish { topic, data, reply })
+            .await
+    }
+
+    /// Peers known to be subscribed to `topic`.
+    pub async fn topic_peers(&self, topic: &str) -> Result<Vec<PeerId>, NetError> {
+        let topic = topic.to_string();
+        self.call(|reply| Command::TopicPeers { topic, reply }).await
+    }
+
+    /// Stores a record in the DHT (locally and on the closest peers). The key must be
+    /// `/<namespace>/<name>` with a registered namespace.
+    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| Command::PutRecord { key, value, reply })
+            .await
+    }
+
+    pub async fn get_record(&self, key: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.call(|reply| Command::GetRecord { key, reply }).await
+    }
+
+    pub async fn provide(&self, key: Vec<u8>) -> Result<(), NetError> {
+        self.call(|reply| Command::Provide { key, reply }).await
+    }
+
+    pub async fn providers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::Providers { key, reply }).await
+    }
+
+    pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::ClosestPeers { key, reply }).await
+    }
+
+    /// Every peer in the Kademlia routing table with its addresses.
+    pub async fn routing_table(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, NetError> {
+        self.call(|reply| Command::RoutingTable { reply }).await
+    }
+
+    /// Opens a stream of a service protocol to `peer`, dialing it if needed.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<Stream, NetError> {
+        self.streams
+            .clone()
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| NetError::Stream(e.to_string()))
+    }
+
+    /// Inbound streams of a service protocol. One acceptor per protocol.
+    pub fn incoming(
+        &self,
+        protocol: StreamProtocol,
+    ) -> Result<libp2p_stream::IncomingStreams, NetError> {
+        self.streams
+            .clone()
+            .accept(protocol)
+            .map_err(|e| NetError::Stream(e.to_string()))
+    }
+
+    /// Measures round trips to `peer` with the standard `/ipfs/ping/1.0.0` protocol.
+    pub async fn ping(&self, peer: PeerId, count: usize) -> Result<Vec<Duration>, NetError> {
+        self.dial_peer(peer).await?;
+        let mut stream = self.open_stream(peer, crate::ping::PROTOCOL).await?;
+        let mut rtts = Vec::with_capacity(count);
+        for _ in 0..count {
+            rtts.push(crate::ping::round_trip(&mut stream).await?);
+        }
+        Ok(rtts)
+    }
+
+    /// Stops the actor; pending calls fail with [`NetError::Stopped`].
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
+}

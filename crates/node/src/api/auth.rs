@@ -1,0 +1,32 @@
+//! Bearer-token check in front of every route.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, ApiState};
+
+/// Compares without an early exit, so response time does not reveal a matching prefix.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub async fn require_token(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    state.metrics.requests.inc();
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        Some(_) => {
+            state.metrics.unauthorized.inc();
+            ApiError::unauthorized("wrong API token: read the current one from api.cookie in the node's data dir (it changes at every start)").into_response()
+        }
+        None => {
+            state.metrics.unauthorized.inc();
+            ApiError::unauthorized("missing API token: send `Authorization: Bearer <token>` with the token from api.cookie in the node's data dir").into_response()
+        }
+    }
+}

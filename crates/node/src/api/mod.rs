@@ -1,0 +1,73 @@
+//! The HTTP API: JSON in and out, bearer token on every route, Prometheus text at
+//! `/metrics`, live events as Server-Sent Events. Routes live in [`routes`]; the shape
+//! of errors in [`ApiError`].
+
+mod auth;
+mod error;
+mod routes;
+mod sse;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use nodus_net::NetworkHandle;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+pub use error::ApiError;
+
+/// Key prefix of values set with `nodus dht put`.
+pub const KV_NAMESPACE: &str = "/kv/";
+
+#[derive(Clone, Default)]
+pub struct ApiMetrics {
+    pub requests: Counter,
+    pub unauthorized: Counter,
+}
+
+impl ApiMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = ApiMetrics::default();
+        let r = registry.sub_registry_with_prefix("nodus_api");
+        r.register("requests", "API requests served", m.requests.clone());
+        r.register(
+            "unauthorized",
+            "API requests refused for a missing or wrong token",
+            m.unauthorized.clone(),
+        );
+        m
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub net: NetworkHandle,
+    pub token: Arc<String>,
+    pub registry: Arc<Registry>,
+    pub metrics: ApiMetrics,
+    pub shutdown: watch::Sender<bool>,
+    pub data_dir: String,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/status", get(routes::status))
+        .route("/api/v1/peers", get(routes::peers))
+        .route("/api/v1/connect", post(routes::connect))
+        .route("/api/v1/ping", post(routes::ping))
+        .route("/api/v1/dht/{key}", get(routes::dht_get).put(routes::dht_put))
+        .route("/api/v1/routing", get(routes::routing))
+        .route("/api/v1/pubsub/publish", post(routes::publish))
+        .route("/api/v1/pubsub/subscribe", get(sse::subscribe))
+        .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/shutdown", post(routes::shutdown))
+        .route("/metrics", get(routes::metrics))
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .with_state(state)
+}

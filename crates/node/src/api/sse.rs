@@ -1,0 +1,54 @@
+//! Live streams as Server-Sent Events: overlay events, and gossip messages of a topic.
+
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
+
+use super::{ApiError, ApiState};
+
+pub async fn events(
+    State(s): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(s.net.events()).map(|ev| {
+        Ok(match ev {
+            Ok(ev) => Event::default()
+                .event("net")
+                .json_data(&ev)
+                .unwrap_or_else(|_| Event::default().comment("unencodable event")),
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+pub struct TopicQuery {
+    topic: String,
+}
+
+pub async fn subscribe(
+    State(s): State<ApiState>,
+    Query(q): Query<TopicQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if q.topic.is_empty() {
+        return Err(ApiError::bad_request("topic must not be empty"));
+    }
+    let rx = s.net.subscribe(&q.topic).await?;
+    let stream = ReceiverStream::new(rx).map(|m| {
+        let body = serde_json::json!({
+            "topic": m.topic,
+            "source": m.source,
+            "via": m.via,
+            "id": m.id,
+            "data": String::from_utf8_lossy(&m.data),
+        });
+        Ok(Event::default().event("message").data(body.to_string()))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,215 @@
+//! A client of a node's HTTP API, found through its data dir (endpoints.json and
+//! api.cookie). Used by the CLI, the harness and the tests.
+
+use std::path::PathBuf;
+
+use futures::{Stream, StreamExt};
+use nodus_core::{DataDir, Endpoints, token};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no node running for data dir {0}: start it with `nodus up --data-dir {0}`")]
+    NoNode(PathBuf),
+    #[error("{0}")]
+    Api(String),
+    #[error("HTTP {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("talking to the node failed: {0}")]
+    Http(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+    dir: Option<PathBuf>,
+}
+
+/// One Server-Sent Event: its `event:` name and `data:` text.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+impl ApiClient {
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Self {
+        ApiClient {
+            base: base.into(),
+            token: token.into(),
+            http: reqwest::Client::new(),
+            dir: None,
+        }
+    }
+
+    pub fn from_data_dir(dir: &DataDir) -> Result<Self, ClientError> {
+        let no_node = || ClientError::NoNode(dir.root().to_path_buf());
+        let endpoints = Endpoints::read(&dir.endpoints_path()).map_err(|_| no_node())?;
+        let token = token::read(&dir.cookie_path()).map_err(|_| no_node())?;
+        let mut c = ApiClient::new(endpoints.api, token);
+        c.dir = Some(dir.root().to_path_buf());
+        Ok(c)
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn map_send_err(&self, e: reqwest::Error) -> ClientError {
+        match (&self.dir, e.is_connect()) {
+            (Some(dir), true) => ClientError::NoNode(dir.clone()),
+            _ => ClientError::Http(e.to_string()),
+        }
+    }
+
+    async fn finish(&self, resp: reqwest::Response) -> Result<Value, ClientError> {
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Http(format!("unreadable reply: {e}")))?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let message = body["error"].as_str().unwrap_or("unknown error").to_string();
+            Err(ClientError::Status {
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.map_send_err(e))?;
+        self.finish(resp).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.map_send_err(e))?;
+        self.finish(resp).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.map_send_err(e))?;
+        self.finish(resp).await
+    }
+
+    /// Plain text of a GET (for `/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.map_send_err(e))?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Status {
+                status: resp.status().as_u16(),
+                message: resp.text().await.unwrap_or_default(),
+            });
+        }
+        resp.text().await.map_err(|e| ClientError::Http(e.to_string()))
+    }
+
+    /// Opens a Server-Sent Events stream.
+    pub async fn sse(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<SseEvent, ClientError>> + use<>, ClientError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| self.map_send_err(e))?;
+        if !resp.status().is_success() {
+            return Err(self.finish(resp).await.err().unwrap_or(ClientError::Api(
+                "the node refused the event stream".into(),
+            )));
+        }
+        let bytes = resp.bytes_stream();
+        Ok(futures::stream::unfold(
+            (bytes, String::new()),
+            |(mut bytes, mut buf)| async move {
+                loop {
+                    if let Some(end) = buf.find("\n\n") {
+                        let block: String = buf.drain(..end + 2).collect();
+                        if let Some(ev) = parse_sse_block(&block) {
+                            return Some((Ok(ev), (bytes, buf)));
+                        }
+                        continue;
+                    }
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Err(e)) => {
+                            return Some((Err(ClientError::Http(e.to_string())), (bytes, buf)));
+                        }
+                        None => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+fn parse_sse_block(block: &str) -> Option<SseEvent> {
+    let mut event = String::from("message");
+    let mut data = Vec::new();
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+        }
+    }
+    (!data.is_empty()).then(|| SseEvent {
+        event,
+        data: data.join("\n"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_blocks() {
+        let ev = parse_sse_block("event: net\ndata: {\"a\":1}\n\n").unwrap();
+        assert_eq!(ev.event, "net");
+        assert_eq!(ev.data, "{\"a\":1}");
+        assert!(parse_sse_block(":keep-alive\n\n").is_none());
+    }
+}

@@ -1,0 +1,22 @@
+use nodus_core::CoreError;
+use nodus_net::NetError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(
+        "another node is already running on data dir {0}; stop it first (or pick another --data-dir)"
+    )]
+    Locked(String),
+    #[error("could not bind the API on {addr}: {source}; change [api] listen in config.toml")]
+    ApiBind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}

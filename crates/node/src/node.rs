@@ -1,0 +1,238 @@
+//! Starting and stopping a node.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use libp2p::multiaddr::Protocol;
+use nodus_core::{Config, DataDir, Endpoints, identity, token};
+use nodus_net::{NetConfig, NetEvent, NetworkHandle};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::NodeError;
+use crate::api::{self, ApiState};
+
+pub struct StartOptions {
+    pub data_dir: DataDir,
+    /// Overrides config.toml when set (the testnet harness builds configs in code).
+    pub config: Option<Config>,
+}
+
+/// A node that is running. Dropping it without [`RunningNode::shutdown`] aborts its tasks,
+/// which is how the harness simulates a crash.
+pub struct RunningNode {
+    pub net: NetworkHandle,
+    pub endpoints: Endpoints,
+    pub data_dir: DataDir,
+    api_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    _lock: File,
+}
+
+pub struct Node;
+
+impl Node {
+    pub async fn start(opts: StartOptions) -> Result<RunningNode, NodeError> {
+        let dir = opts.data_dir;
+        if !dir.is_initialised() {
+            return Err(nodus_core::CoreError::NotInitialised(dir.root().to_path_buf()).into());
+        }
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.lock_path())
+            .map_err(|e| nodus_core::CoreError::io(dir.lock_path(), e))?;
+        if lock.try_lock().is_err() {
+            return Err(NodeError::Locked(dir.root().display().to_string()));
+        }
+        let key = identity::load(&dir.identity_path())?;
+        let config = match opts.config {
+            Some(c) => c,
+            None => Config::load(&dir.config_path())?,
+        };
+        let net_config = NetConfig::from_config(&config.p2p)?;
+        let wanted_listeners = net_config.listen.len();
+
+        let mut registry = Registry::default();
+        let (net, net_task) = nodus_net::spawn(key, net_config, &mut registry)?;
+        let api_metrics = api::ApiMetrics::register(&mut registry);
+
+        let listener = tokio::net::TcpListener::bind(&config.api.listen)
+            .await
+            .map_err(|source| NodeError::ApiBind {
+                addr: config.api.listen.clone(),
+                source,
+            })?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let api_token = token::generate();
+        token::write(&dir.cookie_path(), &api_token)?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = ApiState {
+            net: net.clone(),
+            token: Arc::new(api_token),
+            registry: Arc::new(registry),
+            metrics: api_metrics,
+            shutdown: shutdown_tx.clone(),
+            data_dir: dir.root().display().to_string(),
+        };
+        let mut rx = shutdown_rx.clone();
+        let api_task = tokio::spawn(async move {
+            let app = api::router(state);
+            let stop = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(target: "nodus::node", "API server failed: {e}");
+            }
+        });
+
+        let p2p = wait_for_listeners(&net, wanted_listeners).await?;
+        let endpoints = Endpoints {
+            api: format!("http://{api_addr}"),
+            peer_id: net.local_peer_id().to_string(),
+            p2p,
+            pid: std::process::id(),
+            extra: Default::default(),
+        };
+        endpoints.write(&dir.endpoints_path())?;
+        let updater = tokio::spawn(keep_endpoints_current(
+            net.clone(),
+            endpoints.clone(),
+            dir.clone(),
+            shutdown_rx,
+        ));
+        tracing::info!(target: "nodus::node", peer_id = %endpoints.peer_id, api = %endpoints.api, "node started");
+        Ok(RunningNode {
+            net,
+            endpoints,
+            data_dir: dir,
+            api_addr,
+            shutdown_tx,
+            tasks: vec![net_task, api_task, updater],
+            _lock: lock,
+        })
+    }
+}
+
+fn with_peer(addr: &str, peer: &str) -> String {
+    if addr.ends_with(&format!("/p2p/{peer}")) {
+        addr.to_string()
+    } else {
+        format!("{addr}/p2p/{peer}")
+    }
+}
+
+async fn p2p_addrs(net: &NetworkHandle) -> Result<Vec<String>, NodeError> {
+    let status = net.status().await?;
+    Ok(status
+        .listen_addrs
+        .iter()
+        .map(|a| with_peer(a, &status.peer_id))
+        .collect())
+}
+
+/// Waits (at most 5 s) until every configured listener reports an address.
+async fn wait_for_listeners(net: &NetworkHandle, wanted: usize) -> Result<Vec<String>, NodeError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let addrs = p2p_addrs(net).await?;
+        if addrs.len() >= wanted || tokio::time::Instant::now() >= deadline {
+            return Ok(addrs);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn keep_endpoints_current(
+    net: NetworkHandle,
+    mut endpoints: Endpoints,
+    dir: DataDir,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut events = net.events();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            ev = events.recv() => match ev {
+                Ok(NetEvent::ListenAddr { .. } | NetEvent::ListenAddrExpired { .. })
+                | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let Ok(p2p) = p2p_addrs(&net).await else { return };
+                    if p2p != endpoints.p2p {
+                        endpoints.p2p = p2p;
+                        if let Err(e) = endpoints.write(&dir.endpoints_path()) {
+                            tracing::warn!(target: "nodus::node", "endpoints.json: {e}");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl RunningNode {
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    pub fn peer_id(&self) -> libp2p::PeerId {
+        self.net.local_peer_id()
+    }
+
+    /// The node's first P2P address of the given transport (`"tcp"` or `"quic-v1"`),
+    /// ending in /p2p/<peer id>.
+    pub fn p2p_addr(&self, transport: &str) -> Option<Multiaddr> {
+        self.endpoints
+            .p2p
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .find(|a| {
+                a.iter().any(|p| match p {
+                    Protocol::Tcp(_) => transport == "tcp",
+                    Protocol::QuicV1 => transport == "quic-v1",
+                    _ => false,
+                }) && !a.iter().any(|p| p == Protocol::P2pCircuit)
+            })
+    }
+
+    /// A receiver that turns true when the API asks the node to stop.
+    pub fn stop_requested(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Clean shutdown: stop the API and the overlay, remove endpoints.json.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.net.shutdown().await;
+        for t in self.tasks.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = std::fs::remove_file(self.data_dir.endpoints_path());
+        tracing::info!(target: "nodus::node", "node stopped");
+    }
+
+    /// Abrupt stop, as a crash: tasks aborted, no goodbye to peers, files left behind.
+    pub fn kill(mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+}

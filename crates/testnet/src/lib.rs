@@ -1,0 +1,229 @@
+//! nodus-testnet: N real nodes on loopback in one process, each with its own data dir,
+//! P2P listeners and HTTP API. Used by the integration tests, `nodus testnet up` and
+//! `nodus demo`.
+//!
+//! Node k listens on 127.0.(k+1).1, so every node sits in its own /24 the way peers on
+//! the Internet do, and the routing table's IP-diversity limits apply to a testnet as
+//! they would to the real network. All nodes join through node 0.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nodus_core::{Config, DataDir};
+use nodus_node::{Node, NodeError, RunningNode, StartOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Core(#[from] nodus_core::CoreError),
+    #[error("node {0} is not running")]
+    NotRunning(usize),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("at most {MAX_NODES} nodes fit the 127.0.x.1 address plan")]
+    TooMany,
+}
+
+pub const MAX_NODES: usize = 199;
+
+/// The loopback address node `k` listens on.
+pub fn node_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, (k + 1) as u8, 1)
+}
+
+/// A testnet node's config: TCP and QUIC on its own loopback address, no mDNS, API on a
+/// free port, and 127.0.0.1 exempt from gossipsub's colocation penalty (outbound TCP on
+/// loopback always comes from 127.0.0.1).
+pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
+    let mut c = Config::default();
+    c.p2p.listen = vec![
+        format!("/ip4/{ip}/tcp/0"),
+        format!("/ip4/{ip}/udp/0/quic-v1"),
+    ];
+    c.p2p.bootstrap = bootstrap.to_vec();
+    c.p2p.mdns = false;
+    c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
+    c.api.listen = "127.0.0.1:0".into();
+    c
+}
+
+pub struct Testnet {
+    dir: PathBuf,
+    nodes: Vec<Option<RunningNode>>,
+    configs: Vec<Config>,
+}
+
+impl Testnet {
+    /// Starts `n` nodes under `dir` (`dir/node0` ..), each joining through node 0.
+    pub async fn start(n: usize, dir: &Path) -> Result<Testnet, TestnetError> {
+        if n > MAX_NODES {
+            return Err(TestnetError::TooMany);
+        }
+        let mut net = Testnet {
+            dir: dir.to_path_buf(),
+            nodes: Vec::new(),
+            configs: Vec::new(),
+        };
+        for _ in 0..n {
+            let bootstrap = net.bootstrap_addrs();
+            let k = net.nodes.len();
+            net.add_node(node_config(node_ip(k), &bootstrap)).await?;
+        }
+        Ok(net)
+    }
+
+    /// Node 0's TCP address, which every node joins through (empty for node 0 itself).
+    pub fn bootstrap_addrs(&self) -> Vec<String> {
+        self.nodes
+            .first()
+            .and_then(|n| n.as_ref())
+            .and_then(|n| n.p2p_addr("tcp"))
+            .map(|a| vec![a.to_string()])
+            .unwrap_or_default()
+    }
+
+    pub fn data_dir(&self, k: usize) -> DataDir {
+        DataDir::new(self.dir.join(format!("node{k}")))
+    }
+
+    /// Adds a node with the given config; returns its index.
+    pub async fn add_node(&mut self, config: Config) -> Result<usize, TestnetError> {
+        let k = self.nodes.len();
+        if k >= MAX_NODES {
+            return Err(TestnetError::TooMany);
+        }
+        let dir = self.data_dir(k);
+        nodus_node::init(&dir)?;
+        nodus_core::fsutil::write_atomic(&dir.config_path(), config.to_toml().as_bytes(), 0o644)?;
+        let node = Node::start(StartOptions {
+            data_dir: dir,
+            config: Some(config.clone()),
+        })
+        .await?;
+        self.nodes.push(Some(node));
+        self.configs.push(config);
+        Ok(k)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node(&self, k: usize) -> &RunningNode {
+        self.try_node(k).expect("node index is running")
+    }
+
+    pub fn try_node(&self, k: usize) -> Option<&RunningNode> {
+        self.nodes.get(k).and_then(|n| n.as_ref())
+    }
+
+    /// Indices of the nodes that are running.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|k| self.nodes[*k].is_some())
+            .collect()
+    }
+
+    /// Stops node `k` abruptly, as a crash: no goodbye to its peers.
+    pub fn kill(&mut self, k: usize) -> Result<(), TestnetError> {
+        let node = self
+            .nodes
+            .get_mut(k)
+            .and_then(|n| n.take())
+            .ok_or(TestnetError::NotRunning(k))?;
+        node.kill();
+        Ok(())
+    }
+
+    /// Starts node `k` again from its data dir (same identity, new ports).
+    pub async fn restart(&mut self, k: usize) -> Result<(), TestnetError> {
+        if self.try_node(k).is_some() {
+            self.kill(k)?;
+        }
+        let mut config = self.configs[k].clone();
+        let boot: Vec<String> = self
+            .running()
+            .into_iter()
+            .filter_map(|i| self.node(i).p2p_addr("tcp"))
+            .map(|a| a.to_string())
+            .take(1)
+            .collect();
+        if !boot.is_empty() {
+            config.p2p.bootstrap = boot;
+        }
+        let node = Node::start(StartOptions {
+            data_dir: self.data_dir(k),
+            config: Some(config),
+        })
+        .await?;
+        self.nodes[k] = Some(node);
+        Ok(())
+    }
+
+    /// Waits until every running node has at least `min` connected peers.
+    pub async fn wait_connected(&self, min: usize, timeout: Duration) -> Result<(), TestnetError> {
+        wait_until(timeout, &format!("every node to have {min} peers"), || async {
+            for k in self.running() {
+                match self.node(k).net.status().await {
+                    Ok(s) if s.connected_peers >= min => {}
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    /// Waits until every running node sees at least `min` peers subscribed to `topic`.
+    pub async fn wait_topic_mesh(
+        &self,
+        topic: &str,
+        min: usize,
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        wait_until(timeout, &format!("peers subscribed to {topic}"), || async {
+            for k in self.running() {
+                match self.node(k).net.topic_peers(topic).await {
+                    Ok(p) if p.len() >= min => {}
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await
+    }
+
+    pub async fn shutdown(mut self) {
+        for n in self.nodes.iter_mut() {
+            if let Some(node) = n.take() {
+                node.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(), TestnetError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(TestnetError::Timeout(timeout, what.to_string()));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

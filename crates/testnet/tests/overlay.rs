@@ -1,0 +1,130 @@
+//! Tier 2: several real nodes in one process, real sockets on 127.0.0.0/8.
+
+use std::time::Duration;
+
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+
+const T: Duration = Duration::from_secs(20);
+
+async fn connect_over(transport: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    // A second node with no bootstrap: it joins only by the explicit dial below.
+    net.add_node(node_config(node_ip(1), &[])).await.unwrap();
+    let target = net.node(0).p2p_addr(transport).expect("listener of that transport");
+    let peer = net.node(1).net.dial(target).await.unwrap();
+    assert_eq!(peer, net.node(0).peer_id());
+    // The dialer knows first; the listener processes its side of the handshake a moment later.
+    let expect = if transport == "tcp" { "/tcp/" } else { "/quic-v1" };
+    let other = net.node(1).peer_id().to_string();
+    wait_until(T, "node 0 to list node 1", || async {
+        let peers = net.node(0).net.peers().await.unwrap();
+        peers
+            .iter()
+            .any(|p| p.peer_id == other && p.addresses.iter().any(|a| a.contains(expect)))
+    })
+    .await
+    .unwrap();
+    let rtts = net.node(1).net.ping(net.node(0).peer_id(), 3).await.unwrap();
+    assert_eq!(rtts.len(), 3);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_connect_over_tcp() {
+    connect_over("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_connect_over_quic() {
+    connect_over("quic-v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_nodes_share_dht_records_and_gossip() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(20, dir.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+
+    // Everyone subscribes; wait for the mesh before publishing.
+    let mut subs = Vec::new();
+    for k in net.running() {
+        subs.push(net.node(k).net.subscribe("news").await.unwrap());
+    }
+    net.wait_topic_mesh("news", 1, T).await.unwrap();
+
+    net.node(7)
+        .net
+        .put_record(b"/kv/answer".to_vec(), b"42".to_vec())
+        .await
+        .unwrap();
+    for k in net.running() {
+        let v = net.node(k).net.get_record(b"/kv/answer".to_vec()).await;
+        assert_eq!(v.unwrap(), b"42", "node {k} reads the record");
+    }
+
+    let id = net.node(3).net.publish("news", b"hello all".to_vec()).await.unwrap();
+    for (k, rx) in subs.iter_mut().enumerate() {
+        if k == 3 {
+            continue; // gossipsub does not echo to the publisher
+        }
+        let m = tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap();
+        assert_eq!(m.data, b"hello all", "node {k}");
+        assert_eq!(m.id, id);
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_outside_a_namespace_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, dir.path()).await.unwrap();
+    let err = net
+        .node(0)
+        .net
+        .put_record(b"/nosuch/x".to_vec(), b"v".to_vec())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown namespace"), "{err}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_leaves_peer_lists_and_the_rest_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(5, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let victim = net.node(2).peer_id().to_string();
+    net.kill(2).unwrap();
+    wait_until(T, "victim gone from every peer list", || async {
+        for k in net.running() {
+            let peers = net.node(k).net.peers().await.unwrap();
+            if peers.iter().any(|p| p.peer_id == victim) {
+                return false;
+            }
+        }
+        true
+    })
+    .await
+    .unwrap();
+    net.node(1)
+        .net
+        .put_record(b"/kv/after".to_vec(), b"still here".to_vec())
+        .await
+        .unwrap();
+    let v = net.node(4).net.get_record(b"/kv/after".to_vec()).await.unwrap();
+    assert_eq!(v, b"still here");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_its_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, dir.path()).await.unwrap();
+    let before = net.node(1).peer_id();
+    net.kill(1).unwrap();
+    net.restart(1).await.unwrap();
+    assert_eq!(net.node(1).peer_id(), before);
+    net.wait_connected(1, T).await.unwrap();
+    net.shutdown().await;
+}
