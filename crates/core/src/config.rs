@@ -25,6 +25,9 @@ pub struct P2pConfig {
     pub relays: Vec<String>,
     /// Addresses to advertise as reachable, besides those confirmed by AutoNAT.
     pub external_addresses: Vec<String>,
+    /// Treat every address the node listens on as reachable, without waiting for AutoNAT
+    /// (right for a server with a public IP, and for loopback testnets).
+    pub advertise_listen_addrs: bool,
     /// Discover peers on the local network by mDNS.
     pub mdns: bool,
     /// IPs exempt from gossipsub's IP-colocation penalty (for example 127.0.0.1 in a
@@ -84,6 +87,7 @@ impl Default for P2pConfig {
             bootstrap: vec![],
             relays: vec![],
             external_addresses: vec![],
+            advertise_listen_addrs: false,
             mdns: true,
             gossip_ip_whitelist: vec![],
             relay: RelayLimits::default(),
@@ -148,6 +152,9 @@ bootstrap = []
 relays = []
 # Addresses to advertise as reachable, besides those AutoNAT confirms.
 external_addresses = []
+# Treat every listen address as reachable without waiting for AutoNAT to confirm it
+# (right for a server on a public IP). Relay service needs a reachable address.
+advertise_listen_addrs = false
 # Find peers on the local network by mDNS.
 mdns = true
 # IPs exempt from gossipsub's penalty for many peers behind one IP.

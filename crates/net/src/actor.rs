@@ -12,6 +12,7 @@ use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, GetRecordOk, QueryId, QueryResult};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::core::transport::ListenerId;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, relay};
 use libp2p::metrics::{Metrics, Recorder};
@@ -88,7 +89,12 @@ struct Actor {
     agents: HashMap<PeerId, String>,
     rtts: HashMap<PeerId, Duration>,
     nat: String,
+    /// Relays we want a reservation on, and the listener held on each.
+    relays: Vec<(Multiaddr, Option<ListenerId>)>,
 }
+
+/// How often relay reservations lost with their connection are retried.
+const RELAY_RETRY: Duration = Duration::from_secs(5);
 
 /// Builds the swarm from `key` and `config`, registers its metrics in `registry`, starts
 /// listening and bootstrapping, and spawns the actor.
@@ -136,6 +142,7 @@ pub fn spawn(
         agents: HashMap::new(),
         rtts: HashMap::new(),
         nat: "unknown".into(),
+        relays: Vec::new(),
     };
     actor.join_network();
     let task = tokio::spawn(actor.run());
@@ -163,14 +170,45 @@ impl Actor {
                 tracing::warn!(target: "nodus::net", %addr, "bootstrap dial failed: {e}");
             }
         }
-        for relay in self.config.relays.clone() {
-            if let Err(e) = self.swarm.listen_on(relay.clone().with(Protocol::P2pCircuit)) {
-                tracing::warn!(target: "nodus::net", %relay, "relay listen failed: {e}");
+        self.relays = self
+            .config
+            .relays
+            .iter()
+            .map(|r| (r.clone(), None))
+            .collect();
+        self.ensure_relays();
+    }
+
+    /// Listens through every wanted relay that has no listener yet. The listener is only
+    /// opened over an established connection: opening it while another dial to the relay
+    /// is in flight makes libp2p drop the reservation request.
+    fn ensure_relays(&mut self) {
+        for i in 0..self.relays.len() {
+            let (addr, listener) = self.relays[i].clone();
+            if listener.is_some() {
+                continue;
+            }
+            let Some(relay) = peer_of(&addr) else { continue };
+            if self.swarm.is_connected(&relay) {
+                match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
+                    Ok(id) => self.relays[i].1 = Some(id),
+                    Err(e) => {
+                        tracing::warn!(target: "nodus::net", %addr, "relay listen failed: {e}")
+                    }
+                }
+            } else {
+                let opts = DialOpts::peer_id(relay)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
             }
         }
     }
 
     async fn run(mut self) {
+        let mut relay_retry = tokio::time::interval(RELAY_RETRY);
+        relay_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -179,6 +217,7 @@ impl Actor {
                     Some(cmd) => self.on_command(cmd),
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                _ = relay_retry.tick() => self.ensure_relays(),
             }
         }
         tracing::debug!(target: "nodus::net", "network actor stopped");
@@ -273,15 +312,11 @@ impl Actor {
                     }));
                     return;
                 };
-                match self.swarm.listen_on(relay.with(Protocol::P2pCircuit)) {
-                    Ok(_) => self.reservations.entry(relay_peer).or_default().push(reply),
-                    Err(e) => {
-                        let _ = reply.send(Err(NetError::Listen {
-                            addr: relay_peer.to_string(),
-                            reason: e.to_string(),
-                        }));
-                    }
+                self.reservations.entry(relay_peer).or_default().push(reply);
+                if !self.relays.iter().any(|(a, _)| *a == relay) {
+                    self.relays.push((relay, None));
                 }
+                self.ensure_relays();
             }
             Command::Subscribe { topic, reply } => {
                 let t = gossipsub::IdentTopic::new(topic.clone());
@@ -463,6 +498,9 @@ impl Actor {
             SwarmEvent::Behaviour(ev) => self.on_behaviour_event(ev),
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!(target: "nodus::net", %address, "listening");
+                if self.config.advertise_listen_addrs && !is_relayed(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.emit(NetEvent::ListenAddr {
                     address: address.to_string(),
                 });
@@ -493,6 +531,9 @@ impl Actor {
                 }
                 for reply in self.peer_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
+                }
+                if self.relays.iter().any(|(a, l)| l.is_none() && peer_of(a) == Some(peer_id)) {
+                    self.ensure_relays();
                 }
                 if first {
                     self.emit(NetEvent::PeerConnected {
@@ -547,10 +588,18 @@ impl Actor {
                 });
             }
             SwarmEvent::ListenerClosed {
-                addresses, reason, ..
+                listener_id,
+                addresses,
+                reason,
             } => {
                 if let Err(e) = reason {
                     tracing::warn!(target: "nodus::net", ?addresses, "listener closed: {e}");
+                }
+                // A relay listener dies with its connection; the retry tick renews it.
+                for (_, l) in self.relays.iter_mut() {
+                    if *l == Some(listener_id) {
+                        *l = None;
+                    }
                 }
             }
             SwarmEvent::ExternalAddrConfirmed { address } => {

@@ -94,9 +94,11 @@ fn make_behaviour(
     let memory =
         memory_connection_limits::Behaviour::with_max_bytes(lim.max_memory_mib * 1024 * 1024);
 
-    let relay = config.relay.enabled.then(|| {
+    // A node reachable only through relays has nothing to offer as a relay itself.
+    let serve_relay = config.relay.enabled && !config.listen.is_empty();
+    let relay = serve_relay.then(|| {
         let r = &config.relay;
-        relay::Behaviour::new(
+        let mut server = relay::Behaviour::new(
             local,
             relay::Config {
                 max_reservations: r.max_reservations,
@@ -106,7 +108,12 @@ fn make_behaviour(
                 max_circuit_bytes: r.max_circuit_bytes,
                 ..relay::Config::default()
             },
-        )
+        );
+        // A fixed status, not the automatic one: libp2p-relay 0.22 re-announces an
+        // automatic status change to every connection, relayed ones included, whose
+        // handler cannot take it (a panic in libp2p-swarm's either.rs, rust-libp2p #5412).
+        server.set_status(Some(relay::Status::Enable));
+        server
     });
 
     let identify = identify::Behaviour::new(

@@ -13,7 +13,7 @@ pub enum ClientError {
     NoNode(PathBuf),
     #[error("{0}")]
     Api(String),
-    #[error("HTTP {status}: {message}")]
+    #[error("{message}")]
     Status { status: u16, message: String },
     #[error("talking to the node failed: {0}")]
     Http(String),

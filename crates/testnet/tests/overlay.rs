@@ -6,6 +6,16 @@ use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 
 const T: Duration = Duration::from_secs(20);
 
+/// `NODUS_TEST_LOG=debug cargo test ...` shows the nodes' logs.
+fn logs() {
+    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 async fn connect_over(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(1, dir.path()).await.unwrap();
@@ -126,5 +136,62 @@ async fn restarted_node_keeps_its_identity() {
     net.restart(1).await.unwrap();
     assert_eq!(net.node(1).peer_id(), before);
     net.wait_connected(1, T).await.unwrap();
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_listening_only_through_a_relay_is_reached_by_others() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, dir.path()).await.unwrap();
+    let relay = net.node(0).p2p_addr("tcp").unwrap().to_string();
+    let mut config = node_config(node_ip(3), std::slice::from_ref(&relay));
+    config.p2p.listen.clear();
+    config.p2p.relays = vec![relay];
+    let hidden = net.add_node(config).await.unwrap();
+    wait_until(T, "relay reservation", || async {
+        let s = net.node(hidden).net.status().await.unwrap();
+        s.listen_addrs.iter().any(|a| a.contains("p2p-circuit"))
+    })
+    .await
+    .unwrap();
+    let status = net.node(hidden).net.status().await.unwrap();
+    assert!(
+        status.listen_addrs.iter().all(|a| a.contains("p2p-circuit")),
+        "hidden node must have no direct listener: {:?}",
+        status.listen_addrs
+    );
+    let hidden_id = net.node(hidden).peer_id();
+    // A newcomer that has never met the hidden node finds it by peer id through the DHT
+    // and can only come in through the relay.
+    let boot = vec![net.node(1).p2p_addr("tcp").unwrap().to_string()];
+    let newcomer = net.add_node(node_config(node_ip(4), &boot)).await.unwrap();
+    wait_until(T, "newcomer to join", || async {
+        let s = net.node(newcomer).net.status().await.unwrap();
+        s.routing_table_size >= 2
+    })
+    .await
+    .unwrap();
+    let rtts = net.node(newcomer).net.ping(hidden_id, 2).await.unwrap();
+    assert_eq!(rtts.len(), 2);
+    let via = net
+        .node(newcomer)
+        .net
+        .peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.peer_id == hidden_id.to_string())
+        .expect("newcomer is connected to the hidden node");
+    assert!(
+        via.addresses.iter().any(|a| a.contains("/p2p-circuit")),
+        "reached through the relay: {:?}",
+        via.addresses
+    );
+    // The others reach it too.
+    for k in [1, 2] {
+        let rtts = net.node(k).net.ping(hidden_id, 2).await.unwrap();
+        assert_eq!(rtts.len(), 2, "node {k} pinged the hidden node");
+    }
     net.shutdown().await;
 }

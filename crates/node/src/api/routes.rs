@@ -160,8 +160,8 @@ pub async fn publish(State(s): State<ApiState>, Json(b): Json<PublishBody>) -> A
             let mut err = ApiError::from(e);
             if err.status == StatusCode::CONFLICT {
                 err.message = format!(
-                    "{}: no peer has subscribed to {:?} yet; subscribe on another node (`nodus pubsub subscribe {}`) and retry",
-                    err.message, b.topic, b.topic
+                    "no connected peer has subscribed to {:?} yet; subscribe on another node (`nodus pubsub subscribe {}`) and retry",
+                    b.topic, b.topic
                 );
             }
             err

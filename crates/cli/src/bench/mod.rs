@@ -1,0 +1,4 @@
+//! `nodus bench <area>`: scenario benchmarks that run nodus and the reference tools in
+//! one run and print them side by side. Never part of pass/fail.
+
+pub mod net;

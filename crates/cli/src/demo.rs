@@ -1,0 +1,310 @@
+//! `nodus demo` and `nodus testnet up`: a local network on loopback, narrated.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use indicatif::{ProgressBar, ProgressStyle};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+
+use crate::output::{self, table};
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+const DEMO_NODES: usize = 6;
+
+pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
+    if n == 0 {
+        return Err(anyhow!("a testnet needs at least one node: `nodus testnet up 5 --dir /tmp/tn`"));
+    }
+    std::fs::create_dir_all(dir)?;
+    let net = Testnet::start(n, dir).await?;
+    let mut rows = Vec::new();
+    let mut list = Vec::new();
+    for k in net.running() {
+        let node = net.node(k);
+        let tcp = node.p2p_addr("tcp").map(|a| a.to_string()).unwrap_or_default();
+        rows.push(vec![
+            k.to_string(),
+            node.peer_id().to_string(),
+            node.api_url(),
+            tcp.clone(),
+            node.data_dir.root().display().to_string(),
+        ]);
+        list.push(serde_json::json!({
+            "node": k, "peer_id": node.peer_id().to_string(), "api": node.api_url(),
+            "p2p": node.endpoints.p2p, "data_dir": node.data_dir.root().display().to_string(),
+        }));
+    }
+    if json {
+        output::json(&serde_json::json!({ "nodes": list }));
+    } else {
+        table(&["node", "peer id", "api", "p2p (tcp)", "data dir"], &rows);
+        println!();
+        println!(
+            "try: nodus --data-dir {}/node1 peers    (Ctrl-C stops the testnet)",
+            dir.display()
+        );
+    }
+    tokio::signal::ctrl_c().await?;
+    net.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+struct Step {
+    what: &'static str,
+    ok: bool,
+    figure: String,
+}
+
+fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(msg.to_string());
+    pb.enable_steady_tick(Duration::from_millis(100));
+    pb
+}
+
+/// Runs one narrated step; a failure is recorded, not fatal, so the summary shows all.
+async fn step<F>(steps: &mut Vec<Step>, what: &'static str, fut: F)
+where
+    F: Future<Output = Result<String>>,
+{
+    let pb = spinner(what);
+    let t = Instant::now();
+    let r = tokio::time::timeout(STEP_TIMEOUT * 2, fut)
+        .await
+        .unwrap_or_else(|_| Err(anyhow!("timed out")));
+    pb.finish_and_clear();
+    let (ok, figure) = match r {
+        Ok(f) => (true, f),
+        Err(e) => (false, format!("FAILED: {e:#}")),
+    };
+    println!(
+        "{} {what}: {figure} [{:.1} s]",
+        if ok { "ok  " } else { "FAIL" },
+        t.elapsed().as_secs_f64()
+    );
+    steps.push(Step { what, ok, figure });
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+pub async fn run() -> Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    println!(
+        "nodus demo: a local network of {DEMO_NODES} nodes on loopback (127.0.1.1 .. 127.0.{DEMO_NODES}.1), data in {}",
+        dir.path().display()
+    );
+    let mut steps = Vec::new();
+    let started = Instant::now();
+    let pb = spinner("starting nodes");
+    let net = Testnet::start(DEMO_NODES, dir.path()).await;
+    pb.finish_and_clear();
+    let mut net = match net {
+        Ok(n) => n,
+        Err(e) => return Err(anyhow!("could not start the local network: {e}")),
+    };
+    println!("ok   started {DEMO_NODES} nodes in {}", ms(started.elapsed()));
+
+    step(&mut steps, "peers discover each other", async {
+        let t = Instant::now();
+        wait_until(STEP_TIMEOUT, "routing tables", || async {
+            for k in net.running() {
+                match net.node(k).net.status().await {
+                    Ok(s) if s.routing_table_size >= DEMO_NODES - 2 => {}
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await?;
+        let mut sizes = Vec::new();
+        for k in net.running() {
+            sizes.push(net.node(k).net.status().await?.routing_table_size);
+        }
+        Ok(format!(
+            "every node knows {}..{} others through the DHT, {} after joining via node 0",
+            sizes.iter().min().unwrap_or(&0),
+            sizes.iter().max().unwrap_or(&0),
+            ms(t.elapsed())
+        ))
+    })
+    .await;
+
+    step(&mut steps, "DHT record stored by one node, read by another", async {
+        let t = Instant::now();
+        net.node(1)
+            .net
+            .put_record(b"/kv/greeting".to_vec(), b"hello from node 1".to_vec())
+            .await?;
+        let put = t.elapsed();
+        let t = Instant::now();
+        let v = net.node(5).net.get_record(b"/kv/greeting".to_vec()).await?;
+        if v != b"hello from node 1" {
+            return Err(anyhow!("node 5 read {:?}", String::from_utf8_lossy(&v)));
+        }
+        Ok(format!("put on node 1 {}, read on node 5 {}", ms(put), ms(t.elapsed())))
+    })
+    .await;
+
+    step(&mut steps, "pubsub message reaches every node", async {
+        let mut subs = Vec::new();
+        for k in net.running() {
+            subs.push((k, net.node(k).net.subscribe("nodus-demo").await?));
+        }
+        net.wait_topic_mesh("nodus-demo", 1, STEP_TIMEOUT).await?;
+        let t = Instant::now();
+        net.node(2)
+            .net
+            .publish("nodus-demo", b"hello, network".to_vec())
+            .await?;
+        let mut slowest = Duration::ZERO;
+        let mut got = 0;
+        for (k, rx) in subs.iter_mut() {
+            if *k == 2 {
+                continue;
+            }
+            let m = tokio::time::timeout(STEP_TIMEOUT, rx.recv())
+                .await
+                .map_err(|_| anyhow!("node {k} got nothing"))?
+                .ok_or_else(|| anyhow!("node {k}: subscription closed"))?;
+            if m.data != b"hello, network" {
+                return Err(anyhow!("node {k} got other data"));
+            }
+            slowest = slowest.max(t.elapsed());
+            got += 1;
+        }
+        Ok(format!("{got}/{} nodes received it, the last after {}", DEMO_NODES - 1, ms(slowest)))
+    })
+    .await;
+
+    step(&mut steps, "node without a public address reached through a relay", async {
+        let relay = net
+            .node(0)
+            .p2p_addr("tcp")
+            .ok_or_else(|| anyhow!("node 0 has no TCP address"))?
+            .to_string();
+        let mut config = node_config(node_ip(DEMO_NODES), std::slice::from_ref(&relay));
+        config.p2p.listen.clear();
+        config.p2p.relays = vec![relay];
+        let hidden = net.add_node(config).await?;
+        let hidden_id = net.node(hidden).peer_id();
+        wait_until(STEP_TIMEOUT, "relay reservation", || async {
+            net.node(hidden)
+                .net
+                .status()
+                .await
+                .map(|s| s.listen_addrs.iter().any(|a| a.contains("p2p-circuit")))
+                .unwrap_or(false)
+        })
+        .await?;
+        let status = net.node(hidden).net.status().await?;
+        if status.listen_addrs.iter().any(|a| !a.contains("p2p-circuit")) {
+            return Err(anyhow!("hidden node has a direct listen address"));
+        }
+        // A newcomer that has never met the hidden node finds it by peer id through the
+        // DHT; it can only come in through the relay.
+        let boot = vec![net
+            .node(1)
+            .p2p_addr("tcp")
+            .ok_or_else(|| anyhow!("node 1 has no TCP address"))?
+            .to_string()];
+        let newcomer = net.add_node(node_config(node_ip(DEMO_NODES + 1), &boot)).await?;
+        wait_until(STEP_TIMEOUT, "newcomer to join", || async {
+            net.node(newcomer)
+                .net
+                .status()
+                .await
+                .map(|s| s.routing_table_size >= 2)
+                .unwrap_or(false)
+        })
+        .await?;
+        let t = Instant::now();
+        let rtts = net.node(newcomer).net.ping(hidden_id, 3).await?;
+        let found = t.elapsed();
+        let first = net
+            .node(newcomer)
+            .net
+            .peers()
+            .await?
+            .into_iter()
+            .find(|p| p.peer_id == hidden_id.to_string())
+            .map(|p| p.addresses.join(" "))
+            .unwrap_or_default();
+        if !first.contains("p2p-circuit") {
+            return Err(anyhow!("newcomer reached the hidden node without the relay: {first}"));
+        }
+        Ok(format!(
+            "new node {newcomer} found hidden node {hidden} by peer id and pinged it through relay node 0: {} to connect, rtt {}",
+            ms(found),
+            ms(rtts.iter().copied().min().unwrap_or_default())
+        ))
+    })
+    .await;
+
+    step(&mut steps, "a node killed while the others keep working", async {
+        let victim = net.node(4).peer_id().to_string();
+        net.kill(4)?;
+        let t = Instant::now();
+        wait_until(STEP_TIMEOUT, "peers to notice", || async {
+            for k in net.running() {
+                match net.node(k).net.peers().await {
+                    Ok(p) if !p.iter().any(|p| p.peer_id == victim) => {}
+                    _ => return false,
+                }
+            }
+            true
+        })
+        .await?;
+        let noticed = t.elapsed();
+        net.node(1)
+            .net
+            .put_record(b"/kv/after-kill".to_vec(), b"still working".to_vec())
+            .await?;
+        let v = net.node(5).net.get_record(b"/kv/after-kill".to_vec()).await?;
+        if v != b"still working" {
+            return Err(anyhow!("record after kill not read back"));
+        }
+        Ok(format!(
+            "node 4 killed; all peers dropped it within {}; DHT put/get still works",
+            ms(noticed)
+        ))
+    })
+    .await;
+
+    let t = Instant::now();
+    net.shutdown().await;
+    tracing::debug!("shutdown took {:?}", t.elapsed());
+    println!();
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            vec![
+                (i + 1).to_string(),
+                s.what.to_string(),
+                if s.ok { "ok" } else { "FAILED" }.to_string(),
+                s.figure.clone(),
+            ]
+        })
+        .collect();
+    table(&["#", "capability", "result", "measured"], &rows);
+    let failed = steps.iter().filter(|s| !s.ok).count();
+    println!(
+        "\n{} of {} shown working in {:.1} s",
+        steps.len() - failed,
+        steps.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
