@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "nodus", version, about = "A full peer-to-peer node: client and server at once, no central server anywhere.")]
+#[command(
+    name = "nodus",
+    version,
+    about = "A full peer-to-peer node: client and server at once, no central server anywhere."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

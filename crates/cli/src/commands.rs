@@ -161,7 +161,12 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
                                 .as_f64()
                                 .map(|r| format!("{r:.2}"))
                                 .unwrap_or("-".into()),
-                            if p["relayed"].as_bool() == Some(true) { "relay" } else { "direct" }.into(),
+                            if p["relayed"].as_bool() == Some(true) {
+                                "relay"
+                            } else {
+                                "direct"
+                            }
+                            .into(),
                             s(&p["agent"]),
                         ]
                     })
@@ -170,7 +175,9 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
             }
         }
         Command::Connect { target } => {
-            let v = api.post("/api/v1/connect", &json!({ "addr": target })).await?;
+            let v = api
+                .post("/api/v1/connect", &json!({ "addr": target }))
+                .await?;
             if g.json {
                 output::json(&v);
             } else {
@@ -197,7 +204,10 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
         Command::Dht { command } => match command {
             DhtCommand::Put { key, value } => {
                 let v = api
-                    .put(&format!("/api/v1/dht/{}", enc(&key)), &json!({ "value": value }))
+                    .put(
+                        &format!("/api/v1/dht/{}", enc(&key)),
+                        &json!({ "value": value }),
+                    )
                     .await?;
                 if g.json {
                     output::json(&v);
@@ -233,7 +243,12 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
                     .sse(&format!("/api/v1/pubsub/subscribe?topic={}", enc(&topic)))
                     .await?;
                 follow(stream, g.json, count, |v| {
-                    format!("[{}] {}: {}", s(&v["topic"]), s(&v["source"]), s(&v["data"]))
+                    format!(
+                        "[{}] {}: {}",
+                        s(&v["topic"]),
+                        s(&v["source"]),
+                        s(&v["data"])
+                    )
                 })
                 .await?;
             }

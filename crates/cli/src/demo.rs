@@ -15,7 +15,9 @@ const DEMO_NODES: usize = 6;
 
 pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
     if n == 0 {
-        return Err(anyhow!("a testnet needs at least one node: `nodus testnet up 5 --dir /tmp/tn`"));
+        return Err(anyhow!(
+            "a testnet needs at least one node: `nodus testnet up 5 --dir /tmp/tn`"
+        ));
     }
     std::fs::create_dir_all(dir)?;
     let net = Testnet::start(n, dir).await?;
@@ -23,7 +25,10 @@ pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
     let mut list = Vec::new();
     for k in net.running() {
         let node = net.node(k);
-        let tcp = node.p2p_addr("tcp").map(|a| a.to_string()).unwrap_or_default();
+        let tcp = node
+            .p2p_addr("tcp")
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         rows.push(vec![
             k.to_string(),
             node.peer_id().to_string(),
@@ -110,7 +115,10 @@ pub async fn run() -> Result<ExitCode> {
         Ok(n) => n,
         Err(e) => return Err(anyhow!("could not start the local network: {e}")),
     };
-    println!("ok   started {DEMO_NODES} nodes in {}", ms(started.elapsed()));
+    println!(
+        "ok   started {DEMO_NODES} nodes in {}",
+        ms(started.elapsed())
+    );
 
     step(&mut steps, "peers discover each other", async {
         let t = Instant::now();
@@ -137,20 +145,28 @@ pub async fn run() -> Result<ExitCode> {
     })
     .await;
 
-    step(&mut steps, "DHT record stored by one node, read by another", async {
-        let t = Instant::now();
-        net.node(1)
-            .net
-            .put_record(b"/kv/greeting".to_vec(), b"hello from node 1".to_vec())
-            .await?;
-        let put = t.elapsed();
-        let t = Instant::now();
-        let v = net.node(5).net.get_record(b"/kv/greeting".to_vec()).await?;
-        if v != b"hello from node 1" {
-            return Err(anyhow!("node 5 read {:?}", String::from_utf8_lossy(&v)));
-        }
-        Ok(format!("put on node 1 {}, read on node 5 {}", ms(put), ms(t.elapsed())))
-    })
+    step(
+        &mut steps,
+        "DHT record stored by one node, read by another",
+        async {
+            let t = Instant::now();
+            net.node(1)
+                .net
+                .put_record(b"/kv/greeting".to_vec(), b"hello from node 1".to_vec())
+                .await?;
+            let put = t.elapsed();
+            let t = Instant::now();
+            let v = net.node(5).net.get_record(b"/kv/greeting".to_vec()).await?;
+            if v != b"hello from node 1" {
+                return Err(anyhow!("node 5 read {:?}", String::from_utf8_lossy(&v)));
+            }
+            Ok(format!(
+                "put on node 1 {}, read on node 5 {}",
+                ms(put),
+                ms(t.elapsed())
+            ))
+        },
+    )
     .await;
 
     step(&mut steps, "pubsub message reaches every node", async {
@@ -180,7 +196,11 @@ pub async fn run() -> Result<ExitCode> {
             slowest = slowest.max(t.elapsed());
             got += 1;
         }
-        Ok(format!("{got}/{} nodes received it, the last after {}", DEMO_NODES - 1, ms(slowest)))
+        Ok(format!(
+            "{got}/{} nodes received it, the last after {}",
+            DEMO_NODES - 1,
+            ms(slowest)
+        ))
     })
     .await;
 
@@ -248,34 +268,42 @@ pub async fn run() -> Result<ExitCode> {
     })
     .await;
 
-    step(&mut steps, "a node killed while the others keep working", async {
-        let victim = net.node(4).peer_id().to_string();
-        net.kill(4)?;
-        let t = Instant::now();
-        wait_until(STEP_TIMEOUT, "peers to notice", || async {
-            for k in net.running() {
-                match net.node(k).net.peers().await {
-                    Ok(p) if !p.iter().any(|p| p.peer_id == victim) => {}
-                    _ => return false,
+    step(
+        &mut steps,
+        "a node killed while the others keep working",
+        async {
+            let victim = net.node(4).peer_id().to_string();
+            net.kill(4)?;
+            let t = Instant::now();
+            wait_until(STEP_TIMEOUT, "peers to notice", || async {
+                for k in net.running() {
+                    match net.node(k).net.peers().await {
+                        Ok(p) if !p.iter().any(|p| p.peer_id == victim) => {}
+                        _ => return false,
+                    }
                 }
-            }
-            true
-        })
-        .await?;
-        let noticed = t.elapsed();
-        net.node(1)
-            .net
-            .put_record(b"/kv/after-kill".to_vec(), b"still working".to_vec())
+                true
+            })
             .await?;
-        let v = net.node(5).net.get_record(b"/kv/after-kill".to_vec()).await?;
-        if v != b"still working" {
-            return Err(anyhow!("record after kill not read back"));
-        }
-        Ok(format!(
-            "node 4 killed; all peers dropped it within {}; DHT put/get still works",
-            ms(noticed)
-        ))
-    })
+            let noticed = t.elapsed();
+            net.node(1)
+                .net
+                .put_record(b"/kv/after-kill".to_vec(), b"still working".to_vec())
+                .await?;
+            let v = net
+                .node(5)
+                .net
+                .get_record(b"/kv/after-kill".to_vec())
+                .await?;
+            if v != b"still working" {
+                return Err(anyhow!("record after kill not read back"));
+            }
+            Ok(format!(
+                "node 4 killed; all peers dropped it within {}; DHT put/get still works",
+                ms(noticed)
+            ))
+        },
+    )
     .await;
 
     let t = Instant::now();

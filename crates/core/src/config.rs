@@ -192,10 +192,7 @@ impl Config {
     /// Parses TOML text; errors carry the line and column of the mistake.
     pub fn parse(text: &str, path: &Path) -> Result<Config, CoreError> {
         toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             CoreError::Config {
                 path: path.to_path_buf(),
                 line,
@@ -257,8 +254,11 @@ mod tests {
 
     #[test]
     fn unknown_key_is_an_error() {
-        let err = Config::parse("[api]\nlisten = \"127.0.0.1:1\"\nlissen = 1\n", Path::new("c"))
-            .unwrap_err();
+        let err = Config::parse(
+            "[api]\nlisten = \"127.0.0.1:1\"\nlissen = 1\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
         assert!(err.to_string().contains("lissen"), "{err}");
     }

@@ -27,7 +27,10 @@ pub fn load(path: &Path) -> Result<Keypair, CoreError> {
     };
     let key = Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(e.to_string()))?;
     if key.key_type() != libp2p::identity::KeyType::Ed25519 {
-        return Err(corrupt(format!("key type {:?}, expected ed25519", key.key_type())));
+        return Err(corrupt(format!(
+            "key type {:?}, expected ed25519",
+            key.key_type()
+        )));
     }
     Ok(key)
 }

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::core::ConnectedPoint;
+use libp2p::core::transport::ListenerId;
 use libp2p::identity::Keypair;
 use libp2p::kad::store::RecordStore;
 use libp2p::kad::{self, GetClosestPeersOk, GetProvidersOk, GetRecordOk, QueryId, QueryResult};
+use libp2p::metrics::{Metrics, Recorder};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::core::transport::ListenerId;
 use libp2p::swarm::{ConnectionId, DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, mdns, relay};
-use libp2p::metrics::{Metrics, Recorder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
@@ -106,10 +106,12 @@ pub fn spawn(
     let local_peer_id = key.public().to_peer_id();
     let mut swarm = build_swarm(key, &config, registry)?;
     for addr in &config.listen {
-        swarm.listen_on(addr.clone()).map_err(|e| NetError::Listen {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen {
+                addr: addr.to_string(),
+                reason: e.to_string(),
+            })?;
     }
     for addr in &config.external_addresses {
         swarm.add_external_address(addr.clone());
@@ -188,9 +190,14 @@ impl Actor {
             if listener.is_some() {
                 continue;
             }
-            let Some(relay) = peer_of(&addr) else { continue };
+            let Some(relay) = peer_of(&addr) else {
+                continue;
+            };
             if self.swarm.is_connected(&relay) {
-                match self.swarm.listen_on(addr.clone().with(Protocol::P2pCircuit)) {
+                match self
+                    .swarm
+                    .listen_on(addr.clone().with(Protocol::P2pCircuit))
+                {
                     Ok(id) => self.relays[i].1 = Some(id),
                     Err(e) => {
                         tracing::warn!(target: "nodus::net", %addr, "relay listen failed: {e}")
@@ -420,7 +427,10 @@ impl Actor {
                 let mut out = Vec::new();
                 for b in self.swarm.behaviour_mut().kad.kbuckets() {
                     for e in b.iter() {
-                        out.push((*e.node.key.preimage(), e.node.value.iter().cloned().collect()));
+                        out.push((
+                            *e.node.key.preimage(),
+                            e.node.value.iter().cloned().collect(),
+                        ));
                     }
                 }
                 let _ = reply.send(Ok(out));
@@ -472,7 +482,11 @@ impl Actor {
             connected_peers: self.swarm.connected_peers().count(),
             routing_table_size,
             nat: self.nat.clone(),
-            topics: self.subscriptions.values().map(|(t, _)| t.clone()).collect(),
+            topics: self
+                .subscriptions
+                .values()
+                .map(|(t, _)| t.clone())
+                .collect(),
         }
     }
 
@@ -521,7 +535,11 @@ impl Actor {
                 let first = conns.is_empty();
                 conns.push((connection_id, addr.clone()));
                 if let ConnectedPoint::Dialer { address, .. } = &endpoint
-                    && self.config.bootstrap.iter().any(|b| peer_of(b) == Some(peer_id))
+                    && self
+                        .config
+                        .bootstrap
+                        .iter()
+                        .any(|b| peer_of(b) == Some(peer_id))
                 {
                     self.try_route(peer_id, address.clone());
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
@@ -532,7 +550,11 @@ impl Actor {
                 for reply in self.peer_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
                 }
-                if self.relays.iter().any(|(a, l)| l.is_none() && peer_of(a) == Some(peer_id)) {
+                if self
+                    .relays
+                    .iter()
+                    .any(|(a, l)| l.is_none() && peer_of(a) == Some(peer_id))
+                {
                     self.ensure_relays();
                 }
                 if first {
@@ -688,12 +710,7 @@ impl Actor {
         }
     }
 
-    fn deliver(
-        &mut self,
-        via: PeerId,
-        id: gossipsub::MessageId,
-        message: gossipsub::Message,
-    ) {
+    fn deliver(&mut self, via: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let Some((topic, senders)) = self.subscriptions.get_mut(&message.topic) else {
             return;
         };
@@ -726,11 +743,12 @@ impl Actor {
                 self.try_route(peer, address);
             }
             kad::Event::InboundRequest {
-                request: kad::InboundRequest::PutRecord {
-                    source,
-                    record: Some(record),
-                    ..
-                },
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
             } => match self.config.validators.validate(&record) {
                 Ok(()) => {
                     if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
@@ -748,7 +766,12 @@ impl Actor {
                         record: Some(record),
                     },
             } => {
-                let _ = self.swarm.behaviour_mut().kad.store_mut().add_provider(record);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_provider(record);
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -796,22 +819,20 @@ impl Actor {
             (PendingQuery::Provide(reply), QueryResult::StartProviding(r)) => {
                 let _ = reply.send(r.map(|_| ()).map_err(|e| NetError::Query(e.to_string())));
             }
-            (PendingQuery::Providers(reply, mut found), QueryResult::GetProviders(r)) => {
-                match r {
-                    Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
-                        found.extend(providers);
-                        if last {
-                            let _ = reply.send(Ok(found.into_iter().collect()));
-                        } else {
-                            self.queries
-                                .insert(id, PendingQuery::Providers(reply, found));
-                        }
-                    }
-                    Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
+            (PendingQuery::Providers(reply, mut found), QueryResult::GetProviders(r)) => match r {
+                Ok(GetProvidersOk::FoundProviders { providers, .. }) => {
+                    found.extend(providers);
+                    if last {
                         let _ = reply.send(Ok(found.into_iter().collect()));
+                    } else {
+                        self.queries
+                            .insert(id, PendingQuery::Providers(reply, found));
                     }
                 }
-            }
+                Ok(GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) | Err(_) => {
+                    let _ = reply.send(Ok(found.into_iter().collect()));
+                }
+            },
             (PendingQuery::Closest(reply), QueryResult::GetClosestPeers(r)) => {
                 let peers = match r {
                     Ok(GetClosestPeersOk { peers, .. }) => peers,

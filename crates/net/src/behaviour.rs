@@ -155,10 +155,12 @@ fn make_behaviour(
         ip_colocation_factor_whitelist: config.gossip_ip_whitelist.iter().copied().collect(),
         ..Default::default()
     };
-    let gossipsub =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
-            .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?
-            .with_metrics(registry, Default::default());
+    let gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )
+    .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?
+    .with_metrics(registry, Default::default());
     let mut gossipsub = gossipsub;
     gossipsub
         .with_peer_score(score_params, gossipsub::PeerScoreThresholds::default())

@@ -27,10 +27,11 @@ pub struct NetConfig {
 fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NetError> {
     list.iter()
         .map(|s| {
-            s.parse().map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr {
-                addr: s.clone(),
-                reason: e.to_string(),
-            })
+            s.parse()
+                .map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr {
+                    addr: s.clone(),
+                    reason: e.to_string(),
+                })
         })
         .collect()
 }
@@ -41,10 +42,11 @@ impl NetConfig {
             .gossip_ip_whitelist
             .iter()
             .map(|s| {
-                s.parse().map_err(|e: std::net::AddrParseError| NetError::BadAddr {
-                    addr: s.clone(),
-                    reason: e.to_string(),
-                })
+                s.parse()
+                    .map_err(|e: std::net::AddrParseError| NetError::BadAddr {
+                        addr: s.clone(),
+                        reason: e.to_string(),
+                    })
             })
             .collect::<Result<_, _>>()?;
         Ok(NetConfig {

@@ -59,7 +59,10 @@ impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Refusal::BucketFull { subnet, count } => {
-                write!(f, "{count} peers of subnet {subnet:?} already in this bucket")
+                write!(
+                    f,
+                    "{count} peers of subnet {subnet:?} already in this bucket"
+                )
             }
             Refusal::TableFull { subnet, count } => {
                 write!(f, "{count} peers of subnet {subnet:?} already in the table")

@@ -7,15 +7,38 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NetEvent {
-    PeerConnected { peer: String, address: String },
-    PeerDisconnected { peer: String },
-    ListenAddr { address: String },
-    ListenAddrExpired { address: String },
-    RelayReservation { relay: String },
-    NatStatus { status: String },
-    RoutingRejected { peer: String, address: String, reason: String },
-    BadConnection { address: String, error: String },
-    HolePunch { peer: String, ok: bool },
+    PeerConnected {
+        peer: String,
+        address: String,
+    },
+    PeerDisconnected {
+        peer: String,
+    },
+    ListenAddr {
+        address: String,
+    },
+    ListenAddrExpired {
+        address: String,
+    },
+    RelayReservation {
+        relay: String,
+    },
+    NatStatus {
+        status: String,
+    },
+    RoutingRejected {
+        peer: String,
+        address: String,
+        reason: String,
+    },
+    BadConnection {
+        address: String,
+        error: String,
+    },
+    HolePunch {
+        peer: String,
+        ok: bool,
+    },
 }
 
 /// A gossipsub message delivered to a local subscriber.

@@ -13,19 +13,59 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 pub(crate) enum Command {
     Status(Reply<Status>),
     Peers(Reply<Vec<PeerInfo>>),
-    Dial { addr: Multiaddr, reply: Reply<PeerId> },
-    DialPeer { peer: PeerId, reply: Reply<PeerId> },
-    Disconnect { peer: PeerId, reply: Reply<()> },
-    ListenViaRelay { relay: Multiaddr, reply: Reply<()> },
-    Subscribe { topic: String, reply: Reply<mpsc::Receiver<GossipMessage>> },
-    Publish { topic: String, data: Vec<u8>, reply: Reply<String> },
-    TopicPeers { topic: String, reply: Reply<Vec<PeerId>> },
-    PutRecord { key: Vec<u8>, value: Vec<u8>, reply: Reply<()> },
-    GetRecord { key: Vec<u8>, reply: Reply<Vec<u8>> },
-    Provide { key: Vec<u8>, reply: Reply<()> },
-    Providers { key: Vec<u8>, reply: Reply<Vec<PeerId>> },
-    ClosestPeers { key: Vec<u8>, reply: Reply<Vec<PeerId>> },
-    RoutingTable { reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>> },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<PeerId>,
+    },
+    DialPeer {
+        peer: PeerId,
+        reply: Reply<PeerId>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: Reply<()>,
+    },
+    ListenViaRelay {
+        relay: Multiaddr,
+        reply: Reply<()>,
+    },
+    Subscribe {
+        topic: String,
+        reply: Reply<mpsc::Receiver<GossipMessage>>,
+    },
+    Publish {
+        topic: String,
+        data: Vec<u8>,
+        reply: Reply<String>,
+    },
+    TopicPeers {
+        topic: String,
+        reply: Reply<Vec<PeerId>>,
+    },
+    PutRecord {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        reply: Reply<()>,
+    },
+    GetRecord {
+        key: Vec<u8>,
+        reply: Reply<Vec<u8>>,
+    },
+    Provide {
+        key: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Providers {
+        key: Vec<u8>,
+        reply: Reply<Vec<PeerId>>,
+    },
+    ClosestPeers {
+        key: Vec<u8>,
+        reply: Reply<Vec<PeerId>>,
+    },
+    RoutingTable {
+        reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
+    },
     Shutdown,
 }
 
@@ -104,7 +144,8 @@ impl NetworkHandle {
     /// Peers known to be subscribed to `topic`.
     pub async fn topic_peers(&self, topic: &str) -> Result<Vec<PeerId>, NetError> {
         let topic = topic.to_string();
-        self.call(|reply| Command::TopicPeers { topic, reply }).await
+        self.call(|reply| Command::TopicPeers { topic, reply })
+            .await
     }
 
     /// Stores a record in the DHT (locally and on the closest peers). The key must be
@@ -127,7 +168,8 @@ impl NetworkHandle {
     }
 
     pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
-        self.call(|reply| Command::ClosestPeers { key, reply }).await
+        self.call(|reply| Command::ClosestPeers { key, reply })
+            .await
     }
 
     /// Every peer in the Kademlia routing table with its addresses.

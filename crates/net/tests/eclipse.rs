@@ -22,9 +22,12 @@ fn config(ip: &str) -> NetConfig {
 }
 
 async fn start(ip: &str) -> NetworkHandle {
-    let (h, _task) =
-        nodus_net::spawn(Keypair::generate_ed25519(), config(ip), &mut Registry::default())
-            .unwrap();
+    let (h, _task) = nodus_net::spawn(
+        Keypair::generate_ed25519(),
+        config(ip),
+        &mut Registry::default(),
+    )
+    .unwrap();
     h
 }
 

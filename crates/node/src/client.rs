@@ -82,7 +82,10 @@ impl ApiClient {
         if status.is_success() {
             Ok(body)
         } else {
-            let message = body["error"].as_str().unwrap_or("unknown error").to_string();
+            let message = body["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string();
             Err(ClientError::Status {
                 status: status.as_u16(),
                 message,
@@ -140,7 +143,9 @@ impl ApiClient {
                 message: resp.text().await.unwrap_or_default(),
             });
         }
-        resp.text().await.map_err(|e| ClientError::Http(e.to_string()))
+        resp.text()
+            .await
+            .map_err(|e| ClientError::Http(e.to_string()))
     }
 
     /// Opens a Server-Sent Events stream.
@@ -156,9 +161,11 @@ impl ApiClient {
             .await
             .map_err(|e| self.map_send_err(e))?;
         if !resp.status().is_success() {
-            return Err(self.finish(resp).await.err().unwrap_or(ClientError::Api(
-                "the node refused the event stream".into(),
-            )));
+            return Err(self
+                .finish(resp)
+                .await
+                .err()
+                .unwrap_or(ClientError::Api("the node refused the event stream".into())));
         }
         let bytes = resp.bytes_stream();
         Ok(futures::stream::unfold(

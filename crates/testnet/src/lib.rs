@@ -171,15 +171,19 @@ impl Testnet {
 
     /// Waits until every running node has at least `min` connected peers.
     pub async fn wait_connected(&self, min: usize, timeout: Duration) -> Result<(), TestnetError> {
-        wait_until(timeout, &format!("every node to have {min} peers"), || async {
-            for k in self.running() {
-                match self.node(k).net.status().await {
-                    Ok(s) if s.connected_peers >= min => {}
-                    _ => return false,
+        wait_until(
+            timeout,
+            &format!("every node to have {min} peers"),
+            || async {
+                for k in self.running() {
+                    match self.node(k).net.status().await {
+                        Ok(s) if s.connected_peers >= min => {}
+                        _ => return false,
+                    }
                 }
-            }
-            true
-        })
+                true
+            },
+        )
         .await
     }
 
@@ -212,7 +216,11 @@ impl Testnet {
 }
 
 /// Polls `check` every 50 ms until it is true or `timeout` passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<(), TestnetError>
+pub async fn wait_until<F, Fut>(
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<(), TestnetError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

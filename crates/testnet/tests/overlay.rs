@@ -21,11 +21,18 @@ async fn connect_over(transport: &str) {
     let mut net = Testnet::start(1, dir.path()).await.unwrap();
     // A second node with no bootstrap: it joins only by the explicit dial below.
     net.add_node(node_config(node_ip(1), &[])).await.unwrap();
-    let target = net.node(0).p2p_addr(transport).expect("listener of that transport");
+    let target = net
+        .node(0)
+        .p2p_addr(transport)
+        .expect("listener of that transport");
     let peer = net.node(1).net.dial(target).await.unwrap();
     assert_eq!(peer, net.node(0).peer_id());
     // The dialer knows first; the listener processes its side of the handshake a moment later.
-    let expect = if transport == "tcp" { "/tcp/" } else { "/quic-v1" };
+    let expect = if transport == "tcp" {
+        "/tcp/"
+    } else {
+        "/quic-v1"
+    };
     let other = net.node(1).peer_id().to_string();
     wait_until(T, "node 0 to list node 1", || async {
         let peers = net.node(0).net.peers().await.unwrap();
@@ -35,7 +42,12 @@ async fn connect_over(transport: &str) {
     })
     .await
     .unwrap();
-    let rtts = net.node(1).net.ping(net.node(0).peer_id(), 3).await.unwrap();
+    let rtts = net
+        .node(1)
+        .net
+        .ping(net.node(0).peer_id(), 3)
+        .await
+        .unwrap();
     assert_eq!(rtts.len(), 3);
     net.shutdown().await;
 }
@@ -73,7 +85,12 @@ async fn twenty_nodes_share_dht_records_and_gossip() {
         assert_eq!(v.unwrap(), b"42", "node {k} reads the record");
     }
 
-    let id = net.node(3).net.publish("news", b"hello all".to_vec()).await.unwrap();
+    let id = net
+        .node(3)
+        .net
+        .publish("news", b"hello all".to_vec())
+        .await
+        .unwrap();
     for (k, rx) in subs.iter_mut().enumerate() {
         if k == 3 {
             continue; // gossipsub does not echo to the publisher
@@ -122,7 +139,12 @@ async fn killed_node_leaves_peer_lists_and_the_rest_keep_working() {
         .put_record(b"/kv/after".to_vec(), b"still here".to_vec())
         .await
         .unwrap();
-    let v = net.node(4).net.get_record(b"/kv/after".to_vec()).await.unwrap();
+    let v = net
+        .node(4)
+        .net
+        .get_record(b"/kv/after".to_vec())
+        .await
+        .unwrap();
     assert_eq!(v, b"still here");
     net.shutdown().await;
 }
@@ -157,7 +179,10 @@ async fn node_listening_only_through_a_relay_is_reached_by_others() {
     .unwrap();
     let status = net.node(hidden).net.status().await.unwrap();
     assert!(
-        status.listen_addrs.iter().all(|a| a.contains("p2p-circuit")),
+        status
+            .listen_addrs
+            .iter()
+            .all(|a| a.contains("p2p-circuit")),
         "hidden node must have no direct listener: {:?}",
         status.listen_addrs
     );

@@ -77,7 +77,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-async fn measure_pair(transport: &str, first_node: usize, mib: usize, trips: usize) -> Result<Measured> {
+async fn measure_pair(
+    transport: &str,
+    first_node: usize,
+    mib: usize,
+    trips: usize,
+) -> Result<Measured> {
     let dir = tempfile::tempdir()?;
     let mut net = Testnet::start(0, dir.path()).await?;
     let mut cfg_a = node_config(node_ip(first_node), &[]);
@@ -190,12 +195,18 @@ async fn iperf3(mib: usize) -> Result<(f64, f64)> {
         .output()
         .await?;
     let _ = server.wait().await;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| anyhow!("iperf3 printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow!(
+            "iperf3 printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))?;
-    let rtt = v["end"]["streams"][0]["sender"]["mean_rtt"].as_f64().unwrap_or(0.0);
+    let rtt = v["end"]["streams"][0]["sender"]["mean_rtt"]
+        .as_f64()
+        .unwrap_or(0.0);
     Ok((bps / 8.0 / 1e6, rtt))
 }
 
@@ -224,7 +235,9 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
             "1.00".into(),
             "-".into(),
             "-".into(),
-            iperf_rtt.map(|r| format!("{r:.0} (kernel mean)")).unwrap_or("n/a".into()),
+            iperf_rtt
+                .map(|r| format!("{r:.0} (kernel mean)"))
+                .unwrap_or("n/a".into()),
         ],
         vec![
             "plain TCP echo".into(),
@@ -261,7 +274,14 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
         }));
     } else {
         table(
-            &["path", "MB/s", "ratio to iperf3", "rtt p50 µs", "rtt p99 µs", "note"],
+            &[
+                "path",
+                "MB/s",
+                "ratio to iperf3",
+                "rtt p50 µs",
+                "rtt p99 µs",
+                "note",
+            ],
             &rows,
         );
     }

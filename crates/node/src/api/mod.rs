@@ -57,7 +57,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/peers", get(routes::peers))
         .route("/api/v1/connect", post(routes::connect))
         .route("/api/v1/ping", post(routes::ping))
-        .route("/api/v1/dht/{key}", get(routes::dht_get).put(routes::dht_put))
+        .route(
+            "/api/v1/dht/{key}",
+            get(routes::dht_get).put(routes::dht_put),
+        )
         .route("/api/v1/routing", get(routes::routing))
         .route("/api/v1/pubsub/publish", post(routes::publish))
         .route("/api/v1/pubsub/subscribe", get(sse::subscribe))

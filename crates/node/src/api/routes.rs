@@ -109,18 +109,16 @@ pub async fn dht_put(
 }
 
 pub async fn dht_get(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult {
-    let value = within(s.net.get_record(kv_key(&key)?))
-        .await
-        .map_err(|e| {
-            if e.status == StatusCode::NOT_FOUND {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("no value for key {key:?} in the DHT"),
-                )
-            } else {
-                e
-            }
-        })?;
+    let value = within(s.net.get_record(kv_key(&key)?)).await.map_err(|e| {
+        if e.status == StatusCode::NOT_FOUND {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no value for key {key:?} in the DHT"),
+            )
+        } else {
+            e
+        }
+    })?;
     Ok(Json(json!({
         "key": key,
         "value": String::from_utf8_lossy(&value),

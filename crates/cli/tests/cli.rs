@@ -1,0 +1,430 @@
+//! The `nodus` binary as a person uses it: separate processes, real files, real signals.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nodus");
+
+fn nodus(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run nodus")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(o), stderr(o)))
+}
+
+/// A data dir whose node listens on TCP at `ip` only.
+fn init_at(dir: &Path, ip: &str) {
+    let o = nodus(dir, &["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(
+        dir.join("config.toml"),
+        format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n"),
+    )
+    .unwrap();
+}
+
+struct Running {
+    child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn endpoints(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("endpoints.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn up(dir: &Path) -> Running {
+    let _ = std::fs::remove_file(dir.join("endpoints.json"));
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["up", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while endpoints(dir).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Running { child }
+}
+
+fn api_get(dir: &Path, path: &str, token: Option<&str>) -> (u16, String) {
+    let api = endpoints(dir).unwrap()["api"].as_str().unwrap().to_string();
+    let hostport = api.trim_start_matches("http://");
+    let mut s = TcpStream::connect(hostport).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp[9..12].parse().unwrap();
+    (code, resp)
+}
+
+#[test]
+fn init_creates_a_private_identity_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("node");
+    let a = nodus(&d, &["--json", "init"]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let a = json(&a);
+    assert_eq!(a["created_identity"], true);
+    let mode = std::fs::metadata(d.join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(d.join("config.toml"))
+            .unwrap()
+            .contains("# nodus configuration")
+    );
+    let b = json(&nodus(&d, &["--json", "init"]));
+    assert_eq!(b["created_identity"], false);
+    assert_eq!(
+        a["peer_id"], b["peer_id"],
+        "init never replaces an identity"
+    );
+}
+
+#[test]
+fn corrupt_or_open_key_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(nodus(d, &["init"]).status.success());
+    let key = d.join("identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = nodus(d, &["up"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&key, b"not a key").unwrap();
+    let o = nodus(d, &["init"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        b"not a key",
+        "key left untouched"
+    );
+}
+
+#[test]
+fn malformed_config_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(nodus(d, &["init"]).status.success());
+    std::fs::write(
+        d.join("config.toml"),
+        "[p2p]\nmdns = false\nlisten = \"oops\n",
+    )
+    .unwrap();
+    let o = nodus(d, &["up"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("config.toml") && e.contains("line 3"), "{e}");
+}
+
+#[test]
+fn unknown_flags_and_missing_node_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN).arg("--frobnicate").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--frobnicate"), "{}", stderr(&o));
+
+    let o = nodus(dir.path(), &["status"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nodus up"), "{}", stderr(&o));
+
+    let o = nodus(dir.path(), &["up"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nodus init"), "{}", stderr(&o));
+}
+
+#[test]
+fn api_requires_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init_at(d, "127.0.31.1");
+    let _node = up(d);
+    let mode = std::fs::metadata(d.join("api.cookie"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(d.join("api.cookie")).unwrap();
+    for path in ["/api/v1/status", "/metrics", "/api/v1/peers"] {
+        let (code, body) = api_get(d, path, None);
+        assert_eq!(code, 401, "{path} without token: {body}");
+        let (code, _) = api_get(d, path, Some("wrong"));
+        assert_eq!(code, 401, "{path} with a wrong token");
+        let (code, body) = api_get(d, path, Some(token.trim()));
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let (_, metrics) = api_get(d, "/metrics", Some(token.trim()));
+    assert!(
+        metrics.contains("nodus_api_unauthorized_total 6"),
+        "{metrics}"
+    );
+    let ep = endpoints(d).unwrap();
+    assert!(ep["api"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn commands_drive_two_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.32.1");
+    init_at(&b, "127.0.33.1");
+    let _na = up(&a);
+    let _nb = up(&b);
+    let addr_a = endpoints(&a).unwrap()["p2p"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer_a = endpoints(&a).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let o = nodus(&b, &["--json", "connect", &addr_a]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["peer_id"], peer_a.as_str());
+
+    let o = nodus(&b, &["--json", "peers"]);
+    let peers = json(&o);
+    assert!(
+        peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == peer_a.as_str()),
+        "{peers}"
+    );
+    let o = nodus(&b, &["--json", "ping", &peer_a, "--count", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["rtt_ms"].as_array().unwrap().len(), 2);
+
+    let o = nodus(&a, &["dht", "put", "colour", "blue"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nodus(&b, &["dht", "get", "colour"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), "blue");
+    let o = nodus(&b, &["dht", "get", "no-such-key"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no value"), "{}", stderr(&o));
+
+    // Subscribe on b, publish on a until the subscription has propagated.
+    let sub = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&b)
+        .args(["--json", "pubsub", "subscribe", "chat", "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let o = nodus(&a, &["pubsub", "publish", "chat", "hello b"]);
+        if o.status.success() {
+            break;
+        }
+        assert!(stderr(&o).contains("subscribe"), "{}", stderr(&o));
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no subscriber appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = sub.wait_with_output().unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["data"], "hello b");
+    assert_eq!(line["source"], peer_a.as_str());
+
+    let o = nodus(&b, &["--json", "status"]);
+    assert_eq!(json(&o)["connected_peers"], 1);
+}
+
+#[test]
+fn garbage_on_the_p2p_port_drops_that_connection_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init_at(d, "127.0.34.1");
+    let _node = up(d);
+    let p2p = endpoints(d).unwrap()["p2p"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port: u16 = p2p
+        .split("/tcp/")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(("127.0.34.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let _ = s.write_all(&garbage);
+        let mut buf = [0u8; 4096];
+        // The node answers with its own handshake at most, then closes the connection.
+        let closed = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        assert!(closed, "the node kept a garbage connection open");
+    }
+    let o = nodus(d, &["--json", "status"]);
+    assert!(o.status.success(), "node still answers: {}", stderr(&o));
+    let token = std::fs::read_to_string(d.join("api.cookie")).unwrap();
+    let (_, metrics) = api_get(d, "/metrics", Some(token.trim()));
+    let bad: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("nodus_net_bad_connections_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(bad >= 5.0, "garbage connections counted: {bad}");
+    // And a real peer still gets in.
+    let other = dir.path().join("other");
+    init_at(&other, "127.0.35.1");
+    let _o = up(&other);
+    let o = nodus(&other, &["connect", &p2p]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn kill_9_then_restart_keeps_identity_and_sigterm_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init_at(d, "127.0.36.1");
+    let mut node = up(d);
+    let before = endpoints(d).unwrap()["peer_id"].clone();
+
+    let second = nodus(d, &["up"]);
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains("already running"),
+        "{}",
+        stderr(&second)
+    );
+
+    // kill -9: endpoints.json stays behind, commands must say no node is running.
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let o = nodus(d, &["status"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no node running"), "{}", stderr(&o));
+
+    let mut node = up(d);
+    assert_eq!(
+        endpoints(d).unwrap()["peer_id"],
+        before,
+        "same identity after kill -9"
+    );
+
+    let pid = node.child.id();
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = node.child.wait().unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(
+        !d.join("endpoints.json").exists(),
+        "endpoints.json removed on clean shutdown"
+    );
+}
+
+#[test]
+fn demo_shows_every_capability_and_exits_zero() {
+    let o = Command::new(BIN).arg("demo").output().unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for what in [
+        "peers discover each other",
+        "DHT record stored by one node, read by another",
+        "pubsub message reaches every node",
+        "reached through a relay",
+        "a node killed while the others keep working",
+    ] {
+        assert!(
+            out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
+            "summary row for {what:?} missing or failed:\n{out}"
+        );
+    }
+    assert!(out.contains("5 of 5 shown working"), "{out}");
+}
+
+/// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing
+/// is never asserted.
+#[test]
+fn bench_net_prints_nodus_beside_iperf3() {
+    let o = Command::new(BIN)
+        .args([
+            "--json",
+            "bench",
+            "net",
+            "--mib",
+            "4",
+            "--round-trips",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert!(
+        v["iperf3"]["mb_per_s"].as_f64().is_some(),
+        "iperf3 measured: {v}"
+    );
+    for path in ["nodus_tcp", "nodus_quic"] {
+        assert!(v[path]["mb_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v[path]["ratio_to_iperf3"].as_f64().is_some(), "{v}");
+        assert!(v[path]["rtt_p50_us"].as_f64().unwrap() > 0.0, "{v}");
+    }
+}
