@@ -54,17 +54,21 @@ async fn fifty_peers_from_one_slash24_cannot_eclipse_a_node() {
         s.dial(target_addr.clone()).await.unwrap();
         sybils.push(s);
     }
-    // Give identify time to report every Sybil's listen address to the target.
-    let mut table = Vec::new();
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        table = target.routing_table().await.unwrap();
-        if target.peers().await.unwrap().len() >= 50 && table.len() >= 10 {
+    // Wait until the target has identified every Sybil (each then asked for a table slot).
+    for _ in 0..200 {
+        let identified = target
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.agent.is_some())
+            .count();
+        if identified >= 50 {
             break;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    table = target.routing_table().await.unwrap();
+    let table = target.routing_table().await.unwrap();
     let from_sybil_net = |t: &[(PeerId, Vec<Multiaddr>)]| {
         t.iter()
             .filter(|(_, addrs)| addrs.iter().any(|a| Subnet::of_addr(a) == Some(sybil_net)))

@@ -48,8 +48,14 @@ impl Node {
             .write(true)
             .open(dir.lock_path())
             .map_err(|e| nodus_core::CoreError::io(dir.lock_path(), e))?;
-        if lock.try_lock().is_err() {
-            return Err(NodeError::Locked(dir.root().display().to_string()));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(NodeError::Locked(dir.root().display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(nodus_core::CoreError::io(dir.lock_path(), e).into());
+            }
         }
         let key = identity::load(&dir.identity_path())?;
         let config = match opts.config {
