@@ -292,6 +292,14 @@ async fn follow(
             bail!("the node closed the stream (did it stop?)");
         };
         let ev = ev?;
+        if ev.event == "ready" {
+            if json {
+                println!("{}", ev.data);
+            } else {
+                eprintln!("following (Ctrl-C to stop)");
+            }
+            continue;
+        }
         let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::String(ev.data.clone()));
         if json {
             println!("{}", serde_json::to_string(&v)?);

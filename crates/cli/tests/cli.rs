@@ -273,7 +273,10 @@ fn commands_drive_two_nodes() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = sub.wait_with_output().unwrap();
-    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(r#"{"type":"ready"}"#));
+    let line: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(line["data"], "hello b");
     assert_eq!(line["source"], peer_a.as_str());
 
@@ -427,4 +430,57 @@ fn bench_net_prints_nodus_beside_iperf3() {
         assert!(v[path]["ratio_to_iperf3"].as_f64().is_some(), "{v}");
         assert!(v[path]["rtt_p50_us"].as_f64().unwrap() > 0.0, "{v}");
     }
+}
+
+#[test]
+fn event_stream_reports_peers_coming_and_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.37.1");
+    init_at(&b, "127.0.38.1");
+    let _na = up(&a);
+    let mut nb = up(&b);
+    let peer_b = endpoints(&b).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut events = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&a)
+        .args(["--json", "events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = events.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("stream opens");
+    assert_eq!(first, r#"{"type":"ready"}"#);
+    let addr_a = endpoints(&a).unwrap()["p2p"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(nodus(&b, &["connect", &addr_a]).status.success());
+    let wait_for = |kind: &str| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no {kind} event"));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["type"] == kind && v["peer"] == peer_b.as_str() {
+            return v;
+        }
+    };
+    wait_for("peer_connected");
+    nb.child.kill().unwrap();
+    nb.child.wait().unwrap();
+    wait_for("peer_disconnected");
+    let _ = events.kill();
+    let _ = events.wait();
 }

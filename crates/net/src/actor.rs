@@ -35,6 +35,7 @@ struct Counters {
     records_rejected: Counter,
     gossip_dropped: Counter,
     bad_connections: Counter,
+    peers_banned: Counter,
 }
 
 impl Counters {
@@ -59,6 +60,11 @@ impl Counters {
             "bad_connections",
             "Inbound connections that failed the handshake (garbage, wrong protocol)",
             self.bad_connections.clone(),
+        );
+        r.register(
+            "peers_banned",
+            "Peers banned for repeated misbehaviour",
+            self.peers_banned.clone(),
         );
     }
 }
@@ -91,7 +97,18 @@ struct Actor {
     nat: String,
     /// Relays we want a reservation on, and the listener held on each.
     relays: Vec<(Multiaddr, Option<ListenerId>)>,
+    /// Misbehaviour strikes per peer; at [`MAX_STRIKES`] the peer is banned.
+    strikes: HashMap<PeerId, u32>,
+    /// Banned peers and when their ban ends.
+    bans: HashMap<PeerId, std::time::Instant>,
 }
+
+/// Invalid records a peer may send before it is banned.
+pub const MAX_STRIKES: u32 = 5;
+/// How long a ban lasts.
+const BAN: Duration = Duration::from_secs(600);
+/// Bound on the strike table; past it the oldest bookkeeping is dropped wholesale.
+const MAX_TRACKED_OFFENDERS: usize = 4096;
 
 /// How often relay reservations lost with their connection are retried.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
@@ -145,6 +162,8 @@ pub fn spawn(
         rtts: HashMap::new(),
         nat: "unknown".into(),
         relays: Vec::new(),
+        strikes: HashMap::new(),
+        bans: HashMap::new(),
     };
     actor.join_network();
     let task = tokio::spawn(actor.run());
@@ -224,10 +243,49 @@ impl Actor {
                     Some(cmd) => self.on_command(cmd),
                 },
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
-                _ = relay_retry.tick() => self.ensure_relays(),
+                _ = relay_retry.tick() => {
+                    self.ensure_relays();
+                    self.lift_expired_bans();
+                }
             }
         }
         tracing::debug!(target: "nodus::net", "network actor stopped");
+    }
+
+    /// Counts a misbehaviour of `peer`; at [`MAX_STRIKES`] disconnects and bans it.
+    fn strike(&mut self, peer: PeerId, why: &str) {
+        if self.strikes.len() >= MAX_TRACKED_OFFENDERS {
+            self.strikes.clear();
+        }
+        let n = self.strikes.entry(peer).or_default();
+        *n += 1;
+        if *n < MAX_STRIKES {
+            return;
+        }
+        self.strikes.remove(&peer);
+        self.counters.peers_banned.inc();
+        tracing::info!(target: "nodus::net", %peer, "banned for {BAN:?}: {why}");
+        self.bans.insert(peer, std::time::Instant::now() + BAN);
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        self.emit(NetEvent::PeerBanned {
+            peer: peer.to_string(),
+            reason: why.to_string(),
+        });
+    }
+
+    fn lift_expired_bans(&mut self) {
+        let now = std::time::Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
     }
 
     fn emit(&self, event: NetEvent) {
@@ -422,6 +480,9 @@ impl Actor {
             Command::ClosestPeers { key, reply } => {
                 let q = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.queries.insert(q, PendingQuery::Closest(reply));
+            }
+            Command::GossipScore { peer, reply } => {
+                let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
             }
             Command::RoutingTable { reply } => {
                 let mut out = Vec::new();
@@ -706,7 +767,9 @@ impl Actor {
             }
             BehaviourEvent::Mdns(_) => {}
             BehaviourEvent::Stream(()) => {}
-            BehaviourEvent::Limits(v) | BehaviourEvent::Memory(v) => match v {},
+            BehaviourEvent::Limits(v) | BehaviourEvent::Memory(v) | BehaviourEvent::Blocked(v) => {
+                match v {}
+            }
         }
     }
 
@@ -758,6 +821,7 @@ impl Actor {
                 Err(reason) => {
                     self.counters.records_rejected.inc();
                     tracing::debug!(target: "nodus::net", %source, "record refused: {reason}");
+                    self.strike(source, "sent invalid DHT records");
                 }
             },
             kad::Event::InboundRequest {

@@ -7,8 +7,8 @@ use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, kad, mdns,
-    memory_connection_limits, noise, ping, relay, tcp, yamux,
+    StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
+    identify, kad, mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
 };
 use prometheus_client::registry::Registry;
 
@@ -21,6 +21,7 @@ pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub memory: memory_connection_limits::Behaviour,
     pub relay_client: relay::client::Behaviour,
@@ -184,6 +185,7 @@ fn make_behaviour(
     };
 
     Ok(Behaviour {
+        blocked: Default::default(),
         limits,
         memory,
         relay_client,

@@ -39,6 +39,10 @@ pub enum NetEvent {
         peer: String,
         ok: bool,
     },
+    PeerBanned {
+        peer: String,
+        reason: String,
+    },
 }
 
 /// A gossipsub message delivered to a local subscriber.

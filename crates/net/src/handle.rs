@@ -66,6 +66,10 @@ pub(crate) enum Command {
     RoutingTable {
         reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
     },
+    GossipScore {
+        peer: PeerId,
+        reply: Reply<Option<f64>>,
+    },
     Shutdown,
 }
 
@@ -175,6 +179,12 @@ impl NetworkHandle {
     /// Every peer in the Kademlia routing table with its addresses.
     pub async fn routing_table(&self) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, NetError> {
         self.call(|reply| Command::RoutingTable { reply }).await
+    }
+
+    /// The gossipsub score this node gives `peer` (None if it is not a gossip peer).
+    pub async fn gossip_score(&self, peer: PeerId) -> Result<Option<f64>, NetError> {
+        self.call(|reply| Command::GossipScore { peer, reply })
+            .await
     }
 
     /// Opens a stream of a service protocol to `peer`, dialing it if needed.

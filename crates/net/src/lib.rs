@@ -28,6 +28,7 @@ mod handle;
 pub mod ping;
 pub mod records;
 
+pub use actor::MAX_STRIKES;
 pub use config::NetConfig;
 pub use error::NetError;
 pub use events::{GossipMessage, NetEvent, PeerInfo, Status};

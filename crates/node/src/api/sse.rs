@@ -10,10 +10,16 @@ use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 
 use super::{ApiError, ApiState};
 
+/// First event of every stream: tells the client the stream (and any subscription
+/// behind it) is in place, so nothing sent after this is missed.
+fn ready() -> impl Stream<Item = Result<Event, Infallible>> {
+    futures::stream::once(async { Ok(Event::default().event("ready").data(r#"{"type":"ready"}"#)) })
+}
+
 pub async fn events(
     State(s): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = BroadcastStream::new(s.net.events()).map(|ev| {
+    let stream = ready().chain(BroadcastStream::new(s.net.events()).map(|ev| {
         Ok(match ev {
             Ok(ev) => Event::default()
                 .event("net")
@@ -23,7 +29,7 @@ pub async fn events(
                 Event::default().event("lagged").data(n.to_string())
             }
         })
-    });
+    }));
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
@@ -40,7 +46,7 @@ pub async fn subscribe(
         return Err(ApiError::bad_request("topic must not be empty"));
     }
     let rx = s.net.subscribe(&q.topic).await?;
-    let stream = ReceiverStream::new(rx).map(|m| {
+    let stream = ready().chain(ReceiverStream::new(rx).map(|m| {
         let body = serde_json::json!({
             "topic": m.topic,
             "source": m.source,
@@ -49,6 +55,6 @@ pub async fn subscribe(
             "data": String::from_utf8_lossy(&m.data),
         });
         Ok(Event::default().event("message").data(body.to_string()))
-    });
+    }));
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
