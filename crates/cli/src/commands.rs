@@ -84,17 +84,25 @@ async fn up(g: &Global, init: bool, log: &str) -> Result<ExitCode> {
         }
         println!("data dir  {}", dir.root().display());
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     let mut stop = node.stop_requested();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        r = stop_signal() => r?,
         _ = stop.wait_for(|s| *s) => {}
     }
     tracing::info!(target: "nodus::cli", "shutting down");
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
 
 /// Percent-encodes a path or query component.

@@ -47,11 +47,11 @@ pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
         table(&["node", "peer id", "api", "p2p (tcp)", "data dir"], &rows);
         println!();
         println!(
-            "try: nodus --data-dir {}/node1 peers    (Ctrl-C stops the testnet)",
+            "try: nodus --data-dir {}/node1 peers    (Ctrl-C or SIGTERM stops the testnet)",
             dir.display()
         );
     }
-    tokio::signal::ctrl_c().await?;
+    crate::commands::stop_signal().await?;
     net.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

@@ -484,3 +484,61 @@ fn event_stream_reports_peers_coming_and_going() {
     let _ = events.kill();
     let _ = events.wait();
 }
+
+#[test]
+fn testnet_up_gives_each_node_a_data_dir_the_commands_work_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("tn");
+    let mut child = Command::new(BIN)
+        .args(["testnet", "up", "3", "--dir"])
+        .arg(&d)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while endpoints(&d.join("node2")).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "testnet did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let node0 = endpoints(&d.join("node0")).unwrap()["peer_id"].clone();
+    let mut seen = false;
+    while !seen && start.elapsed() < Duration::from_secs(20) {
+        let o = nodus(&d.join("node2"), &["--json", "peers"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        seen = json(&o)["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == node0);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen, "node 2 joined through node 0");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "testnet stops cleanly on SIGTERM: {status:?}"
+    );
+    let mut table = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut table)
+        .unwrap();
+    assert!(
+        table.contains("node2") && table.contains("/p2p/"),
+        "{table}"
+    );
+    for k in 0..3 {
+        assert!(!d.join(format!("node{k}/endpoints.json")).exists());
+    }
+}

@@ -265,8 +265,12 @@ impl Actor {
         self.strikes.remove(&peer);
         self.counters.peers_banned.inc();
         tracing::info!(target: "nodus::net", %peer, "banned for {BAN:?}: {why}");
-        self.bans.insert(peer, std::time::Instant::now() + BAN);
-        self.swarm.behaviour_mut().blocked.block_peer(peer);
+        if self.bans.len() < MAX_TRACKED_OFFENDERS {
+            self.bans.insert(peer, std::time::Instant::now() + BAN);
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        } else {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
         self.emit(NetEvent::PeerBanned {
             peer: peer.to_string(),
@@ -635,6 +639,7 @@ impl Actor {
                     if conns.is_empty() {
                         self.connections.remove(&peer_id);
                         self.rtts.remove(&peer_id);
+                        self.agents.remove(&peer_id);
                         self.emit(NetEvent::PeerDisconnected {
                             peer: peer_id.to_string(),
                         });
@@ -697,7 +702,9 @@ impl Actor {
             BehaviourEvent::Identify(ev) => {
                 self.metrics.record(&ev);
                 if let identify::Event::Received { peer_id, info, .. } = ev {
-                    self.agents.insert(peer_id, info.agent_version.clone());
+                    if self.connections.contains_key(&peer_id) {
+                        self.agents.insert(peer_id, info.agent_version.clone());
+                    }
                     if info.protocols.contains(&KAD_PROTOCOL) {
                         for addr in info.listen_addrs {
                             self.try_route(peer_id, addr);

@@ -93,50 +93,36 @@ impl ApiClient {
         }
     }
 
-    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.map_send_err(e))?;
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        req.send().await.map_err(|e| self.map_send_err(e))
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         self.finish(resp).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.map_send_err(e))?;
+        let req = self.request(reqwest::Method::POST, path).json(body);
+        let resp = self.send(req).await?;
         self.finish(resp).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.map_send_err(e))?;
+        let req = self.request(reqwest::Method::PUT, path).json(body);
+        let resp = self.send(req).await?;
         self.finish(resp).await
     }
 
     /// Plain text of a GET (for `/metrics`).
     pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| self.map_send_err(e))?;
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
         if !resp.status().is_success() {
             return Err(ClientError::Status {
                 status: resp.status().as_u16(),
