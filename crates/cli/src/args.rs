@@ -113,6 +113,12 @@ pub enum TestnetCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchArea {
+    /// The far end of `bench net` in its own process (used by `bench net` itself)
+    #[command(hide = true)]
+    NetServe {
+        #[arg(long)]
+        ip: String,
+    },
     /// Stream throughput and round-trip latency over TCP and QUIC, beside iperf3
     Net {
         /// MiB sent per throughput run

@@ -425,10 +425,15 @@ fn bench_net_prints_nodus_beside_iperf3() {
         v["iperf3"]["mb_per_s"].as_f64().is_some(),
         "iperf3 measured: {v}"
     );
-    for path in ["nodus_tcp", "nodus_quic"] {
-        assert!(v[path]["mb_per_s"].as_f64().unwrap() > 0.0, "{v}");
-        assert!(v[path]["ratio_to_iperf3"].as_f64().is_some(), "{v}");
-        assert!(v[path]["rtt_p50_us"].as_f64().unwrap() > 0.0, "{v}");
+    let runs = v["nodus"].as_array().unwrap();
+    for (transport, processes) in [("tcp", 1), ("tcp", 2), ("quic-v1", 1), ("quic-v1", 2)] {
+        let run = runs
+            .iter()
+            .find(|r| r["transport"] == transport && r["processes"] == processes)
+            .unwrap_or_else(|| panic!("{transport} in {processes} processes: {v}"));
+        assert!(run["mb_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(run["ratio_to_iperf3"].as_f64().is_some(), "{v}");
+        assert!(run["rtt_p50_us"].as_f64().unwrap() > 0.0, "{v}");
     }
 }
 

@@ -11,7 +11,7 @@ use libp2p::StreamProtocol;
 use nodus_net::NetworkHandle;
 use nodus_testnet::{Testnet, node_config, node_ip};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::output::{self, table};
 
@@ -77,25 +77,79 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
+/// Runs the far end of the benchmark in this process until stdin closes: one node that
+/// serves the bench protocol, its addresses printed as one JSON line.
+pub async fn serve_process(ip: &str) -> Result<ExitCode> {
+    let ip: std::net::Ipv4Addr = ip.parse().context("--ip must be an IPv4 address")?;
+    let dir = tempfile::tempdir()?;
+    let mut net = Testnet::start(0, dir.path()).await?;
+    let mut cfg = node_config(ip, &[]);
+    cfg.p2p.relay.enabled = false;
+    let k = net.add_node(cfg).await?;
+    serve(&net.node(k).net)?;
+    let addr = |t: &str| net.node(k).p2p_addr(t).map(|a| a.to_string());
+    println!(
+        "{}",
+        json!({ "tcp": addr("tcp"), "quic-v1": addr("quic-v1") })
+    );
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    net.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the far end runs: a second node in this process, or `nodus bench net-serve` in
+/// another one (as iperf3's server is).
+#[derive(Clone, Copy, PartialEq)]
+enum FarEnd {
+    SameProcess,
+    OtherProcess,
+}
+
 async fn measure_pair(
     transport: &str,
     first_node: usize,
+    far: FarEnd,
     mib: usize,
     trips: usize,
 ) -> Result<Measured> {
     let dir = tempfile::tempdir()?;
     let mut net = Testnet::start(0, dir.path()).await?;
     let mut cfg_a = node_config(node_ip(first_node), &[]);
-    let mut cfg_b = node_config(node_ip(first_node + 1), &[]);
     cfg_a.p2p.relay.enabled = false;
-    cfg_b.p2p.relay.enabled = false;
     let a = net.add_node(cfg_a).await?;
-    let b = net.add_node(cfg_b).await?;
-    serve(&net.node(b).net)?;
-    let addr = net
-        .node(b)
-        .p2p_addr(transport)
-        .ok_or_else(|| anyhow!("no {transport} listener"))?;
+    let mut server = None;
+    let addr: libp2p::Multiaddr = match far {
+        FarEnd::SameProcess => {
+            let mut cfg_b = node_config(node_ip(first_node + 1), &[]);
+            cfg_b.p2p.relay.enabled = false;
+            let b = net.add_node(cfg_b).await?;
+            serve(&net.node(b).net)?;
+            net.node(b)
+                .p2p_addr(transport)
+                .ok_or_else(|| anyhow!("no {transport} listener"))?
+        }
+        FarEnd::OtherProcess => {
+            let mut child = tokio::process::Command::new(std::env::current_exe()?)
+                .args(["bench", "net-serve", "--ip"])
+                .env("TOKIO_WORKER_THREADS", "1")
+                .arg(node_ip(first_node + 1).to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()?;
+            let out = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+            let mut line = String::new();
+            tokio::io::BufReader::new(out).read_line(&mut line).await?;
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .map_err(|e| anyhow!("bench server said {line:?}: {e}"))?;
+            server = Some(child);
+            v[transport]
+                .as_str()
+                .ok_or_else(|| anyhow!("bench server has no {transport} address"))?
+                .parse()?
+        }
+    };
     let peer = net.node(a).net.dial(addr).await?;
 
     let mut s = net.node(a).net.open_stream(peer, PROTOCOL).await?;
@@ -136,6 +190,10 @@ async fn measure_pair(
     drop(s);
     drop(e);
     net.shutdown().await;
+    if let Some(mut child) = server {
+        drop(child.stdin.take());
+        let _ = child.wait().await;
+    }
     Ok(m)
 }
 
@@ -223,21 +281,47 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
         }
     };
     let (echo_p50, echo_p99) = tcp_echo(trips).await?;
-    let tcp = measure_pair("tcp", 100, mib, trips).await?;
-    let quic = measure_pair("quic-v1", 110, mib, trips).await?;
+    let runs = [
+        (
+            "TCP+Noise+Yamux, 2 processes",
+            "tcp",
+            100,
+            FarEnd::OtherProcess,
+        ),
+        ("QUIC, 2 processes", "quic-v1", 110, FarEnd::OtherProcess),
+        (
+            "TCP+Noise+Yamux, 1 process",
+            "tcp",
+            120,
+            FarEnd::SameProcess,
+        ),
+        ("QUIC, 1 process", "quic-v1", 130, FarEnd::SameProcess),
+    ];
+    let mut measured = Vec::new();
+    for (label, transport, first, far) in runs {
+        measured.push((
+            label,
+            transport,
+            far,
+            measure_pair(transport, first, far, mib, trips).await?,
+        ));
+    }
 
-    let ratio = |a: f64, b: Option<f64>| b.map(|b| format!("{:.2}", a / b)).unwrap_or("n/a".into());
-    let f = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or("n/a".into());
-    let rows = vec![
+    let ratio = |a: f64| {
+        iperf_mbs
+            .map(|b| format!("{:.2}", a / b))
+            .unwrap_or("n/a".into())
+    };
+    let mut rows = vec![
         vec![
-            "iperf3 (TCP)".into(),
-            f(iperf_mbs),
+            "iperf3 (TCP, 2 processes)".into(),
+            iperf_mbs.map(|v| format!("{v:.0}")).unwrap_or("n/a".into()),
             "1.00".into(),
             "-".into(),
             "-".into(),
             iperf_rtt
-                .map(|r| format!("{r:.0} (kernel mean)"))
-                .unwrap_or("n/a".into()),
+                .map(|r| format!("kernel mean rtt {r:.0} µs"))
+                .unwrap_or("not installed".into()),
         ],
         vec![
             "plain TCP echo".into(),
@@ -245,32 +329,39 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
             "-".into(),
             format!("{echo_p50:.0}"),
             format!("{echo_p99:.0}"),
-            "-".into(),
-        ],
-        vec![
-            "nodus TCP+Noise+Yamux".into(),
-            format!("{:.0}", tcp.mb_per_s),
-            ratio(tcp.mb_per_s, iperf_mbs),
-            format!("{:.0}", tcp.rtt_p50_us),
-            format!("{:.0}", tcp.rtt_p99_us),
-            format!("{:.2}x echo p50", tcp.rtt_p50_us / echo_p50),
-        ],
-        vec![
-            "nodus QUIC".into(),
-            format!("{:.0}", quic.mb_per_s),
-            ratio(quic.mb_per_s, iperf_mbs),
-            format!("{:.0}", quic.rtt_p50_us),
-            format!("{:.0}", quic.rtt_p99_us),
-            format!("{:.2}x echo p50", quic.rtt_p50_us / echo_p50),
+            "floor for rtt".into(),
         ],
     ];
+    for (label, _, _, m) in &measured {
+        rows.push(vec![
+            format!("nodus {label}"),
+            format!("{:.0}", m.mb_per_s),
+            ratio(m.mb_per_s),
+            format!("{:.0}", m.rtt_p50_us),
+            format!("{:.0}", m.rtt_p99_us),
+            format!("rtt {:.1}x echo", m.rtt_p50_us / echo_p50),
+        ]);
+    }
     if json_out {
+        let runs: Vec<serde_json::Value> = measured
+            .iter()
+            .map(|(label, transport, far, m)| {
+                json!({
+                    "label": label,
+                    "transport": transport,
+                    "processes": if *far == FarEnd::OtherProcess { 2 } else { 1 },
+                    "mb_per_s": m.mb_per_s,
+                    "ratio_to_iperf3": iperf_mbs.map(|b| m.mb_per_s / b),
+                    "rtt_p50_us": m.rtt_p50_us,
+                    "rtt_p99_us": m.rtt_p99_us,
+                })
+            })
+            .collect();
         output::json(&json!({
             "mib": mib, "round_trips": trips,
             "iperf3": { "mb_per_s": iperf_mbs, "mean_rtt_us": iperf_rtt },
             "tcp_echo": { "rtt_p50_us": echo_p50, "rtt_p99_us": echo_p99 },
-            "nodus_tcp": { "mb_per_s": tcp.mb_per_s, "ratio_to_iperf3": iperf_mbs.map(|b| tcp.mb_per_s / b), "rtt_p50_us": tcp.rtt_p50_us, "rtt_p99_us": tcp.rtt_p99_us },
-            "nodus_quic": { "mb_per_s": quic.mb_per_s, "ratio_to_iperf3": iperf_mbs.map(|b| quic.mb_per_s / b), "rtt_p50_us": quic.rtt_p50_us, "rtt_p99_us": quic.rtt_p99_us },
+            "nodus": runs,
         }));
     } else {
         table(
