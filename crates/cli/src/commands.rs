@@ -222,8 +222,12 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
                     .await?;
                 if g.json {
                     output::json(&v);
+                } else if v["replicated"] == true {
+                    println!("stored {key} on this node and its closest peers");
                 } else {
-                    println!("stored {key}");
+                    println!(
+                        "stored {key} on this node only: no other peer is known yet (`nodus connect` one); it is offered again every hour"
+                    );
                 }
             }
             DhtCommand::Get { key } => {

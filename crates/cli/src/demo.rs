@@ -228,8 +228,8 @@ pub async fn run() -> Result<ExitCode> {
         if status.listen_addrs.iter().any(|a| !a.contains("p2p-circuit")) {
             return Err(anyhow!("hidden node has a direct listen address"));
         }
-        // A newcomer that has never met the hidden node finds it by peer id through the
-        // DHT; it can only come in through the relay.
+        // A newcomer dials the one address the hidden node publishes: a circuit through
+        // node 0.
         let boot = vec![net
             .node(1)
             .p2p_addr("tcp")
@@ -245,23 +245,23 @@ pub async fn run() -> Result<ExitCode> {
                 .unwrap_or(false)
         })
         .await?;
+        let circuit: libp2p::Multiaddr = status
+            .listen_addrs
+            .iter()
+            .find(|a| a.contains("/p2p-circuit"))
+            .ok_or_else(|| anyhow!("no relay address"))?
+            .parse()?;
         let t = Instant::now();
-        let rtts = net.node(newcomer).net.ping(hidden_id, 3).await?;
+        let reached = net.node(newcomer).net.dial(circuit.clone()).await?;
         let found = t.elapsed();
-        let first = net
-            .node(newcomer)
-            .net
-            .peers()
-            .await?
-            .into_iter()
-            .find(|p| p.peer_id == hidden_id.to_string())
-            .map(|p| p.addresses.join(" "))
-            .unwrap_or_default();
-        if !first.contains("p2p-circuit") {
-            return Err(anyhow!("newcomer reached the hidden node without the relay: {first}"));
+        if reached != hidden_id {
+            return Err(anyhow!("the circuit led to {reached}, not the hidden node"));
         }
+        let rtts = net.node(newcomer).net.ping(hidden_id, 3).await?;
+        // And a node that only knows its peer id finds it through the DHT.
+        net.node(3).net.ping(hidden_id, 1).await?;
         Ok(format!(
-            "new node {newcomer} found hidden node {hidden} by peer id and pinged it through relay node 0: {} to connect, rtt {}",
+            "new node {newcomer} connected to hidden node {hidden} through relay node 0 in {}, ping {}; node 3 reached it by peer id",
             ms(found),
             ms(rtts.iter().copied().min().unwrap_or_default())
         ))
@@ -273,7 +273,7 @@ pub async fn run() -> Result<ExitCode> {
         "a node killed while the others keep working",
         async {
             let victim = net.node(4).peer_id().to_string();
-            net.kill(4)?;
+            net.kill(4).await?;
             let t = Instant::now();
             wait_until(STEP_TIMEOUT, "peers to notice", || async {
                 for k in net.running() {

@@ -547,3 +547,43 @@ fn testnet_up_gives_each_node_a_data_dir_the_commands_work_with() {
         assert!(!d.join(format!("node{k}/endpoints.json")).exists());
     }
 }
+
+#[test]
+fn dht_records_survive_kill_9_of_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.39.1");
+    init_at(&b, "127.0.40.1");
+    let mut na = up(&a);
+    let mut nb = up(&b);
+    let addr_a = endpoints(&a).unwrap()["p2p"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(nodus(&b, &["connect", &addr_a]).status.success());
+    // Stored on a and replicated to b, its only peer (once a has b in its routing table).
+    let start = Instant::now();
+    loop {
+        let o = nodus(&a, &["--json", "dht", "put", "kept", "across crashes"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        if json(&o)["replicated"] == true {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "b never took a copy"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in [&mut na, &mut nb] {
+        n.child.kill().unwrap();
+        n.child.wait().unwrap();
+    }
+    // Each restarts alone, with no peer to ask: the value comes from its own store.
+    for d in [&b, &a] {
+        let _n = up(d);
+        let o = nodus(d, &["dht", "get", "kept"]);
+        assert!(o.status.success(), "{}: {}", d.display(), stderr(&o));
+        assert_eq!(stdout(&o).trim(), "across crashes");
+    }
+}

@@ -41,6 +41,10 @@ impl DataDir {
     pub fn cookie_path(&self) -> PathBuf {
         self.root.join("api.cookie")
     }
+    /// The overlay's redb file (DHT records).
+    pub fn net_store_path(&self) -> PathBuf {
+        self.root.join("net.redb")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("node.lock")
     }

@@ -70,7 +70,7 @@ impl Counters {
 }
 
 enum PendingQuery {
-    Put(Reply<()>),
+    Put(Reply<bool>),
     Get(Reply<Vec<u8>>),
     Provide(Reply<()>),
     Providers(Reply<Vec<PeerId>>, HashSet<PeerId>),
@@ -857,12 +857,14 @@ impl Actor {
         };
         match (pending, result) {
             (PendingQuery::Put(reply), QueryResult::PutRecord(r)) => {
-                let _ = reply.send(r.map(|_| ()).map_err(|e| match e {
-                    kad::PutRecordError::QuorumFailed { .. } => NetError::Query(
-                        "no peer stored the record (is this node connected to others?)".into(),
-                    ),
-                    other => NetError::Query(other.to_string()),
-                }));
+                // The record is in the local store either way; what varies is whether
+                // any other peer took a copy.
+                let replicated = match r {
+                    Ok(_) => true,
+                    Err(kad::PutRecordError::QuorumFailed { success, .. })
+                    | Err(kad::PutRecordError::Timeout { success, .. }) => !success.is_empty(),
+                };
+                let _ = reply.send(Ok(replicated));
             }
             (PendingQuery::Get(reply), QueryResult::GetRecord(r)) => match r {
                 Ok(GetRecordOk::FoundRecord(found)) => {

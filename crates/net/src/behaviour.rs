@@ -12,6 +12,7 @@ use libp2p::{
 };
 use prometheus_client::registry::Registry;
 
+use crate::store::PersistentStore;
 use crate::{NetConfig, NetError};
 
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/kad/1.0.0");
@@ -28,7 +29,7 @@ pub(crate) struct Behaviour {
     pub relay: Toggle<relay::Behaviour>,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
-    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub kad: kad::Behaviour<PersistentStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub dcutr: dcutr::Behaviour,
     pub autonat: autonat::Behaviour,
@@ -133,14 +134,16 @@ fn make_behaviour(
         .set_query_timeout(Duration::from_secs(30))
         .set_periodic_bootstrap_interval(Some(Duration::from_secs(300)))
         .set_replication_factor(NonZeroUsize::new(20).expect("20 > 0"));
-    let store = kad::store::MemoryStore::with_config(
+    let store = PersistentStore::open(
         local,
         kad::store::MemoryStoreConfig {
             max_records: 16 * 1024,
             max_value_bytes: crate::records::MAX_VALUE,
             ..Default::default()
         },
-    );
+        config.record_store.as_deref(),
+        &config.validators,
+    )?;
     let mut kad = kad::Behaviour::with_config(local, store, kad_config);
     if !config.listen.is_empty() || !config.relays.is_empty() {
         kad.set_mode(Some(kad::Mode::Server));

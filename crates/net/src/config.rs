@@ -22,6 +22,8 @@ pub struct NetConfig {
     pub validators: Validators,
     /// Sent in identify, e.g. `nodus/0.1.0`.
     pub agent: String,
+    /// The redb file DHT records are kept in; `None` keeps them in memory only.
+    pub record_store: Option<std::path::PathBuf>,
 }
 
 fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NetError> {
@@ -62,6 +64,7 @@ impl NetConfig {
             routing: p2p.routing.clone(),
             validators: Validators::default(),
             agent: format!("nodus/{}", env!("CARGO_PKG_VERSION")),
+            record_store: None,
         })
     }
 }

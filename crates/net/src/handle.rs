@@ -45,7 +45,7 @@ pub(crate) enum Command {
     PutRecord {
         key: Vec<u8>,
         value: Vec<u8>,
-        reply: Reply<()>,
+        reply: Reply<bool>,
     },
     GetRecord {
         key: Vec<u8>,
@@ -152,9 +152,11 @@ impl NetworkHandle {
             .await
     }
 
-    /// Stores a record in the DHT (locally and on the closest peers). The key must be
+    /// Stores a record in the DHT: in the local store (persisted), then on the closest
+    /// peers. Returns whether at least one other peer took a copy; a record kept only
+    /// locally is offered again at Kademlia's hourly replication. The key must be
     /// `/<namespace>/<name>` with a registered namespace.
-    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<(), NetError> {
+    pub async fn put_record(&self, key: Vec<u8>, value: Vec<u8>) -> Result<bool, NetError> {
         self.call(|reply| Command::PutRecord { key, value, reply })
             .await
     }

@@ -27,6 +27,7 @@ mod events;
 mod handle;
 pub mod ping;
 pub mod records;
+mod store;
 
 pub use actor::MAX_STRIKES;
 pub use config::NetConfig;

@@ -62,7 +62,8 @@ impl Node {
             Some(c) => c,
             None => Config::load(&dir.config_path())?,
         };
-        let net_config = NetConfig::from_config(&config.p2p)?;
+        let mut net_config = NetConfig::from_config(&config.p2p)?;
+        net_config.record_store = Some(dir.net_store_path());
         let wanted_listeners = net_config.listen.len();
 
         let mut registry = Registry::default();
@@ -231,9 +232,15 @@ impl RunningNode {
     }
 
     /// Abrupt stop, as a crash: tasks aborted, no goodbye to peers, files left behind.
-    pub fn kill(mut self) {
-        for t in self.tasks.drain(..) {
+    /// Resolves once the aborted tasks are gone, so their files (the record store) are
+    /// closed and the data dir can be opened again.
+    pub async fn kill(mut self) {
+        let tasks: Vec<_> = self.tasks.drain(..).collect();
+        for t in &tasks {
             t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }

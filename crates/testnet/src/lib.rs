@@ -134,20 +134,20 @@ impl Testnet {
     }
 
     /// Stops node `k` abruptly, as a crash: no goodbye to its peers.
-    pub fn kill(&mut self, k: usize) -> Result<(), TestnetError> {
+    pub async fn kill(&mut self, k: usize) -> Result<(), TestnetError> {
         let node = self
             .nodes
             .get_mut(k)
             .and_then(|n| n.take())
             .ok_or(TestnetError::NotRunning(k))?;
-        node.kill();
+        node.kill().await;
         Ok(())
     }
 
     /// Starts node `k` again from its data dir (same identity, new ports).
     pub async fn restart(&mut self, k: usize) -> Result<(), TestnetError> {
         if self.try_node(k).is_some() {
-            self.kill(k)?;
+            self.kill(k).await?;
         }
         let mut config = self.configs[k].clone();
         let boot: Vec<String> = self

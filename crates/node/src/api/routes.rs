@@ -104,8 +104,10 @@ pub async fn dht_put(
     Path(key): Path<String>,
     Json(b): Json<PutBody>,
 ) -> ApiResult {
-    within(s.net.put_record(kv_key(&key)?, b.value.into_bytes())).await?;
-    Ok(Json(json!({ "key": key, "stored": true })))
+    let replicated = within(s.net.put_record(kv_key(&key)?, b.value.into_bytes())).await?;
+    Ok(Json(
+        json!({ "key": key, "stored": true, "replicated": replicated }),
+    ))
 }
 
 pub async fn dht_get(State(s): State<ApiState>, Path(key): Path<String>) -> ApiResult {
