@@ -587,3 +587,52 @@ fn dht_records_survive_kill_9_of_every_node() {
         assert_eq!(stdout(&o).trim(), "across crashes");
     }
 }
+
+#[test]
+fn a_node_started_before_its_bootstrap_peer_joins_when_it_comes_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.41.1");
+    // Pin a's port so b can name it before a runs.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.41.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    std::fs::write(
+        a.join("config.toml"),
+        format!("[p2p]\nlisten = [\"/ip4/127.0.41.1/tcp/{port}\"]\nmdns = false\n"),
+    )
+    .unwrap();
+    let peer_a = json(&nodus(&a, &["--json", "init"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    init_at(&b, "127.0.42.1");
+    std::fs::write(
+        b.join("config.toml"),
+        format!(
+            "[p2p]\nlisten = [\"/ip4/127.0.42.1/tcp/0\"]\nmdns = false\nbootstrap = [\"/ip4/127.0.41.1/tcp/{port}/p2p/{peer_a}\"]\n"
+        ),
+    )
+    .unwrap();
+    let _nb = up(&b);
+    std::thread::sleep(Duration::from_millis(500));
+    let _na = up(&a);
+    let start = Instant::now();
+    loop {
+        let peers = json(&nodus(&b, &["--json", "peers"]));
+        if peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == peer_a.as_str())
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "b never joined through a"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -110,7 +110,7 @@ const BAN: Duration = Duration::from_secs(600);
 /// Bound on the strike table; past it the oldest bookkeeping is dropped wholesale.
 const MAX_TRACKED_OFFENDERS: usize = 4096;
 
-/// How often relay reservations lost with their connection are retried.
+/// How often lost relay reservations and lost bootstrap connections are retried.
 const RELAY_RETRY: Duration = Duration::from_secs(5);
 
 /// Builds the swarm from `key` and `config`, registers its metrics in `registry`, starts
@@ -177,6 +177,19 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
+/// A dial error with its causes: libp2p prints a denied dial as just "Dial error".
+fn describe(e: &DialError) -> String {
+    let mut text = e.to_string();
+    if let DialError::Denied { .. } = e {
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+    }
+    text
+}
+
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
@@ -198,6 +211,24 @@ impl Actor {
             .map(|r| (r.clone(), None))
             .collect();
         self.ensure_relays();
+    }
+
+    /// A node that lost every peer (or whose bootstrap peers were not up yet when it
+    /// started) dials its bootstrap peers again.
+    fn rejoin_if_alone(&mut self) {
+        if self.swarm.connected_peers().next().is_some() {
+            return;
+        }
+        for addr in self.config.bootstrap.clone() {
+            let opts = match peer_of(&addr) {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(addr).build(),
+            };
+            let _ = self.swarm.dial(opts);
+        }
     }
 
     /// Listens through every wanted relay that has no listener yet. The listener is only
@@ -246,6 +277,7 @@ impl Actor {
                 _ = relay_retry.tick() => {
                     self.ensure_relays();
                     self.lift_expired_bans();
+                    self.rejoin_if_alone();
                 }
             }
         }
@@ -364,7 +396,7 @@ impl Actor {
                         self.dials.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetError::Dial(e.to_string())));
+                        let _ = reply.send(Err(NetError::Dial(describe(&e))));
                     }
                 }
             }
@@ -523,7 +555,7 @@ impl Actor {
                 let _ = reply.send(Err(NetError::PeerNotFound(peer.to_string())));
             }
             Err(e) => {
-                let _ = reply.send(Err(NetError::Dial(e.to_string())));
+                let _ = reply.send(Err(NetError::Dial(describe(&e))));
             }
         }
     }
@@ -651,7 +683,8 @@ impl Actor {
                 peer_id,
                 error,
             } => {
-                let msg = error.to_string();
+                let msg = describe(&error);
+                tracing::debug!(target: "nodus::net", ?peer_id, "dial failed: {msg}");
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NetError::Dial(msg.clone())));
                 }

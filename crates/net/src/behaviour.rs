@@ -3,6 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use libp2p::core::{Transport, upgrade};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -13,6 +14,7 @@ use libp2p::{
 use prometheus_client::registry::Registry;
 
 use crate::store::PersistentStore;
+use crate::transport::ReuseWithFallback;
 use crate::{NetConfig, NetError};
 
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/kad/1.0.0");
@@ -53,13 +55,20 @@ pub(crate) fn build_swarm(
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux_config,
+        .with_quic()
+        .with_other_transport(
+            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+                let tcp = ReuseWithFallback(tcp::tokio::Transport::new(
+                    tcp::Config::default().nodelay(true),
+                ));
+                Ok(tcp
+                    .upgrade(upgrade::Version::V1Lazy)
+                    .authenticate(noise::Config::new(key)?)
+                    .multiplex(yamux_config())
+                    .timeout(Duration::from_secs(20)))
+            },
         )
         .map_err(transport_err)?
-        .with_quic()
         .with_dns()
         .map_err(transport_err)?
         .with_relay_client(noise::Config::new, yamux_config)

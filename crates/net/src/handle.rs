@@ -214,12 +214,29 @@ impl NetworkHandle {
     }
 
     /// Measures round trips to `peer` with the standard `/ipfs/ping/1.0.0` protocol.
+    ///
+    /// A libp2p ping responder keeps one inbound ping stream per connection and drops the
+    /// older one when another arrives, so a periodic ping of the ping behaviour can cut
+    /// ours off. A round trip that loses its stream that way is retried on a new stream.
     pub async fn ping(&self, peer: PeerId, count: usize) -> Result<Vec<Duration>, NetError> {
+        const ATTEMPTS: usize = 3;
         self.dial_peer(peer).await?;
         let mut stream = self.open_stream(peer, crate::ping::PROTOCOL).await?;
         let mut rtts = Vec::with_capacity(count);
-        for _ in 0..count {
-            rtts.push(crate::ping::round_trip(&mut stream).await?);
+        while rtts.len() < count {
+            let mut attempt = 1;
+            let rtt = loop {
+                match crate::ping::round_trip(&mut stream).await {
+                    Ok(rtt) => break rtt,
+                    Err(NetError::Stream(e)) if attempt < ATTEMPTS => {
+                        tracing::debug!(target: "nodus::net", %peer, "ping stream lost ({e}), retrying");
+                        attempt += 1;
+                        stream = self.open_stream(peer, crate::ping::PROTOCOL).await?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            rtts.push(rtt);
         }
         Ok(rtts)
     }

@@ -28,6 +28,7 @@ mod handle;
 pub mod ping;
 pub mod records;
 mod store;
+mod transport;
 
 pub use actor::MAX_STRIKES;
 pub use config::NetConfig;
