@@ -137,7 +137,7 @@ pub async fn run() -> Result<ExitCode> {
             sizes.push(net.node(k).net.status().await?.routing_table_size);
         }
         Ok(format!(
-            "every node knows {}..{} others through the DHT, {} after joining via node 0",
+            "every node joined through node 0 and knows {}..{} others through the DHT, {} after the last one started",
             sizes.iter().min().unwrap_or(&0),
             sizes.iter().max().unwrap_or(&0),
             ms(t.elapsed())
