@@ -80,15 +80,35 @@ fn up(dir: &Path) -> Running {
 }
 
 fn api_get(dir: &Path, path: &str, token: Option<&str>) -> (u16, String) {
+    api_request(dir, "GET", path, token, None)
+}
+
+/// A raw HTTP/1.1 request to the node's API: (status, whole response).
+fn api_request(
+    dir: &Path,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let api = endpoints(dir).unwrap()["api"].as_str().unwrap().to_string();
     let hostport = api.trim_start_matches("http://");
     let mut s = TcpStream::connect(hostport).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body_headers = body
+        .map(|b| {
+            format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            )
+        })
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}{body_headers}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
     )
     .unwrap();
     let mut resp = String::new();
@@ -205,6 +225,26 @@ fn api_requires_the_token() {
     );
     let ep = endpoints(d).unwrap();
     assert!(ep["api"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+
+    // A malformed body is a JSON error that says what is wrong, like every other error.
+    for body in ["{not json", r#"{"adr": "x"}"#, r#"{"addr": 7}"#] {
+        let (code, resp) =
+            api_request(d, "POST", "/api/v1/connect", Some(token.trim()), Some(body));
+        assert_eq!(code, 400, "{body}: {resp}");
+        assert!(resp.contains(r#"{"error":"the request body"#), "{resp}");
+    }
+    let (code, resp) = api_request(
+        d,
+        "POST",
+        "/api/v1/connect",
+        Some(token.trim()),
+        Some(r#"{"addr": "not-an-address"}"#),
+    );
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp.contains("neither a multiaddr"), "{resp}");
+    let (code, resp) = api_get(d, "/api/v1/nope", Some(token.trim()));
+    assert_eq!(code, 404, "{resp}");
+    assert!(resp.contains(r#""error""#), "{resp}");
 }
 
 #[test]

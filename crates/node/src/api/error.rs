@@ -40,6 +40,31 @@ impl From<NetError> for ApiError {
     }
 }
 
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request(format!(
+            "the request body is not the JSON this route takes: {}",
+            r.body_text()
+        ))
+    }
+}
+
+/// `Json<T>` whose rejections are JSON errors like every other error of the API.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-pub use error::ApiError;
+pub use error::{ApiError, ApiJson};
 
 /// Key prefix of values set with `nodus dht put`.
 pub const KV_NAMESPACE: &str = "/kv/";

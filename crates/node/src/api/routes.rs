@@ -10,7 +10,7 @@ use libp2p::{Multiaddr, PeerId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiState, KV_NAMESPACE};
+use super::{ApiError, ApiJson, ApiState, KV_NAMESPACE};
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -51,7 +51,7 @@ pub struct ConnectBody {
     addr: String,
 }
 
-pub async fn connect(State(s): State<ApiState>, Json(b): Json<ConnectBody>) -> ApiResult {
+pub async fn connect(State(s): State<ApiState>, ApiJson(b): ApiJson<ConnectBody>) -> ApiResult {
     let peer = match b.addr.parse::<Multiaddr>() {
         Ok(addr) => within(s.net.dial(addr)).await?,
         Err(_) => match b.addr.parse::<PeerId>() {
@@ -77,7 +77,7 @@ fn one() -> usize {
     1
 }
 
-pub async fn ping(State(s): State<ApiState>, Json(b): Json<PingBody>) -> ApiResult {
+pub async fn ping(State(s): State<ApiState>, ApiJson(b): ApiJson<PingBody>) -> ApiResult {
     let peer = parse_peer(&b.peer)?;
     if b.count == 0 || b.count > 100 {
         return Err(ApiError::bad_request("count must be between 1 and 100"));
@@ -102,7 +102,7 @@ pub struct PutBody {
 pub async fn dht_put(
     State(s): State<ApiState>,
     Path(key): Path<String>,
-    Json(b): Json<PutBody>,
+    ApiJson(b): ApiJson<PutBody>,
 ) -> ApiResult {
     let replicated = within(s.net.put_record(kv_key(&key)?, b.value.into_bytes())).await?;
     Ok(Json(
@@ -148,7 +148,7 @@ pub struct PublishBody {
     data: String,
 }
 
-pub async fn publish(State(s): State<ApiState>, Json(b): Json<PublishBody>) -> ApiResult {
+pub async fn publish(State(s): State<ApiState>, ApiJson(b): ApiJson<PublishBody>) -> ApiResult {
     if b.topic.is_empty() {
         return Err(ApiError::bad_request("topic must not be empty"));
     }
