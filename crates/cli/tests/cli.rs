@@ -26,6 +26,12 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The command failed and its error mentions `text`.
+fn fails_saying(o: &Output, text: &str) {
+    assert!(!o.status.success(), "expected a failure: {}", stdout(o));
+    assert!(stderr(o).contains(text), "{}", stderr(o));
+}
+
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(o), stderr(o)))
@@ -151,14 +157,12 @@ fn corrupt_or_open_key_is_a_clear_error() {
     let key = d.join("identity.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let o = nodus(d, &["up"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("chmod 600"), "{}", stderr(&o));
+    fails_saying(&o, "chmod 600");
 
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(&key, b"not a key").unwrap();
     let o = nodus(d, &["init"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("corrupt"), "{}", stderr(&o));
+    fails_saying(&o, "corrupt");
     assert_eq!(
         std::fs::read(&key).unwrap(),
         b"not a key",
@@ -177,9 +181,8 @@ fn malformed_config_names_the_line() {
     )
     .unwrap();
     let o = nodus(d, &["up"]);
-    assert!(!o.status.success());
-    let e = stderr(&o);
-    assert!(e.contains("config.toml") && e.contains("line 3"), "{e}");
+    fails_saying(&o, "line 3");
+    fails_saying(&o, "config.toml");
 }
 
 #[test]
@@ -190,12 +193,10 @@ fn unknown_flags_and_missing_node_get_clear_errors() {
     assert!(stderr(&o).contains("--frobnicate"), "{}", stderr(&o));
 
     let o = nodus(dir.path(), &["status"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("nodus up"), "{}", stderr(&o));
+    fails_saying(&o, "nodus up");
 
     let o = nodus(dir.path(), &["up"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("nodus init"), "{}", stderr(&o));
+    fails_saying(&o, "nodus init");
 }
 
 #[test]
@@ -288,8 +289,7 @@ fn commands_drive_two_nodes() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "blue");
     let o = nodus(&b, &["dht", "get", "no-such-key"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("no value"), "{}", stderr(&o));
+    fails_saying(&o, "no value");
 
     // Subscribe on b, publish on a until the subscription has propagated.
     let sub = Command::new(BIN)
@@ -387,20 +387,13 @@ fn kill_9_then_restart_keeps_identity_and_sigterm_cleans_up() {
     let mut node = up(d);
     let before = endpoints(d).unwrap()["peer_id"].clone();
 
-    let second = nodus(d, &["up"]);
-    assert!(!second.status.success());
-    assert!(
-        stderr(&second).contains("already running"),
-        "{}",
-        stderr(&second)
-    );
+    fails_saying(&nodus(d, &["up"]), "already running");
 
     // kill -9: endpoints.json stays behind, commands must say no node is running.
     node.child.kill().unwrap();
     node.child.wait().unwrap();
     let o = nodus(d, &["status"]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("no node running"), "{}", stderr(&o));
+    fails_saying(&o, "no node running");
 
     let mut node = up(d);
     assert_eq!(
