@@ -30,6 +30,9 @@ pub struct P2pConfig {
     pub advertise_listen_addrs: bool,
     /// Discover peers on the local network by mDNS.
     pub mdns: bool,
+    /// Let AutoNAT dial back loopback and private addresses when a peer asks (right for a
+    /// testnet or a LAN; off by default so peers cannot use us to probe private networks).
+    pub autonat_private_addrs: bool,
     /// IPs exempt from gossipsub's IP-colocation penalty (for example 127.0.0.1 in a
     /// loopback testnet, where every outbound TCP connection comes from that address).
     pub gossip_ip_whitelist: Vec<String>,
@@ -89,6 +92,7 @@ impl Default for P2pConfig {
             external_addresses: vec![],
             advertise_listen_addrs: false,
             mdns: true,
+            autonat_private_addrs: false,
             gossip_ip_whitelist: vec![],
             relay: RelayLimits::default(),
             limits: ConnectionLimits::default(),
@@ -157,6 +161,8 @@ external_addresses = []
 advertise_listen_addrs = false
 # Find peers on the local network by mDNS.
 mdns = true
+# Let AutoNAT dial back loopback and private addresses (testnets, LANs only).
+autonat_private_addrs = false
 # IPs exempt from gossipsub's penalty for many peers behind one IP.
 gossip_ip_whitelist = []
 

@@ -177,17 +177,27 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
-/// A dial error with its causes: libp2p prints a denied dial as just "Dial error".
+/// A dial error a person can read: libp2p prints a denied dial as just "Dial error" and
+/// a transport failure as the same cause nested several times over.
 fn describe(e: &DialError) -> String {
-    let mut text = e.to_string();
-    if let DialError::Denied { .. } = e {
-        let mut source = std::error::Error::source(e);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
+    fn root(e: &dyn std::error::Error) -> String {
+        let mut last = e;
+        while let Some(next) = last.source() {
+            last = next;
         }
+        last.to_string()
     }
-    text
+    match e {
+        DialError::Transport(errors) => {
+            let each: Vec<String> = errors
+                .iter()
+                .map(|(addr, err)| format!("{addr}: {}", root(err)))
+                .collect();
+            format!("could not reach {}", each.join("; "))
+        }
+        DialError::Denied { cause } => format!("dial denied: {}", root(cause)),
+        other => other.to_string(),
+    }
 }
 
 fn is_relayed(addr: &Multiaddr) -> bool {

@@ -182,7 +182,7 @@ fn make_behaviour(
     let autonat = autonat::Behaviour::new(
         local,
         autonat::Config {
-            only_global_ips: false,
+            only_global_ips: !config.autonat_private_addrs,
             ..Default::default()
         },
     );

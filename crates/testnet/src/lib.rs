@@ -47,6 +47,7 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.p2p.bootstrap = bootstrap.to_vec();
     c.p2p.mdns = false;
     c.p2p.advertise_listen_addrs = true;
+    c.p2p.autonat_private_addrs = true;
     c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
     c.api.listen = "127.0.0.1:0".into();
     c
