@@ -1,0 +1,229 @@
+//! Serving the commands of `NetworkHandle`s.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Shutdown => {}
+            Command::Status(reply) => {
+                let _ = reply.send(Ok(self.status()));
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(Ok(self.peer_infos()));
+            }
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::unknown_peer_id().address(addr).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial(describe(&e))));
+                    }
+                }
+            }
+            Command::DialPeer { peer, reply } => self.dial_peer(peer, reply, true),
+            Command::Disconnect { peer, reply } => {
+                let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::ListenViaRelay { relay, reply } => {
+                let Some(relay_peer) = peer_of(&relay) else {
+                    let _ = reply.send(Err(NetError::BadAddr {
+                        addr: relay.to_string(),
+                        reason: "a relay address must end in /p2p/<relay peer id>".into(),
+                    }));
+                    return;
+                };
+                self.reservations.entry(relay_peer).or_default().push(reply);
+                if !self.relays.iter().any(|(a, _)| *a == relay) {
+                    self.relays.push((relay, None));
+                }
+                self.ensure_relays();
+            }
+            Command::Subscribe { topic, reply } => {
+                let t = gossipsub::IdentTopic::new(topic.clone());
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
+                    let _ = reply.send(Err(NetError::Publish(e.to_string())));
+                    return;
+                }
+                let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
+                self.subscriptions
+                    .entry(t.hash())
+                    .or_insert_with(|| (topic, Vec::new()))
+                    .1
+                    .push(tx);
+                let _ = reply.send(Ok(rx));
+            }
+            Command::Publish { topic, data, reply } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                let r = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(t, data)
+                    .map(|id| id.to_string())
+                    .map_err(|e| match e {
+                        gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::Publish(
+                            "no connected peer is subscribed to this topic yet".into(),
+                        ),
+                        other => NetError::Publish(other.to_string()),
+                    });
+                let _ = reply.send(r);
+            }
+            Command::TopicPeers { topic, reply } => {
+                let hash = gossipsub::IdentTopic::new(topic).hash();
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(p, _)| *p)
+                    .collect();
+                let _ = reply.send(Ok(peers));
+            }
+            Command::PutRecord { key, value, reply } => {
+                let record = kad::Record::new(kad::RecordKey::new(&key), value);
+                if let Err(reason) = self.config.validators.validate(&record) {
+                    let _ = reply.send(Err(NetError::RecordRefused(reason)));
+                    return;
+                }
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .put_record(record, kad::Quorum::One)
+                {
+                    Ok(q) => {
+                        self.queries.insert(q, PendingQuery::Put(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
+                    }
+                }
+            }
+            Command::GetRecord { key, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(kad::RecordKey::new(&key));
+                self.queries.insert(q, PendingQuery::Get(reply));
+            }
+            Command::Provide { key, reply } => {
+                match self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(kad::RecordKey::new(&key))
+                {
+                    Ok(q) => {
+                        self.queries.insert(q, PendingQuery::Provide(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
+                    }
+                }
+            }
+            Command::Providers { key, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(kad::RecordKey::new(&key));
+                self.queries
+                    .insert(q, PendingQuery::Providers(reply, HashSet::new()));
+            }
+            Command::ClosestPeers { key, reply } => {
+                let q = self.swarm.behaviour_mut().kad.get_closest_peers(key);
+                self.queries.insert(q, PendingQuery::Closest(reply));
+            }
+            Command::GossipScore { peer, reply } => {
+                let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
+            }
+            Command::RoutingTable { reply } => {
+                let mut out = Vec::new();
+                for b in self.swarm.behaviour_mut().kad.kbuckets() {
+                    for e in b.iter() {
+                        out.push((
+                            *e.node.key.preimage(),
+                            e.node.value.iter().cloned().collect(),
+                        ));
+                    }
+                }
+                let _ = reply.send(Ok(out));
+            }
+        }
+    }
+
+    pub(super) fn dial_peer(&mut self, peer: PeerId, reply: Reply<PeerId>, may_lookup: bool) {
+        if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
+            let _ = reply.send(Ok(peer));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+                self.peer_dials.entry(peer).or_default().push(reply);
+            }
+            Err(DialError::NoAddresses) if may_lookup => {
+                let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.queries.insert(q, PendingQuery::Lookup(peer, reply));
+            }
+            Err(DialError::NoAddresses) => {
+                let _ = reply.send(Err(NetError::PeerNotFound(peer.to_string())));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial(describe(&e))));
+            }
+        }
+    }
+
+    pub(super) fn status(&mut self) -> Status {
+        let routing_table_size = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        Status {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            connected_peers: self.swarm.connected_peers().count(),
+            routing_table_size,
+            nat: self.nat.clone(),
+            topics: self
+                .subscriptions
+                .values()
+                .map(|(t, _)| t.clone())
+                .collect(),
+        }
+    }
+
+    pub(super) fn peer_infos(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .connections
+            .iter()
+            .map(|(peer, conns)| PeerInfo {
+                peer_id: peer.to_string(),
+                addresses: conns.iter().map(|(_, a)| a.to_string()).collect(),
+                agent: self.agents.get(peer).cloned(),
+                rtt_ms: self.rtts.get(peer).map(|d| d.as_secs_f64() * 1000.0),
+                relayed: conns.iter().all(|(_, a)| is_relayed(a)),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+}
