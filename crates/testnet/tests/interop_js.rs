@@ -144,6 +144,5 @@ async fn js_libp2p_and_nodus_identify_ping_and_gossip_both_ways() {
     }
     drop(child.stdin.take());
     let _ = child.wait();
-    let _ = b;
     net.shutdown().await;
 }
