@@ -216,5 +216,63 @@ async fn node_listening_only_through_a_relay_is_reached_by_others() {
         let rtts = net.node(k).net.ping(hidden_id, 2).await.unwrap();
         assert_eq!(rtts.len(), 2, "node {k} pinged the hidden node");
     }
+
+    // Between two nodes that both lack a listener, the relay is the only path (no hole
+    // punch can succeed), and it carries more than libp2p's default circuit limit of
+    // 128 KiB.
+    const SIZE: usize = 1024 * 1024;
+    let protocol = libp2p::StreamProtocol::new("/nodus/test-count/1");
+    let mut incoming = net.node(hidden).net.incoming(protocol.clone()).unwrap();
+    tokio::spawn(async move {
+        use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+        while let Some((_, mut s)) = incoming.next().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0u64;
+            while total < SIZE as u64 {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n as u64,
+                }
+            }
+            let _ = s.write_all(&total.to_be_bytes()).await;
+            let _ = s.close().await;
+        }
+    });
+    let mut walled_config = node_config(node_ip(5), &[]);
+    walled_config.p2p.listen.clear();
+    let walled = net.add_node(walled_config).await.unwrap();
+    let circuit: libp2p::Multiaddr = net
+        .node(hidden)
+        .net
+        .status()
+        .await
+        .unwrap()
+        .listen_addrs
+        .iter()
+        .find(|a| a.contains("/tcp/") && a.contains("/p2p-circuit"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(net.node(walled).net.dial(circuit).await.unwrap(), hidden_id);
+    let mut stream = net
+        .node(walled)
+        .net
+        .open_stream(hidden_id, protocol)
+        .await
+        .unwrap();
+    {
+        use futures::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(&vec![7u8; SIZE]).await.unwrap();
+        stream.flush().await.unwrap();
+        let mut count = [0u8; 8];
+        stream.read_exact(&mut count).await.unwrap();
+        assert_eq!(u64::from_be_bytes(count), SIZE as u64);
+    }
+    let peers = net.node(walled).net.peers().await.unwrap();
+    let to_hidden = peers
+        .iter()
+        .find(|p| p.peer_id == hidden_id.to_string())
+        .unwrap();
+    assert!(to_hidden.relayed, "only relayed: {:?}", to_hidden.addresses);
     net.shutdown().await;
 }
