@@ -276,3 +276,38 @@ async fn node_listening_only_through_a_relay_is_reached_by_others() {
     assert!(to_hidden.relayed, "only relayed: {:?}", to_hidden.addresses);
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dials_by_dns_name_and_caps_connections_per_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(0, dir.path()).await.unwrap();
+    // `localhost` resolves to 127.0.0.1, so this node listens there.
+    let a = net
+        .add_node(node_config("127.0.0.1".parse().unwrap(), &[]))
+        .await
+        .unwrap();
+    let b = net.add_node(node_config(node_ip(1), &[])).await.unwrap();
+    let tcp = net.node(a).p2p_addr("tcp").unwrap().to_string();
+    let by_name = tcp.replace("/ip4/127.0.0.1/", "/dns4/localhost/");
+    assert!(by_name.starts_with("/dns4/localhost/tcp/"), "{by_name}");
+    let peer = net
+        .node(b)
+        .net
+        .dial(by_name.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(peer, net.node(a).peer_id());
+
+    // Dialing an address always opens a new connection; the third to one peer is refused.
+    let addr: libp2p::Multiaddr = tcp.parse().unwrap();
+    net.node(b).net.dial(addr.clone()).await.unwrap();
+    let third = net.node(b).net.dial(addr).await.unwrap_err();
+    assert!(third.to_string().contains("connection limit"), "{third}");
+    let peers = net.node(b).net.peers().await.unwrap();
+    let to_a = peers
+        .iter()
+        .find(|p| p.peer_id == peer.to_string())
+        .unwrap();
+    assert_eq!(to_a.addresses.len(), 2, "{:?}", to_a.addresses);
+    net.shutdown().await;
+}
