@@ -5,6 +5,11 @@
 //! Node k listens on 127.0.(k+1).1, so every node sits in its own /24 the way peers on
 //! the Internet do, and the routing table's IP-diversity limits apply to a testnet as
 //! they would to the real network. All nodes join through node 0.
+//!
+//! [`impair`] adds delay and loss between nodes in user space (proxies), since the
+//! kernel here has no netem.
+
+pub mod impair;
 
 use std::future::Future;
 use std::net::Ipv4Addr;
