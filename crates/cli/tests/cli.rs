@@ -669,3 +669,24 @@ fn a_node_started_before_its_bootstrap_peer_joins_when_it_comes_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_second_node_on_a_taken_port_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.43.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for d in [&a, &b] {
+        assert!(nodus(d, &["init"]).status.success());
+        std::fs::write(
+            d.join("config.toml"),
+            format!("[p2p]\nlisten = [\"/ip4/127.0.43.1/tcp/{port}\"]\nmdns = false\n"),
+        )
+        .unwrap();
+    }
+    let _na = up(&a);
+    // libp2p listens with SO_REUSEPORT; without the check both would share the port.
+    fails_saying(&nodus(&b, &["up"]), "is another node using port");
+}

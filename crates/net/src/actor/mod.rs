@@ -132,11 +132,12 @@ pub fn spawn(
     let local_peer_id = key.public().to_peer_id();
     let mut swarm = build_swarm(key, &config, registry)?;
     for addr in &config.listen {
+        ensure_tcp_port_free(addr)?;
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Listen {
                 addr: addr.to_string(),
-                reason: e.to_string(),
+                reason: root_cause(&e),
             })?;
     }
     for addr in &config.external_addresses {
@@ -186,16 +187,54 @@ fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
     })
 }
 
+/// The innermost cause of an error: libp2p wraps causes in layers that print nothing.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    let text = last.to_string();
+    if text.is_empty() {
+        format!("{last:?}")
+    } else {
+        text
+    }
+}
+
+/// libp2p-tcp listens with SO_REUSEPORT, so a second node on the same TCP port would
+/// silently share it (the kernel splitting inbound connections between the two). A
+/// plain bind first, which fails if anyone holds the port, turns that into an error.
+fn ensure_tcp_port_free(addr: &Multiaddr) -> Result<(), NetError> {
+    let mut ip = None;
+    let mut port = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(i) => ip = Some(std::net::IpAddr::V4(i)),
+            Protocol::Ip6(i) => ip = Some(std::net::IpAddr::V6(i)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind((ip, port))
+        .map(drop)
+        .map_err(|e| NetError::Listen {
+            addr: addr.to_string(),
+            reason: format!(
+                "{e}; is another node using port {port}? Stop it, or change [p2p] listen in config.toml"
+            ),
+        })
+}
+
 /// A dial error a person can read: libp2p prints a denied dial as just "Dial error" and
 /// a transport failure as the same cause nested several times over.
 fn describe(e: &DialError) -> String {
-    fn root(e: &dyn std::error::Error) -> String {
-        let mut last = e;
-        while let Some(next) = last.source() {
-            last = next;
-        }
-        last.to_string()
-    }
+    let root = root_cause;
     match e {
         DialError::Transport(errors) => {
             let each: Vec<String> = errors
