@@ -19,6 +19,7 @@
 //! - Every command carries a oneshot reply; a dropped handle never blocks the actor.
 
 mod actor;
+pub mod addr;
 mod behaviour;
 pub mod config;
 pub mod diversity;

@@ -30,6 +30,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::addr::{is_relayed, is_tcp, peer_of, socket_addr};
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, build_swarm};
 use crate::diversity::{self, Limits, Subnet};
 use crate::handle::{Command, Reply, SUBSCRIPTION_CAPACITY};
@@ -180,13 +181,6 @@ pub fn spawn(
     Ok((handle, task))
 }
 
-fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
-    addr.iter().last().and_then(|p| match p {
-        Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
-}
-
 /// The innermost cause of an error: libp2p wraps causes in layers that print nothing.
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut last = e;
@@ -205,23 +199,11 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 /// silently share it (the kernel splitting inbound connections between the two). A
 /// plain bind first, which fails if anyone holds the port, turns that into an error.
 fn ensure_tcp_port_free(addr: &Multiaddr) -> Result<(), NetError> {
-    let mut ip = None;
-    let mut port = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(i) => ip = Some(std::net::IpAddr::V4(i)),
-            Protocol::Ip6(i) => ip = Some(std::net::IpAddr::V6(i)),
-            Protocol::Tcp(p) => port = Some(p),
-            _ => {}
-        }
-    }
-    let (Some(ip), Some(port)) = (ip, port) else {
+    let Some(socket) = socket_addr(addr).filter(|s| is_tcp(addr) && s.port() != 0) else {
         return Ok(());
     };
-    if port == 0 {
-        return Ok(());
-    }
-    std::net::TcpListener::bind((ip, port))
+    let port = socket.port();
+    std::net::TcpListener::bind(socket)
         .map(drop)
         .map_err(|e| NetError::Listen {
             addr: addr.to_string(),
@@ -246,10 +228,6 @@ fn describe(e: &DialError) -> String {
         DialError::Denied { cause } => format!("dial denied: {}", root(cause)),
         other => other.to_string(),
     }
-}
-
-fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 impl Actor {
