@@ -261,7 +261,8 @@ async fn iperf3(mib: usize) -> Result<(f64, f64)> {
     })?;
     let bps = v["end"]["sum_received"]["bits_per_second"]
         .as_f64()
-        .ok_or_else(|| anyhow!("iperf3 JSON without end.sum_received"))?;
+        .filter(|b| *b > 0.0)
+        .ok_or_else(|| anyhow!("iperf3 measured no throughput (is --mib too small?)"))?;
     let rtt = v["end"]["streams"][0]["sender"]["mean_rtt"]
         .as_f64()
         .unwrap_or(0.0);
