@@ -62,7 +62,8 @@ struct Step {
     figure: String,
 }
 
-fn spinner(msg: &str) -> ProgressBar {
+/// A spinner on stderr (hidden when stderr is not a terminal).
+pub fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
         ProgressStyle::with_template("{spinner} {msg} ({elapsed})")

@@ -274,7 +274,10 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
         return Err(anyhow!("--mib and --round-trips must be at least 1"));
     }
     eprintln!("nodus bench net: {mib} MiB per throughput run, {trips} round trips per latency run");
-    let (iperf_mbs, iperf_rtt) = match iperf3(mib).await {
+    let pb = crate::demo::spinner("iperf3 and a plain TCP echo");
+    let reference = iperf3(mib).await;
+    pb.finish_and_clear();
+    let (iperf_mbs, iperf_rtt) = match reference {
         Ok(v) => (Some(v.0), Some(v.1)),
         Err(e) => {
             eprintln!("iperf3: {e:#}");
@@ -300,12 +303,10 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
     ];
     let mut measured = Vec::new();
     for (label, transport, first, far) in runs {
-        measured.push((
-            label,
-            transport,
-            far,
-            measure_pair(transport, first, far, mib, trips).await?,
-        ));
+        let pb = crate::demo::spinner(&format!("nodus {label}"));
+        let m = measure_pair(transport, first, far, mib, trips).await;
+        pb.finish_and_clear();
+        measured.push((label, transport, far, m?));
     }
 
     let ratio = |a: f64| {
