@@ -19,15 +19,6 @@ pub enum ClientError {
     Http(String),
 }
 
-impl ClientError {
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            ClientError::Status { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Clone)]
 pub struct ApiClient {
     base: String,
@@ -60,10 +51,6 @@ impl ApiClient {
         let mut c = ApiClient::new(endpoints.api, token);
         c.dir = Some(dir.root().to_path_buf());
         Ok(c)
-    }
-
-    pub fn base(&self) -> &str {
-        &self.base
     }
 
     fn map_send_err(&self, e: reqwest::Error) -> ClientError {
@@ -118,20 +105,6 @@ impl ApiClient {
         let req = self.request(reqwest::Method::PUT, path).json(body);
         let resp = self.send(req).await?;
         self.finish(resp).await
-    }
-
-    /// Plain text of a GET (for `/metrics`).
-    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
-        if !resp.status().is_success() {
-            return Err(ClientError::Status {
-                status: resp.status().as_u16(),
-                message: resp.text().await.unwrap_or_default(),
-            });
-        }
-        resp.text()
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))
     }
 
     /// Opens a Server-Sent Events stream.

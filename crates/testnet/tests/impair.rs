@@ -17,15 +17,24 @@ async fn pair(net: &mut Testnet, transport: &str) -> (usize, usize, SocketAddr) 
     (a, b, target)
 }
 
-/// Dials a from b through `proxy` and returns b's round trips to a.
-async fn ping_through(net: &Testnet, a: usize, b: usize, proxy: Multiaddr) -> Vec<Duration> {
+/// Dials a from b through `proxy`, pings a five times, and checks that every round trip
+/// took at least the delay the proxy adds both ways.
+async fn ping_through(net: &Testnet, a: usize, b: usize, proxy: Multiaddr, one_way: Duration) {
     let via = proxy.with_p2p(net.node(a).peer_id()).unwrap();
     net.node(b).net.dial(via).await.unwrap();
-    net.node(b)
+    let rtts = net
+        .node(b)
         .net
         .ping(net.node(a).peer_id(), 5)
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(rtts.len(), 5);
+    for rtt in rtts {
+        assert!(
+            rtt >= one_way * 2,
+            "round trip {rtt:?} shorter than the added delay"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,14 +47,7 @@ async fn tcp_through_a_delaying_proxy() {
         .await
         .unwrap();
     let addr = format!("/ip4/127.0.3.1/tcp/{}", proxy.addr.port());
-    let rtts = ping_through(&net, a, b, addr.parse().unwrap()).await;
-    assert_eq!(rtts.len(), 5);
-    for rtt in rtts {
-        assert!(
-            rtt >= one_way * 2,
-            "round trip {rtt:?} shorter than the added delay"
-        );
-    }
+    ping_through(&net, a, b, addr.parse().unwrap(), one_way).await;
     net.shutdown().await;
 }
 
@@ -60,13 +62,6 @@ async fn quic_through_a_lossy_delaying_proxy() {
         .unwrap();
     // QUIC recovers from the 10% loss on its own.
     let addr = format!("/ip4/127.0.4.1/udp/{}/quic-v1", proxy.addr.port());
-    let rtts = ping_through(&net, a, b, addr.parse().unwrap()).await;
-    assert_eq!(rtts.len(), 5);
-    for rtt in rtts {
-        assert!(
-            rtt >= one_way * 2,
-            "round trip {rtt:?} shorter than the added delay"
-        );
-    }
+    ping_through(&net, a, b, addr.parse().unwrap(), one_way).await;
     net.shutdown().await;
 }

@@ -91,19 +91,12 @@ impl Actor {
                     let _ = reply.send(Err(NetError::RecordRefused(reason)));
                     return;
                 }
-                match self
+                let started = self
                     .swarm
                     .behaviour_mut()
                     .kad
-                    .put_record(record, kad::Quorum::One)
-                {
-                    Ok(q) => {
-                        self.queries.insert(q, PendingQuery::Put(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
-                    }
-                }
+                    .put_record(record, kad::Quorum::One);
+                self.track(started, reply, PendingQuery::Put);
             }
             Command::GetRecord { key, reply } => {
                 let q = self
@@ -114,19 +107,12 @@ impl Actor {
                 self.queries.insert(q, PendingQuery::Get(reply));
             }
             Command::Provide { key, reply } => {
-                match self
+                let started = self
                     .swarm
                     .behaviour_mut()
                     .kad
-                    .start_providing(kad::RecordKey::new(&key))
-                {
-                    Ok(q) => {
-                        self.queries.insert(q, PendingQuery::Provide(reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
-                    }
-                }
+                    .start_providing(kad::RecordKey::new(&key));
+                self.track(started, reply, PendingQuery::Provide);
             }
             Command::Providers { key, reply } => {
                 let q = self
@@ -225,5 +211,22 @@ impl Actor {
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         out
+    }
+
+    /// Keeps the reply of a query that started, or answers at once with why it did not.
+    fn track<T, E: std::fmt::Debug>(
+        &mut self,
+        started: Result<QueryId, E>,
+        reply: Reply<T>,
+        pending: impl FnOnce(Reply<T>) -> PendingQuery,
+    ) {
+        match started {
+            Ok(q) => {
+                self.queries.insert(q, pending(reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
+            }
+        }
     }
 }
