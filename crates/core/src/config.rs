@@ -12,6 +12,48 @@ use crate::CoreError;
 pub struct Config {
     pub p2p: P2pConfig,
     pub api: ApiConfig,
+    pub msg: MsgConfig,
+}
+
+/// The messaging service (crates/msg). Limits on what this node keeps for others are
+/// per sending peer, so no one peer can fill a mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MsgConfig {
+    /// Display name put in invites; empty means the short peer id.
+    pub name: String,
+    /// Mailbox replicas: a message for an offline contact is stored on this many of the
+    /// peers closest to the contact's key.
+    pub mailbox_replicas: usize,
+    /// How long a mailbox keeps a message that nobody fetched.
+    pub mailbox_ttl_secs: u64,
+    /// Serve as a mailbox for others.
+    pub mailbox_serve: bool,
+    /// Messages and bytes a mailbox keeps from one sending peer.
+    pub mailbox_max_items_per_sender: usize,
+    pub mailbox_max_bytes_per_sender: u64,
+    /// Messages a mailbox accepts from one sending peer per minute.
+    pub mailbox_max_per_minute: u32,
+    /// How often a node asks its mailboxes for stored messages.
+    pub mailbox_poll_secs: u64,
+    /// Seconds between delivery attempts of an undelivered message (doubles up to 60).
+    pub retry_secs: u64,
+}
+
+impl Default for MsgConfig {
+    fn default() -> Self {
+        MsgConfig {
+            name: String::new(),
+            mailbox_replicas: 3,
+            mailbox_ttl_secs: 7 * 24 * 3600,
+            mailbox_serve: true,
+            mailbox_max_items_per_sender: 1000,
+            mailbox_max_bytes_per_sender: 16 * 1024 * 1024,
+            mailbox_max_per_minute: 600,
+            mailbox_poll_secs: 30,
+            retry_secs: 2,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +234,22 @@ max_per_subnet_per_table = 10
 # The HTTP API. It requires the bearer token in api.cookie. Port 0 picks a free port;
 # endpoints.json says which one was taken.
 listen = "127.0.0.1:0"
+
+[msg]
+# Display name put in invites; empty means the short peer id.
+name = ""
+# A message for an offline contact is stored on this many peers closest to its key.
+mailbox_replicas = 3
+mailbox_ttl_secs = 604800
+# Keep messages for offline peers of others, within these limits per sending peer.
+mailbox_serve = true
+mailbox_max_items_per_sender = 1000
+mailbox_max_bytes_per_sender = 16777216
+mailbox_max_per_minute = 600
+# How often to ask the mailboxes for messages stored while this node was away.
+mailbox_poll_secs = 30
+# Seconds between delivery attempts of an undelivered message (doubling up to 60).
+retry_secs = 2
 "#;
 
 impl Config {

@@ -45,6 +45,10 @@ impl DataDir {
     pub fn net_store_path(&self) -> PathBuf {
         self.root.join("net.redb")
     }
+    /// The messaging service's database (keys, sessions, contacts, outbox, mailbox).
+    pub fn msg_store_path(&self) -> PathBuf {
+        self.root.join("msg.redb")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("node.lock")
     }

@@ -7,6 +7,8 @@ pub enum NodeError {
     Core(#[from] CoreError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Msg(#[from] nodus_msg::MsgError),
     #[error(
         "another node is already running on data dir {0}; stop it first (or pick another --data-dir)"
     )]

@@ -26,6 +26,7 @@ pub struct StartOptions {
 /// which is how the harness simulates a crash.
 pub struct RunningNode {
     pub net: NetworkHandle,
+    pub msg: nodus_msg::MsgHandle,
     pub endpoints: Endpoints,
     pub data_dir: DataDir,
     api_addr: SocketAddr,
@@ -64,11 +65,21 @@ impl Node {
         };
         let mut net_config = NetConfig::from_config(&config.p2p)?;
         net_config.record_store = Some(dir.net_store_path());
+        nodus_msg::register_records(&mut net_config.validators);
         let wanted_listeners = net_config.listen.len();
 
         let mut registry = Registry::default();
-        let (net, net_task) = nodus_net::spawn(key, net_config, &mut registry)?;
+        let (net, net_task) = nodus_net::spawn(key.clone(), net_config, &mut registry)?;
         let api_metrics = api::ApiMetrics::register(&mut registry);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (msg, msg_tasks) = nodus_msg::spawn(
+            config.msg.clone(),
+            key,
+            net.clone(),
+            &dir.msg_store_path(),
+            &mut registry,
+            shutdown_rx.clone(),
+        )?;
 
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
@@ -82,9 +93,9 @@ impl Node {
         let api_token = token::generate();
         token::write(&dir.cookie_path(), &api_token)?;
 
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = ApiState {
             net: net.clone(),
+            msg: msg.clone(),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
             metrics: api_metrics,
@@ -127,7 +138,11 @@ impl Node {
             data_dir: dir,
             api_addr,
             shutdown_tx,
-            tasks: vec![net_task, api_task, updater],
+            tasks: vec![net_task, api_task, updater]
+                .into_iter()
+                .chain(msg_tasks)
+                .collect(),
+            msg,
             _lock: lock,
         })
     }

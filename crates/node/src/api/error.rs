@@ -40,6 +40,30 @@ impl From<NetError> for ApiError {
     }
 }
 
+impl From<nodus_msg::MsgError> for ApiError {
+    fn from(e: nodus_msg::MsgError) -> Self {
+        use nodus_msg::MsgError as E;
+        let e = match e {
+            E::Net(n) => return ApiError::from(n),
+            other => other,
+        };
+        let status = match &e {
+            E::NoContact(_) | E::NoGroup(_) => StatusCode::NOT_FOUND,
+            E::Card(_)
+            | E::Ambiguous(..)
+            | E::EmptyText
+            | E::TextTooLong(_)
+            | E::OwnCode
+            | E::NotMember(_)
+            | E::AlreadyMember(_) => StatusCode::BAD_REQUEST,
+            E::NotOwner(_) => StatusCode::FORBIDDEN,
+            E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            E::Store(_) | E::Net(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::bad_request(format!(

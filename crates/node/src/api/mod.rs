@@ -4,6 +4,7 @@
 
 mod auth;
 mod error;
+mod msg;
 mod routes;
 mod sse;
 
@@ -44,6 +45,7 @@ impl ApiMetrics {
 #[derive(Clone)]
 pub struct ApiState {
     pub net: NetworkHandle,
+    pub msg: nodus_msg::MsgHandle,
     pub token: Arc<String>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
@@ -66,6 +68,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/pubsub/subscribe", get(sse::subscribe))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/shutdown", post(routes::shutdown))
+        .route("/api/v1/msg/invite", post(msg::invite))
+        .route("/api/v1/msg/contacts", get(msg::contacts).post(msg::add_contact))
+        .route("/api/v1/msg/send", post(msg::send))
+        .route("/api/v1/msg/inbox", get(msg::inbox))
+        .route("/api/v1/msg/history/{with}", get(msg::history))
+        .route("/api/v1/msg/groups", get(msg::groups).post(msg::group_create))
+        .route("/api/v1/msg/groups/{group}/members", post(msg::group_add))
+        .route(
+            "/api/v1/msg/groups/{group}/members/{contact}",
+            axum::routing::delete(msg::group_remove),
+        )
+        .route("/api/v1/msg/groups/{group}/send", post(msg::group_send))
+        .route("/api/v1/msg/stats", get(msg::stats))
+        .route("/api/v1/msg/poll", post(msg::poll))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(

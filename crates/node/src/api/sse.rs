@@ -16,21 +16,33 @@ fn ready() -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::once(async { Ok(Event::default().event("ready").data(r#"{"type":"ready"}"#)) })
 }
 
-pub async fn events(
-    State(s): State<ApiState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = ready().chain(BroadcastStream::new(s.net.events()).map(|ev| {
+/// One SSE event per item of a broadcast channel, named `name`.
+fn broadcast_events<T: serde::Serialize + Clone + Send + 'static>(
+    rx: tokio::sync::broadcast::Receiver<T>,
+    name: &'static str,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    BroadcastStream::new(rx).map(move |ev| {
         Ok(match ev {
             Ok(ev) => Event::default()
-                .event("net")
+                .event(name)
                 .json_data(&ev)
                 .unwrap_or_else(|_| Event::default().comment("unencodable event")),
             Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
                 Event::default().event("lagged").data(n.to_string())
             }
         })
-    }));
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    })
+}
+
+/// Overlay events (`net`) and messaging events (`msg`), interleaved as they happen.
+pub async fn events(
+    State(s): State<ApiState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let live = futures::stream::select(
+        broadcast_events(s.net.events(), "net"),
+        broadcast_events(s.msg.events(), "msg"),
+    );
+    Sse::new(ready().chain(live)).keep_alive(KeepAlive::default())
 }
 
 #[derive(Deserialize)]

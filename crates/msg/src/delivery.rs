@@ -1,0 +1,306 @@
+//! Getting envelopes to their recipient: one worker per recipient that keeps a stream
+//! open and pipelines envelopes on it (over a direct connection or a relayed circuit,
+//! whichever libp2p reaches the peer by), and the mailbox client that stores sealed
+//! envelopes on the peers closest to an offline recipient and fetches our own.
+
+use std::time::Duration;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream};
+use nodus_net::NetworkHandle;
+use tokio::sync::mpsc;
+
+use crate::service::Input;
+use crate::wire::{
+    self, MAILBOX_PROTOCOL, MAX_FETCH, MSG_PROTOCOL, MailboxItem, MailboxReply, MailboxRequest,
+    MsgId, MsgReply, WireError,
+};
+
+/// A worker with nothing to send for this long closes its stream and ends.
+const IDLE: Duration = Duration::from_secs(60);
+/// Reaching a peer (dial, lookup, stream) may take this long before we call it offline.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer must answer a batch within this.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One envelope for a worker: its outbox key and its encoded bytes.
+pub struct Outgoing {
+    pub key: String,
+    pub id: MsgId,
+    pub bytes: Vec<u8>,
+}
+
+pub async fn connect(
+    net: &NetworkHandle,
+    peer: PeerId,
+    protocol: libp2p::StreamProtocol,
+) -> Result<Stream, String> {
+    let attempt = async {
+        net.dial_peer(peer).await.map_err(|e| e.to_string())?;
+        net.open_stream(peer, protocol)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+    }
+}
+
+/// Writes a batch and reads one reply per envelope, in order.
+async fn exchange(
+    stream: &mut Stream,
+    batch: &[Outgoing],
+    replies: &mut Vec<MsgReply>,
+) -> Result<(), WireError> {
+    let mut buf = Vec::with_capacity(batch.iter().map(|o| o.bytes.len() + 4).sum());
+    for o in batch {
+        buf.extend_from_slice(&(o.bytes.len() as u32).to_be_bytes());
+        buf.extend_from_slice(&o.bytes);
+    }
+    stream.write_all(&buf).await?;
+    stream.flush().await?;
+    while replies.len() < batch.len() {
+        match wire::read_frame::<_, MsgReply>(stream).await? {
+            Some(r) => replies.push(r),
+            None => {
+                return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn worker(
+    peer: PeerId,
+    net: NetworkHandle,
+    mut rx: mpsc::Receiver<Vec<Outgoing>>,
+    inputs: mpsc::Sender<Input>,
+) {
+    let mut stream: Option<Stream> = None;
+    loop {
+        let mut batch = match tokio::time::timeout(IDLE, rx.recv()).await {
+            Ok(Some(b)) => b,
+            _ => break,
+        };
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        if stream.is_none() {
+            match connect(&net, peer, MSG_PROTOCOL).await {
+                Ok(s) => stream = Some(s),
+                Err(error) => {
+                    let keys = batch.into_iter().map(|o| o.key).collect();
+                    if inputs
+                        .send(Input::SendFailed { peer, keys, error })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        let mut replies = Vec::with_capacity(batch.len());
+        let result = tokio::time::timeout(REPLY_TIMEOUT, exchange(s, &batch, &mut replies)).await;
+        let error = match result {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no reply within {REPLY_TIMEOUT:?}")),
+        };
+        let answered = replies.len();
+        let mut keys = batch.into_iter().map(|o| (o.key, o.id));
+        let acked: Vec<(String, MsgReply)> = replies
+            .into_iter()
+            .zip(keys.by_ref())
+            .map(|(r, (k, _))| (k, r))
+            .collect();
+        let sent = inputs.send(Input::Replies { peer, replies: acked }).await;
+        if let Some(error) = error {
+            stream = None;
+            tracing::debug!(target: "nodus::msg", %peer, answered, "delivery stream failed: {error}");
+            let keys = keys.map(|(k, _)| k).collect();
+            if inputs
+                .send(Input::SendFailed { peer, keys, error })
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        if sent.is_err() {
+            break;
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = s.close().await;
+    }
+}
+
+/// The peers that keep `recipient`'s mail: the closest to its key, not itself or us.
+pub async fn mailboxes(
+    net: &NetworkHandle,
+    recipient: PeerId,
+    replicas: usize,
+) -> Result<Vec<PeerId>, String> {
+    let me = net.local_peer_id();
+    let closest = tokio::time::timeout(
+        Duration::from_secs(10),
+        net.closest_peers(recipient.to_bytes()),
+    )
+    .await
+    .map_err(|_| "DHT lookup timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(closest
+        .into_iter()
+        .filter(|p| *p != recipient && *p != me)
+        .take(replicas)
+        .collect())
+}
+
+async fn store_on(
+    net: &NetworkHandle,
+    mailbox: PeerId,
+    recipient: PeerId,
+    items: &[(MsgId, Vec<u8>)],
+    ttl_secs: u32,
+) -> Result<(), String> {
+    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    for (id, sealed) in items {
+        let req = MailboxRequest::Store {
+            to: recipient.to_bytes(),
+            id: *id,
+            ttl_secs,
+            sealed: sealed.clone(),
+        };
+        wire::write_frame(&mut s, &req)
+            .await
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
+            .await
+        {
+            Ok(Ok(Some(MailboxReply::Stored))) => {}
+            Ok(Ok(Some(MailboxReply::Refused(why)))) => return Err(format!("refused: {why}")),
+            Ok(Ok(_)) => return Err("unexpected reply".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("timed out".into()),
+        }
+    }
+    let _ = s.close().await;
+    Ok(())
+}
+
+/// Stores sealed envelopes for `recipient` on its mailboxes; returns how many of them
+/// took every item.
+pub async fn store(
+    net: NetworkHandle,
+    recipient: PeerId,
+    items: Vec<(MsgId, Vec<u8>)>,
+    replicas: usize,
+    ttl_secs: u32,
+) -> Result<usize, String> {
+    let boxes = mailboxes(&net, recipient, replicas).await?;
+    if boxes.is_empty() {
+        return Err("no mailbox peers known".into());
+    }
+    let results = futures::future::join_all(
+        boxes
+            .iter()
+            .map(|b| store_on(&net, *b, recipient, &items, ttl_secs)),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    if ok == 0 {
+        let why: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
+        return Err(why.join("; "));
+    }
+    Ok(ok)
+}
+
+/// Asks one mailbox for what it holds for us.
+pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<MailboxItem>, String> {
+    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    wire::write_frame(
+        &mut s,
+        &MailboxRequest::Fetch {
+            max: MAX_FETCH as u32,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let reply = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = s.close().await;
+    match reply {
+        Some(MailboxReply::Items(items)) => Ok(items),
+        other => Err(format!("unexpected reply {other:?}")),
+    }
+}
+
+/// Tells a mailbox to forget items it held for us.
+pub async fn delete_from(net: &NetworkHandle, mailbox: PeerId, ids: Vec<MsgId>) -> Result<(), String> {
+    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    for chunk in ids.chunks(MAX_FETCH) {
+        wire::write_frame(
+            &mut s,
+            &MailboxRequest::Delete {
+                ids: chunk.to_vec(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let _ = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
+            .await;
+    }
+    let _ = s.close().await;
+    Ok(())
+}
+
+/// Fetches from every mailbox of ours and hands each batch to the service.
+pub async fn poll(net: NetworkHandle, replicas: usize, inputs: mpsc::Sender<Input>) {
+    let me = net.local_peer_id();
+    let boxes = match mailboxes(&net, me, replicas).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = inputs.send(Input::PollDone { mailboxes: 0, error: Some(e) }).await;
+            return;
+        }
+    };
+    let n = boxes.len();
+    let fetched = futures::stream::iter(boxes)
+        .map(|b| {
+            let net = net.clone();
+            async move { (b, fetch_from(&net, b).await) }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+    let mut reached = 0;
+    for (mailbox, r) in fetched {
+        match r {
+            Ok(items) => {
+                reached += 1;
+                if !items.is_empty() {
+                    let _ = inputs.send(Input::Fetched { mailbox, items }).await;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target: "nodus::msg", %mailbox, "mailbox fetch failed: {e}");
+            }
+        }
+    }
+    let error = (reached == 0 && n > 0).then(|| "no mailbox answered".to_string());
+    let _ = inputs
+        .send(Input::PollDone {
+            mailboxes: reached,
+            error,
+        })
+        .await;
+}

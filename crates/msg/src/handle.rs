@@ -1,0 +1,171 @@
+//! The cloneable way into the messaging service, used by the HTTP API.
+
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::service::Input;
+use crate::types::{ContactInfo, GroupInfo, Message, MsgEvent, MsgStats};
+use crate::MsgError;
+
+type Reply<T> = oneshot::Sender<Result<T, MsgError>>;
+
+pub(crate) enum Command {
+    Invite(Reply<String>),
+    AddContact {
+        code: String,
+        name: Option<String>,
+        reply: Reply<ContactInfo>,
+    },
+    Contacts(Reply<Vec<ContactInfo>>),
+    Send {
+        to: String,
+        text: String,
+        reply: Reply<Message>,
+    },
+    Inbox {
+        all: bool,
+        reply: Reply<Vec<Message>>,
+    },
+    History {
+        with: String,
+        reply: Reply<Vec<Message>>,
+    },
+    GroupCreate {
+        name: String,
+        reply: Reply<GroupInfo>,
+    },
+    GroupAdd {
+        group: String,
+        contact: String,
+        reply: Reply<GroupInfo>,
+    },
+    GroupRemove {
+        group: String,
+        contact: String,
+        reply: Reply<GroupInfo>,
+    },
+    GroupSend {
+        group: String,
+        text: String,
+        reply: Reply<Message>,
+    },
+    Groups(Reply<Vec<GroupInfo>>),
+    Stats(Reply<MsgStats>),
+    /// Fetch from the mailboxes now (tests and `nodus msg inbox` on start).
+    Poll(Reply<()>),
+}
+
+#[derive(Clone)]
+pub struct MsgHandle {
+    pub(crate) tx: mpsc::Sender<Input>,
+    pub(crate) events: broadcast::Sender<MsgEvent>,
+    pub(crate) peer: PeerId,
+}
+
+impl MsgHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, MsgError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Api(make(reply)))
+            .await
+            .map_err(|_| MsgError::Stopped)?;
+        rx.await.map_err(|_| MsgError::Stopped)?
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.peer
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<MsgEvent> {
+        self.events.subscribe()
+    }
+
+    /// A contact code for this node, with a fresh one-time key.
+    pub async fn invite(&self) -> Result<String, MsgError> {
+        self.call(Command::Invite).await
+    }
+
+    pub async fn add_contact(&self, code: &str, name: Option<&str>) -> Result<ContactInfo, MsgError> {
+        self.call(|reply| Command::AddContact {
+            code: code.to_string(),
+            name: name.map(str::to_string),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn contacts(&self) -> Result<Vec<ContactInfo>, MsgError> {
+        self.call(Command::Contacts).await
+    }
+
+    /// Queues a message to a contact (by name or peer id). It is on disk when this returns.
+    pub async fn send(&self, to: &str, text: &str) -> Result<Message, MsgError> {
+        self.call(|reply| Command::Send {
+            to: to.to_string(),
+            text: text.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Incoming messages not shown before (all recent ones with `all`); marks them read.
+    pub async fn inbox(&self, all: bool) -> Result<Vec<Message>, MsgError> {
+        self.call(|reply| Command::Inbox { all, reply }).await
+    }
+
+    /// A conversation with a contact or a group, oldest first; marks it read.
+    pub async fn history(&self, with: &str) -> Result<Vec<Message>, MsgError> {
+        self.call(|reply| Command::History {
+            with: with.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_create(&self, name: &str) -> Result<GroupInfo, MsgError> {
+        self.call(|reply| Command::GroupCreate {
+            name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_add(&self, group: &str, contact: &str) -> Result<GroupInfo, MsgError> {
+        self.call(|reply| Command::GroupAdd {
+            group: group.to_string(),
+            contact: contact.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_remove(&self, group: &str, contact: &str) -> Result<GroupInfo, MsgError> {
+        self.call(|reply| Command::GroupRemove {
+            group: group.to_string(),
+            contact: contact.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn group_send(&self, group: &str, text: &str) -> Result<Message, MsgError> {
+        self.call(|reply| Command::GroupSend {
+            group: group.to_string(),
+            text: text.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupInfo>, MsgError> {
+        self.call(Command::Groups).await
+    }
+
+    pub async fn stats(&self) -> Result<MsgStats, MsgError> {
+        self.call(Command::Stats).await
+    }
+
+    pub async fn poll_mailboxes(&self) -> Result<(), MsgError> {
+        self.call(Command::Poll).await
+    }
+}

@@ -1,0 +1,144 @@
+//! Serving the two stream protocols. Each inbound stream gets a task that decodes
+//! frames and hands them to the service; replies go back in order, so a sender can
+//! pipeline. A frame that does not decode ends that stream (and is counted); it never
+//! reaches the service.
+
+use std::sync::Arc;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream};
+use nodus_net::NetworkHandle;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::service::{Input, Metrics};
+use crate::wire::{self, Envelope, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest, MsgReply};
+
+/// Inbound streams served at once, over both protocols.
+const MAX_STREAMS: usize = 512;
+/// Frames of one stream in the service's hands at once.
+const PIPELINE: usize = 1024;
+
+pub fn serve(
+    net: &NetworkHandle,
+    inputs: mpsc::Sender<Input>,
+    metrics: Metrics,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::MsgError> {
+    let limit = Arc::new(Semaphore::new(MAX_STREAMS));
+    let mut msg = net.incoming(MSG_PROTOCOL)?;
+    let mut mailbox = net.incoming(MAILBOX_PROTOCOL)?;
+    let (i1, l1, m1) = (inputs.clone(), limit.clone(), metrics.clone());
+    let (mut stop1, mut stop2) = (shutdown.clone(), shutdown.clone());
+    let t1 = tokio::spawn(async move {
+        while let Some((peer, stream)) = tokio::select! {
+            s = msg.next() => s,
+            _ = stop1.wait_for(|s| *s) => None,
+        } {
+            let Ok(permit) = l1.clone().try_acquire_owned() else {
+                m1.garbage("too_many_streams");
+                continue;
+            };
+            let (i, m) = (i1.clone(), m1.clone());
+            tokio::spawn(async move {
+                msg_stream(peer, stream, i, m).await;
+                drop(permit);
+            });
+        }
+    });
+    let t2 = tokio::spawn(async move {
+        while let Some((peer, stream)) = tokio::select! {
+            s = mailbox.next() => s,
+            _ = stop2.wait_for(|s| *s) => None,
+        } {
+            let Ok(permit) = limit.clone().try_acquire_owned() else {
+                metrics.garbage("too_many_streams");
+                continue;
+            };
+            let (i, m) = (inputs.clone(), metrics.clone());
+            tokio::spawn(async move {
+                mailbox_stream(peer, stream, i, m).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(vec![t1, t2])
+}
+
+async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, metrics: Metrics) {
+    let (mut r, mut w) = stream.split();
+    let (pending_tx, mut pending_rx) = mpsc::channel::<oneshot::Receiver<MsgReply>>(PIPELINE);
+    let reader = async move {
+        loop {
+            match wire::read_frame::<_, Envelope>(&mut r).await {
+                Ok(Some(envelope)) => {
+                    let (tx, rx) = oneshot::channel();
+                    let input = Input::Envelope {
+                        from: Some(peer),
+                        envelope,
+                        reply: Some(tx),
+                    };
+                    if inputs.send(input).await.is_err() || pending_tx.send(rx).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    metrics.garbage("bad_frame");
+                    tracing::debug!(target: "nodus::msg", %peer, "dropping message stream: {e}");
+                    return;
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some(rx) = pending_rx.recv().await {
+            let Ok(reply) = rx.await else { break };
+            if wire::write_frame(&mut w, &reply).await.is_err() {
+                break;
+            }
+            if pending_rx.is_empty() && w.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = w.close().await;
+    };
+    futures::join!(reader, writer);
+}
+
+async fn mailbox_stream(
+    peer: PeerId,
+    mut stream: Stream,
+    inputs: mpsc::Sender<Input>,
+    metrics: Metrics,
+) {
+    loop {
+        let request = match wire::read_frame::<_, MailboxRequest>(&mut stream).await {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                metrics.garbage("bad_frame");
+                tracing::debug!(target: "nodus::msg", %peer, "dropping mailbox stream: {e}");
+                break;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if inputs
+            .send(Input::Mailbox {
+                from: peer,
+                request,
+                reply: tx,
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        let reply = rx
+            .await
+            .unwrap_or_else(|_| MailboxReply::Refused("shutting down".into()));
+        if wire::write_frame(&mut stream, &reply).await.is_err() || stream.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.close().await;
+}

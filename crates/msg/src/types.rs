@@ -1,0 +1,112 @@
+//! What the messaging API shows: messages, their states, contacts, groups and events.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a message is. Outgoing ones move queued → sent → delivered → read, or
+/// queued → stored (held by mailboxes for an offline recipient) → delivered → read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Written to the outbox; not yet handed to the network.
+    Queued,
+    /// Sent on a connection to the recipient, awaiting its acknowledgement.
+    Sent,
+    /// Held by mailbox peers until the recipient comes online.
+    Stored,
+    /// The recipient's node has it.
+    Delivered,
+    /// The recipient has read it.
+    Read,
+    /// An incoming message.
+    Received,
+    /// Refused by the recipient (it could not decrypt it).
+    Failed,
+}
+
+impl MessageState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MessageState::Queued => "queued",
+            MessageState::Sent => "sent",
+            MessageState::Stored => "stored for later",
+            MessageState::Delivered => "delivered",
+            MessageState::Read => "read",
+            MessageState::Received => "received",
+            MessageState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// Hex of the 16-byte message id.
+    pub id: String,
+    /// The contact's peer id, or `group:<hex id>`.
+    pub conversation: String,
+    /// Peer id of the author.
+    pub from: String,
+    pub from_name: String,
+    pub outgoing: bool,
+    pub text: String,
+    pub state: MessageState,
+    /// The author's counter in this conversation; history is ordered by it per author.
+    pub seq: u64,
+    /// The author's clock when it was written (ms since the Unix epoch).
+    pub sent_ms: u64,
+    /// This node's clock when it was stored here.
+    pub stored_ms: u64,
+    /// For incoming messages: shown to the user already.
+    pub seen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactInfo {
+    pub peer_id: String,
+    pub name: String,
+    /// An Olm session exists, so messages are encrypted without a key lookup.
+    pub session: bool,
+    pub added_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Hex of the 16-byte group id.
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub epoch: u64,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupMember {
+    pub peer_id: String,
+    pub name: String,
+}
+
+/// Events on the node's event stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MsgEvent {
+    /// A message arrived (or one of ours was queued).
+    Message { message: Message },
+    /// An outgoing message changed state.
+    State {
+        id: String,
+        conversation: String,
+        to: String,
+        state: MessageState,
+    },
+    /// Someone became a contact (by invite, or by writing to us first).
+    Contact { contact: ContactInfo },
+}
+
+/// Totals kept for metrics and `nodus msg status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MsgStats {
+    pub contacts: usize,
+    pub groups: usize,
+    pub outbox: usize,
+    pub mailbox_items: usize,
+    pub one_time_keys: usize,
+}

@@ -1,0 +1,235 @@
+//! What peers send each other, and the framing of it.
+//!
+//! Two stream protocols: [`MSG_PROTOCOL`] carries [`Envelope`]s straight to their
+//! recipient (over a direct connection or a relayed circuit, both end-to-end Noise), and
+//! [`MAILBOX_PROTOCOL`] stores sealed envelopes on the peers closest to an offline
+//! recipient. Every frame is a big-endian u32 length and a postcard body of at most
+//! [`MAX_FRAME`] bytes; a longer length or a body that does not decode ends the stream.
+
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use libp2p::StreamProtocol;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::card::ContactCard;
+
+pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/msg/1");
+pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/mailbox/1");
+
+/// Largest text a person may send (64 KiB), and the frame that must hold it with its
+/// encryption overhead (Olm's base64-free binary form adds well under 1 KiB).
+pub const MAX_TEXT: usize = 64 * 1024;
+pub const MAX_FRAME: usize = 192 * 1024;
+/// At most this many items in one mailbox reply.
+pub const MAX_FETCH: usize = 256;
+
+pub type MsgId = [u8; 16];
+
+/// An end-to-end encrypted message as it travels. `id` is also inside the ciphertext,
+/// so a replay under a fresh id is caught when the two differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: MsgId,
+    /// The sender's peer id (bytes). Checked against the stream's authenticated peer on
+    /// direct delivery, and by the Olm session bound to that peer's keys otherwise.
+    pub sender: Vec<u8>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// A pairwise Olm message. The sender's card rides along on pre-key messages so a
+    /// recipient who never saw an invite from the sender can verify who it is.
+    Olm {
+        card: Option<ContactCard>,
+        kind: u8,
+        ciphertext: Vec<u8>,
+    },
+    /// A group message under the sender's Megolm session `session` (its id).
+    Group {
+        group: MsgId,
+        session: String,
+        ciphertext: Vec<u8>,
+    },
+}
+
+/// The recipient's answer to each delivered envelope, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MsgReply {
+    /// Stored (or already had it): the sender may forget it.
+    Ack(MsgId),
+    /// Refused for good; retrying the same bytes will not help.
+    Reject { id: MsgId, reason: RejectReason },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// Authentication failed: tampered, replayed, or not for any session we hold.
+    Undecryptable,
+    /// The sender field does not match who sent it.
+    WrongSender,
+    /// A group we are not in, or a group key we do not have.
+    UnknownGroup,
+    /// The plaintext does not parse or its inner id differs from the envelope's.
+    Malformed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MailboxRequest {
+    /// Keep `sealed` for the peer `to` for at most `ttl_secs`.
+    Store {
+        to: Vec<u8>,
+        id: MsgId,
+        ttl_secs: u32,
+        sealed: Vec<u8>,
+    },
+    /// Items held for the asking peer (the stream's authenticated peer).
+    Fetch { max: u32 },
+    /// Forget items held for the asking peer.
+    Delete { ids: Vec<MsgId> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MailboxReply {
+    Stored,
+    Refused(String),
+    Items(Vec<MailboxItem>),
+    Deleted(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxItem {
+    pub id: MsgId,
+    pub sealed: Vec<u8>,
+}
+
+/// What is inside an Olm message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plain {
+    /// Must equal the envelope's id.
+    pub id: MsgId,
+    /// The sender's counter for this conversation: the recipient orders by it.
+    pub seq: u64,
+    pub sent_ms: u64,
+    pub content: Content,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Content {
+    Text(String),
+    /// Delivery or read receipts for messages the other side sent.
+    Receipt { ids: Vec<MsgId>, read: bool },
+    /// The sender's current Megolm session key for a group.
+    GroupKey { group: MsgId, session_key: Vec<u8> },
+    /// The group's name and members, from its owner. A member left out has been removed.
+    GroupState {
+        group: MsgId,
+        name: String,
+        epoch: u64,
+        members: Vec<ContactCard>,
+    },
+}
+
+/// What is inside a Megolm message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupPlain {
+    pub id: MsgId,
+    pub seq: u64,
+    pub sent_ms: u64,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // postcard only fails on types serde cannot express, which ours never are.
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    value: &T,
+) -> Result<(), WireError> {
+    let body = encode(value);
+    if body.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+) -> Result<Option<T>, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    decode(&body).map(Some)
+}
+
+pub fn new_id() -> MsgId {
+    rand::random()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trip() {
+        let e = Envelope {
+            id: new_id(),
+            sender: vec![1, 2, 3],
+            body: Body::Olm {
+                card: None,
+                kind: 1,
+                ciphertext: vec![9; 100],
+            },
+        };
+        let back: Envelope = decode(&encode(&e)).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            let _ = decode::<Envelope>(&junk);
+            let _ = decode::<MailboxRequest>(&junk);
+            let _ = decode::<Plain>(&junk);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_refused_before_allocation() {
+        let mut bytes = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 16]);
+        let mut r = futures::io::Cursor::new(bytes);
+        let got = read_frame::<_, Envelope>(&mut r).await;
+        assert!(matches!(got, Err(WireError::TooLarge(_))));
+    }
+}
