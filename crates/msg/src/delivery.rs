@@ -124,7 +124,12 @@ pub async fn worker(
         if let Some(error) = error {
             stream = None;
             tracing::debug!(target: "nodus::msg", %peer, answered, "delivery stream failed: {error}");
-            let keys = keys.map(|(k, _)| k).collect();
+            // Batches queued behind the failed one fail with it, so that nothing
+            // overtakes what was not delivered.
+            let mut keys: Vec<String> = keys.map(|(k, _)| k).collect();
+            while let Ok(more) = rx.try_recv() {
+                keys.extend(more.into_iter().map(|o| o.key));
+            }
             if inputs
                 .send(Input::SendFailed { peer, keys, error })
                 .await

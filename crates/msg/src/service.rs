@@ -47,6 +47,8 @@ const MAILBOX_TOTAL: usize = 100_000;
 /// Ids of accepted messages are remembered this long, to drop duplicates and replays.
 const SEEN_FOR_MS: u64 = 30 * 24 * 3600 * 1000;
 const REPUBLISH: Duration = Duration::from_secs(3600);
+/// Refusals a group message gets for a key or membership not there yet, before it fails.
+const TRANSIENT_ATTEMPTS: u32 = 10;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub(crate) enum Input {
@@ -220,6 +222,8 @@ struct Actor {
     in_flight: HashSet<String>,
     retry_at: HashMap<String, Instant>,
     key_fetches: HashMap<String, Instant>,
+    /// Peers whose next session is made from their fallback key.
+    use_fallback: HashSet<String>,
     /// Mailbox usage per sending peer: (items, bytes), and its rate window.
     usage: HashMap<String, (usize, u64)>,
     rate: HashMap<String, (Instant, u32)>,
@@ -383,6 +387,7 @@ impl Actor {
             in_flight: HashSet::new(),
             retry_at: HashMap::new(),
             key_fetches: HashMap::new(),
+            use_fallback: HashSet::new(),
             usage,
             rate: HashMap::new(),
             mailbox_total,
@@ -915,6 +920,7 @@ impl Actor {
             to: peer.to_string(),
             envelope: None,
             pending: None,
+            prekey_plain: None,
             user,
             stored: false,
             attempts: 0,
@@ -922,7 +928,7 @@ impl Actor {
             order: self.order,
         };
         if self.ensure_session(txn, peer)? {
-            item.envelope = Some(self.encrypt_envelope(txn, peer, &plain)?);
+            self.encrypt_item(txn, &mut item, plain)?;
         } else {
             item.pending = Some(plain);
             self.want_keys(peer);
@@ -953,7 +959,14 @@ impl Actor {
         }
     }
 
-    fn encrypt_envelope(&mut self, txn: &mut Txn, peer: &str, plain: &Plain) -> Result<Vec<u8>, MsgError> {
+    fn encrypt_item(&mut self, txn: &mut Txn, item: &mut OutItem, plain: Plain) -> Result<(), MsgError> {
+        let (bytes, kind) = self.encrypt_envelope(txn, &item.to.clone(), &plain)?;
+        item.envelope = Some(bytes);
+        item.prekey_plain = (kind == 0).then_some(plain);
+        Ok(())
+    }
+
+    fn encrypt_envelope(&mut self, txn: &mut Txn, peer: &str, plain: &Plain) -> Result<(Vec<u8>, u8), MsgError> {
         let (kind, ciphertext) = self
             .crypto
             .encrypt(peer, &wire::encode(plain))
@@ -968,7 +981,7 @@ impl Actor {
                 ciphertext,
             },
         };
-        Ok(wire::encode(&envelope))
+        Ok((wire::encode(&envelope), kind))
     }
 
     /// Encrypts, in order, the items that waited for a session with `peer`.
@@ -985,7 +998,7 @@ impl Actor {
         waiting.sort_by_key(|i| i.order);
         for mut item in waiting {
             let Some(plain) = item.pending.take() else { continue };
-            item.envelope = Some(self.encrypt_envelope(txn, peer, &plain)?);
+            self.encrypt_item(txn, &mut item, plain)?;
             self.outbox_put(txn, item)?;
         }
         self.dirty_dispatch = true;
@@ -1035,7 +1048,7 @@ impl Actor {
             tracing::warn!(target: "nodus::msg", peer = %p, "published keys differ from the contact's card; not using them");
             return Ok(());
         }
-        let otk = if bundle.one_time_keys.is_empty() {
+        let otk = if bundle.one_time_keys.is_empty() || self.use_fallback.remove(&p) {
             bundle.fallback
         } else {
             let i = rand::random_range(0..bundle.one_time_keys.len());
@@ -1054,8 +1067,13 @@ impl Actor {
         let now = Instant::now();
         // Nothing overtakes an earlier item still waiting for keys: a group message
         // must not reach a member before our group key does.
+        // Nor one waiting to retry a failed delivery, unless mailboxes hold it already.
         let mut blocked: HashMap<&str, u64> = HashMap::new();
-        for i in self.outbox.values().filter(|i| i.pending.is_some()) {
+        let waiting = |i: &&OutItem| {
+            i.pending.is_some()
+                || (!i.stored && self.retry_at.get(&i.key()).is_some_and(|t| *t > now))
+        };
+        for i in self.outbox.values().filter(waiting) {
             let b = blocked.entry(i.to.as_str()).or_insert(u64::MAX);
             *b = (*b).min(i.order);
         }
@@ -1064,7 +1082,7 @@ impl Actor {
             .values()
             .filter(|i| {
                 i.envelope.is_some()
-                    && blocked.get(i.to.as_str()).is_none_or(|b| i.order < *b)
+                    && blocked.get(i.to.as_str()).is_none_or(|b| i.order <= *b)
                     && !self.in_flight.contains(&i.key())
                     && self.retry_at.get(&i.key()).is_none_or(|t| *t <= now)
             })
@@ -1127,6 +1145,10 @@ impl Actor {
         let to = peer.to_string();
         for (key, reply) in replies {
             self.in_flight.remove(&key);
+            // Put back to plaintext by a refused session meanwhile: this reply is stale.
+            if self.outbox.get(&key).is_some_and(|i| i.envelope.is_none()) {
+                continue;
+            }
             self.retry_at.remove(&key);
             let Some(item) = self.outbox_remove(txn, &key)? else { continue };
             match reply {
@@ -1137,15 +1159,23 @@ impl Actor {
                     }
                 }
                 MsgReply::Reject { reason, .. } => {
-                    tracing::warn!(target: "nodus::msg", peer = %to, ?reason, "recipient refused a message");
-                    if reason == RejectReason::Undecryptable
-                        && let Some(Envelope { body: Body::Olm { kind: 0, .. }, .. }) = item.envelope()
-                    {
-                        // Our session never reached them (their one-time key was gone):
-                        // start over from their published keys next time.
-                        self.crypto.forget_sessions(&to);
-                        save_sessions(txn, &self.crypto, &to)?;
+                    if reason == RejectReason::Undecryptable && item.prekey_plain.is_some() {
+                        self.restart_session(txn, &to, item)?;
+                        continue;
                     }
+                    // A group message that overtook its key or the membership (they come
+                    // from other members, in no set order): try again a little later.
+                    if matches!(reason, RejectReason::MissingKey | RejectReason::UnknownGroup)
+                        && item.attempts < TRANSIENT_ATTEMPTS
+                    {
+                        let mut item = item;
+                        item.attempts += 1;
+                        let wait = config::retry_after(&self.cfg, item.attempts);
+                        self.retry_at.insert(key.clone(), Instant::now() + wait);
+                        self.outbox_put(txn, item)?;
+                        continue;
+                    }
+                    tracing::warn!(target: "nodus::msg", peer = %to, ?reason, "recipient refused a message");
                     if item.user {
                         self.set_state(txn, &item.id, &to, MessageState::Failed)?;
                     }
@@ -1153,6 +1183,34 @@ impl Actor {
             }
         }
         self.dirty_dispatch = true;
+        Ok(())
+    }
+
+    /// The recipient refused our new session (its one-time key was already taken by
+    /// another sender). Every item encrypted on that session goes back to plaintext and
+    /// waits for a session made from the recipient's fallback key, which cannot run out.
+    fn restart_session(&mut self, txn: &mut Txn, peer: &str, refused: OutItem) -> Result<(), MsgError> {
+        tracing::debug!(target: "nodus::msg", %peer, "session refused; starting a new one from the fallback key");
+        self.crypto.forget_sessions(peer);
+        save_sessions(txn, &self.crypto, peer)?;
+        self.use_fallback.insert(peer.to_string());
+        let mut items: Vec<OutItem> = self
+            .outbox
+            .values()
+            .filter(|i| i.to == peer && i.prekey_plain.is_some())
+            .cloned()
+            .collect();
+        items.push(refused);
+        for mut item in items {
+            item.pending = item.prekey_plain.take();
+            item.envelope = None;
+            let key = item.key();
+            self.in_flight.remove(&key);
+            self.retry_at.remove(&key);
+            self.outbox_put(txn, item)?;
+        }
+        self.key_fetches.remove(peer);
+        self.want_keys(peer);
         Ok(())
     }
 
@@ -1335,7 +1393,10 @@ impl Actor {
         };
         let decrypted = match self.crypto.decrypt(sender, &identity, kind, ciphertext) {
             Ok(d) => d,
-            Err(_) => return Ok(Err(RejectReason::Undecryptable)),
+            Err(e) => {
+                tracing::debug!(target: "nodus::msg", %sender, kind, "cannot decrypt: {e}");
+                return Ok(Err(RejectReason::Undecryptable));
+            }
         };
         let plain: Plain = match wire::decode(&decrypted.plaintext) {
             Ok(p) => p,
@@ -1441,7 +1502,7 @@ impl Actor {
         let (plaintext, k, pickle) = match self.groups.decrypt(group, sender, session, ciphertext) {
             Ok(r) => r,
             Err(crate::megolm::GroupCryptoError::UnknownSession) => {
-                return Ok(Err(RejectReason::UnknownGroup));
+                return Ok(Err(RejectReason::MissingKey));
             }
             Err(_) => return Ok(Err(RejectReason::Undecryptable)),
         };
@@ -1710,6 +1771,7 @@ impl Actor {
                 to: p,
                 envelope: Some(envelope.clone()),
                 pending: None,
+                prekey_plain: None,
                 user: true,
                 stored: false,
                 attempts: 0,
@@ -1897,7 +1959,7 @@ impl Actor {
             let id = env.id;
             match self.receive(txn, None, env)? {
                 MsgReply::Reject {
-                    reason: RejectReason::UnknownGroup,
+                    reason: RejectReason::UnknownGroup | RejectReason::MissingKey,
                     ..
                 } => {} // its key may still be on the way: keep it for the next poll
                 _ => done.push(id),

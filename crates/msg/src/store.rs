@@ -65,6 +65,10 @@ pub struct OutItem {
     pub envelope: Option<Vec<u8>>,
     /// The plaintext, while no session with the recipient exists yet.
     pub pending: Option<Plain>,
+    /// The plaintext of a pre-key message, kept until acknowledged: if the recipient
+    /// refuses the session (two senders picked the same one-time key), the message is
+    /// encrypted again on a new session rather than lost.
+    pub prekey_plain: Option<Plain>,
     /// Whether a person wrote it (its state is shown) rather than a receipt or key.
     pub user: bool,
     pub stored: bool,

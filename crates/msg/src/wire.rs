@@ -67,8 +67,10 @@ pub enum RejectReason {
     Undecryptable,
     /// The sender field does not match who sent it.
     WrongSender,
-    /// A group we are not in, or a group key we do not have.
+    /// A group we do not know (yet: its membership may still be on the way).
     UnknownGroup,
+    /// The sender's group key has not reached us yet; worth retrying.
+    MissingKey,
     /// The plaintext does not parse or its inner id differs from the envelope's.
     Malformed,
 }

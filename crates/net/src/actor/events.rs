@@ -27,7 +27,14 @@ impl Actor {
                 endpoint,
                 ..
             } => {
-                let addr = endpoint.get_remote_address().clone();
+                let addr = match &endpoint {
+                    // An inbound circuit's remote address is only `/p2p/<peer>`; say
+                    // which relay it came through, as outbound circuits do.
+                    ConnectedPoint::Listener { local_addr, .. } if is_relayed(local_addr) => {
+                        local_addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer_id))
+                    }
+                    _ => endpoint.get_remote_address().clone(),
+                };
                 let conns = self.connections.entry(peer_id).or_default();
                 let first = conns.is_empty();
                 conns.push((connection_id, addr.clone()));
