@@ -105,14 +105,25 @@ pub async fn worker(
                 }
             }
         }
-        let Some(s) = stream.as_mut() else { continue };
         let mut replies = Vec::with_capacity(batch.len());
-        let result = tokio::time::timeout(REPLY_TIMEOUT, exchange(s, &batch, &mut replies)).await;
-        let error = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no reply within {REPLY_TIMEOUT:?}")),
-        };
+        let mut error = None;
+        // A stream that breaks before any reply is tried once more on a fresh one: the
+        // connection under it (a relay circuit, say) may have died while another path
+        // to the peer is fine.
+        for attempt in 0..2 {
+            let Some(s) = stream.as_mut() else { break };
+            let result =
+                tokio::time::timeout(REPLY_TIMEOUT, exchange(s, &batch, &mut replies)).await;
+            error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some(format!("no reply within {REPLY_TIMEOUT:?}")),
+            };
+            if error.is_none() || !replies.is_empty() || attempt == 1 {
+                break;
+            }
+            stream = connect(&net, peer, MSG_PROTOCOL).await.ok();
+        }
         let answered = replies.len();
         let mut keys = batch.into_iter().map(|o| (o.key, o.id));
         let acked: Vec<(String, MsgReply)> = replies
@@ -200,15 +211,15 @@ async fn store_on(
     Ok(())
 }
 
-/// Stores sealed envelopes for `recipient` on its mailboxes; returns how many of them
-/// took every item.
+/// Stores sealed envelopes for `recipient` on its mailboxes; returns those that took
+/// every item.
 pub async fn store(
     net: NetworkHandle,
     recipient: PeerId,
     items: Vec<(MsgId, Vec<u8>)>,
     replicas: usize,
     ttl_secs: u32,
-) -> Result<usize, String> {
+) -> Result<Vec<PeerId>, String> {
     let boxes = mailboxes(&net, recipient, replicas).await?;
     if boxes.is_empty() {
         return Err("no mailbox peers known".into());
@@ -219,12 +230,37 @@ pub async fn store(
             .map(|b| store_on(&net, *b, recipient, &items, ttl_secs)),
     )
     .await;
-    let ok = results.iter().filter(|r| r.is_ok()).count();
-    if ok == 0 {
+    let ok: Vec<PeerId> = boxes
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(b, _)| *b)
+        .collect();
+    if ok.is_empty() {
         let why: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
         return Err(why.join("; "));
     }
     Ok(ok)
+}
+
+/// Tells a mailbox to forget what we stored there for `recipient`.
+pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids: Vec<MsgId>) {
+    let result = async {
+        let mut s = connect(&net, mailbox, MAILBOX_PROTOCOL).await?;
+        for chunk in ids.chunks(MAX_FETCH) {
+            let req = MailboxRequest::Retract {
+                to: recipient.to_bytes(),
+                ids: chunk.to_vec(),
+            };
+            wire::write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
+            let _ = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await;
+        }
+        let _ = s.close().await;
+        Ok::<(), String>(())
+    };
+    if let Err(e) = result.await {
+        tracing::debug!(target: "nodus::msg", %mailbox, "mailbox retract failed: {e}");
+    }
 }
 
 /// Asks one mailbox for what it holds for us.

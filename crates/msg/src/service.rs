@@ -70,7 +70,7 @@ pub(crate) enum Input {
     },
     Stored {
         keys: Vec<String>,
-        result: Result<usize, String>,
+        result: Result<Vec<PeerId>, String>,
     },
     Keys {
         peer: PeerId,
@@ -222,6 +222,8 @@ struct Actor {
     in_flight: HashSet<String>,
     retry_at: HashMap<String, Instant>,
     key_fetches: HashMap<String, Instant>,
+    /// Mailbox items to retract, by (mailbox, recipient); sent after each batch.
+    retractions: HashMap<(PeerId, PeerId), Vec<MsgId>>,
     /// Peers whose next session is made from their fallback key.
     use_fallback: HashSet<String>,
     /// Mailbox usage per sending peer: (items, bytes), and its rate window.
@@ -388,6 +390,7 @@ impl Actor {
             retry_at: HashMap::new(),
             key_fetches: HashMap::new(),
             use_fallback: HashSet::new(),
+            retractions: HashMap::new(),
             usage,
             rate: HashMap::new(),
             mailbox_total,
@@ -442,6 +445,9 @@ impl Actor {
         }
         txn.put(store::META, "order", &self.order)?;
         txn.commit()?;
+        for ((mailbox, to), ids) in self.retractions.drain() {
+            tokio::spawn(delivery::retract(self.net.clone(), mailbox, to, ids));
+        }
         for f in self.after.drain(..) {
             f();
         }
@@ -921,6 +927,7 @@ impl Actor {
             envelope: None,
             pending: None,
             prekey_plain: None,
+            mailboxes: Vec::new(),
             user,
             stored: false,
             attempts: 0,
@@ -1143,42 +1150,56 @@ impl Actor {
 
     fn on_replies(&mut self, txn: &mut Txn, peer: PeerId, replies: Vec<(String, MsgReply)>) -> Result<(), MsgError> {
         let to = peer.to_string();
+        let mut back_online = false;
         for (key, reply) in replies {
             self.in_flight.remove(&key);
+            let Some(item) = self.outbox.get(&key).cloned() else { continue };
             // Put back to plaintext by a refused session meanwhile: this reply is stale.
-            if self.outbox.get(&key).is_some_and(|i| i.envelope.is_none()) {
+            if item.envelope.is_none() {
                 continue;
             }
             self.retry_at.remove(&key);
-            let Some(item) = self.outbox_remove(txn, &key)? else { continue };
             match reply {
                 MsgReply::Ack(_) => {
                     self.metrics.sent.inc();
+                    back_online = true;
+                    self.outbox_remove(txn, &key)?;
                     if item.user && !self.outbox_has_id(&item.id) {
                         self.set_state(txn, &item.id, &to, MessageState::Delivered)?;
                     }
                 }
+                MsgReply::Reject { reason, .. }
+                    if reason == RejectReason::Undecryptable && item.prekey_plain.is_some() =>
+                {
+                    self.restart_session(txn, &to)?;
+                }
+                // A group message that overtook its key or the membership (they come
+                // from other members, in no set order): try again a little later.
+                MsgReply::Reject {
+                    reason: RejectReason::MissingKey | RejectReason::UnknownGroup,
+                    ..
+                } if item.attempts < TRANSIENT_ATTEMPTS => {
+                    let mut item = item;
+                    item.attempts += 1;
+                    let wait = config::retry_after(&self.cfg, item.attempts);
+                    self.retry_at.insert(key.clone(), Instant::now() + wait);
+                    self.outbox_put(txn, item)?;
+                }
                 MsgReply::Reject { reason, .. } => {
-                    if reason == RejectReason::Undecryptable && item.prekey_plain.is_some() {
-                        self.restart_session(txn, &to, item)?;
-                        continue;
-                    }
-                    // A group message that overtook its key or the membership (they come
-                    // from other members, in no set order): try again a little later.
-                    if matches!(reason, RejectReason::MissingKey | RejectReason::UnknownGroup)
-                        && item.attempts < TRANSIENT_ATTEMPTS
-                    {
-                        let mut item = item;
-                        item.attempts += 1;
-                        let wait = config::retry_after(&self.cfg, item.attempts);
-                        self.retry_at.insert(key.clone(), Instant::now() + wait);
-                        self.outbox_put(txn, item)?;
-                        continue;
-                    }
                     tracing::warn!(target: "nodus::msg", peer = %to, ?reason, "recipient refused a message");
+                    self.outbox_remove(txn, &key)?;
                     if item.user {
                         self.set_state(txn, &item.id, &to, MessageState::Failed)?;
                     }
+                }
+            }
+        }
+        if back_online {
+            // The peer answers: what waits for a retry (or sits in mailboxes) goes now.
+            let now = Instant::now();
+            for (k, i) in &self.outbox {
+                if i.to == to && i.envelope.is_some() && !self.in_flight.contains(k) {
+                    self.retry_at.insert(k.clone(), now);
                 }
             }
         }
@@ -1189,21 +1210,27 @@ impl Actor {
     /// The recipient refused our new session (its one-time key was already taken by
     /// another sender). Every item encrypted on that session goes back to plaintext and
     /// waits for a session made from the recipient's fallback key, which cannot run out.
-    fn restart_session(&mut self, txn: &mut Txn, peer: &str, refused: OutItem) -> Result<(), MsgError> {
+    fn restart_session(&mut self, txn: &mut Txn, peer: &str) -> Result<(), MsgError> {
         tracing::debug!(target: "nodus::msg", %peer, "session refused; starting a new one from the fallback key");
         self.crypto.forget_sessions(peer);
         save_sessions(txn, &self.crypto, peer)?;
         self.use_fallback.insert(peer.to_string());
-        let mut items: Vec<OutItem> = self
+        let items: Vec<OutItem> = self
             .outbox
             .values()
             .filter(|i| i.to == peer && i.prekey_plain.is_some())
             .cloned()
             .collect();
-        items.push(refused);
         for mut item in items {
             item.pending = item.prekey_plain.take();
             item.envelope = None;
+            // Copies in mailboxes are on the refused session: useless, forget them.
+            if let Ok(to) = peer.parse::<PeerId>() {
+                for b in item.mailboxes.drain(..).filter_map(|b| b.parse::<PeerId>().ok()) {
+                    self.retractions.entry((b, to)).or_default().push(item.id);
+                }
+            }
+            item.stored = false;
             let key = item.key();
             self.in_flight.remove(&key);
             self.retry_at.remove(&key);
@@ -1239,6 +1266,11 @@ impl Actor {
             *n -= 1;
             if *n == 0 {
                 self.outbox_ids.remove(&item.id);
+            }
+        }
+        if let Ok(to) = item.to.parse::<PeerId>() {
+            for b in item.mailboxes.iter().filter_map(|b| b.parse::<PeerId>().ok()) {
+                self.retractions.entry((b, to)).or_default().push(item.id);
             }
         }
         Ok(Some(item))
@@ -1298,13 +1330,14 @@ impl Actor {
         self.contacts.get(peer).map(|c| c.card.clone())
     }
 
-    fn on_stored(&mut self, txn: &mut Txn, keys: Vec<String>, result: Result<usize, String>) -> Result<(), MsgError> {
+    fn on_stored(&mut self, txn: &mut Txn, keys: Vec<String>, result: Result<Vec<PeerId>, String>) -> Result<(), MsgError> {
         for key in keys {
             self.in_flight.remove(&key);
             let Some(item) = self.outbox.get_mut(&key) else { continue };
             match &result {
-                Ok(_) => {
+                Ok(boxes) => {
                     item.stored = true;
+                    item.mailboxes = boxes.iter().map(|b| b.to_string()).collect();
                     txn.put(store::OUTBOX, &key, item)?;
                     self.retry_at.insert(key.clone(), Instant::now() + STORED_RETRY);
                     let (id, to, user) = (item.id, item.to.clone(), item.user);
@@ -1772,6 +1805,7 @@ impl Actor {
                 envelope: Some(envelope.clone()),
                 pending: None,
                 prekey_plain: None,
+                mailboxes: Vec::new(),
                 user: true,
                 stored: false,
                 attempts: 0,
@@ -1837,6 +1871,21 @@ impl Actor {
                     self.mailbox_remove(txn, &k, &item)?;
                 }
                 MailboxReply::Items(items)
+            }
+            MailboxRequest::Retract { to, ids } => {
+                let mut n = 0;
+                if let Some(to) = peer_str(&to) {
+                    for id in ids.iter().take(MAX_FETCH) {
+                        let k = format!("{to}|{}", hex::encode(id));
+                        if let Some(item) = txn.get::<MailItem>(store::MAILBOX, &k)?
+                            && item.from == from_s
+                        {
+                            self.mailbox_remove(txn, &k, &item)?;
+                            n += 1;
+                        }
+                    }
+                }
+                MailboxReply::Deleted(n)
             }
             MailboxRequest::Delete { ids } => {
                 let mut n = 0;

@@ -72,6 +72,8 @@ pub struct OutItem {
     /// Whether a person wrote it (its state is shown) rather than a receipt or key.
     pub user: bool,
     pub stored: bool,
+    /// The mailboxes holding it, told to forget it once the recipient has it.
+    pub mailboxes: Vec<String>,
     pub attempts: u32,
     pub created_ms: u64,
     /// Queue position: items to one peer leave in this order.

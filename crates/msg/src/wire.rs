@@ -88,6 +88,8 @@ pub enum MailboxRequest {
     Fetch { max: u32 },
     /// Forget items held for the asking peer.
     Delete { ids: Vec<MsgId> },
+    /// Forget items the asking peer stored for `to` (its recipient acknowledged them).
+    Retract { to: Vec<u8>, ids: Vec<MsgId> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
