@@ -158,24 +158,32 @@ pub async fn worker(
     }
 }
 
-/// The peers that keep `recipient`'s mail: the closest to its key, not itself or us.
+/// The peers that keep `recipient`'s mail: the closest to its key (not itself or us)
+/// in our routing table, at once. `lookup` adds those a DHT query finds, which is slower
+/// (it waits on peers that have gone) but sees past our own table.
 pub async fn mailboxes(
     net: &NetworkHandle,
     recipient: PeerId,
-    replicas: usize,
+    count: usize,
+    lookup: bool,
 ) -> Result<Vec<PeerId>, String> {
     let me = net.local_peer_id();
-    let closest = tokio::time::timeout(
-        Duration::from_secs(10),
-        net.closest_peers(recipient.to_bytes()),
-    )
-    .await
-    .map_err(|_| "DHT lookup timed out".to_string())?
-    .map_err(|e| e.to_string())?;
-    Ok(closest
+    let key = recipient.to_bytes();
+    let mut found = net
+        .local_closest_peers(key.clone(), count + 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    if lookup
+        && let Ok(Ok(more)) =
+            tokio::time::timeout(Duration::from_secs(10), net.closest_peers(key)).await
+    {
+        found.extend(more);
+    }
+    let mut seen = std::collections::HashSet::new();
+    Ok(found
         .into_iter()
-        .filter(|p| *p != recipient && *p != me)
-        .take(replicas)
+        .filter(|p| *p != recipient && *p != me && seen.insert(*p))
+        .take(if lookup { 2 * count } else { count })
         .collect())
 }
 
@@ -220,24 +228,32 @@ pub async fn store(
     replicas: usize,
     ttl_secs: u32,
 ) -> Result<Vec<PeerId>, String> {
-    let boxes = mailboxes(&net, recipient, replicas).await?;
+    // Candidates beyond the replicas stand in for those that have gone.
+    let boxes = mailboxes(&net, recipient, 2 * replicas, false).await?;
     if boxes.is_empty() {
         return Err("no mailbox peers known".into());
     }
-    let results = futures::future::join_all(
-        boxes
-            .iter()
-            .map(|b| store_on(&net, *b, recipient, &items, ttl_secs)),
-    )
-    .await;
-    let ok: Vec<PeerId> = boxes
-        .iter()
-        .zip(&results)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(b, _)| *b)
-        .collect();
+    let mut ok = Vec::new();
+    let mut why = Vec::new();
+    let mut next = boxes.into_iter();
+    while ok.len() < replicas {
+        let wave: Vec<PeerId> = next.by_ref().take(replicas - ok.len()).collect();
+        if wave.is_empty() {
+            break;
+        }
+        let results = futures::future::join_all(
+            wave.iter()
+                .map(|b| store_on(&net, *b, recipient, &items, ttl_secs)),
+        )
+        .await;
+        for (b, r) in wave.into_iter().zip(results) {
+            match r {
+                Ok(()) => ok.push(b),
+                Err(e) => why.push(e),
+            }
+        }
+    }
     if ok.is_empty() {
-        let why: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
         return Err(why.join("; "));
     }
     Ok(ok)
@@ -305,37 +321,58 @@ pub async fn delete_from(net: &NetworkHandle, mailbox: PeerId, ids: Vec<MsgId>) 
 }
 
 /// Fetches from every mailbox of ours and hands each batch to the service.
-pub async fn poll(net: NetworkHandle, replicas: usize, inputs: mpsc::Sender<Input>) {
+/// The closest mailboxes of our own table are asked first, so what they hold arrives at
+/// once; then those a DHT lookup adds.
+/// `answer` is told once the first wave is in the service's hands; `periodic` polls
+/// report their end, which schedules the next one.
+pub async fn poll(
+    net: NetworkHandle,
+    replicas: usize,
+    inputs: mpsc::Sender<Input>,
+    mut answer: Option<crate::service::Answer>,
+    periodic: bool,
+) {
     let me = net.local_peer_id();
-    let boxes = match mailboxes(&net, me, replicas).await {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = inputs.send(Input::PollDone { mailboxes: 0, error: Some(e) }).await;
-            return;
-        }
-    };
-    let n = boxes.len();
-    let fetched = futures::stream::iter(boxes)
-        .map(|b| {
-            let net = net.clone();
-            async move { (b, fetch_from(&net, b).await) }
-        })
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await;
+    let mut asked = std::collections::HashSet::new();
     let mut reached = 0;
-    for (mailbox, r) in fetched {
-        match r {
-            Ok(items) => {
-                reached += 1;
-                if !items.is_empty() {
-                    let _ = inputs.send(Input::Fetched { mailbox, items }).await;
+    let mut n = 0;
+    for lookup in [false, true] {
+        let boxes = match mailboxes(&net, me, 2 * replicas, lookup).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(target: "nodus::msg", "no mailboxes to poll: {e}");
+                continue;
+            }
+        };
+        let boxes: Vec<PeerId> = boxes.into_iter().filter(|b| asked.insert(*b)).collect();
+        n += boxes.len();
+        let fetched = futures::stream::iter(boxes)
+            .map(|b| {
+                let net = net.clone();
+                async move { (b, fetch_from(&net, b).await) }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for (mailbox, r) in fetched {
+            match r {
+                Ok(items) => {
+                    reached += 1;
+                    if !items.is_empty() {
+                        let _ = inputs.send(Input::Fetched { mailbox, items }).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "nodus::msg", %mailbox, "mailbox fetch failed: {e}");
                 }
             }
-            Err(e) => {
-                tracing::debug!(target: "nodus::msg", %mailbox, "mailbox fetch failed: {e}");
-            }
         }
+        if let Some(reply) = answer.take() {
+            let _ = inputs.send(Input::PollAnswered(reply)).await;
+        }
+    }
+    if !periodic {
+        return;
     }
     let error = (reached == 0 && n > 0).then(|| "no mailbox answered".to_string());
     let _ = inputs

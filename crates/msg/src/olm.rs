@@ -33,12 +33,23 @@ pub struct Crypto {
     sessions: HashMap<String, Vec<Session>>,
     /// One-time keys we published and not yet saw used.
     pub published: Vec<[u8; 32]>,
+    /// The account as it becomes if the last pre-key decryption is accepted.
+    pending_account: Option<Account>,
 }
 
+/// A decryption not yet applied: the caller checks the plaintext first and then
+/// [`Crypto::accept`]s it, so that a message which decrypts but is refused (a replay
+/// under a fresh id, say) does not use up the message key the genuine one needs.
 pub struct Decrypted {
     pub plaintext: Vec<u8>,
-    /// A pre-key message used up one of our one-time keys: the account changed.
+    /// A pre-key message used up one of our one-time keys: the account changes.
     pub used_one_time_key: Option<[u8; 32]>,
+    commit: Commit,
+}
+
+enum Commit {
+    Existing { index: usize, session: Session },
+    New { session: Session },
 }
 
 impl Crypto {
@@ -51,6 +62,7 @@ impl Crypto {
             seal: SealKey::generate(),
             sessions: HashMap::new(),
             published: Vec::new(),
+            pending_account: None,
         }
     }
 
@@ -65,6 +77,7 @@ impl Crypto {
             seal,
             sessions,
             published,
+            pending_account: None,
         }
     }
 
@@ -145,8 +158,8 @@ impl Crypto {
         Ok((kind as u8, bytes))
     }
 
-    /// Decrypts a message from `peer`, whose identity key is `identity`. A pre-key
-    /// message for no session we hold opens a new one (using up a one-time key).
+    /// Decrypts a message from `peer`, whose identity key is `identity`, on a copy of
+    /// the session. A pre-key message for no session we hold opens a new one.
     pub fn decrypt(
         &mut self,
         peer: &str,
@@ -156,21 +169,24 @@ impl Crypto {
     ) -> Result<Decrypted, OlmError> {
         let msg =
             OlmMessage::from_parts(kind as usize, ciphertext).map_err(|_| OlmError::Malformed)?;
-        let list = self.sessions.entry(peer.to_string()).or_default();
-        for i in 0..list.len() {
+        let empty = Vec::new();
+        let list = self.sessions.get(peer).unwrap_or(&empty);
+        for (index, s) in list.iter().enumerate() {
             if let OlmMessage::PreKey(m) = &msg
-                && list[i].session_id() != m.session_id()
+                && s.session_id() != m.session_id()
             {
                 continue;
             }
-            match list[i].decrypt(&msg) {
+            let mut trial = Session::from_pickle(s.pickle());
+            match trial.decrypt(&msg) {
                 Ok(plaintext) => {
-                    // The session that works is the one to answer on.
-                    let s = list.remove(i);
-                    list.insert(0, s);
                     return Ok(Decrypted {
                         plaintext,
                         used_one_time_key: None,
+                        commit: Commit::Existing {
+                            index,
+                            session: trial,
+                        },
                     });
                 }
                 Err(_) if matches!(msg, OlmMessage::PreKey(_)) => {
@@ -183,20 +199,46 @@ impl Crypto {
             return Err(OlmError::Undecryptable);
         };
         let otk = m.one_time_key().to_bytes();
-        let created = self
-            .account
+        // Session creation takes the one-time key out of the account: do it on a copy.
+        let mut account = Account::from_pickle(self.account.pickle());
+        let created = account
             .create_inbound_session(
                 SessionConfig::version_1(),
                 Curve25519PublicKey::from_bytes(*identity),
                 m,
             )
             .map_err(|_| OlmError::Undecryptable)?;
-        self.add_session(peer, created.session);
-        self.published.retain(|k| *k != otk);
+        self.pending_account = Some(account);
         Ok(Decrypted {
             plaintext: created.plaintext,
             used_one_time_key: Some(otk),
+            commit: Commit::New {
+                session: created.session,
+            },
         })
+    }
+
+    /// Applies a decryption whose plaintext the caller accepted.
+    pub fn accept(&mut self, peer: &str, d: Decrypted) {
+        match d.commit {
+            Commit::Existing { index, session } => {
+                let list = self.sessions.entry(peer.to_string()).or_default();
+                if index < list.len() {
+                    // The session that works is the one to answer on.
+                    list.remove(index);
+                    list.insert(0, session);
+                }
+            }
+            Commit::New { session } => {
+                if let Some(a) = self.pending_account.take() {
+                    self.account = a;
+                }
+                self.add_session(peer, session);
+                if let Some(otk) = d.used_one_time_key {
+                    self.published.retain(|k| *k != otk);
+                }
+            }
+        }
     }
 
     /// Whether fewer than half the published one-time keys remain.
@@ -227,44 +269,58 @@ mod tests {
         (alice, bob)
     }
 
+    fn open(c: &mut Crypto, peer: &str, id: &[u8; 32], m: &(u8, Vec<u8>)) -> Result<Vec<u8>, OlmError> {
+        let d = c.decrypt(peer, id, m.0, &m.1)?;
+        let p = d.plaintext.clone();
+        c.accept(peer, d);
+        Ok(p)
+    }
+
     #[test]
     fn conversation_tamper_replay_reorder() {
         let (mut alice, mut bob) = pair();
         let a_id = alice.curve25519();
         let b_id = bob.curve25519();
-        let (k, c) = alice.encrypt("bob", b"hello").unwrap();
-        let d = bob.decrypt("alice", &a_id, k, &c).unwrap();
-        assert_eq!(d.plaintext, b"hello");
-        assert!(d.used_one_time_key.is_some());
+        let m1 = alice.encrypt("bob", b"hello").unwrap();
+        assert_eq!(open(&mut bob, "alice", &a_id, &m1).unwrap(), b"hello");
         assert_eq!(bob.published.len(), 4);
         // Replay of the same pre-key message: refused.
-        assert_eq!(
-            bob.decrypt("alice", &a_id, k, &c).err(),
-            Some(OlmError::Undecryptable)
-        );
+        assert_eq!(open(&mut bob, "alice", &a_id, &m1).err(), Some(OlmError::Undecryptable));
 
-        let (k, c) = bob.encrypt("alice", b"hi").unwrap();
-        assert_eq!(alice.decrypt("bob", &b_id, k, &c).unwrap().plaintext, b"hi");
+        let r = bob.encrypt("alice", b"hi").unwrap();
+        assert_eq!(open(&mut alice, "bob", &b_id, &r).unwrap(), b"hi");
 
         // Out of order: the third message arrives before the second.
         let m2 = alice.encrypt("bob", b"two").unwrap();
         let m3 = alice.encrypt("bob", b"three").unwrap();
-        assert_eq!(bob.decrypt("alice", &a_id, m3.0, &m3.1).unwrap().plaintext, b"three");
-        assert_eq!(bob.decrypt("alice", &a_id, m2.0, &m2.1).unwrap().plaintext, b"two");
+        assert_eq!(open(&mut bob, "alice", &a_id, &m3).unwrap(), b"three");
+        // A decryption the caller does not accept leaves the session as it was.
+        let d = bob.decrypt("alice", &a_id, m2.0, &m2.1).unwrap();
+        assert_eq!(d.plaintext, b"two");
+        drop(d);
+        assert_eq!(open(&mut bob, "alice", &a_id, &m2).unwrap(), b"two");
         // Replayed normal message.
-        assert!(bob.decrypt("alice", &a_id, m2.0, &m2.1).is_err());
+        assert!(open(&mut bob, "alice", &a_id, &m2).is_err());
 
         // Tampered.
         let (k, mut c) = alice.encrypt("bob", b"four").unwrap();
         let last = c.len() - 1;
         c[last] ^= 0x40;
-        assert_eq!(
-            bob.decrypt("alice", &a_id, k, &c).err(),
-            Some(OlmError::Undecryptable)
-        );
+        assert_eq!(open(&mut bob, "alice", &a_id, &(k, c)).err(), Some(OlmError::Undecryptable));
         assert_eq!(
             bob.decrypt("alice", &a_id, 7, &[1, 2, 3]).err(),
             Some(OlmError::Malformed)
         );
+    }
+
+    #[test]
+    fn refused_pre_key_message_keeps_the_one_time_key() {
+        let (mut alice, mut bob) = pair();
+        let a_id = alice.curve25519();
+        let m = alice.encrypt("bob", b"first").unwrap();
+        let d = bob.decrypt("alice", &a_id, m.0, &m.1).unwrap();
+        drop(d);
+        assert_eq!(bob.published.len(), 5);
+        assert_eq!(open(&mut bob, "alice", &a_id, &m).unwrap(), b"first");
     }
 }

@@ -90,7 +90,11 @@ pub(crate) enum Input {
         mailboxes: usize,
         error: Option<String>,
     },
+    /// An asked-for poll has handed over what its first wave fetched.
+    PollAnswered(Answer),
 }
+
+pub(crate) type Answer = oneshot::Sender<Result<(), MsgError>>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
@@ -104,6 +108,7 @@ pub struct Metrics {
     received: Counter,
     duplicates: Counter,
     rejected: Family<Reason, Counter>,
+    rejected_total: Counter,
     garbage: Family<Reason, Counter>,
     mailbox_stored: Counter,
     mailbox_refused: Family<Reason, Counter>,
@@ -136,6 +141,7 @@ impl Metrics {
     }
 
     fn rejected(&self, reason: RejectReason) {
+        self.rejected_total.inc();
         self.rejected
             .get_or_create(&Reason {
                 reason: format!("{reason:?}").to_lowercase(),
@@ -232,7 +238,6 @@ struct Actor {
     mailbox_total: usize,
     publish: PublishState,
     poll: PollState,
-    poll_waiters: Vec<oneshot::Sender<Result<(), MsgError>>>,
     unseen: usize,
     last_prune: Instant,
     after: Vec<After>,
@@ -396,7 +401,6 @@ impl Actor {
             mailbox_total,
             publish,
             poll: PollState::default(),
-            poll_waiters: Vec::new(),
             unseen,
             last_prune: Instant::now() - PRUNE_EVERY,
             after: Vec::new(),
@@ -524,6 +528,7 @@ impl Actor {
                 });
             }
             Input::Fetched { mailbox, items } => self.on_fetched(txn, mailbox, items)?,
+            Input::PollAnswered(reply) => self.reply(reply, Ok(())),
             Input::PollDone { mailboxes, error } => {
                 self.poll.in_progress = false;
                 if mailboxes > 0 {
@@ -538,9 +543,7 @@ impl Actor {
                 if let Some(e) = &error {
                     tracing::debug!(target: "nodus::msg", "mailbox poll: {e}");
                 }
-                for w in self.poll_waiters.drain(..) {
-                    let _ = w.send(Ok(()));
-                }
+
             }
         }
         Ok(())
@@ -628,12 +631,19 @@ impl Actor {
                     outbox: self.outbox.len(),
                     mailbox_items: self.mailbox_total,
                     one_time_keys: self.crypto.published.len(),
+                    rejected: self.metrics.rejected_total.get(),
+                    duplicates: self.metrics.duplicates.get(),
                 };
                 self.reply(reply, Ok(s));
             }
             Command::Poll(reply) => {
-                self.poll_waiters.push(reply);
-                self.start_poll();
+                // Its own poll, not one already running: that one may have asked before
+                // what the caller expects arrived.
+                let (net, inputs) = (self.net.clone(), self.inputs.clone());
+                let replicas = self.cfg.mailbox_replicas.max(1);
+                self.later(move || {
+                    tokio::spawn(delivery::poll(net, replicas, inputs, Some(reply), false));
+                });
             }
         }
         Ok(())
@@ -1435,11 +1445,14 @@ impl Actor {
             Ok(p) => p,
             Err(_) => return Ok(Err(RejectReason::Malformed)),
         };
+        // A replay under a fresh id: refused, and the ratchet stays where it was.
         if plain.id != id {
             return Ok(Err(RejectReason::Malformed));
         }
+        let used_key = decrypted.used_one_time_key.is_some();
+        self.crypto.accept(sender, decrypted);
         save_sessions(txn, &self.crypto, sender)?;
-        if decrypted.used_one_time_key.is_some() {
+        if used_key {
             save_account(txn, &self.crypto)?;
             if self.crypto.needs_keys() {
                 self.publish.dirty = true;
@@ -1978,7 +1991,7 @@ impl Actor {
         let (net, inputs) = (self.net.clone(), self.inputs.clone());
         let replicas = self.cfg.mailbox_replicas.max(1);
         self.later(move || {
-            tokio::spawn(delivery::poll(net, replicas, inputs));
+            tokio::spawn(delivery::poll(net, replicas, inputs, None, true));
         });
     }
 

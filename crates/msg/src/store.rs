@@ -26,17 +26,17 @@ use crate::MsgError;
 use crate::card::ContactCard;
 use crate::wire::{Envelope, MsgId, Plain};
 
-pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-pub(crate) const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
-pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-pub(crate) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
-pub(crate) const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
-pub(crate) const MSG_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_index");
-pub(crate) const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("seen");
-pub(crate) const MAILBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox");
-pub(crate) const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
-pub(crate) const GROUP_OUT: TableDefinition<&str, &[u8]> = TableDefinition::new("group_out");
-pub(crate) const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_in");
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
+pub const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+pub const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
+pub const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("messages");
+pub const MSG_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_index");
+pub const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("seen");
+pub const MAILBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox");
+pub const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+pub const GROUP_OUT: TableDefinition<&str, &[u8]> = TableDefinition::new("group_out");
+pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_in");
 
 const ALL: [TableDefinition<&str, &[u8]>; 11] = [
     META, CONTACTS, SESSIONS, OUTBOX, MESSAGES, MSG_INDEX, SEEN, MAILBOX, GROUPS, GROUP_OUT,

@@ -109,4 +109,8 @@ pub struct MsgStats {
     pub outbox: usize,
     pub mailbox_items: usize,
     pub one_time_keys: usize,
+    /// Envelopes refused since start (tampered, replayed, forged, malformed).
+    pub rejected: u64,
+    /// Envelopes that arrived again and were dropped, since start.
+    pub duplicates: u64,
 }

@@ -63,6 +63,11 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: Reply<Vec<PeerId>>,
     },
+    LocalClosest {
+        key: Vec<u8>,
+        count: usize,
+        reply: Reply<Vec<PeerId>>,
+    },
     RoutingTable {
         reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
     },
@@ -175,6 +180,13 @@ impl NetworkHandle {
 
     pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::ClosestPeers { key, reply })
+            .await
+    }
+
+    /// The `count` peers of our own routing table closest to `key`, nearest first: no
+    /// network round trip, so an answer at once even while lookups wait on dead peers.
+    pub async fn local_closest_peers(&self, key: Vec<u8>, count: usize) -> Result<Vec<PeerId>, NetError> {
+        self.call(|reply| Command::LocalClosest { key, count, reply })
             .await
     }
 

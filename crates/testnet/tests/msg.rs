@@ -323,3 +323,154 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     assert!(net.node(5).msg.group_send(&g.id, "still here?").await.is_err());
     net.shutdown().await;
 }
+
+/// A mailbox is only a peer: it may hand back anything. Here one hands Bob a tampered
+/// copy, a replay under a fresh id, a duplicate, and Alice's messages out of order; Bob
+/// must end up with each genuine message once, in Alice's order, and the sender's
+/// retries after restart must change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
+    use futures::AsyncWriteExt;
+    use nodus_msg::store::{OUTBOX, OutItem, Store};
+    use nodus_msg::wire::{self, Body, Envelope, MAILBOX_PROTOCOL, MailboxReply, MailboxRequest};
+
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(7, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    let (alice_id, bob_peer) = (net.node(a).peer_id().to_string(), net.node(b).peer_id());
+    let m0 = vec!["m0".to_string()];
+    send_all(&net.node(a).msg, "bob", &m0).await;
+    wait_texts(&net.node(b).msg, &alice_id, &m0, "m0").await;
+    let bob_seal = {
+        let code = net.node(b).msg.invite().await.unwrap();
+        nodus_msg::card::Invite::from_code(&code).unwrap().0.card.seal
+    };
+
+    net.kill(b).await.unwrap();
+    let later = vec!["m1".to_string(), "m2".to_string(), "m3".to_string()];
+    for m in send_all(&net.node(a).msg, "bob", &later).await {
+        wait_state(&net.node(a).msg, "bob", &m, MessageState::Stored).await;
+    }
+    net.kill(a).await.unwrap();
+    let mut items: Vec<OutItem> = {
+        let store = Store::open(&net.data_dir(a).msg_store_path()).unwrap();
+        store
+            .scan::<OutItem>(OUTBOX, "")
+            .unwrap()
+            .into_iter()
+            .map(|(_, i)| i)
+            .filter(|i| i.user)
+            .collect()
+    };
+    items.sort_by_key(|i| i.order);
+    assert_eq!(items.len(), 3);
+    // The mailboxes Alice used hold genuine copies: take them away.
+    for k in net.running() {
+        let id = net.node(k).peer_id().to_string();
+        if items.iter().any(|i| i.mailboxes.contains(&id)) {
+            net.kill(k).await.unwrap();
+        }
+    }
+    let left = net.running();
+    assert!(left.len() >= 2, "two nodes remain: {left:?}");
+    let (mallory, mailbox) = (left[0], left[1]);
+    let t = Instant::now();
+    net.restart(b).await.unwrap();
+    println!("killing and restarting took {:?}", t.elapsed());
+    let bob = net.node(b).msg.clone();
+    let mailbox_peer = net.node(mailbox).peer_id();
+    // Bob asks the mailboxes it knows; let it learn this one first.
+    wait_until(T, "bob to know the mailbox", || async {
+        let table = net.node(b).net.routing_table().await.unwrap();
+        table.iter().any(|(p, _)| *p == mailbox_peer)
+    })
+    .await
+    .unwrap();
+
+    let genuine: Vec<Envelope> = items
+        .iter()
+        .map(|i| wire::decode(i.envelope.as_ref().unwrap()).unwrap())
+        .collect();
+    let store_at_mailbox = |envs: Vec<Envelope>| {
+        let handle = net.node(mallory).net.clone();
+        async move {
+            for e in envs {
+                let sealed = nodus_msg::seal::seal(&bob_seal, &wire::encode(&e), &bob_peer.to_bytes()).unwrap();
+                let req = MailboxRequest::Store {
+                    to: bob_peer.to_bytes(),
+                    id: e.id,
+                    ttl_secs: 600,
+                    sealed,
+                };
+                // Connections between the survivors are still settling after the
+                // kills; a stream cut under us is tried again on a new one.
+                let mut stored = None;
+                for _ in 0..3 {
+                    let Ok(mut s) = handle.open_stream(mailbox_peer, MAILBOX_PROTOCOL).await else {
+                        continue;
+                    };
+                    if wire::write_frame(&mut s, &req).await.is_err() {
+                        continue;
+                    }
+                    if let Ok(r) = wire::read_frame::<_, MailboxReply>(&mut s).await {
+                        let _ = s.close().await;
+                        stored = r;
+                        break;
+                    }
+                }
+                assert_eq!(stored, Some(MailboxReply::Stored));
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let history = || async {
+        bob.history(&alice_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.text)
+            .collect::<Vec<_>>()
+    };
+
+    // m3 first.
+    store_at_mailbox(vec![genuine[2].clone()]).await;
+    bob.poll_mailboxes().await.unwrap();
+    assert_eq!(history().await, ["m0", "m3"]);
+
+    // A tampered m1, m2 replayed under a fresh id, m3 again.
+    let mut tampered = genuine[0].clone();
+    if let Body::Olm { ciphertext, .. } = &mut tampered.body {
+        let n = ciphertext.len();
+        ciphertext[n / 2] ^= 0x01;
+    }
+    let mut replay = genuine[1].clone();
+    replay.id = wire::new_id();
+    let before = bob.stats().await.unwrap();
+    store_at_mailbox(vec![tampered, replay, genuine[2].clone()]).await;
+    bob.poll_mailboxes().await.unwrap();
+    let after = bob.stats().await.unwrap();
+    assert_eq!(history().await, ["m0", "m3"], "nothing forged got in");
+    assert_eq!(after.rejected - before.rejected, 2, "tampered and replayed refused");
+    assert_eq!(after.duplicates - before.duplicates, 1, "m3 again dropped");
+
+    // The genuine m1 and m2, late: each is taken once, in Alice's order.
+    store_at_mailbox(vec![genuine[1].clone(), genuine[0].clone()]).await;
+    bob.poll_mailboxes().await.unwrap();
+    assert_eq!(history().await, ["m0", "m1", "m2", "m3"]);
+
+    println!("attack phases took {:?}", t0.elapsed());
+    // Alice comes back and retries everything directly: duplicates, dropped.
+    let t1 = Instant::now();
+    net.restart(a).await.unwrap();
+    wait_until(T, "alice's outbox to empty", || async {
+        net.node(a).msg.stats().await.unwrap().outbox == 0
+    })
+    .await
+    .unwrap();
+    println!("alice's retries closed her outbox in {:?}", t1.elapsed());
+    assert_eq!(history().await, ["m0", "m1", "m2", "m3"]);
+    net.shutdown().await;
+}

@@ -130,6 +130,18 @@ impl Actor {
             Command::GossipScore { peer, reply } => {
                 let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
             }
+            Command::LocalClosest { key, count, reply } => {
+                let target = libp2p::kad::KBucketKey::new(key);
+                let peers = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_closest_local_peers(&target)
+                    .take(count)
+                    .map(|k| *k.preimage())
+                    .collect();
+                let _ = reply.send(Ok(peers));
+            }
             Command::RoutingTable { reply } => {
                 let mut out = Vec::new();
                 for b in self.swarm.behaviour_mut().kad.kbuckets() {
