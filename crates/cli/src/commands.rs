@@ -58,7 +58,7 @@ fn init(g: &Global) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(filter: &str) {
+pub(crate) fn init_logging(filter: &str) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -109,7 +109,7 @@ pub async fn stop_signal() -> Result<()> {
 }
 
 /// Percent-encodes a path or query component.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -268,6 +268,7 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
                 .await?;
             }
         },
+        Command::Msg { command } => return crate::msg::run(&api, command, g.json).await,
         Command::Events => {
             let stream = api.sse("/api/v1/events").await?;
             follow(stream, g.json, None, |v| {
@@ -290,7 +291,7 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
 }
 
 /// Prints events of an SSE stream until it ends, `count` events were shown, or Ctrl-C.
-async fn follow(
+pub(crate) async fn follow(
     stream: impl futures::Stream<Item = Result<nodus_node::client::SseEvent, nodus_node::ClientError>>,
     json: bool,
     count: Option<usize>,

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod commands;
 mod demo;
+mod msg;
 mod output;
 
 use std::process::ExitCode;

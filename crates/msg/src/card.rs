@@ -158,8 +158,7 @@ impl Invite {
             .strip_prefix(CODE_PREFIX)
             .ok_or(CardError::NotACode)?;
         let bytes = vodozemac::base64_decode(b64).map_err(|e| CardError::Damaged(e.to_string()))?;
-        let invite: Invite =
-            wire::decode(&bytes).map_err(|e| CardError::Damaged(e.to_string()))?;
+        let invite: Invite = wire::decode(&bytes).map_err(|e| CardError::Damaged(e.to_string()))?;
         let peer = invite.card.verify()?;
         let key = public_key_of(&peer)?;
         if !key.verify(

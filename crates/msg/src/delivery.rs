@@ -107,11 +107,16 @@ pub async fn worker(
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut error = None;
-        // A stream that breaks before any reply is tried once more on a fresh one: the
+        // A stream that breaks before any reply is tried again on fresh ones: the
         // connection under it (a relay circuit, say) may have died while another path
-        // to the peer is fine.
-        for attempt in 0..2 {
-            let Some(s) = stream.as_mut() else { break };
+        // to the peer is fine. Until libp2p has seen the old connection close, a new
+        // stream lands on it and fails too, hence the pauses.
+        for pause_ms in [0, 100, 300, 1000] {
+            if pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                stream = connect(&net, peer, MSG_PROTOCOL).await.ok();
+            }
+            let Some(s) = stream.as_mut() else { continue };
             let result =
                 tokio::time::timeout(REPLY_TIMEOUT, exchange(s, &batch, &mut replies)).await;
             error = match result {
@@ -119,10 +124,12 @@ pub async fn worker(
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(_) => Some(format!("no reply within {REPLY_TIMEOUT:?}")),
             };
-            if error.is_none() || !replies.is_empty() || attempt == 1 {
+            if error.is_none() || !replies.is_empty() {
                 break;
             }
-            stream = connect(&net, peer, MSG_PROTOCOL).await.ok();
+        }
+        if stream.is_none() && error.is_none() {
+            error = Some("no stream to the peer".into());
         }
         let answered = replies.len();
         let mut keys = batch.into_iter().map(|o| (o.key, o.id));
@@ -131,7 +138,12 @@ pub async fn worker(
             .zip(keys.by_ref())
             .map(|(r, (k, _))| (k, r))
             .collect();
-        let sent = inputs.send(Input::Replies { peer, replies: acked }).await;
+        let sent = inputs
+            .send(Input::Replies {
+                peer,
+                replies: acked,
+            })
+            .await;
         if let Some(error) = error {
             stream = None;
             tracing::debug!(target: "nodus::msg", %peer, answered, "delivery stream failed: {error}");
@@ -205,8 +217,7 @@ async fn store_on(
         wire::write_frame(&mut s, &req)
             .await
             .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
-            .await
+        match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await
         {
             Ok(Ok(Some(MailboxReply::Stored))) => {}
             Ok(Ok(Some(MailboxReply::Refused(why)))) => return Err(format!("refused: {why}")),
@@ -268,8 +279,12 @@ pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids
                 to: recipient.to_bytes(),
                 ids: chunk.to_vec(),
             };
-            wire::write_frame(&mut s, &req).await.map_err(|e| e.to_string())?;
-            let _ = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await;
+            wire::write_frame(&mut s, &req)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ =
+                tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
+                    .await;
         }
         let _ = s.close().await;
         Ok::<(), String>(())
@@ -302,7 +317,11 @@ pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<Mail
 }
 
 /// Tells a mailbox to forget items it held for us.
-pub async fn delete_from(net: &NetworkHandle, mailbox: PeerId, ids: Vec<MsgId>) -> Result<(), String> {
+pub async fn delete_from(
+    net: &NetworkHandle,
+    mailbox: PeerId,
+    ids: Vec<MsgId>,
+) -> Result<(), String> {
     let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
     for chunk in ids.chunks(MAX_FETCH) {
         wire::write_frame(
@@ -313,8 +332,8 @@ pub async fn delete_from(net: &NetworkHandle, mailbox: PeerId, ids: Vec<MsgId>) 
         )
         .await
         .map_err(|e| e.to_string())?;
-        let _ = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
-            .await;
+        let _ =
+            tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await;
     }
     let _ = s.close().await;
     Ok(())

@@ -8,11 +8,15 @@ pub enum MsgError {
     Store(String),
     #[error(transparent)]
     Card(#[from] CardError),
-    #[error("no contact {0:?}: add one with `nodus msg add <code>`; `nodus msg contacts` lists them")]
+    #[error(
+        "no contact {0:?}: add one with `nodus msg add <code>`; `nodus msg contacts` lists them"
+    )]
     NoContact(String),
     #[error("{0:?} names several contacts ({1}); use the peer id")]
     Ambiguous(String, String),
-    #[error("no group {0:?}: `nodus msg group create <name>` makes one; `nodus msg groups` lists them")]
+    #[error(
+        "no group {0:?}: `nodus msg group create <name>` makes one; `nodus msg groups` lists them"
+    )]
     NoGroup(String),
     #[error("only the group's owner ({0}) can change its members")]
     NotOwner(String),

@@ -3,9 +3,9 @@
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::MsgError;
 use crate::service::Input;
 use crate::types::{ContactInfo, GroupInfo, Message, MsgEvent, MsgStats};
-use crate::MsgError;
 
 type Reply<T> = oneshot::Sender<Result<T, MsgError>>;
 
@@ -85,7 +85,11 @@ impl MsgHandle {
         self.call(Command::Invite).await
     }
 
-    pub async fn add_contact(&self, code: &str, name: Option<&str>) -> Result<ContactInfo, MsgError> {
+    pub async fn add_contact(
+        &self,
+        code: &str,
+        name: Option<&str>,
+    ) -> Result<ContactInfo, MsgError> {
         self.call(|reply| Command::AddContact {
             code: code.to_string(),
             name: name.map(str::to_string),

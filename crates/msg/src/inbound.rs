@@ -11,7 +11,9 @@ use nodus_net::NetworkHandle;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::service::{Input, Metrics};
-use crate::wire::{self, Envelope, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest, MsgReply};
+use crate::wire::{
+    self, Envelope, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest, MsgReply,
+};
 
 /// Inbound streams served at once, over both protocols.
 const MAX_STREAMS: usize = 512;

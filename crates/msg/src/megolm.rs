@@ -37,7 +37,8 @@ pub fn inbound_key(group: &MsgId, sender: &str, session_id: &str) -> String {
 
 impl GroupCrypto {
     pub fn restore_outbound(&mut self, group: MsgId, pickle: GroupSessionPickle) {
-        self.outbound.insert(group, GroupSession::from_pickle(pickle));
+        self.outbound
+            .insert(group, GroupSession::from_pickle(pickle));
     }
 
     pub fn restore_inbound(
@@ -91,7 +92,8 @@ impl GroupCrypto {
         let s = InboundGroupSession::new(&key, SessionConfig::version_1());
         let id = s.session_id();
         let pickle = s.pickle();
-        self.inbound.insert((group, sender.to_string(), id.clone()), s);
+        self.inbound
+            .insert((group, sender.to_string(), id.clone()), s);
         Ok((inbound_key(&group, sender, &id), pickle))
     }
 
@@ -138,7 +140,10 @@ mod tests {
         carol.add_inbound(g, "alice", &k1).unwrap();
         let (sid, c) = alice.encrypt(g, b"hello both");
         assert_eq!(bob.decrypt(g, "alice", &sid, &c).unwrap().0, b"hello both");
-        assert_eq!(carol.decrypt(g, "alice", &sid, &c).unwrap().0, b"hello both");
+        assert_eq!(
+            carol.decrypt(g, "alice", &sid, &c).unwrap().0,
+            b"hello both"
+        );
 
         // Carol removed: Alice rotates and tells only Bob.
         let k2 = alice.rotate(g);

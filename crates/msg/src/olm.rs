@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 
-use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig, SessionPickle};
 use vodozemac::Curve25519PublicKey;
+use vodozemac::olm::{Account, OlmMessage, Session, SessionConfig, SessionPickle};
 
 use crate::seal::SealKey;
 
@@ -269,7 +269,12 @@ mod tests {
         (alice, bob)
     }
 
-    fn open(c: &mut Crypto, peer: &str, id: &[u8; 32], m: &(u8, Vec<u8>)) -> Result<Vec<u8>, OlmError> {
+    fn open(
+        c: &mut Crypto,
+        peer: &str,
+        id: &[u8; 32],
+        m: &(u8, Vec<u8>),
+    ) -> Result<Vec<u8>, OlmError> {
         let d = c.decrypt(peer, id, m.0, &m.1)?;
         let p = d.plaintext.clone();
         c.accept(peer, d);
@@ -285,7 +290,10 @@ mod tests {
         assert_eq!(open(&mut bob, "alice", &a_id, &m1).unwrap(), b"hello");
         assert_eq!(bob.published.len(), 4);
         // Replay of the same pre-key message: refused.
-        assert_eq!(open(&mut bob, "alice", &a_id, &m1).err(), Some(OlmError::Undecryptable));
+        assert_eq!(
+            open(&mut bob, "alice", &a_id, &m1).err(),
+            Some(OlmError::Undecryptable)
+        );
 
         let r = bob.encrypt("alice", b"hi").unwrap();
         assert_eq!(open(&mut alice, "bob", &b_id, &r).unwrap(), b"hi");
@@ -306,7 +314,10 @@ mod tests {
         let (k, mut c) = alice.encrypt("bob", b"four").unwrap();
         let last = c.len() - 1;
         c[last] ^= 0x40;
-        assert_eq!(open(&mut bob, "alice", &a_id, &(k, c)).err(), Some(OlmError::Undecryptable));
+        assert_eq!(
+            open(&mut bob, "alice", &a_id, &(k, c)).err(),
+            Some(OlmError::Undecryptable)
+        );
         assert_eq!(
             bob.decrypt("alice", &a_id, 7, &[1, 2, 3]).err(),
             Some(OlmError::Malformed)

@@ -64,15 +64,12 @@ impl SealKey {
 /// mailbox cannot file it under another recipient unnoticed.
 pub fn seal(recipient: &[u8; 32], plaintext: &[u8], routing_key: &[u8]) -> Option<Vec<u8>> {
     let pk = PublicKey::from_bytes(recipient).ok()?;
-    let (encapped, ciphertext) =
-        hpke::single_shot_seal::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
-            &OpModeS::Base,
-            &pk,
-            INFO,
-            plaintext,
-            routing_key,
-        )
-        .ok()?;
+    let (encapped, ciphertext) = hpke::single_shot_seal::<
+        ChaCha20Poly1305,
+        HkdfSha256,
+        X25519HkdfSha256,
+    >(&OpModeS::Base, &pk, INFO, plaintext, routing_key)
+    .ok()?;
     let mut out = encapped.to_bytes().to_vec();
     out.extend_from_slice(&ciphertext);
     Some(out)

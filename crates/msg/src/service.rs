@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use vodozemac::olm::{Account, AccountPickle, Session, SessionPickle};
 
+use crate::MsgError;
 use crate::card::{self, ContactCard, Invite, KeyBundle};
 use crate::config::{self, MsgConfig};
 use crate::delivery::{self, Outgoing};
@@ -30,18 +31,17 @@ use crate::megolm::GroupCrypto;
 use crate::olm::{BUNDLE_KEYS, Crypto};
 use crate::seal::{self, SealKey};
 use crate::store::{self, Contact, Group, MailItem, OutItem, Store, Txn};
-use crate::types::{ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats};
+use crate::types::{
+    ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats,
+};
 use crate::wire::{
     self, Body, Content, Envelope, GroupPlain, MAX_FETCH, MAX_FRAME, MAX_TEXT, MailboxItem,
     MailboxReply, MailboxRequest, MsgId, MsgReply, Plain, RejectReason,
 };
-use crate::MsgError;
 
 const INPUT_CAPACITY: usize = 4096;
 const BATCH: usize = 512;
 const EVENT_CAPACITY: usize = 4096;
-/// Stored items are retried directly this often, in case the recipient is back.
-const STORED_RETRY: Duration = Duration::from_secs(30);
 /// Total items a mailbox keeps for everyone together.
 const MAILBOX_TOTAL: usize = 100_000;
 /// Ids of accepted messages are remembered this long, to drop duplicates and replays.
@@ -92,6 +92,8 @@ pub(crate) enum Input {
     },
     /// An asked-for poll has handed over what its first wave fetched.
     PollAnswered(Answer),
+    /// A connection to this peer opened: what waits for it can go now.
+    PeerUp(PeerId),
 }
 
 pub(crate) type Answer = oneshot::Sender<Result<(), MsgError>>;
@@ -120,15 +122,51 @@ impl Metrics {
     fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
         let r = registry.sub_registry_with_prefix("msg");
-        r.register("sent", "Envelopes acknowledged by their recipient", m.sent.clone());
-        r.register("received", "Messages accepted from peers", m.received.clone());
-        r.register("duplicates", "Envelopes received again and dropped", m.duplicates.clone());
-        r.register("rejected", "Envelopes refused, by reason", m.rejected.clone());
-        r.register("garbage", "Undecodable frames and refused streams", m.garbage.clone());
-        r.register("mailbox_stored", "Items stored for offline peers", m.mailbox_stored.clone());
-        r.register("mailbox_refused", "Mailbox requests refused, by reason", m.mailbox_refused.clone());
-        r.register("outbox", "Items waiting for acknowledgement", m.outbox.clone());
-        r.register("mailbox_items", "Items held for offline peers", m.mailbox_items.clone());
+        r.register(
+            "sent",
+            "Envelopes acknowledged by their recipient",
+            m.sent.clone(),
+        );
+        r.register(
+            "received",
+            "Messages accepted from peers",
+            m.received.clone(),
+        );
+        r.register(
+            "duplicates",
+            "Envelopes received again and dropped",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "rejected",
+            "Envelopes refused, by reason",
+            m.rejected.clone(),
+        );
+        r.register(
+            "garbage",
+            "Undecodable frames and refused streams",
+            m.garbage.clone(),
+        );
+        r.register(
+            "mailbox_stored",
+            "Items stored for offline peers",
+            m.mailbox_stored.clone(),
+        );
+        r.register(
+            "mailbox_refused",
+            "Mailbox requests refused, by reason",
+            m.mailbox_refused.clone(),
+        );
+        r.register(
+            "outbox",
+            "Items waiting for acknowledgement",
+            m.outbox.clone(),
+        );
+        r.register(
+            "mailbox_items",
+            "Items held for offline peers",
+            m.mailbox_items.clone(),
+        );
         m
     }
 
@@ -189,7 +227,20 @@ pub fn spawn(
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
     let metrics = Metrics::register(registry);
     let mut tasks = crate::inbound::serve(&net, tx.clone(), metrics.clone(), &shutdown)?;
-    let mut actor = Actor::load(config, node_key, net, store, tx.clone(), events.clone(), metrics)?;
+    tasks.push(tokio::spawn(forward_peer_events(
+        net.events(),
+        tx.clone(),
+        shutdown.clone(),
+    )));
+    let mut actor = Actor::load(
+        config,
+        node_key,
+        net,
+        store,
+        tx.clone(),
+        events.clone(),
+        metrics,
+    )?;
     tasks.push(tokio::spawn(async move {
         actor.run(rx, &mut shutdown).await;
     }));
@@ -201,6 +252,32 @@ pub fn spawn(
         },
         tasks,
     ))
+}
+
+/// Turns the overlay's connection events into [`Input::PeerUp`], so delivery retries
+/// the moment a peer is back instead of at its next timer.
+async fn forward_peer_events(
+    mut events: broadcast::Receiver<nodus_net::NetEvent>,
+    inputs: mpsc::Sender<Input>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let ev = tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            ev = events.recv() => ev,
+        };
+        match ev {
+            Ok(nodus_net::NetEvent::PeerConnected { peer, .. }) => {
+                if let Ok(p) = peer.parse()
+                    && inputs.send(Input::PeerUp(p)).await.is_err()
+                {
+                    return;
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 type After = Box<dyn FnOnce() + Send>;
@@ -503,7 +580,9 @@ impl Actor {
                 }
             }
             Input::Replies { peer, replies } => self.on_replies(txn, peer, replies)?,
-            Input::SendFailed { peer, keys, error } => self.on_send_failed(txn, peer, keys, error)?,
+            Input::SendFailed { peer, keys, error } => {
+                self.on_send_failed(txn, peer, keys, error)?
+            }
             Input::Stored { keys, result } => self.on_stored(txn, keys, result)?,
             Input::Keys { peer, bundle } => self.on_keys(txn, peer, bundle)?,
             Input::Published(r) => {
@@ -529,6 +608,7 @@ impl Actor {
             }
             Input::Fetched { mailbox, items } => self.on_fetched(txn, mailbox, items)?,
             Input::PollAnswered(reply) => self.reply(reply, Ok(())),
+            Input::PeerUp(peer) => self.retry_now(&peer.to_string()),
             Input::PollDone { mailboxes, error } => {
                 self.poll.in_progress = false;
                 if mailboxes > 0 {
@@ -543,7 +623,6 @@ impl Actor {
                 if let Some(e) = &error {
                     tracing::debug!(target: "nodus::msg", "mailbox poll: {e}");
                 }
-
             }
         }
         Ok(())
@@ -830,7 +909,11 @@ impl Actor {
         Ok(())
     }
 
-    fn message_by_id(&self, txn: &mut Txn, id: &MsgId) -> Result<Option<(String, Message)>, MsgError> {
+    fn message_by_id(
+        &self,
+        txn: &mut Txn,
+        id: &MsgId,
+    ) -> Result<Option<(String, Message)>, MsgError> {
         let Some(key) = txn.get_raw_str(store::MSG_INDEX, &hex::encode(id))? else {
             return Ok(None);
         };
@@ -885,7 +968,9 @@ impl Actor {
                 Err(_) => return Err(e),
             },
         };
-        let rows = self.store.scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
+        let rows = self
+            .store
+            .scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
         self.mark_seen(txn, &rows)?;
         Ok(rows.into_iter().map(|(_, m)| m).collect())
     }
@@ -915,7 +1000,13 @@ impl Actor {
         Ok(())
     }
 
-    fn queue_receipt(&mut self, txn: &mut Txn, peer: &str, ids: Vec<MsgId>, read: bool) -> Result<(), MsgError> {
+    fn queue_receipt(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        ids: Vec<MsgId>,
+        read: bool,
+    ) -> Result<(), MsgError> {
         let plain = Plain {
             id: wire::new_id(),
             seq: 0,
@@ -929,7 +1020,13 @@ impl Actor {
 
     /// Puts a pairwise message in the outbox, encrypted now if a session exists (or
     /// can be made from an invite key), else kept until the peer's keys are fetched.
-    fn queue_olm(&mut self, txn: &mut Txn, peer: &str, plain: Plain, user: bool) -> Result<(), MsgError> {
+    fn queue_olm(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        plain: Plain,
+        user: bool,
+    ) -> Result<(), MsgError> {
         self.order += 1;
         let mut item = OutItem {
             id: plain.id,
@@ -976,14 +1073,24 @@ impl Actor {
         }
     }
 
-    fn encrypt_item(&mut self, txn: &mut Txn, item: &mut OutItem, plain: Plain) -> Result<(), MsgError> {
+    fn encrypt_item(
+        &mut self,
+        txn: &mut Txn,
+        item: &mut OutItem,
+        plain: Plain,
+    ) -> Result<(), MsgError> {
         let (bytes, kind) = self.encrypt_envelope(txn, &item.to.clone(), &plain)?;
         item.envelope = Some(bytes);
         item.prekey_plain = (kind == 0).then_some(plain);
         Ok(())
     }
 
-    fn encrypt_envelope(&mut self, txn: &mut Txn, peer: &str, plain: &Plain) -> Result<(Vec<u8>, u8), MsgError> {
+    fn encrypt_envelope(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        plain: &Plain,
+    ) -> Result<(Vec<u8>, u8), MsgError> {
         let (kind, ciphertext) = self
             .crypto
             .encrypt(peer, &wire::encode(plain))
@@ -1014,7 +1121,9 @@ impl Actor {
         }
         waiting.sort_by_key(|i| i.order);
         for mut item in waiting {
-            let Some(plain) = item.pending.take() else { continue };
+            let Some(plain) = item.pending.take() else {
+                continue;
+            };
             self.encrypt_item(txn, &mut item, plain)?;
             self.outbox_put(txn, item)?;
         }
@@ -1028,7 +1137,9 @@ impl Actor {
         {
             return;
         }
-        let Ok(p) = peer.parse::<PeerId>() else { return };
+        let Ok(p) = peer.parse::<PeerId>() else {
+            return;
+        };
         self.key_fetches.insert(peer.to_string(), Instant::now());
         let net = self.net.clone();
         let inputs = self.inputs.clone();
@@ -1043,7 +1154,12 @@ impl Actor {
         });
     }
 
-    fn on_keys(&mut self, txn: &mut Txn, peer: PeerId, bundle: Result<KeyBundle, String>) -> Result<(), MsgError> {
+    fn on_keys(
+        &mut self,
+        txn: &mut Txn,
+        peer: PeerId,
+        bundle: Result<KeyBundle, String>,
+    ) -> Result<(), MsgError> {
         let p = peer.to_string();
         let bundle = match bundle.and_then(|b| match b.verify() {
             Ok(signer) if signer == peer => Ok(b),
@@ -1060,7 +1176,9 @@ impl Actor {
         if self.crypto.has_session(&p) {
             return self.encrypt_pending(txn, &p);
         }
-        let Some(c) = self.contacts.get(&p) else { return Ok(()) };
+        let Some(c) = self.contacts.get(&p) else {
+            return Ok(());
+        };
         if c.card.curve25519 != bundle.card.curve25519 {
             tracing::warn!(target: "nodus::msg", peer = %p, "published keys differ from the contact's card; not using them");
             return Ok(());
@@ -1108,7 +1226,9 @@ impl Actor {
         let mut per_peer: HashMap<String, Vec<Outgoing>> = HashMap::new();
         let mut sent = Vec::new();
         for i in due {
-            let Some(bytes) = i.envelope.clone() else { continue };
+            let Some(bytes) = i.envelope.clone() else {
+                continue;
+            };
             per_peer.entry(i.to.clone()).or_default().push(Outgoing {
                 key: i.key(),
                 id: i.id,
@@ -1120,8 +1240,10 @@ impl Actor {
             self.in_flight.insert(key.clone());
         }
         for (peer, batch) in per_peer {
-            let Ok(p) = peer.parse::<PeerId>() else { continue };
-            self.to_worker(p, batch);
+            let Ok(p) = peer.parse::<PeerId>() else {
+                continue;
+            };
+            self.hand_to_worker(p, batch);
         }
         // "sent" is an event only; the stored state stays queued until acknowledged.
         for (_, id, to, user) in sent {
@@ -1136,12 +1258,17 @@ impl Actor {
         }
     }
 
-    fn to_worker(&mut self, peer: PeerId, batch: Vec<Outgoing>) {
+    fn hand_to_worker(&mut self, peer: PeerId, batch: Vec<Outgoing>) {
         let tx = match self.workers.get(&peer) {
             Some(tx) if !tx.is_closed() => tx.clone(),
             _ => {
                 let (tx, rx) = mpsc::channel(64);
-                tokio::spawn(delivery::worker(peer, self.net.clone(), rx, self.inputs.clone()));
+                tokio::spawn(delivery::worker(
+                    peer,
+                    self.net.clone(),
+                    rx,
+                    self.inputs.clone(),
+                ));
                 self.workers.insert(peer, tx.clone());
                 tx
             }
@@ -1158,12 +1285,19 @@ impl Actor {
         }
     }
 
-    fn on_replies(&mut self, txn: &mut Txn, peer: PeerId, replies: Vec<(String, MsgReply)>) -> Result<(), MsgError> {
+    fn on_replies(
+        &mut self,
+        txn: &mut Txn,
+        peer: PeerId,
+        replies: Vec<(String, MsgReply)>,
+    ) -> Result<(), MsgError> {
         let to = peer.to_string();
         let mut back_online = false;
         for (key, reply) in replies {
             self.in_flight.remove(&key);
-            let Some(item) = self.outbox.get(&key).cloned() else { continue };
+            let Some(item) = self.outbox.get(&key).cloned() else {
+                continue;
+            };
             // Put back to plaintext by a refused session meanwhile: this reply is stale.
             if item.envelope.is_none() {
                 continue;
@@ -1206,15 +1340,20 @@ impl Actor {
         }
         if back_online {
             // The peer answers: what waits for a retry (or sits in mailboxes) goes now.
-            let now = Instant::now();
-            for (k, i) in &self.outbox {
-                if i.to == to && i.envelope.is_some() && !self.in_flight.contains(k) {
-                    self.retry_at.insert(k.clone(), now);
-                }
-            }
+            self.retry_now(&to);
         }
         self.dirty_dispatch = true;
         Ok(())
+    }
+
+    fn retry_now(&mut self, peer: &str) {
+        let now = Instant::now();
+        for (k, i) in &self.outbox {
+            if i.to == peer && i.envelope.is_some() && !self.in_flight.contains(k) {
+                self.retry_at.insert(k.clone(), now);
+                self.dirty_dispatch = true;
+            }
+        }
     }
 
     /// The recipient refused our new session (its one-time key was already taken by
@@ -1236,7 +1375,11 @@ impl Actor {
             item.envelope = None;
             // Copies in mailboxes are on the refused session: useless, forget them.
             if let Ok(to) = peer.parse::<PeerId>() {
-                for b in item.mailboxes.drain(..).filter_map(|b| b.parse::<PeerId>().ok()) {
+                for b in item
+                    .mailboxes
+                    .drain(..)
+                    .filter_map(|b| b.parse::<PeerId>().ok())
+                {
                     self.retractions.entry((b, to)).or_default().push(item.id);
                 }
             }
@@ -1279,14 +1422,24 @@ impl Actor {
             }
         }
         if let Ok(to) = item.to.parse::<PeerId>() {
-            for b in item.mailboxes.iter().filter_map(|b| b.parse::<PeerId>().ok()) {
+            for b in item
+                .mailboxes
+                .iter()
+                .filter_map(|b| b.parse::<PeerId>().ok())
+            {
                 self.retractions.entry((b, to)).or_default().push(item.id);
             }
         }
         Ok(Some(item))
     }
 
-    fn on_send_failed(&mut self, txn: &mut Txn, peer: PeerId, keys: Vec<String>, error: String) -> Result<(), MsgError> {
+    fn on_send_failed(
+        &mut self,
+        txn: &mut Txn,
+        peer: PeerId,
+        keys: Vec<String>,
+        error: String,
+    ) -> Result<(), MsgError> {
         tracing::debug!(target: "nodus::msg", %peer, n = keys.len(), "direct delivery failed: {error}");
         let Some(card) = self.card_of(&peer.to_string()) else {
             for k in keys {
@@ -1302,11 +1455,7 @@ impl Actor {
             };
             item.attempts += 1;
             txn.put(store::OUTBOX, &key, item)?;
-            let wait = if item.stored {
-                STORED_RETRY
-            } else {
-                config::retry_after(&self.cfg, item.attempts)
-            };
+            let wait = config::retry_after(&self.cfg, item.attempts);
             self.retry_at.insert(key.clone(), Instant::now() + wait);
             if item.stored {
                 self.in_flight.remove(&key);
@@ -1340,16 +1489,24 @@ impl Actor {
         self.contacts.get(peer).map(|c| c.card.clone())
     }
 
-    fn on_stored(&mut self, txn: &mut Txn, keys: Vec<String>, result: Result<Vec<PeerId>, String>) -> Result<(), MsgError> {
+    fn on_stored(
+        &mut self,
+        txn: &mut Txn,
+        keys: Vec<String>,
+        result: Result<Vec<PeerId>, String>,
+    ) -> Result<(), MsgError> {
         for key in keys {
             self.in_flight.remove(&key);
-            let Some(item) = self.outbox.get_mut(&key) else { continue };
+            let Some(item) = self.outbox.get_mut(&key) else {
+                continue;
+            };
             match &result {
                 Ok(boxes) => {
                     item.stored = true;
                     item.mailboxes = boxes.iter().map(|b| b.to_string()).collect();
                     txn.put(store::OUTBOX, &key, item)?;
-                    self.retry_at.insert(key.clone(), Instant::now() + STORED_RETRY);
+                    let wait = config::retry_after(&self.cfg, item.attempts);
+                    self.retry_at.insert(key.clone(), Instant::now() + wait);
                     let (id, to, user) = (item.id, item.to.clone(), item.user);
                     if user {
                         self.set_state(txn, &id, &to, MessageState::Stored)?;
@@ -1365,7 +1522,12 @@ impl Actor {
 
     // ---- receiving -------------------------------------------------------------
 
-    fn receive(&mut self, txn: &mut Txn, from: Option<PeerId>, env: Envelope) -> Result<MsgReply, MsgError> {
+    fn receive(
+        &mut self,
+        txn: &mut Txn,
+        from: Option<PeerId>,
+        env: Envelope,
+    ) -> Result<MsgReply, MsgError> {
         let id_hex = hex::encode(env.id);
         if txn.contains(store::SEEN, &id_hex)? {
             self.metrics.duplicates.inc();
@@ -1393,7 +1555,15 @@ impl Actor {
                 group,
                 session,
                 ciphertext,
-            } => self.receive_group(txn, &sender, env.id, group, &session, &ciphertext, via_mailbox)?,
+            } => self.receive_group(
+                txn,
+                &sender,
+                env.id,
+                group,
+                &session,
+                &ciphertext,
+                via_mailbox,
+            )?,
         };
         match result {
             Ok(()) => {
@@ -1474,7 +1644,11 @@ impl Actor {
         }
         match plain.content {
             Content::Text(text) => {
-                let name = self.contacts.get(sender).map(|c| c.name.clone()).unwrap_or_default();
+                let name = self
+                    .contacts
+                    .get(sender)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
                 let m = Message {
                     id: hex::encode(id),
                     conversation: sender.to_string(),
@@ -1537,7 +1711,11 @@ impl Actor {
         let Some(g) = self.group_state.get(&group) else {
             return Ok(Err(RejectReason::UnknownGroup));
         };
-        let Some(member) = g.members.iter().find(|c| peer_str(&c.peer).as_deref() == Some(sender)) else {
+        let Some(member) = g
+            .members
+            .iter()
+            .find(|c| peer_str(&c.peer).as_deref() == Some(sender))
+        else {
             return Ok(Err(RejectReason::UnknownGroup));
         };
         let sender_name = self
@@ -1617,20 +1795,34 @@ impl Actor {
         Ok(self.group_info(&id, g))
     }
 
-    fn group_change(&mut self, txn: &mut Txn, group: &str, contact: &str, add: bool) -> Result<GroupInfo, MsgError> {
+    fn group_change(
+        &mut self,
+        txn: &mut Txn,
+        group: &str,
+        contact: &str,
+        add: bool,
+    ) -> Result<GroupInfo, MsgError> {
         let id = self.resolve_group(group)?;
         let peer = self.resolve_contact(contact)?;
-        let g = self.group_state.get(&id).ok_or_else(|| MsgError::NoGroup(group.into()))?;
+        let g = self
+            .group_state
+            .get(&id)
+            .ok_or_else(|| MsgError::NoGroup(group.into()))?;
         if g.owner != self.me_str {
             return Err(MsgError::NotOwner(g.owner.clone()));
         }
-        let is_member = g.members.iter().any(|c| peer_str(&c.peer).as_deref() == Some(&peer));
+        let is_member = g
+            .members
+            .iter()
+            .any(|c| peer_str(&c.peer).as_deref() == Some(&peer));
         let mut members = g.members.clone();
         if add {
             if is_member {
                 return Err(MsgError::AlreadyMember(peer));
             }
-            let card = self.card_of(&peer).ok_or_else(|| MsgError::NoContact(peer.clone()))?;
+            let card = self
+                .card_of(&peer)
+                .ok_or_else(|| MsgError::NoContact(peer.clone()))?;
             members.push(card);
         } else {
             if !is_member {
@@ -1678,7 +1870,9 @@ impl Actor {
         members: Vec<ContactCard>,
         previous: &[ContactCard],
     ) -> Result<(), MsgError> {
-        let peers = |list: &[ContactCard]| -> HashSet<String> { list.iter().filter_map(|c| peer_str(&c.peer)).collect() };
+        let peers = |list: &[ContactCard]| -> HashSet<String> {
+            list.iter().filter_map(|c| peer_str(&c.peer)).collect()
+        };
         let now: HashSet<String> = peers(&members);
         let before: HashSet<String> = peers(previous);
         let removed = before.iter().any(|p| !now.contains(p));
@@ -1782,10 +1976,18 @@ impl Actor {
         self.apply_group_state(txn, id, name, epoch, members, &previous)
     }
 
-    fn group_send(&mut self, txn: &mut Txn, group: &str, text: String) -> Result<Message, MsgError> {
+    fn group_send(
+        &mut self,
+        txn: &mut Txn,
+        group: &str,
+        text: String,
+    ) -> Result<Message, MsgError> {
         Self::check_text(&text)?;
         let id = self.resolve_group(group)?;
-        let g = self.group_state.get_mut(&id).ok_or_else(|| MsgError::NoGroup(group.into()))?;
+        let g = self
+            .group_state
+            .get_mut(&id)
+            .ok_or_else(|| MsgError::NoGroup(group.into()))?;
         g.out_seq += 1;
         let plain = GroupPlain {
             id: wire::new_id(),
@@ -1848,7 +2050,12 @@ impl Actor {
 
     // ---- serving as a mailbox ----------------------------------------------------
 
-    fn mailbox_request(&mut self, txn: &mut Txn, from: PeerId, request: MailboxRequest) -> Result<MailboxReply, MsgError> {
+    fn mailbox_request(
+        &mut self,
+        txn: &mut Txn,
+        from: PeerId,
+        request: MailboxRequest,
+    ) -> Result<MailboxReply, MsgError> {
         let from_s = from.to_string();
         Ok(match request {
             MailboxRequest::Store {
@@ -1868,17 +2075,27 @@ impl Actor {
                 let mut items = Vec::new();
                 let mut bytes = 0;
                 let mut expired = Vec::new();
-                for (k, item) in self.store.scan::<MailItem>(store::MAILBOX, &format!("{from_s}|"))? {
+                for (k, item) in self
+                    .store
+                    .scan::<MailItem>(store::MAILBOX, &format!("{from_s}|"))?
+                {
                     if item.expires_ms <= now {
                         expired.push((k, item));
                         continue;
                     }
-                    let Some(id) = k.rsplit('|').next().and_then(parse_id) else { continue };
-                    if items.len() >= (max as usize).min(MAX_FETCH) || bytes + item.sealed.len() + 64 > MAX_FRAME {
+                    let Some(id) = k.rsplit('|').next().and_then(parse_id) else {
+                        continue;
+                    };
+                    if items.len() >= (max as usize).min(MAX_FETCH)
+                        || bytes + item.sealed.len() + 64 > MAX_FRAME
+                    {
                         break;
                     }
                     bytes += item.sealed.len() + 64;
-                    items.push(MailboxItem { id, sealed: item.sealed });
+                    items.push(MailboxItem {
+                        id,
+                        sealed: item.sealed,
+                    });
                 }
                 for (k, item) in expired {
                     self.mailbox_remove(txn, &k, &item)?;
@@ -1914,7 +2131,12 @@ impl Actor {
         })
     }
 
-    fn mailbox_remove(&mut self, txn: &mut Txn, key: &str, item: &MailItem) -> Result<(), MsgError> {
+    fn mailbox_remove(
+        &mut self,
+        txn: &mut Txn,
+        key: &str,
+        item: &MailItem,
+    ) -> Result<(), MsgError> {
         if txn.remove(store::MAILBOX, key)? {
             self.mailbox_total = self.mailbox_total.saturating_sub(1);
             if let Some(u) = self.usage.get_mut(&item.from) {
@@ -1995,7 +2217,12 @@ impl Actor {
         });
     }
 
-    fn on_fetched(&mut self, txn: &mut Txn, mailbox: PeerId, mut items: Vec<MailboxItem>) -> Result<(), MsgError> {
+    fn on_fetched(
+        &mut self,
+        txn: &mut Txn,
+        mailbox: PeerId,
+        mut items: Vec<MailboxItem>,
+    ) -> Result<(), MsgError> {
         let full = items.len() >= MAX_FETCH;
         let routing = self.me.to_bytes();
         let mut done = Vec::new();
@@ -2068,7 +2295,10 @@ impl Actor {
         if !self.poll.in_progress && self.poll.next.is_none_or(|t| t <= now) {
             self.start_poll();
         }
-        let republish = self.publish.last.is_none_or(|t| now.duration_since(t) >= REPUBLISH);
+        let republish = self
+            .publish
+            .last
+            .is_none_or(|t| now.duration_since(t) >= REPUBLISH);
         if !self.publish.in_progress
             && (self.publish.dirty || republish)
             && self.publish.next_try.is_none_or(|t| t <= now)
@@ -2189,7 +2419,11 @@ fn parse_id(s: &str) -> Option<MsgId> {
 
 pub(crate) fn short(peer: &str) -> String {
     let n = peer.len();
-    if n > 8 { format!("…{}", &peer[n - 6..]) } else { peer.to_string() }
+    if n > 8 {
+        format!("…{}", &peer[n - 6..])
+    } else {
+        peer.to_string()
+    }
 }
 
 #[cfg(test)]

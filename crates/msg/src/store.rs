@@ -245,8 +245,7 @@ impl Txn {
         key: &str,
     ) -> Result<Option<String>, MsgError> {
         let t = self.txn.open_table(table).map_err(db_err)?;
-        Ok(t
-            .get(key)
+        Ok(t.get(key)
             .map_err(db_err)?
             .and_then(|v| String::from_utf8(v.value().to_vec()).ok()))
     }

@@ -121,9 +121,15 @@ pub struct Plain {
 pub enum Content {
     Text(String),
     /// Delivery or read receipts for messages the other side sent.
-    Receipt { ids: Vec<MsgId>, read: bool },
+    Receipt {
+        ids: Vec<MsgId>,
+        read: bool,
+    },
     /// The sender's current Megolm session key for a group.
-    GroupKey { group: MsgId, session_key: Vec<u8> },
+    GroupKey {
+        group: MsgId,
+        session_key: Vec<u8>,
+    },
     /// The group's name and members, from its owner. A member left out has been removed.
     GroupState {
         group: MsgId,

@@ -185,7 +185,11 @@ impl NetworkHandle {
 
     /// The `count` peers of our own routing table closest to `key`, nearest first: no
     /// network round trip, so an answer at once even while lookups wait on dead peers.
-    pub async fn local_closest_peers(&self, key: Vec<u8>, count: usize) -> Result<Vec<PeerId>, NetError> {
+    pub async fn local_closest_peers(
+        &self,
+        key: Vec<u8>,
+        count: usize,
+    ) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::LocalClosest { key, count, reply })
             .await
     }

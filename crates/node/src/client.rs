@@ -107,6 +107,13 @@ impl ApiClient {
         self.finish(resp).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        let resp = self
+            .send(self.request(reqwest::Method::DELETE, path))
+            .await?;
+        self.finish(resp).await
+    }
+
     /// Opens a Server-Sent Events stream.
     pub async fn sse(
         &self,

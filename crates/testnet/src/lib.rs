@@ -58,6 +58,15 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c
 }
 
+/// A node with no listener of its own: reachable only through `relays` (multiaddrs of
+/// relay nodes), which it holds reservations on. It joins through the first relay.
+pub fn hidden_node_config(k: usize, relays: &[String]) -> Config {
+    let mut c = node_config(node_ip(k), &relays[..relays.len().min(1)]);
+    c.p2p.listen.clear();
+    c.p2p.relays = relays.to_vec();
+    c
+}
+
 pub struct Testnet {
     dir: PathBuf,
     nodes: Vec<Option<RunningNode>>,
@@ -193,6 +202,43 @@ impl Testnet {
         .await
     }
 
+    /// Waits until node `k` holds at least `n` relay reservations.
+    pub async fn wait_circuits(
+        &self,
+        k: usize,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        wait_until(timeout, "relay reservations", || async {
+            self.node(k).net.status().await.is_ok_and(|s| {
+                s.listen_addrs
+                    .iter()
+                    .filter(|a| a.contains("p2p-circuit"))
+                    .count()
+                    >= n
+            })
+        })
+        .await
+    }
+
+    /// The peer id of the relay that node `k`'s connection to `peer` runs through, if
+    /// that connection is a relay circuit.
+    pub async fn relay_in_use(&self, k: usize, peer: &str) -> Option<String> {
+        let peers = self.node(k).net.peers().await.ok()?;
+        let p = peers.iter().find(|p| p.peer_id == peer)?;
+        p.addresses.iter().find_map(|a| {
+            let (before, _) = a.split_once("/p2p-circuit")?;
+            before.rsplit("/p2p/").next().map(str::to_string)
+        })
+    }
+
+    /// The index of the running node with this peer id.
+    pub fn index_of(&self, peer: &str) -> Option<usize> {
+        self.running()
+            .into_iter()
+            .find(|k| self.node(*k).peer_id().to_string() == peer)
+    }
+
     /// Waits until every running node sees at least `min` peers subscribed to `topic`.
     pub async fn wait_topic_mesh(
         &self,
@@ -240,5 +286,37 @@ where
             return Err(TestnetError::Timeout(timeout, what.to_string()));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Messaging helpers shared by the tests, the demo and the benchmark.
+pub mod msg {
+    use nodus_msg::{MsgError, MsgHandle};
+
+    /// Makes `a` and `b` contacts of each other by exchanging invite codes, under the
+    /// names `a_name` (as `b` calls `a`) and `b_name`.
+    pub async fn introduce(
+        a: &MsgHandle,
+        b: &MsgHandle,
+        a_name: &str,
+        b_name: &str,
+    ) -> Result<(), MsgError> {
+        let code_a = a.invite().await?;
+        let code_b = b.invite().await?;
+        b.add_contact(&code_a, Some(a_name)).await?;
+        a.add_contact(&code_b, Some(b_name)).await?;
+        Ok(())
+    }
+
+    /// The texts `h` received in its conversation `with`, in order (none while `with`
+    /// is not a contact yet).
+    pub async fn incoming_texts(h: &MsgHandle, with: &str) -> Vec<String> {
+        h.history(with)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| !m.outgoing)
+            .map(|m| m.text)
+            .collect()
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use nodus_msg::{Message, MessageState, MsgHandle};
-use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+use nodus_testnet::{Testnet, hidden_node_config, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -18,24 +18,14 @@ fn logs() {
     }
 }
 
-/// Makes `a` and `b` contacts: `b` adds `a`'s code (so `a` learns `b` from b's first
-/// message, as a real user would), and `a` adds `b`'s.
 async fn introduce(a: &MsgHandle, b: &MsgHandle, a_name: &str, b_name: &str) {
-    let code_a = a.invite().await.unwrap();
-    let code_b = b.invite().await.unwrap();
-    b.add_contact(&code_a, Some(a_name)).await.unwrap();
-    a.add_contact(&code_b, Some(b_name)).await.unwrap();
+    nodus_testnet::msg::introduce(a, b, a_name, b_name)
+        .await
+        .unwrap();
 }
 
 async fn texts(h: &MsgHandle, with: &str) -> Vec<String> {
-    // Before the first message the sender is not a contact yet: nothing to show.
-    h.history(with)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| !m.outgoing)
-        .map(|m| m.text)
-        .collect()
+    nodus_testnet::msg::incoming_texts(h, with).await
 }
 
 async fn wait_texts(h: &MsgHandle, with: &str, want: &[String], what: &str) {
@@ -102,7 +92,10 @@ async fn direct_conversation_with_delivery_and_read_receipts() {
     let alice_id = net.node(1).peer_id().to_string();
     wait_texts(bob, &alice_id, &want, "bob receives the replies").await;
     let inbox = bob.inbox(false).await.unwrap();
-    assert!(inbox.is_empty(), "history marked everything seen: {inbox:?}");
+    assert!(
+        inbox.is_empty(),
+        "history marked everything seen: {inbox:?}"
+    );
     net.shutdown().await;
 }
 
@@ -141,8 +134,17 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
     let back = Instant::now();
     net.restart(b).await.unwrap();
     let want: Vec<String> = hello.iter().chain(later.iter()).cloned().collect();
-    wait_texts(&net.node(b).msg, &alice_id, &want, "stored messages after coming back").await;
-    println!("stored messages arrived {:?} after the restart", back.elapsed());
+    wait_texts(
+        &net.node(b).msg,
+        &alice_id,
+        &want,
+        "stored messages after coming back",
+    )
+    .await;
+    println!(
+        "stored messages arrived {:?} after the restart",
+        back.elapsed()
+    );
     // The receipts travel back and close the outbox.
     for m in &sent {
         wait_state(&net.node(a).msg, "bob", m, MessageState::Delivered).await;
@@ -165,33 +167,6 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
     net.shutdown().await;
 }
 
-/// A node with no listener of its own, reachable only through relays.
-fn hidden_config(k: usize, relays: &[String]) -> nodus_core::Config {
-    let mut c = node_config(node_ip(k), &relays[..1]);
-    c.p2p.listen.clear();
-    c.p2p.relays = relays.to_vec();
-    c
-}
-
-async fn wait_circuits(net: &Testnet, k: usize, n: usize) {
-    wait_until(T, "relay reservations", || async {
-        let s = net.node(k).net.status().await.unwrap();
-        s.listen_addrs.iter().filter(|a| a.contains("p2p-circuit")).count() >= n
-    })
-    .await
-    .unwrap();
-}
-
-/// The relay a relayed connection from `k` to `peer` runs through.
-async fn relay_in_use(net: &Testnet, k: usize, peer: &str) -> Option<String> {
-    let peers = net.node(k).net.peers().await.unwrap();
-    let p = peers.iter().find(|p| p.peer_id == peer)?;
-    p.addresses.iter().find_map(|a| {
-        let (before, _) = a.split_once("/p2p-circuit")?;
-        before.rsplit("/p2p/").next().map(str::to_string)
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_relay_and_around_it_when_it_dies() {
     logs();
@@ -203,36 +178,59 @@ async fn through_a_relay_and_around_it_when_it_dies() {
         .map(|k| net.node(*k).p2p_addr("tcp").unwrap().to_string())
         .collect();
     // Neither can be dialed, so no hole punch can replace the circuit between them.
-    let a = net.add_node(hidden_config(5, &relays)).await.unwrap();
-    let bob = net.add_node(hidden_config(4, &relays)).await.unwrap();
-    wait_circuits(&net, bob, 2).await;
+    let a = net.add_node(hidden_node_config(5, &relays)).await.unwrap();
+    let bob = net.add_node(hidden_node_config(4, &relays)).await.unwrap();
+    net.wait_circuits(bob, 2, T).await.unwrap();
     introduce(&net.node(a).msg, &net.node(bob).msg, "alice", "bob").await;
-    let (alice_id, bob_id) = (net.node(a).peer_id().to_string(), net.node(bob).peer_id().to_string());
+    let (alice_id, bob_id) = (
+        net.node(a).peer_id().to_string(),
+        net.node(bob).peer_id().to_string(),
+    );
 
     let first = numbered("via relay", 5);
     send_all(&net.node(a).msg, "bob", &first).await;
-    wait_texts(&net.node(bob).msg, &alice_id, &first, "messages through the relay").await;
-    let relay = relay_in_use(&net, a, &bob_id)
+    wait_texts(
+        &net.node(bob).msg,
+        &alice_id,
+        &first,
+        "messages through the relay",
+    )
+    .await;
+    let relay = net
+        .relay_in_use(a, &bob_id)
         .await
         .expect("alice reaches bob through a relay circuit");
-    let relay_k = [0, 3]
-        .into_iter()
-        .find(|k| net.node(*k).peer_id().to_string() == relay)
-        .expect("the relay is one of bob's");
+    let relay_k = net.index_of(&relay).expect("the relay is a testnet node");
+    assert!([0, 3].contains(&relay_k), "the relay is one of bob's");
     // Bob answers the same way.
     let answer = vec!["got them".to_string()];
     send_all(&net.node(bob).msg, "alice", &answer).await;
-    wait_texts(&net.node(a).msg, &bob_id, &answer, "answer through the relay").await;
+    wait_texts(
+        &net.node(a).msg,
+        &bob_id,
+        &answer,
+        "answer through the relay",
+    )
+    .await;
 
     net.kill(relay_k).await.unwrap();
     let killed = Instant::now();
     let more = numbered("after the relay died", 5);
     send_all(&net.node(a).msg, "bob", &more).await;
     let want: Vec<String> = first.iter().chain(more.iter()).cloned().collect();
-    wait_texts(&net.node(bob).msg, &alice_id, &want, "messages after the relay died").await;
+    wait_texts(
+        &net.node(bob).msg,
+        &alice_id,
+        &want,
+        "messages after the relay died",
+    )
+    .await;
     println!("rerouted around the dead relay in {:?}", killed.elapsed());
-    let now = relay_in_use(&net, a, &bob_id).await;
-    assert!(now.is_some() && now != Some(relay), "now through the other relay: {now:?}");
+    let now = net.relay_in_use(a, &bob_id).await;
+    assert!(
+        now.is_some() && now != Some(relay),
+        "now through the other relay: {now:?}"
+    );
     net.shutdown().await;
 }
 
@@ -275,7 +273,13 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     assert_eq!(o.groups().await.unwrap()[0].members.len(), 5);
     for k in members {
         wait_until(T, "membership to reach every member", || async {
-            net.node(k).msg.groups().await.unwrap().first().is_some_and(|g| g.members.len() == 5)
+            net.node(k)
+                .msg
+                .groups()
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|g| g.members.len() == 5)
         })
         .await
         .unwrap();
@@ -286,7 +290,11 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     }
     // A member who knew nobody but the owner writes to all (keys reach members it
     // learnt from the membership list).
-    net.node(3).msg.group_send(&g.id, "from member 3").await.unwrap();
+    net.node(3)
+        .msg
+        .group_send(&g.id, "from member 3")
+        .await
+        .unwrap();
     wait_group_text(o, &g.id, "from member 3", owner).await;
     for k in [2, 4, 5] {
         wait_group_text(&net.node(k).msg, &g.id, "from member 3", k).await;
@@ -301,13 +309,23 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     .unwrap();
     for k in [2, 3, 4] {
         wait_until(T, "the new membership", || async {
-            net.node(k).msg.groups().await.unwrap().first().is_some_and(|g| g.members.len() == 4)
+            net.node(k)
+                .msg
+                .groups()
+                .await
+                .unwrap()
+                .first()
+                .is_some_and(|g| g.members.len() == 4)
         })
         .await
         .unwrap();
     }
     o.group_send(&g.id, "without five").await.unwrap();
-    net.node(2).msg.group_send(&g.id, "member 2 without five").await.unwrap();
+    net.node(2)
+        .msg
+        .group_send(&g.id, "member 2 without five")
+        .await
+        .unwrap();
     for k in [3, 4] {
         wait_group_text(&net.node(k).msg, &g.id, "without five", k).await;
         wait_group_text(&net.node(k).msg, &g.id, "member 2 without five", k).await;
@@ -320,7 +338,13 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
         five.iter().all(|m| !m.text.contains("without five")),
         "a removed member read a later message: {five:?}"
     );
-    assert!(net.node(5).msg.group_send(&g.id, "still here?").await.is_err());
+    assert!(
+        net.node(5)
+            .msg
+            .group_send(&g.id, "still here?")
+            .await
+            .is_err()
+    );
     net.shutdown().await;
 }
 
@@ -346,7 +370,11 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     wait_texts(&net.node(b).msg, &alice_id, &m0, "m0").await;
     let bob_seal = {
         let code = net.node(b).msg.invite().await.unwrap();
-        nodus_msg::card::Invite::from_code(&code).unwrap().0.card.seal
+        nodus_msg::card::Invite::from_code(&code)
+            .unwrap()
+            .0
+            .card
+            .seal
     };
 
     net.kill(b).await.unwrap();
@@ -398,7 +426,9 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
         let handle = net.node(mallory).net.clone();
         async move {
             for e in envs {
-                let sealed = nodus_msg::seal::seal(&bob_seal, &wire::encode(&e), &bob_peer.to_bytes()).unwrap();
+                let sealed =
+                    nodus_msg::seal::seal(&bob_seal, &wire::encode(&e), &bob_peer.to_bytes())
+                        .unwrap();
                 let req = MailboxRequest::Store {
                     to: bob_peer.to_bytes(),
                     id: e.id,
@@ -453,7 +483,11 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     bob.poll_mailboxes().await.unwrap();
     let after = bob.stats().await.unwrap();
     assert_eq!(history().await, ["m0", "m3"], "nothing forged got in");
-    assert_eq!(after.rejected - before.rejected, 2, "tampered and replayed refused");
+    assert_eq!(
+        after.rejected - before.rejected,
+        2,
+        "tampered and replayed refused"
+    );
     assert_eq!(after.duplicates - before.duplicates, 1, "m3 again dropped");
 
     // The genuine m1 and m2, late: each is taken once, in Alice's order.

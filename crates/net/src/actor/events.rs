@@ -31,7 +31,9 @@ impl Actor {
                     // An inbound circuit's remote address is only `/p2p/<peer>`; say
                     // which relay it came through, as outbound circuits do.
                     ConnectedPoint::Listener { local_addr, .. } if is_relayed(local_addr) => {
-                        local_addr.clone().with(libp2p::multiaddr::Protocol::P2p(peer_id))
+                        local_addr
+                            .clone()
+                            .with(libp2p::multiaddr::Protocol::P2p(peer_id))
                     }
                     _ => endpoint.get_remote_address().clone(),
                 };

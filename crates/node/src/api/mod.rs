@@ -69,11 +69,17 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/shutdown", post(routes::shutdown))
         .route("/api/v1/msg/invite", post(msg::invite))
-        .route("/api/v1/msg/contacts", get(msg::contacts).post(msg::add_contact))
+        .route(
+            "/api/v1/msg/contacts",
+            get(msg::contacts).post(msg::add_contact),
+        )
         .route("/api/v1/msg/send", post(msg::send))
         .route("/api/v1/msg/inbox", get(msg::inbox))
         .route("/api/v1/msg/history/{with}", get(msg::history))
-        .route("/api/v1/msg/groups", get(msg::groups).post(msg::group_create))
+        .route(
+            "/api/v1/msg/groups",
+            get(msg::groups).post(msg::group_create),
+        )
         .route("/api/v1/msg/groups/{group}/members", post(msg::group_add))
         .route(
             "/api/v1/msg/groups/{group}/members/{contact}",

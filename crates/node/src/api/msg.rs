@@ -17,7 +17,9 @@ fn to_json<T: serde::Serialize>(v: T) -> ApiResult {
 
 pub async fn invite(State(s): State<ApiState>) -> ApiResult {
     let code = s.msg.invite().await?;
-    Ok(Json(json!({ "code": code, "peer_id": s.msg.local_peer_id().to_string() })))
+    Ok(Json(
+        json!({ "code": code, "peer_id": s.msg.local_peer_id().to_string() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -63,7 +65,10 @@ pub struct GroupCreate {
     name: String,
 }
 
-pub async fn group_create(State(s): State<ApiState>, ApiJson(b): ApiJson<GroupCreate>) -> ApiResult {
+pub async fn group_create(
+    State(s): State<ApiState>,
+    ApiJson(b): ApiJson<GroupCreate>,
+) -> ApiResult {
     to_json(s.msg.group_create(&b.name).await?)
 }
 

@@ -1,5 +1,7 @@
 //! `nodus demo` and `nodus testnet up`: a local network on loopback, narrated.
 
+mod msg;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,8 +12,8 @@ use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 
 use crate::output::{self, table};
 
-const STEP_TIMEOUT: Duration = Duration::from_secs(30);
-const DEMO_NODES: usize = 6;
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEMO_NODES: usize = 6;
 
 pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
     if n == 0 {
@@ -56,7 +58,7 @@ pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Step {
+pub(crate) struct Step {
     what: &'static str,
     ok: bool,
     figure: String,
@@ -75,7 +77,7 @@ pub fn spinner(msg: &str) -> ProgressBar {
 }
 
 /// Runs one narrated step; a failure is recorded, not fatal, so the summary shows all.
-async fn step<F>(steps: &mut Vec<Step>, what: &'static str, fut: F)
+pub(crate) async fn step<F>(steps: &mut Vec<Step>, what: &'static str, fut: F)
 where
     F: Future<Output = Result<String>>,
 {
@@ -97,11 +99,15 @@ where
     steps.push(Step { what, ok, figure });
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 pub async fn run() -> Result<ExitCode> {
+    // The narration is the output; logs only when asked for (NODUS_LOG=debug, say).
+    if let Ok(filter) = std::env::var("NODUS_LOG") {
+        crate::commands::init_logging(&filter);
+    }
     let dir = tempfile::tempdir()?;
     println!(
         "nodus demo: a local network of {DEMO_NODES} nodes on loopback (127.0.1.1 .. 127.0.{DEMO_NODES}.1), data in {}",
@@ -292,6 +298,8 @@ pub async fn run() -> Result<ExitCode> {
         },
     )
     .await;
+
+    msg::steps(&mut net, &mut steps).await;
 
     let t = Instant::now();
     net.shutdown().await;
