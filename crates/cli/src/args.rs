@@ -180,6 +180,19 @@ pub enum BenchArea {
         #[arg(long)]
         ip: String,
     },
+    /// Messages per second and latency, direct and through a relay; reroute and
+    /// offline-delivery times
+    Msg {
+        /// Small (100-byte) messages per throughput run
+        #[arg(long, default_value_t = 20000)]
+        small: usize,
+        /// 64 KiB messages per throughput run
+        #[arg(long, default_value_t = 500)]
+        large: usize,
+        /// Messages timed one by one per latency run
+        #[arg(long, default_value_t = 300)]
+        round_trips: usize,
+    },
     /// Stream throughput and round-trip latency over TCP and QUIC, beside iperf3
     Net {
         /// MiB sent per throughput run

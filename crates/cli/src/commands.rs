@@ -25,6 +25,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             area: BenchArea::Net { mib, round_trips },
         } => crate::bench::net::run(mib, round_trips, g.json).await,
         Command::Bench {
+            area:
+                BenchArea::Msg {
+                    small,
+                    large,
+                    round_trips,
+                },
+        } => crate::bench::msg::run(small, large, round_trips, g.json).await,
+        Command::Bench {
             area: BenchArea::NetServe { ip },
         } => crate::bench::net::serve_process(&ip).await,
         other => api_command(&g, other).await,

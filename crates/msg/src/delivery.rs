@@ -3,6 +3,7 @@
 //! whichever libp2p reaches the peer by), and the mailbox client that stores sealed
 //! envelopes on the peers closest to an offline recipient and fetches our own.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
@@ -13,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::service::Input;
 use crate::wire::{
     self, MAILBOX_PROTOCOL, MAX_FETCH, MSG_PROTOCOL, MailboxItem, MailboxReply, MailboxRequest,
-    MsgId, MsgReply, WireError,
+    MsgId, MsgReply,
 };
 
 /// A worker with nothing to send for this long closes its stream and ends.
@@ -26,7 +27,6 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// One envelope for a worker: its outbox key and its encoded bytes.
 pub struct Outgoing {
     pub key: String,
-    pub id: MsgId,
     pub bytes: Vec<u8>,
 }
 
@@ -47,126 +47,196 @@ pub async fn connect(
     }
 }
 
-/// Writes a batch and reads one reply per envelope, in order.
-async fn exchange(
-    stream: &mut Stream,
-    batch: &[Outgoing],
-    replies: &mut Vec<MsgReply>,
-) -> Result<(), WireError> {
-    let mut buf = Vec::with_capacity(batch.iter().map(|o| o.bytes.len() + 4).sum());
-    for o in batch {
-        buf.extend_from_slice(&(o.bytes.len() as u32).to_be_bytes());
-        buf.extend_from_slice(&o.bytes);
-    }
-    stream.write_all(&buf).await?;
-    stream.flush().await?;
-    while replies.len() < batch.len() {
-        match wire::read_frame::<_, MsgReply>(stream).await? {
-            Some(r) => replies.push(r),
-            None => {
-                return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-        }
-    }
-    Ok(())
+/// Envelopes written and not yet answered on one stream. Below the receiver's own
+/// pipeline (1024), so neither side ever blocks writing while the other waits.
+const WINDOW: usize = 512;
+
+fn frame(o: &Outgoing, buf: &mut Vec<u8>) {
+    buf.extend_from_slice(&(o.bytes.len() as u32).to_be_bytes());
+    buf.extend_from_slice(&o.bytes);
 }
 
+enum SessionEnd {
+    /// Nothing to send for a while, or the service is gone.
+    Idle,
+    Closed,
+    Failed {
+        answered: usize,
+        error: String,
+    },
+}
+
+/// Sends `pending` (oldest first) and whatever arrives on `rx` over one stream, keeping
+/// up to [`WINDOW`] envelopes in flight; replies come back in order and are reported in
+/// batches. Answered items leave `pending`; on failure the rest stay there.
+async fn session(
+    peer: PeerId,
+    stream: Stream,
+    pending: &mut VecDeque<Outgoing>,
+    rx: &mut mpsc::Receiver<Vec<Outgoing>>,
+    inputs: &mpsc::Sender<Input>,
+) -> SessionEnd {
+    let (mut r, mut w) = futures::AsyncReadExt::split(stream);
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Result<MsgReply, String>>(2 * WINDOW);
+    let reader = tokio::spawn(async move {
+        loop {
+            let r = match wire::read_frame::<_, MsgReply>(&mut r).await {
+                Ok(Some(reply)) => Ok(reply),
+                Ok(None) => Err("the peer closed the stream".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let stop = r.is_err();
+            if reply_tx.send(r).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    let mut written = 0usize;
+    let mut answered = 0usize;
+    let mut open = true;
+    let end = loop {
+        // Write what is pending and fits the window.
+        if written < pending.len() && written < WINDOW {
+            let upto = pending.len().min(WINDOW);
+            let mut buf = Vec::new();
+            for o in pending.range(written..upto) {
+                frame(o, &mut buf);
+            }
+            if let Err(e) = async {
+                w.write_all(&buf).await?;
+                w.flush().await
+            }
+            .await
+            {
+                break SessionEnd::Failed {
+                    answered,
+                    error: e.to_string(),
+                };
+            }
+            written = upto;
+        }
+        let timer = if written > 0 { REPLY_TIMEOUT } else { IDLE };
+        tokio::select! {
+            r = reply_rx.recv() => {
+                let mut replies = Vec::new();
+                let mut next = r;
+                let mut failure = None;
+                loop {
+                    match next {
+                        Some(Ok(reply)) => match pending.pop_front() {
+                            Some(o) if written > 0 => {
+                                written -= 1;
+                                answered += 1;
+                                replies.push((o.key, reply));
+                            }
+                            _ => {
+                                failure = Some("a reply for nothing sent".to_string());
+                                break;
+                            }
+                        },
+                        Some(Err(e)) => {
+                            failure = Some(e);
+                            break;
+                        }
+                        None => {
+                            failure = Some("reader ended".into());
+                            break;
+                        }
+                    }
+                    match reply_rx.try_recv() {
+                        Ok(more) => next = Some(more),
+                        Err(_) => break,
+                    }
+                }
+                if !replies.is_empty() && inputs.send(Input::Replies { peer, replies }).await.is_err() {
+                    break SessionEnd::Closed;
+                }
+                if let Some(error) = failure {
+                    break SessionEnd::Failed { answered, error };
+                }
+            }
+            batch = rx.recv(), if open && pending.len() < 4 * WINDOW => match batch {
+                Some(b) => pending.extend(b),
+                None => open = false,
+            },
+            _ = tokio::time::sleep(timer) => {
+                if written > 0 {
+                    break SessionEnd::Failed {
+                        answered,
+                        error: format!("no reply within {REPLY_TIMEOUT:?}"),
+                    };
+                }
+                break SessionEnd::Idle;
+            }
+        }
+        if !open && pending.is_empty() {
+            break SessionEnd::Closed;
+        }
+    };
+    reader.abort();
+    let _ = w.close().await;
+    end
+}
+
+/// Delivers to one peer, in order, until idle. A stream that breaks before any reply is
+/// tried again on fresh ones: the connection under it (a relay circuit, say) may have
+/// died while another path to the peer is fine, and until libp2p has seen the old
+/// connection close a new stream lands on it and fails too, hence the pauses. What
+/// still fails is handed back to the service, with everything queued behind it, so
+/// that nothing overtakes what was not delivered.
 pub async fn worker(
     peer: PeerId,
     net: NetworkHandle,
     mut rx: mpsc::Receiver<Vec<Outgoing>>,
     inputs: mpsc::Sender<Input>,
 ) {
-    let mut stream: Option<Stream> = None;
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
+    let mut attempt = 0;
     loop {
-        let mut batch = match tokio::time::timeout(IDLE, rx.recv()).await {
-            Ok(Some(b)) => b,
-            _ => break,
-        };
-        while batch.len() < 1024 {
-            match rx.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
+        if pending.is_empty() {
+            match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(Some(b)) => pending.extend(b),
+                _ => return,
             }
         }
-        if stream.is_none() {
-            match connect(&net, peer, MSG_PROTOCOL).await {
-                Ok(s) => stream = Some(s),
-                Err(error) => {
-                    let keys = batch.into_iter().map(|o| o.key).collect();
-                    if inputs
-                        .send(Input::SendFailed { peer, keys, error })
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
+        // A peer that cannot be reached at all is not retried here: the service has
+        // its mailboxes for that.
+        let (end, reached) = match connect(&net, peer, MSG_PROTOCOL).await {
+            Ok(stream) => (
+                session(peer, stream, &mut pending, &mut rx, &inputs).await,
+                true,
+            ),
+            Err(error) => (SessionEnd::Failed { answered: 0, error }, false),
+        };
+        match end {
+            SessionEnd::Idle => attempt = 0,
+            SessionEnd::Closed => return,
+            SessionEnd::Failed { answered, error } => {
+                if answered > 0 {
+                    attempt = 0;
+                }
+                const PAUSES_MS: [u64; 3] = [100, 300, 1000];
+                if let Some(pause) = PAUSES_MS.get(attempt).filter(|_| reached) {
+                    attempt += 1;
+                    tracing::debug!(target: "nodus::msg", %peer, "delivery failed ({error}); trying a new stream");
+                    tokio::time::sleep(Duration::from_millis(*pause)).await;
                     continue;
+                }
+                attempt = 0;
+                tracing::debug!(target: "nodus::msg", %peer, n = pending.len(), "delivery failed: {error}");
+                let mut keys: Vec<String> = pending.drain(..).map(|o| o.key).collect();
+                while let Ok(more) = rx.try_recv() {
+                    keys.extend(more.into_iter().map(|o| o.key));
+                }
+                if inputs
+                    .send(Input::SendFailed { peer, keys, error })
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
             }
         }
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut error = None;
-        // A stream that breaks before any reply is tried again on fresh ones: the
-        // connection under it (a relay circuit, say) may have died while another path
-        // to the peer is fine. Until libp2p has seen the old connection close, a new
-        // stream lands on it and fails too, hence the pauses.
-        for pause_ms in [0, 100, 300, 1000] {
-            if pause_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-                stream = connect(&net, peer, MSG_PROTOCOL).await.ok();
-            }
-            let Some(s) = stream.as_mut() else { continue };
-            let result =
-                tokio::time::timeout(REPLY_TIMEOUT, exchange(s, &batch, &mut replies)).await;
-            error = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(_) => Some(format!("no reply within {REPLY_TIMEOUT:?}")),
-            };
-            if error.is_none() || !replies.is_empty() {
-                break;
-            }
-        }
-        if stream.is_none() && error.is_none() {
-            error = Some("no stream to the peer".into());
-        }
-        let answered = replies.len();
-        let mut keys = batch.into_iter().map(|o| (o.key, o.id));
-        let acked: Vec<(String, MsgReply)> = replies
-            .into_iter()
-            .zip(keys.by_ref())
-            .map(|(r, (k, _))| (k, r))
-            .collect();
-        let sent = inputs
-            .send(Input::Replies {
-                peer,
-                replies: acked,
-            })
-            .await;
-        if let Some(error) = error {
-            stream = None;
-            tracing::debug!(target: "nodus::msg", %peer, answered, "delivery stream failed: {error}");
-            // Batches queued behind the failed one fail with it, so that nothing
-            // overtakes what was not delivered.
-            let mut keys: Vec<String> = keys.map(|(k, _)| k).collect();
-            while let Ok(more) = rx.try_recv() {
-                keys.extend(more.into_iter().map(|o| o.key));
-            }
-            if inputs
-                .send(Input::SendFailed { peer, keys, error })
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        if sent.is_err() {
-            break;
-        }
-    }
-    if let Some(mut s) = stream {
-        let _ = s.close().await;
     }
 }
 

@@ -316,6 +316,11 @@ struct Actor {
     publish: PublishState,
     poll: PollState,
     unseen: usize,
+    /// Written once per batch, before the commit: many messages of a batch move the
+    /// same ratchet and counter.
+    dirty_sessions: HashSet<String>,
+    dirty_contacts: HashSet<String>,
+    dirty_account: bool,
     last_prune: Instant,
     after: Vec<After>,
     dirty_dispatch: bool,
@@ -479,6 +484,9 @@ impl Actor {
             publish,
             poll: PollState::default(),
             unseen,
+            dirty_sessions: HashSet::new(),
+            dirty_contacts: HashSet::new(),
+            dirty_account: false,
             last_prune: Instant::now() - PRUNE_EVERY,
             after: Vec::new(),
             dirty_dispatch: true,
@@ -523,6 +531,17 @@ impl Actor {
         let mut txn = self.store.write()?;
         for input in batch {
             self.handle(&mut txn, input)?;
+        }
+        for peer in std::mem::take(&mut self.dirty_sessions) {
+            save_sessions(&mut txn, &self.crypto, &peer)?;
+        }
+        for peer in std::mem::take(&mut self.dirty_contacts) {
+            if let Some(c) = self.contacts.get(&peer) {
+                txn.put(store::CONTACTS, &peer, c)?;
+            }
+        }
+        if std::mem::take(&mut self.dirty_account) {
+            save_account(&mut txn, &self.crypto)?;
         }
         txn.put(store::META, "order", &self.order)?;
         txn.commit()?;
@@ -636,7 +655,7 @@ impl Actor {
                 let otk = self.crypto.new_one_time_keys(1);
                 let r = match otk.first() {
                     Some(k) => {
-                        save_account(txn, &self.crypto)?;
+                        self.dirty_account = true;
                         Invite::new(&self.key, self.card.clone(), *k)
                             .map(|i| i.to_code())
                             .map_err(MsgError::from)
@@ -712,6 +731,7 @@ impl Actor {
                     one_time_keys: self.crypto.published.len(),
                     rejected: self.metrics.rejected_total.get(),
                     duplicates: self.metrics.duplicates.get(),
+                    received: self.metrics.received.get(),
                 };
                 self.reply(reply, Ok(s));
             }
@@ -863,7 +883,7 @@ impl Actor {
     fn send_text(&mut self, txn: &mut Txn, to: &str, text: String) -> Result<Message, MsgError> {
         Self::check_text(&text)?;
         let peer = self.resolve_contact(to)?;
-        let seq = self.next_seq(txn, &peer)?;
+        let seq = self.next_seq(&peer)?;
         let plain = Plain {
             id: wire::new_id(),
             seq,
@@ -891,14 +911,14 @@ impl Actor {
         Ok(msg)
     }
 
-    fn next_seq(&mut self, txn: &mut Txn, peer: &str) -> Result<u64, MsgError> {
+    fn next_seq(&mut self, peer: &str) -> Result<u64, MsgError> {
         let c = self
             .contacts
             .get_mut(peer)
             .ok_or_else(|| MsgError::NoContact(peer.to_string()))?;
         c.out_seq += 1;
         let seq = c.out_seq;
-        txn.put(store::CONTACTS, peer, c)?;
+        self.dirty_contacts.insert(peer.to_string());
         Ok(seq)
     }
 
@@ -1042,7 +1062,7 @@ impl Actor {
             order: self.order,
         };
         if self.ensure_session(txn, peer)? {
-            self.encrypt_item(txn, &mut item, plain)?;
+            self.encrypt_item(&mut item, plain)?;
         } else {
             item.pending = Some(plain);
             self.want_keys(peer);
@@ -1073,29 +1093,19 @@ impl Actor {
         }
     }
 
-    fn encrypt_item(
-        &mut self,
-        txn: &mut Txn,
-        item: &mut OutItem,
-        plain: Plain,
-    ) -> Result<(), MsgError> {
-        let (bytes, kind) = self.encrypt_envelope(txn, &item.to.clone(), &plain)?;
+    fn encrypt_item(&mut self, item: &mut OutItem, plain: Plain) -> Result<(), MsgError> {
+        let (bytes, kind) = self.encrypt_envelope(&item.to.clone(), &plain)?;
         item.envelope = Some(bytes);
         item.prekey_plain = (kind == 0).then_some(plain);
         Ok(())
     }
 
-    fn encrypt_envelope(
-        &mut self,
-        txn: &mut Txn,
-        peer: &str,
-        plain: &Plain,
-    ) -> Result<(Vec<u8>, u8), MsgError> {
+    fn encrypt_envelope(&mut self, peer: &str, plain: &Plain) -> Result<(Vec<u8>, u8), MsgError> {
         let (kind, ciphertext) = self
             .crypto
             .encrypt(peer, &wire::encode(plain))
             .map_err(|e| MsgError::Store(format!("encrypt for {peer}: {e}")))?;
-        save_sessions(txn, &self.crypto, peer)?;
+        self.dirty_sessions.insert(peer.to_string());
         let envelope = Envelope {
             id: plain.id,
             sender: self.me.to_bytes(),
@@ -1124,7 +1134,7 @@ impl Actor {
             let Some(plain) = item.pending.take() else {
                 continue;
             };
-            self.encrypt_item(txn, &mut item, plain)?;
+            self.encrypt_item(&mut item, plain)?;
             self.outbox_put(txn, item)?;
         }
         self.dirty_dispatch = true;
@@ -1231,7 +1241,6 @@ impl Actor {
             };
             per_peer.entry(i.to.clone()).or_default().push(Outgoing {
                 key: i.key(),
-                id: i.id,
                 bytes,
             });
             sent.push((i.key(), i.id, i.to.clone(), i.user && !i.stored));
@@ -1362,7 +1371,7 @@ impl Actor {
     fn restart_session(&mut self, txn: &mut Txn, peer: &str) -> Result<(), MsgError> {
         tracing::debug!(target: "nodus::msg", %peer, "session refused; starting a new one from the fallback key");
         self.crypto.forget_sessions(peer);
-        save_sessions(txn, &self.crypto, peer)?;
+        self.dirty_sessions.insert(peer.to_string());
         self.use_fallback.insert(peer.to_string());
         let items: Vec<OutItem> = self
             .outbox
@@ -1621,9 +1630,9 @@ impl Actor {
         }
         let used_key = decrypted.used_one_time_key.is_some();
         self.crypto.accept(sender, decrypted);
-        save_sessions(txn, &self.crypto, sender)?;
+        self.dirty_sessions.insert(sender.to_string());
         if used_key {
-            save_account(txn, &self.crypto)?;
+            self.dirty_account = true;
             if self.crypto.needs_keys() {
                 self.publish.dirty = true;
             }

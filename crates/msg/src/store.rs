@@ -268,7 +268,13 @@ impl Txn {
         Ok(t.remove(key).map_err(db_err)?.is_some())
     }
 
+    /// Commits (an fsync). Other tasks of the runtime move off this thread meanwhile,
+    /// so the swarm and the API keep running while the disk works.
     pub fn commit(self) -> Result<(), MsgError> {
-        self.txn.commit().map_err(db_err)
+        let commit = || self.txn.commit().map_err(db_err);
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(commit),
+            _ => commit(),
+        }
     }
 }

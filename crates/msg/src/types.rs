@@ -113,4 +113,6 @@ pub struct MsgStats {
     pub rejected: u64,
     /// Envelopes that arrived again and were dropped, since start.
     pub duplicates: u64,
+    /// Envelopes accepted since start.
+    pub received: u64,
 }

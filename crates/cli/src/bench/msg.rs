@@ -1,0 +1,328 @@
+//! `nodus bench msg`: messages per second and latency, direct and through one relay,
+//! for small and 64 KiB messages; the time to reroute when the relay in use dies; the
+//! time from a recipient coming online to its stored messages arriving.
+//!
+//! Beside each latency the same run measures the floor under it: a frame of the same
+//! size echoed over a bare libp2p stream on the same path (no encryption beyond the
+//! transport's, nothing written to disk). The aims are the issue's: p99 under 10 ms
+//! through one relay, reroute under 2 s, at least 20,000 small messages a second direct.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+use nodus_msg::{MsgEvent, MsgHandle};
+use nodus_net::NetworkHandle;
+use nodus_testnet::msg::introduce;
+use nodus_testnet::{Testnet, hidden_node_config, wait_until};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use super::net::percentile;
+use crate::demo::spinner;
+use crate::output::{self, table};
+
+const ECHO: StreamProtocol = StreamProtocol::new("/nodus/bench-echo/1");
+const T: Duration = Duration::from_secs(60);
+const SMALL: usize = 100;
+const LARGE: usize = 64 * 1024;
+
+fn echo_server(net: &NetworkHandle) -> Result<()> {
+    let mut incoming = net.incoming(ECHO)?;
+    tokio::spawn(async move {
+        while let Some((_, mut s)) = incoming.next().await {
+            tokio::spawn(async move {
+                let mut len = [0u8; 4];
+                let mut buf = Vec::new();
+                while s.read_exact(&mut len).await.is_ok() {
+                    buf.resize(u32::from_be_bytes(len) as usize, 0);
+                    if s.read_exact(&mut buf).await.is_err()
+                        || s.write_all(&len).await.is_err()
+                        || s.write_all(&buf).await.is_err()
+                        || s.flush().await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Round trips of `size`-byte frames over a bare stream: (p50, p99) in ms.
+async fn floor(net: &NetworkHandle, peer: PeerId, size: usize, trips: usize) -> Result<(f64, f64)> {
+    let mut s = net.open_stream(peer, ECHO).await?;
+    let frame = vec![7u8; size];
+    let mut back = vec![0u8; size + 4];
+    let mut rtts = Vec::with_capacity(trips);
+    for _ in 0..trips {
+        let t = Instant::now();
+        s.write_all(&(size as u32).to_be_bytes()).await?;
+        s.write_all(&frame).await?;
+        s.flush().await?;
+        s.read_exact(&mut back).await?;
+        rtts.push(t.elapsed());
+    }
+    rtts.sort();
+    Ok((
+        percentile(&rtts, 0.5) / 1000.0,
+        percentile(&rtts, 0.99) / 1000.0,
+    ))
+}
+
+/// Waits for the incoming message with this id on `rx`.
+async fn arrival(rx: &mut broadcast::Receiver<MsgEvent>, id: &str) -> Result<()> {
+    loop {
+        match tokio::time::timeout(T, rx.recv()).await {
+            Ok(Ok(MsgEvent::Message { message })) if message.id == id => return Ok(()),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => return Err(anyhow!("event stream: {e}")),
+            Err(_) => return Err(anyhow!("message {id} did not arrive")),
+        }
+    }
+}
+
+/// One message at a time, each timed from `send` to its arrival event: (p50, p99) ms.
+async fn latency(a: &MsgHandle, b: &MsgHandle, size: usize, n: usize) -> Result<(f64, f64)> {
+    let text = "x".repeat(size);
+    let mut rx = b.events();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let m = a.send("bob", &text).await?;
+        arrival(&mut rx, &m.id).await?;
+        lat.push(t.elapsed());
+    }
+    let _ = b.inbox(false).await;
+    lat.sort();
+    Ok((
+        percentile(&lat, 0.5) / 1000.0,
+        percentile(&lat, 0.99) / 1000.0,
+    ))
+}
+
+/// `n` messages sent as fast as the API takes them (many calls in flight), timed until
+/// the last has arrived: messages per second.
+async fn throughput(a: &MsgHandle, b: &MsgHandle, size: usize, n: usize) -> Result<f64> {
+    let text = "y".repeat(size);
+    let mut rx = b.events();
+    let t = Instant::now();
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut calls = futures::stream::iter(0..n)
+                .map(|_| {
+                    let a = a.clone();
+                    let text = text.clone();
+                    async move { a.send("bob", &text).await }
+                })
+                .buffer_unordered(1024);
+            while let Some(r) = calls.next().await {
+                r?;
+            }
+            Ok::<(), nodus_msg::MsgError>(())
+        })
+    };
+    let mut got = 0;
+    while got < n {
+        match tokio::time::timeout(T, rx.recv()).await {
+            Ok(Ok(MsgEvent::Message { message })) if !message.outgoing => got += 1,
+            Ok(Ok(_)) => {}
+            Ok(Err(broadcast::error::RecvError::Lagged(k))) => got += k as usize,
+            Ok(Err(e)) => return Err(anyhow!("event stream: {e}")),
+            Err(_) => return Err(anyhow!("only {got} of {n} messages arrived")),
+        }
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    sender.await??;
+    let _ = b.inbox(false).await;
+    Ok(rate)
+}
+
+struct Row {
+    run: String,
+    rate: Option<f64>,
+    p50: Option<f64>,
+    p99: Option<f64>,
+    floor: Option<(f64, f64)>,
+    aim: String,
+}
+
+fn f(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}")).unwrap_or("-".into())
+}
+
+pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
+    if small == 0 || large == 0 || trips == 0 {
+        return Err(anyhow!(
+            "--small, --large and --round-trips must be at least 1"
+        ));
+    }
+    let dir = tempfile::tempdir()?;
+    let pb = spinner("starting a 5-node network and two hidden nodes");
+    let mut net = Testnet::start(5, dir.path()).await?;
+    net.wait_connected(4, T).await?;
+    let relays: Vec<String> = [1, 2]
+        .iter()
+        .filter_map(|k| net.node(*k).p2p_addr("tcp"))
+        .map(|a| a.to_string())
+        .collect();
+    // Direct pair: nodes 3 and 4. Relayed pair: two nodes without listeners.
+    let (da, db) = (3, 4);
+    let ra = net.add_node(hidden_node_config(5, &relays)).await?;
+    let rb = net.add_node(hidden_node_config(6, &relays)).await?;
+    net.wait_circuits(ra, 2, T).await?;
+    net.wait_circuits(rb, 2, T).await?;
+    for (a, b) in [(da, db), (ra, rb)] {
+        introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await?;
+        echo_server(&net.node(b).net)?;
+        // Open the session and the connection before timing anything.
+        let warm = net.node(a).msg.send("bob", "warm-up").await?;
+        let mut rx = net.node(b).msg.events();
+        arrival(&mut rx, &warm.id).await?;
+    }
+    pb.finish_and_clear();
+
+    let mut rows = Vec::new();
+    for (path, a, b) in [("direct", da, db), ("one relay", ra, rb)] {
+        let (ha, hb) = (net.node(a).msg.clone(), net.node(b).msg.clone());
+        let bob = net.node(b).peer_id();
+        for (size, count) in [(SMALL, small), (LARGE, large)] {
+            let label = if size == SMALL { "100 B" } else { "64 KiB" };
+            let pb = spinner(&format!("{path}, {label}: {count} messages"));
+            let rate = throughput(&ha, &hb, size, count).await?;
+            pb.set_message(format!("{path}, {label}: {trips} timed one by one"));
+            let (p50, p99) = latency(&ha, &hb, size, trips).await?;
+            let fl = floor(&net.node(a).net, bob, size, trips).await?;
+            pb.finish_and_clear();
+            let aim = match (path, size) {
+                ("direct", SMALL) => format!("≥ 20000/s: {:.2}x", rate / 20000.0),
+                ("one relay", _) => format!("p99 < 10 ms: {:.2}x", 10.0 / p99),
+                _ => "-".into(),
+            };
+            rows.push(Row {
+                run: format!("{path}, {label}"),
+                rate: Some(rate),
+                p50: Some(p50),
+                p99: Some(p99),
+                floor: Some(fl),
+                aim,
+            });
+        }
+    }
+
+    // Reroute: kill the relay the pair uses, time the next message.
+    let pb = spinner("killing the relay in use");
+    let bob_id = net.node(rb).peer_id().to_string();
+    let relay = net
+        .relay_in_use(ra, &bob_id)
+        .await
+        .and_then(|r| net.index_of(&r))
+        .ok_or_else(|| anyhow!("the relayed pair is not on a relay circuit"))?;
+    net.kill(relay).await?;
+    let t = Instant::now();
+    let m = net.node(ra).msg.send("bob", "after the relay died").await?;
+    let mut rx = net.node(rb).msg.events();
+    arrival(&mut rx, &m.id).await?;
+    let reroute = t.elapsed().as_secs_f64() * 1000.0;
+    pb.finish_and_clear();
+    rows.push(Row {
+        run: "reroute after the relay dies".into(),
+        rate: None,
+        p50: Some(reroute),
+        p99: None,
+        floor: None,
+        aim: format!("< 2000 ms: {:.2}x", 2000.0 / reroute),
+    });
+
+    // Offline recipient: 100 messages stored while it is down.
+    let pb = spinner("recipient offline: 100 messages to mailboxes");
+    net.kill(db).await?;
+    let ha = net.node(da).msg.clone();
+    let mut states = ha.events();
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..100 {
+        ids.insert(ha.send("bob", &format!("stored {i}")).await?.id);
+    }
+    let mut stored = std::collections::HashSet::new();
+    while stored.len() < ids.len() {
+        match tokio::time::timeout(T, states.recv()).await {
+            Ok(Ok(MsgEvent::State { id, state, .. }))
+                if state == nodus_msg::MessageState::Stored && ids.contains(&id) =>
+            {
+                stored.insert(id);
+            }
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            _ => return Err(anyhow!("only {} of 100 messages were stored", stored.len())),
+        }
+    }
+    let t = Instant::now();
+    net.restart(db).await?;
+    let hb = net.node(db).msg.clone();
+    wait_until(T, "stored messages to arrive", || async {
+        hb.stats().await.is_ok_and(|s| s.received >= 100)
+    })
+    .await?;
+    let fetched = t.elapsed().as_secs_f64() * 1000.0;
+    pb.finish_and_clear();
+    rows.push(Row {
+        run: "100 stored messages, from coming online".into(),
+        rate: None,
+        p50: Some(fetched),
+        p99: None,
+        floor: None,
+        aim: "-".into(),
+    });
+    net.shutdown().await;
+
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({ "run": r.run, "msgs_per_s": r.rate, "p50_ms": r.p50, "p99_ms": r.p99,
+                        "floor_p50_ms": r.floor.map(|f| f.0), "floor_p99_ms": r.floor.map(|f| f.1),
+                        "aim": r.aim })
+            })
+            .collect();
+        output::json(&json!(v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.run.clone(),
+                f(r.rate, 0),
+                f(r.p50, 2),
+                f(r.p99, 2),
+                r.floor
+                    .map(|(a, b)| format!("{a:.2} / {b:.2}"))
+                    .unwrap_or("-".into()),
+                r.floor
+                    .zip(r.p50)
+                    .map(|((fl, _), p)| format!("{:.1}x", p / fl))
+                    .unwrap_or("-".into()),
+                r.aim.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "run",
+            "msgs/s",
+            "ms p50",
+            "ms p99",
+            "bare stream p50 / p99",
+            "p50 vs bare",
+            "aim",
+        ],
+        &cells,
+    );
+    println!(
+        "\nmsgs/s: {small} small or {large} large messages in flight through the API until the last arrives; latency: {trips} sent one by one, send call to arrival event. Each message is encrypted (Olm), written to disk by both sides before it is acknowledged."
+    );
+    Ok(ExitCode::SUCCESS)
+}
