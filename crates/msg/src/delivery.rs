@@ -273,14 +273,15 @@ async fn store_on(
     net: &NetworkHandle,
     mailbox: PeerId,
     recipient: PeerId,
-    items: &[(MsgId, Vec<u8>)],
+    items: &[(MsgId, u64, Vec<u8>)],
     ttl_secs: u32,
 ) -> Result<(), String> {
     let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
-    for (id, sealed) in items {
+    for (id, order, sealed) in items {
         let req = MailboxRequest::Store {
             to: recipient.to_bytes(),
             id: *id,
+            order: *order,
             ttl_secs,
             sealed: sealed.clone(),
         };
@@ -305,7 +306,7 @@ async fn store_on(
 pub async fn store(
     net: NetworkHandle,
     recipient: PeerId,
-    items: Vec<(MsgId, Vec<u8>)>,
+    items: Vec<(MsgId, u64, Vec<u8>)>,
     replicas: usize,
     ttl_secs: u32,
 ) -> Result<Vec<PeerId>, String> {

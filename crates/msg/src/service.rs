@@ -337,8 +337,8 @@ struct PublishState {
 #[derive(Default)]
 struct PollState {
     in_progress: bool,
-    /// A poll has reached at least one mailbox since start.
-    reached: bool,
+    /// Polls since start that reached at least one mailbox.
+    reached: u32,
     next: Option<Instant>,
 }
 
@@ -631,13 +631,12 @@ impl Actor {
             Input::PollDone { mailboxes, error } => {
                 self.poll.in_progress = false;
                 if mailboxes > 0 {
-                    self.poll.reached = true;
+                    self.poll.reached += 1;
                 }
-                let wait = if self.poll.reached {
-                    config::poll_interval(&self.cfg)
-                } else {
-                    Duration::from_secs(1)
-                };
+                // Soon after start the routing table is still filling and the first
+                // polls may miss mailboxes: 1, 2, 4, ... seconds apart, then the interval.
+                let wait = Duration::from_secs(1 << self.poll.reached.min(5))
+                    .min(config::poll_interval(&self.cfg));
                 self.poll.next = Some(Instant::now() + wait);
                 if let Some(e) = &error {
                     tracing::debug!(target: "nodus::msg", "mailbox poll: {e}");
@@ -1014,7 +1013,10 @@ impl Actor {
         }
         for (peer, ids) in receipts {
             if self.contacts.contains_key(&peer) {
-                self.queue_receipt(txn, &peer, ids, true)?;
+                // Each receipt well inside one frame.
+                for chunk in ids.chunks(1000) {
+                    self.queue_receipt(txn, &peer, chunk.to_vec(), true)?;
+                }
             }
         }
         Ok(())
@@ -1470,7 +1472,7 @@ impl Actor {
                 self.in_flight.remove(&key);
             } else if let Some(bytes) = &item.envelope {
                 match seal::seal(&card.seal, bytes, &peer.to_bytes()) {
-                    Some(sealed) => to_store.push((key.clone(), item.id, sealed)),
+                    Some(sealed) => to_store.push((key.clone(), item.id, item.order, sealed)),
                     None => {
                         self.in_flight.remove(&key);
                     }
@@ -1481,7 +1483,10 @@ impl Actor {
             return Ok(());
         }
         let keys: Vec<String> = to_store.iter().map(|(k, ..)| k.clone()).collect();
-        let items: Vec<(MsgId, Vec<u8>)> = to_store.into_iter().map(|(_, id, s)| (id, s)).collect();
+        let items: Vec<(MsgId, u64, Vec<u8>)> = to_store
+            .into_iter()
+            .map(|(_, id, o, s)| (id, o, s))
+            .collect();
         let (net, inputs) = (self.net.clone(), self.inputs.clone());
         let replicas = self.cfg.mailbox_replicas.max(1);
         let ttl = self.cfg.mailbox_ttl_secs.min(u32::MAX as u64) as u32;
@@ -2070,9 +2075,10 @@ impl Actor {
             MailboxRequest::Store {
                 to,
                 id,
+                order,
                 ttl_secs,
                 sealed,
-            } => match self.mailbox_store(txn, &from_s, &to, id, ttl_secs, sealed)? {
+            } => match self.mailbox_store(txn, &from_s, &to, id, order, ttl_secs, sealed)? {
                 Ok(()) => MailboxReply::Stored,
                 Err(why) => {
                     self.metrics.refused(why);
@@ -2115,8 +2121,7 @@ impl Actor {
                 let mut n = 0;
                 if let Some(to) = peer_str(&to) {
                     for id in ids.iter().take(MAX_FETCH) {
-                        let k = format!("{to}|{}", hex::encode(id));
-                        if let Some(item) = txn.get::<MailItem>(store::MAILBOX, &k)?
+                        if let Some((k, item)) = self.mailbox_get(txn, &to, id)?
                             && item.from == from_s
                         {
                             self.mailbox_remove(txn, &k, &item)?;
@@ -2129,8 +2134,7 @@ impl Actor {
             MailboxRequest::Delete { ids } => {
                 let mut n = 0;
                 for id in ids.iter().take(MAX_FETCH) {
-                    let k = format!("{from_s}|{}", hex::encode(id));
-                    if let Some(item) = txn.get::<MailItem>(store::MAILBOX, &k)? {
+                    if let Some((k, item)) = self.mailbox_get(txn, &from_s, id)? {
                         self.mailbox_remove(txn, &k, &item)?;
                         n += 1;
                     }
@@ -2140,12 +2144,29 @@ impl Actor {
         })
     }
 
+    /// The item held for `to` under this id, with its key.
+    fn mailbox_get(
+        &mut self,
+        txn: &mut Txn,
+        to: &str,
+        id: &MsgId,
+    ) -> Result<Option<(String, MailItem)>, MsgError> {
+        let id_key = format!("{to}|{}", hex::encode(id));
+        let Some(key) = txn.get_raw_str(store::MAILBOX_IDS, &id_key)? else {
+            return Ok(None);
+        };
+        Ok(txn.get::<MailItem>(store::MAILBOX, &key)?.map(|i| (key, i)))
+    }
+
     fn mailbox_remove(
         &mut self,
         txn: &mut Txn,
         key: &str,
         item: &MailItem,
     ) -> Result<(), MsgError> {
+        if let (Some(to), Some(id)) = (key.split('|').next(), key.rsplit('|').next()) {
+            txn.remove(store::MAILBOX_IDS, &format!("{to}|{id}"))?;
+        }
         if txn.remove(store::MAILBOX, key)? {
             self.mailbox_total = self.mailbox_total.saturating_sub(1);
             if let Some(u) = self.usage.get_mut(&item.from) {
@@ -2159,12 +2180,14 @@ impl Actor {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn mailbox_store(
         &mut self,
         txn: &mut Txn,
         from: &str,
         to: &[u8],
         id: MsgId,
+        order: u64,
         ttl_secs: u32,
         sealed: Vec<u8>,
     ) -> Result<Result<(), &'static str>, MsgError> {
@@ -2174,10 +2197,11 @@ impl Actor {
         let Some(to) = peer_str(to) else {
             return Ok(Err("bad recipient"));
         };
-        let key = format!("{to}|{}", hex::encode(id));
-        if txn.contains(store::MAILBOX, &key)? {
+        let id_key = format!("{to}|{}", hex::encode(id));
+        if txn.contains(store::MAILBOX_IDS, &id_key)? {
             return Ok(Ok(()));
         }
+        let key = format!("{to}|{from}|{order:020}|{}", hex::encode(id));
         let now = Instant::now();
         let window = self.rate.entry(from.to_string()).or_insert((now, 0));
         if now.duration_since(window.0) >= Duration::from_secs(60) {
@@ -2204,6 +2228,7 @@ impl Actor {
             sealed,
         };
         txn.put(store::MAILBOX, &key, &item)?;
+        txn.put_raw(store::MAILBOX_IDS, &id_key, key.as_bytes())?;
         let u = self.usage.entry(from.to_string()).or_default();
         u.0 += 1;
         u.1 += item.sealed.len() as u64;

@@ -10,7 +10,9 @@
 //! - `messages`: `<conversation>|<sent ms>|<seq>|<id hex>` → [`Message`]; `msg_index`:
 //!   `<id hex>` → that key.
 //! - `seen`: `<id hex>` → when it was accepted, for dropping duplicates and replays.
-//! - `mailbox`: `<recipient peer id>|<id hex>` → [`MailItem`] held for others.
+//! - `mailbox`: `<recipient>|<sender>|<sender's order>|<id hex>` → [`MailItem`] held for
+//!   others, so a recipient gets each sender's items in the order they were written;
+//!   `mailbox_ids`: `<recipient>|<id hex>` → that key.
 //! - `groups`, `group_out` (our Megolm session per group), `group_in`
 //!   (`<group>|<sender>|<session id>` → inbound Megolm session).
 
@@ -34,12 +36,23 @@ pub const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("message
 pub const MSG_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_index");
 pub const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("seen");
 pub const MAILBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox");
+pub const MAILBOX_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_ids");
 pub const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 pub const GROUP_OUT: TableDefinition<&str, &[u8]> = TableDefinition::new("group_out");
 pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_in");
 
-const ALL: [TableDefinition<&str, &[u8]>; 11] = [
-    META, CONTACTS, SESSIONS, OUTBOX, MESSAGES, MSG_INDEX, SEEN, MAILBOX, GROUPS, GROUP_OUT,
+const ALL: [TableDefinition<&str, &[u8]>; 12] = [
+    META,
+    CONTACTS,
+    SESSIONS,
+    OUTBOX,
+    MESSAGES,
+    MSG_INDEX,
+    SEEN,
+    MAILBOX,
+    MAILBOX_IDS,
+    GROUPS,
+    GROUP_OUT,
     GROUP_IN,
 ];
 

@@ -77,10 +77,13 @@ pub enum RejectReason {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MailboxRequest {
-    /// Keep `sealed` for the peer `to` for at most `ttl_secs`.
+    /// Keep `sealed` for the peer `to` for at most `ttl_secs`;
+    /// `order` is the sender's queue position: items are handed back in it, because
+    /// a ratchet keeps only a few keys for messages that arrive out of order.
     Store {
         to: Vec<u8>,
         id: MsgId,
+        order: u64,
         ttl_secs: u32,
         sealed: Vec<u8>,
     },

@@ -432,6 +432,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
                 let req = MailboxRequest::Store {
                     to: bob_peer.to_bytes(),
                     id: e.id,
+                    order: 0,
                     ttl_secs: 600,
                     sealed,
                 };
@@ -506,5 +507,245 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     .unwrap();
     println!("alice's retries closed her outbox in {:?}", t1.elapsed());
     assert_eq!(history().await, ["m0", "m1", "m2", "m3"]);
+    net.shutdown().await;
+}
+
+/// Ten nodes; three of the eight that are neither Alice nor Bob leave and come back
+/// while the two talk. Nothing is lost and each side reads the other in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_survives_thirty_percent_churn() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(10, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    let (alice_id, bob_id) = (
+        net.node(a).peer_id().to_string(),
+        net.node(b).peer_id().to_string(),
+    );
+    let churners = [3, 5, 7];
+    let mut to_bob = Vec::new();
+    let mut to_alice = Vec::new();
+    for round in 0..6 {
+        // Odd rounds: the churners are gone; even rounds: back.
+        for k in churners {
+            if round % 2 == 1 {
+                net.kill(k).await.unwrap();
+            } else if net.try_node(k).is_none() {
+                net.restart(k).await.unwrap();
+            }
+        }
+        for i in 0..5 {
+            let t = format!("a{round}.{i}");
+            net.node(a).msg.send("bob", &t).await.unwrap();
+            to_bob.push(t);
+            let t = format!("b{round}.{i}");
+            net.node(b).msg.send("alice", &t).await.unwrap();
+            to_alice.push(t);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_texts(
+        &net.node(b).msg,
+        &alice_id,
+        &to_bob,
+        "bob reads all of alice's",
+    )
+    .await;
+    wait_texts(
+        &net.node(a).msg,
+        &bob_id,
+        &to_alice,
+        "alice reads all of bob's",
+    )
+    .await;
+    net.shutdown().await;
+}
+
+/// A mailbox keeps at most so many items from one sender; past that it refuses, says
+/// why, and keeps serving others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_limits_per_sender() {
+    use nodus_msg::wire::{self, MAILBOX_PROTOCOL, MailboxReply, MailboxRequest};
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    let boot = net.bootstrap_addrs();
+    let mut config = nodus_testnet::node_config(nodus_testnet::node_ip(1), &boot);
+    config.msg.mailbox_max_items_per_sender = 20;
+    config.msg.mailbox_max_bytes_per_sender = 4096;
+    let mailbox = net.add_node(config).await.unwrap();
+    let flooder = net
+        .add_node(nodus_testnet::node_config(nodus_testnet::node_ip(2), &boot))
+        .await
+        .unwrap();
+    let other = net
+        .add_node(nodus_testnet::node_config(nodus_testnet::node_ip(3), &boot))
+        .await
+        .unwrap();
+    let target = net.node(0).peer_id();
+    let mailbox_peer = net.node(mailbox).peer_id();
+    let store = |k: usize, n: usize, size: usize| {
+        let h = net.node(k).net.clone();
+        async move {
+            let mut s = h.open_stream(mailbox_peer, MAILBOX_PROTOCOL).await.unwrap();
+            let mut replies = Vec::new();
+            for _ in 0..n {
+                let req = MailboxRequest::Store {
+                    to: target.to_bytes(),
+                    id: wire::new_id(),
+                    order: 0,
+                    ttl_secs: 60,
+                    sealed: vec![0u8; size],
+                };
+                wire::write_frame(&mut s, &req).await.unwrap();
+                replies.push(
+                    wire::read_frame::<_, MailboxReply>(&mut s)
+                        .await
+                        .unwrap()
+                        .unwrap(),
+                );
+            }
+            replies
+        }
+    };
+    let r = store(flooder, 30, 10).await;
+    let stored = r.iter().filter(|r| **r == MailboxReply::Stored).count();
+    assert_eq!(stored, 20, "item limit");
+    assert!(matches!(&r[25], MailboxReply::Refused(why) if why.contains("item limit")));
+    // Another sender is still served, within its own byte limit.
+    let r = store(other, 3, 1500).await;
+    assert_eq!(&r[..2], &[MailboxReply::Stored, MailboxReply::Stored]);
+    assert!(matches!(&r[2], MailboxReply::Refused(why) if why.contains("byte limit")));
+    assert_eq!(
+        net.node(mailbox).msg.stats().await.unwrap().mailbox_items,
+        22
+    );
+    // Garbage on the mailbox stream: that stream ends, the mailbox carries on.
+    {
+        use futures::AsyncWriteExt;
+        let mut s = net
+            .node(other)
+            .net
+            .open_stream(mailbox_peer, MAILBOX_PROTOCOL)
+            .await
+            .unwrap();
+        s.write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        let r = wire::read_frame::<_, MailboxReply>(&mut s).await;
+        assert!(!matches!(r, Ok(Some(_))), "garbage gets no answer: {r:?}");
+    }
+    assert_eq!(
+        net.node(mailbox).msg.stats().await.unwrap().mailbox_items,
+        22
+    );
+    net.shutdown().await;
+}
+
+/// Both sides have written (so both ratchets turned) before the recipient crashes;
+/// after its restart it still reads what the sender writes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(4, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    let alice_id = net.node(a).peer_id().to_string();
+    let mut want = Vec::new();
+    let sends = (0..50).map(|i| {
+        let h = net.node(a).msg.clone();
+        want.push(format!("burst {i}"));
+        async move { h.send("bob", &format!("burst {i}")).await.unwrap() }
+    });
+    futures::future::join_all(sends).await;
+    wait_until(T, "the burst", || async {
+        net.node(b).msg.stats().await.unwrap().received >= 50
+    })
+    .await
+    .unwrap();
+    // Bob reads (read receipts go back), both write a few more.
+    let _ = net.node(b).msg.inbox(false).await.unwrap();
+    for i in 0..5 {
+        net.node(b)
+            .msg
+            .send("alice", &format!("answer {i}"))
+            .await
+            .unwrap();
+        net.node(a)
+            .msg
+            .send("bob", &format!("more {i}"))
+            .await
+            .unwrap();
+    }
+    wait_until(T, "the answers", || async {
+        net.node(b).msg.stats().await.unwrap().received >= 55
+            && net.node(a).msg.stats().await.unwrap().received >= 5
+    })
+    .await
+    .unwrap();
+    let _ = net.node(b).msg.inbox(false).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    net.kill(b).await.unwrap();
+    net.node(a)
+        .msg
+        .send("bob", "after the crash")
+        .await
+        .unwrap();
+    net.restart(b).await.unwrap();
+    wait_until(T, "the message after the crash", || async {
+        texts(&net.node(b).msg, &alice_id)
+            .await
+            .last()
+            .map(String::as_str)
+            == Some("after the crash")
+    })
+    .await
+    .unwrap();
+    assert_eq!(net.node(b).msg.stats().await.unwrap().rejected, 0);
+    net.shutdown().await;
+}
+
+/// More messages for an offline recipient than a ratchet keeps keys for out of order:
+/// mailboxes hand them back in the order they were written, so every one is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_stored_messages_come_back_in_order() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(5, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    let alice_id = net.node(a).peer_id().to_string();
+    let first = vec!["hello".to_string()];
+    send_all(&net.node(a).msg, "bob", &first).await;
+    wait_texts(&net.node(b).msg, &alice_id, &first, "first").await;
+    // Bob answers, so Alice's next messages are on a fresh chain.
+    net.node(b).msg.send("alice", "hi").await.unwrap();
+    wait_until(T, "the answer", || async {
+        net.node(a).msg.stats().await.unwrap().received >= 1
+    })
+    .await
+    .unwrap();
+    net.kill(b).await.unwrap();
+    let later = numbered("stored", 120);
+    let sent = send_all(&net.node(a).msg, "bob", &later).await;
+    wait_state(
+        &net.node(a).msg,
+        "bob",
+        sent.last().unwrap(),
+        MessageState::Stored,
+    )
+    .await;
+    // Alice goes too, so the mailboxes are the only way.
+    net.kill(a).await.unwrap();
+    net.restart(b).await.unwrap();
+    let want: Vec<String> = first.iter().chain(later.iter()).cloned().collect();
+    wait_texts(&net.node(b).msg, &alice_id, &want, "all stored messages").await;
+    assert_eq!(net.node(b).msg.stats().await.unwrap().rejected, 0);
     net.shutdown().await;
 }

@@ -161,6 +161,9 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
             "--small, --large and --round-trips must be at least 1"
         ));
     }
+    if let Ok(filter) = std::env::var("NODUS_LOG") {
+        crate::commands::init_logging(&filter);
+    }
     let dir = tempfile::tempdir()?;
     let pb = spinner("starting a 5-node network and two hidden nodes");
     let mut net = Testnet::start(5, dir.path()).await?;
