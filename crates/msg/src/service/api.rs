@@ -1,0 +1,409 @@
+//! The HTTP API's commands: contacts, sending, inbox and history.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn command(&mut self, txn: &mut Txn, cmd: Command) -> Result<(), MsgError> {
+        match cmd {
+            Command::Invite(reply) => {
+                let otk = self.crypto.new_one_time_keys(1);
+                let r = match otk.first() {
+                    Some(k) => {
+                        self.dirty_account = true;
+                        Invite::new(&self.key, self.card.clone(), *k)
+                            .map(|i| i.to_code())
+                            .map_err(MsgError::from)
+                    }
+                    None => Err(MsgError::Store("no one-time key generated".into())),
+                };
+                self.reply(reply, r);
+            }
+            Command::AddContact { code, name, reply } => {
+                let r = self.add_contact(txn, &code, name);
+                self.reply(reply, r);
+            }
+            Command::Contacts(reply) => {
+                let mut list: Vec<ContactInfo> = self
+                    .contacts
+                    .iter()
+                    .map(|(p, c)| self.contact_info(p, c))
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                self.reply(reply, Ok(list));
+            }
+            Command::Send { to, text, reply } => {
+                let r = self.send_text(txn, &to, text);
+                self.reply(reply, r);
+            }
+            Command::Inbox { all, reply } => {
+                let r = self.inbox(txn, all);
+                self.reply(reply, r);
+            }
+            Command::History { with, reply } => {
+                let r = self.history(txn, &with);
+                self.reply(reply, r);
+            }
+            Command::GroupCreate { name, reply } => {
+                let r = self.group_create(txn, name);
+                self.reply(reply, r);
+            }
+            Command::GroupAdd {
+                group,
+                contact,
+                reply,
+            } => {
+                let r = self.group_change(txn, &group, &contact, true);
+                self.reply(reply, r);
+            }
+            Command::GroupRemove {
+                group,
+                contact,
+                reply,
+            } => {
+                let r = self.group_change(txn, &group, &contact, false);
+                self.reply(reply, r);
+            }
+            Command::GroupSend { group, text, reply } => {
+                let r = self.group_send(txn, &group, text);
+                self.reply(reply, r);
+            }
+            Command::Groups(reply) => {
+                let mut list: Vec<GroupInfo> = self
+                    .group_state
+                    .iter()
+                    .map(|(id, g)| self.group_info(id, g))
+                    .collect();
+                list.sort_by(|a, b| a.name.cmp(&b.name));
+                self.reply(reply, Ok(list));
+            }
+            Command::Stats(reply) => {
+                let s = MsgStats {
+                    contacts: self.contacts.len(),
+                    groups: self.group_state.len(),
+                    outbox: self.outbox.len(),
+                    mailbox_items: self.mailbox_total,
+                    one_time_keys: self.crypto.published.len(),
+                    rejected: self.metrics.rejected_total.get(),
+                    duplicates: self.metrics.duplicates.get(),
+                    received: self.metrics.received.get(),
+                };
+                self.reply(reply, Ok(s));
+            }
+            Command::Poll(reply) => {
+                // Its own poll, not one already running: that one may have asked before
+                // what the caller expects arrived.
+                let (net, inputs) = (self.net.clone(), self.inputs.clone());
+                let replicas = self.cfg.mailbox_replicas.max(1);
+                self.later(move || {
+                    tokio::spawn(delivery::poll(net, replicas, inputs, Some(reply), false));
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn contact_info(&self, peer: &str, c: &Contact) -> ContactInfo {
+        ContactInfo {
+            peer_id: peer.to_string(),
+            name: c.name.clone(),
+            session: self.crypto.has_session(peer),
+            added_ms: c.added_ms,
+        }
+    }
+
+    pub(super) fn group_info(&self, id: &MsgId, g: &Group) -> GroupInfo {
+        GroupInfo {
+            id: hex::encode(id),
+            name: g.name.clone(),
+            owner: g.owner.clone(),
+            epoch: g.epoch,
+            members: g
+                .members
+                .iter()
+                .filter_map(|c| {
+                    let peer = peer_str(&c.peer)?;
+                    let name = self
+                        .contacts
+                        .get(&peer)
+                        .map(|k| k.name.clone())
+                        .unwrap_or_else(|| {
+                            if peer == self.me_str {
+                                self.card.name.clone()
+                            } else {
+                                c.name.clone()
+                            }
+                        });
+                    Some(GroupMember {
+                        peer_id: peer,
+                        name,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn add_contact(
+        &mut self,
+        txn: &mut Txn,
+        code: &str,
+        name: Option<String>,
+    ) -> Result<ContactInfo, MsgError> {
+        let (invite, peer) = Invite::from_code(code)?;
+        if peer == self.me {
+            return Err(MsgError::OwnCode);
+        }
+        if let Some(n) = &name
+            && n.len() > card::MAX_NAME
+        {
+            return Err(card::CardError::NameTooLong.into());
+        }
+        let peer = peer.to_string();
+        let mut c = self.contacts.remove(&peer).unwrap_or(Contact {
+            card: invite.card.clone(),
+            name: String::new(),
+            added_ms: now_ms(),
+            out_seq: 0,
+            invite_key: None,
+        });
+        c.card = invite.card.clone();
+        c.name = name.unwrap_or_else(|| invite.card.name.clone());
+        if !self.crypto.has_session(&peer) {
+            c.invite_key = Some(invite.one_time_key);
+        }
+        txn.put(store::CONTACTS, &peer, &c)?;
+        let info = self.contact_info(&peer, &c);
+        self.contacts.insert(peer.clone(), c);
+        // Anything waiting for keys to this peer can go now.
+        self.encrypt_pending(txn, &peer)?;
+        self.emit(MsgEvent::Contact {
+            contact: info.clone(),
+        });
+        Ok(info)
+    }
+
+    pub(super) fn resolve_contact(&self, who: &str) -> Result<String, MsgError> {
+        if self.contacts.contains_key(who) {
+            return Ok(who.to_string());
+        }
+        let matches: Vec<&String> = self
+            .contacts
+            .iter()
+            .filter(|(_, c)| c.name.eq_ignore_ascii_case(who))
+            .map(|(p, _)| p)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(MsgError::NoContact(who.to_string())),
+            many => Err(MsgError::Ambiguous(
+                who.to_string(),
+                many.iter().map(|p| short(p)).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    pub(super) fn resolve_group(&self, which: &str) -> Result<MsgId, MsgError> {
+        let which = which.strip_prefix("group:").unwrap_or(which);
+        if let Some(id) = parse_id(which)
+            && self.group_state.contains_key(&id)
+        {
+            return Ok(id);
+        }
+        let matches: Vec<&MsgId> = self
+            .group_state
+            .iter()
+            .filter(|(_, g)| g.name.eq_ignore_ascii_case(which))
+            .map(|(id, _)| id)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(**one),
+            [] => Err(MsgError::NoGroup(which.to_string())),
+            many => Err(MsgError::Ambiguous(
+                which.to_string(),
+                many.iter().map(hex::encode).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+
+    pub(super) fn check_text(text: &str) -> Result<(), MsgError> {
+        if text.trim().is_empty() {
+            return Err(MsgError::EmptyText);
+        }
+        if text.len() > MAX_TEXT {
+            return Err(MsgError::TextTooLong(text.len()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn send_text(
+        &mut self,
+        txn: &mut Txn,
+        to: &str,
+        text: String,
+    ) -> Result<Message, MsgError> {
+        Self::check_text(&text)?;
+        let peer = self.resolve_contact(to)?;
+        let seq = self.next_seq(&peer)?;
+        let plain = Plain {
+            id: wire::new_id(),
+            seq,
+            sent_ms: now_ms(),
+            content: Content::Text(text.clone()),
+        };
+        let msg = Message {
+            id: hex::encode(plain.id),
+            conversation: peer.clone(),
+            from: self.me_str.clone(),
+            from_name: self.card.name.clone(),
+            outgoing: true,
+            text,
+            state: MessageState::Queued,
+            seq,
+            sent_ms: plain.sent_ms,
+            stored_ms: plain.sent_ms,
+            seen: true,
+        };
+        self.store_message(txn, &msg, &plain.id)?;
+        self.queue_olm(txn, &peer, plain, true)?;
+        self.emit(MsgEvent::Message {
+            message: msg.clone(),
+        });
+        Ok(msg)
+    }
+
+    pub(super) fn next_seq(&mut self, peer: &str) -> Result<u64, MsgError> {
+        let c = self
+            .contacts
+            .get_mut(peer)
+            .ok_or_else(|| MsgError::NoContact(peer.to_string()))?;
+        c.out_seq += 1;
+        let seq = c.out_seq;
+        self.dirty_contacts.insert(peer.to_string());
+        Ok(seq)
+    }
+
+    pub(super) fn store_message(
+        &mut self,
+        txn: &mut Txn,
+        m: &Message,
+        id: &MsgId,
+    ) -> Result<(), MsgError> {
+        let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
+        txn.put(store::MESSAGES, &key, m)?;
+        txn.put_raw(store::MSG_INDEX, &hex::encode(id), key.as_bytes())?;
+        Ok(())
+    }
+
+    pub(super) fn message_by_id(
+        &self,
+        txn: &mut Txn,
+        id: &MsgId,
+    ) -> Result<Option<(String, Message)>, MsgError> {
+        let Some(key) = txn.get_raw_str(store::MSG_INDEX, &hex::encode(id))? else {
+            return Ok(None);
+        };
+        Ok(txn.get::<Message>(store::MESSAGES, &key)?.map(|m| (key, m)))
+    }
+
+    /// Moves an outgoing message forward (never back) and tells the event stream.
+    pub(super) fn set_state(
+        &mut self,
+        txn: &mut Txn,
+        id: &MsgId,
+        to: &str,
+        state: MessageState,
+    ) -> Result<(), MsgError> {
+        let Some((key, mut m)) = self.message_by_id(txn, id)? else {
+            return Ok(());
+        };
+        if !m.outgoing || m.state >= state {
+            return Ok(());
+        }
+        m.state = state;
+        txn.put(store::MESSAGES, &key, &m)?;
+        self.emit(MsgEvent::State {
+            id: m.id.clone(),
+            conversation: m.conversation.clone(),
+            to: to.to_string(),
+            state,
+        });
+        Ok(())
+    }
+
+    pub(super) fn inbox(&mut self, txn: &mut Txn, all: bool) -> Result<Vec<Message>, MsgError> {
+        let mut out: Vec<(String, Message)> = self
+            .store
+            .scan::<Message>(store::MESSAGES, "")?
+            .into_iter()
+            .filter(|(_, m)| !m.outgoing && (all || !m.seen))
+            .collect();
+        out.sort_by_key(|(_, m)| (m.stored_ms, m.sent_ms, m.seq));
+        if all && out.len() > 200 {
+            out.drain(..out.len() - 200);
+        }
+        self.mark_seen(txn, &out)?;
+        Ok(out.into_iter().map(|(_, m)| m).collect())
+    }
+
+    pub(super) fn history(&mut self, txn: &mut Txn, with: &str) -> Result<Vec<Message>, MsgError> {
+        let conv = match self.resolve_contact(with) {
+            Ok(peer) => peer,
+            Err(e) => match self.resolve_group(with) {
+                Ok(g) => group_conv(&g),
+                Err(_) => return Err(e),
+            },
+        };
+        let rows = self
+            .store
+            .scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
+        self.mark_seen(txn, &rows)?;
+        Ok(rows.into_iter().map(|(_, m)| m).collect())
+    }
+
+    /// Marks incoming messages as shown and sends read receipts to their authors.
+    pub(super) fn mark_seen(
+        &mut self,
+        txn: &mut Txn,
+        rows: &[(String, Message)],
+    ) -> Result<(), MsgError> {
+        let mut receipts: HashMap<String, Vec<MsgId>> = HashMap::new();
+        for (key, m) in rows {
+            if m.outgoing || m.seen {
+                continue;
+            }
+            let mut m = m.clone();
+            m.seen = true;
+            txn.put(store::MESSAGES, key, &m)?;
+            self.unseen = self.unseen.saturating_sub(1);
+            if !m.conversation.starts_with("group:")
+                && let Some(id) = parse_id(&m.id)
+            {
+                receipts.entry(m.from.clone()).or_default().push(id);
+            }
+        }
+        for (peer, ids) in receipts {
+            if self.contacts.contains_key(&peer) {
+                // Each receipt well inside one frame.
+                for chunk in ids.chunks(1000) {
+                    self.queue_receipt(txn, &peer, chunk.to_vec(), true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_receipt(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        ids: Vec<MsgId>,
+        read: bool,
+    ) -> Result<(), MsgError> {
+        let plain = Plain {
+            id: wire::new_id(),
+            seq: 0,
+            sent_ms: now_ms(),
+            content: Content::Receipt { ids, read },
+        };
+        self.queue_olm(txn, peer, plain, false)
+    }
+}

@@ -1,0 +1,244 @@
+//! Envelopes from peers and mailboxes: dedupe, decrypt, check, store, acknowledge.
+
+use super::*;
+
+impl Actor {
+    pub(super) fn receive(
+        &mut self,
+        txn: &mut Txn,
+        from: Option<PeerId>,
+        env: Envelope,
+    ) -> Result<MsgReply, MsgError> {
+        let id_hex = hex::encode(env.id);
+        if txn.contains(store::SEEN, &id_hex)? {
+            self.metrics.duplicates.inc();
+            return Ok(MsgReply::Ack(env.id));
+        }
+        let reject = |reason| MsgReply::Reject { id: env.id, reason };
+        let Some(sender) = peer_str(&env.sender) else {
+            self.metrics.rejected(RejectReason::WrongSender);
+            return Ok(reject(RejectReason::WrongSender));
+        };
+        if let Some(f) = from
+            && f.to_string() != sender
+        {
+            self.metrics.rejected(RejectReason::WrongSender);
+            return Ok(reject(RejectReason::WrongSender));
+        }
+        let via_mailbox = from.is_none();
+        let result = match env.body {
+            Body::Olm {
+                card,
+                kind,
+                ciphertext,
+            } => self.receive_olm(txn, &sender, env.id, card, kind, &ciphertext, via_mailbox)?,
+            Body::Group {
+                group,
+                session,
+                ciphertext,
+            } => self.receive_group(
+                txn,
+                &sender,
+                env.id,
+                group,
+                &session,
+                &ciphertext,
+                via_mailbox,
+            )?,
+        };
+        match result {
+            Ok(()) => {
+                txn.put(store::SEEN, &id_hex, &now_ms())?;
+                self.metrics.received.inc();
+                Ok(MsgReply::Ack(env.id))
+            }
+            Err(reason) => {
+                self.metrics.rejected(reason);
+                tracing::debug!(target: "nodus::msg", %sender, ?reason, "refusing an envelope");
+                Ok(reject(reason))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn receive_olm(
+        &mut self,
+        txn: &mut Txn,
+        sender: &str,
+        id: MsgId,
+        card: Option<ContactCard>,
+        kind: u8,
+        ciphertext: &[u8],
+        via_mailbox: bool,
+    ) -> Result<Result<(), RejectReason>, MsgError> {
+        // Who is it? A contact we know, or a card bound to the sender's peer id.
+        let new_card = match (&card, self.contacts.get(sender)) {
+            (_, Some(_)) => None,
+            (Some(c), None) => match c.verify() {
+                Ok(p) if p.to_string() == sender => Some(c.clone()),
+                _ => return Ok(Err(RejectReason::WrongSender)),
+            },
+            (None, None) => return Ok(Err(RejectReason::Undecryptable)),
+        };
+        let identity = match (&new_card, self.contacts.get(sender)) {
+            (Some(c), _) => c.curve25519,
+            (None, Some(c)) => c.card.curve25519,
+            (None, None) => return Ok(Err(RejectReason::Undecryptable)),
+        };
+        let decrypted = match self.crypto.decrypt(sender, &identity, kind, ciphertext) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(target: "nodus::msg", %sender, kind, "cannot decrypt: {e}");
+                return Ok(Err(RejectReason::Undecryptable));
+            }
+        };
+        let plain: Plain = match wire::decode(&decrypted.plaintext) {
+            Ok(p) => p,
+            Err(_) => return Ok(Err(RejectReason::Malformed)),
+        };
+        // A replay under a fresh id: refused, and the ratchet stays where it was.
+        if plain.id != id {
+            return Ok(Err(RejectReason::Malformed));
+        }
+        let used_key = decrypted.used_one_time_key.is_some();
+        self.crypto.accept(sender, decrypted);
+        self.dirty_sessions.insert(sender.to_string());
+        if used_key {
+            self.dirty_account = true;
+            if self.crypto.needs_keys() {
+                self.publish.dirty = true;
+            }
+        }
+        if let Some(c) = new_card {
+            let contact = Contact {
+                name: c.name.clone(),
+                card: c,
+                added_ms: now_ms(),
+                out_seq: 0,
+                invite_key: None,
+            };
+            txn.put(store::CONTACTS, sender, &contact)?;
+            let info = self.contact_info(sender, &contact);
+            self.contacts.insert(sender.to_string(), contact);
+            self.emit(MsgEvent::Contact { contact: info });
+            self.encrypt_pending(txn, sender)?;
+        }
+        match plain.content {
+            Content::Text(text) => {
+                let name = self
+                    .contacts
+                    .get(sender)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+                let m = Message {
+                    id: hex::encode(id),
+                    conversation: sender.to_string(),
+                    from: sender.to_string(),
+                    from_name: name,
+                    outgoing: false,
+                    text,
+                    state: MessageState::Received,
+                    seq: plain.seq,
+                    sent_ms: plain.sent_ms,
+                    stored_ms: now_ms(),
+                    seen: false,
+                };
+                self.store_message(txn, &m, &id)?;
+                self.unseen += 1;
+                self.emit(MsgEvent::Message { message: m });
+                if via_mailbox {
+                    self.queue_receipt(txn, sender, vec![id], false)?;
+                }
+            }
+            Content::Receipt { ids, read } => {
+                let state = if read {
+                    MessageState::Read
+                } else {
+                    MessageState::Delivered
+                };
+                for mid in ids {
+                    self.outbox_remove(txn, &store::out_key(&mid, sender))?;
+                    if !self.outbox_has_id(&mid) {
+                        self.set_state(txn, &mid, sender, state)?;
+                    }
+                }
+            }
+            Content::GroupKey { group, session_key } => {
+                if let Ok((k, pickle)) = self.groups.add_inbound(group, sender, &session_key) {
+                    txn.put(store::GROUP_IN, &k, &json(&pickle))?;
+                }
+            }
+            Content::GroupState {
+                group,
+                name,
+                epoch,
+                members,
+            } => self.on_group_state(txn, sender, group, name, epoch, members)?,
+        }
+        Ok(Ok(()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn receive_group(
+        &mut self,
+        txn: &mut Txn,
+        sender: &str,
+        id: MsgId,
+        group: MsgId,
+        session: &str,
+        ciphertext: &[u8],
+        via_mailbox: bool,
+    ) -> Result<Result<(), RejectReason>, MsgError> {
+        let Some(g) = self.group_state.get(&group) else {
+            return Ok(Err(RejectReason::UnknownGroup));
+        };
+        let Some(member) = g
+            .members
+            .iter()
+            .find(|c| peer_str(&c.peer).as_deref() == Some(sender))
+        else {
+            return Ok(Err(RejectReason::UnknownGroup));
+        };
+        let sender_name = self
+            .contacts
+            .get(sender)
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| member.name.clone());
+        let (plaintext, k, pickle) = match self.groups.decrypt(group, sender, session, ciphertext) {
+            Ok(r) => r,
+            Err(crate::megolm::GroupCryptoError::UnknownSession) => {
+                return Ok(Err(RejectReason::MissingKey));
+            }
+            Err(_) => return Ok(Err(RejectReason::Undecryptable)),
+        };
+        let plain: GroupPlain = match wire::decode(&plaintext) {
+            Ok(p) => p,
+            Err(_) => return Ok(Err(RejectReason::Malformed)),
+        };
+        // Older than the ids we remember: it can only be a replay.
+        if plain.id != id || plain.sent_ms + SEEN_FOR_MS < now_ms() {
+            return Ok(Err(RejectReason::Malformed));
+        }
+        txn.put(store::GROUP_IN, &k, &json(&pickle))?;
+        let m = Message {
+            id: hex::encode(id),
+            conversation: group_conv(&group),
+            from: sender.to_string(),
+            from_name: sender_name,
+            outgoing: false,
+            text: plain.text,
+            state: MessageState::Received,
+            seq: plain.seq,
+            sent_ms: plain.sent_ms,
+            stored_ms: now_ms(),
+            seen: false,
+        };
+        self.store_message(txn, &m, &id)?;
+        self.unseen += 1;
+        self.emit(MsgEvent::Message { message: m });
+        if via_mailbox && self.contacts.contains_key(sender) {
+            self.queue_receipt(txn, sender, vec![id], false)?;
+        }
+        Ok(Ok(()))
+    }
+}
