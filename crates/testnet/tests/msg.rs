@@ -234,22 +234,12 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     net.shutdown().await;
 }
 
-async fn group_texts(h: &MsgHandle, group: &str) -> Vec<String> {
-    h.history(group)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|m| !m.outgoing)
-        .map(|m| m.text)
-        .collect()
-}
-
 async fn wait_group_text(h: &MsgHandle, group: &str, text: &str, who: usize) {
     let r = wait_until(T, &format!("member {who} to read {text:?}"), || async {
-        group_texts(h, group).await.iter().any(|t| t == text)
+        texts(h, group).await.iter().any(|t| t == text)
     })
     .await;
-    let got = group_texts(h, group).await;
+    let got = texts(h, group).await;
     r.unwrap_or_else(|e| panic!("{e}: it has {got:?}"));
 }
 

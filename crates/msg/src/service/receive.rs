@@ -143,12 +143,7 @@ impl Actor {
                     stored_ms: now_ms(),
                     seen: false,
                 };
-                self.store_message(txn, &m, &id)?;
-                self.unseen += 1;
-                self.emit(MsgEvent::Message { message: m });
-                if via_mailbox {
-                    self.queue_receipt(txn, sender, vec![id], false)?;
-                }
+                self.accept_incoming(txn, m, &id, via_mailbox.then_some(sender))?;
             }
             Content::Receipt { ids, read } => {
                 let state = if read {
@@ -233,12 +228,26 @@ impl Actor {
             stored_ms: now_ms(),
             seen: false,
         };
-        self.store_message(txn, &m, &id)?;
+        let receipt_to = (via_mailbox && self.contacts.contains_key(sender)).then_some(sender);
+        self.accept_incoming(txn, m, &id, receipt_to)?;
+        Ok(Ok(()))
+    }
+
+    /// Stores an incoming message, tells the event stream, and (for one that came from a
+    /// mailbox, which the sender cannot know arrived) sends a delivery receipt.
+    fn accept_incoming(
+        &mut self,
+        txn: &mut Txn,
+        m: Message,
+        id: &MsgId,
+        receipt_to: Option<&str>,
+    ) -> Result<(), MsgError> {
+        self.store_message(txn, &m, id)?;
         self.unseen += 1;
         self.emit(MsgEvent::Message { message: m });
-        if via_mailbox && self.contacts.contains_key(sender) {
-            self.queue_receipt(txn, sender, vec![id], false)?;
+        if let Some(peer) = receipt_to {
+            self.queue_receipt(txn, peer, vec![*id], false)?;
         }
-        Ok(Ok(()))
+        Ok(())
     }
 }
