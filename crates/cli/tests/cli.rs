@@ -733,10 +733,20 @@ fn incoming(dir: &Path, with: &str) -> Vec<String> {
         .collect()
 }
 
-/// kill -9 of the recipient, then of the sender and of the mailbox holding its
-/// messages: after restarts every message arrives, once, in order.
+/// A data dir whose node has no listener and is reached only through `relay`.
+fn hide_behind(dir: &Path, relay: &Path) {
+    let addr = p2p_addr(relay);
+    let config = format!(
+        "[p2p]\nlisten = []\nbootstrap = [\"{addr}\"]\nrelays = [\"{addr}\"]\nmdns = false\n"
+    );
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+}
+
+/// Bob cannot be dialed: he is reached through c, which relays for him and keeps his
+/// mail. kill -9 of Bob, then of Alice and of c: after restarts every message arrives,
+/// once, in order.
 #[test]
-fn messages_survive_kill_9_of_sender_recipient_and_mailbox() {
+fn messages_survive_kill_9_of_sender_recipient_and_relay() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, c) = (
         dir.path().join("a"),
@@ -746,11 +756,18 @@ fn messages_survive_kill_9_of_sender_recipient_and_mailbox() {
     init_at(&a, "127.0.45.1");
     init_at(&b, "127.0.46.1");
     init_at(&c, "127.0.47.1");
+    // A relay must announce an address for its reservations to carry one.
+    let relay_config = std::fs::read_to_string(c.join("config.toml")).unwrap();
+    std::fs::write(
+        c.join("config.toml"),
+        relay_config.replace("[p2p]\n", "[p2p]\nadvertise_listen_addrs = true\n"),
+    )
+    .unwrap();
     let mut nc = up(&c);
+    hide_behind(&b, &c);
     let mut na = up(&a);
     let mut nb = up(&b);
     connect(&a, &c);
-    connect(&b, &c);
     let code = stdout(&nodus(&a, &["msg", "invite"])).trim().to_string();
     assert!(
         nodus(&b, &["msg", "add", &code, "--name", "alice"])
@@ -767,6 +784,24 @@ fn messages_survive_kill_9_of_sender_recipient_and_mailbox() {
     assert!(o.status.success(), "{}", stderr(&o));
     wait_for("m0", || incoming(&b, "alice") == ["m0"]);
 
+    wait_for("bob's reservation on the relay", || {
+        let status = json(&nodus(&b, &["--json", "status"]));
+        status["listen_addrs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let status = json(&nodus(&b, &["--json", "status"]));
+    let addrs = status["listen_addrs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !addrs.is_empty()
+            && addrs
+                .iter()
+                .all(|a| a.as_str().unwrap_or_default().contains("p2p-circuit")),
+        "bob is reachable through the relay only: {status}"
+    );
     // The recipient dies; the sender's messages go to the mailbox (c).
     nb.child.kill().unwrap();
     nb.child.wait().unwrap();
@@ -787,10 +822,11 @@ fn messages_survive_kill_9_of_sender_recipient_and_mailbox() {
     nc.child.kill().unwrap();
     nc.child.wait().unwrap();
 
-    // The mailbox comes back with what it held; the recipient comes back and fetches it.
+    // The relay comes back (on a new port) with the mail it held; the recipient comes
+    // back behind it and fetches it.
     let _nc = up(&c);
+    hide_behind(&b, &c);
     let _nb = up(&b);
-    connect(&b, &c);
     wait_for("m1 and m2 from the restarted mailbox", || {
         let got = incoming(&b, "alice");
         got.len() >= 3 && got[..3] == ["m0", "m1", "m2"]

@@ -356,7 +356,25 @@ impl Actor {
             .store
             .scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
         self.mark_seen(txn, &rows)?;
-        Ok(rows.into_iter().map(|(_, m)| m).collect())
+        // "Sent" is not written to disk (one write less per message): a queued message
+        // on its way to the recipient is shown as sent.
+        let on_the_wire: HashSet<&str> = self
+            .in_flight
+            .iter()
+            .filter_map(|k| k.split(':').next())
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(|(_, mut m)| {
+                if m.outgoing
+                    && m.state == MessageState::Queued
+                    && on_the_wire.contains(m.id.as_str())
+                {
+                    m.state = MessageState::Sent;
+                }
+                m
+            })
+            .collect())
     }
 
     /// Marks incoming messages as shown and sends read receipts to their authors.
