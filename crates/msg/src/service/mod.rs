@@ -315,6 +315,8 @@ struct Actor {
     key_fetches: HashMap<String, Instant>,
     /// Mailbox items to retract, by (mailbox, recipient); sent after each batch.
     retractions: HashMap<(PeerId, PeerId), Vec<MsgId>>,
+    /// Peers a delivery to failed since they last answered.
+    unreachable: HashSet<String>,
     /// Peers whose next session is made from their fallback key.
     use_fallback: HashSet<String>,
     /// Mailbox usage per sending peer: (items, bytes), and its rate window.
@@ -485,6 +487,7 @@ impl Actor {
             retry_at: HashMap::new(),
             key_fetches: HashMap::new(),
             use_fallback: HashSet::new(),
+            unreachable: HashSet::new(),
             retractions: HashMap::new(),
             usage,
             rate: HashMap::new(),

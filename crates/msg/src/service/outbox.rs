@@ -187,36 +187,36 @@ impl Actor {
         // must not reach a member before our group key does.
         // Nor one waiting to retry a failed delivery, unless mailboxes hold it already.
         let mut blocked: HashMap<&str, u64> = HashMap::new();
-        let waiting = |i: &&OutItem| {
-            i.pending.is_some()
-                || (!i.stored && self.retry_at.get(&i.key()).is_some_and(|t| *t > now))
-        };
-        for i in self.outbox.values().filter(waiting) {
-            let b = blocked.entry(i.to.as_str()).or_insert(u64::MAX);
-            *b = (*b).min(i.order);
+        for (k, i) in &self.outbox {
+            let waiting = i.pending.is_some()
+                || (!i.stored && self.retry_at.get(k).is_some_and(|t| *t > now));
+            if waiting {
+                let b = blocked.entry(i.to.as_str()).or_insert(u64::MAX);
+                *b = (*b).min(i.order);
+            }
         }
-        let mut due: Vec<&OutItem> = self
+        let mut due: Vec<(&String, &OutItem)> = self
             .outbox
-            .values()
-            .filter(|i| {
+            .iter()
+            .filter(|(k, i)| {
                 i.envelope.is_some()
                     && blocked.get(i.to.as_str()).is_none_or(|b| i.order <= *b)
-                    && !self.in_flight.contains(&i.key())
-                    && self.retry_at.get(&i.key()).is_none_or(|t| *t <= now)
+                    && !self.in_flight.contains(*k)
+                    && self.retry_at.get(*k).is_none_or(|t| *t <= now)
             })
             .collect();
-        due.sort_by_key(|i| i.order);
+        due.sort_by_key(|(_, i)| i.order);
         let mut per_peer: HashMap<String, Vec<Outgoing>> = HashMap::new();
         let mut sent = Vec::new();
-        for i in due {
+        for (k, i) in due {
             let Some(bytes) = i.envelope.clone() else {
                 continue;
             };
             per_peer.entry(i.to.clone()).or_default().push(Outgoing {
-                key: i.key(),
+                key: k.clone(),
                 bytes,
             });
-            sent.push((i.key(), i.id, i.to.clone(), i.user && !i.stored));
+            sent.push((k.clone(), i.id, i.to.clone(), i.user && !i.stored));
         }
         for (key, ..) in &sent {
             self.in_flight.insert(key.clone());
@@ -320,7 +320,7 @@ impl Actor {
                 }
             }
         }
-        if back_online {
+        if back_online && self.unreachable.contains(&to) {
             // The peer answers: what waits for a retry (or sits in mailboxes) goes now.
             self.retry_now(&to);
         }
@@ -328,7 +328,12 @@ impl Actor {
         Ok(())
     }
 
+    /// Sends at once what waits for `peer` (a scan of the outbox: only for peers that
+    /// failed before).
     pub(super) fn retry_now(&mut self, peer: &str) {
+        if !self.unreachable.remove(peer) {
+            return;
+        }
         let now = Instant::now();
         for (k, i) in &self.outbox {
             if i.to == peer && i.envelope.is_some() && !self.in_flight.contains(k) {
@@ -426,6 +431,7 @@ impl Actor {
         keys: Vec<String>,
         error: String,
     ) -> Result<(), MsgError> {
+        self.unreachable.insert(peer.to_string());
         tracing::debug!(target: "nodus::msg", %peer, n = keys.len(), "direct delivery failed: {error}");
         let Some(card) = self.card_of(&peer.to_string()) else {
             for k in keys {
