@@ -199,10 +199,14 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
     for (a, b) in [(da, db), (ra, rb)] {
         introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await?;
         echo_server(&net.node(b).net)?;
-        // Open the session and the connection before timing anything.
-        let warm = net.node(a).msg.send("bob", "warm-up").await?;
+        // Open the session and the connection before timing anything, and answer once:
+        // an established conversation, where Olm has left its pre-key messages behind.
         let mut rx = net.node(b).msg.events();
+        let warm = net.node(a).msg.send("bob", "warm-up").await?;
         arrival(&mut rx, &warm.id).await?;
+        let mut rx = net.node(a).msg.events();
+        let back = net.node(b).msg.send("alice", "warm-up reply").await?;
+        arrival(&mut rx, &back.id).await?;
     }
     pb.finish_and_clear();
 
