@@ -50,6 +50,11 @@ impl Actor {
 
     /// Forgets ids accepted long ago and mailbox items past their time to live.
     pub(super) fn prune(&mut self) -> Result<(), MsgError> {
+        // Rate windows of senders quiet for a minute (one entry per peer that ever
+        // stored here would otherwise grow without bound).
+        self.rate
+            .retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+        self.workers.retain(|_, tx| !tx.is_closed());
         let now = now_ms();
         let old: Vec<String> = self
             .store
