@@ -55,7 +55,15 @@ pub(crate) fn build_swarm(
     };
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
-        .with_quic()
+        // A QUIC peer that vanishes sends no FIN: it is noticed only when the idle timer
+        // runs out (10 s by default, keep-alive every 5 s). Relay circuits ride on these
+        // connections, and messaging reroutes around a dead relay only once it is noticed,
+        // so both timers are shorter here (a keep-alive is one small packet per idle second).
+        .with_quic_config(|mut c| {
+            c.keep_alive_interval = Duration::from_secs(1);
+            c.max_idle_timeout = 3_000;
+            c
+        })
         .with_other_transport(
             |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
                 let tcp = ReuseWithFallback(tcp::tokio::Transport::new(
