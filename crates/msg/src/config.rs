@@ -6,13 +6,9 @@ use std::time::Duration;
 
 pub use nodus_core::MsgConfig;
 
-pub(crate) fn retry_base(c: &MsgConfig) -> Duration {
-    Duration::from_secs(c.retry_secs.max(1))
-}
-
 /// Retry delay after `attempts` failures: doubling from `retry_secs`, at most 60 s.
 pub(crate) fn retry_after(c: &MsgConfig, attempts: u32) -> Duration {
-    let base = retry_base(c);
+    let base = Duration::from_secs(c.retry_secs.max(1));
     let factor = 1u32 << attempts.min(6);
     (base * factor).min(Duration::from_secs(60))
 }

@@ -27,43 +27,51 @@ pub fn serve(
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::MsgError> {
     let limit = Arc::new(Semaphore::new(MAX_STREAMS));
-    let mut msg = net.incoming(MSG_PROTOCOL)?;
-    let mut mailbox = net.incoming(MAILBOX_PROTOCOL)?;
-    let (i1, l1, m1) = (inputs.clone(), limit.clone(), metrics.clone());
-    let (mut stop1, mut stop2) = (shutdown.clone(), shutdown.clone());
-    let t1 = tokio::spawn(async move {
+    let ctx = Accept {
+        inputs,
+        metrics,
+        limit,
+        stop: shutdown.clone(),
+    };
+    Ok(vec![
+        tokio::spawn(ctx.clone().run(net.incoming(MSG_PROTOCOL)?, msg_stream)),
+        tokio::spawn(ctx.run(net.incoming(MAILBOX_PROTOCOL)?, mailbox_stream)),
+    ])
+}
+
+/// What every accept loop shares: where inputs go, the counters, the stream limit
+/// across both protocols, and the shutdown signal.
+#[derive(Clone)]
+struct Accept {
+    inputs: mpsc::Sender<Input>,
+    metrics: Metrics,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Accept {
+    /// Hands each inbound stream to `handle` in its own task, within the stream limit.
+    async fn run<I, F, Fut>(mut self, mut incoming: I, handle: F)
+    where
+        I: futures::Stream<Item = (PeerId, Stream)> + Unpin,
+        F: Fn(PeerId, Stream, mpsc::Sender<Input>, Metrics) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         while let Some((peer, stream)) = tokio::select! {
-            s = msg.next() => s,
-            _ = stop1.wait_for(|s| *s) => None,
+            s = incoming.next() => s,
+            _ = self.stop.wait_for(|s| *s) => None,
         } {
-            let Ok(permit) = l1.clone().try_acquire_owned() else {
-                m1.garbage("too_many_streams");
+            let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+                self.metrics.garbage("too_many_streams");
                 continue;
             };
-            let (i, m) = (i1.clone(), m1.clone());
+            let work = handle(peer, stream, self.inputs.clone(), self.metrics.clone());
             tokio::spawn(async move {
-                msg_stream(peer, stream, i, m).await;
+                work.await;
                 drop(permit);
             });
         }
-    });
-    let t2 = tokio::spawn(async move {
-        while let Some((peer, stream)) = tokio::select! {
-            s = mailbox.next() => s,
-            _ = stop2.wait_for(|s| *s) => None,
-        } {
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                metrics.garbage("too_many_streams");
-                continue;
-            };
-            let (i, m) = (inputs.clone(), metrics.clone());
-            tokio::spawn(async move {
-                mailbox_stream(peer, stream, i, m).await;
-                drop(permit);
-            });
-        }
-    });
-    Ok(vec![t1, t2])
+    }
 }
 
 async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, metrics: Metrics) {

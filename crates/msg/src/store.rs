@@ -9,6 +9,7 @@
 //! - `outbox`: `<id hex>:<peer id>` → [`OutItem`], until the recipient acknowledges it.
 //! - `messages`: `<conversation>|<sent ms>|<seq>|<id hex>` → [`Message`]; `msg_index`:
 //!   `<id hex>` → that key.
+//! - `unseen`: the keys of incoming messages not shown yet (what `inbox` reads).
 //! - `seen`: `<id hex>` → when it was accepted, for dropping duplicates and replays.
 //! - `mailbox`: `<recipient>|<sender>|<sender's order>|<id hex>` → [`MailItem`] held for
 //!   others, so a recipient gets each sender's items in the order they were written;
@@ -19,14 +20,13 @@
 use std::path::Path;
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
-    WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::MsgError;
 use crate::card::ContactCard;
-use crate::wire::{Envelope, MsgId, Plain};
+use crate::wire::{MsgId, Plain};
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -36,18 +36,20 @@ pub const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("message
 pub const MSG_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_index");
 pub const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("seen");
 pub const MAILBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox");
+pub const UNSEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("unseen");
 pub const MAILBOX_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("mailbox_ids");
 pub const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 pub const GROUP_OUT: TableDefinition<&str, &[u8]> = TableDefinition::new("group_out");
 pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_in");
 
-const ALL: [TableDefinition<&str, &[u8]>; 12] = [
+const ALL: [TableDefinition<&str, &[u8]>; 13] = [
     META,
     CONTACTS,
     SESSIONS,
     OUTBOX,
     MESSAGES,
     MSG_INDEX,
+    UNSEEN,
     SEEN,
     MAILBOX,
     MAILBOX_IDS,
@@ -96,11 +98,6 @@ pub struct OutItem {
 impl OutItem {
     pub fn key(&self) -> String {
         out_key(&self.id, &self.to)
-    }
-    pub fn envelope(&self) -> Option<Envelope> {
-        self.envelope
-            .as_ref()
-            .and_then(|b| crate::wire::decode(b).ok())
     }
 }
 
@@ -197,12 +194,6 @@ impl Store {
             out.push((key.to_string(), decode_row(table, key, v.value())?));
         }
         Ok(out)
-    }
-
-    pub fn count(&self, table: TableDefinition<&str, &[u8]>) -> Result<usize, MsgError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table).map_err(db_err)?;
-        Ok(t.len().map_err(db_err)? as usize)
     }
 }
 

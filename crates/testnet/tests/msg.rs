@@ -18,6 +18,16 @@ fn logs() {
     }
 }
 
+/// `n` nodes on loopback, each connected to at least three others (the data dirs live
+/// as long as the returned guard).
+async fn network(n: usize) -> (tempfile::TempDir, Testnet) {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(n, dir.path()).await.unwrap();
+    net.wait_connected(3.min(n - 1), T).await.unwrap();
+    (dir, net)
+}
+
 async fn introduce(a: &MsgHandle, b: &MsgHandle, a_name: &str, b_name: &str) {
     nodus_testnet::msg::introduce(a, b, a_name, b_name)
         .await
@@ -61,10 +71,7 @@ async fn wait_state(h: &MsgHandle, with: &str, m: &Message, state: MessageState)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_conversation_with_delivery_and_read_receipts() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::start(3, dir.path()).await.unwrap();
-    net.wait_connected(2, T).await.unwrap();
+    let (_dir, net) = network(3).await;
     let (alice, bob) = (&net.node(1).msg, &net.node(2).msg);
     let code = alice.invite().await.unwrap();
     bob.add_contact(&code, Some("alice")).await.unwrap();
@@ -113,10 +120,7 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_recipient_receives_everything_in_order_when_back() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(6, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(6).await;
     let (a, b) = (1, 2);
     introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();
@@ -169,10 +173,7 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_relay_and_around_it_when_it_dies() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(4, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(4).await;
     let relays: Vec<String> = [0, 3]
         .iter()
         .map(|k| net.node(*k).p2p_addr("tcp").unwrap().to_string())
@@ -245,10 +246,7 @@ async fn wait_group_text(h: &MsgHandle, group: &str, text: &str, who: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_of_five_and_a_removed_member_reads_nothing_after() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let net = Testnet::start(6, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, net) = network(6).await;
     let owner = 1;
     let members = [2, 3, 4, 5];
     for k in members {
@@ -348,10 +346,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     use nodus_msg::store::{OUTBOX, OutItem, Store};
     use nodus_msg::wire::{self, Body, Envelope, MAILBOX_PROTOCOL, MailboxReply, MailboxRequest};
 
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(7, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(7).await;
     let (a, b) = (1, 2);
     introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
     let (alice_id, bob_peer) = (net.node(a).peer_id().to_string(), net.node(b).peer_id());
@@ -504,10 +499,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
 /// while the two talk. Nothing is lost and each side reads the other in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conversation_survives_thirty_percent_churn() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(10, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(10).await;
     let (a, b) = (1, 2);
     introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
     let (alice_id, bob_id) = (
@@ -639,10 +631,7 @@ async fn mailbox_limits_per_sender() {
 /// after its restart it still reads what the sender writes next.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(4, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(4).await;
     let (a, b) = (1, 2);
     introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();
@@ -704,10 +693,7 @@ async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
 /// mailboxes hand them back in the order they were written, so every one is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_stored_messages_come_back_in_order() {
-    logs();
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(5, dir.path()).await.unwrap();
-    net.wait_connected(3, T).await.unwrap();
+    let (_dir, mut net) = network(5).await;
     let (a, b) = (1, 2);
     introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();

@@ -330,12 +330,21 @@ impl Actor {
     }
 
     pub(super) fn inbox(&mut self, txn: &mut Txn, all: bool) -> Result<Vec<Message>, MsgError> {
-        let mut out: Vec<(String, Message)> = self
-            .store
-            .scan::<Message>(store::MESSAGES, "")?
-            .into_iter()
-            .filter(|(_, m)| !m.outgoing && (all || !m.seen))
-            .collect();
+        let mut out: Vec<(String, Message)> = if all {
+            self.store
+                .scan::<Message>(store::MESSAGES, "")?
+                .into_iter()
+                .filter(|(_, m)| !m.outgoing)
+                .collect()
+        } else {
+            let mut rows = Vec::new();
+            for (key, _) in self.store.scan::<()>(store::UNSEEN, "")? {
+                if let Some(m) = txn.get::<Message>(store::MESSAGES, &key)? {
+                    rows.push((key, m));
+                }
+            }
+            rows
+        };
         out.sort_by_key(|(_, m)| (m.stored_ms, m.sent_ms, m.seq));
         if all && out.len() > 200 {
             out.drain(..out.len() - 200);
@@ -391,7 +400,7 @@ impl Actor {
             let mut m = m.clone();
             m.seen = true;
             txn.put(store::MESSAGES, key, &m)?;
-            self.unseen = self.unseen.saturating_sub(1);
+            txn.remove(store::UNSEEN, key)?;
             if !m.conversation.starts_with("group:")
                 && let Some(id) = parse_id(&m.id)
             {

@@ -325,7 +325,6 @@ struct Actor {
     mailbox_total: usize,
     publish: PublishState,
     poll: PollState,
-    unseen: usize,
     /// Written once per batch, before the commit: many messages of a batch move the
     /// same ratchet and counter.
     dirty_sessions: HashSet<String>,
@@ -453,11 +452,6 @@ impl Actor {
             u.1 += item.sealed.len() as u64;
             mailbox_total += 1;
         }
-        let unseen = store
-            .scan::<Message>(store::MESSAGES, "")?
-            .iter()
-            .filter(|(_, m)| !m.outgoing && !m.seen)
-            .count();
         metrics.outbox.set(outbox.len() as i64);
         metrics.mailbox_items.set(mailbox_total as i64);
         let publish = PublishState {
@@ -494,7 +488,6 @@ impl Actor {
             mailbox_total,
             publish,
             poll: PollState::default(),
-            unseen,
             dirty_sessions: HashSet::new(),
             dirty_contacts: HashSet::new(),
             dirty_account: false,

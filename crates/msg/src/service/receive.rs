@@ -243,7 +243,8 @@ impl Actor {
         receipt_to: Option<&str>,
     ) -> Result<(), MsgError> {
         self.store_message(txn, &m, id)?;
-        self.unseen += 1;
+        let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
+        txn.put(store::UNSEEN, &key, &())?;
         self.emit(MsgEvent::Message { message: m });
         if let Some(peer) = receipt_to {
             self.queue_receipt(txn, peer, vec![*id], false)?;
