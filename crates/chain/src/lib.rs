@@ -1,3 +1,23 @@
-//! placeholder
+//! nodus chain: P2P cash and contracts on a proof-of-work chain in Ethereum's formats.
+//!
+//! Blocks and transactions are Ethereum's (alloy types, RLP, EIP-2718); the seal is our
+//! own proof of work ([`pow`]) with ASERT difficulty ([`asert`]); contracts run on revm
+//! ([`exec`]). The chain with the most cumulative work wins; a reorg undoes blocks by the
+//! state diffs kept for them and returns their transactions to the mempool.
+//!
+//! Invariants: the store ([`store`]) commits a block, its receipts, its diff, the new
+//! state and the new canonical head in one redb transaction, so `kill -9` at any moment
+//! leaves the previous or the next consistent chain; nothing else writes `chain.redb`.
+
 pub mod asert;
+pub mod error;
+pub mod exec;
+pub mod pow;
+pub mod spec;
 pub mod state;
+pub mod store;
+pub mod tx;
+pub mod wallet;
+
+pub use error::{ChainError, TxError};
+pub use spec::ChainSpec;

@@ -49,6 +49,13 @@ impl DataDir {
     pub fn msg_store_path(&self) -> PathBuf {
         self.root.join("msg.redb")
     }
+    pub fn chain_store_path(&self) -> PathBuf {
+        self.root.join("chain.redb")
+    }
+    /// Ethereum keystore v3 files, one per wallet account.
+    pub fn keystore_dir(&self) -> PathBuf {
+        self.root.join("keystore")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("node.lock")
     }

@@ -52,3 +52,14 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, CoreError
         .map_err(|e| CoreError::io(path, e))?;
     Ok(true)
 }
+
+/// Makes `path` readable and writable by its owner only (mode 0600): service stores hold
+/// private data.
+pub fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}

@@ -134,11 +134,7 @@ fn db_err(e: impl std::fmt::Display) -> MsgError {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, MsgError> {
         let db = Database::create(path).map_err(db_err)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
+        let _ = nodus_core::fsutil::restrict(path);
         let txn = db.begin_write().map_err(db_err)?;
         for t in ALL {
             txn.open_table(t).map_err(db_err)?;

@@ -25,6 +25,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: Reply<()>,
     },
+    /// A service saw `peer` misbehave (sent garbage, an invalid block, ...).
+    Misbehaved {
+        peer: PeerId,
+        reason: String,
+    },
     ListenViaRelay {
         relay: Multiaddr,
         reply: Reply<()>,
@@ -129,6 +134,12 @@ impl NetworkHandle {
 
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {
         self.call(|reply| Command::Disconnect { peer, reply }).await
+    }
+
+    /// Counts a misbehaviour of `peer` seen by a service; repeated ones get it banned
+    /// for a while, as the overlay's own strikes do.
+    pub fn report_misbehaviour(&self, peer: PeerId, reason: impl Into<String>) {
+        let _ = self.tx.try_send(Command::Misbehaved { peer, reason: reason.into() });
     }
 
     /// Takes a reservation on `relay` (an address ending in `/p2p/<relay id>`) and listens

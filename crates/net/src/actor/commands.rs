@@ -29,6 +29,7 @@ impl Actor {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(Ok(()));
             }
+            Command::Misbehaved { peer, reason } => self.strike(peer, &reason),
             Command::ListenViaRelay { relay, reply } => {
                 let Some(relay_peer) = peer_of(&relay) else {
                     let _ = reply.send(Err(NetError::BadAddr {

@@ -1,0 +1,254 @@
+//! Block execution on revm: transactions run in order on an [`Overlay`] of the committed
+//! state; the result is the receipts, the gas used and the state diff of the block.
+
+use alloy_consensus::{Receipt, ReceiptEnvelope, ReceiptWithBloom, TxReceipt};
+use alloy_primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256};
+use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use revm::context_interface::block::BlobExcessGasAndPrice;
+use revm::context_interface::result::ExecutionResult;
+use revm::primitives::hardfork::SpecId;
+use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+
+use crate::state::{Overlay, StateDiff, WorldState};
+use crate::tx::RecoveredTx;
+
+/// The EVM rules contracts run under: Osaka, so code from any current solc runs.
+pub const SPEC: SpecId = SpecId::OSAKA;
+
+/// The block fields execution depends on.
+#[derive(Clone, Debug)]
+pub struct BlockInfo {
+    pub number: u64,
+    pub beneficiary: Address,
+    pub timestamp: u64,
+    pub gas_limit: u64,
+    pub base_fee: u64,
+    pub prevrandao: B256,
+}
+
+impl BlockInfo {
+    fn env(&self) -> BlockEnv {
+        BlockEnv {
+            number: U256::from(self.number),
+            beneficiary: self.beneficiary,
+            timestamp: U256::from(self.timestamp),
+            gas_limit: self.gas_limit,
+            basefee: self.base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(self.prevrandao),
+            blob_excess_gas_and_price: Some(BlobExcessGasAndPrice::new(0, 1)),
+            ..Default::default()
+        }
+    }
+}
+
+/// What executing a block produced.
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub receipts: Vec<ReceiptEnvelope>,
+    pub gas_used: u64,
+    pub diff: StateDiff,
+    /// The transactions in the block (when building, those that fit and were valid).
+    pub txs: Vec<RecoveredTx>,
+    /// When building: transactions left out, with the reason.
+    pub dropped: Vec<(B256, String)>,
+}
+
+impl Executed {
+    pub fn bloom(&self) -> Bloom {
+        let mut b = Bloom::default();
+        for r in &self.receipts {
+            b.accrue_bloom(&r.bloom());
+        }
+        b
+    }
+}
+
+/// Whether an invalid transaction fails the block (import) or is left out (building).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Import,
+    Build,
+}
+
+fn cfg(chain_id: u64) -> CfgEnv {
+    let mut c = CfgEnv::new_with_spec(SPEC);
+    c.chain_id = chain_id;
+    c
+}
+
+/// Executes `txs` in order on top of `base`, then pays `reward` to the beneficiary.
+/// In [`Mode::Import`] the first invalid transaction fails the whole block (its index
+/// and reason are returned).
+pub fn execute_block(
+    chain_id: u64,
+    base: &WorldState,
+    hashes: &dyn Fn(u64) -> B256,
+    block: &BlockInfo,
+    txs: Vec<RecoveredTx>,
+    reward: U256,
+    mode: Mode,
+) -> Result<Executed, (usize, String)> {
+    let overlay = Overlay::new(base, hashes, SPEC);
+    let mut evm = Context::mainnet()
+        .with_db(overlay)
+        .with_cfg(cfg(chain_id))
+        .with_block(block.env())
+        .build_mainnet();
+    let mut out = Executed::default();
+    let mut skipped_senders = std::collections::HashSet::new();
+    for (i, tx) in txs.into_iter().enumerate() {
+        if mode == Mode::Build {
+            if skipped_senders.contains(&tx.sender) {
+                out.dropped.push((tx.hash, "an earlier transaction of its sender was left out".into()));
+                continue;
+            }
+            if out.gas_used + tx.tx.as_ref().gas_limit_of() > block.gas_limit {
+                skipped_senders.insert(tx.sender);
+                continue;
+            }
+        }
+        match evm.transact_commit(tx.to_env()) {
+            Ok(result) => {
+                out.gas_used += result.tx_gas_used();
+                out.receipts.push(receipt(&tx, &result, out.gas_used));
+                out.txs.push(tx);
+            }
+            Err(e) => match mode {
+                Mode::Import => return Err((i, e.to_string())),
+                Mode::Build => {
+                    skipped_senders.insert(tx.sender);
+                    out.dropped.push((tx.hash, e.to_string()));
+                }
+            },
+        }
+    }
+    if out.gas_used > block.gas_limit {
+        return Err((out.txs.len(), "block gas used exceeds the gas limit".into()));
+    }
+    let mut overlay = evm.ctx.journaled_state.database;
+    overlay.credit(block.beneficiary, reward);
+    out.diff = overlay.into_diff();
+    Ok(out)
+}
+
+fn receipt(tx: &RecoveredTx, result: &ExecutionResult, cumulative: u64) -> ReceiptEnvelope {
+    let logs: Vec<Log> = result.logs().to_vec();
+    let r = Receipt { status: result.is_success().into(), cumulative_gas_used: cumulative, logs };
+    let with_bloom = ReceiptWithBloom { logs_bloom: r.bloom_slow(), receipt: r };
+    ReceiptEnvelope::from_typed(tx.tx.tx_type(), with_bloom)
+}
+
+/// A call as eth_call and eth_estimateGas take it.
+#[derive(Clone, Debug, Default)]
+pub struct CallRequest {
+    pub from: Option<Address>,
+    pub to: Option<Address>,
+    pub gas: Option<u64>,
+    pub gas_price: Option<u128>,
+    pub value: Option<U256>,
+    pub data: Bytes,
+}
+
+/// Outcome of a call that changes nothing.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    pub success: bool,
+    pub gas_used: u64,
+    pub output: Bytes,
+    /// Set when the call could not even start (for example: not enough balance).
+    pub error: Option<String>,
+}
+
+/// Runs a call on `base` without changing it.
+pub fn call(
+    chain_id: u64,
+    base: &WorldState,
+    hashes: &dyn Fn(u64) -> B256,
+    block: &BlockInfo,
+    req: &CallRequest,
+) -> CallOutcome {
+    let overlay = Overlay::new(base, hashes, SPEC);
+    let mut c = cfg(chain_id);
+    c.disable_nonce_check = true;
+    let price = req.gas_price.unwrap_or(0);
+    // A call without a gas price runs at base fee 0, as geth's eth_call does.
+    let mut b = block.env();
+    if price == 0 {
+        b.basefee = 0;
+    }
+    let mut evm = Context::mainnet().with_db(overlay).with_cfg(c).with_block(b).build_mainnet();
+    let tx = TxEnv {
+        tx_type: if price == 0 { 0 } else { 2 },
+        caller: req.from.unwrap_or_default(),
+        gas_limit: req.gas.unwrap_or(block.gas_limit).min(block.gas_limit),
+        gas_price: price,
+        gas_priority_fee: if price == 0 { None } else { Some(0) },
+        kind: match req.to {
+            Some(a) => TxKind::Call(a),
+            None => TxKind::Create,
+        },
+        value: req.value.unwrap_or_default(),
+        data: req.data.clone(),
+        chain_id: Some(chain_id),
+        ..Default::default()
+    };
+    match evm.transact(tx) {
+        Ok(r) => CallOutcome {
+            success: r.result.is_success(),
+            gas_used: r.result.tx_gas_used(),
+            output: match &r.result {
+                ExecutionResult::Success { output, .. } => output.data().clone(),
+                ExecutionResult::Revert { output, .. } => output.clone(),
+                ExecutionResult::Halt { .. } => Bytes::new(),
+            },
+            error: None,
+        },
+        Err(e) => CallOutcome {
+            success: false,
+            gas_used: 0,
+            output: Bytes::new(),
+            error: Some(e.to_string()),
+        },
+    }
+}
+
+/// The least gas limit with which the call succeeds (binary search, as geth does).
+pub fn estimate_gas(
+    chain_id: u64,
+    base: &WorldState,
+    hashes: &dyn Fn(u64) -> B256,
+    block: &BlockInfo,
+    req: &CallRequest,
+) -> Result<u64, CallOutcome> {
+    let cap = req.gas.unwrap_or(block.gas_limit).min(block.gas_limit);
+    let at = |gas: u64| call(chain_id, base, hashes, block, &CallRequest { gas: Some(gas), ..req.clone() });
+    let first = at(cap);
+    if !first.success {
+        return Err(first);
+    }
+    let (mut lo, mut hi) = (first.gas_used.saturating_sub(1), cap);
+    // Most calls succeed with exactly the gas they used; try that before searching.
+    if at(first.gas_used).success {
+        return Ok(first.gas_used);
+    }
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(mid).success {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    Ok(hi)
+}
+
+trait GasLimitOf {
+    fn gas_limit_of(&self) -> u64;
+}
+
+impl GasLimitOf for alloy_consensus::TxEnvelope {
+    fn gas_limit_of(&self) -> u64 {
+        alloy_consensus::Transaction::gas_limit(self)
+    }
+}
