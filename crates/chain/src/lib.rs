@@ -10,8 +10,11 @@
 //! leaves the previous or the next consistent chain; nothing else writes `chain.redb`.
 
 pub mod asert;
+pub mod chain;
 pub mod error;
 pub mod exec;
+pub mod mempool;
+pub mod miner;
 pub mod pow;
 pub mod spec;
 pub mod state;

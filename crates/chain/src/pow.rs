@@ -40,6 +40,29 @@ pub fn search(
     rate: u64,
     stop: &AtomicBool,
 ) -> (Option<(u64, B256)>, u64) {
+    search_until(seal, target, start, step, rate, stop)
+}
+
+/// Something that says when to give up a search.
+pub trait Stop {
+    fn stopped(&self) -> bool;
+}
+
+impl Stop for AtomicBool {
+    fn stopped(&self) -> bool {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+/// [`search`] with any stop condition.
+pub fn search_until(
+    seal: &B256,
+    target: U256,
+    start: u64,
+    step: u64,
+    rate: u64,
+    stop: &dyn Stop,
+) -> (Option<(u64, B256)>, u64) {
     const BATCH: u64 = 1024;
     let began = Instant::now();
     let mut nonce = start;
@@ -53,7 +76,7 @@ pub fn search(
             }
             nonce = nonce.wrapping_add(step);
         }
-        if stop.load(Ordering::Relaxed) {
+        if stop.stopped() {
             return (None, tried);
         }
         if rate > 0 {

@@ -1,0 +1,658 @@
+//! The block tree and the canonical chain: header and body checks, fork choice by most
+//! cumulative work, execution of new canonical blocks, reorgs by undoing state diffs,
+//! block templates for the miner, and the reads the JSON-RPC server needs.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use alloy_consensus::proofs::{calculate_receipt_root, calculate_transaction_root};
+use alloy_consensus::{BlockBody, EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope};
+use alloy_eips::eip1559::BaseFeeParams;
+use alloy_primitives::{Address, B64, B256, U256};
+
+use crate::asert::{self, AsertAnchor};
+use crate::error::ChainError;
+use crate::exec::{self, BlockInfo, Executed, Mode};
+use crate::spec::{ChainSpec, MAX_FUTURE_SECS, MEDIAN_SPAN};
+use crate::state::{StateDiff, WorldState};
+use crate::store::{Batch, BlockMeta, ChainBlock, Store};
+use crate::tx::RecoveredTx;
+
+/// What importing a block did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// Already known.
+    Known,
+    /// Stored on a branch with less work than the canonical one.
+    Side,
+    /// The block is the new canonical head.
+    Head(HeadChange),
+}
+
+/// A change of canonical head.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HeadChange {
+    /// Blocks that left the canonical chain, newest first (empty unless a reorg).
+    pub removed: Vec<B256>,
+    /// Blocks that joined it, oldest first.
+    pub added: Vec<B256>,
+    /// Transactions of removed blocks that are not in the added ones: back to the pool.
+    pub returned: Vec<Vec<u8>>,
+    /// Transactions now in canonical blocks: out of the pool.
+    pub included: Vec<B256>,
+}
+
+/// An unsealed block for the miner.
+pub struct Template {
+    pub header: Header,
+    pub body: BlockBody<alloy_consensus::TxEnvelope>,
+    pub target: U256,
+    pub dropped: Vec<(B256, String)>,
+}
+
+pub struct Chain {
+    pub spec: ChainSpec,
+    store: Store,
+    state: WorldState,
+    headers: HashMap<B256, Header>,
+    metas: HashMap<B256, BlockMeta>,
+    canon: Vec<B256>,
+}
+
+fn invalid(hash: B256, reason: impl Into<String>) -> ChainError {
+    ChainError::Block { hash, reason: reason.into() }
+}
+
+impl Chain {
+    /// Opens `chain.redb`, writing the genesis block on first use.
+    pub fn open(spec: ChainSpec, path: &Path) -> Result<Chain, ChainError> {
+        let store = Store::open(path)?;
+        let loaded = store.load()?;
+        let (genesis_header, genesis_state) = spec.genesis();
+        let genesis_hash = genesis_header.hash_slow();
+        let mut chain = Chain {
+            spec,
+            store,
+            state: loaded.state,
+            headers: HashMap::new(),
+            metas: HashMap::new(),
+            canon: loaded.canon,
+        };
+        for (hash, header, meta) in loaded.headers {
+            chain.headers.insert(hash, header);
+            chain.metas.insert(hash, meta);
+        }
+        match chain.canon.first() {
+            Some(g) if *g == genesis_hash => {}
+            Some(g) => {
+                return Err(ChainError::Config(format!(
+                    "{} holds a chain with genesis {g}, but [chain.genesis] in config.toml \
+                     gives genesis {genesis_hash}; restore the config that made it, or move \
+                     chain.redb away to start a new chain",
+                    path.display()
+                )));
+            }
+            None => {
+                let meta = BlockMeta {
+                    number: 0,
+                    parent: B256::ZERO,
+                    total_work: genesis_header.difficulty,
+                    anchor_time: 0,
+                    invalid: false,
+                };
+                let block = ChainBlock { header: genesis_header.clone(), body: Default::default() };
+                let mut diff = StateDiff::default();
+                for (a, rec) in &genesis_state.accounts {
+                    diff.accounts.push((*a, None, Some(rec.clone())));
+                }
+                let batch = Batch {
+                    blocks: vec![(genesis_hash, block, meta.clone())],
+                    canon: vec![(0, genesis_hash, vec![])],
+                    state: vec![diff],
+                    head: Some(genesis_hash),
+                    ..Default::default()
+                };
+                chain.store.commit(batch)?;
+                chain.state = genesis_state;
+                chain.headers.insert(genesis_hash, genesis_header);
+                chain.metas.insert(genesis_hash, meta);
+                chain.canon = vec![genesis_hash];
+            }
+        }
+        Ok(chain)
+    }
+
+    pub fn state(&self) -> &WorldState {
+        &self.state
+    }
+
+    pub fn head_hash(&self) -> B256 {
+        *self.canon.last().expect("genesis is always canonical")
+    }
+
+    pub fn head(&self) -> &Header {
+        &self.headers[&self.head_hash()]
+    }
+
+    pub fn head_number(&self) -> u64 {
+        self.canon.len() as u64 - 1
+    }
+
+    pub fn total_work(&self) -> U256 {
+        self.metas[&self.head_hash()].total_work
+    }
+
+    pub fn genesis_hash(&self) -> B256 {
+        self.canon[0]
+    }
+
+    pub fn canonical_hash(&self, number: u64) -> Option<B256> {
+        self.canon.get(number as usize).copied()
+    }
+
+    pub fn header(&self, hash: &B256) -> Option<&Header> {
+        self.headers.get(hash)
+    }
+
+    pub fn meta(&self, hash: &B256) -> Option<&BlockMeta> {
+        self.metas.get(hash)
+    }
+
+    pub fn is_canonical(&self, hash: &B256) -> bool {
+        self.metas
+            .get(hash)
+            .is_some_and(|m| self.canon.get(m.number as usize) == Some(hash))
+    }
+
+    pub fn block(&self, hash: &B256) -> Result<Option<ChainBlock>, ChainError> {
+        self.store.block(hash)
+    }
+
+    pub fn receipts(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, ChainError> {
+        self.store.receipts(hash)
+    }
+
+    /// Where a canonical transaction is: block hash and index.
+    pub fn tx_location(&self, tx: &B256) -> Result<Option<(B256, u32)>, ChainError> {
+        self.store.tx_location(tx)
+    }
+
+    /// The target a child of `parent` must meet (ASERT anchored at block 1).
+    pub fn child_target(&self, parent: &B256) -> U256 {
+        let meta = &self.metas[parent];
+        if meta.number == 0 {
+            return asert::from_compact(self.spec.initial_bits);
+        }
+        let anchor = AsertAnchor {
+            height: 1,
+            parent_time: meta.anchor_time as i64 - self.spec.asert.spacing_secs,
+            bits: self.spec.initial_bits,
+        };
+        let t = self.headers[parent].timestamp as i64;
+        asert::next_target(&self.spec.asert, &anchor, t, meta.number)
+    }
+
+    /// Median timestamp of `parent` and up to ten of its ancestors.
+    pub fn median_time(&self, parent: &B256) -> u64 {
+        let mut times = Vec::with_capacity(MEDIAN_SPAN);
+        let mut at = *parent;
+        while times.len() < MEDIAN_SPAN {
+            let Some(h) = self.headers.get(&at) else { break };
+            times.push(h.timestamp);
+            if h.number == 0 {
+                break;
+            }
+            at = h.parent_hash;
+        }
+        times.sort_unstable();
+        times[times.len() / 2]
+    }
+
+    pub fn child_base_fee(&self, parent: &Header) -> u64 {
+        BaseFeeParams::ethereum().next_block_base_fee(
+            parent.gas_used,
+            parent.gas_limit,
+            parent.base_fee_per_gas.unwrap_or(crate::spec::INITIAL_BASE_FEE),
+        )
+    }
+
+    /// Hash of the ancestor of `from` (inclusive) at `number`, for BLOCKHASH.
+    fn ancestor_hash(&self, from: B256, number: u64) -> B256 {
+        let mut at = from;
+        for _ in 0..257 {
+            let Some(m) = self.metas.get(&at) else { return B256::ZERO };
+            if m.number == number {
+                return at;
+            }
+            if m.number < number || m.number == 0 {
+                return B256::ZERO;
+            }
+            at = m.parent;
+        }
+        B256::ZERO
+    }
+
+    fn check_header(&self, hash: B256, h: &Header, now: u64) -> Result<(), ChainError> {
+        let parent = &self.headers[&h.parent_hash];
+        if h.number != parent.number + 1 {
+            return Err(invalid(hash, "number is not its parent's plus one"));
+        }
+        if h.timestamp <= self.median_time(&h.parent_hash) {
+            return Err(invalid(hash, "timestamp not after the median of the last 11 blocks"));
+        }
+        if h.timestamp > now + MAX_FUTURE_SECS {
+            return Err(invalid(hash, format!("timestamp more than {MAX_FUTURE_SECS} s in the future")));
+        }
+        if h.gas_limit != self.spec.gas_limit || h.gas_used > h.gas_limit {
+            return Err(invalid(hash, "gas limit or gas used out of bounds"));
+        }
+        if h.base_fee_per_gas != Some(self.child_base_fee(parent)) {
+            return Err(invalid(hash, "wrong base fee"));
+        }
+        let target = self.child_target(&h.parent_hash);
+        if h.difficulty != asert::work(target) {
+            return Err(invalid(hash, "difficulty does not follow ASERT"));
+        }
+        if !crate::pow::verify(h, target) {
+            return Err(invalid(hash, "proof of work does not meet the target"));
+        }
+        if h.extra_data.len() > 32
+            || h.ommers_hash != EMPTY_OMMER_ROOT_HASH
+            || h.withdrawals_root.is_some()
+            || h.blob_gas_used.is_some()
+            || h.excess_blob_gas.is_some()
+            || h.parent_beacon_block_root.is_some()
+            || h.requests_hash.is_some()
+        {
+            return Err(invalid(hash, "header fields this chain does not use are set"));
+        }
+        Ok(())
+    }
+
+    /// Checks a block's header and body against its parent, without executing it.
+    /// The parent must be known ([`ChainError::UnknownBlock`] otherwise).
+    pub fn check_block(&self, block: &ChainBlock, now: u64) -> Result<B256, ChainError> {
+        let hash = block.header.hash_slow();
+        match self.metas.get(&block.header.parent_hash) {
+            None => return Err(ChainError::UnknownBlock(block.header.parent_hash.to_string())),
+            Some(m) if m.invalid => return Err(invalid(hash, "its parent is invalid")),
+            Some(_) => {}
+        }
+        self.check_header(hash, &block.header, now)?;
+        if !block.body.ommers.is_empty() || block.body.withdrawals.is_some() {
+            return Err(invalid(hash, "ommers or withdrawals present"));
+        }
+        if calculate_transaction_root(&block.body.transactions) != block.header.transactions_root {
+            return Err(invalid(hash, "transactions root does not match the body"));
+        }
+        Ok(hash)
+    }
+
+    pub fn knows(&self, hash: &B256) -> bool {
+        self.metas.contains_key(hash)
+    }
+
+    /// Imports a block: checks it, stores it, and makes it the head if its branch has
+    /// the most work (executing it, and reorganising if it is on another branch).
+    pub fn import(&mut self, block: ChainBlock, now: u64) -> Result<Imported, ChainError> {
+        let hash = block.header.hash_slow();
+        if self.metas.contains_key(&hash) {
+            return Ok(Imported::Known);
+        }
+        self.check_block(&block, now)?;
+        let parent = &self.metas[&block.header.parent_hash];
+        let meta = BlockMeta {
+            number: block.header.number,
+            parent: block.header.parent_hash,
+            total_work: parent.total_work.saturating_add(block.header.difficulty),
+            anchor_time: if block.header.number == 1 {
+                block.header.timestamp
+            } else {
+                parent.anchor_time
+            },
+            invalid: false,
+        };
+        let heavier = meta.total_work > self.total_work();
+        self.headers.insert(hash, block.header.clone());
+        self.metas.insert(hash, meta.clone());
+        let mut batch = Batch { blocks: vec![(hash, block.clone(), meta)], ..Default::default() };
+        if !heavier {
+            self.store.commit(batch)?;
+            return Ok(Imported::Side);
+        }
+        let mut pending = HashMap::new();
+        pending.insert(hash, block);
+        match self.switch_to(hash, &mut batch, &pending) {
+            Ok(change) => {
+                self.store.commit(batch)?;
+                Ok(Imported::Head(change))
+            }
+            Err((bad, e)) => {
+                // Keep the blocks, marked invalid, so they are never tried again.
+                let mut marks = Vec::new();
+                let mut at = hash;
+                loop {
+                    if let Some(m) = self.metas.get_mut(&at) {
+                        m.invalid = true;
+                        marks.push((at, m.clone()));
+                    }
+                    if at == bad {
+                        break;
+                    }
+                    at = self.metas[&at].parent;
+                }
+                let blocks = batch.blocks;
+                let blocks = blocks
+                    .into_iter()
+                    .map(|(h, b, _)| {
+                        let m = self.metas[&h].clone();
+                        (h, b, m)
+                    })
+                    .collect();
+                self.store.commit(Batch { blocks, metas: marks, ..Default::default() })?;
+                Err(e)
+            }
+        }
+    }
+
+    fn load_block(
+        &self,
+        hash: &B256,
+        pending: &HashMap<B256, ChainBlock>,
+    ) -> Result<ChainBlock, ChainError> {
+        if let Some(b) = pending.get(hash) {
+            return Ok(b.clone());
+        }
+        self.store.block(hash)?.ok_or_else(|| ChainError::UnknownBlock(hash.to_string()))
+    }
+
+    /// Makes `tip` canonical. On an invalid block, restores the previous head in memory
+    /// and returns the first invalid block's hash.
+    fn switch_to(
+        &mut self,
+        tip: B256,
+        batch: &mut Batch,
+        pending: &HashMap<B256, ChainBlock>,
+    ) -> Result<HeadChange, (B256, ChainError)> {
+        let fail = |h: B256| move |e: ChainError| (h, e);
+        // The new branch back to the canonical chain.
+        let mut branch = Vec::new();
+        let mut at = tip;
+        while !self.is_canonical(&at) {
+            branch.push(at);
+            at = self.metas[&at].parent;
+        }
+        branch.reverse();
+        let fork = self.metas[&at].number;
+        let mut change = HeadChange::default();
+        // Undo the old branch, newest first.
+        let mut undone: Vec<(B256, StateDiff)> = Vec::new();
+        for n in (fork + 1..=self.head_number()).rev() {
+            let h = self.canon[n as usize];
+            let diff = self.store.diff(&h).map_err(fail(h))?.ok_or_else(|| {
+                (h, ChainError::Other(format!("no state diff kept for canonical block {h}")))
+            })?;
+            self.state.undo(&diff);
+            let block = self.load_block(&h, pending).map_err(fail(h))?;
+            for t in &block.body.transactions {
+                batch.uncanon_txs.push(*t.tx_hash());
+                change.returned.push(alloy_eips::eip2718::Encodable2718::encoded_2718(t));
+            }
+            change.removed.push(h);
+            undone.push((h, diff));
+        }
+        // Apply the new branch, oldest first.
+        let mut applied: Vec<StateDiff> = Vec::new();
+        let mut result = Ok(());
+        for h in &branch {
+            match self.execute_canonical(h, pending) {
+                Ok((block, executed)) => {
+                    let tx_hashes: Vec<B256> =
+                        block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
+                    change.included.extend(tx_hashes.iter().copied());
+                    batch.canon.push((block.header.number, *h, tx_hashes));
+                    batch.executed.push((*h, executed.receipts, executed.diff.clone()));
+                    applied.push(executed.diff);
+                    change.added.push(*h);
+                }
+                Err(e) => {
+                    result = Err((*h, e));
+                    break;
+                }
+            }
+        }
+        if let Err(e) = result {
+            for diff in applied.iter().rev() {
+                self.state.undo(diff);
+            }
+            for (_, diff) in undone.iter().rev() {
+                self.state.apply(diff);
+            }
+            return Err(e);
+        }
+        for (_, diff) in &undone {
+            batch.state.push(invert(diff));
+        }
+        batch.state.extend(applied);
+        self.canon.truncate(fork as usize + 1);
+        self.canon.extend(branch.iter().copied());
+        batch.canon_len = Some(self.canon.len() as u64);
+        batch.head = Some(tip);
+        let included: std::collections::HashSet<B256> = change.included.iter().copied().collect();
+        change.returned.retain(|raw| !included.contains(&alloy_primitives::keccak256(raw)));
+        Ok(change)
+    }
+
+    /// Executes a block on the current state (its parent must be the state's block),
+    /// checks every commitment in its header, and applies its diff.
+    fn execute_canonical(
+        &mut self,
+        hash: &B256,
+        pending: &HashMap<B256, ChainBlock>,
+    ) -> Result<(ChainBlock, Executed), ChainError> {
+        let block = self.load_block(hash, pending)?;
+        let txs = recover_all(&block).map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
+        for t in &txs {
+            t.check_static(self.spec.chain_id, self.spec.gas_limit)
+                .map_err(|e| invalid(*hash, format!("transaction {}: {e}", t.hash)))?;
+        }
+        let h = &block.header;
+        let info = BlockInfo {
+            number: h.number,
+            beneficiary: h.beneficiary,
+            timestamp: h.timestamp,
+            gas_limit: h.gas_limit,
+            base_fee: h.base_fee_per_gas.unwrap_or_default(),
+            prevrandao: self.headers[&h.parent_hash].mix_hash,
+        };
+        let parent = h.parent_hash;
+        let hashes = |n: u64| self.ancestor_hash(parent, n);
+        let executed = exec::execute_block(
+            self.spec.chain_id,
+            &self.state,
+            &hashes,
+            &info,
+            txs,
+            self.spec.block_reward,
+            Mode::Import,
+        )
+        .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
+        if executed.gas_used != h.gas_used {
+            return Err(invalid(*hash, "gas used differs from the header"));
+        }
+        if calculate_receipt_root(&executed.receipts) != h.receipts_root
+            || executed.bloom() != h.logs_bloom
+        {
+            return Err(invalid(*hash, "receipts root or logs bloom differs from the header"));
+        }
+        self.state.apply(&executed.diff);
+        if self.state.state_root() != h.state_root {
+            self.state.undo(&executed.diff);
+            return Err(invalid(*hash, "state root differs from the header"));
+        }
+        Ok((block, executed))
+    }
+
+    /// A block on the head for the miner: the pool's transactions that fit, executed.
+    pub fn template(
+        &mut self,
+        coinbase: Address,
+        txs: Vec<RecoveredTx>,
+        now: u64,
+    ) -> Result<Template, ChainError> {
+        let parent_hash = self.head_hash();
+        let parent = self.headers[&parent_hash].clone();
+        let number = parent.number + 1;
+        let timestamp = now.max(self.median_time(&parent_hash) + 1);
+        let base_fee = self.child_base_fee(&parent);
+        let info = BlockInfo {
+            number,
+            beneficiary: coinbase,
+            timestamp,
+            gas_limit: self.spec.gas_limit,
+            base_fee,
+            prevrandao: parent.mix_hash,
+        };
+        let hashes = |n: u64| self.ancestor_hash(parent_hash, n);
+        let executed = exec::execute_block(
+            self.spec.chain_id,
+            &self.state,
+            &hashes,
+            &info,
+            txs,
+            self.spec.block_reward,
+            Mode::Build,
+        )
+        .map_err(|(_, e)| ChainError::Other(e))?;
+        self.state.apply(&executed.diff);
+        let state_root = self.state.state_root();
+        self.state.undo(&executed.diff);
+        let transactions: Vec<_> = executed.txs.iter().map(|t| (*t.tx).clone()).collect();
+        let target = self.child_target(&parent_hash);
+        let header = Header {
+            parent_hash,
+            ommers_hash: EMPTY_OMMER_ROOT_HASH,
+            beneficiary: coinbase,
+            state_root,
+            transactions_root: calculate_transaction_root(&transactions),
+            receipts_root: calculate_receipt_root(&executed.receipts),
+            logs_bloom: executed.bloom(),
+            difficulty: asert::work(target),
+            number,
+            gas_limit: self.spec.gas_limit,
+            gas_used: executed.gas_used,
+            timestamp,
+            extra_data: alloy_primitives::Bytes::from_static(b"nodus"),
+            mix_hash: B256::ZERO,
+            nonce: B64::ZERO,
+            base_fee_per_gas: Some(base_fee),
+            ..Default::default()
+        };
+        Ok(Template {
+            header,
+            body: BlockBody { transactions, ommers: vec![], withdrawals: None },
+            target,
+            dropped: executed.dropped,
+        })
+    }
+
+    /// Block info for a call on top of the head.
+    pub fn pending_info(&self, now: u64) -> BlockInfo {
+        let parent = self.head();
+        BlockInfo {
+            number: parent.number + 1,
+            beneficiary: Address::ZERO,
+            timestamp: now.max(parent.timestamp + 1),
+            gas_limit: self.spec.gas_limit,
+            base_fee: self.child_base_fee(parent),
+            prevrandao: parent.mix_hash,
+        }
+    }
+
+    pub fn call(&self, req: &exec::CallRequest, now: u64) -> exec::CallOutcome {
+        let head = self.head_hash();
+        let hashes = |n: u64| self.ancestor_hash(head, n);
+        exec::call(self.spec.chain_id, &self.state, &hashes, &self.pending_info(now), req)
+    }
+
+    pub fn estimate_gas(&self, req: &exec::CallRequest, now: u64) -> Result<u64, exec::CallOutcome> {
+        let head = self.head_hash();
+        let hashes = |n: u64| self.ancestor_hash(head, n);
+        exec::estimate_gas(self.spec.chain_id, &self.state, &hashes, &self.pending_info(now), req)
+    }
+
+    /// Hashes of the canonical chain after the newest of `locator` that is canonical
+    /// (newest first in `locator`), at most `max`.
+    pub fn hashes_after(&self, locator: &[B256], max: usize) -> Vec<B256> {
+        let start = locator
+            .iter()
+            .find(|h| self.is_canonical(h))
+            .map(|h| self.metas[h].number + 1)
+            .unwrap_or(1);
+        self.canon.iter().skip(start as usize).take(max).copied().collect()
+    }
+
+    /// Block locator of the head: the last 10 hashes, then exponentially sparser.
+    pub fn locator(&self) -> Vec<B256> {
+        let mut out = Vec::new();
+        let mut n = self.head_number() as i64;
+        let mut step = 1;
+        while n > 0 {
+            out.push(self.canon[n as usize]);
+            if out.len() >= 10 {
+                step *= 2;
+            }
+            n -= step;
+        }
+        out.push(self.genesis_hash());
+        out
+    }
+
+    pub fn store_mempool(&self, add: Vec<(B256, Vec<u8>)>, remove: Vec<B256>) -> Result<(), ChainError> {
+        self.store.commit(Batch { mempool_add: add, mempool_remove: remove, ..Default::default() })
+    }
+
+    pub fn stored_mempool(&self) -> Result<Vec<Vec<u8>>, ChainError> {
+        Ok(self.store.load()?.mempool)
+    }
+}
+
+fn invert(d: &StateDiff) -> StateDiff {
+    StateDiff {
+        accounts: d.accounts.iter().rev().map(|(a, b, c)| (*a, c.clone(), b.clone())).collect(),
+        storage: d.storage.iter().rev().map(|(a, k, b, c)| (*a, *k, *c, *b)).collect(),
+        codes: vec![],
+    }
+}
+
+/// Recovers every sender of a block, in parallel when the block is large.
+pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, (usize, String)> {
+    let txs = &block.body.transactions;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let recover = |(i, t): (usize, &alloy_consensus::TxEnvelope)| {
+        RecoveredTx::recover(t.clone()).map_err(|e| (i, e.to_string()))
+    };
+    if txs.len() < 32 || threads < 2 {
+        return txs.iter().enumerate().map(recover).collect();
+    }
+    let chunk = txs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = txs
+            .chunks(chunk)
+            .enumerate()
+            .map(|(c, part)| {
+                s.spawn(move || {
+                    part.iter()
+                        .enumerate()
+                        .map(|(i, t)| recover((c * chunk + i, t)))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(txs.len());
+        for h in handles {
+            out.extend(h.join().map_err(|_| (0, "sender recovery panicked".to_string()))??);
+        }
+        Ok(out)
+    })
+}
