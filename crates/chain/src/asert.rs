@@ -55,10 +55,18 @@ pub fn next_target(params: &AsertParams, anchor: &AsertAnchor, time: i64, height
     shifts -= 16;
     if shifts <= 0 {
         let right = (-shifts).min(256) as usize;
-        target = if right >= 256 { U256::ZERO } else { target >> right };
+        target = if right >= 256 {
+            U256::ZERO
+        } else {
+            target >> right
+        };
     } else {
         let left = shifts.min(256) as usize;
-        let shifted = if left >= 256 { U256::ZERO } else { target << left };
+        let shifted = if left >= 256 {
+            U256::ZERO
+        } else {
+            target << left
+        };
         target = if left >= 256 || (shifted >> left) != target {
             params.pow_limit
         } else {
@@ -131,7 +139,11 @@ mod tests {
         assert_eq!(from_compact(0x01003456), U256::ZERO);
         assert_eq!(from_compact(0x01123456), U256::from(0x12));
         assert_eq!(to_compact(U256::from(0x12)), 0x01120000);
-        assert_eq!(from_compact(0x04923456), U256::ZERO, "negative decodes as zero");
+        assert_eq!(
+            from_compact(0x04923456),
+            U256::ZERO,
+            "negative decodes as zero"
+        );
         assert_eq!(to_compact(U256::from(0x80)), 0x02008000);
         assert_eq!(from_compact(0x05009234), U256::from(0x92340000u64));
     }

@@ -60,7 +60,10 @@ pub struct Chain {
 }
 
 fn invalid(hash: B256, reason: impl Into<String>) -> ChainError {
-    ChainError::Block { hash, reason: reason.into() }
+    ChainError::Block {
+        hash,
+        reason: reason.into(),
+    }
 }
 
 impl Chain {
@@ -100,7 +103,10 @@ impl Chain {
                     anchor_time: 0,
                     invalid: false,
                 };
-                let block = ChainBlock { header: genesis_header.clone(), body: Default::default() };
+                let block = ChainBlock {
+                    header: genesis_header.clone(),
+                    body: Default::default(),
+                };
                 let mut diff = StateDiff::default();
                 for (a, rec) in &genesis_state.accounts {
                     diff.accounts.push((*a, None, Some(rec.clone())));
@@ -197,7 +203,9 @@ impl Chain {
         let mut times = Vec::with_capacity(MEDIAN_SPAN);
         let mut at = *parent;
         while times.len() < MEDIAN_SPAN {
-            let Some(h) = self.headers.get(&at) else { break };
+            let Some(h) = self.headers.get(&at) else {
+                break;
+            };
             times.push(h.timestamp);
             if h.number == 0 {
                 break;
@@ -212,7 +220,9 @@ impl Chain {
         BaseFeeParams::ethereum().next_block_base_fee(
             parent.gas_used,
             parent.gas_limit,
-            parent.base_fee_per_gas.unwrap_or(crate::spec::INITIAL_BASE_FEE),
+            parent
+                .base_fee_per_gas
+                .unwrap_or(crate::spec::INITIAL_BASE_FEE),
         )
     }
 
@@ -220,7 +230,9 @@ impl Chain {
     fn ancestor_hash(&self, from: B256, number: u64) -> B256 {
         let mut at = from;
         for _ in 0..257 {
-            let Some(m) = self.metas.get(&at) else { return B256::ZERO };
+            let Some(m) = self.metas.get(&at) else {
+                return B256::ZERO;
+            };
             if m.number == number {
                 return at;
             }
@@ -238,10 +250,16 @@ impl Chain {
             return Err(invalid(hash, "number is not its parent's plus one"));
         }
         if h.timestamp <= self.median_time(&h.parent_hash) {
-            return Err(invalid(hash, "timestamp not after the median of the last 11 blocks"));
+            return Err(invalid(
+                hash,
+                "timestamp not after the median of the last 11 blocks",
+            ));
         }
         if h.timestamp > now + MAX_FUTURE_SECS {
-            return Err(invalid(hash, format!("timestamp more than {MAX_FUTURE_SECS} s in the future")));
+            return Err(invalid(
+                hash,
+                format!("timestamp more than {MAX_FUTURE_SECS} s in the future"),
+            ));
         }
         if h.gas_limit != self.spec.gas_limit || h.gas_used > h.gas_limit {
             return Err(invalid(hash, "gas limit or gas used out of bounds"));
@@ -264,7 +282,10 @@ impl Chain {
             || h.parent_beacon_block_root.is_some()
             || h.requests_hash.is_some()
         {
-            return Err(invalid(hash, "header fields this chain does not use are set"));
+            return Err(invalid(
+                hash,
+                "header fields this chain does not use are set",
+            ));
         }
         Ok(())
     }
@@ -274,7 +295,11 @@ impl Chain {
     pub fn check_block(&self, block: &ChainBlock, now: u64) -> Result<B256, ChainError> {
         let hash = block.header.hash_slow();
         match self.metas.get(&block.header.parent_hash) {
-            None => return Err(ChainError::UnknownBlock(block.header.parent_hash.to_string())),
+            None => {
+                return Err(ChainError::UnknownBlock(
+                    block.header.parent_hash.to_string(),
+                ));
+            }
             Some(m) if m.invalid => return Err(invalid(hash, "its parent is invalid")),
             Some(_) => {}
         }
@@ -315,7 +340,10 @@ impl Chain {
         let heavier = meta.total_work > self.total_work();
         self.headers.insert(hash, block.header.clone());
         self.metas.insert(hash, meta.clone());
-        let mut batch = Batch { blocks: vec![(hash, block.clone(), meta)], ..Default::default() };
+        let mut batch = Batch {
+            blocks: vec![(hash, block.clone(), meta)],
+            ..Default::default()
+        };
         if !heavier {
             self.store.commit(batch)?;
             return Ok(Imported::Side);
@@ -349,7 +377,11 @@ impl Chain {
                         (h, b, m)
                     })
                     .collect();
-                self.store.commit(Batch { blocks, metas: marks, ..Default::default() })?;
+                self.store.commit(Batch {
+                    blocks,
+                    metas: marks,
+                    ..Default::default()
+                })?;
                 Err(e)
             }
         }
@@ -363,7 +395,9 @@ impl Chain {
         if let Some(b) = pending.get(hash) {
             return Ok(b.clone());
         }
-        self.store.block(hash)?.ok_or_else(|| ChainError::UnknownBlock(hash.to_string()))
+        self.store
+            .block(hash)?
+            .ok_or_else(|| ChainError::UnknownBlock(hash.to_string()))
     }
 
     /// Makes `tip` canonical. On an invalid block, restores the previous head in memory
@@ -390,13 +424,18 @@ impl Chain {
         for n in (fork + 1..=self.head_number()).rev() {
             let h = self.canon[n as usize];
             let diff = self.store.diff(&h).map_err(fail(h))?.ok_or_else(|| {
-                (h, ChainError::Other(format!("no state diff kept for canonical block {h}")))
+                (
+                    h,
+                    ChainError::Other(format!("no state diff kept for canonical block {h}")),
+                )
             })?;
             self.state.undo(&diff);
             let block = self.load_block(&h, pending).map_err(fail(h))?;
             for t in &block.body.transactions {
                 batch.uncanon_txs.push(*t.tx_hash());
-                change.returned.push(alloy_eips::eip2718::Encodable2718::encoded_2718(t));
+                change
+                    .returned
+                    .push(alloy_eips::eip2718::Encodable2718::encoded_2718(t));
             }
             change.removed.push(h);
             undone.push((h, diff));
@@ -407,11 +446,17 @@ impl Chain {
         for h in &branch {
             match self.execute_canonical(h, pending) {
                 Ok((block, executed)) => {
-                    let tx_hashes: Vec<B256> =
-                        block.body.transactions.iter().map(|t| *t.tx_hash()).collect();
+                    let tx_hashes: Vec<B256> = block
+                        .body
+                        .transactions
+                        .iter()
+                        .map(|t| *t.tx_hash())
+                        .collect();
                     change.included.extend(tx_hashes.iter().copied());
                     batch.canon.push((block.header.number, *h, tx_hashes));
-                    batch.executed.push((*h, executed.receipts, executed.diff.clone()));
+                    batch
+                        .executed
+                        .push((*h, executed.receipts, executed.diff.clone()));
                     applied.push(executed.diff);
                     change.added.push(*h);
                 }
@@ -439,7 +484,9 @@ impl Chain {
         batch.canon_len = Some(self.canon.len() as u64);
         batch.head = Some(tip);
         let included: std::collections::HashSet<B256> = change.included.iter().copied().collect();
-        change.returned.retain(|raw| !included.contains(&alloy_primitives::keccak256(raw)));
+        change
+            .returned
+            .retain(|raw| !included.contains(&alloy_primitives::keccak256(raw)));
         Ok(change)
     }
 
@@ -451,7 +498,8 @@ impl Chain {
         pending: &HashMap<B256, ChainBlock>,
     ) -> Result<(ChainBlock, Executed), ChainError> {
         let block = self.load_block(hash, pending)?;
-        let txs = recover_all(&block).map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
+        let txs = recover_all(&block)
+            .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
         for t in &txs {
             t.check_static(self.spec.chain_id, self.spec.gas_limit)
                 .map_err(|e| invalid(*hash, format!("transaction {}: {e}", t.hash)))?;
@@ -483,7 +531,10 @@ impl Chain {
         if calculate_receipt_root(&executed.receipts) != h.receipts_root
             || executed.bloom() != h.logs_bloom
         {
-            return Err(invalid(*hash, "receipts root or logs bloom differs from the header"));
+            return Err(invalid(
+                *hash,
+                "receipts root or logs bloom differs from the header",
+            ));
         }
         self.state.apply(&executed.diff);
         if self.state.state_root() != h.state_root {
@@ -550,7 +601,11 @@ impl Chain {
         };
         Ok(Template {
             header,
-            body: BlockBody { transactions, ommers: vec![], withdrawals: None },
+            body: BlockBody {
+                transactions,
+                ommers: vec![],
+                withdrawals: None,
+            },
             target,
             dropped: executed.dropped,
         })
@@ -572,13 +627,29 @@ impl Chain {
     pub fn call(&self, req: &exec::CallRequest, now: u64) -> exec::CallOutcome {
         let head = self.head_hash();
         let hashes = |n: u64| self.ancestor_hash(head, n);
-        exec::call(self.spec.chain_id, &self.state, &hashes, &self.pending_info(now), req)
+        exec::call(
+            self.spec.chain_id,
+            &self.state,
+            &hashes,
+            &self.pending_info(now),
+            req,
+        )
     }
 
-    pub fn estimate_gas(&self, req: &exec::CallRequest, now: u64) -> Result<u64, exec::CallOutcome> {
+    pub fn estimate_gas(
+        &self,
+        req: &exec::CallRequest,
+        now: u64,
+    ) -> Result<u64, exec::CallOutcome> {
         let head = self.head_hash();
         let hashes = |n: u64| self.ancestor_hash(head, n);
-        exec::estimate_gas(self.spec.chain_id, &self.state, &hashes, &self.pending_info(now), req)
+        exec::estimate_gas(
+            self.spec.chain_id,
+            &self.state,
+            &hashes,
+            &self.pending_info(now),
+            req,
+        )
     }
 
     /// Hashes of the canonical chain after the newest of `locator` that is canonical
@@ -589,7 +660,12 @@ impl Chain {
             .find(|h| self.is_canonical(h))
             .map(|h| self.metas[h].number + 1)
             .unwrap_or(1);
-        self.canon.iter().skip(start as usize).take(max).copied().collect()
+        self.canon
+            .iter()
+            .skip(start as usize)
+            .take(max)
+            .copied()
+            .collect()
     }
 
     /// Block locator of the head: the last 10 hashes, then exponentially sparser.
@@ -608,8 +684,16 @@ impl Chain {
         out
     }
 
-    pub fn store_mempool(&self, add: Vec<(B256, Vec<u8>)>, remove: Vec<B256>) -> Result<(), ChainError> {
-        self.store.commit(Batch { mempool_add: add, mempool_remove: remove, ..Default::default() })
+    pub fn store_mempool(
+        &self,
+        add: Vec<(B256, Vec<u8>)>,
+        remove: Vec<B256>,
+    ) -> Result<(), ChainError> {
+        self.store.commit(Batch {
+            mempool_add: add,
+            mempool_remove: remove,
+            ..Default::default()
+        })
     }
 
     pub fn stored_mempool(&self) -> Result<Vec<Vec<u8>>, ChainError> {
@@ -619,8 +703,18 @@ impl Chain {
 
 fn invert(d: &StateDiff) -> StateDiff {
     StateDiff {
-        accounts: d.accounts.iter().rev().map(|(a, b, c)| (*a, c.clone(), b.clone())).collect(),
-        storage: d.storage.iter().rev().map(|(a, k, b, c)| (*a, *k, *c, *b)).collect(),
+        accounts: d
+            .accounts
+            .iter()
+            .rev()
+            .map(|(a, b, c)| (*a, c.clone(), b.clone()))
+            .collect(),
+        storage: d
+            .storage
+            .iter()
+            .rev()
+            .map(|(a, k, b, c)| (*a, *k, *c, *b))
+            .collect(),
         codes: vec![],
     }
 }
@@ -628,7 +722,9 @@ fn invert(d: &StateDiff) -> StateDiff {
 /// Recovers every sender of a block, in parallel when the block is large.
 pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, (usize, String)> {
     let txs = &block.body.transactions;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let recover = |(i, t): (usize, &alloy_consensus::TxEnvelope)| {
         RecoveredTx::recover(t.clone()).map_err(|e| (i, e.to_string()))
     };
@@ -651,7 +747,10 @@ pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, (usize, Strin
             .collect();
         let mut out = Vec::with_capacity(txs.len());
         for h in handles {
-            out.extend(h.join().map_err(|_| (0, "sender recovery panicked".to_string()))??);
+            out.extend(
+                h.join()
+                    .map_err(|_| (0, "sender recovery panicked".to_string()))??,
+            );
         }
         Ok(out)
     })

@@ -46,7 +46,9 @@ pub enum TxError {
     IntrinsicGas { gas: u64, needed: u64 },
     #[error("exceeds block gas limit")]
     GasLimit,
-    #[error("max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}")]
+    #[error(
+        "max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}"
+    )]
     FeeCapTooLow { max_fee: u128, base_fee: u64 },
     #[error("max priority fee per gas higher than max fee per gas")]
     TipAboveFeeCap,
@@ -62,6 +64,9 @@ pub enum TxError {
 
 impl ChainError {
     pub fn store(path: &std::path::Path, e: impl std::fmt::Display) -> ChainError {
-        ChainError::Store { path: path.display().to_string(), reason: e.to_string() }
+        ChainError::Store {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     }
 }

@@ -100,7 +100,10 @@ pub fn execute_block(
     for (i, tx) in txs.into_iter().enumerate() {
         if mode == Mode::Build {
             if skipped_senders.contains(&tx.sender) {
-                out.dropped.push((tx.hash, "an earlier transaction of its sender was left out".into()));
+                out.dropped.push((
+                    tx.hash,
+                    "an earlier transaction of its sender was left out".into(),
+                ));
                 continue;
             }
             if out.gas_used + tx.tx.as_ref().gas_limit_of() > block.gas_limit {
@@ -134,8 +137,15 @@ pub fn execute_block(
 
 fn receipt(tx: &RecoveredTx, result: &ExecutionResult, cumulative: u64) -> ReceiptEnvelope {
     let logs: Vec<Log> = result.logs().to_vec();
-    let r = Receipt { status: result.is_success().into(), cumulative_gas_used: cumulative, logs };
-    let with_bloom = ReceiptWithBloom { logs_bloom: r.bloom_slow(), receipt: r };
+    let r = Receipt {
+        status: result.is_success().into(),
+        cumulative_gas_used: cumulative,
+        logs,
+    };
+    let with_bloom = ReceiptWithBloom {
+        logs_bloom: r.bloom_slow(),
+        receipt: r,
+    };
     ReceiptEnvelope::from_typed(tx.tx.tx_type(), with_bloom)
 }
 
@@ -177,7 +187,11 @@ pub fn call(
     if price == 0 {
         b.basefee = 0;
     }
-    let mut evm = Context::mainnet().with_db(overlay).with_cfg(c).with_block(b).build_mainnet();
+    let mut evm = Context::mainnet()
+        .with_db(overlay)
+        .with_cfg(c)
+        .with_block(b)
+        .build_mainnet();
     let tx = TxEnv {
         tx_type: if price == 0 { 0 } else { 2 },
         caller: req.from.unwrap_or_default(),
@@ -222,7 +236,18 @@ pub fn estimate_gas(
     req: &CallRequest,
 ) -> Result<u64, CallOutcome> {
     let cap = req.gas.unwrap_or(block.gas_limit).min(block.gas_limit);
-    let at = |gas: u64| call(chain_id, base, hashes, block, &CallRequest { gas: Some(gas), ..req.clone() });
+    let at = |gas: u64| {
+        call(
+            chain_id,
+            base,
+            hashes,
+            block,
+            &CallRequest {
+                gas: Some(gas),
+                ..req.clone()
+            },
+        )
+    };
     let first = at(cap);
     if !first.success {
         return Err(first);

@@ -29,7 +29,12 @@ pub struct AccountView {
 
 impl Mempool {
     pub fn new(max: usize, max_per_sender: usize) -> Self {
-        Mempool { by_hash: HashMap::new(), by_sender: HashMap::new(), max, max_per_sender }
+        Mempool {
+            by_hash: HashMap::new(),
+            by_sender: HashMap::new(),
+            max,
+            max_per_sender,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -56,10 +61,17 @@ impl Mempool {
         }
         let nonce = tx.nonce();
         if nonce < acct.nonce {
-            return Err(TxError::NonceTooLow { next: acct.nonce, nonce });
+            return Err(TxError::NonceTooLow {
+                next: acct.nonce,
+                nonce,
+            });
         }
         if nonce > acct.nonce + MAX_NONCE_GAP {
-            return Err(TxError::NonceGap { next: acct.nonce, nonce, max_gap: MAX_NONCE_GAP });
+            return Err(TxError::NonceGap {
+                next: acct.nonce,
+                nonce,
+                max_gap: MAX_NONCE_GAP,
+            });
         }
         if tx.max_cost() > acct.balance {
             return Err(TxError::InsufficientFunds {
@@ -72,9 +84,17 @@ impl Mempool {
             Some(old_hash) => {
                 let old = &self.by_hash[old_hash];
                 let bump = |v: u128| v + v * PRICE_BUMP_PERCENT / 100;
-                let old_tip = old.tx.max_priority_fee_per_gas().unwrap_or(old.tx.max_fee_per_gas());
-                let new_tip = tx.tx.max_priority_fee_per_gas().unwrap_or(tx.tx.max_fee_per_gas());
-                if tx.tx.max_fee_per_gas() < bump(old.tx.max_fee_per_gas()) || new_tip < bump(old_tip) {
+                let old_tip = old
+                    .tx
+                    .max_priority_fee_per_gas()
+                    .unwrap_or(old.tx.max_fee_per_gas());
+                let new_tip = tx
+                    .tx
+                    .max_priority_fee_per_gas()
+                    .unwrap_or(tx.tx.max_fee_per_gas());
+                if tx.tx.max_fee_per_gas() < bump(old.tx.max_fee_per_gas())
+                    || new_tip < bump(old_tip)
+                {
                     return Err(TxError::Underpriced);
                 }
                 Some(*old_hash)
@@ -92,7 +112,10 @@ impl Mempool {
         if let Some(old) = replaced {
             self.by_hash.remove(&old);
         }
-        self.by_sender.entry(tx.sender).or_default().insert(nonce, tx.hash);
+        self.by_sender
+            .entry(tx.sender)
+            .or_default()
+            .insert(nonce, tx.hash);
         self.by_hash.insert(tx.hash, tx);
         Ok(replaced)
     }
@@ -155,7 +178,12 @@ impl Mempool {
 
     /// Transactions for the next block: each sender's in nonce order from its account
     /// nonce, senders interleaved by the tip they pay at `base_fee` (highest first).
-    pub fn select(&self, base_fee: u64, nonce_of: impl Fn(&Address) -> u64, max: usize) -> Vec<RecoveredTx> {
+    pub fn select(
+        &self,
+        base_fee: u64,
+        nonce_of: impl Fn(&Address) -> u64,
+        max: usize,
+    ) -> Vec<RecoveredTx> {
         let mut heap = BinaryHeap::new();
         let mut cursors: HashMap<Address, u64> = HashMap::new();
         for (sender, q) in &self.by_sender {

@@ -31,7 +31,14 @@ pub fn seal(
             let target = template.target;
             s.spawn(move || {
                 let both = StopEither(stop, done);
-                let (hit, tried) = pow::search_until(seal, target, start.wrapping_add(i), threads, rate / threads, &both);
+                let (hit, tried) = pow::search_until(
+                    seal,
+                    target,
+                    start.wrapping_add(i),
+                    threads,
+                    rate / threads,
+                    &both,
+                );
                 hashes.fetch_add(tried, Ordering::Relaxed);
                 if let Some(hit) = hit {
                     done.store(true, Ordering::Relaxed);
@@ -47,7 +54,10 @@ pub fn seal(
     let mut header = template.header;
     header.nonce = B64::from(nonce.to_be_bytes());
     header.mix_hash = work;
-    Some(ChainBlock { header, body: template.body })
+    Some(ChainBlock {
+        header,
+        body: template.body,
+    })
 }
 
 /// Stops when either flag is set.

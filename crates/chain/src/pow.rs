@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn found_seal_verifies_and_a_changed_one_does_not() {
-        let mut h = Header { number: 7, difficulty: U256::from(1000), ..Default::default() };
+        let mut h = Header {
+            number: 7,
+            difficulty: U256::from(1000),
+            ..Default::default()
+        };
         let target = U256::MAX / U256::from(1000);
         let stop = AtomicBool::new(false);
         let (found, _) = search(&seal_hash(&h), target, 0, 1, 0, &stop);

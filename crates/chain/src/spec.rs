@@ -52,14 +52,17 @@ impl ChainSpec {
     pub fn from_config(g: &GenesisConfig) -> Result<ChainSpec, ChainError> {
         let bad = |what: &str| ChainError::Config(what.to_string());
         if g.block_time_secs == 0 || g.half_life_secs == 0 {
-            return Err(bad("chain.genesis: block_time_secs and half_life_secs must be above 0"));
+            return Err(bad(
+                "chain.genesis: block_time_secs and half_life_secs must be above 0",
+            ));
         }
         if g.initial_difficulty == 0 {
             return Err(bad("chain.genesis.initial_difficulty must be at least 1"));
         }
-        let reward = g.block_reward_wei.parse::<U256>().map_err(|_| {
-            bad("chain.genesis.block_reward_wei must be a decimal number of wei")
-        })?;
+        let reward = g
+            .block_reward_wei
+            .parse::<U256>()
+            .map_err(|_| bad("chain.genesis.block_reward_wei must be a decimal number of wei"))?;
         let mut alloc = Vec::new();
         if g.dev_accounts {
             for key in DEV_KEYS {
@@ -68,10 +71,14 @@ impl ChainSpec {
         }
         for (addr, wei) in &g.alloc {
             let a: Address = addr.parse().map_err(|_| {
-                bad(&format!("chain.genesis.alloc: `{addr}` is not a 0x-prefixed 20-byte address"))
+                bad(&format!(
+                    "chain.genesis.alloc: `{addr}` is not a 0x-prefixed 20-byte address"
+                ))
             })?;
             let v = wei.parse::<U256>().map_err(|_| {
-                bad(&format!("chain.genesis.alloc: balance of {addr} must be decimal wei"))
+                bad(&format!(
+                    "chain.genesis.alloc: balance of {addr} must be decimal wei"
+                ))
             })?;
             alloc.push((a, v));
         }
@@ -98,7 +105,8 @@ impl ChainSpec {
         let mut state = WorldState::default();
         let mut diff = StateDiff::default();
         for (a, v) in &self.alloc {
-            diff.accounts.push((*a, None, Some(AccountRec::with_balance(*v))));
+            diff.accounts
+                .push((*a, None, Some(AccountRec::with_balance(*v))));
         }
         state.apply(&diff);
         let header = Header {
@@ -133,18 +141,28 @@ mod tests {
         let first = spec.alloc[0].0;
         assert_eq!(
             first,
-            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266".parse::<Address>().unwrap()
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+                .parse::<Address>()
+                .unwrap()
         );
         assert_eq!(
             spec.alloc[9].0,
-            "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720".parse::<Address>().unwrap()
+            "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720"
+                .parse::<Address>()
+                .unwrap()
         );
-        assert_eq!(spec.alloc[0].1, "10000000000000000000000".parse::<U256>().unwrap());
+        assert_eq!(
+            spec.alloc[0].1,
+            "10000000000000000000000".parse::<U256>().unwrap()
+        );
     }
 
     #[test]
     fn bad_config_is_a_clear_error() {
-        let g = GenesisConfig { block_reward_wei: "lots".into(), ..Default::default() };
+        let g = GenesisConfig {
+            block_reward_wei: "lots".into(),
+            ..Default::default()
+        };
         let e = ChainSpec::from_config(&g).unwrap_err().to_string();
         assert!(e.contains("block_reward_wei"), "{e}");
     }

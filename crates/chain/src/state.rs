@@ -24,7 +24,11 @@ pub struct AccountRec {
 
 impl AccountRec {
     pub fn with_balance(balance: U256) -> Self {
-        AccountRec { nonce: 0, balance, code_hash: KECCAK256_EMPTY }
+        AccountRec {
+            nonce: 0,
+            balance,
+            code_hash: KECCAK256_EMPTY,
+        }
     }
 }
 
@@ -54,7 +58,11 @@ impl WorldState {
     }
 
     pub fn slot(&self, a: &Address, key: &U256) -> U256 {
-        self.storage.get(a).and_then(|s| s.get(key)).copied().unwrap_or_default()
+        self.storage
+            .get(a)
+            .and_then(|s| s.get(key))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn code(&self, a: &Address) -> Bytes {
@@ -117,7 +125,9 @@ impl WorldState {
             if !self.root_cache.contains_key(a) {
                 let r = match self.storage.get(a) {
                     Some(slots) => root::storage_root_unhashed(
-                        slots.iter().map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
+                        slots
+                            .iter()
+                            .map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
                     ),
                     None => EMPTY_ROOT_HASH,
                 };
@@ -181,7 +191,9 @@ impl<'a> Overlay<'a> {
 
     /// Adds `amount` to an account's balance (block rewards).
     pub fn credit(&mut self, a: Address, amount: U256) {
-        let mut rec = self.account(&a).unwrap_or_else(|| AccountRec::with_balance(U256::ZERO));
+        let mut rec = self
+            .account(&a)
+            .unwrap_or_else(|| AccountRec::with_balance(U256::ZERO));
         rec.balance = rec.balance.saturating_add(amount);
         self.accounts.insert(a, Some(rec));
     }
@@ -230,8 +242,11 @@ impl<'a> Overlay<'a> {
                 diff.storage.push((a, k, before, after));
             }
         }
-        let mut codes: Vec<_> =
-            self.codes.into_iter().filter(|(h, _)| !base.codes.contains_key(h)).collect();
+        let mut codes: Vec<_> = self
+            .codes
+            .into_iter()
+            .filter(|(h, _)| !base.codes.contains_key(h))
+            .collect();
         codes.sort_by_key(|(h, _)| *h);
         diff.codes = codes;
         diff
@@ -252,7 +267,9 @@ impl Database for Overlay<'_> {
 
     fn code_by_hash(&mut self, hash: B256) -> Result<Bytecode, NoError> {
         let raw = self.codes.get(&hash).or_else(|| self.base.codes.get(&hash));
-        Ok(raw.map(|b| Bytecode::new_raw(b.clone())).unwrap_or_default())
+        Ok(raw
+            .map(|b| Bytecode::new_raw(b.clone()))
+            .unwrap_or_default())
     }
 
     fn storage(&mut self, a: Address, key: U256) -> Result<U256, NoError> {
@@ -277,9 +294,7 @@ impl Overlay<'_> {
         if !account.is_touched() {
             return;
         }
-        if account.is_selfdestructed()
-            || (account.state_clear_aware_is_empty(self.spec))
-        {
+        if account.is_selfdestructed() || (account.state_clear_aware_is_empty(self.spec)) {
             self.wipe(a);
             self.accounts.insert(a, None);
             return;

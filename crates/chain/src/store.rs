@@ -85,7 +85,10 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, ChainError> {
         let db = Database::create(path).map_err(|e| ChainError::store(path, e))?;
         nodus_core::fsutil::restrict(path).map_err(|e| ChainError::store(path, e))?;
-        let store = Store { db, path: path.to_path_buf() };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
         let w = store.db.begin_write().map_err(|e| store.err(e))?;
         {
             w.open_table(BLOCKS).map_err(|e| store.err(e))?;
@@ -125,7 +128,12 @@ impl Store {
             headers.push((hash, block.header, meta));
         }
         let mut canon = Vec::new();
-        for row in r.open_table(CANON).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for row in r
+            .open_table(CANON)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (_, v) = row.map_err(|e| self.err(e))?;
             canon.push(B256::from(*v.value()));
         }
@@ -137,29 +145,58 @@ impl Store {
             .map(|v| B256::from(*v.value()));
         let mut state = WorldState::default();
         let mut diff = StateDiff::default();
-        for row in r.open_table(ACCOUNTS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for row in r
+            .open_table(ACCOUNTS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let rec: AccountRec = postcard::from_bytes(v.value()).map_err(|e| self.err(e))?;
-            diff.accounts.push((Address::from(*k.value()), None, Some(rec)));
+            diff.accounts
+                .push((Address::from(*k.value()), None, Some(rec)));
         }
-        for row in r.open_table(STORAGE).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for row in r
+            .open_table(STORAGE)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let key = k.value();
             let a = Address::from_slice(&key[..20]);
             let slot = U256::from_be_slice(&key[20..]);
-            diff.storage.push((a, slot, U256::ZERO, U256::from_be_bytes(*v.value())));
+            diff.storage
+                .push((a, slot, U256::ZERO, U256::from_be_bytes(*v.value())));
         }
-        for row in r.open_table(CODES).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for row in r
+            .open_table(CODES)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (k, v) = row.map_err(|e| self.err(e))?;
-            diff.codes.push((B256::from(*k.value()), Bytes::copy_from_slice(v.value())));
+            diff.codes
+                .push((B256::from(*k.value()), Bytes::copy_from_slice(v.value())));
         }
         state.apply(&diff);
         let mut mempool = Vec::new();
-        for row in r.open_table(MEMPOOL).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for row in r
+            .open_table(MEMPOOL)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (_, v) = row.map_err(|e| self.err(e))?;
             mempool.push(v.value().to_vec());
         }
-        Ok(Loaded { headers, canon, head, state, mempool })
+        Ok(Loaded {
+            headers,
+            canon,
+            head,
+            state,
+            mempool,
+        })
     }
 
     pub fn block(&self, hash: &B256) -> Result<Option<ChainBlock>, ChainError> {
@@ -174,7 +211,9 @@ impl Store {
     pub fn receipts(&self, hash: &B256) -> Result<Option<Vec<ReceiptEnvelope>>, ChainError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(RECEIPTS).map_err(|e| self.err(e))?;
-        let Some(v) = t.get(&hash.0).map_err(|e| self.err(e))? else { return Ok(None) };
+        let Some(v) = t.get(&hash.0).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
         let raw: Vec<Vec<u8>> = postcard::from_bytes(v.value()).map_err(|e| self.err(e))?;
         raw.iter()
             .map(|b| ReceiptEnvelope::decode_2718_exact(b).map_err(|e| self.err(e)))
@@ -185,8 +224,12 @@ impl Store {
     pub fn diff(&self, hash: &B256) -> Result<Option<StateDiff>, ChainError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = r.open_table(DIFFS).map_err(|e| self.err(e))?;
-        let Some(v) = t.get(&hash.0).map_err(|e| self.err(e))? else { return Ok(None) };
-        Ok(Some(postcard::from_bytes(v.value()).map_err(|e| self.err(e))?))
+        let Some(v) = t.get(&hash.0).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            postcard::from_bytes(v.value()).map_err(|e| self.err(e))?,
+        ))
     }
 
     pub fn tx_location(&self, tx: &B256) -> Result<Option<(B256, u32)>, ChainError> {
@@ -206,22 +249,32 @@ impl Store {
             for (hash, block, meta) in &batch.blocks {
                 let mut raw = Vec::new();
                 block.encode(&mut raw);
-                blocks.insert(&hash.0, raw.as_slice()).map_err(|e| self.err(e))?;
+                blocks
+                    .insert(&hash.0, raw.as_slice())
+                    .map_err(|e| self.err(e))?;
                 let m = postcard::to_allocvec(meta).map_err(|e| self.err(e))?;
-                metas.insert(&hash.0, m.as_slice()).map_err(|e| self.err(e))?;
+                metas
+                    .insert(&hash.0, m.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             for (hash, meta) in &batch.metas {
                 let m = postcard::to_allocvec(meta).map_err(|e| self.err(e))?;
-                metas.insert(&hash.0, m.as_slice()).map_err(|e| self.err(e))?;
+                metas
+                    .insert(&hash.0, m.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             let mut receipts = w.open_table(RECEIPTS).map_err(|e| self.err(e))?;
             let mut diffs = w.open_table(DIFFS).map_err(|e| self.err(e))?;
             for (hash, rs, diff) in &batch.executed {
                 let raw: Vec<Vec<u8>> = rs.iter().map(|r| r.encoded_2718()).collect();
                 let v = postcard::to_allocvec(&raw).map_err(|e| self.err(e))?;
-                receipts.insert(&hash.0, v.as_slice()).map_err(|e| self.err(e))?;
+                receipts
+                    .insert(&hash.0, v.as_slice())
+                    .map_err(|e| self.err(e))?;
                 let d = postcard::to_allocvec(diff).map_err(|e| self.err(e))?;
-                diffs.insert(&hash.0, d.as_slice()).map_err(|e| self.err(e))?;
+                diffs
+                    .insert(&hash.0, d.as_slice())
+                    .map_err(|e| self.err(e))?;
             }
             let mut canon = w.open_table(CANON).map_err(|e| self.err(e))?;
             let mut txs = w.open_table(TX_INDEX).map_err(|e| self.err(e))?;
@@ -230,7 +283,10 @@ impl Store {
             }
             if let Some(len) = batch.canon_len {
                 loop {
-                    let last = canon.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value());
+                    let last = canon
+                        .last()
+                        .map_err(|e| self.err(e))?
+                        .map(|(k, _)| k.value());
                     match last {
                         Some(n) if n >= len => {
                             canon.remove(n).map_err(|e| self.err(e))?;
@@ -242,7 +298,8 @@ impl Store {
             for (number, hash, tx_hashes) in &batch.canon {
                 canon.insert(*number, &hash.0).map_err(|e| self.err(e))?;
                 for (i, t) in tx_hashes.iter().enumerate() {
-                    txs.insert(&t.0, (&hash.0, i as u32)).map_err(|e| self.err(e))?;
+                    txs.insert(&t.0, (&hash.0, i as u32))
+                        .map_err(|e| self.err(e))?;
                 }
             }
             let mut accounts = w.open_table(ACCOUNTS).map_err(|e| self.err(e))?;
@@ -256,7 +313,9 @@ impl Store {
                     match after {
                         Some(rec) => {
                             let v = postcard::to_allocvec(rec).map_err(|e| self.err(e))?;
-                            accounts.insert(&a.0.0, v.as_slice()).map_err(|e| self.err(e))?;
+                            accounts
+                                .insert(&a.0.0, v.as_slice())
+                                .map_err(|e| self.err(e))?;
                         }
                         None => {
                             accounts.remove(&a.0.0).map_err(|e| self.err(e))?;
@@ -268,7 +327,9 @@ impl Store {
                     if after.is_zero() {
                         storage.remove(&key).map_err(|e| self.err(e))?;
                     } else {
-                        storage.insert(&key, &after.to_be_bytes::<32>()).map_err(|e| self.err(e))?;
+                        storage
+                            .insert(&key, &after.to_be_bytes::<32>())
+                            .map_err(|e| self.err(e))?;
                     }
                 }
             }

@@ -28,13 +28,15 @@ impl RecoveredTx {
         if raw.len() > MAX_TX_BYTES {
             return Err(TxError::Oversized(raw.len()));
         }
-        let tx =
-            TxEnvelope::decode_2718_exact(raw).map_err(|e| TxError::Decode(e.to_string()))?;
+        let tx = TxEnvelope::decode_2718_exact(raw).map_err(|e| TxError::Decode(e.to_string()))?;
         RecoveredTx::recover(tx)
     }
 
     pub fn recover(tx: TxEnvelope) -> Result<RecoveredTx, TxError> {
-        if !matches!(tx.tx_type(), TxType::Legacy | TxType::Eip2930 | TxType::Eip1559) {
+        if !matches!(
+            tx.tx_type(),
+            TxType::Legacy | TxType::Eip2930 | TxType::Eip1559
+        ) {
             return Err(TxError::Type);
         }
         let sender = tx
@@ -42,7 +44,11 @@ impl RecoveredTx {
             .recover_address_from_prehash(&tx.signature_hash())
             .map_err(|e| TxError::Signature(e.to_string()))?;
         let hash = *tx.tx_hash();
-        Ok(RecoveredTx { tx: Arc::new(tx), sender, hash })
+        Ok(RecoveredTx {
+            tx: Arc::new(tx),
+            sender,
+            hash,
+        })
     }
 
     pub fn encoded(&self) -> Vec<u8> {
@@ -58,7 +64,10 @@ impl RecoveredTx {
         match self.tx.chain_id() {
             None => return Err(TxError::Unprotected),
             Some(c) if c != chain_id => {
-                return Err(TxError::ChainId { have: Some(c), want: chain_id });
+                return Err(TxError::ChainId {
+                    have: Some(c),
+                    want: chain_id,
+                });
             }
             Some(_) => {}
         }
@@ -72,7 +81,10 @@ impl RecoveredTx {
         }
         let needed = intrinsic_gas(&self.tx);
         if self.tx.gas_limit() < needed {
-            return Err(TxError::IntrinsicGas { gas: self.tx.gas_limit(), needed });
+            return Err(TxError::IntrinsicGas {
+                gas: self.tx.gas_limit(),
+                needed,
+            });
         }
         Ok(())
     }

@@ -61,6 +61,11 @@ impl Key {
         )
     }
 
+    /// Signs a transaction into its EIP-2718 bytes, as eth_sendRawTransaction takes them.
+    pub fn sign_raw(&self, tx: TypedTransaction) -> Vec<u8> {
+        alloy_eips::eip2718::Encodable2718::encoded_2718(&self.sign(tx))
+    }
+
     /// Signs a transaction into the envelope that goes on the wire.
     pub fn sign(&self, tx: TypedTransaction) -> TxEnvelope {
         match tx {
@@ -86,6 +91,35 @@ impl Key {
             }
         }
     }
+}
+
+/// An EIP-1559 transaction (a transfer when `data` is empty, a deployment when `to` is
+/// None), for signing with [`Key::sign`].
+#[allow(clippy::too_many_arguments)]
+pub fn eip1559(
+    chain_id: u64,
+    nonce: u64,
+    to: Option<Address>,
+    value: U256,
+    data: alloy_primitives::Bytes,
+    gas_limit: u64,
+    max_fee_per_gas: u128,
+    max_priority_fee_per_gas: u128,
+) -> TypedTransaction {
+    TypedTransaction::Eip1559(alloy_consensus::TxEip1559 {
+        chain_id,
+        nonce,
+        gas_limit,
+        max_fee_per_gas,
+        max_priority_fee_per_gas,
+        to: match to {
+            Some(a) => alloy_primitives::TxKind::Call(a),
+            None => alloy_primitives::TxKind::Create,
+        },
+        value,
+        access_list: Default::default(),
+        input: data,
+    })
 }
 
 pub fn address_of_hex(hex_key: &str) -> Result<Address, ChainError> {

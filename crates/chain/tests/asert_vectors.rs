@@ -31,12 +31,21 @@ fn reproduces_every_row_of_the_twelve_runs() {
         let text = std::fs::read_to_string(dir.join(format!("run{run:02}"))).expect("vector file");
         let anchor = AsertAnchor {
             height: field(&text, &["anchor height:"]).parse().expect("height"),
-            parent_time: field(&text, &["anchor ancestor time:", "anchor parent time:"]).parse().expect("time"),
+            parent_time: field(&text, &["anchor ancestor time:", "anchor parent time:"])
+                .parse()
+                .expect("time"),
             bits: hex_u32(field(&text, &["anchor nBits:"])),
         };
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (height, time, bits) = (cols[1].parse::<u64>().unwrap(), cols[2].parse::<i64>().unwrap(), hex_u32(cols[3]));
+            let (height, time, bits) = (
+                cols[1].parse::<u64>().unwrap(),
+                cols[2].parse::<i64>().unwrap(),
+                hex_u32(cols[3]),
+            );
             assert_eq!(
                 next_bits(&params, &anchor, time, height),
                 bits,

@@ -15,7 +15,11 @@ use nodus_chain::{ChainError, ChainSpec, miner};
 use nodus_core::GenesisConfig;
 
 fn spec() -> ChainSpec {
-    ChainSpec::from_config(&GenesisConfig { initial_difficulty: 2000, ..Default::default() }).unwrap()
+    ChainSpec::from_config(&GenesisConfig {
+        initial_difficulty: 2000,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 fn open(dir: &tempfile::TempDir, name: &str) -> Chain {
@@ -60,8 +64,14 @@ fn blocks_import_execute_and_reorg_exactly() {
 
     // A mines a transfer; B imports it and reaches the same state root.
     let b1 = mine(&mut a, vec![transfer(&alice, 0, bob, 5)], now, miner_a);
-    assert!(matches!(a.import(b1.clone(), now).unwrap(), Imported::Head(_)));
-    assert!(matches!(b.import(b1.clone(), now).unwrap(), Imported::Head(_)));
+    assert!(matches!(
+        a.import(b1.clone(), now).unwrap(),
+        Imported::Head(_)
+    ));
+    assert!(matches!(
+        b.import(b1.clone(), now).unwrap(),
+        Imported::Head(_)
+    ));
     assert_eq!(balance(&b, &bob), U256::from(5));
     assert_eq!(a.head().state_root, b.head().state_root);
     let root_after_1 = a.head().state_root;
@@ -69,27 +79,51 @@ fn blocks_import_execute_and_reorg_exactly() {
     // A extends with a second transfer; B mines a competing branch of two blocks with
     // no transfer, which has more work, and A reorganises onto it.
     let a2 = mine(&mut a, vec![transfer(&alice, 1, bob, 7)], now + 1, miner_a);
-    assert!(matches!(a.import(a2.clone(), now + 1).unwrap(), Imported::Head(_)));
+    assert!(matches!(
+        a.import(a2.clone(), now + 1).unwrap(),
+        Imported::Head(_)
+    ));
     assert_eq!(balance(&a, &bob), U256::from(12));
     let b2 = mine(&mut b, vec![], now + 1, miner_b);
     b.import(b2.clone(), now + 1).unwrap();
     let b3 = mine(&mut b, vec![], now + 2, miner_b);
     b.import(b3.clone(), now + 2).unwrap();
     let work_a = a.total_work();
-    assert_eq!(a.import(b2.clone(), now + 2).unwrap(), Imported::Side, "equal work keeps the head");
+    assert_eq!(
+        a.import(b2.clone(), now + 2).unwrap(),
+        Imported::Side,
+        "equal work keeps the head"
+    );
     match a.import(b3.clone(), now + 2).unwrap() {
         Imported::Head(change) => {
             assert!(a.total_work() > work_a);
             assert_eq!(change.removed, vec![a2.header.hash_slow()]);
-            assert_eq!(change.added, vec![b2.header.hash_slow(), b3.header.hash_slow()]);
-            assert_eq!(change.returned.len(), 1, "the orphaned transfer goes back to the pool");
+            assert_eq!(
+                change.added,
+                vec![b2.header.hash_slow(), b3.header.hash_slow()]
+            );
+            assert_eq!(
+                change.returned.len(),
+                1,
+                "the orphaned transfer goes back to the pool"
+            );
         }
         other => panic!("expected a reorg, got {other:?}"),
     }
-    assert_eq!(balance(&a, &bob), U256::from(5), "the orphaned transfer is undone");
+    assert_eq!(
+        balance(&a, &bob),
+        U256::from(5),
+        "the orphaned transfer is undone"
+    );
     assert_eq!(a.head().state_root, b.head().state_root);
-    assert_eq!(balance(&a, &miner_a), U256::from(2_000_000_000_000_000_000u128) + U256::from(21_000u64 * 1_000_000_000));
-    assert_eq!(a.header(&a.canonical_hash(1).unwrap()).unwrap().state_root, root_after_1);
+    assert_eq!(
+        balance(&a, &miner_a),
+        U256::from(2_000_000_000_000_000_000u128) + U256::from(21_000u64 * 1_000_000_000)
+    );
+    assert_eq!(
+        a.header(&a.canonical_hash(1).unwrap()).unwrap().state_root,
+        root_after_1
+    );
 
     // Reopened from disk, A has the same head and state.
     let head = a.head_hash();
@@ -97,8 +131,17 @@ fn blocks_import_execute_and_reorg_exactly() {
     let a = open(&dir, "a.redb");
     assert_eq!(a.head_hash(), head);
     assert_eq!(balance(&a, &bob), U256::from(5));
-    assert!(a.tx_location(&b1.body.transactions[0].tx_hash().clone()).unwrap().is_some());
-    assert!(a.tx_location(a2.body.transactions[0].tx_hash()).unwrap().is_none(), "orphaned tx unindexed");
+    assert!(
+        a.tx_location(&b1.body.transactions[0].tx_hash().clone())
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        a.tx_location(a2.body.transactions[0].tx_hash())
+            .unwrap()
+            .is_none(),
+        "orphaned tx unindexed"
+    );
 }
 
 #[test]
@@ -109,7 +152,11 @@ fn bad_blocks_are_refused_with_a_reason() {
     let good = mine(&mut a, vec![], now, Address::ZERO);
 
     let mut bad_pow = good.clone();
-    bad_pow.header.nonce = alloy_primitives::B64::from(u64::from_be_bytes(good.header.nonce.0).wrapping_add(1).to_be_bytes());
+    bad_pow.header.nonce = alloy_primitives::B64::from(
+        u64::from_be_bytes(good.header.nonce.0)
+            .wrapping_add(1)
+            .to_be_bytes(),
+    );
     let e = a.import(bad_pow, now).unwrap_err().to_string();
     assert!(e.contains("proof of work"), "{e}");
 
@@ -138,7 +185,8 @@ fn bad_blocks_are_refused_with_a_reason() {
     let replayed = RecoveredTx::recover(key.sign(TypedTransaction::Legacy(other_chain))).unwrap();
     let mut t = a.template(Address::ZERO, vec![], now).unwrap();
     t.body.transactions.push((*replayed.tx).clone());
-    t.header.transactions_root = alloy_consensus::proofs::calculate_transaction_root(&t.body.transactions);
+    t.header.transactions_root =
+        alloy_consensus::proofs::calculate_transaction_root(&t.body.transactions);
     let sealed = miner::seal(t, 1, 0, &AtomicBool::new(false), &AtomicU64::new(0)).unwrap();
     let e = a.import(sealed, now).unwrap_err();
     assert!(matches!(e, ChainError::Block { .. }), "{e}");

@@ -37,12 +37,22 @@ fn json(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(o), stderr(o)))
 }
 
+/// Writes a node's config.toml. Every node of these tests takes a free port for its
+/// JSON-RPC server (the default, 8545, can only be had by one).
+fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
+    let mut text = text.as_ref().to_string();
+    if !text.contains("[chain]") {
+        text.push_str("[chain]\nrpc_listen = \"127.0.0.1:0\"\n");
+    }
+    std::fs::write(dir.join("config.toml"), text)
+}
+
 /// A data dir whose node listens on TCP at `ip` only.
 fn init_at(dir: &Path, ip: &str) {
     let o = nodus(dir, &["init"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    std::fs::write(
-        dir.join("config.toml"),
+    write_config(
+        &dir,
         format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n"),
     )
     .unwrap();
@@ -634,8 +644,8 @@ fn a_node_started_before_its_bootstrap_peer_joins_when_it_comes_up() {
         let l = std::net::TcpListener::bind("127.0.41.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    std::fs::write(
-        a.join("config.toml"),
+    write_config(
+        &a,
         format!("[p2p]\nlisten = [\"/ip4/127.0.41.1/tcp/{port}\"]\nmdns = false\n"),
     )
     .unwrap();
@@ -644,8 +654,7 @@ fn a_node_started_before_its_bootstrap_peer_joins_when_it_comes_up() {
         .unwrap()
         .to_string();
     init_at(&b, "127.0.42.1");
-    std::fs::write(
-        b.join("config.toml"),
+    write_config(&b,
         format!(
             "[p2p]\nlisten = [\"/ip4/127.0.42.1/tcp/0\"]\nmdns = false\nbootstrap = [\"/ip4/127.0.41.1/tcp/{port}/p2p/{peer_a}\"]\n"
         ),
@@ -683,8 +692,8 @@ fn a_second_node_on_a_taken_port_is_refused() {
     };
     for d in [&a, &b] {
         assert!(nodus(d, &["init"]).status.success());
-        std::fs::write(
-            d.join("config.toml"),
+        write_config(
+            &d,
             format!("[p2p]\nlisten = [\"/ip4/127.0.43.1/tcp/{port}\"]\nmdns = false\n"),
         )
         .unwrap();
@@ -739,7 +748,7 @@ fn hide_behind(dir: &Path, relay: &Path) {
     let config = format!(
         "[p2p]\nlisten = []\nbootstrap = [\"{addr}\"]\nrelays = [\"{addr}\"]\nmdns = false\n"
     );
-    std::fs::write(dir.join("config.toml"), config).unwrap();
+    write_config(&dir, config).unwrap();
 }
 
 /// Bob cannot be dialed: he is reached through c, which relays for him and keeps his
@@ -758,8 +767,8 @@ fn messages_survive_kill_9_of_sender_recipient_and_relay() {
     init_at(&c, "127.0.47.1");
     // A relay must announce an address for its reservations to carry one.
     let relay_config = std::fs::read_to_string(c.join("config.toml")).unwrap();
-    std::fs::write(
-        c.join("config.toml"),
+    write_config(
+        &c,
         relay_config.replace("[p2p]\n", "[p2p]\nadvertise_listen_addrs = true\n"),
     )
     .unwrap();

@@ -94,7 +94,12 @@ pub struct MiningConfig {
 
 impl Default for MiningConfig {
     fn default() -> Self {
-        MiningConfig { enabled: false, threads: 1, coinbase: String::new(), max_hashes_per_sec: 0 }
+        MiningConfig {
+            enabled: false,
+            threads: 1,
+            coinbase: String::new(),
+            max_hashes_per_sec: 0,
+        }
     }
 }
 

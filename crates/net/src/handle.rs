@@ -139,7 +139,10 @@ impl NetworkHandle {
     /// Counts a misbehaviour of `peer` seen by a service; repeated ones get it banned
     /// for a while, as the overlay's own strikes do.
     pub fn report_misbehaviour(&self, peer: PeerId, reason: impl Into<String>) {
-        let _ = self.tx.try_send(Command::Misbehaved { peer, reason: reason.into() });
+        let _ = self.tx.try_send(Command::Misbehaved {
+            peer,
+            reason: reason.into(),
+        });
     }
 
     /// Takes a reservation on `relay` (an address ending in `/p2p/<relay id>`) and listens

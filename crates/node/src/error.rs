@@ -9,6 +9,8 @@ pub enum NodeError {
     Net(#[from] NetError),
     #[error(transparent)]
     Msg(#[from] nodus_msg::MsgError),
+    #[error(transparent)]
+    Chain(#[from] nodus_chain::ChainError),
     #[error(
         "another node is already running on data dir {0}; stop it first (or pick another --data-dir)"
     )]

@@ -27,6 +27,8 @@ pub struct StartOptions {
 pub struct RunningNode {
     pub net: NetworkHandle,
     pub msg: nodus_msg::MsgHandle,
+    /// The chain service; None when `[chain] enabled = false`.
+    pub chain: Option<nodus_chain::ChainHandle>,
     pub endpoints: Endpoints,
     pub data_dir: DataDir,
     api_addr: SocketAddr,
@@ -80,6 +82,19 @@ impl Node {
             &mut registry,
             shutdown_rx.clone(),
         )?;
+        let (chain, chain_tasks) = if config.chain.enabled {
+            let (h, t) = nodus_chain::spawn(
+                config.chain.clone(),
+                net.clone(),
+                &dir.chain_store_path(),
+                &mut registry,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            (Some(h), t)
+        } else {
+            (None, Vec::new())
+        };
 
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
@@ -96,6 +111,7 @@ impl Node {
         let state = ApiState {
             net: net.clone(),
             msg: msg.clone(),
+            chain: chain.clone(),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
             metrics: api_metrics,
@@ -122,7 +138,12 @@ impl Node {
             peer_id: net.local_peer_id().to_string(),
             p2p,
             pid: std::process::id(),
-            extra: Default::default(),
+            extra: chain
+                .as_ref()
+                .and_then(|c| c.json_rpc_url())
+                .map(|u| ("json_rpc".to_string(), u))
+                .into_iter()
+                .collect(),
         };
         endpoints.write(&dir.endpoints_path())?;
         let updater = tokio::spawn(keep_endpoints_current(
@@ -141,8 +162,10 @@ impl Node {
             tasks: vec![net_task, api_task, updater]
                 .into_iter()
                 .chain(msg_tasks)
+                .chain(chain_tasks)
                 .collect(),
             msg,
+            chain,
             _lock: lock,
         })
     }

@@ -55,6 +55,12 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.p2p.autonat_private_addrs = true;
     c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
     c.api.listen = "127.0.0.1:0".into();
+    // Chain: JSON-RPC on a free port, one-second blocks from an easy start, and a cap
+    // on hashing so several miners leave the machine's cores to everything else.
+    c.chain.rpc_listen = "127.0.0.1:0".into();
+    c.chain.genesis.block_time_secs = 1;
+    c.chain.genesis.initial_difficulty = 50_000;
+    c.chain.mining.max_hashes_per_sec = 200_000;
     c
 }
 

@@ -40,6 +40,19 @@ impl From<NetError> for ApiError {
     }
 }
 
+impl From<nodus_chain::ChainError> for ApiError {
+    fn from(e: nodus_chain::ChainError) -> Self {
+        use nodus_chain::ChainError as E;
+        let status = match &e {
+            E::Tx(_) | E::Config(_) | E::Wallet(_) => StatusCode::BAD_REQUEST,
+            E::UnknownBlock(_) => StatusCode::NOT_FOUND,
+            E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<nodus_msg::MsgError> for ApiError {
     fn from(e: nodus_msg::MsgError) -> Self {
         use nodus_msg::MsgError as E;

@@ -3,6 +3,7 @@
 //! of errors in [`ApiError`].
 
 mod auth;
+mod chain;
 mod error;
 mod msg;
 mod routes;
@@ -46,6 +47,7 @@ impl ApiMetrics {
 pub struct ApiState {
     pub net: NetworkHandle,
     pub msg: nodus_msg::MsgHandle,
+    pub chain: Option<nodus_chain::ChainHandle>,
     pub token: Arc<String>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
@@ -68,6 +70,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/pubsub/subscribe", get(sse::subscribe))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/shutdown", post(routes::shutdown))
+        .route("/api/v1/chain", get(chain::status))
+        .route("/api/v1/chain/mine", post(chain::mine))
+        .route("/api/v1/chain/blocks/{id}", get(chain::block))
+        .route("/api/v1/chain/txs", post(chain::send_raw))
+        .route("/api/v1/chain/txs/{hash}", get(chain::tx))
+        .route("/api/v1/chain/accounts/{address}", get(chain::account))
+        .route("/api/v1/chain/rpc", post(chain::rpc))
         .route("/api/v1/msg/invite", post(msg::invite))
         .route(
             "/api/v1/msg/contacts",

@@ -34,13 +34,21 @@ fn broadcast_events<T: serde::Serialize + Clone + Send + 'static>(
     })
 }
 
-/// Overlay events (`net`) and messaging events (`msg`), interleaved as they happen.
+/// Overlay events (`net`), messaging events (`msg`) and chain events (`chain`),
+/// interleaved as they happen.
 pub async fn events(
     State(s): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let chain = match &s.chain {
+        Some(c) => broadcast_events(c.events(), "chain").boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     let live = futures::stream::select(
-        broadcast_events(s.net.events(), "net"),
-        broadcast_events(s.msg.events(), "msg"),
+        futures::stream::select(
+            broadcast_events(s.net.events(), "net"),
+            broadcast_events(s.msg.events(), "msg"),
+        ),
+        chain,
     );
     Sse::new(ready().chain(live)).keep_alive(KeepAlive::default())
 }

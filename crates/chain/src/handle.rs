@@ -1,0 +1,261 @@
+//! [`ChainHandle`]: the cloneable way in to the chain service, for the HTTP API, the
+//! JSON-RPC server and the CLI.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use alloy_primitives::{Address, B256, U256};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use crate::chain::Chain;
+use crate::error::{ChainError, TxError};
+use crate::mempool::Mempool;
+
+/// What a read closure sees.
+pub struct Ctx<'a> {
+    pub chain: &'a Chain,
+    pub pool: &'a Mempool,
+    pub now: u64,
+}
+
+pub(crate) type ReadFn = Box<dyn FnOnce(&Ctx<'_>) + Send>;
+
+pub(crate) enum Input {
+    Read(ReadFn),
+    Submit {
+        raw: Vec<u8>,
+        from: Option<libp2p::PeerId>,
+        reply: Option<oneshot::Sender<Result<B256, TxError>>>,
+    },
+    Block {
+        raw: Vec<u8>,
+        from: Option<libp2p::PeerId>,
+        reply: Option<oneshot::Sender<Result<BlockOutcome, String>>>,
+    },
+    Mined(crate::store::ChainBlock),
+    Template {
+        coinbase: Address,
+        reply: oneshot::Sender<Option<crate::chain::Template>>,
+    },
+    Shutdown,
+}
+
+/// What happened to a block given to the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    Known,
+    Side,
+    Head {
+        number: u64,
+        reorged: usize,
+    },
+    /// Its parent is unknown: the chain must sync from the peer that sent it.
+    Orphan,
+}
+
+/// Events on the chain, for the API's event stream and for waiting in tests.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChainEvent {
+    NewHead {
+        number: u64,
+        hash: String,
+        txs: usize,
+    },
+    Reorg {
+        depth: usize,
+        old_head: String,
+        new_head: String,
+        returned_txs: usize,
+    },
+    PendingTx {
+        hash: String,
+    },
+}
+
+/// Mining settings, changeable at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MiningState {
+    pub enabled: bool,
+    pub threads: usize,
+    pub coinbase: Address,
+    pub max_hashes_per_sec: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainStatus {
+    pub chain_id: u64,
+    pub height: u64,
+    pub head: String,
+    pub difficulty: String,
+    pub total_work: String,
+    pub base_fee: u64,
+    pub hash_rate: u64,
+    pub mempool: usize,
+    pub peers: usize,
+    pub mining: MiningState,
+    pub json_rpc: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct ChainHandle {
+    pub(crate) tx: mpsc::Sender<Input>,
+    pub(crate) events: broadcast::Sender<ChainEvent>,
+    pub(crate) mining: Arc<watch::Sender<MiningState>>,
+    pub(crate) hash_rate: Arc<AtomicU64>,
+    pub(crate) peers: Arc<AtomicU64>,
+    pub(crate) rpc_url: Arc<std::sync::Mutex<Option<String>>>,
+    pub chain_id: u64,
+}
+
+impl ChainHandle {
+    /// Runs `f` on the chain's state in the actor and returns its result.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Ctx<'_>) -> T + Send + 'static,
+    ) -> Result<T, ChainError> {
+        let (reply, rx) = oneshot::channel();
+        let job: ReadFn = Box::new(move |ctx| {
+            let _ = reply.send(f(ctx));
+        });
+        self.tx
+            .send(Input::Read(job))
+            .await
+            .map_err(|_| ChainError::Stopped)?;
+        rx.await.map_err(|_| ChainError::Stopped)
+    }
+
+    /// Submits a signed transaction (EIP-2718 bytes) from this node's user: checked,
+    /// added to the pool, kept across restarts, and gossiped.
+    pub async fn submit_raw(&self, raw: Vec<u8>) -> Result<B256, ChainError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Submit {
+                raw,
+                from: None,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| ChainError::Stopped)?;
+        Ok(rx.await.map_err(|_| ChainError::Stopped)??)
+    }
+
+    /// Gives the chain a block (RLP), as a peer would.
+    pub async fn submit_block(&self, raw: Vec<u8>) -> Result<BlockOutcome, ChainError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Input::Block {
+                raw,
+                from: None,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| ChainError::Stopped)?;
+        rx.await
+            .map_err(|_| ChainError::Stopped)?
+            .map_err(ChainError::Other)
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<ChainEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn mining(&self) -> MiningState {
+        self.mining.borrow().clone()
+    }
+
+    /// Turns mining on or off, optionally changing threads and reward address.
+    pub fn set_mining(
+        &self,
+        enabled: bool,
+        threads: Option<usize>,
+        coinbase: Option<Address>,
+    ) -> MiningState {
+        self.mining.send_modify(|m| {
+            m.enabled = enabled;
+            if let Some(t) = threads {
+                m.threads = t.max(1);
+            }
+            if let Some(c) = coinbase {
+                m.coinbase = c;
+            }
+        });
+        self.mining()
+    }
+
+    pub fn json_rpc_url(&self) -> Option<String> {
+        self.rpc_url.lock().ok().and_then(|u| u.clone())
+    }
+
+    pub async fn status(&self) -> Result<ChainStatus, ChainError> {
+        let mining = self.mining();
+        let hash_rate = self.hash_rate.load(Ordering::Relaxed);
+        let peers = self.peers.load(Ordering::Relaxed) as usize;
+        let json_rpc = self.json_rpc_url();
+        let chain_id = self.chain_id;
+        self.read(move |c| {
+            let head = c.chain.head();
+            ChainStatus {
+                chain_id,
+                height: head.number,
+                head: c.chain.head_hash().to_string(),
+                difficulty: head.difficulty.to_string(),
+                total_work: c.chain.total_work().to_string(),
+                base_fee: c.chain.child_base_fee(head),
+                hash_rate,
+                mempool: c.pool.len(),
+                peers,
+                mining,
+                json_rpc,
+            }
+        })
+        .await
+    }
+
+    pub async fn balance(&self, a: Address) -> Result<U256, ChainError> {
+        self.read(move |c| {
+            c.chain
+                .state()
+                .account(&a)
+                .map(|r| r.balance)
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    /// The next nonce for `a`, counting its pending transactions.
+    pub async fn pending_nonce(&self, a: Address) -> Result<u64, ChainError> {
+        self.read(move |c| {
+            let n = c
+                .chain
+                .state()
+                .account(&a)
+                .map(|r| r.nonce)
+                .unwrap_or_default();
+            c.pool.pending_nonce(&a, n)
+        })
+        .await
+    }
+
+    /// Waits until the head reaches `number` or `timeout` passes; returns the height.
+    pub async fn wait_for_height(
+        &self,
+        number: u64,
+        timeout: std::time::Duration,
+    ) -> Result<u64, ChainError> {
+        let mut events = self.events();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let h = self.read(|c| c.chain.head_number()).await?;
+            if h >= number {
+                return Ok(h);
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => return Ok(h),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(ChainError::Stopped),
+                Ok(_) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The JSON-RPC methods.
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+use serde_json::{Value, json};
+
+use super::RpcError;
+use super::format::{self, TxPlace, bytes, qty};
+use crate::chain::{Chain, recover_all};
+use crate::exec::CallRequest;
+use crate::handle::ChainHandle;
+
+/// Tip suggested to wallets (1 gwei).
+const SUGGESTED_TIP: u64 = 1_000_000_000;
+/// Most blocks one eth_getLogs scans.
+const MAX_LOG_RANGE: u64 = 10_000;
+
+pub async fn call(h: &ChainHandle, method: &str, p: Vec<Value>) -> Result<Value, RpcError> {
+    match method {
+        "web3_clientVersion" => Ok(json!(format!("nodus/{}", env!("CARGO_PKG_VERSION")))),
+        "net_version" => Ok(json!(h.chain_id.to_string())),
+        "net_listening" => Ok(json!(true)),
+        "net_peerCount" => Ok(qty(h.peers.load(std::sync::atomic::Ordering::Relaxed))),
+        "eth_chainId" => Ok(qty(h.chain_id)),
+        "eth_syncing" => Ok(json!(false)),
+        "eth_accounts" => Ok(json!([])),
+        "eth_mining" => Ok(json!(h.mining().enabled)),
+        "eth_hashrate" => Ok(qty(h.hash_rate.load(std::sync::atomic::Ordering::Relaxed))),
+        "eth_coinbase" => Ok(json!(h.mining().coinbase.to_checksum(None))),
+        "eth_blockNumber" => read(h, |c| Ok(qty(c.head_number()))).await,
+        "eth_gasPrice" => read(h, |c| Ok(qty(c.child_base_fee(c.head()) + SUGGESTED_TIP))).await,
+        "eth_maxPriorityFeePerGas" => Ok(qty(SUGGESTED_TIP)),
+        "eth_feeHistory" => fee_history(h, p).await,
+        "eth_getBalance" => {
+            let a = address(&p, 0)?;
+            state_at(&p, 1)?;
+            read(h, move |c| {
+                Ok(qty(c
+                    .state()
+                    .account(&a)
+                    .map(|r| r.balance)
+                    .unwrap_or_default()))
+            })
+            .await
+        }
+        "eth_getTransactionCount" => {
+            let a = address(&p, 0)?;
+            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
+            if !pending {
+                state_at(&p, 1)?;
+            }
+            h.read(move |c| {
+                let n = c
+                    .chain
+                    .state()
+                    .account(&a)
+                    .map(|r| r.nonce)
+                    .unwrap_or_default();
+                qty(if pending {
+                    c.pool.pending_nonce(&a, n)
+                } else {
+                    n
+                })
+            })
+            .await
+            .map_err(Into::into)
+        }
+        "eth_getCode" => {
+            let a = address(&p, 0)?;
+            state_at(&p, 1)?;
+            read(h, move |c| Ok(bytes(&c.state().code(&a)))).await
+        }
+        "eth_getStorageAt" => {
+            let a = address(&p, 0)?;
+            let slot = quantity_u256(p.get(1))
+                .ok_or_else(|| RpcError::params("slot must be a hex quantity"))?;
+            state_at(&p, 2)?;
+            read(h, move |c| {
+                Ok(Value::String(
+                    B256::from(c.state().slot(&a, &slot)).to_string(),
+                ))
+            })
+            .await
+        }
+        "eth_call" => {
+            let req = call_request(&p)?;
+            state_at(&p, 1)?;
+            let out = h.read(move |c| c.chain.call(&req, c.now)).await?;
+            if let Some(e) = out.error {
+                return Err(RpcError::server(e));
+            }
+            if !out.success {
+                return Err(revert(&out.output));
+            }
+            Ok(bytes(&out.output))
+        }
+        "eth_estimateGas" => {
+            let req = call_request(&p)?;
+            let r = h.read(move |c| c.chain.estimate_gas(&req, c.now)).await?;
+            match r {
+                Ok(g) => Ok(qty(g)),
+                Err(out) => Err(match out.error {
+                    Some(e) => RpcError::server(e),
+                    None => revert(&out.output),
+                }),
+            }
+        }
+        "eth_sendRawTransaction" => {
+            let raw = hex_bytes(p.first())
+                .ok_or_else(|| RpcError::params("expected the signed transaction as 0x-hex"))?;
+            let hash = h.submit_raw(raw.to_vec()).await?;
+            Ok(json!(hash.to_string()))
+        }
+        "eth_getTransactionByHash" => {
+            let hash = hash_param(&p, 0)?;
+            h.read(move |c| -> Result<Value, RpcError> {
+                let v = tx_by_hash(c.chain, &hash)?;
+                if !v.is_null() {
+                    return Ok(v);
+                }
+                Ok(c.pool
+                    .get(&hash)
+                    .map(|t| format::transaction(t, None))
+                    .unwrap_or(Value::Null))
+            })
+            .await?
+        }
+        "eth_getTransactionReceipt" => {
+            let hash = hash_param(&p, 0)?;
+            read(h, move |c| receipt(c, &hash)).await
+        }
+        "eth_getBlockByNumber" => {
+            let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+            let tag = block_tag(p.first())?;
+            read(h, move |c| {
+                let n = resolve(c, tag);
+                match n.and_then(|n| c.canonical_hash(n)) {
+                    Some(hash) => block_json(c, hash, full),
+                    None => Ok(Value::Null),
+                }
+            })
+            .await
+        }
+        "eth_getBlockByHash" => {
+            let hash = hash_param(&p, 0)?;
+            let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+            read(h, move |c| {
+                if c.knows(&hash) {
+                    block_json(c, hash, full)
+                } else {
+                    Ok(Value::Null)
+                }
+            })
+            .await
+        }
+        "eth_getBlockTransactionCountByNumber" => {
+            let tag = block_tag(p.first())?;
+            read(h, move |c| {
+                let Some(hash) = resolve(c, tag).and_then(|n| c.canonical_hash(n)) else {
+                    return Ok(Value::Null);
+                };
+                let b = c
+                    .block(&hash)?
+                    .ok_or_else(|| RpcError::server("block body missing"))?;
+                Ok(qty(b.body.transactions.len() as u64))
+            })
+            .await
+        }
+        "eth_getLogs" => {
+            let filter = p.first().cloned().unwrap_or(Value::Null);
+            read(h, move |c| logs(c, &filter)).await
+        }
+        other => Err(RpcError::new(
+            -32601,
+            format!("the method {other} does not exist/is not available"),
+        )),
+    }
+}
+
+async fn read<F>(h: &ChainHandle, f: F) -> Result<Value, RpcError>
+where
+    F: FnOnce(&Chain) -> Result<Value, RpcError> + Send + 'static,
+{
+    h.read(move |c| f(c.chain)).await?
+}
+
+#[derive(Clone, Copy)]
+enum Tag {
+    Latest,
+    Earliest,
+    Number(u64),
+}
+
+fn block_tag(v: Option<&Value>) -> Result<Tag, RpcError> {
+    match v {
+        None | Some(Value::Null) => Ok(Tag::Latest),
+        Some(Value::String(s)) => match s.as_str() {
+            "latest" | "pending" | "safe" | "finalized" => Ok(Tag::Latest),
+            "earliest" => Ok(Tag::Earliest),
+            hex => parse_u64(hex)
+                .map(Tag::Number)
+                .ok_or_else(|| RpcError::params(format!("bad block number `{hex}`"))),
+        },
+        Some(other) => Err(RpcError::params(format!("bad block tag {other}"))),
+    }
+}
+
+fn resolve(c: &Chain, t: Tag) -> Option<u64> {
+    match t {
+        Tag::Latest => Some(c.head_number()),
+        Tag::Earliest => Some(0),
+        Tag::Number(n) if n <= c.head_number() => Some(n),
+        Tag::Number(_) => None,
+    }
+}
+
+/// State reads answer for the head only: older states are not kept.
+fn state_at(p: &[Value], i: usize) -> Result<(), RpcError> {
+    match p.get(i) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s))
+            if matches!(s.as_str(), "latest" | "pending" | "safe" | "finalized") =>
+        {
+            Ok(())
+        }
+        Some(other) => Err(RpcError::server(format!(
+            "state at block {other} is not kept by this node (only the latest state is); ask for \"latest\""
+        ))),
+    }
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    u64::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+}
+
+fn quantity_u256(v: Option<&Value>) -> Option<U256> {
+    let s = v?.as_str()?;
+    U256::from_str_radix(s.strip_prefix("0x")?, 16).ok()
+}
+
+fn hex_bytes(v: Option<&Value>) -> Option<Bytes> {
+    let s = v?.as_str()?;
+    hex::decode(s.strip_prefix("0x")?).ok().map(Bytes::from)
+}
+
+fn address(p: &[Value], i: usize) -> Result<Address, RpcError> {
+    p.get(i)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Address>().ok())
+        .ok_or_else(|| {
+            RpcError::params(format!(
+                "parameter {i} must be a 0x-prefixed 20-byte address"
+            ))
+        })
+}
+
+fn hash_param(p: &[Value], i: usize) -> Result<B256, RpcError> {
+    p.get(i)
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<B256>().ok())
+        .ok_or_else(|| {
+            RpcError::params(format!("parameter {i} must be a 0x-prefixed 32-byte hash"))
+        })
+}
+
+fn call_request(p: &[Value]) -> Result<CallRequest, RpcError> {
+    let o = p
+        .first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::params("expected a call object"))?;
+    let addr = |k: &str| -> Result<Option<Address>, RpcError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .map(Some)
+                .ok_or_else(|| RpcError::params(format!("`{k}` must be an address"))),
+        }
+    };
+    let num = |k: &str| -> Result<Option<U256>, RpcError> {
+        match o.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            v => quantity_u256(v)
+                .map(Some)
+                .ok_or_else(|| RpcError::params(format!("`{k}` must be a hex quantity"))),
+        }
+    };
+    let data = match o.get("input").or_else(|| o.get("data")) {
+        None | Some(Value::Null) => Bytes::new(),
+        v => hex_bytes(v).ok_or_else(|| RpcError::params("`data` must be 0x-hex"))?,
+    };
+    let price = num("gasPrice")?.or(num("maxFeePerGas")?);
+    Ok(CallRequest {
+        from: addr("from")?,
+        to: addr("to")?,
+        gas: num("gas")?.map(|g| g.saturating_to::<u64>()),
+        gas_price: price.map(|g| g.saturating_to::<u128>()),
+        value: num("value")?,
+        data,
+    })
+}
+
+/// A revert as wallets expect it: code 3, the reason decoded when it is Error(string).
+fn revert(output: &Bytes) -> RpcError {
+    let reason = alloy_primitives::hex::decode("08c379a0")
+        .ok()
+        .filter(|sel| output.len() >= 68 && output[..4] == sel[..])
+        .and_then(|_| {
+            let len = U256::from_be_slice(&output[36..68]).saturating_to::<usize>();
+            output
+                .get(68..68 + len)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        });
+    let message = match reason {
+        Some(r) => format!("execution reverted: {r}"),
+        None => "execution reverted".to_string(),
+    };
+    RpcError {
+        code: 3,
+        message,
+        data: Some(bytes(output)),
+    }
+}
+
+fn place(c: &Chain, block: B256, index: u64) -> Option<TxPlace> {
+    let h = c.header(&block)?;
+    Some(TxPlace {
+        block_hash: block,
+        number: h.number,
+        index,
+        base_fee: h.base_fee_per_gas.unwrap_or_default(),
+    })
+}
+
+fn tx_by_hash(c: &Chain, hash: &B256) -> Result<Value, RpcError> {
+    let Some((block, index)) = c.tx_location(hash)? else {
+        return Ok(Value::Null);
+    };
+    let b = c
+        .block(&block)?
+        .ok_or_else(|| RpcError::server("block body missing"))?;
+    let Some(t) = b.body.transactions.get(index as usize) else {
+        return Ok(Value::Null);
+    };
+    let tx =
+        crate::tx::RecoveredTx::recover(t.clone()).map_err(|e| RpcError::server(e.to_string()))?;
+    Ok(format::transaction(&tx, place(c, block, index as u64)))
+}
+
+fn receipt(c: &Chain, hash: &B256) -> Result<Value, RpcError> {
+    let Some((block, index)) = c.tx_location(hash)? else {
+        return Ok(Value::Null);
+    };
+    let b = c
+        .block(&block)?
+        .ok_or_else(|| RpcError::server("block body missing"))?;
+    let receipts = c
+        .receipts(&block)?
+        .ok_or_else(|| RpcError::server("receipts missing"))?;
+    let i = index as usize;
+    let (Some(t), Some(r)) = (b.body.transactions.get(i), receipts.get(i)) else {
+        return Ok(Value::Null);
+    };
+    let tx =
+        crate::tx::RecoveredTx::recover(t.clone()).map_err(|e| RpcError::server(e.to_string()))?;
+
+    let before = if i == 0 {
+        0
+    } else {
+        receipts[i - 1].cumulative_gas_used()
+    };
+    let first_log: u64 = receipts[..i].iter().map(|r| r.logs().len() as u64).sum();
+    let Some(pl) = place(c, block, index as u64) else {
+        return Ok(Value::Null);
+    };
+    Ok(format::receipt(
+        &tx,
+        r,
+        pl,
+        r.cumulative_gas_used() - before,
+        first_log,
+    ))
+}
+
+fn block_json(c: &Chain, hash: B256, full: bool) -> Result<Value, RpcError> {
+    let b = c
+        .block(&hash)?
+        .ok_or_else(|| RpcError::server("block body missing"))?;
+    let txs = if full {
+        recover_all(&b).map_err(|(_, e)| RpcError::server(e))?
+    } else {
+        vec![]
+    };
+    let work = c.meta(&hash).map(|m| m.total_work).unwrap_or_default();
+    Ok(format::block(&b, hash, work, full, &txs))
+}
+
+async fn fee_history(h: &ChainHandle, p: Vec<Value>) -> Result<Value, RpcError> {
+    let count = match p.first() {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(1),
+        Some(Value::String(s)) => parse_u64(s)
+            .or_else(|| s.parse().ok())
+            .ok_or_else(|| RpcError::params("blockCount must be a quantity"))?,
+        _ => return Err(RpcError::params("blockCount is required")),
+    }
+    .clamp(1, 1024);
+    let newest = block_tag(p.get(1))?;
+    let percentiles: Vec<f64> = p
+        .get(2)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    read(h, move |c| {
+        let newest = resolve(c, newest).unwrap_or(c.head_number());
+        let oldest = newest.saturating_sub(count - 1);
+        let mut base = Vec::new();
+        let mut ratio = Vec::new();
+        let mut reward = Vec::new();
+        for n in oldest..=newest {
+            let Some(hash) = c.canonical_hash(n) else {
+                break;
+            };
+            let Some(hd) = c.header(&hash) else { break };
+            base.push(qty(hd.base_fee_per_gas.unwrap_or_default()));
+            ratio.push(json!(hd.gas_used as f64 / hd.gas_limit.max(1) as f64));
+            reward.push(Value::Array(
+                percentiles.iter().map(|_| qty(SUGGESTED_TIP)).collect(),
+            ));
+            if n == newest {
+                base.push(qty(c.child_base_fee(hd)));
+            }
+        }
+        let mut out =
+            json!({ "oldestBlock": qty(oldest), "baseFeePerGas": base, "gasUsedRatio": ratio });
+        if !percentiles.is_empty() {
+            out["reward"] = Value::Array(reward);
+        }
+        Ok(out)
+    })
+    .await
+}
+
+fn logs(c: &Chain, filter: &Value) -> Result<Value, RpcError> {
+    let f = filter
+        .as_object()
+        .ok_or_else(|| RpcError::params("expected a filter object"))?;
+    let (from, to) = if let Some(bh) = f.get("blockHash").and_then(Value::as_str) {
+        let hash: B256 = bh
+            .parse()
+            .map_err(|_| RpcError::params("blockHash must be a 32-byte hash"))?;
+        let n = c
+            .meta(&hash)
+            .filter(|_| c.is_canonical(&hash))
+            .map(|m| m.number)
+            .ok_or_else(|| RpcError::server("unknown block"))?;
+        (n, n)
+    } else {
+        let from = resolve(c, block_tag(f.get("fromBlock"))?).unwrap_or(c.head_number() + 1);
+        let to = resolve(c, block_tag(f.get("toBlock"))?).unwrap_or(c.head_number());
+        (from, to)
+    };
+    if to >= from && to - from > MAX_LOG_RANGE {
+        return Err(RpcError::server(format!(
+            "query spans more than {MAX_LOG_RANGE} blocks; narrow fromBlock/toBlock"
+        )));
+    }
+    let addresses: Vec<Address> = match f.get("address") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::String(s)) => vec![s.parse().map_err(|_| RpcError::params("bad address"))?],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        Some(_) => {
+            return Err(RpcError::params(
+                "address must be an address or an array of them",
+            ));
+        }
+    };
+    let topics: Vec<Vec<B256>> = match f.get("topics") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|t| match t {
+                Value::Null => vec![],
+                Value::String(s) => s.parse().map(|h| vec![h]).unwrap_or_default(),
+                Value::Array(alts) => alts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+                _ => vec![],
+            })
+            .collect(),
+        Some(_) => return Err(RpcError::params("topics must be an array")),
+    };
+    let mut out = Vec::new();
+    for n in from..=to {
+        let Some(hash) = c.canonical_hash(n) else {
+            break;
+        };
+        let Some(receipts) = c.receipts(&hash)? else {
+            continue;
+        };
+        if receipts.iter().all(|r| r.logs().is_empty()) {
+            continue;
+        }
+        let Some(b) = c.block(&hash)? else { continue };
+        let mut log_index = 0u64;
+        for (i, (r, t)) in receipts.iter().zip(&b.body.transactions).enumerate() {
+            for l in r.logs() {
+                let addr_ok = addresses.is_empty() || addresses.contains(&l.address);
+                let topics_ok = topics.iter().enumerate().all(|(k, alts)| {
+                    alts.is_empty() || l.topics().get(k).is_some_and(|t| alts.contains(t))
+                });
+                if addr_ok
+                    && topics_ok
+                    && let Some(pl) = place(c, hash, i as u64)
+                {
+                    out.push(format::log(l, pl, *t.tx_hash(), log_index));
+                }
+                log_index += 1;
+            }
+        }
+    }
+    Ok(Value::Array(out))
+}

@@ -1,0 +1,140 @@
+//! Ethereum JSON-RPC over HTTP (POST /, single and batch requests), the methods web3.py,
+//! ethers and wallets use. It holds no keys, so it offers what a public node does.
+
+mod format;
+mod methods;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::ChainError;
+use crate::handle::ChainHandle;
+
+pub use format::qty;
+pub use methods::call as call_method;
+
+/// Most requests in one batch.
+pub const MAX_BATCH: usize = 100;
+
+/// A JSON-RPC error: code, message, optional data.
+#[derive(Debug)]
+pub struct RpcError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+    pub fn params(message: impl Into<String>) -> Self {
+        RpcError::new(-32602, message)
+    }
+    pub fn server(message: impl Into<String>) -> Self {
+        RpcError::new(-32000, message)
+    }
+}
+
+impl From<ChainError> for RpcError {
+    fn from(e: ChainError) -> Self {
+        match e {
+            ChainError::Tx(t) => RpcError::server(t.to_string()),
+            other => RpcError::server(other.to_string()),
+        }
+    }
+}
+
+/// Binds `listen` and serves until shutdown. The URL is recorded in the handle.
+pub async fn serve(
+    listen: &str,
+    handle: ChainHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ChainError> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        ChainError::Config(format!(
+            "cannot listen for JSON-RPC on {listen}: {e}; set chain.rpc_listen in config.toml to \
+             a free address (port 0 picks one), or \"\" for no JSON-RPC"
+        ))
+    })?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| ChainError::Other(e.to_string()))?;
+    if let Ok(mut u) = handle.rpc_url.lock() {
+        *u = Some(format!("http://{addr}"));
+    }
+    let app = Router::new().route("/", post(entry)).with_state(handle);
+    Ok(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(target: "nodus::chain", "JSON-RPC server failed: {e}");
+        }
+    }))
+}
+
+async fn entry(State(h): State<ChainHandle>, body: axum::body::Bytes) -> axum::Json<Value> {
+    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+    let reply = match parsed {
+        Err(e) => error_reply(
+            Value::Null,
+            RpcError::new(-32700, format!("parse error: {e}")),
+        ),
+        Ok(Value::Array(items)) => {
+            if items.is_empty() {
+                error_reply(Value::Null, RpcError::new(-32600, "empty batch"))
+            } else if items.len() > MAX_BATCH {
+                error_reply(
+                    Value::Null,
+                    RpcError::new(-32600, format!("batch of more than {MAX_BATCH} requests")),
+                )
+            } else {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.push(one(&h, item).await);
+                }
+                Value::Array(out)
+            }
+        }
+        Ok(item) => one(&h, item).await,
+    };
+    axum::Json(reply)
+}
+
+async fn one(h: &ChainHandle, req: Value) -> Value {
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = req.get("method").and_then(Value::as_str) else {
+        return error_reply(id, RpcError::new(-32600, "invalid request: no method"));
+    };
+    let params = match req.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => return error_reply(id, RpcError::params("params must be an array")),
+    };
+    match methods::call(h, method, params).await {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err(e) => error_reply(id, e),
+    }
+}
+
+fn error_reply(id: Value, e: RpcError) -> Value {
+    let mut err = json!({ "code": e.code, "message": e.message });
+    if let Some(d) = e.data {
+        err["data"] = d;
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": err })
+}

@@ -1,0 +1,469 @@
+//! The chain actor: one thread owns the [`Chain`] and the [`Mempool`] and applies every
+//! input in order (transactions, blocks from gossip, sync and the miner, reads). Async
+//! tasks around it carry gossip, serve and run sync, mine, and serve JSON-RPC.
+
+mod gossip;
+mod mining;
+mod sync;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use alloy_primitives::{Address, B256};
+use libp2p::PeerId;
+use nodus_core::ChainConfig;
+use nodus_net::NetworkHandle;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::chain::{Chain, HeadChange, Imported};
+use crate::error::{ChainError, TxError};
+use crate::handle::{BlockOutcome, ChainEvent, ChainHandle, Ctx, Input, MiningState};
+use crate::mempool::{AccountView, Mempool};
+use crate::spec::{ChainSpec, DEV_KEYS};
+use crate::store::ChainBlock;
+use crate::tx::RecoveredTx;
+use crate::wire;
+
+const INPUT_CAPACITY: usize = 1024;
+const EVENT_CAPACITY: usize = 1024;
+
+#[derive(Clone, Default)]
+struct Metrics {
+    blocks_imported: Counter,
+    blocks_invalid: Counter,
+    reorgs: Counter,
+    txs_accepted: Counter,
+    txs_rejected: Counter,
+}
+
+impl Metrics {
+    fn register(r: &mut Registry) -> Self {
+        let m = Metrics::default();
+        let r = r.sub_registry_with_prefix("nodus_chain");
+        r.register(
+            "blocks_imported",
+            "Blocks that became canonical",
+            m.blocks_imported.clone(),
+        );
+        r.register(
+            "blocks_invalid",
+            "Blocks refused as invalid",
+            m.blocks_invalid.clone(),
+        );
+        r.register(
+            "reorgs",
+            "Changes of head to another branch",
+            m.reorgs.clone(),
+        );
+        r.register(
+            "txs_accepted",
+            "Transactions accepted into the pool",
+            m.txs_accepted.clone(),
+        );
+        r.register(
+            "txs_rejected",
+            "Transactions refused",
+            m.txs_rejected.clone(),
+        );
+        m
+    }
+}
+
+/// Gossip topics of one chain, named by its genesis so different chains never mix.
+#[derive(Clone)]
+pub(crate) struct Topics {
+    pub tx: String,
+    pub block: String,
+}
+
+impl Topics {
+    fn new(genesis: B256) -> Self {
+        let id = hex::encode(&genesis[..8]);
+        Topics {
+            tx: format!("nodus/chain/{id}/tx/1"),
+            block: format!("nodus/chain/{id}/block/1"),
+        }
+    }
+}
+
+/// Something to gossip, handed from the actor to the async publisher.
+pub(crate) struct Publish {
+    topic: String,
+    data: Vec<u8>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Starts the chain service: the actor thread, gossip, sync, the miner and (when
+/// `rpc_listen` is set) the JSON-RPC server.
+pub async fn spawn(
+    config: ChainConfig,
+    net: NetworkHandle,
+    path: &Path,
+    registry: &mut Registry,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(ChainHandle, Vec<JoinHandle<()>>), ChainError> {
+    let spec = ChainSpec::from_config(&config.genesis)?;
+    let coinbase = if config.mining.coinbase.is_empty() {
+        crate::wallet::address_of_hex(DEV_KEYS[0])?
+    } else {
+        config.mining.coinbase.parse::<Address>().map_err(|_| {
+            ChainError::Config(format!(
+                "chain.mining.coinbase `{}` is not a 0x-prefixed 20-byte address",
+                config.mining.coinbase
+            ))
+        })?
+    };
+    let path = path.to_path_buf();
+    let chain = tokio::task::spawn_blocking(move || Chain::open(spec, &path))
+        .await
+        .map_err(|e| ChainError::Other(e.to_string()))??;
+    let topics = Topics::new(chain.genesis_hash());
+    let metrics = Metrics::register(registry);
+    let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    let mining = Arc::new(watch::Sender::new(MiningState {
+        enabled: config.mining.enabled,
+        threads: config.mining.threads.max(1),
+        coinbase,
+        max_hashes_per_sec: config.mining.max_hashes_per_sec,
+    }));
+    let handle = ChainHandle {
+        tx: tx.clone(),
+        events: events.clone(),
+        mining: mining.clone(),
+        hash_rate: Arc::new(AtomicU64::new(0)),
+        peers: Arc::new(AtomicU64::new(0)),
+        rpc_url: Arc::new(std::sync::Mutex::new(None)),
+        chain_id: chain.spec.chain_id,
+    };
+    let (publish_tx, publish_rx) = mpsc::channel(INPUT_CAPACITY);
+    let (sync_tx, sync_rx) = mpsc::channel(64);
+    let stop_mining = Arc::new(AtomicBool::new(false));
+    let stored = chain.stored_mempool()?;
+    let mut actor = Actor {
+        chain,
+        pool: Mempool::new(config.mempool_max, config.mempool_max_per_sender),
+        net: net.clone(),
+        events: events.clone(),
+        publish: publish_tx,
+        sync: sync_tx.clone(),
+        topics: topics.clone(),
+        metrics,
+        stop_mining: stop_mining.clone(),
+    };
+    actor.restore_pool(stored);
+    let actor_thread = std::thread::Builder::new()
+        .name("nodus-chain".into())
+        .spawn(move || actor.run(rx))
+        .map_err(|e| ChainError::Other(e.to_string()))?;
+    let mut tasks = vec![tokio::spawn(async move {
+        let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
+    })];
+    tasks.extend(
+        gossip::spawn(
+            net.clone(),
+            handle.clone(),
+            topics.clone(),
+            publish_rx,
+            shutdown.clone(),
+        )
+        .await?,
+    );
+    tasks.push(sync::spawn(
+        net.clone(),
+        handle.clone(),
+        topics,
+        sync_rx,
+        shutdown.clone(),
+    )?);
+    tasks.push(mining::spawn(handle.clone(), stop_mining, shutdown.clone()));
+    if !config.rpc_listen.is_empty() {
+        tasks.push(crate::rpc::serve(&config.rpc_listen, handle.clone(), shutdown.clone()).await?);
+    }
+    let mut stop = shutdown;
+    let closer = tx;
+    tasks.push(tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = closer.send(Input::Shutdown).await;
+    }));
+    Ok((handle, tasks))
+}
+
+struct Actor {
+    chain: Chain,
+    pool: Mempool,
+    net: NetworkHandle,
+    events: broadcast::Sender<ChainEvent>,
+    publish: mpsc::Sender<Publish>,
+    sync: mpsc::Sender<PeerId>,
+    topics: Topics,
+    metrics: Metrics,
+    /// Set to make the miner drop its template (the head changed).
+    stop_mining: Arc<AtomicBool>,
+}
+
+impl Actor {
+    fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        while let Some(input) = rx.blocking_recv() {
+            match input {
+                Input::Shutdown => break,
+                Input::Read(f) => {
+                    let ctx = Ctx {
+                        chain: &self.chain,
+                        pool: &self.pool,
+                        now: unix_now(),
+                    };
+                    f(&ctx);
+                }
+                Input::Submit { raw, from, reply } => {
+                    let r = self.accept_tx(&raw, from);
+                    if r.is_ok() && from.is_none() {
+                        let _ = self.publish.try_send(Publish {
+                            topic: self.topics.tx.clone(),
+                            data: raw,
+                        });
+                    }
+                    if let Some(reply) = reply {
+                        let _ = reply.send(r);
+                    }
+                }
+                Input::Block { raw, from, reply } => {
+                    let r = match wire::decode_block(&raw) {
+                        Ok(b) => self.import(b, from),
+                        Err(e) => {
+                            if let Some(p) = from {
+                                self.net
+                                    .report_misbehaviour(p, format!("undecodable block: {e}"));
+                            }
+                            Err(e)
+                        }
+                    };
+                    if let Some(reply) = reply {
+                        let _ = reply.send(r);
+                    }
+                }
+                Input::Mined(block) => {
+                    let raw = crate::store::encode_block(&block);
+                    if let Ok(BlockOutcome::Head { .. }) = self.import(block, None) {
+                        let _ = self.publish.try_send(Publish {
+                            topic: self.topics.block.clone(),
+                            data: raw,
+                        });
+                    }
+                }
+                Input::Template { coinbase, reply } => {
+                    let now = unix_now();
+                    let base_fee = self.chain.child_base_fee(self.chain.head());
+                    let state = self.chain.state();
+                    let txs = self.pool.select(
+                        base_fee,
+                        |a| state.account(a).map(|r| r.nonce).unwrap_or_default(),
+                        4096,
+                    );
+                    self.stop_mining.store(false, Ordering::Relaxed);
+                    let t = self.chain.template(coinbase, txs, now);
+                    if let Err(e) = &t {
+                        tracing::warn!(target: "nodus::chain", "cannot build a block: {e}");
+                    }
+                    let _ = reply.send(t.ok());
+                }
+            }
+        }
+    }
+
+    fn account_view(&self, a: &Address) -> AccountView {
+        let rec = self.chain.state().account(a);
+        AccountView {
+            nonce: rec.map(|r| r.nonce).unwrap_or_default(),
+            balance: rec.map(|r| r.balance).unwrap_or_default(),
+        }
+    }
+
+    fn accept_tx(&mut self, raw: &[u8], from: Option<PeerId>) -> Result<B256, TxError> {
+        let r = self.try_accept(raw);
+        match &r {
+            Ok(hash) => {
+                self.metrics.txs_accepted.inc();
+                let _ = self.events.send(ChainEvent::PendingTx {
+                    hash: hash.to_string(),
+                });
+            }
+            Err(e) => {
+                self.metrics.txs_rejected.inc();
+                // Garbage (not a race such as a nonce already used) costs the peer.
+                if let Some(p) = from
+                    && matches!(
+                        e,
+                        TxError::Decode(_)
+                            | TxError::Signature(_)
+                            | TxError::ChainId { .. }
+                            | TxError::Unprotected
+                            | TxError::Oversized(_)
+                    )
+                {
+                    self.net
+                        .report_misbehaviour(p, format!("invalid transaction: {e}"));
+                }
+            }
+        }
+        r
+    }
+
+    fn try_accept(&mut self, raw: &[u8]) -> Result<B256, TxError> {
+        let tx = RecoveredTx::decode(raw)?;
+        if self.pool.contains(&tx.hash) || self.chain.tx_location(&tx.hash).ok().flatten().is_some()
+        {
+            return Err(TxError::AlreadyKnown);
+        }
+        tx.check_static(self.chain.spec.chain_id, self.chain.spec.gas_limit)?;
+        let base_fee = self.chain.child_base_fee(self.chain.head());
+        if tx.tip_at(base_fee).is_none() {
+            return Err(TxError::FeeCapTooLow {
+                max_fee: alloy_consensus::Transaction::max_fee_per_gas(tx.tx.as_ref()),
+                base_fee,
+            });
+        }
+        let view = self.account_view(&tx.sender);
+        let hash = tx.hash;
+        let replaced = self.pool.add(tx, &view)?;
+        let removed: Vec<B256> = replaced.into_iter().collect();
+        if let Err(e) = self
+            .chain
+            .store_mempool(vec![(hash, raw.to_vec())], removed)
+        {
+            tracing::error!(target: "nodus::chain", "cannot persist the mempool: {e}");
+        }
+        Ok(hash)
+    }
+
+    fn restore_pool(&mut self, stored: Vec<Vec<u8>>) {
+        let mut gone = Vec::new();
+        for raw in stored {
+            match RecoveredTx::decode(&raw) {
+                Ok(tx) => {
+                    let hash = tx.hash;
+                    let view = self.account_view(&tx.sender);
+                    if self.pool.add(tx, &view).is_err() {
+                        gone.push(hash);
+                    }
+                }
+                Err(_) => gone.push(alloy_primitives::keccak256(&raw)),
+            }
+        }
+        if !gone.is_empty() {
+            let _ = self.chain.store_mempool(vec![], gone);
+        }
+    }
+
+    fn import(&mut self, block: ChainBlock, from: Option<PeerId>) -> Result<BlockOutcome, String> {
+        let number = block.header.number;
+        let parent = block.header.parent_hash;
+        match self.chain.import(block, unix_now()) {
+            Ok(Imported::Known) => Ok(BlockOutcome::Known),
+            Ok(Imported::Side) => Ok(BlockOutcome::Side),
+            Ok(Imported::Head(change)) => {
+                let reorged = change.removed.len();
+                self.on_head_change(change);
+                Ok(BlockOutcome::Head { number, reorged })
+            }
+            Err(ChainError::UnknownBlock(_)) if !self.chain.knows(&parent) => {
+                if let Some(p) = from {
+                    let _ = self.sync.try_send(p);
+                }
+                Ok(BlockOutcome::Orphan)
+            }
+            Err(e) => {
+                self.metrics.blocks_invalid.inc();
+                if let Some(p) = from
+                    && matches!(e, ChainError::Block { .. })
+                {
+                    self.net.report_misbehaviour(p, e.to_string());
+                }
+                tracing::debug!(target: "nodus::chain", "block refused: {e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn on_head_change(&mut self, change: HeadChange) {
+        self.stop_mining.store(true, Ordering::Relaxed);
+        self.metrics
+            .blocks_imported
+            .inc_by(change.added.len() as u64);
+        let mut removed_from_pool = Vec::new();
+        for h in &change.included {
+            if self.pool.remove(h).is_some() {
+                removed_from_pool.push(*h);
+            }
+        }
+        let mut readded = Vec::new();
+        for raw in &change.returned {
+            if let Ok(tx) = RecoveredTx::decode(raw) {
+                let view = self.account_view(&tx.sender);
+                let hash = tx.hash;
+                if self.pool.add(tx, &view).is_ok() {
+                    readded.push((hash, raw.clone()));
+                    // Peers on the winning branch may never have seen it.
+                    let _ = self.publish.try_send(Publish {
+                        topic: self.topics.tx.clone(),
+                        data: raw.clone(),
+                    });
+                }
+            }
+        }
+        let state = self.chain.state();
+        let pruned = self
+            .pool
+            .prune(|a| state.account(a).map(|r| r.nonce).unwrap_or_default());
+        removed_from_pool.extend(pruned);
+        if let Err(e) = self.chain.store_mempool(readded.clone(), removed_from_pool) {
+            tracing::error!(target: "nodus::chain", "cannot persist the mempool: {e}");
+        }
+        let head = self.chain.head_hash();
+        if !change.removed.is_empty() {
+            self.metrics.reorgs.inc();
+            tracing::info!(target: "nodus::chain", depth = change.removed.len(), returned = readded.len(), "reorg to {head}");
+            let _ = self.events.send(ChainEvent::Reorg {
+                depth: change.removed.len(),
+                old_head: change
+                    .removed
+                    .first()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                new_head: head.to_string(),
+                returned_txs: readded.len(),
+            });
+        }
+        for h in &change.added {
+            if let Some(header) = self.chain.header(h) {
+                let txs = self
+                    .chain
+                    .block(h)
+                    .ok()
+                    .flatten()
+                    .map(|b| b.body.transactions.len())
+                    .unwrap_or(0);
+                let _ = self.events.send(ChainEvent::NewHead {
+                    number: header.number,
+                    hash: h.to_string(),
+                    txs,
+                });
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled (without holding the watch's lock across awaits).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

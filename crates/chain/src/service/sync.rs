@@ -1,0 +1,318 @@
+//! Sync over `/nodus/chain/sync/1`: serving peers' requests, and catching up with a peer
+//! that has more work. Headers come first (their links and proof of work are checked
+//! before any body is asked for), then bodies, spread over every peer ahead of us.
+
+use std::time::Duration;
+
+use alloy_primitives::{B256, U256};
+use futures::StreamExt;
+use libp2p::{PeerId, StreamProtocol};
+use nodus_net::NetworkHandle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::Topics;
+use crate::error::ChainError;
+use crate::handle::{BlockOutcome, ChainHandle};
+use crate::wire::{self, PeerStatus, SyncRequest, SyncResponse};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const SYNC_TICK: Duration = Duration::from_secs(3);
+/// Streams served at once; more wait.
+const MAX_SERVING: usize = 32;
+
+pub(super) fn spawn(
+    net: NetworkHandle,
+    handle: ChainHandle,
+    topics: Topics,
+    mut hints: mpsc::Receiver<PeerId>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, ChainError> {
+    let protocol = StreamProtocol::new(wire::SYNC_PROTOCOL);
+    let mut incoming = net
+        .incoming(protocol.clone())
+        .map_err(|e| ChainError::Other(e.to_string()))?;
+    let server_handle = handle.clone();
+    let mut stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
+        loop {
+            let (peer, stream) = tokio::select! {
+                _ = super::stopped(&mut stop) => break,
+                s = incoming.next() => match s { Some(s) => s, None => break },
+            };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let h = server_handle.clone();
+            tokio::spawn(async move {
+                serve(h, peer, stream).await;
+                drop(permit);
+            });
+        }
+    });
+    let mut stop = shutdown;
+    Ok(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SYNC_TICK);
+        loop {
+            let hint = tokio::select! {
+                _ = super::stopped(&mut stop) => break,
+                _ = tick.tick() => None,
+                p = hints.recv() => p,
+            };
+            let mut peers = net.topic_peers(&topics.block).await.unwrap_or_default();
+            if let Some(p) = hint {
+                peers.retain(|q| *q != p);
+                peers.insert(0, p);
+            }
+            if let Err(e) = catch_up(&net, &handle, &peers, &protocol).await {
+                tracing::debug!(target: "nodus::chain", "sync: {e}");
+            }
+        }
+        server.abort();
+    }))
+}
+
+async fn serve(handle: ChainHandle, peer: PeerId, mut stream: libp2p::Stream) {
+    loop {
+        let raw = match tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame(&mut stream)).await {
+            Ok(Ok(raw)) => raw,
+            _ => return,
+        };
+        let response = match wire::decode_request(&raw) {
+            Ok(req) => answer(&handle, req).await,
+            Err(e) => {
+                handle_garbage(&handle, peer, &e);
+                return;
+            }
+        };
+        let Ok(response) = response else { return };
+        if wire::write_frame(&mut stream, &wire::encode(&response))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn handle_garbage(_handle: &ChainHandle, peer: PeerId, e: &str) {
+    tracing::debug!(target: "nodus::chain", %peer, "bad sync request: {e}");
+}
+
+async fn answer(handle: &ChainHandle, req: SyncRequest) -> Result<SyncResponse, ChainError> {
+    handle
+        .read(move |c| match req {
+            SyncRequest::Status => SyncResponse::status(PeerStatus {
+                genesis: c.chain.genesis_hash(),
+                head: c.chain.head_hash(),
+                number: c.chain.head_number(),
+                total_work: c.chain.total_work(),
+            }),
+            SyncRequest::Headers { locator, max } => {
+                let locator: Vec<B256> = locator.into_iter().map(B256::from).collect();
+                let hashes = c
+                    .chain
+                    .hashes_after(&locator, (max as usize).min(wire::MAX_HEADERS));
+                SyncResponse::Headers(
+                    hashes
+                        .iter()
+                        .filter_map(|h| c.chain.header(h))
+                        .map(|h| {
+                            let mut out = Vec::new();
+                            alloy_rlp::Encodable::encode(h, &mut out);
+                            out
+                        })
+                        .collect(),
+                )
+            }
+            SyncRequest::Blocks { hashes } => SyncResponse::Blocks(
+                hashes
+                    .into_iter()
+                    .filter_map(|h| c.chain.block(&B256::from(h)).ok().flatten())
+                    .map(|b| crate::store::encode_block(&b))
+                    .collect(),
+            ),
+        })
+        .await
+}
+
+/// One request and its response on a fresh stream.
+async fn ask(
+    net: &NetworkHandle,
+    peer: PeerId,
+    protocol: &StreamProtocol,
+    req: &SyncRequest,
+) -> Result<SyncResponse, String> {
+    let fut = async {
+        let mut s = net
+            .open_stream(peer, protocol.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        wire::write_frame(&mut s, &wire::encode(req))
+            .await
+            .map_err(|e| e.to_string())?;
+        let raw = wire::read_frame(&mut s).await.map_err(|e| e.to_string())?;
+        wire::decode_response(&raw)
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+async fn status_of(
+    net: &NetworkHandle,
+    peer: PeerId,
+    protocol: &StreamProtocol,
+) -> Result<PeerStatus, String> {
+    match ask(net, peer, protocol, &SyncRequest::Status).await? {
+        SyncResponse::Status {
+            genesis,
+            head,
+            number,
+            total_work,
+        } => Ok(PeerStatus {
+            genesis: B256::from(genesis),
+            head: B256::from(head),
+            number,
+            total_work: U256::from_be_bytes(total_work),
+        }),
+        _ => Err("answered Status with something else".into()),
+    }
+}
+
+/// Downloads and imports what the best peer has beyond our head.
+async fn catch_up(
+    net: &NetworkHandle,
+    handle: &ChainHandle,
+    peers: &[PeerId],
+    protocol: &StreamProtocol,
+) -> Result<(), String> {
+    let (genesis, our_work) = handle
+        .read(|c| (c.chain.genesis_hash(), c.chain.total_work()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut ahead = Vec::new();
+    for p in peers.iter().take(8) {
+        match status_of(net, *p, protocol).await {
+            Ok(s) if s.genesis == genesis && s.total_work > our_work => ahead.push((*p, s)),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(target: "nodus::chain", peer = %p, "status: {e}"),
+        }
+    }
+    ahead.sort_by(|a, b| b.1.total_work.cmp(&a.1.total_work));
+    let Some((best, _)) = ahead.first().copied() else {
+        return Ok(());
+    };
+    loop {
+        let locator: Vec<[u8; 32]> = handle
+            .read(|c| c.chain.locator())
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|h| h.0)
+            .collect();
+        let headers = match ask(
+            net,
+            best,
+            protocol,
+            &SyncRequest::Headers {
+                locator,
+                max: wire::MAX_HEADERS as u32,
+            },
+        )
+        .await?
+        {
+            SyncResponse::Headers(raw) => wire::decode_headers(&raw).inspect_err(|e| {
+                net.report_misbehaviour(best, format!("bad headers: {e}"));
+            })?,
+            _ => return Err("answered Headers with something else".into()),
+        };
+        if headers.is_empty() {
+            return Ok(());
+        }
+        // Headers first: they must link up and carry valid proof of work for the
+        // difficulty they claim before any body is fetched.
+        let hashes = check_header_chain(&headers).inspect_err(|e| {
+            net.report_misbehaviour(best, e.clone());
+        })?;
+        let known_parent = handle
+            .read({
+                let p = headers[0].parent_hash;
+                move |c| c.chain.knows(&p)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if !known_parent {
+            return Err("headers do not connect to our chain".into());
+        }
+        let sources: Vec<PeerId> = ahead.iter().map(|(p, _)| *p).collect();
+        for (i, chunk) in hashes.chunks(wire::MAX_BLOCKS).enumerate() {
+            let mut got = None;
+            for k in 0..sources.len() {
+                let peer = sources[(i + k) % sources.len()];
+                let req = SyncRequest::Blocks {
+                    hashes: chunk.iter().map(|h| h.0).collect(),
+                };
+                match ask(net, peer, protocol, &req).await {
+                    Ok(SyncResponse::Blocks(raw)) if raw.len() == chunk.len() => {
+                        got = Some((peer, raw));
+                        break;
+                    }
+                    Ok(_) => continue,
+                    Err(e) => tracing::debug!(target: "nodus::chain", %peer, "blocks: {e}"),
+                }
+            }
+            let Some((peer, raw)) = got else {
+                return Err("no peer served the blocks".into());
+            };
+            for (want, r) in chunk.iter().zip(raw) {
+                let hash = wire::decode_block(&r).map(|b| b.header.hash_slow());
+                if hash.as_ref() != Ok(want) {
+                    net.report_misbehaviour(peer, "served a block other than the one asked");
+                    return Err("peer served the wrong block".into());
+                }
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                handle
+                    .tx
+                    .send(crate::handle::Input::Block {
+                        raw: r,
+                        from: Some(peer),
+                        reply: Some(reply),
+                    })
+                    .await
+                    .map_err(|_| "chain stopped".to_string())?;
+                match rx.await {
+                    Ok(Ok(BlockOutcome::Orphan)) => return Err("synced block is an orphan".into()),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("synced block refused: {e}")),
+                    Err(_) => return Err("chain stopped".into()),
+                }
+            }
+        }
+    }
+}
+
+/// Checks that headers link one to the next and that each meets its claimed difficulty.
+/// Returns their hashes.
+fn check_header_chain(headers: &[alloy_consensus::Header]) -> Result<Vec<B256>, String> {
+    let mut hashes: Vec<B256> = Vec::with_capacity(headers.len());
+    for h in headers {
+        if let Some(prev) = hashes.last()
+            && h.parent_hash != *prev
+        {
+            return Err("headers do not link up".into());
+        }
+        let target = if h.difficulty.is_zero() {
+            U256::ZERO
+        } else {
+            U256::MAX / h.difficulty
+        };
+        if !crate::pow::verify(h, target) {
+            return Err("header without valid proof of work".into());
+        }
+        hashes.push(h.hash_slow());
+    }
+    Ok(hashes)
+}

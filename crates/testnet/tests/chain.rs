@@ -1,0 +1,217 @@
+//! The chain between real nodes on loopback: a transfer submitted to one node over
+//! JSON-RPC, mined by another, its receipt read from a third; a miner cut off from the
+//! others mines a private fork that is orphaned when it rejoins.
+
+use std::time::Duration;
+
+use nodus_chain::primitives::{Address, U256};
+use nodus_chain::spec::DEV_KEYS;
+use nodus_chain::wallet::{Key, eip1559};
+use nodus_chain::{ChainEvent, ChainHandle};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+fn chain(net: &Testnet, k: usize) -> ChainHandle {
+    net.node(k).chain.clone().expect("chain enabled")
+}
+
+async fn rpc(url: &str, method: &str, params: Value) -> Value {
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let reply: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply
+}
+
+fn transfer(key: &Key, nonce: u64, to: Address, wei: u64) -> String {
+    let tx = eip1559(
+        31337,
+        nonce,
+        Some(to),
+        U256::from(wei),
+        Default::default(),
+        21_000,
+        10_000_000_000,
+        1_000_000_000,
+    );
+    format!("0x{}", hex::encode(key.sign_raw(tx)))
+}
+
+async fn receipt(url: &str, hash: &str) -> Option<Value> {
+    let r = rpc(url, "eth_getTransactionReceipt", json!([hash])).await;
+    let v = r["result"].clone();
+    (!v.is_null()).then_some(v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_sent_to_a_is_mined_by_b_and_read_on_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let (a, b, c) = (chain(&net, 0), chain(&net, 1), chain(&net, 2));
+    let miner = Address::repeat_byte(0xbb);
+    b.set_mining(true, None, Some(miner));
+
+    let key = Key::from_hex(DEV_KEYS[1]).unwrap();
+    let to = Address::repeat_byte(0x42);
+    let url_a = a.json_rpc_url().unwrap();
+    let url_c = c.json_rpc_url().unwrap();
+    let sent = rpc(
+        &url_a,
+        "eth_sendRawTransaction",
+        json!([transfer(&key, 0, to, 12345)]),
+    )
+    .await;
+    let hash = sent["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("refused: {sent}"))
+        .to_string();
+
+    wait_until(T, "the receipt on C", || async {
+        receipt(&url_c, &hash).await.is_some()
+    })
+    .await
+    .unwrap();
+    let r = receipt(&url_c, &hash).await.unwrap();
+    assert_eq!(r["status"], "0x1");
+    assert_eq!(
+        r["from"].as_str().unwrap().to_lowercase(),
+        key.address.to_string().to_lowercase()
+    );
+    let block =
+        rpc(&url_c, "eth_getBlockByHash", json!([r["blockHash"], false])).await["result"].clone();
+    assert_eq!(
+        block["miner"].as_str().unwrap().to_lowercase(),
+        miner.to_string().to_lowercase(),
+        "B mined it"
+    );
+    let bal = rpc(&url_c, "eth_getBalance", json!([to.to_string(), "latest"])).await;
+    assert_eq!(bal["result"], "0x3039");
+    // The same transaction again is refused with the error wallets know.
+    let again = rpc(
+        &url_a,
+        "eth_sendRawTransaction",
+        json!([transfer(&key, 0, to, 12345)]),
+    )
+    .await;
+    let msg = again["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains("already known") || msg.contains("nonce too low"),
+        "{again}"
+    );
+    // Another chain id is refused.
+    let foreign = {
+        let tx = eip1559(
+            1,
+            1,
+            Some(to),
+            U256::from(1),
+            Default::default(),
+            21_000,
+            10_000_000_000,
+            1_000_000_000,
+        );
+        format!("0x{}", hex::encode(key.sign_raw(tx)))
+    };
+    let refused = rpc(&url_a, "eth_sendRawTransaction", json!([foreign])).await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("chain id"),
+        "{refused}"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(2, dir.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    // C starts alone: no bootstrap peer.
+    let k = net.add_node(node_config(node_ip(2), &[])).await.unwrap();
+    let (a, c) = (chain(&net, 0), chain(&net, k));
+    let mut c_events = c.events();
+
+    // C mines a private fork holding a transfer that only C has seen.
+    let key = Key::from_hex(DEV_KEYS[2]).unwrap();
+    let to = Address::repeat_byte(0x77);
+    let url_c = c.json_rpc_url().unwrap();
+    let url_a = a.json_rpc_url().unwrap();
+    let sent = rpc(
+        &url_c,
+        "eth_sendRawTransaction",
+        json!([transfer(&key, 0, to, 777)]),
+    )
+    .await;
+    let hash = sent["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("refused: {sent}"))
+        .to_string();
+    c.set_mining(true, None, Some(Address::repeat_byte(0xcc)));
+    wait_until(T, "C's fork mined the transfer", || async {
+        receipt(&url_c, &hash).await.is_some()
+    })
+    .await
+    .unwrap();
+    c.wait_for_height(3, T).await.unwrap();
+    c.set_mining(false, None, None);
+    let c_work: U256 = c.status().await.unwrap().total_work.parse().unwrap();
+
+    // Meanwhile A (with B) mines more work.
+    a.set_mining(true, None, Some(Address::repeat_byte(0xaa)));
+    wait_until(T, "A has more work than C", || async {
+        let w: U256 = a.status().await.unwrap().total_work.parse().unwrap();
+        w > c_work
+    })
+    .await
+    .unwrap();
+    a.set_mining(false, None, None);
+
+    // C rejoins: it syncs A's heavier chain and drops its fork.
+    let addr_a = net.node(0).p2p_addr("tcp").unwrap();
+    net.node(k).net.dial(addr_a).await.unwrap();
+    let reorg = tokio::time::timeout(T, async {
+        loop {
+            match c_events.recv().await {
+                Ok(ChainEvent::Reorg {
+                    depth,
+                    returned_txs,
+                    ..
+                }) => return (depth, returned_txs),
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("events: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("C reorganised onto A's chain");
+    assert!(reorg.0 >= 3, "C's whole fork was orphaned: {reorg:?}");
+    assert_eq!(reorg.1, 1, "its transfer went back to the pool");
+    let (ha, hc) = (a.status().await.unwrap(), c.status().await.unwrap());
+    assert_eq!(hc.head, ha.head, "C follows A's head");
+
+    // The returned transfer reaches A and is mined on the winning chain.
+    a.set_mining(true, None, None);
+    wait_until(T, "the orphaned transfer is mined again", || async {
+        receipt(&url_a, &hash).await.is_some()
+    })
+    .await
+    .unwrap();
+    let bal = rpc(&url_a, "eth_getBalance", json!([to.to_string(), "latest"])).await;
+    assert_eq!(bal["result"], "0x309");
+    net.shutdown().await;
+}
