@@ -15,6 +15,9 @@ use crate::tx::RecoveredTx;
 /// The EVM rules contracts run under: Osaka, so code from any current solc runs.
 pub const SPEC: SpecId = SpecId::OSAKA;
 
+/// Most gas one transaction may use (EIP-7825, part of Osaka).
+pub const TX_GAS_CAP: u64 = 1 << 24;
+
 /// The block fields execution depends on.
 #[derive(Clone, Debug)]
 pub struct BlockInfo {
@@ -195,7 +198,7 @@ pub fn call(
     let tx = TxEnv {
         tx_type: if price == 0 { 0 } else { 2 },
         caller: req.from.unwrap_or_default(),
-        gas_limit: req.gas.unwrap_or(block.gas_limit).min(block.gas_limit),
+        gas_limit: req.gas.unwrap_or(TX_GAS_CAP).min(block.gas_limit).min(TX_GAS_CAP),
         gas_price: price,
         gas_priority_fee: if price == 0 { None } else { Some(0) },
         kind: match req.to {
@@ -235,7 +238,7 @@ pub fn estimate_gas(
     block: &BlockInfo,
     req: &CallRequest,
 ) -> Result<u64, CallOutcome> {
-    let cap = req.gas.unwrap_or(block.gas_limit).min(block.gas_limit);
+    let cap = req.gas.unwrap_or(TX_GAS_CAP).min(block.gas_limit).min(TX_GAS_CAP);
     let at = |gas: u64| {
         call(
             chain_id,

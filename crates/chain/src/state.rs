@@ -257,11 +257,21 @@ impl Database for Overlay<'_> {
     type Error = NoError;
 
     fn basic(&mut self, a: Address) -> Result<Option<AccountInfo>, NoError> {
-        Ok(self.account(&a).map(|rec| AccountInfo {
-            balance: rec.balance,
-            nonce: rec.nonce,
-            code_hash: rec.code_hash,
-            ..Default::default()
+        // The code goes along: AccountInfo's default would claim empty code.
+        Ok(self.account(&a).map(|rec| {
+            let code = if rec.code_hash == KECCAK256_EMPTY {
+                Bytecode::default()
+            } else {
+                let raw = self.codes.get(&rec.code_hash).or_else(|| self.base.codes.get(&rec.code_hash));
+                raw.map(|b| Bytecode::new_raw(b.clone())).unwrap_or_default()
+            };
+            AccountInfo {
+                balance: rec.balance,
+                nonce: rec.nonce,
+                code_hash: rec.code_hash,
+                code: Some(code),
+                ..Default::default()
+            }
         }))
     }
 

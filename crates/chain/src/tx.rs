@@ -76,7 +76,7 @@ impl RecoveredTx {
         {
             return Err(TxError::TipAboveFeeCap);
         }
-        if self.tx.gas_limit() > block_gas_limit {
+        if self.tx.gas_limit() > block_gas_limit.min(crate::exec::TX_GAS_CAP) {
             return Err(TxError::GasLimit);
         }
         let needed = intrinsic_gas(&self.tx);
