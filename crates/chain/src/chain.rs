@@ -86,7 +86,17 @@ impl Chain {
             chain.metas.insert(hash, meta);
         }
         match chain.canon.first() {
-            Some(g) if *g == genesis_hash => {}
+            Some(g) if *g == genesis_hash => {
+                // The state and the head are committed together; check they agree.
+                let head = chain.head_hash();
+                let want = chain.headers.get(&head).map(|h| h.state_root);
+                if want != Some(chain.state.state_root()) {
+                    return Err(ChainError::store(
+                        path,
+                        format!("the stored state does not match head {head}; the file is damaged"),
+                    ));
+                }
+            }
             Some(g) => {
                 return Err(ChainError::Config(format!(
                     "{} holds a chain with genesis {g}, but [chain.genesis] in config.toml \

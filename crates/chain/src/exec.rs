@@ -198,7 +198,11 @@ pub fn call(
     let tx = TxEnv {
         tx_type: if price == 0 { 0 } else { 2 },
         caller: req.from.unwrap_or_default(),
-        gas_limit: req.gas.unwrap_or(TX_GAS_CAP).min(block.gas_limit).min(TX_GAS_CAP),
+        gas_limit: req
+            .gas
+            .unwrap_or(TX_GAS_CAP)
+            .min(block.gas_limit)
+            .min(TX_GAS_CAP),
         gas_price: price,
         gas_priority_fee: if price == 0 { None } else { Some(0) },
         kind: match req.to {
@@ -238,7 +242,11 @@ pub fn estimate_gas(
     block: &BlockInfo,
     req: &CallRequest,
 ) -> Result<u64, CallOutcome> {
-    let cap = req.gas.unwrap_or(TX_GAS_CAP).min(block.gas_limit).min(TX_GAS_CAP);
+    let cap = req
+        .gas
+        .unwrap_or(TX_GAS_CAP)
+        .min(block.gas_limit)
+        .min(TX_GAS_CAP);
     let at = |gas: u64| {
         call(
             chain_id,

@@ -33,7 +33,7 @@ pub(crate) enum Input {
         from: Option<libp2p::PeerId>,
         reply: Option<oneshot::Sender<Result<BlockOutcome, String>>>,
     },
-    Mined(crate::store::ChainBlock),
+    Mined(Box<crate::store::ChainBlock>),
     Template {
         coinbase: Address,
         reply: oneshot::Sender<Option<crate::chain::Template>>,

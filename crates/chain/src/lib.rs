@@ -14,6 +14,7 @@ pub mod chain;
 pub mod error;
 pub mod exec;
 pub mod handle;
+pub mod keystore;
 pub mod mempool;
 pub mod miner;
 pub mod pow;

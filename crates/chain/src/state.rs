@@ -144,7 +144,6 @@ impl WorldState {
                     balance: rec.balance,
                     storage_root: cache.get(a).copied().unwrap_or(EMPTY_ROOT_HASH),
                     code_hash: rec.code_hash,
-                    ..Default::default()
                 },
             )
         }))
@@ -262,8 +261,12 @@ impl Database for Overlay<'_> {
             let code = if rec.code_hash == KECCAK256_EMPTY {
                 Bytecode::default()
             } else {
-                let raw = self.codes.get(&rec.code_hash).or_else(|| self.base.codes.get(&rec.code_hash));
-                raw.map(|b| Bytecode::new_raw(b.clone())).unwrap_or_default()
+                let raw = self
+                    .codes
+                    .get(&rec.code_hash)
+                    .or_else(|| self.base.codes.get(&rec.code_hash));
+                raw.map(|b| Bytecode::new_raw(b.clone()))
+                    .unwrap_or_default()
             };
             AccountInfo {
                 balance: rec.balance,

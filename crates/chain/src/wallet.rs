@@ -122,6 +122,26 @@ pub fn eip1559(
     })
 }
 
+/// A legacy (type 0) transfer, replay-protected by EIP-155.
+pub fn legacy(
+    chain_id: u64,
+    nonce: u64,
+    to: Address,
+    value: U256,
+    gas_limit: u64,
+    gas_price: u128,
+) -> TypedTransaction {
+    TypedTransaction::Legacy(alloy_consensus::TxLegacy {
+        chain_id: Some(chain_id),
+        nonce,
+        gas_price,
+        gas_limit,
+        to: alloy_primitives::TxKind::Call(to),
+        value,
+        input: Default::default(),
+    })
+}
+
 pub fn address_of_hex(hex_key: &str) -> Result<Address, ChainError> {
     Ok(Key::from_hex(hex_key)?.address)
 }

@@ -21,6 +21,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             command: TestnetCommand::Up { nodes, dir },
         } => crate::demo::testnet_up(nodes, &dir, g.json).await,
         Command::Demo => crate::demo::run().await,
+        Command::Wallet { command } if crate::chain::is_local(&command) => {
+            crate::chain::wallet_local(&data_dir(&g)?, command, g.json)
+        }
         Command::Bench {
             area: BenchArea::Net { mib, round_trips },
         } => crate::bench::net::run(mib, round_trips, g.json).await,
@@ -277,6 +280,33 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
             }
         },
         Command::Msg { command } => return crate::msg::run(&api, command, g.json).await,
+        Command::Wallet { command } => {
+            return crate::chain::wallet_balance(&api, &data_dir(g)?, command, g.json).await;
+        }
+        Command::Send {
+            to,
+            amount,
+            from,
+            password,
+            legacy,
+            no_wait,
+        } => {
+            let opts = crate::chain::SendOptions {
+                to,
+                amount,
+                from,
+                password,
+                legacy,
+                wait: !no_wait,
+            };
+            return crate::chain::send(&api, &data_dir(g)?, opts, g.json).await;
+        }
+        Command::Mine { threads, to, stop } => {
+            return crate::chain::mine(&api, threads, to, stop, g.json).await;
+        }
+        Command::Chain => return crate::chain::status(&api, g.json).await,
+        Command::Block { id } => return crate::chain::block(&api, &id, g.json).await,
+        Command::Tx { hash } => return crate::chain::tx(&api, &hash, g.json).await,
         Command::Events => {
             let stream = api.sse("/api/v1/events").await?;
             follow(stream, g.json, None, |v| {

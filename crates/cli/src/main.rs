@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod chain;
 mod commands;
 mod demo;
 mod msg;

@@ -89,7 +89,7 @@ pub(super) fn spawn(
                 window = (Instant::now(), total);
             }
             if let Some(block) = sealed
-                && handle.tx.send(Input::Mined(block)).await.is_err()
+                && handle.tx.send(Input::Mined(Box::new(block))).await.is_err()
             {
                 return;
             }

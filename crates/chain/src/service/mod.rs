@@ -254,7 +254,7 @@ impl Actor {
                 }
                 Input::Mined(block) => {
                     let raw = crate::store::encode_block(&block);
-                    if let Ok(BlockOutcome::Head { .. }) = self.import(block, None) {
+                    if let Ok(BlockOutcome::Head { .. }) = self.import(*block, None) {
                         let _ = self.publish.try_send(Publish {
                             topic: self.topics.block.clone(),
                             data: raw,

@@ -201,7 +201,7 @@ async fn catch_up(
             Err(e) => tracing::debug!(target: "nodus::chain", peer = %p, "status: {e}"),
         }
     }
-    ahead.sort_by(|a, b| b.1.total_work.cmp(&a.1.total_work));
+    ahead.sort_by_key(|(_, s)| std::cmp::Reverse(s.total_work));
     let Some((best, _)) = ahead.first().copied() else {
         return Ok(());
     };
