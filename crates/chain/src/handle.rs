@@ -238,7 +238,8 @@ impl ChainHandle {
         .await
     }
 
-    /// Waits until the head reaches `number` or `timeout` passes; returns the height.
+    /// Waits until the head reaches `number`; returns the height, or an error once
+    /// `timeout` has passed.
     pub async fn wait_for_height(
         &self,
         number: u64,
@@ -252,7 +253,11 @@ impl ChainHandle {
                 return Ok(h);
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) => return Ok(h),
+                Err(_) => {
+                    return Err(ChainError::Other(format!(
+                        "still at height {h} after {timeout:?}, waiting for {number}"
+                    )));
+                }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(ChainError::Stopped),
                 Ok(_) => {}
             }

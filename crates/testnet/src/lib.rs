@@ -165,8 +165,19 @@ impl Testnet {
         Ok(())
     }
 
-    /// Starts node `k` again from its data dir (same identity, new ports).
+    /// Starts node `k` again from its data dir (same identity, new ports), joining
+    /// through a running node.
     pub async fn restart(&mut self, k: usize) -> Result<(), TestnetError> {
+        self.restart_with(k, true).await
+    }
+
+    /// Starts node `k` again on new ports with no bootstrap peer: nobody knows where it
+    /// is, so it is cut off until it dials someone (a network partition).
+    pub async fn restart_isolated(&mut self, k: usize) -> Result<(), TestnetError> {
+        self.restart_with(k, false).await
+    }
+
+    async fn restart_with(&mut self, k: usize, join: bool) -> Result<(), TestnetError> {
         if self.try_node(k).is_some() {
             self.kill(k).await?;
         }
@@ -178,7 +189,9 @@ impl Testnet {
             .map(|a| a.to_string())
             .take(1)
             .collect();
-        if !boot.is_empty() {
+        if !join {
+            config.p2p.bootstrap.clear();
+        } else if !boot.is_empty() {
             config.p2p.bootstrap = boot;
         }
         let node = Node::start(StartOptions {

@@ -137,12 +137,27 @@ async fn transfer_sent_to_a_is_mined_by_b_and_read_on_c() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(2, dir.path()).await.unwrap();
     net.wait_connected(1, T).await.unwrap();
-    // C starts alone: no bootstrap peer.
+    let a = chain(&net, 0);
+    a.set_mining(true, None, Some(Address::repeat_byte(0xaa)));
+    a.wait_for_height(3, T).await.unwrap();
+    // C joins, syncs, then restarts alone on a new port (no bootstrap peer): cut off.
     let k = net.add_node(node_config(node_ip(2), &[])).await.unwrap();
-    let (a, c) = (chain(&net, 0), chain(&net, k));
+    let addr_a = net.node(0).p2p_addr("tcp").unwrap();
+    net.node(k).net.dial(addr_a.clone()).await.unwrap();
+    let synced_to = a.read(|c| c.chain.head_number()).await.unwrap();
+    assert!(
+        chain(&net, k).wait_for_height(synced_to, T).await.unwrap() >= synced_to,
+        "C synced"
+    );
+    net.kill(k).await.unwrap();
+    net.restart_isolated(k).await.unwrap();
+    let c = chain(&net, k);
+    let fork_at = c.read(|c| c.chain.head_number()).await.unwrap();
+    assert!(fork_at >= synced_to, "C kept its chain across the restart");
     let mut c_events = c.events();
 
     // C mines a private fork holding a transfer that only C has seen.
@@ -166,12 +181,15 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     })
     .await
     .unwrap();
-    c.wait_for_height(3, T).await.unwrap();
+    assert!(c.wait_for_height(fork_at + 3, T).await.unwrap() >= fork_at + 3);
     c.set_mining(false, None, None);
     let c_work: U256 = c.status().await.unwrap().total_work.parse().unwrap();
+    assert!(
+        receipt(&url_a, &hash).await.is_none(),
+        "A never saw C's transfer"
+    );
 
-    // Meanwhile A (with B) mines more work.
-    a.set_mining(true, None, Some(Address::repeat_byte(0xaa)));
+    // Meanwhile A keeps mining until it has more work.
     wait_until(T, "A has more work than C", || async {
         let w: U256 = a.status().await.unwrap().total_work.parse().unwrap();
         w > c_work
@@ -181,7 +199,6 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     a.set_mining(false, None, None);
 
     // C rejoins: it syncs A's heavier chain and drops its fork.
-    let addr_a = net.node(0).p2p_addr("tcp").unwrap();
     net.node(k).net.dial(addr_a).await.unwrap();
     let reorg = tokio::time::timeout(T, async {
         loop {
@@ -214,4 +231,13 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     let bal = rpc(&url_a, "eth_getBalance", json!([to.to_string(), "latest"])).await;
     assert_eq!(bal["result"], "0x309");
     net.shutdown().await;
+}
+
+fn logs() {
+    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }

@@ -1,5 +1,6 @@
 //! `nodus demo` and `nodus testnet up`: a local network on loopback, narrated.
 
+mod chain;
 mod msg;
 
 use std::path::Path;
@@ -300,6 +301,7 @@ pub async fn run() -> Result<ExitCode> {
     .await;
 
     msg::steps(&mut net, &mut steps).await;
+    chain::steps(&mut net, &mut steps).await;
 
     let t = Instant::now();
     net.shutdown().await;
