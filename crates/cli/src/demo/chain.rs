@@ -104,8 +104,7 @@ pub(crate) async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     let running = net.running();
     let Some(&[na, nb, nc]) = running
         .get(..3)
-        .map(|s| <&[usize; 3]>::try_from(s).ok())
-        .flatten()
+        .and_then(|s| <&[usize; 3]>::try_from(s).ok())
     else {
         return;
     };
