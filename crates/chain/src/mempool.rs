@@ -11,7 +11,8 @@ use crate::tx::RecoveredTx;
 
 /// A replacement must raise both fee fields by this many percent (as geth).
 pub const PRICE_BUMP_PERCENT: u128 = 10;
-/// How far beyond the next nonce a transaction may wait for the ones before it.
+/// How far beyond the sender's next pending nonce a transaction may wait for the ones
+/// before it.
 pub const MAX_NONCE_GAP: u64 = 16;
 
 pub struct Mempool {
@@ -66,9 +67,12 @@ impl Mempool {
                 nonce,
             });
         }
-        if nonce > acct.nonce + MAX_NONCE_GAP {
+        // The gap counts from the next nonce after the sender's pooled transactions, so a
+        // wallet may queue many in a row.
+        let next = self.pending_nonce(&tx.sender, acct.nonce);
+        if nonce > next + MAX_NONCE_GAP {
             return Err(TxError::NonceGap {
-                next: acct.nonce,
+                next,
                 nonce,
                 max_gap: MAX_NONCE_GAP,
             });
@@ -215,5 +219,93 @@ impl Mempool {
 
     pub fn hashes(&self) -> impl Iterator<Item = &B256> {
         self.by_hash.keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::DEV_KEYS;
+    use crate::wallet::{Key, eip1559};
+
+    fn tx(key: &Key, nonce: u64, tip: u128) -> RecoveredTx {
+        let t = eip1559(
+            31337,
+            nonce,
+            Some(Address::ZERO),
+            U256::from(1),
+            Default::default(),
+            21_000,
+            10 * tip,
+            tip,
+        );
+        RecoveredTx::recover(key.sign(t)).unwrap()
+    }
+
+    fn rich() -> AccountView {
+        AccountView {
+            nonce: 0,
+            balance: U256::MAX,
+        }
+    }
+
+    #[test]
+    fn nonces_gaps_replacement_and_order() {
+        let mut pool = Mempool::new(100, 40);
+        let a = Key::from_hex(DEV_KEYS[0]).unwrap();
+        let b = Key::from_hex(DEV_KEYS[1]).unwrap();
+        // A wallet may queue many in a row; the gap counts from its pending nonce.
+        for n in 0..30 {
+            pool.add(tx(&a, n, 1_000_000_000), &rich()).unwrap();
+        }
+        assert_eq!(pool.pending_nonce(&a.address, 0), 30);
+        assert!(matches!(
+            pool.add(tx(&a, 30 + MAX_NONCE_GAP + 1, 1_000_000_000), &rich()),
+            Err(TxError::NonceGap { .. })
+        ));
+        assert!(matches!(
+            pool.add(tx(&a, 3, 1_050_000_000), &rich()),
+            Err(TxError::Underpriced)
+        ));
+        assert!(
+            pool.add(tx(&a, 3, 2_000_000_000), &rich())
+                .unwrap()
+                .is_some(),
+            "a 10% higher fee replaces"
+        );
+        assert!(matches!(
+            pool.add(
+                tx(&b, 0, 1),
+                &AccountView {
+                    nonce: 0,
+                    balance: U256::from(5)
+                }
+            ),
+            Err(TxError::InsufficientFunds { .. })
+        ));
+        assert!(matches!(
+            pool.add(
+                tx(&b, 0, 1),
+                &AccountView {
+                    nonce: 2,
+                    balance: U256::MAX
+                }
+            ),
+            Err(TxError::NonceTooLow { .. })
+        ));
+        // Selection: per-sender nonce order, senders by tip.
+        pool.add(tx(&b, 0, 5_000_000_000), &rich()).unwrap();
+        let picked = pool.select(0, |_| 0, 5);
+        assert_eq!(picked[0].sender, b.address, "the higher tip first");
+        let a_nonces: Vec<u64> = picked
+            .iter()
+            .filter(|t| t.sender == a.address)
+            .map(|t| t.nonce())
+            .collect();
+        assert_eq!(a_nonces, vec![0, 1, 2, 3]);
+        assert_eq!(
+            pool.prune(|s| if *s == a.address { 10 } else { 0 }).len(),
+            10
+        );
     }
 }

@@ -245,6 +245,15 @@ pub enum BenchArea {
         #[arg(long)]
         ip: String,
     },
+    /// JSON-RPC reads, transaction intake and block execution, beside Hardhat's node
+    Chain {
+        /// Requests per read test
+        #[arg(long, default_value_t = 5000)]
+        calls: usize,
+        /// Transactions for the intake and block tests (10 to 500)
+        #[arg(long, default_value_t = 500)]
+        txs: usize,
+    },
     /// Messages per second and latency, direct and through a relay; reroute and
     /// offline-delivery times
     Msg {

@@ -36,6 +36,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => crate::bench::msg::run(small, large, round_trips, g.json).await,
         Command::Bench {
+            area: BenchArea::Chain { calls, txs },
+        } => crate::bench::chain::run(calls, txs, g.json).await,
+        Command::Bench {
             area: BenchArea::NetServe { ip },
         } => crate::bench::net::serve_process(&ip).await,
         other => api_command(&g, other).await,

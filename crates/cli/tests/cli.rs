@@ -1013,3 +1013,24 @@ fn chain_commands_and_kill_9_during_block_import() {
         !json(&nodus(&b, &["--json", "tx", &pending]))["receipt"].is_null()
     });
 }
+
+/// `nodus bench chain` runs nodus and Hardhat side by side and prints every row with a
+/// ratio (small numbers: a smoke test, not a measurement).
+#[test]
+fn bench_chain_prints_nodus_beside_hardhat() {
+    let o = Command::new(BIN)
+        .args(["--json", "bench", "chain", "--calls", "200", "--txs", "20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["txs"], 20);
+    for k in ["intake", "block_build", "block_import"] {
+        assert!(v["nodus"][k].as_f64().unwrap() > 0.0, "nodus {k}: {v}");
+    }
+    assert!(
+        v["hardhat"]["block_mine"].as_f64().unwrap_or(0.0) > 0.0,
+        "Hardhat was measured in the same run: {v}\n{}",
+        stderr(&o)
+    );
+}

@@ -1,5 +1,6 @@
 //! `nodus bench <area>`: scenario benchmarks that run nodus and the reference tools in
 //! one run and print them side by side. Never part of pass/fail.
 
+pub mod chain;
 pub mod msg;
 pub mod net;

@@ -16,7 +16,7 @@ use super::{STEP_TIMEOUT, Step, step};
 
 /// OpenZeppelin's ERC-20 (interop/eth/Token.sol) as solc 0.8.37 compiles it
 /// (`node interop/eth/compile.mjs`), so the demo needs no compiler.
-const TOKEN_BYTECODE: &str = include_str!("token.hex");
+pub(crate) const TOKEN_BYTECODE: &str = include_str!("token.hex");
 const GWEI: u128 = 1_000_000_000;
 const ETHER: u128 = 1_000_000_000_000_000_000;
 
@@ -74,13 +74,13 @@ async fn receipt(on: &ChainHandle, hash: B256) -> Result<Value> {
     }
 }
 
-fn word(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn word(bytes: &[u8]) -> [u8; 32] {
     let mut w = [0u8; 32];
     w[32 - bytes.len()..].copy_from_slice(bytes);
     w
 }
 
-fn call_data(selector: &str, args: &[[u8; 32]]) -> Vec<u8> {
+pub(crate) fn call_data(selector: &str, args: &[[u8; 32]]) -> Vec<u8> {
     let mut d = keccak256(selector.as_bytes())[..4].to_vec();
     for a in args {
         d.extend_from_slice(a);

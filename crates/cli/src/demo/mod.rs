@@ -1,6 +1,6 @@
 //! `nodus demo` and `nodus testnet up`: a local network on loopback, narrated.
 
-mod chain;
+pub(crate) mod chain;
 mod msg;
 
 use std::path::Path;
