@@ -565,6 +565,14 @@ impl Chain {
         let parent = self.headers[&parent_hash].clone();
         let number = parent.number + 1;
         let timestamp = now.max(self.median_time(&parent_hash) + 1);
+        if timestamp > now + MAX_FUTURE_SECS {
+            // Blocks faster than one a second push timestamps ahead of the clock; a
+            // block past the drift bound would be refused, so wait for the clock.
+            return Err(ChainError::Other(format!(
+                "the chain's timestamps are {} s ahead of this clock; waiting",
+                timestamp - now
+            )));
+        }
         let base_fee = self.child_base_fee(&parent);
         let info = BlockInfo {
             number,

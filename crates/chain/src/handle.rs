@@ -21,16 +21,25 @@ pub struct Ctx<'a> {
 
 pub(crate) type ReadFn = Box<dyn FnOnce(&Ctx<'_>) + Send>;
 
+/// The peer something came from. `accountable` when that peer made it or served it
+/// to us itself (a gossip author, a sync response); an honest peer that only relayed
+/// gossip is not penalized for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub peer: libp2p::PeerId,
+    pub accountable: bool,
+}
+
 pub(crate) enum Input {
     Read(ReadFn),
     Submit {
         raw: Vec<u8>,
-        from: Option<libp2p::PeerId>,
+        from: Option<Origin>,
         reply: Option<oneshot::Sender<Result<B256, TxError>>>,
     },
     Block {
         raw: Vec<u8>,
-        from: Option<libp2p::PeerId>,
+        from: Option<Origin>,
         reply: Option<oneshot::Sender<Result<BlockOutcome, String>>>,
     },
     Mined(Box<crate::store::ChainBlock>),
@@ -58,6 +67,11 @@ pub enum BlockOutcome {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChainEvent {
+    /// Sync brought blocks from peers (bodies spread over every peer ahead of us).
+    Synced {
+        blocks: usize,
+        peers: Vec<String>,
+    },
     NewHead {
         number: u64,
         hash: String,
@@ -106,6 +120,7 @@ pub struct ChainHandle {
     pub(crate) hash_rate: Arc<AtomicU64>,
     pub(crate) peers: Arc<AtomicU64>,
     pub(crate) rpc_url: Arc<std::sync::Mutex<Option<String>>>,
+    pub(crate) block_topic: String,
     pub chain_id: u64,
 }
 
@@ -182,6 +197,16 @@ impl ChainHandle {
             }
         });
         self.mining()
+    }
+
+    /// Caps hashing at `rate` hashes per second (0: no cap).
+    pub fn set_hash_rate_cap(&self, rate: u64) {
+        self.mining.send_modify(|m| m.max_hashes_per_sec = rate);
+    }
+
+    /// The gossip topic blocks travel on (named after this chain's genesis).
+    pub fn block_topic(&self) -> &str {
+        &self.block_topic
     }
 
     pub fn json_rpc_url(&self) -> Option<String> {

@@ -241,3 +241,202 @@ fn logs() {
             .try_init();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_syncs_headers_then_bodies_from_several_peers() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(2, dir.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let a = chain(&net, 0);
+    a.set_hash_rate_cap(0);
+    a.set_mining(true, None, None);
+    // More than two batches of bodies (64 blocks each).
+    a.wait_for_height(140, Duration::from_secs(90))
+        .await
+        .unwrap();
+    a.set_mining(false, None, None);
+    let b = chain(&net, 1);
+    let target = a.read(|c| c.chain.head_number()).await.unwrap();
+    b.wait_for_height(target, T).await.unwrap();
+
+    // C joins through both and catches up from both.
+    let boot: Vec<String> = [0, 1]
+        .iter()
+        .map(|k| net.node(*k).p2p_addr("tcp").unwrap().to_string())
+        .collect();
+    let k = net.add_node(node_config(node_ip(2), &boot)).await.unwrap();
+    let c = chain(&net, k);
+    let mut events = c.events();
+    let (mut blocks, mut peers) = (0, std::collections::HashSet::new());
+    tokio::time::timeout(T, async {
+        while blocks < target as usize {
+            if let Ok(ChainEvent::Synced {
+                blocks: n,
+                peers: p,
+            }) = events.recv().await
+            {
+                blocks += n;
+                peers.extend(p);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("C synced only {blocks} of {target} blocks"));
+    assert!(
+        peers.len() >= 2,
+        "bodies came from {peers:?}, not from several peers"
+    );
+    assert_eq!(
+        c.status().await.unwrap().head,
+        a.status().await.unwrap().head
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_invalid_blocks_is_banned() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let (victim, attacker) = (0, 2);
+    let v = chain(&net, victim);
+    let head = v.status().await.unwrap().head;
+    let genesis = v.read(|c| c.chain.genesis_hash()).await.unwrap();
+    let topic = v.block_topic().to_string();
+    let attacker_id = net.node(attacker).peer_id();
+    net.wait_topic_mesh(&topic, 1, T).await.unwrap();
+    // Well-formed blocks on genesis, each without valid proof of work.
+    for i in 0..20u64 {
+        let block = nodus_chain::store::ChainBlock {
+            header: alloy_consensus::Header {
+                parent_hash: genesis,
+                number: 1,
+                timestamp: 1 + i,
+                gas_limit: 30_000_000,
+                difficulty: U256::from(1),
+                base_fee_per_gas: Some(1_000_000_000),
+                ..Default::default()
+            },
+            body: Default::default(),
+        };
+        let raw = nodus_chain::store::encode_block(&block);
+        let _ = net.node(attacker).net.publish(&topic, raw).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_until(T, "the victim to ban the attacker", || async {
+        let peers = net.node(victim).net.peers().await.unwrap();
+        !peers.iter().any(|p| p.peer_id == attacker_id.to_string())
+    })
+    .await
+    .unwrap();
+    let peers = net.node(victim).net.peers().await.unwrap();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.peer_id == net.node(1).peer_id().to_string()),
+        "the honest relay stays"
+    );
+    assert_eq!(
+        v.status().await.unwrap().head,
+        head,
+        "nothing invalid was taken"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_batches_errors_and_pending_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, dir.path()).await.unwrap();
+    let h = chain(&net, 0);
+    let url = h.json_rpc_url().unwrap();
+    assert_eq!(
+        net.node(0).endpoints.extra.get("json_rpc"),
+        Some(&url),
+        "endpoints.json names it"
+    );
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let batch = post(
+        json!([
+            { "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": [] },
+            { "jsonrpc": "2.0", "id": 2, "method": "eth_noSuchMethod", "params": [] },
+            { "jsonrpc": "2.0", "id": 3, "method": "eth_getBalance", "params": ["0x1234"] },
+            { "jsonrpc": "2.0", "id": 4, "method": "net_version" },
+        ])
+        .to_string(),
+    )
+    .await;
+    assert_eq!(batch[0]["result"], "0x7a69");
+    assert_eq!(batch[1]["error"]["code"], -32601);
+    assert_eq!(batch[2]["error"]["code"], -32602);
+    assert_eq!(batch[3]["result"], "31337");
+    assert_eq!(
+        batch
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert_eq!(post("{not json".into()).await["error"]["code"], -32700);
+    assert_eq!(post("[]".into()).await["error"]["code"], -32600);
+    // A creation whose code reverts: code 3, the revert data attached.
+    let reverted = rpc(
+        &url,
+        "eth_call",
+        json!([{ "data": "0x60006000fd" }, "latest"]),
+    )
+    .await;
+    assert_eq!(reverted["error"]["code"], 3, "{reverted}");
+    assert_eq!(reverted["error"]["data"], "0x");
+    // A pending transaction counts for "pending", not for "latest".
+    let key = Key::from_hex(DEV_KEYS[4]).unwrap();
+    let who = key.address.to_string();
+    rpc(
+        &url,
+        "eth_sendRawTransaction",
+        json!([transfer(&key, 0, Address::repeat_byte(1), 1)]),
+    )
+    .await;
+    assert_eq!(
+        rpc(&url, "eth_getTransactionCount", json!([who, "pending"])).await["result"],
+        "0x1"
+    );
+    assert_eq!(
+        rpc(&url, "eth_getTransactionCount", json!([who, "latest"])).await["result"],
+        "0x0"
+    );
+    let fees = rpc(&url, "eth_feeHistory", json!(["0x4", "latest", [50]])).await["result"].clone();
+    assert_eq!(
+        fees["baseFeePerGas"].as_array().unwrap().len(),
+        2,
+        "one block (genesis) and the next: {fees}"
+    );
+    let history_err = rpc(&url, "eth_getBalance", json!([who, "0x0"])).await;
+    assert!(
+        history_err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("latest"),
+        "{history_err}"
+    );
+    net.shutdown().await;
+}

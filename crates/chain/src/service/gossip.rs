@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::{Publish, Topics};
 use crate::error::ChainError;
-use crate::handle::{ChainHandle, Input};
+use crate::handle::{ChainHandle, Input, Origin};
 
 /// Tries to publish one message (250 ms apart) before giving it up to sync.
 const PUBLISH_ATTEMPTS: usize = 20;
@@ -39,7 +39,10 @@ pub(super) async fn spawn(
                 m = txs.recv() => match m { Some(m) => (m, false), None => break },
                 m = blocks.recv() => match m { Some(m) => (m, true), None => break },
             };
-            let from = msg.via.parse::<PeerId>().ok();
+            let from = msg.via.parse::<PeerId>().ok().map(|peer| Origin {
+                peer,
+                accountable: msg.source.as_deref() == Some(msg.via.as_str()),
+            });
             let input = if is_block {
                 Input::Block {
                     raw: msg.data,

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::chain::{Chain, HeadChange, Imported};
 use crate::error::{ChainError, TxError};
-use crate::handle::{BlockOutcome, ChainEvent, ChainHandle, Ctx, Input, MiningState};
+use crate::handle::{BlockOutcome, ChainEvent, ChainHandle, Ctx, Input, MiningState, Origin};
 use crate::mempool::{AccountView, Mempool};
 use crate::spec::{ChainSpec, DEV_KEYS};
 use crate::store::ChainBlock;
@@ -144,6 +144,7 @@ pub async fn spawn(
         hash_rate: Arc::new(AtomicU64::new(0)),
         peers: Arc::new(AtomicU64::new(0)),
         rpc_url: Arc::new(std::sync::Mutex::new(None)),
+        block_topic: topics.block.clone(),
         chain_id: chain.spec.chain_id,
     };
     let (publish_tx, publish_rx) = mpsc::channel(INPUT_CAPACITY);
@@ -241,10 +242,7 @@ impl Actor {
                     let r = match wire::decode_block(&raw) {
                         Ok(b) => self.import(b, from),
                         Err(e) => {
-                            if let Some(p) = from {
-                                self.net
-                                    .report_misbehaviour(p, format!("undecodable block: {e}"));
-                            }
+                            self.blame(from, &format!("undecodable block: {e}"));
                             Err(e)
                         }
                     };
@@ -289,7 +287,7 @@ impl Actor {
         }
     }
 
-    fn accept_tx(&mut self, raw: &[u8], from: Option<PeerId>) -> Result<B256, TxError> {
+    fn accept_tx(&mut self, raw: &[u8], from: Option<Origin>) -> Result<B256, TxError> {
         let r = self.try_accept(raw);
         match &r {
             Ok(hash) => {
@@ -301,18 +299,15 @@ impl Actor {
             Err(e) => {
                 self.metrics.txs_rejected.inc();
                 // Garbage (not a race such as a nonce already used) costs the peer.
-                if let Some(p) = from
-                    && matches!(
-                        e,
-                        TxError::Decode(_)
-                            | TxError::Signature(_)
-                            | TxError::ChainId { .. }
-                            | TxError::Unprotected
-                            | TxError::Oversized(_)
-                    )
-                {
-                    self.net
-                        .report_misbehaviour(p, format!("invalid transaction: {e}"));
+                if matches!(
+                    e,
+                    TxError::Decode(_)
+                        | TxError::Signature(_)
+                        | TxError::ChainId { .. }
+                        | TxError::Unprotected
+                        | TxError::Oversized(_)
+                ) {
+                    self.blame(from, &format!("invalid transaction: {e}"));
                 }
             }
         }
@@ -365,7 +360,16 @@ impl Actor {
         }
     }
 
-    fn import(&mut self, block: ChainBlock, from: Option<PeerId>) -> Result<BlockOutcome, String> {
+    /// Counts a misbehaviour against the peer, if it is accountable for the input.
+    fn blame(&self, from: Option<Origin>, why: &str) {
+        if let Some(o) = from
+            && o.accountable
+        {
+            self.net.report_misbehaviour(o.peer, why.to_string());
+        }
+    }
+
+    fn import(&mut self, block: ChainBlock, from: Option<Origin>) -> Result<BlockOutcome, String> {
         let number = block.header.number;
         let parent = block.header.parent_hash;
         match self.chain.import(block, unix_now()) {
@@ -377,17 +381,15 @@ impl Actor {
                 Ok(BlockOutcome::Head { number, reorged })
             }
             Err(ChainError::UnknownBlock(_)) if !self.chain.knows(&parent) => {
-                if let Some(p) = from {
-                    let _ = self.sync.try_send(p);
+                if let Some(o) = from {
+                    let _ = self.sync.try_send(o.peer);
                 }
                 Ok(BlockOutcome::Orphan)
             }
             Err(e) => {
                 self.metrics.blocks_invalid.inc();
-                if let Some(p) = from
-                    && matches!(e, ChainError::Block { .. })
-                {
-                    self.net.report_misbehaviour(p, e.to_string());
+                if matches!(e, ChainError::Block { .. }) {
+                    self.blame(from, &e.to_string());
                 }
                 tracing::debug!(target: "nodus::chain", "block refused: {e}");
                 Err(e.to_string())

@@ -248,6 +248,7 @@ async fn catch_up(
             return Err("headers do not connect to our chain".into());
         }
         let sources: Vec<PeerId> = ahead.iter().map(|(p, _)| *p).collect();
+        let mut served: Vec<PeerId> = Vec::new();
         for (i, chunk) in hashes.chunks(wire::MAX_BLOCKS).enumerate() {
             let mut got = None;
             for k in 0..sources.len() {
@@ -264,6 +265,11 @@ async fn catch_up(
                     Err(e) => tracing::debug!(target: "nodus::chain", %peer, "blocks: {e}"),
                 }
             }
+            if let Some((peer, _)) = &got
+                && !served.contains(peer)
+            {
+                served.push(*peer);
+            }
             let Some((peer, raw)) = got else {
                 return Err("no peer served the blocks".into());
             };
@@ -278,7 +284,10 @@ async fn catch_up(
                     .tx
                     .send(crate::handle::Input::Block {
                         raw: r,
-                        from: Some(peer),
+                        from: Some(crate::handle::Origin {
+                            peer,
+                            accountable: true,
+                        }),
                         reply: Some(reply),
                     })
                     .await
@@ -291,6 +300,10 @@ async fn catch_up(
                 }
             }
         }
+        let _ = handle.events.send(crate::handle::ChainEvent::Synced {
+            blocks: hashes.len(),
+            peers: served.iter().map(|p| p.to_string()).collect(),
+        });
     }
 }
 
