@@ -500,6 +500,26 @@ impl Chain {
         Ok(change)
     }
 
+    /// Runs `txs` as a child of `parent` (whose state must be the current one).
+    fn execute(
+        &self,
+        parent: B256,
+        info: &BlockInfo,
+        txs: Vec<RecoveredTx>,
+        mode: Mode,
+    ) -> Result<Executed, (usize, String)> {
+        let hashes = |n: u64| self.ancestor_hash(parent, n);
+        exec::execute_block(
+            self.spec.chain_id,
+            &self.state,
+            &hashes,
+            info,
+            txs,
+            self.spec.block_reward,
+            mode,
+        )
+    }
+
     /// Executes a block on the current state (its parent must be the state's block),
     /// checks every commitment in its header, and applies its diff.
     fn execute_canonical(
@@ -523,18 +543,9 @@ impl Chain {
             base_fee: h.base_fee_per_gas.unwrap_or_default(),
             prevrandao: self.headers[&h.parent_hash].mix_hash,
         };
-        let parent = h.parent_hash;
-        let hashes = |n: u64| self.ancestor_hash(parent, n);
-        let executed = exec::execute_block(
-            self.spec.chain_id,
-            &self.state,
-            &hashes,
-            &info,
-            txs,
-            self.spec.block_reward,
-            Mode::Import,
-        )
-        .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
+        let executed = self
+            .execute(h.parent_hash, &info, txs, Mode::Import)
+            .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
         if executed.gas_used != h.gas_used {
             return Err(invalid(*hash, "gas used differs from the header"));
         }
@@ -582,17 +593,9 @@ impl Chain {
             base_fee,
             prevrandao: parent.mix_hash,
         };
-        let hashes = |n: u64| self.ancestor_hash(parent_hash, n);
-        let executed = exec::execute_block(
-            self.spec.chain_id,
-            &self.state,
-            &hashes,
-            &info,
-            txs,
-            self.spec.block_reward,
-            Mode::Build,
-        )
-        .map_err(|(_, e)| ChainError::Other(e))?;
+        let executed = self
+            .execute(parent_hash, &info, txs, Mode::Build)
+            .map_err(|(_, e)| ChainError::Other(e))?;
         self.state.apply(&executed.diff);
         let state_root = self.state.state_root();
         self.state.undo(&executed.diff);

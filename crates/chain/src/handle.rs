@@ -19,6 +19,22 @@ pub struct Ctx<'a> {
     pub now: u64,
 }
 
+impl Ctx<'_> {
+    /// The account's nonce at the head.
+    pub fn nonce(&self, a: &Address) -> u64 {
+        self.chain
+            .state()
+            .account(a)
+            .map(|r| r.nonce)
+            .unwrap_or_default()
+    }
+
+    /// The next nonce for `a`, counting its queued transactions.
+    pub fn pending_nonce(&self, a: &Address) -> u64 {
+        self.pool.pending_nonce(a, self.nonce(a))
+    }
+}
+
 pub(crate) type ReadFn = Box<dyn FnOnce(&Ctx<'_>) + Send>;
 
 /// The peer something came from. `accountable` when that peer made it or served it
@@ -251,16 +267,7 @@ impl ChainHandle {
 
     /// The next nonce for `a`, counting its pending transactions.
     pub async fn pending_nonce(&self, a: Address) -> Result<u64, ChainError> {
-        self.read(move |c| {
-            let n = c
-                .chain
-                .state()
-                .account(&a)
-                .map(|r| r.nonce)
-                .unwrap_or_default();
-            c.pool.pending_nonce(&a, n)
-        })
-        .await
+        self.read(move |c| c.pending_nonce(&a)).await
     }
 
     /// Waits until the head reaches `number`; returns the height, or an error once

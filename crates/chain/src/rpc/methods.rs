@@ -49,16 +49,10 @@ pub async fn call(h: &ChainHandle, method: &str, p: Vec<Value>) -> Result<Value,
                 state_at(&p, 1)?;
             }
             h.read(move |c| {
-                let n = c
-                    .chain
-                    .state()
-                    .account(&a)
-                    .map(|r| r.nonce)
-                    .unwrap_or_default();
                 qty(if pending {
-                    c.pool.pending_nonce(&a, n)
+                    c.pending_nonce(&a)
                 } else {
-                    n
+                    c.nonce(&a)
                 })
             })
             .await
