@@ -48,6 +48,16 @@ pub struct Template {
     pub body: BlockBody<alloy_consensus::TxEnvelope>,
     pub target: U256,
     pub dropped: Vec<(B256, String)>,
+    /// What executing the body produced, so the sealed block need not run again here.
+    pub receipts: Vec<ReceiptEnvelope>,
+    pub diff: StateDiff,
+}
+
+/// A block this node sealed from a [`Template`], with the template's execution results.
+pub struct Sealed {
+    pub block: ChainBlock,
+    pub receipts: Vec<ReceiptEnvelope>,
+    pub diff: StateDiff,
 }
 
 pub struct Chain {
@@ -335,18 +345,7 @@ impl Chain {
             return Ok(Imported::Known);
         }
         self.check_block(&block, now)?;
-        let parent = &self.metas[&block.header.parent_hash];
-        let meta = BlockMeta {
-            number: block.header.number,
-            parent: block.header.parent_hash,
-            total_work: parent.total_work.saturating_add(block.header.difficulty),
-            anchor_time: if block.header.number == 1 {
-                block.header.timestamp
-            } else {
-                parent.anchor_time
-            },
-            invalid: false,
-        };
+        let meta = self.child_meta(&block.header);
         let heavier = meta.total_work > self.total_work();
         self.headers.insert(hash, block.header.clone());
         self.metas.insert(hash, meta.clone());
@@ -394,6 +393,22 @@ impl Chain {
                 })?;
                 Err(e)
             }
+        }
+    }
+
+    /// Metadata of a block whose parent is known.
+    fn child_meta(&self, h: &Header) -> BlockMeta {
+        let parent = &self.metas[&h.parent_hash];
+        BlockMeta {
+            number: h.number,
+            parent: h.parent_hash,
+            total_work: parent.total_work.saturating_add(h.difficulty),
+            anchor_time: if h.number == 1 {
+                h.timestamp
+            } else {
+                parent.anchor_time
+            },
+            invalid: false,
         }
     }
 
@@ -629,7 +644,54 @@ impl Chain {
             },
             target,
             dropped: executed.dropped,
+            receipts: executed.receipts,
+            diff: executed.diff,
         })
+    }
+
+    /// Commits a block sealed here from a template on the current head without running
+    /// it again (its receipts and diff are the template's, its roots computed from
+    /// them). If the head moved meanwhile it is imported like any other block.
+    pub fn commit_own(&mut self, sealed: Sealed, now: u64) -> Result<Imported, ChainError> {
+        let Sealed {
+            block,
+            receipts,
+            diff,
+        } = sealed;
+        if block.header.parent_hash != self.head_hash() {
+            return self.import(block, now);
+        }
+        let hash = self.check_block(&block, now)?;
+        if self.metas.contains_key(&hash) {
+            return Ok(Imported::Known);
+        }
+        let meta = self.child_meta(&block.header);
+        let number = block.header.number;
+        let tx_hashes: Vec<B256> = block
+            .body
+            .transactions
+            .iter()
+            .map(|t| *t.tx_hash())
+            .collect();
+        self.state.apply(&diff);
+        self.headers.insert(hash, block.header.clone());
+        self.metas.insert(hash, meta.clone());
+        self.canon.push(hash);
+        let batch = Batch {
+            blocks: vec![(hash, block, meta)],
+            executed: vec![(hash, receipts, diff.clone())],
+            canon: vec![(number, hash, tx_hashes.clone())],
+            canon_len: Some(self.canon.len() as u64),
+            state: vec![diff],
+            head: Some(hash),
+            ..Default::default()
+        };
+        self.store.commit(batch)?;
+        Ok(Imported::Head(HeadChange {
+            added: vec![hash],
+            included: tx_hashes,
+            ..Default::default()
+        }))
     }
 
     /// Block info for a call on top of the head.

@@ -58,7 +58,7 @@ pub(crate) enum Input {
         from: Option<Origin>,
         reply: Option<oneshot::Sender<Result<BlockOutcome, String>>>,
     },
-    Mined(Box<crate::store::ChainBlock>),
+    Mined(Box<crate::chain::Sealed>),
     Template {
         coinbase: Address,
         reply: oneshot::Sender<Option<crate::chain::Template>>,

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use alloy_primitives::B64;
 
-use crate::chain::Template;
+use crate::chain::{Sealed, Template};
 use crate::pow;
 use crate::store::ChainBlock;
 
@@ -18,6 +18,17 @@ pub fn seal(
     stop: &AtomicBool,
     hashes: &AtomicU64,
 ) -> Option<ChainBlock> {
+    seal_own(template, threads, rate, stop, hashes).map(|s| s.block)
+}
+
+/// [`seal`], keeping the template's execution results for [`crate::chain::Chain::commit_own`].
+pub fn seal_own(
+    template: Template,
+    threads: usize,
+    rate: u64,
+    stop: &AtomicBool,
+    hashes: &AtomicU64,
+) -> Option<Sealed> {
     let seal = pow::seal_hash(&template.header);
     let threads = threads.max(1) as u64;
     let start: u64 = rand::random();
@@ -54,9 +65,13 @@ pub fn seal(
     let mut header = template.header;
     header.nonce = B64::from(nonce.to_be_bytes());
     header.mix_hash = work;
-    Some(ChainBlock {
-        header,
-        body: template.body,
+    Some(Sealed {
+        block: ChainBlock {
+            header,
+            body: template.body,
+        },
+        receipts: template.receipts,
+        diff: template.diff,
     })
 }
 

@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use alloy_primitives::{Address, B256, Bytes, KECCAK256_EMPTY, U256, keccak256};
-use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount, root};
+use alloy_trie::{EMPTY_ROOT_HASH, TrieAccount};
+
+use crate::trie::Trie;
 use revm::bytecode::Bytecode;
 use revm::database_interface::{DBErrorMarker, Database, DatabaseCommit};
 use revm::primitives::hardfork::SpecId;
@@ -38,8 +40,12 @@ pub struct WorldState {
     pub accounts: HashMap<Address, AccountRec>,
     pub storage: HashMap<Address, BTreeMap<U256, U256>>,
     pub codes: HashMap<B256, Bytes>,
-    /// Storage roots of accounts whose storage has not changed since they were computed.
-    root_cache: HashMap<Address, B256>,
+    /// The account trie, and one storage trie per account that has storage: kept with
+    /// every node's hash, so a root after a block hashes only the paths it changed.
+    account_trie: Trie,
+    storage_tries: HashMap<Address, Trie>,
+    /// Accounts whose leaf must be rewritten before the next root.
+    dirty: HashSet<Address>,
 }
 
 /// What one block changed: every value before and after, so it can be applied or undone.
@@ -74,19 +80,25 @@ impl WorldState {
     }
 
     fn set_slot(&mut self, a: Address, key: U256, value: U256) {
-        self.root_cache.remove(&a);
+        self.dirty.insert(a);
+        let hashed = keccak256(key.to_be_bytes::<32>());
         let slots = self.storage.entry(a).or_default();
+        let trie = self.storage_tries.entry(a).or_default();
         if value.is_zero() {
             slots.remove(&key);
+            trie.remove(&hashed);
             if slots.is_empty() {
                 self.storage.remove(&a);
+                self.storage_tries.remove(&a);
             }
         } else {
             slots.insert(key, value);
+            trie.insert(&hashed, alloy_rlp::encode(value));
         }
     }
 
     fn set_account(&mut self, a: Address, rec: Option<AccountRec>) {
+        self.dirty.insert(a);
         match rec {
             Some(r) => {
                 self.accounts.insert(a, r);
@@ -120,33 +132,27 @@ impl WorldState {
 
     /// The Merkle-Patricia root of the state, as Ethereum computes it.
     pub fn state_root(&mut self) -> B256 {
-        let mut roots = Vec::new();
-        for a in self.accounts.keys() {
-            if !self.root_cache.contains_key(a) {
-                let r = match self.storage.get(a) {
-                    Some(slots) => root::storage_root_unhashed(
-                        slots
-                            .iter()
-                            .map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
-                    ),
-                    None => EMPTY_ROOT_HASH,
-                };
-                roots.push((*a, r));
+        for a in std::mem::take(&mut self.dirty) {
+            let hashed = keccak256(a);
+            match self.accounts.get(&a) {
+                Some(rec) => {
+                    let storage_root = self
+                        .storage_tries
+                        .get_mut(&a)
+                        .map(Trie::root)
+                        .unwrap_or(EMPTY_ROOT_HASH);
+                    let leaf = TrieAccount {
+                        nonce: rec.nonce,
+                        balance: rec.balance,
+                        storage_root,
+                        code_hash: rec.code_hash,
+                    };
+                    self.account_trie.insert(&hashed, alloy_rlp::encode(leaf));
+                }
+                None => self.account_trie.remove(&hashed),
             }
         }
-        self.root_cache.extend(roots);
-        let cache = &self.root_cache;
-        root::state_root_unhashed(self.accounts.iter().map(|(a, rec)| {
-            (
-                *a,
-                TrieAccount {
-                    nonce: rec.nonce,
-                    balance: rec.balance,
-                    storage_root: cache.get(a).copied().unwrap_or(EMPTY_ROOT_HASH),
-                    code_hash: rec.code_hash,
-                },
-            )
-        }))
+        self.account_trie.root()
     }
 }
 
@@ -343,6 +349,86 @@ impl Overlay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The root as alloy-trie computes it from scratch.
+    fn reference_root(s: &WorldState) -> B256 {
+        use alloy_trie::root;
+        root::state_root_unhashed(s.accounts.iter().map(|(a, rec)| {
+            let storage_root = s
+                .storage
+                .get(a)
+                .map(|slots| {
+                    root::storage_root_unhashed(
+                        slots
+                            .iter()
+                            .map(|(k, v)| (B256::from(k.to_be_bytes::<32>()), *v)),
+                    )
+                })
+                .unwrap_or(EMPTY_ROOT_HASH);
+            (
+                *a,
+                TrieAccount {
+                    nonce: rec.nonce,
+                    balance: rec.balance,
+                    storage_root,
+                    code_hash: rec.code_hash,
+                },
+            )
+        }))
+    }
+
+    #[test]
+    fn incremental_root_matches_alloy_trie_from_scratch() {
+        let mut s = WorldState::default();
+        let mut seed = 1u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 16
+        };
+        for block in 0..60 {
+            let mut diff = StateDiff::default();
+            for _ in 0..20 {
+                let a = Address::left_padding_from(&(next() % 50).to_be_bytes());
+                let before = s.account(&a).cloned();
+                let after = if next() % 6 == 0 {
+                    None
+                } else {
+                    Some(AccountRec {
+                        nonce: next() % 9,
+                        balance: U256::from(next()),
+                        code_hash: KECCAK256_EMPTY,
+                    })
+                };
+                if before != after && !diff.accounts.iter().any(|(x, ..)| *x == a) {
+                    diff.accounts.push((a, before, after.clone()));
+                }
+                if after.is_some() {
+                    let k = U256::from(next() % 8);
+                    let v = if next() % 3 == 0 {
+                        U256::ZERO
+                    } else {
+                        U256::from(next())
+                    };
+                    if !diff.storage.iter().any(|(x, y, ..)| *x == a && *y == k) {
+                        diff.storage.push((a, k, s.slot(&a, &k), v));
+                    }
+                }
+            }
+            s.apply(&diff);
+            assert_eq!(s.state_root(), reference_root(&s), "after block {block}");
+            if block % 5 == 4 {
+                s.undo(&diff);
+                assert_eq!(
+                    s.state_root(),
+                    reference_root(&s),
+                    "after undoing block {block}"
+                );
+                s.apply(&diff);
+            }
+        }
+    }
 
     #[test]
     fn empty_state_has_the_empty_root() {

@@ -253,6 +253,15 @@ pub enum BenchArea {
         /// Transactions for the intake and block tests (10 to 500)
         #[arg(long, default_value_t = 500)]
         txs: usize,
+        /// Value transfers per import-throughput run (ERC-20 runs take half as many)
+        #[arg(long, default_value_t = 10000)]
+        import: usize,
+        /// State sizes (accounts) of the import-throughput runs
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        accounts: Vec<usize>,
+        /// Nodes of the block-propagation run
+        #[arg(long, default_value_t = 20)]
+        nodes: usize,
     },
     /// Messages per second and latency, direct and through a relay; reroute and
     /// offline-delivery times

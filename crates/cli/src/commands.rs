@@ -36,8 +36,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => crate::bench::msg::run(small, large, round_trips, g.json).await,
         Command::Bench {
-            area: BenchArea::Chain { calls, txs },
-        } => crate::bench::chain::run(calls, txs, g.json).await,
+            area:
+                BenchArea::Chain {
+                    calls,
+                    txs,
+                    import,
+                    accounts,
+                    nodes,
+                },
+        } => {
+            let o = crate::bench::chain::Options {
+                calls,
+                txs,
+                import,
+                accounts,
+                nodes,
+            };
+            crate::bench::chain::run(o, g.json).await
+        }
         Command::Bench {
             area: BenchArea::NetServe { ip },
         } => crate::bench::net::serve_process(&ip).await,

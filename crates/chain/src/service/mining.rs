@@ -73,7 +73,7 @@ pub(super) fn spawn(
             };
             let (threads, rate, counter) = (m.threads, m.max_hashes_per_sec, hashes.clone());
             let sealed = tokio::task::spawn_blocking(move || {
-                crate::miner::seal(template, threads, rate, &search_stop, &counter)
+                crate::miner::seal_own(template, threads, rate, &search_stop, &counter)
             })
             .await
             .ok()

@@ -250,9 +250,14 @@ impl Actor {
                         let _ = reply.send(r);
                     }
                 }
-                Input::Mined(block) => {
-                    let raw = crate::store::encode_block(&block);
-                    if let Ok(BlockOutcome::Head { .. }) = self.import(*block, None) {
+                Input::Mined(sealed) => {
+                    let raw = crate::store::encode_block(&sealed.block);
+                    let (number, parent) =
+                        (sealed.block.header.number, sealed.block.header.parent_hash);
+                    let r = self.chain.commit_own(*sealed, unix_now());
+                    if let Ok(BlockOutcome::Head { .. }) =
+                        self.after_import(number, parent, r, None)
+                    {
                         let _ = self.publish.try_send(Publish {
                             topic: self.topics.block.clone(),
                             data: raw,
@@ -372,7 +377,19 @@ impl Actor {
     fn import(&mut self, block: ChainBlock, from: Option<Origin>) -> Result<BlockOutcome, String> {
         let number = block.header.number;
         let parent = block.header.parent_hash;
-        match self.chain.import(block, unix_now()) {
+        let r = self.chain.import(block, unix_now());
+        self.after_import(number, parent, r, from)
+    }
+
+    /// Events, pool updates and blame after an import of block `number` on `parent`.
+    fn after_import(
+        &mut self,
+        number: u64,
+        parent: B256,
+        r: Result<Imported, ChainError>,
+        from: Option<Origin>,
+    ) -> Result<BlockOutcome, String> {
+        match r {
             Ok(Imported::Known) => Ok(BlockOutcome::Known),
             Ok(Imported::Side) => Ok(BlockOutcome::Side),
             Ok(Imported::Head(change)) => {
