@@ -1019,7 +1019,21 @@ fn chain_commands_and_kill_9_during_block_import() {
 #[test]
 fn bench_chain_prints_nodus_beside_hardhat() {
     let o = Command::new(BIN)
-        .args(["--json", "bench", "chain", "--calls", "200", "--txs", "20"])
+        .args([
+            "--json",
+            "bench",
+            "chain",
+            "--calls",
+            "200",
+            "--txs",
+            "20",
+            "--import",
+            "400",
+            "--accounts",
+            "1000",
+            "--nodes",
+            "3",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
@@ -1028,6 +1042,13 @@ fn bench_chain_prints_nodus_beside_hardhat() {
     for k in ["intake", "block_build", "block_import"] {
         assert!(v["nodus"][k].as_f64().unwrap() > 0.0, "nodus {k}: {v}");
     }
+    let rows = v["import"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "value and ERC-20 transfers: {v}");
+    assert!(
+        rows.iter()
+            .all(|r| r["end_to_end_tps"].as_f64().unwrap() > 0.0)
+    );
+    assert!(v["propagation"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(
         v["hardhat"]["block_mine"].as_f64().unwrap_or(0.0) > 0.0,
         "Hardhat was measured in the same run: {v}\n{}",
