@@ -48,8 +48,11 @@ pub(crate) struct Origin {
 
 pub(crate) enum Input {
     Read(ReadFn),
+    /// A transaction, decoded and its sender recovered by whoever sends it here (so that
+    /// signature recovery runs on many threads, not on the actor's).
     Submit {
         raw: Vec<u8>,
+        tx: Result<crate::tx::RecoveredTx, TxError>,
         from: Option<Origin>,
         reply: Option<oneshot::Sender<Result<B256, TxError>>>,
     },
@@ -163,6 +166,7 @@ impl ChainHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Input::Submit {
+                tx: crate::tx::RecoveredTx::decode(&raw),
                 raw,
                 from: None,
                 reply: Some(reply),

@@ -51,6 +51,7 @@ pub(super) async fn spawn(
                 }
             } else {
                 Input::Submit {
+                    tx: crate::tx::RecoveredTx::decode(&msg.data),
                     raw: msg.data,
                     from,
                     reply: None,

@@ -29,6 +29,8 @@ use crate::tx::RecoveredTx;
 use crate::wire;
 
 const INPUT_CAPACITY: usize = 1024;
+/// Transactions accepted per commit at most.
+const TX_BATCH: usize = 256;
 const EVENT_CAPACITY: usize = 1024;
 
 #[derive(Clone, Default)]
@@ -215,7 +217,15 @@ struct Actor {
 
 impl Actor {
     fn run(mut self, mut rx: mpsc::Receiver<Input>) {
-        while let Some(input) = rx.blocking_recv() {
+        let mut next: Option<Input> = None;
+        loop {
+            let input = match next.take() {
+                Some(i) => i,
+                None => match rx.blocking_recv() {
+                    Some(i) => i,
+                    None => break,
+                },
+            };
             match input {
                 Input::Shutdown => break,
                 Input::Read(f) => {
@@ -226,17 +236,21 @@ impl Actor {
                     };
                     f(&ctx);
                 }
-                Input::Submit { raw, from, reply } => {
-                    let r = self.accept_tx(&raw, from);
-                    if r.is_ok() && from.is_none() {
-                        let _ = self.publish.try_send(Publish {
-                            topic: self.topics.tx.clone(),
-                            data: raw,
-                        });
+                first @ Input::Submit { .. } => {
+                    // Transactions that arrive together are taken together: one commit
+                    // makes all of them durable before any is answered.
+                    let mut batch = vec![first];
+                    while batch.len() < TX_BATCH {
+                        match rx.try_recv() {
+                            Ok(i @ Input::Submit { .. }) => batch.push(i),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
                     }
-                    if let Some(reply) = reply {
-                        let _ = reply.send(r);
-                    }
+                    self.accept_batch(batch);
                 }
                 Input::Block { raw, from, reply } => {
                     let r = match wire::decode_block(&raw) {
@@ -292,35 +306,70 @@ impl Actor {
         }
     }
 
-    fn accept_tx(&mut self, raw: &[u8], from: Option<Origin>) -> Result<B256, TxError> {
-        let r = self.try_accept(raw);
-        match &r {
-            Ok(hash) => {
+    /// Checks and pools a batch of transactions, persists the accepted ones in one
+    /// commit, then answers, announces and gossips them.
+    fn accept_batch(&mut self, batch: Vec<Input>) {
+        let mut add = Vec::new();
+        let mut remove = Vec::new();
+        let mut done = Vec::new();
+        for input in batch {
+            let Input::Submit {
+                raw,
+                tx,
+                from,
+                reply,
+            } = input
+            else {
+                continue;
+            };
+            let r = tx.and_then(|tx| self.try_accept(tx, &mut remove));
+            match &r {
+                Ok(hash) => add.push((*hash, raw.clone())),
+                Err(e) => self.rejected(e, from),
+            }
+            done.push((r, raw, from, reply));
+        }
+        if (!add.is_empty() || !remove.is_empty())
+            && let Err(e) = self.chain.store_mempool(add, remove)
+        {
+            tracing::error!(target: "nodus::chain", "cannot persist the mempool: {e}");
+        }
+        for (r, raw, from, reply) in done {
+            if let Ok(hash) = &r {
                 self.metrics.txs_accepted.inc();
                 let _ = self.events.send(ChainEvent::PendingTx {
                     hash: hash.to_string(),
                 });
-            }
-            Err(e) => {
-                self.metrics.txs_rejected.inc();
-                // Garbage (not a race such as a nonce already used) costs the peer.
-                if matches!(
-                    e,
-                    TxError::Decode(_)
-                        | TxError::Signature(_)
-                        | TxError::ChainId { .. }
-                        | TxError::Unprotected
-                        | TxError::Oversized(_)
-                ) {
-                    self.blame(from, &format!("invalid transaction: {e}"));
+                if from.is_none() {
+                    let _ = self.publish.try_send(Publish {
+                        topic: self.topics.tx.clone(),
+                        data: raw,
+                    });
                 }
             }
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
         }
-        r
     }
 
-    fn try_accept(&mut self, raw: &[u8]) -> Result<B256, TxError> {
-        let tx = RecoveredTx::decode(raw)?;
+    fn rejected(&self, e: &TxError, from: Option<Origin>) {
+        self.metrics.txs_rejected.inc();
+        // Garbage (not a race such as a nonce already used) costs the peer.
+        if matches!(
+            e,
+            TxError::Decode(_)
+                | TxError::Signature(_)
+                | TxError::ChainId { .. }
+                | TxError::Unprotected
+                | TxError::Oversized(_)
+        ) {
+            self.blame(from, &format!("invalid transaction: {e}"));
+        }
+    }
+
+    /// Pools one transaction; what it replaces is added to `removed`.
+    fn try_accept(&mut self, tx: RecoveredTx, removed: &mut Vec<B256>) -> Result<B256, TxError> {
         if self.pool.contains(&tx.hash) || self.chain.tx_location(&tx.hash).ok().flatten().is_some()
         {
             return Err(TxError::AlreadyKnown);
@@ -335,14 +384,7 @@ impl Actor {
         }
         let view = self.account_view(&tx.sender);
         let hash = tx.hash;
-        let replaced = self.pool.add(tx, &view)?;
-        let removed: Vec<B256> = replaced.into_iter().collect();
-        if let Err(e) = self
-            .chain
-            .store_mempool(vec![(hash, raw.to_vec())], removed)
-        {
-            tracing::error!(target: "nodus::chain", "cannot persist the mempool: {e}");
-        }
+        removed.extend(self.pool.add(tx, &view)?);
         Ok(hash)
     }
 
