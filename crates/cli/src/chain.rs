@@ -23,18 +23,30 @@ pub fn is_local(c: &WalletCommand) -> bool {
     !matches!(c, WalletCommand::Balance { .. })
 }
 
-fn password(p: &PasswordArgs) -> Result<String> {
+/// The wallet password: from --password-file, NODUS_WALLET_PASSWORD, or asked on the
+/// terminal (twice when it protects a new account).
+fn password(p: &PasswordArgs, new_account: bool) -> Result<String> {
     if let Some(f) = &p.password_file {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         return Ok(text.lines().next().unwrap_or_default().to_string());
     }
-    match std::env::var("NODUS_WALLET_PASSWORD") {
-        Ok(pw) if !pw.is_empty() => Ok(pw),
-        _ => bail!(
-            "the wallet needs a password: give --password-file FILE or set NODUS_WALLET_PASSWORD"
-        ),
+    if let Ok(pw) = std::env::var("NODUS_WALLET_PASSWORD")
+        && !pw.is_empty()
+    {
+        return Ok(pw);
     }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "the wallet needs a password: give --password-file FILE, set NODUS_WALLET_PASSWORD, or run in a terminal to be asked"
+        );
+    }
+    let pw = rpassword::prompt_password("wallet password: ")?;
+    if new_account && rpassword::prompt_password("again: ")? != pw {
+        bail!("the two passwords differ; nothing was written");
+    }
+    Ok(pw)
 }
 
 fn address(text: &str) -> Result<Address> {
@@ -94,14 +106,14 @@ pub fn wallet_local(dir: &DataDir, c: WalletCommand, json: bool) -> Result<ExitC
     match c {
         WalletCommand::New { password: p } => {
             let key = Key::random();
-            let path = keystore::store(&ks, &key, &password(&p)?)?;
+            let path = keystore::store(&ks, &key, &password(&p, true)?)?;
             report_account(&key.address, &path, "created", json);
         }
         WalletCommand::Import {
             key_or_file,
             password: p,
         } => {
-            let pw = password(&p)?;
+            let pw = password(&p, !Path::new(&key_or_file).is_file())?;
             let key = if Path::new(&key_or_file).is_file() {
                 keystore::open_file(Path::new(&key_or_file), &pw)?
             } else {
@@ -219,7 +231,7 @@ pub async fn send(api: &ApiClient, dir: &DataDir, o: SendOptions, json: bool) ->
     let to = address(&o.to)?;
     let value = parse_amount(&o.amount)?;
     let from = o.from.as_deref().map(address).transpose()?;
-    let key = keystore::unlock(&dir.keystore_dir(), from, &password(&o.password)?)?;
+    let key = keystore::unlock(&dir.keystore_dir(), from, &password(&o.password, false)?)?;
     let account = api
         .get(&format!(
             "/api/v1/chain/accounts/{}",
