@@ -168,6 +168,9 @@ fn make_behaviour(
 
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
+        // Messages are forwarded only once accepted: services check theirs
+        // (subscribe_validated), every other topic is accepted on arrival.
+        .validate_messages()
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .heartbeat_interval(Duration::from_millis(700))
         .build()

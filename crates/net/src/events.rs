@@ -55,6 +55,20 @@ pub struct GossipMessage {
     pub via: String,
     pub data: Vec<u8>,
     pub id: String,
+    /// The message id as gossipsub keeps it, for [`crate::NetworkHandle::validate`].
+    #[serde(skip)]
+    pub raw_id: Vec<u8>,
+}
+
+/// What a service that validates a topic's messages says of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it to other peers.
+    Accept,
+    /// Invalid: drop it and count it against the peer that sent it (gossipsub score).
+    Reject,
+    /// Not forwarded, nobody penalized (a duplicate, a race).
+    Ignore,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::{GossipMessage, NetError, NetEvent, PeerInfo, Status};
+use crate::{GossipMessage, NetError, NetEvent, PeerInfo, Status, Verdict};
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, NetError>>;
 
@@ -36,7 +36,15 @@ pub(crate) enum Command {
     },
     Subscribe {
         topic: String,
+        /// The subscriber judges every message ([`NetworkHandle::validate`]) before
+        /// it is forwarded; otherwise messages are forwarded on arrival.
+        validated: bool,
         reply: Reply<mpsc::Receiver<GossipMessage>>,
+    },
+    Validate {
+        raw_id: Vec<u8>,
+        via: PeerId,
+        verdict: Verdict,
     },
     Publish {
         topic: String,
@@ -154,7 +162,41 @@ impl NetworkHandle {
 
     pub async fn subscribe(&self, topic: &str) -> Result<mpsc::Receiver<GossipMessage>, NetError> {
         let topic = topic.to_string();
-        self.call(|reply| Command::Subscribe { topic, reply }).await
+        self.call(|reply| Command::Subscribe {
+            topic,
+            validated: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribes to a topic whose messages this subscriber checks: none is forwarded to
+    /// other peers until [`NetworkHandle::validate`] accepts it, and a rejected one
+    /// counts against the peer that sent it in gossipsub's score. One validating
+    /// subscriber per topic.
+    pub async fn subscribe_validated(
+        &self,
+        topic: &str,
+    ) -> Result<mpsc::Receiver<GossipMessage>, NetError> {
+        let topic = topic.to_string();
+        self.call(|reply| Command::Subscribe {
+            topic,
+            validated: true,
+            reply,
+        })
+        .await
+    }
+
+    /// The verdict on a message of a validated topic.
+    pub fn validate(&self, message: &GossipMessage, verdict: Verdict) {
+        let Ok(via) = message.via.parse::<PeerId>() else {
+            return;
+        };
+        let _ = self.tx.try_send(Command::Validate {
+            raw_id: message.raw_id.clone(),
+            via,
+            verdict,
+        });
     }
 
     /// Publishes to a topic; returns the message id.

@@ -34,7 +34,7 @@ mod transport;
 pub use actor::MAX_STRIKES;
 pub use config::NetConfig;
 pub use error::NetError;
-pub use events::{GossipMessage, NetEvent, PeerInfo, Status};
+pub use events::{GossipMessage, NetEvent, PeerInfo, Status, Verdict};
 pub use handle::NetworkHandle;
 pub use libp2p::{Multiaddr, PeerId, StreamProtocol};
 pub use records::{RecordValidator, Validators};

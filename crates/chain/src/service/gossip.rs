@@ -5,12 +5,46 @@ use std::sync::atomic::Ordering;
 
 use libp2p::PeerId;
 use nodus_net::NetworkHandle;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::{Publish, Topics};
 use crate::error::ChainError;
-use crate::handle::{ChainHandle, Input, Origin};
+use crate::error::TxError;
+use crate::handle::{BlockOutcome, ChainHandle, Input, Origin};
+
+/// The chain's answer on a gossiped message, to come.
+enum Verdict {
+    Tx(oneshot::Receiver<Result<alloy_primitives::B256, TxError>>),
+    Block(oneshot::Receiver<Result<BlockOutcome, String>>),
+}
+
+impl Verdict {
+    async fn wait(self) -> nodus_net::Verdict {
+        use nodus_net::Verdict as V;
+        match self {
+            Verdict::Tx(rx) => match rx.await {
+                Ok(Ok(_)) => V::Accept,
+                Ok(Err(
+                    TxError::Decode(_)
+                    | TxError::Signature(_)
+                    | TxError::ChainId { .. }
+                    | TxError::Unprotected
+                    | TxError::Oversized(_)
+                    | TxError::Type,
+                )) => V::Reject,
+                // Already known, a nonce race, a full pool: not the sender's fault.
+                _ => V::Ignore,
+            },
+            Verdict::Block(rx) => match rx.await {
+                Ok(Ok(BlockOutcome::Head { .. } | BlockOutcome::Side)) => V::Accept,
+                Ok(Err(_)) => V::Reject,
+                // Known, or its parent unknown here (sync fetches it): not forwarded.
+                _ => V::Ignore,
+            },
+        }
+    }
+}
 
 /// Tries to publish one message (250 ms apart) before giving it up to sync.
 const PUBLISH_ATTEMPTS: usize = 20;
@@ -23,18 +57,19 @@ pub(super) async fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ChainError> {
     let mut txs = net
-        .subscribe(&topics.tx)
+        .subscribe_validated(&topics.tx)
         .await
         .map_err(|e| ChainError::Other(e.to_string()))?;
     let mut blocks = net
-        .subscribe(&topics.block)
+        .subscribe_validated(&topics.block)
         .await
         .map_err(|e| ChainError::Other(e.to_string()))?;
     let mut stop = shutdown.clone();
     let h = handle.clone();
+    let h_net = net.clone();
     let inbound = tokio::spawn(async move {
         loop {
-            let (msg, is_block) = tokio::select! {
+            let (mut msg, is_block) = tokio::select! {
                 _ = super::stopped(&mut stop) => break,
                 m = txs.recv() => match m { Some(m) => (m, false), None => break },
                 m = blocks.recv() => match m { Some(m) => (m, true), None => break },
@@ -43,23 +78,37 @@ pub(super) async fn spawn(
                 peer,
                 accountable: msg.source.as_deref() == Some(msg.via.as_str()),
             });
-            let input = if is_block {
-                Input::Block {
-                    raw: msg.data,
+            let data = std::mem::take(&mut msg.data);
+            // The chain's verdict decides whether gossipsub forwards it: nothing
+            // invalid travels further than the first honest node.
+            let verdict = if is_block {
+                let (reply, rx) = oneshot::channel();
+                let input = Input::Block {
+                    raw: data,
                     from,
-                    reply: None,
+                    reply: Some(reply),
+                };
+                if h.tx.send(input).await.is_err() {
+                    break;
                 }
+                Verdict::Block(rx)
             } else {
-                Input::Submit {
-                    tx: crate::tx::RecoveredTx::decode(&msg.data),
-                    raw: msg.data,
+                let (reply, rx) = oneshot::channel();
+                let input = Input::Submit {
+                    tx: crate::tx::RecoveredTx::decode(&data),
+                    raw: data,
                     from,
-                    reply: None,
+                    reply: Some(reply),
+                };
+                if h.tx.send(input).await.is_err() {
+                    break;
                 }
+                Verdict::Tx(rx)
             };
-            if h.tx.send(input).await.is_err() {
-                break;
-            }
+            let net = h_net.clone();
+            tokio::spawn(async move {
+                net.validate(&msg, verdict.wait().await);
+            });
         }
     });
     let mut stop = shutdown;

@@ -1,6 +1,7 @@
 //! Serving the commands of `NetworkHandle`s.
 
 use super::*;
+use crate::Verdict;
 
 impl Actor {
     pub(super) fn on_command(&mut self, cmd: Command) {
@@ -44,8 +45,32 @@ impl Actor {
                 }
                 self.ensure_relays();
             }
-            Command::Subscribe { topic, reply } => {
+            Command::Validate {
+                raw_id,
+                via,
+                verdict,
+            } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                };
+                let id = gossipsub::MessageId::new(&raw_id);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&id, &via, acceptance);
+            }
+            Command::Subscribe {
+                topic,
+                validated,
+                reply,
+            } => {
                 let t = gossipsub::IdentTopic::new(topic.clone());
+                if validated {
+                    self.validated_topics.insert(t.hash());
+                }
                 if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
                     let _ = reply.send(Err(NetError::Publish(e.to_string())));
                     return;

@@ -228,27 +228,56 @@ impl Actor {
         id: gossipsub::MessageId,
         message: gossipsub::Message,
     ) {
+        let validated = self.validated_topics.contains(&message.topic);
+        let gossip = &mut self.swarm.behaviour_mut().gossipsub;
         let Some((topic, senders)) = self.subscriptions.get_mut(&message.topic) else {
+            let _ = gossip.report_message_validation_result(
+                &id,
+                &via,
+                gossipsub::MessageAcceptance::Ignore,
+            );
             return;
         };
+        if !validated {
+            // Nobody here checks this topic: forward as gossipsub would by itself.
+            let _ = gossip.report_message_validation_result(
+                &id,
+                &via,
+                gossipsub::MessageAcceptance::Accept,
+            );
+        }
         let msg = GossipMessage {
             topic: topic.clone(),
             source: message.source.map(|p| p.to_string()),
             via: via.to_string(),
             data: message.data,
             id: id.to_string(),
+            raw_id: id.0.clone(),
         };
+        let mut delivered = false;
         senders.retain(|tx| match tx.try_send(msg.clone()) {
-            Ok(()) => true,
+            Ok(()) => {
+                delivered = true;
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.counters.gossip_dropped.inc();
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
+        if validated && !delivered {
+            // The validator cannot take it: do not hold it for a verdict that never comes.
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &via, gossipsub::MessageAcceptance::Ignore);
+        }
         if senders.is_empty() {
             let t = gossipsub::IdentTopic::new(topic.clone());
             self.subscriptions.remove(&message.topic);
+            self.validated_topics.remove(&message.topic);
             self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
         }
     }

@@ -101,6 +101,8 @@ struct Actor {
     queries: HashMap<QueryId, PendingQuery>,
     reservations: HashMap<PeerId, Vec<Reply<()>>>,
     subscriptions: HashMap<gossipsub::TopicHash, (String, Vec<mpsc::Sender<GossipMessage>>)>,
+    /// Topics whose subscriber validates each message; others are accepted on arrival.
+    validated_topics: HashSet<gossipsub::TopicHash>,
     connections: HashMap<PeerId, Vec<(ConnectionId, Multiaddr)>>,
     agents: HashMap<PeerId, String>,
     rtts: HashMap<PeerId, Duration>,
@@ -168,6 +170,7 @@ pub fn spawn(
         queries: HashMap::new(),
         reservations: HashMap::new(),
         subscriptions: HashMap::new(),
+        validated_topics: HashSet::new(),
         connections: HashMap::new(),
         agents: HashMap::new(),
         rtts: HashMap::new(),
