@@ -218,8 +218,13 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     .expect("C reorganised onto A's chain");
     assert!(reorg.0 >= 3, "C's whole fork was orphaned: {reorg:?}");
     assert_eq!(reorg.1, 1, "its transfer went back to the pool");
-    let (ha, hc) = (a.status().await.unwrap(), c.status().await.unwrap());
-    assert_eq!(hc.head, ha.head, "C follows A's head");
+    // The reorg happens at the first of A's blocks that outweighs C's fork; the rest of
+    // A's chain may still be arriving.
+    wait_until(T, "C to follow A's head", || async {
+        c.status().await.unwrap().head == a.status().await.unwrap().head
+    })
+    .await
+    .unwrap();
 
     // The returned transfer reaches A and is mined on the winning chain.
     a.set_mining(true, None, None);
@@ -287,10 +292,12 @@ async fn a_new_node_syncs_headers_then_bodies_from_several_peers() {
         peers.len() >= 2,
         "bodies came from {peers:?}, not from several peers"
     );
-    assert_eq!(
-        c.status().await.unwrap().head,
-        a.status().await.unwrap().head
-    );
+    // A block A sealed just as mining stopped may still be on its way.
+    wait_until(T, "C to reach A's head", || async {
+        c.status().await.unwrap().head == a.status().await.unwrap().head
+    })
+    .await
+    .unwrap();
     net.shutdown().await;
 }
 
