@@ -137,6 +137,8 @@ pub struct ChainHandle {
     pub(crate) events: broadcast::Sender<ChainEvent>,
     pub(crate) mining: Arc<watch::Sender<MiningState>>,
     pub(crate) hash_rate: Arc<AtomicU64>,
+    /// True while the miner is stopped and has handed over any block it found.
+    pub(crate) miner_idle: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) peers: Arc<AtomicU64>,
     pub(crate) rpc_url: Arc<std::sync::Mutex<Option<String>>>,
     pub(crate) block_topic: String,
@@ -217,6 +219,24 @@ impl ChainHandle {
             }
         });
         self.mining()
+    }
+
+    /// Stops mining and returns once the miner is idle and any block it sealed meanwhile
+    /// has been taken by the chain: after this, the head moves only by blocks of others.
+    pub async fn stop_mining(&self) -> Result<(), ChainError> {
+        self.set_mining(false, None, None);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.miner_idle.load(Ordering::Acquire) {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ChainError::Other(
+                    "the miner did not stop within 10 s".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        // The actor takes inputs in order: once this read is answered, a block the
+        // miner handed over before going idle has been imported.
+        self.read(|_| ()).await
     }
 
     /// Caps hashing at `rate` hashes per second (0: no cap).

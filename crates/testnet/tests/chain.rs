@@ -182,7 +182,7 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     .await
     .unwrap();
     assert!(c.wait_for_height(fork_at + 3, T).await.unwrap() >= fork_at + 3);
-    c.set_mining(false, None, None);
+    c.stop_mining().await.unwrap();
     let c_work: U256 = c.status().await.unwrap().total_work.parse().unwrap();
     assert!(
         receipt(&url_a, &hash).await.is_none(),
@@ -196,7 +196,7 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     })
     .await
     .unwrap();
-    a.set_mining(false, None, None);
+    a.stop_mining().await.unwrap();
 
     // C rejoins: it syncs A's heavier chain and drops its fork.
     net.node(k).net.dial(addr_a).await.unwrap();
@@ -260,7 +260,7 @@ async fn a_new_node_syncs_headers_then_bodies_from_several_peers() {
     a.wait_for_height(140, Duration::from_secs(90))
         .await
         .unwrap();
-    a.set_mining(false, None, None);
+    a.stop_mining().await.unwrap();
     let b = chain(&net, 1);
     let target = a.read(|c| c.chain.head_number()).await.unwrap();
     b.wait_for_height(target, T).await.unwrap();

@@ -25,6 +25,7 @@ pub(super) fn spawn(
         let mut window = (Instant::now(), 0u64);
         loop {
             let m = settings.borrow_and_update().clone();
+            handle.miner_idle.store(!m.enabled, Ordering::Release);
             if !m.enabled {
                 handle.hash_rate.store(0, Ordering::Relaxed);
                 tokio::select! {

@@ -144,6 +144,7 @@ pub async fn spawn(
         events: events.clone(),
         mining: mining.clone(),
         hash_rate: Arc::new(AtomicU64::new(0)),
+        miner_idle: Arc::new(AtomicBool::new(true)),
         peers: Arc::new(AtomicU64::new(0)),
         rpc_url: Arc::new(std::sync::Mutex::new(None)),
         block_topic: topics.block.clone(),

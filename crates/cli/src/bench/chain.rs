@@ -393,7 +393,7 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
         .call("eth_sendRawTransaction", json!([deploy]))
         .await?;
     let r = nodus.receipt(h.as_str().unwrap_or_default()).await?;
-    chain.set_mining(false, None, None);
+    chain.stop_mining().await?;
     let token: Address = r["contractAddress"].as_str().unwrap_or_default().parse()?;
 
     let pb = spinner("loading nodus");

@@ -194,7 +194,7 @@ pub(crate) async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         d.set_mining(true, None, Some(Address::repeat_byte(0xd0)));
         receipt(&d, hash).await?;
         d.wait_for_height(fork_at + 3, STEP_TIMEOUT).await?;
-        d.set_mining(false, None, None);
+        d.stop_mining().await?;
         let d_work: U256 = d.status().await?.total_work.parse()?;
         wait_until(STEP_TIMEOUT, "the three miners to out-work the fork", || async {
             a.status().await.ok().and_then(|s| s.total_work.parse::<U256>().ok()).is_some_and(|w| w > d_work)
@@ -216,7 +216,7 @@ pub(crate) async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         let reorg_took = t.elapsed();
         let again = receipt(&a, hash).await?;
         for k in [na, nb, nc] {
-            chain(net, k)?.set_mining(false, None, None);
+            chain(net, k)?.stop_mining().await?;
         }
         Ok(format!(
             "D's fork of {depth} blocks orphaned {} after it rejoined; {returned} transaction returned to the pool and mined again in block {}",

@@ -45,7 +45,14 @@ pub async fn mine(State(s): State<ApiState>, ApiJson(b): ApiJson<Mine>) -> ApiRe
             ApiError::bad_request(format!("`{a}` is not a 0x-prefixed 20-byte address"))
         })?),
     };
-    let m = chain(&s)?.set_mining(b.enabled, b.threads, coinbase);
+    let c = chain(&s)?;
+    let m = if b.enabled {
+        c.set_mining(true, b.threads, coinbase)
+    } else {
+        // Answer once the miner has stopped and handed over what it found.
+        c.stop_mining().await?;
+        c.mining()
+    };
     Ok(Json(serde_json::to_value(m).unwrap_or_default()))
 }
 
