@@ -707,16 +707,27 @@ impl Chain {
         }
     }
 
-    pub fn call(&self, req: &exec::CallRequest, now: u64) -> exec::CallOutcome {
+    /// Runs `f` with what a call on top of the head needs: chain id, state, block
+    /// hashes, and the next block's fields.
+    fn on_head<T>(
+        &self,
+        now: u64,
+        f: impl FnOnce(u64, &WorldState, &dyn Fn(u64) -> B256, &BlockInfo) -> T,
+    ) -> T {
         let head = self.head_hash();
         let hashes = |n: u64| self.ancestor_hash(head, n);
-        exec::call(
+        f(
             self.spec.chain_id,
             &self.state,
             &hashes,
             &self.pending_info(now),
-            req,
         )
+    }
+
+    pub fn call(&self, req: &exec::CallRequest, now: u64) -> exec::CallOutcome {
+        self.on_head(now, |id, state, hashes, info| {
+            exec::call(id, state, hashes, info, req)
+        })
     }
 
     pub fn estimate_gas(
@@ -724,15 +735,9 @@ impl Chain {
         req: &exec::CallRequest,
         now: u64,
     ) -> Result<u64, exec::CallOutcome> {
-        let head = self.head_hash();
-        let hashes = |n: u64| self.ancestor_hash(head, n);
-        exec::estimate_gas(
-            self.spec.chain_id,
-            &self.state,
-            &hashes,
-            &self.pending_info(now),
-            req,
-        )
+        self.on_head(now, |id, state, hashes, info| {
+            exec::estimate_gas(id, state, hashes, info, req)
+        })
     }
 
     /// Hashes of the canonical chain after the newest of `locator` that is canonical

@@ -97,70 +97,64 @@ fn empty_children() -> Box<[Node; 16]> {
 
 /// Returns true when a new key was added (not a replacement).
 fn insert(node: &mut Node, path: Nibbles, value: Vec<u8>) -> bool {
-    match node {
+    match std::mem::take(node) {
         Node::Empty => {
             *node = leaf(path, value);
             true
         }
-        Node::Leaf { key, value: v, rlp } => {
-            if *key == path {
-                *v = value;
-                *rlp = None;
+        Node::Leaf {
+            key, value: old, ..
+        } => {
+            if key == path {
+                *node = leaf(key, value);
                 return false;
             }
             let c = key.common_prefix_length(&path);
-            let mut children = empty_children();
-            let old = std::mem::take(node);
-            let Node::Leaf {
-                key,
-                value: old_value,
-                ..
-            } = old
-            else {
-                unreachable!()
-            };
-            children[key.get_unchecked(c) as usize] = leaf(key.slice(c + 1..), old_value);
-            children[path.get_unchecked(c) as usize] = leaf(path.slice(c + 1..), value);
-            *node = ext(
-                path.slice(..c),
-                Node::Branch {
-                    children,
-                    rlp: None,
-                },
-            );
+            let moved = leaf(key.slice(c + 1..), old);
+            *node = split(c, key.get_unchecked(c), moved, path, value);
             true
         }
-        Node::Ext { key, child, rlp } => {
+        Node::Ext { key, mut child, .. } => {
             let c = key.common_prefix_length(&path);
             if c == key.len() {
-                *rlp = None;
-                return insert(child, path.slice(c..), value);
-            }
-            let old = std::mem::take(node);
-            let Node::Ext { key, child, .. } = old else {
-                unreachable!()
-            };
-            let mut children = empty_children();
-            children[key.get_unchecked(c) as usize] = ext(key.slice(c + 1..), *child);
-            children[path.get_unchecked(c) as usize] = leaf(path.slice(c + 1..), value);
-            *node = ext(
-                path.slice(..c),
-                Node::Branch {
-                    children,
+                let added = insert(&mut child, path.slice(c..), value);
+                *node = Node::Ext {
+                    key,
+                    child,
                     rlp: None,
-                },
-            );
+                };
+                return added;
+            }
+            let moved = ext(key.slice(c + 1..), *child);
+            *node = split(c, key.get_unchecked(c), moved, path, value);
             true
         }
-        Node::Branch { children, rlp } => {
-            *rlp = None;
-            insert(
-                &mut children[path.get_unchecked(0) as usize],
-                path.slice(1..),
-                value,
-            )
+        Node::Branch { mut children, .. } => {
+            let slot = &mut children[path.get_unchecked(0) as usize];
+            let added = insert(slot, path.slice(1..), value);
+            *node = Node::Branch {
+                children,
+                rlp: None,
+            };
+            added
         }
     }
+}
+
+/// Where `path` parts from an existing node after `c` shared nibbles: a branch holding
+/// the existing node (now under its nibble `at`) and a new leaf, under an extension of
+/// the shared nibbles.
+fn split(c: usize, at: u8, existing: Node, path: Nibbles, value: Vec<u8>) -> Node {
+    let mut children = empty_children();
+    children[at as usize] = existing;
+    children[path.get_unchecked(c) as usize] = leaf(path.slice(c + 1..), value);
+    ext(
+        path.slice(..c),
+        Node::Branch {
+            children,
+            rlp: None,
+        },
+    )
 }
 
 /// Returns true when the key was there.
@@ -204,36 +198,33 @@ fn remove(node: &mut Node, path: Nibbles) -> bool {
 /// Restores the canonical shape after a removal below `node`: a branch with one child
 /// becomes an extension or a longer leaf; extensions merge with what they point to.
 fn normalize(node: &mut Node) {
-    match node {
-        Node::Branch { children, .. } => {
+    *node = match std::mem::take(node) {
+        Node::Branch { mut children, rlp } => {
             let mut live = children
                 .iter()
                 .enumerate()
                 .filter(|(_, c)| !matches!(c, Node::Empty));
-            let (Some((i, _)), None) = (live.next(), live.next()) else {
-                return;
-            };
-            let only = std::mem::take(&mut children[i]);
-            let mut prefix = Nibbles::new();
-            prefix.push(i as u8);
-            *node = prepend(prefix, only);
-        }
-        Node::Ext { child, .. } => {
-            if matches!(**child, Node::Empty) {
-                *node = Node::Empty;
-                return;
+            match (live.next().map(|(i, _)| i), live.next()) {
+                (Some(i), None) => {
+                    let only = std::mem::take(&mut children[i]);
+                    let mut prefix = Nibbles::new();
+                    prefix.push(i as u8);
+                    prepend(prefix, only)
+                }
+                _ => Node::Branch { children, rlp },
             }
-            if matches!(**child, Node::Branch { .. }) {
-                return;
-            }
-            let old = std::mem::take(node);
-            let Node::Ext { key, child, .. } = old else {
-                unreachable!()
-            };
-            *node = prepend(key, *child);
         }
-        _ => {}
-    }
+        Node::Ext { key, child, rlp } => match *child {
+            Node::Empty => Node::Empty,
+            branch @ Node::Branch { .. } => Node::Ext {
+                key,
+                child: Box::new(branch),
+                rlp,
+            },
+            other => prepend(key, other),
+        },
+        other => other,
+    };
 }
 
 /// `child` moved up under `prefix` nibbles.
