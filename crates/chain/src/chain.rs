@@ -471,12 +471,7 @@ impl Chain {
         for h in &branch {
             match self.execute_canonical(h, pending) {
                 Ok((block, executed)) => {
-                    let tx_hashes: Vec<B256> = block
-                        .body
-                        .transactions
-                        .iter()
-                        .map(|t| *t.tx_hash())
-                        .collect();
+                    let tx_hashes = tx_hashes(&block);
                     change.included.extend(tx_hashes.iter().copied());
                     batch.canon.push((block.header.number, *h, tx_hashes));
                     batch
@@ -667,12 +662,7 @@ impl Chain {
         }
         let meta = self.child_meta(&block.header);
         let number = block.header.number;
-        let tx_hashes: Vec<B256> = block
-            .body
-            .transactions
-            .iter()
-            .map(|t| *t.tx_hash())
-            .collect();
+        let tx_hashes = tx_hashes(&block);
         self.state.apply(&diff);
         self.headers.insert(hash, block.header.clone());
         self.metas.insert(hash, meta.clone());
@@ -787,6 +777,15 @@ impl Chain {
     pub fn stored_mempool(&self) -> Result<Vec<Vec<u8>>, ChainError> {
         Ok(self.store.load()?.mempool)
     }
+}
+
+fn tx_hashes(block: &ChainBlock) -> Vec<B256> {
+    block
+        .body
+        .transactions
+        .iter()
+        .map(|t| *t.tx_hash())
+        .collect()
 }
 
 fn invert(d: &StateDiff) -> StateDiff {

@@ -339,3 +339,14 @@ pub mod msg {
             .collect()
     }
 }
+
+/// Test logs, when `NODUS_TEST_LOG` holds a filter (`nodus::chain=debug`, say), written
+/// through the test harness's capture. Call it first in a test; later calls do nothing.
+pub fn test_logs() {
+    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}

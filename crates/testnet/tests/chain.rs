@@ -137,7 +137,7 @@ async fn transfer_sent_to_a_is_mined_by_b_and_read_on_c() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(2, dir.path()).await.unwrap();
     net.wait_connected(1, T).await.unwrap();
@@ -238,18 +238,9 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     net.shutdown().await;
 }
 
-fn logs() {
-    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_node_syncs_headers_then_bodies_from_several_peers() {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(2, dir.path()).await.unwrap();
     net.wait_connected(1, T).await.unwrap();
@@ -303,7 +294,7 @@ async fn a_new_node_syncs_headers_then_bodies_from_several_peers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_flooding_invalid_blocks_is_banned() {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::start(3, dir.path()).await.unwrap();
     net.wait_connected(2, T).await.unwrap();

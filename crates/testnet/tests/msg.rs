@@ -9,19 +9,10 @@ use nodus_testnet::{Testnet, hidden_node_config, wait_until};
 
 const T: Duration = Duration::from_secs(30);
 
-fn logs() {
-    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 /// `n` nodes on loopback, each connected to at least three others (the data dirs live
 /// as long as the returned guard).
 async fn network(n: usize) -> (tempfile::TempDir, Testnet) {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::start(n, dir.path()).await.unwrap();
     net.wait_connected(3.min(n - 1), T).await.unwrap();
@@ -550,7 +541,7 @@ async fn conversation_survives_thirty_percent_churn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailbox_limits_per_sender() {
     use nodus_msg::wire::{self, MAILBOX_PROTOCOL, MailboxReply, MailboxRequest};
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(1, dir.path()).await.unwrap();
     let boot = net.bootstrap_addrs();

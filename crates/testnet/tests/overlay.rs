@@ -6,16 +6,6 @@ use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 
 const T: Duration = Duration::from_secs(20);
 
-/// `NODUS_TEST_LOG=debug cargo test ...` shows the nodes' logs.
-fn logs() {
-    if let Ok(filter) = std::env::var("NODUS_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 async fn connect_over(transport: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(1, dir.path()).await.unwrap();
@@ -64,7 +54,7 @@ async fn two_nodes_connect_over_quic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_nodes_share_dht_records_and_gossip() {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     let net = Testnet::start(20, dir.path()).await.unwrap();
@@ -173,7 +163,7 @@ async fn restarted_node_keeps_its_identity() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_listening_only_through_a_relay_is_reached_by_others() {
-    logs();
+    nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(3, dir.path()).await.unwrap();
     let relay = net.node(0).p2p_addr("tcp").unwrap().to_string();
