@@ -166,13 +166,14 @@ pub async fn spawn(
         stop_mining: stop_mining.clone(),
     };
     actor.restore_pool(stored);
+    let actor_stop = Arc::new(AtomicBool::new(false));
+    let stop_seen = actor_stop.clone();
     let actor_thread = std::thread::Builder::new()
         .name("nodus-chain".into())
-        .spawn(move || actor.run(rx))
+        .spawn(move || actor.run(rx, &stop_seen))
         .map_err(|e| ChainError::Other(e.to_string()))?;
-    let mut tasks = vec![tokio::spawn(async move {
-        let _ = tokio::task::spawn_blocking(move || actor_thread.join()).await;
-    })];
+    let stop_flag = actor_stop.clone();
+    let mut tasks = Vec::new();
     tasks.extend(
         gossip::spawn(
             net.clone(),
@@ -195,12 +196,36 @@ pub async fn spawn(
         tasks.push(crate::rpc::serve(&config.rpc_listen, handle.clone(), shutdown.clone()).await?);
     }
     let mut stop = shutdown;
-    let closer = tx;
+    // Owns the actor thread: on shutdown, or when this task is aborted (a node killed in
+    // a test harness), the actor stops and is joined, so chain.redb is closed after.
+    let guard = ActorGuard {
+        tx,
+        stop: stop_flag,
+        thread: Some(actor_thread),
+    };
     tasks.push(tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
-        let _ = closer.send(Input::Shutdown).await;
+        drop(guard);
     }));
     Ok((handle, tasks))
+}
+
+/// Stops and joins the actor thread when dropped.
+struct ActorGuard {
+    tx: mpsc::Sender<Input>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ActorGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wakes an idle actor; a busy one sees the flag after its current input.
+        let _ = self.tx.try_send(Input::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 struct Actor {
@@ -217,9 +242,12 @@ struct Actor {
 }
 
 impl Actor {
-    fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Input>, stop: &AtomicBool) {
         let mut next: Option<Input> = None;
         loop {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
             let input = match next.take() {
                 Some(i) => i,
                 None => match rx.blocking_recv() {

@@ -66,7 +66,7 @@ pub(super) fn spawn(
                 peers.retain(|q| *q != p);
                 peers.insert(0, p);
             }
-            if let Err(e) = catch_up(&net, &handle, &peers, &protocol).await {
+            if let Err(e) = catch_up(&net, &handle, &peers, &protocol, &topics.block).await {
                 tracing::debug!(target: "nodus::chain", "sync: {e}");
             }
         }
@@ -183,26 +183,53 @@ async fn status_of(
 }
 
 /// Downloads and imports what the best peer has beyond our head.
+/// The peers ahead of us: asks the status of those in `peers` not asked yet.
+struct Ahead {
+    genesis: B256,
+    our_work: U256,
+    asked: std::collections::HashSet<PeerId>,
+    peers: Vec<(PeerId, PeerStatus)>,
+}
+
+impl Ahead {
+    async fn learn(&mut self, net: &NetworkHandle, protocol: &StreamProtocol, peers: &[PeerId]) {
+        for p in peers {
+            if self.asked.len() >= 16 || !self.asked.insert(*p) {
+                continue;
+            }
+            match status_of(net, *p, protocol).await {
+                Ok(s) if s.genesis == self.genesis && s.total_work > self.our_work => {
+                    self.peers.push((*p, s))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(target: "nodus::chain", peer = %p, "status: {e}"),
+            }
+        }
+        self.peers
+            .sort_by_key(|(_, s)| std::cmp::Reverse(s.total_work));
+    }
+}
+
 async fn catch_up(
     net: &NetworkHandle,
     handle: &ChainHandle,
     peers: &[PeerId],
     protocol: &StreamProtocol,
+    topic: &str,
 ) -> Result<(), String> {
     let (genesis, our_work) = handle
         .read(|c| (c.chain.genesis_hash(), c.chain.total_work()))
         .await
         .map_err(|e| e.to_string())?;
-    let mut ahead = Vec::new();
-    for p in peers.iter().take(8) {
-        match status_of(net, *p, protocol).await {
-            Ok(s) if s.genesis == genesis && s.total_work > our_work => ahead.push((*p, s)),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(target: "nodus::chain", peer = %p, "status: {e}"),
-        }
-    }
-    ahead.sort_by_key(|(_, s)| std::cmp::Reverse(s.total_work));
-    let Some((best, _)) = ahead.first().copied() else {
+    let mut ahead = Ahead {
+        genesis,
+        our_work,
+        asked: Default::default(),
+        peers: Vec::new(),
+    };
+    ahead.learn(net, protocol, peers).await;
+    let ahead_first = ahead.peers.first().copied();
+    let Some((best, _)) = ahead_first else {
         return Ok(());
     };
     loop {
@@ -247,9 +274,13 @@ async fn catch_up(
         if !known_parent {
             return Err("headers do not connect to our chain".into());
         }
-        let sources: Vec<PeerId> = ahead.iter().map(|(p, _)| *p).collect();
         let mut served: Vec<PeerId> = Vec::new();
         for (i, chunk) in hashes.chunks(wire::MAX_BLOCKS).enumerate() {
+            // Peers met since the sync began serve bodies too.
+            if let Ok(now) = net.topic_peers(topic).await {
+                ahead.learn(net, protocol, &now).await;
+            }
+            let sources: Vec<PeerId> = ahead.peers.iter().map(|(p, _)| *p).collect();
             let mut got = None;
             for k in 0..sources.len() {
                 let peer = sources[(i + k) % sources.len()];
