@@ -63,6 +63,8 @@ pub struct Sealed {
 pub struct Chain {
     pub spec: ChainSpec,
     store: Store,
+    /// Pending transactions found on disk at open, until the service takes them.
+    stored_mempool: Vec<Vec<u8>>,
     state: WorldState,
     headers: HashMap<B256, Header>,
     metas: HashMap<B256, BlockMeta>,
@@ -86,6 +88,7 @@ impl Chain {
         let mut chain = Chain {
             spec,
             store,
+            stored_mempool: loaded.mempool,
             state: loaded.state,
             headers: HashMap::new(),
             metas: HashMap::new(),
@@ -774,8 +777,10 @@ impl Chain {
         })
     }
 
-    pub fn stored_mempool(&self) -> Result<Vec<Vec<u8>>, ChainError> {
-        Ok(self.store.load()?.mempool)
+    /// The pending transactions that were on disk at open (once; read with the rest of
+    /// the store, not again).
+    pub fn take_stored_mempool(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.stored_mempool)
     }
 }
 

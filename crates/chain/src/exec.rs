@@ -109,7 +109,9 @@ pub fn execute_block(
                 ));
                 continue;
             }
-            if out.gas_used + tx.tx.as_ref().gas_limit_of() > block.gas_limit {
+            if out.gas_used + alloy_consensus::Transaction::gas_limit(tx.tx.as_ref())
+                > block.gas_limit
+            {
                 skipped_senders.insert(tx.sender);
                 continue;
             }
@@ -277,14 +279,4 @@ pub fn estimate_gas(
         }
     }
     Ok(hi)
-}
-
-trait GasLimitOf {
-    fn gas_limit_of(&self) -> u64;
-}
-
-impl GasLimitOf for alloy_consensus::TxEnvelope {
-    fn gas_limit_of(&self) -> u64 {
-        alloy_consensus::Transaction::gas_limit(self)
-    }
 }

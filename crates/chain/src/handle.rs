@@ -22,11 +22,7 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// The account's nonce at the head.
     pub fn nonce(&self, a: &Address) -> u64 {
-        self.chain
-            .state()
-            .account(a)
-            .map(|r| r.nonce)
-            .unwrap_or_default()
+        self.chain.state().nonce(a)
     }
 
     /// The next nonce for `a`, counting its queued transactions.

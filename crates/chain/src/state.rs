@@ -63,6 +63,11 @@ impl WorldState {
         self.accounts.get(a)
     }
 
+    /// The account's nonce (0 for an account that does not exist).
+    pub fn nonce(&self, a: &Address) -> u64 {
+        self.accounts.get(a).map(|r| r.nonce).unwrap_or_default()
+    }
+
     pub fn slot(&self, a: &Address, key: &U256) -> U256 {
         self.storage
             .get(a)

@@ -126,7 +126,7 @@ pub async fn spawn(
         })?
     };
     let path = path.to_path_buf();
-    let chain = tokio::task::spawn_blocking(move || Chain::open(spec, &path))
+    let mut chain = tokio::task::spawn_blocking(move || Chain::open(spec, &path))
         .await
         .map_err(|e| ChainError::Other(e.to_string()))??;
     let topics = Topics::new(chain.genesis_hash());
@@ -153,7 +153,7 @@ pub async fn spawn(
     let (publish_tx, publish_rx) = mpsc::channel(INPUT_CAPACITY);
     let (sync_tx, sync_rx) = mpsc::channel(64);
     let stop_mining = Arc::new(AtomicBool::new(false));
-    let stored = chain.stored_mempool()?;
+    let stored = chain.take_stored_mempool();
     let mut actor = Actor {
         chain,
         pool: Mempool::new(config.mempool_max, config.mempool_max_per_sender),
@@ -311,11 +311,7 @@ impl Actor {
                     let now = unix_now();
                     let base_fee = self.chain.child_base_fee(self.chain.head());
                     let state = self.chain.state();
-                    let txs = self.pool.select(
-                        base_fee,
-                        |a| state.account(a).map(|r| r.nonce).unwrap_or_default(),
-                        4096,
-                    );
+                    let txs = self.pool.select(base_fee, |a| state.nonce(a), 4096);
                     self.stop_mining.store(false, Ordering::Relaxed);
                     let t = self.chain.template(coinbase, txs, now);
                     if let Err(e) = &t {
@@ -512,9 +508,7 @@ impl Actor {
             }
         }
         let state = self.chain.state();
-        let pruned = self
-            .pool
-            .prune(|a| state.account(a).map(|r| r.nonce).unwrap_or_default());
+        let pruned = self.pool.prune(|a| state.nonce(a));
         removed_from_pool.extend(pruned);
         if let Err(e) = self.chain.store_mempool(readded.clone(), removed_from_pool) {
             tracing::error!(target: "nodus::chain", "cannot persist the mempool: {e}");

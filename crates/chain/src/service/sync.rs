@@ -34,6 +34,7 @@ pub(super) fn spawn(
         .incoming(protocol.clone())
         .map_err(|e| ChainError::Other(e.to_string()))?;
     let server_handle = handle.clone();
+    let server_net = net.clone();
     let mut stop = shutdown.clone();
     let server = tokio::spawn(async move {
         let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
@@ -45,9 +46,9 @@ pub(super) fn spawn(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let h = server_handle.clone();
+            let (h, n) = (server_handle.clone(), server_net.clone());
             tokio::spawn(async move {
-                serve(h, peer, stream).await;
+                serve(h, n, peer, stream).await;
                 drop(permit);
             });
         }
@@ -74,7 +75,7 @@ pub(super) fn spawn(
     }))
 }
 
-async fn serve(handle: ChainHandle, peer: PeerId, mut stream: libp2p::Stream) {
+async fn serve(handle: ChainHandle, net: NetworkHandle, peer: PeerId, mut stream: libp2p::Stream) {
     loop {
         let raw = match tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame(&mut stream)).await {
             Ok(Ok(raw)) => raw,
@@ -83,7 +84,8 @@ async fn serve(handle: ChainHandle, peer: PeerId, mut stream: libp2p::Stream) {
         let response = match wire::decode_request(&raw) {
             Ok(req) => answer(&handle, req).await,
             Err(e) => {
-                handle_garbage(&handle, peer, &e);
+                // A peer's garbage is dropped and counted against it.
+                net.report_misbehaviour(peer, format!("bad sync request: {e}"));
                 return;
             }
         };
@@ -95,10 +97,6 @@ async fn serve(handle: ChainHandle, peer: PeerId, mut stream: libp2p::Stream) {
             return;
         }
     }
-}
-
-fn handle_garbage(_handle: &ChainHandle, peer: PeerId, e: &str) {
-    tracing::debug!(target: "nodus::chain", %peer, "bad sync request: {e}");
 }
 
 async fn answer(handle: &ChainHandle, req: SyncRequest) -> Result<SyncResponse, ChainError> {

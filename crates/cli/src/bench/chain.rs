@@ -206,12 +206,7 @@ struct Side {
     block: f64,
 }
 
-async fn measure(
-    rpc: &Arc<Rpc>,
-    calls: usize,
-    txs: usize,
-    token: Address,
-) -> Result<(Side, usize)> {
+async fn measure(rpc: &Arc<Rpc>, calls: usize, txs: usize, token: Address) -> Result<Side> {
     let holder = Key::from_hex(DEV_KEYS[0])?.address;
     let balance = load(
         rpc,
@@ -229,15 +224,12 @@ async fn measure(
     )
     .await?;
     let intake = intake(rpc, transfers(txs, 0)?).await?;
-    Ok((
-        Side {
-            balance,
-            call,
-            intake,
-            block: 0.0,
-        },
-        txs,
-    ))
+    Ok(Side {
+        balance,
+        call,
+        intake,
+        block: 0.0,
+    })
 }
 
 async fn start_hardhat() -> Result<(tokio::process::Child, Arc<Rpc>)> {
@@ -397,7 +389,8 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let token: Address = r["contractAddress"].as_str().unwrap_or_default().parse()?;
 
     let pb = spinner("loading nodus");
-    let (mut ours, n) = measure(&nodus, calls, txs, token).await.context("nodus")?;
+    let mut ours = measure(&nodus, calls, txs, token).await.context("nodus")?;
+    let n = txs;
     let token_txs = token_transfers(token, txs, 1)?;
     let dir = tmp.path().join("blocks");
     std::fs::create_dir_all(&dir)?;
@@ -413,7 +406,7 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
                 let h = hh.call("eth_sendRawTransaction", json!([deploy])).await?;
                 hh.receipt(h.as_str().unwrap_or_default()).await?;
                 hh.call("evm_setAutomine", json!([false])).await?;
-                let (mut side, _) = measure(&hh, calls, txs, token).await.context("hardhat")?;
+                let mut side = measure(&hh, calls, txs, token).await.context("hardhat")?;
                 hh.call("evm_mine", json!([])).await?;
                 for r in token_transfers(token, txs, 1)? {
                     hh.call("eth_sendRawTransaction", json!([hex0x(&r)]))

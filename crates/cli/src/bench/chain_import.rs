@@ -125,7 +125,6 @@ fn prepare(
     let spec = spec(accounts, &senders)?;
     let mut chain = Chain::open(spec.clone(), &dir.join("miner.redb"))?;
     let mut verifier = Chain::open(spec, &dir.join("verifier.redb"))?;
-    let first_nonce = 0;
     let target = match kind {
         Kind::Value => Address::repeat_byte(0x55),
         Kind::Erc20 => {
@@ -171,7 +170,7 @@ fn prepare(
     let raws = (0..n)
         .map(|i| {
             let k = &senders[i % SENDERS];
-            let nonce = first_nonce + (i / SENDERS) as u64;
+            let nonce = (i / SENDERS) as u64;
             match kind {
                 Kind::Value => tx(k, nonce, target, vec![], 21_000),
                 Kind::Erc20 => {
@@ -219,11 +218,7 @@ pub fn import_row(
     while !pool.is_empty() {
         let base_fee = chain.child_base_fee(chain.head());
         let state = chain.state();
-        let picked = pool.select(
-            base_fee,
-            |a| state.account(a).map(|r| r.nonce).unwrap_or_default(),
-            4096,
-        );
+        let picked = pool.select(base_fee, |a| state.nonce(a), 4096);
         if picked.is_empty() {
             return Err(anyhow!(
                 "{} transactions left that no block takes",
