@@ -1,0 +1,4 @@
+//! nodus-torrent: a BitTorrent engine.
+pub mod bencode;
+pub mod merkle;
+pub mod metainfo;
