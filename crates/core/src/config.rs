@@ -14,6 +14,38 @@ pub struct Config {
     pub api: ApiConfig,
     pub msg: MsgConfig,
     pub chain: ChainConfig,
+    pub torrent: TorrentConfig,
+}
+
+/// File sharing (crates/torrent): a BitTorrent engine on its own TCP port, so that any
+/// BitTorrent client can be a peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TorrentConfig {
+    pub enabled: bool,
+    /// TCP address for BitTorrent peers. Port 0 picks a free port.
+    pub listen: String,
+    /// Where downloads go; empty: `<data dir>/downloads`.
+    pub download_dir: String,
+    /// Connected peers per torrent, at most.
+    pub max_peers_per_torrent: usize,
+    /// Peers uploaded to at once per torrent (one of them the optimistic unchoke).
+    pub upload_slots: usize,
+    /// Block requests kept in flight to one peer.
+    pub pipeline: usize,
+}
+
+impl Default for TorrentConfig {
+    fn default() -> Self {
+        TorrentConfig {
+            enabled: true,
+            listen: "0.0.0.0:6881".into(),
+            download_dir: String::new(),
+            max_peers_per_torrent: 50,
+            upload_slots: 8,
+            pipeline: 128,
+        }
+    }
 }
 
 /// The chain service (crates/chain): proof-of-work blocks in Ethereum's formats.
@@ -338,6 +370,18 @@ mailbox_max_per_minute = 600
 mailbox_poll_secs = 30
 # Seconds between delivery attempts of an undelivered message (doubling up to 60).
 retry_secs = 2
+
+[torrent]
+enabled = true
+# TCP address BitTorrent peers connect to (any BitTorrent client can). Port 0: any free.
+listen = "0.0.0.0:6881"
+# Where downloads go; empty: <data dir>/downloads.
+download_dir = ""
+max_peers_per_torrent = 50
+# Peers uploaded to at once per torrent (tit-for-tat, one slot optimistic).
+upload_slots = 8
+# Block requests (16 KiB each) kept in flight to one peer.
+pipeline = 128
 
 [chain]
 enabled = true

@@ -52,6 +52,17 @@ impl DataDir {
     pub fn chain_store_path(&self) -> PathBuf {
         self.root.join("chain.redb")
     }
+    pub fn torrent_store_path(&self) -> PathBuf {
+        self.root.join("torrent.redb")
+    }
+    /// Default download directory.
+    pub fn downloads_dir(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+    /// Where `nodus share` writes the .torrent files it makes.
+    pub fn torrents_dir(&self) -> PathBuf {
+        self.root.join("torrents")
+    }
     /// Ethereum keystore v3 files, one per wallet account.
     pub fn keystore_dir(&self) -> PathBuf {
         self.root.join("keystore")

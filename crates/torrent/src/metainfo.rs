@@ -307,12 +307,14 @@ impl Metainfo {
             .iter()
             .find(|f| f.stored() && f.offset <= start && start < f.end())?;
         let root = file.pieces_root?;
+        // v2 hashes cover the file's bytes only, not the padding after it.
+        let len = (file.end() - start).min(self.info.piece_length) as usize;
         if file.length <= self.info.piece_length {
-            return Some(PieceHash::V2Root(root));
+            return Some(PieceHash::V2Root(root, len));
         }
         let layer = self.piece_layers.get(&root)?;
         let i = ((start - file.offset) / self.info.piece_length) as usize;
-        layer.get(i).map(|h| PieceHash::V2Layer(*h))
+        layer.get(i).map(|h| PieceHash::V2Layer(*h, len))
     }
 
     /// The torrent file's bytes (info kept verbatim).
@@ -366,18 +368,24 @@ impl Metainfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PieceHash {
     V1(Hash20),
-    /// An entry of a v2 piece layer.
-    V2Layer(Hash32),
-    /// A v2 file that fits in one piece: its pieces root.
-    V2Root(Hash32),
+    /// An entry of a v2 piece layer, over the first `usize` bytes of the piece.
+    V2Layer(Hash32, usize),
+    /// A v2 file that fits in one piece: its pieces root, over its `usize` bytes.
+    V2Root(Hash32, usize),
 }
 
 impl PieceHash {
     pub fn verify(&self, data: &[u8], piece_length: u64) -> bool {
         match self {
             PieceHash::V1(h) => <[u8; 20]>::from(Sha1::digest(data)) == *h,
-            PieceHash::V2Layer(h) => merkle::piece_hash(data, piece_length) == *h,
-            PieceHash::V2Root(h) => merkle::root_of_small_file(data) == *h,
+            PieceHash::V2Layer(h, len) => {
+                data.get(..*len).is_some_and(|d| merkle::piece_hash(d, piece_length) == *h)
+                    && data[*len..].iter().all(|&b| b == 0)
+            }
+            PieceHash::V2Root(h, len) => {
+                data.get(..*len).is_some_and(|d| merkle::root_of_small_file(d) == *h)
+                    && data[*len..].iter().all(|&b| b == 0)
+            }
         }
     }
 }

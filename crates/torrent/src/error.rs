@@ -1,0 +1,35 @@
+use crate::create::CreateError;
+use crate::magnet::MagnetError;
+use crate::metainfo::MetainfoError;
+
+/// Errors of the torrent service. Those a person causes say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentError {
+    #[error(transparent)]
+    Metainfo(#[from] MetainfoError),
+    #[error(transparent)]
+    Magnet(#[from] MagnetError),
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error("no torrent {0:?}: `nodus torrents` lists them")]
+    NotFound(String),
+    #[error("torrent {0} is already added")]
+    Duplicate(String),
+    #[error(
+        "{0:?} is neither a magnet link, a 40-hex infohash nor a readable .torrent file"
+    )]
+    BadSource(String),
+    #[error("file numbers {0:?} are out of range: the torrent has {1} files (numbered from 1)")]
+    BadFileSelection(Vec<usize>, usize),
+    #[error("cannot listen for BitTorrent peers on {addr}: {source} (set [torrent] listen in config.toml)")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("torrent store: {0}")]
+    Store(String),
+    #[error("disk: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the torrent service has stopped")]
+    Stopped,
+}

@@ -1,0 +1,415 @@
+//! Which blocks to ask which peer for: rarest piece first (ties broken at random), or in
+//! order when streaming; blocks of pieces already started before new pieces; endgame
+//! (a block asked of a second peer) only when every missing block is already asked for.
+//!
+//! Invariants: a block is `Free`, asked of at most [`ENDGAME_DUP`] peers, or received;
+//! at most `max_partials` pieces are in progress, which bounds the memory their buffers
+//! take; a piece is handed out for verification exactly once per completion.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+
+use crate::bitfield::Bitfield;
+use crate::wire::BLOCK;
+
+pub type PeerKey = u64;
+
+/// Most peers one block is asked of in endgame.
+pub const ENDGAME_DUP: usize = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockRef {
+    pub index: u32,
+    pub begin: u32,
+    pub length: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    Free,
+    Asked(Vec<PeerKey>),
+    Received,
+}
+
+struct Partial {
+    blocks: Vec<Block>,
+    data: Vec<u8>,
+    received: usize,
+    /// Blocks each peer delivered (for blame on a hash failure, and credit).
+    by_peer: HashMap<PeerKey, u32>,
+}
+
+/// A piece whose blocks have all arrived, ready to verify.
+pub struct CompletePiece {
+    pub index: u32,
+    pub data: Vec<u8>,
+    pub by_peer: HashMap<PeerKey, u32>,
+}
+
+pub enum BlockOutcome {
+    /// Not asked for, already had, or malformed: drop it.
+    Unwanted,
+    Stored,
+    Complete(CompletePiece),
+}
+
+pub struct Picker {
+    piece_length: u64,
+    total_length: u64,
+    have: Bitfield,
+    wanted: Bitfield,
+    /// Pieces being verified (not to be picked again meanwhile).
+    verifying: Bitfield,
+    availability: Vec<u16>,
+    partials: HashMap<u32, Partial>,
+    max_partials: usize,
+    pub sequential: bool,
+}
+
+impl Picker {
+    pub fn new(piece_length: u64, total_length: u64, have: Bitfield, wanted: Bitfield) -> Picker {
+        let n = have.len();
+        Picker {
+            piece_length,
+            total_length,
+            have,
+            wanted,
+            verifying: Bitfield::new(n),
+            availability: vec![0; n as usize],
+            partials: HashMap::new(),
+            max_partials: 64,
+            sequential: false,
+        }
+    }
+
+    pub fn have(&self) -> &Bitfield {
+        &self.have
+    }
+    pub fn wanted(&self) -> &Bitfield {
+        &self.wanted
+    }
+
+    pub fn set_wanted(&mut self, wanted: Bitfield) {
+        self.wanted = wanted;
+    }
+
+    /// Every wanted piece is had.
+    pub fn is_complete(&self) -> bool {
+        self.wanted.ones().all(|i| self.have.get(i))
+    }
+
+    pub fn wanted_left_bytes(&self) -> u64 {
+        self.wanted
+            .ones()
+            .filter(|&i| !self.have.get(i))
+            .map(|i| self.piece_len(i) as u64)
+            .sum()
+    }
+
+    pub fn piece_len(&self, index: u32) -> u32 {
+        let start = index as u64 * self.piece_length;
+        (self.total_length - start).min(self.piece_length) as u32
+    }
+
+    fn blocks_in(&self, index: u32) -> usize {
+        self.piece_len(index).div_ceil(BLOCK) as usize
+    }
+
+    pub fn add_availability(&mut self, bits: &Bitfield) {
+        for i in bits.ones() {
+            if let Some(a) = self.availability.get_mut(i as usize) {
+                *a = a.saturating_add(1);
+            }
+        }
+    }
+    pub fn remove_availability(&mut self, bits: &Bitfield) {
+        for i in bits.ones() {
+            if let Some(a) = self.availability.get_mut(i as usize) {
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+    pub fn add_have(&mut self, index: u32) {
+        if let Some(a) = self.availability.get_mut(index as usize) {
+            *a = a.saturating_add(1);
+        }
+    }
+
+    /// Whether `theirs` has a piece we want and lack.
+    pub fn interesting(&self, theirs: &Bitfield) -> bool {
+        theirs
+            .ones()
+            .any(|i| self.wanted.get(i) && !self.have.get(i) && !self.verifying.get(i))
+    }
+
+    fn pickable(&self, i: u32, theirs: &Bitfield) -> bool {
+        theirs.get(i)
+            && self.wanted.get(i)
+            && !self.have.get(i)
+            && !self.verifying.get(i)
+            && !self.partials.contains_key(&i)
+    }
+
+    /// Up to `n` blocks for `peer`, which has the pieces in `theirs`.
+    pub fn pick(&mut self, peer: PeerKey, theirs: &Bitfield, n: usize) -> Vec<BlockRef> {
+        let mut out = Vec::new();
+        // 1. Free blocks of pieces in progress (lowest index first when streaming).
+        let mut started: Vec<u32> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|&i| theirs.get(i))
+            .collect();
+        started.sort_unstable();
+        for i in started {
+            self.take_free(i, peer, n, &mut out);
+            if out.len() >= n {
+                return out;
+            }
+        }
+        // 2. New pieces.
+        while out.len() < n && self.partials.len() < self.max_partials {
+            let Some(i) = self.choose_new(theirs) else {
+                break;
+            };
+            let blocks = self.blocks_in(i);
+            let len = self.piece_len(i) as usize;
+            self.partials.insert(
+                i,
+                Partial {
+                    blocks: vec![Block::Free; blocks],
+                    data: vec![0u8; len],
+                    received: 0,
+                    by_peer: HashMap::new(),
+                },
+            );
+            self.take_free(i, peer, n, &mut out);
+        }
+        if !out.is_empty() {
+            return out;
+        }
+        // 3. Endgame: nothing new to start; ask again for blocks others were asked for.
+        let nothing_new = !self.wanted.ones().any(|i| self.pickable(i, theirs));
+        if nothing_new {
+            let mut idx: Vec<u32> = self.partials.keys().copied().filter(|&i| theirs.get(i)).collect();
+            idx.sort_unstable();
+            for i in idx {
+                let len = self.piece_len(i);
+                if let Some(p) = self.partials.get_mut(&i) {
+                    for (b, state) in p.blocks.iter_mut().enumerate() {
+                        if out.len() >= n {
+                            return out;
+                        }
+                        if let Block::Asked(by) = state
+                            && by.len() < ENDGAME_DUP
+                            && !by.contains(&peer)
+                        {
+                            by.push(peer);
+                            out.push(block_ref(i, b, len));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn take_free(&mut self, i: u32, peer: PeerKey, n: usize, out: &mut Vec<BlockRef>) {
+        let len = self.piece_len(i);
+        if let Some(p) = self.partials.get_mut(&i) {
+            for (b, state) in p.blocks.iter_mut().enumerate() {
+                if out.len() >= n {
+                    return;
+                }
+                if *state == Block::Free {
+                    *state = Block::Asked(vec![peer]);
+                    out.push(block_ref(i, b, len));
+                }
+            }
+        }
+    }
+
+    fn choose_new(&self, theirs: &Bitfield) -> Option<u32> {
+        if self.sequential {
+            return (0..self.have.len()).find(|&i| self.pickable(i, theirs));
+        }
+        let mut best: Option<(u16, u32)> = None;
+        let mut ties = 0u32;
+        let mut rng = rand::rng();
+        for i in theirs.ones() {
+            if !self.pickable(i, theirs) {
+                continue;
+            }
+            let a = self.availability[i as usize];
+            match best {
+                Some((b, _)) if a > b => {}
+                Some((b, _)) if a == b => {
+                    ties += 1;
+                    if rng.random_range(0..=ties) == 0 {
+                        best = Some((a, i));
+                    }
+                }
+                _ => {
+                    best = Some((a, i));
+                    ties = 0;
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Gives back blocks asked of `peer` that it will not send (choked, rejected, gone).
+    pub fn release(&mut self, peer: PeerKey, blocks: impl IntoIterator<Item = BlockRef>) {
+        for r in blocks {
+            if let Some(p) = self.partials.get_mut(&r.index)
+                && let Some(state) = p.blocks.get_mut((r.begin / BLOCK) as usize)
+                && let Block::Asked(by) = state
+            {
+                by.retain(|k| *k != peer);
+                if by.is_empty() {
+                    *state = Block::Free;
+                }
+            }
+        }
+    }
+
+    /// A block arrived from `peer`.
+    pub fn on_block(&mut self, peer: PeerKey, index: u32, begin: u32, data: &[u8]) -> BlockOutcome {
+        let len = self.piece_len(index.min(self.have.len().saturating_sub(1)));
+        let Some(p) = self.partials.get_mut(&index) else {
+            return BlockOutcome::Unwanted;
+        };
+        let b = (begin / BLOCK) as usize;
+        if begin % BLOCK != 0 || b >= p.blocks.len() || data.len() as u32 != block_ref(index, b, len).length {
+            return BlockOutcome::Unwanted;
+        }
+        if p.blocks[b] == Block::Received {
+            return BlockOutcome::Unwanted;
+        }
+        p.blocks[b] = Block::Received;
+        p.data[begin as usize..begin as usize + data.len()].copy_from_slice(data);
+        p.received += 1;
+        *p.by_peer.entry(peer).or_default() += 1;
+        if p.received < p.blocks.len() {
+            return BlockOutcome::Stored;
+        }
+        let Some(p) = self.partials.remove(&index) else {
+            return BlockOutcome::Unwanted;
+        };
+        self.verifying.set(index);
+        BlockOutcome::Complete(CompletePiece {
+            index,
+            data: p.data,
+            by_peer: p.by_peer,
+        })
+    }
+
+    /// The verdict on a completed piece.
+    pub fn on_verified(&mut self, index: u32, ok: bool) {
+        self.verifying.clear(index);
+        if ok {
+            self.have.set(index);
+        }
+    }
+
+    /// Peers other than `except` asked for this block (to be cancelled in endgame).
+    pub fn askers(&self, index: u32, begin: u32) -> Vec<PeerKey> {
+        self.partials
+            .get(&index)
+            .and_then(|p| p.blocks.get((begin / BLOCK) as usize))
+            .map(|b| match b {
+                Block::Asked(by) => by.clone(),
+                _ => Vec::new(),
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn block_ref(index: u32, b: usize, piece_len: u32) -> BlockRef {
+    let begin = b as u32 * BLOCK;
+    BlockRef {
+        index,
+        begin,
+        length: (piece_len - begin).min(BLOCK),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn picker(pieces: u32) -> Picker {
+        let pl = 4 * BLOCK as u64;
+        Picker::new(pl, pl * pieces as u64 - 100, Bitfield::new(pieces), Bitfield::full(pieces))
+    }
+
+    #[test]
+    fn rarest_first_then_finish_started_pieces() {
+        let mut p = picker(4);
+        let all = Bitfield::full(4);
+        p.add_availability(&all);
+        p.add_availability(&all);
+        let mut rare = Bitfield::new(4);
+        rare.set(2);
+        p.add_availability(&rare);
+        p.remove_availability(&all); // piece 2 now has 2, the rest 1
+        let got = p.pick(1, &all, 4);
+        assert_eq!(got.len(), 4);
+        let first = got[0].index;
+        assert_ne!(first, 2, "rarest (availability 1) first, not piece 2");
+        assert!(got.iter().all(|b| b.index == first), "one piece at a time");
+        // Another peer continues nothing already asked, starts a new piece.
+        let other = p.pick(2, &all, 2);
+        assert!(other.iter().all(|b| b.index != first));
+    }
+
+    #[test]
+    fn last_block_is_short_and_piece_completes_once() {
+        let mut p = picker(2);
+        let all = Bitfield::full(2);
+        p.sequential = true;
+        let blocks = p.pick(1, &all, 8);
+        assert_eq!(blocks.len(), 8);
+        let last = blocks[7];
+        assert_eq!(last.length, BLOCK - 100);
+        let mut completes = 0;
+        for b in &blocks {
+            let data = vec![1u8; b.length as usize];
+            if let BlockOutcome::Complete(c) = p.on_block(1, b.index, b.begin, &data) {
+                completes += 1;
+                p.on_verified(c.index, true);
+            }
+            assert!(matches!(p.on_block(1, b.index, b.begin, &data), BlockOutcome::Unwanted));
+        }
+        assert_eq!(completes, 2);
+        assert!(p.is_complete());
+    }
+
+    #[test]
+    fn endgame_asks_a_second_peer_and_release_frees() {
+        let mut p = picker(1);
+        let all = Bitfield::full(1);
+        let a = p.pick(1, &all, 10);
+        assert_eq!(a.len(), 4);
+        let b = p.pick(2, &all, 10);
+        assert_eq!(b.len(), 4, "endgame duplicates");
+        assert!(p.pick(3, &all, 10).is_empty(), "at most two askers");
+        p.release(1, a.clone());
+        p.release(2, b);
+        assert_eq!(p.pick(3, &all, 10), a);
+    }
+
+    #[test]
+    fn failed_piece_is_picked_again() {
+        let mut p = picker(1);
+        let all = Bitfield::full(1);
+        for b in p.pick(1, &all, 10) {
+            if let BlockOutcome::Complete(c) = p.on_block(1, b.index, b.begin, &vec![0; b.length as usize]) {
+                p.on_verified(c.index, false);
+            }
+        }
+        assert!(!p.is_complete());
+        assert_eq!(p.pick(2, &all, 10).len(), 4);
+    }
+}

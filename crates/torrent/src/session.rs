@@ -1,0 +1,458 @@
+//! The session: every torrent of the node, the TCP listener BitTorrent peers connect
+//! to, and the handle the node's API uses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use nodus_core::TorrentConfig;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+use crate::TorrentError;
+use crate::bitfield::Bitfield;
+use crate::create::{self, CreateOptions};
+use crate::magnet::Magnet;
+use crate::metainfo::{Hash20, InfoHashes, Metainfo, Version};
+use crate::store::{Settings, Store};
+use crate::torrent::Torrent;
+use crate::types::{AddRequest, ShareRequest, Shared as SharedInfo, TorrentEvent, TorrentInfo};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub peers_connected: Gauge,
+    pub bad_messages: Counter,
+    pub hash_failures: Counter,
+    pub peers_banned: Counter,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let r = registry.sub_registry_with_prefix("nodus_torrent");
+        let m = Metrics {
+            peers_connected: Gauge::default(),
+            bad_messages: Counter::default(),
+            hash_failures: Counter::default(),
+            peers_banned: Counter::default(),
+        };
+        r.register("peers_connected", "BitTorrent peers connected", m.peers_connected.clone());
+        r.register("bad_messages", "Malformed messages from peers (connection dropped)", m.bad_messages.clone());
+        r.register("hash_failures", "Pieces from peers that failed their hash check", m.hash_failures.clone());
+        r.register("peers_banned", "Peers banned after repeated bad pieces", m.peers_banned.clone());
+        m
+    }
+}
+
+pub(crate) struct Shared {
+    pub config: TorrentConfig,
+    pub peer_id: Hash20,
+    listen: OnceLock<SocketAddr>,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+    events: broadcast::Sender<TorrentEvent>,
+    torrents: RwLock<HashMap<String, (Arc<Torrent>, JoinHandle<()>)>>,
+    /// Handshake infohash (v1, or v2 truncated) to torrent id.
+    by_wire: RwLock<HashMap<Hash20, String>>,
+    next_key: AtomicU64,
+    download_dir: PathBuf,
+    torrents_dir: PathBuf,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.get().copied()
+    }
+    pub fn next_key(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+    pub fn emit(&self, e: TorrentEvent) {
+        let _ = self.events.send(e);
+    }
+    fn get(&self, id: &str) -> Option<Arc<Torrent>> {
+        let map = self.torrents.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((t, _)) = map.get(id) {
+            return Some(t.clone());
+        }
+        // Also by v2 hash, or any unique prefix of an id.
+        let matches: Vec<&Arc<Torrent>> = map
+            .values()
+            .map(|(t, _)| t)
+            .filter(|t| t.id.starts_with(id) || t.hashes.v2_hex().is_some_and(|h| h.starts_with(id)))
+            .collect();
+        (matches.len() == 1 && id.len() >= 4).then(|| matches[0].clone())
+    }
+    fn by_wire(&self, h: &Hash20) -> Option<Arc<Torrent>> {
+        let id = self.by_wire.read().unwrap_or_else(|e| e.into_inner()).get(h).cloned()?;
+        self.get(&id)
+    }
+}
+
+/// The handle the node uses. Cloning is cheap.
+#[derive(Clone)]
+pub struct TorrentHandle {
+    shared: Arc<Shared>,
+}
+
+pub struct SpawnOptions<'a> {
+    pub config: TorrentConfig,
+    pub store_path: &'a Path,
+    pub download_dir: PathBuf,
+    pub torrents_dir: PathBuf,
+}
+
+/// Starts the service: opens the store, binds the listener, resumes stored torrents.
+pub async fn spawn(
+    opts: SpawnOptions<'_>,
+    registry: &mut Registry,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(TorrentHandle, Vec<JoinHandle<()>>), TorrentError> {
+    let store = Store::open(opts.store_path)?;
+    let listener = TcpListener::bind(&opts.config.listen)
+        .await
+        .map_err(|source| TorrentError::Listen {
+            addr: opts.config.listen.clone(),
+            source,
+        })?;
+    let mut peer_id = *b"-ND0100-000000000000";
+    let suffix: [u8; 12] = rand::random();
+    for (d, s) in peer_id[8..].iter_mut().zip(suffix) {
+        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(s % 36) as usize];
+    }
+    let (events, _) = broadcast::channel(1024);
+    let shared = Arc::new(Shared {
+        config: opts.config,
+        peer_id,
+        listen: OnceLock::new(),
+        store,
+        metrics: Metrics::register(registry),
+        http: reqwest::Client::builder()
+            .user_agent(concat!("nodus/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| TorrentError::Store(e.to_string()))?,
+        events,
+        torrents: RwLock::new(HashMap::new()),
+        by_wire: RwLock::new(HashMap::new()),
+        next_key: AtomicU64::new(1),
+        download_dir: opts.download_dir,
+        torrents_dir: opts.torrents_dir,
+        shutdown: shutdown.clone(),
+    });
+    let mut local = listener.local_addr()?;
+    if local.ip().is_unspecified() {
+        // Peers we tell our address to see our real one; this is for our own checks.
+        local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let _ = shared.listen.set(local);
+    let handle = TorrentHandle { shared: shared.clone() };
+    for stored in shared.store.load_all()? {
+        if let Err(e) = handle.resume_stored(stored) {
+            tracing::warn!(target: "nodus::torrent", "a stored torrent could not be resumed: {e}");
+        }
+    }
+    let accept = tokio::spawn(accept_loop(shared.clone(), listener, shutdown.clone()));
+    let stopper = {
+        let h = handle.clone();
+        let mut rx = shutdown;
+        tokio::spawn(async move {
+            let _ = rx.wait_for(|s| *s).await;
+            h.stop_all().await;
+        })
+    };
+    Ok((handle, vec![accept, stopper]))
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let (mut stream, addr) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(target: "nodus::torrent", "accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let hs = tokio::time::timeout(Duration::from_secs(10), crate::peer::read_handshake(&mut stream)).await;
+            let Ok(Ok(theirs)) = hs else {
+                shared.metrics.bad_messages.inc();
+                return;
+            };
+            let Some(t) = shared.by_wire(&theirs.info_hash) else {
+                return;
+            };
+            if theirs.peer_id == shared.peer_id || t.is_banned(addr.ip()) {
+                return;
+            }
+            let ours = crate::wire::Handshake {
+                reserved: crate::wire::reserved::ours(),
+                info_hash: theirs.info_hash,
+                peer_id: shared.peer_id,
+            };
+            use tokio::io::AsyncWriteExt;
+            if stream.write_all(&ours.encode()).await.is_err() {
+                return;
+            }
+            crate::peer::run(t, stream, addr, theirs, true).await;
+        });
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl TorrentHandle {
+    /// Where BitTorrent peers reach this node.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.shared.listen_addr()
+    }
+
+    pub fn events(&self) -> broadcast::Receiver<TorrentEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn insert(&self, t: Arc<Torrent>) -> Result<(), TorrentError> {
+        let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
+        if map.contains_key(&t.id) {
+            return Err(TorrentError::Duplicate(t.id.clone()));
+        }
+        let mut wire = self.shared.by_wire.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(v1) = t.hashes.v1 {
+            wire.insert(v1, t.id.clone());
+        }
+        if let Some(v2) = t.hashes.v2 {
+            wire.insert(crate::metainfo::truncate(&v2), t.id.clone());
+        }
+        let task = tokio::spawn(t.clone().run(self.shared.shutdown.clone()));
+        map.insert(t.id.clone(), (t.clone(), task));
+        self.shared.emit(TorrentEvent::Added {
+            id: t.id.clone(),
+            name: t.info().name,
+        });
+        Ok(())
+    }
+
+    fn resume_stored(&self, s: crate::store::Stored) -> Result<(), TorrentError> {
+        let (meta, magnet) = match (&s.metainfo, &s.settings.magnet) {
+            (Some(bytes), _) => (Some(Arc::new(Metainfo::from_bytes(bytes)?)), None),
+            (None, Some(link)) => (None, Some(Magnet::parse(link)?)),
+            (None, None) => return Err(TorrentError::Store(format!("{}: nothing to resume from", s.id))),
+        };
+        let hashes = meta.as_ref().map(|m| m.hashes).or(magnet.as_ref().map(|m| m.hashes));
+        let Some(hashes) = hashes else {
+            return Ok(());
+        };
+        let have = match (&meta, &s.have) {
+            (Some(m), Some(h)) => Bitfield::from_bytes(h, m.info.num_pieces),
+            _ => None,
+        };
+        let t = Torrent::new(self.shared.clone(), hashes, meta, magnet.as_ref(), s.settings, have);
+        self.insert(t)
+    }
+
+    /// Makes a torrent of a file or directory and seeds it.
+    pub async fn share(&self, req: ShareRequest) -> Result<SharedInfo, TorrentError> {
+        let path = PathBuf::from(&req.path);
+        let path = std::fs::canonicalize(&path).map_err(|source| {
+            TorrentError::Create(crate::create::CreateError::Io { path: path.clone(), source })
+        })?;
+        let version = match req.version.as_deref() {
+            None | Some("hybrid") => Version::Hybrid,
+            Some("v1") => Version::V1,
+            Some("v2") => Version::V2,
+            Some(other) => return Err(TorrentError::BadSource(format!("version {other} (hybrid, v1 or v2)"))),
+        };
+        let opts = CreateOptions {
+            version,
+            trackers: req.trackers,
+            web_seeds: req.web_seeds,
+            piece_length: req.piece_length,
+            ..Default::default()
+        };
+        let p = path.clone();
+        let meta = tokio::task::spawn_blocking(move || create::create(&p, &opts))
+            .await
+            .map_err(|_| TorrentError::Stopped)??;
+        let save_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        std::fs::create_dir_all(&self.shared.torrents_dir)?;
+        let torrent_path = self.shared.torrents_dir.join(format!("{}.torrent", meta.info.name));
+        let bytes = meta.to_bytes();
+        std::fs::write(&torrent_path, &bytes)?;
+        let info = SharedInfo {
+            id: hex::encode(meta.hashes.wire_id()),
+            name: meta.info.name.clone(),
+            infohash_v1: meta.hashes.v1_hex(),
+            infohash_v2: meta.hashes.v2_hex(),
+            magnet: Magnet::of(&meta).to_link(),
+            torrent_path: torrent_path.display().to_string(),
+            pieces: meta.info.num_pieces,
+            piece_length: meta.info.piece_length,
+            size: meta.info.content_length(),
+        };
+        if self.shared.get(&info.id).is_some() {
+            return Ok(info);
+        }
+        let have = Bitfield::full(meta.info.num_pieces);
+        let settings = Settings {
+            save_dir: save_dir.display().to_string(),
+            magnet: None,
+            paused: false,
+            sequential: false,
+            files: None,
+            uploaded: 0,
+            downloaded: 0,
+            added_at: now_secs(),
+        };
+        self.shared.store.save(&info.id, &settings, Some(&bytes), Some(have.as_bytes()))?;
+        let t = Torrent::new(self.shared.clone(), meta.hashes, Some(Arc::new(meta)), None, settings, Some(have));
+        self.insert(t)?;
+        Ok(info)
+    }
+
+    /// Adds a torrent to download (and then seed).
+    pub async fn add(&self, req: AddRequest) -> Result<TorrentInfo, TorrentError> {
+        let (meta, magnet) = if let Some(b64) = &req.torrent_base64 {
+            let bytes = data_encoding::BASE64
+                .decode(b64.as_bytes())
+                .map_err(|_| TorrentError::BadSource("torrent_base64".into()))?;
+            (Some(Metainfo::from_bytes(&bytes)?), None)
+        } else if req.source.starts_with("magnet:") {
+            (None, Some(Magnet::parse(&req.source)?))
+        } else if req.source.len() == 40 && req.source.chars().all(|c| c.is_ascii_hexdigit()) {
+            (None, Some(Magnet::from_hex(&req.source)?))
+        } else {
+            match std::fs::read(&req.source) {
+                Ok(bytes) => (Some(Metainfo::from_bytes(&bytes)?), None),
+                Err(_) => return Err(TorrentError::BadSource(req.source.clone())),
+            }
+        };
+        let hashes: InfoHashes = meta.as_ref().map(|m| m.hashes).or(magnet.as_ref().map(|m| m.hashes)).ok_or_else(|| TorrentError::BadSource(req.source.clone()))?;
+        let id = hex::encode(hashes.wire_id());
+        if let Some(existing) = self.shared.get(&id) {
+            existing.add_peers(&parse_peers(&req.peers));
+            return Err(TorrentError::Duplicate(id));
+        }
+        let files = match (&req.files, &meta) {
+            (Some(sel), Some(m)) => {
+                let count = m.info.files.iter().filter(|f| !f.pad).count();
+                let bad: Vec<usize> = sel.iter().copied().filter(|&i| i == 0 || i > count).collect();
+                if !bad.is_empty() {
+                    return Err(TorrentError::BadFileSelection(bad, count));
+                }
+                Some(sel.iter().map(|i| i - 1).collect())
+            }
+            (Some(sel), None) => Some(sel.iter().map(|i| i.saturating_sub(1)).collect()),
+            _ => None,
+        };
+        let save_dir = req
+            .out_dir
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.shared.download_dir.clone());
+        std::fs::create_dir_all(&save_dir)?;
+        let save_dir = std::fs::canonicalize(&save_dir)?;
+        let settings = Settings {
+            save_dir: save_dir.display().to_string(),
+            magnet: magnet.as_ref().map(Magnet::to_link),
+            paused: false,
+            sequential: req.sequential,
+            files,
+            uploaded: 0,
+            downloaded: 0,
+            added_at: now_secs(),
+        };
+        let meta_bytes = meta.as_ref().map(Metainfo::to_bytes);
+        self.shared.store.save(&id, &settings, meta_bytes.as_deref(), None)?;
+        let t = Torrent::new(self.shared.clone(), hashes, meta.map(Arc::new), magnet.as_ref(), settings, None);
+        t.add_peers(&parse_peers(&req.peers));
+        self.insert(t.clone())?;
+        Ok(t.info())
+    }
+
+    pub fn list(&self) -> Vec<TorrentInfo> {
+        let map = self.shared.torrents.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<TorrentInfo> = map.values().map(|(t, _)| t.info()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub fn get(&self, id: &str) -> Result<TorrentInfo, TorrentError> {
+        self.torrent(id).map(|t| t.info())
+    }
+
+    fn torrent(&self, id: &str) -> Result<Arc<Torrent>, TorrentError> {
+        self.shared.get(id).ok_or_else(|| TorrentError::NotFound(id.to_string()))
+    }
+
+    pub fn pause(&self, id: &str) -> Result<TorrentInfo, TorrentError> {
+        let t = self.torrent(id)?;
+        t.set_paused(true);
+        Ok(t.info())
+    }
+
+    pub fn resume(&self, id: &str) -> Result<TorrentInfo, TorrentError> {
+        let t = self.torrent(id)?;
+        t.set_paused(false);
+        Ok(t.info())
+    }
+
+    pub fn add_peers(&self, id: &str, peers: &[String]) -> Result<(), TorrentError> {
+        self.torrent(id)?.add_peers(&parse_peers(peers));
+        Ok(())
+    }
+
+    /// Removes a torrent (its downloaded files stay unless `delete_files`).
+    pub async fn remove(&self, id: &str, delete_files: bool) -> Result<(), TorrentError> {
+        let t = self.torrent(id)?;
+        let task = {
+            let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
+            let mut wire = self.shared.by_wire.write().unwrap_or_else(|e| e.into_inner());
+            wire.retain(|_, v| *v != t.id);
+            map.remove(&t.id).map(|(_, task)| task)
+        };
+        if let Some(task) = task {
+            task.abort();
+        }
+        t.close_all();
+        self.shared.store.remove(&t.id)?;
+        if delete_files && let Some(m) = t.metadata() {
+            let s = crate::storage::Storage::new(&t.save_dir, &m.info);
+            for f in m.info.files.iter().filter(|f| f.stored()) {
+                let _ = std::fs::remove_file(s.path_of(f));
+            }
+        }
+        self.shared.emit(TorrentEvent::Removed { id: t.id.clone() });
+        Ok(())
+    }
+
+    async fn stop_all(&self) {
+        let tasks: Vec<(Arc<Torrent>, JoinHandle<()>)> = {
+            let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(_, v)| v).collect()
+        };
+        for (_, task) in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+fn parse_peers(peers: &[String]) -> Vec<SocketAddr> {
+    peers.iter().filter_map(|p| p.parse().ok()).collect()
+}
