@@ -324,6 +324,35 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
             return crate::chain::mine(&api, threads, to, stop, g.json).await;
         }
         Command::Chain => return crate::chain::status(&api, g.json).await,
+        Command::Share {
+            path,
+            trackers,
+            v1,
+            v2,
+            piece_length,
+        } => {
+            let version = if v1 { "v1" } else if v2 { "v2" } else { "hybrid" };
+            return crate::torrent::share(&api, &path, trackers, version, piece_length, g.json).await;
+        }
+        Command::Get {
+            source,
+            out,
+            files,
+            sequential,
+            peers,
+            detach,
+        } => {
+            let opts = crate::torrent::GetOptions {
+                out,
+                files,
+                sequential,
+                peers,
+                detach,
+            };
+            return crate::torrent::get(&api, &source, opts, g.json).await;
+        }
+        Command::Torrents => return crate::torrent::list(&api, g.json).await,
+        Command::Torrent { command } => return crate::torrent::control(&api, command, g.json).await,
         Command::Block { id } => return crate::chain::block(&api, &id, g.json).await,
         Command::Tx { hash } => return crate::chain::tx(&api, &hash, g.json).await,
         Command::Events => {

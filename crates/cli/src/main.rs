@@ -8,6 +8,7 @@ mod commands;
 mod demo;
 mod msg;
 mod output;
+mod torrent;
 
 use std::process::ExitCode;
 

@@ -37,12 +37,15 @@ fn json(o: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}{}", stdout(o), stderr(o)))
 }
 
-/// Writes a node's config.toml. Every node of these tests takes a free port for its
-/// JSON-RPC server (the default, 8545, can only be had by one).
+/// Writes a node's config.toml. Every node of these tests takes free ports for its
+/// JSON-RPC server and BitTorrent listener (the defaults can only be had by one).
 fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
     let mut text = text.as_ref().to_string();
     if !text.contains("[chain]") {
         text.push_str("[chain]\nrpc_listen = \"127.0.0.1:0\"\n");
+    }
+    if !text.contains("[torrent]") {
+        text.push_str("[torrent]\nlisten = \"127.0.0.1:0\"\n");
     }
     std::fs::write(dir.join("config.toml"), text)
 }

@@ -11,6 +11,8 @@ pub enum NodeError {
     Msg(#[from] nodus_msg::MsgError),
     #[error(transparent)]
     Chain(#[from] nodus_chain::ChainError),
+    #[error(transparent)]
+    Torrent(#[from] nodus_torrent::TorrentError),
     #[error(
         "another node is already running on data dir {0}; stop it first (or pick another --data-dir)"
     )]

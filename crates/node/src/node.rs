@@ -29,6 +29,8 @@ pub struct RunningNode {
     pub msg: nodus_msg::MsgHandle,
     /// The chain service; None when `[chain] enabled = false`.
     pub chain: Option<nodus_chain::ChainHandle>,
+    /// The BitTorrent service; None when `[torrent] enabled = false`.
+    pub torrent: Option<nodus_torrent::TorrentHandle>,
     pub endpoints: Endpoints,
     pub data_dir: DataDir,
     api_addr: SocketAddr,
@@ -96,6 +98,27 @@ impl Node {
             (None, Vec::new())
         };
 
+        let (torrent, torrent_tasks) = if config.torrent.enabled {
+            let download_dir = match config.torrent.download_dir.as_str() {
+                "" => dir.downloads_dir(),
+                d => std::path::PathBuf::from(d),
+            };
+            let (h, t) = nodus_torrent::spawn(
+                nodus_torrent::SpawnOptions {
+                    config: config.torrent.clone(),
+                    store_path: &dir.torrent_store_path(),
+                    download_dir,
+                    torrents_dir: dir.torrents_dir(),
+                },
+                &mut registry,
+                shutdown_rx.clone(),
+            )
+            .await?;
+            (Some(h), t)
+        } else {
+            (None, Vec::new())
+        };
+
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
             .map_err(|source| NodeError::ApiBind {
@@ -112,6 +135,7 @@ impl Node {
             net: net.clone(),
             msg: msg.clone(),
             chain: chain.clone(),
+            torrent: torrent.clone(),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
             metrics: api_metrics,
@@ -143,6 +167,12 @@ impl Node {
                 .and_then(|c| c.json_rpc_url())
                 .map(|u| ("json_rpc".to_string(), u))
                 .into_iter()
+                .chain(
+                    torrent
+                        .as_ref()
+                        .and_then(|t| t.listen_addr())
+                        .map(|a| ("bittorrent".to_string(), a.to_string())),
+                )
                 .collect(),
         };
         endpoints.write(&dir.endpoints_path())?;
@@ -163,9 +193,11 @@ impl Node {
                 .into_iter()
                 .chain(msg_tasks)
                 .chain(chain_tasks)
+                .chain(torrent_tasks)
                 .collect(),
             msg,
             chain,
+            torrent,
             _lock: lock,
         })
     }

@@ -61,6 +61,7 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.chain.genesis.block_time_secs = 1;
     c.chain.genesis.initial_difficulty = 50_000;
     c.chain.mining.max_hashes_per_sec = 200_000;
+    c.torrent.listen = format!("{ip}:0");
     c
 }
 

@@ -35,6 +35,7 @@ pub mod storage;
 pub mod store;
 mod torrent;
 pub mod tracker;
+pub mod tracker_server;
 pub mod types;
 pub mod wire;
 

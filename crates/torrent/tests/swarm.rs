@@ -2,77 +2,13 @@
 //! magnet links (metadata exchange), a download from three partial seeds at once, and a
 //! peer whose data fails its hash.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+mod common;
 
-use nodus_core::TorrentConfig;
+use common::*;
 use nodus_torrent::bitfield::Bitfield;
 use nodus_torrent::metainfo::Metainfo;
 use nodus_torrent::store::{Settings, Store};
-use nodus_torrent::{AddRequest, ShareRequest, SpawnOptions, TorrentHandle, TorrentState};
-use prometheus_client::registry::Registry;
-use tokio::sync::watch;
-
-struct Node {
-    handle: TorrentHandle,
-    dir: PathBuf,
-    _stop: watch::Sender<bool>,
-}
-
-async fn node(dir: &Path) -> Node {
-    std::fs::create_dir_all(dir).unwrap();
-    let (tx, rx) = watch::channel(false);
-    let mut reg = Registry::default();
-    let config = TorrentConfig {
-        listen: "127.0.0.1:0".into(),
-        ..Default::default()
-    };
-    let (handle, _tasks) = nodus_torrent::spawn(
-        SpawnOptions {
-            config,
-            store_path: &dir.join("torrent.redb"),
-            download_dir: dir.join("downloads"),
-            torrents_dir: dir.join("torrents"),
-        },
-        &mut reg,
-        rx,
-    )
-    .await
-    .unwrap();
-    Node {
-        handle,
-        dir: dir.to_path_buf(),
-        _stop: tx,
-    }
-}
-
-fn content(len: usize, seed: u8) -> Vec<u8> {
-    let mut x = seed as u32 | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-async fn wait_complete(h: &TorrentHandle, id: &str, secs: u64) -> nodus_torrent::TorrentInfo {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let info = h.get(id).unwrap();
-        if info.state == TorrentState::Seeding {
-            return info;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not complete in {secs}s: {info:#?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn peer_of(n: &Node) -> Vec<String> {
-    vec![n.handle.listen_addr().unwrap().to_string()]
-}
+use nodus_torrent::{AddRequest, ShareRequest, TorrentState};
 
 async fn transfer(version: &str, multi: bool) {
     let tmp = tempfile::tempdir().unwrap();
@@ -116,17 +52,6 @@ async fn transfer(version: &str, multi: bool) {
         .unwrap();
     wait_complete(&leech.handle, &info.id, 30).await;
     assert_same_tree(&src, &out.join("data"));
-}
-
-fn assert_same_tree(a: &Path, b: &Path) {
-    if a.is_file() {
-        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), "{}", b.display());
-        return;
-    }
-    for e in std::fs::read_dir(a).unwrap() {
-        let e = e.unwrap();
-        assert_same_tree(&e.path(), &b.join(e.file_name()));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

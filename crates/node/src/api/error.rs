@@ -77,6 +77,22 @@ impl From<nodus_msg::MsgError> for ApiError {
     }
 }
 
+impl From<nodus_torrent::TorrentError> for ApiError {
+    fn from(e: nodus_torrent::TorrentError) -> Self {
+        use nodus_torrent::TorrentError as E;
+        let status = match &e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Duplicate(_) => StatusCode::CONFLICT,
+            E::Metainfo(_) | E::Magnet(_) | E::Create(_) | E::BadSource(_) | E::BadFileSelection(..) => {
+                StatusCode::BAD_REQUEST
+            }
+            E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            E::Listen { .. } | E::Store(_) | E::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::bad_request(format!(

@@ -8,6 +8,7 @@ mod error;
 mod msg;
 mod routes;
 mod sse;
+mod torrent;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub struct ApiState {
     pub net: NetworkHandle,
     pub msg: nodus_msg::MsgHandle,
     pub chain: Option<nodus_chain::ChainHandle>,
+    pub torrent: Option<nodus_torrent::TorrentHandle>,
     pub token: Arc<String>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
@@ -97,6 +99,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/msg/groups/{group}/send", post(msg::group_send))
         .route("/api/v1/msg/stats", get(msg::stats))
         .route("/api/v1/msg/poll", post(msg::poll))
+        .route(
+            "/api/v1/torrents",
+            get(torrent::list).post(torrent::add),
+        )
+        .route("/api/v1/torrents/share", post(torrent::share))
+        .route(
+            "/api/v1/torrents/{id}",
+            get(torrent::get).delete(torrent::remove),
+        )
+        .route("/api/v1/torrents/{id}/pause", post(torrent::pause))
+        .route("/api/v1/torrents/{id}/resume", post(torrent::resume))
+        .route("/api/v1/torrents/{id}/peers", post(torrent::add_peers))
         .route("/metrics", get(routes::metrics))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -34,7 +34,8 @@ fn broadcast_events<T: serde::Serialize + Clone + Send + 'static>(
     })
 }
 
-/// Overlay events (`net`), messaging events (`msg`) and chain events (`chain`),
+/// Overlay events (`net`), messaging events (`msg`), chain events (`chain`) and
+/// torrent events (`torrent`: added, progress each second, completed, removed),
 /// interleaved as they happen.
 pub async fn events(
     State(s): State<ApiState>,
@@ -43,12 +44,16 @@ pub async fn events(
         Some(c) => broadcast_events(c.events(), "chain").boxed(),
         None => futures::stream::pending().boxed(),
     };
+    let torrent = match &s.torrent {
+        Some(t) => broadcast_events(t.events(), "torrent").boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     let live = futures::stream::select(
         futures::stream::select(
             broadcast_events(s.net.events(), "net"),
             broadcast_events(s.msg.events(), "msg"),
         ),
-        chain,
+        futures::stream::select(chain, torrent),
     );
     Sse::new(ready().chain(live)).keep_alive(KeepAlive::default())
 }

@@ -1,0 +1,87 @@
+//! Helpers shared by the torrent crate's integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nodus_core::TorrentConfig;
+use nodus_torrent::{TorrentHandle, TorrentState, SpawnOptions};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+pub struct Node {
+    pub handle: TorrentHandle,
+    pub dir: PathBuf,
+    pub _stop: watch::Sender<bool>,
+}
+
+pub async fn node(dir: &Path) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    std::fs::create_dir_all(dir).unwrap();
+    let (tx, rx) = watch::channel(false);
+    let mut reg = Registry::default();
+    let config = TorrentConfig {
+        listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let (handle, _tasks) = nodus_torrent::spawn(
+        SpawnOptions {
+            config,
+            store_path: &dir.join("torrent.redb"),
+            download_dir: dir.join("downloads"),
+            torrents_dir: dir.join("torrents"),
+        },
+        &mut reg,
+        rx,
+    )
+    .await
+    .unwrap();
+    Node {
+        handle,
+        dir: dir.to_path_buf(),
+        _stop: tx,
+    }
+}
+
+pub fn content(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = seed as u32 | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+pub async fn wait_complete(h: &TorrentHandle, id: &str, secs: u64) -> nodus_torrent::TorrentInfo {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let info = h.get(id).unwrap();
+        if info.state == TorrentState::Seeding {
+            return info;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not complete in {secs}s: {info:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn peer_of(n: &Node) -> Vec<String> {
+    vec![n.handle.listen_addr().unwrap().to_string()]
+}
+
+
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    if a.is_file() {
+        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{} differs from {}", b.display(), a.display());
+        return;
+    }
+    for e in std::fs::read_dir(a).unwrap() {
+        let e = e.unwrap();
+        assert_same_tree(&e.path(), &b.join(e.file_name()));
+    }
+}

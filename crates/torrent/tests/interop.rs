@@ -1,0 +1,313 @@
+//! Tier 3: real BitTorrent clients nobody here wrote, on loopback, against nodus.
+//! libtorrent (PyPI `libtorrent`, through interop/bt/lt_peer.py), aria2 (`aria2c`) and
+//! Transmission (`transmission-cli`) each download what nodus seeds, byte for byte, and
+//! seed what nodus downloads. scripts/test installs all three.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use nodus_torrent::{AddRequest, ShareRequest};
+
+fn lt_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/bt/lt_peer.py")
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an open tracker on 127.0.0.1 and returns its announce URL.
+async fn tracker() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(nodus_torrent::tracker_server::serve(l));
+    format!("http://{addr}/announce")
+}
+
+struct Shared {
+    seed: Node,
+    src: PathBuf,
+    torrent: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// A nodus node seeding a multi-file directory of `version` ("v1", "v2", "hybrid").
+async fn nodus_seed(version: &str, trackers: Vec<String>) -> Shared {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let src = tmp.path().join("share").join("album");
+    std::fs::create_dir_all(src.join("disc 2")).unwrap();
+    std::fs::write(src.join("01 intro.flac"), content(1_500_000, 11)).unwrap();
+    std::fs::write(src.join("disc 2/02 outro.flac"), content(2_300_001, 12)).unwrap();
+    std::fs::write(src.join("cover.jpg"), content(90_000, 13)).unwrap();
+    let shared = seed
+        .handle
+        .share(ShareRequest {
+            path: src.display().to_string(),
+            version: Some(version.into()),
+            trackers,
+            web_seeds: vec![],
+            piece_length: Some(256 * 1024),
+        })
+        .await
+        .unwrap();
+    Shared {
+        seed,
+        src,
+        torrent: PathBuf::from(shared.torrent_path),
+        _tmp: tmp,
+    }
+}
+
+fn run_lt_download(torrent: &Path, dir: &Path, peer: SocketAddr) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(lt_script())
+        .args(["download", "--torrent"])
+        .arg(torrent)
+        .arg("--dir")
+        .arg(dir)
+        .args(["--peer", &peer.to_string(), "--timeout", "60"])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "libtorrent did not finish:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).unwrap()
+}
+
+async fn libtorrent_downloads(version: &str) {
+    let s = nodus_seed(version, vec![]).await;
+    let out = s.seed.dir.join("lt");
+    let peer = s.seed.handle.listen_addr().unwrap();
+    let (torrent, o) = (s.torrent.clone(), out.clone());
+    let v = tokio::task::spawn_blocking(move || run_lt_download(&torrent, &o, peer))
+        .await
+        .unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_same_tree(&s.src, &out.join("album"));
+    let id = &s.seed.handle.list()[0].id;
+    assert!(s.seed.handle.get(id).unwrap().uploaded >= 3_890_001);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_downloads_v1_from_nodus() {
+    libtorrent_downloads("v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_downloads_v2_from_nodus() {
+    libtorrent_downloads("v2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_downloads_hybrid_from_nodus() {
+    libtorrent_downloads("hybrid").await;
+}
+
+/// libtorrent seeds (after checking the data itself); prints its port.
+fn lt_seed(torrent: &Path, dir: &Path) -> (Proc, SocketAddr) {
+    let mut child = Command::new("python3")
+        .arg(lt_script())
+        .args(["seed", "--torrent"])
+        .arg(torrent)
+        .arg("--dir")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let port = v["listen_port"].as_u64().unwrap() as u16;
+    (Proc(child), SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+async fn nodus_downloads_from_libtorrent(version: &str) {
+    let s = nodus_seed(version, vec![]).await;
+    let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
+    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || lt_seed(&torrent, &dir)).await.unwrap();
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: s.torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            peers: vec![lt_addr.to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    assert_same_tree(&s.src, &out.join("album"));
+    assert!(
+        done.pieces_from.iter().any(|(a, n)| a == &lt_addr.to_string() && *n == done.pieces_total),
+        "every piece from libtorrent: {:?}",
+        done.pieces_from
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_hybrid_from_libtorrent() {
+    nodus_downloads_from_libtorrent("hybrid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_v2_from_libtorrent() {
+    nodus_downloads_from_libtorrent("v2").await;
+}
+
+/// Every piece came from the peer listening on one of `ports` (the reference client).
+fn assert_all_from_ports(done: &nodus_torrent::TorrentInfo, ports: std::ops::RangeInclusive<u16>) {
+    let from_client: u32 = done
+        .pieces_from
+        .iter()
+        .filter(|(a, _)| a.parse::<SocketAddr>().is_ok_and(|a| ports.contains(&a.port())))
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(from_client, done.pieces_total, "{:?}", done.pieces_from);
+}
+
+fn wait_for_file(path: &Path, want: &[u8], secs: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if std::fs::read(path).is_ok_and(|d| d == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {} not complete in {secs}s", path.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// aria2 finds nodus through the tracker and downloads the whole album.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aria2_downloads_from_nodus() {
+    let url = tracker().await;
+    let s = nodus_seed("v1", vec![url]).await;
+    let out = s.seed.dir.join("aria2");
+    let torrent = s.torrent.clone();
+    let o = out.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("aria2c")
+            .args(["--enable-dht=false", "--bt-enable-lpd=false", "--seed-time=0", "--quiet=true"])
+            .args(["--bt-stop-timeout=60", "--listen-port=6920-6929", "--console-log-level=warn"])
+            .arg(format!("--dir={}", o.display()))
+            .arg(torrent)
+            .status()
+            .expect("aria2c")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "aria2c exit {status}");
+    assert_same_tree(&s.src, &out.join("album"));
+}
+
+/// aria2 seeds (after checking the data); nodus downloads from it through the tracker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_aria2() {
+    let url = tracker().await;
+    let s = nodus_seed("v1", vec![url]).await;
+    let mut aria = Proc(
+        Command::new("aria2c")
+            .args(["--enable-dht=false", "--bt-enable-lpd=false", "--seed-ratio=0.0", "--check-integrity=true"])
+            .args(["--listen-port=6990-6999", "--quiet=true", "--bt-tracker-interval=1"])
+            .arg(format!("--dir={}", s.src.parent().unwrap().display()))
+            .arg(&s.torrent)
+            .spawn()
+            .expect("aria2c"),
+    );
+    // Only aria2 may serve it: the nodus seed stops.
+    let id = s.seed.handle.list()[0].id.clone();
+    s.seed.handle.pause(&id).unwrap();
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    let out = leech.dir.join("out");
+    leech
+        .handle
+        .add(AddRequest {
+            source: s.torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &id, 60).await;
+    assert_same_tree(&s.src, &out.join("album"));
+    assert_all_from_ports(&done, 6990..=6999);
+    let _ = aria.0.kill();
+}
+
+fn transmission(args: &[&str], dir: &Path, torrent: &Path) -> Proc {
+    let cfg = dir.join(".transmission");
+    std::fs::create_dir_all(&cfg).unwrap();
+    Proc(
+        Command::new("transmission-cli")
+            .args(args)
+            .arg("-g")
+            .arg(&cfg)
+            .arg("-w")
+            .arg(dir)
+            .arg(torrent)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("transmission-cli"),
+    )
+}
+
+/// Transmission finds nodus through the tracker and downloads the album.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transmission_downloads_from_nodus() {
+    let url = tracker().await;
+    let s = nodus_seed("v1", vec![url]).await;
+    let out = s.seed.dir.join("transmission");
+    std::fs::create_dir_all(&out).unwrap();
+    let _t = transmission(&["-p", "51500", "--no-portmap", "-et"], &out, &s.torrent);
+    let (src, o) = (s.src.clone(), out.clone());
+    tokio::task::spawn_blocking(move || {
+        for f in ["01 intro.flac", "disc 2/02 outro.flac", "cover.jpg"] {
+            let want = std::fs::read(src.join(f)).unwrap();
+            wait_for_file(&o.join("album").join(f), &want, 90, "transmission");
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Transmission seeds (it verifies the files first); nodus downloads from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_transmission() {
+    let url = tracker().await;
+    let s = nodus_seed("v1", vec![url]).await;
+    let id = s.seed.handle.list()[0].id.clone();
+    s.seed.handle.pause(&id).unwrap();
+    let dir = s.src.parent().unwrap().to_path_buf();
+    let _t = transmission(&["-p", "51510", "--no-portmap", "-et"], &dir, &s.torrent);
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    let out = leech.dir.join("out");
+    leech
+        .handle
+        .add(AddRequest {
+            source: s.torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &id, 90).await;
+    assert_same_tree(&s.src, &out.join("album"));
+    assert_all_from_ports(&done, 51510..=51510);
+}
