@@ -23,6 +23,7 @@
 
 pub mod bencode;
 pub mod bitfield;
+pub mod check;
 pub mod create;
 mod error;
 pub mod magnet;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 
 use crate::bitfield::Bitfield;
@@ -34,8 +34,14 @@ const MAX_QUEUED_REQUESTS: usize = 500;
 
 /// Dials `addr`, handshakes, and runs the connection until it ends.
 pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
-    let Ok(Ok(mut stream)) = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
-    else {
+    let dial = async {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        if let Some(ip) = t.shared.bind_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(addr).await
+    };
+    let Ok(Ok(mut stream)) = tokio::time::timeout(CONNECT_TIMEOUT, dial).await else {
         return;
     };
     let _ = stream.set_nodelay(true);

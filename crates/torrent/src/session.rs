@@ -52,6 +52,8 @@ impl Metrics {
 
 pub(crate) struct Shared {
     pub config: TorrentConfig,
+    /// The address outgoing connections come from, when the listener has a specific one.
+    pub bind_ip: Option<std::net::IpAddr>,
     pub peer_id: Hash20,
     listen: OnceLock<SocketAddr>,
     pub store: Store,
@@ -128,16 +130,22 @@ pub async fn spawn(
         *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(s % 36) as usize];
     }
     let (events, _) = broadcast::channel(1024);
+    // A node told to listen on one address also speaks from it (to trackers and
+    // peers), so that what others see of it is where it can be reached.
+    let bound = listener.local_addr()?.ip();
+    let bind_ip = (!bound.is_unspecified()).then_some(bound);
+    let mut http = reqwest::Client::builder().user_agent(concat!("nodus/", env!("CARGO_PKG_VERSION")));
+    if let Some(ip) = bind_ip {
+        http = http.local_address(ip);
+    }
     let shared = Arc::new(Shared {
+        bind_ip,
         config: opts.config,
         peer_id,
         listen: OnceLock::new(),
         store,
         metrics: Metrics::register(registry),
-        http: reqwest::Client::builder()
-            .user_agent(concat!("nodus/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TorrentError::Store(e.to_string()))?,
+        http: http.build().map_err(|e| TorrentError::Store(e.to_string()))?,
         events,
         torrents: RwLock::new(HashMap::new()),
         by_wire: RwLock::new(HashMap::new()),
@@ -379,8 +387,23 @@ impl TorrentHandle {
             added_at: now_secs(),
         };
         let meta_bytes = meta.as_ref().map(Metainfo::to_bytes);
-        self.shared.store.save(&id, &settings, meta_bytes.as_deref(), None)?;
-        let t = Torrent::new(self.shared.clone(), hashes, meta.map(Arc::new), magnet.as_ref(), settings, None);
+        // Data already there (a partial download, or files from elsewhere) is checked
+        // and kept where it matches.
+        let have = match &meta {
+            Some(m) => {
+                let m = m.clone();
+                let dir = save_dir.clone();
+                tokio::task::spawn_blocking(move || {
+                    let storage = crate::storage::Storage::new(&dir, &m.info);
+                    crate::check::any_file_exists(&m, &storage).then(|| crate::check::check(&m, &storage))
+                })
+                .await
+                .map_err(|_| TorrentError::Stopped)?
+            }
+            None => None,
+        };
+        self.shared.store.save(&id, &settings, meta_bytes.as_deref(), have.as_ref().map(|h| h.as_bytes()))?;
+        let t = Torrent::new(self.shared.clone(), hashes, meta.map(Arc::new), magnet.as_ref(), settings, have);
         t.add_peers(&parse_peers(&req.peers));
         self.insert(t.clone())?;
         Ok(t.info())

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use nodus_torrent::bitfield::Bitfield;
 use nodus_torrent::metainfo::Metainfo;
@@ -178,4 +180,131 @@ async fn downloads_from_three_partial_seeds_at_once() {
         .map(|p| done.pieces_from.iter().find(|(a, _)| a == p).map(|(_, c)| *c).unwrap_or(0))
         .collect();
     assert_eq!(credited, vec![16, 16, 16], "{:?}", done.pieces_from);
+}
+
+/// Writes resume state claiming `have` for a torrent whose data is in `save_dir`, so the
+/// node started on `dir` serves those pieces without checking them.
+fn claim(dir: &std::path::Path, meta: &Metainfo, save_dir: &std::path::Path, have: &Bitfield) {
+    std::fs::create_dir_all(dir).unwrap();
+    let store = Store::open(&dir.join("torrent.redb")).unwrap();
+    let settings = Settings {
+        save_dir: save_dir.display().to_string(),
+        magnet: None,
+        paused: false,
+        sequential: false,
+        files: None,
+        uploaded: 0,
+        downloaded: 0,
+        added_at: 0,
+    };
+    let id = hex::encode(meta.hashes.wire_id());
+    store.save(&id, &settings, Some(&meta.to_bytes()), Some(have.as_bytes())).unwrap();
+}
+
+/// A peer that serves corrupt data is caught by the hash check, struck, and banned
+/// after three bad pieces; the pieces come from an honest peer instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_peer_is_banned_and_pieces_refetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good_dir = tmp.path().join("good");
+    std::fs::create_dir_all(&good_dir).unwrap();
+    let data = content(40 * 65536, 21);
+    std::fs::write(good_dir.join("f.bin"), &data).unwrap();
+    let meta = nodus_torrent::create::create(
+        &good_dir.join("f.bin"),
+        &nodus_torrent::create::CreateOptions {
+            piece_length: Some(65536),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let id = hex::encode(meta.hashes.wire_id());
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let mut corrupt = data.clone();
+    for b in corrupt.iter_mut().step_by(1000) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(bad_dir.join("f.bin"), &corrupt).unwrap();
+    let full = Bitfield::full(meta.info.num_pieces);
+    claim(&tmp.path().join("n_bad"), &meta, &bad_dir, &full);
+    claim(&tmp.path().join("n_good"), &meta, &good_dir, &full);
+    let bad = node(&tmp.path().join("n_bad")).await;
+    let good = node(&tmp.path().join("n_good")).await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let torrent = tmp.path().join("f.torrent");
+    std::fs::write(&torrent, meta.to_bytes()).unwrap();
+    let out = tmp.path().join("out");
+    leech
+        .handle
+        .add(AddRequest {
+            source: torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            peers: peer_of(&bad),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let i = leech.handle.get(&id).unwrap();
+        if i.hash_failures >= 3 && i.peers.is_empty() {
+            assert_eq!(i.pieces_have, 0, "no corrupt piece accepted");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{i:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Banned: offered again, it is not connected.
+    leech.handle.add_peers(&id, &peer_of(&bad)).unwrap();
+    leech.handle.add_peers(&id, &peer_of(&good)).unwrap();
+    let done = wait_complete(&leech.handle, &id, 30).await;
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
+    let bad_addr = peer_of(&bad)[0].clone();
+    assert!(!done.peers.iter().any(|p| p.addr == bad_addr), "{:?}", done.peers);
+    assert!(!done.pieces_from.iter().any(|(a, _)| *a == bad_addr));
+}
+
+/// Adding a torrent over data already on disk keeps the pieces that match and fetches
+/// only the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_partial_data_is_checked_and_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let src = tmp.path().join("share/f.bin");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    let data = content(20 * 65536, 31);
+    std::fs::write(&src, &data).unwrap();
+    let shared = seed
+        .handle
+        .share(ShareRequest {
+            path: src.display().to_string(),
+            version: Some("v1".into()),
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: Some(65536),
+        })
+        .await
+        .unwrap();
+    let leech = node(&tmp.path().join("leech")).await;
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // The first half is right, the rest zeros.
+    let mut partial = data.clone();
+    partial[10 * 65536..].fill(0);
+    std::fs::write(out.join("f.bin"), &partial).unwrap();
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: shared.torrent_path.clone(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(info.pieces_have, 10, "the ten good pieces were kept");
+    leech.handle.add_peers(&info.id, &peer_of(&seed)).unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 30).await;
+    assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
+    assert_eq!(done.downloaded, 10 * 65536, "only the missing half was downloaded");
 }

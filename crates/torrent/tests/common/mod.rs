@@ -23,8 +23,12 @@ pub async fn node(dir: &Path) -> Node {
     std::fs::create_dir_all(dir).unwrap();
     let (tx, rx) = watch::channel(false);
     let mut reg = Registry::default();
+    // Each node on its own loopback address, as peers on the Internet are: bans are by IP.
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ip = format!("127.0.{}.{}", 100 + n / 250 + std::process::id() % 50, 1 + n % 250);
     let config = TorrentConfig {
-        listen: "127.0.0.1:0".into(),
+        listen: format!("{ip}:0"),
         ..Default::default()
     };
     let (handle, _tasks) = nodus_torrent::spawn(
