@@ -443,13 +443,14 @@ fn demo_shows_every_capability_and_exits_zero() {
         "Alice and Bob, neither dialable, message end to end through a relay",
         "Bob offline: Alice keeps writing, Bob gets it all in order when back",
         "the relay in use dies mid-conversation; messages route around it",
+        "three nodes hold a third of a file each; a fourth downloads from all at once",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("11 of 11 shown working"), "{out}");
+    assert!(out.contains("12 of 12 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -33,6 +33,9 @@ pub struct TorrentConfig {
     pub upload_slots: usize,
     /// Block requests kept in flight to one peer.
     pub pipeline: usize,
+    /// Upload and download limits over all torrents, in KiB/s (0: none).
+    pub upload_limit_kib: u64,
+    pub download_limit_kib: u64,
 }
 
 impl Default for TorrentConfig {
@@ -44,6 +47,8 @@ impl Default for TorrentConfig {
             max_peers_per_torrent: 50,
             upload_slots: 8,
             pipeline: 128,
+            upload_limit_kib: 0,
+            download_limit_kib: 0,
         }
     }
 }
@@ -382,6 +387,9 @@ max_peers_per_torrent = 50
 upload_slots = 8
 # Block requests (16 KiB each) kept in flight to one peer.
 pipeline = 128
+# Rate limits over all torrents, in KiB/s; 0 means none.
+upload_limit_kib = 0
+download_limit_kib = 0
 
 [chain]
 enabled = true

@@ -30,6 +30,7 @@ pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
 mod peer;
+mod rate;
 pub mod picker;
 mod session;
 pub mod storage;

@@ -408,7 +408,7 @@ where
             n = rd.read_buf(&mut rbuf) => {
                 match n {
                     Ok(0) | Err(_) => break "closed",
-                    Ok(_) => {}
+                    Ok(n) => t.shared.down_limit.acquire(n).await,
                 }
                 last_recv = Instant::now();
                 let mut failed = false;
@@ -559,6 +559,7 @@ async fn upload_loop(
         if e > piece.len() {
             break;
         }
+        t.shared.up_limit.acquire(r.length as usize).await;
         let msg = Message::Piece {
             index: r.index,
             begin: r.begin,

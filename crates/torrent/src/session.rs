@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     pub peer_id: Hash20,
     listen: OnceLock<SocketAddr>,
     pub store: Store,
+    /// Pieces verified since the store was last written, one file per torrent.
+    pub journal_dir: PathBuf,
+    pub up_limit: crate::rate::RateLimiter,
+    pub down_limit: crate::rate::RateLimiter,
     pub metrics: Metrics,
     pub http: reqwest::Client,
     events: broadcast::Sender<TorrentEvent>,
@@ -118,6 +122,7 @@ pub async fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(TorrentHandle, Vec<JoinHandle<()>>), TorrentError> {
     let store = Store::open(opts.store_path)?;
+    std::fs::create_dir_all(opts.store_path.with_extension("journal"))?;
     let listener = TcpListener::bind(&opts.config.listen)
         .await
         .map_err(|source| TorrentError::Listen {
@@ -138,12 +143,17 @@ pub async fn spawn(
     if let Some(ip) = bind_ip {
         http = http.local_address(ip);
     }
+    let up_limit = crate::rate::RateLimiter::new(opts.config.upload_limit_kib * 1024);
+    let down_limit = crate::rate::RateLimiter::new(opts.config.download_limit_kib * 1024);
     let shared = Arc::new(Shared {
         bind_ip,
         config: opts.config,
         peer_id,
         listen: OnceLock::new(),
         store,
+        journal_dir: opts.store_path.with_extension("journal"),
+        up_limit,
+        down_limit,
         metrics: Metrics::register(registry),
         http: http.build().map_err(|e| TorrentError::Store(e.to_string()))?,
         events,
@@ -318,6 +328,7 @@ impl TorrentHandle {
             return Ok(info);
         }
         let have = Bitfield::full(meta.info.num_pieces);
+        self.forget_journal(&info.id);
         let settings = Settings {
             save_dir: save_dir.display().to_string(),
             magnet: None,
@@ -387,6 +398,7 @@ impl TorrentHandle {
             added_at: now_secs(),
         };
         let meta_bytes = meta.as_ref().map(Metainfo::to_bytes);
+        self.forget_journal(&id);
         // Data already there (a partial download, or files from elsewhere) is checked
         // and kept where it matches.
         let have = match &meta {
@@ -405,8 +417,15 @@ impl TorrentHandle {
         self.shared.store.save(&id, &settings, meta_bytes.as_deref(), have.as_ref().map(|h| h.as_bytes()))?;
         let t = Torrent::new(self.shared.clone(), hashes, meta.map(Arc::new), magnet.as_ref(), settings, have);
         t.add_peers(&parse_peers(&req.peers));
-        self.insert(t.clone())?;
-        Ok(t.info())
+        // As added, before its task connects to anyone.
+        let info = t.info();
+        self.insert(t)?;
+        Ok(info)
+    }
+
+    /// A journal left by a torrent of the same id that was removed is not evidence.
+    fn forget_journal(&self, id: &str) {
+        let _ = std::fs::remove_file(self.shared.journal_dir.join(id));
     }
 
     pub fn list(&self) -> Vec<TorrentInfo> {
@@ -455,6 +474,7 @@ impl TorrentHandle {
         }
         t.close_all();
         self.shared.store.remove(&t.id)?;
+        t.remove_journal();
         if delete_files && let Some(m) = t.metadata() {
             let s = crate::storage::Storage::new(&t.save_dir, &m.info);
             for f in m.info.files.iter().filter(|f| f.stored()) {

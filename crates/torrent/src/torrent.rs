@@ -110,6 +110,10 @@ pub struct Torrent {
     pub(crate) downloaded: AtomicU64,
     pub(crate) uploaded: AtomicU64,
     pub(crate) wake: Notify,
+    /// Indices of pieces verified and written since the store last recorded them
+    /// (appended before peers are told, truncated when the store catches up), so a
+    /// kill -9 loses no piece the node announced.
+    journal: Mutex<Option<std::fs::File>>,
 }
 
 impl Torrent {
@@ -170,14 +174,55 @@ impl Torrent {
                 hash_failures: 0,
             }),
             wake: Notify::new(),
+            journal: Mutex::new(None),
         });
         if let Some(m) = magnet {
             t.add_peers(&m.peers);
         }
         if let Some(meta) = meta {
-            t.install_metadata(meta, have);
+            let n = meta.info.num_pieces;
+            let mut have = have.filter(|h| h.len() == n).unwrap_or_else(|| Bitfield::new(n));
+            for i in t.read_journal() {
+                have.set(i);
+            }
+            t.install_metadata(meta, Some(have));
         }
         t
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.shared.journal_dir.join(&self.id)
+    }
+
+    /// Pieces journaled by an earlier run that the store did not record yet.
+    fn read_journal(&self) -> Vec<u32> {
+        std::fs::read(self.journal_path())
+            .map(|b| {
+                b.chunks_exact(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn journal_append(&self, j: &mut Option<std::fs::File>, index: u32) -> std::io::Result<()> {
+        use std::io::Write;
+        if j.is_none() {
+            *j = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.journal_path())?,
+            );
+        }
+        match j.as_mut() {
+            Some(f) => f.write_all(&index.to_be_bytes()),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn remove_journal(&self) {
+        let _ = std::fs::remove_file(self.journal_path());
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -441,6 +486,11 @@ impl Torrent {
             }
             Err(_) => false,
         };
+        // Journal first, then mark and announce: what peers hear of survives a kill.
+        let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
+        if ok && let Err(e) = self.journal_append(&mut j, index) {
+            tracing::warn!(target: "nodus::torrent", id = %self.id, "piece journal: {e}");
+        }
         self.finish_piece(index, ok, by_peer);
     }
 
@@ -623,7 +673,11 @@ impl Torrent {
                 tracing::error!(target: "nodus::torrent", id = %me.id, "sync: {e}");
                 return;
             }
+            let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
             me.persist(None);
+            if let Some(f) = j.as_mut() {
+                let _ = f.set_len(0);
+            }
         })
         .await;
     }

@@ -2,6 +2,7 @@
 
 pub(crate) mod chain;
 mod msg;
+mod torrent;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -319,6 +320,7 @@ pub async fn run() -> Result<ExitCode> {
 
     msg::steps(&mut net, &mut steps).await;
     chain::steps(&mut net, &mut steps).await;
+    torrent::steps(&mut net, &mut steps).await;
 
     let t = Instant::now();
     net.shutdown().await;
