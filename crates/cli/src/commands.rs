@@ -331,8 +331,15 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
             v2,
             piece_length,
         } => {
-            let version = if v1 { "v1" } else if v2 { "v2" } else { "hybrid" };
-            return crate::torrent::share(&api, &path, trackers, version, piece_length, g.json).await;
+            let version = if v1 {
+                "v1"
+            } else if v2 {
+                "v2"
+            } else {
+                "hybrid"
+            };
+            return crate::torrent::share(&api, &path, trackers, version, piece_length, g.json)
+                .await;
         }
         Command::Get {
             source,
@@ -352,7 +359,9 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
             return crate::torrent::get(&api, &source, opts, g.json).await;
         }
         Command::Torrents => return crate::torrent::list(&api, g.json).await,
-        Command::Torrent { command } => return crate::torrent::control(&api, command, g.json).await,
+        Command::Torrent { command } => {
+            return crate::torrent::control(&api, command, g.json).await;
+        }
         Command::Block { id } => return crate::chain::block(&api, &id, g.json).await,
         Command::Tx { hash } => return crate::chain::tx(&api, &hash, g.json).await,
         Command::Events => {

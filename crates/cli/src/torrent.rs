@@ -41,7 +41,10 @@ pub async fn share(
 ) -> Result<ExitCode> {
     let path = absolute(path)?;
     if !path.exists() {
-        bail!("{} does not exist: give a file or directory to share", path.display());
+        bail!(
+            "{} does not exist: give a file or directory to share",
+            path.display()
+        );
     }
     let v = api
         .post(
@@ -57,7 +60,12 @@ pub async fn share(
     if json {
         output::json(&v);
     } else {
-        println!("seeding {} ({}, {} pieces)", s(&v["name"]), bytes(v["size"].as_u64().unwrap_or(0)), s(&v["pieces"]));
+        println!(
+            "seeding {} ({}, {} pieces)",
+            s(&v["name"]),
+            bytes(v["size"].as_u64().unwrap_or(0)),
+            s(&v["pieces"])
+        );
         println!("torrent file: {}", s(&v["torrent_path"]));
         if let Some(h) = v["infohash_v1"].as_str() {
             println!("infohash v1:  {h}");
@@ -99,7 +107,10 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
         Err(e) => {
             // Already added: follow the one there is.
             let msg = e.to_string();
-            match msg.split_whitespace().find(|w| w.len() == 40 && w.chars().all(|c| c.is_ascii_hexdigit())) {
+            match msg
+                .split_whitespace()
+                .find(|w| w.len() == 40 && w.chars().all(|c| c.is_ascii_hexdigit()))
+            {
                 Some(id) if msg.contains("already added") => id.to_string(),
                 _ => return Err(e.into()),
             }
@@ -110,7 +121,10 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
         if json {
             output::json(&v);
         } else {
-            println!("added {} ({id}); `nodus torrents` shows its progress", s(&v["name"]));
+            println!(
+                "added {} ({id}); `nodus torrents` shows its progress",
+                s(&v["name"])
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -133,9 +147,16 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
             b.set_prefix(s(&v["name"]));
             b.set_length(v["size"].as_u64().unwrap_or(0).max(1));
             b.set_position(v["done"].as_u64().unwrap_or(0));
-            let eta = v["eta_secs"].as_u64().map(|e| format!(", ETA {e}s")).unwrap_or_default();
+            let eta = v["eta_secs"]
+                .as_u64()
+                .map(|e| format!(", ETA {e}s"))
+                .unwrap_or_default();
             let peers = v["peers"].as_array().map(|p| p.len()).unwrap_or(0);
-            let what = if state == "fetching_metadata" { "fetching metadata, " } else { "" };
+            let what = if state == "fetching_metadata" {
+                "fetching metadata, "
+            } else {
+                ""
+            };
             b.set_message(format!(
                 "{what}{}/s, {peers} peers{eta}",
                 bytes(v["download_rate"].as_u64().unwrap_or(0))
@@ -159,7 +180,10 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
                 return Ok(ExitCode::SUCCESS);
             }
             "error" => bail!("{}: {}", s(&v["name"]), s(&v["error"])),
-            "paused" => bail!("{} is paused; `nodus torrent resume {id}` starts it again", s(&v["name"])),
+            "paused" => bail!(
+                "{} is paused; `nodus torrent resume {id}` starts it again",
+                s(&v["name"])
+            ),
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -177,7 +201,11 @@ fn row(v: &Value) -> Vec<String> {
         format!("{}/s", bytes(v["download_rate"].as_u64().unwrap_or(0))),
         format!("{}/s", bytes(v["upload_rate"].as_u64().unwrap_or(0))),
         format!("{:.2}", v["ratio"].as_f64().unwrap_or(0.0)),
-        v["peers"].as_array().map(|p| p.len()).unwrap_or(0).to_string(),
+        v["peers"]
+            .as_array()
+            .map(|p| p.len())
+            .unwrap_or(0)
+            .to_string(),
     ]
 }
 
@@ -191,17 +219,32 @@ pub async fn list(api: &ApiClient, json: bool) -> Result<ExitCode> {
     if rows.is_empty() {
         println!("no torrents: `nodus share <path>` seeds one, `nodus get <magnet>` downloads one");
     } else {
-        table(&["id", "name", "state", "done", "size", "down", "up", "ratio", "peers"], &rows);
+        table(
+            &[
+                "id", "name", "state", "done", "size", "down", "up", "ratio", "peers",
+            ],
+            &rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result<ExitCode> {
     let v = match &cmd {
-        TorrentCommand::Pause { id } => api.post(&format!("/api/v1/torrents/{}/pause", enc(id)), &json!({})).await?,
-        TorrentCommand::Resume { id } => api.post(&format!("/api/v1/torrents/{}/resume", enc(id)), &json!({})).await?,
+        TorrentCommand::Pause { id } => {
+            api.post(&format!("/api/v1/torrents/{}/pause", enc(id)), &json!({}))
+                .await?
+        }
+        TorrentCommand::Resume { id } => {
+            api.post(&format!("/api/v1/torrents/{}/resume", enc(id)), &json!({}))
+                .await?
+        }
         TorrentCommand::Remove { id, delete_files } => {
-            api.delete(&format!("/api/v1/torrents/{}?delete_files={delete_files}", enc(id))).await?
+            api.delete(&format!(
+                "/api/v1/torrents/{}?delete_files={delete_files}",
+                enc(id)
+            ))
+            .await?
         }
         TorrentCommand::Show { id } => api.get(&format!("/api/v1/torrents/{}", enc(id))).await?,
     };
@@ -212,13 +255,23 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
     match cmd {
         TorrentCommand::Remove { id, .. } => println!("removed {id}"),
         TorrentCommand::Show { .. } => {
-            table(&["id", "name", "state", "done", "size", "down", "up", "ratio", "peers"], &[row(&v)]);
+            table(
+                &[
+                    "id", "name", "state", "done", "size", "down", "up", "ratio", "peers",
+                ],
+                &[row(&v)],
+            );
             if let Some(m) = v["magnet"].as_str() {
                 println!("\n{m}");
             }
             println!("\nfiles:");
             for (i, f) in v["files"].as_array().into_iter().flatten().enumerate() {
-                println!("  {:>3}  {}  ({})", i + 1, s(&f[0]), bytes(f[1].as_u64().unwrap_or(0)));
+                println!(
+                    "  {:>3}  {}  ({})",
+                    i + 1,
+                    s(&f[0]),
+                    bytes(f[1].as_u64().unwrap_or(0))
+                );
             }
             let peers: Vec<Vec<String>> = v["peers"]
                 .as_array()
@@ -239,7 +292,12 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
                 table(&["peer", "client", "from it", "to it", "pieces"], &peers);
             }
         }
-        _ => table(&["id", "name", "state", "done", "size", "down", "up", "ratio", "peers"], &[row(&v)]),
+        _ => table(
+            &[
+                "id", "name", "state", "done", "size", "down", "up", "ratio", "peers",
+            ],
+            &[row(&v)],
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

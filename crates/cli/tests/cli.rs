@@ -1059,3 +1059,109 @@ fn bench_chain_prints_nodus_beside_hardhat() {
         stderr(&o)
     );
 }
+
+/// File sharing between two `nodus up` processes: `share` on one, `get` on the other,
+/// the downloader killed with SIGKILL half way. After the restart it still has every
+/// piece it had announced (no re-hash), and `get` finishes the download byte for byte.
+#[test]
+fn share_and_get_between_processes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (d, ip, extra) in [
+        (&a, "127.0.61.1", "upload_limit_kib = 2048\n"),
+        (&b, "127.0.62.1", ""),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+        assert!(nodus(d, &["init"]).status.success());
+        write_config(
+            d,
+            format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\n{extra}"),
+        )
+        .unwrap();
+    }
+    let _seeder = up(&a);
+    let mut leecher = up(&b);
+    let file = tmp.path().join("holiday.mp4");
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+
+    let o = nodus(&a, &["share", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shared = json(&o);
+    assert!(s_of(&shared["magnet"]).starts_with("magnet:?xt=urn:btih:"));
+    let torrent_path = s_of(&shared["torrent_path"]);
+    assert!(Path::new(&torrent_path).is_file());
+    let seeder_addr = endpoints(&a).unwrap()["extra"]["bittorrent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    fails_saying(
+        &nodus(&b, &["get", "no-such-thing"]),
+        "neither a magnet link",
+    );
+
+    let out = tmp.path().join("out");
+    let o = nodus(
+        &b,
+        &[
+            "get",
+            &torrent_path,
+            "-o",
+            out.to_str().unwrap(),
+            "--peer",
+            &seeder_addr,
+            "--detach",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = s_of(&json(&o)["id"]);
+
+    // Half way (the seeder uploads at 2 MiB/s), kill -9.
+    let start = Instant::now();
+    let had = loop {
+        let o = nodus(&b, &["torrents", "--json"]);
+        let t = json(&o)[0].clone();
+        let p = t["progress"].as_f64().unwrap_or(0.0);
+        if p >= 0.3 {
+            assert!(p < 0.9, "too fast to kill half way: {p}");
+            break t["pieces_have"].as_u64().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no progress: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    leecher.child.kill().unwrap();
+    leecher.child.wait().unwrap();
+
+    let _leecher = up(&b);
+    let o = nodus(&b, &["torrents", "--json"]);
+    let t = json(&o)[0].clone();
+    assert!(
+        t["pieces_have"].as_u64().unwrap() >= had,
+        "had {had} pieces before kill -9, {} after",
+        t["pieces_have"]
+    );
+    let o = nodus(&b, &["get", &id, "--peer", &seeder_addr, "--json"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(s_of(&json(&o)["state"]), "seeding");
+    assert!(
+        std::fs::read(out.join("holiday.mp4")).unwrap() == data,
+        "downloaded file differs"
+    );
+    let o = nodus(&b, &["torrents"]);
+    assert!(
+        stdout(&o).contains("holiday.mp4") && stdout(&o).contains("seeding"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+fn s_of(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}

@@ -360,7 +360,11 @@ mod tests {
             b"x",
             b"-1:",
         ] {
-            assert!(decode_exact(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_exact(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = "l".repeat(MAX_DEPTH + 2) + &"e".repeat(MAX_DEPTH + 2);
         assert_eq!(decode_exact(deep.as_bytes()), Err(BencodeError::TooDeep));
@@ -375,7 +379,13 @@ mod tests {
         assert_eq!(d.int("a"), Some(1));
         let sorted = decode_exact(b"d1:ai1e1:bi2ee").unwrap();
         assert!(sorted.as_dict().unwrap().sorted);
-        assert!(!decode_exact(b"d1:ai1e1:ai2ee").unwrap().as_dict().unwrap().sorted);
+        assert!(
+            !decode_exact(b"d1:ai1e1:ai2ee")
+                .unwrap()
+                .as_dict()
+                .unwrap()
+                .sorted
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use crate::storage::Storage;
 /// short are not read.
 pub fn check(meta: &Metainfo, storage: &Storage) -> Bitfield {
     let n = meta.info.num_pieces;
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(8) as u32;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(8) as u32;
     let next = AtomicU32::new(0);
     let found: Vec<Vec<u32>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)

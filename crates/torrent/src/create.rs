@@ -130,7 +130,9 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CreateError
     if files.is_empty() || total == 0 {
         return Err(CreateError::Empty(path.to_path_buf()));
     }
-    let piece_length = opts.piece_length.unwrap_or_else(|| auto_piece_length(total));
+    let piece_length = opts
+        .piece_length
+        .unwrap_or_else(|| auto_piece_length(total));
     if !piece_length.is_power_of_two() || piece_length < merkle::BLOCK {
         return Err(CreateError::BadPieceLength(piece_length));
     }
@@ -217,7 +219,10 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CreateError
             for (i, f) in files.iter().enumerate() {
                 list.push(dict([
                     ("length", BValue::Int(f.length as i64)),
-                    ("path", BValue::List(f.rel.iter().map(|c| BValue::str(c)).collect())),
+                    (
+                        "path",
+                        BValue::List(f.rel.iter().map(|c| BValue::str(c)).collect()),
+                    ),
                 ]));
                 let gap = f.length.next_multiple_of(piece_length) - f.length;
                 if aligned && i + 1 < count && gap > 0 && f.length > 0 {
@@ -239,7 +244,11 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CreateError
         info.insert(b"meta version".to_vec(), BValue::Int(2));
         let mut tree = BTreeMap::new();
         for (f, h) in files.iter().zip(&file_hashes) {
-            let rel: Vec<String> = if single { vec![name.clone()] } else { f.rel.clone() };
+            let rel: Vec<String> = if single {
+                vec![name.clone()]
+            } else {
+                f.rel.clone()
+            };
             let mut leaf = BTreeMap::new();
             leaf.insert(b"length".to_vec(), BValue::Int(f.length as i64));
             if let Some(root) = h.root {
@@ -255,7 +264,10 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CreateError
     let info_bytes = BValue::Dict(info).encode();
     let mut top = BTreeMap::new();
     top.insert(b"info".to_vec(), BValue::Raw(info_bytes));
-    top.insert(b"created by".to_vec(), BValue::str(concat!("nodus/", env!("CARGO_PKG_VERSION"))));
+    top.insert(
+        b"created by".to_vec(),
+        BValue::str(concat!("nodus/", env!("CARGO_PKG_VERSION"))),
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -268,7 +280,12 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<Metainfo, CreateError
         top.insert(b"announce".to_vec(), BValue::str(first));
         top.insert(
             b"announce-list".to_vec(),
-            BValue::List(opts.trackers.iter().map(|t| BValue::List(vec![BValue::str(t)])).collect()),
+            BValue::List(
+                opts.trackers
+                    .iter()
+                    .map(|t| BValue::List(vec![BValue::str(t)]))
+                    .collect(),
+            ),
         );
     }
     if !opts.web_seeds.is_empty() {

@@ -15,13 +15,13 @@ pub enum TorrentError {
     NotFound(String),
     #[error("torrent {0} is already added")]
     Duplicate(String),
-    #[error(
-        "{0:?} is neither a magnet link, a 40-hex infohash nor a readable .torrent file"
-    )]
+    #[error("{0:?} is neither a magnet link, a 40-hex infohash nor a readable .torrent file")]
     BadSource(String),
     #[error("file numbers {0:?} are out of range: the torrent has {1} files (numbered from 1)")]
     BadFileSelection(Vec<usize>, usize),
-    #[error("cannot listen for BitTorrent peers on {addr}: {source} (set [torrent] listen in config.toml)")]
+    #[error(
+        "cannot listen for BitTorrent peers on {addr}: {source} (set [torrent] listen in config.toml)"
+    )]
     Listen {
         addr: String,
         source: std::io::Error,

@@ -30,7 +30,9 @@ pub enum MagnetError {
 
 impl Magnet {
     pub fn parse(link: &str) -> Result<Magnet, MagnetError> {
-        let query = link.strip_prefix("magnet:?").ok_or(MagnetError::NotMagnet)?;
+        let query = link
+            .strip_prefix("magnet:?")
+            .ok_or(MagnetError::NotMagnet)?;
         let mut m = Magnet {
             hashes: InfoHashes { v1: None, v2: None },
             name: None,
@@ -106,7 +108,9 @@ impl Magnet {
 fn parse_btih(h: &str) -> Result<Hash20, MagnetError> {
     let bytes = match h.len() {
         40 => hex::decode(h).ok(),
-        32 => data_encoding::BASE32.decode(h.to_ascii_uppercase().as_bytes()).ok(),
+        32 => data_encoding::BASE32
+            .decode(h.to_ascii_uppercase().as_bytes())
+            .ok(),
         _ => None,
     };
     bytes
@@ -121,13 +125,22 @@ mod tests {
     #[test]
     fn parses_hex_base32_and_v2() {
         let hex = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
-        let m = Magnet::parse(&format!("magnet:?xt=urn:btih:{hex}&dn=a+b%20c&tr=http%3A%2F%2Ft%2Fa&x.pe=127.0.0.1:6881")).unwrap();
+        let m = Magnet::parse(&format!(
+            "magnet:?xt=urn:btih:{hex}&dn=a+b%20c&tr=http%3A%2F%2Ft%2Fa&x.pe=127.0.0.1:6881"
+        ))
+        .unwrap();
         assert_eq!(m.hashes.v1.map(hex::encode).as_deref(), Some(hex));
         assert_eq!(m.name.as_deref(), Some("a b c"));
         assert_eq!(m.trackers, vec!["http://t/a"]);
         assert_eq!(m.peers.len(), 1);
         let b32 = data_encoding::BASE32.encode(&hex::decode(hex).unwrap());
-        assert_eq!(Magnet::parse(&format!("magnet:?xt=urn:btih:{b32}")).unwrap().hashes.v1, m.hashes.v1);
+        assert_eq!(
+            Magnet::parse(&format!("magnet:?xt=urn:btih:{b32}"))
+                .unwrap()
+                .hashes
+                .v1,
+            m.hashes.v1
+        );
         let v2 = "a".repeat(64);
         let m2 = Magnet::parse(&format!("magnet:?xt=urn:btmh:1220{v2}")).unwrap();
         assert!(m2.hashes.v2.is_some() && m2.hashes.v1.is_none());

@@ -61,11 +61,7 @@ pub fn piece_hash(data: &[u8], piece_length: u64) -> Hash32 {
 /// A file's `pieces root` from its piece layer (files larger than one piece).
 pub fn root_from_layer(layer: &[Hash32], piece_length: u64) -> Hash32 {
     let height = blocks_per_piece(piece_length).trailing_zeros();
-    root_padded(
-        layer,
-        layer.len().next_power_of_two(),
-        zero_subtree(height),
-    )
+    root_padded(layer, layer.len().next_power_of_two(), zero_subtree(height))
 }
 
 /// A file's `pieces root` from the whole file's data when it fits in one piece.

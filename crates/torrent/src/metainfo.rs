@@ -200,7 +200,11 @@ impl Info {
 
     /// Bytes of real file content (padding excluded).
     pub fn content_length(&self) -> u64 {
-        self.files.iter().filter(|f| f.stored()).map(|f| f.length).sum()
+        self.files
+            .iter()
+            .filter(|f| f.stored())
+            .map(|f| f.length)
+            .sum()
     }
 }
 
@@ -255,8 +259,12 @@ impl Metainfo {
         }
         let mut web_seeds = Vec::new();
         match top.get("url-list") {
-            Some(Value::Bytes(b)) => web_seeds.extend(std::str::from_utf8(b).ok().map(String::from)),
-            Some(Value::List(l)) => web_seeds.extend(l.iter().filter_map(|u| u.as_str()).map(String::from)),
+            Some(Value::Bytes(b)) => {
+                web_seeds.extend(std::str::from_utf8(b).ok().map(String::from))
+            }
+            Some(Value::List(l)) => {
+                web_seeds.extend(l.iter().filter_map(|u| u.as_str()).map(String::from))
+            }
             _ => {}
         }
         web_seeds.retain(|u| !u.trim().is_empty());
@@ -379,11 +387,13 @@ impl PieceHash {
         match self {
             PieceHash::V1(h) => <[u8; 20]>::from(Sha1::digest(data)) == *h,
             PieceHash::V2Layer(h, len) => {
-                data.get(..*len).is_some_and(|d| merkle::piece_hash(d, piece_length) == *h)
+                data.get(..*len)
+                    .is_some_and(|d| merkle::piece_hash(d, piece_length) == *h)
                     && data[*len..].iter().all(|&b| b == 0)
             }
             PieceHash::V2Root(h, len) => {
-                data.get(..*len).is_some_and(|d| merkle::root_of_small_file(d) == *h)
+                data.get(..*len)
+                    .is_some_and(|d| merkle::root_of_small_file(d) == *h)
                     && data[*len..].iter().all(|&b| b == 0)
             }
         }
@@ -406,8 +416,7 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
         Some(p) if p > 0 && (p as u64) <= MAX_PIECE_LENGTH => p as u64,
         _ => return Err(MetainfoError::MissingPieceLength),
     };
-    if version != Version::V1 && (!piece_length.is_power_of_two() || piece_length < merkle::BLOCK)
-    {
+    if version != Version::V1 && (!piece_length.is_power_of_two() || piece_length < merkle::BLOCK) {
         return Err(MetainfoError::MissingPieceLength);
     }
 
@@ -421,7 +430,8 @@ fn parse_info(d: &Dict<'_>) -> Result<Info, MetainfoError> {
         parse_v1_files(d, &name)?
     } else {
         let v2 = v2_files.clone().unwrap_or_default();
-        let multi = v2.iter().filter(|f| !f.pad).count() > 1 || v2.first().is_some_and(|f| f.path.len() > 1);
+        let multi = v2.iter().filter(|f| !f.pad).count() > 1
+            || v2.first().is_some_and(|f| f.path.len() > 1);
         (v2, multi)
     };
     if let Some(v2) = &v2_files
@@ -536,7 +546,9 @@ fn parse_v1_files(d: &Dict<'_>, name: &str) -> Result<(Vec<FileEntry>, bool), Me
             symlink,
             pieces_root: None,
         });
-        offset = offset.checked_add(length).ok_or(MetainfoError::InvalidLength)?;
+        offset = offset
+            .checked_add(length)
+            .ok_or(MetainfoError::InvalidLength)?;
         if offset >= MAX_FILE_SIZE * 16 {
             return Err(MetainfoError::InvalidLength);
         }
@@ -640,7 +652,9 @@ fn walk_tree(
                 }
                 _ if length == 0 => None,
                 _ if symlink => {
-                    let target = leaf.list("symlink path").ok_or(MetainfoError::MissingPiecesRoot)?;
+                    let target = leaf
+                        .list("symlink path")
+                        .ok_or(MetainfoError::MissingPiecesRoot)?;
                     sanitize_path(target)?;
                     None
                 }
@@ -667,7 +681,9 @@ fn parse_piece_layers(
         .collect();
     let mut out = HashMap::new();
     for (key, value) in &layers.entries {
-        let root: Hash32 = (*key).try_into().map_err(|_| MetainfoError::InvalidPieceLayer)?;
+        let root: Hash32 = (*key)
+            .try_into()
+            .map_err(|_| MetainfoError::InvalidPieceLayer)?;
         let file = by_root.get(&root).ok_or(MetainfoError::InvalidPieceLayer)?;
         let bytes = value.as_bytes().ok_or(MetainfoError::InvalidPieceLayer)?;
         if bytes.len() % 32 != 0 {
@@ -697,7 +713,13 @@ fn parse_piece_layers(
 pub fn sanitize_component(s: &str) -> String {
     let cleaned: String = s
         .chars()
-        .map(|c| if c == '/' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     match cleaned.as_str() {
         "" | "." | ".." => "_".to_string(),

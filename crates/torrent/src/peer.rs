@@ -35,7 +35,11 @@ const MAX_QUEUED_REQUESTS: usize = 500;
 /// Dials `addr`, handshakes, and runs the connection until it ends.
 pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
     let dial = async {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         if let Some(ip) = t.shared.bind_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
             socket.bind(SocketAddr::new(ip, 0))?;
         }
@@ -128,7 +132,11 @@ impl Conn {
         let want = self.t.interesting(bits);
         if want != self.am_interested {
             self.am_interested = want;
-            self.send(if want { Message::Interested } else { Message::NotInterested })?;
+            self.send(if want {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            })?;
         }
         self.refill()
     }
@@ -140,7 +148,10 @@ impl Conn {
         let Some(bits) = &self.their_bits else {
             return Ok(());
         };
-        let cap = self.their_ext.reqq.map_or(self.pipeline, |q| (q as usize).min(self.pipeline));
+        let cap = self
+            .their_ext
+            .reqq
+            .map_or(self.pipeline, |q| (q as usize).min(self.pipeline));
         if self.inflight.len() * 4 > cap * 3 {
             return Ok(());
         }
@@ -244,20 +255,34 @@ impl Conn {
                 self.apply_bits()?;
             }
             Message::HaveAll | Message::HaveNone => return Err(()),
-            Message::Request { index, begin, length } => {
-                let r = BlockRef { index, begin, length };
+            Message::Request {
+                index,
+                begin,
+                length,
+            } => {
+                let r = BlockRef {
+                    index,
+                    begin,
+                    length,
+                };
                 let valid = length > 0
                     && length <= wire::MAX_REQUEST
                     && self.t.metadata().is_some_and(|m| {
-                        index < m.info.num_pieces && begin as u64 + length as u64 <= m.info.piece_len(index)
+                        index < m.info.num_pieces
+                            && begin as u64 + length as u64 <= m.info.piece_len(index)
                     });
                 if !valid {
                     return Err(());
                 }
-                if self.t.am_choking(self.key) || !self.t.have_piece(index) || self.uploads.try_send(r).is_err() {
-                    if self.fast {
-                        self.send(Message::Reject { index, begin, length })?;
-                    }
+                let refused = self.t.am_choking(self.key)
+                    || !self.t.have_piece(index)
+                    || self.uploads.try_send(r).is_err();
+                if refused && self.fast {
+                    self.send(Message::Reject {
+                        index,
+                        begin,
+                        length,
+                    })?;
                 }
             }
             Message::Piece { index, begin, data } => {
@@ -286,7 +311,8 @@ impl Conn {
         match id {
             0 => {
                 let h = ExtHandshake::decode(&payload).map_err(|_| ())?;
-                self.t.set_peer_info(self.key, h.client.clone(), h.listen_port);
+                self.t
+                    .set_peer_info(self.key, h.client.clone(), h.listen_port);
                 self.their_ext = h;
                 self.request_metadata()?;
             }
@@ -296,18 +322,27 @@ impl Conn {
                         return Ok(());
                     };
                     let reply = match self.t.metadata_piece(piece) {
-                        Some((total_size, data)) => MetadataMsg::Data { piece, total_size, data },
+                        Some((total_size, data)) => MetadataMsg::Data {
+                            piece,
+                            total_size,
+                            data,
+                        },
                         None => MetadataMsg::Reject(piece),
                     };
-                    self.send(Message::Extended { id: theirs, payload: reply.encode() })?;
+                    self.send(Message::Extended {
+                        id: theirs,
+                        payload: reply.encode(),
+                    })?;
                 }
-                MetadataMsg::Data { piece, total_size, data } => {
-                    match self.t.on_metadata_piece(piece, total_size, data) {
-                        Some(false) => return Err(()),
-                        Some(true) => self.apply_bits()?,
-                        None => {}
-                    }
-                }
+                MetadataMsg::Data {
+                    piece,
+                    total_size,
+                    data,
+                } => match self.t.on_metadata_piece(piece, total_size, data) {
+                    Some(false) => return Err(()),
+                    Some(true) => self.apply_bits()?,
+                    None => {}
+                },
                 MetadataMsg::Reject(_) => {}
             },
             wire::UT_PEX => {
@@ -321,7 +356,8 @@ impl Conn {
     }
 
     fn request_metadata(&mut self) -> Result<(), ()> {
-        let (Some(theirs), Some(size)) = (self.their_ext.ut_metadata, self.their_ext.metadata_size) else {
+        let (Some(theirs), Some(size)) = (self.their_ext.ut_metadata, self.their_ext.metadata_size)
+        else {
             return Ok(());
         };
         for piece in self.t.metadata_wanted(size) {
@@ -353,7 +389,11 @@ impl Conn {
             }
             PeerCmd::Pex(addrs) => {
                 if let Some(id) = self.their_ext.ut_pex {
-                    let payload = Pex { added: addrs, dropped: Vec::new() }.encode();
+                    let payload = Pex {
+                        added: addrs,
+                        dropped: Vec::new(),
+                    }
+                    .encode();
                     self.send(Message::Extended { id, payload })?;
                 }
             }
@@ -364,8 +404,13 @@ impl Conn {
 }
 
 /// Runs an established connection (handshakes done) until it ends.
-pub(crate) async fn run<S>(t: Arc<Torrent>, stream: S, addr: SocketAddr, theirs: Handshake, incoming: bool)
-where
+pub(crate) async fn run<S>(
+    t: Arc<Torrent>,
+    stream: S,
+    addr: SocketAddr,
+    theirs: Handshake,
+    incoming: bool,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<PeerCmd>(1024);
@@ -379,7 +424,14 @@ where
     let (up_tx, up_rx) = mpsc::channel::<BlockRef>(MAX_QUEUED_REQUESTS);
     let writer = tokio::spawn(write_loop(wr, ctrl_rx, data_rx));
     let fast = reserved::has(&theirs.reserved, reserved::FAST);
-    let uploader = tokio::spawn(upload_loop(t.clone(), key, fast, up_rx, data_tx, ctrl_tx.clone()));
+    let uploader = tokio::spawn(upload_loop(
+        t.clone(),
+        key,
+        fast,
+        up_rx,
+        data_tx,
+        ctrl_tx.clone(),
+    ));
 
     let mut c = Conn {
         t: t.clone(),
@@ -478,7 +530,10 @@ fn greet(c: &Conn) -> Result<(), ()> {
             client: Some(concat!("nodus ", env!("CARGO_PKG_VERSION")).to_string()),
             reqq: Some(MAX_QUEUED_REQUESTS as u32),
         };
-        c.send(Message::Extended { id: 0, payload: h.encode() })?;
+        c.send(Message::Extended {
+            id: 0,
+            payload: h.encode(),
+        })?;
     }
     match c.t.have_bits() {
         Some(bits) if c.fast && bits.is_full() => c.send(Message::HaveAll),
@@ -489,7 +544,11 @@ fn greet(c: &Conn) -> Result<(), ()> {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut ctrl: mpsc::Receiver<Out>, mut data: mpsc::Receiver<Message>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut ctrl: mpsc::Receiver<Out>,
+    mut data: mpsc::Receiver<Message>,
+) {
     let mut buf = BytesMut::with_capacity(256 * 1024);
     loop {
         let first = tokio::select! {
@@ -543,7 +602,9 @@ async fn upload_loop(
             None => {
                 let Some(storage) = t.storage() else { break };
                 let index = r.index;
-                let Ok(Ok(p)) = tokio::task::spawn_blocking(move || storage.read_piece(index)).await else {
+                let Ok(Ok(p)) =
+                    tokio::task::spawn_blocking(move || storage.read_piece(index)).await
+                else {
                     tracing::warn!(target: "nodus::torrent", id = %t.id, "cannot read piece {index} to upload");
                     break;
                 };

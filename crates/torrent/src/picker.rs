@@ -192,7 +192,12 @@ impl Picker {
         // 3. Endgame: nothing new to start; ask again for blocks others were asked for.
         let nothing_new = !self.wanted.ones().any(|i| self.pickable(i, theirs));
         if nothing_new {
-            let mut idx: Vec<u32> = self.partials.keys().copied().filter(|&i| theirs.get(i)).collect();
+            let mut idx: Vec<u32> = self
+                .partials
+                .keys()
+                .copied()
+                .filter(|&i| theirs.get(i))
+                .collect();
             idx.sort_unstable();
             for i in idx {
                 let len = self.piece_len(i);
@@ -281,7 +286,10 @@ impl Picker {
             return BlockOutcome::Unwanted;
         };
         let b = (begin / BLOCK) as usize;
-        if begin % BLOCK != 0 || b >= p.blocks.len() || data.len() as u32 != block_ref(index, b, len).length {
+        if !begin.is_multiple_of(BLOCK)
+            || b >= p.blocks.len()
+            || data.len() as u32 != block_ref(index, b, len).length
+        {
             return BlockOutcome::Unwanted;
         }
         if p.blocks[b] == Block::Received {
@@ -341,7 +349,12 @@ mod tests {
 
     fn picker(pieces: u32) -> Picker {
         let pl = 4 * BLOCK as u64;
-        Picker::new(pl, pl * pieces as u64 - 100, Bitfield::new(pieces), Bitfield::full(pieces))
+        Picker::new(
+            pl,
+            pl * pieces as u64 - 100,
+            Bitfield::new(pieces),
+            Bitfield::full(pieces),
+        )
     }
 
     #[test]
@@ -380,7 +393,10 @@ mod tests {
                 completes += 1;
                 p.on_verified(c.index, true);
             }
-            assert!(matches!(p.on_block(1, b.index, b.begin, &data), BlockOutcome::Unwanted));
+            assert!(matches!(
+                p.on_block(1, b.index, b.begin, &data),
+                BlockOutcome::Unwanted
+            ));
         }
         assert_eq!(completes, 2);
         assert!(p.is_complete());
@@ -405,7 +421,9 @@ mod tests {
         let mut p = picker(1);
         let all = Bitfield::full(1);
         for b in p.pick(1, &all, 10) {
-            if let BlockOutcome::Complete(c) = p.on_block(1, b.index, b.begin, &vec![0; b.length as usize]) {
+            if let BlockOutcome::Complete(c) =
+                p.on_block(1, b.index, b.begin, &vec![0; b.length as usize])
+            {
                 p.on_verified(c.index, false);
             }
         }

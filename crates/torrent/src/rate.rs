@@ -51,6 +51,10 @@ mod tests {
             r.acquire(10_000).await;
         }
         // 1 MB at 1 MB/s, less the initial quarter-second burst.
-        assert!(t.elapsed() >= Duration::from_millis(700), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

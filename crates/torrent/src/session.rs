@@ -42,13 +42,32 @@ impl Metrics {
             hash_failures: Counter::default(),
             peers_banned: Counter::default(),
         };
-        r.register("peers_connected", "BitTorrent peers connected", m.peers_connected.clone());
-        r.register("bad_messages", "Malformed messages from peers (connection dropped)", m.bad_messages.clone());
-        r.register("hash_failures", "Pieces from peers that failed their hash check", m.hash_failures.clone());
-        r.register("peers_banned", "Peers banned after repeated bad pieces", m.peers_banned.clone());
+        r.register(
+            "peers_connected",
+            "BitTorrent peers connected",
+            m.peers_connected.clone(),
+        );
+        r.register(
+            "bad_messages",
+            "Malformed messages from peers (connection dropped)",
+            m.bad_messages.clone(),
+        );
+        r.register(
+            "hash_failures",
+            "Pieces from peers that failed their hash check",
+            m.hash_failures.clone(),
+        );
+        r.register(
+            "peers_banned",
+            "Peers banned after repeated bad pieces",
+            m.peers_banned.clone(),
+        );
         m
     }
 }
+
+/// A torrent and the task that runs it.
+type Running = (Arc<Torrent>, JoinHandle<()>);
 
 pub(crate) struct Shared {
     pub config: TorrentConfig,
@@ -64,7 +83,7 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     pub http: reqwest::Client,
     events: broadcast::Sender<TorrentEvent>,
-    torrents: RwLock<HashMap<String, (Arc<Torrent>, JoinHandle<()>)>>,
+    torrents: RwLock<HashMap<String, Running>>,
     /// Handshake infohash (v1, or v2 truncated) to torrent id.
     by_wire: RwLock<HashMap<Hash20, String>>,
     next_key: AtomicU64,
@@ -92,12 +111,19 @@ impl Shared {
         let matches: Vec<&Arc<Torrent>> = map
             .values()
             .map(|(t, _)| t)
-            .filter(|t| t.id.starts_with(id) || t.hashes.v2_hex().is_some_and(|h| h.starts_with(id)))
+            .filter(|t| {
+                t.id.starts_with(id) || t.hashes.v2_hex().is_some_and(|h| h.starts_with(id))
+            })
             .collect();
         (matches.len() == 1 && id.len() >= 4).then(|| matches[0].clone())
     }
     fn by_wire(&self, h: &Hash20) -> Option<Arc<Torrent>> {
-        let id = self.by_wire.read().unwrap_or_else(|e| e.into_inner()).get(h).cloned()?;
+        let id = self
+            .by_wire
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(h)
+            .cloned()?;
         self.get(&id)
     }
 }
@@ -139,7 +165,8 @@ pub async fn spawn(
     // peers), so that what others see of it is where it can be reached.
     let bound = listener.local_addr()?.ip();
     let bind_ip = (!bound.is_unspecified()).then_some(bound);
-    let mut http = reqwest::Client::builder().user_agent(concat!("nodus/", env!("CARGO_PKG_VERSION")));
+    let mut http =
+        reqwest::Client::builder().user_agent(concat!("nodus/", env!("CARGO_PKG_VERSION")));
     if let Some(ip) = bind_ip {
         http = http.local_address(ip);
     }
@@ -155,7 +182,9 @@ pub async fn spawn(
         up_limit,
         down_limit,
         metrics: Metrics::register(registry),
-        http: http.build().map_err(|e| TorrentError::Store(e.to_string()))?,
+        http: http
+            .build()
+            .map_err(|e| TorrentError::Store(e.to_string()))?,
         events,
         torrents: RwLock::new(HashMap::new()),
         by_wire: RwLock::new(HashMap::new()),
@@ -170,7 +199,9 @@ pub async fn spawn(
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let _ = shared.listen.set(local);
-    let handle = TorrentHandle { shared: shared.clone() };
+    let handle = TorrentHandle {
+        shared: shared.clone(),
+    };
     for stored in shared.store.load_all()? {
         if let Err(e) = handle.resume_stored(stored) {
             tracing::warn!(target: "nodus::torrent", "a stored torrent could not be resumed: {e}");
@@ -188,7 +219,11 @@ pub async fn spawn(
     Ok((handle, vec![accept, stopper]))
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (mut stream, addr) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -204,7 +239,11 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, mut shutdown: w
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let hs = tokio::time::timeout(Duration::from_secs(10), crate::peer::read_handshake(&mut stream)).await;
+            let hs = tokio::time::timeout(
+                Duration::from_secs(10),
+                crate::peer::read_handshake(&mut stream),
+            )
+            .await;
             let Ok(Ok(theirs)) = hs else {
                 shared.metrics.bad_messages.inc();
                 return;
@@ -247,11 +286,19 @@ impl TorrentHandle {
     }
 
     fn insert(&self, t: Arc<Torrent>) -> Result<(), TorrentError> {
-        let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .shared
+            .torrents
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if map.contains_key(&t.id) {
             return Err(TorrentError::Duplicate(t.id.clone()));
         }
-        let mut wire = self.shared.by_wire.write().unwrap_or_else(|e| e.into_inner());
+        let mut wire = self
+            .shared
+            .by_wire
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(v1) = t.hashes.v1 {
             wire.insert(v1, t.id.clone());
         }
@@ -271,9 +318,17 @@ impl TorrentHandle {
         let (meta, magnet) = match (&s.metainfo, &s.settings.magnet) {
             (Some(bytes), _) => (Some(Arc::new(Metainfo::from_bytes(bytes)?)), None),
             (None, Some(link)) => (None, Some(Magnet::parse(link)?)),
-            (None, None) => return Err(TorrentError::Store(format!("{}: nothing to resume from", s.id))),
+            (None, None) => {
+                return Err(TorrentError::Store(format!(
+                    "{}: nothing to resume from",
+                    s.id
+                )));
+            }
         };
-        let hashes = meta.as_ref().map(|m| m.hashes).or(magnet.as_ref().map(|m| m.hashes));
+        let hashes = meta
+            .as_ref()
+            .map(|m| m.hashes)
+            .or(magnet.as_ref().map(|m| m.hashes));
         let Some(hashes) = hashes else {
             return Ok(());
         };
@@ -281,7 +336,14 @@ impl TorrentHandle {
             (Some(m), Some(h)) => Bitfield::from_bytes(h, m.info.num_pieces),
             _ => None,
         };
-        let t = Torrent::new(self.shared.clone(), hashes, meta, magnet.as_ref(), s.settings, have);
+        let t = Torrent::new(
+            self.shared.clone(),
+            hashes,
+            meta,
+            magnet.as_ref(),
+            s.settings,
+            have,
+        );
         self.insert(t)
     }
 
@@ -289,13 +351,20 @@ impl TorrentHandle {
     pub async fn share(&self, req: ShareRequest) -> Result<SharedInfo, TorrentError> {
         let path = PathBuf::from(&req.path);
         let path = std::fs::canonicalize(&path).map_err(|source| {
-            TorrentError::Create(crate::create::CreateError::Io { path: path.clone(), source })
+            TorrentError::Create(crate::create::CreateError::Io {
+                path: path.clone(),
+                source,
+            })
         })?;
         let version = match req.version.as_deref() {
             None | Some("hybrid") => Version::Hybrid,
             Some("v1") => Version::V1,
             Some("v2") => Version::V2,
-            Some(other) => return Err(TorrentError::BadSource(format!("version {other} (hybrid, v1 or v2)"))),
+            Some(other) => {
+                return Err(TorrentError::BadSource(format!(
+                    "version {other} (hybrid, v1 or v2)"
+                )));
+            }
         };
         let opts = CreateOptions {
             version,
@@ -310,7 +379,10 @@ impl TorrentHandle {
             .map_err(|_| TorrentError::Stopped)??;
         let save_dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
         std::fs::create_dir_all(&self.shared.torrents_dir)?;
-        let torrent_path = self.shared.torrents_dir.join(format!("{}.torrent", meta.info.name));
+        let torrent_path = self
+            .shared
+            .torrents_dir
+            .join(format!("{}.torrent", meta.info.name));
         let bytes = meta.to_bytes();
         std::fs::write(&torrent_path, &bytes)?;
         let info = SharedInfo {
@@ -339,8 +411,17 @@ impl TorrentHandle {
             downloaded: 0,
             added_at: now_secs(),
         };
-        self.shared.store.save(&info.id, &settings, Some(&bytes), Some(have.as_bytes()))?;
-        let t = Torrent::new(self.shared.clone(), meta.hashes, Some(Arc::new(meta)), None, settings, Some(have));
+        self.shared
+            .store
+            .save(&info.id, &settings, Some(&bytes), Some(have.as_bytes()))?;
+        let t = Torrent::new(
+            self.shared.clone(),
+            meta.hashes,
+            Some(Arc::new(meta)),
+            None,
+            settings,
+            Some(have),
+        );
         self.insert(t)?;
         Ok(info)
     }
@@ -362,7 +443,11 @@ impl TorrentHandle {
                 Err(_) => return Err(TorrentError::BadSource(req.source.clone())),
             }
         };
-        let hashes: InfoHashes = meta.as_ref().map(|m| m.hashes).or(magnet.as_ref().map(|m| m.hashes)).ok_or_else(|| TorrentError::BadSource(req.source.clone()))?;
+        let hashes: InfoHashes = meta
+            .as_ref()
+            .map(|m| m.hashes)
+            .or(magnet.as_ref().map(|m| m.hashes))
+            .ok_or_else(|| TorrentError::BadSource(req.source.clone()))?;
         let id = hex::encode(hashes.wire_id());
         if let Some(existing) = self.shared.get(&id) {
             existing.add_peers(&parse_peers(&req.peers));
@@ -371,7 +456,11 @@ impl TorrentHandle {
         let files = match (&req.files, &meta) {
             (Some(sel), Some(m)) => {
                 let count = m.info.files.iter().filter(|f| !f.pad).count();
-                let bad: Vec<usize> = sel.iter().copied().filter(|&i| i == 0 || i > count).collect();
+                let bad: Vec<usize> = sel
+                    .iter()
+                    .copied()
+                    .filter(|&i| i == 0 || i > count)
+                    .collect();
                 if !bad.is_empty() {
                     return Err(TorrentError::BadFileSelection(bad, count));
                 }
@@ -407,15 +496,28 @@ impl TorrentHandle {
                 let dir = save_dir.clone();
                 tokio::task::spawn_blocking(move || {
                     let storage = crate::storage::Storage::new(&dir, &m.info);
-                    crate::check::any_file_exists(&m, &storage).then(|| crate::check::check(&m, &storage))
+                    crate::check::any_file_exists(&m, &storage)
+                        .then(|| crate::check::check(&m, &storage))
                 })
                 .await
                 .map_err(|_| TorrentError::Stopped)?
             }
             None => None,
         };
-        self.shared.store.save(&id, &settings, meta_bytes.as_deref(), have.as_ref().map(|h| h.as_bytes()))?;
-        let t = Torrent::new(self.shared.clone(), hashes, meta.map(Arc::new), magnet.as_ref(), settings, have);
+        self.shared.store.save(
+            &id,
+            &settings,
+            meta_bytes.as_deref(),
+            have.as_ref().map(|h| h.as_bytes()),
+        )?;
+        let t = Torrent::new(
+            self.shared.clone(),
+            hashes,
+            meta.map(Arc::new),
+            magnet.as_ref(),
+            settings,
+            have,
+        );
         t.add_peers(&parse_peers(&req.peers));
         // As added, before its task connects to anyone.
         let info = t.info();
@@ -429,7 +531,11 @@ impl TorrentHandle {
     }
 
     pub fn list(&self) -> Vec<TorrentInfo> {
-        let map = self.shared.torrents.read().unwrap_or_else(|e| e.into_inner());
+        let map = self
+            .shared
+            .torrents
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<TorrentInfo> = map.values().map(|(t, _)| t.info()).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -440,7 +546,9 @@ impl TorrentHandle {
     }
 
     fn torrent(&self, id: &str) -> Result<Arc<Torrent>, TorrentError> {
-        self.shared.get(id).ok_or_else(|| TorrentError::NotFound(id.to_string()))
+        self.shared
+            .get(id)
+            .ok_or_else(|| TorrentError::NotFound(id.to_string()))
     }
 
     pub fn pause(&self, id: &str) -> Result<TorrentInfo, TorrentError> {
@@ -464,8 +572,16 @@ impl TorrentHandle {
     pub async fn remove(&self, id: &str, delete_files: bool) -> Result<(), TorrentError> {
         let t = self.torrent(id)?;
         let task = {
-            let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
-            let mut wire = self.shared.by_wire.write().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .shared
+                .torrents
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut wire = self
+                .shared
+                .by_wire
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             wire.retain(|_, v| *v != t.id);
             map.remove(&t.id).map(|(_, task)| task)
         };
@@ -487,7 +603,11 @@ impl TorrentHandle {
 
     async fn stop_all(&self) {
         let tasks: Vec<(Arc<Torrent>, JoinHandle<()>)> = {
-            let mut map = self.shared.torrents.write().unwrap_or_else(|e| e.into_inner());
+            let mut map = self
+                .shared
+                .torrents
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             map.drain().map(|(_, v)| v).collect()
         };
         for (_, task) in tasks {

@@ -84,7 +84,11 @@ impl Storage {
             let s = offset.max(f.offset);
             let e = end.min(f.end());
             if s < e {
-                out.push((i, s - f.offset, (s - offset) as usize..(e - offset) as usize));
+                out.push((
+                    i,
+                    s - f.offset,
+                    (s - offset) as usize..(e - offset) as usize,
+                ));
             }
         }
         out
@@ -131,7 +135,12 @@ impl Storage {
     pub fn sync(&self) -> std::io::Result<()> {
         let dirty: Vec<usize> = {
             let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
-            let idx = d.iter().enumerate().filter(|(_, x)| **x).map(|(i, _)| i).collect();
+            let idx = d
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x)
+                .map(|(i, _)| i)
+                .collect();
             d.iter_mut().for_each(|x| *x = false);
             idx
         };

@@ -69,8 +69,14 @@ impl Store {
                 continue;
             };
             out.push(Stored {
-                metainfo: meta.get(id.as_str()).map_err(err)?.map(|v| v.value().to_vec()),
-                have: have.get(id.as_str()).map_err(err)?.map(|v| v.value().to_vec()),
+                metainfo: meta
+                    .get(id.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec()),
+                have: have
+                    .get(id.as_str())
+                    .map_err(err)?
+                    .map(|v| v.value().to_vec()),
                 id,
                 settings: s,
             });
@@ -88,12 +94,21 @@ impl Store {
         let txn = self.db.begin_write().map_err(err)?;
         {
             let json = serde_json::to_vec(settings).map_err(err)?;
-            txn.open_table(SETTINGS).map_err(err)?.insert(id, json.as_slice()).map_err(err)?;
+            txn.open_table(SETTINGS)
+                .map_err(err)?
+                .insert(id, json.as_slice())
+                .map_err(err)?;
             if let Some(m) = metainfo {
-                txn.open_table(METAINFO).map_err(err)?.insert(id, m).map_err(err)?;
+                txn.open_table(METAINFO)
+                    .map_err(err)?
+                    .insert(id, m)
+                    .map_err(err)?;
             }
             if let Some(h) = have {
-                txn.open_table(HAVE).map_err(err)?.insert(id, h).map_err(err)?;
+                txn.open_table(HAVE)
+                    .map_err(err)?
+                    .insert(id, h)
+                    .map_err(err)?;
             }
         }
         txn.commit().map_err(err)

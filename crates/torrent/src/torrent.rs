@@ -181,7 +181,9 @@ impl Torrent {
         }
         if let Some(meta) = meta {
             let n = meta.info.num_pieces;
-            let mut have = have.filter(|h| h.len() == n).unwrap_or_else(|| Bitfield::new(n));
+            let mut have = have
+                .filter(|h| h.len() == n)
+                .unwrap_or_else(|| Bitfield::new(n));
             for i in t.read_journal() {
                 have.set(i);
             }
@@ -234,7 +236,9 @@ impl Torrent {
     fn install_metadata(&self, meta: Arc<Metainfo>, have: Option<Bitfield>) {
         let n = meta.info.num_pieces;
         let storage = Arc::new(Storage::new(&self.save_dir, &meta.info));
-        let mut have = have.filter(|h| h.len() == n).unwrap_or_else(|| Bitfield::new(n));
+        let mut have = have
+            .filter(|h| h.len() == n)
+            .unwrap_or_else(|| Bitfield::new(n));
         for i in have.clone().ones() {
             if !storage.piece_on_disk(i) {
                 have.clear(i);
@@ -263,7 +267,8 @@ impl Torrent {
     pub fn add_peers(&self, addrs: &[SocketAddr]) {
         let mut g = self.lock();
         for a in addrs {
-            if a.port() == 0 || g.banned.contains(&a.ip()) || Some(*a) == self.shared.listen_addr() {
+            if a.port() == 0 || g.banned.contains(&a.ip()) || Some(*a) == self.shared.listen_addr()
+            {
                 continue;
             }
             if g.known.len() < MAX_CANDIDATES && g.known.insert(*a) {
@@ -318,7 +323,12 @@ impl Torrent {
         Some(key)
     }
 
-    pub(crate) fn unregister(&self, key: PeerKey, bits: Option<&Bitfield>, inflight: Vec<BlockRef>) {
+    pub(crate) fn unregister(
+        &self,
+        key: PeerKey,
+        bits: Option<&Bitfield>,
+        inflight: Vec<BlockRef>,
+    ) {
         let mut g = self.lock();
         if let Some(p) = g.picker.as_mut() {
             if let Some(b) = bits {
@@ -341,7 +351,12 @@ impl Torrent {
         self.lock().connecting.remove(&addr);
     }
 
-    pub(crate) fn set_peer_info(&self, key: PeerKey, client: Option<String>, listen_port: Option<u16>) {
+    pub(crate) fn set_peer_info(
+        &self,
+        key: PeerKey,
+        client: Option<String>,
+        listen_port: Option<u16>,
+    ) {
         let mut g = self.lock();
         if let Some(p) = g.peers.get_mut(&key) {
             if let Some(c) = client {
@@ -405,7 +420,10 @@ impl Torrent {
     }
 
     pub(crate) fn interesting(&self, bits: &Bitfield) -> bool {
-        self.lock().picker.as_ref().is_some_and(|p| p.interesting(bits))
+        self.lock()
+            .picker
+            .as_ref()
+            .is_some_and(|p| p.interesting(bits))
     }
 
     pub(crate) fn pick(&self, key: PeerKey, theirs: &Bitfield, n: usize) -> Vec<BlockRef> {
@@ -413,7 +431,10 @@ impl Torrent {
         if g.settings.paused {
             return Vec::new();
         }
-        g.picker.as_mut().map(|p| p.pick(key, theirs, n)).unwrap_or_default()
+        g.picker
+            .as_mut()
+            .map(|p| p.pick(key, theirs, n))
+            .unwrap_or_default()
     }
 
     pub(crate) fn release(&self, key: PeerKey, blocks: Vec<BlockRef>) {
@@ -431,7 +452,8 @@ impl Torrent {
         begin: u32,
         data: &[u8],
     ) -> Option<CompletePiece> {
-        self.downloaded.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.downloaded
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let mut g = self.lock();
         if let Some(p) = g.peers.get_mut(&key) {
             p.down += data.len() as u64;
@@ -465,7 +487,11 @@ impl Torrent {
                 _ => return,
             }
         };
-        let CompletePiece { index, data, by_peer } = piece;
+        let CompletePiece {
+            index,
+            data,
+            by_peer,
+        } = piece;
         let result = tokio::task::spawn_blocking(move || {
             let ok = meta
                 .expected_piece_hash(index)
@@ -515,7 +541,9 @@ impl Torrent {
             }
             if complete {
                 drop(g);
-                self.shared.emit(TorrentEvent::Completed { id: self.id.clone() });
+                self.shared.emit(TorrentEvent::Completed {
+                    id: self.id.clone(),
+                });
                 self.wake.notify_one();
             }
             return;
@@ -545,7 +573,10 @@ impl Torrent {
     }
 
     pub(crate) fn have_piece(&self, index: u32) -> bool {
-        self.lock().picker.as_ref().is_some_and(|p| p.have().get(index))
+        self.lock()
+            .picker
+            .as_ref()
+            .is_some_and(|p| p.have().get(index))
     }
 
     pub(crate) fn have_bits(&self) -> Option<Bitfield> {
@@ -573,7 +604,10 @@ impl Torrent {
             return None;
         }
         let end = (start + METADATA_PIECE as usize).min(m.info_bytes.len());
-        Some((m.info_bytes.len() as u32, Bytes::copy_from_slice(&m.info_bytes[start..end])))
+        Some((
+            m.info_bytes.len() as u32,
+            Bytes::copy_from_slice(&m.info_bytes[start..end]),
+        ))
     }
 
     /// Metadata pieces still missing, given the size a peer announced.
@@ -590,7 +624,9 @@ impl Torrent {
         if fetch.size != size {
             return Vec::new();
         }
-        (0..n as u32).filter(|&i| fetch.pieces[i as usize].is_none()).collect()
+        (0..n as u32)
+            .filter(|&i| fetch.pieces[i as usize].is_none())
+            .collect()
     }
 
     /// A metadata piece arrived; when all have, they are checked against the infohash.
@@ -611,14 +647,25 @@ impl Torrent {
             if fetch.pieces.iter().any(Option::is_none) {
                 return None;
             }
-            let bytes: Vec<u8> = fetch.pieces.iter().flatten().flat_map(|b| b.iter().copied()).collect();
+            let bytes: Vec<u8> = fetch
+                .pieces
+                .iter()
+                .flatten()
+                .flat_map(|b| b.iter().copied())
+                .collect();
             g.fetch = None;
             bytes
         };
         let valid = {
             use sha1::Digest;
-            let v1 = self.hashes.v1.is_some_and(|h| <[u8; 20]>::from(sha1::Sha1::digest(&assembled)) == h);
-            let v2 = self.hashes.v2.is_some_and(|h| crate::merkle::sha256(&assembled) == h);
+            let v1 = self
+                .hashes
+                .v1
+                .is_some_and(|h| <[u8; 20]>::from(sha1::Sha1::digest(&assembled)) == h);
+            let v2 = self
+                .hashes
+                .v2
+                .is_some_and(|h| crate::merkle::sha256(&assembled) == h);
             v1 || v2
         };
         if !valid {
@@ -650,7 +697,11 @@ impl Torrent {
             let have = g.picker.as_ref().map(|p| p.have().as_bytes().to_vec());
             (g.settings.clone(), have)
         };
-        if let Err(e) = self.shared.store.save(&self.id, &settings, metainfo.as_deref(), have.as_deref()) {
+        if let Err(e) =
+            self.shared
+                .store
+                .save(&self.id, &settings, metainfo.as_deref(), have.as_deref())
+        {
             tracing::error!(target: "nodus::torrent", id = %self.id, "saving resume state: {e}");
         }
     }
@@ -700,7 +751,8 @@ impl Torrent {
             let now = Instant::now();
             if rounds.is_multiple_of(2) {
                 self.update_rates();
-                self.shared.emit(TorrentEvent::Progress(self.info()));
+                self.shared
+                    .emit(TorrentEvent::Progress(Box::new(self.info())));
             }
             if rounds.is_multiple_of(20) {
                 self.choke_round(rounds.is_multiple_of(60));
@@ -723,7 +775,10 @@ impl Torrent {
     async fn on_complete(self: &Arc<Self>) {
         let (complete, storage) = {
             let g = self.lock();
-            let complete = g.picker.as_ref().is_some_and(|p| p.is_complete() && p.have().is_full());
+            let complete = g
+                .picker
+                .as_ref()
+                .is_some_and(|p| p.is_complete() && p.have().is_full());
             (complete && !g.completed_announced, g.storage.clone())
         };
         if !complete {
@@ -740,7 +795,10 @@ impl Torrent {
         let down = self.downloaded.load(Ordering::Relaxed);
         let up = self.uploaded.load(Ordering::Relaxed);
         let mut g = self.lock();
-        let (dd, du) = (down.saturating_sub(g.last_down), up.saturating_sub(g.last_up));
+        let (dd, du) = (
+            down.saturating_sub(g.last_down),
+            up.saturating_sub(g.last_up),
+        );
         g.last_down = down;
         g.last_up = up;
         // Per second (ticks of one second), smoothed.
@@ -751,7 +809,9 @@ impl Torrent {
     fn connect_more(self: &Arc<Self>) {
         let addrs: Vec<SocketAddr> = {
             let mut g = self.lock();
-            if g.settings.paused || g.picker.as_ref().is_some_and(|p| p.is_complete()) && g.peers.len() >= 4 {
+            if g.settings.paused
+                || g.picker.as_ref().is_some_and(|p| p.is_complete()) && g.peers.len() >= 4
+            {
                 return;
             }
             let room = self
@@ -769,8 +829,11 @@ impl Torrent {
             let mut tries = g.candidates.len();
             while out.len() < room.min(8) && tries > 0 {
                 tries -= 1;
-                let Some(a) = g.candidates.pop_front() else { break };
-                if connected.contains(&a) || g.connecting.contains(&a) || g.banned.contains(&a.ip()) {
+                let Some(a) = g.candidates.pop_front() else {
+                    break;
+                };
+                if connected.contains(&a) || g.connecting.contains(&a) || g.banned.contains(&a.ip())
+                {
                     continue;
                 }
                 g.connecting.insert(a);
@@ -799,12 +862,17 @@ impl Torrent {
             .iter()
             .filter(|(_, p)| p.interested)
             .map(|(k, p)| {
-                let score = if seeding { p.up - p.up_mark } else { p.down - p.down_mark };
+                let score = if seeding {
+                    p.up - p.up_mark
+                } else {
+                    p.down - p.down_mark
+                };
                 (*k, score)
             })
             .collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1));
-        let mut unchoke: HashSet<PeerKey> = ranked.iter().take(slots - 1).map(|(k, _)| *k).collect();
+        ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
+        let mut unchoke: HashSet<PeerKey> =
+            ranked.iter().take(slots - 1).map(|(k, _)| *k).collect();
         let rest: Vec<PeerKey> = ranked.iter().skip(slots - 1).map(|(k, _)| *k).collect();
         if rotate_optimistic || g.optimistic.is_none_or(|o| !rest.contains(&o)) {
             g.optimistic = rest.choose(&mut rand::rng()).copied();
@@ -818,16 +886,29 @@ impl Torrent {
             let want_choke = !unchoke.contains(k);
             if want_choke != p.am_choking {
                 p.am_choking = want_choke;
-                let _ = p.tx.try_send(if want_choke { PeerCmd::Choke } else { PeerCmd::Unchoke });
+                let _ = p.tx.try_send(if want_choke {
+                    PeerCmd::Choke
+                } else {
+                    PeerCmd::Unchoke
+                });
             }
         }
     }
 
     fn send_pex(&self) {
         let g = self.lock();
-        let addrs: Vec<SocketAddr> = g.peers.values().filter_map(|p| p.listen_addr).take(50).collect();
+        let addrs: Vec<SocketAddr> = g
+            .peers
+            .values()
+            .filter_map(|p| p.listen_addr)
+            .take(50)
+            .collect();
         for p in g.peers.values() {
-            let others: Vec<SocketAddr> = addrs.iter().copied().filter(|a| Some(*a) != p.listen_addr).collect();
+            let others: Vec<SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| Some(*a) != p.listen_addr)
+                .collect();
             if !others.is_empty() {
                 let _ = p.tx.try_send(PeerCmd::Pex(others));
             }
@@ -837,7 +918,9 @@ impl Torrent {
     fn announce_if_due(self: &Arc<Self>) {
         let due = {
             let g = self.lock();
-            !g.settings.paused && !g.trackers.is_empty() && g.next_announce.is_some_and(|t| Instant::now() >= t)
+            !g.settings.paused
+                && !g.trackers.is_empty()
+                && g.next_announce.is_some_and(|t| Instant::now() >= t)
         };
         if due {
             let first = self.lock().settings.downloaded == 0;
@@ -853,7 +936,11 @@ impl Torrent {
             }
             // Until the answer says otherwise, try again in a minute.
             g.next_announce = Some(Instant::now() + Duration::from_secs(60));
-            let left = g.picker.as_ref().map(|p| p.wanted_left_bytes()).unwrap_or(1);
+            let left = g
+                .picker
+                .as_ref()
+                .map(|p| p.wanted_left_bytes())
+                .unwrap_or(1);
             (g.trackers.clone(), left)
         };
         let t = self.clone();
@@ -920,7 +1007,12 @@ impl Torrent {
         let (pieces_total, pieces_have, size, left) = match g.picker.as_ref() {
             Some(p) => {
                 let wanted_bytes: u64 = p.wanted().ones().map(|i| p.piece_len(i) as u64).sum();
-                (p.have().len(), p.have().count(), wanted_bytes, p.wanted_left_bytes())
+                (
+                    p.have().len(),
+                    p.have().count(),
+                    wanted_bytes,
+                    p.wanted_left_bytes(),
+                )
             }
             None => (0, 0, 0, 0),
         };
@@ -939,8 +1031,11 @@ impl Torrent {
         };
         let downloaded = self.downloaded.load(Ordering::Relaxed);
         let uploaded = self.uploaded.load(Ordering::Relaxed);
-        let mut pieces_from: Vec<(String, u32)> =
-            g.pieces_from.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        let mut pieces_from: Vec<(String, u32)> = g
+            .pieces_from
+            .iter()
+            .map(|(a, n)| (a.to_string(), *n))
+            .collect();
         pieces_from.sort();
         TorrentInfo {
             id: self.id.clone(),
@@ -948,7 +1043,11 @@ impl Torrent {
             infohash_v1: self.hashes.v1_hex(),
             infohash_v2: self.hashes.v2_hex(),
             state,
-            progress: if size == 0 { 0.0 } else { done as f64 / size as f64 },
+            progress: if size == 0 {
+                0.0
+            } else {
+                done as f64 / size as f64
+            },
             size,
             done,
             pieces_total,
@@ -957,7 +1056,11 @@ impl Torrent {
             upload_rate: g.rate_up as u64,
             downloaded,
             uploaded,
-            ratio: if downloaded == 0 { 0.0 } else { uploaded as f64 / downloaded as f64 },
+            ratio: if downloaded == 0 {
+                0.0
+            } else {
+                uploaded as f64 / downloaded as f64
+            },
             eta_secs: (g.rate_down > 1.0 && !complete).then(|| (left as f64 / g.rate_down) as u64),
             save_dir: self.save_dir.display().to_string(),
             sequential: g.settings.sequential,

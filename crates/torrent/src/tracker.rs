@@ -67,18 +67,24 @@ pub async fn announce(
         .send()
         .await
         .map_err(|e| TrackerError::Http(e.to_string()))?;
-    let body = resp.bytes().await.map_err(|e| TrackerError::Http(e.to_string()))?;
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| TrackerError::Http(e.to_string()))?;
     parse_response(&body)
 }
 
 /// Decodes a tracker's answer (untrusted input).
 pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
-    let (v, _) = bencode::decode_prefix(body).map_err(|e| TrackerError::Malformed(e.to_string()))?;
+    let (v, _) =
+        bencode::decode_prefix(body).map_err(|e| TrackerError::Malformed(e.to_string()))?;
     let d = v
         .as_dict()
         .ok_or_else(|| TrackerError::Malformed("not a dictionary".into()))?;
     if let Some(f) = d.bytes("failure reason") {
-        return Err(TrackerError::Failure(String::from_utf8_lossy(f).chars().take(200).collect()));
+        return Err(TrackerError::Failure(
+            String::from_utf8_lossy(f).chars().take(200).collect(),
+        ));
     }
     let interval = d.int("interval").filter(|&i| i > 0).unwrap_or(1800) as u64;
     let mut peers = Vec::new();
@@ -120,7 +126,10 @@ mod tests {
         assert_eq!(r.peers, vec!["127.0.0.1:6881".parse().unwrap()]);
         let r = parse_response(b"d5:peersld2:ip9:127.0.0.24:porti7000eeee").unwrap();
         assert_eq!(r.peers, vec!["127.0.0.2:7000".parse().unwrap()]);
-        assert!(matches!(parse_response(b"d14:failure reason3:nope"), Err(TrackerError::Failure(_))));
+        assert!(matches!(
+            parse_response(b"d14:failure reason3:nope"),
+            Err(TrackerError::Failure(_))
+        ));
         assert!(parse_response(b"garbage").is_err());
     }
 }

@@ -33,7 +33,8 @@ pub async fn serve(listener: TcpListener) {
             let mut buf = vec![0u8; 4096];
             let mut n = 0;
             while n < buf.len() {
-                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[n..])).await {
+                match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf[n..])).await
+                {
                     Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
                     Ok(Ok(k)) => n += k,
                 }
@@ -59,7 +60,10 @@ fn failure(reason: &str) -> Vec<u8> {
 
 fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let Some(target) = line.strip_prefix(b"GET ").and_then(|l| l.split(|&b| b == b' ').next()) else {
+    let Some(target) = line
+        .strip_prefix(b"GET ")
+        .and_then(|l| l.split(|&b| b == b' ').next())
+    else {
         return failure("only GET /announce");
     };
     let query = match target.iter().position(|&b| b == b'?') {
@@ -76,8 +80,16 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
         let v: Vec<u8> = percent_decode(v).collect();
         match k {
             b"info_hash" => info_hash = <[u8; 20]>::try_from(v.as_slice()).ok(),
-            b"port" => port = std::str::from_utf8(&v).ok().and_then(|p| p.parse::<u16>().ok()),
-            b"ip" => ip = std::str::from_utf8(&v).ok().and_then(|p| p.parse::<IpAddr>().ok()),
+            b"port" => {
+                port = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|p| p.parse::<u16>().ok())
+            }
+            b"ip" => {
+                ip = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|p| p.parse::<IpAddr>().ok())
+            }
             b"event" => stopped = v == b"stopped",
             _ => {}
         }

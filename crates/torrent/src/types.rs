@@ -63,7 +63,7 @@ pub struct TorrentInfo {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TorrentEvent {
     Added { id: String, name: String },
-    Progress(TorrentInfo),
+    Progress(Box<TorrentInfo>),
     Completed { id: String },
     Removed { id: String },
 }

@@ -95,16 +95,35 @@ pub enum Message {
     NotInterested,
     Have(u32),
     Bitfield(Bytes),
-    Request { index: u32, begin: u32, length: u32 },
-    Piece { index: u32, begin: u32, data: Bytes },
-    Cancel { index: u32, begin: u32, length: u32 },
+    Request {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
+    Piece {
+        index: u32,
+        begin: u32,
+        data: Bytes,
+    },
+    Cancel {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     Port(u16),
     Suggest(u32),
     HaveAll,
     HaveNone,
-    Reject { index: u32, begin: u32, length: u32 },
+    Reject {
+        index: u32,
+        begin: u32,
+        length: u32,
+    },
     AllowedFast(u32),
-    Extended { id: u8, payload: Bytes },
+    Extended {
+        id: u8,
+        payload: Bytes,
+    },
     /// A message id we do not speak (ignored, as BEP 3 asks).
     Unknown(u8),
 }
@@ -159,9 +178,21 @@ impl Message {
                 fixed(&body, 12)?;
                 let (index, begin, length) = triple(body);
                 match id {
-                    6 => Message::Request { index, begin, length },
-                    8 => Message::Cancel { index, begin, length },
-                    _ => Message::Reject { index, begin, length },
+                    6 => Message::Request {
+                        index,
+                        begin,
+                        length,
+                    },
+                    8 => Message::Cancel {
+                        index,
+                        begin,
+                        length,
+                    },
+                    _ => Message::Reject {
+                        index,
+                        begin,
+                        length,
+                    },
                 }
             }
             7 => {
@@ -170,7 +201,11 @@ impl Message {
                 }
                 let index = body.get_u32();
                 let begin = body.get_u32();
-                Message::Piece { index, begin, data: body }
+                Message::Piece {
+                    index,
+                    begin,
+                    data: body,
+                }
             }
             9 => {
                 fixed(&body, 2)?;
@@ -232,7 +267,11 @@ impl Message {
                 out.put_u8(5);
                 out.put_slice(b);
             }
-            Message::Request { index, begin, length } => triple(out, 6, *index, *begin, *length),
+            Message::Request {
+                index,
+                begin,
+                length,
+            } => triple(out, 6, *index, *begin, *length),
             Message::Piece { index, begin, data } => {
                 out.put_u32(9 + data.len() as u32);
                 out.put_u8(7);
@@ -240,7 +279,11 @@ impl Message {
                 out.put_u32(*begin);
                 out.put_slice(data);
             }
-            Message::Cancel { index, begin, length } => triple(out, 8, *index, *begin, *length),
+            Message::Cancel {
+                index,
+                begin,
+                length,
+            } => triple(out, 8, *index, *begin, *length),
             Message::Port(p) => {
                 out.put_u32(3);
                 out.put_u8(9);
@@ -253,7 +296,11 @@ impl Message {
             }
             Message::HaveAll => simple(out, 14),
             Message::HaveNone => simple(out, 15),
-            Message::Reject { index, begin, length } => triple(out, 16, *index, *begin, *length),
+            Message::Reject {
+                index,
+                begin,
+                length,
+            } => triple(out, 16, *index, *begin, *length),
             Message::AllowedFast(i) => {
                 out.put_u32(5);
                 out.put_u8(17);
@@ -291,8 +338,11 @@ pub const METADATA_PIECE: u32 = 16 * 1024;
 
 impl ExtHandshake {
     pub fn decode(payload: &[u8]) -> Result<ExtHandshake, WireError> {
-        let (v, _) = bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
-        let d = v.as_dict().ok_or_else(|| WireError::BadExtension("not a dictionary".into()))?;
+        let (v, _) =
+            bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
+        let d = v
+            .as_dict()
+            .ok_or_else(|| WireError::BadExtension("not a dictionary".into()))?;
         let id = |name: &str| {
             d.dict("m")
                 .and_then(|m| m.int(name))
@@ -306,9 +356,15 @@ impl ExtHandshake {
                 .int("metadata_size")
                 .filter(|&s| s > 0 && s <= MAX_METADATA as i64)
                 .map(|s| s as u32),
-            listen_port: d.int("p").filter(|&p| (1..=65535).contains(&p)).map(|p| p as u16),
+            listen_port: d
+                .int("p")
+                .filter(|&p| (1..=65535).contains(&p))
+                .map(|p| p as u16),
             client: d.str("v").map(|s| s.chars().take(64).collect()),
-            reqq: d.int("reqq").filter(|&q| q > 0).map(|q| q.min(10_000) as u32),
+            reqq: d
+                .int("reqq")
+                .filter(|&q| q > 0)
+                .map(|q| q.min(10_000) as u32),
         })
     }
 
@@ -342,7 +398,11 @@ impl ExtHandshake {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetadataMsg {
     Request(u32),
-    Data { piece: u32, total_size: u32, data: Bytes },
+    Data {
+        piece: u32,
+        total_size: u32,
+        data: Bytes,
+    },
     Reject(u32),
 }
 
@@ -366,7 +426,11 @@ impl MetadataMsg {
                 if data.len() > METADATA_PIECE as usize {
                     return Err(bad("piece over 16 KiB"));
                 }
-                Ok(MetadataMsg::Data { piece, total_size, data })
+                Ok(MetadataMsg::Data {
+                    piece,
+                    total_size,
+                    data,
+                })
             }
             Some(2) => Ok(MetadataMsg::Reject(piece)),
             _ => Err(bad("msg_type")),
@@ -429,8 +493,11 @@ pub fn parse_compact_v4(b: &[u8], max: usize) -> Vec<SocketAddr> {
 
 impl Pex {
     pub fn decode(payload: &[u8]) -> Result<Pex, WireError> {
-        let (v, _) = bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
-        let d = v.as_dict().ok_or_else(|| WireError::BadExtension("ut_pex: not a dictionary".into()))?;
+        let (v, _) =
+            bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
+        let d = v
+            .as_dict()
+            .ok_or_else(|| WireError::BadExtension("ut_pex: not a dictionary".into()))?;
         Ok(Pex {
             added: parse_compact_v4(d.bytes("added").unwrap_or_default(), MAX_PEX),
             dropped: parse_compact_v4(d.bytes("dropped").unwrap_or_default(), MAX_PEX),
@@ -460,15 +527,34 @@ mod tests {
             Message::NotInterested,
             Message::Have(7),
             Message::Bitfield(Bytes::from_static(&[0xff, 0x80])),
-            Message::Request { index: 1, begin: 16384, length: 16384 },
-            Message::Piece { index: 2, begin: 0, data: Bytes::from_static(b"abc") },
-            Message::Cancel { index: 1, begin: 0, length: 16384 },
+            Message::Request {
+                index: 1,
+                begin: 16384,
+                length: 16384,
+            },
+            Message::Piece {
+                index: 2,
+                begin: 0,
+                data: Bytes::from_static(b"abc"),
+            },
+            Message::Cancel {
+                index: 1,
+                begin: 0,
+                length: 16384,
+            },
             Message::Port(6881),
             Message::HaveAll,
             Message::HaveNone,
-            Message::Reject { index: 3, begin: 0, length: 1 },
+            Message::Reject {
+                index: 3,
+                begin: 0,
+                length: 1,
+            },
             Message::AllowedFast(9),
-            Message::Extended { id: 0, payload: ExtHandshake::default().encode() },
+            Message::Extended {
+                id: 0,
+                payload: ExtHandshake::default().encode(),
+            },
         ];
         let mut buf = BytesMut::new();
         for m in &msgs {
@@ -489,9 +575,15 @@ mod tests {
     #[test]
     fn refuses_garbage() {
         let mut b = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0][..]);
-        assert!(matches!(Message::decode(&mut b), Err(WireError::TooLong(_))));
+        assert!(matches!(
+            Message::decode(&mut b),
+            Err(WireError::TooLong(_))
+        ));
         let mut b = BytesMut::from(&[0, 0, 0, 2, 4, 1][..]);
-        assert!(matches!(Message::decode(&mut b), Err(WireError::Malformed { .. })));
+        assert!(matches!(
+            Message::decode(&mut b),
+            Err(WireError::Malformed { .. })
+        ));
         assert!(Handshake::decode(&[0u8; 68]).is_err());
         assert!(MetadataMsg::decode(&Bytes::from_static(b"d8:msg_typei1e5:piecei0ee")).is_err());
     }
@@ -507,9 +599,16 @@ mod tests {
             reqq: Some(250),
         };
         assert_eq!(ExtHandshake::decode(&h.encode()).unwrap(), h);
-        let d = MetadataMsg::Data { piece: 1, total_size: 20000, data: Bytes::from_static(b"xyz") };
+        let d = MetadataMsg::Data {
+            piece: 1,
+            total_size: 20000,
+            data: Bytes::from_static(b"xyz"),
+        };
         assert_eq!(MetadataMsg::decode(&d.encode()).unwrap(), d);
-        let p = Pex { added: vec!["127.0.0.1:6881".parse().unwrap()], dropped: vec![] };
+        let p = Pex {
+            added: vec!["127.0.0.1:6881".parse().unwrap()],
+            dropped: vec![],
+        };
         assert_eq!(Pex::decode(&p.encode()).unwrap(), p);
     }
 }

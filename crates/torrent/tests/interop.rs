@@ -130,8 +130,11 @@ fn lt_seed(torrent: &Path, dir: &Path) -> (Proc, SocketAddr) {
         .spawn()
         .expect("python3");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     let port = v["listen_port"].as_u64().unwrap() as u16;
     (Proc(child), SocketAddr::from(([127, 0, 0, 1], port)))
 }
@@ -139,7 +142,9 @@ fn lt_seed(torrent: &Path, dir: &Path) -> (Proc, SocketAddr) {
 async fn nodus_downloads_from_libtorrent(version: &str) {
     let s = nodus_seed(version, vec![]).await;
     let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
-    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || lt_seed(&torrent, &dir)).await.unwrap();
+    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || lt_seed(&torrent, &dir))
+        .await
+        .unwrap();
     let leech = node(&s.seed.dir.join("../leech")).await;
     let out = leech.dir.join("out");
     let info = leech
@@ -155,7 +160,9 @@ async fn nodus_downloads_from_libtorrent(version: &str) {
     let done = wait_complete(&leech.handle, &info.id, 60).await;
     assert_same_tree(&s.src, &out.join("album"));
     assert!(
-        done.pieces_from.iter().any(|(a, n)| a == &lt_addr.to_string() && *n == done.pieces_total),
+        done.pieces_from
+            .iter()
+            .any(|(a, n)| a == &lt_addr.to_string() && *n == done.pieces_total),
         "every piece from libtorrent: {:?}",
         done.pieces_from
     );
@@ -176,7 +183,10 @@ fn assert_all_from_ports(done: &nodus_torrent::TorrentInfo, ports: std::ops::Ran
     let from_client: u32 = done
         .pieces_from
         .iter()
-        .filter(|(a, _)| a.parse::<SocketAddr>().is_ok_and(|a| ports.contains(&a.port())))
+        .filter(|(a, _)| {
+            a.parse::<SocketAddr>()
+                .is_ok_and(|a| ports.contains(&a.port()))
+        })
         .map(|(_, n)| *n)
         .sum();
     assert_eq!(from_client, done.pieces_total, "{:?}", done.pieces_from);
@@ -188,7 +198,11 @@ fn wait_for_file(path: &Path, want: &[u8], secs: u64, what: &str) {
         if std::fs::read(path).is_ok_and(|d| d == want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: {} not complete in {secs}s", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} not complete in {secs}s",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -203,8 +217,17 @@ async fn aria2_downloads_from_nodus() {
     let o = out.clone();
     let status = tokio::task::spawn_blocking(move || {
         Command::new("aria2c")
-            .args(["--enable-dht=false", "--bt-enable-lpd=false", "--seed-time=0", "--quiet=true"])
-            .args(["--bt-stop-timeout=60", "--listen-port=6920-6929", "--console-log-level=warn"])
+            .args([
+                "--enable-dht=false",
+                "--bt-enable-lpd=false",
+                "--seed-time=0",
+                "--quiet=true",
+            ])
+            .args([
+                "--bt-stop-timeout=60",
+                "--listen-port=6920-6929",
+                "--console-log-level=warn",
+            ])
             .arg(format!("--dir={}", o.display()))
             .arg(torrent)
             .status()
@@ -223,8 +246,17 @@ async fn nodus_downloads_from_aria2() {
     let s = nodus_seed("v1", vec![url]).await;
     let mut aria = Proc(
         Command::new("aria2c")
-            .args(["--enable-dht=false", "--bt-enable-lpd=false", "--seed-ratio=0.0", "--check-integrity=true"])
-            .args(["--listen-port=6990-6999", "--quiet=true", "--bt-tracker-interval=1"])
+            .args([
+                "--enable-dht=false",
+                "--bt-enable-lpd=false",
+                "--seed-ratio=0.0",
+                "--check-integrity=true",
+            ])
+            .args([
+                "--listen-port=6990-6999",
+                "--quiet=true",
+                "--bt-tracker-interval=1",
+            ])
             .arg(format!("--dir={}", s.src.parent().unwrap().display()))
             .arg(&s.torrent)
             .spawn()

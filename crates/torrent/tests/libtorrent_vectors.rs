@@ -37,12 +37,22 @@ fn agrees_with_libtorrent_on_every_test_torrent() {
 
 #[test]
 fn sanitized_paths_stay_inside_the_download_dir() {
-    for name in ["parent_path.torrent", "absolute_filename.torrent", "slash_path3.torrent", "invalid_name2.torrent", "backslash_path.torrent"] {
+    for name in [
+        "parent_path.torrent",
+        "absolute_filename.torrent",
+        "slash_path3.torrent",
+        "invalid_name2.torrent",
+        "backslash_path.torrent",
+    ] {
         let data = std::fs::read(vectors().join(name)).unwrap();
         let m = Metainfo::from_bytes(&data).unwrap();
         for f in &m.info.files {
             for c in &f.path {
-                assert!(!c.is_empty() && c != "." && c != ".." && !c.contains('/') && !c.contains('\\'), "{name}: {:?}", f.path);
+                assert!(
+                    !c.is_empty() && c != "." && c != ".." && !c.contains('/') && !c.contains('\\'),
+                    "{name}: {:?}",
+                    f.path
+                );
             }
         }
     }
@@ -57,7 +67,9 @@ fn v2_and_hybrid_layouts_align_files_to_pieces() {
         assert_eq!(f.offset % m.info.piece_length, 0, "{:?}", f.path);
         assert!(f.pieces_root.is_some() || f.length == 0);
     }
-    let v2 = Metainfo::from_bytes(&std::fs::read(vectors().join("v2_multiple_files.torrent")).unwrap()).unwrap();
+    let v2 =
+        Metainfo::from_bytes(&std::fs::read(vectors().join("v2_multiple_files.torrent")).unwrap())
+            .unwrap();
     assert!(v2.hashes.v1.is_none() && v2.hashes.v2.is_some());
     assert_eq!(v2.info.total_length, v2.info.files.last().unwrap().end());
 }

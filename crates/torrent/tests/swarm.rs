@@ -108,7 +108,10 @@ async fn magnet_link_fetches_metadata_from_the_peer() {
     assert_eq!(info.state, TorrentState::FetchingMetadata);
     let done = wait_complete(&leech.handle, &info.id, 30).await;
     assert_eq!(done.name, "movie.bin");
-    assert_eq!(std::fs::read(out.join("movie.bin")).unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("movie.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
 }
 
 /// Three seeds hold different thirds of a file; a fourth node downloads from all three
@@ -150,7 +153,14 @@ async fn downloads_from_three_partial_seeds_at_once() {
                 downloaded: 0,
                 added_at: 0,
             };
-            store.save(&id, &settings, Some(&meta.to_bytes()), Some(have.as_bytes())).unwrap();
+            store
+                .save(
+                    &id,
+                    &settings,
+                    Some(&meta.to_bytes()),
+                    Some(have.as_bytes()),
+                )
+                .unwrap();
         }
         seeds.push(node(&dir).await);
     }
@@ -174,10 +184,19 @@ async fn downloads_from_three_partial_seeds_at_once() {
         .await
         .unwrap();
     let done = wait_complete(&leech.handle, &id, 30).await;
-    assert_eq!(std::fs::read(out.join("file.bin")).unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("file.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
     let credited: Vec<u32> = peers
         .iter()
-        .map(|p| done.pieces_from.iter().find(|(a, _)| a == p).map(|(_, c)| *c).unwrap_or(0))
+        .map(|p| {
+            done.pieces_from
+                .iter()
+                .find(|(a, _)| a == p)
+                .map(|(_, c)| *c)
+                .unwrap_or(0)
+        })
         .collect();
     assert_eq!(credited, vec![16, 16, 16], "{:?}", done.pieces_from);
 }
@@ -198,7 +217,14 @@ fn claim(dir: &std::path::Path, meta: &Metainfo, save_dir: &std::path::Path, hav
         added_at: 0,
     };
     let id = hex::encode(meta.hashes.wire_id());
-    store.save(&id, &settings, Some(&meta.to_bytes()), Some(have.as_bytes())).unwrap();
+    store
+        .save(
+            &id,
+            &settings,
+            Some(&meta.to_bytes()),
+            Some(have.as_bytes()),
+        )
+        .unwrap();
 }
 
 /// A peer that serves corrupt data is caught by the hash check, struck, and banned
@@ -261,7 +287,11 @@ async fn corrupt_peer_is_banned_and_pieces_refetched() {
     let done = wait_complete(&leech.handle, &id, 30).await;
     assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
     let bad_addr = peer_of(&bad)[0].clone();
-    assert!(!done.peers.iter().any(|p| p.addr == bad_addr), "{:?}", done.peers);
+    assert!(
+        !done.peers.iter().any(|p| p.addr == bad_addr),
+        "{:?}",
+        done.peers
+    );
     assert!(!done.pieces_from.iter().any(|(a, _)| *a == bad_addr));
 }
 
@@ -306,5 +336,9 @@ async fn existing_partial_data_is_checked_and_kept() {
     leech.handle.add_peers(&info.id, &peer_of(&seed)).unwrap();
     let done = wait_complete(&leech.handle, &info.id, 30).await;
     assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
-    assert_eq!(done.downloaded, 10 * 65536, "only the missing half was downloaded");
+    assert_eq!(
+        done.downloaded,
+        10 * 65536,
+        "only the missing half was downloaded"
+    );
 }

@@ -42,7 +42,10 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
         .filter(|k| net.node(*k).torrent.is_some())
         .collect();
     let [a, b, c, downloader, ..] = sharing[..] else {
-        return Err(anyhow!("{} nodes run file sharing; 4 are needed", sharing.len()));
+        return Err(anyhow!(
+            "{} nodes run file sharing; 4 are needed",
+            sharing.len()
+        ));
     };
     let holders = [a, b, c];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -72,7 +75,11 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
         let mut part = vec![0u8; data.len()];
         part[j * third..(j + 1) * third].copy_from_slice(&data[j * third..(j + 1) * third]);
         std::fs::write(dir.join("film.mkv"), &part)?;
-        let h = net.node(*k).torrent.clone().ok_or_else(|| anyhow!("no torrent service"))?;
+        let h = net
+            .node(*k)
+            .torrent
+            .clone()
+            .ok_or_else(|| anyhow!("no torrent service"))?;
         let info = h
             .add(AddRequest {
                 source: torrent.display().to_string(),
@@ -81,9 +88,16 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
             })
             .await?;
         if info.pieces_have as u64 != PIECES / 3 {
-            return Err(anyhow!("node {k} holds {} pieces, not a third", info.pieces_have));
+            return Err(anyhow!(
+                "node {k} holds {} pieces, not a third",
+                info.pieces_have
+            ));
         }
-        holder_addrs.push(h.listen_addr().ok_or_else(|| anyhow!("no listen address"))?.to_string());
+        holder_addrs.push(
+            h.listen_addr()
+                .ok_or_else(|| anyhow!("no listen address"))?
+                .to_string(),
+        );
     }
 
     let h = net
@@ -101,7 +115,8 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
         })
         .await?;
     wait_until(STEP_TIMEOUT, "the download to complete", || async {
-        h.get(&info.id).is_ok_and(|i| i.state == TorrentState::Seeding)
+        h.get(&info.id)
+            .is_ok_and(|i| i.state == TorrentState::Seeding)
     })
     .await?;
     let took = t.elapsed();
@@ -114,7 +129,11 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
         .iter()
         .zip(holders)
         .map(|(a, k)| {
-            let n = done.pieces_from.iter().find(|(p, _)| p == a).map_or(0, |(_, n)| *n);
+            let n = done
+                .pieces_from
+                .iter()
+                .find(|(p, _)| p == a)
+                .map_or(0, |(_, n)| *n);
             format!("{n} from node {k}")
         })
         .collect();
@@ -122,7 +141,10 @@ async fn share_in_thirds(net: &Testnet) -> Result<String> {
         .iter()
         .all(|a| done.pieces_from.iter().any(|(p, n)| p == a && *n > 0));
     if !from_all {
-        return Err(anyhow!("not every holder contributed: {:?}", done.pieces_from));
+        return Err(anyhow!(
+            "not every holder contributed: {:?}",
+            done.pieces_from
+        ));
     }
     Ok(format!(
         "node {downloader} found them through a tracker and got {:.1} MB ({} pieces: {}) in {:.0} ms, {:.0} MB/s; every piece hash-checked",

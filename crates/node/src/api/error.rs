@@ -83,9 +83,11 @@ impl From<nodus_torrent::TorrentError> for ApiError {
         let status = match &e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Duplicate(_) => StatusCode::CONFLICT,
-            E::Metainfo(_) | E::Magnet(_) | E::Create(_) | E::BadSource(_) | E::BadFileSelection(..) => {
-                StatusCode::BAD_REQUEST
-            }
+            E::Metainfo(_)
+            | E::Magnet(_)
+            | E::Create(_)
+            | E::BadSource(_)
+            | E::BadFileSelection(..) => StatusCode::BAD_REQUEST,
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Listen { .. } | E::Store(_) | E::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

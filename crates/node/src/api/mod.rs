@@ -99,10 +99,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/msg/groups/{group}/send", post(msg::group_send))
         .route("/api/v1/msg/stats", get(msg::stats))
         .route("/api/v1/msg/poll", post(msg::poll))
-        .route(
-            "/api/v1/torrents",
-            get(torrent::list).post(torrent::add),
-        )
+        .route("/api/v1/torrents", get(torrent::list).post(torrent::add))
         .route("/api/v1/torrents/share", post(torrent::share))
         .route(
             "/api/v1/torrents/{id}",

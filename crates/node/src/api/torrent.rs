@@ -31,11 +31,17 @@ pub async fn get(State(s): State<ApiState>, Path(id): Path<String>) -> ApiResult
     Ok(to_json(torrents(&s)?.get(&id)?))
 }
 
-pub async fn add(State(s): State<ApiState>, ApiJson(req): ApiJson<nodus_torrent::AddRequest>) -> ApiResult {
+pub async fn add(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<nodus_torrent::AddRequest>,
+) -> ApiResult {
     Ok(to_json(torrents(&s)?.add(req).await?))
 }
 
-pub async fn share(State(s): State<ApiState>, ApiJson(req): ApiJson<nodus_torrent::ShareRequest>) -> ApiResult {
+pub async fn share(
+    State(s): State<ApiState>,
+    ApiJson(req): ApiJson<nodus_torrent::ShareRequest>,
+) -> ApiResult {
     Ok(to_json(torrents(&s)?.share(req).await?))
 }
 

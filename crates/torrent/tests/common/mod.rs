@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nodus_core::TorrentConfig;
-use nodus_torrent::{TorrentHandle, TorrentState, SpawnOptions};
+use nodus_torrent::{SpawnOptions, TorrentHandle, TorrentState};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -26,7 +26,11 @@ pub async fn node(dir: &Path) -> Node {
     // Each node on its own loopback address, as peers on the Internet are: bans are by IP.
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ip = format!("127.0.{}.{}", 100 + n / 250 + std::process::id() % 50, 1 + n % 250);
+    let ip = format!(
+        "127.0.{}.{}",
+        100 + n / 250 + std::process::id() % 50,
+        1 + n % 250
+    );
     let config = TorrentConfig {
         listen: format!("{ip}:0"),
         ..Default::default()
@@ -69,7 +73,10 @@ pub async fn wait_complete(h: &TorrentHandle, id: &str, secs: u64) -> nodus_torr
         if info.state == TorrentState::Seeding {
             return info;
         }
-        assert!(tokio::time::Instant::now() < deadline, "not complete in {secs}s: {info:#?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not complete in {secs}s: {info:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -78,10 +85,14 @@ pub fn peer_of(n: &Node) -> Vec<String> {
     vec![n.handle.listen_addr().unwrap().to_string()]
 }
 
-
 pub fn assert_same_tree(a: &Path, b: &Path) {
     if a.is_file() {
-        assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "{} differs from {}", b.display(), a.display());
+        assert!(
+            std::fs::read(a).unwrap() == std::fs::read(b).unwrap(),
+            "{} differs from {}",
+            b.display(),
+            a.display()
+        );
         return;
     }
     for e in std::fs::read_dir(a).unwrap() {
