@@ -145,6 +145,11 @@ pub enum Command {
     },
     /// Torrents on the node: state, progress, rates, ratio, peers
     Torrents,
+    /// Run an open BitTorrent tracker (HTTP announce and scrape) in the foreground
+    Tracker {
+        #[arg(long, default_value = "127.0.0.1:6969")]
+        listen: String,
+    },
     /// Pause, resume, remove or inspect one torrent
     Torrent {
         #[command(subcommand)]
@@ -333,6 +338,16 @@ pub enum BenchArea {
         /// Messages timed one by one per latency run
         #[arg(long, default_value_t = 300)]
         round_trips: usize,
+    },
+    /// A loopback swarm: nodus, libtorrent, aria2 and Transmission each download the
+    /// same file from the same seeders; MB/s, ratio to nodus, peak RSS; hash-check speed
+    Torrent {
+        /// Size of the file, in MiB
+        #[arg(long, default_value_t = 2048)]
+        size_mib: u64,
+        /// libtorrent seeders
+        #[arg(long, default_value_t = 3)]
+        seeders: usize,
     },
     /// Stream throughput and round-trip latency over TCP and QUIC, beside iperf3
     Net {

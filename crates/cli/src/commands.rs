@@ -21,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             command: TestnetCommand::Up { nodes, dir },
         } => crate::demo::testnet_up(nodes, &dir, g.json).await,
         Command::Demo => crate::demo::run().await,
+        Command::Tracker { listen } => crate::torrent::tracker(&listen).await,
         Command::Wallet { command } if crate::chain::is_local(&command) => {
             crate::chain::wallet_local(&data_dir(&g)?, command, g.json)
         }
@@ -53,6 +54,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 nodes,
             };
             crate::bench::chain::run(o, g.json).await
+        }
+        Command::Bench {
+            area: BenchArea::Torrent { size_mib, seeders },
+        } => {
+            crate::bench::torrent::run(crate::bench::torrent::Options { size_mib, seeders }, g.json)
+                .await
         }
         Command::Bench {
             area: BenchArea::NetServe { ip },
@@ -379,6 +386,7 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
         Command::Init
         | Command::Up { .. }
         | Command::Testnet { .. }
+        | Command::Tracker { .. }
         | Command::Demo
         | Command::Bench { .. } => bail!("internal: not an API command"),
     }

@@ -301,3 +301,19 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `nodus tracker`: an open tracker until Ctrl-C or SIGTERM.
+pub async fn tracker(listen: &str) -> Result<ExitCode> {
+    let l = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}; pick another with --listen"))?;
+    println!(
+        "tracker: http://{}/announce (Ctrl-C stops it)",
+        l.local_addr()?
+    );
+    tokio::select! {
+        _ = nodus_torrent::tracker_server::serve(l) => {}
+        r = crate::commands::stop_signal() => r?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

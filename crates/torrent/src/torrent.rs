@@ -964,7 +964,9 @@ impl Torrent {
                     match crate::tracker::announce(&t.shared.http, &url, &req).await {
                         Ok(resp) => {
                             t.add_peers(&resp.peers);
-                            let next = Duration::from_secs(resp.interval.clamp(30, 3600));
+                            // The tracker's interval, within bounds that keep a hostile one from
+                            // making us hammer it or fall silent.
+                            let next = Duration::from_secs(resp.interval.clamp(5, 3600));
                             t.lock().next_announce = Some(Instant::now() + next);
                         }
                         Err(e) => {

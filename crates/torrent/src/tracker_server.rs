@@ -1,4 +1,5 @@
-//! A small open HTTP tracker (BEP 3 announces, compact answers per BEP 23): enough for
+//! A small open HTTP tracker (BEP 3 announces, compact answers per BEP 23, scrapes per
+//! BEP 48): enough for
 //! a LAN or a test swarm of real clients. It keeps every swarm in memory, forgets peers
 //! that stop announcing, and answers every peer the others of its swarm.
 
@@ -19,7 +20,8 @@ const PEER_TTL: Duration = Duration::from_secs(120);
 const MAX_SWARMS: usize = 10_000;
 const MAX_PEERS_PER_SWARM: usize = 1000;
 
-type Swarms = Arc<Mutex<HashMap<[u8; 20], HashMap<SocketAddr, Instant>>>>;
+/// Per swarm: each peer, when it last announced, and whether it is a seed.
+type Swarms = Arc<Mutex<HashMap<[u8; 20], HashMap<SocketAddr, (Instant, bool)>>>>;
 
 /// Serves announces on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
@@ -66,14 +68,18 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
     else {
         return failure("only GET /announce");
     };
-    let query = match target.iter().position(|&b| b == b'?') {
-        Some(i) => &target[i + 1..],
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], &target[i + 1..]),
         None => return failure("no query"),
     };
+    if path.ends_with(b"/scrape") {
+        return scrape(swarms, query);
+    }
     let mut info_hash = None;
     let mut port = None;
     let mut ip = None;
     let mut stopped = false;
+    let mut seed = false;
     for pair in query.split(|&b| b == b'&') {
         let mut kv = pair.splitn(2, |&b| b == b'=');
         let (k, v) = (kv.next().unwrap_or_default(), kv.next().unwrap_or_default());
@@ -91,6 +97,7 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
                     .and_then(|p| p.parse::<IpAddr>().ok())
             }
             b"event" => stopped = v == b"stopped",
+            b"left" => seed = v == b"0",
             _ => {}
         }
     }
@@ -103,16 +110,51 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
         return failure("tracker full");
     }
     let swarm = all.entry(hash).or_default();
-    swarm.retain(|_, seen| seen.elapsed() < PEER_TTL);
+    swarm.retain(|_, (seen, _)| seen.elapsed() < PEER_TTL);
     if stopped {
         swarm.remove(&me);
     } else if swarm.len() < MAX_PEERS_PER_SWARM || swarm.contains_key(&me) {
-        swarm.insert(me, Instant::now());
+        swarm.insert(me, (Instant::now(), seed));
     }
     let others: Vec<SocketAddr> = swarm.keys().copied().filter(|a| *a != me).collect();
+    let seeds = swarm.values().filter(|(_, s)| *s).count() as i64;
     dict([
+        ("complete", BValue::Int(seeds)),
+        ("incomplete", BValue::Int(swarm.len() as i64 - seeds)),
         ("interval", BValue::Int(INTERVAL as i64)),
         ("peers", BValue::Bytes(crate::wire::compact_v4(&others))),
     ])
     .encode()
+}
+
+fn scrape(swarms: &Swarms, query: &[u8]) -> Vec<u8> {
+    let all = swarms.lock().unwrap_or_else(|e| e.into_inner());
+    let mut files = std::collections::BTreeMap::new();
+    for pair in query.split(|&b| b == b'&') {
+        let Some(v) = pair.strip_prefix(b"info_hash=") else {
+            continue;
+        };
+        let v: Vec<u8> = percent_decode(v).collect();
+        let Ok(hash) = <[u8; 20]>::try_from(v.as_slice()) else {
+            continue;
+        };
+        let (seeds, total) = all.get(&hash).map_or((0, 0), |s| {
+            (
+                s.values().filter(|(_, seed)| *seed).count() as i64,
+                s.len() as i64,
+            )
+        });
+        files.insert(
+            hash.to_vec(),
+            dict([
+                ("complete", BValue::Int(seeds)),
+                ("downloaded", BValue::Int(0)),
+                ("incomplete", BValue::Int(total - seeds)),
+            ]),
+        );
+        if files.len() >= 100 {
+            break;
+        }
+    }
+    dict([("files", BValue::Dict(files))]).encode()
 }

@@ -285,6 +285,12 @@ async fn nodus_downloads_from_aria2() {
 fn transmission(args: &[&str], dir: &Path, torrent: &Path) -> Proc {
     let cfg = dir.join(".transmission");
     std::fs::create_dir_all(&cfg).unwrap();
+    // No DHT or local discovery (nothing to find offline), TCP only as the others.
+    std::fs::write(
+        cfg.join("settings.json"),
+        r#"{"dht-enabled": false, "lpd-enabled": false, "utp-enabled": false}"#,
+    )
+    .unwrap();
     Proc(
         Command::new("transmission-cli")
             .args(args)

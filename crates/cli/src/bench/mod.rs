@@ -6,3 +6,4 @@ pub mod chain_import;
 pub mod chain_propagation;
 pub mod msg;
 pub mod net;
+pub mod torrent;
