@@ -28,6 +28,12 @@ def session(require_encryption):
         "announce_to_all_tiers": True,
         "alert_mask": lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
         "user_agent": "libtorrent-interop",
+        # Announce as often as the local tracker asks (default floor: five minutes), so
+        # a peer that only accepts connections (Transmission 3) is found soon.
+        "min_announce_interval": 5,
+        # TCP only, as every client is run in the tests and the benchmark.
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
     }
     if require_encryption:
         s["out_enc_policy"] = lt.enc_policy.forced

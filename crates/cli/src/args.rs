@@ -348,6 +348,9 @@ pub enum BenchArea {
         /// libtorrent seeders
         #[arg(long, default_value_t = 3)]
         seeders: usize,
+        /// Seconds a leecher is given before it is reported as not finished
+        #[arg(long, default_value_t = 300)]
+        limit_secs: u64,
     },
     /// Stream throughput and round-trip latency over TCP and QUIC, beside iperf3
     Net {

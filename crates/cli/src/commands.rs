@@ -56,10 +56,19 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::bench::chain::run(o, g.json).await
         }
         Command::Bench {
-            area: BenchArea::Torrent { size_mib, seeders },
+            area:
+                BenchArea::Torrent {
+                    size_mib,
+                    seeders,
+                    limit_secs,
+                },
         } => {
-            crate::bench::torrent::run(crate::bench::torrent::Options { size_mib, seeders }, g.json)
-                .await
+            let o = crate::bench::torrent::Options {
+                size_mib,
+                seeders,
+                limit_secs,
+            };
+            crate::bench::torrent::run(o, g.json).await
         }
         Command::Bench {
             area: BenchArea::NetServe { ip },

@@ -1165,3 +1165,39 @@ fn share_and_get_between_processes_survive_kill_9() {
 fn s_of(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
+
+/// The torrent benchmark's plumbing, with a tiny file: it must print nodus beside the
+/// three reference clients, each of which finished. Timing is never asserted.
+#[test]
+fn bench_torrent_prints_nodus_beside_reference_clients() {
+    let o = Command::new(BIN)
+        .args([
+            "--json",
+            "bench",
+            "torrent",
+            "--size-mib",
+            "8",
+            "--seeders",
+            "1",
+            "--limit-secs",
+            "90",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    let runs = v["runs"].as_array().unwrap();
+    let clients: Vec<&str> = runs.iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(
+        clients,
+        ["nodus", "libtorrent 2.1", "aria2", "Transmission"]
+    );
+    for r in runs {
+        assert!(
+            r["seconds"].as_f64().is_some(),
+            "{} did not finish: {r}",
+            r["client"]
+        );
+    }
+    assert_eq!(v["check"]["pieces_ok"], 32, "{v}");
+}

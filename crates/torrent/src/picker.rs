@@ -3,8 +3,9 @@
 //! (a block asked of a second peer) only when every missing block is already asked for.
 //!
 //! Invariants: a block is `Free`, asked of at most [`ENDGAME_DUP`] peers, or received;
-//! at most `max_partials` pieces are in progress, which bounds the memory their buffers
-//! take; a piece is handed out for verification exactly once per completion.
+//! at most `max_partials` pieces are in progress or being verified (about
+//! [`BUFFER_BUDGET`] bytes), which bounds the memory their buffers take; a piece is
+//! handed out for verification exactly once per completion.
 
 use std::collections::HashMap;
 
@@ -17,6 +18,8 @@ pub type PeerKey = u64;
 
 /// Most peers one block is asked of in endgame.
 pub const ENDGAME_DUP: usize = 2;
+/// Bytes of piece buffers (in progress or being verified) a torrent holds at most.
+pub const BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockRef {
@@ -78,7 +81,7 @@ impl Picker {
             verifying: Bitfield::new(n),
             availability: vec![0; n as usize],
             partials: HashMap::new(),
-            max_partials: 64,
+            max_partials: (BUFFER_BUDGET / piece_length.max(1)).clamp(4, 256) as usize,
             sequential: false,
         }
     }
@@ -169,7 +172,9 @@ impl Picker {
             }
         }
         // 2. New pieces.
-        while out.len() < n && self.partials.len() < self.max_partials {
+        while out.len() < n
+            && self.partials.len() + (self.verifying.count() as usize) < self.max_partials
+        {
             let Some(i) = self.choose_new(theirs) else {
                 break;
             };

@@ -268,13 +268,6 @@ async fn accept_loop(
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl TorrentHandle {
     /// Where BitTorrent peers reach this node.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
@@ -401,16 +394,7 @@ impl TorrentHandle {
         }
         let have = Bitfield::full(meta.info.num_pieces);
         self.forget_journal(&info.id);
-        let settings = Settings {
-            save_dir: save_dir.display().to_string(),
-            magnet: None,
-            paused: false,
-            sequential: false,
-            files: None,
-            uploaded: 0,
-            downloaded: 0,
-            added_at: now_secs(),
-        };
+        let settings = Settings::new(&save_dir);
         self.shared
             .store
             .save(&info.id, &settings, Some(&bytes), Some(have.as_bytes()))?;
@@ -477,14 +461,10 @@ impl TorrentHandle {
         std::fs::create_dir_all(&save_dir)?;
         let save_dir = std::fs::canonicalize(&save_dir)?;
         let settings = Settings {
-            save_dir: save_dir.display().to_string(),
             magnet: magnet.as_ref().map(Magnet::to_link),
-            paused: false,
             sequential: req.sequential,
             files,
-            uploaded: 0,
-            downloaded: 0,
-            added_at: now_secs(),
+            ..Settings::new(&save_dir)
         };
         let meta_bytes = meta.as_ref().map(Metainfo::to_bytes);
         self.forget_journal(&id);

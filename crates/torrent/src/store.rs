@@ -28,6 +28,25 @@ pub struct Settings {
     pub added_at: u64,
 }
 
+impl Settings {
+    /// A torrent saved to `save_dir`, added now, running, everything wanted.
+    pub fn new(save_dir: &Path) -> Settings {
+        Settings {
+            save_dir: save_dir.display().to_string(),
+            magnet: None,
+            paused: false,
+            sequential: false,
+            files: None,
+            uploaded: 0,
+            downloaded: 0,
+            added_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        }
+    }
+}
+
 pub struct Stored {
     pub id: String,
     pub settings: Settings,

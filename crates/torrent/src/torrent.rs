@@ -33,6 +33,8 @@ use crate::wire::{self, METADATA_PIECE};
 pub const MAX_STRIKES: u32 = 3;
 /// Peer addresses remembered per torrent.
 const MAX_CANDIDATES: usize = 1000;
+/// Least time between two dials of one address.
+const RETRY: Duration = Duration::from_secs(30);
 
 /// Orders the torrent task sends a peer task.
 #[derive(Debug, Clone)]
@@ -81,6 +83,9 @@ pub(crate) struct Inner {
     candidates: VecDeque<SocketAddr>,
     known: HashSet<SocketAddr>,
     connecting: HashSet<SocketAddr>,
+    /// When each address may be dialled again (a peer that closed on us is not redialled
+    /// at once).
+    retry_after: HashMap<SocketAddr, Instant>,
     banned: HashSet<IpAddr>,
     strikes: HashMap<IpAddr, u32>,
     pub settings: Settings,
@@ -156,6 +161,7 @@ impl Torrent {
                 candidates: VecDeque::new(),
                 known: HashSet::new(),
                 connecting: HashSet::new(),
+                retry_after: HashMap::new(),
                 banned: HashSet::new(),
                 strikes: HashMap::new(),
                 settings,
@@ -271,7 +277,15 @@ impl Torrent {
             {
                 continue;
             }
-            if g.known.len() < MAX_CANDIDATES && g.known.insert(*a) {
+            if !g.known.contains(a) {
+                if g.known.len() >= MAX_CANDIDATES {
+                    continue;
+                }
+                g.known.insert(*a);
+            }
+            // Known before (a tracker repeating itself, a peer that went away): try it
+            // again, no sooner than its retry time.
+            if !g.candidates.contains(a) {
                 g.candidates.push_back(*a);
             }
         }
@@ -748,7 +762,6 @@ impl Torrent {
             rounds += 1;
             self.connect_more();
             self.announce_if_due();
-            let now = Instant::now();
             if rounds.is_multiple_of(2) {
                 self.update_rates();
                 self.shared
@@ -762,7 +775,6 @@ impl Torrent {
             }
             self.flush().await;
             self.on_complete().await;
-            let _ = now;
         }
         self.flush().await;
         self.persist(None);
@@ -836,6 +848,11 @@ impl Torrent {
                 {
                     continue;
                 }
+                if g.retry_after.get(&a).is_some_and(|t| Instant::now() < *t) {
+                    g.candidates.push_back(a);
+                    continue;
+                }
+                g.retry_after.insert(a, Instant::now() + RETRY);
                 g.connecting.insert(a);
                 out.push(a);
             }

@@ -16,7 +16,9 @@ use crate::bencode::{BValue, dict};
 
 /// Seconds between announces asked of clients.
 pub const INTERVAL: u64 = 5;
-const PEER_TTL: Duration = Duration::from_secs(120);
+/// How long a peer stays listed without announcing. Clients enforce their own floor on
+/// the interval (libtorrent's is five minutes), so this is far above what we ask for.
+const PEER_TTL: Duration = Duration::from_secs(30 * 60);
 const MAX_SWARMS: usize = 10_000;
 const MAX_PEERS_PER_SWARM: usize = 1000;
 

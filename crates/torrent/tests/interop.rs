@@ -178,6 +178,25 @@ async fn nodus_downloads_v2_from_libtorrent() {
     nodus_downloads_from_libtorrent("v2").await;
 }
 
+/// A new nodus node downloads the album, finding peers through the tracker only, and
+/// gets every piece from the reference client listening on one of `ports`.
+async fn leech_through_tracker(s: &Shared, ports: std::ops::RangeInclusive<u16>) {
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: s.torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 90).await;
+    assert_same_tree(&s.src, &out.join("album"));
+    assert_all_from_ports(&done, ports);
+}
+
 /// Every piece came from the peer listening on one of `ports` (the reference client).
 fn assert_all_from_ports(done: &nodus_torrent::TorrentInfo, ports: std::ops::RangeInclusive<u16>) {
     let from_client: u32 = done
@@ -265,20 +284,7 @@ async fn nodus_downloads_from_aria2() {
     // Only aria2 may serve it: the nodus seed stops.
     let id = s.seed.handle.list()[0].id.clone();
     s.seed.handle.pause(&id).unwrap();
-    let leech = node(&s.seed.dir.join("../leech")).await;
-    let out = leech.dir.join("out");
-    leech
-        .handle
-        .add(AddRequest {
-            source: s.torrent.display().to_string(),
-            out_dir: Some(out.display().to_string()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &id, 60).await;
-    assert_same_tree(&s.src, &out.join("album"));
-    assert_all_from_ports(&done, 6990..=6999);
+    leech_through_tracker(&s, 6990..=6999).await;
     let _ = aria.0.kill();
 }
 
@@ -334,18 +340,5 @@ async fn nodus_downloads_from_transmission() {
     s.seed.handle.pause(&id).unwrap();
     let dir = s.src.parent().unwrap().to_path_buf();
     let _t = transmission(&["-p", "51510", "--no-portmap", "-et"], &dir, &s.torrent);
-    let leech = node(&s.seed.dir.join("../leech")).await;
-    let out = leech.dir.join("out");
-    leech
-        .handle
-        .add(AddRequest {
-            source: s.torrent.display().to_string(),
-            out_dir: Some(out.display().to_string()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &id, 90).await;
-    assert_same_tree(&s.src, &out.join("album"));
-    assert_all_from_ports(&done, 51510..=51510);
+    leech_through_tracker(&s, 51510..=51510).await;
 }

@@ -141,27 +141,7 @@ async fn downloads_from_three_partial_seeds_at_once() {
         for i in (k * n / 3)..((k + 1) * n / 3) {
             have.set(i);
         }
-        {
-            let store = Store::open(&dir.join("torrent.redb")).unwrap();
-            let settings = Settings {
-                save_dir: src.parent().unwrap().display().to_string(),
-                magnet: None,
-                paused: false,
-                sequential: false,
-                files: None,
-                uploaded: 0,
-                downloaded: 0,
-                added_at: 0,
-            };
-            store
-                .save(
-                    &id,
-                    &settings,
-                    Some(&meta.to_bytes()),
-                    Some(have.as_bytes()),
-                )
-                .unwrap();
-        }
+        claim(&dir, &meta, src.parent().unwrap(), &have);
         seeds.push(node(&dir).await);
     }
     for s in &seeds {
@@ -206,21 +186,11 @@ async fn downloads_from_three_partial_seeds_at_once() {
 fn claim(dir: &std::path::Path, meta: &Metainfo, save_dir: &std::path::Path, have: &Bitfield) {
     std::fs::create_dir_all(dir).unwrap();
     let store = Store::open(&dir.join("torrent.redb")).unwrap();
-    let settings = Settings {
-        save_dir: save_dir.display().to_string(),
-        magnet: None,
-        paused: false,
-        sequential: false,
-        files: None,
-        uploaded: 0,
-        downloaded: 0,
-        added_at: 0,
-    };
     let id = hex::encode(meta.hashes.wire_id());
     store
         .save(
             &id,
-            &settings,
+            &Settings::new(save_dir),
             Some(&meta.to_bytes()),
             Some(have.as_bytes()),
         )

@@ -22,6 +22,8 @@ use crate::output::{self, table};
 pub struct Options {
     pub size_mib: u64,
     pub seeders: usize,
+    /// Longest a leecher is given before it is reported as not finished.
+    pub limit_secs: u64,
 }
 
 fn lt_script() -> PathBuf {
@@ -164,7 +166,7 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     // Let the seeders announce before any leecher asks.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let limit = Duration::from_secs(600);
+    let limit = Duration::from_secs(o.limit_secs);
     let mut runs = Vec::new();
     let name = "big.bin";
 
