@@ -351,6 +351,9 @@ pub enum BenchArea {
         /// Seconds a leecher is given before it is reported as not finished
         #[arg(long, default_value_t = 300)]
         limit_secs: u64,
+        /// Only these leechers, e.g. nodus,aria2 (default: all four)
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Stream throughput and round-trip latency over TCP and QUIC, beside iperf3
     Net {

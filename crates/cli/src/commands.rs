@@ -61,12 +61,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     size_mib,
                     seeders,
                     limit_secs,
+                    only,
                 },
         } => {
             let o = crate::bench::torrent::Options {
                 size_mib,
                 seeders,
                 limit_secs,
+                only,
             };
             crate::bench::torrent::run(o, g.json).await
         }

@@ -171,11 +171,15 @@ impl Picker {
                 return out;
             }
         }
-        // 2. New pieces.
-        while out.len() < n
-            && self.partials.len() + (self.verifying.count() as usize) < self.max_partials
-        {
+        // 2. New pieces, while the buffer budget allows.
+        let mut nothing_new = false;
+        while out.len() < n {
+            if self.partials.len() + self.verifying.count() as usize >= self.max_partials {
+                // Waiting for room is not endgame: pieces remain to be started.
+                return out;
+            }
             let Some(i) = self.choose_new(theirs) else {
+                nothing_new = true;
                 break;
             };
             let blocks = self.blocks_in(i);
@@ -191,33 +195,30 @@ impl Picker {
             );
             self.take_free(i, peer, n, &mut out);
         }
-        if !out.is_empty() {
+        if !out.is_empty() || !nothing_new {
             return out;
         }
         // 3. Endgame: nothing new to start; ask again for blocks others were asked for.
-        let nothing_new = !self.wanted.ones().any(|i| self.pickable(i, theirs));
-        if nothing_new {
-            let mut idx: Vec<u32> = self
-                .partials
-                .keys()
-                .copied()
-                .filter(|&i| theirs.get(i))
-                .collect();
-            idx.sort_unstable();
-            for i in idx {
-                let len = self.piece_len(i);
-                if let Some(p) = self.partials.get_mut(&i) {
-                    for (b, state) in p.blocks.iter_mut().enumerate() {
-                        if out.len() >= n {
-                            return out;
-                        }
-                        if let Block::Asked(by) = state
-                            && by.len() < ENDGAME_DUP
-                            && !by.contains(&peer)
-                        {
-                            by.push(peer);
-                            out.push(block_ref(i, b, len));
-                        }
+        let mut idx: Vec<u32> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|&i| theirs.get(i))
+            .collect();
+        idx.sort_unstable();
+        for i in idx {
+            let len = self.piece_len(i);
+            if let Some(p) = self.partials.get_mut(&i) {
+                for (b, state) in p.blocks.iter_mut().enumerate() {
+                    if out.len() >= n {
+                        return out;
+                    }
+                    if let Block::Asked(by) = state
+                        && by.len() < ENDGAME_DUP
+                        && !by.contains(&peer)
+                    {
+                        by.push(peer);
+                        out.push(block_ref(i, b, len));
                     }
                 }
             }

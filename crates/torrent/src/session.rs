@@ -508,6 +508,7 @@ impl TorrentHandle {
     /// A journal left by a torrent of the same id that was removed is not evidence.
     fn forget_journal(&self, id: &str) {
         let _ = std::fs::remove_file(self.shared.journal_dir.join(id));
+        let _ = std::fs::remove_file(self.shared.journal_dir.join(format!("{id}.prev")));
     }
 
     pub fn list(&self) -> Vec<TorrentInfo> {

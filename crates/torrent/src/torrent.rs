@@ -202,15 +202,22 @@ impl Torrent {
         self.shared.journal_dir.join(&self.id)
     }
 
+    /// The journal set aside while the store records a snapshot.
+    fn journal_path_prev(&self) -> PathBuf {
+        self.shared.journal_dir.join(format!("{}.prev", self.id))
+    }
+
     /// Pieces journaled by an earlier run that the store did not record yet.
     fn read_journal(&self) -> Vec<u32> {
-        std::fs::read(self.journal_path())
-            .map(|b| {
+        [self.journal_path_prev(), self.journal_path()]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .flat_map(|b| {
                 b.chunks_exact(4)
                     .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     fn journal_append(&self, j: &mut Option<std::fs::File>, index: u32) -> std::io::Result<()> {
@@ -231,6 +238,7 @@ impl Torrent {
 
     pub(crate) fn remove_journal(&self) {
         let _ = std::fs::remove_file(self.journal_path());
+        let _ = std::fs::remove_file(self.journal_path_prev());
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -501,37 +509,37 @@ impl Torrent {
                 _ => return,
             }
         };
-        let CompletePiece {
-            index,
-            data,
-            by_peer,
-        } = piece;
-        let result = tokio::task::spawn_blocking(move || {
+        let me = self.clone();
+        // All of it on the blocking pool: hashing, the write, and the journal (whose lock
+        // the flush may hold while it renames the file), never on an async worker.
+        let _ = tokio::task::spawn_blocking(move || {
+            let CompletePiece {
+                index,
+                data,
+                by_peer,
+            } = piece;
             let ok = meta
                 .expected_piece_hash(index)
                 .is_some_and(|h| h.verify(&data, meta.info.piece_length));
-            if !ok {
-                return Ok(false);
+            let ok = ok && {
+                let (start, _) = storage.piece_range(index);
+                match storage.write(start, &data) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(target: "nodus::torrent", id = %me.id, "writing piece {index}: {e}");
+                        me.lock().error = Some(format!("disk write failed: {e}"));
+                        false
+                    }
+                }
+            };
+            // Journal first, then mark and announce: what peers hear of survives a kill.
+            let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
+            if ok && let Err(e) = me.journal_append(&mut j, index) {
+                tracing::warn!(target: "nodus::torrent", id = %me.id, "piece journal: {e}");
             }
-            let (start, _) = storage.piece_range(index);
-            storage.write(start, &data).map(|_| true)
+            me.finish_piece(index, ok, by_peer);
         })
         .await;
-        let ok = match result {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => {
-                tracing::error!(target: "nodus::torrent", id = %self.id, "writing piece {index}: {e}");
-                self.lock().error = Some(format!("disk write failed: {e}"));
-                false
-            }
-            Err(_) => false,
-        };
-        // Journal first, then mark and announce: what peers hear of survives a kill.
-        let mut j = self.journal.lock().unwrap_or_else(|e| e.into_inner());
-        if ok && let Err(e) = self.journal_append(&mut j, index) {
-            tracing::warn!(target: "nodus::torrent", id = %self.id, "piece journal: {e}");
-        }
-        self.finish_piece(index, ok, by_peer);
     }
 
     fn finish_piece(&self, index: u32, ok: bool, by_peer: HashMap<PeerKey, u32>) {
@@ -702,25 +710,33 @@ impl Torrent {
 
     // ---- the torrent's own task
 
-    /// Saves settings (and metainfo when given) now.
-    pub(crate) fn persist(&self, metainfo: Option<Vec<u8>>) {
-        let (settings, have) = {
-            let mut g = self.lock();
-            g.settings.uploaded = self.uploaded.load(Ordering::Relaxed);
-            g.settings.downloaded = self.downloaded.load(Ordering::Relaxed);
-            let have = g.picker.as_ref().map(|p| p.have().as_bytes().to_vec());
-            (g.settings.clone(), have)
-        };
-        if let Err(e) =
-            self.shared
-                .store
-                .save(&self.id, &settings, metainfo.as_deref(), have.as_deref())
+    /// Settings and pieces had, as they are now.
+    fn snapshot(&self) -> (Settings, Option<Vec<u8>>) {
+        let mut g = self.lock();
+        g.settings.uploaded = self.uploaded.load(Ordering::Relaxed);
+        g.settings.downloaded = self.downloaded.load(Ordering::Relaxed);
+        let have = g.picker.as_ref().map(|p| p.have().as_bytes().to_vec());
+        (g.settings.clone(), have)
+    }
+
+    fn save(&self, (settings, have): (Settings, Option<Vec<u8>>), metainfo: Option<&[u8]>) {
+        if let Err(e) = self
+            .shared
+            .store
+            .save(&self.id, &settings, metainfo, have.as_deref())
         {
             tracing::error!(target: "nodus::torrent", id = %self.id, "saving resume state: {e}");
         }
     }
 
-    /// Syncs written data, then records the pieces had.
+    /// Saves settings (and metainfo when given) now.
+    pub(crate) fn persist(&self, metainfo: Option<Vec<u8>>) {
+        self.save(self.snapshot(), metainfo.as_deref());
+    }
+
+    /// Syncs written data, then records the pieces had. The journal is set aside (renamed)
+    /// with the snapshot under its lock, and deleted once the store has the snapshot, so
+    /// the lock is never held across a disk sync and no journaled piece falls between.
     async fn flush(self: &Arc<Self>) {
         let storage = {
             let mut g = self.lock();
@@ -738,11 +754,15 @@ impl Torrent {
                 tracing::error!(target: "nodus::torrent", id = %me.id, "sync: {e}");
                 return;
             }
-            let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
-            me.persist(None);
-            if let Some(f) = j.as_mut() {
-                let _ = f.set_len(0);
-            }
+            let snapshot = {
+                let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
+                if j.take().is_some() {
+                    let _ = std::fs::rename(me.journal_path(), me.journal_path_prev());
+                }
+                me.snapshot()
+            };
+            me.save(snapshot, None);
+            let _ = std::fs::remove_file(me.journal_path_prev());
         })
         .await;
     }

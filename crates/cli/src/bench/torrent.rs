@@ -24,6 +24,8 @@ pub struct Options {
     pub seeders: usize,
     /// Longest a leecher is given before it is reported as not finished.
     pub limit_secs: u64,
+    /// Only these leechers (nodus, libtorrent, aria2, transmission); all when empty.
+    pub only: Vec<String>,
 }
 
 fn lt_script() -> PathBuf {
@@ -64,7 +66,14 @@ fn fill(path: &Path, bytes: u64) -> Result<()> {
         left -= n as u64;
     }
     f.flush()?;
+    f.get_ref().sync_all()?;
     Ok(())
+}
+
+/// Writes every dirty page out, so that each leecher starts with the disk idle rather
+/// than behind the write-back of the file or of the previous leecher's download.
+fn settle_disk() {
+    let _ = Command::new("sync").status();
 }
 
 struct Run {
@@ -170,23 +179,32 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let mut runs = Vec::new();
     let name = "big.bin";
 
+    let wanted = |c: &str| {
+        o.only.is_empty()
+            || o.only
+                .iter()
+                .any(|w| c.to_lowercase().starts_with(&w.to_lowercase()))
+    };
     // nodus, in a process of its own like the others.
-    let pb = spinner("nodus downloading");
-    runs.push(match nodus_leech(&w, &torrent, name, size, limit).await {
-        Ok((secs, rss)) => Run {
-            client: "nodus",
-            secs: Some(secs),
-            rss,
-            note: String::new(),
-        },
-        Err(e) => Run {
-            client: "nodus",
-            secs: None,
-            rss: None,
-            note: format!("{e:#}"),
-        },
-    });
-    pb.finish_and_clear();
+    if wanted("nodus") {
+        settle_disk();
+        let pb = spinner("nodus downloading");
+        runs.push(match nodus_leech(&w, &torrent, name, size, limit).await {
+            Ok((secs, rss)) => Run {
+                client: "nodus",
+                secs: Some(secs),
+                rss,
+                note: String::new(),
+            },
+            Err(e) => Run {
+                client: "nodus",
+                secs: None,
+                rss: None,
+                note: format!("{e:#}"),
+            },
+        });
+        pb.finish_and_clear();
+    }
 
     let clients: [(&'static str, &str); 3] = [
         ("libtorrent 2.1", "python3"),
@@ -194,6 +212,10 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
         ("Transmission", "transmission-cli"),
     ];
     for (client, bin) in clients {
+        if !wanted(client) {
+            continue;
+        }
+        settle_disk();
         let out = w.join(format!("out-{bin}"));
         std::fs::create_dir_all(&out)?;
         let pb = spinner(&format!("{client} downloading"));
@@ -320,7 +342,11 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     pb.finish_and_clear();
 
     let mb = size as f64 / 1e6;
-    let nodus_rate = runs[0].secs.map(|s| mb / s);
+    let nodus_rate = runs
+        .iter()
+        .find(|r| r.client == "nodus")
+        .and_then(|r| r.secs)
+        .map(|s| mb / s);
     if json_out {
         output::json(&json!({
             "size_bytes": size,
