@@ -1,6 +1,8 @@
 //! Piece data on disk: the piece space mapped onto files, read and written with
 //! pread/pwrite (no mmap, so memory stays bounded whatever the torrent's size). Padding
-//! and symlinks read as zeros and are never written. Files are created on first write.
+//! and symlinks read as zeros and are never written. A file is created at its full length
+//! (sparse) on its first write, so later writes never extend it (which costs ext4 dearly
+//! with several writers).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -49,12 +51,18 @@ impl Storage {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            OpenOptions::new()
+            let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
-                .open(&path)?
+                .open(&path)?;
+            // Full length at once (sparse): later writes land inside the file instead of
+            // each extending it.
+            if f.metadata()?.len() < self.files[idx].length {
+                f.set_len(self.files[idx].length)?;
+            }
+            f
         } else {
             match OpenOptions::new().read(true).write(true).open(&path) {
                 Ok(f) => f,
