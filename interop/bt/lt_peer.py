@@ -1,7 +1,11 @@
 """A libtorrent peer for nodus's interop tests.
 
-  lt_peer.py download --torrent T --dir D [--peer IP:PORT]... [--timeout S] [--require-encryption]
-  lt_peer.py seed     --torrent T --dir D [--require-encryption]
+  lt_peer.py download (--torrent T | --infohash H) --dir D [--peer IP:PORT]... [--timeout S]
+  lt_peer.py seed     --torrent T --dir D
+  common: [--require-encryption] [--listen IP] [--dht-bootstrap IP:PORT]
+
+With --dht-bootstrap the peer joins the mainline DHT through that node and finds and
+announces peers there (trackerless); otherwise its DHT is off.
 
 `download` prints one JSON line when every piece is verified (or on timeout) and exits.
 `seed` checks the data in D, prints one JSON line with its listen port once it seeds,
@@ -16,10 +20,11 @@ import time
 import libtorrent as lt
 
 
-def session(require_encryption):
+def session(args):
+    require_encryption = args.require_encryption
     s = {
-        "listen_interfaces": "127.0.0.1:0",
-        "enable_dht": False,
+        "listen_interfaces": f"{args.listen}:0",
+        "enable_dht": bool(args.dht_bootstrap),
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
@@ -35,6 +40,16 @@ def session(require_encryption):
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
     }
+    if args.dht_bootstrap:
+        s.update({
+            "dht_bootstrap_nodes": args.dht_bootstrap,
+            # A loopback swarm: every node in one /24, none of them "on the Internet".
+            "dht_restrict_routing_ips": False,
+            "dht_restrict_search_ips": False,
+            "dht_ignore_dark_internet": False,
+            "dht_prefer_verified_node_ids": False,
+            "dht_announce_interval": 5,
+        })
     if require_encryption:
         s["out_enc_policy"] = lt.enc_policy.forced
         s["in_enc_policy"] = lt.enc_policy.forced
@@ -44,9 +59,11 @@ def session(require_encryption):
 
 
 def add(ses, args):
-    ti = lt.torrent_info(args.torrent)
-    p = lt.add_torrent_params()
-    p.ti = ti
+    if args.infohash:
+        p = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + args.infohash)
+    else:
+        p = lt.add_torrent_params()
+        p.ti = lt.torrent_info(args.torrent)
     p.save_path = args.dir
     h = ses.add_torrent(p)
     for peer in args.peer or []:
@@ -58,13 +75,18 @@ def add(ses, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["download", "seed"])
-    ap.add_argument("--torrent", required=True)
+    ap.add_argument("--torrent")
+    ap.add_argument("--infohash")
+    ap.add_argument("--listen", default="127.0.0.1")
+    ap.add_argument("--dht-bootstrap")
     ap.add_argument("--dir", required=True)
     ap.add_argument("--peer", action="append")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--require-encryption", action="store_true")
     args = ap.parse_args()
-    ses = session(args.require_encryption)
+    if not args.torrent and not (args.infohash and args.mode == "download"):
+        ap.error("give --torrent (or --infohash to download)")
+    ses = session(args)
     h = add(ses, args)
     start = time.time()
     if args.mode == "download":

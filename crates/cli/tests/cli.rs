@@ -45,7 +45,7 @@ fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
         text.push_str("[chain]\nrpc_listen = \"127.0.0.1:0\"\n");
     }
     if !text.contains("[torrent]") {
-        text.push_str("[torrent]\nlisten = \"127.0.0.1:0\"\n");
+        text.push_str("[torrent]\nlisten = \"127.0.0.1:0\"\ndht_bootstrap = []\n");
     }
     std::fs::write(dir.join("config.toml"), text)
 }
@@ -1075,7 +1075,7 @@ fn share_and_get_between_processes_survive_kill_9() {
         assert!(nodus(d, &["init"]).status.success());
         write_config(
             d,
-            format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\n{extra}"),
+            format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\ndht_bootstrap = []\n{extra}"),
         )
         .unwrap();
     }

@@ -17,6 +17,13 @@ pub struct Config {
     pub torrent: TorrentConfig,
 }
 
+/// The mainline DHT's well-known entry points.
+pub const DEFAULT_DHT_BOOTSTRAP: [&str; 3] = [
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "dht.libtorrent.org:25401",
+];
+
 /// File sharing (crates/torrent): a BitTorrent engine on its own TCP port, so that any
 /// BitTorrent client can be a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,6 +43,11 @@ pub struct TorrentConfig {
     /// Upload and download limits over all torrents, in KiB/s (0: none).
     pub upload_limit_kib: u64,
     pub download_limit_kib: u64,
+    /// Mainline DHT (BEP 5): find peers without a tracker. It listens on UDP, on the
+    /// listen address and port when that port is free.
+    pub dht: bool,
+    /// DHT nodes to join through (host:port). Empty: start alone and learn nodes from peers.
+    pub dht_bootstrap: Vec<String>,
 }
 
 impl Default for TorrentConfig {
@@ -49,6 +61,11 @@ impl Default for TorrentConfig {
             pipeline: 128,
             upload_limit_kib: 0,
             download_limit_kib: 0,
+            dht: true,
+            dht_bootstrap: DEFAULT_DHT_BOOTSTRAP
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 }
@@ -390,6 +407,10 @@ pipeline = 128
 # Rate limits over all torrents, in KiB/s; 0 means none.
 upload_limit_kib = 0
 download_limit_kib = 0
+# Mainline DHT (BEP 5): peers found without a tracker. UDP, on the listen address and port.
+dht = true
+# DHT nodes to join through; [] starts alone and learns nodes from peers.
+dht_bootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "dht.libtorrent.org:25401"]
 
 [chain]
 enabled = true

@@ -173,6 +173,12 @@ impl Node {
                         .and_then(|t| t.listen_addr())
                         .map(|a| ("bittorrent".to_string(), a.to_string())),
                 )
+                .chain(
+                    torrent
+                        .as_ref()
+                        .and_then(|t| t.dht_addr())
+                        .map(|a| ("bittorrent_dht".to_string(), format!("udp://{a}"))),
+                )
                 .collect(),
         };
         endpoints.write(&dir.endpoints_path())?;

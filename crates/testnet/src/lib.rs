@@ -62,6 +62,8 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.chain.genesis.initial_difficulty = 50_000;
     c.chain.mining.max_hashes_per_sec = 200_000;
     c.torrent.listen = format!("{ip}:0");
+    // The testnet is its own world: its DHT nodes learn of each other from their peers.
+    c.torrent.dht_bootstrap = vec![];
     c
 }
 

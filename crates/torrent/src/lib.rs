@@ -25,6 +25,7 @@ pub mod bencode;
 pub mod bitfield;
 pub mod check;
 pub mod create;
+pub mod dht;
 mod error;
 pub mod magnet;
 pub mod merkle;

@@ -6,7 +6,7 @@
 //! does not read what we send fills a bounded queue and is disconnected.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
     };
     let _ = stream.set_nodelay(true);
     let ours = Handshake {
-        reserved: reserved::ours(),
+        reserved: reserved::ours(t.shared.dht.get().is_some()),
         info_hash: t.hashes.wire_id(),
         peer_id: t.shared.peer_id,
     };
@@ -83,6 +83,11 @@ struct Conn {
     key: PeerKey,
     fast: bool,
     ext: bool,
+    /// The peer runs a DHT node (reserved bit); we tell it ours with a PORT message.
+    dht_peer: bool,
+    /// Its DHT node was pinged already: one ping per connection, however many PORTs.
+    port_taken: bool,
+    addr: SocketAddr,
     ctrl: mpsc::Sender<Out>,
     uploads: mpsc::Sender<BlockRef>,
     their_bits: Option<Bitfield>,
@@ -193,7 +198,16 @@ impl Conn {
     /// Handles one message; Err closes the connection.
     fn on_message(&mut self, m: Message) -> Result<(), ()> {
         match m {
-            Message::KeepAlive | Message::Unknown(_) | Message::Port(_) | Message::Suggest(_) => {}
+            Message::KeepAlive | Message::Unknown(_) | Message::Suggest(_) => {}
+            // BEP 5: the peer's DHT node; it joins our routing table if it answers a ping.
+            Message::Port(port) => {
+                if let (Some(dht), IpAddr::V4(ip), false) =
+                    (self.t.shared.dht.get(), self.addr.ip(), self.port_taken)
+                {
+                    self.port_taken = true;
+                    dht.add_node(SocketAddrV4::new(ip, port));
+                }
+            }
             Message::AllowedFast(_) => {}
             Message::Choke => {
                 self.peer_choking = true;
@@ -438,6 +452,9 @@ pub(crate) async fn run<S>(
         key,
         fast,
         ext: reserved::has(&theirs.reserved, reserved::EXTENSION),
+        dht_peer: reserved::has(&theirs.reserved, reserved::DHT),
+        port_taken: false,
+        addr,
         ctrl: ctrl_tx,
         uploads: up_tx,
         their_bits: None,
@@ -534,6 +551,9 @@ fn greet(c: &Conn) -> Result<(), ()> {
             id: 0,
             payload: h.encode(),
         })?;
+    }
+    if let Some(dht) = c.t.shared.dht.get().filter(|_| c.dht_peer) {
+        c.send(Message::Port(dht.local_addr().port()))?;
     }
     match c.t.have_bits() {
         Some(bits) if c.fast && bits.is_full() => c.send(Message::HaveAll),

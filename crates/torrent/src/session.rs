@@ -31,6 +31,7 @@ pub struct Metrics {
     pub bad_messages: Counter,
     pub hash_failures: Counter,
     pub peers_banned: Counter,
+    pub dht_bad_packets: Counter,
 }
 
 impl Metrics {
@@ -41,6 +42,7 @@ impl Metrics {
             bad_messages: Counter::default(),
             hash_failures: Counter::default(),
             peers_banned: Counter::default(),
+            dht_bad_packets: Counter::default(),
         };
         r.register(
             "peers_connected",
@@ -62,6 +64,11 @@ impl Metrics {
             "Peers banned after repeated bad pieces",
             m.peers_banned.clone(),
         );
+        r.register(
+            "dht_bad_packets",
+            "DHT datagrams that did not decode (dropped unanswered)",
+            m.dht_bad_packets.clone(),
+        );
         m
     }
 }
@@ -82,6 +89,8 @@ pub(crate) struct Shared {
     pub down_limit: crate::rate::RateLimiter,
     pub metrics: Metrics,
     pub http: reqwest::Client,
+    /// The mainline DHT node, once it is up (off when `[torrent] dht = false`).
+    pub dht: OnceLock<crate::dht::Dht>,
     events: broadcast::Sender<TorrentEvent>,
     torrents: RwLock<HashMap<String, Running>>,
     /// Handshake infohash (v1, or v2 truncated) to torrent id.
@@ -185,6 +194,7 @@ pub async fn spawn(
         http: http
             .build()
             .map_err(|e| TorrentError::Store(e.to_string()))?,
+        dht: OnceLock::new(),
         events,
         torrents: RwLock::new(HashMap::new()),
         by_wire: RwLock::new(HashMap::new()),
@@ -199,6 +209,21 @@ pub async fn spawn(
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let _ = shared.listen.set(local);
+    if shared.config.dht {
+        let ip = match bound {
+            std::net::IpAddr::V4(ip) => ip,
+            std::net::IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
+        };
+        let bootstrap = shared.config.dht_bootstrap.clone();
+        let bad = shared.metrics.dht_bad_packets.clone();
+        match crate::dht::Dht::start(ip, local.port(), bootstrap, bad, shutdown.clone()).await {
+            Ok(d) => {
+                tracing::info!(target: "nodus::torrent", "DHT node on udp {}", d.local_addr());
+                let _ = shared.dht.set(d);
+            }
+            Err(e) => tracing::warn!(target: "nodus::torrent", "DHT off: {e}"),
+        }
+    }
     let handle = TorrentHandle {
         shared: shared.clone(),
     };
@@ -255,7 +280,7 @@ async fn accept_loop(
                 return;
             }
             let ours = crate::wire::Handshake {
-                reserved: crate::wire::reserved::ours(),
+                reserved: crate::wire::reserved::ours(shared.dht.get().is_some()),
                 info_hash: theirs.info_hash,
                 peer_id: shared.peer_id,
             };
@@ -272,6 +297,21 @@ impl TorrentHandle {
     /// Where BitTorrent peers reach this node.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.shared.listen_addr()
+    }
+
+    /// Where DHT nodes reach this node (UDP), when the DHT is on.
+    pub fn dht_addr(&self) -> Option<SocketAddr> {
+        self.shared.dht.get().map(|d| d.local_addr())
+    }
+
+    /// Nodes in the DHT routing table (0 when the DHT is off).
+    pub fn dht_nodes(&self) -> usize {
+        self.shared.dht.get().map_or(0, |d| d.nodes())
+    }
+
+    /// DHT datagrams dropped because they did not decode.
+    pub fn dht_bad_packets(&self) -> u64 {
+        self.shared.dht.get().map_or(0, |d| d.bad_packets())
     }
 
     pub fn events(&self) -> broadcast::Receiver<TorrentEvent> {

@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::bitfield::Bitfield;
 use crate::magnet::Magnet;
-use crate::metainfo::{InfoHashes, Metainfo};
+use crate::metainfo::{Hash20, InfoHashes, Metainfo};
 use crate::picker::{BlockRef, CompletePiece, PeerKey, Picker};
 use crate::session::Shared;
 use crate::storage::Storage;
@@ -35,6 +35,10 @@ pub const MAX_STRIKES: u32 = 3;
 const MAX_CANDIDATES: usize = 1000;
 /// Least time between two dials of one address.
 const RETRY: Duration = Duration::from_secs(30);
+/// DHT lookups: every 15 minutes once the DHT knows peers and took our announce (as
+/// libtorrent), sooner while it does not.
+const DHT_INTERVAL: Duration = Duration::from_secs(15 * 60);
+const DHT_RETRY_MIN: Duration = Duration::from_secs(5);
 
 /// Orders the torrent task sends a peer task.
 #[derive(Debug, Clone)]
@@ -102,6 +106,10 @@ pub(crate) struct Inner {
     completed_announced: bool,
     pub trackers: Vec<String>,
     next_announce: Option<Instant>,
+    /// When to ask the DHT again (None while a lookup runs), and the wait after a
+    /// lookup that found nobody (doubling, so an empty DHT is not hammered).
+    next_dht: Option<Instant>,
+    dht_retry: Duration,
     /// Peers whose data failed a hash check, in all.
     pub hash_failures: u64,
 }
@@ -177,6 +185,8 @@ impl Torrent {
                 completed_announced: false,
                 trackers,
                 next_announce: Some(Instant::now()),
+                next_dht: Some(Instant::now()),
+                dht_retry: DHT_RETRY_MIN,
                 hash_failures: 0,
             }),
             wake: Notify::new(),
@@ -782,6 +792,7 @@ impl Torrent {
             rounds += 1;
             self.connect_more();
             self.announce_if_due();
+            self.dht_if_due();
             if rounds.is_multiple_of(2) {
                 self.update_rates();
                 self.shared
@@ -983,12 +994,8 @@ impl Torrent {
         let t = self.clone();
         tokio::spawn(async move {
             let port = t.shared.listen_addr().map(|a| a.port()).unwrap_or(0);
-            let mut ids = vec![t.hashes.wire_id()];
-            if let (Some(_), Some(v2)) = (t.hashes.v1, t.hashes.v2) {
-                ids.push(crate::metainfo::truncate(&v2));
-            }
             for url in trackers {
-                for id in &ids {
+                for id in &t.announce_ids() {
                     let req = crate::tracker::Announce {
                         info_hash: *id,
                         peer_id: t.shared.peer_id,
@@ -1015,6 +1022,59 @@ impl Torrent {
         });
     }
 
+    /// The infohashes peers may know this torrent by: v1 (or truncated v2) and, for a
+    /// hybrid, the truncated v2 too.
+    fn announce_ids(&self) -> Vec<Hash20> {
+        let mut ids = vec![self.hashes.wire_id()];
+        if let (Some(_), Some(v2)) = (self.hashes.v1, self.hashes.v2) {
+            ids.push(crate::metainfo::truncate(&v2));
+        }
+        ids
+    }
+
+    /// Looks the torrent up in the DHT and announces it there, when due. Never for a
+    /// private torrent (BEP 27: its peers come from its trackers only).
+    fn dht_if_due(self: &Arc<Self>) {
+        let Some(dht) = self.shared.dht.get().cloned() else {
+            return;
+        };
+        {
+            let mut g = self.lock();
+            let private = g.meta.as_ref().is_some_and(|m| m.info.private);
+            if g.settings.paused || private || g.next_dht.is_none_or(|t| Instant::now() < t) {
+                return;
+            }
+            if dht.nodes() == 0 {
+                // Still joining: look again soon, without counting it as a failed lookup.
+                g.next_dht = Some(Instant::now() + Duration::from_secs(1));
+                return;
+            }
+            g.next_dht = None;
+        }
+        let t = self.clone();
+        tokio::spawn(async move {
+            let port = t.shared.listen_addr().map(|a| a.port()).unwrap_or(0);
+            let (mut found, mut announced) = (0, false);
+            for id in t.announce_ids() {
+                let f = dht.get_peers(id, Some(port)).await;
+                found += f.peers.len();
+                announced |= f.announced > 0;
+                t.add_peers(&f.peers);
+            }
+            let mut g = t.lock();
+            let wait = if found > 0 && announced {
+                g.dht_retry = DHT_RETRY_MIN;
+                DHT_INTERVAL
+            } else {
+                let w = g.dht_retry;
+                g.dht_retry = (w * 2).min(DHT_INTERVAL);
+                w
+            };
+            tracing::debug!(target: "nodus::torrent", id = %t.id, found, announced, "DHT lookup; next in {wait:?}");
+            g.next_dht = Some(Instant::now() + wait);
+        });
+    }
+
     // ---- control
 
     pub(crate) fn set_paused(&self, paused: bool) {
@@ -1028,6 +1088,7 @@ impl Torrent {
             let known: Vec<SocketAddr> = g.known.iter().copied().collect();
             g.candidates.extend(known);
             g.next_announce = Some(Instant::now());
+            g.next_dht = g.next_dht.map(|_| Instant::now());
         }
         drop(g);
         self.persist(None);

@@ -32,10 +32,13 @@ pub mod reserved {
     pub fn has(bits: &[u8; 8], flag: (usize, u8)) -> bool {
         bits[flag.0] & flag.1 != 0
     }
-    pub fn ours() -> [u8; 8] {
+    pub fn ours(dht: bool) -> [u8; 8] {
         let mut r = [0u8; 8];
         r[EXTENSION.0] |= EXTENSION.1;
         r[FAST.0] |= FAST.1;
+        if dht {
+            r[DHT.0] |= DHT.1;
+        }
         r
     }
 }

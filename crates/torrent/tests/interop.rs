@@ -43,8 +43,17 @@ struct Shared {
 
 /// A nodus node seeding a multi-file directory of `version` ("v1", "v2", "hybrid").
 async fn nodus_seed(version: &str, trackers: Vec<String>) -> Shared {
+    nodus_seed_in_dht(version, trackers, vec![]).await
+}
+
+/// The same, with its DHT joining through `dht_bootstrap`.
+async fn nodus_seed_in_dht(
+    version: &str,
+    trackers: Vec<String>,
+    dht_bootstrap: Vec<String>,
+) -> Shared {
     let tmp = tempfile::tempdir().unwrap();
-    let seed = node(&tmp.path().join("seed")).await;
+    let seed = node_with_dht(&tmp.path().join("seed"), dht_bootstrap).await;
     let src = tmp.path().join("share").join("album");
     std::fs::create_dir_all(src.join("disc 2")).unwrap();
     std::fs::write(src.join("01 intro.flac"), content(1_500_000, 11)).unwrap();
@@ -69,14 +78,13 @@ async fn nodus_seed(version: &str, trackers: Vec<String>) -> Shared {
     }
 }
 
-fn run_lt_download(torrent: &Path, dir: &Path, peer: SocketAddr) -> serde_json::Value {
+/// Runs `lt_peer.py download ARGS` to the end and returns its JSON line.
+fn run_lt_download(args: &[&str]) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(lt_script())
-        .args(["download", "--torrent"])
-        .arg(torrent)
-        .arg("--dir")
-        .arg(dir)
-        .args(["--peer", &peer.to_string(), "--timeout", "60"])
+        .arg("download")
+        .args(args)
+        .args(["--timeout", "60"])
         .output()
         .expect("python3");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -88,14 +96,27 @@ fn run_lt_download(torrent: &Path, dir: &Path, peer: SocketAddr) -> serde_json::
     serde_json::from_str(stdout.trim().lines().last().unwrap_or_default()).unwrap()
 }
 
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 async fn libtorrent_downloads(version: &str) {
     let s = nodus_seed(version, vec![]).await;
     let out = s.seed.dir.join("lt");
     let peer = s.seed.handle.listen_addr().unwrap();
     let (torrent, o) = (s.torrent.clone(), out.clone());
-    let v = tokio::task::spawn_blocking(move || run_lt_download(&torrent, &o, peer))
-        .await
-        .unwrap();
+    let v = tokio::task::spawn_blocking(move || {
+        run_lt_download(&[
+            "--torrent",
+            path(&torrent),
+            "--dir",
+            path(&o),
+            "--peer",
+            &peer.to_string(),
+        ])
+    })
+    .await
+    .unwrap();
     assert_eq!(v["ok"], true, "{v}");
     assert_same_tree(&s.src, &out.join("album"));
     let id = &s.seed.handle.list()[0].id;
@@ -118,13 +139,11 @@ async fn libtorrent_downloads_hybrid_from_nodus() {
 }
 
 /// libtorrent seeds (after checking the data itself); prints its port.
-fn lt_seed(torrent: &Path, dir: &Path) -> (Proc, SocketAddr) {
+fn lt_seed(args: &[&str]) -> (Proc, SocketAddr) {
     let mut child = Command::new("python3")
         .arg(lt_script())
-        .args(["seed", "--torrent"])
-        .arg(torrent)
-        .arg("--dir")
-        .arg(dir)
+        .arg("seed")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -139,12 +158,105 @@ fn lt_seed(torrent: &Path, dir: &Path) -> (Proc, SocketAddr) {
     (Proc(child), SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
+/// A DHT of two nodus nodes: a router (the entry point others are given) and a seeder
+/// that joined through it, seeding `version` with no tracker.
+struct DhtSeed {
+    shared: Shared,
+    hash: String,
+    /// The router's DHT address.
+    entry: String,
+    _router: (Node, tempfile::TempDir),
+}
+
+async fn nodus_seed_behind_dht_router(version: &str) -> DhtSeed {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = node(&tmp.path().join("router")).await;
+    let shared = nodus_seed_in_dht(version, vec![], dht_of(&router)).await;
+    DhtSeed {
+        hash: shared.seed.handle.list()[0].infohash_v1.clone().unwrap(),
+        entry: dht_of(&router).remove(0),
+        shared,
+        _router: (router, tmp),
+    }
+}
+
+/// Trackerless: libtorrent has only the infohash and a DHT entry node (a third nodus
+/// node); it finds nodus in the DHT, fetches the metadata from it and downloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_finds_nodus_through_the_dht() {
+    let s = nodus_seed_behind_dht_router("hybrid").await;
+    let (hash, entry) = (s.hash.clone(), s.entry.clone());
+    let s = &s.shared;
+    let out = s.seed.dir.join("lt");
+    let o = out.clone();
+    let v = tokio::task::spawn_blocking(move || {
+        run_lt_download(&[
+            "--infohash",
+            &hash,
+            "--dir",
+            path(&o),
+            "--dht-bootstrap",
+            &entry,
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_same_tree(&s.src, &out.join("album"));
+}
+
+/// Trackerless the other way: libtorrent seeds and announces in the DHT; nodus, given
+/// only the infohash, finds it there and gets every piece from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_finds_libtorrent_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = node(&tmp.path().join("router")).await;
+    let s = nodus_seed("v1", vec![]).await;
+    let entry = dht_of(&router).remove(0);
+    let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
+    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
+        lt_seed(&[
+            "--torrent",
+            path(&torrent),
+            "--dir",
+            path(&dir),
+            "--dht-bootstrap",
+            &entry,
+        ])
+    })
+    .await
+    .unwrap();
+    // The nodus seeder must not be found: this test is about libtorrent's announce.
+    let hash = s.seed.handle.list()[0].infohash_v1.clone().unwrap();
+    s.seed.handle.remove(&hash, false).await.unwrap();
+    let leech = node_with_dht(&tmp.path().join("leech"), dht_of(&router)).await;
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: hash,
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    assert_same_tree(&s.src, &out.join("album"));
+    assert_eq!(
+        done.pieces_from,
+        vec![(lt_addr.to_string(), done.pieces_total)],
+        "every piece from libtorrent"
+    );
+}
+
 async fn nodus_downloads_from_libtorrent(version: &str) {
     let s = nodus_seed(version, vec![]).await;
     let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
-    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || lt_seed(&torrent, &dir))
-        .await
-        .unwrap();
+    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
+        lt_seed(&["--torrent", path(&torrent), "--dir", path(&dir)])
+    })
+    .await
+    .unwrap();
     let leech = node(&s.seed.dir.join("../leech")).await;
     let out = leech.dir.join("out");
     let info = leech
@@ -249,6 +361,40 @@ async fn aria2_downloads_from_nodus() {
             ])
             .arg(format!("--dir={}", o.display()))
             .arg(torrent)
+            .status()
+            .expect("aria2c")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "aria2c exit {status}");
+    assert_same_tree(&s.src, &out.join("album"));
+}
+
+/// Trackerless: aria2 has only a magnet link with the infohash and a DHT entry point
+/// (a nodus node); it finds the nodus seeder in the DHT and downloads the album.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aria2_finds_nodus_through_the_dht() {
+    let s = nodus_seed_behind_dht_router("v1").await;
+    let (hash, entry) = (s.hash.clone(), s.entry.clone());
+    let s = &s.shared;
+    let out = s.seed.dir.join("aria2");
+    let o = out.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new("aria2c")
+            .args([
+                "--enable-dht=true",
+                "--bt-enable-lpd=false",
+                "--seed-time=0",
+                "--quiet=true",
+                "--bt-stop-timeout=60",
+                "--listen-port=6930-6939",
+                "--dht-listen-port=6940-6949",
+                "--console-log-level=warn",
+            ])
+            .arg(format!("--dht-entry-point={entry}"))
+            .arg(format!("--dht-file-path={}/dht.dat", o.display()))
+            .arg(format!("--dir={}", o.display()))
+            .arg(format!("magnet:?xt=urn:btih:{hash}"))
             .status()
             .expect("aria2c")
     })

@@ -83,17 +83,7 @@ async fn magnet_link_fetches_metadata_from_the_peer() {
     let leech = node(&tmp.path().join("leech")).await;
     let src = tmp.path().join("movie.bin");
     std::fs::write(&src, content(3_000_000, 9)).unwrap();
-    let shared = seed
-        .handle
-        .share(ShareRequest {
-            path: src.display().to_string(),
-            version: None,
-            trackers: vec![],
-            web_seeds: vec![],
-            piece_length: None,
-        })
-        .await
-        .unwrap();
+    let shared = share(&seed, &src).await;
     let out = leech.dir.join("out");
     let info = leech
         .handle
@@ -112,6 +102,89 @@ async fn magnet_link_fetches_metadata_from_the_peer() {
         std::fs::read(out.join("movie.bin")).unwrap(),
         std::fs::read(&src).unwrap()
     );
+    // Neither DHT was given a bootstrap node: each learned the other's from the PORT
+    // message (BEP 5) on the BitTorrent connection.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seed.handle.dht_nodes() == 0 || leech.handle.dht_nodes() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no DHT node learned from PORT"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// No tracker and no peer given: the downloader has only an infohash and finds the
+/// seeder through the mainline DHT (a third node is the DHT's entry point for both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trackerless_download_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let router = node(&tmp.path().join("router")).await;
+    let seed = node_with_dht(&tmp.path().join("seed"), dht_of(&router)).await;
+    let leech = node_with_dht(&tmp.path().join("leech"), dht_of(&router)).await;
+    let src = tmp.path().join("album.bin");
+    std::fs::write(&src, content(2_000_000, 4)).unwrap();
+    let shared = share(&seed, &src).await;
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: shared.infohash_v1.clone().unwrap(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    assert_eq!(
+        std::fs::read(out.join("album.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    let seed_addr = seed.handle.listen_addr().unwrap();
+    assert_eq!(
+        done.pieces_from,
+        vec![(seed_addr.to_string(), done.pieces_total)],
+        "every piece from the seeder found in the DHT: {:?}",
+        done.pieces_from
+    );
+    assert!(
+        router.handle.dht_nodes() >= 2,
+        "the router knows both nodes"
+    );
+}
+
+/// Garbage sent to the DHT port is counted and dropped unanswered; the node goes on
+/// answering well-formed queries, whatever length of transaction id they carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dht_drops_garbage_and_keeps_answering() {
+    use nodus_torrent::dht::krpc::{self, Message, Query};
+    let tmp = tempfile::tempdir().unwrap();
+    let n = node(&tmp.path().join("n")).await;
+    let dht = n.handle.dht_addr().unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 1500];
+    for junk in [
+        &b"\xff\x00garbage"[..],
+        b"d1:t2:aa1:y1:qe",
+        b"i42e",
+        &[b'd'; 1400],
+    ] {
+        sock.send_to(junk, dht).await.unwrap();
+    }
+    for tid in [&b"x"[..], b"ab", b"abcd", b"0123456789"] {
+        sock.send_to(&krpc::encode_query(tid, &[7; 20], &Query::Ping), dht)
+            .await
+            .unwrap();
+        let (len, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer to a ping")
+            .unwrap();
+        match krpc::decode(&buf[..len]).unwrap() {
+            Message::Response(r) => assert_eq!(r.tid, tid),
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+    assert_eq!(n.handle.dht_bad_packets(), 4);
 }
 
 /// Three seeds hold different thirds of a file; a fourth node downloads from all three

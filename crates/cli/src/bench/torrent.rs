@@ -443,7 +443,7 @@ async fn nodus_leech(
     }
     std::fs::write(
         dir.join("config.toml"),
-        "[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n[chain]\nenabled = false\n[torrent]\nlisten = \"127.0.0.1:0\"\n",
+        "[p2p]\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n[chain]\nenabled = false\n[torrent]\nlisten = \"127.0.0.1:0\"\ndht_bootstrap = []\n",
     )?;
     let child = Command::new(&exe)
         .arg("--data-dir")

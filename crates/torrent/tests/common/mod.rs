@@ -15,7 +15,13 @@ pub struct Node {
     pub _stop: watch::Sender<bool>,
 }
 
+/// A node whose DHT joins nobody (it still answers, so others may join through it).
 pub async fn node(dir: &Path) -> Node {
+    node_with_dht(dir, vec![]).await
+}
+
+/// A node whose DHT joins through `bootstrap` (host:port of other DHT nodes).
+pub async fn node_with_dht(dir: &Path, bootstrap: Vec<String>) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -33,6 +39,7 @@ pub async fn node(dir: &Path) -> Node {
     );
     let config = TorrentConfig {
         listen: format!("{ip}:0"),
+        dht_bootstrap: bootstrap,
         ..Default::default()
     };
     let (handle, _tasks) = nodus_torrent::spawn(
@@ -52,6 +59,20 @@ pub async fn node(dir: &Path) -> Node {
         dir: dir.to_path_buf(),
         _stop: tx,
     }
+}
+
+/// Shares `path` with the defaults: hybrid, no tracker, piece length by size.
+pub async fn share(n: &Node, path: &Path) -> nodus_torrent::types::Shared {
+    n.handle
+        .share(nodus_torrent::ShareRequest {
+            path: path.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: None,
+        })
+        .await
+        .unwrap()
 }
 
 pub fn content(len: usize, seed: u8) -> Vec<u8> {
@@ -79,6 +100,10 @@ pub async fn wait_complete(h: &TorrentHandle, id: &str, secs: u64) -> nodus_torr
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+pub fn dht_of(n: &Node) -> Vec<String> {
+    vec![n.handle.dht_addr().expect("DHT on").to_string()]
 }
 
 pub fn peer_of(n: &Node) -> Vec<String> {
