@@ -1,13 +1,15 @@
 //! Everything a BitTorrent peer or tracker sends nodus: peer messages as a byte stream
 //! (length prefixes and all), handshakes, extension handshakes, ut_metadata and ut_pex
-//! messages, bitfields and tracker answers. Decoding never panics, and a decoded peer
-//! message re-encodes to the same bytes it came from.
+//! messages, bitfields, tracker answers (HTTP and UDP) and UDP tracker requests.
+//! Decoding never panics, and a decoded peer message re-encodes to the same bytes it
+//! came from.
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use nodus_torrent::bitfield::Bitfield;
 use nodus_torrent::tracker::parse_response;
+use nodus_torrent::tracker_udp;
 use nodus_torrent::wire::{ExtHandshake, Handshake, Message, MetadataMsg, Pex};
 
 fuzz_target!(|data: &[u8]| {
@@ -36,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = Pex::decode(data);
     let _ = parse_response(data);
+    // UDP trackers (BEP 15): what a client hears and what a tracker server hears.
+    let tid = data.get(4..8).map_or(0, |t| u32::from_be_bytes(t.try_into().unwrap()));
+    let _ = tracker_udp::parse_connect_response(data, tid);
+    let _ = tracker_udp::parse_announce_response(data, tid);
+    let _ = tracker_udp::parse_request(data);
     if let Some((&n, rest)) = data.split_first() {
         let _ = Bitfield::from_bytes(rest, n as u32 * 8 + 3);
     }

@@ -302,17 +302,18 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// `nodus tracker`: an open tracker until Ctrl-C or SIGTERM.
+/// `nodus tracker`: an open tracker, HTTP and UDP on the same port, until Ctrl-C or SIGTERM.
 pub async fn tracker(listen: &str) -> Result<ExitCode> {
     let l = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}; pick another with --listen"))?;
-    println!(
-        "tracker: http://{}/announce (Ctrl-C stops it)",
-        l.local_addr()?
-    );
+    let addr = l.local_addr()?;
+    let udp = tokio::net::UdpSocket::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on udp {addr}; pick another with --listen"))?;
+    println!("tracker: http://{addr}/announce and udp://{addr} (Ctrl-C stops it)");
     tokio::select! {
-        _ = nodus_torrent::tracker_server::serve(l) => {}
+        _ = nodus_torrent::tracker_server::serve_with(l, Some(udp)) => {}
         r = crate::commands::stop_signal() => r?,
     }
     Ok(ExitCode::SUCCESS)

@@ -39,6 +39,7 @@ pub mod store;
 mod torrent;
 pub mod tracker;
 pub mod tracker_server;
+pub mod tracker_udp;
 pub mod types;
 pub mod wire;
 

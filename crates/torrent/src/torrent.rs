@@ -1005,7 +1005,9 @@ impl Torrent {
                         left,
                         event,
                     };
-                    match crate::tracker::announce(&t.shared.http, &url, &req).await {
+                    match crate::tracker::announce(&t.shared.http, t.shared.bind_ip, &url, &req)
+                        .await
+                    {
                         Ok(resp) => {
                             t.add_peers(&resp.peers);
                             // The tracker's interval, within bounds that keep a hostile one from

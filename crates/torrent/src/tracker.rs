@@ -1,4 +1,5 @@
-//! Tracker announces over HTTP (BEP 3, compact peer lists per BEP 23).
+//! Tracker announces over HTTP (BEP 3, compact peer lists per BEP 23); UDP trackers
+//! (BEP 15) are in `tracker_udp`.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -39,11 +40,16 @@ pub enum TrackerError {
     Unsupported(String),
 }
 
+/// Announces to an HTTP(S) or UDP (BEP 15) tracker; a UDP announce leaves from `bind`.
 pub async fn announce(
     http: &reqwest::Client,
+    bind: Option<IpAddr>,
     url: &str,
     a: &Announce,
 ) -> Result<AnnounceResponse, TrackerError> {
+    if url.starts_with("udp://") {
+        return crate::tracker_udp::announce(url, bind, a).await;
+    }
     if !url.starts_with("http://") && !url.starts_with("https://") {
         return Err(TrackerError::Unsupported(url.to_string()));
     }

@@ -1,7 +1,8 @@
-//! A small open HTTP tracker (BEP 3 announces, compact answers per BEP 23, scrapes per
-//! BEP 48): enough for
-//! a LAN or a test swarm of real clients. It keeps every swarm in memory, forgets peers
-//! that stop announcing, and answers every peer the others of its swarm.
+//! A small open tracker, over HTTP (BEP 3 announces, compact answers per BEP 23,
+//! scrapes per BEP 48) and UDP (BEP 15): enough for a LAN or a test swarm of real
+//! clients. It keeps every swarm in memory, forgets peers that stop announcing, and
+//! answers every peer the others of its swarm. UDP connection ids are derived from a
+//! secret, the client's IP and the minute, so the server keeps no per-client state.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use percent_encoding::percent_decode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::bencode::{BValue, dict};
 
@@ -25,9 +26,16 @@ const MAX_PEERS_PER_SWARM: usize = 1000;
 /// Per swarm: each peer, when it last announced, and whether it is a seed.
 type Swarms = Arc<Mutex<HashMap<[u8; 20], HashMap<SocketAddr, (Instant, bool)>>>>;
 
-/// Serves announces on `listener` until the task is dropped.
+/// Serves HTTP announces on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
+    serve_with(listener, None).await
+}
+
+/// Serves HTTP announces on `listener` and, with `udp`, UDP announces on that socket,
+/// both into the same swarms, until the task is dropped.
+pub async fn serve_with(listener: TcpListener, udp: Option<UdpSocket>) {
     let swarms: Swarms = Arc::default();
+    let _udp = udp.map(|sock| AbortOnDrop(tokio::spawn(serve_udp(sock, swarms.clone()))));
     loop {
         let Ok((mut stream, from)) = listener.accept().await else {
             continue;
@@ -107,9 +115,35 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
         return failure("info_hash and port are required");
     };
     let me = SocketAddr::new(ip.unwrap_or(from), port);
+    match record(swarms, hash, me, stopped, seed) {
+        Ok(r) => dict([
+            ("complete", BValue::Int(r.seeds as i64)),
+            ("incomplete", BValue::Int(r.leechers as i64)),
+            ("interval", BValue::Int(INTERVAL as i64)),
+            ("peers", BValue::Bytes(crate::wire::compact_v4(&r.others))),
+        ])
+        .encode(),
+        Err(reason) => failure(reason),
+    }
+}
+
+struct Recorded {
+    others: Vec<SocketAddr>,
+    seeds: usize,
+    leechers: usize,
+}
+
+/// Notes `me` in the swarm of `hash` (or takes it out, `stopped`) and lists the others.
+fn record(
+    swarms: &Swarms,
+    hash: [u8; 20],
+    me: SocketAddr,
+    stopped: bool,
+    seed: bool,
+) -> Result<Recorded, &'static str> {
     let mut all = swarms.lock().unwrap_or_else(|e| e.into_inner());
     if !all.contains_key(&hash) && all.len() >= MAX_SWARMS {
-        return failure("tracker full");
+        return Err("tracker full");
     }
     let swarm = all.entry(hash).or_default();
     swarm.retain(|_, (seen, _)| seen.elapsed() < PEER_TTL);
@@ -118,19 +152,128 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
     } else if swarm.len() < MAX_PEERS_PER_SWARM || swarm.contains_key(&me) {
         swarm.insert(me, (Instant::now(), seed));
     }
-    let others: Vec<SocketAddr> = swarm.keys().copied().filter(|a| *a != me).collect();
-    let seeds = swarm.values().filter(|(_, s)| *s).count() as i64;
-    dict([
-        ("complete", BValue::Int(seeds)),
-        ("incomplete", BValue::Int(swarm.len() as i64 - seeds)),
-        ("interval", BValue::Int(INTERVAL as i64)),
-        ("peers", BValue::Bytes(crate::wire::compact_v4(&others))),
-    ])
-    .encode()
+    let seeds = swarm.values().filter(|(_, s)| *s).count();
+    Ok(Recorded {
+        others: swarm.keys().copied().filter(|a| *a != me).collect(),
+        seeds,
+        leechers: swarm.len() - seeds,
+    })
+}
+
+/// (seeds, peers in all) of one swarm.
+fn counts(swarms: &Swarms, hash: &[u8; 20]) -> (usize, usize) {
+    let all = swarms.lock().unwrap_or_else(|e| e.into_inner());
+    all.get(hash).map_or((0, 0), |s| {
+        (s.values().filter(|(_, seed)| *seed).count(), s.len())
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Peers in one UDP answer, at most (the datagram stays under 1500 bytes).
+const UDP_MAX_PEERS: usize = 200;
+
+async fn serve_udp(sock: UdpSocket, swarms: Swarms) {
+    use crate::tracker_udp::{self as udp, Request};
+    let secret: [u8; 16] = rand::random();
+    let conn_id = |ip: IpAddr, minute: u64| -> u64 {
+        use sha1::{Digest, Sha1};
+        let mut h = Sha1::new();
+        h.update(secret);
+        h.update(ip.to_string().as_bytes());
+        h.update(minute.to_be_bytes());
+        u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+    };
+    let minute = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60)
+    };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        let header = |action: u32, tid: u32| {
+            let mut out = action.to_be_bytes().to_vec();
+            out.extend_from_slice(&tid.to_be_bytes());
+            out
+        };
+        let reply = match udp::parse_request(&buf[..n]) {
+            Err(_) => continue,
+            Ok(Request::Connect { tid }) => {
+                let mut out = header(udp::CONNECT, tid);
+                out.extend_from_slice(&conn_id(from.ip(), minute()).to_be_bytes());
+                out
+            }
+            Ok(Request::Announce { conn, tid, .. } | Request::Scrape { conn, tid, .. })
+                // BEP 15: a connection id is good for two minutes.
+                if !(0..=2).any(|ago| conn_id(from.ip(), minute().saturating_sub(ago)) == conn) =>
+            {
+                let mut out = header(udp::ERROR, tid);
+                out.extend_from_slice(b"connection id expired; connect again");
+                out
+            }
+            Ok(Request::Announce {
+                tid,
+                info_hash,
+                left,
+                event,
+                ip,
+                port,
+                ..
+            }) => {
+                let ip = if ip.is_unspecified() {
+                    from.ip()
+                } else {
+                    IpAddr::V4(ip)
+                };
+                let me = SocketAddr::new(ip, port);
+                match record(&swarms, info_hash, me, event == 3, left == 0) {
+                    Ok(r) => {
+                        let mut out = header(udp::ANNOUNCE, tid);
+                        out.extend_from_slice(&(INTERVAL as u32).to_be_bytes());
+                        out.extend_from_slice(&(r.leechers as u32).to_be_bytes());
+                        out.extend_from_slice(&(r.seeds as u32).to_be_bytes());
+                        let v4: Vec<SocketAddr> = r
+                            .others
+                            .into_iter()
+                            .filter(SocketAddr::is_ipv4)
+                            .take(UDP_MAX_PEERS)
+                            .collect();
+                        out.extend_from_slice(&crate::wire::compact_v4(&v4));
+                        out
+                    }
+                    Err(reason) => {
+                        let mut out = header(udp::ERROR, tid);
+                        out.extend_from_slice(reason.as_bytes());
+                        out
+                    }
+                }
+            }
+            Ok(Request::Scrape {
+                tid, info_hashes, ..
+            }) => {
+                let mut out = header(udp::SCRAPE, tid);
+                for h in &info_hashes {
+                    let (seeds, total) = counts(&swarms, h);
+                    out.extend_from_slice(&(seeds as u32).to_be_bytes());
+                    out.extend_from_slice(&0u32.to_be_bytes());
+                    out.extend_from_slice(&((total - seeds) as u32).to_be_bytes());
+                }
+                out
+            }
+        };
+        let _ = sock.send_to(&reply, from).await;
+    }
 }
 
 fn scrape(swarms: &Swarms, query: &[u8]) -> Vec<u8> {
-    let all = swarms.lock().unwrap_or_else(|e| e.into_inner());
     let mut files = std::collections::BTreeMap::new();
     for pair in query.split(|&b| b == b'&') {
         let Some(v) = pair.strip_prefix(b"info_hash=") else {
@@ -140,12 +283,8 @@ fn scrape(swarms: &Swarms, query: &[u8]) -> Vec<u8> {
         let Ok(hash) = <[u8; 20]>::try_from(v.as_slice()) else {
             continue;
         };
-        let (seeds, total) = all.get(&hash).map_or((0, 0), |s| {
-            (
-                s.values().filter(|(_, seed)| *seed).count() as i64,
-                s.len() as i64,
-            )
-        });
+        let (seeds, total) = counts(swarms, &hash);
+        let (seeds, total) = (seeds as i64, total as i64);
         files.insert(
             hash.to_vec(),
             dict([
