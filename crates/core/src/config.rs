@@ -48,6 +48,22 @@ pub struct TorrentConfig {
     pub dht: bool,
     /// DHT nodes to join through (host:port). Empty: start alone and learn nodes from peers.
     pub dht_bootstrap: Vec<String>,
+    /// Message stream encryption (MSE/PE) with other BitTorrent peers.
+    pub encryption: Encryption,
+}
+
+/// `[torrent] encryption`: whether BitTorrent connections are obfuscated (MSE/PE).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// Plain BitTorrent only, both ways.
+    Off,
+    /// Connect with MSE offering RC4 and plain, and let the other side choose; accept
+    /// both. Falls back to a plain connection to a peer that does not speak MSE.
+    #[default]
+    Prefer,
+    /// RC4 only, both ways: plain connections are refused.
+    Require,
 }
 
 impl Default for TorrentConfig {
@@ -66,6 +82,7 @@ impl Default for TorrentConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            encryption: Encryption::Prefer,
         }
     }
 }
@@ -411,6 +428,9 @@ download_limit_kib = 0
 dht = true
 # DHT nodes to join through; [] starts alone and learns nodes from peers.
 dht_bootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "dht.libtorrent.org:25401"]
+# Message stream encryption with peers: "prefer" (offer it, accept both), "require"
+# (encrypted connections only) or "off".
+encryption = "prefer"
 
 [chain]
 enabled = true

@@ -21,7 +21,9 @@ pub mod fsutil;
 pub mod identity;
 pub mod token;
 
-pub use config::{ChainConfig, Config, GenesisConfig, MiningConfig, MsgConfig, TorrentConfig};
+pub use config::{
+    ChainConfig, Config, Encryption, GenesisConfig, MiningConfig, MsgConfig, TorrentConfig,
+};
 pub use datadir::DataDir;
 pub use endpoints::Endpoints;
 pub use error::CoreError;

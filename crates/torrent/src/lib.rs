@@ -30,6 +30,7 @@ mod error;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
+pub mod mse;
 mod peer;
 pub mod picker;
 mod rate;

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::bitfield::Bitfield;
+use crate::mse::{MseStream, Policy};
 use crate::picker::{BlockRef, PeerKey};
 use crate::torrent::{PeerCmd, Torrent};
 use crate::wire::{self, ExtHandshake, Handshake, Message, MetadataMsg, Pex, reserved};
@@ -32,8 +33,31 @@ const CONTROL_QUEUE: usize = 4096;
 /// Requests from a peer we queue at most (we advertise this as `reqq`).
 const MAX_QUEUED_REQUESTS: usize = 500;
 
-/// Dials `addr`, handshakes, and runs the connection until it ends.
+/// Dials `addr`, handshakes (through MSE unless `[torrent] encryption = "off"`), and
+/// runs the connection until it ends.
 pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
+    let policy = t.shared.config.encryption;
+    let mut opened = open(&t, addr, policy != Policy::Off).await;
+    // A peer that does not speak MSE closes on it; in "prefer", try it plain.
+    if opened.is_none() && policy == Policy::Prefer {
+        opened = open(&t, addr, false).await;
+    }
+    let Some((stream, theirs)) = opened else {
+        return;
+    };
+    if !t.hashes.matches(&theirs.info_hash) || theirs.peer_id == t.shared.peer_id {
+        return;
+    }
+    let encrypted = stream.is_encrypted();
+    run(t, stream, addr, theirs, false, encrypted).await;
+}
+
+/// Dials `addr` and exchanges handshakes, inside MSE when `encrypted`.
+async fn open(
+    t: &Arc<Torrent>,
+    addr: SocketAddr,
+    encrypted: bool,
+) -> Option<(MseStream<TcpStream>, Handshake)> {
     let dial = async {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -45,27 +69,34 @@ pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
         }
         socket.connect(addr).await
     };
-    let Ok(Ok(mut stream)) = tokio::time::timeout(CONNECT_TIMEOUT, dial).await else {
-        return;
-    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+        .await
+        .ok()?
+        .ok()?;
     let _ = stream.set_nodelay(true);
     let ours = Handshake {
         reserved: reserved::ours(t.shared.dht.get().is_some()),
         info_hash: t.hashes.wire_id(),
         peer_id: t.shared.peer_id,
     };
-    let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-        stream.write_all(&ours.encode()).await?;
-        read_handshake(&mut stream).await
-    })
-    .await;
-    let Ok(Ok(theirs)) = theirs else {
-        return;
+    let exchange = async {
+        let mut stream = if encrypted {
+            let policy = t.shared.config.encryption;
+            crate::mse::initiate(stream, t.hashes.wire_id(), &ours.encode(), policy)
+                .await
+                .map_err(std::io::Error::other)?
+        } else {
+            let mut s = MseStream::plain(stream, Vec::new());
+            s.write_all(&ours.encode()).await?;
+            s
+        };
+        let theirs = read_handshake(&mut stream).await?;
+        Ok::<_, std::io::Error>((stream, theirs))
     };
-    if !t.hashes.matches(&theirs.info_hash) || theirs.peer_id == t.shared.peer_id {
-        return;
-    }
-    run(t, stream, addr, theirs, false).await;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .ok()?
+        .ok()
 }
 
 pub(crate) async fn read_handshake<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Handshake> {
@@ -424,11 +455,12 @@ pub(crate) async fn run<S>(
     addr: SocketAddr,
     theirs: Handshake,
     incoming: bool,
+    encrypted: bool,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<PeerCmd>(1024);
-    let Some(key) = t.register(addr, incoming, cmd_tx) else {
+    let Some(key) = t.register(addr, incoming, encrypted, cmd_tx) else {
         return;
     };
     t.shared.metrics.peers_connected.inc();
@@ -586,7 +618,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 },
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        // Flushed too: an encrypting stream may hold the tail of what it took.
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
             break;
         }
         buf.clear();

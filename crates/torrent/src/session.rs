@@ -21,6 +21,7 @@ use crate::bitfield::Bitfield;
 use crate::create::{self, CreateOptions};
 use crate::magnet::Magnet;
 use crate::metainfo::{Hash20, InfoHashes, Metainfo, Version};
+use crate::mse::{self, MseStream, Policy};
 use crate::store::{Settings, Store};
 use crate::torrent::Torrent;
 use crate::types::{AddRequest, ShareRequest, Shared as SharedInfo, TorrentEvent, TorrentInfo};
@@ -250,7 +251,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (mut stream, addr) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             _ = shutdown.changed() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
@@ -264,12 +265,10 @@ async fn accept_loop(
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let hs = tokio::time::timeout(
-                Duration::from_secs(10),
-                crate::peer::read_handshake(&mut stream),
-            )
-            .await;
-            let Ok(Ok(theirs)) = hs else {
+            let accepted =
+                tokio::time::timeout(Duration::from_secs(10), accept_handshake(&shared, stream))
+                    .await;
+            let Ok(Some((mut stream, theirs))) = accepted else {
                 shared.metrics.bad_messages.inc();
                 return;
             };
@@ -285,12 +284,50 @@ async fn accept_loop(
                 peer_id: shared.peer_id,
             };
             use tokio::io::AsyncWriteExt;
-            if stream.write_all(&ours.encode()).await.is_err() {
+            if stream.write_all(&ours.encode()).await.is_err() || stream.flush().await.is_err() {
                 return;
             }
-            crate::peer::run(t, stream, addr, theirs, true).await;
+            let encrypted = stream.is_encrypted();
+            crate::peer::run(t, stream, addr, theirs, true, encrypted).await;
         });
     }
+}
+
+/// Reads an incoming connection's opening: a plain BitTorrent handshake, or an MSE
+/// handshake (anything else in the first 20 bytes) followed by the BitTorrent one.
+/// None when it is neither, or is what `[torrent] encryption` refuses.
+async fn accept_handshake(
+    shared: &Shared,
+    mut stream: tokio::net::TcpStream,
+) -> Option<(MseStream<tokio::net::TcpStream>, crate::wire::Handshake)> {
+    use tokio::io::AsyncReadExt;
+    let policy = shared.config.encryption;
+    let mut first = [0u8; 20];
+    stream.read_exact(&mut first).await.ok()?;
+    let mut stream = if first == *crate::wire::PROTOCOL_PREFIX {
+        if policy == Policy::Require {
+            return None;
+        }
+        MseStream::plain(stream, first.to_vec())
+    } else {
+        if policy == Policy::Off {
+            return None;
+        }
+        let skeys: Vec<Hash20> = shared
+            .by_wire
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let acc = mse::respond(stream, &first, &skeys, policy).await.ok()?;
+        let mut stream = acc.stream;
+        let theirs = crate::peer::read_handshake(&mut stream).await.ok()?;
+        // The handshake inside must name the torrent the MSE exchange proved.
+        return (theirs.info_hash == acc.skey).then_some((stream, theirs));
+    };
+    let theirs = crate::peer::read_handshake(&mut stream).await.ok()?;
+    Some((stream, theirs))
 }
 
 impl TorrentHandle {

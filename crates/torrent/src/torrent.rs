@@ -62,6 +62,8 @@ pub(crate) struct PeerEntry {
     pub interested: bool,
     pub client: String,
     pub incoming: bool,
+    /// The connection is RC4-encrypted (MSE).
+    pub encrypted: bool,
     pub listen_addr: Option<SocketAddr>,
     pub down: u64,
     pub up: u64,
@@ -320,6 +322,7 @@ impl Torrent {
         &self,
         addr: SocketAddr,
         incoming: bool,
+        encrypted: bool,
         tx: mpsc::Sender<PeerCmd>,
     ) -> Option<PeerKey> {
         let mut g = self.lock();
@@ -340,6 +343,7 @@ impl Torrent {
                 interested: false,
                 client: String::new(),
                 incoming,
+                encrypted,
                 listen_addr: (!incoming).then_some(addr),
                 down: 0,
                 up: 0,
@@ -1176,6 +1180,7 @@ impl Torrent {
                     addr: p.addr.to_string(),
                     client: p.client.clone(),
                     incoming: p.incoming,
+                    encrypted: p.encrypted,
                     downloaded: p.down,
                     uploaded: p.up,
                     pieces: p.pieces,

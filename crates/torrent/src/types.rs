@@ -17,6 +17,8 @@ pub struct PeerInfo {
     pub addr: String,
     pub client: String,
     pub incoming: bool,
+    /// RC4-encrypted (MSE/PE).
+    pub encrypted: bool,
     pub downloaded: u64,
     pub uploaded: u64,
     /// Pieces credited to this peer (it sent most of their blocks).

@@ -11,6 +11,8 @@ use crate::bencode::{self, BValue};
 
 pub const PROTOCOL: &[u8; 19] = b"BitTorrent protocol";
 pub const HANDSHAKE_LEN: usize = 68;
+/// The first 20 bytes of every plain handshake (length byte, then the protocol name).
+pub const PROTOCOL_PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
 /// Largest message accepted: a bitfield of the most pieces, or a 16 KiB block (some
 /// clients send up to 128 KiB blocks; refuse more).
 pub const MAX_MESSAGE: usize = 512 * 1024;

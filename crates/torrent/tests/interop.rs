@@ -142,15 +142,22 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// `leech` downloads the album of `s` from `source` alone (no peer given), byte for
+/// `leech` downloads the album of `s` from `source` (and `peers`, if any), byte for
 /// byte, and gets every piece from the peer at `from`.
-async fn leech_album_from(leech: &Node, s: &Shared, source: String, from: SocketAddr) {
+async fn leech_album_from(
+    leech: &Node,
+    s: &Shared,
+    source: String,
+    from: SocketAddr,
+    peers: Vec<String>,
+) -> nodus_torrent::TorrentInfo {
     let out = leech.dir.join("out");
     let info = leech
         .handle
         .add(AddRequest {
             source,
             out_dir: Some(out.display().to_string()),
+            peers,
             ..Default::default()
         })
         .await
@@ -162,6 +169,7 @@ async fn leech_album_from(leech: &Node, s: &Shared, source: String, from: Socket
         vec![(from.to_string(), done.pieces_total)],
         "every piece from {from}"
     );
+    done
 }
 
 /// libtorrent downloads the album `s` seeds, finding it as `args` say, byte for byte.
@@ -209,6 +217,27 @@ async fn libtorrent_downloads_v2_from_nodus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_downloads_hybrid_from_nodus() {
     libtorrent_downloads("hybrid").await;
+}
+
+/// libtorrent set to require encryption (forced RC4, both ways) downloads from nodus:
+/// nodus answers its MSE handshake and serves over RC4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_requiring_encryption_downloads_from_nodus() {
+    let s = nodus_seed("hybrid", vec![]).await;
+    let peer = s.seed.handle.listen_addr().unwrap().to_string();
+    let torrent = s.torrent.display().to_string();
+    let args = vec!["--torrent".into(), torrent, "--peer".into(), peer];
+    lt_downloads_album(&s, [args, vec!["--require-encryption".into()]].concat()).await;
+}
+
+/// nodus downloads from a libtorrent seed that requires encryption: nodus opens with
+/// MSE offering both methods and libtorrent picks RC4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_libtorrent_requiring_encryption() {
+    // libtorrent's forced policy drops any connection that is not RC4 (MSE), so a
+    // complete download is the proof; the connection itself is gone by then (a seed
+    // hangs up on a peer that became one).
+    nodus_downloads_from_libtorrent("v1", &["--require-encryption"]).await;
 }
 
 /// libtorrent seeds (after checking the data itself); prints its port.
@@ -292,48 +321,33 @@ async fn nodus_finds_libtorrent_through_the_dht() {
     let hash = s.seed.handle.list()[0].infohash_v1.clone().unwrap();
     s.seed.handle.remove(&hash, false).await.unwrap();
     let leech = node_with_dht(&tmp.path().join("leech"), dht_of(&router)).await;
-    leech_album_from(&leech, &s, hash, lt_addr).await;
+    leech_album_from(&leech, &s, hash, lt_addr, vec![]).await;
 }
 
-async fn nodus_downloads_from_libtorrent(version: &str) {
+/// A libtorrent seed (started with `lt_args` besides its torrent and data) serves the
+/// album to a new nodus node given its address.
+async fn nodus_downloads_from_libtorrent(version: &str, lt_args: &'static [&'static str]) {
     let s = nodus_seed(version, vec![]).await;
     let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
     let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
-        lt_seed(&["--torrent", path(&torrent), "--dir", path(&dir)])
+        lt_seed(&[&["--torrent", path(&torrent), "--dir", path(&dir)], lt_args].concat())
     })
     .await
     .unwrap();
     let leech = node(&s.seed.dir.join("../leech")).await;
-    let out = leech.dir.join("out");
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source: s.torrent.display().to_string(),
-            out_dir: Some(out.display().to_string()),
-            peers: vec![lt_addr.to_string()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &info.id, 60).await;
-    assert_same_tree(&s.src, &out.join("album"));
-    assert!(
-        done.pieces_from
-            .iter()
-            .any(|(a, n)| a == &lt_addr.to_string() && *n == done.pieces_total),
-        "every piece from libtorrent: {:?}",
-        done.pieces_from
-    );
+    let source = s.torrent.display().to_string();
+    let peers = vec![lt_addr.to_string()];
+    leech_album_from(&leech, &s, source, lt_addr, peers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_hybrid_from_libtorrent() {
-    nodus_downloads_from_libtorrent("hybrid").await;
+    nodus_downloads_from_libtorrent("hybrid", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_v2_from_libtorrent() {
-    nodus_downloads_from_libtorrent("v2").await;
+    nodus_downloads_from_libtorrent("v2", &[]).await;
 }
 
 /// libtorrent announces to our UDP tracker (BEP 15) and finds the nodus seeder there:
@@ -362,7 +376,7 @@ async fn nodus_swarm_through_opentracker_over_udp() {
     let leech = node(&tmp.path().join("leech")).await;
     let magnet = format!("magnet:?xt=urn:btih:{hash}&tr={url}");
     let seed = s.seed.handle.listen_addr().unwrap();
-    leech_album_from(&leech, &s, magnet, seed).await;
+    leech_album_from(&leech, &s, magnet, seed, vec![]).await;
 }
 
 /// A new nodus node downloads the album, finding peers through the tracker only, and

@@ -187,6 +187,61 @@ async fn dht_drops_garbage_and_keeps_answering() {
     assert_eq!(n.handle.dht_bad_packets(), 4);
 }
 
+/// A node that requires encryption downloads over RC4 (MSE) from one that prefers
+/// it, and refuses a peer that opens with a plain BitTorrent handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_encryption_is_rc4_and_refuses_plain_peers() {
+    use nodus_core::Encryption;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node_with(&tmp.path().join("seed"), |c| {
+        c.encryption = Encryption::Require
+    })
+    .await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let src = tmp.path().join("secret.bin");
+    std::fs::write(&src, content(3_000_000, 21)).unwrap();
+    let shared = share(&seed, &src).await;
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: shared.torrent_path.clone(),
+            out_dir: Some(out.display().to_string()),
+            peers: peer_of(&seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 30).await;
+    assert_eq!(
+        std::fs::read(out.join("secret.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    let from_seed = done.peers.iter().find(|p| p.addr == peer_of(&seed)[0]);
+    assert!(
+        from_seed.is_some_and(|p| p.encrypted),
+        "RC4 to the seed: {:?}",
+        done.peers
+    );
+
+    // A plain handshake for the same torrent gets no answer but a closed connection.
+    let mut plain = tokio::net::TcpStream::connect(seed.handle.listen_addr().unwrap())
+        .await
+        .unwrap();
+    let hash = hex::decode(shared.infohash_v1.unwrap()).unwrap();
+    let mut hs = b"\x13BitTorrent protocol".to_vec();
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&hash);
+    hs.extend_from_slice(b"-XX0001-plainplainpl");
+    plain.write_all(&hs).await.unwrap();
+    let mut buf = [0u8; 68];
+    let read = tokio::time::timeout(Duration::from_secs(5), plain.read(&mut buf))
+        .await
+        .expect("closed, not left hanging");
+    assert!(matches!(read, Ok(0) | Err(_)), "a plain peer was answered");
+}
+
 /// Three seeds hold different thirds of a file; a fourth node downloads from all three
 /// at once and credits each with its third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

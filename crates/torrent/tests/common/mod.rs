@@ -22,6 +22,11 @@ pub async fn node(dir: &Path) -> Node {
 
 /// A node whose DHT joins through `bootstrap` (host:port of other DHT nodes).
 pub async fn node_with_dht(dir: &Path, bootstrap: Vec<String>) -> Node {
+    node_with(dir, |c| c.dht_bootstrap = bootstrap).await
+}
+
+/// A node on its own loopback IP, its configuration changed by `f`.
+pub async fn node_with(dir: &Path, f: impl FnOnce(&mut TorrentConfig)) -> Node {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -37,11 +42,12 @@ pub async fn node_with_dht(dir: &Path, bootstrap: Vec<String>) -> Node {
         100 + n / 250 + std::process::id() % 50,
         1 + n % 250
     );
-    let config = TorrentConfig {
+    let mut config = TorrentConfig {
         listen: format!("{ip}:0"),
-        dht_bootstrap: bootstrap,
+        dht_bootstrap: vec![],
         ..Default::default()
     };
+    f(&mut config);
     let (handle, _tasks) = nodus_torrent::spawn(
         SpawnOptions {
             config,
