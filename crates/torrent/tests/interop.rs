@@ -577,3 +577,125 @@ async fn nodus_downloads_from_transmission() {
     let _t = transmission(&["-p", "51510", "--no-portmap", "-et"], &dir, &s.torrent);
     leech_through_tracker(&s, 51510..=51510).await;
 }
+
+/// A port nothing listens on now (for a client that must be told one).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes `data` to `path` with every byte outside `keep` zeroed: a client checking
+/// it finds exactly the pieces inside `keep`.
+fn write_part(path: &Path, data: &[u8], keep: std::ops::Range<usize>) {
+    let mut part = vec![0u8; data.len()];
+    part[keep.clone()].copy_from_slice(&data[keep]);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, part).unwrap();
+}
+
+/// The mixed swarm: aria2, libtorrent and a nodus node each hold a different third of
+/// a file (48 pieces); a fourth node, nodus, downloads from all three at once and
+/// credits each with exactly its third.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_aria2_libtorrent_and_nodus_at_once() {
+    const PIECE: usize = 256 * 1024;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = content(48 * PIECE, 77);
+    let src = tmp.path().join("full").join("mix.bin");
+    std::fs::create_dir_all(src.parent().unwrap()).unwrap();
+    std::fs::write(&src, &data).unwrap();
+    let maker = node(&tmp.path().join("maker")).await;
+    let made = maker
+        .handle
+        .share(ShareRequest {
+            path: src.display().to_string(),
+            version: Some("v1".into()),
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: Some(PIECE as u64),
+        })
+        .await
+        .unwrap();
+    drop(maker);
+    let torrent = PathBuf::from(&made.torrent_path);
+    let third = 16 * PIECE;
+
+    // aria2: the first third.
+    let aria_dir = tmp.path().join("aria2");
+    write_part(&aria_dir.join("mix.bin"), &data, 0..third);
+    let aria_port = free_port();
+    let _aria = Proc(
+        Command::new("aria2c")
+            .args(["--enable-dht=false", "--bt-enable-lpd=false"])
+            .args(["--seed-ratio=0.0", "--check-integrity=true", "--quiet=true"])
+            .arg(format!("--listen-port={aria_port}"))
+            .arg(format!("--dir={}", aria_dir.display()))
+            .arg(&torrent)
+            .spawn()
+            .expect("aria2c"),
+    );
+    // libtorrent: the second.
+    let lt_dir = tmp.path().join("lt");
+    write_part(&lt_dir.join("mix.bin"), &data, third..2 * third);
+    let (t, d) = (torrent.clone(), lt_dir.clone());
+    let (_lt, lt_addr) =
+        tokio::task::spawn_blocking(move || lt_seed(&["--torrent", path(&t), "--dir", path(&d)]))
+            .await
+            .unwrap();
+    // nodus: the last, checked on add.
+    let part = node(&tmp.path().join("part")).await;
+    let part_dir = tmp.path().join("part-data");
+    write_part(&part_dir.join("mix.bin"), &data, 2 * third..data.len());
+    let held = part
+        .handle
+        .add(AddRequest {
+            source: torrent.display().to_string(),
+            out_dir: Some(part_dir.display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while part.handle.get(&held.id).unwrap().pieces_have < 16 {
+        assert!(Instant::now() < deadline, "nodus did not find its third");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // aria2 listens once it has checked its data.
+    let aria_addr = SocketAddr::from(([127, 0, 0, 1], aria_port));
+    while std::net::TcpStream::connect(aria_addr).is_err() {
+        assert!(Instant::now() < deadline, "aria2 did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let leech = node(&tmp.path().join("leech")).await;
+    let out = leech.dir.join("out");
+    let nodus_addr = part.handle.listen_addr().unwrap();
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: torrent.display().to_string(),
+            out_dir: Some(out.display().to_string()),
+            peers: [aria_addr, lt_addr, nodus_addr]
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    assert!(std::fs::read(out.join("mix.bin")).unwrap() == data);
+    let mut from = done.pieces_from.clone();
+    from.sort();
+    let mut want = vec![
+        (aria_addr.to_string(), 16),
+        (lt_addr.to_string(), 16),
+        (nodus_addr.to_string(), 16),
+    ];
+    want.sort();
+    assert_eq!(from, want, "pieces per peer");
+}
