@@ -42,6 +42,7 @@ pub mod tracker;
 pub mod tracker_server;
 pub mod tracker_udp;
 pub mod types;
+pub mod webseed;
 pub mod wire;
 
 pub use error::TorrentError;

@@ -99,7 +99,12 @@ pub(crate) struct Inner {
     pub error: Option<String>,
     have_dirty: bool,
     /// Pieces credited per peer address (demo and API).
-    pieces_from: HashMap<SocketAddr, u32>,
+    pieces_from: HashMap<String, u32>,
+    /// Web seeds running (BEP 19): their URL and the bad pieces they sent.
+    web_seeds: HashMap<PeerKey, (String, u32)>,
+    /// Web seed URLs (the torrent's url-list and the magnet link's ws=).
+    web_urls: Vec<String>,
+    web_started: bool,
     rate_down: f64,
     rate_up: f64,
     last_down: u64,
@@ -155,6 +160,14 @@ impl Torrent {
             trackers.extend(m.trackers.iter().cloned());
         }
         trackers.dedup();
+        let mut web_urls: Vec<String> = meta
+            .as_ref()
+            .map(|m| m.web_seeds.clone())
+            .unwrap_or_default();
+        if let Some(m) = magnet {
+            web_urls.extend(m.web_seeds.iter().cloned());
+        }
+        web_urls.dedup();
         let t = Arc::new(Torrent {
             id,
             hashes,
@@ -179,6 +192,9 @@ impl Torrent {
                 error: None,
                 have_dirty: false,
                 pieces_from: HashMap::new(),
+                web_seeds: HashMap::new(),
+                web_urls,
+                web_started: false,
                 rate_down: 0.0,
                 rate_up: 0.0,
                 last_down: 0,
@@ -570,7 +586,12 @@ impl Torrent {
             {
                 p.pieces += 1;
                 let addr = p.listen_addr.unwrap_or(p.addr);
-                *g.pieces_from.entry(addr).or_default() += 1;
+                *g.pieces_from.entry(addr.to_string()).or_default() += 1;
+            } else if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
+                && let Some((url, _)) = g.web_seeds.get(best)
+            {
+                let url = url.clone();
+                *g.pieces_from.entry(url).or_default() += 1;
             }
             for p in g.peers.values() {
                 let _ = p.tx.try_send(PeerCmd::Have(index));
@@ -586,6 +607,13 @@ impl Torrent {
         }
         g.hash_failures += 1;
         tracing::warn!(target: "nodus::torrent", id = %self.id, "piece {index} failed its hash check");
+        for key in by_peer.keys() {
+            if let Some((url, strikes)) = g.web_seeds.get_mut(key) {
+                *strikes += 1;
+                self.shared.metrics.hash_failures.inc();
+                tracing::warn!(target: "nodus::torrent", id = %self.id, %url, "web seed sent a bad piece ({strikes})");
+            }
+        }
         let culprits: Vec<(PeerKey, IpAddr)> = by_peer
             .keys()
             .filter_map(|k| g.peers.get(k).map(|p| (*k, p.addr.ip())))
@@ -795,6 +823,7 @@ impl Torrent {
             }
             rounds += 1;
             self.connect_more();
+            self.start_web_seeds(&shutdown);
             self.announce_if_due();
             self.dht_if_due();
             if rounds.is_multiple_of(2) {
@@ -822,12 +851,9 @@ impl Torrent {
     async fn on_complete(self: &Arc<Self>) {
         let (complete, storage) = {
             let g = self.lock();
-            let complete = g
-                .picker
-                .as_ref()
-                .is_some_and(|p| p.is_complete() && p.have().is_full());
-            (complete && !g.completed_announced, g.storage.clone())
+            (!g.completed_announced, g.storage.clone())
         };
+        let complete = complete && self.is_complete();
         if !complete {
             return;
         }
@@ -1081,6 +1107,43 @@ impl Torrent {
         });
     }
 
+    /// Starts a task per web seed once the metadata is known.
+    fn start_web_seeds(self: &Arc<Self>, shutdown: &tokio::sync::watch::Receiver<bool>) {
+        let urls = {
+            let mut g = self.lock();
+            if g.web_started || g.meta.is_none() || g.web_urls.is_empty() {
+                return;
+            }
+            g.web_started = true;
+            g.web_urls.clone()
+        };
+        for url in urls {
+            tokio::spawn(crate::webseed::run(self.clone(), url, shutdown.clone()));
+        }
+    }
+
+    pub(crate) fn add_web_seed(&self, key: PeerKey, url: &str) {
+        self.lock().web_seeds.insert(key, (url.to_string(), 0));
+    }
+
+    pub(crate) fn remove_web_seed(&self, key: PeerKey) {
+        self.lock().web_seeds.remove(&key);
+    }
+
+    pub(crate) fn web_seed_banned(&self, key: PeerKey) -> bool {
+        self.lock()
+            .web_seeds
+            .get(&key)
+            .is_none_or(|(_, s)| *s >= MAX_STRIKES)
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.lock()
+            .picker
+            .as_ref()
+            .is_some_and(|p| p.is_complete() && p.have().is_full())
+    }
+
     // ---- control
 
     pub(crate) fn set_paused(&self, paused: bool) {
@@ -1137,11 +1200,8 @@ impl Torrent {
         };
         let downloaded = self.downloaded.load(Ordering::Relaxed);
         let uploaded = self.uploaded.load(Ordering::Relaxed);
-        let mut pieces_from: Vec<(String, u32)> = g
-            .pieces_from
-            .iter()
-            .map(|(a, n)| (a.to_string(), *n))
-            .collect();
+        let mut pieces_from: Vec<(String, u32)> =
+            g.pieces_from.iter().map(|(a, n)| (a.clone(), *n)).collect();
         pieces_from.sort();
         TorrentInfo {
             id: self.id.clone(),

@@ -80,12 +80,29 @@ struct Shared {
     seed: Node,
     src: PathBuf,
     torrent: PathBuf,
+    /// The web server serving the album when asked for (nginx).
+    web: Option<(Proc, String)>,
     _tmp: tempfile::TempDir,
+}
+
+#[derive(Default)]
+struct SeedOpts {
+    trackers: Vec<String>,
+    dht_bootstrap: Vec<String>,
+    /// Serve the album over HTTP too and list that as the torrent's web seed.
+    web_seed: bool,
 }
 
 /// A nodus node seeding a multi-file directory of `version` ("v1", "v2", "hybrid").
 async fn nodus_seed(version: &str, trackers: Vec<String>) -> Shared {
-    nodus_seed_in_dht(version, trackers, vec![]).await
+    seed_album(
+        version,
+        SeedOpts {
+            trackers,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// The same, with its DHT joining through `dht_bootstrap`.
@@ -94,20 +111,36 @@ async fn nodus_seed_in_dht(
     trackers: Vec<String>,
     dht_bootstrap: Vec<String>,
 ) -> Shared {
+    seed_album(
+        version,
+        SeedOpts {
+            trackers,
+            dht_bootstrap,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn seed_album(version: &str, opts: SeedOpts) -> Shared {
     let tmp = tempfile::tempdir().unwrap();
-    let seed = node_with_dht(&tmp.path().join("seed"), dht_bootstrap).await;
+    let seed = node_with_dht(&tmp.path().join("seed"), opts.dht_bootstrap).await;
     let src = tmp.path().join("share").join("album");
     std::fs::create_dir_all(src.join("disc 2")).unwrap();
     std::fs::write(src.join("01 intro.flac"), content(1_500_000, 11)).unwrap();
     std::fs::write(src.join("disc 2/02 outro.flac"), content(2_300_001, 12)).unwrap();
     std::fs::write(src.join("cover.jpg"), content(90_000, 13)).unwrap();
+    let web = opts
+        .web_seed
+        .then(|| nginx(&tmp.path().join("nginx"), &tmp.path().join("share")))
+        .map(|(p, port)| (p, format!("http://127.0.0.1:{port}/")));
     let shared = seed
         .handle
         .share(ShareRequest {
             path: src.display().to_string(),
             version: Some(version.into()),
-            trackers,
-            web_seeds: vec![],
+            trackers: opts.trackers,
+            web_seeds: web.iter().map(|(_, u)| u.clone()).collect(),
             piece_length: Some(256 * 1024),
         })
         .await
@@ -116,8 +149,43 @@ async fn nodus_seed_in_dht(
         seed,
         src,
         torrent: PathBuf::from(shared.torrent_path),
+        web,
         _tmp: tmp,
     }
+}
+
+/// nginx (Debian's nginx-light) serving `root` on a free loopback port.
+fn nginx(dir: &Path, root: &Path) -> (Proc, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; user root; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{}}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; \
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d}; \
+             server {{ listen 127.0.0.1:{port}; root {r}; }} }}\n",
+            d = dir.display(),
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/test installs nginx-light)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (Proc(child), port)
 }
 
 /// Runs `lt_peer.py download ARGS` to the end and returns its JSON line.
@@ -143,12 +211,12 @@ fn path(p: &Path) -> &str {
 }
 
 /// `leech` downloads the album of `s` from `source` (and `peers`, if any), byte for
-/// byte, and gets every piece from the peer at `from`.
+/// byte, and gets every piece from `from` (a peer's address or a web seed's URL).
 async fn leech_album_from(
     leech: &Node,
     s: &Shared,
     source: String,
-    from: SocketAddr,
+    from: impl std::fmt::Display,
     peers: Vec<String>,
 ) -> nodus_torrent::TorrentInfo {
     let out = leech.dir.join("out");
@@ -594,6 +662,23 @@ fn write_part(path: &Path, data: &[u8], keep: std::ops::Range<usize>) {
     part[keep.clone()].copy_from_slice(&data[keep]);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, part).unwrap();
+}
+
+/// Web seeds (BEP 19): a nodus node with no peer at all downloads the album, byte for
+/// byte, from nginx, the web seed the torrent lists (hybrid: padding files included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_a_web_seed_alone() {
+    let s = seed_album(
+        "hybrid",
+        SeedOpts {
+            web_seed: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let url = s.web.as_ref().unwrap().1.clone();
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    leech_album_from(&leech, &s, s.torrent.display().to_string(), url, vec![]).await;
 }
 
 /// The mixed swarm: aria2, libtorrent and a nodus node each hold a different third of
