@@ -2,7 +2,7 @@
 
   lt_peer.py download (--torrent T | --infohash H) --dir D [--peer IP:PORT]... [--timeout S]
   lt_peer.py seed     --torrent T --dir D
-  common: [--require-encryption] [--listen IP] [--dht-bootstrap IP:PORT]
+  common: [--require-encryption] [--utp-only] [--listen IP] [--dht-bootstrap IP:PORT]
 
 With --dht-bootstrap the peer joins the mainline DHT through that node and finds and
 announces peers there (trackerless); otherwise its DHT is off.
@@ -40,6 +40,14 @@ def session(args):
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
     }
+    if args.utp_only:
+        # uTP (BEP 29) both ways; TCP connections are neither made nor accepted.
+        s.update({
+            "enable_outgoing_utp": True,
+            "enable_incoming_utp": True,
+            "enable_outgoing_tcp": False,
+            "enable_incoming_tcp": False,
+        })
     if args.dht_bootstrap:
         s.update({
             "dht_bootstrap_nodes": args.dht_bootstrap,
@@ -83,6 +91,7 @@ def main():
     ap.add_argument("--peer", action="append")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--require-encryption", action="store_true")
+    ap.add_argument("--utp-only", action="store_true")
     args = ap.parse_args()
     if not args.torrent and not (args.infohash and args.mode == "download"):
         ap.error("give --torrent (or --infohash to download)")

@@ -278,9 +278,11 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
                 .into_iter()
                 .flatten()
                 .map(|p| {
+                    let rc4 = if p["encrypted"] == true { "+rc4" } else { "" };
                     vec![
                         s(&p["addr"]),
                         s(&p["client"]),
+                        format!("{}{rc4}", s(&p["transport"])),
                         bytes(p["downloaded"].as_u64().unwrap_or(0)),
                         bytes(p["uploaded"].as_u64().unwrap_or(0)),
                         s(&p["pieces"]),
@@ -289,7 +291,10 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
                 .collect();
             if !peers.is_empty() {
                 println!();
-                table(&["peer", "client", "from it", "to it", "pieces"], &peers);
+                table(
+                    &["peer", "client", "link", "from it", "to it", "pieces"],
+                    &peers,
+                );
             }
         }
         _ => table(

@@ -50,6 +50,9 @@ pub struct TorrentConfig {
     pub dht_bootstrap: Vec<String>,
     /// Message stream encryption (MSE/PE) with other BitTorrent peers.
     pub encryption: Encryption,
+    /// uTP (BEP 29): accept peers over UDP on the listen port, and reach over uTP the
+    /// peers TCP cannot.
+    pub utp: bool,
 }
 
 /// `[torrent] encryption`: whether BitTorrent connections are obfuscated (MSE/PE).
@@ -83,6 +86,7 @@ impl Default for TorrentConfig {
                 .map(|s| s.to_string())
                 .collect(),
             encryption: Encryption::Prefer,
+            utp: true,
         }
     }
 }
@@ -431,6 +435,8 @@ dht_bootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "d
 # Message stream encryption with peers: "prefer" (offer it, accept both), "require"
 # (encrypted connections only) or "off".
 encryption = "prefer"
+# uTP (BEP 29) on UDP at the listen port, beside TCP (the DHT then takes the next port).
+utp = true
 
 [chain]
 enabled = true

@@ -33,31 +33,85 @@ const CONTROL_QUEUE: usize = 4096;
 /// Requests from a peer we queue at most (we advertise this as `reqq`).
 const MAX_QUEUED_REQUESTS: usize = 500;
 
-/// Dials `addr`, handshakes (through MSE unless `[torrent] encryption = "off"`), and
-/// runs the connection until it ends.
-pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
-    let policy = t.shared.config.encryption;
-    let mut opened = open(&t, addr, policy != Policy::Off).await;
-    // A peer that does not speak MSE closes on it; in "prefer", try it plain.
-    if opened.is_none() && policy == Policy::Prefer {
-        opened = open(&t, addr, false).await;
-    }
-    let Some((stream, theirs)) = opened else {
-        return;
-    };
-    if !t.hashes.matches(&theirs.info_hash) || theirs.peer_id == t.shared.peer_id {
-        return;
-    }
-    let encrypted = stream.is_encrypted();
-    run(t, stream, addr, theirs, false, encrypted).await;
+/// How a connection came about and what it runs over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub incoming: bool,
+    /// RC4 (MSE) rather than plain.
+    pub encrypted: bool,
+    /// uTP rather than TCP.
+    pub utp: bool,
 }
 
-/// Dials `addr` and exchanges handshakes, inside MSE when `encrypted`.
-async fn open(
+/// Dials `addr` and runs the connection until it ends: over TCP, then over uTP when
+/// TCP gets nowhere; each through MSE unless `[torrent] encryption = "off"`, and plain
+/// after an MSE attempt the peer refused when the policy is "prefer".
+pub(crate) async fn connect(t: Arc<Torrent>, addr: SocketAddr) {
+    if let Some((stream, theirs)) = attempts(&t, addr, || dial_tcp(&t, addr)).await {
+        let link = Link {
+            incoming: false,
+            encrypted: stream.is_encrypted(),
+            utp: false,
+        };
+        return run(t, stream, addr, theirs, link).await;
+    }
+    let Some(utp) = t.shared.utp.get().cloned() else {
+        return;
+    };
+    let dial_utp = || {
+        let utp = utp.clone();
+        async move {
+            tokio::time::timeout(CONNECT_TIMEOUT, utp.connect(addr))
+                .await
+                .ok()?
+                .ok()
+        }
+    };
+    if let Some((stream, theirs)) = attempts(&t, addr, dial_utp).await {
+        let link = Link {
+            incoming: false,
+            encrypted: stream.is_encrypted(),
+            utp: true,
+        };
+        run(t, stream, addr, theirs, link).await;
+    }
+}
+
+/// Handshakes over connections `dial` opens: MSE first (unless off), plain second
+/// (in "prefer"). None if no attempt gives a handshake for this torrent.
+async fn attempts<S, D, F>(
     t: &Arc<Torrent>,
     addr: SocketAddr,
-    encrypted: bool,
-) -> Option<(MseStream<TcpStream>, Handshake)> {
+    dial: D,
+) -> Option<(MseStream<S>, Handshake)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    D: Fn() -> F,
+    F: std::future::Future<Output = Option<S>>,
+{
+    let policy = t.shared.config.encryption;
+    let tries: &[bool] = match policy {
+        Policy::Off => &[false],
+        Policy::Prefer => &[true, false],
+        Policy::Require => &[true],
+    };
+    let mut opened = None;
+    for &encrypted in tries {
+        let stream = dial().await?;
+        opened = handshake(t, stream, encrypted).await;
+        if opened.is_some() {
+            break;
+        }
+    }
+    let (stream, theirs) = opened?;
+    if !t.hashes.matches(&theirs.info_hash) || theirs.peer_id == t.shared.peer_id {
+        tracing::trace!(target: "nodus::torrent", %addr, "handshake for another torrent or ourselves");
+        return None;
+    }
+    Some((stream, theirs))
+}
+
+async fn dial_tcp(t: &Arc<Torrent>, addr: SocketAddr) -> Option<TcpStream> {
     let dial = async {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -74,6 +128,15 @@ async fn open(
         .ok()?
         .ok()?;
     let _ = stream.set_nodelay(true);
+    Some(stream)
+}
+
+/// Exchanges handshakes over `stream`, inside MSE when `encrypted`.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    t: &Arc<Torrent>,
+    stream: S,
+    encrypted: bool,
+) -> Option<(MseStream<S>, Handshake)> {
     let ours = Handshake {
         reserved: reserved::ours(t.shared.dht.get().is_some()),
         info_hash: t.hashes.wire_id(),
@@ -88,6 +151,7 @@ async fn open(
         } else {
             let mut s = MseStream::plain(stream, Vec::new());
             s.write_all(&ours.encode()).await?;
+            s.flush().await?;
             s
         };
         let theirs = read_handshake(&mut stream).await?;
@@ -454,13 +518,12 @@ pub(crate) async fn run<S>(
     stream: S,
     addr: SocketAddr,
     theirs: Handshake,
-    incoming: bool,
-    encrypted: bool,
+    link: Link,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<PeerCmd>(1024);
-    let Some(key) = t.register(addr, incoming, encrypted, cmd_tx) else {
+    let Some(key) = t.register(addr, link, cmd_tx) else {
         return;
     };
     t.shared.metrics.peers_connected.inc();

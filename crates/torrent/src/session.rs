@@ -12,6 +12,7 @@ use nodus_core::TorrentConfig;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -92,6 +93,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// The mainline DHT node, once it is up (off when `[torrent] dht = false`).
     pub dht: OnceLock<crate::dht::Dht>,
+    /// The uTP socket on the listen port (off when `[torrent] utp = false`).
+    pub utp: OnceLock<Arc<librqbit_utp::UtpSocketUdp>>,
     events: broadcast::Sender<TorrentEvent>,
     torrents: RwLock<HashMap<String, Running>>,
     /// Handshake infohash (v1, or v2 truncated) to torrent id.
@@ -196,6 +199,7 @@ pub async fn spawn(
             .build()
             .map_err(|e| TorrentError::Store(e.to_string()))?,
         dht: OnceLock::new(),
+        utp: OnceLock::new(),
         events,
         torrents: RwLock::new(HashMap::new()),
         by_wire: RwLock::new(HashMap::new()),
@@ -210,6 +214,28 @@ pub async fn spawn(
         local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let _ = shared.listen.set(local);
+    let mut tasks = Vec::new();
+    if shared.config.utp {
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let opts = librqbit_utp::SocketOpts {
+            cancellation_token: cancel.clone(),
+            ..Default::default()
+        };
+        let at = SocketAddr::new(bound, local.port());
+        match librqbit_utp::UtpSocketUdp::new_udp_with_opts(at, opts, Default::default()).await {
+            Ok(sock) => {
+                tracing::info!(target: "nodus::torrent", "uTP on udp {at}");
+                let _ = shared.utp.set(sock.clone());
+                tasks.push(tokio::spawn(utp_accept_loop(
+                    shared.clone(),
+                    sock,
+                    cancel,
+                    shutdown.clone(),
+                )));
+            }
+            Err(e) => tracing::warn!(target: "nodus::torrent", "uTP off: udp {at}: {e}"),
+        }
+    }
     if shared.config.dht {
         let ip = match bound {
             std::net::IpAddr::V4(ip) => ip,
@@ -217,7 +243,12 @@ pub async fn spawn(
         };
         let bootstrap = shared.config.dht_bootstrap.clone();
         let bad = shared.metrics.dht_bad_packets.clone();
-        match crate::dht::Dht::start(ip, local.port(), bootstrap, bad, shutdown.clone()).await {
+        // The listen port's UDP side belongs to uTP when it is on.
+        let port = match shared.utp.get() {
+            Some(_) => local.port().checked_add(1).unwrap_or(0),
+            None => local.port(),
+        };
+        match crate::dht::Dht::start(ip, port, bootstrap, bad, shutdown.clone()).await {
             Ok(d) => {
                 tracing::info!(target: "nodus::torrent", "DHT node on udp {}", d.local_addr());
                 let _ = shared.dht.set(d);
@@ -233,7 +264,11 @@ pub async fn spawn(
             tracing::warn!(target: "nodus::torrent", "a stored torrent could not be resumed: {e}");
         }
     }
-    let accept = tokio::spawn(accept_loop(shared.clone(), listener, shutdown.clone()));
+    tasks.push(tokio::spawn(accept_loop(
+        shared.clone(),
+        listener,
+        shutdown.clone(),
+    )));
     let stopper = {
         let h = handle.clone();
         let mut rx = shutdown;
@@ -242,7 +277,8 @@ pub async fn spawn(
             h.stop_all().await;
         })
     };
-    Ok((handle, vec![accept, stopper]))
+    tasks.push(stopper);
+    Ok((handle, tasks))
 }
 
 async fn accept_loop(
@@ -262,45 +298,77 @@ async fn accept_loop(
                 }
             },
         };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let _ = stream.set_nodelay(true);
-            let accepted =
-                tokio::time::timeout(Duration::from_secs(10), accept_handshake(&shared, stream))
-                    .await;
-            let Ok(Some((mut stream, theirs))) = accepted else {
-                shared.metrics.bad_messages.inc();
-                return;
-            };
-            let Some(t) = shared.by_wire(&theirs.info_hash) else {
-                return;
-            };
-            if theirs.peer_id == shared.peer_id || t.is_banned(addr.ip()) {
-                return;
-            }
-            let ours = crate::wire::Handshake {
-                reserved: crate::wire::reserved::ours(shared.dht.get().is_some()),
-                info_hash: theirs.info_hash,
-                peer_id: shared.peer_id,
-            };
-            use tokio::io::AsyncWriteExt;
-            if stream.write_all(&ours.encode()).await.is_err() || stream.flush().await.is_err() {
-                return;
-            }
-            let encrypted = stream.is_encrypted();
-            crate::peer::run(t, stream, addr, theirs, true, encrypted).await;
-        });
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(incoming(shared.clone(), stream, addr, false));
     }
+}
+
+async fn utp_accept_loop(
+    shared: Arc<Shared>,
+    sock: Arc<librqbit_utp::UtpSocketUdp>,
+    cancel: tokio_util::sync::CancellationToken,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.changed() => {
+                cancel.cancel();
+                return;
+            }
+            r = sock.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(target: "nodus::torrent", "uTP accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let addr = stream.remote_addr();
+        tokio::spawn(incoming(shared.clone(), stream, addr, true));
+    }
+}
+
+/// One incoming connection, TCP or uTP: handshakes, then runs it.
+async fn incoming<S>(shared: Arc<Shared>, stream: S, addr: SocketAddr, utp: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let accepted =
+        tokio::time::timeout(Duration::from_secs(10), accept_handshake(&shared, stream)).await;
+    let Ok(Some((mut stream, theirs))) = accepted else {
+        shared.metrics.bad_messages.inc();
+        return;
+    };
+    let Some(t) = shared.by_wire(&theirs.info_hash) else {
+        return;
+    };
+    if theirs.peer_id == shared.peer_id || t.is_banned(addr.ip()) {
+        return;
+    }
+    let ours = crate::wire::Handshake {
+        reserved: crate::wire::reserved::ours(shared.dht.get().is_some()),
+        info_hash: theirs.info_hash,
+        peer_id: shared.peer_id,
+    };
+    if stream.write_all(&ours.encode()).await.is_err() || stream.flush().await.is_err() {
+        return;
+    }
+    let link = crate::peer::Link {
+        incoming: true,
+        encrypted: stream.is_encrypted(),
+        utp,
+    };
+    crate::peer::run(t, stream, addr, theirs, link).await;
 }
 
 /// Reads an incoming connection's opening: a plain BitTorrent handshake, or an MSE
 /// handshake (anything else in the first 20 bytes) followed by the BitTorrent one.
 /// None when it is neither, or is what `[torrent] encryption` refuses.
-async fn accept_handshake(
+async fn accept_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
-    mut stream: tokio::net::TcpStream,
-) -> Option<(MseStream<tokio::net::TcpStream>, crate::wire::Handshake)> {
-    use tokio::io::AsyncReadExt;
+    mut stream: S,
+) -> Option<(MseStream<S>, crate::wire::Handshake)> {
     let policy = shared.config.encryption;
     let mut first = [0u8; 20];
     stream.read_exact(&mut first).await.ok()?;

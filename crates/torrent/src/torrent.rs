@@ -64,6 +64,8 @@ pub(crate) struct PeerEntry {
     pub incoming: bool,
     /// The connection is RC4-encrypted (MSE).
     pub encrypted: bool,
+    /// Over uTP rather than TCP.
+    pub utp: bool,
     pub listen_addr: Option<SocketAddr>,
     pub down: u64,
     pub up: u64,
@@ -337,10 +339,10 @@ impl Torrent {
     pub(crate) fn register(
         &self,
         addr: SocketAddr,
-        incoming: bool,
-        encrypted: bool,
+        link: crate::peer::Link,
         tx: mpsc::Sender<PeerCmd>,
     ) -> Option<PeerKey> {
+        let incoming = link.incoming;
         let mut g = self.lock();
         if g.settings.paused
             || g.banned.contains(&addr.ip())
@@ -359,7 +361,8 @@ impl Torrent {
                 interested: false,
                 client: String::new(),
                 incoming,
-                encrypted,
+                encrypted: link.encrypted,
+                utp: link.utp,
                 listen_addr: (!incoming).then_some(addr),
                 down: 0,
                 up: 0,
@@ -1241,6 +1244,7 @@ impl Torrent {
                     client: p.client.clone(),
                     incoming: p.incoming,
                     encrypted: p.encrypted,
+                    transport: if p.utp { "utp" } else { "tcp" }.to_string(),
                     downloaded: p.down,
                     uploaded: p.up,
                     pieces: p.pieces,

@@ -19,6 +19,8 @@ pub struct PeerInfo {
     pub incoming: bool,
     /// RC4-encrypted (MSE/PE).
     pub encrypted: bool,
+    /// "tcp" or "utp".
+    pub transport: String,
     pub downloaded: u64,
     pub uploaded: u64,
     /// Pieces credited to this peer (it sent most of their blocks).

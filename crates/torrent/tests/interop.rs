@@ -308,6 +308,23 @@ async fn nodus_downloads_from_libtorrent_requiring_encryption() {
     nodus_downloads_from_libtorrent("v1", &["--require-encryption"]).await;
 }
 
+/// uTP (BEP 29): libtorrent with TCP off dials nodus over uTP and downloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_over_utp_downloads_from_nodus() {
+    let s = nodus_seed("v1", vec![]).await;
+    let peer = s.seed.handle.listen_addr().unwrap().to_string();
+    let torrent = s.torrent.display().to_string();
+    let args = vec!["--torrent".into(), torrent, "--peer".into(), peer];
+    lt_downloads_album(&s, [args, vec!["--utp-only".into()]].concat()).await;
+}
+
+/// uTP the other way: libtorrent seeds with TCP off; nodus's TCP attempt is turned
+/// away and it reaches libtorrent over uTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_downloads_from_libtorrent_over_utp() {
+    nodus_downloads_from_libtorrent("v1", &["--utp-only"]).await;
+}
+
 /// libtorrent seeds (after checking the data itself); prints its port.
 fn lt_seed(args: &[&str]) -> (Proc, SocketAddr) {
     let mut child = Command::new("python3")
