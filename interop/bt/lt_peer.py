@@ -1,6 +1,6 @@
 """A libtorrent peer for nodus's interop tests.
 
-  lt_peer.py download (--torrent T | --infohash H) --dir D [--peer IP:PORT]... [--timeout S]
+  lt_peer.py download (--torrent T | --infohash H | --magnet URI) --dir D [--peer IP:PORT]... [--timeout S]
   lt_peer.py seed     --torrent T --dir D
   common: [--require-encryption] [--utp-only] [--listen IP] [--dht-bootstrap IP:PORT]
 
@@ -67,7 +67,9 @@ def session(args):
 
 
 def add(ses, args):
-    if args.infohash:
+    if args.magnet:
+        p = lt.parse_magnet_uri(args.magnet)
+    elif args.infohash:
         p = lt.parse_magnet_uri("magnet:?xt=urn:btih:" + args.infohash)
     else:
         p = lt.add_torrent_params()
@@ -85,6 +87,7 @@ def main():
     ap.add_argument("mode", choices=["download", "seed"])
     ap.add_argument("--torrent")
     ap.add_argument("--infohash")
+    ap.add_argument("--magnet")
     ap.add_argument("--listen", default="127.0.0.1")
     ap.add_argument("--dht-bootstrap")
     ap.add_argument("--dir", required=True)
@@ -93,7 +96,7 @@ def main():
     ap.add_argument("--require-encryption", action="store_true")
     ap.add_argument("--utp-only", action="store_true")
     args = ap.parse_args()
-    if not args.torrent and not (args.infohash and args.mode == "download"):
+    if not args.torrent and not ((args.infohash or args.magnet) and args.mode == "download"):
         ap.error("give --torrent (or --infohash to download)")
     ses = session(args)
     h = add(ses, args)

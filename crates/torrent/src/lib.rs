@@ -27,6 +27,7 @@ pub mod check;
 pub mod create;
 pub mod dht;
 mod error;
+mod hashes;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;

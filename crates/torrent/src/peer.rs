@@ -202,6 +202,18 @@ impl Conn {
         self.ctrl.try_send(Out::Msg(m)).map_err(|_| ())
     }
 
+    /// Asks this peer for piece-layer hashes the torrent still lacks (BEP 52), a few
+    /// requests at a time; the torrent keeps any one request with one peer.
+    fn ask_hashes(&self) -> Result<(), ()> {
+        for _ in 0..4 {
+            let Some(r) = self.t.next_hash_request() else {
+                break;
+            };
+            self.send(Message::HashRequest(r))?;
+        }
+        Ok(())
+    }
+
     /// Sets the peer's pieces once the torrent's size is known (a second bitfield is
     /// ignored).
     fn apply_bits(&mut self) -> Result<(), ()> {
@@ -294,6 +306,18 @@ impl Conn {
     fn on_message(&mut self, m: Message) -> Result<(), ()> {
         match m {
             Message::KeepAlive | Message::Unknown(_) | Message::Suggest(_) => {}
+            Message::HashRequest(r) => match self.t.answer_hashes(&r) {
+                Some(hashes) => self.send(Message::Hashes(r, hashes))?,
+                None => self.send(Message::HashReject(r))?,
+            },
+            Message::Hashes(r, hashes) => {
+                if !self.t.on_hashes(&r, &hashes) {
+                    tracing::debug!(target: "nodus::torrent", addr = %self.addr, "hashes that do not prove out");
+                    return Err(());
+                }
+                self.ask_hashes()?;
+            }
+            Message::HashReject(r) => self.t.hashes_rejected(&r),
             // BEP 5: the peer's DHT node; it joins our routing table if it answers a ping.
             Message::Port(port) => {
                 if let (Some(dht), IpAddr::V4(ip), false) =
@@ -486,7 +510,10 @@ impl Conn {
             }
             PeerCmd::Choke => self.send(Message::Choke)?,
             PeerCmd::Unchoke => self.send(Message::Unchoke)?,
-            PeerCmd::MetadataReady => self.apply_bits()?,
+            PeerCmd::MetadataReady => {
+                self.apply_bits()?;
+                self.ask_hashes()?;
+            }
             PeerCmd::Cancel(b) => {
                 if self.inflight.remove(&(b.index, b.begin)).is_some() {
                     self.send(Message::Cancel {
@@ -616,7 +643,7 @@ pub(crate) async fn run<S>(
                         break "not reading";
                     }
                 }
-                if c.refill().is_err() {
+                if c.refill().is_err() || c.ask_hashes().is_err() {
                     break "not reading";
                 }
             }

@@ -76,6 +76,17 @@ pub(crate) struct PeerEntry {
     pub seed: bool,
 }
 
+/// A piece layer being fetched from peers.
+struct LayerFetch {
+    tree: crate::hashes::FileTree,
+    got: Vec<Option<crate::merkle::Hash32>>,
+    /// Requests out, by their first index, and when they were sent.
+    asked: HashMap<u32, Instant>,
+}
+
+/// A hash request unanswered for this long is asked of another peer.
+const HASH_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Metadata being fetched (magnet links).
 struct MetadataFetch {
     size: u32,
@@ -107,6 +118,9 @@ pub(crate) struct Inner {
     /// Web seed URLs (the torrent's url-list and the magnet link's ws=).
     web_urls: Vec<String>,
     web_started: bool,
+    /// v2 piece layers still to fetch from peers (BEP 52), by pieces root: nothing is
+    /// downloaded until they are all here, since pieces could not be checked.
+    layers_missing: HashMap<crate::merkle::Hash32, LayerFetch>,
     rate_down: f64,
     rate_up: f64,
     last_down: u64,
@@ -197,6 +211,7 @@ impl Torrent {
                 web_seeds: HashMap::new(),
                 web_urls,
                 web_started: false,
+                layers_missing: HashMap::new(),
                 rate_down: 0.0,
                 rate_up: 0.0,
                 last_down: 0,
@@ -289,6 +304,7 @@ impl Torrent {
             }
         }
         let mut g = self.lock();
+        g.layers_missing = missing_layers(&meta);
         let wanted = wanted_pieces(&meta, g.settings.files.as_deref());
         let mut picker = Picker::new(meta.info.piece_length, meta.info.total_length, have, wanted);
         picker.sequential = g.settings.sequential;
@@ -483,7 +499,7 @@ impl Torrent {
 
     pub(crate) fn pick(&self, key: PeerKey, theirs: &Bitfield, n: usize) -> Vec<BlockRef> {
         let mut g = self.lock();
-        if g.settings.paused {
+        if g.settings.paused || !g.layers_missing.is_empty() {
             return Vec::new();
         }
         g.picker
@@ -1147,6 +1163,90 @@ impl Torrent {
             .is_some_and(|p| p.is_complete() && p.have().is_full())
     }
 
+    // ---- BEP 52 hash exchange
+
+    /// A piece-layer request to send a peer, if any is due.
+    pub(crate) fn next_hash_request(&self) -> Option<crate::wire::HashRange> {
+        let mut g = self.lock();
+        for fetch in g.layers_missing.values_mut() {
+            for r in fetch.tree.requests() {
+                let have = fetch.got[r.index as usize..]
+                    .iter()
+                    .take(r.length as usize)
+                    .all(Option::is_some);
+                let out = fetch
+                    .asked
+                    .get(&r.index)
+                    .is_some_and(|t| t.elapsed() < HASH_REQUEST_TIMEOUT);
+                if !have && !out {
+                    fetch.asked.insert(r.index, Instant::now());
+                    return Some(r);
+                }
+            }
+        }
+        None
+    }
+
+    /// A peer could not answer `r`: someone else may.
+    pub(crate) fn hashes_rejected(&self, r: &crate::wire::HashRange) {
+        if let Some(f) = self.lock().layers_missing.get_mut(&r.pieces_root) {
+            f.asked.remove(&r.index);
+        }
+    }
+
+    /// Hashes a peer sent for our request `r`. False when they are not proven (the
+    /// peer lies or answers what we did not ask): the caller drops it.
+    pub(crate) fn on_hashes(&self, r: &crate::wire::HashRange, hashes: &[[u8; 32]]) -> bool {
+        let mut g = self.lock();
+        let Some(f) = g.layers_missing.get_mut(&r.pieces_root) else {
+            // Already complete, or not a file of ours: unasked, but harmless.
+            return g.meta.as_ref().is_some_and(|m| {
+                m.info
+                    .files
+                    .iter()
+                    .any(|f| f.pieces_root == Some(r.pieces_root))
+            });
+        };
+        if f.tree.requests().iter().all(|q| q != r) {
+            return false;
+        }
+        let Some(run) = f.tree.verify(r, hashes) else {
+            return false;
+        };
+        f.asked.remove(&r.index);
+        for (slot, h) in f.got.iter_mut().skip(r.index as usize).zip(run) {
+            *slot = Some(h);
+        }
+        if f.got.iter().all(Option::is_some) {
+            let layer: Vec<_> = f.got.iter().flatten().copied().collect();
+            g.layers_missing.remove(&r.pieces_root);
+            let Some(meta) = g.meta.clone() else {
+                return true;
+            };
+            let mut m = (*meta).clone();
+            m.piece_layers.insert(r.pieces_root, layer);
+            g.meta = Some(Arc::new(m.clone()));
+            let done = g.layers_missing.is_empty();
+            drop(g);
+            tracing::debug!(target: "nodus::torrent", id = %self.id, "piece layer fetched; all: {done}");
+            self.persist(Some(m.to_bytes()));
+            self.wake.notify_one();
+        }
+        true
+    }
+
+    /// Our answer to a peer's hash request: the hashes, or None to reject it.
+    pub(crate) fn answer_hashes(&self, r: &crate::wire::HashRange) -> Option<Vec<[u8; 32]>> {
+        let meta = self.metadata()?;
+        let file =
+            meta.info.files.iter().find(|f| {
+                f.pieces_root == Some(r.pieces_root) && f.length > meta.info.piece_length
+            })?;
+        let layer = meta.piece_layers.get(&r.pieces_root)?;
+        crate::hashes::FileTree::new(r.pieces_root, file.length, meta.info.piece_length)
+            .answer(layer, r)
+    }
+
     // ---- control
 
     pub(crate) fn set_paused(&self, paused: bool) {
@@ -1271,6 +1371,34 @@ impl Torrent {
 }
 
 /// The pieces covering the chosen files (numbered from 0 among non-pad files).
+/// The v2 piece layers `meta` lacks: files longer than a piece whose layer is not in
+/// the torrent (always so after a v2 magnet link, whose info has none).
+fn missing_layers(meta: &Metainfo) -> HashMap<crate::merkle::Hash32, LayerFetch> {
+    if !meta.info.v1_pieces.is_empty() {
+        return HashMap::new();
+    }
+    meta.info
+        .files
+        .iter()
+        .filter(|f| f.stored() && f.length > meta.info.piece_length)
+        .filter_map(|f| {
+            let root = f.pieces_root?;
+            if meta.piece_layers.contains_key(&root) {
+                return None;
+            }
+            let tree = crate::hashes::FileTree::new(root, f.length, meta.info.piece_length);
+            Some((
+                root,
+                LayerFetch {
+                    tree,
+                    got: vec![None; tree.pieces as usize],
+                    asked: HashMap::new(),
+                },
+            ))
+        })
+        .collect()
+}
+
 pub fn wanted_pieces(meta: &Metainfo, files: Option<&[usize]>) -> Bitfield {
     let n = meta.info.num_pieces;
     let Some(sel) = files else {

@@ -129,8 +129,52 @@ pub enum Message {
         id: u8,
         payload: Bytes,
     },
+    /// BEP 52: asks for hashes of a file's merkle tree.
+    HashRequest(HashRange),
+    /// BEP 52: the hashes asked for, then the uncle hashes proving them.
+    Hashes(HashRange, Vec<[u8; 32]>),
+    HashReject(HashRange),
     /// A message id we do not speak (ignored, as BEP 3 asks).
     Unknown(u8),
+}
+
+/// Which hashes of a file's merkle tree (BEP 52): `length` hashes from `index` on,
+/// in the layer `base` above the 16 KiB leaves, and proof up to `proof_layers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HashRange {
+    pub pieces_root: [u8; 32],
+    pub base: u32,
+    pub index: u32,
+    pub length: u32,
+    pub proof_layers: u32,
+}
+
+impl HashRange {
+    const LEN: usize = 48;
+
+    /// None when `body` is too short.
+    fn decode(body: &mut Bytes) -> Option<HashRange> {
+        if body.len() < Self::LEN {
+            return None;
+        }
+        let mut pieces_root = [0u8; 32];
+        body.copy_to_slice(&mut pieces_root);
+        Some(HashRange {
+            pieces_root,
+            base: body.get_u32(),
+            index: body.get_u32(),
+            length: body.get_u32(),
+            proof_layers: body.get_u32(),
+        })
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        out.put_slice(&self.pieces_root);
+        out.put_u32(self.base);
+        out.put_u32(self.index);
+        out.put_u32(self.length);
+        out.put_u32(self.proof_layers);
+    }
 }
 
 impl Message {
@@ -232,6 +276,26 @@ impl Message {
                 fixed(&body, 4)?;
                 Message::AllowedFast(body.get_u32())
             }
+            21 | 23 => {
+                fixed(&body, HashRange::LEN)?;
+                let r = HashRange::decode(&mut body).ok_or_else(bad)?;
+                if id == 21 {
+                    Message::HashRequest(r)
+                } else {
+                    Message::HashReject(r)
+                }
+            }
+            22 => {
+                let r = HashRange::decode(&mut body).ok_or_else(bad)?;
+                if !body.len().is_multiple_of(32) {
+                    return Err(bad());
+                }
+                let hashes = body
+                    .chunks_exact(32)
+                    .map(|c| c.try_into().expect("32 bytes"))
+                    .collect();
+                Message::Hashes(r, hashes)
+            }
             20 => {
                 if body.is_empty() {
                     return Err(bad());
@@ -316,6 +380,23 @@ impl Message {
                 out.put_u8(20);
                 out.put_u8(*id);
                 out.put_slice(payload);
+            }
+            Message::HashRequest(r) | Message::HashReject(r) => {
+                out.put_u32(1 + HashRange::LEN as u32);
+                out.put_u8(if matches!(self, Message::HashRequest(_)) {
+                    21
+                } else {
+                    23
+                });
+                r.encode(out);
+            }
+            Message::Hashes(r, hashes) => {
+                out.put_u32((1 + HashRange::LEN + 32 * hashes.len()) as u32);
+                out.put_u8(22);
+                r.encode(out);
+                for h in hashes {
+                    out.put_slice(h);
+                }
             }
             Message::Unknown(id) => simple(out, *id),
         }
@@ -548,6 +629,23 @@ mod tests {
                 length: 16384,
             },
             Message::Port(6881),
+            Message::HashRequest(HashRange {
+                pieces_root: [3; 32],
+                base: 4,
+                index: 512,
+                length: 512,
+                proof_layers: 7,
+            }),
+            Message::Hashes(
+                HashRange {
+                    pieces_root: [4; 32],
+                    base: 0,
+                    index: 0,
+                    length: 2,
+                    proof_layers: 1,
+                },
+                vec![[5; 32], [6; 32], [7; 32]],
+            ),
             Message::HaveAll,
             Message::HaveNone,
             Message::Reject {

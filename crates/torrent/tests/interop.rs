@@ -308,6 +308,37 @@ async fn nodus_downloads_from_libtorrent_requiring_encryption() {
     nodus_downloads_from_libtorrent("v1", &["--require-encryption"]).await;
 }
 
+/// A v2-only magnet link: libtorrent gets the info from nodus (BEP 9), then the piece
+/// layers the info leaves out, by BEP 52 hash requests that nodus answers with proofs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_fetches_v2_piece_layers_from_nodus() {
+    let s = nodus_seed("v2", vec![]).await;
+    let peer = s.seed.handle.listen_addr().unwrap().to_string();
+    let magnet = s.seed.handle.list()[0].magnet.clone().unwrap();
+    assert!(
+        magnet.contains("btmh") && !magnet.contains("btih"),
+        "{magnet}"
+    );
+    lt_downloads_album(&s, vec!["--magnet".into(), magnet, "--peer".into(), peer]).await;
+}
+
+/// The other way: nodus, given a v2-only magnet link and a libtorrent seed, asks it for
+/// the piece layers and checks every piece against them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodus_fetches_v2_piece_layers_from_libtorrent() {
+    let s = nodus_seed("v2", vec![]).await;
+    let magnet = s.seed.handle.list()[0].magnet.clone().unwrap();
+    let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
+    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
+        lt_seed(&["--torrent", path(&torrent), "--dir", path(&dir)])
+    })
+    .await
+    .unwrap();
+    let leech = node(&s.seed.dir.join("../leech")).await;
+    let done = leech_album_from(&leech, &s, magnet, lt_addr, vec![lt_addr.to_string()]).await;
+    assert_eq!(done.hash_failures, 0);
+}
+
 /// uTP (BEP 29): libtorrent with TCP off dials nodus over uTP and downloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_over_utp_downloads_from_nodus() {
