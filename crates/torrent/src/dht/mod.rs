@@ -443,6 +443,10 @@ impl Dht {
     /// 15 minutes, and expires stored peers.
     async fn maintain(self, mut shutdown: watch::Receiver<bool>) {
         let mut last_refresh: Option<Instant> = None;
+        // While the table stays thin, bootstrap attempts back off (10 s doubling to
+        // 5 min): an offline machine or a small private swarm is not a reason to ask
+        // the resolver every few seconds forever.
+        let mut thin_wait = Duration::from_secs(10);
         loop {
             let thin = self.nodes() < K;
             if thin || last_refresh.is_none_or(|t| t.elapsed() > Duration::from_secs(15 * 60)) {
@@ -451,7 +455,7 @@ impl Dht {
                 } else {
                     vec![]
                 };
-                if !seeds.is_empty() || !thin {
+                if !seeds.is_empty() || self.nodes() > 0 {
                     self.lookup(self.inner.own, false, &seeds).await;
                 }
                 last_refresh = Some(Instant::now());
@@ -464,8 +468,11 @@ impl Dht {
                 });
             }
             let wait = if self.nodes() < K {
-                Duration::from_secs(10)
+                let w = thin_wait;
+                thin_wait = (thin_wait * 2).min(Duration::from_secs(300));
+                w
             } else {
+                thin_wait = Duration::from_secs(10);
                 Duration::from_secs(60)
             };
             tokio::select! {
