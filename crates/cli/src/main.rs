@@ -14,7 +14,23 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc gives each thread that allocates its own arena (up to 8 per core) and keeps
+/// freed memory in them. A download frees a piece buffer on a blocking-pool thread for
+/// every piece; with many such threads the freed buffers piled up: a 2 GiB download
+/// peaked at 287 MB RSS, and 111 MB with two arenas, at the same speed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let args = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
