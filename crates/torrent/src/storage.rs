@@ -172,9 +172,18 @@ impl Storage {
     }
 
     /// Sets every stored file to its full length (sparse), as a download completes.
-    pub fn finalize_lengths(&self) -> std::io::Result<()> {
+    /// Gives every finished file its length, creating the empty ones (which no piece
+    /// writes). `done(first, last)` says whether pieces `first..=last` are all had; a
+    /// file not finished (not selected, say) is left alone.
+    pub fn finalize_lengths(&self, done: impl Fn(u32, u32) -> bool) -> std::io::Result<()> {
+        let pl = self.piece_length.max(1);
         for (i, f) in self.files.iter().enumerate() {
-            if f.stored() {
+            let finished = f.length == 0 || {
+                let first = (f.offset / pl) as u32;
+                let last = ((f.offset + f.length - 1) / pl) as u32;
+                done(first, last)
+            };
+            if f.stored() && finished {
                 let h = self.handle(i, true)?;
                 if h.metadata()?.len() != f.length {
                     h.set_len(f.length)?;

@@ -617,9 +617,7 @@ impl Torrent {
             }
             if complete {
                 drop(g);
-                self.shared.emit(TorrentEvent::Completed {
-                    id: self.id.clone(),
-                });
+                // The torrent's task finishes the files and reports it (on_complete).
                 self.wake.notify_one();
             }
             return;
@@ -867,19 +865,31 @@ impl Torrent {
         }
     }
 
+    /// Once every wanted piece is here: gives the finished files their lengths (and
+    /// creates the empty ones), then reports the torrent complete: state, event and
+    /// tracker. In that order, so whoever hears "complete" finds every file in place.
     async fn on_complete(self: &Arc<Self>) {
-        let (complete, storage) = {
+        let (due, storage, have) = {
             let g = self.lock();
-            (!g.completed_announced, g.storage.clone())
+            let wanted_done = g.picker.as_ref().is_some_and(|p| p.is_complete());
+            let have = g.picker.as_ref().map(|p| p.have().clone());
+            (
+                wanted_done && !g.completed_announced,
+                g.storage.clone(),
+                have,
+            )
         };
-        let complete = complete && self.is_complete();
-        if !complete {
+        if !due {
             return;
         }
-        self.lock().completed_announced = true;
-        if let Some(s) = storage {
-            let _ = tokio::task::spawn_blocking(move || s.finalize_lengths()).await;
+        if let (Some(s), Some(have)) = (storage, have) {
+            let done = move |a: u32, b: u32| (a..=b).all(|i| have.get(i));
+            let _ = tokio::task::spawn_blocking(move || s.finalize_lengths(done)).await;
         }
+        self.lock().completed_announced = true;
+        self.shared.emit(TorrentEvent::Completed {
+            id: self.id.clone(),
+        });
         self.announce_now(Some("completed"));
     }
 
@@ -1289,7 +1299,8 @@ impl Torrent {
             None => (0, 0, 0, 0),
         };
         let done = size - left;
-        let complete = g.picker.as_ref().is_some_and(|p| p.is_complete());
+        // Complete once the files are finished too (on_complete), not at the last piece.
+        let complete = g.completed_announced && g.picker.as_ref().is_some_and(|p| p.is_complete());
         let state = if g.error.is_some() {
             TorrentState::Error
         } else if g.settings.paused {
