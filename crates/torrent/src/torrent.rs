@@ -239,6 +239,10 @@ impl Torrent {
                 have.set(i);
             }
             t.install_metadata(meta, Some(have));
+            // Complete already (resumed, or our own files shared): nothing to report; a
+            // "completed" event or announce is for a download that just finished.
+            let mut g = t.lock();
+            g.completed_announced = g.picker.as_ref().is_some_and(|p| p.is_complete());
         }
         t
     }

@@ -252,6 +252,53 @@ async fn required_encryption_is_rc4_and_refuses_plain_peers() {
     assert!(matches!(read, Ok(0) | Err(_)), "a plain peer was answered");
 }
 
+/// "Completed" is news of a download that just finished: sharing one's own files, or
+/// restarting with a finished torrent, reports nothing; finishing a download does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_is_reported_once_for_a_finished_download() {
+    use nodus_torrent::TorrentEvent;
+    let completed = |rx: &mut tokio::sync::broadcast::Receiver<TorrentEvent>| {
+        let mut n = 0;
+        while let Ok(e) = rx.try_recv() {
+            n += matches!(e, TorrentEvent::Completed { .. }) as usize;
+        }
+        n
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let mut seed_events = seed.handle.events();
+    let src = tmp.path().join("doc.bin");
+    std::fs::write(&src, content(600_000, 8)).unwrap();
+    let shared = share(&seed, &src).await;
+    let leech_dir = tmp.path().join("leech");
+    let leech = node(&leech_dir).await;
+    let mut leech_events = leech.handle.events();
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: shared.torrent_path.clone(),
+            peers: peer_of(&seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_complete(&leech.handle, &info.id, 30).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(completed(&mut seed_events), 0, "sharing is not completing");
+    assert_eq!(
+        completed(&mut leech_events),
+        1,
+        "one download, one completion"
+    );
+    drop(leech);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = node(&leech_dir).await;
+    let mut events = again.handle.events();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(again.handle.list().len(), 1, "the torrent was resumed");
+    assert_eq!(completed(&mut events), 0, "a restart is not a completion");
+}
+
 /// Three seeds hold different thirds of a file; a fourth node downloads from all three
 /// at once and credits each with its third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
