@@ -219,18 +219,7 @@ async fn leech_album_from(
     from: impl std::fmt::Display,
     peers: Vec<String>,
 ) -> nodus_torrent::TorrentInfo {
-    let out = leech.dir.join("out");
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source,
-            out_dir: Some(out.display().to_string()),
-            peers,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    let (out, done) = download(leech, source, peers, 60).await;
     assert_same_tree(&s.src, &out.join("album"));
     assert_eq!(
         done.pieces_from,
@@ -254,48 +243,43 @@ async fn lt_downloads_album(s: &Shared, args: Vec<String>) {
     assert_same_tree(&s.src, &out.join("album"));
 }
 
-async fn libtorrent_downloads(version: &str) {
+/// libtorrent (started with `lt_args` too) downloads the album nodus seeds, given the
+/// .torrent and nodus's address; nodus must have uploaded all of it.
+async fn libtorrent_downloads(version: &str, lt_args: &[&str]) {
     let s = nodus_seed(version, vec![]).await;
     let peer = s.seed.handle.listen_addr().unwrap();
-    let torrent = s.torrent.display().to_string();
-    lt_downloads_album(
-        &s,
-        vec![
-            "--torrent".into(),
-            torrent,
-            "--peer".into(),
-            peer.to_string(),
-        ],
-    )
-    .await;
+    let mut args = vec![
+        "--torrent".to_string(),
+        s.torrent.display().to_string(),
+        "--peer".into(),
+        peer.to_string(),
+    ];
+    args.extend(lt_args.iter().map(|a| a.to_string()));
+    lt_downloads_album(&s, args).await;
     let id = &s.seed.handle.list()[0].id;
     assert!(s.seed.handle.get(id).unwrap().uploaded >= 3_890_001);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_downloads_v1_from_nodus() {
-    libtorrent_downloads("v1").await;
+    libtorrent_downloads("v1", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_downloads_v2_from_nodus() {
-    libtorrent_downloads("v2").await;
+    libtorrent_downloads("v2", &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_downloads_hybrid_from_nodus() {
-    libtorrent_downloads("hybrid").await;
+    libtorrent_downloads("hybrid", &[]).await;
 }
 
 /// libtorrent set to require encryption (forced RC4, both ways) downloads from nodus:
 /// nodus answers its MSE handshake and serves over RC4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_requiring_encryption_downloads_from_nodus() {
-    let s = nodus_seed("hybrid", vec![]).await;
-    let peer = s.seed.handle.listen_addr().unwrap().to_string();
-    let torrent = s.torrent.display().to_string();
-    let args = vec!["--torrent".into(), torrent, "--peer".into(), peer];
-    lt_downloads_album(&s, [args, vec!["--require-encryption".into()]].concat()).await;
+    libtorrent_downloads("hybrid", &["--require-encryption"]).await;
 }
 
 /// nodus downloads from a libtorrent seed that requires encryption: nodus opens with
@@ -305,7 +289,7 @@ async fn nodus_downloads_from_libtorrent_requiring_encryption() {
     // libtorrent's forced policy drops any connection that is not RC4 (MSE), so a
     // complete download is the proof; the connection itself is gone by then (a seed
     // hangs up on a peer that became one).
-    nodus_downloads_from_libtorrent("v1", &["--require-encryption"]).await;
+    nodus_downloads_from_libtorrent("v1", &["--require-encryption"], false).await;
 }
 
 /// A v2-only magnet link: libtorrent gets the info from nodus (BEP 9), then the piece
@@ -326,34 +310,21 @@ async fn libtorrent_fetches_v2_piece_layers_from_nodus() {
 /// the piece layers and checks every piece against them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_fetches_v2_piece_layers_from_libtorrent() {
-    let s = nodus_seed("v2", vec![]).await;
-    let magnet = s.seed.handle.list()[0].magnet.clone().unwrap();
-    let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
-    let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
-        lt_seed(&["--torrent", path(&torrent), "--dir", path(&dir)])
-    })
-    .await
-    .unwrap();
-    let leech = node(&s.seed.dir.join("../leech")).await;
-    let done = leech_album_from(&leech, &s, magnet, lt_addr, vec![lt_addr.to_string()]).await;
+    let done = nodus_downloads_from_libtorrent("v2", &[], true).await;
     assert_eq!(done.hash_failures, 0);
 }
 
 /// uTP (BEP 29): libtorrent with TCP off dials nodus over uTP and downloads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_over_utp_downloads_from_nodus() {
-    let s = nodus_seed("v1", vec![]).await;
-    let peer = s.seed.handle.listen_addr().unwrap().to_string();
-    let torrent = s.torrent.display().to_string();
-    let args = vec!["--torrent".into(), torrent, "--peer".into(), peer];
-    lt_downloads_album(&s, [args, vec!["--utp-only".into()]].concat()).await;
+    libtorrent_downloads("v1", &["--utp-only"]).await;
 }
 
 /// uTP the other way: libtorrent seeds with TCP off; nodus's TCP attempt is turned
 /// away and it reaches libtorrent over uTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_from_libtorrent_over_utp() {
-    nodus_downloads_from_libtorrent("v1", &["--utp-only"]).await;
+    nodus_downloads_from_libtorrent("v1", &["--utp-only"], false).await;
 }
 
 /// libtorrent seeds (after checking the data itself); prints its port.
@@ -441,8 +412,13 @@ async fn nodus_finds_libtorrent_through_the_dht() {
 }
 
 /// A libtorrent seed (started with `lt_args` besides its torrent and data) serves the
-/// album to a new nodus node given its address.
-async fn nodus_downloads_from_libtorrent(version: &str, lt_args: &'static [&'static str]) {
+/// album to a new nodus node given its address and the .torrent (or, with `by_magnet`,
+/// only the magnet link). Returns what the node saw.
+async fn nodus_downloads_from_libtorrent(
+    version: &str,
+    lt_args: &'static [&'static str],
+    by_magnet: bool,
+) -> nodus_torrent::TorrentInfo {
     let s = nodus_seed(version, vec![]).await;
     let (torrent, dir) = (s.torrent.clone(), s.src.parent().unwrap().to_path_buf());
     let (_lt, lt_addr) = tokio::task::spawn_blocking(move || {
@@ -451,19 +427,22 @@ async fn nodus_downloads_from_libtorrent(version: &str, lt_args: &'static [&'sta
     .await
     .unwrap();
     let leech = node(&s.seed.dir.join("../leech")).await;
-    let source = s.torrent.display().to_string();
+    let source = match by_magnet {
+        true => s.seed.handle.list()[0].magnet.clone().unwrap(),
+        false => s.torrent.display().to_string(),
+    };
     let peers = vec![lt_addr.to_string()];
-    leech_album_from(&leech, &s, source, lt_addr, peers).await;
+    leech_album_from(&leech, &s, source, lt_addr, peers).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_hybrid_from_libtorrent() {
-    nodus_downloads_from_libtorrent("hybrid", &[]).await;
+    nodus_downloads_from_libtorrent("hybrid", &[], false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_v2_from_libtorrent() {
-    nodus_downloads_from_libtorrent("v2", &[]).await;
+    nodus_downloads_from_libtorrent("v2", &[], false).await;
 }
 
 /// libtorrent announces to our UDP tracker (BEP 15) and finds the nodus seeder there:
@@ -741,17 +720,7 @@ async fn nodus_downloads_from_aria2_libtorrent_and_nodus_at_once() {
     std::fs::create_dir_all(src.parent().unwrap()).unwrap();
     std::fs::write(&src, &data).unwrap();
     let maker = node(&tmp.path().join("maker")).await;
-    let made = maker
-        .handle
-        .share(ShareRequest {
-            path: src.display().to_string(),
-            version: Some("v1".into()),
-            trackers: vec![],
-            web_seeds: vec![],
-            piece_length: Some(PIECE as u64),
-        })
-        .await
-        .unwrap();
+    let made = share_as(&maker, &src, Some("v1"), Some(PIECE as u64)).await;
     drop(maker);
     let torrent = PathBuf::from(&made.torrent_path);
     let third = 16 * PIECE;

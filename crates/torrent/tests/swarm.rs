@@ -10,7 +10,7 @@ use common::*;
 use nodus_torrent::bitfield::Bitfield;
 use nodus_torrent::metainfo::Metainfo;
 use nodus_torrent::store::{Settings, Store};
-use nodus_torrent::{AddRequest, ShareRequest, TorrentState};
+use nodus_torrent::{AddRequest, TorrentState};
 
 async fn transfer(version: &str, multi: bool) {
     let tmp = tempfile::tempdir().unwrap();
@@ -27,32 +27,11 @@ async fn transfer(version: &str, multi: bool) {
         std::fs::create_dir_all(src.parent().unwrap()).unwrap();
         std::fs::write(&src, content(1_234_567, 4)).unwrap();
     }
-    let shared = seed
-        .handle
-        .share(ShareRequest {
-            path: src.display().to_string(),
-            version: Some(version.into()),
-            trackers: vec![],
-            web_seeds: vec![],
-            piece_length: Some(64 * 1024),
-        })
-        .await
-        .unwrap();
+    let shared = share_as(&seed, &src, Some(version), Some(64 * 1024)).await;
     let meta = Metainfo::from_bytes(&std::fs::read(&shared.torrent_path).unwrap()).unwrap();
     assert_eq!(meta.hashes.v1.is_some(), version != "v2");
     assert_eq!(meta.hashes.v2.is_some(), version != "v1");
-    let out = leech.dir.join("out");
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source: shared.torrent_path.clone(),
-            out_dir: Some(out.display().to_string()),
-            peers: peer_of(&seed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    wait_complete(&leech.handle, &info.id, 30).await;
+    let (out, _) = download(&leech, shared.torrent_path.clone(), peer_of(&seed), 30).await;
     assert_same_tree(&src, &out.join("data"));
 }
 
@@ -125,17 +104,7 @@ async fn trackerless_download_through_the_dht() {
     let src = tmp.path().join("album.bin");
     std::fs::write(&src, content(2_000_000, 4)).unwrap();
     let shared = share(&seed, &src).await;
-    let out = leech.dir.join("out");
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source: shared.infohash_v1.clone().unwrap(),
-            out_dir: Some(out.display().to_string()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &info.id, 60).await;
+    let (out, done) = download(&leech, shared.infohash_v1.clone().unwrap(), vec![], 60).await;
     assert_eq!(
         std::fs::read(out.join("album.bin")).unwrap(),
         std::fs::read(&src).unwrap()
@@ -212,18 +181,7 @@ async fn required_encryption_is_rc4_and_refuses_plain_peers() {
     let src = tmp.path().join("secret.bin");
     std::fs::write(&src, content(3_000_000, 21)).unwrap();
     let shared = share(&seed, &src).await;
-    let out = leech.dir.join("out");
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source: shared.torrent_path.clone(),
-            out_dir: Some(out.display().to_string()),
-            peers: peer_of(&seed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let done = wait_complete(&leech.handle, &info.id, 30).await;
+    let (out, done) = download(&leech, shared.torrent_path.clone(), peer_of(&seed), 30).await;
     assert_eq!(
         std::fs::read(out.join("secret.bin")).unwrap(),
         std::fs::read(&src).unwrap()
@@ -273,16 +231,7 @@ async fn completed_is_reported_once_for_a_finished_download() {
     let leech_dir = tmp.path().join("leech");
     let leech = node(&leech_dir).await;
     let mut leech_events = leech.handle.events();
-    let info = leech
-        .handle
-        .add(AddRequest {
-            source: shared.torrent_path.clone(),
-            peers: peer_of(&seed),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    wait_complete(&leech.handle, &info.id, 30).await;
+    download(&leech, shared.torrent_path.clone(), peer_of(&seed), 30).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(completed(&mut seed_events), 0, "sharing is not completing");
     assert_eq!(
@@ -460,17 +409,7 @@ async fn existing_partial_data_is_checked_and_kept() {
     std::fs::create_dir_all(src.parent().unwrap()).unwrap();
     let data = content(20 * 65536, 31);
     std::fs::write(&src, &data).unwrap();
-    let shared = seed
-        .handle
-        .share(ShareRequest {
-            path: src.display().to_string(),
-            version: Some("v1".into()),
-            trackers: vec![],
-            web_seeds: vec![],
-            piece_length: Some(65536),
-        })
-        .await
-        .unwrap();
+    let shared = share_as(&seed, &src, Some("v1"), Some(65536)).await;
     let leech = node(&tmp.path().join("leech")).await;
     let out = tmp.path().join("out");
     std::fs::create_dir_all(&out).unwrap();

@@ -69,16 +69,49 @@ pub async fn node_with(dir: &Path, f: impl FnOnce(&mut TorrentConfig)) -> Node {
 
 /// Shares `path` with the defaults: hybrid, no tracker, piece length by size.
 pub async fn share(n: &Node, path: &Path) -> nodus_torrent::types::Shared {
+    share_as(n, path, None, None).await
+}
+
+/// Shares `path` as torrent `version` ("v1", "v2", "hybrid") with `piece_length`.
+pub async fn share_as(
+    n: &Node,
+    path: &Path,
+    version: Option<&str>,
+    piece_length: Option<u64>,
+) -> nodus_torrent::types::Shared {
     n.handle
         .share(nodus_torrent::ShareRequest {
             path: path.display().to_string(),
-            version: None,
+            version: version.map(String::from),
             trackers: vec![],
             web_seeds: vec![],
-            piece_length: None,
+            piece_length,
         })
         .await
         .unwrap()
+}
+
+/// `leech` downloads `source` into `<its dir>/out` from `peers` (and whoever it finds);
+/// returns the output directory and the torrent once complete.
+pub async fn download(
+    leech: &Node,
+    source: String,
+    peers: Vec<String>,
+    secs: u64,
+) -> (PathBuf, nodus_torrent::TorrentInfo) {
+    let out = leech.dir.join("out");
+    let info = leech
+        .handle
+        .add(nodus_torrent::AddRequest {
+            source,
+            out_dir: Some(out.display().to_string()),
+            peers,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = wait_complete(&leech.handle, &info.id, secs).await;
+    (out, done)
 }
 
 pub fn content(len: usize, seed: u8) -> Vec<u8> {
