@@ -62,8 +62,9 @@ fn sha1(parts: &[&[u8]]) -> [u8; 20] {
     h.finalize().into()
 }
 
-fn prime() -> BigUint {
-    BigUint::parse_bytes(P_HEX.as_bytes(), 16).expect("the MSE prime")
+fn prime() -> &'static BigUint {
+    static P: std::sync::OnceLock<BigUint> = std::sync::OnceLock::new();
+    P.get_or_init(|| BigUint::parse_bytes(P_HEX.as_bytes(), 16).expect("the MSE prime"))
 }
 
 fn to_key_bytes(n: &BigUint) -> [u8; KEY_LEN] {
@@ -76,7 +77,7 @@ fn to_key_bytes(n: &BigUint) -> [u8; KEY_LEN] {
 /// A DH key pair: (private, public as 96 bytes).
 fn keypair() -> (BigUint, [u8; KEY_LEN]) {
     let x = BigUint::from_bytes_be(&rand::random::<[u8; 20]>());
-    let y = BigUint::from(2u32).modpow(&x, &prime());
+    let y = BigUint::from(2u32).modpow(&x, prime());
     (x, to_key_bytes(&y))
 }
 
@@ -84,10 +85,10 @@ fn shared_secret(x: &BigUint, their_public: &[u8]) -> Result<[u8; KEY_LEN], MseE
     let p = prime();
     let y = BigUint::from_bytes_be(their_public);
     // 0, 1 and p-1 (and anything not below p) would make the secret guessable.
-    if y <= BigUint::from(1u32) || y >= &p - 1u32 {
+    if y <= BigUint::from(1u32) || y >= p - 1u32 {
         return Err(MseError::Protocol("degenerate public key"));
     }
-    Ok(to_key_bytes(&y.modpow(x, &p)))
+    Ok(to_key_bytes(&y.modpow(x, p)))
 }
 
 fn cipher(name: &[u8], s: &[u8], skey: &[u8; 20]) -> Rc4 {
