@@ -27,6 +27,8 @@ pub(crate) struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub memory: memory_connection_limits::Behaviour,
+    /// Before the other address sources: a dial offers these first.
+    pub circuits: crate::circuits::Behaviour,
     pub relay_client: relay::client::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub identify: identify::Behaviour,
@@ -211,6 +213,7 @@ fn make_behaviour(
         blocked: Default::default(),
         limits,
         memory,
+        circuits: Default::default(),
         relay_client,
         relay: relay.into(),
         identify,

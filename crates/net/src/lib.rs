@@ -21,6 +21,7 @@
 mod actor;
 pub mod addr;
 mod behaviour;
+mod circuits;
 pub mod config;
 pub mod diversity;
 mod error;

@@ -205,6 +205,7 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     )
     .await;
 
+    let mut states = net.node(a).msg.events();
     net.kill(relay_k).await.unwrap();
     let killed = Instant::now();
     let more = numbered("after the relay died", 5);
@@ -218,6 +219,17 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     )
     .await;
     println!("rerouted around the dead relay in {:?}", killed.elapsed());
+    // Rerouted, not held by mailboxes: a redial offered only bob's stale observed
+    // addresses, or waited on a hole punch to them, failed and left them to mailboxes.
+    while let Ok(ev) = states.try_recv() {
+        if let nodus_msg::MsgEvent::State { state, .. } = ev {
+            assert_ne!(
+                state,
+                MessageState::Stored,
+                "a message went to the mailboxes"
+            );
+        }
+    }
     let now = net.relay_in_use(a, &bob_id).await;
     assert!(
         now.is_some() && now != Some(relay),

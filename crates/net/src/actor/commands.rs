@@ -188,12 +188,23 @@ impl Actor {
             let _ = reply.send(Ok(peer));
             return;
         }
+        if self.own_dials.values().any(|p| *p == peer) {
+            self.peer_dials.entry(peer).or_default().push(reply);
+            return;
+        }
+        // `Disconnected`, not `DisconnectedAndNotDialing`: a dial someone else started
+        // (a hole punch) may be stuck on dead addresses; ours also tries the circuits.
         let opts = DialOpts::peer_id(peer)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .condition(PeerCondition::Disconnected)
             .build();
+        let id = opts.connection_id();
         match self.swarm.dial(opts) {
-            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+            Ok(()) => {
+                self.own_dials.insert(id, peer);
                 self.peer_dials.entry(peer).or_default().push(reply);
+            }
+            Err(DialError::DialPeerConditionFalse(_)) => {
+                let _ = reply.send(Ok(peer));
             }
             Err(DialError::NoAddresses) if may_lookup => {
                 let q = self.swarm.behaviour_mut().kad.get_closest_peers(peer);

@@ -53,6 +53,7 @@ impl Actor {
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
+                self.own_dials.remove(&connection_id);
                 for reply in self.peer_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -97,8 +98,9 @@ impl Actor {
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NetError::Dial(msg.clone())));
                 }
-                if let Some(peer) = peer_id
+                if let Some(peer) = self.own_dials.remove(&connection_id)
                     && !self.swarm.is_connected(&peer)
+                    && !self.own_dials.values().any(|p| *p == peer)
                 {
                     for reply in self.peer_dials.remove(&peer).unwrap_or_default() {
                         let _ = reply.send(Err(NetError::Dial(msg.clone())));
@@ -147,6 +149,14 @@ impl Actor {
                     if self.connections.contains_key(&peer_id) {
                         self.agents.insert(peer_id, info.agent_version.clone());
                     }
+                    self.swarm
+                        .behaviour_mut()
+                        .circuits
+                        .remember(peer_id, &info.listen_addrs);
+                    self.swarm
+                        .behaviour_mut()
+                        .circuits
+                        .remember(peer_id, &info.listen_addrs);
                     if info.protocols.contains(&KAD_PROTOCOL) {
                         for addr in info.listen_addrs {
                             self.try_route(peer_id, addr);

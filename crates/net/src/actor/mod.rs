@@ -98,6 +98,10 @@ struct Actor {
     counters: Counters,
     dials: HashMap<ConnectionId, Reply<PeerId>>,
     peer_dials: HashMap<PeerId, Vec<Reply<PeerId>>>,
+    /// Dials by peer id that `dial_peer` started. Only their failure fails its waiters:
+    /// another dial to the same peer (a DCUtR hole punch to stale observed addresses,
+    /// say) may fail while ours, through a circuit, succeeds.
+    own_dials: HashMap<ConnectionId, PeerId>,
     queries: HashMap<QueryId, PendingQuery>,
     reservations: HashMap<PeerId, Vec<Reply<()>>>,
     subscriptions: HashMap<gossipsub::TopicHash, (String, Vec<mpsc::Sender<GossipMessage>>)>,
@@ -167,6 +171,7 @@ pub fn spawn(
         counters,
         dials: HashMap::new(),
         peer_dials: HashMap::new(),
+        own_dials: HashMap::new(),
         queries: HashMap::new(),
         reservations: HashMap::new(),
         subscriptions: HashMap::new(),
