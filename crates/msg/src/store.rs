@@ -93,12 +93,62 @@ pub struct OutItem {
     pub created_ms: u64,
     /// Queue position: items to one peer leave in this order.
     pub order: u64,
+    /// For a bundle (several texts under one Olm message, `id` being the bundle's): the
+    /// ids of the messages in it, whose states follow the bundle's. Empty otherwise.
+    pub members: Vec<MsgId>,
 }
 
 impl OutItem {
     pub fn key(&self) -> String {
         out_key(&self.id, &self.to)
     }
+
+    /// The ids of the messages this item carries: its members, or itself.
+    pub fn message_ids(&self) -> &[MsgId] {
+        if self.members.is_empty() {
+            std::slice::from_ref(&self.id)
+        } else {
+            &self.members
+        }
+    }
+
+    /// Reads an outbox entry, also in the layout written before bundles existed.
+    pub fn decode(bytes: &[u8]) -> Result<OutItem, crate::wire::WireError> {
+        crate::wire::decode::<OutItem>(bytes).or_else(|e| {
+            let v: OutItemV1 = crate::wire::decode(bytes).map_err(|_| e)?;
+            Ok(OutItem {
+                id: v.id,
+                to: v.to,
+                envelope: v.envelope,
+                pending: v.pending,
+                prekey_plain: v.prekey_plain,
+                user: v.user,
+                stored: v.stored,
+                mailboxes: v.mailboxes,
+                attempts: v.attempts,
+                created_ms: v.created_ms,
+                order: v.order,
+                members: Vec::new(),
+            })
+        })
+    }
+}
+
+/// [`OutItem`] as written before bundles (no `members`).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct OutItemV1 {
+    id: MsgId,
+    to: String,
+    envelope: Option<Vec<u8>>,
+    pending: Option<Plain>,
+    prekey_plain: Option<Plain>,
+    user: bool,
+    stored: bool,
+    mailboxes: Vec<String>,
+    attempts: u32,
+    created_ms: u64,
+    order: u64,
 }
 
 pub fn out_key(id: &MsgId, to: &str) -> String {
@@ -143,8 +193,8 @@ impl Store {
         Ok(Store { db })
     }
 
-    pub fn write(&self) -> Result<Txn, MsgError> {
-        Ok(Txn {
+    pub fn write(&self) -> Result<Writer, MsgError> {
+        Ok(Writer {
             txn: self.db.begin_write().map_err(db_err)?,
         })
     }
@@ -178,6 +228,23 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, MsgError> {
+        self.scan_with(table, prefix, |key, bytes| decode_row(table, key, bytes))
+    }
+
+    /// Every outbox entry, in either layout it may have been written in.
+    pub fn outbox(&self) -> Result<Vec<(String, OutItem)>, MsgError> {
+        self.scan_with(OUTBOX, "", |key, bytes| {
+            OutItem::decode(bytes)
+                .map_err(|e| MsgError::Store(format!("outbox row {key:?} is unreadable: {e}")))
+        })
+    }
+
+    fn scan_with<T>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        prefix: &str,
+        decode: impl Fn(&str, &[u8]) -> Result<T, MsgError>,
+    ) -> Result<Vec<(String, T)>, MsgError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(table).map_err(db_err)?;
         let mut out = Vec::new();
@@ -187,7 +254,7 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            out.push((key.to_string(), decode_row(table, key, v.value())?));
+            out.push((key.to_string(), decode(key, v.value())?));
         }
         Ok(out)
     }
@@ -202,70 +269,19 @@ fn decode_row<T: DeserializeOwned>(
         .map_err(|e| MsgError::Store(format!("row {key} of table {}: {e}", table.name())))
 }
 
-pub struct Txn {
+/// A write transaction, committed whole. Work goes through [`Writer::txn`].
+pub struct Writer {
     txn: WriteTransaction,
 }
 
-impl Txn {
-    pub fn put<T: Serialize>(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-        value: &T,
-    ) -> Result<(), MsgError> {
-        self.put_raw(table, key, &crate::wire::encode(value))
-    }
-
-    pub fn put_raw(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-        value: &[u8],
-    ) -> Result<(), MsgError> {
-        let mut t = self.txn.open_table(table).map_err(db_err)?;
-        t.insert(key, value).map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn get<T: DeserializeOwned>(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<T>, MsgError> {
-        let t = self.txn.open_table(table).map_err(db_err)?;
-        let Some(v) = t.get(key).map_err(db_err)? else {
-            return Ok(None);
-        };
-        decode_row(table, key, v.value()).map(Some)
-    }
-
-    pub fn get_raw_str(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<Option<String>, MsgError> {
-        let t = self.txn.open_table(table).map_err(db_err)?;
-        Ok(t.get(key)
-            .map_err(db_err)?
-            .and_then(|v| String::from_utf8(v.value().to_vec()).ok()))
-    }
-
-    pub fn contains(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<bool, MsgError> {
-        let t = self.txn.open_table(table).map_err(db_err)?;
-        Ok(t.get(key).map_err(db_err)?.is_some())
-    }
-
-    pub fn remove(
-        &mut self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-    ) -> Result<bool, MsgError> {
-        let mut t = self.txn.open_table(table).map_err(db_err)?;
-        Ok(t.remove(key).map_err(db_err)?.is_some())
+impl Writer {
+    /// The tables of this transaction, each opened once on first use (opening a table
+    /// per row cost a tenth of the service's time).
+    pub fn txn(&self) -> Txn<'_> {
+        Txn {
+            txn: &self.txn,
+            open: Vec::new(),
+        }
     }
 
     /// Commits (an fsync). Other tasks of the runtime move off this thread meanwhile,
@@ -276,5 +292,99 @@ impl Txn {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(commit),
             _ => commit(),
         }
+    }
+}
+
+type Row = &'static str;
+type Table<'a> = redb::Table<'a, Row, &'static [u8]>;
+type Def = TableDefinition<'static, Row, &'static [u8]>;
+
+pub struct Txn<'a> {
+    txn: &'a WriteTransaction,
+    open: Vec<(String, Table<'a>)>,
+}
+
+impl<'a> Txn<'a> {
+    fn table(&mut self, def: Def) -> Result<&mut Table<'a>, MsgError> {
+        let i = match self.open.iter().position(|(n, _)| *n == def.name()) {
+            Some(i) => i,
+            None => {
+                let t = self.txn.open_table(def).map_err(db_err)?;
+                self.open.push((def.name().to_string(), t));
+                self.open.len() - 1
+            }
+        };
+        Ok(&mut self.open[i].1)
+    }
+
+    pub fn put<T: Serialize>(&mut self, table: Def, key: &str, value: &T) -> Result<(), MsgError> {
+        self.put_raw(table, key, &crate::wire::encode(value))
+    }
+
+    pub fn put_raw(&mut self, table: Def, key: &str, value: &[u8]) -> Result<(), MsgError> {
+        let t = self.table(table)?;
+        t.insert(key, value).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn get<T: DeserializeOwned>(
+        &mut self,
+        table: Def,
+        key: &str,
+    ) -> Result<Option<T>, MsgError> {
+        let t = self.table(table)?;
+        let Some(v) = t.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
+        decode_row(table, key, v.value()).map(Some)
+    }
+
+    pub fn get_raw_str(&mut self, table: Def, key: &str) -> Result<Option<String>, MsgError> {
+        let t = self.table(table)?;
+        Ok(t.get(key)
+            .map_err(db_err)?
+            .and_then(|v| String::from_utf8(v.value().to_vec()).ok()))
+    }
+
+    pub fn contains(&mut self, table: Def, key: &str) -> Result<bool, MsgError> {
+        let t = self.table(table)?;
+        Ok(t.get(key).map_err(db_err)?.is_some())
+    }
+
+    pub fn remove(&mut self, table: Def, key: &str) -> Result<bool, MsgError> {
+        let t = self.table(table)?;
+        Ok(t.remove(key).map_err(db_err)?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_rows_of_the_earlier_layout_still_load() {
+        let old = OutItemV1 {
+            id: [7; 16],
+            to: "peer".into(),
+            envelope: Some(vec![1, 2, 3]),
+            pending: None,
+            prekey_plain: None,
+            user: true,
+            stored: true,
+            mailboxes: vec!["box".into()],
+            attempts: 2,
+            created_ms: 5,
+            order: 9,
+        };
+        let item = OutItem::decode(&crate::wire::encode(&old)).unwrap();
+        assert_eq!((item.id, item.order, item.attempts), ([7; 16], 9, 2));
+        assert_eq!(item.envelope, Some(vec![1, 2, 3]));
+        assert_eq!(item.message_ids(), &[[7; 16]]);
+
+        let mut bundle = item.clone();
+        bundle.members = vec![[1; 16], [2; 16]];
+        let back = OutItem::decode(&crate::wire::encode(&bundle)).unwrap();
+        assert_eq!(back.message_ids(), &[[1; 16], [2; 16]]);
+        assert!(OutItem::decode(&[0xff; 3]).is_err());
     }
 }

@@ -115,4 +115,6 @@ pub struct MsgStats {
     pub duplicates: u64,
     /// Envelopes accepted since start.
     pub received: u64,
+    /// Messages accepted since start: a bundle of texts is one envelope, many messages.
+    pub messages_received: u64,
 }

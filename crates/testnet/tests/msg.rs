@@ -19,6 +19,16 @@ async fn network(n: usize) -> (tempfile::TempDir, Testnet) {
     (dir, net)
 }
 
+/// A network of `n` nodes where node 1 (alice) and node 2 (bob) know each other:
+/// the network, their indexes and alice's peer id.
+async fn alice_and_bob(n: usize) -> (tempfile::TempDir, Testnet, (usize, usize), String) {
+    let (dir, net) = network(n).await;
+    let (a, b) = (1, 2);
+    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    let alice_id = net.node(a).peer_id().to_string();
+    (dir, net, (a, b), alice_id)
+}
+
 async fn introduce(a: &MsgHandle, b: &MsgHandle, a_name: &str, b_name: &str) {
     nodus_testnet::msg::introduce(a, b, a_name, b_name)
         .await
@@ -97,6 +107,18 @@ async fn direct_conversation_with_delivery_and_read_receipts() {
     net.shutdown().await;
 }
 
+/// Waits until each of `sent` is delivered and the sender's outbox is empty.
+async fn all_delivered(from: &MsgHandle, to: &str, sent: &[Message]) {
+    for m in sent {
+        wait_state(from, to, m, MessageState::Delivered).await;
+    }
+    wait_until(T, "the sender's outbox to empty", || async {
+        from.stats().await.unwrap().outbox == 0
+    })
+    .await
+    .unwrap();
+}
+
 async fn send_all(from: &MsgHandle, to: &str, texts: &[String]) -> Vec<Message> {
     let mut out = Vec::new();
     for t in texts {
@@ -105,16 +127,70 @@ async fn send_all(from: &MsgHandle, to: &str, texts: &[String]) -> Vec<Message> 
     out
 }
 
+/// Sends `texts` all at once: they reach the messaging actor together and leave as
+/// bundles. Returned in the order the sender numbered them.
+async fn send_together(from: &MsgHandle, to: &str, texts: &[String]) -> Vec<Message> {
+    let mut out: Vec<Message> = futures::future::join_all(texts.iter().map(|t| from.send(to, t)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    out.sort_by_key(|m| m.seq);
+    out
+}
+
+fn texts_of(ms: &[Message]) -> Vec<String> {
+    ms.iter().map(|m| m.text.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn texts_sent_together_travel_as_bundles_online_and_through_mailboxes() {
+    let (_dir, mut net, (a, b), alice_id) = alice_and_bob(6).await;
+    let before = net.node(b).msg.stats().await.unwrap();
+
+    let first = send_together(&net.node(a).msg, "bob", &numbered("together", 200)).await;
+    wait_texts(
+        &net.node(b).msg,
+        &alice_id,
+        &texts_of(&first),
+        "bundled texts",
+    )
+    .await;
+    for m in &first {
+        wait_state(&net.node(a).msg, "bob", m, MessageState::Delivered).await;
+    }
+    let after = net.node(b).msg.stats().await.unwrap();
+    assert_eq!(after.messages_received - before.messages_received, 200);
+    let envelopes = after.received - before.received;
+    assert!(
+        envelopes <= 50,
+        "200 texts took {envelopes} envelopes: not bundled"
+    );
+
+    // Offline: bundles are stored in mailboxes whole, and each text in them is marked.
+    net.kill(b).await.unwrap();
+    let later = send_together(&net.node(a).msg, "bob", &numbered("away", 100)).await;
+    for m in &later {
+        wait_state(&net.node(a).msg, "bob", m, MessageState::Stored).await;
+    }
+    net.restart(b).await.unwrap();
+    let want: Vec<String> = texts_of(&first)
+        .into_iter()
+        .chain(texts_of(&later))
+        .collect();
+    wait_texts(&net.node(b).msg, &alice_id, &want, "bundles from mailboxes").await;
+    // One receipt per bundle closes the sender's outbox entry and marks each text.
+    all_delivered(&net.node(a).msg, "bob", &later).await;
+    net.shutdown().await;
+}
+
 fn numbered(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix} {i}")).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_recipient_receives_everything_in_order_when_back() {
-    let (_dir, mut net) = network(6).await;
-    let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
-    let alice_id = net.node(a).peer_id().to_string();
+    let (_dir, mut net, (a, b), alice_id) = alice_and_bob(6).await;
     let hello = vec!["before you left".to_string()];
     send_all(&net.node(a).msg, "bob", &hello).await;
     wait_texts(&net.node(b).msg, &alice_id, &hello, "first message").await;
@@ -141,14 +217,7 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
         back.elapsed()
     );
     // The receipts travel back and close the outbox.
-    for m in &sent {
-        wait_state(&net.node(a).msg, "bob", m, MessageState::Delivered).await;
-    }
-    wait_until(T, "alice's outbox to empty", || async {
-        net.node(a).msg.stats().await.unwrap().outbox == 0
-    })
-    .await
-    .unwrap();
+    all_delivered(&net.node(a).msg, "bob", &sent).await;
     // Bob deleted what he took from the mailboxes.
     wait_until(T, "mailboxes to be emptied", || async {
         let mut held = 0;
@@ -646,7 +715,7 @@ async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
     });
     futures::future::join_all(sends).await;
     wait_until(T, "the burst", || async {
-        net.node(b).msg.stats().await.unwrap().received >= 50
+        net.node(b).msg.stats().await.unwrap().messages_received >= 50
     })
     .await
     .unwrap();
@@ -665,8 +734,8 @@ async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
             .unwrap();
     }
     wait_until(T, "the answers", || async {
-        net.node(b).msg.stats().await.unwrap().received >= 55
-            && net.node(a).msg.stats().await.unwrap().received >= 5
+        net.node(b).msg.stats().await.unwrap().messages_received >= 55
+            && net.node(a).msg.stats().await.unwrap().messages_received >= 5
     })
     .await
     .unwrap();
@@ -706,7 +775,7 @@ async fn many_stored_messages_come_back_in_order() {
     // Bob answers, so Alice's next messages are on a fresh chain.
     net.node(b).msg.send("alice", "hi").await.unwrap();
     wait_until(T, "the answer", || async {
-        net.node(a).msg.stats().await.unwrap().received >= 1
+        net.node(a).msg.stats().await.unwrap().messages_received >= 1
     })
     .await
     .unwrap();

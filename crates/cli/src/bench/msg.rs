@@ -287,7 +287,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
     net.restart(db).await?;
     let hb = net.node(db).msg.clone();
     wait_until(T, "stored messages to arrive", || async {
-        hb.stats().await.is_ok_and(|s| s.received >= 100)
+        hb.stats().await.is_ok_and(|s| s.messages_received >= 100)
     })
     .await?;
     let fetched = t.elapsed().as_secs_f64() * 1000.0;

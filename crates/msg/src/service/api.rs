@@ -86,6 +86,7 @@ impl Actor {
                     rejected: self.metrics.rejected_total.get(),
                     duplicates: self.metrics.duplicates.get(),
                     received: self.metrics.received.get(),
+                    messages_received: self.metrics.messages_received.get(),
                 };
                 self.reply(reply, Ok(s));
             }
@@ -263,7 +264,9 @@ impl Actor {
             seen: true,
         };
         self.store_message(txn, &msg, &plain.id)?;
-        self.queue_olm(txn, &peer, plain, true)?;
+        // Queued at the end of the batch, with the other texts to this peer.
+        self.bundling.entry(peer).or_default().push(plain);
+        self.dirty_dispatch = true;
         self.emit(MsgEvent::Message {
             message: msg.clone(),
         });
@@ -367,10 +370,11 @@ impl Actor {
         self.mark_seen(txn, &rows)?;
         // "Sent" is not written to disk (one write less per message): a queued message
         // on its way to the recipient is shown as sent.
-        let on_the_wire: HashSet<&str> = self
+        let on_the_wire: HashSet<String> = self
             .in_flight
             .iter()
-            .filter_map(|k| k.split(':').next())
+            .filter_map(|k| self.outbox.get(k))
+            .flat_map(|i| i.message_ids().iter().map(hex::encode))
             .collect();
         Ok(rows
             .into_iter()

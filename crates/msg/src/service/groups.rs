@@ -270,6 +270,7 @@ impl Actor {
                 attempts: 0,
                 created_ms: now_ms(),
                 order: self.order,
+                members: Vec::new(),
             };
             self.outbox_put(txn, item)?;
         }

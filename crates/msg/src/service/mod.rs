@@ -58,6 +58,10 @@ const REPUBLISH: Duration = Duration::from_secs(3600);
 /// Refusals a group message gets for a key or membership not there yet, before it fails.
 const TRANSIENT_ATTEMPTS: u32 = 10;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// Texts to one peer in one batch go as bundles of at most this many,
+const BUNDLE_MAX: usize = 64;
+/// holding at most this much text (a bundle must fit a frame).
+const BUNDLE_BYTES: usize = 96 * 1024;
 
 pub(crate) enum Input {
     Api(Command),
@@ -116,6 +120,7 @@ struct Reason {
 pub struct Metrics {
     sent: Counter,
     received: Counter,
+    messages_received: Counter,
     duplicates: Counter,
     rejected: Family<Reason, Counter>,
     rejected_total: Counter,
@@ -137,8 +142,13 @@ impl Metrics {
         );
         r.register(
             "received",
-            "Messages accepted from peers",
+            "Envelopes accepted from peers",
             m.received.clone(),
+        );
+        r.register(
+            "messages_received",
+            "Messages accepted from peers (each text of a bundle counted)",
+            m.messages_received.clone(),
         );
         r.register(
             "duplicates",
@@ -333,6 +343,8 @@ struct Actor {
     last_prune: Instant,
     after: Vec<After>,
     dirty_dispatch: bool,
+    /// Texts written during the current batch, per recipient, queued at its end.
+    bundling: HashMap<String, Vec<Plain>>,
 }
 
 #[derive(Default)]
@@ -396,10 +408,12 @@ impl Actor {
             }
             _ => {
                 let c = Crypto::new();
-                let mut txn = store.write()?;
+                let w = store.write()?;
+                let mut txn = w.txn();
                 save_account(&mut txn, &c)?;
                 txn.put_raw(store::META, "seal", &c.seal.secret_bytes())?;
-                txn.commit()?;
+                drop(txn);
+                w.commit()?;
                 c
             }
         };
@@ -438,10 +452,12 @@ impl Actor {
                 groups.restore_inbound(g, sender.to_string(), p);
             }
         }
-        let outbox: HashMap<String, OutItem> = store.scan(store::OUTBOX, "")?.into_iter().collect();
+        let outbox: HashMap<String, OutItem> = store.outbox()?.into_iter().collect();
         let mut outbox_ids: HashMap<MsgId, usize> = HashMap::new();
         for i in outbox.values() {
-            *outbox_ids.entry(i.id).or_default() += 1;
+            for id in i.message_ids() {
+                *outbox_ids.entry(*id).or_default() += 1;
+            }
         }
         let order = store.get::<u64>(store::META, "order")?.unwrap_or(0);
         let mut usage: HashMap<String, (usize, u64)> = HashMap::new();
@@ -494,6 +510,7 @@ impl Actor {
             last_prune: Instant::now() - PRUNE_EVERY,
             after: Vec::new(),
             dirty_dispatch: true,
+            bundling: HashMap::new(),
         })
     }
 
@@ -532,10 +549,12 @@ impl Actor {
     }
 
     fn apply(&mut self, batch: Vec<Input>) -> Result<(), MsgError> {
-        let mut txn = self.store.write()?;
+        let w = self.store.write()?;
+        let mut txn = w.txn();
         for input in batch {
             self.handle(&mut txn, input)?;
         }
+        self.flush_bundles(&mut txn)?;
         for peer in std::mem::take(&mut self.dirty_sessions) {
             save_sessions(&mut txn, &self.crypto, &peer)?;
         }
@@ -548,7 +567,8 @@ impl Actor {
             save_account(&mut txn, &self.crypto)?;
         }
         txn.put(store::META, "order", &self.order)?;
-        txn.commit()?;
+        drop(txn);
+        w.commit()?;
         for ((mailbox, to), ids) in self.retractions.drain() {
             tokio::spawn(delivery::retract(self.net.clone(), mailbox, to, ids));
         }

@@ -12,6 +12,62 @@ impl Actor {
         plain: Plain,
         user: bool,
     ) -> Result<(), MsgError> {
+        self.queue_olm_item(txn, peer, plain, user, Vec::new())
+    }
+
+    /// Queues the texts written to each peer during this batch: several to one peer go
+    /// as bundles (one Olm message, one outbox entry), a lone one as itself.
+    pub(super) fn flush_bundles(&mut self, txn: &mut Txn) -> Result<(), MsgError> {
+        for (peer, plains) in std::mem::take(&mut self.bundling) {
+            let mut chunk: Vec<Plain> = Vec::new();
+            let mut bytes = 0;
+            for p in plains {
+                let len = match &p.content {
+                    Content::Text(t) => t.len(),
+                    _ => 0,
+                };
+                if !chunk.is_empty() && (chunk.len() >= BUNDLE_MAX || bytes + len > BUNDLE_BYTES) {
+                    self.queue_bundle(txn, &peer, std::mem::take(&mut chunk))?;
+                    bytes = 0;
+                }
+                bytes += len;
+                chunk.push(p);
+            }
+            self.queue_bundle(txn, &peer, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn queue_bundle(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        mut plains: Vec<Plain>,
+    ) -> Result<(), MsgError> {
+        if plains.len() <= 1 {
+            return match plains.pop() {
+                Some(p) => self.queue_olm(txn, peer, p, true),
+                None => Ok(()),
+            };
+        }
+        let members = plains.iter().map(|p| p.id).collect();
+        let outer = Plain {
+            id: wire::new_id(),
+            seq: 0,
+            sent_ms: now_ms(),
+            content: Content::Batch(plains),
+        };
+        self.queue_olm_item(txn, peer, outer, true, members)
+    }
+
+    fn queue_olm_item(
+        &mut self,
+        txn: &mut Txn,
+        peer: &str,
+        plain: Plain,
+        user: bool,
+        members: Vec<MsgId>,
+    ) -> Result<(), MsgError> {
         self.order += 1;
         let mut item = OutItem {
             id: plain.id,
@@ -25,6 +81,7 @@ impl Actor {
             attempts: 0,
             created_ms: now_ms(),
             order: self.order,
+            members,
         };
         if self.ensure_session(txn, peer)? {
             self.encrypt_item(&mut item, plain)?;
@@ -216,7 +273,12 @@ impl Actor {
                 key: k.clone(),
                 bytes,
             });
-            sent.push((k.clone(), i.id, i.to.clone(), i.user && !i.stored));
+            sent.push((
+                k.clone(),
+                i.message_ids().to_vec(),
+                i.to.clone(),
+                i.user && !i.stored,
+            ));
         }
         for (key, ..) in &sent {
             self.in_flight.insert(key.clone());
@@ -228,12 +290,15 @@ impl Actor {
             self.hand_to_worker(p, batch);
         }
         // "sent" is an event only; the stored state stays queued until acknowledged.
-        for (_, id, to, user) in sent {
-            if user {
+        for (_, ids, to, user) in sent {
+            if !user {
+                continue;
+            }
+            for id in ids {
                 let _ = self.events.send(MsgEvent::State {
                     id: hex::encode(id),
                     conversation: to.clone(),
-                    to,
+                    to: to.clone(),
                     state: MessageState::Sent,
                 });
             }
@@ -290,8 +355,12 @@ impl Actor {
                     self.metrics.sent.inc();
                     back_online = true;
                     self.outbox_remove(txn, &key)?;
-                    if item.user && !self.outbox_has_id(&item.id) {
-                        self.set_state(txn, &item.id, &to, MessageState::Delivered)?;
+                    if item.user {
+                        for id in item.message_ids() {
+                            if !self.outbox_has_id(id) {
+                                self.set_state(txn, id, &to, MessageState::Delivered)?;
+                            }
+                        }
                     }
                 }
                 MsgReply::Reject { reason, .. }
@@ -315,7 +384,9 @@ impl Actor {
                     tracing::warn!(target: "nodus::msg", peer = %to, ?reason, "recipient refused a message");
                     self.outbox_remove(txn, &key)?;
                     if item.user {
-                        self.set_state(txn, &item.id, &to, MessageState::Failed)?;
+                        for id in item.message_ids() {
+                            self.set_state(txn, id, &to, MessageState::Failed)?;
+                        }
                     }
                 }
             }
@@ -390,7 +461,9 @@ impl Actor {
         let key = item.key();
         txn.put(store::OUTBOX, &key, &item)?;
         if self.outbox.insert(key, item.clone()).is_none() {
-            *self.outbox_ids.entry(item.id).or_default() += 1;
+            for id in item.message_ids() {
+                *self.outbox_ids.entry(*id).or_default() += 1;
+            }
         }
         Ok(())
     }
@@ -406,10 +479,12 @@ impl Actor {
         txn.remove(store::OUTBOX, key)?;
         self.in_flight.remove(key);
         self.retry_at.remove(key);
-        if let Some(n) = self.outbox_ids.get_mut(&item.id) {
-            *n -= 1;
-            if *n == 0 {
-                self.outbox_ids.remove(&item.id);
+        for id in item.message_ids() {
+            if let Some(n) = self.outbox_ids.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.outbox_ids.remove(id);
+                }
             }
         }
         if let Ok(to) = item.to.parse::<PeerId>() {
@@ -502,9 +577,11 @@ impl Actor {
                     txn.put(store::OUTBOX, &key, item)?;
                     let wait = config::retry_after(&self.cfg, item.attempts);
                     self.retry_at.insert(key.clone(), Instant::now() + wait);
-                    let (id, to, user) = (item.id, item.to.clone(), item.user);
+                    let (ids, to, user) = (item.message_ids().to_vec(), item.to.clone(), item.user);
                     if user {
-                        self.set_state(txn, &id, &to, MessageState::Stored)?;
+                        for id in ids {
+                            self.set_state(txn, &id, &to, MessageState::Stored)?;
+                        }
                     }
                 }
                 Err(e) => {

@@ -100,6 +100,11 @@ impl Actor {
         if plain.id != id {
             return Ok(Err(RejectReason::Malformed));
         }
+        if let Content::Batch(inner) = &plain.content
+            && (inner.is_empty() || inner.iter().any(|p| !matches!(p.content, Content::Text(_))))
+        {
+            return Ok(Err(RejectReason::Malformed));
+        }
         let used_key = decrypted.used_one_time_key.is_some();
         self.crypto.accept(sender, decrypted);
         self.dirty_sessions.insert(sender.to_string());
@@ -125,25 +130,23 @@ impl Actor {
         }
         match plain.content {
             Content::Text(text) => {
-                let name = self
-                    .contacts
-                    .get(sender)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-                let m = Message {
-                    id: hex::encode(id),
-                    conversation: sender.to_string(),
-                    from: sender.to_string(),
-                    from_name: name,
-                    outgoing: false,
-                    text,
-                    state: MessageState::Received,
-                    seq: plain.seq,
-                    sent_ms: plain.sent_ms,
-                    stored_ms: now_ms(),
-                    seen: false,
-                };
+                let m = self.incoming_text(sender, &id, plain.seq, plain.sent_ms, text);
                 self.accept_incoming(txn, m, &id, via_mailbox.then_some(sender))?;
+            }
+            Content::Batch(inner) => {
+                // One receipt for the lot, the bundle's own id first: that is the
+                // outbox entry the sender forgets.
+                let mut ids = vec![id];
+                for p in inner {
+                    if let Content::Text(text) = p.content {
+                        let m = self.incoming_text(sender, &p.id, p.seq, p.sent_ms, text);
+                        self.accept_incoming(txn, m, &p.id, None)?;
+                        ids.push(p.id);
+                    }
+                }
+                if via_mailbox {
+                    self.queue_receipt(txn, sender, ids, false)?;
+                }
             }
             Content::Receipt { ids, read } => {
                 let state = if read {
@@ -233,6 +236,33 @@ impl Actor {
         Ok(Ok(()))
     }
 
+    fn incoming_text(
+        &self,
+        sender: &str,
+        id: &MsgId,
+        seq: u64,
+        sent_ms: u64,
+        text: String,
+    ) -> Message {
+        Message {
+            id: hex::encode(id),
+            conversation: sender.to_string(),
+            from: sender.to_string(),
+            from_name: self
+                .contacts
+                .get(sender)
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+            outgoing: false,
+            text,
+            state: MessageState::Received,
+            seq,
+            sent_ms,
+            stored_ms: now_ms(),
+            seen: false,
+        }
+    }
+
     /// Stores an incoming message, tells the event stream, and (for one that came from a
     /// mailbox, which the sender cannot know arrived) sends a delivery receipt.
     fn accept_incoming(
@@ -243,6 +273,7 @@ impl Actor {
         receipt_to: Option<&str>,
     ) -> Result<(), MsgError> {
         self.store_message(txn, &m, id)?;
+        self.metrics.messages_received.inc();
         let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
         txn.put(store::UNSEEN, &key, &())?;
         self.emit(MsgEvent::Message { message: m });

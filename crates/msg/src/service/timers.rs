@@ -72,14 +72,16 @@ impl Actor {
         if old.is_empty() && expired.is_empty() {
             return Ok(());
         }
-        let mut txn = self.store.write()?;
+        let w = self.store.write()?;
+        let mut txn = w.txn();
         for k in old {
             txn.remove(store::SEEN, &k)?;
         }
         for (k, item) in expired {
             self.mailbox_remove(&mut txn, &k, &item)?;
         }
-        txn.commit()
+        drop(txn);
+        w.commit()
     }
 
     pub(super) fn start_publish(&mut self) {
@@ -92,10 +94,12 @@ impl Actor {
         published.extend(fresh.iter().copied());
         // The account must be on disk before its keys are public.
         let saved = (|| -> Result<(), MsgError> {
-            let mut txn = self.store.write()?;
+            let w = self.store.write()?;
+            let mut txn = w.txn();
             self.crypto.published = published.clone();
             save_account(&mut txn, &self.crypto)?;
-            txn.commit()
+            drop(txn);
+            w.commit()
         })();
         if let Err(e) = saved {
             tracing::warn!(target: "nodus::msg", "cannot save new one-time keys: {e}");
