@@ -1,7 +1,8 @@
 //! Serving the two stream protocols. Each inbound stream gets a task that decodes
 //! frames and hands them to the service; replies go back in order, so a sender can
-//! pipeline. A frame that does not decode ends that stream (and is counted); it never
-//! reaches the service.
+//! pipeline. A frame that does not decode ends that stream, is counted, and is a strike
+//! against the peer in the overlay (repeated ones get it banned); it never reaches the
+//! service.
 
 use std::sync::Arc;
 
@@ -29,7 +30,10 @@ pub fn serve(
     let limit = Arc::new(Semaphore::new(MAX_STREAMS));
     let ctx = Accept {
         inputs,
-        metrics,
+        peers: Peers {
+            metrics,
+            net: net.clone(),
+        },
         limit,
         stop: shutdown.clone(),
     };
@@ -44,9 +48,30 @@ pub fn serve(
 #[derive(Clone)]
 struct Accept {
     inputs: mpsc::Sender<Input>,
-    metrics: Metrics,
+    peers: Peers,
     limit: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
+}
+
+/// Where a peer's garbage is reported: the service's counters and the overlay's strikes.
+#[derive(Clone)]
+struct Peers {
+    metrics: Metrics,
+    net: NetworkHandle,
+}
+
+impl Peers {
+    /// A stream that failed: garbage if the peer sent what does not decode (counted and
+    /// struck), not if the link broke (a relay that died is nobody's misbehaviour).
+    fn failed(&self, peer: PeerId, what: &str, error: &wire::WireError) {
+        tracing::debug!(target: "nodus::msg", %peer, "dropping {what} stream: {error}");
+        if matches!(error, wire::WireError::Io(_)) {
+            return;
+        }
+        self.metrics.garbage("bad_frame");
+        self.net
+            .report_misbehaviour(peer, format!("undecodable {what} frame: {error}"));
+    }
 }
 
 impl Accept {
@@ -54,7 +79,7 @@ impl Accept {
     async fn run<I, F, Fut>(mut self, mut incoming: I, handle: F)
     where
         I: futures::Stream<Item = (PeerId, Stream)> + Unpin,
-        F: Fn(PeerId, Stream, mpsc::Sender<Input>, Metrics) -> Fut,
+        F: Fn(PeerId, Stream, mpsc::Sender<Input>, Peers) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         while let Some((peer, stream)) = tokio::select! {
@@ -62,10 +87,10 @@ impl Accept {
             _ = self.stop.wait_for(|s| *s) => None,
         } {
             let Ok(permit) = self.limit.clone().try_acquire_owned() else {
-                self.metrics.garbage("too_many_streams");
+                self.peers.metrics.garbage("too_many_streams");
                 continue;
             };
-            let work = handle(peer, stream, self.inputs.clone(), self.metrics.clone());
+            let work = handle(peer, stream, self.inputs.clone(), self.peers.clone());
             tokio::spawn(async move {
                 work.await;
                 drop(permit);
@@ -74,7 +99,7 @@ impl Accept {
     }
 }
 
-async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, metrics: Metrics) {
+async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, peers: Peers) {
     let (mut r, mut w) = stream.split();
     let (pending_tx, mut pending_rx) = mpsc::channel::<oneshot::Receiver<MsgReply>>(PIPELINE);
     let reader = async move {
@@ -93,8 +118,7 @@ async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, m
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    metrics.garbage("bad_frame");
-                    tracing::debug!(target: "nodus::msg", %peer, "dropping message stream: {e}");
+                    peers.failed(peer, "message", &e);
                     return;
                 }
             }
@@ -119,15 +143,14 @@ async fn mailbox_stream(
     peer: PeerId,
     mut stream: Stream,
     inputs: mpsc::Sender<Input>,
-    metrics: Metrics,
+    peers: Peers,
 ) {
     loop {
         let request = match wire::read_frame::<_, MailboxRequest>(&mut stream).await {
             Ok(Some(r)) => r,
             Ok(None) => break,
             Err(e) => {
-                metrics.garbage("bad_frame");
-                tracing::debug!(target: "nodus::msg", %peer, "dropping mailbox stream: {e}");
+                peers.failed(peer, "mailbox", &e);
                 break;
             }
         };

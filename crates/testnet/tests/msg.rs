@@ -797,3 +797,45 @@ async fn many_stored_messages_come_back_in_order() {
     assert_eq!(net.node(b).msg.stats().await.unwrap().rejected, 0);
     net.shutdown().await;
 }
+
+/// Frames that do not decode end their stream and count against the peer that sent
+/// them: after the overlay's strike limit it is banned; an honest peer is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_undecodable_frames_is_banned() {
+    use futures::AsyncWriteExt;
+    use nodus_msg::wire::{self, MSG_PROTOCOL, MsgReply};
+    let (_dir, net) = network(3).await;
+    let (victim, honest, attacker) = (0, 1, 2);
+    let victim_id = net.node(victim).peer_id();
+    let attacker_id = net.node(attacker).peer_id().to_string();
+    for _ in 0..nodus_net::MAX_STRIKES {
+        let Ok(mut s) = net
+            .node(attacker)
+            .net
+            .open_stream(victim_id, MSG_PROTOCOL)
+            .await
+        else {
+            break;
+        };
+        // A length within bounds, and a body that is no envelope.
+        let _ = s
+            .write_all(&[0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0xff])
+            .await;
+        let _ = s.flush().await;
+        let r = wire::read_frame::<_, MsgReply>(&mut s).await;
+        assert!(!matches!(r, Ok(Some(_))), "garbage gets no answer: {r:?}");
+    }
+    wait_until(T, "the victim to ban the attacker", || async {
+        let peers = net.node(victim).net.peers().await.unwrap();
+        !peers.iter().any(|p| p.peer_id == attacker_id)
+    })
+    .await
+    .unwrap();
+    let peers = net.node(victim).net.peers().await.unwrap();
+    let honest_id = net.node(honest).peer_id().to_string();
+    assert!(
+        peers.iter().any(|p| p.peer_id == honest_id),
+        "the honest peer stays"
+    );
+    net.shutdown().await;
+}
