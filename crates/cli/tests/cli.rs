@@ -450,7 +450,7 @@ fn demo_shows_every_capability_and_exits_zero() {
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("12 of 12 shown working"), "{out}");
+    assert!(out.contains("13 of 13 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -98,9 +98,16 @@ where
     let mut opened = None;
     for &encrypted in tries {
         let stream = dial().await?;
-        opened = handshake(t, stream, encrypted).await;
-        if opened.is_some() {
-            break;
+        match handshake(t, stream, encrypted).await {
+            Ok(o) => {
+                opened = Some(o);
+                break;
+            }
+            // Only a peer that turned MSE down is worth a plain try. One that completed
+            // MSE and then closed (a second link to a peer we already have, say) would
+            // otherwise be redialed in the clear.
+            Err(Failed::Mse) => continue,
+            Err(Failed::After) => return None,
         }
     }
     let (stream, theirs) = opened?;
@@ -132,11 +139,17 @@ async fn dial_tcp(t: &Arc<Torrent>, addr: SocketAddr) -> Option<TcpStream> {
 }
 
 /// Exchanges handshakes over `stream`, inside MSE when `encrypted`.
+/// Why an outgoing handshake failed: during MSE (the peer may not speak it), or after.
+enum Failed {
+    Mse,
+    After,
+}
+
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     t: &Arc<Torrent>,
     stream: S,
     encrypted: bool,
-) -> Option<(MseStream<S>, Handshake)> {
+) -> Result<(MseStream<S>, Handshake), Failed> {
     let ours = Handshake {
         reserved: reserved::ours(t.shared.dht.get().is_some()),
         info_hash: t.hashes.wire_id(),
@@ -147,20 +160,30 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             let policy = t.shared.config.encryption;
             crate::mse::initiate(stream, t.hashes.wire_id(), &ours.encode(), policy)
                 .await
-                .map_err(std::io::Error::other)?
+                .map_err(|e| {
+                    tracing::debug!(target: "nodus::torrent", "MSE handshake failed: {e}");
+                    Failed::Mse
+                })?
         } else {
             let mut s = MseStream::plain(stream, Vec::new());
-            s.write_all(&ours.encode()).await?;
-            s.flush().await?;
+            s.write_all(&ours.encode())
+                .await
+                .map_err(|_| Failed::After)?;
+            s.flush().await.map_err(|_| Failed::After)?;
             s
         };
-        let theirs = read_handshake(&mut stream).await?;
-        Ok::<_, std::io::Error>((stream, theirs))
+        let theirs = read_handshake(&mut stream)
+            .await
+            .map_err(|_| Failed::After)?;
+        Ok((stream, theirs))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
         .await
-        .ok()?
-        .ok()
+        .unwrap_or(Err(if encrypted {
+            Failed::Mse
+        } else {
+            Failed::After
+        }))
 }
 
 pub(crate) async fn read_handshake<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<Handshake> {

@@ -436,3 +436,23 @@ async fn existing_partial_data_is_checked_and_kept() {
         "only the missing half was downloaded"
     );
 }
+
+/// Two nodes and no router: the seeder announces to the only DHT node it knows, the
+/// leecher itself, so the leecher's own store is where the seeder's address is. A lookup
+/// that asked only other nodes found nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trackerless_between_two_nodes_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leech = node(&tmp.path().join("leech")).await;
+    let seed = node_with_dht(&tmp.path().join("seed"), dht_of(&leech)).await;
+    let src = tmp.path().join("notes.bin");
+    std::fs::write(&src, content(700_000, 12)).unwrap();
+    let shared = share(&seed, &src).await;
+    let (out, done) = download(&leech, shared.infohash_v1.clone().unwrap(), vec![], 30).await;
+    assert_eq!(
+        std::fs::read(out.join("notes.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    let seed_addr = seed.handle.listen_addr().unwrap().to_string();
+    assert_eq!(done.pieces_from, vec![(seed_addr, done.pieces_total)]);
+}

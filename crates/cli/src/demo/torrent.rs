@@ -1,5 +1,7 @@
 //! The demo's file-sharing part: three nodes each hold a different third of a file; a
-//! fourth finds them through a tracker and downloads from all three at once.
+//! fourth finds them through a tracker and downloads from all three at once. Then a file
+//! shared without any tracker is fetched from its infohash alone, its seeder found
+//! through the mainline DHT.
 
 use std::time::Instant;
 
@@ -32,15 +34,101 @@ pub(crate) async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         share_in_thirds(net),
     )
     .await;
+    step(
+        steps,
+        "no tracker: a file found from its infohash alone, through the mainline DHT",
+        trackerless(net),
+    )
+    .await;
+}
+
+/// The running nodes with file sharing on.
+fn sharing_nodes(net: &Testnet) -> Vec<usize> {
+    net.running()
+        .into_iter()
+        .filter(|k| net.node(*k).torrent.is_some())
+        .collect()
+}
+
+async fn trackerless(net: &Testnet) -> Result<String> {
+    // The DHT nodes learned of each other from the connections of the step before
+    // (PORT messages): no bootstrap router here. The seeder held a third there, the
+    // leecher was the downloader.
+    let sharing = sharing_nodes(net);
+    let [seeder, _, _, leecher, ..] = sharing[..] else {
+        return Err(anyhow!(
+            "{} nodes run file sharing; 4 are needed",
+            sharing.len()
+        ));
+    };
+    let (s, l) = (
+        net.node(seeder).torrent.clone(),
+        net.node(leecher).torrent.clone(),
+    );
+    let (Some(s), Some(l)) = (s, l) else {
+        return Err(anyhow!("no torrent service"));
+    };
+    let tmp = tempfile::tempdir()?;
+    let data = file_content(4 * 1024 * 1024 + 12_345);
+    let src = tmp.path().join("lecture.webm");
+    std::fs::write(&src, &data)?;
+    let shared = s
+        .share(nodus_torrent::ShareRequest {
+            path: src.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: None,
+        })
+        .await?;
+    let infohash = shared
+        .infohash_v1
+        .ok_or_else(|| anyhow!("the shared torrent has no v1 infohash"))?;
+    let out = tmp.path().join("fetched");
+    let t = Instant::now();
+    let info = l
+        .add(AddRequest {
+            source: infohash.clone(),
+            out_dir: Some(out.display().to_string()),
+            ..Default::default()
+        })
+        .await?;
+    let seeder_addr = s
+        .listen_addr()
+        .ok_or_else(|| anyhow!("no listen address"))?
+        .to_string();
+    wait_until(STEP_TIMEOUT, "the download to complete", || async {
+        l.get(&info.id)
+            .is_ok_and(|i| i.state == TorrentState::Seeding)
+    })
+    .await?;
+    let took = t.elapsed();
+    if std::fs::read(out.join("lecture.webm"))? != data {
+        return Err(anyhow!("the downloaded file differs from the original"));
+    }
+    let done = l.get(&info.id)?;
+    if !done
+        .pieces_from
+        .iter()
+        .any(|(p, n)| *p == seeder_addr && *n > 0)
+    {
+        return Err(anyhow!(
+            "the pieces did not come from the seeder: {:?}",
+            done.pieces_from
+        ));
+    }
+    Ok(format!(
+        "node {leecher} had only the infohash {}…; it found node {seeder} through the DHT ({} DHT nodes known, learned from its peers) and got {:.1} MB in {:.0} ms, every piece hash-checked",
+        &infohash[..12],
+        l.dht_nodes(),
+        data.len() as f64 / 1e6,
+        took.as_secs_f64() * 1000.0
+    ))
 }
 
 async fn share_in_thirds(net: &Testnet) -> Result<String> {
     // Any four running nodes (earlier steps killed some).
-    let sharing: Vec<usize> = net
-        .running()
-        .into_iter()
-        .filter(|k| net.node(*k).torrent.is_some())
-        .collect();
+    let sharing = sharing_nodes(net);
     let [a, b, c, downloader, ..] = sharing[..] else {
         return Err(anyhow!(
             "{} nodes run file sharing; 4 are needed",

@@ -407,6 +407,11 @@ impl Dht {
     pub async fn get_peers(&self, info_hash: [u8; 20], announce_port: Option<u16>) -> Found {
         let answers = self.lookup(info_hash, true, &[]).await;
         let mut found = Found::default();
+        // Peers announced to us count too: in a small network we may be the node closest
+        // to the infohash, the one others announce to, and nobody else holds them.
+        if let Some(peers) = self.state().store.get(&info_hash) {
+            found.peers = peers.keys().map(|p| SocketAddr::V4(*p)).collect();
+        }
         for (_, r) in &answers {
             for p in &r.values {
                 let p = SocketAddr::V4(*p);
