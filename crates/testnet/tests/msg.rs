@@ -524,9 +524,16 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     };
 
     // m3 first.
+    let held = net.node(mailbox).msg.stats().await.unwrap().mailbox_items;
     store_at_mailbox(vec![genuine[2].clone()]).await;
     bob.poll_mailboxes().await.unwrap();
     assert_eq!(history().await, ["m0", "m3"]);
+    // Bob's delete of what he took has landed, so m3 can be stored there again.
+    wait_until(T, "the mailbox to forget m3", || async {
+        net.node(mailbox).msg.stats().await.unwrap().mailbox_items == held
+    })
+    .await
+    .unwrap();
 
     // A tampered m1, m2 replayed under a fresh id, m3 again.
     let mut tampered = genuine[0].clone();

@@ -25,7 +25,20 @@ impl Actor {
         let routing = self.me.to_bytes();
         let mut done = Vec::new();
         let mut envelopes = Vec::new();
+        let now = Instant::now();
+        self.deleting
+            .retain(|_, at| now.duration_since(*at) < DELETE_PENDING);
+        let mut taken = Vec::new();
         for item in items.drain(..) {
+            // This very item (same sealing: its HPKE key opens it) taken already, its
+            // delete still on the way because another poll raced ours: ask again, but
+            // it is not news, nor a duplicate anyone sent.
+            let tag = seal_tag(&item.sealed);
+            if self.deleting.contains_key(&(mailbox, item.id, tag)) {
+                done.push(item.id);
+                continue;
+            }
+            taken.push((item.id, tag));
             let env = self
                 .crypto
                 .seal
@@ -53,6 +66,14 @@ impl Actor {
             }
         }
         if !done.is_empty() {
+            if self.deleting.len() + done.len() > MAX_DELETE_PENDING {
+                self.deleting.clear();
+            }
+            for (id, tag) in taken {
+                if done.contains(&id) {
+                    self.deleting.insert((mailbox, id, tag), now);
+                }
+            }
             let net = self.net.clone();
             self.later(move || {
                 tokio::spawn(async move {
@@ -67,4 +88,13 @@ impl Actor {
         }
         Ok(())
     }
+}
+
+/// The first 32 bytes of a sealed item: its HPKE encapsulated key, fresh for every sealing,
+/// so the same message sealed and stored again has another.
+fn seal_tag(sealed: &[u8]) -> [u8; 32] {
+    let mut tag = [0u8; 32];
+    let n = sealed.len().min(32);
+    tag[..n].copy_from_slice(&sealed[..n]);
+    tag
 }

@@ -58,6 +58,9 @@ const REPUBLISH: Duration = Duration::from_secs(3600);
 /// Refusals a group message gets for a key or membership not there yet, before it fails.
 const TRANSIENT_ATTEMPTS: u32 = 10;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long an item taken from a mailbox counts as being deleted there.
+const DELETE_PENDING: Duration = Duration::from_secs(60);
+const MAX_DELETE_PENDING: usize = 10_000;
 /// Texts to one peer in one batch go as bundles of at most this many,
 const BUNDLE_MAX: usize = 64;
 /// holding at most this much text (a bundle must fit a frame).
@@ -345,6 +348,9 @@ struct Actor {
     dirty_dispatch: bool,
     /// Texts written during the current batch, per recipient, queued at its end.
     bundling: HashMap<String, Vec<Plain>>,
+    /// Mailbox items we took and asked to delete, and when: a poll racing ours may
+    /// fetch them again before the delete lands.
+    deleting: HashMap<(PeerId, MsgId, [u8; 32]), Instant>,
 }
 
 #[derive(Default)]
@@ -511,6 +517,7 @@ impl Actor {
             after: Vec::new(),
             dirty_dispatch: true,
             bundling: HashMap::new(),
+            deleting: HashMap::new(),
         })
     }
 
