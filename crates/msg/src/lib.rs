@@ -38,6 +38,7 @@ pub mod seal;
 mod service;
 pub mod store;
 pub mod types;
+mod wal;
 pub mod wire;
 
 pub use error::MsgError;

@@ -16,16 +16,25 @@
 //!   `mailbox_ids`: `<recipient>|<id hex>` → that key.
 //! - `groups`, `group_out` (our Megolm session per group), `group_in`
 //!   (`<group>|<sender>|<session id>` → inbound Megolm session).
+//!
+//! A commit is made durable by the write-ahead log beside the file ([`crate::wal`]):
+//! the database itself is synced only at checkpoints, and at open the log's records
+//! after the last checkpoint are applied again. `meta` keeps `wal_id` (the log's id)
+//! and `wal_seq` (the last record a synced commit includes).
 
+use std::cell::RefCell;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
+    WriteTransaction,
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::MsgError;
 use crate::card::ContactCard;
+use crate::wal::{self, Op, Ops, Wal};
 use crate::wire::{MsgId, Plain};
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -175,6 +184,7 @@ pub struct Group {
 
 pub struct Store {
     db: Database,
+    wal: Arc<Mutex<Wal>>,
 }
 
 fn db_err(e: impl std::fmt::Display) -> MsgError {
@@ -182,6 +192,8 @@ fn db_err(e: impl std::fmt::Display) -> MsgError {
 }
 
 impl Store {
+    /// Opens the database at `path` and its log beside it, applying what the log holds
+    /// beyond the last checkpoint.
     pub fn open(path: &Path) -> Result<Store, MsgError> {
         let db = Database::create(path).map_err(db_err)?;
         let _ = nodus_core::fsutil::restrict(path);
@@ -189,13 +201,72 @@ impl Store {
         for t in ALL {
             txn.open_table(t).map_err(db_err)?;
         }
+        let (id, after) = {
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let known = meta
+                .get("wal_id")
+                .map_err(db_err)?
+                .map(|v| u64_of(v.value()));
+            let id = match known {
+                Some(id) => id,
+                None => {
+                    let id = rand::random::<u64>();
+                    meta.insert("wal_id", &id.to_le_bytes()[..])
+                        .map_err(db_err)?;
+                    id
+                }
+            };
+            let after = meta
+                .get("wal_seq")
+                .map_err(db_err)?
+                .map(|v| u64_of(v.value()));
+            (id, after.unwrap_or(0))
+        };
         txn.commit().map_err(db_err)?;
-        Ok(Store { db })
+        let wal_path = path.with_extension("wal");
+        let (wal, records) = Wal::open(&wal_path, id, after)
+            .map_err(|e| MsgError::Store(format!("{}: {e}", wal_path.display())))?;
+        let store = Store {
+            db,
+            wal: Arc::new(Mutex::new(wal)),
+        };
+        if !records.is_empty() {
+            let w = store.write()?;
+            let mut txn = w.txn();
+            for payload in &records {
+                let ops = wal::decode(payload).map_err(|e| {
+                    MsgError::Store(format!(
+                        "{}: a record is malformed: {e}",
+                        wal_path.display()
+                    ))
+                })?;
+                for op in ops {
+                    apply(&mut txn, op)?;
+                }
+            }
+            drop(txn);
+            w.checkpoint()?;
+            tracing::info!(target: "nodus::msg", records = records.len(), "applied the write-ahead log");
+        }
+        Ok(store)
+    }
+
+    /// Commits the database durably (synced), recording that it includes every record
+    /// of the log, which then starts over. Cheap to call when the log is empty.
+    pub fn checkpoint(&self) -> Result<(), MsgError> {
+        self.write()?.checkpoint()
+    }
+
+    /// Whether commits since the last checkpoint live in the log only.
+    pub fn has_unsynced(&self) -> bool {
+        self.wal.lock().is_ok_and(|w| w.has_records())
     }
 
     pub fn write(&self) -> Result<Writer, MsgError> {
         Ok(Writer {
             txn: self.db.begin_write().map_err(db_err)?,
+            wal: self.wal.clone(),
+            ops: RefCell::new(Ops::default()),
         })
     }
 
@@ -269,9 +340,34 @@ fn decode_row<T: DeserializeOwned>(
         .map_err(|e| MsgError::Store(format!("row {key} of table {}: {e}", table.name())))
 }
 
-/// A write transaction, committed whole. Work goes through [`Writer::txn`].
+fn u64_of(b: &[u8]) -> u64 {
+    b.try_into().map(u64::from_le_bytes).unwrap_or(0)
+}
+
+fn table_index(def: Def) -> u8 {
+    ALL.iter().position(|t| t.name() == def.name()).unwrap_or(0) as u8
+}
+
+/// Runs a disk wait so that other tasks of the runtime move off this thread meanwhile:
+/// the swarm and the API keep running while the disk works.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A write transaction, committed whole. Work goes through [`Writer::txn`], which also
+/// notes each change for the log.
 pub struct Writer {
     txn: WriteTransaction,
+    wal: Arc<Mutex<Wal>>,
+    ops: RefCell<Ops>,
+}
+
+fn lock(wal: &Mutex<Wal>) -> Result<MutexGuard<'_, Wal>, MsgError> {
+    wal.lock()
+        .map_err(|_| MsgError::Store("write-ahead log poisoned".into()))
 }
 
 impl Writer {
@@ -280,18 +376,71 @@ impl Writer {
     pub fn txn(&self) -> Txn<'_> {
         Txn {
             txn: &self.txn,
+            ops: &self.ops,
             open: Vec::new(),
         }
     }
 
-    /// Commits (an fsync). Other tasks of the runtime move off this thread meanwhile,
-    /// so the swarm and the API keep running while the disk works.
+    /// Makes the transaction durable: its changes go to the log (one synced append) and
+    /// the database commit is left unsynced. A batch larger than
+    /// [`wal::RECORD_MAX`] or than what is left of the log is committed synced instead,
+    /// as a checkpoint.
     pub fn commit(self) -> Result<(), MsgError> {
-        let commit = || self.txn.commit().map_err(db_err);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(commit),
-            _ => commit(),
+        let Writer {
+            mut txn,
+            wal: log,
+            ops,
+        } = self;
+        let ops = ops.into_inner();
+        let mut wal = lock(&log)?;
+        if ops.is_empty() {
+            txn.set_durability(Durability::None).map_err(db_err)?;
+            return txn.commit().map_err(db_err);
         }
+        if ops.bytes().len() <= wal::RECORD_MAX && wal.fits(ops.bytes().len()) {
+            // The log first: it must always hold at least what the database has.
+            blocking(|| wal.append(ops.bytes()))
+                .map_err(|e| MsgError::Store(format!("write-ahead log: {e}")))?;
+            txn.set_durability(Durability::None).map_err(db_err)?;
+            return txn.commit().map_err(db_err);
+        }
+        drop(wal);
+        Writer {
+            txn,
+            wal: log,
+            ops: RefCell::new(ops),
+        }
+        .checkpoint()
+    }
+
+    /// Commits synced, as a checkpoint: this transaction takes the log's next sequence
+    /// number without a record, and the log starts over.
+    fn checkpoint(self) -> Result<(), MsgError> {
+        let log = self.wal.clone();
+        let mut wal = lock(&log)?;
+        let seq = wal.next_seq();
+        self.txn
+            .open_table(META)
+            .map_err(db_err)?
+            .insert("wal_seq", &seq.to_le_bytes()[..])
+            .map_err(db_err)?;
+        let txn = self.txn;
+        blocking(|| txn.commit().map_err(db_err))?;
+        wal.restart(seq + 1);
+        Ok(())
+    }
+}
+
+/// Applies one change read back from the log.
+fn apply(txn: &mut Txn, op: Op) -> Result<(), MsgError> {
+    let def = |t: u8| {
+        ALL.get(t as usize).copied().ok_or_else(|| {
+            MsgError::Store(format!("the log names table {t}, which does not exist"))
+        })
+    };
+    match op {
+        Op::Put { table, key, value } => txn.put_raw(def(table)?, key, value),
+        Op::Remove { table, key } => txn.remove(def(table)?, key).map(|_| ()),
     }
 }
 
@@ -301,6 +450,7 @@ type Def = TableDefinition<'static, Row, &'static [u8]>;
 
 pub struct Txn<'a> {
     txn: &'a WriteTransaction,
+    ops: &'a RefCell<Ops>,
     open: Vec<(String, Table<'a>)>,
 }
 
@@ -324,6 +474,7 @@ impl<'a> Txn<'a> {
     pub fn put_raw(&mut self, table: Def, key: &str, value: &[u8]) -> Result<(), MsgError> {
         let t = self.table(table)?;
         t.insert(key, value).map_err(db_err)?;
+        self.ops.borrow_mut().put(table_index(table), key, value);
         Ok(())
     }
 
@@ -353,13 +504,93 @@ impl<'a> Txn<'a> {
 
     pub fn remove(&mut self, table: Def, key: &str) -> Result<bool, MsgError> {
         let t = self.table(table)?;
-        Ok(t.remove(key).map_err(db_err)?.is_some())
+        let removed = t.remove(key).map_err(db_err)?.is_some();
+        if removed {
+            self.ops.borrow_mut().remove(table_index(table), key);
+        }
+        Ok(removed)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn copy_of(dir: &Path, name: &str, files: &[&str]) -> std::path::PathBuf {
+        let to = dir.join(name);
+        std::fs::create_dir(&to).unwrap();
+        for f in files {
+            std::fs::copy(dir.join(f), to.join(f)).unwrap();
+        }
+        to.join("msg.redb")
+    }
+
+    fn keys(s: &Store) -> Vec<String> {
+        s.scan_with(SEEN, "", |_, _| Ok(()))
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Commits are durable through the log alone: the files as a crash leaves them
+    /// (copied while the store is open, its database never synced since the first
+    /// commits) open with every change, removals included, also across checkpoints
+    /// forced by batches larger than the log.
+    #[test]
+    fn commits_survive_a_crash_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("msg.redb")).unwrap();
+        let commit = |i: usize, size: usize| {
+            let w = store.write().unwrap();
+            let mut t = w.txn();
+            t.put_raw(SEEN, &format!("k{i:03}"), &vec![i as u8; size])
+                .unwrap();
+            if i % 10 == 9 {
+                assert!(t.remove(SEEN, &format!("k{:03}", i - 1)).unwrap());
+            }
+            drop(t);
+            w.commit().unwrap();
+        };
+        let mut want = Vec::new();
+        for i in 0..60 {
+            // Three batches larger than the log each force a synced commit.
+            let size = if i % 20 == 5 { wal::CAP as usize } else { 100 };
+            commit(i, size);
+            want.push(format!("k{i:03}"));
+            if i % 10 == 9 {
+                want.retain(|k| *k != format!("k{:03}", i - 1));
+            }
+        }
+        assert!(
+            store.has_unsynced(),
+            "the last commits live in the log only"
+        );
+        assert_eq!(keys(&store), want);
+
+        let crashed = copy_of(dir.path(), "crashed", &["msg.redb", "msg.wal"]);
+        let no_log = copy_of(dir.path(), "no_log", &["msg.redb"]);
+        let last_sync = keys(&Store::open(&no_log).unwrap());
+        assert!(
+            last_sync.len() < want.len() && !last_sync.contains(&"k059".to_string()),
+            "without the log the database alone lost the latest commits: {last_sync:?}"
+        );
+        let reopened = Store::open(&crashed).unwrap();
+        assert_eq!(keys(&reopened), want);
+        assert!(!reopened.has_unsynced());
+
+        // After the replay's checkpoint the log starts over and keeps working.
+        let w = reopened.write().unwrap();
+        w.txn().put_raw(SEEN, "k999", b"x").unwrap();
+        w.commit().unwrap();
+        let again = copy_of(
+            &dir.path().join("crashed"),
+            "again",
+            &["msg.redb", "msg.wal"],
+        );
+        want.push("k999".into());
+        assert_eq!(keys(&Store::open(&again).unwrap()), want);
+    }
 
     #[test]
     fn outbox_rows_of_the_earlier_layout_still_load() {

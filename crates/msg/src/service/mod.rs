@@ -49,6 +49,8 @@ use crate::wire::{
 
 const INPUT_CAPACITY: usize = 4096;
 const BATCH: usize = 512;
+/// With no work for this long, the database is synced and the write-ahead log emptied.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 const EVENT_CAPACITY: usize = 4096;
 /// Total items a mailbox keeps for everyone together.
 const MAILBOX_TOTAL: usize = 100_000;
@@ -319,6 +321,8 @@ struct Actor {
     /// Outbox entries per message id (a group message has one per member).
     outbox_ids: HashMap<MsgId, usize>,
     order: u64,
+    /// The `order` last written, so an idle batch writes nothing.
+    saved_order: u64,
     inputs: mpsc::Sender<Input>,
     events: broadcast::Sender<MsgEvent>,
     metrics: Metrics,
@@ -495,6 +499,7 @@ impl Actor {
             outbox,
             outbox_ids,
             order,
+            saved_order: order,
             inputs,
             events,
             metrics,
@@ -524,6 +529,7 @@ impl Actor {
     async fn run(&mut self, mut rx: mpsc::Receiver<Input>, shutdown: &mut watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_input = Instant::now();
         loop {
             let mut batch = Vec::new();
             tokio::select! {
@@ -541,16 +547,31 @@ impl Actor {
                     Err(_) => break,
                 }
             }
+            let idle = batch.is_empty() && last_input.elapsed() >= CHECKPOINT_IDLE;
+            if !batch.is_empty() {
+                last_input = Instant::now();
+            }
             if let Err(e) = self.apply(batch) {
-                // Memory and disk may now disagree; the restart reloads the disk.
+                // Memory and disk may now disagree; the restart reloads the disk (and
+                // replays the log, so no checkpoint here: it could skip a record).
                 tracing::error!(target: "nodus::msg", "message store failed, stopping the service: {e}");
-                break;
+                return;
             }
             self.housekeeping();
             if self.dirty_dispatch {
                 self.dirty_dispatch = false;
                 self.dispatch();
             }
+            if idle
+                && self.store.has_unsynced()
+                && let Err(e) = self.store.checkpoint()
+            {
+                tracing::error!(target: "nodus::msg", "message store failed, stopping the service: {e}");
+                return;
+            }
+        }
+        if let Err(e) = self.store.checkpoint() {
+            tracing::warn!(target: "nodus::msg", "checkpoint at shutdown: {e}");
         }
         tracing::debug!(target: "nodus::msg", "messaging service stopped");
     }
@@ -573,7 +594,10 @@ impl Actor {
         if std::mem::take(&mut self.dirty_account) {
             save_account(&mut txn, &self.crypto)?;
         }
-        txn.put(store::META, "order", &self.order)?;
+        if self.order != self.saved_order {
+            txn.put(store::META, "order", &self.order)?;
+            self.saved_order = self.order;
+        }
         drop(txn);
         w.commit()?;
         for ((mailbox, to), ids) in self.retractions.drain() {
