@@ -439,7 +439,17 @@ pub async fn poll(
         let fetched = futures::stream::iter(boxes)
             .map(|b| {
                 let net = net.clone();
-                async move { (b, fetch_from(&net, b).await) }
+                async move {
+                    let mut r = fetch_from(&net, b).await;
+                    if r.is_err() {
+                        // A stream cut under us while connections settle (after churn,
+                        // say): once more, on a fresh one, so an asked-for poll does
+                        // not answer having skipped a live mailbox.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        r = fetch_from(&net, b).await;
+                    }
+                    (b, r)
+                }
             })
             .buffer_unordered(8)
             .collect::<Vec<_>>()

@@ -558,7 +558,13 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     // The genuine m1 and m2, late: each is taken once, in Alice's order.
     store_at_mailbox(vec![genuine[1].clone(), genuine[0].clone()]).await;
     bob.poll_mailboxes().await.unwrap();
-    assert_eq!(history().await, ["m0", "m1", "m2", "m3"]);
+    assert_eq!(
+        history().await,
+        ["m0", "m1", "m2", "m3"],
+        "bob {:?}, the mailbox holds {}",
+        bob.stats().await,
+        net.node(mailbox).msg.stats().await.unwrap().mailbox_items
+    );
 
     println!("attack phases took {:?}", t0.elapsed());
     // Alice comes back and retries everything directly: duplicates, dropped.

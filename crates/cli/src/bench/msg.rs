@@ -102,23 +102,48 @@ async fn arrival(rx: &mut broadcast::Receiver<MsgEvent>, id: &str) -> Result<()>
     }
 }
 
-/// One message at a time, each timed from `send` to its arrival event: (p50, p99) ms.
-async fn latency(a: &MsgHandle, b: &MsgHandle, size: usize, n: usize) -> Result<(f64, f64)> {
+/// One message at a time, each timed from `send` to its arrival event, and to the
+/// sender's `delivered` (the recipient wrote it to disk and acknowledged it).
+/// Each as (p50, p99) ms.
+async fn latency(
+    a: &MsgHandle,
+    b: &MsgHandle,
+    size: usize,
+    n: usize,
+) -> Result<((f64, f64), (f64, f64))> {
     let text = "x".repeat(size);
     let mut rx = b.events();
-    let mut lat = Vec::with_capacity(n);
+    let mut states = a.events();
+    let (mut shown, mut acked) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         let t = Instant::now();
         let m = a.send("bob", &text).await?;
         arrival(&mut rx, &m.id).await?;
-        lat.push(t.elapsed());
+        shown.push(t.elapsed());
+        delivered(&mut states, &m.id).await?;
+        acked.push(t.elapsed());
     }
     let _ = b.inbox(false).await;
-    lat.sort();
-    Ok((
-        percentile(&lat, 0.5) / 1000.0,
-        percentile(&lat, 0.99) / 1000.0,
-    ))
+    let spread = |mut v: Vec<Duration>| {
+        v.sort();
+        (percentile(&v, 0.5) / 1000.0, percentile(&v, 0.99) / 1000.0)
+    };
+    Ok((spread(shown), spread(acked)))
+}
+
+async fn delivered(rx: &mut broadcast::Receiver<MsgEvent>, id: &str) -> Result<()> {
+    loop {
+        match tokio::time::timeout(T, rx.recv()).await {
+            Ok(Ok(MsgEvent::State { id: i, state, .. }))
+                if i == id && state == nodus_msg::MessageState::Delivered =>
+            {
+                return Ok(());
+            }
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(e)) => return Err(anyhow!("event stream: {e}")),
+            Err(_) => return Err(anyhow!("message {id} was not acknowledged")),
+        }
+    }
 }
 
 /// Waits until the sender's outbox is empty: the acknowledgements of a burst are still
@@ -179,6 +204,8 @@ struct Row {
     p50: Option<f64>,
     p99: Option<f64>,
     floor: Option<(f64, f64)>,
+    /// One by one, to the sender's `delivered`: (p50, p99) ms.
+    delivered: Option<(f64, f64)>,
     aim: String,
 }
 
@@ -234,7 +261,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
             let rate = throughput(&ha, &hb, size, count).await?;
             settle(&ha).await?;
             pb.set_message(format!("{path}, {label}: {trips} timed one by one"));
-            let (p50, p99) = latency(&ha, &hb, size, trips).await?;
+            let ((p50, p99), acked) = latency(&ha, &hb, size, trips).await?;
             let fl = floor(&net.node(a).net, bob, size, trips).await?;
             pb.finish_and_clear();
             let aim = match (path, size) {
@@ -248,6 +275,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
                 p50: Some(p50),
                 p99: Some(p99),
                 floor: Some(fl),
+                delivered: Some(acked),
                 aim,
             });
         }
@@ -274,6 +302,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
         p50: Some(reroute),
         p99: None,
         floor: None,
+        delivered: None,
         aim: format!("< 2000 ms: {:.2}x", 2000.0 / reroute),
     });
 
@@ -313,6 +342,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
         p50: Some(fetched),
         p99: None,
         floor: None,
+        delivered: None,
         aim: "-".into(),
     });
     net.shutdown().await;
@@ -323,6 +353,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
             .map(|r| {
                 json!({ "run": r.run, "msgs_per_s": r.rate, "p50_ms": r.p50, "p99_ms": r.p99,
                         "floor_p50_ms": r.floor.map(|f| f.0), "floor_p99_ms": r.floor.map(|f| f.1),
+                        "delivered_p50_ms": r.delivered.map(|f| f.0), "delivered_p99_ms": r.delivered.map(|f| f.1),
                         "aim": r.aim })
             })
             .collect();
@@ -344,6 +375,9 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
                     .zip(r.p50)
                     .map(|((fl, _), p)| format!("{:.1}x", p / fl))
                     .unwrap_or("-".into()),
+                r.delivered
+                    .map(|(a, b)| format!("{a:.2} / {b:.2}"))
+                    .unwrap_or("-".into()),
                 r.aim.clone(),
             ]
         })
@@ -356,12 +390,13 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
             "ms p99",
             "bare stream p50 / p99",
             "p50 vs bare",
+            "delivered p50 / p99",
             "aim",
         ],
         &cells,
     );
     println!(
-        "\nmsgs/s: {small} small or {large} large messages in flight through the API until the last arrives; latency: {trips} sent one by one once the burst before is acknowledged, send call to arrival event. Each message is encrypted (Olm), written to disk by both sides before it is acknowledged."
+        "\nmsgs/s: {small} small or {large} large messages in flight through the API until the last arrives; latency: {trips} sent one by one once the burst before is acknowledged, send call to arrival event (shown once decrypted and checked) and to the sender's delivered. Each message is encrypted (Olm) and written to disk by the sender before it leaves and by the recipient before it is acknowledged."
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,8 @@
 //! [`Input`]. It takes inputs in batches and applies each batch in one write
 //! transaction, so a message and the ratchet state that goes with it are durable
 //! together, and replies (acknowledgements to peers included) leave only after the
-//! commit. Network work runs in tasks of [`crate::delivery`] and [`crate::inbound`].
+//! commit. Only the event of an arriving message leaves at once (shown before it is on
+//! disk; acknowledged after). Network work runs in tasks of [`crate::delivery`] and [`crate::inbound`].
 
 mod api;
 mod fetch;

@@ -263,7 +263,7 @@ impl Actor {
         }
     }
 
-    /// Stores an incoming message, tells the event stream, and (for one that came from a
+    /// Stores an incoming message, tells the event stream at once, and (for one that came from a
     /// mailbox, which the sender cannot know arrived) sends a delivery receipt.
     fn accept_incoming(
         &mut self,
@@ -276,7 +276,11 @@ impl Actor {
         self.metrics.messages_received.inc();
         let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
         txn.put(store::UNSEEN, &key, &())?;
-        self.emit(MsgEvent::Message { message: m });
+        // Shown at once, acknowledged only after the commit (the acknowledgement leaves
+        // with the batch's replies): after a crash in between, the sender sends it again
+        // and it is shown again, the same id. Anything that asks the store about it
+        // queues behind this batch's commit, so it sees what the event said.
+        let _ = self.events.send(MsgEvent::Message { message: m });
         if let Some(peer) = receipt_to {
             self.queue_receipt(txn, peer, vec![*id], false)?;
         }
