@@ -89,6 +89,8 @@ struct Shared {
 struct SeedOpts {
     trackers: Vec<String>,
     dht_bootstrap: Vec<String>,
+    /// The seeder's IP, when not one of loopback's.
+    ip: Option<String>,
     /// Serve the album over HTTP too and list that as the torrent's web seed.
     web_seed: bool,
 }
@@ -124,7 +126,13 @@ async fn nodus_seed_in_dht(
 
 async fn seed_album(version: &str, opts: SeedOpts) -> Shared {
     let tmp = tempfile::tempdir().unwrap();
-    let seed = node_with_dht(&tmp.path().join("seed"), opts.dht_bootstrap).await;
+    let seed = node_with(&tmp.path().join("seed"), |c| {
+        c.dht_bootstrap = opts.dht_bootstrap;
+        if let Some(ip) = &opts.ip {
+            c.listen = format!("{ip}:0");
+        }
+    })
+    .await;
     let src = tmp.path().join("share").join("album");
     std::fs::create_dir_all(src.join("disc 2")).unwrap();
     std::fs::write(src.join("01 intro.flac"), content(1_500_000, 11)).unwrap();
@@ -650,15 +658,161 @@ async fn transmission_downloads_from_nodus() {
     let out = s.seed.dir.join("transmission");
     std::fs::create_dir_all(&out).unwrap();
     let _t = transmission(&["-p", "51500", "--no-portmap", "-et"], &out, &s.torrent);
-    let (src, o) = (s.src.clone(), out.clone());
+    transmission_has_album(&s.src, &out, 90).await;
+}
+
+/// Waits until Transmission has written the album under `out`, each file byte for byte.
+async fn transmission_has_album(src: &Path, out: &Path, secs: u64) {
+    let (src, o) = (src.to_path_buf(), out.to_path_buf());
     tokio::task::spawn_blocking(move || {
         for f in ["01 intro.flac", "disc 2/02 outro.flac", "cover.jpg"] {
             let want = std::fs::read(src.join(f)).unwrap();
-            wait_for_file(&o.join("album").join(f), &want, 90, "transmission");
+            wait_for_file(&o.join("album").join(f), &want, secs, "transmission");
         }
     })
     .await
     .unwrap();
+}
+
+/// A network namespace of its own, joined to this one by a veth pair: `hosts` are
+/// addresses on this side, `inside` the namespace's. Removed (with the pair) on drop.
+struct Netns {
+    name: String,
+    hosts: Vec<String>,
+    inside: String,
+}
+
+impl Netns {
+    fn new(hosts: usize) -> Netns {
+        let pid = std::process::id();
+        let net = format!("10.231.{}", 20 + pid % 200);
+        let ns = Netns {
+            name: format!("nodus-test-{pid}"),
+            hosts: (1..=hosts).map(|i| format!("{net}.{i}")).collect(),
+            inside: format!("{net}.200"),
+        };
+        let (a, b) = (format!("vn{pid}a"), format!("vn{pid}b"));
+        let run = |args: &[&str]| {
+            let o = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                o.status.success(),
+                "ip {args:?}: {} (network namespaces need root)",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        run(&["netns", "add", &ns.name]);
+        run(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        run(&["link", "set", &b, "netns", &ns.name]);
+        for (i, h) in ns.hosts.iter().enumerate() {
+            let prefix = if i == 0 { 24 } else { 32 };
+            run(&["addr", "add", &format!("{h}/{prefix}"), "dev", &a]);
+        }
+        run(&["link", "set", &a, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            run(&all);
+        };
+        inside(&["addr", "add", &format!("{}/24", ns.inside), "dev", &b]);
+        inside(&["link", "set", &b, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `program args…` run inside the namespace.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A dht.dat as Transmission reads it at start: our id and the nodes to begin from.
+fn transmission_dht_dat(nodes: &[String]) -> Vec<u8> {
+    let mut compact = Vec::new();
+    for n in nodes {
+        let a: std::net::SocketAddrV4 = n.parse().unwrap();
+        compact.extend_from_slice(&a.ip().octets());
+        compact.extend_from_slice(&a.port().to_be_bytes());
+    }
+    let mut dat = b"d2:id20:".to_vec();
+    dat.extend_from_slice(&[0x5a; 20]);
+    dat.extend_from_slice(format!("5:nodes{}:", compact.len()).as_bytes());
+    dat.extend_from_slice(&compact);
+    dat.push(b'e');
+    dat
+}
+
+/// Trackerless with Transmission: it has only a magnet link with the infohash, finds the
+/// nodus seeder in the DHT and downloads the album. Its DHT treats 127/8 as martian and
+/// searches only once it knows more than 8 nodes (4 of them answering), so it runs in a
+/// network namespace of its own and its dht.dat lists twelve nodus DHT nodes, the seeder
+/// announced among them. Each node has an address of its own, as DHT nodes do (ours
+/// keep at most two of one address per bucket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transmission_finds_nodus_through_the_dht() {
+    let ns = Netns::new(13);
+    let tmp = tempfile::tempdir().unwrap();
+    let on_host = |c: &mut nodus_core::TorrentConfig, ip: &str, bootstrap: Vec<String>| {
+        c.listen = format!("{ip}:0");
+        c.dht_bootstrap = bootstrap;
+    };
+    let first = node_with(&tmp.path().join("dht0"), |c| {
+        on_host(c, &ns.hosts[1], vec![])
+    })
+    .await;
+    let entry = dht_of(&first);
+    let mut dht = vec![first];
+    for i in 2..13 {
+        let e = entry.clone();
+        let dir = tmp.path().join(format!("dht{i}"));
+        dht.push(node_with(&dir, |c| on_host(c, &ns.hosts[i], e)).await);
+    }
+    let s = seed_album(
+        "v1",
+        SeedOpts {
+            dht_bootstrap: entry.clone(),
+            ip: Some(ns.hosts[0].clone()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let hash = s.seed.handle.list()[0].infohash_v1.clone().unwrap();
+    let cfg = s.seed.dir.join(".transmission");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(
+        cfg.join("settings.json"),
+        r#"{"dht-enabled": true, "lpd-enabled": false, "utp-enabled": false, "pex-enabled": false}"#,
+    )
+    .unwrap();
+    let nodes: Vec<String> = dht.iter().flat_map(dht_of).collect();
+    std::fs::write(cfg.join("dht.dat"), transmission_dht_dat(&nodes)).unwrap();
+    let out = s.seed.dir.join("transmission");
+    std::fs::create_dir_all(&out).unwrap();
+    let _t = Proc(
+        ns.command("transmission-cli")
+            .args(["-p", "51520", "--no-portmap", "-et", "-g"])
+            .arg(&cfg)
+            .arg("-w")
+            .arg(&out)
+            .arg(format!("magnet:?xt=urn:btih:{hash}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("transmission-cli"),
+    );
+    transmission_has_album(&s.src, &out, 120).await;
 }
 
 /// Transmission seeds (it verifies the files first); nodus downloads from it.
