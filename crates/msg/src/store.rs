@@ -344,8 +344,12 @@ fn u64_of(b: &[u8]) -> u64 {
     b.try_into().map(u64::from_le_bytes).unwrap_or(0)
 }
 
-fn table_index(def: Def) -> u8 {
-    ALL.iter().position(|t| t.name() == def.name()).unwrap_or(0) as u8
+/// A table's number in the log: its place in [`ALL`], which a table must be in.
+fn table_index(def: Def) -> Result<u8, MsgError> {
+    ALL.iter()
+        .position(|t| t.name() == def.name())
+        .map(|i| i as u8)
+        .ok_or_else(|| MsgError::Store(format!("table {} is not in ALL", def.name())))
 }
 
 /// Runs a disk wait so that other tasks of the runtime move off this thread meanwhile:
@@ -474,7 +478,7 @@ impl<'a> Txn<'a> {
     pub fn put_raw(&mut self, table: Def, key: &str, value: &[u8]) -> Result<(), MsgError> {
         let t = self.table(table)?;
         t.insert(key, value).map_err(db_err)?;
-        self.ops.borrow_mut().put(table_index(table), key, value);
+        self.ops.borrow_mut().put(table_index(table)?, key, value);
         Ok(())
     }
 
@@ -506,7 +510,7 @@ impl<'a> Txn<'a> {
         let t = self.table(table)?;
         let removed = t.remove(key).map_err(db_err)?.is_some();
         if removed {
-            self.ops.borrow_mut().remove(table_index(table), key);
+            self.ops.borrow_mut().remove(table_index(table)?, key);
         }
         Ok(removed)
     }
