@@ -153,10 +153,6 @@ impl Actor {
                         .behaviour_mut()
                         .circuits
                         .remember(peer_id, &info.listen_addrs);
-                    self.swarm
-                        .behaviour_mut()
-                        .circuits
-                        .remember(peer_id, &info.listen_addrs);
                     if info.protocols.contains(&KAD_PROTOCOL) {
                         for addr in info.listen_addrs {
                             self.try_route(peer_id, addr);
