@@ -386,9 +386,8 @@ impl Writer {
     }
 
     /// Makes the transaction durable: its changes go to the log (one synced append) and
-    /// the database commit is left unsynced. A batch larger than
-    /// [`wal::RECORD_MAX`] or than what is left of the log is committed synced instead,
-    /// as a checkpoint.
+    /// the database commit is left unsynced. A batch larger than [`wal::RECORD_MAX`] or
+    /// than what is left of the log is committed synced instead, as a checkpoint.
     pub fn commit(self) -> Result<(), MsgError> {
         let Writer {
             mut txn,
@@ -401,7 +400,7 @@ impl Writer {
             txn.set_durability(Durability::None).map_err(db_err)?;
             return txn.commit().map_err(db_err);
         }
-        if ops.bytes().len() <= wal::RECORD_MAX && wal.fits(ops.bytes().len()) {
+        if !ops.too_large() && wal.fits(ops.bytes().len()) {
             // The log first: it must always hold at least what the database has.
             blocking(|| wal.append(ops.bytes()))
                 .map_err(|e| MsgError::Store(format!("write-ahead log: {e}")))?;

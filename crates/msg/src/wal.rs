@@ -149,9 +149,14 @@ fn records(bytes: &[u8], id: u64, first: u64) -> Vec<Vec<u8>> {
     out
 }
 
-/// The changes of one batch, as the log stores them.
+/// The changes of one batch, as the log stores them. Past [`RECORD_MAX`] bytes it
+/// stops recording (the batch will be committed synced, not logged), so a large batch
+/// is not copied for nothing.
 #[derive(Default)]
-pub struct Ops(Vec<u8>);
+pub struct Ops {
+    bytes: Vec<u8>,
+    too_large: bool,
+}
 
 /// One change read back from a record.
 pub enum Op<'a> {
@@ -168,29 +173,43 @@ pub enum Op<'a> {
 
 impl Ops {
     pub fn put(&mut self, table: u8, key: &str, value: &[u8]) {
-        self.0.push(0);
-        self.0.push(table);
-        self.field(key.as_bytes());
-        self.field(value);
+        self.record(0, table, key, Some(value));
     }
 
     pub fn remove(&mut self, table: u8, key: &str) {
-        self.0.push(1);
-        self.0.push(table);
-        self.field(key.as_bytes());
+        self.record(1, table, key, None);
     }
 
-    fn field(&mut self, b: &[u8]) {
-        self.0.extend_from_slice(&(b.len() as u32).to_le_bytes());
-        self.0.extend_from_slice(b);
+    fn record(&mut self, kind: u8, table: u8, key: &str, value: Option<&[u8]>) {
+        if self.too_large {
+            return;
+        }
+        let size = 2 + 4 + key.len() + value.map_or(0, |v| 4 + v.len());
+        if self.bytes.len() + size > RECORD_MAX {
+            self.too_large = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.extend_from_slice(&[kind, table]);
+        for field in std::iter::once(key.as_bytes()).chain(value) {
+            self.bytes
+                .extend_from_slice(&(field.len() as u32).to_le_bytes());
+            self.bytes.extend_from_slice(field);
+        }
     }
 
+    /// Nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        !self.too_large && self.bytes.is_empty()
+    }
+
+    /// Too much changed for one record.
+    pub fn too_large(&self) -> bool {
+        self.too_large
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -287,6 +306,13 @@ mod tests {
             }
         ));
         assert!(decode(&[0, 1, 9]).is_err());
+
+        let mut big = Ops::default();
+        big.put(1, "k", &[7; 100]);
+        assert!(!big.too_large() && !big.is_empty());
+        big.put(1, "k2", &vec![7; RECORD_MAX]);
+        big.put(1, "k3", &[7; 10]);
+        assert!(big.too_large() && !big.is_empty() && big.bytes().is_empty());
         assert!(decode(&[5, 1, 0, 0, 0, 0]).is_err());
     }
 }

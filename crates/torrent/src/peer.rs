@@ -138,13 +138,13 @@ async fn dial_tcp(t: &Arc<Torrent>, addr: SocketAddr) -> Option<TcpStream> {
     Some(stream)
 }
 
-/// Exchanges handshakes over `stream`, inside MSE when `encrypted`.
 /// Why an outgoing handshake failed: during MSE (the peer may not speak it), or after.
 enum Failed {
     Mse,
     After,
 }
 
+/// Exchanges handshakes over `stream`, inside MSE when `encrypted`.
 async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     t: &Arc<Torrent>,
     stream: S,

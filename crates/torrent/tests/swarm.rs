@@ -101,21 +101,7 @@ async fn trackerless_download_through_the_dht() {
     let router = node(&tmp.path().join("router")).await;
     let seed = node_with_dht(&tmp.path().join("seed"), dht_of(&router)).await;
     let leech = node_with_dht(&tmp.path().join("leech"), dht_of(&router)).await;
-    let src = tmp.path().join("album.bin");
-    std::fs::write(&src, content(2_000_000, 4)).unwrap();
-    let shared = share(&seed, &src).await;
-    let (out, done) = download(&leech, shared.infohash_v1.clone().unwrap(), vec![], 60).await;
-    assert_eq!(
-        std::fs::read(out.join("album.bin")).unwrap(),
-        std::fs::read(&src).unwrap()
-    );
-    let seed_addr = seed.handle.listen_addr().unwrap();
-    assert_eq!(
-        done.pieces_from,
-        vec![(seed_addr.to_string(), done.pieces_total)],
-        "every piece from the seeder found in the DHT: {:?}",
-        done.pieces_from
-    );
+    fetch_by_infohash(&seed, &leech, &tmp.path().join("album.bin"), 2_000_000, 60).await;
     assert!(
         router.handle.dht_nodes() >= 2,
         "the router knows both nodes"
@@ -445,14 +431,31 @@ async fn trackerless_between_two_nodes_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let leech = node(&tmp.path().join("leech")).await;
     let seed = node_with_dht(&tmp.path().join("seed"), dht_of(&leech)).await;
-    let src = tmp.path().join("notes.bin");
-    std::fs::write(&src, content(700_000, 12)).unwrap();
-    let shared = share(&seed, &src).await;
-    let (out, done) = download(&leech, shared.infohash_v1.clone().unwrap(), vec![], 30).await;
+    fetch_by_infohash(&seed, &leech, &tmp.path().join("notes.bin"), 700_000, 30).await;
+}
+
+/// `seed` shares a file of `len` bytes written at `src`; `leech`, given only its
+/// infohash (no tracker, no peer), downloads it byte for byte, every piece from `seed`.
+async fn fetch_by_infohash(
+    seed: &Node,
+    leech: &Node,
+    src: &std::path::Path,
+    len: usize,
+    secs: u64,
+) {
+    std::fs::write(src, content(len, 4)).unwrap();
+    let shared = share(seed, src).await;
+    let (out, done) = download(leech, shared.infohash_v1.clone().unwrap(), vec![], secs).await;
+    let name = src.file_name().unwrap();
     assert_eq!(
-        std::fs::read(out.join("notes.bin")).unwrap(),
-        std::fs::read(&src).unwrap()
+        std::fs::read(out.join(name)).unwrap(),
+        std::fs::read(src).unwrap()
     );
     let seed_addr = seed.handle.listen_addr().unwrap().to_string();
-    assert_eq!(done.pieces_from, vec![(seed_addr, done.pieces_total)]);
+    assert_eq!(
+        done.pieces_from,
+        vec![(seed_addr, done.pieces_total)],
+        "every piece from the seeder found in the DHT: {:?}",
+        done.pieces_from
+    );
 }

@@ -42,25 +42,27 @@ pub(crate) async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     .await;
 }
 
-/// The running nodes with file sharing on.
-fn sharing_nodes(net: &Testnet) -> Vec<usize> {
-    net.running()
+/// Four running nodes with file sharing on (earlier steps killed some).
+fn four_sharing_nodes(net: &Testnet) -> Result<[usize; 4]> {
+    let sharing: Vec<usize> = net
+        .running()
         .into_iter()
         .filter(|k| net.node(*k).torrent.is_some())
-        .collect()
+        .collect();
+    match sharing[..] {
+        [a, b, c, d, ..] => Ok([a, b, c, d]),
+        _ => Err(anyhow!(
+            "{} nodes run file sharing; 4 are needed",
+            sharing.len()
+        )),
+    }
 }
 
 async fn trackerless(net: &Testnet) -> Result<String> {
     // The DHT nodes learned of each other from the connections of the step before
     // (PORT messages): no bootstrap router here. The seeder held a third there, the
     // leecher was the downloader.
-    let sharing = sharing_nodes(net);
-    let [seeder, _, _, leecher, ..] = sharing[..] else {
-        return Err(anyhow!(
-            "{} nodes run file sharing; 4 are needed",
-            sharing.len()
-        ));
-    };
+    let [seeder, _, _, leecher] = four_sharing_nodes(net)?;
     let (s, l) = (
         net.node(seeder).torrent.clone(),
         net.node(leecher).torrent.clone(),
@@ -127,14 +129,7 @@ async fn trackerless(net: &Testnet) -> Result<String> {
 }
 
 async fn share_in_thirds(net: &Testnet) -> Result<String> {
-    // Any four running nodes (earlier steps killed some).
-    let sharing = sharing_nodes(net);
-    let [a, b, c, downloader, ..] = sharing[..] else {
-        return Err(anyhow!(
-            "{} nodes run file sharing; 4 are needed",
-            sharing.len()
-        ));
-    };
+    let [a, b, c, downloader] = four_sharing_nodes(net)?;
     let holders = [a, b, c];
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let tracker = format!("http://{}/announce", listener.local_addr()?);

@@ -4,7 +4,8 @@
 //! transaction, so a message and the ratchet state that goes with it are durable
 //! together, and replies (acknowledgements to peers included) leave only after the
 //! commit. Only the event of an arriving message leaves at once (shown before it is on
-//! disk; acknowledged after). Network work runs in tasks of [`crate::delivery`] and [`crate::inbound`].
+//! disk; acknowledged after). Network work runs in tasks of [`crate::delivery`] and
+//! [`crate::inbound`].
 
 mod api;
 mod fetch;
@@ -571,7 +572,9 @@ impl Actor {
                 return;
             }
         }
-        if let Err(e) = self.store.checkpoint() {
+        if self.store.has_unsynced()
+            && let Err(e) = self.store.checkpoint()
+        {
             tracing::warn!(target: "nodus::msg", "checkpoint at shutdown: {e}");
         }
         tracing::debug!(target: "nodus::msg", "messaging service stopped");
