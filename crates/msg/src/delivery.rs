@@ -387,6 +387,24 @@ pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<Mail
     }
 }
 
+/// Runs a mailbox request, and once more on a fresh stream if it failed: a stream cut
+/// under us while connections settle (after churn, say) is common and short-lived. An
+/// asked-for poll must not answer having skipped a live mailbox, and a delete that is
+/// lost leaves the item there until a later poll happens to take it again.
+pub async fn once_more_on_failure<T, F, Fut>(mut request: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    match request().await {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            request().await
+        }
+    }
+}
+
 /// Tells a mailbox to forget items it held for us.
 pub async fn delete_from(
     net: &NetworkHandle,
@@ -439,17 +457,7 @@ pub async fn poll(
         let fetched = futures::stream::iter(boxes)
             .map(|b| {
                 let net = net.clone();
-                async move {
-                    let mut r = fetch_from(&net, b).await;
-                    if r.is_err() {
-                        // A stream cut under us while connections settle (after churn,
-                        // say): once more, on a fresh one, so an asked-for poll does
-                        // not answer having skipped a live mailbox.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        r = fetch_from(&net, b).await;
-                    }
-                    (b, r)
-                }
+                async move { (b, once_more_on_failure(|| fetch_from(&net, b)).await) }
             })
             .buffer_unordered(8)
             .collect::<Vec<_>>()

@@ -77,7 +77,8 @@ impl Actor {
             let net = self.net.clone();
             self.later(move || {
                 tokio::spawn(async move {
-                    if let Err(e) = delivery::delete_from(&net, mailbox, done).await {
+                    let delete = || delivery::delete_from(&net, mailbox, done.clone());
+                    if let Err(e) = delivery::once_more_on_failure(delete).await {
                         tracing::debug!(target: "nodus::msg", %mailbox, "mailbox delete failed: {e}");
                     }
                 });
