@@ -421,8 +421,15 @@ pub async fn delete_from(
         )
         .await
         .map_err(|e| e.to_string())?;
-        let _ =
-            tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await;
+        // Only the mailbox's answer says the delete landed; a stream cut before it is a
+        // failure, so that it is tried again.
+        match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await
+        {
+            Ok(Ok(Some(MailboxReply::Deleted(_)))) => {}
+            Ok(Ok(other)) => return Err(format!("unexpected reply {other:?}")),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("timed out".into()),
+        }
     }
     let _ = s.close().await;
     Ok(())
