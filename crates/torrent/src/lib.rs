@@ -34,6 +34,7 @@ pub mod metainfo;
 pub mod mse;
 mod peer;
 pub mod picker;
+pub mod piecebuf;
 mod rate;
 mod session;
 pub mod storage;

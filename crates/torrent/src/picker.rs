@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use rand::Rng;
 
 use crate::bitfield::Bitfield;
+use crate::piecebuf::{PieceBuf, Pool};
 use crate::wire::BLOCK;
 
 pub type PeerKey = u64;
@@ -41,7 +42,7 @@ enum Block {
 
 struct Partial {
     blocks: Vec<Block>,
-    data: Vec<u8>,
+    data: PieceBuf,
     received: usize,
     /// Blocks each peer delivered (for blame on a hash failure, and credit).
     by_peer: HashMap<PeerKey, u32>,
@@ -50,7 +51,8 @@ struct Partial {
 /// A piece whose blocks have all arrived, ready to verify.
 pub struct CompletePiece {
     pub index: u32,
-    pub data: Vec<u8>,
+    /// Give it back with [`Picker::recycle`] once written.
+    pub data: PieceBuf,
     pub by_peer: HashMap<PeerKey, u32>,
 }
 
@@ -71,12 +73,14 @@ pub struct Picker {
     availability: Vec<u16>,
     partials: HashMap<u32, Partial>,
     max_partials: usize,
+    buffers: Pool,
     pub sequential: bool,
 }
 
 impl Picker {
     pub fn new(piece_length: u64, total_length: u64, have: Bitfield, wanted: Bitfield) -> Picker {
         let n = have.len();
+        let max_partials = (BUFFER_BUDGET / piece_length.max(1)).clamp(4, 256) as usize;
         Picker {
             piece_length,
             total_length,
@@ -85,7 +89,8 @@ impl Picker {
             verifying: Bitfield::new(n),
             availability: vec![0; n as usize],
             partials: HashMap::new(),
-            max_partials: (BUFFER_BUDGET / piece_length.max(1)).clamp(4, 256) as usize,
+            max_partials,
+            buffers: Pool::new(piece_length as usize, max_partials),
             sequential: false,
         }
     }
@@ -192,7 +197,7 @@ impl Picker {
                 i,
                 Partial {
                     blocks: vec![Block::Free; blocks],
-                    data: vec![0u8; len],
+                    data: self.buffers.take(len),
                     received: 0,
                     by_peer: HashMap::new(),
                 },
@@ -329,6 +334,11 @@ impl Picker {
         if ok {
             self.have.set(index);
         }
+    }
+
+    /// A completed piece's buffer, done with, for the next piece.
+    pub fn recycle(&mut self, data: PieceBuf) {
+        self.buffers.give_back(data);
     }
 
     /// Peers other than `except` asked for this block (to be cancelled in endgame).

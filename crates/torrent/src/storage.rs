@@ -3,18 +3,38 @@
 //! and symlinks read as zeros and are never written. A file is created at its full length
 //! (sparse) on its first write, so later writes never extend it (which costs ext4 dearly
 //! with several writers).
+//!
+//! Whole pages of a piece go to disk with O_DIRECT when the filesystem allows it (the
+//! piece buffers are page-aligned for this: [`crate::piecebuf`]); the unaligned head and
+//! tail of a span, and every write to a filesystem that refuses O_DIRECT, go through the
+//! page cache. Why: a buffered write of a download copies every byte into page-cache
+//! pages the download will not read again, and each of those pages has to be found
+//! first; on a VM that hands freed memory back to its host (as this project's CI
+//! machines do), each such page is also a fault on the host. Measured there with `dd`,
+//! 2 GiB: buffered into a new file 260-370 MB/s, O_DIRECT 1 MiB writes 970 MB/s.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::metainfo::{FileEntry, Info};
+use crate::piecebuf::ALIGN;
+
+/// A file's O_DIRECT handle.
+#[derive(Clone)]
+enum Direct {
+    Untried,
+    Open(Arc<File>),
+    /// The filesystem refused O_DIRECT: the page cache it is.
+    Refused,
+}
 
 pub struct Storage {
     root: PathBuf,
     files: Vec<FileEntry>,
     handles: Mutex<Vec<Option<Arc<File>>>>,
+    direct: Mutex<Vec<Direct>>,
     /// Files written since the last [`Storage::sync`].
     dirty: Mutex<Vec<bool>>,
     piece_length: u64,
@@ -27,6 +47,7 @@ impl Storage {
             root: root.to_path_buf(),
             files: info.files.clone(),
             handles: Mutex::new(vec![None; info.files.len()]),
+            direct: Mutex::new(vec![Direct::Untried; info.files.len()]),
             dirty: Mutex::new(vec![false; info.files.len()]),
             piece_length: info.piece_length,
             total_length: info.total_length,
@@ -120,10 +141,62 @@ impl Storage {
             if !self.files[i].stored() {
                 continue;
             }
-            self.handle(i, true)?.write_all_at(&data[range], at)?;
+            self.write_span(i, at, &data[range])?;
             self.dirty.lock().unwrap_or_else(|e| e.into_inner())[i] = true;
         }
         Ok(())
+    }
+
+    /// Writes `part` at `at` in file `i`: its whole aligned pages with O_DIRECT where
+    /// possible, the rest through the page cache.
+    fn write_span(&self, i: usize, at: u64, part: &[u8]) -> std::io::Result<()> {
+        let buffered = self.handle(i, true)?;
+        let (head, middle) = aligned_middle(at, part);
+        if middle.is_empty() {
+            return buffered.write_all_at(part, at);
+        }
+        let Some(direct) = self.direct_handle(i) else {
+            return buffered.write_all_at(part, at);
+        };
+        buffered.write_all_at(&part[..head], at)?;
+        let mid_at = at + head as u64;
+        match direct.write_all_at(&part[middle.clone()], mid_at) {
+            Ok(()) => {}
+            // Some filesystems accept the flag at open and refuse the write.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                self.direct.lock().unwrap_or_else(|e| e.into_inner())[i] = Direct::Refused;
+                buffered.write_all_at(&part[middle.clone()], mid_at)?;
+            }
+            Err(e) => return Err(e),
+        }
+        buffered.write_all_at(&part[middle.end..], at + middle.end as u64)
+    }
+
+    /// File `i` opened with O_DIRECT (after [`Storage::handle`] created it), or None
+    /// where the filesystem refuses it.
+    fn direct_handle(&self, i: usize) -> Option<Arc<File>> {
+        let mut direct = self.direct.lock().unwrap_or_else(|e| e.into_inner());
+        match &direct[i] {
+            Direct::Open(f) => return Some(f.clone()),
+            Direct::Refused => return None,
+            Direct::Untried => {}
+        }
+        let opened = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(self.path_of(&self.files[i]));
+        match opened {
+            Ok(f) => {
+                let f = Arc::new(f);
+                direct[i] = Direct::Open(f.clone());
+                Some(f)
+            }
+            Err(e) => {
+                tracing::debug!(target: "nodus::torrent", "no O_DIRECT for file {i}: {e}");
+                direct[i] = Direct::Refused;
+                None
+            }
+        }
     }
 
     pub fn piece_range(&self, index: u32) -> (u64, usize) {
@@ -191,5 +264,112 @@ impl Storage {
             }
         }
         Ok(())
+    }
+}
+
+/// Splits a write of `part` at file offset `at` into a head to skip to the next aligned
+/// offset and the range of whole aligned pages after it (empty when the buffer and the
+/// offset are not aligned alike, so O_DIRECT cannot take any of it).
+fn aligned_middle(at: u64, part: &[u8]) -> (usize, std::ops::Range<usize>) {
+    let align = ALIGN as u64;
+    let head = ((align - at % align) % align).min(part.len() as u64) as usize;
+    let ptr_aligned = (part.as_ptr() as usize + head).is_multiple_of(ALIGN);
+    let whole = (part.len() - head) / ALIGN * ALIGN;
+    if !ptr_aligned || whole == 0 {
+        return (head, head..head);
+    }
+    (head, head..head + whole)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metainfo::Version;
+    use crate::piecebuf::PieceBuf;
+
+    fn file(name: &str, offset: u64, length: u64) -> FileEntry {
+        FileEntry {
+            path: vec!["t".into(), name.into()],
+            length,
+            offset,
+            pad: false,
+            executable: false,
+            symlink: false,
+            pieces_root: None,
+        }
+    }
+
+    /// Two files, the second starting mid-page, and a last piece ending mid-page: pieces
+    /// written from aligned buffers read back byte for byte, whole pages went through
+    /// O_DIRECT where the filesystem takes it, the rest through the page cache.
+    #[test]
+    fn pieces_read_back_whichever_way_each_part_was_written() {
+        // Where downloads go in the bench: ext4 here (tmpfs before Linux 6.6 refuses O_DIRECT).
+        let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+        let pl = 4 * ALIGN as u64;
+        let a = 5 * ALIGN as u64 + 123;
+        let b = 6 * ALIGN as u64 + 77;
+        let info = Info {
+            name: "t".into(),
+            piece_length: pl,
+            files: vec![file("a", 0, a), file("b", a, b)],
+            total_length: a + b,
+            num_pieces: (a + b).div_ceil(pl) as u32,
+            v1_pieces: Vec::new(),
+            version: Version::V1,
+            private: false,
+            multi_file: true,
+        };
+        let content: Vec<u8> = (0..a + b).map(|i| (i * 7 % 251) as u8).collect();
+        let s = Storage::new(dir.path(), &info);
+        // Backwards, so every write lands in the middle of sparse files.
+        for index in (0..info.num_pieces).rev() {
+            let (start, len) = s.piece_range(index);
+            let mut buf = PieceBuf::new(pl as usize, len);
+            buf.copy_from_slice(&content[start as usize..start as usize + len]);
+            s.write(start, &buf).expect("write");
+        }
+        s.sync().expect("sync");
+        let mut back = vec![0u8; content.len()];
+        s.read(0, &mut back).expect("read");
+        assert!(back == content, "what was written reads back");
+        let on_disk = [
+            std::fs::read(dir.path().join("t/a")).expect("a"),
+            std::fs::read(dir.path().join("t/b")).expect("b"),
+        ]
+        .concat();
+        assert!(
+            on_disk == content,
+            "the files hold it, read by another handle"
+        );
+        let direct = s.direct.lock().expect("lock");
+        assert!(
+            matches!(direct[0], Direct::Open(_)),
+            "file a's aligned pages went through O_DIRECT (ext4 takes it)"
+        );
+        assert!(
+            matches!(direct[1], Direct::Untried),
+            "file b starts mid-page in the piece buffers: none of it can go direct"
+        );
+    }
+
+    #[test]
+    fn only_pages_aligned_in_buffer_and_file_go_direct() {
+        let buf = PieceBuf::new(4 * ALIGN, 4 * ALIGN);
+        assert_eq!(aligned_middle(0, &buf), (0, 0..4 * ALIGN));
+        assert_eq!(
+            aligned_middle(ALIGN as u64, &buf[..ALIGN + 5]),
+            (0, 0..ALIGN)
+        );
+        // Offset and buffer both 100 bytes past a page: the head skips to it.
+        let off = ALIGN as u64 + 100;
+        assert_eq!(
+            aligned_middle(off, &buf[100..]),
+            (ALIGN - 100, ALIGN - 100..4 * ALIGN - 100)
+        );
+        // Offset aligned, buffer not: nothing direct.
+        assert_eq!(aligned_middle(0, &buf[1..]).1.len(), 0);
+        // Shorter than a page: nothing direct.
+        assert_eq!(aligned_middle(0, &buf[..100]), (0, 0..0));
     }
 }

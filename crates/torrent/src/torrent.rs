@@ -23,6 +23,7 @@ use crate::bitfield::Bitfield;
 use crate::magnet::Magnet;
 use crate::metainfo::{Hash20, InfoHashes, Metainfo};
 use crate::picker::{BlockRef, CompletePiece, PeerKey, Picker};
+use crate::piecebuf::PieceBuf;
 use crate::session::Shared;
 use crate::storage::Storage;
 use crate::store::Settings;
@@ -590,17 +591,18 @@ impl Torrent {
             if ok && let Err(e) = me.journal_append(&mut j, index) {
                 tracing::warn!(target: "nodus::torrent", id = %me.id, "piece journal: {e}");
             }
-            me.finish_piece(index, ok, by_peer);
+            me.finish_piece(index, ok, by_peer, data);
         })
         .await;
     }
 
-    fn finish_piece(&self, index: u32, ok: bool, by_peer: HashMap<PeerKey, u32>) {
+    fn finish_piece(&self, index: u32, ok: bool, by_peer: HashMap<PeerKey, u32>, buffer: PieceBuf) {
         let mut g = self.lock();
         let Some(picker) = g.picker.as_mut() else {
             return;
         };
         picker.on_verified(index, ok);
+        picker.recycle(buffer);
         let complete = picker.is_complete();
         if ok {
             g.have_dirty = true;
