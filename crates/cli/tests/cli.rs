@@ -1287,6 +1287,17 @@ fn bench_torrent_prints_nodus_beside_reference_clients() {
             "{} did not finish: {r}",
             r["client"]
         );
+        // CPU time in clock ticks (10 ms): at most two cores' worth of the wall time.
+        let cpu = r["cpu_seconds"].as_f64().unwrap_or(-1.0);
+        let wall = r["seconds"].as_f64().unwrap_or(0.0);
+        assert!(cpu >= 0.0 && cpu <= 2.0 * wall + 0.05, "CPU time of {r}");
+        assert!(
+            r["seeders_cpu_seconds"].as_f64().is_some_and(|s| s >= 0.0),
+            "{r}"
+        );
     }
+    // libtorrent's Python process alone takes more than a tick to start.
+    let libtorrent_cpu = runs[1]["cpu_seconds"].as_f64().unwrap_or(0.0);
+    assert!(libtorrent_cpu >= 0.02, "{}", runs[1]);
     assert_eq!(v["check"]["pieces_ok"], 32, "{v}");
 }

@@ -20,11 +20,12 @@ pub type PeerKey = u64;
 /// Most peers one block is asked of in endgame.
 pub const ENDGAME_DUP: usize = 2;
 /// Bytes of piece buffers (in progress or being verified) a torrent holds at most.
-/// Pieces wait here while writes to one file take turns (ext4 serialises buffered
-/// writes per inode), so the budget sets the pipeline's depth: on the 1 GiB bench, 32
-/// MiB gave 97-186 MB/s, 64 MiB 299-337 MB/s, 128 MiB 348-383 MB/s (peak RSS 122-169,
-/// 127-148 and 203-218 MB).
-pub const BUFFER_BUDGET: u64 = 64 * 1024 * 1024;
+/// While pieces were written through the page cache they queued here for their turn
+/// (ext4 serialises buffered writes per inode), and the budget set the pipeline's depth
+/// (1 GiB bench: 32 MiB 97-186 MB/s, 128 MiB 348-383 MB/s). With O_DIRECT writes a piece
+/// leaves at once; on the 2 GiB bench 32 MiB gave 391-610 MB/s (median 546) at 61-62 MB
+/// peak RSS, 64 MiB 531-603 MB/s at 96 MB.
+pub const BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockRef {

@@ -87,25 +87,98 @@ fn settle_disk(size: u64) {
     }
 }
 
+/// CPU time (user and system) a live process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = s.get(s.rfind(')')? + 1..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// What a leecher's process used while it downloaded: wall time, peak RSS, CPU time
+/// (sampled every 20 ms, so up to 20 ms of a client that exits when done is missed).
+#[derive(Clone, Copy)]
+struct Usage {
+    secs: f64,
+    rss: Option<u64>,
+    cpu: Option<f64>,
+}
+
+struct Sampler {
+    pid: u32,
+    start: Instant,
+    rss: Option<u64>,
+    /// CPU time at the start (a node process has started up before it is asked).
+    cpu_before: f64,
+    cpu: Option<f64>,
+}
+
+impl Sampler {
+    fn new(pid: u32) -> Sampler {
+        Sampler {
+            pid,
+            start: Instant::now(),
+            rss: None,
+            cpu_before: cpu_secs(pid).unwrap_or(0.0),
+            cpu: None,
+        }
+    }
+    fn sample(&mut self) {
+        self.rss = peak_rss(self.pid).or(self.rss);
+        self.cpu = cpu_secs(self.pid).or(self.cpu);
+    }
+    fn usage(&self) -> Usage {
+        Usage {
+            secs: self.start.elapsed().as_secs_f64(),
+            rss: self.rss,
+            cpu: self.cpu.map(|c| c - self.cpu_before),
+        }
+    }
+}
+
+/// CPU time the seeders have used so far.
+fn seeders_cpu(seeders: &[Proc]) -> Option<f64> {
+    seeders.iter().map(|p| cpu_secs(p.0.id())).sum()
+}
+
 struct Run {
     client: &'static str,
-    secs: Option<f64>,
-    rss: Option<u64>,
+    usage: Option<Usage>,
+    /// CPU time the seeders used during this leecher's download.
+    seeders_cpu: Option<f64>,
     note: String,
 }
 
-/// Waits for `done` while sampling the peak RSS of `pid`.
-fn watch(
-    pid: u32,
-    limit: Duration,
-    mut done: impl FnMut() -> Result<bool>,
-) -> Result<(f64, Option<u64>)> {
+impl Run {
+    fn new(client: &'static str, result: Result<Usage>, seeders_cpu: Option<f64>) -> Run {
+        match result {
+            Ok(u) => Run {
+                client,
+                usage: Some(u),
+                seeders_cpu,
+                note: String::new(),
+            },
+            Err(e) => Run {
+                client,
+                usage: None,
+                seeders_cpu: None,
+                note: format!("{e:#}"),
+            },
+        }
+    }
+}
+
+/// Waits for `done` while sampling `pid`'s peak RSS and CPU time.
+fn watch(pid: u32, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<Usage> {
+    let mut s = Sampler::new(pid);
     let t = Instant::now();
-    let mut rss = None;
     loop {
-        rss = peak_rss(pid).or(rss);
+        s.sample();
         if done()? {
-            return Ok((t.elapsed().as_secs_f64(), rss));
+            return Ok(s.usage());
         }
         if t.elapsed() > limit {
             return Err(anyhow!("not done in {limit:?}"));
@@ -200,20 +273,10 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     if wanted("nodus") {
         settle_disk(size);
         let pb = spinner("nodus downloading");
-        runs.push(match nodus_leech(&w, &torrent, name, size, limit).await {
-            Ok((secs, rss)) => Run {
-                client: "nodus",
-                secs: Some(secs),
-                rss,
-                note: String::new(),
-            },
-            Err(e) => Run {
-                client: "nodus",
-                secs: None,
-                rss: None,
-                note: format!("{e:#}"),
-            },
-        });
+        let before = seeders_cpu(&seeders);
+        let result = nodus_leech(&w, &torrent, name, size, limit).await;
+        let used = seeders_cpu(&seeders).zip(before).map(|(a, b)| a - b);
+        runs.push(Run::new("nodus", result, used));
         pb.finish_and_clear();
     }
 
@@ -282,18 +345,14 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
             Ok(c) => c,
             Err(e) => {
                 pb.finish_and_clear();
-                runs.push(Run {
-                    client,
-                    secs: None,
-                    rss: None,
-                    note: format!("not installed ({e})"),
-                });
+                runs.push(Run::new(client, Err(anyhow!("not installed ({e})")), None));
                 continue;
             }
         };
         let pid = child.id();
         let mut p = Proc(child);
         let target = out.join(name);
+        let before = seeders_cpu(&seeders);
         let result = tokio::task::block_in_place(|| {
             watch(pid, limit, || {
                 Ok(match bin {
@@ -306,28 +365,17 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
                 })
             })
         });
+        let used = seeders_cpu(&seeders).zip(before).map(|(a, b)| a - b);
         drop(p);
         pb.finish_and_clear();
-        runs.push(match result {
-            Ok((secs, rss)) if same_size(&target, size) => Run {
-                client,
-                secs: Some(secs),
-                rss,
-                note: String::new(),
-            },
-            Ok(_) => Run {
-                client,
-                secs: None,
-                rss: None,
-                note: "finished without the whole file".into(),
-            },
-            Err(e) => Run {
-                client,
-                secs: None,
-                rss: None,
-                note: format!("{e:#}"),
-            },
+        let result = result.and_then(|u| {
+            if same_size(&target, size) {
+                Ok(u)
+            } else {
+                Err(anyhow!("finished without the whole file"))
+            }
         });
+        runs.push(Run::new(client, result, used));
         let _ = std::fs::remove_dir_all(&out);
     }
     drop(seeders);
@@ -356,15 +404,19 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let nodus_rate = runs
         .iter()
         .find(|r| r.client == "nodus")
-        .and_then(|r| r.secs)
+        .and_then(|r| r.usage)
+        .map(|u| u.secs)
         .map(|s| mb / s);
     if json_out {
         output::json(&json!({
             "size_bytes": size,
             "seeders": o.seeders,
             "runs": runs.iter().map(|r| json!({
-                "client": r.client, "seconds": r.secs, "mb_per_s": r.secs.map(|s| mb / s),
-                "peak_rss_bytes": r.rss, "note": r.note,
+                "client": r.client, "seconds": r.usage.map(|u| u.secs),
+                "mb_per_s": r.usage.map(|u| mb / u.secs),
+                "peak_rss_bytes": r.usage.and_then(|u| u.rss),
+                "cpu_seconds": r.usage.and_then(|u| u.cpu),
+                "seeders_cpu_seconds": r.seeders_cpu, "note": r.note,
             })).collect::<Vec<_>>(),
             "check": { "nodus_seconds": check_secs, "pieces_ok": good, "sha1sum_seconds": sha1sum_ok.then_some(sha1sum_secs) },
         }));
@@ -380,17 +432,21 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
-            let rate = r.secs.map(|s| mb / s);
+            let u = r.usage;
+            let rate = u.map(|u| mb / u.secs);
+            let secs = |x: Option<f64>| x.map_or("-".into(), |s| format!("{s:.2}"));
             vec![
                 r.client.to_string(),
-                r.secs.map_or("-".into(), |s| format!("{s:.2}")),
+                secs(u.map(|u| u.secs)),
                 rate.map_or("-".into(), |x| format!("{x:.0}")),
                 match (rate, nodus_rate) {
                     (Some(x), Some(n)) => format!("{:.2}", n / x),
                     _ => "-".into(),
                 },
-                r.rss
+                u.and_then(|u| u.rss)
                     .map_or("-".into(), |b| format!("{:.0}", b as f64 / 1e6)),
+                secs(u.and_then(|u| u.cpu)),
+                secs(r.seeders_cpu),
                 r.note.clone(),
             ]
         })
@@ -402,6 +458,8 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
             "MB/s",
             "nodus speed / its",
             "peak RSS MB",
+            "CPU s",
+            "seeders' CPU s",
             "note",
         ],
         &rows,
@@ -440,7 +498,7 @@ async fn nodus_leech(
     name: &str,
     size: u64,
     limit: Duration,
-) -> Result<(f64, Option<u64>)> {
+) -> Result<Usage> {
     let exe = std::env::current_exe()?;
     let dir = w.join("nodus-leech");
     let st = Command::new(&exe)
@@ -488,9 +546,10 @@ async fn nodus_leech(
         )
         .await?;
     let id = v["id"].as_str().unwrap_or_default().to_string();
-    let mut rss = None;
+    let mut sampler = Sampler::new(pid);
+    sampler.start = start;
     loop {
-        rss = peak_rss(pid).or(rss);
+        sampler.sample();
         let v = api.get(&format!("/api/v1/torrents/{id}")).await?;
         if v["state"] == "seeding" {
             break;
@@ -500,10 +559,10 @@ async fn nodus_leech(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let secs = start.elapsed().as_secs_f64();
+    let usage = sampler.usage();
     if !same_size(&out.join(name), size) {
         return Err(anyhow!("finished without the whole file"));
     }
     let _ = std::fs::remove_dir_all(&out);
-    Ok((secs, rss))
+    Ok(usage)
 }
