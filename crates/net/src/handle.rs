@@ -262,16 +262,37 @@ impl NetworkHandle {
     }
 
     /// Opens a stream of a service protocol to `peer`, dialing it if needed.
+    ///
+    /// libp2p-stream picks one of the peer's connections at random and hands the request
+    /// to it; when that connection closes before the stream is negotiated (one of two
+    /// connections to the same peer being dropped, a relayed connection replaced), the
+    /// request fails with `ConnectionReset` although the peer is reachable. Such a failure
+    /// is tried again (twice, 20 ms apart) on whatever connection is left, or a new one.
     pub async fn open_stream(
         &self,
         peer: PeerId,
         protocol: StreamProtocol,
     ) -> Result<Stream, NetError> {
-        self.streams
-            .clone()
-            .open_stream(peer, protocol)
-            .await
-            .map_err(|e| NetError::Stream(e.to_string()))
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match self
+                .streams
+                .clone()
+                .open_stream(peer, protocol.clone())
+                .await
+            {
+                Ok(s) => return Ok(s),
+                Err(libp2p_stream::OpenStreamError::Io(e))
+                    if e.kind() == std::io::ErrorKind::ConnectionReset && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(target: "nodus::net", %peer, %protocol, "connection lost while opening a stream ({e}), retrying");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(NetError::Stream(e.to_string())),
+            }
+        }
     }
 
     /// Inbound streams of a service protocol. One acceptor per protocol.

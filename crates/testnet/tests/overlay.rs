@@ -301,3 +301,21 @@ async fn dials_by_dns_name_and_caps_connections_per_peer() {
     assert_eq!(to_a.addresses.len(), 2, "{:?}", to_a.addresses);
     net.shutdown().await;
 }
+
+/// A stream asked for while the connection it lands on is closing (here: closed by the
+/// asking node itself a moment before) opens anyway, on a new connection. libp2p-stream
+/// hands the request to a connection it still lists; without the retry in
+/// `NetworkHandle::open_stream` it fails with "connection reset".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_opens_although_its_connection_closes_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    // Node 1 joins through node 0, so it knows node 0's address to dial again.
+    let net = Testnet::start(2, dir.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let peer = net.node(0).peer_id();
+    for round in 0..10 {
+        net.node(1).net.disconnect(peer).await.unwrap();
+        let rtts = net.node(1).net.ping(peer, 1).await;
+        assert!(rtts.is_ok(), "round {round}: {rtts:?}");
+    }
+}
