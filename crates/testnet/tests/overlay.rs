@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+use nodus_testnet::{Testnet, hidden_node_config, node_config, node_ip, wait_until};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -318,4 +318,49 @@ async fn stream_opens_although_its_connection_closes_meanwhile() {
         let rtts = net.node(1).net.ping(peer, 1).await;
         assert!(rtts.is_ok(), "round {round}: {rtts:?}");
     }
+}
+
+/// Dialing a peer by id when no address is known looks it up in the DHT. The dial is
+/// done once the lookup reaches the peer, not when the whole lookup ends: a dead node
+/// among those asked holds the lookup's end until its QUIC handshake times out (3 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dial_by_id_does_not_wait_for_a_dead_peer_in_the_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(4, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    // Dialer and target have no public address and listen through relays 0 and 1, as
+    // Alice and Bob do in the demo: nobody keeps them in a routing table, so the dialer
+    // has no address for the target and must look it up.
+    let relays: Vec<String> = [0, 1]
+        .iter()
+        .filter_map(|k| net.node(*k).p2p_addr("tcp"))
+        .map(|a| a.to_string())
+        .collect();
+    let dialer = net.add_node(hidden_node_config(4, &relays)).await.unwrap();
+    net.wait_circuits(dialer, 2, T).await.unwrap();
+    let dead = net.node(3).peer_id();
+    wait_until(T, "the dialer to know node 3", || async {
+        let table = net.node(dialer).net.routing_table().await.unwrap();
+        table.iter().any(|(p, _)| *p == dead)
+    })
+    .await
+    .unwrap();
+    net.kill(3).await.unwrap();
+    let target = net.add_node(hidden_node_config(5, &relays)).await.unwrap();
+    net.wait_circuits(target, 2, T).await.unwrap();
+    let target_id = net.node(target).peer_id();
+    let known = net.node(dialer).net.routing_table().await.unwrap();
+    assert!(
+        !known.iter().any(|(p, _)| *p == target_id),
+        "the dialer must not know the target yet"
+    );
+    let t = std::time::Instant::now();
+    let got = net.node(dialer).net.dial_peer(target_id).await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(got, target_id);
+    // Without the early answer this waits for the dead node's QUIC handshake (3 s).
+    assert!(
+        took < Duration::from_millis(2000),
+        "dial by id took {took:?}"
+    );
 }

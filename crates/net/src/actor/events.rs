@@ -57,6 +57,7 @@ impl Actor {
                 for reply in self.peer_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = reply.send(Ok(peer_id));
                 }
+                self.lookups_done(peer_id);
                 if self
                     .relays
                     .iter()
