@@ -342,6 +342,15 @@ impl Picker {
         self.buffers.give_back(data);
     }
 
+    /// Lets go of the spare buffers (the download is complete).
+    pub fn free_buffers(&mut self) {
+        self.buffers.clear();
+    }
+
+    pub fn spare_buffers(&self) -> usize {
+        self.buffers.spare()
+    }
+
     /// Peers other than `except` asked for this block (to be cancelled in endgame).
     pub fn askers(&self, index: u32, begin: u32) -> Vec<PeerKey> {
         self.partials
@@ -421,6 +430,43 @@ mod tests {
         }
         assert_eq!(completes, 2);
         assert!(p.is_complete());
+    }
+
+    #[test]
+    fn piece_buffers_are_reused_and_let_go() {
+        let mut p = picker(2);
+        let all = Bitfield::full(2);
+        p.sequential = true;
+        let blocks = p.pick(1, &all, 4);
+        let mut done = None;
+        for b in &blocks {
+            if let BlockOutcome::Complete(c) =
+                p.on_block(1, b.index, b.begin, &vec![3; b.length as usize])
+            {
+                done = Some(c);
+            }
+        }
+        let c = done.expect("piece 0 complete");
+        let first = c.data.as_ptr();
+        p.on_verified(c.index, true);
+        p.recycle(c.data);
+        assert_eq!(p.spare_buffers(), 1);
+        // The next piece gets the same buffer back.
+        for b in p.pick(1, &all, 4) {
+            if let BlockOutcome::Complete(c) =
+                p.on_block(1, b.index, b.begin, &vec![4; b.length as usize])
+            {
+                assert_eq!(c.data.as_ptr(), first, "the spare buffer is reused");
+                assert!(
+                    c.data.iter().all(|x| *x == 4),
+                    "every byte is the new piece's"
+                );
+                p.on_verified(c.index, true);
+            }
+        }
+        assert!(p.is_complete());
+        p.free_buffers();
+        assert_eq!(p.spare_buffers(), 0);
     }
 
     #[test]

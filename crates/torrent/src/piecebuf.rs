@@ -90,6 +90,10 @@ impl Pool {
     pub fn spare(&self) -> usize {
         self.spare.len()
     }
+
+    pub fn clear(&mut self) {
+        self.spare = Vec::new();
+    }
 }
 
 #[cfg(test)]

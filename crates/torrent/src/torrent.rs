@@ -602,8 +602,14 @@ impl Torrent {
             return;
         };
         picker.on_verified(index, ok);
-        picker.recycle(buffer);
         let complete = picker.is_complete();
+        if complete {
+            // Seeding needs no piece buffers: do not keep the spares for as long as it lasts.
+            drop(buffer);
+            picker.free_buffers();
+        } else {
+            picker.recycle(buffer);
+        }
         if ok {
             g.have_dirty = true;
             if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
