@@ -432,38 +432,39 @@ mod tests {
         assert!(p.is_complete());
     }
 
+    /// Delivers `blocks` from peer 1, each filled with `byte`; the piece they complete.
+    fn deliver(p: &mut Picker, blocks: &[BlockRef], byte: u8) -> Option<CompletePiece> {
+        let mut done = None;
+        for b in blocks {
+            if let BlockOutcome::Complete(c) =
+                p.on_block(1, b.index, b.begin, &vec![byte; b.length as usize])
+            {
+                done = Some(c);
+            }
+        }
+        done
+    }
+
     #[test]
     fn piece_buffers_are_reused_and_let_go() {
         let mut p = picker(2);
         let all = Bitfield::full(2);
         p.sequential = true;
         let blocks = p.pick(1, &all, 4);
-        let mut done = None;
-        for b in &blocks {
-            if let BlockOutcome::Complete(c) =
-                p.on_block(1, b.index, b.begin, &vec![3; b.length as usize])
-            {
-                done = Some(c);
-            }
-        }
-        let c = done.expect("piece 0 complete");
+        let c = deliver(&mut p, &blocks, 3).expect("piece 0 complete");
         let first = c.data.as_ptr();
         p.on_verified(c.index, true);
         p.recycle(c.data);
         assert_eq!(p.spare_buffers(), 1);
         // The next piece gets the same buffer back.
-        for b in p.pick(1, &all, 4) {
-            if let BlockOutcome::Complete(c) =
-                p.on_block(1, b.index, b.begin, &vec![4; b.length as usize])
-            {
-                assert_eq!(c.data.as_ptr(), first, "the spare buffer is reused");
-                assert!(
-                    c.data.iter().all(|x| *x == 4),
-                    "every byte is the new piece's"
-                );
-                p.on_verified(c.index, true);
-            }
-        }
+        let blocks = p.pick(1, &all, 4);
+        let c = deliver(&mut p, &blocks, 4).expect("piece 1 complete");
+        assert_eq!(c.data.as_ptr(), first, "the spare buffer is reused");
+        assert!(
+            c.data.iter().all(|x| *x == 4),
+            "every byte is the new piece's"
+        );
+        p.on_verified(c.index, true);
         assert!(p.is_complete());
         p.free_buffers();
         assert_eq!(p.spare_buffers(), 0);

@@ -117,10 +117,11 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn new(pid: u32) -> Sampler {
+    /// Timing from `start`; CPU time from now.
+    fn new(pid: u32, start: Instant) -> Sampler {
         Sampler {
             pid,
-            start: Instant::now(),
+            start,
             rss: None,
             cpu_before: cpu_secs(pid).unwrap_or(0.0),
             cpu: None,
@@ -173,14 +174,13 @@ impl Run {
 
 /// Waits for `done` while sampling `pid`'s peak RSS and CPU time.
 fn watch(pid: u32, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<Usage> {
-    let mut s = Sampler::new(pid);
-    let t = Instant::now();
+    let mut s = Sampler::new(pid, Instant::now());
     loop {
         s.sample();
         if done()? {
             return Ok(s.usage());
         }
-        if t.elapsed() > limit {
+        if s.start.elapsed() > limit {
             return Err(anyhow!("not done in {limit:?}"));
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -546,8 +546,7 @@ async fn nodus_leech(
         )
         .await?;
     let id = v["id"].as_str().unwrap_or_default().to_string();
-    let mut sampler = Sampler::new(pid);
-    sampler.start = start;
+    let mut sampler = Sampler::new(pid, start);
     loop {
         sampler.sample();
         let v = api.get(&format!("/api/v1/torrents/{id}")).await?;
