@@ -1,5 +1,6 @@
 // A js-libp2p peer for nodus's interop test (tier 3). Usage:
-//   node peer.mjs <nodus multiaddr to dial>
+//   node peer.mjs <nodus multiaddr to dial> [noise|tls]
+// The second argument picks the one connection encrypter it offers (default noise).
 // Prints one JSON object per line on stdout: listening, identified, ping, message,
 // published. Publishes "from-js" on topic "interop" once it has received "from-nodus".
 // Exits when stdin closes or after 60 s.
@@ -16,6 +17,7 @@ if (typeof Promise.withResolvers !== 'function') {
 const { createLibp2p } = await import('libp2p')
 const { tcp } = await import('@libp2p/tcp')
 const { noise } = await import('@chainsafe/libp2p-noise')
+const { tls } = await import('@libp2p/tls')
 const { yamux } = await import('@chainsafe/libp2p-yamux')
 const { identify } = await import('@libp2p/identify')
 const { ping } = await import('@libp2p/ping')
@@ -24,15 +26,16 @@ const { multiaddr } = await import('@multiformats/multiaddr')
 
 const say = (obj) => process.stdout.write(JSON.stringify(obj) + '\n')
 const target = process.argv[2]
-if (!target) {
-  console.error('usage: node peer.mjs <nodus multiaddr>')
+const security = process.argv[3] ?? 'noise'
+if (!target || !['noise', 'tls'].includes(security)) {
+  console.error('usage: node peer.mjs <nodus multiaddr> [noise|tls]')
   process.exit(2)
 }
 
 const node = await createLibp2p({
   addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
   transports: [tcp()],
-  connectionEncrypters: [noise()],
+  connectionEncrypters: [security === 'tls' ? tls() : noise()],
   streamMuxers: [yamux()],
   services: {
     identify: identify(),

@@ -363,5 +363,8 @@ pub enum BenchArea {
         /// Round trips per latency run
         #[arg(long, default_value_t = 2000)]
         round_trips: usize,
+        /// Transfers per throughput figure (the median is printed, and the range)
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
     },
 }

@@ -26,8 +26,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::chain::wallet_local(&data_dir(&g)?, command, g.json)
         }
         Command::Bench {
-            area: BenchArea::Net { mib, round_trips },
-        } => crate::bench::net::run(mib, round_trips, g.json).await,
+            area:
+                BenchArea::Net {
+                    mib,
+                    round_trips,
+                    repeat,
+                },
+        } => {
+            let sizes = crate::bench::net::Sizes {
+                mib,
+                trips: round_trips,
+                repeat,
+            };
+            crate::bench::net::run(sizes, g.json).await
+        }
         Command::Bench {
             area:
                 BenchArea::Msg {

@@ -466,6 +466,8 @@ fn bench_net_prints_nodus_beside_iperf3() {
             "4",
             "--round-trips",
             "20",
+            "--repeat",
+            "2",
         ])
         .output()
         .unwrap();
@@ -475,6 +477,7 @@ fn bench_net_prints_nodus_beside_iperf3() {
         v["iperf3"]["mb_per_s"].as_f64().is_some(),
         "iperf3 measured: {v}"
     );
+    assert_eq!(v["iperf3"]["mb_per_s_runs"].as_array().unwrap().len(), 2);
     let runs = v["nodus"].as_array().unwrap();
     for (transport, processes) in [("tcp", 1), ("tcp", 2), ("quic-v1", 1), ("quic-v1", 2)] {
         let run = runs
@@ -482,6 +485,7 @@ fn bench_net_prints_nodus_beside_iperf3() {
             .find(|r| r["transport"] == transport && r["processes"] == processes)
             .unwrap_or_else(|| panic!("{transport} in {processes} processes: {v}"));
         assert!(run["mb_per_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert_eq!(run["mb_per_s_runs"].as_array().unwrap().len(), 2, "{v}");
         assert!(run["ratio_to_iperf3"].as_f64().is_some(), "{v}");
         assert!(run["rtt_p50_us"].as_f64().unwrap() > 0.0, "{v}");
     }

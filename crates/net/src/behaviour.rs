@@ -9,7 +9,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
     StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
-    identify, kad, mdns, memory_connection_limits, noise, ping, relay, tcp, yamux,
+    identify, kad, mdns, memory_connection_limits, noise, ping, relay, tcp,
 };
 use prometheus_client::registry::Registry;
 
@@ -50,11 +50,7 @@ pub(crate) fn build_swarm(
     config: &NetConfig,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
-    let yamux_config = || {
-        let mut c = yamux::Config::default();
-        c.set_max_num_streams(512);
-        c
-    };
+    let yamux_config = || crate::muxer::Config::new(512);
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         // A QUIC peer that vanishes sends no FIN: it is noticed only when the idle timer
@@ -73,7 +69,7 @@ pub(crate) fn build_swarm(
                 ));
                 Ok(tcp
                     .upgrade(upgrade::Version::V1Lazy)
-                    .authenticate(noise::Config::new(key)?)
+                    .authenticate(crate::security::Security::new(key, registry)?)
                     .multiplex(yamux_config())
                     .timeout(Duration::from_secs(20)))
             },

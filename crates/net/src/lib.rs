@@ -22,14 +22,18 @@ mod actor;
 pub mod addr;
 mod behaviour;
 mod circuits;
+mod coalesce;
 pub mod config;
 pub mod diversity;
 mod error;
 mod events;
 mod handle;
+mod muxer;
 pub mod ping;
 pub mod records;
+mod security;
 mod store;
+mod tls;
 mod transport;
 
 pub use actor::MAX_STRIKES;

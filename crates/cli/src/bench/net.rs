@@ -1,6 +1,10 @@
 //! `nodus bench net`: stream throughput and round-trip latency between two nodes over
 //! TCP and over QUIC on loopback, beside iperf3 and a plain TCP echo measured in the
 //! same run.
+//!
+//! Each throughput figure is the median of `--repeat` transfers (iperf3's too), and the
+//! range is printed beside it: on a shared 2-core VM one transfer can land anywhere
+//! within about ±20%.
 
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -64,9 +68,32 @@ fn serve(net: &NetworkHandle) -> Result<()> {
 }
 
 struct Measured {
-    mb_per_s: f64,
+    /// Every transfer's MB/s, in the order measured.
+    runs: Vec<f64>,
     rtt_p50_us: f64,
     rtt_p99_us: f64,
+}
+
+impl Measured {
+    fn mb_per_s(&self) -> f64 {
+        median(&self.runs)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+fn range(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    format!("{lo:.0}-{hi:.0}")
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -106,12 +133,31 @@ enum FarEnd {
     OtherProcess,
 }
 
+/// Sends `total` bytes on a new stream and waits for the far end's one-byte receipt:
+/// MB/s.
+async fn transfer(net: &NetworkHandle, peer: libp2p::PeerId, total: u64) -> Result<f64> {
+    let mut s = net.open_stream(peer, PROTOCOL).await?;
+    let buf = vec![0xA5u8; CHUNK];
+    let t = Instant::now();
+    s.write_all(b"T").await?;
+    s.write_all(&total.to_be_bytes()).await?;
+    let mut left = total;
+    while left > 0 {
+        let n = (left as usize).min(CHUNK);
+        s.write_all(&buf[..n]).await?;
+        left -= n as u64;
+    }
+    s.flush().await?;
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).await?;
+    Ok(total as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
 async fn measure_pair(
     transport: &str,
     first_node: usize,
     far: FarEnd,
-    mib: usize,
-    trips: usize,
+    sizes: Sizes,
 ) -> Result<Measured> {
     let dir = tempfile::tempdir()?;
     let mut net = Testnet::start(0, dir.path()).await?;
@@ -152,29 +198,16 @@ async fn measure_pair(
     };
     let peer = net.node(a).net.dial(addr).await?;
 
-    let mut s = net.node(a).net.open_stream(peer, PROTOCOL).await?;
-    let total = (mib * 1024 * 1024) as u64;
-    let buf = vec![0xA5u8; CHUNK];
-    let t = Instant::now();
-    s.write_all(b"T").await?;
-    s.write_all(&total.to_be_bytes()).await?;
-    let mut left = total;
-    while left > 0 {
-        let n = (left as usize).min(CHUNK);
-        s.write_all(&buf[..n]).await?;
-        left -= n as u64;
+    let mut runs = Vec::with_capacity(sizes.repeat);
+    for _ in 0..sizes.repeat {
+        runs.push(transfer(&net.node(a).net, peer, sizes.bytes()).await?);
     }
-    s.flush().await?;
-    let mut ack = [0u8; 1];
-    s.read_exact(&mut ack).await?;
-    let secs = t.elapsed().as_secs_f64();
-    let mb_per_s = total as f64 / secs / 1e6;
 
     let mut e = net.node(a).net.open_stream(peer, PROTOCOL).await?;
     e.write_all(b"E").await?;
-    let mut rtts = Vec::with_capacity(trips);
+    let mut rtts = Vec::with_capacity(sizes.trips);
     let mut block = [7u8; 32];
-    for _ in 0..trips {
+    for _ in 0..sizes.trips {
         let t = Instant::now();
         e.write_all(&block).await?;
         e.flush().await?;
@@ -183,11 +216,10 @@ async fn measure_pair(
     }
     rtts.sort();
     let m = Measured {
-        mb_per_s,
+        runs,
         rtt_p50_us: percentile(&rtts, 0.5),
         rtt_p99_us: percentile(&rtts, 0.99),
     };
-    drop(s);
     drop(e);
     net.shutdown().await;
     if let Some(mut child) = server {
@@ -269,42 +301,63 @@ async fn iperf3(mib: usize) -> Result<(f64, f64)> {
     Ok((bps / 8.0 / 1e6, rtt))
 }
 
-pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
-    if mib == 0 || trips == 0 {
-        return Err(anyhow!("--mib and --round-trips must be at least 1"));
+/// How much each measurement moves.
+#[derive(Clone, Copy)]
+pub struct Sizes {
+    pub mib: usize,
+    pub trips: usize,
+    pub repeat: usize,
+}
+
+impl Sizes {
+    fn bytes(&self) -> u64 {
+        (self.mib * 1024 * 1024) as u64
     }
-    eprintln!("nodus bench net: {mib} MiB per throughput run, {trips} round trips per latency run");
+}
+
+pub async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
+    let Sizes { mib, trips, repeat } = sizes;
+    if mib == 0 || trips == 0 || repeat == 0 {
+        return Err(anyhow!(
+            "--mib, --round-trips and --repeat must each be at least 1"
+        ));
+    }
+    eprintln!(
+        "nodus bench net: {mib} MiB per transfer, median of {repeat}; {trips} round trips per latency run"
+    );
     let pb = crate::demo::spinner("iperf3 and a plain TCP echo");
-    let reference = iperf3(mib).await;
-    pb.finish_and_clear();
-    let (iperf_mbs, iperf_rtt) = match reference {
-        Ok(v) => (Some(v.0), Some(v.1)),
-        Err(e) => {
-            eprintln!("iperf3: {e:#}");
-            (None, None)
+    let mut iperf_runs = Vec::with_capacity(repeat);
+    let mut iperf_rtt = None;
+    for _ in 0..repeat {
+        match iperf3(mib).await {
+            Ok((mbs, rtt)) => {
+                iperf_runs.push(mbs);
+                iperf_rtt = Some(rtt);
+            }
+            Err(e) => {
+                eprintln!("iperf3: {e:#}");
+                break;
+            }
         }
-    };
+    }
+    pb.finish_and_clear();
+    let iperf_mbs = (!iperf_runs.is_empty()).then(|| median(&iperf_runs));
     let (echo_p50, echo_p99) = tcp_echo(trips).await?;
     let runs = [
         (
-            "TCP+Noise+Yamux, 2 processes",
+            "TCP+TLS+Yamux, 2 processes",
             "tcp",
             100,
             FarEnd::OtherProcess,
         ),
         ("QUIC, 2 processes", "quic-v1", 110, FarEnd::OtherProcess),
-        (
-            "TCP+Noise+Yamux, 1 process",
-            "tcp",
-            120,
-            FarEnd::SameProcess,
-        ),
+        ("TCP+TLS+Yamux, 1 process", "tcp", 120, FarEnd::SameProcess),
         ("QUIC, 1 process", "quic-v1", 130, FarEnd::SameProcess),
     ];
     let mut measured = Vec::new();
     for (label, transport, first, far) in runs {
         let pb = crate::demo::spinner(&format!("nodus {label}"));
-        let m = measure_pair(transport, first, far, mib, trips).await;
+        let m = measure_pair(transport, first, far, sizes).await;
         pb.finish_and_clear();
         measured.push((label, transport, far, m?));
     }
@@ -318,6 +371,11 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
         vec![
             "iperf3 (TCP, 2 processes)".into(),
             iperf_mbs.map(|v| format!("{v:.0}")).unwrap_or("n/a".into()),
+            if iperf_runs.is_empty() {
+                "-".into()
+            } else {
+                range(&iperf_runs)
+            },
             "1.00".into(),
             "-".into(),
             "-".into(),
@@ -329,6 +387,7 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
             "plain TCP echo".into(),
             "-".into(),
             "-".into(),
+            "-".into(),
             format!("{echo_p50:.0}"),
             format!("{echo_p99:.0}"),
             "floor for rtt".into(),
@@ -337,8 +396,9 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
     for (label, _, _, m) in &measured {
         rows.push(vec![
             format!("nodus {label}"),
-            format!("{:.0}", m.mb_per_s),
-            ratio(m.mb_per_s),
+            format!("{:.0}", m.mb_per_s()),
+            range(&m.runs),
+            ratio(m.mb_per_s()),
             format!("{:.0}", m.rtt_p50_us),
             format!("{:.0}", m.rtt_p99_us),
             format!("rtt {:.1}x echo", m.rtt_p50_us / echo_p50),
@@ -352,16 +412,17 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
                     "label": label,
                     "transport": transport,
                     "processes": if *far == FarEnd::OtherProcess { 2 } else { 1 },
-                    "mb_per_s": m.mb_per_s,
-                    "ratio_to_iperf3": iperf_mbs.map(|b| m.mb_per_s / b),
+                    "mb_per_s": m.mb_per_s(),
+                    "mb_per_s_runs": m.runs,
+                    "ratio_to_iperf3": iperf_mbs.map(|b| m.mb_per_s() / b),
                     "rtt_p50_us": m.rtt_p50_us,
                     "rtt_p99_us": m.rtt_p99_us,
                 })
             })
             .collect();
         output::json(&json!({
-            "mib": mib, "round_trips": trips,
-            "iperf3": { "mb_per_s": iperf_mbs, "mean_rtt_us": iperf_rtt },
+            "mib": mib, "round_trips": trips, "repeat": repeat,
+            "iperf3": { "mb_per_s": iperf_mbs, "mb_per_s_runs": iperf_runs, "mean_rtt_us": iperf_rtt },
             "tcp_echo": { "rtt_p50_us": echo_p50, "rtt_p99_us": echo_p99 },
             "nodus": runs,
         }));
@@ -370,6 +431,7 @@ pub async fn run(mib: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
             &[
                 "path",
                 "MB/s",
+                "runs",
                 "ratio to iperf3",
                 "rtt p50 µs",
                 "rtt p99 µs",
