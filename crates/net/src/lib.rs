@@ -1,7 +1,8 @@
 //! nodus-net: the overlay. One task owns the libp2p [`Swarm`](libp2p::Swarm); everything
 //! else talks to it through a cloneable [`NetworkHandle`].
 //!
-//! Transports: TCP + Noise + Yamux, QUIC, DNS, circuit relay v2 (client). Behaviours:
+//! Transports: TCP + TLS (AES-GCM first) or Noise + Yamux (256 KiB frames), QUIC, DNS,
+//! circuit relay v2 (client). Behaviours:
 //! identify, ping, Kademlia (protocol `/nodus/kad/1.0.0`, records validated per
 //! namespace), gossipsub v1.1 with peer scoring, relay server, DCUtR, AutoNAT, mDNS,
 //! connection and memory limits, and libp2p-stream for service protocols named
