@@ -86,31 +86,7 @@ impl Security {
             .inc();
         (peer, future::Either::Right(stream))
     }
-}
 
-#[derive(Debug, thiserror::Error)]
-pub enum SecurityError {
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error("noise: {0}")]
-    Noise(#[from] noise::Error),
-    #[error("unexpected security protocol {0}")]
-    Unknown(&'static str),
-}
-
-/// Either security's encrypted connection.
-pub type Either<C> = future::Either<Coalesce<TlsStream<C>>, noise::Output<C>>;
-
-impl UpgradeInfo for Security {
-    type Info = &'static str;
-    type InfoIter = std::array::IntoIter<&'static str, 2>;
-
-    fn protocol_info(&self) -> Self::InfoIter {
-        [tls::PROTOCOL, NOISE].into_iter()
-    }
-}
-
-impl Security {
     /// Runs the handshake `info` names, made by `tls` or `noise` from its configuration,
     /// and counts what it secured.
     fn secure<C, T, N>(
@@ -138,6 +114,28 @@ impl Security {
                 .boxed(),
             other => future::ready(Err(SecurityError::Unknown(other))).boxed(),
         }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("noise: {0}")]
+    Noise(#[from] noise::Error),
+    #[error("unexpected security protocol {0}")]
+    Unknown(&'static str),
+}
+
+/// Either security's encrypted connection.
+pub type Either<C> = future::Either<Coalesce<TlsStream<C>>, noise::Output<C>>;
+
+impl UpgradeInfo for Security {
+    type Info = &'static str;
+    type InfoIter = std::array::IntoIter<&'static str, 2>;
+
+    fn protocol_info(&self) -> Self::InfoIter {
+        [tls::PROTOCOL, NOISE].into_iter()
     }
 }
 
