@@ -2,19 +2,20 @@
 //! preferred cipher.
 //!
 //! libp2p-tls 0.7 lists ChaCha20-Poly1305 first, and a TLS client's order decides, so two
-//! rust-libp2p nodes always settle on ChaCha20-Poly1305, as Noise does. On a CPU with
-//! AES instructions AES-128-GCM seals and opens about twice as fast (`openssl speed`
-//! here: 3.5 GB/s against 2.1 GB/s at 16 KiB), and encryption is the largest single cost
-//! of a bulk stream. So nodus builds its own rustls configurations around libp2p-tls's
-//! certificate code: AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305 for a peer
-//! without AES hardware.
+//! rust-libp2p nodes always settle on ChaCha20-Poly1305, as Noise does; and its crypto is
+//! aws-lc-rs, whose AES-GCM on a CPU without AVX-512 is the older AES-NI code, no cheaper
+//! per byte than ChaCha20-Poly1305 here. ring has BoringSSL's VAES/AVX2 AES-GCM, and
+//! encryption is the largest single cost of a bulk stream. So nodus builds its own rustls
+//! configurations around libp2p-tls's certificate code, with ring's provider:
+//! AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305 for a peer without AES hardware.
 //!
 //! What the spec asks of both sides is kept: TLS 1.3 only, ALPN `libp2p`, no SNI, exactly
 //! one self-signed certificate carrying the libp2p extension (checked by
-//! [`certificate::parse`]), the handshake signed by that certificate's key, a mandatory
-//! client certificate, and a dialer that aborts when the certificate names another peer
-//! than the one it meant to reach. Unlike libp2p-tls, no session secrets are ever written
-//! to a key log file.
+//! [`certificate::parse`]), the handshake signed by that certificate's key, and a
+//! mandatory client certificate. A dialer must abort when the certificate names another
+//! peer than the one it meant to reach: libp2p's swarm does that for every security
+//! upgrade (`WrongPeerId`). Unlike libp2p-tls, no session secrets are ever written to a
+//! key log file.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub const PROTOCOL: &str = "/tls/1.0.0";
 const ALPN: &[u8] = b"libp2p";
 
 /// Cipher suites in the order nodus offers them.
-pub const CIPHER_SUITES: &[SupportedCipherSuite] = &[
+const CIPHER_SUITES: &[SupportedCipherSuite] = &[
     cipher_suite::TLS13_AES_128_GCM_SHA256,
     cipher_suite::TLS13_AES_256_GCM_SHA384,
     cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
