@@ -7,19 +7,12 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::kad::KBucketKey;
 use libp2p::{Multiaddr, PeerId};
-use nodus_core::config::P2pConfig;
+use nodus_net::NetworkHandle;
 use nodus_net::diversity::Subnet;
-use nodus_net::{NetConfig, NetworkHandle};
 use prometheus_client::registry::Registry;
 
-fn config(ip: &str) -> NetConfig {
-    let p2p = P2pConfig {
-        listen: vec![format!("/ip4/{ip}/tcp/0")],
-        mdns: false,
-        ..P2pConfig::default()
-    };
-    NetConfig::from_config(&p2p).unwrap()
-}
+mod common;
+use common::{addr_of, config};
 
 async fn start(ip: &str) -> NetworkHandle {
     let (h, _task) = nodus_net::spawn(
@@ -29,17 +22,6 @@ async fn start(ip: &str) -> NetworkHandle {
     )
     .unwrap();
     h
-}
-
-async fn addr_of(h: &NetworkHandle) -> Multiaddr {
-    for _ in 0..200 {
-        if let Some(a) = h.status().await.unwrap().listen_addrs.first() {
-            let a: Multiaddr = a.parse().unwrap();
-            return a.with_p2p(h.local_peer_id()).unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no listen address");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Which security a TCP connection ends up with, read from each node's
 //! `nodus_net_secured_connections_total`: two nodus nodes use TLS with AES-128-GCM; a stock
 //! rust-libp2p peer that only has libp2p-tls (ChaCha20-Poly1305 first) or only Noise
-//! still connects and pings in both directions. Real sockets on 127.0.0.1.
+//! still connects and pings in both directions; garbage after TLS is selected drops that
+//! connection only. Real sockets on 127.0.0.1.
 
 use std::time::Duration;
 
@@ -9,22 +10,16 @@ use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, ping, tcp};
-use nodus_core::config::P2pConfig;
-use nodus_net::{NetConfig, NetworkHandle};
+use nodus_net::NetworkHandle;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-const T: Duration = Duration::from_secs(20);
+mod common;
+use common::{addr_of, config};
 
-fn config(ip: &str) -> NetConfig {
-    let p2p = P2pConfig {
-        listen: vec![format!("/ip4/{ip}/tcp/0")],
-        mdns: false,
-        ..P2pConfig::default()
-    };
-    NetConfig::from_config(&p2p).unwrap()
-}
+const T: Duration = Duration::from_secs(20);
 
 struct Node {
     net: NetworkHandle,
@@ -40,14 +35,18 @@ impl Node {
     }
 
     async fn addr(&self) -> Multiaddr {
-        for _ in 0..200 {
-            if let Some(a) = self.net.status().await.unwrap().listen_addrs.first() {
-                let a: Multiaddr = a.parse().unwrap();
-                return a.with_p2p(self.net.local_peer_id()).unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no listen address");
+        addr_of(&self.net).await
+    }
+
+    /// The value of the unlabelled counter `name`.
+    fn counter(&self, name: &str) -> u64 {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).unwrap();
+        let wanted = format!("{name} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
     }
 
     /// How many connections were secured with `protocol` and `cipher`.
@@ -99,32 +98,27 @@ async fn stock_peer(
     tls: bool,
     dial: Option<Multiaddr>,
 ) -> (Multiaddr, mpsc::UnboundedReceiver<Seen>) {
-    let builder = libp2p::SwarmBuilder::with_new_identity().with_tokio();
     let ping = |_: &Keypair| ping::Behaviour::new(ping::Config::new().with_interval(T / 100));
+    macro_rules! swarm_with {
+        ($security:expr) => {
+            libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default(),
+                    $security,
+                    libp2p::yamux::Config::default,
+                )
+                .unwrap()
+                .with_behaviour(ping)
+                .unwrap()
+                .with_swarm_config(|c| c.with_idle_connection_timeout(T))
+                .build()
+        };
+    }
     let mut swarm = if tls {
-        builder
-            .with_tcp(
-                tcp::Config::default(),
-                libp2p::tls::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(ping)
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(T))
-            .build()
+        swarm_with!(libp2p::tls::Config::new)
     } else {
-        builder
-            .with_tcp(
-                tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(ping)
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(T))
-            .build()
+        swarm_with!(libp2p::noise::Config::new)
     };
     swarm
         .listen_on(format!("/ip4/{ip}/tcp/0").parse().unwrap())
@@ -202,4 +196,68 @@ async fn stock_libp2p_tls_and_noise_peers_connect_both_ways() {
     wait_for_ping(&mut rx, node_id).await;
     assert_eq!(node.secured("/noise", "ChaChaPoly"), 2);
     assert_eq!(node.secured_total(), 4);
+}
+
+/// multistream-select's framing: a varint length (one byte here), then the line.
+fn line(protocol: &str) -> Vec<u8> {
+    let mut l = vec![(protocol.len() + 1) as u8];
+    l.extend_from_slice(protocol.as_bytes());
+    l.push(b'\n');
+    l
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_once_tls_is_chosen_drops_that_connection_only() {
+    let node = Node::start("127.0.63.1");
+    let addr = node.addr().await;
+    let port = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    for round in 1..=3u64 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.63.1", port))
+            .await
+            .unwrap();
+        let hello = [line("/multistream/1.0.0"), line("/tls/1.0.0")].concat();
+        s.write_all(&hello).await.unwrap();
+        let mut echoed = vec![0u8; hello.len()];
+        s.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, hello, "the node agreed to TLS");
+        // A TLS record header announcing a handshake, then bytes that are none.
+        let garbage: Vec<u8> = [0x16, 0x03, 0x01, 0x40, 0x00]
+            .into_iter()
+            .chain((0..16_384u32).map(|i| (i * 7919 % 251) as u8))
+            .collect();
+        let _ = s.write_all(&garbage).await;
+        let closed = tokio::time::timeout(T, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "the node kept a garbage TLS connection open"
+        );
+        tokio::time::timeout(T, async {
+            while node.counter("nodus_net_bad_connections_total") < round {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the failed handshake is counted");
+    }
+    assert_eq!(node.secured_total(), 0);
+    // A real peer still gets in, over TLS.
+    let other = Node::start("127.0.63.2");
+    let peer = other.net.dial(addr).await.unwrap();
+    assert_eq!(other.net.ping(peer, 1).await.unwrap().len(), 1);
+    assert_eq!(node.secured("/tls/1.0.0", "TLS13_AES_128_GCM_SHA256"), 1);
 }

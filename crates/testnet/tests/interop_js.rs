@@ -85,6 +85,18 @@ async fn secured(net: &Testnet, k: usize, protocol: &str, cipher: Option<&str>) 
         .sum()
 }
 
+/// Node `k` dials the js peer at `js_addr`, finds the peer id it expects, and pings it.
+async fn dial_and_ping(net: &Testnet, k: usize, js_addr: &str, js_id: &str) {
+    let peer = net
+        .node(k)
+        .net
+        .dial(js_addr.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(peer.to_string(), js_id);
+    assert_eq!(net.node(k).net.ping(peer, 3).await.unwrap().len(), 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn js_libp2p_and_nodus_identify_ping_and_gossip_both_ways() {
     let tmp = tempfile::tempdir().unwrap();
@@ -123,15 +135,7 @@ async fn js_libp2p_and_nodus_identify_ping_and_gossip_both_ways() {
     assert!(ping["rtt"].as_f64().is_some(), "{ping}");
 
     // nodus (node a) dials js, identifies it and pings it.
-    let peer = net
-        .node(a)
-        .net
-        .dial(js_addr.parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(peer.to_string(), js_id);
-    let rtts = net.node(a).net.ping(peer, 3).await.unwrap();
-    assert_eq!(rtts.len(), 3);
+    dial_and_ping(&net, a, &js_addr, &js_id).await;
     wait_until(T, "nodus to identify the js peer", || async {
         let peers = net.node(a).net.peers().await.unwrap();
         peers.iter().any(|p| {
@@ -202,14 +206,7 @@ async fn js_libp2p_tls_peer_and_nodus_ping_both_ways() {
     assert_eq!(secured(&net, b, "/noise", None).await, 0);
 
     // nodus (node a) dials js: nodus's client order puts AES-128-GCM first.
-    let peer = net
-        .node(a)
-        .net
-        .dial(js_addr.parse().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(peer.to_string(), js_id);
-    assert_eq!(net.node(a).net.ping(peer, 3).await.unwrap().len(), 3);
+    dial_and_ping(&net, a, &js_addr, &js_id).await;
     assert_eq!(
         secured(&net, a, "/tls/1.0.0", Some("TLS13_AES_128_GCM_SHA256")).await,
         1

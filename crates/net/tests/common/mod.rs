@@ -1,0 +1,30 @@
+//! Helpers shared by the nodus-net integration tests: a node config on one loopback
+//! address, and a node's dialable address once it listens.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use nodus_core::config::P2pConfig;
+use nodus_net::{NetConfig, NetworkHandle};
+
+/// TCP on `ip` (a free port), no mDNS, everything else default.
+pub fn config(ip: &str) -> NetConfig {
+    let p2p = P2pConfig {
+        listen: vec![format!("/ip4/{ip}/tcp/0")],
+        mdns: false,
+        ..P2pConfig::default()
+    };
+    NetConfig::from_config(&p2p).unwrap()
+}
+
+/// The node's first listen address with its peer id, waiting up to 2 s for it.
+pub async fn addr_of(h: &NetworkHandle) -> Multiaddr {
+    for _ in 0..200 {
+        if let Some(a) = h.status().await.unwrap().listen_addrs.first() {
+            let a: Multiaddr = a.parse().unwrap();
+            return a.with_p2p(h.local_peer_id()).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no listen address");
+}
