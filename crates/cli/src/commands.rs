@@ -194,6 +194,7 @@ async fn api_command(g: &Global, cmd: Command) -> Result<ExitCode> {
                 println!("data dir       {}", s(&v["data_dir"]));
                 println!("peers          {}", s(&v["connected_peers"]));
                 println!("routing table  {}", s(&v["routing_table_size"]));
+                println!("dht queries    {}", s(&v["dht_queries"]));
                 println!("nat            {}", s(&v["nat"]));
                 for a in v["listen_addrs"].as_array().into_iter().flatten() {
                     println!("listen         {}", s(a));

@@ -88,6 +88,8 @@ pub struct Status {
     pub external_addrs: Vec<String>,
     pub connected_peers: usize,
     pub routing_table_size: usize,
+    /// Kademlia queries running (lookups, bootstraps, record puts and gets).
+    pub dht_queries: usize,
     pub nat: String,
     pub topics: Vec<String>,
 }

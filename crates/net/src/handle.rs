@@ -76,6 +76,7 @@ pub(crate) enum Command {
         key: Vec<u8>,
         reply: Reply<Vec<PeerId>>,
     },
+    Bootstrap(Reply<usize>),
     LocalClosest {
         key: Vec<u8>,
         count: usize,
@@ -237,6 +238,15 @@ impl NetworkHandle {
     pub async fn closest_peers(&self, key: Vec<u8>) -> Result<Vec<PeerId>, NetError> {
         self.call(|reply| Command::ClosestPeers { key, reply })
             .await
+    }
+
+    /// Refreshes the routing table now: a Kademlia bootstrap (a lookup of our own id,
+    /// then of a random id in each bucket further out), answered when it is done with
+    /// the table's size. It also takes the place of an automatic bootstrap that
+    /// libp2p-kad had scheduled (it schedules one 500 ms after each new peer while the
+    /// table holds fewer than 20).
+    pub async fn bootstrap(&self) -> Result<usize, NetError> {
+        self.call(Command::Bootstrap).await
     }
 
     /// The `count` peers of our own routing table closest to `key`, nearest first: no

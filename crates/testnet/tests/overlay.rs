@@ -323,29 +323,41 @@ async fn stream_opens_although_its_connection_closes_meanwhile() {
 /// Dialing a peer by id when no address is known looks it up in the DHT. The dial is
 /// done once the lookup reaches the peer, not when the whole lookup ends: a dead node
 /// among those asked holds the lookup's end until its QUIC handshake times out (3 s).
+///
+/// The dialer must not meet the target before it dials. It only dials out (no listen
+/// address, no relay), so the target's own bootstrap cannot reach it, and it is quiet
+/// when the target starts: it knows every other node, and an explicit bootstrap takes
+/// the place of the one libp2p-kad schedules 500 ms after each new peer, which would
+/// otherwise meet the target whenever it ran late (seen once in CI).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dial_by_id_does_not_wait_for_a_dead_peer_in_the_lookup() {
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(4, dir.path()).await.unwrap();
     net.wait_connected(3, T).await.unwrap();
-    // Dialer and target have no public address and listen through relays 0 and 1, as
-    // Alice and Bob do in the demo: nobody keeps them in a routing table, so the dialer
-    // has no address for the target and must look it up.
+    let mut outbound_only = node_config(node_ip(4), &net.bootstrap_addrs());
+    outbound_only.p2p.listen.clear();
+    let dialer = net.add_node(outbound_only).await.unwrap();
+    let servers: Vec<_> = (0..4).map(|k| net.node(k).peer_id()).collect();
+    wait_until(T, "the dialer to know nodes 0 to 3", || async {
+        let table = net.node(dialer).net.routing_table().await.unwrap();
+        servers.iter().all(|s| table.iter().any(|(p, _)| p == s))
+    })
+    .await
+    .unwrap();
+    assert_eq!(net.node(dialer).net.bootstrap().await.unwrap(), 4);
+    wait_until(T, "the dialer's queries to end", || async {
+        net.node(dialer).net.status().await.unwrap().dht_queries == 0
+    })
+    .await
+    .unwrap();
+    net.kill(3).await.unwrap();
+    // The target has no public address and listens through relays 0 and 1, as Bob
+    // does in the demo.
     let relays: Vec<String> = [0, 1]
         .iter()
         .filter_map(|k| net.node(*k).p2p_addr("tcp"))
         .map(|a| a.to_string())
         .collect();
-    let dialer = net.add_node(hidden_node_config(4, &relays)).await.unwrap();
-    net.wait_circuits(dialer, 2, T).await.unwrap();
-    let dead = net.node(3).peer_id();
-    wait_until(T, "the dialer to know node 3", || async {
-        let table = net.node(dialer).net.routing_table().await.unwrap();
-        table.iter().any(|(p, _)| *p == dead)
-    })
-    .await
-    .unwrap();
-    net.kill(3).await.unwrap();
     let target = net.add_node(hidden_node_config(5, &relays)).await.unwrap();
     net.wait_circuits(target, 2, T).await.unwrap();
     let target_id = net.node(target).peer_id();
@@ -353,6 +365,11 @@ async fn dial_by_id_does_not_wait_for_a_dead_peer_in_the_lookup() {
     assert!(
         !known.iter().any(|(p, _)| *p == target_id),
         "the dialer must not know the target yet"
+    );
+    let peers = net.node(dialer).net.peers().await.unwrap();
+    assert!(
+        !peers.iter().any(|p| p.peer_id == target_id.to_string()),
+        "the dialer must not be connected to the target yet"
     );
     let t = std::time::Instant::now();
     let got = net.node(dialer).net.dial_peer(target_id).await.unwrap();

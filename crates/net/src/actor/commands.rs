@@ -153,6 +153,10 @@ impl Actor {
                 let q = self.swarm.behaviour_mut().kad.get_closest_peers(key);
                 self.queries.insert(q, PendingQuery::Closest(reply));
             }
+            Command::Bootstrap(reply) => {
+                let started = self.swarm.behaviour_mut().kad.bootstrap();
+                self.track(started, reply, PendingQuery::Bootstrap);
+            }
             Command::GossipScore { peer, reply } => {
                 let _ = reply.send(Ok(self.swarm.behaviour().gossipsub.peer_score(&peer)));
             }
@@ -220,13 +224,7 @@ impl Actor {
     }
 
     pub(super) fn status(&mut self) -> Status {
-        let routing_table_size = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
+        let routing_table_size = self.routing_table_size();
         Status {
             peer_id: self.swarm.local_peer_id().to_string(),
             listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
@@ -237,6 +235,7 @@ impl Actor {
                 .collect(),
             connected_peers: self.swarm.connected_peers().count(),
             routing_table_size,
+            dht_queries: self.swarm.behaviour_mut().kad.iter_queries().count(),
             nat: self.nat.clone(),
             topics: self
                 .subscriptions
@@ -260,6 +259,15 @@ impl Actor {
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         out
+    }
+
+    pub(super) fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
     }
 
     /// Keeps the reply of a query that started, or answers at once with why it did not.

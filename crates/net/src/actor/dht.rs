@@ -183,6 +183,13 @@ impl Actor {
                 };
                 let _ = reply.send(Ok(peers.into_iter().map(|p| p.peer_id).collect()));
             }
+            (PendingQuery::Bootstrap(reply), QueryResult::Bootstrap(_)) => {
+                if last {
+                    let _ = reply.send(Ok(self.routing_table_size()));
+                } else {
+                    self.queries.insert(id, PendingQuery::Bootstrap(reply));
+                }
+            }
             (PendingQuery::Lookup(target, reply), QueryResult::GetClosestPeers(r)) => {
                 let peers = match r {
                     Ok(GetClosestPeersOk { peers, .. }) => peers,

@@ -85,6 +85,8 @@ enum PendingQuery {
     Provide(Reply<()>),
     Providers(Reply<Vec<PeerId>>, HashSet<PeerId>),
     Closest(Reply<Vec<PeerId>>),
+    /// A bootstrap: answered with the routing table's size after its last step.
+    Bootstrap(Reply<usize>),
     /// Looking a peer up so that it can be dialed.
     Lookup(PeerId, Reply<PeerId>),
 }
