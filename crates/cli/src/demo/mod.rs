@@ -145,10 +145,17 @@ pub async fn run() -> Result<ExitCode> {
         for k in net.running() {
             sizes.push(net.node(k).net.status().await?.routing_table_size);
         }
+        let (least, most) = (
+            sizes.iter().min().copied().unwrap_or(0),
+            sizes.iter().max().copied().unwrap_or(0),
+        );
+        let known = if least == most {
+            format!("{least}")
+        } else {
+            format!("{least} to {most}")
+        };
         Ok(format!(
-            "every node joined through node 0 and knows {}..{} others through the DHT, {} after the last one started",
-            sizes.iter().min().unwrap_or(&0),
-            sizes.iter().max().unwrap_or(&0),
+            "every node joined through node 0 and knows {known} others through the DHT, {} after the last one started",
             ms(t.elapsed())
         ))
     })
