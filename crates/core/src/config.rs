@@ -264,6 +264,12 @@ pub struct ConnectionLimits {
     pub max_established: u32,
     pub max_established_per_peer: u32,
     pub max_pending: u32,
+    /// At most this many inbound connections from one IP address (one /64 for IPv6),
+    /// handshakes included.
+    pub max_inbound_per_ip: u32,
+    /// IPs not held to `max_inbound_per_ip` (127.0.0.1 in a loopback testnet, where
+    /// every node dials from that address).
+    pub exempt_ips: Vec<String>,
     pub idle_timeout_secs: u64,
     /// Refuse new connections when the process uses more than this many MiB.
     pub max_memory_mib: usize,
@@ -325,6 +331,8 @@ impl Default for ConnectionLimits {
             max_established: 400,
             max_established_per_peer: 2,
             max_pending: 128,
+            max_inbound_per_ip: 8,
+            exempt_ips: vec![],
             idle_timeout_secs: 120,
             max_memory_mib: 2048,
         }
@@ -384,6 +392,10 @@ max_circuit_bytes = 67108864
 max_established = 400
 max_established_per_peer = 2
 max_pending = 128
+# Inbound connections from one IP (one /64 for IPv6), handshakes included, and the
+# IPs exempt from that.
+max_inbound_per_ip = 8
+exempt_ips = []
 idle_timeout_secs = 120
 # Refuse new connections while the process uses more memory than this.
 max_memory_mib = 2048

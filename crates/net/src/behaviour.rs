@@ -26,6 +26,7 @@ pub const MAX_GOSSIP_BYTES: usize = 256 * 1024;
 pub(crate) struct Behaviour {
     pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub limits: connection_limits::Behaviour,
+    pub per_ip: crate::ip_limits::Behaviour,
     pub memory: memory_connection_limits::Behaviour,
     /// Before the other address sources: a dial offers these first.
     pub circuits: crate::circuits::Behaviour,
@@ -107,6 +108,11 @@ fn make_behaviour(
             .with_max_established_per_peer(Some(lim.max_established_per_peer))
             .with_max_pending_incoming(Some(lim.max_pending))
             .with_max_pending_outgoing(Some(lim.max_pending)),
+    );
+    let per_ip = crate::ip_limits::Behaviour::new(
+        lim.max_inbound_per_ip,
+        config.limit_exempt_ips.clone(),
+        registry,
     );
     let memory =
         memory_connection_limits::Behaviour::with_max_bytes(lim.max_memory_mib * 1024 * 1024);
@@ -208,6 +214,7 @@ fn make_behaviour(
     Ok(Behaviour {
         blocked: Default::default(),
         limits,
+        per_ip,
         memory,
         circuits: Default::default(),
         relay_client,

@@ -17,6 +17,8 @@ pub struct NetConfig {
     pub mdns: bool,
     pub autonat_private_addrs: bool,
     pub gossip_ip_whitelist: Vec<IpAddr>,
+    /// Not held to `limits.max_inbound_per_ip`.
+    pub limit_exempt_ips: Vec<IpAddr>,
     pub relay: RelayLimits,
     pub limits: ConnectionLimits,
     pub routing: RoutingLimits,
@@ -27,40 +29,34 @@ pub struct NetConfig {
     pub record_store: Option<std::path::PathBuf>,
 }
 
-fn parse_addrs(list: &[String]) -> Result<Vec<Multiaddr>, NetError> {
+/// Each entry parsed as a `T` (a multiaddr, an IP address), or the first that is not.
+fn parse_all<T>(list: &[String]) -> Result<Vec<T>, NetError>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
     list.iter()
         .map(|s| {
-            s.parse()
-                .map_err(|e: libp2p::multiaddr::Error| NetError::BadAddr {
-                    addr: s.clone(),
-                    reason: e.to_string(),
-                })
+            s.parse().map_err(|e: T::Err| NetError::BadAddr {
+                addr: s.clone(),
+                reason: e.to_string(),
+            })
         })
         .collect()
 }
 
 impl NetConfig {
     pub fn from_config(p2p: &P2pConfig) -> Result<Self, NetError> {
-        let gossip_ip_whitelist = p2p
-            .gossip_ip_whitelist
-            .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e: std::net::AddrParseError| NetError::BadAddr {
-                        addr: s.clone(),
-                        reason: e.to_string(),
-                    })
-            })
-            .collect::<Result<_, _>>()?;
         Ok(NetConfig {
-            listen: parse_addrs(&p2p.listen)?,
-            bootstrap: parse_addrs(&p2p.bootstrap)?,
-            relays: parse_addrs(&p2p.relays)?,
-            external_addresses: parse_addrs(&p2p.external_addresses)?,
+            listen: parse_all(&p2p.listen)?,
+            bootstrap: parse_all(&p2p.bootstrap)?,
+            relays: parse_all(&p2p.relays)?,
+            external_addresses: parse_all(&p2p.external_addresses)?,
             advertise_listen_addrs: p2p.advertise_listen_addrs,
             mdns: p2p.mdns,
             autonat_private_addrs: p2p.autonat_private_addrs,
-            gossip_ip_whitelist,
+            gossip_ip_whitelist: parse_all(&p2p.gossip_ip_whitelist)?,
+            limit_exempt_ips: parse_all(&p2p.limits.exempt_ips)?,
             relay: p2p.relay.clone(),
             limits: p2p.limits.clone(),
             routing: p2p.routing.clone(),

@@ -29,6 +29,7 @@ pub mod diversity;
 mod error;
 mod events;
 mod handle;
+mod ip_limits;
 mod muxer;
 pub mod ping;
 pub mod records;

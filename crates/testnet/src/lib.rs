@@ -54,6 +54,7 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.p2p.advertise_listen_addrs = true;
     c.p2p.autonat_private_addrs = true;
     c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
+    c.p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
     c.api.listen = "127.0.0.1:0".into();
     // Chain: JSON-RPC on a free port, one-second blocks from an easy start, and a cap
     // on hashing so several miners leave the machine's cores to everything else.

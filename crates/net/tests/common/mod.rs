@@ -7,13 +7,16 @@ use libp2p::Multiaddr;
 use nodus_core::config::P2pConfig;
 use nodus_net::{NetConfig, NetworkHandle};
 
-/// TCP on `ip` (a free port), no mDNS, everything else default.
+/// TCP on `ip` (a free port), no mDNS, 127.0.0.1 exempt from the per-IP limit (nodes
+/// on one machine all dial from it, whatever address they listen on), everything else
+/// default.
 pub fn config(ip: &str) -> NetConfig {
-    let p2p = P2pConfig {
+    let mut p2p = P2pConfig {
         listen: vec![format!("/ip4/{ip}/tcp/0")],
         mdns: false,
         ..P2pConfig::default()
     };
+    p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
     NetConfig::from_config(&p2p).unwrap()
 }
 
