@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use nodus_chain::ChainEvent;
 use nodus_testnet::Testnet;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::net::percentile;
 
@@ -43,7 +43,13 @@ pub async fn run(nodes: usize, blocks: usize, dir: &std::path::Path) -> Result<P
             .events();
         let tx = tx.clone();
         tokio::spawn(async move {
-            while let Ok(e) = events.recv().await {
+            loop {
+                let e = match events.recv().await {
+                    Ok(e) => e,
+                    // Heads dropped while lagging show up as blocks not seen everywhere.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
                 if let ChainEvent::NewHead { hash, .. } = e
                     && tx.send((k, hash, Instant::now())).is_err()
                 {
