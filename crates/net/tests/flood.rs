@@ -10,24 +10,13 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use nodus_net::NetworkHandle;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 mod common;
-use common::{addr_of, config};
+use common::{addr_of, config, counter};
 
 const LIMIT: u32 = 4;
 const FLOOD: usize = 10;
-
-/// The counter `name` summed over its labels.
-fn counter(registry: &Registry, name: &str) -> u64 {
-    let mut text = String::new();
-    encode(&mut text, registry).unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
 
 const REFUSED: &str = "nodus_net_inbound_refused_per_ip_total";
 /// Inbound connections the swarm took into their handshake.

@@ -38,15 +38,8 @@ impl Node {
         addr_of(&self.net).await
     }
 
-    /// The value of the unlabelled counter `name`.
     fn counter(&self, name: &str) -> u64 {
-        let mut text = String::new();
-        encode(&mut text, &self.registry).unwrap();
-        let wanted = format!("{name} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(&wanted))
-            .map(|v| v.trim().parse().unwrap())
-            .unwrap_or(0)
+        common::counter(&self.registry, name)
     }
 
     /// How many connections were secured with `protocol` and `cipher`.

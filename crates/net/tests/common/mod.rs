@@ -6,6 +6,8 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use nodus_core::config::P2pConfig;
 use nodus_net::{NetConfig, NetworkHandle};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
 
 /// TCP on `ip` (a free port), no mDNS, 127.0.0.1 exempt from the per-IP limit (nodes
 /// on one machine all dial from it, whatever address they listen on), everything else
@@ -30,4 +32,15 @@ pub async fn addr_of(h: &NetworkHandle) -> Multiaddr {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("no listen address");
+}
+
+/// The counter `name` in `registry`, summed over its labels (0 if never counted).
+#[allow(dead_code)] // not every test binary reads metrics
+pub fn counter(registry: &Registry, name: &str) -> u64 {
+    let mut text = String::new();
+    encode(&mut text, registry).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
