@@ -451,12 +451,11 @@ impl Chain {
         let mut undone: Vec<(B256, StateDiff)> = Vec::new();
         for n in (fork + 1..=self.head_number()).rev() {
             let h = self.canon[n as usize];
-            let diff = self.store.diff(&h).map_err(fail(h))?.ok_or_else(|| {
-                (
-                    h,
-                    ChainError::Other(format!("no state diff kept for canonical block {h}")),
-                )
-            })?;
+            let diff = self
+                .store
+                .diff(&h)
+                .map_err(fail(h))?
+                .ok_or((h, ChainError::MissingDiff(h)))?;
             self.state.undo(&diff);
             let block = self.load_block(&h, pending).map_err(fail(h))?;
             for t in &block.body.transactions {
@@ -592,10 +591,7 @@ impl Chain {
         if timestamp > now + MAX_FUTURE_SECS {
             // Blocks faster than one a second push timestamps ahead of the clock; a
             // block past the drift bound would be refused, so wait for the clock.
-            return Err(ChainError::Other(format!(
-                "the chain's timestamps are {} s ahead of this clock; waiting",
-                timestamp - now
-            )));
+            return Err(ChainError::AheadOfClock(timestamp - now));
         }
         let base_fee = self.child_base_fee(&parent);
         let info = BlockInfo {
@@ -608,7 +604,7 @@ impl Chain {
         };
         let executed = self
             .execute(parent_hash, &info, txs, Mode::Build)
-            .map_err(|(_, e)| ChainError::Other(e))?;
+            .map_err(|(index, reason)| ChainError::Template { index, reason })?;
         self.state.apply(&executed.diff);
         let state_root = self.state.state_root();
         self.state.undo(&executed.diff);

@@ -16,10 +16,33 @@ pub enum ChainError {
     UnknownBlock(String),
     #[error("wallet: {0}")]
     Wallet(String),
+    /// Bytes a peer (or a caller) sent that do not decode.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::WireError),
+    #[error("the overlay: {0}")]
+    Net(#[from] nodus_net::NetError),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no state diff kept for canonical block {0}; the chain store is damaged")]
+    MissingDiff(B256),
+    #[error("the chain's timestamps are {0} s ahead of this clock; waiting for it")]
+    AheadOfClock(u64),
+    #[error("a block template could not be built: transaction {index}: {reason}")]
+    Template { index: usize, reason: String },
+    #[error("the miner did not stop within {0:?}")]
+    MinerStuck(std::time::Duration),
+    #[error("still at height {height} after {waited:?}, waiting for {wanted}")]
+    HeightTimeout {
+        height: u64,
+        wanted: u64,
+        waited: std::time::Duration,
+    },
     #[error("the chain service has stopped")]
     Stopped,
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Why a transaction was refused. The messages follow geth's, which wallets and

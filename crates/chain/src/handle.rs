@@ -55,7 +55,7 @@ pub(crate) enum Input {
     Block {
         raw: Vec<u8>,
         from: Option<Origin>,
-        reply: Option<oneshot::Sender<Result<BlockOutcome, String>>>,
+        reply: Option<oneshot::Sender<Result<BlockOutcome, ChainError>>>,
     },
     Mined(Box<crate::chain::Sealed>),
     Template {
@@ -185,9 +185,7 @@ impl ChainHandle {
             })
             .await
             .map_err(|_| ChainError::Stopped)?;
-        rx.await
-            .map_err(|_| ChainError::Stopped)?
-            .map_err(ChainError::Other)
+        rx.await.map_err(|_| ChainError::Stopped)?
     }
 
     pub fn events(&self) -> broadcast::Receiver<ChainEvent> {
@@ -224,9 +222,7 @@ impl ChainHandle {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while !self.miner_idle.load(Ordering::Acquire) {
             if tokio::time::Instant::now() > deadline {
-                return Err(ChainError::Other(
-                    "the miner did not stop within 10 s".into(),
-                ));
+                return Err(ChainError::MinerStuck(std::time::Duration::from_secs(10)));
             }
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -306,9 +302,11 @@ impl ChainHandle {
             }
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => {
-                    return Err(ChainError::Other(format!(
-                        "still at height {h} after {timeout:?}, waiting for {number}"
-                    )));
+                    return Err(ChainError::HeightTimeout {
+                        height: h,
+                        wanted: number,
+                        waited: timeout,
+                    });
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) => return Err(ChainError::Stopped),
                 Ok(_) => {}

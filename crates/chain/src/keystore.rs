@@ -1,5 +1,5 @@
 //! Wallet accounts as Ethereum keystore v3 files (scrypt + AES-128-CTR, by the
-//! `eth-keystore` crate), one per account in the data dir's `keystore/`, mode 0600, so
+//! `eth-keystore` crate), one per account in the data dir's `chain/keystore/`, mode 0600, so
 //! geth, web3.py, ethers and wallets can import them and nodus can import theirs.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,16 @@ use crate::wallet::Key;
 
 fn err(e: impl std::fmt::Display) -> ChainError {
     ChainError::Wallet(e.to_string())
+}
+
+/// The wallet's directory, `<data dir>/chain/keystore/`. A wallet kept at the data
+/// dir's root by earlier versions is moved there first, so the CLI finds it whether or
+/// not a node has started since.
+pub fn dir(data_dir: &nodus_core::DataDir) -> Result<PathBuf, ChainError> {
+    data_dir
+        .adopt_legacy("chain", &[("keystore", "keystore")])
+        .map_err(err)?;
+    Ok(data_dir.service_dir("chain").join("keystore"))
 }
 
 fn file_name(a: &Address) -> String {

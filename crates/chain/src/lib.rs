@@ -11,9 +11,11 @@
 
 pub mod asert;
 pub mod chain;
+pub mod config;
 pub mod error;
 pub mod exec;
 pub mod handle;
+pub mod http;
 pub mod keystore;
 pub mod mempool;
 pub mod miner;
@@ -29,8 +31,9 @@ pub mod wallet;
 pub mod wire;
 
 pub use alloy_primitives as primitives;
+pub use config::{ChainConfig, GenesisConfig, MiningConfig};
 pub use error::{ChainError, TxError};
 pub use handle::{BlockOutcome, ChainEvent, ChainHandle, ChainStatus, MiningState};
 pub use revm;
-pub use service::spawn;
+pub use service::{ChainService, spawn};
 pub use spec::ChainSpec;

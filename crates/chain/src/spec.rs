@@ -1,9 +1,9 @@
 //! The chain's constants and its genesis block, from `[chain.genesis]` in config.toml.
 
+use crate::config::GenesisConfig;
 use alloy_consensus::{EMPTY_OMMER_ROOT_HASH, Header};
 use alloy_primitives::{Address, B64, B256, Bytes, U256};
 use alloy_trie::EMPTY_ROOT_HASH;
-use nodus_core::GenesisConfig;
 
 use crate::asert::{self, AsertParams};
 use crate::error::ChainError;

@@ -49,6 +49,24 @@ pub enum SyncResponse {
     Error(String),
 }
 
+/// Why bytes from a peer were refused. Every kind is the sender's fault: a peer that
+/// sends them is penalized.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("undecodable RLP: {0}")]
+    Rlp(#[from] alloy_rlp::Error),
+    #[error("trailing bytes after a header")]
+    TrailingBytes,
+    #[error("block of {0} bytes is over the limit of {MAX_BLOCK_BYTES}")]
+    BlockTooLarge(usize),
+    #[error("undecodable sync frame: {0}")]
+    Frame(#[from] postcard::Error),
+    #[error("a locator of {0} hashes; at most 64")]
+    LocatorTooLong(usize),
+    #[error("{0} blocks asked at once; at most {MAX_BLOCKS}")]
+    TooManyBlocks(usize),
+}
+
 /// A peer's view of its chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerStatus {
@@ -69,41 +87,41 @@ impl SyncResponse {
     }
 }
 
-pub fn decode_headers(raw: &[Vec<u8>]) -> Result<Vec<Header>, String> {
+pub fn decode_headers(raw: &[Vec<u8>]) -> Result<Vec<Header>, WireError> {
     raw.iter()
         .map(|r| {
             let mut s = r.as_slice();
-            let h = Header::decode(&mut s).map_err(|e| e.to_string())?;
+            let h = Header::decode(&mut s)?;
             if !s.is_empty() {
-                return Err("trailing bytes after a header".into());
+                return Err(WireError::TrailingBytes);
             }
             Ok(h)
         })
         .collect()
 }
 
-pub fn decode_block(raw: &[u8]) -> Result<ChainBlock, String> {
+pub fn decode_block(raw: &[u8]) -> Result<ChainBlock, WireError> {
     if raw.len() > MAX_BLOCK_BYTES {
-        return Err(format!("block of {} bytes is over the limit", raw.len()));
+        return Err(WireError::BlockTooLarge(raw.len()));
     }
-    store::decode_block(raw).map_err(|e| e.to_string())
+    Ok(store::decode_block(raw)?)
 }
 
-pub fn decode_request(raw: &[u8]) -> Result<SyncRequest, String> {
-    let req: SyncRequest = postcard::from_bytes(raw).map_err(|e| e.to_string())?;
+pub fn decode_request(raw: &[u8]) -> Result<SyncRequest, WireError> {
+    let req: SyncRequest = postcard::from_bytes(raw)?;
     match &req {
         SyncRequest::Headers { locator, .. } if locator.len() > 64 => {
-            Err("locator too long".into())
+            Err(WireError::LocatorTooLong(locator.len()))
         }
         SyncRequest::Blocks { hashes } if hashes.len() > MAX_BLOCKS => {
-            Err("too many blocks asked".into())
+            Err(WireError::TooManyBlocks(hashes.len()))
         }
         _ => Ok(req),
     }
 }
 
-pub fn decode_response(raw: &[u8]) -> Result<SyncResponse, String> {
-    postcard::from_bytes(raw).map_err(|e| e.to_string())
+pub fn decode_response(raw: &[u8]) -> Result<SyncResponse, WireError> {
+    Ok(postcard::from_bytes(raw)?)
 }
 
 pub async fn write_frame<W: futures::AsyncWrite + Unpin>(
@@ -139,15 +157,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        for raw in [&b""[..], b"\xff\xff\xff", b"\x01\xff\xff\xff\xff\xff\x0f"] {
-            let _ = decode_request(raw);
-            let _ = decode_response(raw);
-            let _ = decode_block(raw);
+    fn garbage_is_refused_with_its_kind() {
+        for raw in [&b""[..], b"\xff\xff\xff", b"\x05\xff\xff\xff\xff\xff\x0f"] {
+            assert!(
+                matches!(decode_request(raw), Err(WireError::Frame(_))),
+                "{raw:?}"
+            );
+            assert!(
+                matches!(decode_response(raw), Err(WireError::Frame(_))),
+                "{raw:?}"
+            );
+            assert!(
+                matches!(decode_block(raw), Err(WireError::Rlp(_))),
+                "{raw:?}"
+            );
         }
         let long = SyncRequest::Blocks {
             hashes: vec![[0; 32]; MAX_BLOCKS + 1],
         };
-        assert!(decode_request(&encode(&long)).is_err());
+        assert!(matches!(
+            decode_request(&encode(&long)),
+            Err(WireError::TooManyBlocks(n)) if n == MAX_BLOCKS + 1
+        ));
+        let locator = SyncRequest::Headers {
+            locator: vec![[0; 32]; 65],
+            max: 1,
+        };
+        assert!(matches!(
+            decode_request(&encode(&locator)),
+            Err(WireError::LocatorTooLong(65))
+        ));
+        assert!(matches!(
+            decode_block(&vec![0u8; MAX_BLOCK_BYTES + 1]),
+            Err(WireError::BlockTooLarge(_))
+        ));
+        let mut header = Vec::new();
+        alloy_rlp::Encodable::encode(&Header::default(), &mut header);
+        header.push(0);
+        assert!(matches!(
+            decode_headers(&[header]),
+            Err(WireError::TrailingBytes)
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            let _request_or_error: Result<SyncRequest, WireError> = decode_request(&raw);
+            let _response_or_error: Result<SyncResponse, WireError> = decode_response(&raw);
+            let _block_or_error: Result<ChainBlock, WireError> = decode_block(&raw);
+        }
+
+        #[test]
+        fn requests_round_trip(locator in proptest::collection::vec(proptest::array::uniform32(proptest::num::u8::ANY), 0..=64), max in proptest::num::u32::ANY) {
+            let req = SyncRequest::Headers { locator, max };
+            proptest::prop_assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        }
+
+        #[test]
+        fn responses_round_trip(blocks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..8), text in ".{0,40}") {
+            for resp in [SyncResponse::Blocks(blocks.clone()), SyncResponse::Headers(blocks.clone()), SyncResponse::Error(text.clone())] {
+                proptest::prop_assert_eq!(decode_response(&encode(&resp)).unwrap(), resp);
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use alloy_primitives::{Address, U256};
+use nodus_chain::GenesisConfig;
 use nodus_chain::chain::{Chain, Imported};
 use nodus_chain::mempool::{AccountView, Mempool};
 use nodus_chain::spec::DEV_KEYS;
@@ -13,7 +14,6 @@ use nodus_chain::store::ChainBlock;
 use nodus_chain::tx::RecoveredTx;
 use nodus_chain::wallet::{Key, eip1559};
 use nodus_chain::{ChainSpec, TxError, miner};
-use nodus_core::GenesisConfig;
 
 fn open(dir: &tempfile::TempDir, name: &str) -> Chain {
     let spec = ChainSpec::from_config(&GenesisConfig {

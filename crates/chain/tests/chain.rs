@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use alloy_consensus::{TxEip1559, TxLegacy, TypedTransaction};
 use alloy_primitives::{Address, TxKind, U256};
+use nodus_chain::GenesisConfig;
 use nodus_chain::chain::{Chain, Imported};
 use nodus_chain::spec::DEV_KEYS;
 use nodus_chain::store::ChainBlock;
 use nodus_chain::tx::RecoveredTx;
 use nodus_chain::wallet::Key;
 use nodus_chain::{ChainError, ChainSpec, miner};
-use nodus_core::GenesisConfig;
 
 fn spec() -> ChainSpec {
     ChainSpec::from_config(&GenesisConfig {

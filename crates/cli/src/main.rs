@@ -1,14 +1,21 @@
 //! The `nodus` binary: argument parsing, output and progress. All logic lives in the
 //! library crates; this crate only drives them.
+//!
+//! One module per service (`node` for the node and its overlay, `msg`, `chain`,
+//! `torrent`), each with its commands (`mod.rs`, grammar in `args.rs`), its demo steps
+//! (`demo.rs`) and its benchmark (`bench.rs`). What they share is in `ui` (output,
+//! progress, signals, percent-encoding) and `global` (the data dir and the node's API),
+//! which call nothing back out. `args` lists the services' commands; `demo` runs their
+//! steps in order.
 
 mod args;
-mod bench;
 mod chain;
-mod commands;
 mod demo;
+mod global;
 mod msg;
-mod output;
+mod node;
 mod torrent;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -42,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    match runtime.block_on(args.run()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,222 +1,85 @@
-//! `config.toml`: every section a node reads, with its defaults. The template written by
-//! `nodus init` ([`TEMPLATE`]) is commented and parses to exactly [`Config::default`].
+//! `config.toml`: the node-wide sections (`[p2p]`, `[api]`) and, kept as they were
+//! written, the sections of the services, which each service crate defines as a
+//! [`Section`]. Core knows no service's settings: it parses the file, keeps the line and
+//! column of every mistake, and hands each service its own section.
+//!
+//! The template `nodus init` writes is [`TEMPLATE`] followed by each service's
+//! [`Section::TEMPLATE`]; each part parses to exactly its defaults.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use serde::de::{DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+/// A service's section of config.toml: `[<NAME>]`, with its defaults and its commented
+/// template text.
+pub trait Section:
+    Serialize + DeserializeOwned + Default + Clone + PartialEq + fmt::Debug + Send + Sync + 'static
+{
+    /// The section's name: also the service's name, its directory in the data dir, its
+    /// route prefix (`/api/v1/<NAME>`) and its metric prefix (`nodus_<NAME>_`).
+    const NAME: &'static str;
+    /// Commented TOML that `nodus init` writes; must parse to `Self::default()`.
+    const TEMPLATE: &'static str;
+    /// Disabled means not started.
+    fn enabled(&self) -> bool;
+}
+
+/// The whole file: the node-wide sections typed, the services' sections as written.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     pub p2p: P2pConfig,
     pub api: ApiConfig,
-    pub msg: MsgConfig,
-    pub chain: ChainConfig,
-    pub torrent: TorrentConfig,
+    /// Every other top-level table, by name.
+    sections: BTreeMap<String, toml::Value>,
+    /// The text the sections were parsed from, so that a service's section is decoded
+    /// from it with line and column in its errors. Dropped by the first edit.
+    source: Option<Source>,
 }
 
-/// The mainline DHT's well-known entry points.
-pub const DEFAULT_DHT_BOOTSTRAP: [&str; 3] = [
-    "router.bittorrent.com:6881",
-    "dht.transmissionbt.com:6881",
-    "dht.libtorrent.org:25401",
-];
-
-/// File sharing (crates/torrent): a BitTorrent engine on its own TCP port, so that any
-/// BitTorrent client can be a peer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TorrentConfig {
-    pub enabled: bool,
-    /// TCP address for BitTorrent peers. Port 0 picks a free port.
-    pub listen: String,
-    /// Where downloads go; empty: `<data dir>/downloads`.
-    pub download_dir: String,
-    /// Connected peers per torrent, at most.
-    pub max_peers_per_torrent: usize,
-    /// Peers uploaded to at once per torrent (one of them the optimistic unchoke).
-    pub upload_slots: usize,
-    /// Block requests kept in flight to one peer.
-    pub pipeline: usize,
-    /// Upload and download limits over all torrents, in KiB/s (0: none).
-    pub upload_limit_kib: u64,
-    pub download_limit_kib: u64,
-    /// Mainline DHT (BEP 5): find peers without a tracker. It listens on UDP, on the
-    /// listen address and port when that port is free.
-    pub dht: bool,
-    /// DHT nodes to join through (host:port). Empty: start alone and learn nodes from peers.
-    pub dht_bootstrap: Vec<String>,
-    /// Message stream encryption (MSE/PE) with other BitTorrent peers.
-    pub encryption: Encryption,
-    /// uTP (BEP 29): accept peers over UDP on the listen port, and reach over uTP the
-    /// peers TCP cannot.
-    pub utp: bool,
-}
-
-/// `[torrent] encryption`: whether BitTorrent connections are obfuscated (MSE/PE).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encryption {
-    /// Plain BitTorrent only, both ways.
-    Off,
-    /// Connect with MSE offering RC4 and plain, and let the other side choose; accept
-    /// both. Falls back to a plain connection to a peer that does not speak MSE.
-    #[default]
-    Prefer,
-    /// RC4 only, both ways: plain connections are refused.
-    Require,
-}
-
-impl Default for TorrentConfig {
-    fn default() -> Self {
-        TorrentConfig {
-            enabled: true,
-            listen: "0.0.0.0:6881".into(),
-            download_dir: String::new(),
-            max_peers_per_torrent: 50,
-            upload_slots: 8,
-            pipeline: 128,
-            upload_limit_kib: 0,
-            download_limit_kib: 0,
-            dht: true,
-            dht_bootstrap: DEFAULT_DHT_BOOTSTRAP
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            encryption: Encryption::Prefer,
-            utp: true,
-        }
+/// Two configs are equal when they say the same, whatever text they came from.
+impl PartialEq for Config {
+    fn eq(&self, other: &Self) -> bool {
+        self.p2p == other.p2p && self.api == other.api && self.sections == other.sections
     }
 }
 
-/// The chain service (crates/chain): proof-of-work blocks in Ethereum's formats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ChainConfig {
-    pub enabled: bool,
-    /// Ethereum JSON-RPC over HTTP. Empty: no JSON-RPC server.
-    pub rpc_listen: String,
-    /// Pending transactions kept, in all and per sender.
-    pub mempool_max: usize,
-    pub mempool_max_per_sender: usize,
-    pub genesis: GenesisConfig,
-    pub mining: MiningConfig,
-}
-
-impl Default for ChainConfig {
-    fn default() -> Self {
-        ChainConfig {
-            enabled: true,
-            rpc_listen: "127.0.0.1:8545".into(),
-            mempool_max: 4096,
-            mempool_max_per_sender: 64,
-            genesis: GenesisConfig::default(),
-            mining: MiningConfig::default(),
-        }
+/// Parses a service's template on its own: it must hold only that service's section
+/// (each service's tests compare the result with its defaults).
+pub fn parse_template<S: Section>() -> Result<S, CoreError> {
+    let c = Config::parse(S::TEMPLATE, Path::new(S::NAME))?;
+    c.check_sections(&[S::NAME])?;
+    if c.p2p != P2pConfig::default() || c.api != ApiConfig::default() {
+        return Err(CoreError::Config {
+            path: PathBuf::from(S::NAME),
+            line: 0,
+            column: 0,
+            message: "a service's template must not set [p2p] or [api]".into(),
+        });
     }
+    c.section::<S>()
 }
 
-/// What every node of one chain must agree on; any change makes a different chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GenesisConfig {
-    pub chain_id: u64,
-    /// Fund the ten development accounts of the mnemonic
-    /// `test test test test test test test test test test test junk` with 10,000 ether each.
-    pub dev_accounts: bool,
-    /// Target seconds between blocks.
-    pub block_time_secs: u64,
-    /// Seconds ahead of or behind schedule that halve or double the difficulty (ASERT).
-    pub half_life_secs: u64,
-    /// Expected hashes for the first block.
-    pub initial_difficulty: u64,
-    pub gas_limit: u64,
-    /// Block reward in wei (decimal), paid to the miner besides the priority fees.
-    pub block_reward_wei: String,
-    /// Further balances: address (0x...) to wei (decimal).
-    pub alloc: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for GenesisConfig {
-    fn default() -> Self {
-        GenesisConfig {
-            chain_id: 31337,
-            dev_accounts: true,
-            block_time_secs: 2,
-            half_life_secs: 120,
-            initial_difficulty: 400_000,
-            gas_limit: 30_000_000,
-            block_reward_wei: "2000000000000000000".into(),
-            alloc: Default::default(),
-        }
+/// The template `nodus init` writes: the node-wide part, then each service's.
+pub fn full_template(service_templates: &[&str]) -> String {
+    let mut t = TEMPLATE.to_string();
+    for s in service_templates {
+        t.push('\n');
+        t.push_str(s.trim_start_matches('\n'));
     }
+    t
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MiningConfig {
-    /// Mine from start (`nodus mine` turns it on at run time).
-    pub enabled: bool,
-    pub threads: usize,
-    /// Address that receives rewards; empty: the first development account.
-    pub coinbase: String,
-    /// Cap on hashes per second per node (0: as fast as the threads go), so a testnet of
-    /// several miners on one machine leaves CPU for everything else.
-    pub max_hashes_per_sec: u64,
-}
-
-impl Default for MiningConfig {
-    fn default() -> Self {
-        MiningConfig {
-            enabled: false,
-            threads: 1,
-            coinbase: String::new(),
-            max_hashes_per_sec: 0,
-        }
-    }
-}
-
-/// The messaging service (crates/msg). Limits on what this node keeps for others are
-/// per sending peer, so no one peer can fill a mailbox.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MsgConfig {
-    /// Display name put in invites; empty means the short peer id.
-    pub name: String,
-    /// Mailbox replicas: a message for an offline contact is stored on this many of the
-    /// peers closest to the contact's key.
-    pub mailbox_replicas: usize,
-    /// How long a mailbox keeps a message that nobody fetched.
-    pub mailbox_ttl_secs: u64,
-    /// Serve as a mailbox for others.
-    pub mailbox_serve: bool,
-    /// Messages and bytes a mailbox keeps from one sending peer.
-    pub mailbox_max_items_per_sender: usize,
-    pub mailbox_max_bytes_per_sender: u64,
-    /// Messages a mailbox accepts from one sending peer per minute.
-    pub mailbox_max_per_minute: u32,
-    /// How often a node asks its mailboxes for stored messages.
-    pub mailbox_poll_secs: u64,
-    /// Seconds between delivery attempts of an undelivered message (doubles up to 60).
-    pub retry_secs: u64,
-}
-
-impl Default for MsgConfig {
-    fn default() -> Self {
-        MsgConfig {
-            name: String::new(),
-            mailbox_replicas: 3,
-            mailbox_ttl_secs: 7 * 24 * 3600,
-            mailbox_serve: true,
-            mailbox_max_items_per_sender: 1000,
-            mailbox_max_bytes_per_sender: 16 * 1024 * 1024,
-            mailbox_max_per_minute: 600,
-            mailbox_poll_secs: 30,
-            retry_secs: 2,
-        }
-    }
+#[derive(Debug, Clone, PartialEq)]
+struct Source {
+    text: Arc<str>,
+    path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -409,96 +272,43 @@ max_per_subnet_per_table = 10
 # The HTTP API. It requires the bearer token in api.cookie. Port 0 picks a free port;
 # endpoints.json says which one was taken.
 listen = "127.0.0.1:0"
-
-[msg]
-# Display name put in invites; empty means the short peer id.
-name = ""
-# A message for an offline contact is stored on this many peers closest to its key.
-mailbox_replicas = 3
-mailbox_ttl_secs = 604800
-# Keep messages for offline peers of others, within these limits per sending peer.
-mailbox_serve = true
-mailbox_max_items_per_sender = 1000
-mailbox_max_bytes_per_sender = 16777216
-mailbox_max_per_minute = 600
-# How often to ask the mailboxes for messages stored while this node was away.
-mailbox_poll_secs = 30
-# Seconds between delivery attempts of an undelivered message (doubling up to 60).
-retry_secs = 2
-
-[torrent]
-enabled = true
-# TCP address BitTorrent peers connect to (any BitTorrent client can). Port 0: any free.
-listen = "0.0.0.0:6881"
-# Where downloads go; empty: <data dir>/downloads.
-download_dir = ""
-max_peers_per_torrent = 50
-# Peers uploaded to at once per torrent (tit-for-tat, one slot optimistic).
-upload_slots = 8
-# Block requests (16 KiB each) kept in flight to one peer.
-pipeline = 128
-# Rate limits over all torrents, in KiB/s; 0 means none.
-upload_limit_kib = 0
-download_limit_kib = 0
-# Mainline DHT (BEP 5): peers found without a tracker. UDP, on the listen address and port.
-dht = true
-# DHT nodes to join through; [] starts alone and learns nodes from peers.
-dht_bootstrap = ["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "dht.libtorrent.org:25401"]
-# Message stream encryption with peers: "prefer" (offer it, accept both), "require"
-# (encrypted connections only) or "off".
-encryption = "prefer"
-# uTP (BEP 29) on UDP at the listen port, beside TCP (the DHT then takes the next port).
-utp = true
-
-[chain]
-enabled = true
-# Ethereum JSON-RPC (web3.py, ethers, wallets). No token: it holds no keys, so it offers
-# only what a public node does. Keep it on 127.0.0.1. Empty: no JSON-RPC server.
-rpc_listen = "127.0.0.1:8545"
-# Pending transactions kept, in all and per sender.
-mempool_max = 4096
-mempool_max_per_sender = 64
-
-[chain.genesis]
-# Every node of a chain must have the same values here.
-chain_id = 31337
-# Fund the ten accounts of the mnemonic "test test ... test junk" (as Hardhat and anvil).
-dev_accounts = true
-block_time_secs = 2
-# ASERT difficulty: being this many seconds ahead of schedule doubles the difficulty.
-half_life_secs = 120
-initial_difficulty = 400000
-gas_limit = 30000000
-block_reward_wei = "2000000000000000000"
-# Further balances, e.g. "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" = "1000000000000000000"
-[chain.genesis.alloc]
-
-[chain.mining]
-enabled = false
-threads = 1
-# Address paid for mined blocks; empty: the first development account.
-coinbase = ""
-# Hashes per second at most (0: no cap).
-max_hashes_per_sec = 0
 "#;
 
 impl Config {
-    /// Parses TOML text; errors carry the line and column of the mistake.
+    /// Parses TOML text; errors carry the line and column of the mistake. Services'
+    /// sections are checked when they are read ([`Config::section`]).
     pub fn parse(text: &str, path: &Path) -> Result<Config, CoreError> {
-        toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
-            CoreError::Config {
+        let table: toml::Table = from_text(text, path, |d| toml::Table::deserialize(d))?;
+        let p2p = from_text(text, path, |d| Pick::<P2pConfig>::new("p2p").deserialize(d))?;
+        let api = from_text(text, path, |d| Pick::<ApiConfig>::new("api").deserialize(d))?;
+        let sections = table
+            .into_iter()
+            .filter(|(k, _)| k != "p2p" && k != "api")
+            .collect();
+        Ok(Config {
+            p2p,
+            api,
+            sections,
+            source: Some(Source {
+                text: text.into(),
                 path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
+            }),
         })
     }
 
     /// The config as TOML text (without the template's comments).
     pub fn to_toml(&self) -> String {
-        toml::to_string(self).unwrap_or_default()
+        let mut table = toml::Table::new();
+        if let Ok(v) = toml::Value::try_from(&self.p2p) {
+            table.insert("p2p".into(), v);
+        }
+        if let Ok(v) = toml::Value::try_from(&self.api) {
+            table.insert("api".into(), v);
+        }
+        for (k, v) in &self.sections {
+            table.insert(k.clone(), v.clone());
+        }
+        toml::to_string(&table).unwrap_or_default()
     }
 
     /// Reads `path`; a missing file means all defaults.
@@ -509,6 +319,137 @@ impl Config {
             Err(e) => Err(CoreError::io(path, e)),
         }
     }
+
+    /// A service's section, its defaults where the file says nothing. A mistake in it is
+    /// reported with the line and column where it was written.
+    pub fn section<S: Section>(&self) -> Result<S, CoreError> {
+        match (&self.source, self.sections.get(S::NAME)) {
+            (_, None) => Ok(S::default()),
+            (Some(src), Some(_)) => from_text(&src.text, &src.path, |d| {
+                Pick::<S>::new(S::NAME).deserialize(d)
+            }),
+            (None, Some(v)) => S::deserialize(v.clone()).map_err(|e| CoreError::Config {
+                path: PathBuf::from(format!("[{}]", S::NAME)),
+                line: 0,
+                column: 0,
+                message: e.message().to_string(),
+            }),
+        }
+    }
+
+    /// Replaces a service's section (configs built in code: tests, testnets).
+    pub fn set_section<S: Section>(&mut self, section: &S) {
+        let value = toml::Value::try_from(section)
+            .unwrap_or_else(|_| toml::Value::Table(toml::Table::new()));
+        self.sections.insert(S::NAME.to_string(), value);
+        self.source = None;
+    }
+
+    /// Changes a service's section in place.
+    pub fn edit<S: Section>(&mut self, f: impl FnOnce(&mut S)) -> Result<(), CoreError> {
+        let mut s = self.section::<S>()?;
+        f(&mut s);
+        self.set_section(&s);
+        Ok(())
+    }
+
+    /// Refuses a top-level section that is neither node-wide nor a known service's,
+    /// naming where it was written and which sections exist.
+    pub fn check_sections(&self, known: &[&str]) -> Result<(), CoreError> {
+        let Some(unknown) = self.sections.keys().find(|k| !known.contains(&k.as_str())) else {
+            return Ok(());
+        };
+        let (path, line) = match &self.source {
+            Some(src) => (src.path.clone(), header_line(&src.text, unknown)),
+            None => (PathBuf::from("config"), 0),
+        };
+        let mut names = vec!["p2p", "api"];
+        names.extend(known);
+        Err(CoreError::Config {
+            path,
+            line,
+            column: 1,
+            message: format!(
+                "unknown section `{unknown}`; the sections are {}",
+                names
+                    .iter()
+                    .map(|n| format!("[{n}]"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+}
+
+/// Runs a deserializer over `text`, turning its error into one that names the line.
+fn from_text<T>(
+    text: &str,
+    path: &Path,
+    f: impl FnOnce(toml::de::Deserializer<'_>) -> Result<T, toml::de::Error>,
+) -> Result<T, CoreError> {
+    let err = |e: toml::de::Error| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        CoreError::Config {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().to_string(),
+        }
+    };
+    let d = toml::de::Deserializer::parse(text).map_err(err)?;
+    f(d).map_err(err)
+}
+
+/// Deserializes one top-level key of a document and skips the others, so that errors
+/// inside it keep their place in the text.
+struct Pick<T> {
+    key: &'static str,
+    _t: PhantomData<T>,
+}
+
+impl<T> Pick<T> {
+    fn new(key: &'static str) -> Self {
+        Pick {
+            key,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> DeserializeSeed<'de> for Pick<T> {
+    type Value = T;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Pick<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a TOML document")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.key {
+                out = Some(map.next_value::<T>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out.unwrap_or_default())
+    }
+}
+
+/// The line of `[name]` or `[name.` in the text (1-based), or 0.
+fn header_line(text: &str, name: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(&format!("[{name}]")) || l.starts_with(&format!("[{name}."))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -533,6 +474,88 @@ mod tests {
         let mut c = Config::default();
         c.p2p.bootstrap.push("/ip4/127.0.0.1/tcp/1".into());
         assert_eq!(Config::parse(&c.to_toml(), Path::new("c")).unwrap(), c);
+    }
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Demo {
+        enabled: bool,
+        size: u32,
+        inner: DemoInner,
+    }
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+    #[serde(default, deny_unknown_fields)]
+    struct DemoInner {
+        names: Vec<String>,
+    }
+    impl Default for Demo {
+        fn default() -> Self {
+            Demo {
+                enabled: true,
+                size: 7,
+                inner: DemoInner::default(),
+            }
+        }
+    }
+    impl Section for Demo {
+        const NAME: &'static str = "demo";
+        const TEMPLATE: &'static str =
+            "[demo]\n# on or off\nenabled = true\nsize = 7\n[demo.inner]\nnames = []\n";
+        fn enabled(&self) -> bool {
+            self.enabled
+        }
+    }
+
+    #[test]
+    fn a_service_template_parses_to_its_defaults() {
+        assert_eq!(parse_template::<Demo>().unwrap(), Demo::default());
+        let full = full_template(&[Demo::TEMPLATE]);
+        let c = Config::parse(&full, Path::new("c")).unwrap();
+        assert_eq!(c.section::<Demo>().unwrap(), Demo::default());
+        c.check_sections(&["demo"]).unwrap();
+    }
+
+    #[test]
+    fn a_section_error_names_its_line_in_the_file() {
+        let text = "[p2p]\nmdns = true\n\n[demo]\nsize = 3\n\n[demo.inner]\nnames = [1]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let err = c.section::<Demo>().unwrap_err();
+        let CoreError::Config { line, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 8, "{err}");
+        let text = "[demo]\nsise = 3\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap()
+            .section::<Demo>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("line 2") && err.to_string().contains("sise"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_section_is_the_defaults_and_an_edit_sticks() {
+        let mut c = Config::parse("[p2p]\nmdns = false\n", Path::new("c")).unwrap();
+        assert_eq!(c.section::<Demo>().unwrap(), Demo::default());
+        c.edit::<Demo>(|d| d.size = 99).unwrap();
+        assert_eq!(c.section::<Demo>().unwrap().size, 99);
+        let again = Config::parse(&c.to_toml(), Path::new("c")).unwrap();
+        assert_eq!(again, c);
+        assert_eq!(again.section::<Demo>().unwrap().size, 99);
+        assert!(!again.p2p.mdns);
+    }
+
+    #[test]
+    fn an_unknown_section_is_refused_with_its_line_and_the_known_ones() {
+        let text = "[p2p]\nmdns = true\n\n[chian]\nenabled = true\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let err = c.check_sections(&["chain", "msg"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("line 4") && msg.contains("chian"), "{msg}");
+        assert!(msg.contains("[chain]") && msg.contains("[p2p]"), "{msg}");
+        c.check_sections(&["chian"]).unwrap();
     }
 
     #[test]

@@ -45,30 +45,47 @@ impl DataDir {
     pub fn net_store_path(&self) -> PathBuf {
         self.root.join("net.redb")
     }
-    /// The messaging service's database (keys, sessions, contacts, outbox, mailbox).
-    pub fn msg_store_path(&self) -> PathBuf {
-        self.root.join("msg.redb")
-    }
-    pub fn chain_store_path(&self) -> PathBuf {
-        self.root.join("chain.redb")
-    }
-    pub fn torrent_store_path(&self) -> PathBuf {
-        self.root.join("torrent.redb")
-    }
-    /// Default download directory.
-    pub fn downloads_dir(&self) -> PathBuf {
-        self.root.join("downloads")
-    }
-    /// Where `nodus share` writes the .torrent files it makes.
-    pub fn torrents_dir(&self) -> PathBuf {
-        self.root.join("torrents")
-    }
-    /// Ethereum keystore v3 files, one per wallet account.
-    pub fn keystore_dir(&self) -> PathBuf {
-        self.root.join("keystore")
+    /// A service's own directory, `<data dir>/<name>/`: nothing else writes there.
+    pub fn service_dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
     }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join("node.lock")
+    }
+
+    /// Moves files of the flat layout (before services had directories of their own)
+    /// into `service`'s directory: each `(old, new)` pair names a file or directory
+    /// relative to the root and to the service's directory. A rename within one
+    /// directory tree is atomic, so a crash midway leaves each file in one place or the
+    /// other, and the next call moves what is left. Where both exist, the old one is
+    /// left alone (and reported): nothing is overwritten. Returns what was moved.
+    pub fn adopt_legacy(
+        &self,
+        service: &str,
+        moves: &[(&str, &str)],
+    ) -> Result<Vec<PathBuf>, CoreError> {
+        let mut moved = Vec::new();
+        for (old, new) in moves {
+            let from = self.root.join(old);
+            if std::fs::symlink_metadata(&from).is_err() {
+                continue;
+            }
+            let to = self.service_dir(service).join(new);
+            if std::fs::symlink_metadata(&to).is_ok() {
+                tracing::warn!(target: "nodus::core", "{} and {} both exist; keeping the second, the first is left as it is", from.display(), to.display());
+                continue;
+            }
+            create_private_dir(to.parent().unwrap_or(&self.root))?;
+            std::fs::rename(&from, &to).map_err(|e| CoreError::io(&from, e))?;
+            tracing::info!(target: "nodus::core", "moved {} to {}", from.display(), to.display());
+            moved.push(to);
+        }
+        if !moved.is_empty()
+            && let Ok(d) = std::fs::File::open(&self.root)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(moved)
     }
 
     pub fn is_initialised(&self) -> bool {
@@ -77,11 +94,51 @@ impl DataDir {
 
     /// Creates the directory (mode 0700) if needed.
     pub fn create(&self) -> Result<(), CoreError> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.root)
-            .map_err(|e| CoreError::io(&self.root, e))
+        create_private_dir(&self.root)
+    }
+}
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub fn create_private_dir(dir: &Path) -> Result<(), CoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| CoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_files_move_once_and_nothing_is_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        std::fs::write(tmp.path().join("svc.redb"), b"old db").unwrap();
+        std::fs::create_dir(tmp.path().join("svc.journal")).unwrap();
+        std::fs::write(tmp.path().join("svc.journal/1"), b"j").unwrap();
+        std::fs::write(tmp.path().join("svc.wal"), b"old wal").unwrap();
+        std::fs::create_dir_all(dir.service_dir("svc")).unwrap();
+        std::fs::write(dir.service_dir("svc").join("svc.wal"), b"new wal").unwrap();
+        let moves = [
+            ("svc.redb", "svc.redb"),
+            ("svc.journal", "svc.journal"),
+            ("svc.wal", "svc.wal"),
+            ("absent", "absent"),
+        ];
+        let moved = dir.adopt_legacy("svc", &moves).unwrap();
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        let sd = dir.service_dir("svc");
+        assert_eq!(std::fs::read(sd.join("svc.redb")).unwrap(), b"old db");
+        assert_eq!(std::fs::read(sd.join("svc.journal/1")).unwrap(), b"j");
+        assert_eq!(std::fs::read(sd.join("svc.wal")).unwrap(), b"new wal");
+        assert_eq!(
+            std::fs::read(tmp.path().join("svc.wal")).unwrap(),
+            b"old wal"
+        );
+        assert!(!tmp.path().join("svc.redb").exists());
+        assert!(dir.adopt_legacy("svc", &moves).unwrap().is_empty());
     }
 }

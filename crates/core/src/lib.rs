@@ -1,11 +1,13 @@
 //! nodus-core: the base layer every other nodus crate stands on.
 //!
 //! What lives here, and only here:
-//! - [`datadir`]: where a node keeps its files, and the names of those files.
+//! - [`datadir`]: where a node keeps its files: the node-wide ones by name, each
+//!   service's under `<data dir>/<service>/`, and the move from the flat layout.
 //! - [`identity`]: the node's ed25519 key, kept in a file of mode 0600. A key file is
 //!   never replaced: a missing key is created once; a corrupt or over-readable one is an
 //!   error, never silently a new identity.
-//! - [`config`]: `config.toml`, its defaults and its commented template.
+//! - [`config`]: `config.toml`: the node-wide sections (`[p2p]`, `[api]`) typed, and
+//!   the services' sections ([`Section`], each defined by its service crate).
 //! - [`endpoints`]: `endpoints.json`, where a running node says where it listens.
 //! - [`token`]: the API bearer token in a cookie file (mode 0600), as bitcoind does.
 //! - [`fsutil`]: atomic writes with explicit modes.
@@ -21,9 +23,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod token;
 
-pub use config::{
-    ChainConfig, Config, Encryption, GenesisConfig, MiningConfig, MsgConfig, TorrentConfig,
-};
+pub use config::{Config, Section};
 pub use datadir::DataDir;
 pub use endpoints::Endpoints;
 pub use error::CoreError;

@@ -35,6 +35,10 @@ pub enum CardError {
     NameTooLong,
     #[error("key bundle: {0}")]
     Bundle(String),
+    #[error("only /msg/keys/<peer id> is stored in the msg namespace")]
+    BadRecordKey,
+    #[error("a key bundle signed by another peer than its key names")]
+    ForeignBundle,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,15 +244,16 @@ pub fn bundle_key(peer: &PeerId) -> Vec<u8> {
 
 /// The validator for the `msg` DHT namespace: only a bundle signed by the peer its key
 /// names is stored or returned.
-pub fn validate_record(key: &[u8], value: &[u8]) -> Result<(), String> {
-    let key = std::str::from_utf8(key).map_err(|_| "key is not text".to_string())?;
-    let peer = key
-        .strip_prefix("/msg/keys/")
-        .ok_or("only /msg/keys/<peer id> is stored in the msg namespace")?;
-    let bundle: KeyBundle = wire::decode(value).map_err(|e| e.to_string())?;
-    let signer = bundle.verify().map_err(|e| e.to_string())?;
+pub fn validate_record(key: &[u8], value: &[u8]) -> Result<(), CardError> {
+    let peer = std::str::from_utf8(key)
+        .ok()
+        .and_then(|k| k.strip_prefix("/msg/keys/"))
+        .ok_or(CardError::BadRecordKey)?;
+    let bundle: KeyBundle =
+        wire::decode(value).map_err(|e| CardError::Bundle(format!("undecodable: {e}")))?;
+    let signer = bundle.verify()?;
     if signer.to_string() != peer {
-        return Err("bundle signed by another peer than its key names".into());
+        return Err(CardError::ForeignBundle);
     }
     Ok(())
 }
@@ -297,10 +302,20 @@ mod tests {
         let bundle = KeyBundle::new(&key, card(&key), vec![[7; 32]; 5], Some([8; 32]), 1).unwrap();
         let value = wire::encode(&bundle);
         assert!(validate_record(&bundle_key(&peer), &value).is_ok());
-        assert!(validate_record(&bundle_key(&other.public().to_peer_id()), &value).is_err());
+        assert_eq!(
+            validate_record(&bundle_key(&other.public().to_peer_id()), &value),
+            Err(CardError::ForeignBundle)
+        );
+        assert_eq!(
+            validate_record(b"/msg/other/x", &value),
+            Err(CardError::BadRecordKey)
+        );
         let mut more = bundle.clone();
         more.one_time_keys.push([6; 32]);
         assert!(validate_record(&bundle_key(&peer), &wire::encode(&more)).is_err());
-        assert!(validate_record(&bundle_key(&peer), b"junk").is_err());
+        assert!(matches!(
+            validate_record(&bundle_key(&peer), b"junk"),
+            Err(CardError::Bundle(_))
+        ));
     }
 }

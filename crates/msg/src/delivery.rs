@@ -11,10 +11,11 @@ use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
 use tokio::sync::mpsc;
 
+use crate::error::DeliveryError;
 use crate::service::Input;
 use crate::wire::{
     self, MAILBOX_PROTOCOL, MAX_FETCH, MSG_PROTOCOL, MailboxItem, MailboxReply, MailboxRequest,
-    MsgId, MsgReply,
+    MsgId, MsgReply, WireError,
 };
 
 /// A worker with nothing to send for this long closes its stream and ends.
@@ -34,16 +35,14 @@ pub async fn connect(
     net: &NetworkHandle,
     peer: PeerId,
     protocol: libp2p::StreamProtocol,
-) -> Result<Stream, String> {
+) -> Result<Stream, DeliveryError> {
     let attempt = async {
-        net.dial_peer(peer).await.map_err(|e| e.to_string())?;
-        net.open_stream(peer, protocol)
-            .await
-            .map_err(|e| e.to_string())
+        net.dial_peer(peer).await?;
+        Ok(net.open_stream(peer, protocol).await?)
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no answer within {CONNECT_TIMEOUT:?}")),
+        Err(_) => Err(DeliveryError::Timeout(CONNECT_TIMEOUT)),
     }
 }
 
@@ -62,7 +61,7 @@ enum SessionEnd {
     Closed,
     Failed {
         answered: usize,
-        error: String,
+        error: DeliveryError,
     },
 }
 
@@ -77,13 +76,13 @@ async fn session(
     inputs: &mpsc::Sender<Input>,
 ) -> SessionEnd {
     let (mut r, mut w) = futures::AsyncReadExt::split(stream);
-    let (reply_tx, mut reply_rx) = mpsc::channel::<Result<MsgReply, String>>(2 * WINDOW);
+    let (reply_tx, mut reply_rx) = mpsc::channel::<Result<MsgReply, DeliveryError>>(2 * WINDOW);
     let reader = tokio::spawn(async move {
         loop {
             let r = match wire::read_frame::<_, MsgReply>(&mut r).await {
                 Ok(Some(reply)) => Ok(reply),
-                Ok(None) => Err("the peer closed the stream".to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(None) => Err(DeliveryError::Closed),
+                Err(e) => Err(e.into()),
             };
             let stop = r.is_err();
             if reply_tx.send(r).await.is_err() || stop {
@@ -110,7 +109,7 @@ async fn session(
             {
                 break SessionEnd::Failed {
                     answered,
-                    error: e.to_string(),
+                    error: WireError::Io(e).into(),
                 };
             }
             written = upto;
@@ -130,7 +129,7 @@ async fn session(
                                 replies.push((o.key, reply));
                             }
                             _ => {
-                                failure = Some("a reply for nothing sent".to_string());
+                                failure = Some(DeliveryError::ReplyForNothing);
                                 break;
                             }
                         },
@@ -139,7 +138,7 @@ async fn session(
                             break;
                         }
                         None => {
-                            failure = Some("reader ended".into());
+                            failure = Some(DeliveryError::Closed);
                             break;
                         }
                     }
@@ -163,7 +162,7 @@ async fn session(
                 if written > 0 {
                     break SessionEnd::Failed {
                         answered,
-                        error: format!("no reply within {REPLY_TIMEOUT:?}"),
+                        error: DeliveryError::Timeout(REPLY_TIMEOUT),
                     };
                 }
                 break SessionEnd::Idle;
@@ -248,13 +247,10 @@ pub async fn mailboxes(
     recipient: PeerId,
     count: usize,
     lookup: bool,
-) -> Result<Vec<PeerId>, String> {
+) -> Result<Vec<PeerId>, DeliveryError> {
     let me = net.local_peer_id();
     let key = recipient.to_bytes();
-    let mut found = net
-        .local_closest_peers(key.clone(), count + 2)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut found = net.local_closest_peers(key.clone(), count + 2).await?;
     if lookup
         && let Ok(Ok(more)) =
             tokio::time::timeout(Duration::from_secs(10), net.closest_peers(key)).await
@@ -275,7 +271,7 @@ async fn store_on(
     recipient: PeerId,
     items: &[(MsgId, u64, Vec<u8>)],
     ttl_secs: u32,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
     for (id, order, sealed) in items {
         let req = MailboxRequest::Store {
@@ -285,16 +281,15 @@ async fn store_on(
             ttl_secs,
             sealed: sealed.clone(),
         };
-        wire::write_frame(&mut s, &req)
-            .await
-            .map_err(|e| e.to_string())?;
+        wire::write_frame(&mut s, &req).await?;
         match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await
         {
             Ok(Ok(Some(MailboxReply::Stored))) => {}
-            Ok(Ok(Some(MailboxReply::Refused(why)))) => return Err(format!("refused: {why}")),
-            Ok(Ok(_)) => return Err("unexpected reply".into()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("timed out".into()),
+            Ok(Ok(Some(MailboxReply::Refused(why)))) => return Err(DeliveryError::Refused(why)),
+            Ok(Ok(Some(other))) => return Err(DeliveryError::Unexpected(format!("{other:?}"))),
+            Ok(Ok(None)) => return Err(DeliveryError::Closed),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(DeliveryError::Timeout(REPLY_TIMEOUT)),
         }
     }
     let _ = s.close().await;
@@ -309,11 +304,11 @@ pub async fn store(
     items: Vec<(MsgId, u64, Vec<u8>)>,
     replicas: usize,
     ttl_secs: u32,
-) -> Result<Vec<PeerId>, String> {
+) -> Result<Vec<PeerId>, DeliveryError> {
     // Candidates beyond the replicas stand in for those that have gone.
     let boxes = mailboxes(&net, recipient, 2 * replicas, false).await?;
     if boxes.is_empty() {
-        return Err("no mailbox peers known".into());
+        return Err(DeliveryError::NoMailboxes);
     }
     let mut ok = Vec::new();
     let mut why = Vec::new();
@@ -336,7 +331,7 @@ pub async fn store(
         }
     }
     if ok.is_empty() {
-        return Err(why.join("; "));
+        return Err(DeliveryError::NoMailboxTook(why));
     }
     Ok(ok)
 }
@@ -350,15 +345,13 @@ pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids
                 to: recipient.to_bytes(),
                 ids: chunk.to_vec(),
             };
-            wire::write_frame(&mut s, &req)
-                .await
-                .map_err(|e| e.to_string())?;
+            wire::write_frame(&mut s, &req).await?;
             let _ =
                 tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
                     .await;
         }
         let _ = s.close().await;
-        Ok::<(), String>(())
+        Ok::<(), DeliveryError>(())
     };
     if let Err(e) = result.await {
         tracing::debug!(target: "nodus::msg", %mailbox, "mailbox retract failed: {e}");
@@ -366,7 +359,10 @@ pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids
 }
 
 /// Asks one mailbox for what it holds for us.
-pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<MailboxItem>, String> {
+pub async fn fetch_from(
+    net: &NetworkHandle,
+    mailbox: PeerId,
+) -> Result<Vec<MailboxItem>, DeliveryError> {
     let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
     wire::write_frame(
         &mut s,
@@ -374,16 +370,15 @@ pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<Mail
             max: MAX_FETCH as u32,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let reply = tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s))
         .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| DeliveryError::Timeout(REPLY_TIMEOUT))??;
     let _ = s.close().await;
     match reply {
         Some(MailboxReply::Items(items)) => Ok(items),
-        other => Err(format!("unexpected reply {other:?}")),
+        Some(other) => Err(DeliveryError::Unexpected(format!("{other:?}"))),
+        None => Err(DeliveryError::Closed),
     }
 }
 
@@ -391,10 +386,10 @@ pub async fn fetch_from(net: &NetworkHandle, mailbox: PeerId) -> Result<Vec<Mail
 /// under us while connections settle (after churn, say) is common and short-lived. An
 /// asked-for poll must not answer having skipped a live mailbox, and a delete that is
 /// lost leaves the item there until a later poll happens to take it again.
-pub async fn once_more_on_failure<T, F, Fut>(mut request: F) -> Result<T, String>
+pub async fn once_more_on_failure<T, F, Fut>(mut request: F) -> Result<T, DeliveryError>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
+    Fut: std::future::Future<Output = Result<T, DeliveryError>>,
 {
     match request().await {
         Ok(v) => Ok(v),
@@ -410,7 +405,7 @@ pub async fn delete_from(
     net: &NetworkHandle,
     mailbox: PeerId,
     ids: Vec<MsgId>,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
     for chunk in ids.chunks(MAX_FETCH) {
         wire::write_frame(
@@ -419,16 +414,16 @@ pub async fn delete_from(
                 ids: chunk.to_vec(),
             },
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         // Only the mailbox's answer says the delete landed; a stream cut before it is a
         // failure, so that it is tried again.
         match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(&mut s)).await
         {
             Ok(Ok(Some(MailboxReply::Deleted(_)))) => {}
-            Ok(Ok(other)) => return Err(format!("unexpected reply {other:?}")),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err("timed out".into()),
+            Ok(Ok(Some(other))) => return Err(DeliveryError::Unexpected(format!("{other:?}"))),
+            Ok(Ok(None)) => return Err(DeliveryError::Closed),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(DeliveryError::Timeout(REPLY_TIMEOUT)),
         }
     }
     let _ = s.close().await;
@@ -489,7 +484,7 @@ pub async fn poll(
     if !periodic {
         return;
     }
-    let error = (reached == 0 && n > 0).then(|| "no mailbox answered".to_string());
+    let error = (reached == 0 && n > 0).then_some(DeliveryError::NoMailboxAnswered);
     let _ = inputs
         .send(Input::PollDone {
             mailboxes: reached,

@@ -1,11 +1,15 @@
+use std::time::Duration;
+
 use crate::card::CardError;
-use crate::wire::MAX_TEXT;
+use crate::wire::{MAX_TEXT, WireError};
 
 /// Errors of the messaging service. Those a person causes say what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum MsgError {
     #[error("message store: {0}")]
-    Store(String),
+    Store(#[from] StoreError),
+    #[error("encryption: {0}")]
+    Olm(#[from] crate::olm::OlmError),
     #[error(transparent)]
     Card(#[from] CardError),
     #[error(
@@ -34,4 +38,67 @@ pub enum MsgError {
     Stopped,
     #[error(transparent)]
     Net(#[from] nodus_net::NetError),
+}
+
+/// What went wrong with msg.redb or its log: the database, the log file, or data in
+/// them that does not read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Db(#[from] redb::Error),
+    #[error("write-ahead log {path}: {source}")]
+    Wal {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("damaged data: {0}")]
+    Damaged(String),
+}
+
+/// Why an exchange with another peer failed: a delivery, a mailbox request, a key
+/// lookup. Logged and retried by the service; never shown as a person's mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("the overlay: {0}")]
+    Net(#[from] nodus_net::NetError),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the peer closed the stream")]
+    Closed,
+    #[error("a reply for nothing sent")]
+    ReplyForNothing,
+    #[error("an answer of the wrong kind: {0}")]
+    Unexpected(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("no mailbox peers known")]
+    NoMailboxes,
+    #[error("no mailbox took it: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    NoMailboxTook(Vec<DeliveryError>),
+    #[error("no mailbox answered")]
+    NoMailboxAnswered,
+    #[error("no peer took the record yet")]
+    NotReplicated,
+    #[error("a key bundle signed by another peer")]
+    ForeignBundle,
+    #[error(transparent)]
+    Card(#[from] CardError),
+}
+
+impl DeliveryError {
+    /// Whether the peer sent something no honest peer sends (as opposed to a broken
+    /// link, a timeout or a full mailbox).
+    pub fn peer_at_fault(&self) -> bool {
+        matches!(
+            self,
+            DeliveryError::Wire(WireError::Decode(_) | WireError::TooLarge(_))
+                | DeliveryError::ReplyForNothing
+                | DeliveryError::Unexpected(_)
+                | DeliveryError::ForeignBundle
+                | DeliveryError::Card(_)
+        )
+    }
 }

@@ -31,6 +31,7 @@ pub mod config;
 mod delivery;
 mod error;
 mod handle;
+pub mod http;
 mod inbound;
 pub mod megolm;
 pub mod olm;
@@ -41,7 +42,8 @@ pub mod types;
 mod wal;
 pub mod wire;
 
-pub use error::MsgError;
+pub use config::MsgConfig;
+pub use error::{DeliveryError, MsgError};
 pub use handle::MsgHandle;
-pub use service::{Metrics, register_records, spawn};
+pub use service::{Metrics, MsgService, register_records, spawn};
 pub use types::{ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats};

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::MsgError;
 use crate::card::ContactCard;
+use crate::error::StoreError;
 use crate::wal::{self, Op, Ops, Wal};
 use crate::wire::{MsgId, Plain};
 
@@ -187,8 +188,8 @@ pub struct Store {
     wal: Arc<Mutex<Wal>>,
 }
 
-fn db_err(e: impl std::fmt::Display) -> MsgError {
-    MsgError::Store(e.to_string())
+fn db_err(e: impl Into<redb::Error>) -> MsgError {
+    MsgError::Store(StoreError::Db(e.into()))
 }
 
 impl Store {
@@ -224,8 +225,12 @@ impl Store {
         };
         txn.commit().map_err(db_err)?;
         let wal_path = path.with_extension("wal");
-        let (wal, records) = Wal::open(&wal_path, id, after)
-            .map_err(|e| MsgError::Store(format!("{}: {e}", wal_path.display())))?;
+        let (wal, records) = Wal::open(&wal_path, id, after).map_err(|source| {
+            MsgError::Store(StoreError::Wal {
+                path: wal_path.clone(),
+                source,
+            })
+        })?;
         let store = Store {
             db,
             wal: Arc::new(Mutex::new(wal)),
@@ -235,10 +240,10 @@ impl Store {
             let mut txn = w.txn();
             for payload in &records {
                 let ops = wal::decode(payload).map_err(|e| {
-                    MsgError::Store(format!(
+                    MsgError::Store(StoreError::Damaged(format!(
                         "{}: a record is malformed: {e}",
                         wal_path.display()
-                    ))
+                    )))
                 })?;
                 for op in ops {
                     apply(&mut txn, op)?;
@@ -305,8 +310,11 @@ impl Store {
     /// Every outbox entry, in either layout it may have been written in.
     pub fn outbox(&self) -> Result<Vec<(String, OutItem)>, MsgError> {
         self.scan_with(OUTBOX, "", |key, bytes| {
-            OutItem::decode(bytes)
-                .map_err(|e| MsgError::Store(format!("outbox row {key:?} is unreadable: {e}")))
+            OutItem::decode(bytes).map_err(|e| {
+                MsgError::Store(StoreError::Damaged(format!(
+                    "outbox row {key:?} is unreadable: {e}"
+                )))
+            })
         })
     }
 
@@ -336,8 +344,12 @@ fn decode_row<T: DeserializeOwned>(
     key: &str,
     bytes: &[u8],
 ) -> Result<T, MsgError> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| MsgError::Store(format!("row {key} of table {}: {e}", table.name())))
+    postcard::from_bytes(bytes).map_err(|e| {
+        MsgError::Store(StoreError::Damaged(format!(
+            "row {key} of table {}: {e}",
+            table.name()
+        )))
+    })
 }
 
 fn u64_of(b: &[u8]) -> u64 {
@@ -349,7 +361,12 @@ fn table_index(def: Def) -> Result<u8, MsgError> {
     ALL.iter()
         .position(|t| t.name() == def.name())
         .map(|i| i as u8)
-        .ok_or_else(|| MsgError::Store(format!("table {} is not in ALL", def.name())))
+        .ok_or_else(|| {
+            MsgError::Store(StoreError::Damaged(format!(
+                "table {} is not in ALL",
+                def.name()
+            )))
+        })
 }
 
 /// Runs a disk wait so that other tasks of the runtime move off this thread meanwhile:
@@ -371,7 +388,7 @@ pub struct Writer {
 
 fn lock(wal: &Mutex<Wal>) -> Result<MutexGuard<'_, Wal>, MsgError> {
     wal.lock()
-        .map_err(|_| MsgError::Store("write-ahead log poisoned".into()))
+        .map_err(|_| MsgError::Store(StoreError::Damaged("write-ahead log poisoned".into())))
 }
 
 impl Writer {
@@ -402,8 +419,12 @@ impl Writer {
         }
         if !ops.too_large() && wal.fits(ops.bytes().len()) {
             // The log first: it must always hold at least what the database has.
-            blocking(|| wal.append(ops.bytes()))
-                .map_err(|e| MsgError::Store(format!("write-ahead log: {e}")))?;
+            blocking(|| wal.append(ops.bytes())).map_err(|source| {
+                MsgError::Store(StoreError::Wal {
+                    path: wal.path().to_path_buf(),
+                    source,
+                })
+            })?;
             txn.set_durability(Durability::None).map_err(db_err)?;
             return txn.commit().map_err(db_err);
         }
@@ -438,7 +459,9 @@ impl Writer {
 fn apply(txn: &mut Txn, op: Op) -> Result<(), MsgError> {
     let def = |t: u8| {
         ALL.get(t as usize).copied().ok_or_else(|| {
-            MsgError::Store(format!("the log names table {t}, which does not exist"))
+            MsgError::Store(StoreError::Damaged(format!(
+                "the log names table {t}, which does not exist"
+            )))
         })
     };
     match op {

@@ -41,6 +41,7 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 pub struct Wal {
     file: File,
+    path: std::path::PathBuf,
     id: u64,
     offset: u64,
     next_seq: u64,
@@ -76,11 +77,16 @@ impl Wal {
         let records = records(&bytes, id, after + 1);
         let wal = Wal {
             file,
+            path: path.to_path_buf(),
             id,
             offset: 0,
             next_seq: after + 1 + records.len() as u64,
         };
         Ok((wal, records))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The sequence number the next record gets.

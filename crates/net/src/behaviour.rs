@@ -188,7 +188,10 @@ fn make_behaviour(
         gossip_config,
     )
     .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?
-    .with_metrics(registry, Default::default());
+    .with_metrics(
+        registry.sub_registry_with_prefix("libp2p_gossipsub"),
+        Default::default(),
+    );
     let mut gossipsub = gossipsub;
     gossipsub
         .with_peer_score(score_params, gossipsub::PeerScoreThresholds::default())

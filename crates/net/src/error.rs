@@ -14,7 +14,7 @@ pub enum NetError {
     #[error("record not found")]
     NotFound,
     #[error("record refused: {0}")]
-    RecordRefused(String),
+    RecordRefused(#[from] crate::records::RecordError),
     #[error("DHT query failed: {0}")]
     Query(String),
     #[error("publish failed: {0}")]

@@ -44,7 +44,7 @@ pub use error::NetError;
 pub use events::{GossipMessage, NetEvent, PeerInfo, Status, Verdict};
 pub use handle::NetworkHandle;
 pub use libp2p::{Multiaddr, PeerId, StreamProtocol};
-pub use records::{RecordValidator, Validators};
+pub use records::{RecordError, RecordValidator, Validators};
 
 /// Builds the swarm and spawns its actor on the current tokio runtime.
 pub use actor::spawn;

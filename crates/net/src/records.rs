@@ -12,7 +12,28 @@ use libp2p::kad::Record;
 pub const MAX_VALUE: usize = 60 * 1024;
 pub const MAX_KEY: usize = 512;
 
-pub type RecordValidator = Arc<dyn Fn(&Record) -> Result<(), String> + Send + Sync>;
+/// A namespace's check of a record; its error says why (the service's own type).
+pub type RecordValidator =
+    Arc<dyn Fn(&Record) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync>;
+
+/// Why a record was refused. Every kind coming from a peer is a strike against it.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("key of {0} bytes, limit {MAX_KEY}")]
+    KeyTooLong(usize),
+    #[error("value of {0} bytes, limit {MAX_VALUE}")]
+    ValueTooLarge(usize),
+    #[error("key is not of the form /<namespace>/<name>")]
+    BadKey,
+    #[error("unknown namespace {0:?}")]
+    UnknownNamespace(String),
+    #[error("refused by the {namespace} namespace: {source}")]
+    Refused {
+        namespace: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
 
 #[derive(Clone)]
 pub struct Validators {
@@ -42,23 +63,23 @@ impl Validators {
         (!ns.is_empty() && !tail.is_empty()).then_some(ns)
     }
 
-    pub fn validate(&self, record: &Record) -> Result<(), String> {
+    pub fn validate(&self, record: &Record) -> Result<(), RecordError> {
         let key = record.key.as_ref();
         if key.len() > MAX_KEY {
-            return Err(format!("key of {} bytes, limit {MAX_KEY}", key.len()));
+            return Err(RecordError::KeyTooLong(key.len()));
         }
         if record.value.len() > MAX_VALUE {
-            return Err(format!(
-                "value of {} bytes, limit {MAX_VALUE}",
-                record.value.len()
-            ));
+            return Err(RecordError::ValueTooLarge(record.value.len()));
         }
-        let ns = Validators::namespace(key).ok_or("key is not of the form /<namespace>/<name>")?;
+        let ns = Validators::namespace(key).ok_or(RecordError::BadKey)?;
         let validator = self
             .by_namespace
             .get(ns)
-            .ok_or_else(|| format!("unknown namespace {ns:?}"))?;
-        validator(record)
+            .ok_or_else(|| RecordError::UnknownNamespace(ns.to_string()))?;
+        validator(record).map_err(|source| RecordError::Refused {
+            namespace: ns.to_string(),
+            source,
+        })
     }
 }
 
@@ -75,9 +96,32 @@ mod tests {
     fn namespaces() {
         let v = Validators::default();
         assert!(v.validate(&rec("/kv/hello", 10)).is_ok());
-        assert!(v.validate(&rec("/nope/hello", 10)).is_err());
-        assert!(v.validate(&rec("kv/hello", 10)).is_err());
-        assert!(v.validate(&rec("/kv/", 10)).is_err());
-        assert!(v.validate(&rec("/kv/big", MAX_VALUE + 1)).is_err());
+        assert!(matches!(
+            v.validate(&rec("/nope/hello", 10)),
+            Err(RecordError::UnknownNamespace(ns)) if ns == "nope"
+        ));
+        assert!(matches!(
+            v.validate(&rec("kv/hello", 10)),
+            Err(RecordError::BadKey)
+        ));
+        assert!(matches!(
+            v.validate(&rec("/kv/", 10)),
+            Err(RecordError::BadKey)
+        ));
+        assert!(matches!(
+            v.validate(&rec("/kv/big", MAX_VALUE + 1)),
+            Err(RecordError::ValueTooLarge(_))
+        ));
+        let long = format!("/kv/{}", "k".repeat(MAX_KEY));
+        assert!(matches!(
+            v.validate(&rec(&long, 1)),
+            Err(RecordError::KeyTooLong(_))
+        ));
+        let mut strict = Validators::default();
+        strict.register("no", Arc::new(|_| Err("never".into())));
+        assert!(matches!(
+            strict.validate(&rec("/no/x", 1)),
+            Err(RecordError::Refused { namespace, .. }) if namespace == "no"
+        ));
     }
 }

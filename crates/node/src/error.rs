@@ -1,5 +1,6 @@
 use nodus_core::CoreError;
 use nodus_net::NetError;
+use nodus_service::ServiceError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -8,11 +9,7 @@ pub enum NodeError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(transparent)]
-    Msg(#[from] nodus_msg::MsgError),
-    #[error(transparent)]
-    Chain(#[from] nodus_chain::ChainError),
-    #[error(transparent)]
-    Torrent(#[from] nodus_torrent::TorrentError),
+    Service(#[from] ServiceError),
     #[error(
         "another node is already running on data dir {0}; stop it first (or pick another --data-dir)"
     )]
@@ -23,6 +20,4 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Other(String),
 }

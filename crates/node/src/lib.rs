@@ -13,8 +13,9 @@ pub mod client;
 mod error;
 pub mod init;
 mod node;
+pub mod services;
 
 pub use client::{ApiClient, ClientError};
 pub use error::NodeError;
-pub use init::{InitReport, init};
+pub use init::{InitReport, check_config, config_template, init, load_config};
 pub use node::{Node, RunningNode, StartOptions};

@@ -1,5 +1,6 @@
 //! Starting and stopping a node.
 
+use std::any::Any;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
 use nodus_core::{Config, DataDir, Endpoints, identity, token};
 use nodus_net::{NetConfig, NetEvent, NetworkHandle};
+use nodus_service::ServiceContext;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,11 +28,8 @@ pub struct StartOptions {
 /// which is how the harness simulates a crash.
 pub struct RunningNode {
     pub net: NetworkHandle,
-    pub msg: nodus_msg::MsgHandle,
-    /// The chain service; None when `[chain] enabled = false`.
-    pub chain: Option<nodus_chain::ChainHandle>,
-    /// The BitTorrent service; None when `[torrent] enabled = false`.
-    pub torrent: Option<nodus_torrent::TorrentHandle>,
+    /// The services that started, with their handles (see [`RunningNode::service`]).
+    services: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
     pub endpoints: Endpoints,
     pub data_dir: DataDir,
     api_addr: SocketAddr,
@@ -64,60 +63,67 @@ impl Node {
         }
         let key = identity::load(&dir.identity_path())?;
         let config = match opts.config {
-            Some(c) => c,
-            None => Config::load(&dir.config_path())?,
+            Some(c) => {
+                crate::init::check_config(&c)?;
+                c
+            }
+            None => crate::init::load_config(&dir)?,
         };
+        let services = crate::services::all();
+        let mut enabled = Vec::with_capacity(services.len());
+        for s in &services {
+            enabled.push(s.enabled(&config)?);
+        }
         let mut net_config = NetConfig::from_config(&config.p2p)?;
         net_config.record_store = Some(dir.net_store_path());
-        nodus_msg::register_records(&mut net_config.validators);
+        for (s, on) in services.iter().zip(&enabled) {
+            if *on {
+                s.register_records(&config, &mut net_config.validators)?;
+            }
+        }
         let wanted_listeners = net_config.listen.len();
 
         let mut registry = Registry::default();
         let (net, net_task) = nodus_net::spawn(key.clone(), net_config, &mut registry)?;
         let api_metrics = api::ApiMetrics::register(&mut registry);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let (msg, msg_tasks) = nodus_msg::spawn(
-            config.msg.clone(),
-            key,
-            net.clone(),
-            &dir.msg_store_path(),
-            &mut registry,
-            shutdown_rx.clone(),
-        )?;
-        let (chain, chain_tasks) = if config.chain.enabled {
-            let (h, t) = nodus_chain::spawn(
-                config.chain.clone(),
-                net.clone(),
-                &dir.chain_store_path(),
-                &mut registry,
-                shutdown_rx.clone(),
-            )
-            .await?;
-            (Some(h), t)
-        } else {
-            (None, Vec::new())
-        };
 
-        let (torrent, torrent_tasks) = if config.torrent.enabled {
-            let download_dir = match config.torrent.download_dir.as_str() {
-                "" => dir.downloads_dir(),
-                d => std::path::PathBuf::from(d),
+        let mut tasks = vec![net_task];
+        let mut handles = Vec::new();
+        let mut routes = Vec::new();
+        let mut feeds = Vec::new();
+        let mut extra = Vec::new();
+        for (s, on) in services.iter().zip(enabled) {
+            let name = s.name();
+            if !on {
+                routes.push((
+                    name,
+                    nodus_service::http::disabled(name, &dir.config_path()),
+                ));
+                continue;
+            }
+            dir.adopt_legacy(name, s.legacy_files())?;
+            let service_dir = dir.service_dir(name);
+            nodus_core::datadir::create_private_dir(&service_dir)?;
+            let ctx = ServiceContext {
+                name,
+                dir: service_dir,
+                data_dir: dir.clone(),
+                key: key.clone(),
+                net: net.clone(),
+                metrics: registry.sub_registry_with_prefix(format!("nodus_{name}")),
+                shutdown: shutdown_rx.clone(),
             };
-            let (h, t) = nodus_torrent::spawn(
-                nodus_torrent::SpawnOptions {
-                    config: config.torrent.clone(),
-                    store_path: &dir.torrent_store_path(),
-                    download_dir,
-                    torrents_dir: dir.torrents_dir(),
-                },
-                &mut registry,
-                shutdown_rx.clone(),
-            )
-            .await?;
-            (Some(h), t)
-        } else {
-            (None, Vec::new())
-        };
+            let running = s.start(ctx, &config).await?;
+            tracing::info!(target: "nodus::node", service = name, "service started");
+            routes.push((name, running.routes));
+            if let Some(f) = running.events {
+                feeds.push((name, f));
+            }
+            extra.extend(running.endpoints);
+            tasks.extend(running.tasks);
+            handles.push((name, running.handle));
+        }
 
         let listener = tokio::net::TcpListener::bind(&config.api.listen)
             .await
@@ -125,17 +131,16 @@ impl Node {
                 addr: config.api.listen.clone(),
                 source,
             })?;
-        let api_addr = listener
-            .local_addr()
-            .map_err(|e| NodeError::Other(e.to_string()))?;
+        let api_addr = listener.local_addr().map_err(|source| NodeError::ApiBind {
+            addr: config.api.listen.clone(),
+            source,
+        })?;
         let api_token = token::generate();
         token::write(&dir.cookie_path(), &api_token)?;
 
         let state = ApiState {
             net: net.clone(),
-            msg: msg.clone(),
-            chain: chain.clone(),
-            torrent: torrent.clone(),
+            feeds: Arc::new(feeds),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
             metrics: api_metrics,
@@ -144,7 +149,7 @@ impl Node {
         };
         let mut rx = shutdown_rx.clone();
         let api_task = tokio::spawn(async move {
-            let app = api::router(state);
+            let app = api::router(state, routes);
             let stop = async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
@@ -155,6 +160,7 @@ impl Node {
                 tracing::error!(target: "nodus::node", "API server failed: {e}");
             }
         });
+        tasks.push(api_task);
 
         let p2p = wait_for_listeners(&net, wanted_listeners).await?;
         let endpoints = Endpoints {
@@ -162,48 +168,24 @@ impl Node {
             peer_id: net.local_peer_id().to_string(),
             p2p,
             pid: std::process::id(),
-            extra: chain
-                .as_ref()
-                .and_then(|c| c.json_rpc_url())
-                .map(|u| ("json_rpc".to_string(), u))
-                .into_iter()
-                .chain(
-                    torrent
-                        .as_ref()
-                        .and_then(|t| t.listen_addr())
-                        .map(|a| ("bittorrent".to_string(), a.to_string())),
-                )
-                .chain(
-                    torrent
-                        .as_ref()
-                        .and_then(|t| t.dht_addr())
-                        .map(|a| ("bittorrent_dht".to_string(), format!("udp://{a}"))),
-                )
-                .collect(),
+            extra: extra.into_iter().collect(),
         };
         endpoints.write(&dir.endpoints_path())?;
-        let updater = tokio::spawn(keep_endpoints_current(
+        tasks.push(tokio::spawn(keep_endpoints_current(
             net.clone(),
             endpoints.clone(),
             dir.clone(),
             shutdown_rx,
-        ));
+        )));
         tracing::info!(target: "nodus::node", peer_id = %endpoints.peer_id, api = %endpoints.api, "node started");
         Ok(RunningNode {
             net,
+            services: handles,
             endpoints,
             data_dir: dir,
             api_addr,
             shutdown_tx,
-            tasks: vec![net_task, api_task, updater]
-                .into_iter()
-                .chain(msg_tasks)
-                .chain(chain_tasks)
-                .chain(torrent_tasks)
-                .collect(),
-            msg,
-            chain,
-            torrent,
+            tasks,
             _lock: lock,
         })
     }
@@ -267,6 +249,17 @@ async fn keep_endpoints_current(
 }
 
 impl RunningNode {
+    /// The handle of a running service, by its type (`node.service::<MsgHandle>()`);
+    /// None when that service is disabled.
+    pub fn service<H: Any>(&self) -> Option<&H> {
+        self.services.iter().find_map(|(_, h)| h.downcast_ref())
+    }
+
+    /// The names of the services running.
+    pub fn service_names(&self) -> Vec<&'static str> {
+        self.services.iter().map(|(n, _)| *n).collect()
+    }
+
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api_addr)
     }

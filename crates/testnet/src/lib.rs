@@ -41,8 +41,9 @@ pub fn node_ip(k: usize) -> Ipv4Addr {
 }
 
 /// A testnet node's config: TCP and QUIC on its own loopback address, no mDNS, API on a
-/// free port, and 127.0.0.1 exempt from gossipsub's colocation penalty (outbound TCP on
-/// loopback always comes from 127.0.0.1).
+/// free port, 127.0.0.1 exempt from gossipsub's colocation penalty (outbound TCP on
+/// loopback always comes from 127.0.0.1), and each service set up by its own
+/// `Service::testnet`.
 pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     let mut c = Config::default();
     c.p2p.listen = vec![
@@ -56,15 +57,12 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
     c.p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
     c.api.listen = "127.0.0.1:0".into();
-    // Chain: JSON-RPC on a free port, one-second blocks from an easy start, and a cap
-    // on hashing so several miners leave the machine's cores to everything else.
-    c.chain.rpc_listen = "127.0.0.1:0".into();
-    c.chain.genesis.block_time_secs = 1;
-    c.chain.genesis.initial_difficulty = 50_000;
-    c.chain.mining.max_hashes_per_sec = 200_000;
-    c.torrent.listen = format!("{ip}:0");
-    // The testnet is its own world: its DHT nodes learn of each other from their peers.
-    c.torrent.dht_bootstrap = vec![];
+    // Each service's own idea of a loopback node: free ports, no Internet bootstrap.
+    for service in nodus_node::services::all() {
+        service
+            .testnet(&mut c, ip)
+            .expect("a default section always parses");
+    }
     c
 }
 
@@ -166,6 +164,21 @@ impl Testnet {
             .and_then(|n| n.take())
             .ok_or(TestnetError::NotRunning(k))?;
         node.kill().await;
+        Ok(())
+    }
+
+    /// Stops node `k` cleanly, as `nodus stop` does: services finish and close their
+    /// files. A [`Testnet::kill`] aborts the tasks the node holds, as a crash would, but
+    /// tasks a service spawns for its own work and does not hand the node (a torrent's,
+    /// its peer connections') keep running in this process and keep that service's
+    /// database open: a node killed while it had torrents cannot start again here.
+    pub async fn stop(&mut self, k: usize) -> Result<(), TestnetError> {
+        let node = self
+            .nodes
+            .get_mut(k)
+            .and_then(|n| n.take())
+            .ok_or(TestnetError::NotRunning(k))?;
+        node.shutdown().await;
         Ok(())
     }
 

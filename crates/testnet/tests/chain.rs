@@ -14,7 +14,10 @@ use serde_json::{Value, json};
 const T: Duration = Duration::from_secs(60);
 
 fn chain(net: &Testnet, k: usize) -> ChainHandle {
-    net.node(k).chain.clone().expect("chain enabled")
+    net.node(k)
+        .service::<nodus_chain::ChainHandle>()
+        .cloned()
+        .expect("chain enabled")
 }
 
 async fn rpc(url: &str, method: &str, params: Value) -> Value {

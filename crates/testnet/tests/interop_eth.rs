@@ -43,10 +43,16 @@ async fn web3py_deploys_an_openzeppelin_erc20_and_moves_tokens_across_three_node
     net.wait_connected(2, Duration::from_secs(30))
         .await
         .unwrap();
-    let url = |k: usize| net.node(k).chain.as_ref().unwrap().json_rpc_url().unwrap();
+    let url = |k: usize| {
+        net.node(k)
+            .service::<nodus_chain::ChainHandle>()
+            .unwrap()
+            .json_rpc_url()
+            .unwrap()
+    };
     let miner = Address::repeat_byte(0xb1);
     net.node(1)
-        .chain
+        .service::<nodus_chain::ChainHandle>()
         .as_ref()
         .unwrap()
         .set_mining(true, None, Some(miner));

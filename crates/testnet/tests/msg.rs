@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 use nodus_msg::{Message, MessageState, MsgHandle};
 use nodus_testnet::{Testnet, hidden_node_config, wait_until};
 
+/// Node `k`'s messaging service.
+fn msg(net: &Testnet, k: usize) -> &MsgHandle {
+    net.node(k).service::<MsgHandle>().expect("msg runs")
+}
+
 const T: Duration = Duration::from_secs(30);
 
 /// `n` nodes on loopback, each connected to at least three others (the data dirs live
@@ -24,7 +29,7 @@ async fn network(n: usize) -> (tempfile::TempDir, Testnet) {
 async fn alice_and_bob(n: usize) -> (tempfile::TempDir, Testnet, (usize, usize), String) {
     let (dir, net) = network(n).await;
     let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, b), "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();
     (dir, net, (a, b), alice_id)
 }
@@ -73,7 +78,7 @@ async fn wait_state(h: &MsgHandle, with: &str, m: &Message, state: MessageState)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_conversation_with_delivery_and_read_receipts() {
     let (_dir, net) = network(3).await;
-    let (alice, bob) = (&net.node(1).msg, &net.node(2).msg);
+    let (alice, bob) = (msg(&net, 1), msg(&net, 2));
     let code = alice.invite().await.unwrap();
     bob.add_contact(&code, Some("alice")).await.unwrap();
 
@@ -146,20 +151,14 @@ fn texts_of(ms: &[Message]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn texts_sent_together_travel_as_bundles_online_and_through_mailboxes() {
     let (_dir, mut net, (a, b), alice_id) = alice_and_bob(6).await;
-    let before = net.node(b).msg.stats().await.unwrap();
+    let before = msg(&net, b).stats().await.unwrap();
 
-    let first = send_together(&net.node(a).msg, "bob", &numbered("together", 200)).await;
-    wait_texts(
-        &net.node(b).msg,
-        &alice_id,
-        &texts_of(&first),
-        "bundled texts",
-    )
-    .await;
+    let first = send_together(msg(&net, a), "bob", &numbered("together", 200)).await;
+    wait_texts(msg(&net, b), &alice_id, &texts_of(&first), "bundled texts").await;
     for m in &first {
-        wait_state(&net.node(a).msg, "bob", m, MessageState::Delivered).await;
+        wait_state(msg(&net, a), "bob", m, MessageState::Delivered).await;
     }
-    let after = net.node(b).msg.stats().await.unwrap();
+    let after = msg(&net, b).stats().await.unwrap();
     assert_eq!(after.messages_received - before.messages_received, 200);
     let envelopes = after.received - before.received;
     assert!(
@@ -169,18 +168,18 @@ async fn texts_sent_together_travel_as_bundles_online_and_through_mailboxes() {
 
     // Offline: bundles are stored in mailboxes whole, and each text in them is marked.
     net.kill(b).await.unwrap();
-    let later = send_together(&net.node(a).msg, "bob", &numbered("away", 100)).await;
+    let later = send_together(msg(&net, a), "bob", &numbered("away", 100)).await;
     for m in &later {
-        wait_state(&net.node(a).msg, "bob", m, MessageState::Stored).await;
+        wait_state(msg(&net, a), "bob", m, MessageState::Stored).await;
     }
     net.restart(b).await.unwrap();
     let want: Vec<String> = texts_of(&first)
         .into_iter()
         .chain(texts_of(&later))
         .collect();
-    wait_texts(&net.node(b).msg, &alice_id, &want, "bundles from mailboxes").await;
+    wait_texts(msg(&net, b), &alice_id, &want, "bundles from mailboxes").await;
     // One receipt per bundle closes the sender's outbox entry and marks each text.
-    all_delivered(&net.node(a).msg, "bob", &later).await;
+    all_delivered(msg(&net, a), "bob", &later).await;
     net.shutdown().await;
 }
 
@@ -192,21 +191,21 @@ fn numbered(prefix: &str, n: usize) -> Vec<String> {
 async fn offline_recipient_receives_everything_in_order_when_back() {
     let (_dir, mut net, (a, b), alice_id) = alice_and_bob(6).await;
     let hello = vec!["before you left".to_string()];
-    send_all(&net.node(a).msg, "bob", &hello).await;
-    wait_texts(&net.node(b).msg, &alice_id, &hello, "first message").await;
+    send_all(msg(&net, a), "bob", &hello).await;
+    wait_texts(msg(&net, b), &alice_id, &hello, "first message").await;
 
     net.kill(b).await.unwrap();
     let later = numbered("while you were away", 5);
-    let sent = send_all(&net.node(a).msg, "bob", &later).await;
+    let sent = send_all(msg(&net, a), "bob", &later).await;
     for m in &sent {
-        wait_state(&net.node(a).msg, "bob", m, MessageState::Stored).await;
+        wait_state(msg(&net, a), "bob", m, MessageState::Stored).await;
     }
 
     let back = Instant::now();
     net.restart(b).await.unwrap();
     let want: Vec<String> = hello.iter().chain(later.iter()).cloned().collect();
     wait_texts(
-        &net.node(b).msg,
+        msg(&net, b),
         &alice_id,
         &want,
         "stored messages after coming back",
@@ -217,12 +216,12 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
         back.elapsed()
     );
     // The receipts travel back and close the outbox.
-    all_delivered(&net.node(a).msg, "bob", &sent).await;
+    all_delivered(msg(&net, a), "bob", &sent).await;
     // Bob deleted what he took from the mailboxes.
     wait_until(T, "mailboxes to be emptied", || async {
         let mut held = 0;
         for k in net.running() {
-            held += net.node(k).msg.stats().await.unwrap().mailbox_items;
+            held += msg(&net, k).stats().await.unwrap().mailbox_items;
         }
         held == 0
     })
@@ -242,16 +241,16 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     let a = net.add_node(hidden_node_config(5, &relays)).await.unwrap();
     let bob = net.add_node(hidden_node_config(4, &relays)).await.unwrap();
     net.wait_circuits(bob, 2, T).await.unwrap();
-    introduce(&net.node(a).msg, &net.node(bob).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, bob), "alice", "bob").await;
     let (alice_id, bob_id) = (
         net.node(a).peer_id().to_string(),
         net.node(bob).peer_id().to_string(),
     );
 
     let first = numbered("via relay", 5);
-    send_all(&net.node(a).msg, "bob", &first).await;
+    send_all(msg(&net, a), "bob", &first).await;
     wait_texts(
-        &net.node(bob).msg,
+        msg(&net, bob),
         &alice_id,
         &first,
         "messages through the relay",
@@ -265,23 +264,17 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     assert!([0, 3].contains(&relay_k), "the relay is one of bob's");
     // Bob answers the same way.
     let answer = vec!["got them".to_string()];
-    send_all(&net.node(bob).msg, "alice", &answer).await;
-    wait_texts(
-        &net.node(a).msg,
-        &bob_id,
-        &answer,
-        "answer through the relay",
-    )
-    .await;
+    send_all(msg(&net, bob), "alice", &answer).await;
+    wait_texts(msg(&net, a), &bob_id, &answer, "answer through the relay").await;
 
-    let mut states = net.node(a).msg.events();
+    let mut states = msg(&net, a).events();
     net.kill(relay_k).await.unwrap();
     let killed = Instant::now();
     let more = numbered("after the relay died", 5);
-    send_all(&net.node(a).msg, "bob", &more).await;
+    send_all(msg(&net, a), "bob", &more).await;
     let want: Vec<String> = first.iter().chain(more.iter()).cloned().collect();
     wait_texts(
-        &net.node(bob).msg,
+        msg(&net, bob),
         &alice_id,
         &want,
         "messages after the relay died",
@@ -323,9 +316,9 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     let members = [2, 3, 4, 5];
     for k in members {
         let name = format!("member{k}");
-        introduce(&net.node(owner).msg, &net.node(k).msg, "owner", &name).await;
+        introduce(msg(&net, owner), msg(&net, k), "owner", &name).await;
     }
-    let o = &net.node(owner).msg;
+    let o = msg(&net, owner);
     let g = o.group_create("five").await.unwrap();
     for k in members {
         o.group_add(&g.id, &format!("member{k}")).await.unwrap();
@@ -333,8 +326,7 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     assert_eq!(o.groups().await.unwrap()[0].members.len(), 5);
     for k in members {
         wait_until(T, "membership to reach every member", || async {
-            net.node(k)
-                .msg
+            msg(&net, k)
                 .groups()
                 .await
                 .unwrap()
@@ -346,31 +338,29 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
     }
     o.group_send(&g.id, "hello group").await.unwrap();
     for k in members {
-        wait_group_text(&net.node(k).msg, &g.id, "hello group", k).await;
+        wait_group_text(msg(&net, k), &g.id, "hello group", k).await;
     }
     // A member who knew nobody but the owner writes to all (keys reach members it
     // learnt from the membership list).
-    net.node(3)
-        .msg
+    msg(&net, 3)
         .group_send(&g.id, "from member 3")
         .await
         .unwrap();
     wait_group_text(o, &g.id, "from member 3", owner).await;
     for k in [2, 4, 5] {
-        wait_group_text(&net.node(k).msg, &g.id, "from member 3", k).await;
+        wait_group_text(msg(&net, k), &g.id, "from member 3", k).await;
     }
 
     // Member 5 is removed; everyone rotates their session.
     o.group_remove(&g.id, "member5").await.unwrap();
     wait_until(T, "member 5 to learn it is out", || async {
-        net.node(5).msg.groups().await.unwrap().is_empty()
+        msg(&net, 5).groups().await.unwrap().is_empty()
     })
     .await
     .unwrap();
     for k in [2, 3, 4] {
         wait_until(T, "the new membership", || async {
-            net.node(k)
-                .msg
+            msg(&net, k)
                 .groups()
                 .await
                 .unwrap()
@@ -381,30 +371,23 @@ async fn group_of_five_and_a_removed_member_reads_nothing_after() {
         .unwrap();
     }
     o.group_send(&g.id, "without five").await.unwrap();
-    net.node(2)
-        .msg
+    msg(&net, 2)
         .group_send(&g.id, "member 2 without five")
         .await
         .unwrap();
     for k in [3, 4] {
-        wait_group_text(&net.node(k).msg, &g.id, "without five", k).await;
-        wait_group_text(&net.node(k).msg, &g.id, "member 2 without five", k).await;
+        wait_group_text(msg(&net, k), &g.id, "without five", k).await;
+        wait_group_text(msg(&net, k), &g.id, "member 2 without five", k).await;
     }
     wait_group_text(o, &g.id, "member 2 without five", owner).await;
     // Member 5 got neither, and holds no group to read them with.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let five = net.node(5).msg.inbox(true).await.unwrap();
+    let five = msg(&net, 5).inbox(true).await.unwrap();
     assert!(
         five.iter().all(|m| !m.text.contains("without five")),
         "a removed member read a later message: {five:?}"
     );
-    assert!(
-        net.node(5)
-            .msg
-            .group_send(&g.id, "still here?")
-            .await
-            .is_err()
-    );
+    assert!(msg(&net, 5).group_send(&g.id, "still here?").await.is_err());
     net.shutdown().await;
 }
 
@@ -420,13 +403,13 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
 
     let (_dir, mut net) = network(7).await;
     let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, b), "alice", "bob").await;
     let (alice_id, bob_peer) = (net.node(a).peer_id().to_string(), net.node(b).peer_id());
     let m0 = vec!["m0".to_string()];
-    send_all(&net.node(a).msg, "bob", &m0).await;
-    wait_texts(&net.node(b).msg, &alice_id, &m0, "m0").await;
+    send_all(msg(&net, a), "bob", &m0).await;
+    wait_texts(msg(&net, b), &alice_id, &m0, "m0").await;
     let bob_seal = {
-        let code = net.node(b).msg.invite().await.unwrap();
+        let code = msg(&net, b).invite().await.unwrap();
         nodus_msg::card::Invite::from_code(&code)
             .unwrap()
             .0
@@ -436,12 +419,12 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
 
     net.kill(b).await.unwrap();
     let later = vec!["m1".to_string(), "m2".to_string(), "m3".to_string()];
-    for m in send_all(&net.node(a).msg, "bob", &later).await {
-        wait_state(&net.node(a).msg, "bob", &m, MessageState::Stored).await;
+    for m in send_all(msg(&net, a), "bob", &later).await {
+        wait_state(msg(&net, a), "bob", &m, MessageState::Stored).await;
     }
     net.kill(a).await.unwrap();
     let mut items: Vec<OutItem> = {
-        let store = Store::open(&net.data_dir(a).msg_store_path()).unwrap();
+        let store = Store::open(&net.data_dir(a).service_dir("msg").join("msg.redb")).unwrap();
         store
             .scan::<OutItem>(OUTBOX, "")
             .unwrap()
@@ -465,7 +448,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     let t = Instant::now();
     net.restart(b).await.unwrap();
     println!("killing and restarting took {:?}", t.elapsed());
-    let bob = net.node(b).msg.clone();
+    let bob = msg(&net, b).clone();
     let mailbox_peer = net.node(mailbox).peer_id();
     // Bob asks the mailboxes it knows; let it learn this one first.
     wait_until(T, "bob to know the mailbox", || async {
@@ -524,13 +507,13 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     };
 
     // m3 first.
-    let held = net.node(mailbox).msg.stats().await.unwrap().mailbox_items;
+    let held = msg(&net, mailbox).stats().await.unwrap().mailbox_items;
     store_at_mailbox(vec![genuine[2].clone()]).await;
     bob.poll_mailboxes().await.unwrap();
     assert_eq!(history().await, ["m0", "m3"]);
     // Bob's delete of what he took has landed, so m3 can be stored there again.
     wait_until(T, "the mailbox to forget m3", || async {
-        net.node(mailbox).msg.stats().await.unwrap().mailbox_items == held
+        msg(&net, mailbox).stats().await.unwrap().mailbox_items == held
     })
     .await
     .unwrap();
@@ -563,7 +546,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
         ["m0", "m1", "m2", "m3"],
         "bob {:?}, the mailbox holds {}",
         bob.stats().await,
-        net.node(mailbox).msg.stats().await.unwrap().mailbox_items
+        msg(&net, mailbox).stats().await.unwrap().mailbox_items
     );
 
     println!("attack phases took {:?}", t0.elapsed());
@@ -571,7 +554,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
     let t1 = Instant::now();
     net.restart(a).await.unwrap();
     wait_until(T, "alice's outbox to empty", || async {
-        net.node(a).msg.stats().await.unwrap().outbox == 0
+        msg(&net, a).stats().await.unwrap().outbox == 0
     })
     .await
     .unwrap();
@@ -586,7 +569,7 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
 async fn conversation_survives_thirty_percent_churn() {
     let (_dir, mut net) = network(10).await;
     let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, b), "alice", "bob").await;
     let (alice_id, bob_id) = (
         net.node(a).peer_id().to_string(),
         net.node(b).peer_id().to_string(),
@@ -605,28 +588,16 @@ async fn conversation_survives_thirty_percent_churn() {
         }
         for i in 0..5 {
             let t = format!("a{round}.{i}");
-            net.node(a).msg.send("bob", &t).await.unwrap();
+            msg(&net, a).send("bob", &t).await.unwrap();
             to_bob.push(t);
             let t = format!("b{round}.{i}");
-            net.node(b).msg.send("alice", &t).await.unwrap();
+            msg(&net, b).send("alice", &t).await.unwrap();
             to_alice.push(t);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_texts(
-        &net.node(b).msg,
-        &alice_id,
-        &to_bob,
-        "bob reads all of alice's",
-    )
-    .await;
-    wait_texts(
-        &net.node(a).msg,
-        &bob_id,
-        &to_alice,
-        "alice reads all of bob's",
-    )
-    .await;
+    wait_texts(msg(&net, b), &alice_id, &to_bob, "bob reads all of alice's").await;
+    wait_texts(msg(&net, a), &bob_id, &to_alice, "alice reads all of bob's").await;
     net.shutdown().await;
 }
 
@@ -640,8 +611,12 @@ async fn mailbox_limits_per_sender() {
     let mut net = Testnet::start(1, dir.path()).await.unwrap();
     let boot = net.bootstrap_addrs();
     let mut config = nodus_testnet::node_config(nodus_testnet::node_ip(1), &boot);
-    config.msg.mailbox_max_items_per_sender = 20;
-    config.msg.mailbox_max_bytes_per_sender = 4096;
+    config
+        .edit::<nodus_msg::MsgConfig>(|m| {
+            m.mailbox_max_items_per_sender = 20;
+            m.mailbox_max_bytes_per_sender = 4096;
+        })
+        .unwrap();
     let mailbox = net.add_node(config).await.unwrap();
     let flooder = net
         .add_node(nodus_testnet::node_config(nodus_testnet::node_ip(2), &boot))
@@ -685,10 +660,7 @@ async fn mailbox_limits_per_sender() {
     let r = store(other, 3, 1500).await;
     assert_eq!(&r[..2], &[MailboxReply::Stored, MailboxReply::Stored]);
     assert!(matches!(&r[2], MailboxReply::Refused(why) if why.contains("byte limit")));
-    assert_eq!(
-        net.node(mailbox).msg.stats().await.unwrap().mailbox_items,
-        22
-    );
+    assert_eq!(msg(&net, mailbox).stats().await.unwrap().mailbox_items, 22);
     // Garbage on the mailbox stream: that stream ends, the mailbox carries on.
     {
         use futures::AsyncWriteExt;
@@ -705,10 +677,7 @@ async fn mailbox_limits_per_sender() {
         let r = wire::read_frame::<_, MailboxReply>(&mut s).await;
         assert!(!matches!(r, Ok(Some(_))), "garbage gets no answer: {r:?}");
     }
-    assert_eq!(
-        net.node(mailbox).msg.stats().await.unwrap().mailbox_items,
-        22
-    );
+    assert_eq!(msg(&net, mailbox).stats().await.unwrap().mailbox_items, 22);
     net.shutdown().await;
 }
 
@@ -718,51 +687,45 @@ async fn mailbox_limits_per_sender() {
 async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
     let (_dir, mut net) = network(4).await;
     let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, b), "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();
     let mut want = Vec::new();
     let sends = (0..50).map(|i| {
-        let h = net.node(a).msg.clone();
+        let h = msg(&net, a).clone();
         want.push(format!("burst {i}"));
         async move { h.send("bob", &format!("burst {i}")).await.unwrap() }
     });
     futures::future::join_all(sends).await;
     wait_until(T, "the burst", || async {
-        net.node(b).msg.stats().await.unwrap().messages_received >= 50
+        msg(&net, b).stats().await.unwrap().messages_received >= 50
     })
     .await
     .unwrap();
     // Bob reads (read receipts go back), both write a few more.
-    let _ = net.node(b).msg.inbox(false).await.unwrap();
+    let _ = msg(&net, b).inbox(false).await.unwrap();
     for i in 0..5 {
-        net.node(b)
-            .msg
+        msg(&net, b)
             .send("alice", &format!("answer {i}"))
             .await
             .unwrap();
-        net.node(a)
-            .msg
+        msg(&net, a)
             .send("bob", &format!("more {i}"))
             .await
             .unwrap();
     }
     wait_until(T, "the answers", || async {
-        net.node(b).msg.stats().await.unwrap().messages_received >= 55
-            && net.node(a).msg.stats().await.unwrap().messages_received >= 5
+        msg(&net, b).stats().await.unwrap().messages_received >= 55
+            && msg(&net, a).stats().await.unwrap().messages_received >= 5
     })
     .await
     .unwrap();
-    let _ = net.node(b).msg.inbox(false).await.unwrap();
+    let _ = msg(&net, b).inbox(false).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     net.kill(b).await.unwrap();
-    net.node(a)
-        .msg
-        .send("bob", "after the crash")
-        .await
-        .unwrap();
+    msg(&net, a).send("bob", "after the crash").await.unwrap();
     net.restart(b).await.unwrap();
     wait_until(T, "the message after the crash", || async {
-        texts(&net.node(b).msg, &alice_id)
+        texts(msg(&net, b), &alice_id)
             .await
             .last()
             .map(String::as_str)
@@ -770,7 +733,7 @@ async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
     })
     .await
     .unwrap();
-    assert_eq!(net.node(b).msg.stats().await.unwrap().rejected, 0);
+    assert_eq!(msg(&net, b).stats().await.unwrap().rejected, 0);
     net.shutdown().await;
 }
 
@@ -780,23 +743,23 @@ async fn ratchet_state_survives_a_crash_after_a_busy_exchange() {
 async fn many_stored_messages_come_back_in_order() {
     let (_dir, mut net) = network(5).await;
     let (a, b) = (1, 2);
-    introduce(&net.node(a).msg, &net.node(b).msg, "alice", "bob").await;
+    introduce(msg(&net, a), msg(&net, b), "alice", "bob").await;
     let alice_id = net.node(a).peer_id().to_string();
     let first = vec!["hello".to_string()];
-    send_all(&net.node(a).msg, "bob", &first).await;
-    wait_texts(&net.node(b).msg, &alice_id, &first, "first").await;
+    send_all(msg(&net, a), "bob", &first).await;
+    wait_texts(msg(&net, b), &alice_id, &first, "first").await;
     // Bob answers, so Alice's next messages are on a fresh chain.
-    net.node(b).msg.send("alice", "hi").await.unwrap();
+    msg(&net, b).send("alice", "hi").await.unwrap();
     wait_until(T, "the answer", || async {
-        net.node(a).msg.stats().await.unwrap().messages_received >= 1
+        msg(&net, a).stats().await.unwrap().messages_received >= 1
     })
     .await
     .unwrap();
     net.kill(b).await.unwrap();
     let later = numbered("stored", 120);
-    let sent = send_all(&net.node(a).msg, "bob", &later).await;
+    let sent = send_all(msg(&net, a), "bob", &later).await;
     wait_state(
-        &net.node(a).msg,
+        msg(&net, a),
         "bob",
         sent.last().unwrap(),
         MessageState::Stored,
@@ -806,8 +769,8 @@ async fn many_stored_messages_come_back_in_order() {
     net.kill(a).await.unwrap();
     net.restart(b).await.unwrap();
     let want: Vec<String> = first.iter().chain(later.iter()).cloned().collect();
-    wait_texts(&net.node(b).msg, &alice_id, &want, "all stored messages").await;
-    assert_eq!(net.node(b).msg.stats().await.unwrap().rejected, 0);
+    wait_texts(msg(&net, b), &alice_id, &want, "all stored messages").await;
+    assert_eq!(msg(&net, b).stats().await.unwrap().rejected, 0);
     net.shutdown().await;
 }
 

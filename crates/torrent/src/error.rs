@@ -27,7 +27,11 @@ pub enum TorrentError {
         source: std::io::Error,
     },
     #[error("torrent store: {0}")]
-    Store(String),
+    Store(#[from] redb::Error),
+    #[error("torrent store: torrent {0} has neither metainfo nor a magnet link to resume from")]
+    NothingToResume(String),
+    #[error("the HTTP client could not be built: {0}")]
+    HttpClient(#[source] reqwest::Error),
     #[error("disk: {0}")]
     Io(#[from] std::io::Error),
     #[error("the torrent service has stopped")]

@@ -24,10 +24,12 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod check;
+pub mod config;
 pub mod create;
 pub mod dht;
 mod error;
 mod hashes;
+pub mod http;
 pub mod magnet;
 pub mod merkle;
 pub mod metainfo;
@@ -47,6 +49,7 @@ pub mod types;
 pub mod webseed;
 pub mod wire;
 
+pub use config::{Encryption, TorrentConfig};
 pub use error::TorrentError;
-pub use session::{Metrics, SpawnOptions, TorrentHandle, spawn};
+pub use session::{Metrics, SpawnOptions, TorrentHandle, TorrentService, spawn};
 pub use types::{AddRequest, PeerInfo, ShareRequest, TorrentEvent, TorrentInfo, TorrentState};

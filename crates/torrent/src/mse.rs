@@ -37,7 +37,7 @@ pub const CRYPTO_PLAIN: u32 = 0x01;
 pub const CRYPTO_RC4: u32 = 0x02;
 
 /// What a node accepts and asks for (`[torrent] encryption`).
-pub use nodus_core::Encryption as Policy;
+pub use crate::config::Encryption as Policy;
 
 fn provide(policy: Policy) -> u32 {
     match policy {

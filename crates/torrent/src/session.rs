@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-use nodus_core::TorrentConfig;
+use crate::config::TorrentConfig;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -38,7 +38,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn register(registry: &mut Registry) -> Metrics {
-        let r = registry.sub_registry_with_prefix("nodus_torrent");
+        let r = registry;
         let m = Metrics {
             peers_connected: Gauge::default(),
             bad_messages: Counter::default(),
@@ -154,6 +154,65 @@ pub struct SpawnOptions<'a> {
     pub torrents_dir: PathBuf,
 }
 
+/// File sharing, as the node's service list names it.
+pub struct TorrentService;
+
+impl nodus_service::Service for TorrentService {
+    type Config = TorrentConfig;
+    type Handle = TorrentHandle;
+    type Error = TorrentError;
+
+    const LEGACY_FILES: &'static [(&'static str, &'static str)] = &[
+        ("torrent.redb", "torrent.redb"),
+        ("torrent.journal", "torrent.journal"),
+    ];
+
+    fn testnet(config: &mut TorrentConfig, ip: std::net::Ipv4Addr) {
+        config.listen = format!("{ip}:0");
+        // The testnet is its own world: its DHT nodes learn of each other from peers.
+        config.dht_bootstrap = vec![];
+    }
+
+    async fn start(
+        ctx: nodus_service::ServiceContext<'_>,
+        config: TorrentConfig,
+    ) -> Result<nodus_service::Started<TorrentHandle>, TorrentError> {
+        // What a person reads directly stays at the data dir's root: downloads, and the
+        // .torrent files `nodus share` makes.
+        let download_dir = match config.download_dir.as_str() {
+            "" => ctx.data_dir.root().join("downloads"),
+            d => PathBuf::from(d),
+        };
+        let (handle, tasks) = spawn(
+            SpawnOptions {
+                config,
+                store_path: &ctx.dir.join("torrent.redb"),
+                download_dir,
+                torrents_dir: ctx.data_dir.root().join("torrents"),
+            },
+            ctx.metrics,
+            ctx.shutdown,
+        )
+        .await?;
+        let mut endpoints = Vec::new();
+        if let Some(a) = handle.listen_addr() {
+            endpoints.push(("bittorrent".to_string(), a.to_string()));
+        }
+        if let Some(a) = handle.dht_addr() {
+            endpoints.push(("bittorrent_dht".to_string(), format!("udp://{a}")));
+        }
+        Ok(nodus_service::Started {
+            routes: crate::http::routes(handle.clone()),
+            events: Some(nodus_service::EventFeed::broadcast(
+                handle.shared.events.clone(),
+            )),
+            endpoints,
+            tasks,
+            handle,
+        })
+    }
+}
+
 /// Starts the service: opens the store, binds the listener, resumes stored torrents.
 pub async fn spawn(
     opts: SpawnOptions<'_>,
@@ -195,9 +254,7 @@ pub async fn spawn(
         up_limit,
         down_limit,
         metrics: Metrics::register(registry),
-        http: http
-            .build()
-            .map_err(|e| TorrentError::Store(e.to_string()))?,
+        http: http.build().map_err(TorrentError::HttpClient)?,
         dht: OnceLock::new(),
         utp: OnceLock::new(),
         events,
@@ -457,10 +514,7 @@ impl TorrentHandle {
             (Some(bytes), _) => (Some(Arc::new(Metainfo::from_bytes(bytes)?)), None),
             (None, Some(link)) => (None, Some(Magnet::parse(link)?)),
             (None, None) => {
-                return Err(TorrentError::Store(format!(
-                    "{}: nothing to resume from",
-                    s.id
-                )));
+                return Err(TorrentError::NothingToResume(s.id.clone()));
             }
         };
         let hashes = meta

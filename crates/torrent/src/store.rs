@@ -58,8 +58,8 @@ pub struct Store {
     db: Database,
 }
 
-fn err(e: impl std::fmt::Display) -> TorrentError {
-    TorrentError::Store(e.to_string())
+fn err(e: impl Into<redb::Error>) -> TorrentError {
+    TorrentError::Store(e.into())
 }
 
 impl Store {
@@ -112,7 +112,7 @@ impl Store {
     ) -> Result<(), TorrentError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
-            let json = serde_json::to_vec(settings).map_err(err)?;
+            let json = serde_json::to_vec(settings).map_err(|e| TorrentError::Io(e.into()))?;
             txn.open_table(SETTINGS)
                 .map_err(err)?
                 .insert(id, json.as_slice())

@@ -31,9 +31,19 @@ pub struct AnnounceResponse {
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
     #[error("tracker unreachable: {0}")]
-    Http(String),
+    Http(#[from] reqwest::Error),
+    #[error("tracker unreachable: {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tracker unreachable: {0}")]
+    Unreachable(String),
     #[error("tracker refused: {0}")]
     Failure(String),
+    #[error("tracker answer is not bencode: {0}")]
+    Bencode(#[from] crate::bencode::BencodeError),
     #[error("tracker answer is malformed: {0}")]
     Malformed(String),
     #[error("unsupported tracker URL {0}")]
@@ -71,19 +81,14 @@ pub async fn announce(
         .get(&full)
         .timeout(Duration::from_secs(15))
         .send()
-        .await
-        .map_err(|e| TrackerError::Http(e.to_string()))?;
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| TrackerError::Http(e.to_string()))?;
+        .await?;
+    let body = resp.bytes().await?;
     parse_response(&body)
 }
 
 /// Decodes a tracker's answer (untrusted input).
 pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
-    let (v, _) =
-        bencode::decode_prefix(body).map_err(|e| TrackerError::Malformed(e.to_string()))?;
+    let (v, _) = bencode::decode_prefix(body)?;
     let d = v
         .as_dict()
         .ok_or_else(|| TrackerError::Malformed("not a dictionary".into()))?;

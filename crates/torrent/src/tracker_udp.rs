@@ -177,10 +177,13 @@ pub async fn announce(
         .ok_or_else(|| TrackerError::Unsupported(url.to_string()))?;
     let target = tokio::time::timeout(Duration::from_secs(10), tokio::net::lookup_host(hostport))
         .await
-        .map_err(|_| TrackerError::Http(format!("{hostport}: name lookup timed out")))?
-        .map_err(|e| TrackerError::Http(format!("{hostport}: {e}")))?
+        .map_err(|_| TrackerError::Unreachable(format!("{hostport}: name lookup timed out")))?
+        .map_err(|source| TrackerError::Io {
+            what: hostport.to_string(),
+            source,
+        })?
         .find(|t| bind.is_none_or(|b| b.is_ipv4() == t.is_ipv4()))
-        .ok_or_else(|| TrackerError::Http(format!("{hostport}: no usable address")))?;
+        .ok_or_else(|| TrackerError::Unreachable(format!("{hostport}: no usable address")))?;
     let local = match (bind, target) {
         (Some(ip), _) => SocketAddr::new(ip, 0),
         (None, SocketAddr::V4(_)) => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -188,10 +191,16 @@ pub async fn announce(
     };
     let sock = UdpSocket::bind(local)
         .await
-        .map_err(|e| TrackerError::Http(e.to_string()))?;
+        .map_err(|source| TrackerError::Io {
+            what: format!("binding {local}"),
+            source,
+        })?;
     sock.connect(target)
         .await
-        .map_err(|e| TrackerError::Http(e.to_string()))?;
+        .map_err(|source| TrackerError::Io {
+            what: target.to_string(),
+            source,
+        })?;
     let tid: u32 = rand::random();
     let conn = exchange(&sock, &connect_request(tid), |b| {
         parse_connect_response(b, tid)
@@ -210,17 +219,21 @@ async fn exchange<T>(
     parse: impl Fn(&[u8]) -> Result<T, TrackerError>,
 ) -> Result<T, TrackerError> {
     let mut buf = vec![0u8; 2048];
-    let mut last = TrackerError::Http("UDP tracker did not answer".into());
+    let mut last = TrackerError::Unreachable("the UDP tracker did not answer".into());
     for timeout in TIMEOUTS {
-        sock.send(req)
-            .await
-            .map_err(|e| TrackerError::Http(e.to_string()))?;
+        sock.send(req).await.map_err(|source| TrackerError::Io {
+            what: "sending to the UDP tracker".into(),
+            source,
+        })?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let n = match tokio::time::timeout_at(deadline, sock.recv(&mut buf)).await {
                 Err(_) => break,
                 Ok(Err(e)) => {
-                    last = TrackerError::Http(e.to_string());
+                    last = TrackerError::Io {
+                        what: "receiving from the UDP tracker".into(),
+                        source: e,
+                    };
                     break;
                 }
                 Ok(Ok(n)) => n,

@@ -94,7 +94,28 @@ enum Round {
     Done,
     Idle,
     Fetched,
-    Failed(String),
+    Failed(WebSeedError),
+}
+
+/// Why a web seed's answer was not used. Every kind makes the seed wait before it is
+/// asked again; none stops the torrent.
+#[derive(Debug, thiserror::Error)]
+pub enum WebSeedError {
+    #[error("{url}: {source}")]
+    Http {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: HTTP {status} to a range request")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+    #[error("{url}: {got} bytes where {want} were asked")]
+    Length { url: String, got: u64, want: u64 },
+    #[error("the torrent's files do not cover the range asked")]
+    Uncovered,
 }
 
 async fn round(t: &Arc<Torrent>, key: u64, url: &str) -> Round {
@@ -157,7 +178,7 @@ async fn fetch(
     url: &str,
     start: u64,
     len: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, WebSeedError> {
     let end = start + len;
     let mut out = Vec::with_capacity(len as usize);
     for f in &meta.info.files {
@@ -179,24 +200,38 @@ async fn fetch(
             .timeout(REQUEST_TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("{u}: {e}"))?;
+            .map_err(|source| WebSeedError::Http {
+                url: u.clone(),
+                source,
+            })?;
         let status = resp.status();
         let whole = status == reqwest::StatusCode::OK && a == 0 && b == f.length;
         if status != reqwest::StatusCode::PARTIAL_CONTENT && !whole {
-            return Err(format!("{u}: HTTP {status} to a range request"));
+            return Err(WebSeedError::Status { url: u, status });
         }
-        if resp.content_length().is_some_and(|n| n != b - a) {
-            return Err(format!("{u}: the server sent a different length"));
+        if let Some(n) = resp.content_length().filter(|n| *n != b - a) {
+            return Err(WebSeedError::Length {
+                url: u,
+                got: n,
+                want: b - a,
+            });
         }
-        let body = resp.bytes().await.map_err(|e| format!("{u}: {e}"))?;
+        let body = resp.bytes().await.map_err(|source| WebSeedError::Http {
+            url: u.clone(),
+            source,
+        })?;
         if body.len() as u64 != b - a {
-            return Err(format!("{u}: short body"));
+            return Err(WebSeedError::Length {
+                url: u,
+                got: body.len() as u64,
+                want: b - a,
+            });
         }
         t.shared.down_limit.acquire(body.len()).await;
         out.extend_from_slice(&body);
     }
     if out.len() as u64 != len {
-        return Err("the files do not cover the range".into());
+        return Err(WebSeedError::Uncovered);
     }
     Ok(out)
 }

@@ -764,7 +764,7 @@ fn transmission_dht_dat(nodes: &[String]) -> Vec<u8> {
 async fn transmission_finds_nodus_through_the_dht() {
     let ns = Netns::new(13);
     let tmp = tempfile::tempdir().unwrap();
-    let on_host = |c: &mut nodus_core::TorrentConfig, ip: &str, bootstrap: Vec<String>| {
+    let on_host = |c: &mut nodus_torrent::TorrentConfig, ip: &str, bootstrap: Vec<String>| {
         c.listen = format!("{ip}:0");
         c.dht_bootstrap = bootstrap;
     };

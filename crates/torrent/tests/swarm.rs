@@ -156,7 +156,7 @@ async fn dht_drops_garbage_and_keeps_answering() {
 /// it, and refuses a peer that opens with a plain BitTorrent handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_encryption_is_rc4_and_refuses_plain_peers() {
-    use nodus_core::Encryption;
+    use nodus_torrent::Encryption;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let tmp = tempfile::tempdir().unwrap();
     let seed = node_with(&tmp.path().join("seed"), |c| {

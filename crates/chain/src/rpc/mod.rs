@@ -67,9 +67,10 @@ pub async fn serve(
              a free address (port 0 picks one), or \"\" for no JSON-RPC"
         ))
     })?;
-    let addr: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| ChainError::Other(e.to_string()))?;
+    let addr: SocketAddr = listener.local_addr().map_err(|source| ChainError::Io {
+        what: "the JSON-RPC listener's address",
+        source,
+    })?;
     if let Ok(mut u) = handle.rpc_url.lock() {
         *u = Some(format!("http://{addr}"));
     }

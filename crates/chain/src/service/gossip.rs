@@ -16,7 +16,7 @@ use crate::handle::{BlockOutcome, ChainHandle, Input, Origin};
 /// The chain's answer on a gossiped message, to come.
 enum Verdict {
     Tx(oneshot::Receiver<Result<alloy_primitives::B256, TxError>>),
-    Block(oneshot::Receiver<Result<BlockOutcome, String>>),
+    Block(oneshot::Receiver<Result<BlockOutcome, ChainError>>),
 }
 
 impl Verdict {
@@ -56,14 +56,8 @@ pub(super) async fn spawn(
     mut publish: mpsc::Receiver<Publish>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, ChainError> {
-    let mut txs = net
-        .subscribe_validated(&topics.tx)
-        .await
-        .map_err(|e| ChainError::Other(e.to_string()))?;
-    let mut blocks = net
-        .subscribe_validated(&topics.block)
-        .await
-        .map_err(|e| ChainError::Other(e.to_string()))?;
+    let mut txs = net.subscribe_validated(&topics.tx).await?;
+    let mut blocks = net.subscribe_validated(&topics.block).await?;
     let mut stop = shutdown.clone();
     let h = handle.clone();
     let h_net = net.clone();

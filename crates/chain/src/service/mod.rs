@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::config::ChainConfig;
 use alloy_primitives::{Address, B256};
 use libp2p::PeerId;
-use nodus_core::ChainConfig;
 use nodus_net::NetworkHandle;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
@@ -45,7 +45,6 @@ struct Metrics {
 impl Metrics {
     fn register(r: &mut Registry) -> Self {
         let m = Metrics::default();
-        let r = r.sub_registry_with_prefix("nodus_chain");
         r.register(
             "blocks_imported",
             "Blocks that became canonical",
@@ -105,6 +104,52 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
+/// The chain service, as the node's service list names it.
+pub struct ChainService;
+
+impl nodus_service::Service for ChainService {
+    type Config = ChainConfig;
+    type Handle = ChainHandle;
+    type Error = ChainError;
+
+    const LEGACY_FILES: &'static [(&'static str, &'static str)] =
+        &[("chain.redb", "chain.redb"), ("keystore", "keystore")];
+
+    fn testnet(config: &mut ChainConfig, _ip: std::net::Ipv4Addr) {
+        // JSON-RPC on a free port, one-second blocks from an easy start, and a cap on
+        // hashing so several miners leave the machine's cores to everything else.
+        config.rpc_listen = "127.0.0.1:0".into();
+        config.genesis.block_time_secs = 1;
+        config.genesis.initial_difficulty = 50_000;
+        config.mining.max_hashes_per_sec = 200_000;
+    }
+
+    async fn start(
+        ctx: nodus_service::ServiceContext<'_>,
+        config: ChainConfig,
+    ) -> Result<nodus_service::Started<ChainHandle>, ChainError> {
+        let (handle, tasks) = spawn(
+            config,
+            ctx.net,
+            &ctx.dir.join("chain.redb"),
+            ctx.metrics,
+            ctx.shutdown,
+        )
+        .await?;
+        Ok(nodus_service::Started {
+            routes: crate::http::routes(handle.clone()),
+            events: Some(nodus_service::EventFeed::broadcast(handle.events.clone())),
+            endpoints: handle
+                .json_rpc_url()
+                .map(|u| ("json_rpc".to_string(), u))
+                .into_iter()
+                .collect(),
+            tasks,
+            handle,
+        })
+    }
+}
+
 /// Starts the chain service: the actor thread, gossip, sync, the miner and (when
 /// `rpc_listen` is set) the JSON-RPC server.
 pub async fn spawn(
@@ -128,7 +173,10 @@ pub async fn spawn(
     let path = path.to_path_buf();
     let mut chain = tokio::task::spawn_blocking(move || Chain::open(spec, &path))
         .await
-        .map_err(|e| ChainError::Other(e.to_string()))??;
+        .map_err(|e| ChainError::Io {
+            what: "opening the chain store",
+            source: e.into(),
+        })??;
     let topics = Topics::new(chain.genesis_hash());
     let metrics = Metrics::register(registry);
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
@@ -171,7 +219,10 @@ pub async fn spawn(
     let actor_thread = std::thread::Builder::new()
         .name("nodus-chain".into())
         .spawn(move || actor.run(rx, &stop_seen))
-        .map_err(|e| ChainError::Other(e.to_string()))?;
+        .map_err(|source| ChainError::Io {
+            what: "starting the chain's thread",
+            source,
+        })?;
     let stop_flag = actor_stop.clone();
     let mut tasks = Vec::new();
     tasks.extend(
@@ -286,7 +337,7 @@ impl Actor {
                         Ok(b) => self.import(b, from),
                         Err(e) => {
                             self.blame(from, &format!("undecodable block: {e}"));
-                            Err(e)
+                            Err(e.into())
                         }
                     };
                     if let Some(reply) = reply {
@@ -441,7 +492,11 @@ impl Actor {
         }
     }
 
-    fn import(&mut self, block: ChainBlock, from: Option<Origin>) -> Result<BlockOutcome, String> {
+    fn import(
+        &mut self,
+        block: ChainBlock,
+        from: Option<Origin>,
+    ) -> Result<BlockOutcome, ChainError> {
         let number = block.header.number;
         let parent = block.header.parent_hash;
         let r = self.chain.import(block, unix_now());
@@ -455,7 +510,7 @@ impl Actor {
         parent: B256,
         r: Result<Imported, ChainError>,
         from: Option<Origin>,
-    ) -> Result<BlockOutcome, String> {
+    ) -> Result<BlockOutcome, ChainError> {
         match r {
             Ok(Imported::Known) => Ok(BlockOutcome::Known),
             Ok(Imported::Side) => Ok(BlockOutcome::Side),
@@ -476,7 +531,7 @@ impl Actor {
                     self.blame(from, &e.to_string());
                 }
                 tracing::debug!(target: "nodus::chain", "block refused: {e}");
-                Err(e.to_string())
+                Err(e)
             }
         }
     }

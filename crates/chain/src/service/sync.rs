@@ -30,9 +30,7 @@ pub(super) fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ChainError> {
     let protocol = StreamProtocol::new(wire::SYNC_PROTOCOL);
-    let mut incoming = net
-        .incoming(protocol.clone())
-        .map_err(|e| ChainError::Other(e.to_string()))?;
+    let mut incoming = net.incoming(protocol.clone())?;
     let server_handle = handle.clone();
     let server_net = net.clone();
     let mut stop = shutdown.clone();
@@ -136,34 +134,87 @@ async fn answer(handle: &ChainHandle, req: SyncRequest) -> Result<SyncResponse, 
         .await
 }
 
-/// One request and its response on a fresh stream.
+/// Why a sync round ended early. [`SyncError::peer_at_fault`] tells which kinds are a
+/// peer's doing (penalized) and which are the network's or ours.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    #[error("stream: {0}")]
+    Stream(#[from] nodus_net::NetError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
+    #[error("answered {0} with something else")]
+    Unexpected(&'static str),
+    #[error("headers that do not link up")]
+    Unlinked,
+    #[error("a header without valid proof of work")]
+    BadWork,
+    #[error("headers that do not connect to our chain")]
+    Disconnected,
+    #[error("no peer served the blocks")]
+    NoBlocks,
+    #[error("a block other than the one asked")]
+    WrongBlock,
+    #[error("a synced block whose parent is unknown")]
+    Orphan,
+    #[error("synced block refused: {0}")]
+    Refused(#[source] ChainError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+impl SyncError {
+    /// Whether the peer that answered is to blame (garbage, lies about work or blocks).
+    fn peer_at_fault(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Wire(_)
+                | SyncError::Unexpected(_)
+                | SyncError::Unlinked
+                | SyncError::BadWork
+                | SyncError::WrongBlock
+        )
+    }
+}
+
+/// One request and its response on a fresh stream. Garbage in the answer is a strike
+/// against the peer.
 async fn ask(
     net: &NetworkHandle,
     peer: PeerId,
     protocol: &StreamProtocol,
     req: &SyncRequest,
-) -> Result<SyncResponse, String> {
+) -> Result<SyncResponse, SyncError> {
     let fut = async {
-        let mut s = net
-            .open_stream(peer, protocol.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        wire::write_frame(&mut s, &wire::encode(req))
-            .await
-            .map_err(|e| e.to_string())?;
-        let raw = wire::read_frame(&mut s).await.map_err(|e| e.to_string())?;
-        wire::decode_response(&raw)
+        let mut s = net.open_stream(peer, protocol.clone()).await?;
+        wire::write_frame(&mut s, &wire::encode(req)).await?;
+        let raw = wire::read_frame(&mut s).await?;
+        Ok::<_, SyncError>(wire::decode_response(&raw)?)
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+    let r = tokio::time::timeout(REQUEST_TIMEOUT, fut)
         .await
-        .map_err(|_| "timed out".to_string())?
+        .map_err(|_| SyncError::Timeout(REQUEST_TIMEOUT))?;
+    blame(net, peer, r)
+}
+
+/// Reports `peer` when `r` is an error it is to blame for.
+fn blame<T>(net: &NetworkHandle, peer: PeerId, r: Result<T, SyncError>) -> Result<T, SyncError> {
+    if let Err(e) = &r
+        && e.peer_at_fault()
+    {
+        net.report_misbehaviour(peer, format!("sync: {e}"));
+    }
+    r
 }
 
 async fn status_of(
     net: &NetworkHandle,
     peer: PeerId,
     protocol: &StreamProtocol,
-) -> Result<PeerStatus, String> {
+) -> Result<PeerStatus, SyncError> {
     match ask(net, peer, protocol, &SyncRequest::Status).await? {
         SyncResponse::Status {
             genesis,
@@ -176,7 +227,7 @@ async fn status_of(
             number,
             total_work: U256::from_be_bytes(total_work),
         }),
-        _ => Err("answered Status with something else".into()),
+        _ => blame(net, peer, Err(SyncError::Unexpected("Status"))),
     }
 }
 
@@ -214,11 +265,10 @@ async fn catch_up(
     peers: &[PeerId],
     protocol: &StreamProtocol,
     topic: &str,
-) -> Result<(), String> {
+) -> Result<(), SyncError> {
     let (genesis, our_work) = handle
         .read(|c| (c.chain.genesis_hash(), c.chain.total_work()))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let mut ahead = Ahead {
         genesis,
         our_work,
@@ -233,8 +283,7 @@ async fn catch_up(
     loop {
         let locator: Vec<[u8; 32]> = handle
             .read(|c| c.chain.locator())
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .into_iter()
             .map(|h| h.0)
             .collect();
@@ -249,28 +298,27 @@ async fn catch_up(
         )
         .await?
         {
-            SyncResponse::Headers(raw) => wire::decode_headers(&raw).inspect_err(|e| {
-                net.report_misbehaviour(best, format!("bad headers: {e}"));
-            })?,
-            _ => return Err("answered Headers with something else".into()),
+            SyncResponse::Headers(raw) => blame(
+                net,
+                best,
+                wire::decode_headers(&raw).map_err(SyncError::from),
+            )?,
+            _ => return blame(net, best, Err(SyncError::Unexpected("Headers"))),
         };
         if headers.is_empty() {
             return Ok(());
         }
         // Headers first: they must link up and carry valid proof of work for the
         // difficulty they claim before any body is fetched.
-        let hashes = check_header_chain(&headers).inspect_err(|e| {
-            net.report_misbehaviour(best, e.clone());
-        })?;
+        let hashes = blame(net, best, check_header_chain(&headers))?;
         let known_parent = handle
             .read({
                 let p = headers[0].parent_hash;
                 move |c| c.chain.knows(&p)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         if !known_parent {
-            return Err("headers do not connect to our chain".into());
+            return Err(SyncError::Disconnected);
         }
         let mut served: Vec<PeerId> = Vec::new();
         for (i, chunk) in hashes.chunks(wire::MAX_BLOCKS).enumerate() {
@@ -300,13 +348,12 @@ async fn catch_up(
                 served.push(*peer);
             }
             let Some((peer, raw)) = got else {
-                return Err("no peer served the blocks".into());
+                return Err(SyncError::NoBlocks);
             };
             for (want, r) in chunk.iter().zip(raw) {
                 let hash = wire::decode_block(&r).map(|b| b.header.hash_slow());
-                if hash.as_ref() != Ok(want) {
-                    net.report_misbehaviour(peer, "served a block other than the one asked");
-                    return Err("peer served the wrong block".into());
+                if hash.as_ref().ok() != Some(want) {
+                    return blame(net, peer, Err(SyncError::WrongBlock));
                 }
                 let (reply, rx) = tokio::sync::oneshot::channel();
                 handle
@@ -320,12 +367,12 @@ async fn catch_up(
                         reply: Some(reply),
                     })
                     .await
-                    .map_err(|_| "chain stopped".to_string())?;
+                    .map_err(|_| ChainError::Stopped)?;
                 match rx.await {
-                    Ok(Ok(BlockOutcome::Orphan)) => return Err("synced block is an orphan".into()),
+                    Ok(Ok(BlockOutcome::Orphan)) => return Err(SyncError::Orphan),
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Err(format!("synced block refused: {e}")),
-                    Err(_) => return Err("chain stopped".into()),
+                    Ok(Err(e)) => return Err(SyncError::Refused(e)),
+                    Err(_) => return Err(ChainError::Stopped.into()),
                 }
             }
         }
@@ -338,13 +385,13 @@ async fn catch_up(
 
 /// Checks that headers link one to the next and that each meets its claimed difficulty.
 /// Returns their hashes.
-fn check_header_chain(headers: &[alloy_consensus::Header]) -> Result<Vec<B256>, String> {
+fn check_header_chain(headers: &[alloy_consensus::Header]) -> Result<Vec<B256>, SyncError> {
     let mut hashes: Vec<B256> = Vec::with_capacity(headers.len());
     for h in headers {
         if let Some(prev) = hashes.last()
             && h.parent_hash != *prev
         {
-            return Err("headers do not link up".into());
+            return Err(SyncError::Unlinked);
         }
         let target = if h.difficulty.is_zero() {
             U256::ZERO
@@ -352,7 +399,7 @@ fn check_header_chain(headers: &[alloy_consensus::Header]) -> Result<Vec<B256>, 
             U256::MAX / h.difficulty
         };
         if !crate::pow::verify(h, target) {
-            return Err("header without valid proof of work".into());
+            return Err(SyncError::BadWork);
         }
         hashes.push(h.hash_slow());
     }

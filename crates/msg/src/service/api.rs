@@ -14,7 +14,9 @@ impl Actor {
                             .map(|i| i.to_code())
                             .map_err(MsgError::from)
                     }
-                    None => Err(MsgError::Store("no one-time key generated".into())),
+                    None => Err(MsgError::Store(StoreError::Damaged(
+                        "no one-time key generated".into(),
+                    ))),
                 };
                 self.reply(reply, r);
             }

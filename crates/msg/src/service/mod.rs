@@ -36,6 +36,7 @@ use crate::MsgError;
 use crate::card::{self, ContactCard, Invite, KeyBundle};
 use crate::config::{self, MsgConfig};
 use crate::delivery::{self, Outgoing};
+use crate::error::{DeliveryError, StoreError};
 use crate::handle::{Command, MsgHandle};
 use crate::megolm::GroupCrypto;
 use crate::olm::{BUNDLE_KEYS, Crypto};
@@ -85,17 +86,17 @@ pub(crate) enum Input {
     SendFailed {
         peer: PeerId,
         keys: Vec<String>,
-        error: String,
+        error: DeliveryError,
     },
     Stored {
         keys: Vec<String>,
-        result: Result<Vec<PeerId>, String>,
+        result: Result<Vec<PeerId>, DeliveryError>,
     },
     Keys {
         peer: PeerId,
-        bundle: Result<KeyBundle, String>,
+        bundle: Result<KeyBundle, DeliveryError>,
     },
-    Published(Result<(), String>),
+    Published(Result<(), DeliveryError>),
     Mailbox {
         from: PeerId,
         request: MailboxRequest,
@@ -107,7 +108,7 @@ pub(crate) enum Input {
     },
     PollDone {
         mailboxes: usize,
-        error: Option<String>,
+        error: Option<DeliveryError>,
     },
     /// An asked-for poll has handed over what its first wave fetched.
     PollAnswered(Answer),
@@ -141,7 +142,7 @@ pub struct Metrics {
 impl Metrics {
     fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics::default();
-        let r = registry.sub_registry_with_prefix("msg");
+        let r = registry;
         r.register(
             "sent",
             "Envelopes acknowledged by their recipient",
@@ -228,11 +229,50 @@ pub(crate) fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// The messaging service, as the node's service list names it.
+pub struct MsgService;
+
+impl nodus_service::Service for MsgService {
+    type Config = MsgConfig;
+    type Handle = MsgHandle;
+    type Error = MsgError;
+
+    const LEGACY_FILES: &'static [(&'static str, &'static str)] =
+        &[("msg.redb", "msg.redb"), ("msg.wal", "msg.wal")];
+
+    fn register_records(_config: &MsgConfig, validators: &mut nodus_net::Validators) {
+        register_records(validators);
+    }
+
+    async fn start(
+        ctx: nodus_service::ServiceContext<'_>,
+        config: MsgConfig,
+    ) -> Result<nodus_service::Started<MsgHandle>, MsgError> {
+        let (handle, tasks) = spawn(
+            config,
+            ctx.key,
+            ctx.net,
+            &ctx.dir.join("msg.redb"),
+            ctx.metrics,
+            ctx.shutdown,
+        )?;
+        Ok(nodus_service::Started {
+            routes: crate::http::routes(handle.clone()),
+            events: Some(nodus_service::EventFeed::broadcast(handle.events.clone())),
+            endpoints: Vec::new(),
+            tasks,
+            handle,
+        })
+    }
+}
+
 /// Registers the `msg` DHT namespace with the overlay's validators.
 pub fn register_records(validators: &mut nodus_net::Validators) {
     validators.register(
         "msg",
-        Arc::new(|r: &libp2p::kad::Record| card::validate_record(r.key.as_ref(), &r.value)),
+        Arc::new(|r: &libp2p::kad::Record| {
+            card::validate_record(r.key.as_ref(), &r.value).map_err(Into::into)
+        }),
     );
 }
 
@@ -402,16 +442,19 @@ impl Actor {
             .get_raw(store::META, "account")?
             .map(|b| serde_json::from_slice(&b))
             .transpose()
-            .map_err(|e| MsgError::Store(format!("account: {e}")))?;
+            .map_err(|e| MsgError::Store(StoreError::Damaged(format!("account: {e}"))))?;
         let seal_secret = store.get_raw(store::META, "seal")?;
         let crypto = match (account, seal_secret) {
             (Some(a), Some(s)) => {
-                let seal = SealKey::from_secret(&s)
-                    .ok_or_else(|| MsgError::Store("unreadable seal key".into()))?;
+                let seal = SealKey::from_secret(&s).ok_or_else(|| {
+                    MsgError::Store(StoreError::Damaged("unreadable seal key".into()))
+                })?;
                 let mut sessions = HashMap::new();
                 for (peer, pickles) in store.scan::<Vec<u8>>(store::SESSIONS, "")? {
-                    let list: Vec<SessionPickle> = serde_json::from_slice(&pickles)
-                        .map_err(|e| MsgError::Store(format!("sessions of {peer}: {e}")))?;
+                    let list: Vec<SessionPickle> =
+                        serde_json::from_slice(&pickles).map_err(|e| {
+                            MsgError::Store(StoreError::Damaged(format!("sessions of {peer}: {e}")))
+                        })?;
                     sessions.insert(peer, list.into_iter().map(Session::from_pickle).collect());
                 }
                 let published: Vec<[u8; 32]> =

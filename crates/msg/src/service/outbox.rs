@@ -134,7 +134,7 @@ impl Actor {
         let (kind, ciphertext) = self
             .crypto
             .encrypt(peer, &wire::encode(plain))
-            .map_err(|e| MsgError::Store(format!("encrypt for {peer}: {e}")))?;
+            .map_err(MsgError::from)?;
         self.dirty_sessions.insert(peer.to_string());
         let envelope = Envelope {
             id: plain.id,
@@ -186,8 +186,8 @@ impl Actor {
         self.later(move || {
             tokio::spawn(async move {
                 let bundle = match net.get_record(card::bundle_key(&p)).await {
-                    Ok(v) => wire::decode::<KeyBundle>(&v).map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(v) => wire::decode::<KeyBundle>(&v).map_err(DeliveryError::from),
+                    Err(e) => Err(e.into()),
                 };
                 let _ = inputs.send(Input::Keys { peer: p, bundle }).await;
             });
@@ -198,13 +198,13 @@ impl Actor {
         &mut self,
         txn: &mut Txn,
         peer: PeerId,
-        bundle: Result<KeyBundle, String>,
+        bundle: Result<KeyBundle, DeliveryError>,
     ) -> Result<(), MsgError> {
         let p = peer.to_string();
         let bundle = match bundle.and_then(|b| match b.verify() {
             Ok(signer) if signer == peer => Ok(b),
-            Ok(_) => Err("bundle of another peer".into()),
-            Err(e) => Err(e.to_string()),
+            Ok(_) => Err(DeliveryError::ForeignBundle),
+            Err(e) => Err(e.into()),
         }) {
             Ok(b) => b,
             Err(e) => {
@@ -504,7 +504,7 @@ impl Actor {
         txn: &mut Txn,
         peer: PeerId,
         keys: Vec<String>,
-        error: String,
+        error: DeliveryError,
     ) -> Result<(), MsgError> {
         self.unreachable.insert(peer.to_string());
         tracing::debug!(target: "nodus::msg", %peer, n = keys.len(), "direct delivery failed: {error}");
@@ -563,7 +563,7 @@ impl Actor {
         &mut self,
         txn: &mut Txn,
         keys: Vec<String>,
-        result: Result<Vec<PeerId>, String>,
+        result: Result<Vec<PeerId>, DeliveryError>,
     ) -> Result<(), MsgError> {
         for key in keys {
             self.in_flight.remove(&key);

@@ -125,8 +125,8 @@ impl Actor {
         tokio::spawn(async move {
             let r = match net.put_record(key, wire::encode(&bundle)).await {
                 Ok(true) => Ok(()),
-                Ok(false) => Err("no peer took the record yet".to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(false) => Err(DeliveryError::NotReplicated),
+                Err(e) => Err(e.into()),
             };
             let _ = inputs.send(Input::Published(r)).await;
         });

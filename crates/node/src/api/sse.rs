@@ -34,27 +34,29 @@ fn broadcast_events<T: serde::Serialize + Clone + Send + 'static>(
     })
 }
 
-/// Overlay events (`net`), messaging events (`msg`), chain events (`chain`) and
-/// torrent events (`torrent`: added, progress each second, completed, removed),
-/// interleaved as they happen.
+/// Overlay events (`net`) and every running service's events, each named after its
+/// service (`msg`, `chain`, `torrent`, ...), interleaved as they happen. A subscriber
+/// that reads too slowly gets a `lagged` event with the number it missed.
 pub async fn events(
     State(s): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let chain = match &s.chain {
-        Some(c) => broadcast_events(c.events(), "chain").boxed(),
-        None => futures::stream::pending().boxed(),
-    };
-    let torrent = match &s.torrent {
-        Some(t) => broadcast_events(t.events(), "torrent").boxed(),
-        None => futures::stream::pending().boxed(),
-    };
-    let live = futures::stream::select(
-        futures::stream::select(
-            broadcast_events(s.net.events(), "net"),
-            broadcast_events(s.msg.events(), "msg"),
-        ),
-        futures::stream::select(chain, torrent),
-    );
+    let mut streams = vec![broadcast_events(s.net.events(), "net").boxed()];
+    for (name, feed) in s.feeds.iter() {
+        let name: &'static str = name;
+        streams.push(
+            feed.subscribe()
+                .map(move |item| {
+                    Ok(match item {
+                        Ok(v) => Event::default().event(name).data(v.to_string()),
+                        Err(nodus_service::events::Lagged(n)) => {
+                            Event::default().event("lagged").data(n.to_string())
+                        }
+                    })
+                })
+                .boxed(),
+        );
+    }
+    let live = futures::stream::select_all(streams);
     Sse::new(ready().chain(live)).keep_alive(KeepAlive::default())
 }
 

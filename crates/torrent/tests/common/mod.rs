@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nodus_core::TorrentConfig;
+use nodus_torrent::TorrentConfig;
 use nodus_torrent::{SpawnOptions, TorrentHandle, TorrentState};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;

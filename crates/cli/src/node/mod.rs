@@ -1,0 +1,253 @@
+//! The node's own commands: `init`, `up`, `stop`, `status`, the overlay (`peers`,
+//! `connect`, `ping`, `dht`, `pubsub`), `events` and `testnet`. All but init, up and
+//! testnet talk to the running node through its HTTP API, found through the data dir.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use nodus_node::{Node, StartOptions};
+use serde_json::json;
+
+use crate::global::Global;
+use crate::ui::follow::follow;
+use crate::ui::{self, enc, s, table};
+
+mod args;
+pub mod bench;
+pub mod demo;
+
+pub use args::NodeCommand;
+use args::{DhtCommand, PubsubCommand, TestnetCommand};
+
+/// Runs a command of the node itself.
+pub async fn dispatch(g: &Global, c: NodeCommand) -> Result<ExitCode> {
+    match c {
+        NodeCommand::Init => init(g),
+        NodeCommand::Up { init, log } => up(g, init, &log).await,
+        NodeCommand::Testnet {
+            command: TestnetCommand::Up { nodes, dir },
+        } => demo::testnet_up(nodes, &dir, g.json).await,
+        other => api_command(g, other).await,
+    }
+}
+
+fn init(g: &Global) -> Result<ExitCode> {
+    let dir = g.data_dir()?;
+    let report = nodus_node::init(&dir)?;
+    if g.json {
+        ui::json(&serde_json::to_value(&report)?);
+    } else {
+        let what = if report.created_identity {
+            "created a new identity"
+        } else {
+            "kept the existing identity"
+        };
+        println!("{} ({what})", report.data_dir);
+        println!("peer id  {}", report.peer_id);
+        println!(
+            "config   {}{}",
+            dir.config_path().display(),
+            if report.created_config { " (new)" } else { "" }
+        );
+        println!("next: nodus up --data-dir {}", report.data_dir);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn up(g: &Global, init: bool, log: &str) -> Result<ExitCode> {
+    ui::process::init_logging(log);
+    let dir = g.data_dir()?;
+    if init && !dir.is_initialised() {
+        nodus_node::init(&dir)?;
+    }
+    let node = Node::start(StartOptions {
+        data_dir: dir.clone(),
+        config: None,
+    })
+    .await?;
+    if g.json {
+        ui::json(&serde_json::to_value(&node.endpoints)?);
+    } else {
+        println!("nodus node {}", node.endpoints.peer_id);
+        println!("api       {}", node.endpoints.api);
+        for a in &node.endpoints.p2p {
+            println!("p2p       {a}");
+        }
+        println!("data dir  {}", dir.root().display());
+    }
+    let mut stop = node.stop_requested();
+    tokio::select! {
+        r = ui::process::stop_signal() => r?,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    tracing::info!(target: "nodus::cli", "shutting down");
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
+    let api = g.api()?;
+    match cmd {
+        NodeCommand::Status => {
+            let v = api.get("/api/v1/status").await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!("peer id        {}", s(&v["peer_id"]));
+                println!("version        {}", s(&v["version"]));
+                println!("data dir       {}", s(&v["data_dir"]));
+                println!("peers          {}", s(&v["connected_peers"]));
+                println!("routing table  {}", s(&v["routing_table_size"]));
+                println!("dht queries    {}", s(&v["dht_queries"]));
+                println!("nat            {}", s(&v["nat"]));
+                for a in v["listen_addrs"].as_array().into_iter().flatten() {
+                    println!("listen         {}", s(a));
+                }
+                for a in v["external_addrs"].as_array().into_iter().flatten() {
+                    println!("external       {}", s(a));
+                }
+            }
+        }
+        NodeCommand::Stop => {
+            let v = api.post("/api/v1/shutdown", &json!({})).await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!("node is stopping");
+            }
+        }
+        NodeCommand::Peers => {
+            let v = api.get("/api/v1/peers").await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                let rows: Vec<Vec<String>> = v["peers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| {
+                        vec![
+                            s(&p["peer_id"]),
+                            p["addresses"]
+                                .as_array()
+                                .and_then(|a| a.first())
+                                .map(s)
+                                .unwrap_or_default(),
+                            p["rtt_ms"]
+                                .as_f64()
+                                .map(|r| format!("{r:.2}"))
+                                .unwrap_or("-".into()),
+                            if p["relayed"].as_bool() == Some(true) {
+                                "relay"
+                            } else {
+                                "direct"
+                            }
+                            .into(),
+                            s(&p["agent"]),
+                        ]
+                    })
+                    .collect();
+                table(&["peer", "address", "rtt ms", "path", "agent"], &rows);
+            }
+        }
+        NodeCommand::Connect { target } => {
+            let v = api
+                .post("/api/v1/connect", &json!({ "addr": target }))
+                .await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!("connected to {}", s(&v["peer_id"]));
+            }
+        }
+        NodeCommand::Ping { peer, count } => {
+            let v = api
+                .post("/api/v1/ping", &json!({ "peer": peer, "count": count }))
+                .await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                for (i, r) in v["rtt_ms"].as_array().into_iter().flatten().enumerate() {
+                    println!(
+                        "ping {} seq={} time={:.3} ms",
+                        s(&v["peer"]),
+                        i + 1,
+                        r.as_f64().unwrap_or(0.0)
+                    );
+                }
+            }
+        }
+        NodeCommand::Dht { command } => match command {
+            DhtCommand::Put { key, value } => {
+                let v = api
+                    .put(
+                        &format!("/api/v1/dht/{}", enc(&key)),
+                        &json!({ "value": value }),
+                    )
+                    .await?;
+                if g.json {
+                    ui::json(&v);
+                } else if v["replicated"] == true {
+                    println!("stored {key} on this node and its closest peers");
+                } else {
+                    println!(
+                        "stored {key} on this node only: no other peer is known yet (`nodus connect` one); it is offered again every hour"
+                    );
+                }
+            }
+            DhtCommand::Get { key } => {
+                let v = api.get(&format!("/api/v1/dht/{}", enc(&key))).await?;
+                if g.json {
+                    ui::json(&v);
+                } else {
+                    println!("{}", s(&v["value"]));
+                }
+            }
+        },
+        NodeCommand::Pubsub { command } => match command {
+            PubsubCommand::Publish { topic, message } => {
+                let v = api
+                    .post(
+                        "/api/v1/pubsub/publish",
+                        &json!({ "topic": topic, "data": message }),
+                    )
+                    .await?;
+                if g.json {
+                    ui::json(&v);
+                } else {
+                    println!("published {}", s(&v["id"]));
+                }
+            }
+            PubsubCommand::Subscribe { topic, count } => {
+                let stream = api
+                    .sse(&format!("/api/v1/pubsub/subscribe?topic={}", enc(&topic)))
+                    .await?;
+                follow(stream, g.json, count, |v| {
+                    format!(
+                        "[{}] {}: {}",
+                        s(&v["topic"]),
+                        s(&v["source"]),
+                        s(&v["data"])
+                    )
+                })
+                .await?;
+            }
+        },
+        NodeCommand::Events => {
+            let stream = api.sse("/api/v1/events").await?;
+            follow(stream, g.json, None, |v| {
+                let kind = s(&v["type"]);
+                let mut rest = v.clone();
+                if let Some(o) = rest.as_object_mut() {
+                    o.remove("type");
+                }
+                format!("{kind} {rest}")
+            })
+            .await?;
+        }
+        NodeCommand::Init | NodeCommand::Up { .. } | NodeCommand::Testnet { .. } => {
+            bail!("internal: not an API command")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,165 @@
+//! `nodus msg` as a person uses it: separate node processes, kill -9 and restart.
+
+mod common;
+
+#[allow(unused_imports)]
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn history(dir: &Path, with: &str) -> Vec<serde_json::Value> {
+    let o = nodus(dir, &["--json", "msg", "history", with]);
+    if !o.status.success() {
+        return Vec::new();
+    }
+    json(&o).as_array().cloned().unwrap_or_default()
+}
+
+fn incoming(dir: &Path, with: &str) -> Vec<String> {
+    history(dir, with)
+        .iter()
+        .filter(|m| m["outgoing"] == false)
+        .map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A data dir whose node has no listener and is reached only through `relay`.
+fn hide_behind(dir: &Path, relay: &Path) {
+    let addr = p2p_addr(relay);
+    let config = format!(
+        "[p2p]\nlisten = []\nbootstrap = [\"{addr}\"]\nrelays = [\"{addr}\"]\nmdns = false\n"
+    );
+    write_config(dir, config).unwrap();
+}
+
+/// Bob cannot be dialed: he is reached through c, which relays for him and keeps his
+/// mail. kill -9 of Bob, then of Alice and of c: after restarts every message arrives,
+/// once, in order.
+#[test]
+fn messages_survive_kill_9_of_sender_recipient_and_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    init_at(&a, "127.0.45.1");
+    init_at(&b, "127.0.46.1");
+    init_at(&c, "127.0.47.1");
+    // A relay must announce an address for its reservations to carry one.
+    let relay_config = std::fs::read_to_string(c.join("config.toml")).unwrap();
+    write_config(
+        &c,
+        relay_config.replace("[p2p]\n", "[p2p]\nadvertise_listen_addrs = true\n"),
+    )
+    .unwrap();
+    let mut nc = up(&c);
+    hide_behind(&b, &c);
+    let mut na = up(&a);
+    let mut nb = up(&b);
+    connect(&a, &c);
+    let code = stdout(&nodus(&a, &["msg", "invite"])).trim().to_string();
+    assert!(
+        nodus(&b, &["msg", "add", &code, "--name", "alice"])
+            .status
+            .success()
+    );
+    let code = stdout(&nodus(&b, &["msg", "invite"])).trim().to_string();
+    assert!(
+        nodus(&a, &["msg", "add", &code, "--name", "bob"])
+            .status
+            .success()
+    );
+    let o = nodus(&a, &["msg", "send", "bob", "m0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    wait_for("m0", || incoming(&b, "alice") == ["m0"]);
+
+    wait_for("bob's reservation on the relay", || {
+        let status = json(&nodus(&b, &["--json", "status"]));
+        status["listen_addrs"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
+    let status = json(&nodus(&b, &["--json", "status"]));
+    let addrs = status["listen_addrs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        !addrs.is_empty()
+            && addrs
+                .iter()
+                .all(|a| a.as_str().unwrap_or_default().contains("p2p-circuit")),
+        "bob is reachable through the relay only: {status}"
+    );
+    // The recipient dies; the sender's messages go to the mailbox (c).
+    nb.child.kill().unwrap();
+    nb.child.wait().unwrap();
+    for m in ["m1", "m2"] {
+        assert!(nodus(&a, &["msg", "send", "bob", m]).status.success());
+    }
+    wait_for("m1 and m2 to be stored", || {
+        history(&a, "bob")
+            .iter()
+            .filter(|m| m["state"] == "stored")
+            .count()
+            == 2
+    });
+    // One more, and the sender dies the moment its send returns; then the mailbox dies.
+    assert!(nodus(&a, &["msg", "send", "bob", "m3"]).status.success());
+    na.child.kill().unwrap();
+    na.child.wait().unwrap();
+    nc.child.kill().unwrap();
+    nc.child.wait().unwrap();
+
+    // The relay comes back (on a new port) with the mail it held; the recipient comes
+    // back behind it and fetches it.
+    let _nc = up(&c);
+    hide_behind(&b, &c);
+    let _nb = up(&b);
+    wait_for("m1 and m2 from the restarted mailbox", || {
+        let got = incoming(&b, "alice");
+        got.len() >= 3 && got[..3] == ["m0", "m1", "m2"]
+    });
+    // The sender comes back and delivers what was still in its outbox.
+    let _na = up(&a);
+    connect(&a, &c);
+    wait_for("m3 from the restarted sender", || {
+        incoming(&b, "alice").len() >= 4
+    });
+    assert_eq!(incoming(&b, "alice"), ["m0", "m1", "m2", "m3"]);
+    wait_for("every message delivered", || {
+        history(&a, "bob")
+            .iter()
+            .all(|m| m["state"] == "delivered" || m["state"] == "read")
+    });
+}
+
+/// The messaging benchmark's plumbing with tiny sizes: it prints its table. Timing is
+/// never asserted.
+#[test]
+fn bench_msg_prints_its_table() {
+    let o = Command::new(BIN)
+        .args([
+            "bench",
+            "msg",
+            "--small",
+            "50",
+            "--large",
+            "3",
+            "--round-trips",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for row in [
+        "direct, 100 B",
+        "one relay, 64 KiB",
+        "reroute after the relay dies",
+        "stored messages",
+    ] {
+        assert!(out.contains(row), "{row} missing:\n{out}");
+    }
+}

@@ -1,0 +1,252 @@
+//! File sharing as a person uses it: `share` and `get` between node processes, kill -9
+//! half way, `bench torrent`.
+
+mod common;
+
+#[allow(unused_imports)]
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// File sharing between two `nodus up` processes: `share` on one, `get` on the other,
+/// the downloader killed with SIGKILL half way. After the restart it still has every
+/// piece it had announced (no re-hash), and `get` finishes the download byte for byte.
+#[test]
+fn share_and_get_between_processes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    torrent_node(&a, "127.0.61.1", "upload_limit_kib = 2048\n");
+    torrent_node(&b, "127.0.62.1", "");
+    let _seeder = up(&a);
+    let mut leecher = up(&b);
+    let (file, data) = holiday(tmp.path());
+
+    let o = nodus(&a, &["share", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shared = json(&o);
+    assert!(s_of(&shared["magnet"]).starts_with("magnet:?xt=urn:btih:"));
+    let torrent_path = s_of(&shared["torrent_path"]);
+    assert!(Path::new(&torrent_path).is_file());
+    let seeder_addr = bittorrent_addr(&a);
+
+    fails_saying(
+        &nodus(&b, &["get", "no-such-thing"]),
+        "neither a magnet link",
+    );
+
+    let out = tmp.path().join("out");
+    let o = nodus(
+        &b,
+        &[
+            "get",
+            &torrent_path,
+            "-o",
+            out.to_str().unwrap(),
+            "--peer",
+            &seeder_addr,
+            "--detach",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = s_of(&json(&o)["id"]);
+
+    let had = kill_9_half_way(&b, &mut leecher);
+
+    let _leecher = up(&b);
+    let o = nodus(&b, &["torrents", "--json"]);
+    let t = json(&o)[0].clone();
+    assert!(
+        t["pieces_have"].as_u64().unwrap() >= had,
+        "had {had} pieces before kill -9, {} after",
+        t["pieces_have"]
+    );
+    let o = nodus(&b, &["get", &id, "--peer", &seeder_addr, "--json"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(s_of(&json(&o)["state"]), "seeding");
+    assert!(
+        std::fs::read(out.join("holiday.mp4")).unwrap() == data,
+        "downloaded file differs"
+    );
+    let o = nodus(&b, &["torrents"]);
+    assert!(
+        stdout(&o).contains("holiday.mp4") && stdout(&o).contains("seeding"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// A node for file sharing on its own loopback IP, with no DHT bootstrap.
+fn torrent_node(dir: &Path, ip: &str, torrent_extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    assert!(nodus(dir, &["init"]).status.success());
+    write_config(
+        dir,
+        format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\ndht_bootstrap = []\n{torrent_extra}"),
+    )
+    .unwrap();
+}
+
+/// An 8 MiB file to share, and its bytes.
+fn holiday(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let file = dir.join("holiday.mp4");
+    let data: Vec<u8> = (0..8 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    (file, data)
+}
+
+fn bittorrent_addr(dir: &Path) -> String {
+    endpoints(dir).unwrap()["extra"]["bittorrent"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Waits until the first torrent of the node at `dir` is between 30% and 90% done (its
+/// seeder uploads at 2 MiB/s), kills the node with SIGKILL and returns the pieces it had.
+fn kill_9_half_way(dir: &Path, node: &mut Running) -> u64 {
+    let start = Instant::now();
+    let had = loop {
+        let t = json(&nodus(dir, &["torrents", "--json"]))[0].clone();
+        let p = t["progress"].as_f64().unwrap_or(0.0);
+        if p >= 0.3 {
+            assert!(p < 0.9, "too fast to kill half way: {p}");
+            break t["pieces_have"].as_u64().unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no progress: {t}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    had
+}
+
+/// A v2-only magnet link: the downloader fetches the piece layers from the seeder
+/// (BEP 52 hash requests) and is killed with SIGKILL half way; the seeder stops too.
+/// After the restart the downloader still has the layers, stored with its metainfo: a
+/// third node that knows only it gets the metadata, the layers (without which it could
+/// verify nothing) and pieces. Then the seeder is back and the download finishes byte
+/// for byte.
+#[test]
+fn v2_magnet_download_keeps_fetched_piece_layers_across_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    torrent_node(&a, "127.0.63.1", "upload_limit_kib = 2048\n");
+    torrent_node(&b, "127.0.64.1", "");
+    torrent_node(&c, "127.0.65.1", "");
+    let mut seeder = up(&a);
+    let mut leecher = up(&b);
+    let (file, data) = holiday(tmp.path());
+    let o = nodus(&a, &["share", file.to_str().unwrap(), "--v2", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let magnet = s_of(&json(&o)["magnet"]);
+    assert!(
+        magnet.contains("xt=urn:btmh:") && !magnet.contains("urn:btih:"),
+        "a v2-only magnet link: {magnet}"
+    );
+    let get = |node: &Path, peer: &str| {
+        let out = node.join("out");
+        let o = nodus(
+            node,
+            &[
+                "get",
+                &magnet,
+                "-o",
+                out.to_str().unwrap(),
+                "--peer",
+                peer,
+                "--detach",
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        s_of(&json(&o)["id"])
+    };
+    let id = get(&b, &bittorrent_addr(&a));
+    let had = kill_9_half_way(&b, &mut leecher);
+    let _ = seeder.child.kill();
+    seeder.child.wait().unwrap();
+
+    let _leecher = up(&b);
+    let t = json(&nodus(&b, &["torrents", "--json"]))[0].clone();
+    assert!(t["pieces_have"].as_u64().unwrap() >= had, "{t}");
+    let _third = up(&c);
+    get(&c, &bittorrent_addr(&b));
+    wait_for(
+        "the third node to verify pieces it got from the restarted one",
+        || {
+            let t = json(&nodus(&c, &["torrents", "--json"]))[0].clone();
+            t["pieces_have"].as_u64().unwrap_or(0) > 0
+        },
+    );
+
+    let _seeder = up(&a);
+    let o = nodus(&b, &["get", &id, "--peer", &bittorrent_addr(&a), "--json"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(s_of(&json(&o)["state"]), "seeding");
+    assert!(
+        std::fs::read(b.join("out/holiday.mp4")).unwrap() == data,
+        "downloaded file differs"
+    );
+}
+
+fn s_of(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// The torrent benchmark's plumbing, with a tiny file: it must print nodus beside the
+/// three reference clients, each of which finished. Timing is never asserted.
+#[test]
+fn bench_torrent_prints_nodus_beside_reference_clients() {
+    let o = Command::new(BIN)
+        .args([
+            "--json",
+            "bench",
+            "torrent",
+            "--size-mib",
+            "8",
+            "--seeders",
+            "1",
+            "--limit-secs",
+            "90",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v = json(&o);
+    let runs = v["runs"].as_array().unwrap();
+    let clients: Vec<&str> = runs.iter().map(|r| r["client"].as_str().unwrap()).collect();
+    assert_eq!(
+        clients,
+        ["nodus", "libtorrent 2.1", "aria2", "Transmission"]
+    );
+    for r in runs {
+        assert!(
+            r["seconds"].as_f64().is_some(),
+            "{} did not finish: {r}",
+            r["client"]
+        );
+        // CPU time in clock ticks (10 ms): at most two cores' worth of the wall time.
+        let cpu = r["cpu_seconds"].as_f64().unwrap_or(-1.0);
+        let wall = r["seconds"].as_f64().unwrap_or(0.0);
+        assert!(cpu >= 0.0 && cpu <= 2.0 * wall + 0.05, "CPU time of {r}");
+        assert!(
+            r["seeders_cpu_seconds"].as_f64().is_some_and(|s| s >= 0.0),
+            "{r}"
+        );
+    }
+    // libtorrent's Python process alone takes more than a tick to start.
+    let libtorrent_cpu = runs[1]["cpu_seconds"].as_f64().unwrap_or(0.0);
+    assert!(libtorrent_cpu >= 0.02, "{}", runs[1]);
+    assert_eq!(v["check"]["pieces_ok"], 32, "{v}");
+}
