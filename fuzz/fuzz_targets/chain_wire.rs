@@ -3,27 +3,7 @@
 //! never panics; a block that decodes re-encodes to the same bytes.
 #![no_main]
 
-use futures::executor::block_on;
-use libfuzzer_sys::fuzz_target;
-use nodus_chain::store::encode_block;
-use nodus_chain::tx::RecoveredTx;
-use nodus_chain::wire;
+#[path = "../../crates/chain/tests/oracle/chain_wire.rs"]
+mod oracle;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(tx) = RecoveredTx::decode(data) {
-        let _ = tx.check_static(31337, 30_000_000);
-        assert_eq!(tx.encoded(), data, "a decoded transaction re-encodes to its bytes");
-    }
-    if let Ok(block) = wire::decode_block(data) {
-        assert_eq!(encode_block(&block), data, "a decoded block re-encodes to its bytes");
-        let _ = nodus_chain::chain::recover_all(&block);
-    }
-    let _ = wire::decode_request(data);
-    if let Ok(wire::SyncResponse::Headers(raw)) = wire::decode_response(data) {
-        let _ = wire::decode_headers(&raw);
-    }
-    let mut r = futures::io::Cursor::new(data);
-    while let Ok(frame) = block_on(wire::read_frame(&mut r)) {
-        let _ = wire::decode_request(&frame);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

@@ -2,16 +2,7 @@
 //! number reported is within the text.
 #![no_main]
 
-use std::path::Path;
+#[path = "../../crates/core/tests/oracle/config_toml.rs"]
+mod oracle;
 
-use libfuzzer_sys::fuzz_target;
-use nodus_core::{Config, CoreError};
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Err(CoreError::Config { line, .. }) = Config::parse(text, Path::new("config.toml")) {
-        assert!(line <= text.lines().count() + 1);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

@@ -2,41 +2,7 @@
 //! envelope inside and decrypting its Olm or Megolm ciphertext never panic.
 #![no_main]
 
-use std::sync::{LazyLock, Mutex};
+#[path = "../../crates/msg/tests/oracle/msg_mailbox_item.rs"]
+mod oracle;
 
-use libfuzzer_sys::fuzz_target;
-use nodus_msg::megolm::GroupCrypto;
-use nodus_msg::olm::Crypto;
-use nodus_msg::seal::SealKey;
-use nodus_msg::wire::{self, Body, Envelope};
-
-static STATE: LazyLock<Mutex<(SealKey, Crypto, GroupCrypto)>> = LazyLock::new(|| {
-    let mut groups = GroupCrypto::default();
-    let key = GroupCrypto::default().current_key([1; 16]);
-    let _ = groups.add_inbound([1; 16], "sender", &key);
-    Mutex::new((SealKey::generate(), Crypto::new(), groups))
-});
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(mut state) = STATE.lock() else { return };
-    let (seal, crypto, groups) = &mut *state;
-    let _ = seal.open(data, b"routing");
-    let Ok(env) = wire::decode::<Envelope>(data) else {
-        // Raw Olm and Megolm bytes as well.
-        let _ = crypto.decrypt("sender", &[9; 32], data.first().copied().unwrap_or(0) % 3, data);
-        let _ = groups.decrypt([1; 16], "sender", "session", data);
-        return;
-    };
-    match env.body {
-        Body::Olm { kind, ciphertext, card } => {
-            if let Some(c) = card {
-                let _ = c.verify();
-            }
-            // A decryption is never accepted here, so the state stays as it is.
-            let _ = crypto.decrypt("sender", &[9; 32], kind, &ciphertext);
-        }
-        Body::Group { group, session, ciphertext } => {
-            let _ = groups.decrypt(group, "sender", &session, &ciphertext);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

@@ -4,29 +4,7 @@
 //! gets the raw bytes too, length prefix and all.
 #![no_main]
 
-use futures::executor::block_on;
-use libfuzzer_sys::fuzz_target;
-use nodus_msg::wire::{
-    self, Envelope, GroupPlain, MailboxReply, MailboxRequest, MsgReply, Plain,
-};
+#[path = "../../crates/msg/tests/oracle/msg_wire.rs"]
+mod oracle;
 
-fn round_trip<T>(data: &[u8])
-where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-{
-    if let Ok(v) = wire::decode::<T>(data) {
-        let again: T = wire::decode(&wire::encode(&v)).expect("re-encoded value decodes");
-        assert_eq!(again, v);
-    }
-}
-
-fuzz_target!(|data: &[u8]| {
-    round_trip::<Envelope>(data);
-    round_trip::<MsgReply>(data);
-    round_trip::<MailboxRequest>(data);
-    round_trip::<MailboxReply>(data);
-    round_trip::<Plain>(data);
-    round_trip::<GroupPlain>(data);
-    let mut r = futures::io::Cursor::new(data);
-    while let Ok(Some(_)) = block_on(wire::read_frame::<_, Envelope>(&mut r)) {}
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

@@ -3,23 +3,7 @@
 //! message that decodes to the same thing.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use nodus_torrent::dht::krpc::{Message, decode, encode_query, encode_response};
+#[path = "../../crates/torrent/tests/oracle/torrent_krpc.rs"]
+mod oracle;
 
-fuzz_target!(|data: &[u8]| {
-    match decode(data) {
-        Ok(Message::Query(q)) => {
-            let again = decode(&encode_query(&q.tid, &q.id, &q.query));
-            if let Ok(Message::Query(back)) = again {
-                assert_eq!(back.query, q.query);
-                assert_eq!(back.id, q.id);
-            } else if !matches!(q.query, nodus_torrent::dht::krpc::Query::Other(_)) {
-                panic!("a query did not survive re-encoding: {q:?}");
-            }
-        }
-        Ok(Message::Response(r)) => {
-            assert_eq!(decode(&encode_response(&r)).ok(), Some(Message::Response(r)));
-        }
-        Ok(Message::Error { .. }) | Err(_) => {}
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

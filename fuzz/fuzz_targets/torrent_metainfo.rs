@@ -3,28 +3,7 @@
 //! again to the same infohashes and layout.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use nodus_torrent::bencode::{self, BValue};
-use nodus_torrent::magnet::Magnet;
-use nodus_torrent::metainfo::Metainfo;
+#[path = "../../crates/torrent/tests/oracle/torrent_metainfo.rs"]
+mod oracle;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok((v, used)) = bencode::decode_prefix(data) {
-        assert_eq!(BValue::from(&v).encode().len() <= used, true);
-    }
-    if let Ok(m) = Metainfo::from_bytes(data) {
-        let again = Metainfo::from_bytes(&m.to_bytes()).expect("written torrent loads");
-        assert_eq!(again.hashes, m.hashes);
-        assert_eq!(again.info.files, m.info.files);
-        assert_eq!(again.info.num_pieces, m.info.num_pieces);
-        for f in &m.info.files {
-            for c in &f.path {
-                assert!(!c.is_empty() && c != ".." && !c.contains('/'));
-            }
-        }
-    }
-    let _ = Metainfo::from_info_bytes(data);
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = Magnet::parse(s);
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

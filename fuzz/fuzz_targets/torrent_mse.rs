@@ -4,18 +4,7 @@
 //! than the handshake allows.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use nodus_torrent::mse::{Policy, initiate, respond};
+#[path = "../../crates/torrent/tests/oracle/torrent_mse.rs"]
+mod oracle;
 
-fuzz_target!(|data: &[u8]| {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let (first, rest) = data.split_at(data.len().min(20));
-        let io = tokio::io::join(rest, tokio::io::sink());
-        let _ = respond(io, first, &[[1; 20]], Policy::Prefer).await;
-        let io = tokio::io::join(data, tokio::io::sink());
-        let _ = initiate(io, [1; 20], b"handshake", Policy::Prefer).await;
-    });
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| oracle::check(data));

@@ -219,22 +219,37 @@ impl Ops {
     }
 }
 
-/// The changes in a record's payload, or a description of where it is malformed (a
-/// record passed its checksum, so that would be a bug, not a torn write).
-pub fn decode(mut p: &[u8]) -> Result<Vec<Op<'_>>, String> {
-    fn field<'a>(p: &mut &'a [u8]) -> Result<&'a [u8], String> {
+/// Where a record's payload is malformed. A record passed its checksum, so any of these
+/// is a bug, not a torn write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("a field's length is cut short")]
+    LengthCut,
+    #[error("a field is cut short")]
+    FieldCut,
+    #[error("a key is not UTF-8")]
+    KeyNotText,
+    #[error("unknown change kind {0}")]
+    UnknownKind(u8),
+    #[error("a trailing byte")]
+    Trailing,
+}
+
+/// The changes in a record's payload.
+pub fn decode(mut p: &[u8]) -> Result<Vec<Op<'_>>, RecordError> {
+    fn field<'a>(p: &mut &'a [u8]) -> Result<&'a [u8], RecordError> {
         let len = p
             .get(..4)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or("length cut short")?;
-        let v = p.get(4..4 + len).ok_or("field cut short")?;
+            .ok_or(RecordError::LengthCut)?;
+        let v = p.get(4..4 + len).ok_or(RecordError::FieldCut)?;
         *p = &p[4 + len..];
         Ok(v)
     }
     let mut ops = Vec::new();
     while let [kind, table, rest @ ..] = p {
         p = rest;
-        let key = std::str::from_utf8(field(&mut p)?).map_err(|_| "key not UTF-8")?;
+        let key = std::str::from_utf8(field(&mut p)?).map_err(|_| RecordError::KeyNotText)?;
         ops.push(match kind {
             0 => Op::Put {
                 table: *table,
@@ -242,11 +257,11 @@ pub fn decode(mut p: &[u8]) -> Result<Vec<Op<'_>>, String> {
                 value: field(&mut p)?,
             },
             1 => Op::Remove { table: *table, key },
-            k => return Err(format!("unknown change kind {k}")),
+            k => return Err(RecordError::UnknownKind(*k)),
         });
     }
     if !p.is_empty() {
-        return Err("trailing byte".into());
+        return Err(RecordError::Trailing);
     }
     Ok(ops)
 }
@@ -254,6 +269,28 @@ pub fn decode(mut p: &[u8]) -> Result<Vec<Op<'_>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_payloads_name_the_fault() {
+        assert_eq!(decode(&[0, 1, 9]).err(), Some(RecordError::LengthCut));
+        assert_eq!(
+            decode(&[0, 1, 9, 0, 0, 0]).err(),
+            Some(RecordError::FieldCut)
+        );
+        assert_eq!(
+            decode(&[1, 1, 1, 0, 0, 0, 0xff]).err(),
+            Some(RecordError::KeyNotText)
+        );
+        assert_eq!(
+            decode(&[7, 1, 1, 0, 0, 0, b'k']).err(),
+            Some(RecordError::UnknownKind(7))
+        );
+        assert_eq!(
+            decode(&[1, 1, 1, 0, 0, 0, b'k', 0]).err(),
+            Some(RecordError::Trailing)
+        );
+        assert_eq!(decode(&[]).unwrap().len(), 0);
+    }
 
     fn ops(n: u8) -> Vec<u8> {
         let mut o = Ops::default();

@@ -250,13 +250,92 @@ mod tests {
         assert_eq!(many.len(), 10_000);
     }
 
+    /// Bytes that decode must be a value that encodes back to a decodable equal; bytes
+    /// that do not are a `Decode` error (never a panic, never another kind).
+    fn decodes_or_is_refused<T>(raw: &[u8]) -> Result<(), proptest::test_runner::TestCaseError>
+    where
+        T: serde::de::DeserializeOwned + Serialize + PartialEq + std::fmt::Debug,
+    {
+        match decode::<T>(raw) {
+            Ok(v) => proptest::prop_assert_eq!(decode::<T>(&encode(&v)).unwrap(), v),
+            Err(e) => proptest::prop_assert!(matches!(e, WireError::Decode(_)), "{e}"),
+        }
+        Ok(())
+    }
+
     #[test]
-    fn garbage_is_an_error_not_a_panic() {
-        for len in 0..64 {
-            let junk: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-            let _ = decode::<Envelope>(&junk);
-            let _ = decode::<MailboxRequest>(&junk);
-            let _ = decode::<Plain>(&junk);
+    fn garbage_is_a_decode_error() {
+        for raw in [
+            &b""[..],
+            &[0xff; 8],
+            &[5, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        ] {
+            assert!(matches!(decode::<Envelope>(raw), Err(WireError::Decode(_))));
+            assert!(matches!(
+                decode::<MailboxRequest>(raw),
+                Err(WireError::Decode(_))
+            ));
+            assert!(matches!(
+                decode::<MailboxReply>(raw),
+                Err(WireError::Decode(_))
+            ));
+            assert!(matches!(decode::<MsgReply>(raw), Err(WireError::Decode(_))));
+            assert!(matches!(decode::<Plain>(raw), Err(WireError::Decode(_))));
+        }
+    }
+
+    fn bytes(max: usize) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(proptest::num::u8::ANY, 0..max)
+    }
+
+    fn id() -> impl proptest::strategy::Strategy<Value = MsgId> {
+        proptest::array::uniform16(proptest::num::u8::ANY)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_or_are_refused(raw in bytes(512)) {
+            decodes_or_is_refused::<Envelope>(&raw)?;
+            decodes_or_is_refused::<MsgReply>(&raw)?;
+            decodes_or_is_refused::<MailboxRequest>(&raw)?;
+            decodes_or_is_refused::<MailboxReply>(&raw)?;
+            decodes_or_is_refused::<Plain>(&raw)?;
+            decodes_or_is_refused::<GroupPlain>(&raw)?;
+        }
+
+        #[test]
+        fn envelopes_round_trip(i in id(), sender in bytes(64), kind in proptest::num::u8::ANY, ct in bytes(512), group in id(), session in ".{0,20}", olm in proptest::bool::ANY) {
+            let body = if olm {
+                Body::Olm { card: None, kind, ciphertext: ct }
+            } else {
+                Body::Group { group, session, ciphertext: ct }
+            };
+            let e = Envelope { id: i, sender, body };
+            proptest::prop_assert_eq!(decode::<Envelope>(&encode(&e)).unwrap(), e);
+        }
+
+        #[test]
+        fn mailbox_requests_round_trip(to in bytes(64), i in id(), order in proptest::num::u64::ANY, ttl in proptest::num::u32::ANY, sealed in bytes(256), ids in proptest::collection::vec(id(), 0..8)) {
+            for req in [
+                MailboxRequest::Store { to: to.clone(), id: i, order, ttl_secs: ttl, sealed: sealed.clone() },
+                MailboxRequest::Fetch { max: ttl },
+                MailboxRequest::Delete { ids: ids.clone() },
+                MailboxRequest::Retract { to: to.clone(), ids: ids.clone() },
+            ] {
+                proptest::prop_assert_eq!(decode::<MailboxRequest>(&encode(&req)).unwrap(), req);
+            }
+        }
+
+        #[test]
+        fn plaintexts_round_trip(i in id(), seq in proptest::num::u64::ANY, ms in proptest::num::u64::ANY, text in ".{0,64}", ids in proptest::collection::vec(id(), 0..8), read in proptest::bool::ANY) {
+            for content in [
+                Content::Text(text.clone()),
+                Content::Receipt { ids: ids.clone(), read },
+                Content::Batch(vec![Plain { id: i, seq, sent_ms: ms, content: Content::Text(text.clone()) }]),
+            ] {
+                let p = Plain { id: i, seq, sent_ms: ms, content };
+                proptest::prop_assert_eq!(decode::<Plain>(&encode(&p)).unwrap(), p);
+            }
         }
     }
 

@@ -14,6 +14,11 @@ pub enum NetEvent {
     PeerDisconnected {
         peer: String,
     },
+    /// A dial to a known peer failed on every address tried.
+    DialFailed {
+        peer: String,
+        error: String,
+    },
     ListenAddr {
         address: String,
     },

@@ -238,15 +238,21 @@ mod tests {
     }
 
     #[test]
-    fn malformed_rows_never_panic() {
+    fn malformed_rows_are_refused() {
+        // Too short for the expiry; no publisher length; a publisher longer than the
+        // row; a publisher that is not a peer id.
         for row in [
             &[][..],
+            &[0; 7],
             &[0; 8],
             &[0, 0, 0, 0, 0, 0, 0, 0, 200, 1, 2],
-            &[0; 9],
+            &[0, 0, 0, 0, 0, 0, 0, 1, 2, 0xff, 0xff],
         ] {
-            let _ = decode(b"/kv/x", row);
+            assert!(decode(b"/kv/x", row).is_err(), "{row:?}");
         }
+        // An expiry of 0 means none, and an empty publisher is allowed.
+        let none = decode(b"/kv/x", &[0; 9]).unwrap().unwrap();
+        assert!(none.value.is_empty() && none.publisher.is_none() && none.expires.is_none());
         let r = Record::new(RecordKey::new(&"/kv/x"), b"v".to_vec());
         let back = decode(b"/kv/x", &encode(&r)).unwrap().unwrap();
         assert_eq!(back.value, b"v");

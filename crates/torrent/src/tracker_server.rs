@@ -70,52 +70,100 @@ fn failure(reason: &str) -> Vec<u8> {
     dict([("failure reason", BValue::str(reason))]).encode()
 }
 
-fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
+/// An HTTP tracker request, as parsed from the bytes a client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Announce(Announce),
+    /// The swarms asked about (at most 100; malformed hashes are skipped).
+    Scrape(Vec<[u8; 20]>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    pub info_hash: [u8; 20],
+    pub port: u16,
+    /// The address the client asks to be listed at (`ip=`), if any.
+    pub ip: Option<IpAddr>,
+    pub stopped: bool,
+    /// `left=0`: the client has everything.
+    pub seed: bool,
+}
+
+/// Why a request is not one this tracker answers; the message goes back to the client
+/// as the announce's failure reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("only GET /announce")]
+    NotGet,
+    #[error("no query")]
+    NoQuery,
+    #[error("info_hash and port are required")]
+    Incomplete,
+}
+
+/// Most swarms one scrape may ask about.
+pub const MAX_SCRAPE: usize = 100;
+
+/// Parses the request line of an HTTP announce or scrape (untrusted input: any bytes
+/// are a request or an error).
+pub fn parse_request(request: &[u8]) -> Result<Request, RequestError> {
     let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let Some(target) = line
+    let target = line
         .strip_prefix(b"GET ")
         .and_then(|l| l.split(|&b| b == b' ').next())
-    else {
-        return failure("only GET /announce");
-    };
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(i) => (&target[..i], &target[i + 1..]),
-        None => return failure("no query"),
+        .ok_or(RequestError::NotGet)?;
+    let i = target
+        .iter()
+        .position(|&b| b == b'?')
+        .ok_or(RequestError::NoQuery)?;
+    let (path, query) = (&target[..i], &target[i + 1..]);
+    let pairs = || {
+        query.split(|&b| b == b'&').map(|pair| {
+            let mut kv = pair.splitn(2, |&b| b == b'=');
+            let (k, v) = (kv.next().unwrap_or_default(), kv.next().unwrap_or_default());
+            (k, percent_decode(v).collect::<Vec<u8>>())
+        })
     };
     if path.ends_with(b"/scrape") {
-        return scrape(swarms, query);
+        let hashes = pairs()
+            .filter(|(k, _)| *k == b"info_hash")
+            .filter_map(|(_, v)| <[u8; 20]>::try_from(v.as_slice()).ok())
+            .take(MAX_SCRAPE)
+            .collect();
+        return Ok(Request::Scrape(hashes));
     }
-    let mut info_hash = None;
-    let mut port = None;
-    let mut ip = None;
-    let mut stopped = false;
-    let mut seed = false;
-    for pair in query.split(|&b| b == b'&') {
-        let mut kv = pair.splitn(2, |&b| b == b'=');
-        let (k, v) = (kv.next().unwrap_or_default(), kv.next().unwrap_or_default());
-        let v: Vec<u8> = percent_decode(v).collect();
+    let (mut info_hash, mut port, mut ip, mut stopped, mut seed) = (None, None, None, false, false);
+    for (k, v) in pairs() {
+        let text = || std::str::from_utf8(&v).ok();
         match k {
             b"info_hash" => info_hash = <[u8; 20]>::try_from(v.as_slice()).ok(),
-            b"port" => {
-                port = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|p| p.parse::<u16>().ok())
-            }
-            b"ip" => {
-                ip = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|p| p.parse::<IpAddr>().ok())
-            }
+            b"port" => port = text().and_then(|p| p.parse::<u16>().ok()),
+            b"ip" => ip = text().and_then(|p| p.parse::<IpAddr>().ok()),
             b"event" => stopped = v == b"stopped",
             b"left" => seed = v == b"0",
             _ => {}
         }
     }
-    let (Some(hash), Some(port)) = (info_hash, port) else {
-        return failure("info_hash and port are required");
+    match (info_hash, port) {
+        (Some(info_hash), Some(port)) => Ok(Request::Announce(Announce {
+            info_hash,
+            port,
+            ip,
+            stopped,
+            seed,
+        })),
+        _ => Err(RequestError::Incomplete),
+    }
+}
+
+fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
+    let a = match parse_request(request) {
+        Ok(Request::Announce(a)) => a,
+        Ok(Request::Scrape(hashes)) => return scrape(swarms, &hashes),
+        Err(e) => return failure(&e.to_string()),
     };
-    let me = SocketAddr::new(ip.unwrap_or(from), port);
-    match record(swarms, hash, me, stopped, seed) {
+    let me = SocketAddr::new(a.ip.unwrap_or(from), a.port);
+    match record(swarms, a.info_hash, me, a.stopped, a.seed) {
         Ok(r) => dict([
             ("complete", BValue::Int(r.seeds as i64)),
             ("incomplete", BValue::Int(r.leechers as i64)),
@@ -273,17 +321,10 @@ async fn serve_udp(sock: UdpSocket, swarms: Swarms) {
     }
 }
 
-fn scrape(swarms: &Swarms, query: &[u8]) -> Vec<u8> {
+fn scrape(swarms: &Swarms, hashes: &[[u8; 20]]) -> Vec<u8> {
     let mut files = std::collections::BTreeMap::new();
-    for pair in query.split(|&b| b == b'&') {
-        let Some(v) = pair.strip_prefix(b"info_hash=") else {
-            continue;
-        };
-        let v: Vec<u8> = percent_decode(v).collect();
-        let Ok(hash) = <[u8; 20]>::try_from(v.as_slice()) else {
-            continue;
-        };
-        let (seeds, total) = counts(swarms, &hash);
+    for hash in hashes {
+        let (seeds, total) = counts(swarms, hash);
         let (seeds, total) = (seeds as i64, total as i64);
         files.insert(
             hash.to_vec(),
@@ -293,9 +334,6 @@ fn scrape(swarms: &Swarms, query: &[u8]) -> Vec<u8> {
                 ("incomplete", BValue::Int(total - seeds)),
             ]),
         );
-        if files.len() >= 100 {
-            break;
-        }
     }
     dict([("files", BValue::Dict(files))]).encode()
 }

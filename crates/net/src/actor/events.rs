@@ -96,6 +96,12 @@ impl Actor {
             } => {
                 let msg = describe(&error);
                 tracing::debug!(target: "nodus::net", ?peer_id, "dial failed: {msg}");
+                if let Some(peer) = peer_id {
+                    self.emit(NetEvent::DialFailed {
+                        peer: peer.to_string(),
+                        error: msg.clone(),
+                    });
+                }
                 if let Some(reply) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Err(NetError::Dial(msg.clone())));
                 }
