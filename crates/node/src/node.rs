@@ -114,7 +114,19 @@ impl Node {
                 metrics: registry.sub_registry_with_prefix(format!("nodus_{name}")),
                 shutdown: shutdown_rx.clone(),
             };
-            let running = s.start(ctx, &config).await?;
+            let running = match s.start(ctx, &config).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // What started before it stops now, closing its files, so the data
+                    // dir can be opened again at once (by this process, too).
+                    let _ = shutdown_tx.send(true);
+                    for t in tasks.drain(..) {
+                        t.abort();
+                        let _ = t.await;
+                    }
+                    return Err(e.into());
+                }
+            };
             tracing::info!(target: "nodus::node", service = name, "service started");
             routes.push((name, running.routes));
             if let Some(f) = running.events {

@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use nodus_chain::{ChainConfig, ChainHandle};
 use nodus_msg::MsgHandle;
-use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
-use nodus_torrent::{ShareRequest, TorrentHandle};
+use nodus_node::NodeError;
+use nodus_service::ServiceError;
+use nodus_testnet::{Testnet, TestnetError, node_config, node_ip, wait_until};
+use nodus_torrent::{ShareRequest, TorrentConfig, TorrentError, TorrentHandle};
 
 async fn api_get(net: &Testnet, k: usize, path: &str) -> (u16, String) {
     let token = std::fs::read_to_string(net.data_dir(k).cookie_path()).unwrap();
@@ -141,4 +143,67 @@ async fn every_service_metric_is_named_after_its_service() {
         .filter(|n| !n.starts_with("nodus_") && !n.starts_with("libp2p_"))
         .collect();
     assert!(stray.is_empty(), "metrics outside nodus_*: {stray:?}");
+}
+
+/// A service that cannot start (here: file sharing's port is taken) fails the node with
+/// that service's own error, and what had started before it (the overlay, messaging,
+/// the chain) stops and closes its files: the same data dir starts at once, in the same
+/// process, once the setting is fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_cannot_start_stops_the_ones_started_before_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(0, tmp.path()).await.unwrap();
+    let taken = std::net::TcpListener::bind((node_ip(0), 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut config = node_config(node_ip(0), &[]);
+    config
+        .edit::<TorrentConfig>(|t| t.listen = format!("{}:{port}", node_ip(0)))
+        .unwrap();
+    let err = net
+        .add_node(config.clone())
+        .await
+        .expect_err("the port is taken");
+    let TestnetError::Node(NodeError::Service(e)) = &err else {
+        panic!("{err}")
+    };
+    assert!(
+        matches!(
+            e,
+            ServiceError::Start {
+                service: "torrent",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        matches!(
+            e.downcast_ref::<TorrentError>(),
+            Some(TorrentError::Listen { .. })
+        ),
+        "{e}"
+    );
+    assert!(net.data_dir(0).service_dir("msg").join("msg.redb").exists());
+
+    config
+        .edit::<TorrentConfig>(|t| t.listen = format!("{}:0", node_ip(0)))
+        .unwrap();
+    let k = net.add_node(config).await.unwrap();
+    assert_eq!(k, 0);
+    let node = net.node(0);
+    assert!(
+        node.service::<MsgHandle>()
+            .unwrap()
+            .contacts()
+            .await
+            .is_ok()
+    );
+    assert!(
+        node.service::<ChainHandle>()
+            .unwrap()
+            .status()
+            .await
+            .is_ok()
+    );
+    assert!(node.service::<TorrentHandle>().is_some());
 }
