@@ -106,7 +106,6 @@ impl Node {
             let service_dir = dir.service_dir(name);
             nodus_core::datadir::create_private_dir(&service_dir)?;
             let ctx = ServiceContext {
-                name,
                 dir: service_dir,
                 data_dir: dir.clone(),
                 key: key.clone(),

@@ -10,8 +10,3 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_torrent::TorrentService>(),
     ]
 }
-
-/// The names of [`all`], as config.toml's sections.
-pub fn names() -> Vec<&'static str> {
-    all().iter().map(|s| s.name()).collect()
-}

@@ -10,8 +10,6 @@ use tokio::sync::watch;
 
 /// Everything a service gets from the node. Nothing here names another service.
 pub struct ServiceContext<'a> {
-    /// The service's name (its config section).
-    pub name: &'static str,
     /// `<data dir>/<name>/`, created (mode 0700) before the service starts. The service's
     /// files go here and nothing else writes here.
     pub dir: PathBuf,
