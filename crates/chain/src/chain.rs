@@ -11,8 +11,8 @@ use alloy_eips::eip1559::BaseFeeParams;
 use alloy_primitives::{Address, B64, B256, U256};
 
 use crate::asert::{self, AsertAnchor};
-use crate::error::ChainError;
-use crate::exec::{self, BlockInfo, Executed, Mode};
+use crate::error::{BlockFault, ChainError, StoreFault};
+use crate::exec::{self, BlockInfo, ExecError, Executed, Mode};
 use crate::spec::{ChainSpec, MAX_FUTURE_SECS, MEDIAN_SPAN};
 use crate::state::{StateDiff, WorldState};
 use crate::store::{Batch, BlockMeta, ChainBlock, Store};
@@ -71,10 +71,10 @@ pub struct Chain {
     canon: Vec<B256>,
 }
 
-fn invalid(hash: B256, reason: impl Into<String>) -> ChainError {
+fn invalid(hash: B256, reason: impl Into<BlockFault>) -> ChainError {
     ChainError::Block {
         hash,
-        reason: reason.into(),
+        reason: Box::new(reason.into()),
     }
 }
 
@@ -104,10 +104,7 @@ impl Chain {
                 let head = chain.head_hash();
                 let want = chain.headers.get(&head).map(|h| h.state_root);
                 if want != Some(chain.state.state_root()) {
-                    return Err(ChainError::store(
-                        path,
-                        format!("the stored state does not match head {head}; the file is damaged"),
-                    ));
+                    return Err(ChainError::store(path, StoreFault::StateMismatch(head)));
                 }
             }
             Some(g) => {
@@ -270,32 +267,29 @@ impl Chain {
     fn check_header(&self, hash: B256, h: &Header, now: u64) -> Result<(), ChainError> {
         let parent = &self.headers[&h.parent_hash];
         if h.number != parent.number + 1 {
-            return Err(invalid(hash, "number is not its parent's plus one"));
+            return Err(invalid(hash, BlockFault::Number));
         }
         if h.timestamp <= self.median_time(&h.parent_hash) {
-            return Err(invalid(
-                hash,
-                "timestamp not after the median of the last 11 blocks",
-            ));
+            return Err(invalid(hash, BlockFault::TimestampNotAfterMedian));
         }
         if h.timestamp > now + MAX_FUTURE_SECS {
             return Err(invalid(
                 hash,
-                format!("timestamp more than {MAX_FUTURE_SECS} s in the future"),
+                BlockFault::TimestampInFuture(MAX_FUTURE_SECS),
             ));
         }
         if h.gas_limit != self.spec.gas_limit || h.gas_used > h.gas_limit {
-            return Err(invalid(hash, "gas limit or gas used out of bounds"));
+            return Err(invalid(hash, BlockFault::GasBounds));
         }
         if h.base_fee_per_gas != Some(self.child_base_fee(parent)) {
-            return Err(invalid(hash, "wrong base fee"));
+            return Err(invalid(hash, BlockFault::BaseFee));
         }
         let target = self.child_target(&h.parent_hash);
         if h.difficulty != asert::work(target) {
-            return Err(invalid(hash, "difficulty does not follow ASERT"));
+            return Err(invalid(hash, BlockFault::Difficulty));
         }
         if !crate::pow::verify(h, target) {
-            return Err(invalid(hash, "proof of work does not meet the target"));
+            return Err(invalid(hash, BlockFault::ProofOfWork));
         }
         if h.extra_data.len() > 32
             || h.ommers_hash != EMPTY_OMMER_ROOT_HASH
@@ -305,10 +299,7 @@ impl Chain {
             || h.parent_beacon_block_root.is_some()
             || h.requests_hash.is_some()
         {
-            return Err(invalid(
-                hash,
-                "header fields this chain does not use are set",
-            ));
+            return Err(invalid(hash, BlockFault::UnusedHeaderFields));
         }
         Ok(())
     }
@@ -323,15 +314,15 @@ impl Chain {
                     block.header.parent_hash.to_string(),
                 ));
             }
-            Some(m) if m.invalid => return Err(invalid(hash, "its parent is invalid")),
+            Some(m) if m.invalid => return Err(invalid(hash, BlockFault::InvalidParent)),
             Some(_) => {}
         }
         self.check_header(hash, &block.header, now)?;
         if !block.body.ommers.is_empty() || block.body.withdrawals.is_some() {
-            return Err(invalid(hash, "ommers or withdrawals present"));
+            return Err(invalid(hash, BlockFault::OmmersOrWithdrawals));
         }
         if calculate_transaction_root(&block.body.transactions) != block.header.transactions_root {
-            return Err(invalid(hash, "transactions root does not match the body"));
+            return Err(invalid(hash, BlockFault::TransactionsRoot));
         }
         Ok(hash)
     }
@@ -519,7 +510,7 @@ impl Chain {
         info: &BlockInfo,
         txs: Vec<RecoveredTx>,
         mode: Mode,
-    ) -> Result<Executed, (usize, String)> {
+    ) -> Result<Executed, ExecError> {
         let hashes = |n: u64| self.ancestor_hash(parent, n);
         exec::execute_block(
             self.spec.chain_id,
@@ -540,11 +531,10 @@ impl Chain {
         pending: &HashMap<B256, ChainBlock>,
     ) -> Result<(ChainBlock, Executed), ChainError> {
         let block = self.load_block(hash, pending)?;
-        let txs = recover_all(&block)
-            .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
-        for t in &txs {
+        let txs = recover_all(&block).map_err(|e| invalid(*hash, e))?;
+        for (index, t) in txs.iter().enumerate() {
             t.check_static(self.spec.chain_id, self.spec.gas_limit)
-                .map_err(|e| invalid(*hash, format!("transaction {}: {e}", t.hash)))?;
+                .map_err(|source| invalid(*hash, BlockFault::Tx { index, source }))?;
         }
         let h = &block.header;
         let info = BlockInfo {
@@ -557,22 +547,19 @@ impl Chain {
         };
         let executed = self
             .execute(h.parent_hash, &info, txs, Mode::Import)
-            .map_err(|(i, e)| invalid(*hash, format!("transaction {i}: {e}")))?;
+            .map_err(|e| invalid(*hash, e))?;
         if executed.gas_used != h.gas_used {
-            return Err(invalid(*hash, "gas used differs from the header"));
+            return Err(invalid(*hash, BlockFault::GasUsed));
         }
         if calculate_receipt_root(&executed.receipts) != h.receipts_root
             || executed.bloom() != h.logs_bloom
         {
-            return Err(invalid(
-                *hash,
-                "receipts root or logs bloom differs from the header",
-            ));
+            return Err(invalid(*hash, BlockFault::Receipts));
         }
         self.state.apply(&executed.diff);
         if self.state.state_root() != h.state_root {
             self.state.undo(&executed.diff);
-            return Err(invalid(*hash, "state root differs from the header"));
+            return Err(invalid(*hash, BlockFault::StateRoot));
         }
         Ok((block, executed))
     }
@@ -604,7 +591,7 @@ impl Chain {
         };
         let executed = self
             .execute(parent_hash, &info, txs, Mode::Build)
-            .map_err(|(index, reason)| ChainError::Template { index, reason })?;
+            .map_err(ChainError::Template)?;
         self.state.apply(&executed.diff);
         let state_root = self.state.state_root();
         self.state.undo(&executed.diff);
@@ -808,13 +795,13 @@ fn invert(d: &StateDiff) -> StateDiff {
 }
 
 /// Recovers every sender of a block, in parallel when the block is large.
-pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, (usize, String)> {
+pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, BlockFault> {
     let txs = &block.body.transactions;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let recover = |(i, t): (usize, &alloy_consensus::TxEnvelope)| {
-        RecoveredTx::recover(t.clone()).map_err(|e| (i, e.to_string()))
+        RecoveredTx::recover(t.clone()).map_err(|source| BlockFault::Tx { index: i, source })
     };
     if txs.len() < 32 || threads < 2 {
         return txs.iter().enumerate().map(recover).collect();
@@ -835,10 +822,7 @@ pub fn recover_all(block: &ChainBlock) -> Result<Vec<RecoveredTx>, (usize, Strin
             .collect();
         let mut out = Vec::with_capacity(txs.len());
         for h in handles {
-            out.extend(
-                h.join()
-                    .map_err(|_| (0, "sender recovery panicked".to_string()))??,
-            );
+            out.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?);
         }
         Ok(out)
     })

@@ -80,6 +80,22 @@ fn cfg(chain_id: u64) -> CfgEnv {
     c
 }
 
+/// How one transaction failed to execute.
+pub type EvmError = revm::context_interface::result::EVMError<crate::state::NoError>;
+
+/// Why a block's transactions do not execute.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("transaction {index}: {source}")]
+    Tx {
+        index: usize,
+        #[source]
+        source: Box<EvmError>,
+    },
+    #[error("block gas used exceeds the gas limit")]
+    GasOverLimit,
+}
+
 /// Executes `txs` in order on top of `base`, then pays `reward` to the beneficiary.
 /// In [`Mode::Import`] the first invalid transaction fails the whole block (its index
 /// and reason are returned).
@@ -91,7 +107,7 @@ pub fn execute_block(
     txs: Vec<RecoveredTx>,
     reward: U256,
     mode: Mode,
-) -> Result<Executed, (usize, String)> {
+) -> Result<Executed, ExecError> {
     let overlay = Overlay::new(base, hashes, SPEC);
     let mut evm = Context::mainnet()
         .with_db(overlay)
@@ -123,7 +139,12 @@ pub fn execute_block(
                 out.txs.push(tx);
             }
             Err(e) => match mode {
-                Mode::Import => return Err((i, e.to_string())),
+                Mode::Import => {
+                    return Err(ExecError::Tx {
+                        index: i,
+                        source: Box::new(e),
+                    });
+                }
                 Mode::Build => {
                     skipped_senders.insert(tx.sender);
                     out.dropped.push((tx.hash, e.to_string()));
@@ -132,7 +153,7 @@ pub fn execute_block(
         }
     }
     if out.gas_used > block.gas_limit {
-        return Err((out.txs.len(), "block gas used exceeds the gas limit".into()));
+        return Err(ExecError::GasOverLimit);
     }
     let mut overlay = evm.ctx.journaled_state.database;
     overlay.credit(block.beneficiary, reward);

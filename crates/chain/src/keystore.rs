@@ -9,8 +9,27 @@ use alloy_primitives::Address;
 use crate::error::ChainError;
 use crate::wallet::Key;
 
-fn err(e: impl std::fmt::Display) -> ChainError {
-    ChainError::Wallet(e.to_string())
+fn err(e: impl Into<KeystoreFault>) -> ChainError {
+    ChainError::Keystore(e.into())
+}
+
+/// A keystore file or directory that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreFault {
+    #[error(transparent)]
+    DataDir(#[from] nodus_core::CoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Keystore(#[from] eth_keystore::KeystoreError),
+    #[error("not a keystore file: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: eth_keystore::KeystoreError,
+    },
 }
 
 /// The wallet's directory, `<data dir>/chain/keystore/`. A wallet kept at the data
@@ -59,7 +78,10 @@ pub fn open_file(path: &Path, password: &str) -> Result<Key, ChainError> {
         eth_keystore::KeystoreError::MacMismatch => {
             ChainError::Wallet(format!("wrong password for {}", path.display()))
         }
-        other => ChainError::Wallet(format!("{}: {other}", path.display())),
+        source => err(KeystoreFault::Open {
+            path: path.to_path_buf(),
+            source,
+        }),
     })?;
     let bytes: [u8; 32] = secret
         .try_into()

@@ -32,7 +32,7 @@ pub mod wire;
 
 pub use alloy_primitives as primitives;
 pub use config::{ChainConfig, GenesisConfig, MiningConfig};
-pub use error::{ChainError, TxError};
+pub use error::{BlockFault, ChainError, TxError};
 pub use handle::{BlockOutcome, ChainEvent, ChainHandle, ChainStatus, MiningState};
 pub use revm;
 pub use service::{ChainService, spawn};

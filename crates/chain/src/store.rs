@@ -13,7 +13,7 @@ use alloy_rlp::{Decodable, Encodable};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ChainError;
+use crate::error::{ChainError, StoreFault};
 use crate::state::{AccountRec, StateDiff, WorldState};
 
 pub type ChainBlock = Block<TxEnvelope>;
@@ -107,7 +107,7 @@ impl Store {
         Ok(store)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> ChainError {
+    fn err(&self, e: impl Into<StoreFault>) -> ChainError {
         ChainError::store(&self.path, e)
     }
 
@@ -123,7 +123,7 @@ impl Store {
             let raw = blocks
                 .get(k.value())
                 .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.err(format!("block {hash} has metadata but no body")))?;
+                .ok_or_else(|| self.err(StoreFault::MissingBody(hash)))?;
             let block = decode_block(raw.value()).map_err(|e| self.err(e))?;
             headers.push((hash, block.header, meta));
         }

@@ -28,7 +28,7 @@ impl RecoveredTx {
         if raw.len() > MAX_TX_BYTES {
             return Err(TxError::Oversized(raw.len()));
         }
-        let tx = TxEnvelope::decode_2718_exact(raw).map_err(|e| TxError::Decode(e.to_string()))?;
+        let tx = TxEnvelope::decode_2718_exact(raw)?;
         RecoveredTx::recover(tx)
     }
 
@@ -42,7 +42,7 @@ impl RecoveredTx {
         let sender = tx
             .signature()
             .recover_address_from_prehash(&tx.signature_hash())
-            .map_err(|e| TxError::Signature(e.to_string()))?;
+            .map_err(|e| TxError::Signature(Arc::new(e)))?;
         let hash = *tx.tx_hash();
         Ok(RecoveredTx {
             tx: Arc::new(tx),

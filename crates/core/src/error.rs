@@ -16,7 +16,11 @@ pub enum CoreError {
     #[error(
         "identity key {path} is corrupt ({reason}); restore it from a backup, or move it away and run `nodus init` to create a new identity"
     )]
-    CorruptKey { path: PathBuf, reason: String },
+    CorruptKey {
+        path: PathBuf,
+        #[source]
+        reason: KeyProblem,
+    },
     #[error(
         "identity key {path} has mode {mode:o}, readable by other users; run `chmod 600 {path}` and try again"
     )]
@@ -41,4 +45,13 @@ impl CoreError {
             source,
         }
     }
+}
+
+/// What is wrong with an identity key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyProblem {
+    #[error(transparent)]
+    Encoding(#[from] libp2p::identity::DecodingError),
+    #[error("key type {0:?}, expected ed25519")]
+    NotEd25519(libp2p::identity::KeyType),
 }

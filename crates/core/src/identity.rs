@@ -7,6 +7,7 @@ use std::path::Path;
 
 use libp2p::identity::Keypair;
 
+use crate::error::KeyProblem;
 use crate::{CoreError, fsutil};
 
 /// Loads the key at `path`. Refuses a key readable or writable by group or others, and a
@@ -21,16 +22,13 @@ pub fn load(path: &Path) -> Result<Keypair, CoreError> {
         });
     }
     let bytes = std::fs::read(path).map_err(|e| CoreError::io(path, e))?;
-    let corrupt = |reason: String| CoreError::CorruptKey {
+    let corrupt = |reason: KeyProblem| CoreError::CorruptKey {
         path: path.to_path_buf(),
         reason,
     };
-    let key = Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let key = Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(e.into()))?;
     if key.key_type() != libp2p::identity::KeyType::Ed25519 {
-        return Err(corrupt(format!(
-            "key type {:?}, expected ed25519",
-            key.key_type()
-        )));
+        return Err(corrupt(KeyProblem::NotEd25519(key.key_type())));
     }
     Ok(key)
 }
@@ -46,7 +44,7 @@ pub fn load_or_create(path: &Path) -> Result<(Keypair, bool), CoreError> {
         .to_protobuf_encoding()
         .map_err(|e| CoreError::CorruptKey {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: e.into(),
         })?;
     if fsutil::write_new(path, &bytes, 0o600)? {
         Ok((key, true))

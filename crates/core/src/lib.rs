@@ -26,4 +26,4 @@ pub mod token;
 pub use config::{Config, Section};
 pub use datadir::DataDir;
 pub use endpoints::Endpoints;
-pub use error::CoreError;
+pub use error::{CoreError, KeyProblem};

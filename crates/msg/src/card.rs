@@ -26,15 +26,19 @@ pub enum CardError {
     #[error("not a contact code: it should start with {CODE_PREFIX}")]
     NotACode,
     #[error("the contact code is damaged (copy it again, whole): {0}")]
-    Damaged(String),
+    NotBase64(#[source] vodozemac::Base64DecodeError),
+    #[error("the contact code is damaged (copy it again, whole): {0}")]
+    Damaged(#[source] postcard::Error),
     #[error("the card's peer id does not carry an ed25519 key")]
     BadPeer,
     #[error("the card's signature does not match its peer id")]
     BadSignature,
     #[error("display name longer than {MAX_NAME} bytes")]
     NameTooLong,
-    #[error("key bundle: {0}")]
-    Bundle(String),
+    #[error("key bundle of {0} one-time keys, over the limit of {MAX_BUNDLE_KEYS}")]
+    TooManyKeys(usize),
+    #[error("undecodable key bundle: {0}")]
+    BundleUndecodable(#[source] postcard::Error),
     #[error("only /msg/keys/<peer id> is stored in the msg namespace")]
     BadRecordKey,
     #[error("a key bundle signed by another peer than its key names")]
@@ -161,8 +165,8 @@ impl Invite {
             .trim()
             .strip_prefix(CODE_PREFIX)
             .ok_or(CardError::NotACode)?;
-        let bytes = vodozemac::base64_decode(b64).map_err(|e| CardError::Damaged(e.to_string()))?;
-        let invite: Invite = wire::decode(&bytes).map_err(|e| CardError::Damaged(e.to_string()))?;
+        let bytes = vodozemac::base64_decode(b64).map_err(CardError::NotBase64)?;
+        let invite: Invite = postcard::from_bytes(&bytes).map_err(CardError::Damaged)?;
         let peer = invite.card.verify()?;
         let key = public_key_of(&peer)?;
         if !key.verify(
@@ -220,10 +224,7 @@ impl KeyBundle {
     pub fn verify(&self) -> Result<PeerId, CardError> {
         let peer = self.card.verify()?;
         if self.one_time_keys.len() > MAX_BUNDLE_KEYS {
-            return Err(CardError::Bundle(format!(
-                "{} keys, limit {MAX_BUNDLE_KEYS}",
-                self.one_time_keys.len()
-            )));
+            return Err(CardError::TooManyKeys(self.one_time_keys.len()));
         }
         let body = BundleBody {
             keys: &self.one_time_keys,
@@ -249,8 +250,7 @@ pub fn validate_record(key: &[u8], value: &[u8]) -> Result<(), CardError> {
         .ok()
         .and_then(|k| k.strip_prefix("/msg/keys/"))
         .ok_or(CardError::BadRecordKey)?;
-    let bundle: KeyBundle =
-        wire::decode(value).map_err(|e| CardError::Bundle(format!("undecodable: {e}")))?;
+    let bundle: KeyBundle = postcard::from_bytes(value).map_err(CardError::BundleUndecodable)?;
     let signer = bundle.verify()?;
     if signer.to_string() != peer {
         return Err(CardError::ForeignBundle);
@@ -290,7 +290,7 @@ mod tests {
         assert_eq!(Invite::from_code("hello").unwrap_err(), CardError::NotACode);
         assert!(matches!(
             Invite::from_code(&code[..code.len() - 10]),
-            Err(CardError::Damaged(_))
+            Err(CardError::NotBase64(_) | CardError::Damaged(_))
         ));
     }
 
@@ -312,10 +312,13 @@ mod tests {
         );
         let mut more = bundle.clone();
         more.one_time_keys.push([6; 32]);
-        assert!(validate_record(&bundle_key(&peer), &wire::encode(&more)).is_err());
+        assert_eq!(
+            validate_record(&bundle_key(&peer), &wire::encode(&more)),
+            Err(CardError::BadSignature)
+        );
         assert!(matches!(
             validate_record(&bundle_key(&peer), b"junk"),
-            Err(CardError::Bundle(_))
+            Err(CardError::BundleUndecodable(_))
         ));
     }
 }

@@ -15,7 +15,7 @@ const MAX_SESSIONS: usize = 4;
 /// One-time keys kept published; replenished when fewer than half remain.
 pub const BUNDLE_KEYS: usize = 20;
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum OlmError {
     #[error("no session with this peer")]
     NoSession,
@@ -23,8 +23,10 @@ pub enum OlmError {
     Malformed,
     #[error("decryption failed (tampered, replayed, or for a session we do not hold)")]
     Undecryptable,
-    #[error("bad key: {0}")]
-    BadKey(String),
+    #[error("the peer's keys cannot start a session: {0}")]
+    BadKey(#[from] vodozemac::olm::SessionCreationError),
+    #[error("the session refused to encrypt: {0}")]
+    Encrypt(#[from] vodozemac::olm::EncryptionError),
 }
 
 pub struct Crypto {
@@ -122,14 +124,11 @@ impl Crypto {
         identity: &[u8; 32],
         one_time_key: &[u8; 32],
     ) -> Result<(), OlmError> {
-        let session = self
-            .account
-            .create_outbound_session(
-                SessionConfig::version_1(),
-                Curve25519PublicKey::from_bytes(*identity),
-                Curve25519PublicKey::from_bytes(*one_time_key),
-            )
-            .map_err(|e| OlmError::BadKey(e.to_string()))?;
+        let session = self.account.create_outbound_session(
+            SessionConfig::version_1(),
+            Curve25519PublicKey::from_bytes(*identity),
+            Curve25519PublicKey::from_bytes(*one_time_key),
+        )?;
         self.add_session(peer, session);
         Ok(())
     }
@@ -151,9 +150,7 @@ impl Crypto {
             .get_mut(peer)
             .and_then(|s| s.first_mut())
             .ok_or(OlmError::NoSession)?;
-        let msg = session
-            .encrypt(plaintext)
-            .map_err(|e| OlmError::BadKey(e.to_string()))?;
+        let msg = session.encrypt(plaintext)?;
         let (kind, bytes) = msg.to_parts();
         Ok((kind as u8, bytes))
     }
@@ -290,10 +287,10 @@ mod tests {
         assert_eq!(open(&mut bob, "alice", &a_id, &m1).unwrap(), b"hello");
         assert_eq!(bob.published.len(), 4);
         // Replay of the same pre-key message: refused.
-        assert_eq!(
-            open(&mut bob, "alice", &a_id, &m1).err(),
-            Some(OlmError::Undecryptable)
-        );
+        assert!(matches!(
+            open(&mut bob, "alice", &a_id, &m1),
+            Err(OlmError::Undecryptable)
+        ));
 
         let r = bob.encrypt("alice", b"hi").unwrap();
         assert_eq!(open(&mut alice, "bob", &b_id, &r).unwrap(), b"hi");
@@ -314,14 +311,14 @@ mod tests {
         let (k, mut c) = alice.encrypt("bob", b"four").unwrap();
         let last = c.len() - 1;
         c[last] ^= 0x40;
-        assert_eq!(
-            open(&mut bob, "alice", &a_id, &(k, c)).err(),
-            Some(OlmError::Undecryptable)
-        );
-        assert_eq!(
-            bob.decrypt("alice", &a_id, 7, &[1, 2, 3]).err(),
-            Some(OlmError::Malformed)
-        );
+        assert!(matches!(
+            open(&mut bob, "alice", &a_id, &(k, c)),
+            Err(OlmError::Undecryptable)
+        ));
+        assert!(matches!(
+            bob.decrypt("alice", &a_id, 7, &[1, 2, 3]),
+            Err(OlmError::Malformed)
+        ));
     }
 
     #[test]

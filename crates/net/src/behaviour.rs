@@ -42,10 +42,6 @@ pub(crate) struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
-fn transport_err(e: impl std::fmt::Display) -> NetError {
-    NetError::Transport(e.to_string())
-}
-
 pub(crate) fn build_swarm(
     key: Keypair,
     config: &NetConfig,
@@ -75,17 +71,17 @@ pub(crate) fn build_swarm(
                     .timeout(Duration::from_secs(20)))
             },
         )
-        .map_err(transport_err)?
+        .map_err(NetError::setup("transport"))?
         .with_dns()
-        .map_err(transport_err)?
+        .map_err(NetError::setup("transport"))?
         .with_relay_client(noise::Config::new, yamux_config)
-        .map_err(transport_err)?
+        .map_err(NetError::setup("transport"))?
         .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
             make_behaviour(key, relay_client, config, registry)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
-        .map_err(transport_err)?
+        .map_err(NetError::setup("transport"))?
         .with_swarm_config(|c| {
             c.with_idle_connection_timeout(Duration::from_secs(config.limits.idle_timeout_secs))
         })
@@ -178,7 +174,7 @@ fn make_behaviour(
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .heartbeat_interval(Duration::from_millis(700))
         .build()
-        .map_err(|e| NetError::Transport(format!("gossipsub config: {e}")))?;
+        .map_err(NetError::setup("gossipsub config"))?;
     let score_params = gossipsub::PeerScoreParams {
         ip_colocation_factor_whitelist: config.gossip_ip_whitelist.iter().copied().collect(),
         ..Default::default()
@@ -187,7 +183,7 @@ fn make_behaviour(
         gossipsub::MessageAuthenticity::Signed(key.clone()),
         gossip_config,
     )
-    .map_err(|e| NetError::Transport(format!("gossipsub: {e}")))?
+    .map_err(NetError::setup("gossipsub"))?
     .with_metrics(
         registry.sub_registry_with_prefix("libp2p_gossipsub"),
         Default::default(),
@@ -195,7 +191,7 @@ fn make_behaviour(
     let mut gossipsub = gossipsub;
     gossipsub
         .with_peer_score(score_params, gossipsub::PeerScoreThresholds::default())
-        .map_err(|e| NetError::Transport(format!("gossipsub scoring: {e}")))?;
+        .map_err(NetError::setup("gossipsub scoring"))?;
 
     let autonat = autonat::Behaviour::new(
         local,
@@ -208,7 +204,7 @@ fn make_behaviour(
     let mdns = if config.mdns {
         Some(
             mdns::tokio::Behaviour::new(mdns::Config::default(), local)
-                .map_err(|e| NetError::Transport(format!("mdns: {e}")))?,
+                .map_err(NetError::setup("mdns"))?,
         )
     } else {
         None

@@ -300,7 +300,7 @@ impl NetworkHandle {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(NetError::Stream(e.to_string())),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -313,7 +313,7 @@ impl NetworkHandle {
         self.streams
             .clone()
             .accept(protocol)
-            .map_err(|e| NetError::Stream(e.to_string()))
+            .map_err(NetError::from)
     }
 
     /// Measures round trips to `peer` with the standard `/ipfs/ping/1.0.0` protocol.
@@ -331,7 +331,7 @@ impl NetworkHandle {
             let rtt = loop {
                 match crate::ping::round_trip(&mut stream).await {
                     Ok(rtt) => break rtt,
-                    Err(NetError::Stream(e)) if attempt < ATTEMPTS => {
+                    Err(NetError::Io(e)) if attempt < ATTEMPTS => {
                         tracing::debug!(target: "nodus::net", %peer, "ping stream lost ({e}), retrying");
                         attempt += 1;
                         stream = self.open_stream(peer, crate::ping::PROTOCOL).await?;

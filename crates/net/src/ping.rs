@@ -16,15 +16,14 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub async fn round_trip(stream: &mut Stream) -> Result<Duration, NetError> {
     let mut payload = [0u8; 32];
     rand::rng().fill_bytes(&mut payload);
-    let io = |e: std::io::Error| NetError::Stream(format!("ping: {e}"));
     let exchange = async {
         let start = Instant::now();
-        stream.write_all(&payload).await.map_err(io)?;
-        stream.flush().await.map_err(io)?;
+        stream.write_all(&payload).await?;
+        stream.flush().await?;
         let mut back = [0u8; 32];
-        stream.read_exact(&mut back).await.map_err(io)?;
+        stream.read_exact(&mut back).await?;
         if back != payload {
-            return Err(NetError::Stream("ping: peer echoed different bytes".into()));
+            return Err(NetError::PingMismatch);
         }
         Ok(start.elapsed())
     };

@@ -24,8 +24,8 @@ pub(crate) struct PersistentStore {
     db: Option<Database>,
 }
 
-fn db_err(e: impl std::fmt::Display) -> NetError {
-    NetError::Transport(format!("record store: {e}"))
+fn db_err(e: impl Into<redb::Error>) -> NetError {
+    NetError::RecordStore(Box::new(e.into()))
 }
 
 fn to_unix_ms(expires: Option<Instant>) -> u64 {

@@ -11,12 +11,14 @@ use serde_json::Value;
 pub enum ClientError {
     #[error("no node running for data dir {0}: start it with `nodus up --data-dir {0}`")]
     NoNode(PathBuf),
-    #[error("{0}")]
-    Api(String),
+    #[error("the node refused the event stream")]
+    StreamRefused,
     #[error("{message}")]
     Status { status: u16, message: String },
     #[error("talking to the node failed: {0}")]
-    Http(String),
+    Http(#[from] reqwest::Error),
+    #[error("the node's reply is unreadable: {0}")]
+    Reply(#[source] reqwest::Error),
 }
 
 #[derive(Clone)]
@@ -56,16 +58,13 @@ impl ApiClient {
     fn map_send_err(&self, e: reqwest::Error) -> ClientError {
         match (&self.dir, e.is_connect()) {
             (Some(dir), true) => ClientError::NoNode(dir.clone()),
-            _ => ClientError::Http(e.to_string()),
+            _ => ClientError::Http(e),
         }
     }
 
     async fn finish(&self, resp: reqwest::Response) -> Result<Value, ClientError> {
         let status = resp.status();
-        let body: Value = resp
-            .json()
-            .await
-            .map_err(|e| ClientError::Http(format!("unreadable reply: {e}")))?;
+        let body: Value = resp.json().await.map_err(ClientError::Reply)?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -131,7 +130,7 @@ impl ApiClient {
                 .finish(resp)
                 .await
                 .err()
-                .unwrap_or(ClientError::Api("the node refused the event stream".into())));
+                .unwrap_or(ClientError::StreamRefused));
         }
         let bytes = resp.bytes_stream();
         Ok(futures::stream::unfold(
@@ -148,7 +147,7 @@ impl ApiClient {
                     match bytes.next().await {
                         Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
                         Some(Err(e)) => {
-                            return Some((Err(ClientError::Http(e.to_string())), (bytes, buf)));
+                            return Some((Err(ClientError::Http(e)), (bytes, buf)));
                         }
                         None => return None,
                     }

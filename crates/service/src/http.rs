@@ -34,7 +34,7 @@ impl From<NetError> for ApiError {
         let status = match &e {
             NetError::NotFound | NetError::PeerNotFound(_) => StatusCode::NOT_FOUND,
             NetError::BadAddr { .. } | NetError::RecordRefused(_) => StatusCode::BAD_REQUEST,
-            NetError::Publish(_) => StatusCode::CONFLICT,
+            NetError::NoTopicPeers | NetError::NoKnownPeers(_) => StatusCode::CONFLICT,
             NetError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             NetError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,

@@ -45,7 +45,9 @@ pub enum TrackerError {
     #[error("tracker answer is not bencode: {0}")]
     Bencode(#[from] crate::bencode::BencodeError),
     #[error("tracker answer is malformed: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
+    #[error("UDP tracker packet is malformed: {0}")]
+    UdpMalformed(&'static str),
     #[error("unsupported tracker URL {0}")]
     Unsupported(String),
 }
@@ -91,7 +93,7 @@ pub fn parse_response(body: &[u8]) -> Result<AnnounceResponse, TrackerError> {
     let (v, _) = bencode::decode_prefix(body)?;
     let d = v
         .as_dict()
-        .ok_or_else(|| TrackerError::Malformed("not a dictionary".into()))?;
+        .ok_or(TrackerError::Malformed("not a dictionary"))?;
     if let Some(f) = d.bytes("failure reason") {
         return Err(TrackerError::Failure(
             String::from_utf8_lossy(f).chars().take(200).collect(),

@@ -32,8 +32,8 @@ fn be_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
-fn malformed(what: &str) -> TrackerError {
-    TrackerError::Malformed(format!("UDP tracker: {what}"))
+fn malformed(what: &'static str) -> TrackerError {
+    TrackerError::UdpMalformed(what)
 }
 
 /// Checks the header of an answer to transaction `tid`; an error packet becomes

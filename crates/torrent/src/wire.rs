@@ -60,8 +60,18 @@ pub enum WireError {
     TooLong(usize),
     #[error("malformed message {id} of {len} bytes")]
     Malformed { id: u8, len: usize },
-    #[error("malformed extension message: {0}")]
-    BadExtension(String),
+    #[error("{ext}: {source}")]
+    ExtBencode {
+        ext: &'static str,
+        #[source]
+        source: bencode::BencodeError,
+    },
+    #[error("{0}: not a dictionary")]
+    ExtNotDict(&'static str),
+    #[error("ut_metadata: {0} missing or out of range")]
+    MetadataField(&'static str),
+    #[error("ut_metadata: piece over 16 KiB")]
+    MetadataPieceTooLarge,
 }
 
 impl Handshake {
@@ -422,13 +432,19 @@ pub struct ExtHandshake {
 pub const MAX_METADATA: u32 = 16 * 1024 * 1024;
 pub const METADATA_PIECE: u32 = 16 * 1024;
 
+fn decode_ext<'a>(
+    ext: &'static str,
+    payload: &'a [u8],
+) -> Result<(bencode::Value<'a>, usize), WireError> {
+    bencode::decode_prefix(payload).map_err(|source| WireError::ExtBencode { ext, source })
+}
+
 impl ExtHandshake {
     pub fn decode(payload: &[u8]) -> Result<ExtHandshake, WireError> {
-        let (v, _) =
-            bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
+        let (v, _) = decode_ext("extension handshake", payload)?;
         let d = v
             .as_dict()
-            .ok_or_else(|| WireError::BadExtension("not a dictionary".into()))?;
+            .ok_or(WireError::ExtNotDict("extension handshake"))?;
         let id = |name: &str| {
             d.dict("m")
                 .and_then(|m| m.int(name))
@@ -494,9 +510,9 @@ pub enum MetadataMsg {
 
 impl MetadataMsg {
     pub fn decode(payload: &Bytes) -> Result<MetadataMsg, WireError> {
-        let bad = |s: &str| WireError::BadExtension(format!("ut_metadata: {s}"));
-        let (v, used) = bencode::decode_prefix(payload).map_err(|e| bad(&e.to_string()))?;
-        let d = v.as_dict().ok_or_else(|| bad("not a dictionary"))?;
+        let bad = WireError::MetadataField;
+        let (v, used) = decode_ext("ut_metadata", payload)?;
+        let d = v.as_dict().ok_or(WireError::ExtNotDict("ut_metadata"))?;
         let piece = d
             .int("piece")
             .filter(|&p| (0..(MAX_METADATA / METADATA_PIECE) as i64).contains(&p))
@@ -510,7 +526,7 @@ impl MetadataMsg {
                     .ok_or_else(|| bad("total_size"))? as u32;
                 let data = payload.slice(used..);
                 if data.len() > METADATA_PIECE as usize {
-                    return Err(bad("piece over 16 KiB"));
+                    return Err(WireError::MetadataPieceTooLarge);
                 }
                 Ok(MetadataMsg::Data {
                     piece,
@@ -579,11 +595,8 @@ pub fn parse_compact_v4(b: &[u8], max: usize) -> Vec<SocketAddr> {
 
 impl Pex {
     pub fn decode(payload: &[u8]) -> Result<Pex, WireError> {
-        let (v, _) =
-            bencode::decode_prefix(payload).map_err(|e| WireError::BadExtension(e.to_string()))?;
-        let d = v
-            .as_dict()
-            .ok_or_else(|| WireError::BadExtension("ut_pex: not a dictionary".into()))?;
+        let (v, _) = decode_ext("ut_pex", payload)?;
+        let d = v.as_dict().ok_or(WireError::ExtNotDict("ut_pex"))?;
         Ok(Pex {
             added: parse_compact_v4(d.bytes("added").unwrap_or_default(), MAX_PEX),
             dropped: parse_compact_v4(d.bytes("dropped").unwrap_or_default(), MAX_PEX),

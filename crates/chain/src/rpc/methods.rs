@@ -381,7 +381,7 @@ fn block_json(c: &Chain, hash: B256, full: bool) -> Result<Value, RpcError> {
         .block(&hash)?
         .ok_or_else(|| RpcError::server("block body missing"))?;
     let txs = if full {
-        recover_all(&b).map_err(|(_, e)| RpcError::server(e))?
+        recover_all(&b).map_err(|e| RpcError::server(e.to_string()))?
     } else {
         vec![]
     };

@@ -21,7 +21,7 @@ impl Actor {
                         self.dials.insert(id, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetError::Dial(describe(&e))));
+                        let _ = reply.send(Err(NetError::Dial(Arc::new(e))));
                     }
                 }
             }
@@ -72,7 +72,7 @@ impl Actor {
                     self.validated_topics.insert(t.hash());
                 }
                 if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&t) {
-                    let _ = reply.send(Err(NetError::Publish(e.to_string())));
+                    let _ = reply.send(Err(e.into()));
                     return;
                 }
                 let (tx, rx) = mpsc::channel(SUBSCRIPTION_CAPACITY);
@@ -91,12 +91,7 @@ impl Actor {
                     .gossipsub
                     .publish(t, data)
                     .map(|id| id.to_string())
-                    .map_err(|e| match e {
-                        gossipsub::PublishError::NoPeersSubscribedToTopic => NetError::Publish(
-                            "no connected peer is subscribed to this topic yet".into(),
-                        ),
-                        other => NetError::Publish(other.to_string()),
-                    });
+                    .map_err(NetError::from);
                 let _ = reply.send(r);
             }
             Command::TopicPeers { topic, reply } => {
@@ -218,7 +213,7 @@ impl Actor {
                 let _ = reply.send(Err(NetError::PeerNotFound(peer.to_string())));
             }
             Err(e) => {
-                let _ = reply.send(Err(NetError::Dial(describe(&e))));
+                let _ = reply.send(Err(NetError::Dial(Arc::new(e))));
             }
         }
     }
@@ -271,7 +266,7 @@ impl Actor {
     }
 
     /// Keeps the reply of a query that started, or answers at once with why it did not.
-    fn track<T, E: std::fmt::Debug>(
+    fn track<T, E: Into<NetError>>(
         &mut self,
         started: Result<QueryId, E>,
         reply: Reply<T>,
@@ -282,7 +277,7 @@ impl Actor {
                 self.queries.insert(q, pending(reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(NetError::Query(format!("{e:?}"))));
+                let _ = reply.send(Err(e.into()));
             }
         }
     }

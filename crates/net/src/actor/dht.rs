@@ -160,7 +160,7 @@ impl Actor {
                 }
             },
             (PendingQuery::Provide(reply), QueryResult::StartProviding(r)) => {
-                let _ = reply.send(r.map(|_| ()).map_err(|e| NetError::Query(e.to_string())));
+                let _ = reply.send(r.map(|_| ()).map_err(NetError::from));
             }
             (PendingQuery::Providers(reply, mut found), QueryResult::GetProviders(r)) => match r {
                 Ok(GetProvidersOk::FoundProviders { providers, .. }) => {

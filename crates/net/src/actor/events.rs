@@ -95,22 +95,23 @@ impl Actor {
                 error,
             } => {
                 let msg = describe(&error);
+                let error = Arc::new(error);
                 tracing::debug!(target: "nodus::net", ?peer_id, "dial failed: {msg}");
                 if let Some(peer) = peer_id {
                     self.emit(NetEvent::DialFailed {
                         peer: peer.to_string(),
-                        error: msg.clone(),
+                        error: msg,
                     });
                 }
                 if let Some(reply) = self.dials.remove(&connection_id) {
-                    let _ = reply.send(Err(NetError::Dial(msg.clone())));
+                    let _ = reply.send(Err(NetError::Dial(error.clone())));
                 }
                 if let Some(peer) = self.own_dials.remove(&connection_id)
                     && !self.swarm.is_connected(&peer)
                     && !self.own_dials.values().any(|p| *p == peer)
                 {
                     for reply in self.peer_dials.remove(&peer).unwrap_or_default() {
-                        let _ = reply.send(Err(NetError::Dial(msg.clone())));
+                        let _ = reply.send(Err(NetError::Dial(error.clone())));
                     }
                 }
             }

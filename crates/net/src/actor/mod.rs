@@ -12,6 +12,7 @@ mod events;
 mod misbehaviour;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -225,7 +226,7 @@ fn ensure_tcp_port_free(addr: &Multiaddr) -> Result<(), NetError> {
 
 /// A dial error a person can read: libp2p prints a denied dial as just "Dial error" and
 /// a transport failure as the same cause nested several times over.
-fn describe(e: &DialError) -> String {
+pub(crate) fn describe(e: &DialError) -> String {
     let root = root_cause;
     match e {
         DialError::Transport(errors) => {

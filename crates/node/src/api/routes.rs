@@ -36,7 +36,7 @@ fn parse_peer(s: &str) -> Result<PeerId, ApiError> {
 
 pub async fn status(State(s): State<ApiState>) -> ApiResult {
     let st = s.net.status().await?;
-    let mut v = serde_json::to_value(st).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Json(mut v) = nodus_service::http::to_json(st)?;
     v["version"] = json!(env!("CARGO_PKG_VERSION"));
     v["data_dir"] = json!(s.data_dir);
     Ok(Json(v))
