@@ -1,5 +1,6 @@
-//! The command line: options every command takes, then one line per service's commands
-//! (each service's grammar lives in its module), the demo and the benchmarks.
+//! The command line: options every command takes, every service's commands (each
+//! service's grammar lives in its module; the list is `services!` in main.rs), the demo
+//! and the benchmarks.
 
 use clap::{Parser, Subcommand};
 
@@ -21,50 +22,22 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     #[command(flatten)]
-    Node(crate::node::NodeCommand),
-    #[command(flatten)]
-    Msg(crate::msg::MsgCommands),
-    #[command(flatten)]
-    Chain(crate::chain::ChainCommand),
-    #[command(flatten)]
-    Torrent(crate::torrent::TorrentCommands),
+    Service(crate::ServiceCommand),
     /// Start a local network and show every capability working
     Demo,
     /// Benchmarks that print nodus beside reference tools
     Bench {
         #[command(subcommand)]
-        area: BenchArea,
+        area: crate::BenchArea,
     },
-}
-
-/// `nodus bench <area>`: each service's benchmarks.
-#[derive(Subcommand, Debug)]
-pub enum BenchArea {
-    #[command(flatten)]
-    Net(crate::node::bench::Area),
-    #[command(flatten)]
-    Msg(crate::msg::bench::Area),
-    #[command(flatten)]
-    Chain(crate::chain::bench::Area),
-    #[command(flatten)]
-    Torrent(crate::torrent::bench::Area),
 }
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
-        let g = self.global;
         match self.command {
-            Command::Node(c) => crate::node::dispatch(&g, c).await,
-            Command::Msg(c) => crate::msg::dispatch(&g, c).await,
-            Command::Chain(c) => crate::chain::dispatch(&g, c).await,
-            Command::Torrent(c) => crate::torrent::dispatch(&g, c).await,
+            Command::Service(c) => c.dispatch(&self.global).await,
             Command::Demo => crate::demo::run().await,
-            Command::Bench { area } => match area {
-                BenchArea::Net(a) => a.run(g.json).await,
-                BenchArea::Msg(a) => a.run(g.json).await,
-                BenchArea::Chain(a) => a.run(g.json).await,
-                BenchArea::Torrent(a) => a.run(g.json).await,
-            },
+            Command::Bench { area } => area.run(self.global.json).await,
         }
     }
 }

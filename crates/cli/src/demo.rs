@@ -1,5 +1,5 @@
 //! `nodus demo`: a local network on loopback, narrated: the overlay's steps, then each
-//! service's (one line each below), then a summary table. Exits 0 only if every step
+//! service's (in the order of `services!` in main.rs), then a summary table. Exits 0 only if every step
 //! worked.
 
 use std::process::ExitCode;
@@ -36,10 +36,7 @@ pub async fn run() -> Result<ExitCode> {
         ms(started.elapsed())
     );
 
-    crate::node::demo::steps(&mut net, &mut steps).await;
-    crate::msg::demo::steps(&mut net, &mut steps).await;
-    crate::chain::demo::steps(&mut net, &mut steps).await;
-    crate::torrent::demo::steps(&mut net, &mut steps).await;
+    crate::demo_steps(&mut net, &mut steps).await;
 
     let t = Instant::now();
     net.shutdown().await;

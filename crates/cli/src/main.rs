@@ -9,13 +9,60 @@
 //! steps in order.
 
 mod args;
-mod chain;
 mod demo;
 mod global;
-mod msg;
-mod node;
-mod torrent;
 mod ui;
+
+/// Declares each service's module and builds from the list what every service adds to
+/// the binary: its commands in the grammar ([`ServiceCommand`]), its benchmark area
+/// ([`BenchArea`]) and its demo steps ([`demo_steps`]). Each module provides `Commands`
+/// and `dispatch`, `demo::steps` and `bench::Area` with `run`.
+macro_rules! services {
+    ($($variant:ident: $module:ident),* $(,)?) => {
+        $(mod $module;)*
+
+        /// Every service's commands, flattened into the top-level grammar.
+        #[derive(clap::Subcommand, Debug)]
+        pub enum ServiceCommand {
+            $(#[command(flatten)] $variant($module::Commands),)*
+        }
+
+        impl ServiceCommand {
+            pub async fn dispatch(self, g: &global::Global) -> anyhow::Result<ExitCode> {
+                match self {
+                    $(ServiceCommand::$variant(c) => $module::dispatch(g, c).await,)*
+                }
+            }
+        }
+
+        /// `nodus bench <area>`: each service's benchmarks.
+        #[derive(clap::Subcommand, Debug)]
+        pub enum BenchArea {
+            $(#[command(flatten)] $variant($module::bench::Area),)*
+        }
+
+        impl BenchArea {
+            pub async fn run(self, json: bool) -> anyhow::Result<ExitCode> {
+                match self {
+                    $(BenchArea::$variant(a) => a.run(json).await,)*
+                }
+            }
+        }
+
+        /// Every service's demo steps, in list order.
+        pub async fn demo_steps(net: &mut nodus_testnet::Testnet, steps: &mut Vec<ui::progress::Step>) {
+            $($module::demo::steps(net, steps).await;)*
+        }
+    };
+}
+
+// The services the binary drives, one line each; `node` (the node and its overlay) first.
+services! {
+    Node: node,
+    Msg: msg,
+    Chain: chain,
+    Torrent: torrent,
+}
 
 use std::process::ExitCode;
 

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 /// The chain and wallet commands (flattened into the top level).
 #[derive(Subcommand, Debug)]
-pub enum ChainCommand {
+pub enum Commands {
     /// Ethereum accounts, kept as keystore v3 files in the data dir
     Wallet {
         #[command(subcommand)]

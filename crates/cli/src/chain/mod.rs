@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::global::Global;
 use crate::ui::{self, s, table};
 
-pub use args::{ChainCommand, PasswordArgs, WalletCommand};
+pub use args::{Commands, PasswordArgs, WalletCommand};
 
 /// Tip offered per gas (1 gwei).
 const TIP: u128 = 1_000_000_000;
@@ -472,14 +472,14 @@ pub async fn tx(api: &ApiClient, hash: &str, json: bool) -> Result<ExitCode> {
 
 /// Runs a chain or wallet command: wallet bookkeeping locally, the rest against the
 /// node on `g`'s data dir.
-pub async fn dispatch(g: &Global, c: ChainCommand) -> Result<ExitCode> {
+pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
     let dir = g.data_dir()?;
     match c {
-        ChainCommand::Wallet { command } if is_local(&command) => {
+        Commands::Wallet { command } if is_local(&command) => {
             wallet_local(&dir, command, g.json)
         }
-        ChainCommand::Wallet { command } => wallet_balance(&g.api()?, &dir, command, g.json).await,
-        ChainCommand::Send {
+        Commands::Wallet { command } => wallet_balance(&g.api()?, &dir, command, g.json).await,
+        Commands::Send {
             to,
             amount,
             from,
@@ -497,12 +497,12 @@ pub async fn dispatch(g: &Global, c: ChainCommand) -> Result<ExitCode> {
             };
             send(&g.api()?, &dir, opts, g.json).await
         }
-        ChainCommand::Mine { threads, to, stop } => {
+        Commands::Mine { threads, to, stop } => {
             mine(&g.api()?, threads, to, stop, g.json).await
         }
-        ChainCommand::Chain => status(&g.api()?, g.json).await,
-        ChainCommand::Block { id } => block(&g.api()?, &id, g.json).await,
-        ChainCommand::Tx { hash } => tx(&g.api()?, &hash, g.json).await,
+        Commands::Chain => status(&g.api()?, g.json).await,
+        Commands::Block { id } => block(&g.api()?, &id, g.json).await,
+        Commands::Tx { hash } => tx(&g.api()?, &hash, g.json).await,
     }
 }
 

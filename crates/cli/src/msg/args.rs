@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 /// The messaging commands (flattened into the top level).
 #[derive(Subcommand, Debug)]
-pub enum MsgCommands {
+pub enum Commands {
     /// End-to-end encrypted messages to contacts and groups
     Msg {
         #[command(subcommand)]

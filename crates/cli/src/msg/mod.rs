@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::global::Global;
 use crate::ui::{self, enc, s, table};
 
-pub use args::{GroupCommand, MsgCommand, MsgCommands};
+pub use args::{GroupCommand, MsgCommand, Commands};
 
 /// One line for a message: `12:04:05  alice: hello  [delivered]`.
 pub fn message_line(m: &Value) -> String {
@@ -260,7 +260,7 @@ async fn follow_messages(
 }
 
 /// Runs a messaging command against the node on `g`'s data dir.
-pub async fn dispatch(g: &Global, c: MsgCommands) -> Result<ExitCode> {
-    let MsgCommands::Msg { command } = c;
+pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
+    let Commands::Msg { command } = c;
     run(&g.api()?, command, g.json).await
 }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 /// Commands of the node itself and its overlay.
 #[derive(Subcommand, Debug)]
-pub enum NodeCommand {
+pub enum Commands {
     /// Create the data dir: identity key (mode 0600) and a commented config.toml
     Init,
     /// Run the node in the foreground until Ctrl-C or SIGTERM

@@ -16,15 +16,15 @@ mod args;
 pub mod bench;
 pub mod demo;
 
-pub use args::NodeCommand;
+pub use args::Commands;
 use args::{DhtCommand, PubsubCommand, TestnetCommand};
 
 /// Runs a command of the node itself.
-pub async fn dispatch(g: &Global, c: NodeCommand) -> Result<ExitCode> {
+pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
     match c {
-        NodeCommand::Init => init(g),
-        NodeCommand::Up { init, log } => up(g, init, &log).await,
-        NodeCommand::Testnet {
+        Commands::Init => init(g),
+        Commands::Up { init, log } => up(g, init, &log).await,
+        Commands::Testnet {
             command: TestnetCommand::Up { nodes, dir },
         } => demo::testnet_up(nodes, &dir, g.json).await,
         other => api_command(g, other).await,
@@ -85,10 +85,10 @@ async fn up(g: &Global, init: bool, log: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
+async fn api_command(g: &Global, cmd: Commands) -> Result<ExitCode> {
     let api = g.api()?;
     match cmd {
-        NodeCommand::Status => {
+        Commands::Status => {
             let v = api.get("/api/v1/status").await?;
             if g.json {
                 ui::json(&v);
@@ -108,7 +108,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 }
             }
         }
-        NodeCommand::Stop => {
+        Commands::Stop => {
             let v = api.post("/api/v1/shutdown", &json!({})).await?;
             if g.json {
                 ui::json(&v);
@@ -116,7 +116,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 println!("node is stopping");
             }
         }
-        NodeCommand::Peers => {
+        Commands::Peers => {
             let v = api.get("/api/v1/peers").await?;
             if g.json {
                 ui::json(&v);
@@ -150,7 +150,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 table(&["peer", "address", "rtt ms", "path", "agent"], &rows);
             }
         }
-        NodeCommand::Connect { target } => {
+        Commands::Connect { target } => {
             let v = api
                 .post("/api/v1/connect", &json!({ "addr": target }))
                 .await?;
@@ -160,7 +160,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 println!("connected to {}", s(&v["peer_id"]));
             }
         }
-        NodeCommand::Ping { peer, count } => {
+        Commands::Ping { peer, count } => {
             let v = api
                 .post("/api/v1/ping", &json!({ "peer": peer, "count": count }))
                 .await?;
@@ -177,7 +177,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 }
             }
         }
-        NodeCommand::Dht { command } => match command {
+        Commands::Dht { command } => match command {
             DhtCommand::Put { key, value } => {
                 let v = api
                     .put(
@@ -204,7 +204,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 }
             }
         },
-        NodeCommand::Pubsub { command } => match command {
+        Commands::Pubsub { command } => match command {
             PubsubCommand::Publish { topic, message } => {
                 let v = api
                     .post(
@@ -233,7 +233,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
                 .await?;
             }
         },
-        NodeCommand::Events => {
+        Commands::Events => {
             let stream = api.sse("/api/v1/events").await?;
             follow(stream, g.json, None, |v| {
                 let kind = s(&v["type"]);
@@ -245,7 +245,7 @@ async fn api_command(g: &Global, cmd: NodeCommand) -> Result<ExitCode> {
             })
             .await?;
         }
-        NodeCommand::Init | NodeCommand::Up { .. } | NodeCommand::Testnet { .. } => {
+        Commands::Init | Commands::Up { .. } | Commands::Testnet { .. } => {
             bail!("internal: not an API command")
         }
     }

@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 /// The file-sharing commands (flattened into the top level).
 #[derive(Subcommand, Debug)]
-pub enum TorrentCommands {
+pub enum Commands {
     /// Make a torrent of a file or directory, seed it, and print its magnet link
     Share {
         path: PathBuf,

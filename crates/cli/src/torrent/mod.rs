@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::global::Global;
 use crate::ui::{self, enc, s, table};
 
-pub use args::{TorrentCommand, TorrentCommands};
+pub use args::{TorrentCommand, Commands};
 
 /// Bytes as "12.3 MB" (decimal units, as download tools show).
 pub fn bytes(n: u64) -> String {
@@ -331,10 +331,10 @@ pub async fn tracker(listen: &str) -> Result<ExitCode> {
 
 /// Runs a file-sharing command: the tracker in this process, the rest against the node
 /// on `g`'s data dir.
-pub async fn dispatch(g: &Global, c: TorrentCommands) -> Result<ExitCode> {
+pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
     match c {
-        TorrentCommands::Tracker { listen } => tracker(&listen).await,
-        TorrentCommands::Share {
+        Commands::Tracker { listen } => tracker(&listen).await,
+        Commands::Share {
             path,
             trackers,
             v1,
@@ -350,7 +350,7 @@ pub async fn dispatch(g: &Global, c: TorrentCommands) -> Result<ExitCode> {
             };
             share(&g.api()?, &path, trackers, version, piece_length, g.json).await
         }
-        TorrentCommands::Get {
+        Commands::Get {
             source,
             out,
             files,
@@ -367,7 +367,7 @@ pub async fn dispatch(g: &Global, c: TorrentCommands) -> Result<ExitCode> {
             };
             get(&g.api()?, &source, opts, g.json).await
         }
-        TorrentCommands::Torrents => list(&g.api()?, g.json).await,
-        TorrentCommands::Torrent { command } => control(&g.api()?, command, g.json).await,
+        Commands::Torrents => list(&g.api()?, g.json).await,
+        Commands::Torrent { command } => control(&g.api()?, command, g.json).await,
     }
 }
