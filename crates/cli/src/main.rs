@@ -62,6 +62,7 @@ services! {
     Msg: msg,
     Chain: chain,
     Torrent: torrent,
+    Social: social,
 }
 
 use std::process::ExitCode;

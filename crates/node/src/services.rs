@@ -8,5 +8,6 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_msg::MsgService>(),
         service::<nodus_chain::ChainService>(),
         service::<nodus_torrent::TorrentService>(),
+        service::<nodus_social::SocialService>(),
     ]
 }

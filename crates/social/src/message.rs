@@ -1,0 +1,189 @@
+//! What clients send a relay and what it answers (NIP-01, NIP-45 COUNT).
+
+use serde_json::{Value, json};
+
+use crate::event::Event;
+use crate::filter::Filter;
+
+/// Subscription ids are at most this long (NIP-01).
+pub const MAX_SUB_ID: usize = 64;
+/// Filters one REQ may carry.
+pub const MAX_FILTERS: usize = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Event(Box<Event>),
+    Req { id: String, filters: Vec<Filter> },
+    Count { id: String, filters: Vec<Filter> },
+    Close(String),
+}
+
+/// Why a client's frame is not a message. Sent back in a NOTICE (or CLOSED).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("a message is a JSON array starting with a string")]
+    NotAnArray,
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("{kind} takes {expected}")]
+    Arity {
+        kind: &'static str,
+        expected: &'static str,
+    },
+    #[error("invalid: {0}")]
+    BadEvent(String),
+    #[error("subscription ids are 1 to {MAX_SUB_ID} characters")]
+    BadSubId,
+    #[error("at most {MAX_FILTERS} filters per subscription")]
+    TooManyFilters,
+    #[error("bad filter: {0}")]
+    BadFilter(String),
+}
+
+impl ClientMessage {
+    pub fn decode(text: &str) -> Result<ClientMessage, MessageError> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+        let Value::Array(mut items) = v else {
+            return Err(MessageError::NotAnArray);
+        };
+        let Some(Value::String(kind)) = items.first().cloned() else {
+            return Err(MessageError::NotAnArray);
+        };
+        match kind.as_str() {
+            "EVENT" => {
+                if items.len() != 2 {
+                    return Err(MessageError::Arity {
+                        kind: "EVENT",
+                        expected: "one event",
+                    });
+                }
+                let e: Event = serde_json::from_value(items.swap_remove(1))
+                    .map_err(|e| MessageError::BadEvent(e.to_string()))?;
+                Ok(ClientMessage::Event(Box::new(e)))
+            }
+            "REQ" | "COUNT" => {
+                let kind: &'static str = if kind == "REQ" { "REQ" } else { "COUNT" };
+                if items.len() < 3 {
+                    return Err(MessageError::Arity {
+                        kind,
+                        expected: "a subscription id and at least one filter",
+                    });
+                }
+                let id = sub_id(&items[1])?;
+                if items.len() - 2 > MAX_FILTERS {
+                    return Err(MessageError::TooManyFilters);
+                }
+                let filters = items
+                    .drain(2..)
+                    .map(serde_json::from_value::<Filter>)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| MessageError::BadFilter(e.to_string()))?;
+                Ok(if kind == "REQ" {
+                    ClientMessage::Req { id, filters }
+                } else {
+                    ClientMessage::Count { id, filters }
+                })
+            }
+            "CLOSE" => {
+                if items.len() != 2 {
+                    return Err(MessageError::Arity {
+                        kind: "CLOSE",
+                        expected: "a subscription id",
+                    });
+                }
+                Ok(ClientMessage::Close(sub_id(&items[1])?))
+            }
+            _ => Err(MessageError::UnknownType(kind.chars().take(32).collect())),
+        }
+    }
+}
+
+fn sub_id(v: &Value) -> Result<String, MessageError> {
+    match v {
+        Value::String(s) if !s.is_empty() && s.chars().count() <= MAX_SUB_ID => Ok(s.clone()),
+        _ => Err(MessageError::BadSubId),
+    }
+}
+
+/// Frames a relay sends.
+pub mod relay {
+    use super::*;
+
+    pub fn event(sub: &str, event_json: &str) -> String {
+        // The stored JSON is spliced in, not re-serialized: a query of thousands of
+        // events costs no re-encoding.
+        format!("[\"EVENT\",{},{event_json}]", json!(sub))
+    }
+
+    pub fn ok(id: &[u8; 32], accepted: bool, message: &str) -> String {
+        json!(["OK", hex::encode(id), accepted, message]).to_string()
+    }
+
+    pub fn eose(sub: &str) -> String {
+        json!(["EOSE", sub]).to_string()
+    }
+
+    pub fn closed(sub: &str, message: &str) -> String {
+        json!(["CLOSED", sub, message]).to_string()
+    }
+
+    pub fn notice(message: &str) -> String {
+        json!(["NOTICE", message]).to_string()
+    }
+
+    pub fn count(sub: &str, n: usize) -> String {
+        json!(["COUNT", sub, {"count": n}]).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Keys;
+
+    #[test]
+    fn client_messages_decode() {
+        let e = Keys::generate().sign(5, 1, vec![], "x");
+        let m = ClientMessage::decode(&format!(r#"["EVENT",{}]"#, e.to_json())).unwrap();
+        assert_eq!(m, ClientMessage::Event(Box::new(e)));
+        let m = ClientMessage::decode(r#"["REQ","s1",{"kinds":[1]},{"limit":3}]"#).unwrap();
+        let ClientMessage::Req { id, filters } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!((id.as_str(), filters.len()), ("s1", 2));
+        assert_eq!(
+            ClientMessage::decode(r#"["CLOSE","s1"]"#).unwrap(),
+            ClientMessage::Close("s1".into())
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_reason() {
+        let err = |t: &str| ClientMessage::decode(t).unwrap_err();
+        assert!(matches!(err("nope"), MessageError::NotJson(_)));
+        assert_eq!(err("{}"), MessageError::NotAnArray);
+        assert_eq!(err("[1]"), MessageError::NotAnArray);
+        assert_eq!(
+            err(r#"["AUTHX"]"#),
+            MessageError::UnknownType("AUTHX".into())
+        );
+        assert!(matches!(err(r#"["REQ","s"]"#), MessageError::Arity { .. }));
+        assert_eq!(err(r#"["REQ","",{}]"#), MessageError::BadSubId);
+        assert_eq!(
+            err(&format!(r#"["REQ","{}",{{}}]"#, "x".repeat(65))),
+            MessageError::BadSubId
+        );
+        let many = ["{}"; MAX_FILTERS + 1].join(",");
+        assert_eq!(
+            err(&format!(r#"["REQ","s",{many}]"#)),
+            MessageError::TooManyFilters
+        );
+        assert!(matches!(
+            err(r#"["EVENT",{"id":"zz"}]"#),
+            MessageError::BadEvent(_)
+        ));
+    }
+}

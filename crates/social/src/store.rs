@@ -1,0 +1,365 @@
+//! The relay's events on disk (redb): committed before the relay says OK, so an event
+//! acknowledged survives `kill -9`.
+//!
+//! Tables: events by id (the JSON as received), a time index (`created_at` big-endian
+//! then id) that queries walk newest first, the newest id per replaceable address, and
+//! tombstones of deleted ids (NIP-09) so a deleted event is not taken back.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::event::{Event, Retention};
+use crate::filter::Filter;
+
+const EVENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("events");
+const BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("by_time");
+const LATEST: TableDefinition<&[u8], &[u8]> = TableDefinition::new("latest");
+const DELETED: TableDefinition<&[u8], ()> = TableDefinition::new("deleted");
+
+#[derive(Debug, thiserror::Error)]
+#[error("social store: {0}")]
+pub struct StoreError(#[from] Box<redb::Error>);
+
+macro_rules! store_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+store_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// What storing an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// Already held: nothing changed.
+    Duplicate,
+    /// A newer event at the same replaceable address is held: this one is not kept.
+    Superseded,
+    /// Its id was deleted by its author before.
+    Deleted,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+fn time_key(created_at: u64, id: &[u8; 32]) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..8].copy_from_slice(&created_at.to_be_bytes());
+    k[8..].copy_from_slice(id);
+    k
+}
+
+/// The address under which only the newest event is kept, for replaceable kinds.
+fn address(e: &Event) -> Option<Vec<u8>> {
+    let mut a = e.pubkey.to_vec();
+    a.extend_from_slice(&e.kind.to_be_bytes());
+    match e.retention() {
+        Retention::Replaceable => Some(a),
+        Retention::Addressable => {
+            a.extend_from_slice(e.tag("d").unwrap_or("").as_bytes());
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+fn parse(bytes: &[u8]) -> Option<Event> {
+    serde_json::from_slice(bytes).ok()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let _ = nodus_core::fsutil::restrict(path);
+        let w = db.begin_write()?;
+        w.open_table(EVENTS)?;
+        w.open_table(BY_TIME)?;
+        w.open_table(LATEST)?;
+        w.open_table(DELETED)?;
+        w.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Stores a verified event (not an ephemeral one), replacing, deleting and refusing
+    /// as NIP-01 and NIP-09 say.
+    pub fn insert(&self, e: &Event) -> Result<Stored, StoreError> {
+        let w = self.db.begin_write()?;
+        let outcome = {
+            let mut events = w.open_table(EVENTS)?;
+            let mut by_time = w.open_table(BY_TIME)?;
+            let mut latest = w.open_table(LATEST)?;
+            let mut deleted = w.open_table(DELETED)?;
+            if events.get(e.id.as_slice())?.is_some() {
+                return Ok(Stored::Duplicate);
+            }
+            if deleted.get(e.id.as_slice())?.is_some() {
+                return Ok(Stored::Deleted);
+            }
+            if let Some(addr) = address(e) {
+                let held = latest.get(addr.as_slice())?.map(|v| v.value().to_vec());
+                if let Some(old_id) = held {
+                    let old = events
+                        .get(old_id.as_slice())?
+                        .and_then(|v| parse(v.value()));
+                    if let Some(old) = old {
+                        // Newest wins; on a tie, the lowest id (NIP-01).
+                        if (old.created_at, std::cmp::Reverse(old.id))
+                            >= (e.created_at, std::cmp::Reverse(e.id))
+                        {
+                            return Ok(Stored::Superseded);
+                        }
+                        events.remove(old.id.as_slice())?;
+                        by_time.remove(time_key(old.created_at, &old.id).as_slice())?;
+                    }
+                }
+                latest.insert(addr.as_slice(), e.id.as_slice())?;
+            }
+            if e.kind == 5 {
+                for t in e
+                    .tags
+                    .iter()
+                    .filter(|t| t.first().is_some_and(|n| n == "e"))
+                {
+                    let mut id = [0u8; 32];
+                    if t.get(1)
+                        .is_none_or(|v| hex::decode_to_slice(v, &mut id).is_err())
+                    {
+                        continue;
+                    }
+                    let target = events.get(id.as_slice())?.and_then(|v| parse(v.value()));
+                    match target {
+                        // Only its author may delete an event; deletions are not deleted.
+                        Some(t) if t.pubkey == e.pubkey && t.kind != 5 => {
+                            events.remove(id.as_slice())?;
+                            by_time.remove(time_key(t.created_at, &t.id).as_slice())?;
+                            deleted.insert(id.as_slice(), ())?;
+                        }
+                        Some(_) => {}
+                        // Not seen yet: remembered, so it is refused when it arrives. A
+                        // later event by another author under that id is impossible
+                        // (the id hashes the pubkey).
+                        None => {
+                            deleted.insert(id.as_slice(), ())?;
+                        }
+                    }
+                }
+            }
+            events.insert(e.id.as_slice(), e.to_json().as_bytes())?;
+            by_time.insert(time_key(e.created_at, &e.id).as_slice(), ())?;
+            Stored::New
+        };
+        w.commit()?;
+        Ok(outcome)
+    }
+
+    /// The events matching any of `filters`, newest first, as stored JSON; each filter
+    /// returns at most its limit. Expired events (NIP-40) are left out.
+    pub fn query(&self, filters: &[Filter], now: u64) -> Result<Vec<(u64, String)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let events = r.open_table(EVENTS)?;
+        let by_time = r.open_table(BY_TIME)?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let live = |e: &Event| e.expires_at().is_none_or(|t| t > now);
+        for f in filters {
+            let limit = f.limit();
+            let mut taken = 0;
+            if let Some(ids) = &f.ids {
+                for id in ids {
+                    if taken == limit {
+                        break;
+                    }
+                    let Some(v) = events.get(id.as_slice())? else {
+                        continue;
+                    };
+                    if let Some(e) = parse(v.value())
+                        && f.matches(&e)
+                        && live(&e)
+                        && seen.insert(e.id)
+                    {
+                        out.push((e.created_at, e.to_json()));
+                        taken += 1;
+                    }
+                }
+                continue;
+            }
+            let lo = time_key(f.since.unwrap_or(0), &[0; 32]);
+            let hi = time_key(f.until.unwrap_or(u64::MAX), &[0xff; 32]);
+            for row in by_time.range(lo.as_slice()..=hi.as_slice())?.rev() {
+                if taken == limit {
+                    break;
+                }
+                let (k, _) = row?;
+                let id = &k.value()[8..];
+                let Some(v) = events.get(id)? else { continue };
+                let Some(e) = parse(v.value()) else { continue };
+                if f.matches(&e) && live(&e) && seen.insert(e.id) {
+                    out.push((e.created_at, e.to_json()));
+                    taken += 1;
+                }
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.0));
+        Ok(out)
+    }
+
+    /// How many stored events match any of `filters` (NIP-45), limits aside.
+    pub fn count(&self, filters: &[Filter], now: u64) -> Result<usize, StoreError> {
+        let unlimited: Vec<Filter> = filters
+            .iter()
+            .map(|f| Filter {
+                limit: Some(usize::MAX),
+                ..f.clone()
+            })
+            .collect();
+        let r = self.db.begin_read()?;
+        let events = r.open_table(EVENTS)?;
+        let mut n = 0;
+        for row in events.iter()? {
+            let (_, v) = row?;
+            if let Some(e) = parse(v.value())
+                && e.expires_at().is_none_or(|t| t > now)
+                && unlimited.iter().any(|f| f.matches(&e))
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Events held.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        Ok(self.db.begin_read()?.open_table(EVENTS)?.len()?)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Keys;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("social.redb")).unwrap();
+        (d, s)
+    }
+
+    fn all() -> Vec<Filter> {
+        vec![Filter::default()]
+    }
+
+    fn kind(k: u16) -> Vec<Filter> {
+        vec![Filter {
+            kinds: Some(vec![k]),
+            ..Filter::default()
+        }]
+    }
+
+    #[test]
+    fn queries_come_newest_first_within_limits() {
+        let (_d, s) = store();
+        let k = Keys::generate();
+        for t in 1..=10 {
+            assert_eq!(
+                s.insert(&k.sign(t, 1, vec![], &t.to_string())).unwrap(),
+                Stored::New
+            );
+        }
+        let e = k.sign(3, 1, vec![], "3 again");
+        let got = s
+            .query(
+                &[Filter {
+                    limit: Some(3),
+                    ..Filter::default()
+                }],
+                0,
+            )
+            .unwrap();
+        let times: Vec<u64> = got.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, vec![10, 9, 8]);
+        let ranged = s
+            .query(
+                &[Filter {
+                    since: Some(4),
+                    until: Some(6),
+                    ..Filter::default()
+                }],
+                0,
+            )
+            .unwrap();
+        assert_eq!(ranged.len(), 3);
+        assert_eq!(
+            s.insert(&e).unwrap(),
+            Stored::New,
+            "same time, other content: another event"
+        );
+        assert_eq!(s.insert(&e).unwrap(), Stored::Duplicate);
+        assert_eq!(s.count(&all(), 0).unwrap(), 11);
+    }
+
+    #[test]
+    fn replaceable_kinds_keep_only_the_newest() {
+        let (_d, s) = store();
+        let k = Keys::generate();
+        let old = k.sign(10, 0, vec![], r#"{"name":"old"}"#);
+        let new = k.sign(20, 0, vec![], r#"{"name":"new"}"#);
+        assert_eq!(s.insert(&new).unwrap(), Stored::New);
+        assert_eq!(s.insert(&old).unwrap(), Stored::Superseded);
+        let newer = k.sign(30, 0, vec![], r#"{"name":"newer"}"#);
+        assert_eq!(s.insert(&newer).unwrap(), Stored::New);
+        let got = s.query(&all(), 0).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].1.contains("newer"));
+        // Addressable: one per d tag.
+        let d = |v: &str, t| k.sign(t, 30_023, vec![vec!["d".into(), v.into()]], v);
+        s.insert(&d("a", 1)).unwrap();
+        s.insert(&d("b", 1)).unwrap();
+        s.insert(&d("a", 2)).unwrap();
+        assert_eq!(s.count(&kind(30_023), 0).unwrap(), 2);
+    }
+
+    #[test]
+    fn deletions_remove_and_refuse_again_only_for_the_author() {
+        let (_d, s) = store();
+        let k = Keys::generate();
+        let other = Keys::generate();
+        let post = k.sign(1, 1, vec![], "oops");
+        s.insert(&post).unwrap();
+        let forged = other.sign(2, 5, vec![vec!["e".into(), hex::encode(post.id)]], "");
+        s.insert(&forged).unwrap();
+        assert_eq!(s.count(&kind(1), 0).unwrap(), 1);
+        let del = k.sign(3, 5, vec![vec!["e".into(), hex::encode(post.id)]], "");
+        s.insert(&del).unwrap();
+        assert_eq!(s.count(&kind(1), 0).unwrap(), 0);
+        assert_eq!(s.insert(&post).unwrap(), Stored::Deleted);
+    }
+
+    #[test]
+    fn expired_events_are_not_served() {
+        let (_d, s) = store();
+        let k = Keys::generate();
+        s.insert(&k.sign(1, 1, vec![vec!["expiration".into(), "100".into()]], "brief"))
+            .unwrap();
+        assert_eq!(s.query(&all(), 99).unwrap().len(), 1);
+        assert_eq!(s.query(&all(), 100).unwrap().len(), 0);
+        assert_eq!(s.count(&all(), 100).unwrap(), 0);
+    }
+}

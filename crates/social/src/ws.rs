@@ -1,0 +1,278 @@
+//! The relay's listener: Nostr clients over WebSocket, and the NIP-11 information
+//! document over plain HTTP on the same address.
+//!
+//! Each connection has a queue to its socket bounded in bytes ([`QUEUE_BYTES`]) and in
+//! frames ([`SEND_QUEUE`]). Live events that find it full close the connection (a reader
+//! that does not read is not waited for); answers to its own queries wait for room, up
+//! to [`STALL`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{
+    Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection,
+};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
+
+use crate::event::MAX_TAGS;
+use crate::filter::{Filter, MAX_LIMIT, MAX_VALUES};
+use crate::message::{ClientMessage, MAX_FILTERS, MAX_SUB_ID, relay as out};
+use crate::relay::{Origin, Relay};
+use crate::store::Stored;
+
+/// Frames queued to one connection's socket, at most.
+pub const SEND_QUEUE: usize = 1024;
+/// Bytes queued to one connection's socket, at most.
+pub const QUEUE_BYTES: usize = 2 * 1024 * 1024;
+/// How long an answer waits for room in a connection's queue before it is closed.
+pub const STALL: Duration = Duration::from_secs(30);
+
+pub fn router(relay: Arc<Relay>) -> Router {
+    Router::new().route("/", get(root)).with_state(relay)
+}
+
+async fn root(
+    State(relay): State<Arc<Relay>>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Ok(ws) = ws {
+        let max = relay.config.max_message_bytes;
+        return ws
+            .max_message_size(max)
+            .max_frame_size(max)
+            .on_upgrade(move |socket| serve(socket, relay))
+            .into_response();
+    }
+    let wants_info = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/nostr+json"));
+    if wants_info {
+        return (
+            [
+                (header::CONTENT_TYPE, "application/nostr+json"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            info(&relay).to_string(),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::OK,
+        "This is a Nostr relay (nodus). Connect with a Nostr client over WebSocket.\n",
+    )
+        .into_response()
+}
+
+/// The NIP-11 relay information document.
+pub fn info(relay: &Relay) -> serde_json::Value {
+    let c = &relay.config;
+    json!({
+        "name": "nodus",
+        "description": "A Nostr relay on a nodus node; nodus relays replicate events among themselves.",
+        "software": "https://example.invalid/nodus",
+        "version": env!("CARGO_PKG_VERSION"),
+        "supported_nips": [1, 9, 11, 40, 45, 50],
+        "limitation": {
+            "max_message_length": c.max_message_bytes,
+            "max_subscriptions": c.max_subscriptions,
+            "max_filters": MAX_FILTERS,
+            "max_limit": MAX_LIMIT,
+            "max_subid_length": MAX_SUB_ID,
+            "max_event_tags": MAX_TAGS,
+            "max_filter_values": MAX_VALUES,
+            "created_at_upper_limit": c.max_future_secs,
+            "auth_required": false,
+            "payment_required": false,
+        },
+    })
+}
+
+/// Why a connection ends early.
+enum Closed {
+    SlowReader,
+    Gone,
+}
+
+/// A frame on its way to the socket, holding its bytes of the queue's room.
+type Queued = (Message, OwnedSemaphorePermit);
+
+struct Conn {
+    relay: Arc<Relay>,
+    tx: mpsc::Sender<Queued>,
+    room: Arc<Semaphore>,
+    subs: HashMap<String, Vec<Filter>>,
+}
+
+/// The room a frame takes (a frame larger than the whole queue takes all of it).
+fn cost(frame: &str) -> u32 {
+    frame.len().clamp(1, QUEUE_BYTES) as u32
+}
+
+impl Conn {
+    /// Queues a live frame; a full queue means the client is not reading.
+    fn push(&self, frame: String) -> Result<(), Closed> {
+        let permit = self
+            .room
+            .clone()
+            .try_acquire_many_owned(cost(&frame))
+            .map_err(|_| Closed::SlowReader)?;
+        self.tx
+            .try_send((Message::Text(frame.into()), permit))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Closed::SlowReader,
+                mpsc::error::TrySendError::Closed(_) => Closed::Gone,
+            })
+    }
+
+    /// Queues an answer, waiting (up to [`STALL`]) for room.
+    async fn answer(&self, frame: String) -> Result<(), Closed> {
+        let queued = async {
+            let permit = self
+                .room
+                .clone()
+                .acquire_many_owned(cost(&frame))
+                .await
+                .map_err(|_| Closed::Gone)?;
+            self.tx
+                .send((Message::Text(frame.into()), permit))
+                .await
+                .map_err(|_| Closed::Gone)
+        };
+        tokio::time::timeout(STALL, queued)
+            .await
+            .unwrap_or(Err(Closed::SlowReader))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Closed> {
+        let msg = match ClientMessage::decode(text) {
+            Ok(m) => m,
+            Err(e) => return self.answer(out::notice(&format!("error: {e}"))).await,
+        };
+        match msg {
+            ClientMessage::Event(e) => {
+                let id = e.id;
+                let frame = match self.relay.accept(*e, Origin::Client).await {
+                    Ok(Stored::Duplicate) => {
+                        out::ok(&id, true, "duplicate: already have this event")
+                    }
+                    Ok(_) => out::ok(&id, true, ""),
+                    Err(r) => out::ok(&id, false, &r.to_string()),
+                };
+                self.answer(frame).await
+            }
+            ClientMessage::Req { id, filters } => {
+                if !self.subs.contains_key(&id)
+                    && self.subs.len() >= self.relay.config.max_subscriptions
+                {
+                    let limit = self.relay.config.max_subscriptions;
+                    return self
+                        .answer(out::closed(
+                            &id,
+                            &format!("error: at most {limit} subscriptions per connection"),
+                        ))
+                        .await;
+                }
+                match self.relay.query(filters.clone()).await {
+                    Ok(events) => {
+                        for json in events {
+                            self.answer(out::event(&id, &json)).await?;
+                        }
+                        self.answer(out::eose(&id)).await?;
+                        if self.subs.insert(id, filters).is_none() {
+                            self.relay.metrics.subscriptions.inc();
+                        }
+                        Ok(())
+                    }
+                    Err(e) => self.answer(out::closed(&id, &e.to_string())).await,
+                }
+            }
+            ClientMessage::Count { id, filters } => {
+                let frame = match self.relay.count(filters).await {
+                    Ok(n) => out::count(&id, n),
+                    Err(e) => out::closed(&id, &e.to_string()),
+                };
+                self.answer(frame).await
+            }
+            ClientMessage::Close(id) => {
+                if self.subs.remove(&id).is_some() {
+                    self.relay.metrics.subscriptions.dec();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_live(&self, e: &crate::event::Event) -> Result<(), Closed> {
+        if self.relay.hides(e) {
+            return Ok(());
+        }
+        let mut json = None;
+        for (id, filters) in &self.subs {
+            if filters.iter().any(|f| f.matches(e)) {
+                let json = json.get_or_insert_with(|| e.to_json());
+                self.push(out::event(id, json))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn serve(socket: WebSocket, relay: Arc<Relay>) {
+    relay.metrics.connections.inc();
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Queued>(SEND_QUEUE);
+    let (gone_tx, mut gone) = watch::channel(false);
+    let writer = tokio::spawn(async move {
+        while let Some((m, _room)) = rx.recv().await {
+            if sink.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+        let _ = gone_tx.send(true);
+    });
+    let mut live = relay.live();
+    let mut conn = Conn {
+        relay: relay.clone(),
+        tx,
+        room: Arc::new(Semaphore::new(QUEUE_BYTES)),
+        subs: HashMap::new(),
+    };
+    let end = loop {
+        let step = tokio::select! {
+            m = stream.next() => match m {
+                Some(Ok(Message::Text(t))) => conn.on_text(t.as_str()).await,
+                Some(Ok(Message::Binary(_))) => conn.answer(out::notice("error: Nostr messages are text frames")).await,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Err(Closed::Gone),
+                Some(Ok(_)) => Ok(()),
+            },
+            e = live.recv() => match e {
+                Ok(e) => conn.on_live(&e),
+                Err(broadcast::error::RecvError::Lagged(_)) => Err(Closed::SlowReader),
+                Err(broadcast::error::RecvError::Closed) => Err(Closed::Gone),
+            },
+            _ = gone.changed() => Err(Closed::Gone),
+        };
+        if let Err(c) = step {
+            break c;
+        }
+    };
+    if let Closed::SlowReader = end {
+        relay.metrics.slow_readers.inc();
+        tracing::debug!(target: "nodus::social", "closed a connection that did not read");
+    }
+    relay.metrics.subscriptions.dec_by(conn.subs.len() as i64);
+    relay.metrics.connections.dec();
+    drop(conn);
+    writer.abort();
+}
