@@ -37,16 +37,22 @@ fn notes_acknowledged_survive_kill_9_and_the_cli_reads_them() {
     ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let note = Keys::generate().sign(now(), 1, vec![], "from a Nostr client, acknowledged");
+    // And many at once, pipelined, as the store writes them in shared transactions.
+    let many_author = Keys::generate();
+    let many: Vec<_> = (0..300)
+        .map(|i| many_author.sign(now(), 1, vec![], &format!("pipelined {i}")))
+        .collect();
     rt.block_on(async {
         let mut c = Client::connect(&relay).await.unwrap();
         assert_eq!(c.publish(&note).await.unwrap(), (true, String::new()));
+        assert_eq!(c.publish_many(&many, 64).await.unwrap(), 300);
     });
     // No clean shutdown: what was acknowledged must already be on disk.
     node.child.kill().unwrap();
     node.child.wait().unwrap();
 
     let _node = up(d);
-    let feed = json(&nodus(d, &["--json", "social", "feed"]));
+    let feed = json(&nodus(d, &["--json", "social", "feed", "--limit", "400"]));
     let contents: Vec<&str> = feed
         .as_array()
         .unwrap()
@@ -66,6 +72,18 @@ fn notes_acknowledged_survive_kill_9_and_the_cli_reads_them() {
             .unwrap()["id"],
         posted["id"]
     );
+    let relay = endpoints(d).unwrap()["extra"]["nostr"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rt.block_on(async {
+        let mut c = Client::connect(&relay).await.unwrap();
+        let author = hex::encode(many_author.public());
+        c.send_raw(json!(["COUNT", "n", {"authors": [author]}]).to_string())
+            .await
+            .unwrap();
+        assert_eq!(c.next().await.unwrap()[2], json!({"count": 300}));
+    });
     // The same key after the restart.
     let again = json(&nodus(d, &["--json", "social", "status"]));
     assert_eq!(again["pubkey"], status["pubkey"]);

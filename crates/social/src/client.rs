@@ -34,7 +34,7 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
         Ok(Client {
             ws,
             patience: Duration::from_secs(30),
@@ -81,6 +81,31 @@ impl Client {
                 return Ok((ok, msg));
             }
         }
+    }
+
+    /// Publishes events with up to `window` of them awaiting their OK at once, as a
+    /// client with much to send does; how many the relay accepted.
+    pub async fn publish_many(
+        &mut self,
+        events: &[Event],
+        window: usize,
+    ) -> Result<usize, ClientError> {
+        let (mut sent, mut answered, mut accepted) = (0, 0, 0);
+        while answered < events.len() {
+            while sent < events.len() && sent - answered < window.max(1) {
+                self.send_raw(format!("[\"EVENT\",{}]", events[sent].to_json()))
+                    .await?;
+                sent += 1;
+            }
+            let m = self.next().await?;
+            if m.first().and_then(Value::as_str) == Some("OK") {
+                answered += 1;
+                if m.get(2).and_then(Value::as_bool) == Some(true) {
+                    accepted += 1;
+                }
+            }
+        }
+        Ok(accepted)
     }
 
     /// Opens a subscription; the stored events it matched (up to EOSE).

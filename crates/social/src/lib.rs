@@ -30,6 +30,8 @@ pub mod store;
 mod ws;
 
 use std::net::SocketAddr;
+
+use axum::serve::ListenerExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -136,7 +138,9 @@ impl nodus_service::Service for SocialService {
             what: "the relay's address",
             source,
         })?;
-        let relay = Arc::new(Relay::new(config, store, ctx.net.clone(), ctx.metrics)?);
+        let (relay, writer) = Relay::new(config, store, ctx.net.clone(), ctx.metrics)?;
+        let relay = Arc::new(relay);
+        let writer = tokio::spawn(writer.run(ctx.shutdown.clone()));
         let messages = ctx
             .net
             .subscribe_validated(relay::TOPIC)
@@ -148,6 +152,11 @@ impl nodus_service::Service for SocialService {
             let stop = async move {
                 let _ = shutdown.wait_for(|s| *s).await;
             };
+            // Nostr answers are many small frames: Nagle's algorithm against the
+            // client's delayed ACKs held each REQ's answer back by ~40 ms.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app)
                 .with_graceful_shutdown(stop)
                 .await
@@ -171,7 +180,7 @@ impl nodus_service::Service for SocialService {
             routes: http::routes(handle.clone()),
             endpoints: vec![("nostr".to_string(), handle.relay_url())],
             events: Some(nodus_service::EventFeed::broadcast(relay.events.clone())),
-            tasks: vec![server, gossip],
+            tasks: vec![server, gossip, writer],
             handle,
         })
     }

@@ -10,13 +10,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::SocialConfig;
 use crate::error::SocialError;
 use crate::event::{Event, EventError, Retention};
 use crate::filter::Filter;
-use crate::store::{Store, Stored};
+use crate::store::{Store, StoreError, Stored};
 
 /// The overlay topic events travel between nodus relays on.
 pub const TOPIC: &str = "nodus/social/events/1";
@@ -52,7 +52,7 @@ pub enum Refusal {
     #[error("blocked: the event was deleted by its author")]
     Deleted,
     #[error("error: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[source] Arc<crate::store::StoreError>),
     #[error("error: the relay's worker stopped; try again")]
     Internal,
 }
@@ -166,9 +166,65 @@ impl Moderation {
     }
 }
 
+/// An event on its way to the store, and where to say what became of it.
+type Pending = (Arc<Event>, oneshot::Sender<Result<Stored, Arc<StoreError>>>);
+
+/// Events written at once, at most.
+const MAX_BATCH: usize = 1024;
+
+/// Stores events in batches: whatever arrived while the last batch was committed goes
+/// in the next transaction, so concurrent publishers share an fsync and none is
+/// answered before its event is on disk.
+pub struct Writer {
+    store: Arc<Store>,
+    rx: mpsc::Receiver<Pending>,
+}
+
+impl Writer {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let first = tokio::select! {
+                m = self.rx.recv() => match m {
+                    Some(m) => m,
+                    None => return,
+                },
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let events: Vec<Arc<Event>> = batch.iter().map(|(e, _)| e.clone()).collect();
+            let store = self.store.clone();
+            let written = tokio::task::spawn_blocking(move || store.insert_batch(&events)).await;
+            match written {
+                Ok(Ok(outcomes)) => {
+                    for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "nodus::social", "events not stored: {e}");
+                    let e = Arc::new(e);
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+                // The blocking task panicked: the replies are dropped, each publisher
+                // is told its event was not taken.
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 pub struct Relay {
     pub config: SocialConfig,
     store: Arc<Store>,
+    writer: mpsc::Sender<Pending>,
     moderation: Moderation,
     /// Every event taken, for live subscriptions.
     live: broadcast::Sender<Arc<Event>>,
@@ -183,16 +239,20 @@ impl Relay {
         store: Store,
         net: NetworkHandle,
         registry: &mut Registry,
-    ) -> Result<Relay, SocialError> {
-        Ok(Relay {
+    ) -> Result<(Relay, Writer), SocialError> {
+        let store = Arc::new(store);
+        let (writer, rx) = mpsc::channel(MAX_BATCH);
+        let relay = Relay {
             moderation: Moderation::from_config(&config)?,
             config,
-            store: Arc::new(store),
+            store: store.clone(),
+            writer,
             live: broadcast::channel(4096).0,
             events: broadcast::channel(1024).0,
             metrics: Metrics::register(registry),
             net,
-        })
+        };
+        Ok((relay, Writer { store, rx }))
     }
 
     pub fn live(&self) -> broadcast::Receiver<Arc<Event>> {
@@ -235,11 +295,15 @@ impl Relay {
         let stored = if e.retention() == Retention::Ephemeral {
             Stored::New
         } else {
-            let store = self.store.clone();
-            let ev = e.clone();
-            tokio::task::spawn_blocking(move || store.insert(&ev))
+            let (reply, stored) = oneshot::channel();
+            self.writer
+                .send((e.clone(), reply))
                 .await
-                .map_err(|_| Refusal::Internal)??
+                .map_err(|_| Refusal::Internal)?;
+            stored
+                .await
+                .map_err(|_| Refusal::Internal)?
+                .map_err(Refusal::Store)?
         };
         match stored {
             Stored::Deleted => return Err(Refusal::Deleted),
@@ -270,7 +334,8 @@ impl Relay {
         let store = self.store.clone();
         let rows = tokio::task::spawn_blocking(move || store.query(&filters, now()))
             .await
-            .map_err(|_| Refusal::Internal)??;
+            .map_err(|_| Refusal::Internal)?
+            .map_err(|e| Refusal::Store(Arc::new(e)))?;
         Ok(rows
             .into_iter()
             .map(|(_, json)| json)
@@ -283,11 +348,10 @@ impl Relay {
 
     pub async fn count(&self, filters: Vec<Filter>) -> Result<usize, Refusal> {
         let store = self.store.clone();
-        Ok(
-            tokio::task::spawn_blocking(move || store.count(&filters, now()))
-                .await
-                .map_err(|_| Refusal::Internal)??,
-        )
+        tokio::task::spawn_blocking(move || store.count(&filters, now()))
+            .await
+            .map_err(|_| Refusal::Internal)?
+            .map_err(|e| Refusal::Store(Arc::new(e)))
     }
 
     pub fn stored(&self) -> u64 {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 
 use crate::event::MAX_TAGS;
 use crate::filter::{Filter, MAX_LIMIT, MAX_VALUES};
@@ -106,11 +106,13 @@ enum Closed {
 /// A frame on its way to the socket, holding its bytes of the queue's room.
 type Queued = (Message, OwnedSemaphorePermit);
 
-struct Conn {
-    relay: Arc<Relay>,
+/// The way to one connection's socket; cloned into the tasks that answer its EVENTs.
+#[derive(Clone)]
+struct Outbox {
     tx: mpsc::Sender<Queued>,
     room: Arc<Semaphore>,
-    subs: HashMap<String, Vec<Filter>>,
+    /// Told when an answer found no room within [`STALL`]: the connection is closed.
+    stalled: Arc<Notify>,
 }
 
 /// The room a frame takes (a frame larger than the whole queue takes all of it).
@@ -118,7 +120,7 @@ fn cost(frame: &str) -> u32 {
     frame.len().clamp(1, QUEUE_BYTES) as u32
 }
 
-impl Conn {
+impl Outbox {
     /// Queues a live frame; a full queue means the client is not reading.
     fn push(&self, frame: String) -> Result<(), Closed> {
         let permit = self
@@ -148,9 +150,31 @@ impl Conn {
                 .await
                 .map_err(|_| Closed::Gone)
         };
-        tokio::time::timeout(STALL, queued)
+        let r = tokio::time::timeout(STALL, queued)
             .await
-            .unwrap_or(Err(Closed::SlowReader))
+            .unwrap_or(Err(Closed::SlowReader));
+        if let Err(Closed::SlowReader) = r {
+            self.stalled.notify_one();
+        }
+        r
+    }
+}
+
+/// EVENTs of one connection being checked and stored at once, at most. Further EVENTs
+/// wait to be read: a client that publishes faster than the relay stores is slowed by
+/// TCP, not queued in memory.
+pub const IN_FLIGHT: usize = 256;
+
+struct Conn {
+    relay: Arc<Relay>,
+    out: Outbox,
+    in_flight: Arc<Semaphore>,
+    subs: HashMap<String, Vec<Filter>>,
+}
+
+impl Conn {
+    async fn answer(&self, frame: String) -> Result<(), Closed> {
+        self.out.answer(frame).await
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Closed> {
@@ -160,15 +184,29 @@ impl Conn {
         };
         match msg {
             ClientMessage::Event(e) => {
-                let id = e.id;
-                let frame = match self.relay.accept(*e, Origin::Client).await {
-                    Ok(Stored::Duplicate) => {
-                        out::ok(&id, true, "duplicate: already have this event")
-                    }
-                    Ok(_) => out::ok(&id, true, ""),
-                    Err(r) => out::ok(&id, false, &r.to_string()),
-                };
-                self.answer(frame).await
+                // Checked and stored beside the connection's other EVENTs, so that
+                // one client's events share the store's batches; OKs come in the order
+                // events are stored, which NIP-01 allows.
+                let slot = self
+                    .in_flight
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Closed::Gone)?;
+                let (relay, outbox) = (self.relay.clone(), self.out.clone());
+                tokio::spawn(async move {
+                    let id = e.id;
+                    let frame = match relay.accept(*e, Origin::Client).await {
+                        Ok(Stored::Duplicate) => {
+                            out::ok(&id, true, "duplicate: already have this event")
+                        }
+                        Ok(_) => out::ok(&id, true, ""),
+                        Err(r) => out::ok(&id, false, &r.to_string()),
+                    };
+                    let _ = outbox.answer(frame).await;
+                    drop(slot);
+                });
+                Ok(())
             }
             ClientMessage::Req { id, filters } => {
                 if !self.subs.contains_key(&id)
@@ -220,7 +258,7 @@ impl Conn {
         for (id, filters) in &self.subs {
             if filters.iter().any(|f| f.matches(e)) {
                 let json = json.get_or_insert_with(|| e.to_json());
-                self.push(out::event(id, json))?;
+                self.out.push(out::event(id, json))?;
             }
         }
         Ok(())
@@ -242,10 +280,15 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
         let _ = gone_tx.send(true);
     });
     let mut live = relay.live();
+    let stalled = Arc::new(Notify::new());
     let mut conn = Conn {
         relay: relay.clone(),
-        tx,
-        room: Arc::new(Semaphore::new(QUEUE_BYTES)),
+        out: Outbox {
+            tx,
+            room: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            stalled: stalled.clone(),
+        },
+        in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
         subs: HashMap::new(),
     };
     let end = loop {
@@ -262,6 +305,7 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
                 Err(broadcast::error::RecvError::Closed) => Err(Closed::Gone),
             },
             _ = gone.changed() => Err(Closed::Gone),
+            _ = stalled.notified() => Err(Closed::SlowReader),
         };
         if let Err(c) = step {
             break c;
