@@ -100,12 +100,13 @@ impl Testnet {
         Ok(net)
     }
 
-    /// Node 0's TCP address, which every node joins through (empty for node 0 itself).
+    /// The TCP address a new node joins through: the first running node's (node 0's
+    /// until it is killed; empty while no node runs).
     pub fn bootstrap_addrs(&self) -> Vec<String> {
         self.nodes
-            .first()
-            .and_then(|n| n.as_ref())
-            .and_then(|n| n.p2p_addr("tcp"))
+            .iter()
+            .flatten()
+            .find_map(|n| n.p2p_addr("tcp"))
             .map(|a| vec![a.to_string()])
             .unwrap_or_default()
     }

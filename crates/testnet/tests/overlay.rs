@@ -151,6 +151,27 @@ async fn killed_node_leaves_peer_lists_and_the_rest_keep_working() {
     net.shutdown().await;
 }
 
+/// The demo kills node 0 on some runs (the relay in use is either node); a node added
+/// after that must still find the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_node_0_died_joins_through_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    net.kill(0).await.unwrap();
+    let k = net.len();
+    let joined = net
+        .add_node(node_config(node_ip(k), &net.bootstrap_addrs()))
+        .await
+        .unwrap();
+    wait_until(T, "the new node to have a peer", || async {
+        !net.node(joined).net.peers().await.unwrap().is_empty()
+    })
+    .await
+    .unwrap();
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_node_keeps_its_identity() {
     let dir = tempfile::tempdir().unwrap();
