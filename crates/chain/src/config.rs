@@ -10,6 +10,10 @@ pub struct ChainConfig {
     pub enabled: bool,
     /// Ethereum JSON-RPC over HTTP. Empty: no JSON-RPC server.
     pub rpc_listen: String,
+    /// Host names JSON-RPC answers to besides IP addresses ("*": any).
+    pub rpc_hosts: Vec<String>,
+    /// Origins (web pages) allowed to call JSON-RPC ("*": any). Empty: none.
+    pub rpc_origins: Vec<String>,
     /// Pending transactions kept, in all and per sender.
     pub mempool_max: usize,
     pub mempool_max_per_sender: usize,
@@ -22,6 +26,8 @@ impl Default for ChainConfig {
         ChainConfig {
             enabled: true,
             rpc_listen: "127.0.0.1:8545".into(),
+            rpc_hosts: vec!["localhost".into()],
+            rpc_origins: vec![],
             mempool_max: 4096,
             mempool_max_per_sender: 64,
             genesis: GenesisConfig::default(),
@@ -104,6 +110,10 @@ enabled = true
 # Ethereum JSON-RPC (web3.py, ethers, wallets). No token: it holds no keys, so it offers
 # only what a public node does. Keep it on 127.0.0.1. Empty: no JSON-RPC server.
 rpc_listen = "127.0.0.1:8545"
+# Host names it answers to besides IP addresses (a web page's DNS name pointed at this
+# machine is refused), and web pages (Origins) allowed to call it; "*" allows any.
+rpc_hosts = ["localhost"]
+rpc_origins = []
 # Pending transactions kept, in all and per sender.
 mempool_max = 4096
 mempool_max_per_sender = 64

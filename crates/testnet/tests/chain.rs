@@ -347,6 +347,67 @@ async fn a_peer_flooding_invalid_blocks_is_banned() {
     net.shutdown().await;
 }
 
+/// What a web page could send (plain-text bodies, a foreign Origin, a DNS name of its
+/// own as Host) is refused; `eth_feeHistory` takes at most 100 percentiles, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rpc_refuses_web_pages_and_bounds_fee_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, dir.path()).await.unwrap();
+    let url = chain(&net, 0).json_rpc_url().unwrap();
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let body =
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": [] }).to_string();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let (url, body) = (url.clone(), body.clone());
+        async move {
+            let mut req = reqwest::Client::new().post(&url).body(body);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let json_type = ("content-type", "application/json".to_string());
+    let (status, text) = send(vec![("content-type", "text/plain".into())]).await;
+    assert_eq!(status, 415, "{text}");
+    let (status, text) = send(vec![
+        json_type.clone(),
+        ("host", format!("evil.example:{port}")),
+    ])
+    .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("rpc_hosts"), "{text}");
+    let (status, text) = send(vec![
+        json_type.clone(),
+        ("origin", "http://evil.example".into()),
+    ])
+    .await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = send(vec![
+        json_type.clone(),
+        ("host", format!("localhost:{port}")),
+    ])
+    .await;
+    assert_eq!(status, 200, "{text}");
+
+    let many: Vec<u32> = vec![50; 200_000];
+    let refused = rpc(&url, "eth_feeHistory", json!(["0x400", "latest", many])).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 100")
+    );
+    let unordered = rpc(&url, "eth_feeHistory", json!(["0x4", "latest", [50, 10]])).await;
+    assert_eq!(unordered["error"]["code"], -32602, "{unordered}");
+    let most: Vec<u32> = (0..100).collect();
+    let fine = rpc(&url, "eth_feeHistory", json!(["0x400", "latest", most])).await;
+    assert!(fine["result"]["reward"].is_array(), "{fine}");
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rpc_batches_errors_and_pending_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -399,11 +399,7 @@ async fn fee_history(h: &ChainHandle, p: Vec<Value>) -> Result<Value, RpcError> 
     }
     .clamp(1, 1024);
     let newest = block_tag(p.get(1))?;
-    let percentiles: Vec<f64> = p
-        .get(2)
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_f64).collect())
-        .unwrap_or_default();
+    let percentiles = reward_percentiles(p.get(2))?;
     read(h, move |c| {
         let newest = resolve(c, newest).unwrap_or(c.head_number());
         let oldest = newest.saturating_sub(count - 1);
@@ -432,6 +428,37 @@ async fn fee_history(h: &ChainHandle, p: Vec<Value>) -> Result<Value, RpcError> 
         Ok(out)
     })
     .await
+}
+
+/// Reward percentiles asked for at most, as geth allows.
+pub const MAX_PERCENTILES: usize = 100;
+
+/// `eth_feeHistory`'s percentiles: at most [`MAX_PERCENTILES`], each in 0..=100, rising.
+fn reward_percentiles(v: Option<&Value>) -> Result<Vec<f64>, RpcError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = v
+        .as_array()
+        .ok_or_else(|| RpcError::params("rewardPercentiles must be an array of numbers"))?;
+    if list.len() > MAX_PERCENTILES {
+        return Err(RpcError::params(format!(
+            "{} reward percentiles asked for; at most {MAX_PERCENTILES}",
+            list.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for x in list {
+        let x = x
+            .as_f64()
+            .filter(|x| (0.0..=100.0).contains(x))
+            .ok_or_else(|| RpcError::params("each reward percentile is a number from 0 to 100"))?;
+        if out.last().is_some_and(|&prev| x < prev) {
+            return Err(RpcError::params("reward percentiles must not decrease"));
+        }
+        out.push(x);
+    }
+    Ok(out)
 }
 
 fn logs(c: &Chain, filter: &Value) -> Result<Value, RpcError> {

@@ -5,9 +5,12 @@ mod format;
 mod methods;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -58,6 +61,7 @@ impl From<ChainError> for RpcError {
 /// Binds `listen` and serves until shutdown. The URL is recorded in the handle.
 pub async fn serve(
     listen: &str,
+    gate: Gate,
     handle: ChainHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ChainError> {
@@ -74,7 +78,9 @@ pub async fn serve(
     if let Ok(mut u) = handle.rpc_url.lock() {
         *u = Some(format!("http://{addr}"));
     }
-    let app = Router::new().route("/", post(entry)).with_state(handle);
+    let app = Router::new()
+        .route("/", post(entry))
+        .with_state((handle, Arc::new(gate)));
     Ok(tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|s| *s).await;
@@ -88,8 +94,106 @@ pub async fn serve(
     }))
 }
 
-async fn entry(State(h): State<ChainHandle>, body: axum::body::Bytes) -> axum::Json<Value> {
-    let parsed: Result<Value, _> = serde_json::from_slice(&body);
+/// The largest JSON-RPC answer sent; a larger one is refused with an error instead.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Who may call, as geth decides: only `application/json` bodies (a web page cannot send
+/// those without a CORS preflight, which is refused), a Host that is an IP address or
+/// one of `hosts`, and no Origin unless it is one of `origins`. A page the user visits
+/// thus cannot reach the node blind, directly or through DNS rebinding.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    pub hosts: Vec<String>,
+    pub origins: Vec<String>,
+}
+
+impl Gate {
+    fn check(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/json") {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid content type, only application/json is supported".into(),
+            ));
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !self.host_allowed(host) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("invalid host {host:?}; allow it with [chain] rpc_hosts in config.toml"),
+            ));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            if !self
+                .origins
+                .iter()
+                .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+            {
+                return Err((
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "origin {origin:?} not allowed; allow it with [chain] rpc_origins in config.toml"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn host_allowed(&self, host: &str) -> bool {
+        // host[:port], or [v6]:port
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            rest.split(']').next().unwrap_or("")
+        } else {
+            host.rsplit_once(':').map_or(host, |(h, _)| h)
+        };
+        name.parse::<std::net::IpAddr>().is_ok()
+            || self
+                .hosts
+                .iter()
+                .any(|h| h == "*" || h.eq_ignore_ascii_case(name))
+    }
+}
+
+async fn entry(
+    State((h, gate)): State<(ChainHandle, Arc<Gate>)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = gate.check(&headers) {
+        return refused.into_response();
+    }
+    let reply = answer(&h, &body).await;
+    let bytes = serde_json::to_vec(&reply).unwrap_or_default();
+    let bytes = if bytes.len() > MAX_RESPONSE_BYTES {
+        let id = match &reply {
+            Value::Object(o) => o.get("id").cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        serde_json::to_vec(&error_reply(
+            id,
+            RpcError::new(
+                -32005,
+                format!("the answer is over {MAX_RESPONSE_BYTES} bytes; ask for less"),
+            ),
+        ))
+        .unwrap_or_default()
+    } else {
+        bytes
+    };
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
+    let parsed: Result<Value, _> = serde_json::from_slice(body);
     let reply = match parsed {
         Err(e) => error_reply(
             Value::Null,
@@ -106,14 +210,14 @@ async fn entry(State(h): State<ChainHandle>, body: axum::body::Bytes) -> axum::J
             } else {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    out.push(one(&h, item).await);
+                    out.push(one(h, item).await);
                 }
                 Value::Array(out)
             }
         }
-        Ok(item) => one(&h, item).await,
+        Ok(item) => one(h, item).await,
     };
-    axum::Json(reply)
+    reply
 }
 
 async fn one(h: &ChainHandle, req: Value) -> Value {

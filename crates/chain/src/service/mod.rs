@@ -244,7 +244,18 @@ pub async fn spawn(
     )?);
     tasks.push(mining::spawn(handle.clone(), stop_mining, shutdown.clone()));
     if !config.rpc_listen.is_empty() {
-        tasks.push(crate::rpc::serve(&config.rpc_listen, handle.clone(), shutdown.clone()).await?);
+        tasks.push(
+            crate::rpc::serve(
+                &config.rpc_listen,
+                crate::rpc::Gate {
+                    hosts: config.rpc_hosts.clone(),
+                    origins: config.rpc_origins.clone(),
+                },
+                handle.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        );
     }
     let mut stop = shutdown;
     // Owns the actor thread: on shutdown, or when this task is aborted (a node killed in
