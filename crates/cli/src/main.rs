@@ -84,9 +84,26 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
+/// Rust ignores SIGPIPE, so `println!` into a pipe whose reader is gone (`nodus demo |
+/// head`) panics. A command that prints ends quietly instead, as Unix tools do. Servers
+/// keep ignoring it: a peer closing a socket must not kill the node.
+#[cfg(unix)]
+fn end_quietly_on_closed_pipe() {
+    // SAFETY: resets one signal's disposition before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn end_quietly_on_closed_pipe() {}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
     let args = args::Cli::parse();
+    if !args.command.serves() {
+        end_quietly_on_closed_pipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -117,12 +117,28 @@ fn api_requires_the_token() {
     assert!(ep["api"].as_str().unwrap().starts_with("http://127.0.0.1:"));
 
     // A malformed body is a JSON error that says what is wrong, like every other error.
-    for body in ["{not json", r#"{"adr": "x"}"#, r#"{"addr": 7}"#] {
+    // 400 for what is not JSON, 422 for JSON of the wrong shape.
+    for (body, want) in [
+        ("{not json", 400),
+        (r#"{"adr": "x"}"#, 422),
+        (r#"{"addr": 7}"#, 422),
+    ] {
         let (code, resp) =
             api_request(d, "POST", "/api/v1/connect", Some(token.trim()), Some(body));
-        assert_eq!(code, 400, "{body}: {resp}");
+        assert_eq!(code, want, "{body}: {resp}");
         assert!(resp.contains(r#"{"error":"the request body"#), "{resp}");
     }
+    // A body over the limit is 413; the scheme's case does not matter (RFC 9110).
+    let auth = format!(
+        "Authorization: Bearer {}\r\nContent-Type: application/json\r\n",
+        token.trim()
+    );
+    let huge = format!(r#"{{"addr": "{}"}}"#, "x".repeat(3 * 1024 * 1024));
+    let (code, resp) = api_raw(d, "POST", "/api/v1/connect", &auth, huge.as_bytes());
+    assert_eq!(code, 413, "{}", &resp[..resp.len().min(300)]);
+    let lower = format!("authorization: bearer {}\r\n", token.trim());
+    let (code, resp) = api_raw(d, "GET", "/api/v1/status", &lower, b"");
+    assert_eq!(code, 200, "{resp}");
     let (code, resp) = api_request(
         d,
         "POST",
@@ -303,6 +319,21 @@ fn kill_9_then_restart_keeps_identity_and_sigterm_cleans_up() {
         !d.join("endpoints.json").exists(),
         "endpoints.json removed on clean shutdown"
     );
+}
+
+/// Output piped into a reader that stops early ends the command quietly, without a
+/// panic and its backtrace.
+#[test]
+fn output_cut_short_by_a_closed_pipe_is_not_a_panic() {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{BIN}' demo | head -n 1"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert_eq!(stdout(&o).lines().count(), 1);
 }
 
 #[test]

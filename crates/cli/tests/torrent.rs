@@ -250,3 +250,34 @@ fn bench_torrent_prints_nodus_beside_reference_clients() {
     assert!(libtorrent_cpu >= 0.02, "{}", runs[1]);
     assert_eq!(v["check"]["pieces_ok"], 32, "{v}");
 }
+
+/// A .torrent source that is not a regular file, or is larger than any .torrent, is
+/// refused at once with the reason, by the CLI and by the node's API alike (it used to
+/// read /dev/zero until memory ran out).
+#[test]
+fn devices_and_huge_files_are_not_read_as_torrents() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("n");
+    torrent_node(&d, "127.0.52.1", "");
+    let _node = up(&d);
+    fails_saying(&nodus(&d, &["get", "/dev/zero"]), "not a regular file");
+    let token = std::fs::read_to_string(d.join("api.cookie")).unwrap();
+    let (code, resp) = api_request(
+        &d,
+        "POST",
+        "/api/v1/torrent",
+        Some(token.trim()),
+        Some(r#"{"source": "/dev/zero"}"#),
+    );
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp.contains("not a regular file"), "{resp}");
+    let huge = dir.path().join("huge.torrent");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(nodus_torrent::MAX_TORRENT_FILE + 1)
+        .unwrap();
+    fails_saying(
+        &nodus(&d, &["get", huge.to_str().unwrap()]),
+        "a .torrent file is at most",
+    );
+}

@@ -45,10 +45,15 @@ impl From<NetError> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::bad_request(format!(
-            "the request body is not the JSON this route takes: {}",
-            r.body_text()
-        ))
+        // The rejection's own status: 413 for a body over the limit, 415 without a JSON
+        // content type, 422 for JSON of the wrong shape, 400 for what is not JSON.
+        ApiError::new(
+            r.status(),
+            format!(
+                "the request body is not the JSON this route takes: {}",
+                r.body_text()
+            ),
+        )
     }
 }
 

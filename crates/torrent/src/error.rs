@@ -17,6 +17,10 @@ pub enum TorrentError {
     Duplicate(String),
     #[error("{0:?} is neither a magnet link, a 40-hex infohash nor a readable .torrent file")]
     BadSource(String),
+    #[error("{0} is not a regular file: give a .torrent file, a magnet link or an infohash")]
+    NotAFile(String),
+    #[error("{path} is {size} bytes; a .torrent file is at most {max} bytes")]
+    TorrentFileTooLarge { path: String, size: u64, max: u64 },
     #[error("file numbers {0:?} are out of range: the torrent has {1} files (numbered from 1)")]
     BadFileSelection(Vec<usize>, usize),
     #[error(

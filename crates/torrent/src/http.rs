@@ -1,7 +1,7 @@
 //! Torrent routes (`/api/v1/torrent/...`), thin over [`TorrentHandle`]; the node mounts
 //! them behind the API token.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,10 +13,19 @@ use crate::TorrentHandle;
 
 type S = State<TorrentHandle>;
 
+/// The largest add request: a .torrent of the largest size taken, in base64, and the rest.
+const ADD_BODY_LIMIT: usize = (crate::MAX_TORRENT_FILE as usize).div_ceil(3) * 4 + 64 * 1024;
+
 /// The routes, relative to `/api/v1/torrent`.
 pub fn routes(handle: TorrentHandle) -> Router {
     Router::new()
-        .route("/", get(list).post(add))
+        // A .torrent file comes as base64 in the body: room for the largest taken.
+        .route(
+            "/",
+            get(list)
+                .post(add)
+                .layer(DefaultBodyLimit::max(ADD_BODY_LIMIT)),
+        )
         .route("/share", post(share))
         .route("/{id}", get(get_one).delete(remove))
         .route("/{id}/pause", post(pause))
@@ -89,7 +98,9 @@ impl From<crate::TorrentError> for ApiError {
             | E::Magnet(_)
             | E::Create(_)
             | E::BadSource(_)
+            | E::NotAFile(_)
             | E::BadFileSelection(..) => StatusCode::BAD_REQUEST,
+            E::TorrentFileTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Listen { .. }
             | E::Store(_)

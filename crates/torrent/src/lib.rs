@@ -51,5 +51,8 @@ pub mod wire;
 
 pub use config::{Encryption, TorrentConfig};
 pub use error::TorrentError;
-pub use session::{Metrics, SpawnOptions, TorrentHandle, TorrentService, spawn};
+pub use session::{
+    MAX_TORRENT_FILE, Metrics, SpawnOptions, TorrentHandle, TorrentService, read_torrent_file,
+    spawn,
+};
 pub use types::{AddRequest, PeerInfo, ShareRequest, TorrentEvent, TorrentInfo, TorrentState};

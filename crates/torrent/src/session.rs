@@ -213,6 +213,35 @@ impl nodus_service::Service for TorrentService {
     }
 }
 
+/// Largest .torrent file taken (a real one of 120,000 pieces is 2.4 MB).
+pub const MAX_TORRENT_FILE: u64 = 32 * 1024 * 1024;
+
+/// Reads a .torrent file: only a regular file, and no more than [`MAX_TORRENT_FILE`]
+/// bytes whatever it claims (a device or a growing file is not read without end).
+pub fn read_torrent_file(path: &Path) -> Result<Vec<u8>, TorrentError> {
+    use std::io::Read;
+    let shown = || path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|_| TorrentError::BadSource(shown()))?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(TorrentError::NotAFile(shown()));
+    }
+    let too_large = |size| TorrentError::TorrentFileTooLarge {
+        path: shown(),
+        size,
+        max: MAX_TORRENT_FILE,
+    };
+    if meta.len() > MAX_TORRENT_FILE {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_TORRENT_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_TORRENT_FILE {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// Starts the service: opens the store, binds the listener, resumes stored torrents.
 pub async fn spawn(
     opts: SpawnOptions<'_>,
@@ -621,10 +650,8 @@ impl TorrentHandle {
         } else if req.source.len() == 40 && req.source.chars().all(|c| c.is_ascii_hexdigit()) {
             (None, Some(Magnet::from_hex(&req.source)?))
         } else {
-            match std::fs::read(&req.source) {
-                Ok(bytes) => (Some(Metainfo::from_bytes(&bytes)?), None),
-                Err(_) => return Err(TorrentError::BadSource(req.source.clone())),
-            }
+            let bytes = read_torrent_file(Path::new(&req.source))?;
+            (Some(Metainfo::from_bytes(&bytes)?), None)
         };
         let hashes: InfoHashes = meta
             .as_ref()

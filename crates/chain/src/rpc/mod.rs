@@ -194,7 +194,7 @@ async fn entry(
 
 async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
     let parsed: Result<Value, _> = serde_json::from_slice(body);
-    let reply = match parsed {
+    match parsed {
         Err(e) => error_reply(
             Value::Null,
             RpcError::new(-32700, format!("parse error: {e}")),
@@ -216,8 +216,7 @@ async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
             }
         }
         Ok(item) => one(h, item).await,
-    };
-    reply
+    }
 }
 
 async fn one(h: &ChainHandle, req: Value) -> Value {

@@ -102,7 +102,7 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
     }
     let local = Path::new(source);
     if !source.starts_with("magnet:") && local.is_file() {
-        let bytes = std::fs::read(local).with_context(|| format!("reading {source}"))?;
+        let bytes = nodus_torrent::read_torrent_file(local)?;
         body["torrent_base64"] = json!(data_encoding::BASE64.encode(&bytes));
     } else {
         body["source"] = json!(source);

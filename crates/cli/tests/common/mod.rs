@@ -141,6 +141,27 @@ pub fn api_request(
     (code, resp)
 }
 
+/// A request to the node's API with the header lines given as they are:
+/// (status, whole response).
+pub fn api_raw(dir: &Path, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    let api = endpoints(dir).unwrap()["api"].as_str().unwrap().to_string();
+    let hostport = api.trim_start_matches("http://");
+    let mut s = TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The server may answer (413) and close before the whole body is sent.
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let resp = String::from_utf8_lossy(&resp).into_owned();
+    let code = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, resp)
+}
+
 pub fn p2p_addr(dir: &Path) -> String {
     endpoints(dir).unwrap()["p2p"][0]
         .as_str()

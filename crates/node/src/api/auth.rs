@@ -17,7 +17,10 @@ pub async fn require_token(State(state): State<ApiState>, req: Request, next: Ne
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110).
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token);
     match given {
         Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
         Some(_) => {
