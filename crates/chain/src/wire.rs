@@ -7,7 +7,7 @@
 use alloy_consensus::Header;
 use alloy_primitives::{B256, U256};
 use alloy_rlp::Decodable;
-use futures::{AsyncReadExt, AsyncWriteExt};
+use futures::AsyncWriteExt;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{self, ChainBlock};
@@ -15,6 +15,8 @@ use crate::store::{self, ChainBlock};
 pub const SYNC_PROTOCOL: &str = "/nodus/chain/sync/1";
 /// Largest sync frame (a batch of blocks).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest sync request: a locator or a block list of 64 hashes, and framing.
+pub const MAX_REQUEST_FRAME: usize = 8 * 1024;
 /// Largest gossiped block.
 pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024;
 /// Most headers per response, and blocks per request.
@@ -133,19 +135,21 @@ pub async fn write_frame<W: futures::AsyncWrite + Unpin>(
     w.flush().await
 }
 
-pub async fn read_frame<R: futures::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame over 16 MiB",
-        ));
+/// Reads one frame of at most `max` bytes ([`MAX_REQUEST_FRAME`] for what a peer asks,
+/// [`MAX_FRAME`] for what it answers), as its bytes arrive.
+pub async fn read_frame<R: futures::AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    use nodus_net::frame::{self, FrameError};
+    match frame::read(r, max).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Err(FrameError::Io(e)) => Err(e),
+        Err(e @ FrameError::TooLarge { .. }) => {
+            Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        }
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
 }
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {

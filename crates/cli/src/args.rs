@@ -32,21 +32,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// Runs a server in the foreground (as opposed to a command whose output may be
-    /// piped into `head` and cut short).
-    pub fn serves(&self) -> bool {
-        use crate::ServiceCommand as S;
-        matches!(
-            self,
-            Command::Service(
-                S::Node(crate::node::Commands::Up { .. } | crate::node::Commands::Testnet { .. })
-                    | S::Torrent(crate::torrent::Commands::Tracker { .. })
-            )
-        )
-    }
-}
-
 impl Cli {
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
         match self.command {

@@ -84,26 +84,30 @@ fn limit_malloc_arenas() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn limit_malloc_arenas() {}
 
-/// Rust ignores SIGPIPE, so `println!` into a pipe whose reader is gone (`nodus demo |
-/// head`) panics. A command that prints ends quietly instead, as Unix tools do. Servers
-/// keep ignoring it: a peer closing a socket must not kill the node.
-#[cfg(unix)]
-fn end_quietly_on_closed_pipe() {
-    // SAFETY: resets one signal's disposition before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+/// `println!` into a pipe whose reader has gone (`nodus demo | head`) panics: Rust ignores
+/// SIGPIPE, and must here, because a `writev` on a socket the peer closed would otherwise
+/// kill the node or the command silently. That one panic ends the command quietly, with
+/// the status a shell gives a command stopped by SIGPIPE.
+fn end_quietly_when_stdout_closes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }
-
-#[cfg(not(unix))]
-fn end_quietly_on_closed_pipe() {}
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    end_quietly_when_stdout_closes();
     let args = args::Cli::parse();
-    if !args.command.serves() {
-        end_quietly_on_closed_pipe();
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,7 +6,7 @@
 //! recipient. Every frame is a big-endian u32 length and a postcard body of at most
 //! [`MAX_FRAME`] bytes; a longer length or a body that does not decode ends the stream.
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -192,19 +192,13 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     r: &mut R,
 ) -> Result<Option<T>, WireError> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+    use nodus_net::frame::{self, FrameError};
+    match frame::read(r, MAX_FRAME).await {
+        Ok(Some(body)) => decode(&body).map(Some),
+        Ok(None) => Ok(None),
+        Err(FrameError::Io(e)) => Err(e.into()),
+        Err(FrameError::TooLarge { len, .. }) => Err(WireError::TooLarge(len)),
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::TooLarge(len));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
-    decode(&body).map(Some)
 }
 
 /// A new message id: the time in milliseconds (48 bits, big-endian), then 80 random

@@ -28,6 +28,7 @@ pub mod config;
 pub mod diversity;
 mod error;
 mod events;
+pub mod frame;
 mod handle;
 mod ip_limits;
 mod muxer;

@@ -75,7 +75,12 @@ pub(super) fn spawn(
 
 async fn serve(handle: ChainHandle, net: NetworkHandle, peer: PeerId, mut stream: libp2p::Stream) {
     loop {
-        let raw = match tokio::time::timeout(IDLE_TIMEOUT, wire::read_frame(&mut stream)).await {
+        let raw = match tokio::time::timeout(
+            IDLE_TIMEOUT,
+            wire::read_frame(&mut stream, wire::MAX_REQUEST_FRAME),
+        )
+        .await
+        {
             Ok(Ok(raw)) => raw,
             _ => return,
         };
@@ -191,7 +196,7 @@ async fn ask(
     let fut = async {
         let mut s = net.open_stream(peer, protocol.clone()).await?;
         wire::write_frame(&mut s, &wire::encode(req)).await?;
-        let raw = wire::read_frame(&mut s).await?;
+        let raw = wire::read_frame(&mut s, wire::MAX_FRAME).await?;
         Ok::<_, SyncError>(wire::decode_response(&raw)?)
     };
     let r = tokio::time::timeout(REQUEST_TIMEOUT, fut)

@@ -32,7 +32,8 @@ pub fn check(data: &[u8]) {
         let _ = wire::decode_headers(&raw);
     }
     let mut r = futures::io::Cursor::new(data);
-    while let Ok(frame) = block_on(wire::read_frame(&mut r)) {
+    while let Ok(frame) = block_on(wire::read_frame(&mut r, wire::MAX_REQUEST_FRAME)) {
+        assert!(frame.len() <= wire::MAX_REQUEST_FRAME);
         let _ = wire::decode_request(&frame);
     }
 }
