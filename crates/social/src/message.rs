@@ -19,10 +19,10 @@ pub enum ClientMessage {
 }
 
 /// Why a client's frame is not a message. Sent back in a NOTICE (or CLOSED).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error("not JSON: {0}")]
-    NotJson(String),
+    NotJson(#[source] serde_json::Error),
     #[error("a message is a JSON array starting with a string")]
     NotAnArray,
     #[error("unknown message type {0:?}")]
@@ -33,19 +33,18 @@ pub enum MessageError {
         expected: &'static str,
     },
     #[error("invalid: {0}")]
-    BadEvent(String),
+    BadEvent(#[source] serde_json::Error),
     #[error("subscription ids are 1 to {MAX_SUB_ID} characters")]
     BadSubId,
     #[error("at most {MAX_FILTERS} filters per subscription")]
     TooManyFilters,
     #[error("bad filter: {0}")]
-    BadFilter(String),
+    BadFilter(#[source] serde_json::Error),
 }
 
 impl ClientMessage {
     pub fn decode(text: &str) -> Result<ClientMessage, MessageError> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| MessageError::NotJson(e.to_string()))?;
+        let v: Value = serde_json::from_str(text).map_err(MessageError::NotJson)?;
         let Value::Array(mut items) = v else {
             return Err(MessageError::NotAnArray);
         };
@@ -60,8 +59,8 @@ impl ClientMessage {
                         expected: "one event",
                     });
                 }
-                let e: Event = serde_json::from_value(items.swap_remove(1))
-                    .map_err(|e| MessageError::BadEvent(e.to_string()))?;
+                let e: Event =
+                    serde_json::from_value(items.swap_remove(1)).map_err(MessageError::BadEvent)?;
                 Ok(ClientMessage::Event(Box::new(e)))
             }
             "REQ" | "COUNT" => {
@@ -80,7 +79,7 @@ impl ClientMessage {
                     .drain(2..)
                     .map(serde_json::from_value::<Filter>)
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| MessageError::BadFilter(e.to_string()))?;
+                    .map_err(MessageError::BadFilter)?;
                 Ok(if kind == "REQ" {
                     ClientMessage::Req { id, filters }
                 } else {
@@ -164,23 +163,20 @@ mod tests {
     fn garbage_is_refused_with_the_reason() {
         let err = |t: &str| ClientMessage::decode(t).unwrap_err();
         assert!(matches!(err("nope"), MessageError::NotJson(_)));
-        assert_eq!(err("{}"), MessageError::NotAnArray);
-        assert_eq!(err("[1]"), MessageError::NotAnArray);
-        assert_eq!(
-            err(r#"["AUTHX"]"#),
-            MessageError::UnknownType("AUTHX".into())
-        );
+        assert!(matches!(err("{}"), MessageError::NotAnArray));
+        assert!(matches!(err("[1]"), MessageError::NotAnArray));
+        assert!(matches!(err(r#"["AUTHX"]"#), MessageError::UnknownType(t) if t == "AUTHX"));
         assert!(matches!(err(r#"["REQ","s"]"#), MessageError::Arity { .. }));
-        assert_eq!(err(r#"["REQ","",{}]"#), MessageError::BadSubId);
-        assert_eq!(
+        assert!(matches!(err(r#"["REQ","",{}]"#), MessageError::BadSubId));
+        assert!(matches!(
             err(&format!(r#"["REQ","{}",{{}}]"#, "x".repeat(65))),
             MessageError::BadSubId
-        );
+        ));
         let many = ["{}"; MAX_FILTERS + 1].join(",");
-        assert_eq!(
+        assert!(matches!(
             err(&format!(r#"["REQ","s",{many}]"#)),
             MessageError::TooManyFilters
-        );
+        ));
         assert!(matches!(
             err(r#"["EVENT",{"id":"zz"}]"#),
             MessageError::BadEvent(_)
