@@ -41,7 +41,7 @@ pub use event::{Event, Keys};
 pub use relay::{Origin, Refusal, SocialEvent};
 
 use relay::Relay;
-use store::{Store, Stored};
+use store::Store;
 
 /// The handle the node and its routes use. Cloning is cheap.
 #[derive(Clone)]
@@ -67,11 +67,6 @@ impl SocialHandle {
         let e = self.keys.sign(relay::now(), kind, vec![], content);
         self.relay.accept(e.clone(), Origin::Client).await?;
         Ok(e)
-    }
-
-    /// Takes a signed event (a client's) as the relay does.
-    pub async fn publish(&self, e: Event) -> Result<Stored, Refusal> {
-        self.relay.accept(e, Origin::Client).await
     }
 
     pub async fn query(&self, filters: Vec<filter::Filter>) -> Result<Vec<String>, Refusal> {

@@ -225,7 +225,7 @@ pub struct Relay {
     pub config: SocialConfig,
     store: Arc<Store>,
     writer: mpsc::Sender<Pending>,
-    moderation: Moderation,
+    moderation: Arc<Moderation>,
     /// Every event taken, for live subscriptions.
     live: broadcast::Sender<Arc<Event>>,
     pub(crate) events: broadcast::Sender<SocialEvent>,
@@ -243,7 +243,7 @@ impl Relay {
         let store = Arc::new(store);
         let (writer, rx) = mpsc::channel(MAX_BATCH);
         let relay = Relay {
-            moderation: Moderation::from_config(&config)?,
+            moderation: Arc::new(Moderation::from_config(&config)?),
             config,
             store: store.clone(),
             writer,
@@ -329,37 +329,31 @@ impl Relay {
         Ok(stored)
     }
 
-    /// Stored events matching any filter, newest first, as JSON; blocked ones left out.
+    /// Stored events matching any filter, newest first, as JSON. What this node's
+    /// moderation blocks is left out (also what was stored before the block was set),
+    /// and does not use up a filter's limit.
     pub async fn query(&self, filters: Vec<Filter>) -> Result<Vec<String>, Refusal> {
-        let store = self.store.clone();
-        let rows = tokio::task::spawn_blocking(move || store.query(&filters, now()))
-            .await
-            .map_err(|_| Refusal::Internal)?
-            .map_err(|e| Refusal::Store(Arc::new(e)))?;
-        Ok(rows
-            .into_iter()
-            .map(|(_, json)| json)
-            .filter(|json| {
-                // Stored before a block was configured: still not served.
-                serde_json::from_str::<Event>(json).is_ok_and(|e| !self.moderation.blocks(&e))
-            })
-            .collect())
+        let (store, moderation) = (self.store.clone(), self.moderation.clone());
+        let rows = tokio::task::spawn_blocking(move || {
+            store.query(&filters, now(), &|e| !moderation.blocks(e))
+        })
+        .await
+        .map_err(|_| Refusal::Internal)?
+        .map_err(|e| Refusal::Store(Arc::new(e)))?;
+        Ok(rows.into_iter().map(|(_, json)| json).collect())
     }
 
     pub async fn count(&self, filters: Vec<Filter>) -> Result<usize, Refusal> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.count(&filters, now()))
-            .await
-            .map_err(|_| Refusal::Internal)?
-            .map_err(|e| Refusal::Store(Arc::new(e)))
+        let (store, moderation) = (self.store.clone(), self.moderation.clone());
+        tokio::task::spawn_blocking(move || {
+            store.count(&filters, now(), &|e| !moderation.blocks(e))
+        })
+        .await
+        .map_err(|_| Refusal::Internal)?
+        .map_err(|e| Refusal::Store(Arc::new(e)))
     }
 
     pub fn stored(&self) -> u64 {
         self.store.len().unwrap_or(0)
-    }
-
-    /// Whether the node's moderation hides `e` from clients.
-    pub fn hides(&self, e: &Event) -> bool {
-        self.moderation.blocks(e)
     }
 }

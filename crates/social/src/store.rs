@@ -87,6 +87,11 @@ fn address(e: &Event) -> Option<Vec<u8>> {
     }
 }
 
+/// Not expired (NIP-40) at `now`.
+fn live(e: &Event, now: u64) -> bool {
+    e.expires_at().is_none_or(|t| t > now)
+}
+
 fn parse(bytes: &[u8]) -> Option<Event> {
     serde_json::from_slice(bytes).ok()
 }
@@ -208,32 +213,40 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The events matching any of `filters`, newest first, as stored JSON; each filter
-    /// returns at most its limit. Expired events (NIP-40) are left out.
-    pub fn query(&self, filters: &[Filter], now: u64) -> Result<Vec<(u64, String)>, StoreError> {
+    /// The events matching any of `filters` that `keep` allows, newest first, as the
+    /// JSON stored; each filter returns at most its limit of them. Expired events
+    /// (NIP-40) are left out.
+    pub fn query(
+        &self,
+        filters: &[Filter],
+        now: u64,
+        keep: &dyn Fn(&Event) -> bool,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
         let r = self.db.begin_read()?;
         let events = r.open_table(EVENTS)?;
         let by_time = r.open_table(BY_TIME)?;
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let live = |e: &Event| e.expires_at().is_none_or(|t| t > now);
         for f in filters {
             let limit = f.limit();
             let mut taken = 0;
+            // Whether the stored event `raw` is one to return (then it is taken).
+            let mut offer = |raw: &[u8]| {
+                let Some(e) = parse(raw) else { return false };
+                let wanted = f.matches(&e) && live(&e, now) && keep(&e) && seen.insert(e.id);
+                if wanted {
+                    out.push((e.created_at, String::from_utf8_lossy(raw).into_owned()));
+                }
+                wanted
+            };
             if let Some(ids) = &f.ids {
                 for id in ids {
                     if taken == limit {
                         break;
                     }
-                    let Some(v) = events.get(id.as_slice())? else {
-                        continue;
-                    };
-                    if let Some(e) = parse(v.value())
-                        && f.matches(&e)
-                        && live(&e)
-                        && seen.insert(e.id)
+                    if let Some(v) = events.get(id.as_slice())?
+                        && offer(v.value())
                     {
-                        out.push((e.created_at, e.to_json()));
                         taken += 1;
                     }
                 }
@@ -246,11 +259,9 @@ impl Store {
                     break;
                 }
                 let (k, _) = row?;
-                let id = &k.value()[8..];
-                let Some(v) = events.get(id)? else { continue };
-                let Some(e) = parse(v.value()) else { continue };
-                if f.matches(&e) && live(&e) && seen.insert(e.id) {
-                    out.push((e.created_at, e.to_json()));
+                if let Some(v) = events.get(&k.value()[8..])?
+                    && offer(v.value())
+                {
                     taken += 1;
                 }
             }
@@ -259,23 +270,23 @@ impl Store {
         Ok(out)
     }
 
-    /// How many stored events match any of `filters` (NIP-45), limits aside.
-    pub fn count(&self, filters: &[Filter], now: u64) -> Result<usize, StoreError> {
-        let unlimited: Vec<Filter> = filters
-            .iter()
-            .map(|f| Filter {
-                limit: Some(usize::MAX),
-                ..f.clone()
-            })
-            .collect();
+    /// How many stored events match any of `filters` and `keep` allows (NIP-45),
+    /// limits aside.
+    pub fn count(
+        &self,
+        filters: &[Filter],
+        now: u64,
+        keep: &dyn Fn(&Event) -> bool,
+    ) -> Result<usize, StoreError> {
         let r = self.db.begin_read()?;
         let events = r.open_table(EVENTS)?;
         let mut n = 0;
         for row in events.iter()? {
             let (_, v) = row?;
             if let Some(e) = parse(v.value())
-                && e.expires_at().is_none_or(|t| t > now)
-                && unlimited.iter().any(|f| f.matches(&e))
+                && live(&e, now)
+                && keep(&e)
+                && filters.iter().any(|f| f.matches(&e))
             {
                 n += 1;
             }
@@ -333,6 +344,7 @@ mod tests {
                     ..Filter::default()
                 }],
                 0,
+                &|_| true,
             )
             .unwrap();
         let times: Vec<u64> = got.iter().map(|(t, _)| *t).collect();
@@ -345,6 +357,7 @@ mod tests {
                     ..Filter::default()
                 }],
                 0,
+                &|_| true,
             )
             .unwrap();
         assert_eq!(ranged.len(), 3);
@@ -354,7 +367,7 @@ mod tests {
             "same time, other content: another event"
         );
         assert_eq!(s.insert(&e).unwrap(), Stored::Duplicate);
-        assert_eq!(s.count(&all(), 0).unwrap(), 11);
+        assert_eq!(s.count(&all(), 0, &|_| true).unwrap(), 11);
     }
 
     #[test]
@@ -367,7 +380,7 @@ mod tests {
         assert_eq!(s.insert(&old).unwrap(), Stored::Superseded);
         let newer = k.sign(30, 0, vec![], r#"{"name":"newer"}"#);
         assert_eq!(s.insert(&newer).unwrap(), Stored::New);
-        let got = s.query(&all(), 0).unwrap();
+        let got = s.query(&all(), 0, &|_| true).unwrap();
         assert_eq!(got.len(), 1);
         assert!(got[0].1.contains("newer"));
         // Addressable: one per d tag.
@@ -375,7 +388,7 @@ mod tests {
         s.insert(&d("a", 1)).unwrap();
         s.insert(&d("b", 1)).unwrap();
         s.insert(&d("a", 2)).unwrap();
-        assert_eq!(s.count(&kind(30_023), 0).unwrap(), 2);
+        assert_eq!(s.count(&kind(30_023), 0, &|_| true).unwrap(), 2);
     }
 
     #[test]
@@ -387,10 +400,10 @@ mod tests {
         s.insert(&post).unwrap();
         let forged = other.sign(2, 5, vec![vec!["e".into(), hex::encode(post.id)]], "");
         s.insert(&forged).unwrap();
-        assert_eq!(s.count(&kind(1), 0).unwrap(), 1);
+        assert_eq!(s.count(&kind(1), 0, &|_| true).unwrap(), 1);
         let del = k.sign(3, 5, vec![vec!["e".into(), hex::encode(post.id)]], "");
         s.insert(&del).unwrap();
-        assert_eq!(s.count(&kind(1), 0).unwrap(), 0);
+        assert_eq!(s.count(&kind(1), 0, &|_| true).unwrap(), 0);
         assert_eq!(s.insert(&post).unwrap(), Stored::Deleted);
 
         // A deletion that comes first keeps the event out only if its author sent it.
@@ -422,7 +435,7 @@ mod tests {
             vec![New, Duplicate, New, Superseded, New, New, Deleted]
         );
         let held: Vec<String> = s
-            .query(&all(), 0)
+            .query(&all(), 0, &|_| true)
             .unwrap()
             .into_iter()
             .map(|(_, j)| j)
@@ -434,14 +447,33 @@ mod tests {
         );
     }
 
+    /// What the caller holds back (a blocked author) does not use up a filter's limit.
+    #[test]
+    fn held_back_events_leave_the_limit_to_others() {
+        let (_d, s) = store();
+        let (hidden, shown) = (Keys::generate(), Keys::generate());
+        for t in 1..=5 {
+            s.insert(&shown.sign(t, 1, vec![], "shown")).unwrap();
+            s.insert(&hidden.sign(t + 10, 1, vec![], "hidden")).unwrap();
+        }
+        let keep = |e: &Event| e.pubkey != hidden.public();
+        let two = [Filter {
+            limit: Some(2),
+            ..Filter::default()
+        }];
+        let got = s.query(&two, 0, &keep).unwrap();
+        assert_eq!(got.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![5, 4]);
+        assert_eq!(s.count(&all(), 0, &keep).unwrap(), 5);
+    }
+
     #[test]
     fn expired_events_are_not_served() {
         let (_d, s) = store();
         let k = Keys::generate();
         s.insert(&k.sign(1, 1, vec![vec!["expiration".into(), "100".into()]], "brief"))
             .unwrap();
-        assert_eq!(s.query(&all(), 99).unwrap().len(), 1);
-        assert_eq!(s.query(&all(), 100).unwrap().len(), 0);
-        assert_eq!(s.count(&all(), 100).unwrap(), 0);
+        assert_eq!(s.query(&all(), 99, &|_| true).unwrap().len(), 1);
+        assert_eq!(s.query(&all(), 100, &|_| true).unwrap().len(), 0);
+        assert_eq!(s.count(&all(), 100, &|_| true).unwrap(), 0);
     }
 }

@@ -250,10 +250,8 @@ impl Conn {
         }
     }
 
+    /// An event the relay took (what moderation blocks never gets here).
     fn on_live(&self, e: &crate::event::Event) -> Result<(), Closed> {
-        if self.relay.hides(e) {
-            return Ok(());
-        }
         let mut json = None;
         for (id, filters) in &self.subs {
             if filters.iter().any(|f| f.matches(e)) {
