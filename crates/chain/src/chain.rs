@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use alloy_consensus::proofs::{calculate_receipt_root, calculate_transaction_root};
 use alloy_consensus::{BlockBody, EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope};
@@ -65,7 +66,10 @@ pub struct Chain {
     store: Store,
     /// Pending transactions found on disk at open, until the service takes them.
     stored_mempool: Vec<Vec<u8>>,
-    state: WorldState,
+    /// Shared with the calls running on a snapshot ([`Chain::call_snapshot`]): a change
+    /// while one runs copies the state first (copy on write), so calls never hold up
+    /// block import.
+    state: Arc<WorldState>,
     headers: HashMap<B256, Header>,
     metas: HashMap<B256, BlockMeta>,
     canon: Vec<B256>,
@@ -89,7 +93,7 @@ impl Chain {
             spec,
             store,
             stored_mempool: loaded.mempool,
-            state: loaded.state,
+            state: Arc::new(loaded.state),
             headers: HashMap::new(),
             metas: HashMap::new(),
             canon: loaded.canon,
@@ -103,7 +107,7 @@ impl Chain {
                 // The state and the head are committed together; check they agree.
                 let head = chain.head_hash();
                 let want = chain.headers.get(&head).map(|h| h.state_root);
-                if want != Some(chain.state.state_root()) {
+                if want != Some(Arc::make_mut(&mut chain.state).state_root()) {
                     return Err(ChainError::store(path, StoreFault::StateMismatch(head)));
                 }
             }
@@ -139,7 +143,7 @@ impl Chain {
                     ..Default::default()
                 };
                 chain.store.commit(batch)?;
-                chain.state = genesis_state;
+                chain.state = Arc::new(genesis_state);
                 chain.headers.insert(genesis_hash, genesis_header);
                 chain.metas.insert(genesis_hash, meta);
                 chain.canon = vec![genesis_hash];
@@ -447,7 +451,7 @@ impl Chain {
                 .diff(&h)
                 .map_err(fail(h))?
                 .ok_or((h, ChainError::MissingDiff(h)))?;
-            self.state.undo(&diff);
+            Arc::make_mut(&mut self.state).undo(&diff);
             let block = self.load_block(&h, pending).map_err(fail(h))?;
             for t in &block.body.transactions {
                 batch.uncanon_txs.push(*t.tx_hash());
@@ -481,10 +485,10 @@ impl Chain {
         }
         if let Err(e) = result {
             for diff in applied.iter().rev() {
-                self.state.undo(diff);
+                Arc::make_mut(&mut self.state).undo(diff);
             }
             for (_, diff) in undone.iter().rev() {
-                self.state.apply(diff);
+                Arc::make_mut(&mut self.state).apply(diff);
             }
             return Err(e);
         }
@@ -556,9 +560,9 @@ impl Chain {
         {
             return Err(invalid(*hash, BlockFault::Receipts));
         }
-        self.state.apply(&executed.diff);
-        if self.state.state_root() != h.state_root {
-            self.state.undo(&executed.diff);
+        Arc::make_mut(&mut self.state).apply(&executed.diff);
+        if Arc::make_mut(&mut self.state).state_root() != h.state_root {
+            Arc::make_mut(&mut self.state).undo(&executed.diff);
             return Err(invalid(*hash, BlockFault::StateRoot));
         }
         Ok((block, executed))
@@ -592,9 +596,9 @@ impl Chain {
         let executed = self
             .execute(parent_hash, &info, txs, Mode::Build)
             .map_err(ChainError::Template)?;
-        self.state.apply(&executed.diff);
-        let state_root = self.state.state_root();
-        self.state.undo(&executed.diff);
+        Arc::make_mut(&mut self.state).apply(&executed.diff);
+        let state_root = Arc::make_mut(&mut self.state).state_root();
+        Arc::make_mut(&mut self.state).undo(&executed.diff);
         let transactions: Vec<_> = executed.txs.iter().map(|t| (*t.tx).clone()).collect();
         let target = self.child_target(&parent_hash);
         let header = Header {
@@ -649,7 +653,7 @@ impl Chain {
         let meta = self.child_meta(&block.header);
         let number = block.header.number;
         let tx_hashes = tx_hashes(&block);
-        self.state.apply(&diff);
+        Arc::make_mut(&mut self.state).apply(&diff);
         self.headers.insert(hash, block.header.clone());
         self.metas.insert(hash, meta.clone());
         self.canon.push(hash);
@@ -683,37 +687,17 @@ impl Chain {
         }
     }
 
-    /// Runs `f` with what a call on top of the head needs: chain id, state, block
-    /// hashes, and the next block's fields.
-    fn on_head<T>(
-        &self,
-        now: u64,
-        f: impl FnOnce(u64, &WorldState, &dyn Fn(u64) -> B256, &BlockInfo) -> T,
-    ) -> T {
-        let head = self.head_hash();
-        let hashes = |n: u64| self.ancestor_hash(head, n);
-        f(
-            self.spec.chain_id,
-            &self.state,
-            &hashes,
-            &self.pending_info(now),
-        )
-    }
-
-    pub fn call(&self, req: &exec::CallRequest, now: u64) -> exec::CallOutcome {
-        self.on_head(now, |id, state, hashes, info| {
-            exec::call(id, state, hashes, info, req)
-        })
-    }
-
-    pub fn estimate_gas(
-        &self,
-        req: &exec::CallRequest,
-        now: u64,
-    ) -> Result<u64, exec::CallOutcome> {
-        self.on_head(now, |id, state, hashes, info| {
-            exec::estimate_gas(id, state, hashes, info, req)
-        })
+    /// What a call on top of the head needs, to run off the chain's thread: O(1) for
+    /// the state (shared), 256 block hashes for BLOCKHASH.
+    pub fn call_snapshot(&self, now: u64) -> crate::call::CallSnapshot {
+        let from = self.canon.len().saturating_sub(256);
+        crate::call::CallSnapshot {
+            chain_id: self.spec.chain_id,
+            state: self.state.clone(),
+            first: from as u64,
+            hashes: self.canon[from..].to_vec(),
+            block: self.pending_info(now),
+        }
     }
 
     /// Hashes of the canonical chain after the newest of `locator` that is canonical

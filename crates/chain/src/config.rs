@@ -14,6 +14,9 @@ pub struct ChainConfig {
     pub rpc_hosts: Vec<String>,
     /// Origins (web pages) allowed to call JSON-RPC ("*": any). Empty: none.
     pub rpc_origins: Vec<String>,
+    /// The longest one eth_call or eth_estimateGas runs, in milliseconds; one request
+    /// (a batch included) gets twice this in all.
+    pub rpc_call_timeout_ms: u64,
     /// Pending transactions kept, in all and per sender.
     pub mempool_max: usize,
     pub mempool_max_per_sender: usize,
@@ -28,6 +31,7 @@ impl Default for ChainConfig {
             rpc_listen: "127.0.0.1:8545".into(),
             rpc_hosts: vec!["localhost".into()],
             rpc_origins: vec![],
+            rpc_call_timeout_ms: 5000,
             mempool_max: 4096,
             mempool_max_per_sender: 64,
             genesis: GenesisConfig::default(),
@@ -114,6 +118,9 @@ rpc_listen = "127.0.0.1:8545"
 # machine is refused), and web pages (Origins) allowed to call it; "*" allows any.
 rpc_hosts = ["localhost"]
 rpc_origins = []
+# The longest one eth_call or eth_estimateGas may run, in milliseconds (a request, batch
+# included, gets twice this). Calls run beside the chain, never holding up its blocks.
+rpc_call_timeout_ms = 5000
 # Pending transactions kept, in all and per sender.
 mempool_max = 4096
 mempool_max_per_sender = 64

@@ -119,8 +119,13 @@ pub enum TxError {
     InsufficientFunds { balance: String, cost: String },
     #[error("intrinsic gas too low: gas {gas}, minimum needed {needed}")]
     IntrinsicGas { gas: u64, needed: u64 },
-    #[error("exceeds block gas limit")]
-    GasLimit,
+    #[error("exceeds block gas limit: gas {gas}, block limit {limit}")]
+    GasLimit { gas: u64, limit: u64 },
+    /// EIP-7825: no transaction may ask for more than 2^24 gas, whatever the block's limit.
+    #[error(
+        "transaction gas limit too high (cap: {cap}, tx: {gas}): EIP-7825 caps every transaction at 2^24 gas"
+    )]
+    GasCap { gas: u64, cap: u64 },
     #[error(
         "max fee per gas less than block base fee: maxFeePerGas: {max_fee}, baseFee: {base_fee}"
     )]

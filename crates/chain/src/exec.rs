@@ -2,12 +2,12 @@
 //! state; the result is the receipts, the gas used and the state diff of the block.
 
 use alloy_consensus::{Receipt, ReceiptEnvelope, ReceiptWithBloom, TxReceipt};
-use alloy_primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256};
-use revm::context::{BlockEnv, CfgEnv, TxEnv};
+use alloy_primitives::{Address, B256, Bloom, Log, U256};
+use revm::context::{BlockEnv, CfgEnv};
 use revm::context_interface::block::BlobExcessGasAndPrice;
 use revm::context_interface::result::ExecutionResult;
 use revm::primitives::hardfork::SpecId;
-use revm::{Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext};
+use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 
 use crate::state::{Overlay, StateDiff, WorldState};
 use crate::tx::RecoveredTx;
@@ -30,7 +30,7 @@ pub struct BlockInfo {
 }
 
 impl BlockInfo {
-    fn env(&self) -> BlockEnv {
+    pub(crate) fn env(&self) -> BlockEnv {
         BlockEnv {
             number: U256::from(self.number),
             beneficiary: self.beneficiary,
@@ -74,7 +74,7 @@ pub enum Mode {
     Build,
 }
 
-fn cfg(chain_id: u64) -> CfgEnv {
+pub(crate) fn cfg(chain_id: u64) -> CfgEnv {
     let mut c = CfgEnv::new_with_spec(SPEC);
     c.chain_id = chain_id;
     c
@@ -173,131 +173,4 @@ fn receipt(tx: &RecoveredTx, result: &ExecutionResult, cumulative: u64) -> Recei
         receipt: r,
     };
     ReceiptEnvelope::from_typed(tx.tx.tx_type(), with_bloom)
-}
-
-/// A call as eth_call and eth_estimateGas take it.
-#[derive(Clone, Debug, Default)]
-pub struct CallRequest {
-    pub from: Option<Address>,
-    pub to: Option<Address>,
-    pub gas: Option<u64>,
-    pub gas_price: Option<u128>,
-    pub value: Option<U256>,
-    pub data: Bytes,
-}
-
-/// Outcome of a call that changes nothing.
-#[derive(Clone, Debug)]
-pub struct CallOutcome {
-    pub success: bool,
-    pub gas_used: u64,
-    pub output: Bytes,
-    /// Set when the call could not even start (for example: not enough balance).
-    pub error: Option<String>,
-}
-
-/// Runs a call on `base` without changing it.
-pub fn call(
-    chain_id: u64,
-    base: &WorldState,
-    hashes: &dyn Fn(u64) -> B256,
-    block: &BlockInfo,
-    req: &CallRequest,
-) -> CallOutcome {
-    let overlay = Overlay::new(base, hashes, SPEC);
-    let mut c = cfg(chain_id);
-    c.disable_nonce_check = true;
-    let price = req.gas_price.unwrap_or(0);
-    // A call without a gas price runs at base fee 0, as geth's eth_call does.
-    let mut b = block.env();
-    if price == 0 {
-        b.basefee = 0;
-    }
-    let mut evm = Context::mainnet()
-        .with_db(overlay)
-        .with_cfg(c)
-        .with_block(b)
-        .build_mainnet();
-    let tx = TxEnv {
-        tx_type: if price == 0 { 0 } else { 2 },
-        caller: req.from.unwrap_or_default(),
-        gas_limit: req
-            .gas
-            .unwrap_or(TX_GAS_CAP)
-            .min(block.gas_limit)
-            .min(TX_GAS_CAP),
-        gas_price: price,
-        gas_priority_fee: if price == 0 { None } else { Some(0) },
-        kind: match req.to {
-            Some(a) => TxKind::Call(a),
-            None => TxKind::Create,
-        },
-        value: req.value.unwrap_or_default(),
-        data: req.data.clone(),
-        chain_id: Some(chain_id),
-        ..Default::default()
-    };
-    match evm.transact(tx) {
-        Ok(r) => CallOutcome {
-            success: r.result.is_success(),
-            gas_used: r.result.tx_gas_used(),
-            output: match &r.result {
-                ExecutionResult::Success { output, .. } => output.data().clone(),
-                ExecutionResult::Revert { output, .. } => output.clone(),
-                ExecutionResult::Halt { .. } => Bytes::new(),
-            },
-            error: None,
-        },
-        Err(e) => CallOutcome {
-            success: false,
-            gas_used: 0,
-            output: Bytes::new(),
-            error: Some(e.to_string()),
-        },
-    }
-}
-
-/// The least gas limit with which the call succeeds (binary search, as geth does).
-pub fn estimate_gas(
-    chain_id: u64,
-    base: &WorldState,
-    hashes: &dyn Fn(u64) -> B256,
-    block: &BlockInfo,
-    req: &CallRequest,
-) -> Result<u64, CallOutcome> {
-    let cap = req
-        .gas
-        .unwrap_or(TX_GAS_CAP)
-        .min(block.gas_limit)
-        .min(TX_GAS_CAP);
-    let at = |gas: u64| {
-        call(
-            chain_id,
-            base,
-            hashes,
-            block,
-            &CallRequest {
-                gas: Some(gas),
-                ..req.clone()
-            },
-        )
-    };
-    let first = at(cap);
-    if !first.success {
-        return Err(first);
-    }
-    let (mut lo, mut hi) = (first.gas_used.saturating_sub(1), cap);
-    // Most calls succeed with exactly the gas they used; try that before searching.
-    if at(first.gas_used).success {
-        return Ok(first.gas_used);
-    }
-    while lo + 1 < hi {
-        let mid = lo + (hi - lo) / 2;
-        if at(mid).success {
-            hi = mid;
-        } else {
-            lo = mid;
-        }
-    }
-    Ok(hi)
 }

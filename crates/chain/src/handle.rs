@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use alloy_primitives::{Address, B256, U256};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use crate::call::{Budget, CallSnapshot};
 use crate::chain::Chain;
 use crate::error::{ChainError, TxError};
 use crate::mempool::Mempool;
@@ -139,9 +142,104 @@ pub struct ChainHandle {
     pub(crate) rpc_url: Arc<std::sync::Mutex<Option<String>>>,
     pub(crate) block_topic: String,
     pub chain_id: u64,
+    pub(crate) calls: Arc<Calls>,
+}
+
+/// Where eth_call and eth_estimateGas run: on blocking threads, a few at a time (one
+/// core is left to the chain's thread), each within `timeout`.
+pub struct Calls {
+    workers: Arc<tokio::sync::Semaphore>,
+    max_workers: usize,
+    pub timeout: std::time::Duration,
+    abandoned: Counter,
+}
+
+impl Calls {
+    pub fn new(timeout: std::time::Duration, registry: &mut Registry) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let abandoned = Counter::default();
+        registry.register(
+            "calls_abandoned",
+            "eth_call and eth_estimateGas runs stopped because their caller went away",
+            abandoned.clone(),
+        );
+        let max_workers = cores.saturating_sub(1).max(1);
+        Calls {
+            workers: Arc::new(tokio::sync::Semaphore::new(max_workers)),
+            max_workers,
+            timeout,
+            abandoned,
+        }
+    }
+}
+
+/// Tells a call that its caller went away, unless disarmed.
+struct CancelOnDrop(Option<Arc<std::sync::atomic::AtomicBool>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl ChainHandle {
+    /// The budget of one JSON-RPC request, a batch included: twice one call's.
+    pub fn request_budget(&self) -> Budget {
+        Budget::new(self.calls.timeout * 2)
+    }
+
+    /// Calls running now on a snapshot.
+    pub fn calls_running(&self) -> usize {
+        self.calls.max_workers - self.calls.workers.available_permits()
+    }
+
+    /// Calls stopped because their caller went away, since start.
+    pub fn calls_abandoned(&self) -> u64 {
+        self.calls.abandoned.get()
+    }
+
+    /// Runs `f` on a snapshot of the head on a worker thread, within one call's time
+    /// and what is left of `request`; dropping this future tells the call to stop.
+    pub async fn on_snapshot<T: Send + 'static>(
+        &self,
+        request: &Budget,
+        f: impl FnOnce(&CallSnapshot, &Budget) -> T + Send + 'static,
+    ) -> Result<T, ChainError> {
+        let permit = self
+            .calls
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ChainError::Stopped)?;
+        let snapshot = self.read(|c| c.chain.call_snapshot(c.now)).await?;
+        let own = std::time::Instant::now() + self.calls.timeout;
+        let budget = if own < request.deadline {
+            Budget {
+                deadline: own,
+                allowed: self.calls.timeout,
+                cancelled: request.cancelled.clone(),
+            }
+        } else {
+            request.clone()
+        };
+        let mut cancel = CancelOnDrop(Some(budget.cancelled.clone()));
+        let abandoned = self.calls.abandoned.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let out = f(&snapshot, &budget);
+            if budget.cancelled.load(Ordering::Relaxed) {
+                abandoned.inc();
+            }
+            out
+        })
+        .await;
+        cancel.0 = None;
+        done.map_err(|_| ChainError::Stopped)
+    }
+
     /// Runs `f` on the chain's state in the actor and returns its result.
     pub async fn read<T: Send + 'static>(
         &self,

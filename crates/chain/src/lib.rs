@@ -10,6 +10,7 @@
 //! leaves the previous or the next consistent chain; nothing else writes `chain.redb`.
 
 pub mod asert;
+pub mod call;
 pub mod chain;
 pub mod config;
 pub mod error;

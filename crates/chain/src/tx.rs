@@ -76,8 +76,18 @@ impl RecoveredTx {
         {
             return Err(TxError::TipAboveFeeCap);
         }
-        if self.tx.gas_limit() > block_gas_limit.min(crate::exec::TX_GAS_CAP) {
-            return Err(TxError::GasLimit);
+        let gas = self.tx.gas_limit();
+        if gas > block_gas_limit {
+            return Err(TxError::GasLimit {
+                gas,
+                limit: block_gas_limit,
+            });
+        }
+        if gas > crate::exec::TX_GAS_CAP {
+            return Err(TxError::GasCap {
+                gas,
+                cap: crate::exec::TX_GAS_CAP,
+            });
         }
         let needed = intrinsic_gas(&self.tx);
         if self.tx.gas_limit() < needed {

@@ -73,6 +73,22 @@ fn messages_survive_kill_9_of_sender_recipient_and_relay() {
     let o = nodus(&a, &["msg", "send", "bob", "m0"]);
     assert!(o.status.success(), "{}", stderr(&o));
     wait_for("m0", || incoming(&b, "alice") == ["m0"]);
+    // Adding again renames, and says so; an empty name is refused.
+    let o = nodus(&a, &["msg", "add", &code, "--name", " "]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("the name is empty"), "{}", stderr(&o));
+    let o = nodus(&a, &["msg", "add", &code, "--name", "bobby"]);
+    assert!(
+        stdout(&o).starts_with("renamed bob to bobby"),
+        "{}",
+        stdout(&o)
+    );
+    let o = nodus(&a, &["msg", "add", &code, "--name", "bob"]);
+    assert!(
+        stdout(&o).starts_with("renamed bobby to bob"),
+        "{}",
+        stdout(&o)
+    );
 
     wait_for("bob's reservation on the relay", || {
         let status = json(&nodus(&b, &["--json", "status"]));

@@ -139,6 +139,18 @@ fn api_requires_the_token() {
     let lower = format!("authorization: bearer {}\r\n", token.trim());
     let (code, resp) = api_raw(d, "GET", "/api/v1/status", &lower, b"");
     assert_eq!(code, 200, "{resp}");
+    // A caller without the token keeps no connection: the refusal closes it.
+    let api = endpoints(d).unwrap()["api"].as_str().unwrap().to_string();
+    let mut c = std::net::TcpStream::connect(api.trim_start_matches("http://")).unwrap();
+    c.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut refused = String::new();
+    c.read_to_string(&mut refused).unwrap();
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("connection: close"),
+        "{refused}"
+    );
     let (code, resp) = api_request(
         d,
         "POST",

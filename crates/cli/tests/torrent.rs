@@ -75,6 +75,12 @@ fn share_and_get_between_processes_survive_kill_9() {
         "{}",
         stdout(&o)
     );
+    // Removing the shared torrent takes the .torrent file share wrote with it; the
+    // shared file itself stays.
+    let o = nodus(&a, &["torrent", "remove", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!Path::new(&torrent_path).exists());
+    assert!(file.is_file());
 }
 
 /// A node for file sharing on its own loopback IP, with no DHT bootstrap.

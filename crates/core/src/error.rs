@@ -50,7 +50,10 @@ impl CoreError {
 /// What is wrong with an identity key file.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyProblem {
-    #[error(transparent)]
+    /// libp2p reads an empty file as an RSA key and blames a missing cargo feature.
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a libp2p protobuf-encoded key")]
     Encoding(#[from] libp2p::identity::DecodingError),
     #[error("key type {0:?}, expected ed25519")]
     NotEd25519(libp2p::identity::KeyType),

@@ -26,6 +26,9 @@ pub fn load(path: &Path) -> Result<Keypair, CoreError> {
         path: path.to_path_buf(),
         reason,
     };
+    if bytes.is_empty() {
+        return Err(corrupt(KeyProblem::Empty));
+    }
     let key = Keypair::from_protobuf_encoding(&bytes).map_err(|e| corrupt(e.into()))?;
     if key.key_type() != libp2p::identity::KeyType::Ed25519 {
         return Err(corrupt(KeyProblem::NotEd25519(key.key_type())));
@@ -79,6 +82,10 @@ mod tests {
         let err = load_or_create(&p).unwrap_err();
         assert!(matches!(err, CoreError::CorruptKey { .. }), "{err}");
         assert_eq!(std::fs::read(&p).unwrap(), b"garbage");
+        fsutil::write_atomic(&p, b"", 0o600).unwrap();
+        let err = load(&p).unwrap_err().to_string();
+        assert!(err.contains("is corrupt (the file is empty)"), "{err}");
+        assert!(!err.contains("rsa"), "{err}");
     }
 
     #[test]

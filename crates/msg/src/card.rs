@@ -35,6 +35,10 @@ pub enum CardError {
     BadSignature,
     #[error("display name longer than {MAX_NAME} bytes")]
     NameTooLong,
+    #[error(
+        "the name is empty: give one with at least one visible character, or leave --name out to use the name in the code"
+    )]
+    NameEmpty,
     #[error("key bundle of {0} one-time keys, over the limit of {MAX_BUNDLE_KEYS}")]
     TooManyKeys(usize),
     #[error("undecodable key bundle: {0}")]

@@ -66,6 +66,9 @@ pub struct ContactInfo {
     /// An Olm session exists, so messages are encrypted without a key lookup.
     pub session: bool,
     pub added_ms: u64,
+    /// In the answer to adding a contact: the name it had when it was one already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

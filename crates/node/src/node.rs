@@ -158,18 +158,10 @@ impl Node {
             shutdown: shutdown_tx.clone(),
             data_dir: dir.root().display().to_string(),
         };
-        let mut rx = shutdown_rx.clone();
+        let rx = shutdown_rx.clone();
         let api_task = tokio::spawn(async move {
             let app = api::router(state, routes);
-            let stop = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(target: "nodus::node", "API server failed: {e}");
-            }
+            nodus_service::server::serve("api", listener, app, Default::default(), rx).await;
         });
         tasks.push(api_task);
 

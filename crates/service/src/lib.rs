@@ -30,6 +30,7 @@ mod any;
 mod context;
 pub mod events;
 pub mod http;
+pub mod server;
 
 pub use any::{AnyService, RunningService, ServiceError, service};
 pub use context::ServiceContext;

@@ -14,6 +14,9 @@ pub struct SocialConfig {
     pub max_message_bytes: usize,
     /// Subscriptions one connection may hold open.
     pub max_subscriptions: usize,
+    /// Open client connections; at the cap a new one replaces the oldest that has not
+    /// yet sent a request, or is closed when all have.
+    pub max_connections: usize,
     /// Events further ahead of this node's clock than this are refused, in seconds.
     pub max_future_secs: u64,
     /// Authors (hex public keys) this node neither stores nor serves. Other nodes decide
@@ -33,6 +36,7 @@ impl Default for SocialConfig {
             listen: "127.0.0.1:7447".into(),
             max_message_bytes: 128 * 1024,
             max_subscriptions: 20,
+            max_connections: 1024,
             max_future_secs: 900,
             blocked_authors: vec![],
             blocked_kinds: vec![],
@@ -55,9 +59,11 @@ enabled = true
 # The Nostr relay: any Nostr client connects to ws://<listen>. 127.0.0.1 keeps it to
 # this machine; "0.0.0.0:7447" serves everyone. Port 0: any free.
 listen = "127.0.0.1:7447"
-# Largest message a client may send, in bytes; subscriptions per connection.
+# Largest message a client may send, in bytes; subscriptions per connection; open
+# connections (at the cap a new one replaces the oldest still silent one).
 max_message_bytes = 131072
 max_subscriptions = 20
+max_connections = 1024
 # Events dated further ahead of this clock than this many seconds are refused.
 max_future_secs = 900
 # Moderation for this node only: what it neither stores nor serves. Authors as hex keys.

@@ -31,7 +31,6 @@ mod ws;
 
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -141,24 +140,16 @@ impl nodus_service::Service for SocialService {
             .subscribe_validated(relay::TOPIC)
             .await
             .map_err(|_| SocialError::Stopped)?;
-        let mut shutdown = ctx.shutdown.clone();
-        let app = ws::router(relay.clone());
-        let server = tokio::spawn(async move {
-            let stop = async move {
-                let _ = shutdown.wait_for(|s| *s).await;
-            };
-            // Nostr answers are many small frames: Nagle's algorithm against the
-            // client's delayed ACKs held each REQ's answer back by ~40 ms.
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::warn!(target: "nodus::social", "the Nostr relay stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(nodus_service::server::serve(
+            "nostr",
+            listener,
+            ws::router(relay.clone()),
+            nodus_service::server::Limits {
+                max_connections: relay.config.max_connections,
+                ..Default::default()
+            },
+            ctx.shutdown.clone(),
+        ));
         let gossip = tokio::spawn(gossip::run(
             relay.clone(),
             ctx.net.clone(),

@@ -502,3 +502,125 @@ async fn json_rpc_batches_errors_and_pending_state() {
     );
     net.shutdown().await;
 }
+
+/// A call that takes long for its gas: one BLAKE2 compression of 12 M rounds, the
+/// request an attacker sent in issue 17 (0.79 s for one eth_estimateGas in release).
+const HEAVY_CALL: &str = "0x5a62b71b009010602a575a6002900460e01b600052600160d4536040600060d56000600060095af150005b60006000fd";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_calls_run_beside_the_chain_and_stop_when_their_caller_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, dir.path()).await.unwrap();
+    let h = chain(&net, 0);
+    let url = h.json_rpc_url().unwrap();
+    let request = json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_estimateGas",
+        "params": [{ "data": HEAVY_CALL }] })
+    .to_string();
+
+    // A caller that sends a heavy call and leaves: its call stops.
+    let addr = url.trim_start_matches("http://").to_string();
+    let mut gone = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        request.len()
+    );
+    use tokio::io::AsyncWriteExt;
+    gone.write_all(format!("{head}{request}").as_bytes())
+        .await
+        .unwrap();
+    wait_until(T, "a heavy call running", || async {
+        h.calls_running() > 0
+    })
+    .await
+    .unwrap();
+    drop(gone);
+    wait_until(T, "the call of a caller that went away stops", || async {
+        h.calls_abandoned() == 1
+    })
+    .await
+    .unwrap();
+    wait_until(T, "no call running", || async { h.calls_running() == 0 })
+        .await
+        .unwrap();
+
+    // Heavy calls queued and running: the chain still answers at once.
+    let heavy: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                rpc(&url, "eth_estimateGas", json!([{ "data": HEAVY_CALL }])).await
+            })
+        })
+        .collect();
+    wait_until(T, "a heavy call running", || async {
+        h.calls_running() > 0
+    })
+    .await
+    .unwrap();
+    let number = rpc(&url, "eth_blockNumber", json!([])).await;
+    assert!(number["result"].is_string(), "{number}");
+    assert!(
+        heavy.iter().any(|j| !j.is_finished()),
+        "eth_blockNumber waited for the heavy calls"
+    );
+    for j in heavy {
+        let r = j.await.unwrap();
+        assert!(r["result"].is_string(), "{r}");
+    }
+    assert_eq!(h.calls_abandoned(), 1);
+
+    // Halts say what happened (issue 17 point 16); a revert keeps code 3.
+    let invalid = rpc(&url, "eth_call", json!([{ "data": "0xfe" }, "latest"])).await;
+    assert_eq!(invalid["error"]["code"], -32000, "{invalid}");
+    assert_eq!(invalid["error"]["message"], "invalid opcode: INVALID");
+    let endless = rpc(
+        &url,
+        "eth_call",
+        json!([{ "data": "0x5b600056" }, "latest"]),
+    )
+    .await;
+    assert_eq!(endless["error"]["message"], "out of gas", "{endless}");
+    let estimate = rpc(&url, "eth_estimateGas", json!([{ "data": "0x5b600056" }])).await;
+    assert_eq!(
+        estimate["error"]["message"], "gas required exceeds allowance (16777216)",
+        "{estimate}"
+    );
+    // A transaction over EIP-7825's cap is refused as that, not as over the block's limit.
+    let key = Key::from_hex(DEV_KEYS[0]).unwrap();
+    let tx = eip1559(
+        31337,
+        0,
+        Some(Address::repeat_byte(1)),
+        U256::from(1),
+        Default::default(),
+        (1 << 24) + 1,
+        10_000_000_000,
+        1_000_000_000,
+    );
+    let raw = format!("0x{}", hex::encode(key.sign_raw(tx)));
+    let refused = rpc(&url, "eth_sendRawTransaction", json!([raw])).await;
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("transaction gas limit too high (cap: 16777216, tx: 16777217)"),
+        "{refused}"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_over_its_time_budget_is_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(0, dir.path()).await.unwrap();
+    let mut config = node_config(node_ip(0), &[]);
+    let mut c: nodus_chain::ChainConfig = config.section().unwrap();
+    c.rpc_call_timeout_ms = 0;
+    config.set_section(&c);
+    let k = net.add_node(config).await.unwrap();
+    let url = chain(&net, k).json_rpc_url().unwrap();
+    for method in ["eth_call", "eth_estimateGas"] {
+        let r = rpc(&url, method, json!([{ "data": "0x5b600056" }, "latest"])).await;
+        assert_eq!(r["error"]["code"], -32000, "{r}");
+        assert_eq!(r["error"]["message"], "execution aborted (timeout = 0ns)");
+    }
+    net.shutdown().await;
+}

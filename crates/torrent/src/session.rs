@@ -798,6 +798,9 @@ impl TorrentHandle {
         t.close_all();
         self.shared.store.remove(&t.id)?;
         t.remove_journal();
+        if let Some(m) = t.metadata() {
+            self.remove_shared_torrent_file(&t.id, &m.info.name);
+        }
         if delete_files && let Some(m) = t.metadata() {
             let s = crate::storage::Storage::new(&t.save_dir, &m.info);
             for f in m.info.files.iter().filter(|f| f.stored()) {
@@ -806,6 +809,19 @@ impl TorrentHandle {
         }
         self.shared.emit(TorrentEvent::Removed { id: t.id.clone() });
         Ok(())
+    }
+
+    /// Deletes the .torrent file `share` wrote for this torrent, if it is still that
+    /// torrent's (another share of the same name may have replaced it).
+    fn remove_shared_torrent_file(&self, id: &str, name: &str) {
+        let path = self.shared.torrents_dir.join(format!("{name}.torrent"));
+        let ours = read_torrent_file(&path)
+            .ok()
+            .and_then(|b| Metainfo::from_bytes(&b).ok())
+            .is_some_and(|m| hex::encode(m.hashes.wire_id()) == id);
+        if ours {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     async fn stop_all(&self) {

@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::RpcError;
 use super::format::{self, TxPlace, bytes, qty};
+use crate::call::{Budget, CallOutcome, CallRequest};
 use crate::chain::{Chain, recover_all};
-use crate::exec::CallRequest;
 use crate::handle::ChainHandle;
 
 /// Tip suggested to wallets (1 gwei).
@@ -14,7 +14,14 @@ const SUGGESTED_TIP: u64 = 1_000_000_000;
 /// Most blocks one eth_getLogs scans.
 const MAX_LOG_RANGE: u64 = 10_000;
 
-pub async fn call(h: &ChainHandle, method: &str, p: Vec<Value>) -> Result<Value, RpcError> {
+/// Answers one request of a JSON-RPC request (a batch holds several), within `budget`,
+/// the whole request's.
+pub async fn call(
+    h: &ChainHandle,
+    method: &str,
+    p: Vec<Value>,
+    budget: &Budget,
+) -> Result<Value, RpcError> {
     match method {
         "web3_clientVersion" => Ok(json!(format!("nodus/{}", env!("CARGO_PKG_VERSION")))),
         "net_version" => Ok(json!(h.chain_id.to_string())),
@@ -78,25 +85,18 @@ pub async fn call(h: &ChainHandle, method: &str, p: Vec<Value>) -> Result<Value,
         "eth_call" => {
             let req = call_request(&p)?;
             state_at(&p, 1)?;
-            let out = h.read(move |c| c.chain.call(&req, c.now)).await?;
-            if let Some(e) = out.error {
-                return Err(RpcError::server(e));
-            }
+            let out = h.on_snapshot(budget, move |s, b| s.call(&req, b)).await?;
             if !out.success {
-                return Err(revert(&out.output));
+                return Err(failed(out));
             }
             Ok(bytes(&out.output))
         }
         "eth_estimateGas" => {
             let req = call_request(&p)?;
-            let r = h.read(move |c| c.chain.estimate_gas(&req, c.now)).await?;
-            match r {
-                Ok(g) => Ok(qty(g)),
-                Err(out) => Err(match out.error {
-                    Some(e) => RpcError::server(e),
-                    None => revert(&out.output),
-                }),
-            }
+            let r = h
+                .on_snapshot(budget, move |s, b| s.estimate_gas(&req, b))
+                .await?;
+            r.map(qty).map_err(failed)
         }
         "eth_sendRawTransaction" => {
             let raw = hex_bytes(p.first())
@@ -295,6 +295,15 @@ fn call_request(p: &[Value]) -> Result<CallRequest, RpcError> {
 }
 
 /// A revert as wallets expect it: code 3, the reason decoded when it is Error(string).
+/// A call that did not succeed, as geth reports it: code -32000 with what stopped it,
+/// or code 3 "execution reverted" with the revert data.
+fn failed(out: CallOutcome) -> RpcError {
+    match out.aborted.or(out.error).or(out.halted) {
+        Some(why) => RpcError::server(why),
+        None => revert(&out.output),
+    }
+}
+
 fn revert(output: &Bytes) -> RpcError {
     let reason = alloy_primitives::hex::decode("08c379a0")
         .ok()

@@ -16,11 +16,20 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::call::Budget;
 use crate::error::ChainError;
 use crate::handle::ChainHandle;
 
 pub use format::qty;
-pub use methods::call as call_method;
+
+/// Answers one JSON-RPC method call on its own (as one request).
+pub async fn call_method(
+    h: &ChainHandle,
+    method: &str,
+    params: Vec<Value>,
+) -> Result<Value, RpcError> {
+    methods::call(h, method, params, &h.request_budget()).await
+}
 
 /// Most requests in one batch.
 pub const MAX_BATCH: usize = 100;
@@ -63,7 +72,7 @@ pub async fn serve(
     listen: &str,
     gate: Gate,
     handle: ChainHandle,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, ChainError> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
         ChainError::Config(format!(
@@ -81,17 +90,13 @@ pub async fn serve(
     let app = Router::new()
         .route("/", post(entry))
         .with_state((handle, Arc::new(gate)));
-    Ok(tokio::spawn(async move {
-        let stop = async move {
-            let _ = shutdown.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(target: "nodus::chain", "JSON-RPC server failed: {e}");
-        }
-    }))
+    Ok(tokio::spawn(nodus_service::server::serve(
+        "json-rpc",
+        listener,
+        app,
+        Default::default(),
+        shutdown,
+    )))
 }
 
 /// The largest JSON-RPC answer sent; a larger one is refused with an error instead.
@@ -193,6 +198,7 @@ async fn entry(
 }
 
 async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
+    let budget = h.request_budget();
     let parsed: Result<Value, _> = serde_json::from_slice(body);
     match parsed {
         Err(e) => error_reply(
@@ -210,16 +216,16 @@ async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
             } else {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {
-                    out.push(one(h, item).await);
+                    out.push(one(h, item, &budget).await);
                 }
                 Value::Array(out)
             }
         }
-        Ok(item) => one(h, item).await,
+        Ok(item) => one(h, item, &budget).await,
     }
 }
 
-async fn one(h: &ChainHandle, req: Value) -> Value {
+async fn one(h: &ChainHandle, req: Value, budget: &Budget) -> Value {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = req.get("method").and_then(Value::as_str) else {
         return error_reply(id, RpcError::new(-32600, "invalid request: no method"));
@@ -229,7 +235,7 @@ async fn one(h: &ChainHandle, req: Value) -> Value {
         Some(Value::Array(a)) => a.clone(),
         Some(_) => return error_reply(id, RpcError::params("params must be an array")),
     };
-    match methods::call(h, method, params).await {
+    match methods::call(h, method, params, budget).await {
         Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
         Err(e) => error_reply(id, e),
     }

@@ -197,6 +197,10 @@ pub async fn spawn(
         rpc_url: Arc::new(std::sync::Mutex::new(None)),
         block_topic: topics.block.clone(),
         chain_id: chain.spec.chain_id,
+        calls: Arc::new(crate::handle::Calls::new(
+            std::time::Duration::from_millis(config.rpc_call_timeout_ms),
+            registry,
+        )),
     };
     let (publish_tx, publish_rx) = mpsc::channel(INPUT_CAPACITY);
     let (sync_tx, sync_rx) = mpsc::channel(64);

@@ -90,7 +90,14 @@ pub async fn run(api: &ApiClient, cmd: MsgCommand, json: bool) -> Result<ExitCod
             if json {
                 ui::json(&v);
             } else {
-                println!("added {} ({})", s(&v["name"]), s(&v["peer_id"]));
+                let (name, peer) = (s(&v["name"]), s(&v["peer_id"]));
+                match v["previous_name"].as_str() {
+                    None => println!("added {name} ({peer})"),
+                    Some(old) if old == name => {
+                        println!("{name} ({peer}) was already a contact: card updated")
+                    }
+                    Some(old) => println!("renamed {old} to {name} ({peer}): card updated"),
+                }
             }
         }
         MsgCommand::Contacts => {

@@ -195,10 +195,25 @@ pub async fn get(api: &ApiClient, source: &str, o: GetOptions, json: bool) -> Re
     }
 }
 
-fn row(v: &Value) -> Vec<String> {
-    let id = s(&v["id"]);
+/// The shortest prefix of each id, at least 12 characters, that no other id shares (as
+/// git shortens hashes): ids alike in their first 12 characters stay apart.
+fn short_ids(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            let shared = ids
+                .iter()
+                .filter(|other| *other != id)
+                .map(|other| id.bytes().zip(other.bytes()).take_while(|(a, b)| a == b).count())
+                .max()
+                .unwrap_or(0);
+            id.chars().take((shared + 1).max(12)).collect()
+        })
+        .collect()
+}
+
+fn row(v: &Value, id: String) -> Vec<String> {
     vec![
-        id[..id.len().min(12)].to_string(),
+        id,
         s(&v["name"]),
         s(&v["state"]),
         format!("{:.1}%", v["progress"].as_f64().unwrap_or(0.0) * 100.0),
@@ -220,7 +235,9 @@ pub async fn list(api: &ApiClient, json: bool) -> Result<ExitCode> {
         ui::json(&v);
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<Vec<String>> = v.as_array().into_iter().flatten().map(row).collect();
+    let all: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+    let ids = short_ids(&all.iter().map(|t| s(&t["id"])).collect::<Vec<_>>());
+    let rows: Vec<Vec<String>> = all.into_iter().zip(ids).map(|(t, id)| row(t, id)).collect();
     if rows.is_empty() {
         println!("no torrents: `nodus share <path>` seeds one, `nodus get <magnet>` downloads one");
     } else {
@@ -264,7 +281,7 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
                 &[
                     "id", "name", "state", "done", "size", "down", "up", "ratio", "peers",
                 ],
-                &[row(&v)],
+                &[row(&v, s(&v["id"]))],
             );
             if let Some(m) = v["magnet"].as_str() {
                 println!("\n{m}");
@@ -306,7 +323,7 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
             &[
                 "id", "name", "state", "done", "size", "down", "up", "ratio", "peers",
             ],
-            &[row(&v)],
+            &[row(&v, s(&v["id"]))],
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -369,5 +386,23 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
         }
         Commands::Torrents => list(&g.api()?, g.json).await,
         Commands::Torrent { command } => control(&g.api()?, command, g.json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_ids;
+
+    #[test]
+    fn short_ids_stay_apart() {
+        let ids: Vec<String> = ["0000000000000001", "0000000000000002", "abcdef0123456789"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            short_ids(&ids),
+            ["0000000000000001", "0000000000000002", "abcdef012345"]
+        );
+        let same_start: Vec<String> = ["00000000000000a1", "00000000000000b2"].map(String::from).to_vec();
+        assert_eq!(short_ids(&same_start), ["00000000000000a", "00000000000000b"]);
     }
 }

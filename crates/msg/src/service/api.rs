@@ -111,6 +111,7 @@ impl Actor {
             name: c.name.clone(),
             session: self.crypto.has_session(peer),
             added_ms: c.added_ms,
+            previous_name: None,
         }
     }
 
@@ -155,12 +156,16 @@ impl Actor {
         if peer == self.me {
             return Err(MsgError::OwnCode);
         }
-        if let Some(n) = &name
-            && n.len() > card::MAX_NAME
-        {
-            return Err(card::CardError::NameTooLong.into());
+        if let Some(n) = &name {
+            if n.len() > card::MAX_NAME {
+                return Err(card::CardError::NameTooLong.into());
+            }
+            if n.trim().is_empty() {
+                return Err(card::CardError::NameEmpty.into());
+            }
         }
         let peer = peer.to_string();
+        let previous_name = self.contacts.get(&peer).map(|c| c.name.clone());
         let mut c = self.contacts.remove(&peer).unwrap_or(Contact {
             card: invite.card.clone(),
             name: String::new(),
@@ -181,7 +186,10 @@ impl Actor {
         self.emit(MsgEvent::Contact {
             contact: info.clone(),
         });
-        Ok(info)
+        Ok(ContactInfo {
+            previous_name,
+            ..info
+        })
     }
 
     pub(super) fn resolve_contact(&self, who: &str) -> Result<String, MsgError> {

@@ -21,15 +21,21 @@ pub async fn require_token(State(state): State<ApiState>, req: Request, next: Ne
         // The scheme is case-insensitive (RFC 9110).
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token);
-    match given {
-        Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => next.run(req).await,
+    let refusal = match given {
+        Some(t) if same(t.trim().as_bytes(), state.token.as_bytes()) => return next.run(req).await,
         Some(_) => {
-            state.metrics.unauthorized.inc();
-            ApiError::unauthorized("wrong API token: read the current one from api.cookie in the node's data dir (it changes at every start)").into_response()
+            "wrong API token: read the current one from api.cookie in the node's data dir (it changes at every start)"
         }
         None => {
-            state.metrics.unauthorized.inc();
-            ApiError::unauthorized("missing API token: send `Authorization: Bearer <token>` with the token from api.cookie in the node's data dir").into_response()
+            "missing API token: send `Authorization: Bearer <token>` with the token from api.cookie in the node's data dir"
         }
-    }
+    };
+    state.metrics.unauthorized.inc();
+    // A caller without the token keeps no connection open (and so no slot).
+    let mut response = ApiError::unauthorized(refusal).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
 }

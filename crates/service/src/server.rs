@@ -1,0 +1,251 @@
+//! The one way nodus serves HTTP (the node's API, JSON-RPC, the Nostr relay): axum
+//! routes on hyper's HTTP/1, with the limits a server that others can reach needs.
+//!
+//! Invariants:
+//! - At most [`Limits::max_connections`] sockets are open, upgraded ones (WebSockets)
+//!   included: a slot is freed when the socket closes. A connection that arrives at the
+//!   cap takes the slot of the oldest one that has not yet sent a whole request head
+//!   (those cost an attacker nothing to hold); when every open one has, the newcomer is
+//!   closed. So idle sockets cannot lock people out, and descriptors stay bounded.
+//! - A request head must arrive within [`Limits::header_timeout`] of the server
+//!   waiting for it, the first on a connection and every later one on a kept-alive
+//!   connection: half-sent headers and idle connections end.
+//! - A request body that sends nothing for [`Limits::body_idle_timeout`] fails.
+//! - TCP_NODELAY on every connection: small answers are not held back by Nagle's
+//!   algorithm against the client's delayed ACKs.
+//! - At shutdown no connection is taken any more, open ones finish the response they
+//!   are sending, and [`serve`] returns when all have closed.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tower_http::timeout::TimeoutBody;
+use tower_service::Service as _;
+
+/// What one server allows.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` turns true, then drains (see the module
+/// docs). `what` names the server in log lines.
+pub async fn serve(
+    what: &'static str,
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let mut connections = JoinSet::new();
+    let mut turned_away: u64 = 0;
+    loop {
+        let stream = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait for some to close.
+                    tracing::warn!(target: "nodus::http", server = what, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(admitted) = Slots::admit(&slots, limits.max_connections) else {
+            turned_away += 1;
+            tracing::debug!(target: "nodus::http", server = what, turned_away, "at the connection cap, every connection busy: closed a new one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(connection(
+            Guarded {
+                stream,
+                _slot: admitted.slot,
+            },
+            admitted.spoke,
+            admitted.evicted,
+            app.clone(),
+            limits,
+            shutdown.clone(),
+        ));
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(
+    io: Guarded,
+    spoke: Arc<AtomicBool>,
+    mut evicted: oneshot::Receiver<()>,
+    app: Router,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let body_idle = limits.body_idle_timeout;
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        spoke.store(true, Ordering::Relaxed);
+        let req = req.map(|b| Body::new(TimeoutBody::new(body_idle, b)));
+        app.clone().call(req)
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            // Dropping the connection closes the socket.
+            Ok(()) = &mut evicted => return,
+            _ = stopped(&mut shutdown), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+#[derive(Default)]
+struct Slots {
+    next: u64,
+    open: BTreeMap<u64, Open>,
+}
+
+struct Open {
+    spoke: Arc<AtomicBool>,
+    evict: oneshot::Sender<()>,
+}
+
+struct Admitted {
+    slot: Slot,
+    spoke: Arc<AtomicBool>,
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Slots {
+    /// A slot for a new connection, taken from the oldest silent one at the cap; None
+    /// when every open connection has spoken.
+    fn admit(this: &Arc<Mutex<Slots>>, cap: usize) -> Option<Admitted> {
+        let mut slots = this.lock().unwrap_or_else(|e| e.into_inner());
+        if slots.open.len() >= cap {
+            let silent = slots
+                .open
+                .iter()
+                .find(|(_, o)| !o.spoke.load(Ordering::Relaxed))
+                .map(|(id, _)| *id)?;
+            if let Some(o) = slots.open.remove(&silent) {
+                let _ = o.evict.send(());
+            }
+        }
+        let id = slots.next;
+        slots.next += 1;
+        let spoke = Arc::new(AtomicBool::new(false));
+        let (evict, evicted) = oneshot::channel();
+        slots.open.insert(
+            id,
+            Open {
+                spoke: spoke.clone(),
+                evict,
+            },
+        );
+        Some(Admitted {
+            slot: Slot {
+                slots: this.clone(),
+                id,
+            },
+            spoke,
+            evicted,
+        })
+    }
+}
+
+/// Frees its connection's slot when dropped, which is when the socket closes.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.open.remove(&self.id);
+    }
+}
+
+/// The socket with its slot, so that a WebSocket keeps the slot after hyper hands the
+/// socket over.
+struct Guarded {
+    stream: TcpStream,
+    _slot: Slot,
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
