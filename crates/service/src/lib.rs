@@ -31,6 +31,7 @@ mod context;
 pub mod events;
 pub mod http;
 pub mod server;
+pub mod slots;
 
 pub use any::{AnyService, RunningService, ServiceError, service};
 pub use context::ServiceContext;

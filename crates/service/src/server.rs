@@ -16,11 +16,10 @@
 //! - At shutdown no connection is taken any more, open ones finish the response they
 //!   are sending, and [`serve`] returns when all have closed.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -32,6 +31,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
+
+use crate::slots::{Slot, Slots};
 use tokio::task::JoinSet;
 use tower_http::timeout::TimeoutBody;
 use tower_service::Service as _;
@@ -63,7 +64,7 @@ pub async fn serve(
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Mutex::new(Slots::default()));
+    let slots = Slots::new(limits.max_connections);
     let mut connections = JoinSet::new();
     let mut turned_away: u64 = 0;
     loop {
@@ -80,7 +81,7 @@ pub async fn serve(
                 }
             },
         };
-        let Some(admitted) = Slots::admit(&slots, limits.max_connections) else {
+        let Some(admitted) = slots.admit() else {
             turned_away += 1;
             tracing::debug!(target: "nodus::http", server = what, turned_away, "at the connection cap, every connection busy: closed a new one");
             continue;
@@ -138,73 +139,6 @@ async fn connection(
 
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
-}
-
-#[derive(Default)]
-struct Slots {
-    next: u64,
-    open: BTreeMap<u64, Open>,
-}
-
-struct Open {
-    spoke: Arc<AtomicBool>,
-    evict: oneshot::Sender<()>,
-}
-
-struct Admitted {
-    slot: Slot,
-    spoke: Arc<AtomicBool>,
-    evicted: oneshot::Receiver<()>,
-}
-
-impl Slots {
-    /// A slot for a new connection, taken from the oldest silent one at the cap; None
-    /// when every open connection has spoken.
-    fn admit(this: &Arc<Mutex<Slots>>, cap: usize) -> Option<Admitted> {
-        let mut slots = this.lock().unwrap_or_else(|e| e.into_inner());
-        if slots.open.len() >= cap {
-            let silent = slots
-                .open
-                .iter()
-                .find(|(_, o)| !o.spoke.load(Ordering::Relaxed))
-                .map(|(id, _)| *id)?;
-            if let Some(o) = slots.open.remove(&silent) {
-                let _ = o.evict.send(());
-            }
-        }
-        let id = slots.next;
-        slots.next += 1;
-        let spoke = Arc::new(AtomicBool::new(false));
-        let (evict, evicted) = oneshot::channel();
-        slots.open.insert(
-            id,
-            Open {
-                spoke: spoke.clone(),
-                evict,
-            },
-        );
-        Some(Admitted {
-            slot: Slot {
-                slots: this.clone(),
-                id,
-            },
-            spoke,
-            evicted,
-        })
-    }
-}
-
-/// Frees its connection's slot when dropped, which is when the socket closes.
-struct Slot {
-    slots: Arc<Mutex<Slots>>,
-    id: u64,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.open.remove(&self.id);
-    }
 }
 
 /// The socket with its slot, so that a WebSocket keeps the slot after hyper hands the

@@ -52,7 +52,7 @@ pub mod wire;
 pub use config::{Encryption, TorrentConfig};
 pub use error::TorrentError;
 pub use session::{
-    MAX_TORRENT_FILE, Metrics, SpawnOptions, TorrentHandle, TorrentService, read_torrent_file,
-    spawn,
+    MAX_TORRENT_FILE, Metrics, PENDING_HANDSHAKES, SpawnOptions, TorrentHandle, TorrentService,
+    read_torrent_file, spawn,
 };
 pub use types::{AddRequest, PeerInfo, ShareRequest, TorrentEvent, TorrentInfo, TorrentState};

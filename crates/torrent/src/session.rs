@@ -31,6 +31,7 @@ use crate::types::{AddRequest, ShareRequest, Shared as SharedInfo, TorrentEvent,
 pub struct Metrics {
     pub peers_connected: Gauge,
     pub bad_messages: Counter,
+    pub handshakes_evicted: Counter,
     pub hash_failures: Counter,
     pub peers_banned: Counter,
     pub dht_bad_packets: Counter,
@@ -42,6 +43,7 @@ impl Metrics {
         let m = Metrics {
             peers_connected: Gauge::default(),
             bad_messages: Counter::default(),
+            handshakes_evicted: Counter::default(),
             hash_failures: Counter::default(),
             peers_banned: Counter::default(),
             dht_bad_packets: Counter::default(),
@@ -55,6 +57,11 @@ impl Metrics {
             "bad_messages",
             "Malformed messages from peers (connection dropped)",
             m.bad_messages.clone(),
+        );
+        r.register(
+            "handshakes_evicted",
+            "Incoming connections closed before their handshake to make room for a newer one",
+            m.handshakes_evicted.clone(),
         );
         r.register(
             "hash_failures",
@@ -96,6 +103,8 @@ pub(crate) struct Shared {
     /// The uTP socket on the listen port (off when `[torrent] utp = false`).
     pub utp: OnceLock<Arc<librqbit_utp::UtpSocketUdp>>,
     events: broadcast::Sender<TorrentEvent>,
+    /// Incoming connections still handshaking, at most [`PENDING_HANDSHAKES`].
+    pending: nodus_service::slots::Slots,
     torrents: RwLock<HashMap<String, Running>>,
     /// Handshake infohash (v1, or v2 truncated) to torrent id.
     by_wire: RwLock<HashMap<Hash20, String>>,
@@ -287,6 +296,7 @@ pub async fn spawn(
         dht: OnceLock::new(),
         utp: OnceLock::new(),
         events,
+        pending: nodus_service::slots::Slots::new(PENDING_HANDSHAKES),
         torrents: RwLock::new(HashMap::new()),
         by_wire: RwLock::new(HashMap::new()),
         next_key: AtomicU64::new(1),
@@ -385,7 +395,11 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(incoming(shared.clone(), stream, addr, false));
+        // Admitted here, in arrival order, so the oldest is the first to go. Never None:
+        // no pending connection has spoken, so the oldest always makes room.
+        if let Some(pending) = shared.pending.admit() {
+            tokio::spawn(incoming(shared.clone(), stream, addr, false, pending));
+        }
     }
 }
 
@@ -411,17 +425,39 @@ async fn utp_accept_loop(
             },
         };
         let addr = stream.remote_addr();
-        tokio::spawn(incoming(shared.clone(), stream, addr, true));
+        if let Some(pending) = shared.pending.admit() {
+            tokio::spawn(incoming(shared.clone(), stream, addr, true, pending));
+        }
     }
 }
 
+/// Incoming connections (TCP and uTP) that may be handshaking at once. At the cap a new
+/// one pushes out the oldest: a flood of idle connections then cannot lock real peers
+/// out, whose handshakes take one round trip, and costs bounded descriptors.
+pub const PENDING_HANDSHAKES: usize = 64;
+
+/// Longest an incoming connection may take to handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One incoming connection, TCP or uTP: handshakes, then runs it.
-async fn incoming<S>(shared: Arc<Shared>, stream: S, addr: SocketAddr, utp: bool)
-where
+async fn incoming<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    addr: SocketAddr,
+    utp: bool,
+    pending: nodus_service::slots::Admitted,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let accepted =
-        tokio::time::timeout(Duration::from_secs(10), accept_handshake(&shared, stream)).await;
+    let mut evicted = pending.evicted;
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&shared, stream)) => r,
+        _ = &mut evicted => {
+            shared.metrics.handshakes_evicted.inc();
+            return;
+        }
+    };
+    drop(pending.slot);
     let Ok(Some((mut stream, theirs))) = accepted else {
         shared.metrics.bad_messages.inc();
         return;
@@ -488,6 +524,11 @@ impl TorrentHandle {
     /// Where BitTorrent peers reach this node.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.shared.listen_addr()
+    }
+
+    /// Incoming connections closed before their handshake to make room for newer ones.
+    pub fn handshakes_evicted(&self) -> u64 {
+        self.shared.metrics.handshakes_evicted.get()
     }
 
     /// Where DHT nodes reach this node (UDP), when the DHT is on.

@@ -459,3 +459,35 @@ async fn fetch_by_infohash(
         done.pieces_from
     );
 }
+
+/// Issue 17 point 5: idle connections that never handshake cannot hold the port. At the
+/// cap of pending handshakes each new one pushes out the oldest, and a real peer still
+/// gets in and downloads while the flood holds every slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_lock_peers_out() {
+    use nodus_torrent::PENDING_HANDSHAKES;
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let src = tmp.path().join("wanted.bin");
+    std::fs::write(&src, content(1_000_000, 5)).unwrap();
+    let shared = share(&seed, &src).await;
+    let addr = seed.handle.listen_addr().unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..=PENDING_HANDSHAKES {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let mut buf = [0u8; 1];
+    let first = tokio::time::timeout(Duration::from_secs(30), idle[0].read(&mut buf))
+        .await
+        .expect("the oldest idle connection was kept");
+    assert!(matches!(first, Ok(0) | Err(_)));
+    assert_eq!(seed.handle.handshakes_evicted(), 1);
+    let (out, _) = download(&leech, shared.torrent_path.clone(), peer_of(&seed), 30).await;
+    assert_eq!(
+        std::fs::read(out.join("wanted.bin")).unwrap(),
+        std::fs::read(&src).unwrap()
+    );
+    drop(idle);
+}
