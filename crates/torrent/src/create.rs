@@ -339,3 +339,45 @@ fn tree_value(tree: BTreeMap<String, Node>) -> BValue {
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 point 14: links are left out of every format alike, so a hybrid share of
+    /// a directory holding one parses, and lists the same files as a v1 share.
+    #[test]
+    fn links_are_left_out_of_every_format_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("album");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.bin"), vec![1u8; 300_000]).unwrap();
+        std::fs::write(root.join("sub/b.bin"), vec![2u8; 70_000]).unwrap();
+        std::os::unix::fs::symlink(root.join("a.bin"), root.join("link-to-file")).unwrap();
+        std::os::unix::fs::symlink(root.join("sub"), root.join("link-to-dir")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", root.join("dangling")).unwrap();
+        let mut lists = Vec::new();
+        for version in [Version::Hybrid, Version::V1, Version::V2] {
+            let opts = CreateOptions {
+                version,
+                ..Default::default()
+            };
+            let meta = create(&root, &opts).unwrap();
+            let parsed = Metainfo::from_bytes(&meta.to_bytes()).unwrap();
+            let files: Vec<Vec<String>> = parsed
+                .info
+                .files
+                .iter()
+                .filter(|f| !f.pad)
+                .map(|f| f.path.clone())
+                .collect();
+            lists.push(files);
+        }
+        assert_eq!(
+            lists[0],
+            [vec!["album", "a.bin"], vec!["album", "sub", "b.bin"]]
+        );
+        assert_eq!(lists[0], lists[1]);
+        assert_eq!(lists[0], lists[2]);
+    }
+}

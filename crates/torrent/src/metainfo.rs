@@ -709,7 +709,29 @@ fn parse_piece_layers(
     Ok(out)
 }
 
-/// One path component made safe: no separators, no `.`/`..`, no control characters.
+/// Longest file name Linux filesystems take, in bytes.
+const MAX_COMPONENT: usize = 255;
+
+/// A name cut to [`MAX_COMPONENT`] bytes at a character boundary, its extension kept
+/// (as libtorrent does), so a long name in a torrent becomes a file instead of a disk
+/// error.
+fn fit_component(s: String) -> String {
+    if s.len() <= MAX_COMPONENT {
+        return s;
+    }
+    let (stem, ext) = match s.rfind('.') {
+        Some(i) if i > 0 && s.len() - i <= 16 => (&s[..i], &s[i..]),
+        _ => (s.as_str(), ""),
+    };
+    let mut end = MAX_COMPONENT - ext.len();
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ext}", &stem[..end])
+}
+
+/// One path component made safe: no separators, no `.`/`..`, no control characters, at
+/// most 255 bytes.
 pub fn sanitize_component(s: &str) -> String {
     let cleaned: String = s
         .chars()
@@ -723,7 +745,7 @@ pub fn sanitize_component(s: &str) -> String {
         .collect();
     match cleaned.as_str() {
         "" | "." | ".." => "_".to_string(),
-        _ => cleaned,
+        _ => fit_component(cleaned),
     }
 }
 
@@ -775,4 +797,23 @@ fn rename_duplicates(files: &mut [FileEntry]) -> Result<(), MetainfoError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_component;
+
+    /// Issue 17 point 17: a name over 255 bytes is cut to fit, its extension kept,
+    /// never in the middle of a character.
+    #[test]
+    fn long_names_are_cut_to_fit_the_filesystem() {
+        let long = format!("{}.mkv", "a".repeat(300));
+        let cut = sanitize_component(&long);
+        assert_eq!(cut.len(), 255);
+        assert!(cut.ends_with(".mkv"));
+        let wide = "é".repeat(200);
+        let cut = sanitize_component(&wide);
+        assert!(cut.len() <= 255 && cut.chars().all(|c| c == 'é'), "{cut}");
+        assert_eq!(sanitize_component("short.txt"), "short.txt");
+    }
 }

@@ -62,12 +62,42 @@ impl Storage {
         p
     }
 
+    /// The path of file `idx`, refused when a link on the way (a directory or the file
+    /// itself) leads out of the root: a link planted in the download directory must not
+    /// get its target overwritten with torrent data.
+    fn checked_path(&self, idx: usize) -> std::io::Result<PathBuf> {
+        let mut p = self.root.clone();
+        for c in &self.files[idx].path {
+            p.push(c);
+            match std::fs::symlink_metadata(&p) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e),
+                Ok(m) if m.file_type().is_symlink() => {
+                    let inside =
+                        match (std::fs::canonicalize(&p), std::fs::canonicalize(&self.root)) {
+                            (Ok(target), Ok(root)) => target.starts_with(root),
+                            _ => false,
+                        };
+                    if !inside {
+                        return Err(std::io::Error::other(format!(
+                            "{} is a link that leads out of the download directory; nodus \
+                             does not write through it: remove the link, or download elsewhere",
+                            p.display()
+                        )));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        Ok(self.path_of(&self.files[idx]))
+    }
+
     fn handle(&self, idx: usize, create: bool) -> std::io::Result<Arc<File>> {
         let mut handles = self.handles.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(h) = &handles[idx] {
             return Ok(h.clone());
         }
-        let path = self.path_of(&self.files[idx]);
+        let path = self.checked_path(idx)?;
         let file = if create {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -181,10 +211,12 @@ impl Storage {
             Direct::Refused => return None,
             Direct::Untried => {}
         }
-        let opened = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(self.path_of(&self.files[i]));
+        let opened = self.checked_path(i).and_then(|path| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path)
+        });
         match opened {
             Ok(f) => {
                 let f = Arc::new(f);
@@ -286,6 +318,54 @@ mod tests {
     use super::*;
     use crate::metainfo::Version;
     use crate::piecebuf::PieceBuf;
+
+    /// Issue 17 point 9: a link planted where a file or directory of the torrent goes,
+    /// leading out of the download directory, is refused and its target left alone; a
+    /// link that stays inside is fine.
+    #[test]
+    fn links_out_of_the_download_directory_are_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("downloads"), dir.path().join("outside"));
+        std::fs::create_dir_all(root.join("t")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("victim"), b"precious").unwrap();
+        let info = |files: Vec<FileEntry>| {
+            let total = files.iter().map(|f| f.length).sum::<u64>();
+            Info {
+                name: "t".into(),
+                piece_length: 16384,
+                files,
+                total_length: total,
+                num_pieces: 1,
+                v1_pieces: Vec::new(),
+                version: Version::V1,
+                private: false,
+                multi_file: true,
+            }
+        };
+        std::os::unix::fs::symlink(outside.join("victim"), root.join("t/a")).unwrap();
+        let s = Storage::new(&root, &info(vec![file("a", 0, 8)]));
+        let err = s.write(0, b"torrent!").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("leads out of the download directory"),
+            "{err}"
+        );
+        // A directory of the torrent that is a link out: the same.
+        std::fs::remove_file(root.join("t/a")).unwrap();
+        std::fs::remove_dir(root.join("t")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("t")).unwrap();
+        let s = Storage::new(&root, &info(vec![file("victim", 0, 8)]));
+        assert!(s.write(0, b"torrent!").is_err());
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"precious");
+        // Inside is fine.
+        std::fs::remove_file(root.join("t")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("t")).unwrap();
+        let s = Storage::new(&root, &info(vec![file("a", 0, 8)]));
+        s.write(0, b"torrent!").unwrap();
+        assert_eq!(std::fs::read(root.join("real/a")).unwrap(), b"torrent!");
+    }
 
     fn file(name: &str, offset: u64, length: u64) -> FileEntry {
         FileEntry {

@@ -23,6 +23,9 @@ async fn transfer(version: &str, multi: bool) {
         std::fs::write(src.join("sub/b.bin"), content(40_000, 2)).unwrap();
         std::fs::write(src.join("sub/empty"), b"").unwrap();
         std::fs::write(src.join("z.bin"), content(300_001, 3)).unwrap();
+        // Links are left out of every format alike (issue 17 point 14).
+        std::os::unix::fs::symlink(src.join("a.bin"), src.join("link-to-a")).unwrap();
+        std::os::unix::fs::symlink(src.join("sub"), src.join("sub-link")).unwrap();
     } else {
         std::fs::create_dir_all(src.parent().unwrap()).unwrap();
         std::fs::write(&src, content(1_234_567, 4)).unwrap();
@@ -490,4 +493,50 @@ async fn idle_connections_cannot_lock_peers_out() {
         std::fs::read(&src).unwrap()
     );
     drop(idle);
+}
+
+/// Issue 17 points 9 and 17: a link planted in the output directory that leads out of it
+/// is not written through; the disk error stops the torrent with its reason and strikes
+/// no peer (it used to count as hash failures and get honest peers banned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_link_is_not_written_through_and_strikes_no_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let src = tmp.path().join("report.pdf");
+    std::fs::write(&src, content(600_000, 9)).unwrap();
+    let shared = share(&seed, &src).await;
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out = leech.dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("report.pdf")).unwrap();
+    let info = leech
+        .handle
+        .add(nodus_torrent::AddRequest {
+            source: shared.torrent_path.clone(),
+            out_dir: Some(out.display().to_string()),
+            peers: peer_of(&seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let t = leech.handle.get(&info.id).unwrap();
+        if t.error.is_some() {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no error: {t:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let error = stopped.error.unwrap();
+    assert!(
+        error.contains("leads out of the download directory"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let t = leech.handle.get(&info.id).unwrap();
+    assert_eq!(t.state, TorrentState::Error, "{t:#?}");
+    assert_eq!(t.hash_failures, 0);
 }

@@ -311,6 +311,8 @@ impl Torrent {
                 let _ = p.tx.try_send(PeerCmd::Close);
             }
         } else {
+            // Resuming is the user saying the cause (a full disk, a link) is dealt with.
+            g.error = None;
             let known: Vec<SocketAddr> = g.known.iter().copied().collect();
             g.candidates.extend(known);
             g.next_announce = Some(Instant::now());

@@ -86,7 +86,7 @@ impl Torrent {
     }
 
     /// Verifies a completed piece off the async threads, writes it, and records the
-    /// verdict.
+    /// [`Verdict`].
     pub(crate) async fn verify_and_store(self: &Arc<Self>, piece: CompletePiece) {
         let (meta, storage) = {
             let g = self.lock();
@@ -104,26 +104,31 @@ impl Torrent {
                 data,
                 by_peer,
             } = piece;
-            let ok = meta
+            let hashed = meta
                 .expected_piece_hash(index)
                 .is_some_and(|h| h.verify(&data, meta.info.piece_length));
-            let ok = ok && {
+            let verdict = if !hashed {
+                Verdict::BadHash
+            } else {
                 let (start, _) = storage.piece_range(index);
                 match storage.write(start, &data) {
-                    Ok(()) => true,
+                    Ok(()) => Verdict::Stored,
                     Err(e) => {
                         tracing::error!(target: "nodus::torrent", id = %me.id, "writing piece {index}: {e}");
                         me.lock().error = Some(format!("disk write failed: {e}"));
-                        false
+                        Verdict::DiskError
                     }
                 }
             };
             // Journal first, then mark and announce: what peers hear of survives a kill.
             let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
-            if ok && let Err(e) = me.journal_append(&mut j, index) {
+            if verdict == Verdict::Stored
+                && let Err(e) = me.journal_append(&mut j, index)
+            {
                 tracing::warn!(target: "nodus::torrent", id = %me.id, "piece journal: {e}");
             }
-            me.finish_piece(index, ok, by_peer, data);
+            drop(j);
+            me.finish_piece(index, verdict, by_peer, data);
         })
         .await;
     }
@@ -131,10 +136,11 @@ impl Torrent {
     pub(super) fn finish_piece(
         &self,
         index: u32,
-        ok: bool,
+        verdict: Verdict,
         by_peer: HashMap<PeerKey, u32>,
         buffer: PieceBuf,
     ) {
+        let ok = verdict == Verdict::Stored;
         let mut g = self.lock();
         let Some(picker) = g.picker.as_mut() else {
             return;
@@ -170,6 +176,13 @@ impl Torrent {
                 // The torrent's task finishes the files and reports it (on_complete).
                 self.wake.notify_one();
             }
+            return;
+        }
+        if verdict == Verdict::DiskError {
+            // Our disk's fault, not the peers': nobody is struck. Downloading on would
+            // only fetch more pieces to throw away, so the torrent stops, its error shown.
+            drop(g);
+            self.set_paused(true);
             return;
         }
         g.hash_failures += 1;
@@ -255,4 +268,14 @@ impl Torrent {
             .as_ref()
             .is_some_and(|p| p.is_complete() && p.have().is_full())
     }
+}
+
+/// What became of a completed piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Stored,
+    /// The data does not match its hash: the peers that sent it are struck.
+    BadHash,
+    /// The data was good but could not be written.
+    DiskError,
 }
