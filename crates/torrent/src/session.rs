@@ -701,7 +701,7 @@ impl TorrentHandle {
             .ok_or_else(|| TorrentError::BadSource(req.source.clone()))?;
         let id = hex::encode(hashes.wire_id());
         if let Some(existing) = self.shared.get(&id) {
-            existing.add_peers(&parse_peers(&req.peers));
+            existing.add_named_peers(&parse_peers(&req.peers));
             return Err(TorrentError::Duplicate(id));
         }
         let files = match (&req.files, &meta) {
@@ -727,10 +727,16 @@ impl TorrentHandle {
             .unwrap_or_else(|| self.shared.download_dir.clone());
         std::fs::create_dir_all(&save_dir)?;
         let save_dir = std::fs::canonicalize(&save_dir)?;
+        let named = parse_peers(&req.peers);
         let settings = Settings {
             magnet: magnet.as_ref().map(Magnet::to_link),
             sequential: req.sequential,
             files,
+            peers: named
+                .iter()
+                .take(crate::torrent::MAX_NAMED_PEERS)
+                .map(SocketAddr::to_string)
+                .collect(),
             ..Settings::new(&save_dir)
         };
         let meta_bytes = meta.as_ref().map(Metainfo::to_bytes);
@@ -765,7 +771,6 @@ impl TorrentHandle {
             settings,
             have,
         );
-        t.add_peers(&parse_peers(&req.peers));
         // As added, before its task connects to anyone.
         let info = t.info();
         self.insert(t)?;
@@ -812,7 +817,7 @@ impl TorrentHandle {
     }
 
     pub fn add_peers(&self, id: &str, peers: &[String]) -> Result<(), TorrentError> {
-        self.torrent(id)?.add_peers(&parse_peers(peers));
+        self.torrent(id)?.add_named_peers(&parse_peers(peers));
         Ok(())
     }
 

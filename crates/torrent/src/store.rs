@@ -26,6 +26,9 @@ pub struct Settings {
     pub uploaded: u64,
     pub downloaded: u64,
     pub added_at: u64,
+    /// Peers the user named (`--peer`), tried again after every restart.
+    #[serde(default)]
+    pub peers: Vec<String>,
 }
 
 impl Settings {
@@ -43,6 +46,7 @@ impl Settings {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            peers: Vec::new(),
         }
     }
 }

@@ -51,6 +51,8 @@ use hashes::missing_layers;
 pub const MAX_STRIKES: u32 = 3;
 /// Peer addresses remembered per torrent.
 const MAX_CANDIDATES: usize = 1000;
+/// Peers named by the user kept with one torrent.
+pub(crate) const MAX_NAMED_PEERS: usize = 64;
 /// Least time between two dials of one address.
 const RETRY: Duration = Duration::from_secs(30);
 /// DHT lookups: every 15 minutes once the DHT knows peers and took our announce (as
@@ -202,6 +204,11 @@ impl Torrent {
             web_urls.extend(m.web_seeds.iter().cloned());
         }
         web_urls.dedup();
+        let named: Vec<SocketAddr> = settings
+            .peers
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect();
         let t = Arc::new(Torrent {
             id,
             hashes,
@@ -248,6 +255,7 @@ impl Torrent {
         if let Some(m) = magnet {
             t.add_peers(&m.peers);
         }
+        t.add_peers(&named);
         if let Some(meta) = meta {
             let n = meta.info.num_pieces;
             let mut have = have

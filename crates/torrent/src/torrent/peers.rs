@@ -3,6 +3,25 @@
 use super::*;
 
 impl Torrent {
+    /// Peers the user named: tried now, and kept with the torrent so that they are
+    /// tried again after a restart (at most [`MAX_NAMED_PEERS`]).
+    pub fn add_named_peers(&self, addrs: &[SocketAddr]) {
+        if addrs.is_empty() {
+            return;
+        }
+        {
+            let mut g = self.lock();
+            for a in addrs {
+                let a = a.to_string();
+                if !g.settings.peers.contains(&a) && g.settings.peers.len() < MAX_NAMED_PEERS {
+                    g.settings.peers.push(a);
+                }
+            }
+        }
+        self.persist(None);
+        self.add_peers(addrs);
+    }
+
     pub fn add_peers(&self, addrs: &[SocketAddr]) {
         let mut g = self.lock();
         for a in addrs {
