@@ -209,8 +209,9 @@ struct Conn {
     ctrl: mpsc::Sender<Out>,
     uploads: mpsc::Sender<BlockRef>,
     their_bits: Option<Bitfield>,
-    /// A bitfield (or have-all) that came before we knew the torrent's size.
-    pending_bits: Option<Bytes>,
+    /// A bitfield (or have-all) that came before we knew the torrent's size; `Have`s
+    /// before then set bits in it in place.
+    pending_bits: Option<Vec<u8>>,
     pending_have_all: bool,
     their_ext: ExtHandshake,
     peer_choking: bool,
@@ -384,22 +385,21 @@ impl Conn {
                     self.refill()?;
                 }
                 None => {
-                    // Before metadata: remember it in a raw bitfield.
-                    let raw = self.pending_bits.get_or_insert_with(Bytes::new);
-                    let mut v = raw.to_vec();
+                    // Before metadata: remember it in a raw bitfield, set in place (a
+                    // copy per 9-byte message would cost up to MAX_MESSAGE each).
+                    let raw = self.pending_bits.get_or_insert_with(Vec::new);
                     let byte = (i / 8) as usize;
                     if byte >= wire::MAX_MESSAGE {
                         return Err(());
                     }
-                    if v.len() <= byte {
-                        v.resize(byte + 1, 0);
+                    if raw.len() <= byte {
+                        raw.resize(byte + 1, 0);
                     }
-                    v[byte] |= 0x80 >> (i % 8);
-                    *raw = Bytes::from(v);
+                    raw[byte] |= 0x80 >> (i % 8);
                 }
             },
             Message::Bitfield(raw) => {
-                self.pending_bits = Some(raw);
+                self.pending_bits = Some(raw.to_vec());
                 self.apply_bits()?;
             }
             Message::HaveAll if self.fast => {

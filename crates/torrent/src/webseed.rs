@@ -216,19 +216,25 @@ async fn fetch(
                 want: b - a,
             });
         }
-        let body = resp.bytes().await.map_err(|source| WebSeedError::Http {
+        // Read as it comes, never past what was asked for: a server that sends no
+        // Content-Length (or lies) cannot stream an unbounded body into memory.
+        let want = b - a;
+        let mut got = 0u64;
+        let mut resp = resp;
+        while let Some(chunk) = resp.chunk().await.map_err(|source| WebSeedError::Http {
             url: u.clone(),
             source,
-        })?;
-        if body.len() as u64 != b - a {
-            return Err(WebSeedError::Length {
-                url: u,
-                got: body.len() as u64,
-                want: b - a,
-            });
+        })? {
+            got += chunk.len() as u64;
+            if got > want {
+                return Err(WebSeedError::Length { url: u, got, want });
+            }
+            t.shared.down_limit.acquire(chunk.len()).await;
+            out.extend_from_slice(&chunk);
         }
-        t.shared.down_limit.acquire(body.len()).await;
-        out.extend_from_slice(&body);
+        if got != want {
+            return Err(WebSeedError::Length { url: u, got, want });
+        }
     }
     if out.len() as u64 != len {
         return Err(WebSeedError::Uncovered);

@@ -540,3 +540,58 @@ async fn a_planted_link_is_not_written_through_and_strikes_no_peer() {
     assert_eq!(t.state, TorrentState::Error, "{t:#?}");
     assert_eq!(t.hash_failures, 0);
 }
+
+/// Issue 17 point 7: a web seed that answers a range with no Content-Length and a body
+/// that does not end is read no further than the range asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_web_seed_body_is_cut_at_the_range() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    const LIMIT: u64 = 256 << 20;
+    // Sends until the client hangs up (or LIMIT); reports how much it could send.
+    let server = tokio::spawn(async move {
+        let (mut c, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 4096];
+        let _ = c.read(&mut head).await;
+        c.write_all(b"HTTP/1.1 206 Partial Content\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0u64;
+        while sent < LIMIT && c.write_all(&chunk).await.is_ok() {
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+    let src = tmp.path().join("movie.bin");
+    std::fs::write(&src, content(2_000_000, 3)).unwrap();
+    let shared = seed
+        .handle
+        .share(nodus_torrent::ShareRequest {
+            path: src.display().to_string(),
+            version: Some("v1".into()),
+            trackers: vec![],
+            web_seeds: vec![url],
+            piece_length: None,
+        })
+        .await
+        .unwrap();
+    leech
+        .handle
+        .add(AddRequest {
+            source: shared.torrent_path.clone(),
+            out_dir: Some(leech.dir.join("out").display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("the web seed's answer was read on and on")
+        .unwrap();
+    assert!(sent < LIMIT, "read {sent} bytes of an endless answer");
+}
