@@ -288,4 +288,21 @@ fn devices_and_huge_files_are_not_read_as_torrents() {
         &nodus(&d, &["get", huge.to_str().unwrap()]),
         "a .torrent file is at most",
     );
+    // A real large torrent (issue 17 point 15): 120,000 pieces make a 2.4 MB .torrent,
+    // which the CLI sends to the node as base64 and the node takes.
+    let pieces = 120_000u64;
+    let mut big = format!(
+        "d4:infod6:lengthi{}e4:name7:big.iso12:piece lengthi16384e6:pieces{}:",
+        pieces * 16384,
+        pieces * 20
+    )
+    .into_bytes();
+    big.extend((0..pieces * 20).map(|i| (i % 251) as u8));
+    big.extend_from_slice(b"ee");
+    assert!(big.len() > 2_400_000);
+    let path = dir.path().join("big.torrent");
+    std::fs::write(&path, &big).unwrap();
+    let o = nodus(&d, &["get", path.to_str().unwrap(), "--detach", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["pieces_total"], 120_000, "{}", stdout(&o));
 }
