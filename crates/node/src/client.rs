@@ -19,6 +19,8 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("the node's reply is unreadable: {0}")]
     Reply(#[source] reqwest::Error),
+    #[error("the node's event stream is malformed: {0}")]
+    Sse(#[source] eventsource_stream::EventStreamError<reqwest::Error>),
 }
 
 #[derive(Clone)]
@@ -132,44 +134,29 @@ impl ApiClient {
                 .err()
                 .unwrap_or(ClientError::StreamRefused));
         }
-        let bytes = resp.bytes_stream();
-        Ok(futures::stream::unfold(
-            (bytes, String::new()),
-            |(mut bytes, mut buf)| async move {
-                loop {
-                    if let Some(end) = buf.find("\n\n") {
-                        let block: String = buf.drain(..end + 2).collect();
-                        if let Some(ev) = parse_sse_block(&block) {
-                            return Some((Ok(ev), (bytes, buf)));
-                        }
-                        continue;
-                    }
-                    match bytes.next().await {
-                        Some(Ok(chunk)) => buf.push_str(&String::from_utf8_lossy(&chunk)),
-                        Some(Err(e)) => {
-                            return Some((Err(ClientError::Http(e)), (bytes, buf)));
-                        }
-                        None => return None,
-                    }
-                }
-            },
-        ))
+        Ok(events(resp.bytes_stream()))
     }
 }
 
-fn parse_sse_block(block: &str) -> Option<SseEvent> {
-    let mut event = String::from("message");
-    let mut data = Vec::new();
-    for line in block.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            event = v.trim().to_string();
-        } else if let Some(v) = line.strip_prefix("data:") {
-            data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+/// The events of a Server-Sent Events byte stream, as the WHATWG spec parses them
+/// (`\r\n` and `\r` line ends, characters split across chunks); events without data
+/// (keep-alives) are skipped.
+fn events<S, B>(bytes: S) -> impl Stream<Item = Result<SseEvent, ClientError>> + use<S, B>
+where
+    S: Stream<Item = Result<B, reqwest::Error>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    use eventsource_stream::{EventStreamError, Eventsource};
+    bytes.eventsource().filter_map(|r| async move {
+        match r {
+            Ok(ev) if ev.data.is_empty() => None,
+            Ok(ev) => Some(Ok(SseEvent {
+                event: ev.event,
+                data: ev.data,
+            })),
+            Err(EventStreamError::Transport(e)) => Some(Err(ClientError::Http(e))),
+            Err(e) => Some(Err(ClientError::Sse(e))),
         }
-    }
-    (!data.is_empty()).then(|| SseEvent {
-        event,
-        data: data.join("\n"),
     })
 }
 
@@ -177,11 +164,29 @@ fn parse_sse_block(block: &str) -> Option<SseEvent> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sse_blocks() {
-        let ev = parse_sse_block("event: net\ndata: {\"a\":1}\n\n").unwrap();
-        assert_eq!(ev.event, "net");
-        assert_eq!(ev.data, "{\"a\":1}");
-        assert!(parse_sse_block(":keep-alive\n\n").is_none());
+    async fn parse(chunks: &[&[u8]]) -> Vec<SseEvent> {
+        let owned: Vec<Result<Vec<u8>, reqwest::Error>> =
+            chunks.iter().map(|c| Ok(c.to_vec())).collect();
+        events(futures::stream::iter(owned))
+            .map(|r| r.unwrap())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn sse_events_across_chunks_and_line_ends() {
+        // "é" split between two chunks, CRLF line ends, a keep-alive comment, and a
+        // two-line data field.
+        let got = parse(&[
+            b"event: net\r\ndata: {\"name\":\"caf\xc3",
+            b"\xa9\"}\r\n\r\n:keep-alive\n\n",
+            b"data: one\ndata: two\n\n",
+        ])
+        .await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].event, "net");
+        assert_eq!(got[0].data, "{\"name\":\"café\"}");
+        assert_eq!(got[1].event, "message");
+        assert_eq!(got[1].data, "one\ntwo");
     }
 }
