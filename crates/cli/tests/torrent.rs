@@ -26,6 +26,11 @@ fn share_and_get_between_processes_survive_kill_9() {
     assert!(o.status.success(), "{}", stderr(&o));
     let shared = json(&o);
     assert!(s_of(&shared["magnet"]).starts_with("magnet:?xt=urn:btih:"));
+    // The default is v1, which every client downloads: nothing left out.
+    assert!(
+        shared["infohash_v2"].is_null() && shared["leaves_out"].is_null(),
+        "{shared}"
+    );
     let torrent_path = s_of(&shared["torrent_path"]);
     assert!(Path::new(&torrent_path).is_file());
     let seeder_addr = bittorrent_addr(&a);
@@ -161,6 +166,12 @@ fn v2_magnet_download_keeps_fetched_piece_layers_across_kill_9() {
     assert!(
         magnet.contains("xt=urn:btmh:") && !magnet.contains("urn:btih:"),
         "a v2-only magnet link: {magnet}"
+    );
+    // Sharing v2 says whom it leaves out (issue 17 point 12).
+    assert!(
+        s_of(&json(&o)["leaves_out"]).contains("Transmission 3.00"),
+        "{}",
+        stdout(&o)
     );
     let get = |node: &Path, peer: &str| {
         let out = node.join("out");

@@ -619,8 +619,9 @@ impl TorrentHandle {
             })
         })?;
         let version = match req.version.as_deref() {
-            None | Some("hybrid") => Version::Hybrid,
-            Some("v1") => Version::V1,
+            // v1 by default: the one format every common client downloads (issue 17).
+            None | Some("v1") => Version::V1,
+            Some("hybrid") => Version::Hybrid,
             Some("v2") => Version::V2,
             Some(other) => {
                 return Err(TorrentError::BadSource(format!(
@@ -657,6 +658,7 @@ impl TorrentHandle {
             pieces: meta.info.num_pieces,
             piece_length: meta.info.piece_length,
             size: meta.info.content_length(),
+            leaves_out: (version != Version::V1).then(|| crate::types::V2_LEAVES_OUT.to_string()),
         };
         if self.shared.get(&info.id).is_some() {
             return Ok(info);

@@ -80,6 +80,8 @@ struct Shared {
     seed: Node,
     src: PathBuf,
     torrent: PathBuf,
+    /// The magnet link `share` gave.
+    magnet: String,
     /// The web server serving the album when asked for (nginx).
     web: Option<(Proc, String)>,
     _tmp: tempfile::TempDir,
@@ -95,7 +97,12 @@ struct SeedOpts {
     web_seed: bool,
 }
 
-/// A nodus node seeding a multi-file directory of `version` ("v1", "v2", "hybrid").
+/// What `nodus share` makes with no flag: the torrent every client gets in these tests
+/// unless one tests a format (issue 17 point 12: hand clients what users get).
+const DEFAULT: &str = "the default";
+
+/// A nodus node seeding a multi-file directory of `version` ("v1", "v2", "hybrid", or
+/// [`DEFAULT`]: no version and no piece length asked, as `nodus share` with no flag).
 async fn nodus_seed(version: &str, trackers: Vec<String>) -> Shared {
     seed_album(
         version,
@@ -146,10 +153,10 @@ async fn seed_album(version: &str, opts: SeedOpts) -> Shared {
         .handle
         .share(ShareRequest {
             path: src.display().to_string(),
-            version: Some(version.into()),
+            version: (version != DEFAULT).then(|| version.into()),
             trackers: opts.trackers,
             web_seeds: web.iter().map(|(_, u)| u.clone()).collect(),
-            piece_length: Some(256 * 1024),
+            piece_length: (version != DEFAULT).then_some(256 * 1024),
         })
         .await
         .unwrap();
@@ -157,6 +164,7 @@ async fn seed_album(version: &str, opts: SeedOpts) -> Shared {
         seed,
         src,
         torrent: PathBuf::from(shared.torrent_path),
+        magnet: shared.magnet,
         web,
         _tmp: tmp,
     }
@@ -268,9 +276,10 @@ async fn libtorrent_downloads(version: &str, lt_args: &[&str]) {
     assert!(s.seed.handle.get(id).unwrap().uploaded >= 3_890_001);
 }
 
+/// What `nodus share` makes with no flag (v1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn libtorrent_downloads_v1_from_nodus() {
-    libtorrent_downloads("v1", &[]).await;
+async fn libtorrent_downloads_the_default_share_from_nodus() {
+    libtorrent_downloads(DEFAULT, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -534,7 +543,7 @@ fn wait_for_file(path: &Path, want: &[u8], secs: u64, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aria2_downloads_from_nodus() {
     let url = tracker().await;
-    let s = nodus_seed("v1", vec![url]).await;
+    let s = nodus_seed(DEFAULT, vec![url]).await;
     let out = s.seed.dir.join("aria2");
     let torrent = s.torrent.clone();
     let o = out.clone();
@@ -566,8 +575,8 @@ async fn aria2_downloads_from_nodus() {
 /// (a nodus node); it finds the nodus seeder in the DHT and downloads the album.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aria2_finds_nodus_through_the_dht() {
-    let s = nodus_seed_behind_dht_router("v1").await;
-    let (hash, entry) = (s.hash.clone(), s.entry.clone());
+    let s = nodus_seed_behind_dht_router(DEFAULT).await;
+    let (magnet, entry) = (s.shared.magnet.clone(), s.entry.clone());
     let s = &s.shared;
     let out = s.seed.dir.join("aria2");
     let o = out.clone();
@@ -586,7 +595,7 @@ async fn aria2_finds_nodus_through_the_dht() {
             .arg(format!("--dht-entry-point={entry}"))
             .arg(format!("--dht-file-path={}/dht.dat", o.display()))
             .arg(format!("--dir={}", o.display()))
-            .arg(format!("magnet:?xt=urn:btih:{hash}"))
+            .arg(magnet)
             .status()
             .expect("aria2c")
     })
@@ -600,7 +609,7 @@ async fn aria2_finds_nodus_through_the_dht() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_from_aria2() {
     let url = tracker().await;
-    let s = nodus_seed("v1", vec![url]).await;
+    let s = nodus_seed(DEFAULT, vec![url]).await;
     let mut aria = Proc(
         Command::new("aria2c")
             .args([
@@ -654,7 +663,7 @@ fn transmission(args: &[&str], dir: &Path, torrent: &Path) -> Proc {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transmission_downloads_from_nodus() {
     let url = tracker().await;
-    let s = nodus_seed("v1", vec![url]).await;
+    let s = nodus_seed(DEFAULT, vec![url]).await;
     let out = s.seed.dir.join("transmission");
     std::fs::create_dir_all(&out).unwrap();
     let _t = transmission(&["-p", "51500", "--no-portmap", "-et"], &out, &s.torrent);
@@ -780,7 +789,7 @@ async fn transmission_finds_nodus_through_the_dht() {
         dht.push(node_with(&dir, |c| on_host(c, &ns.hosts[i], e)).await);
     }
     let s = seed_album(
-        "v1",
+        DEFAULT,
         SeedOpts {
             dht_bootstrap: entry.clone(),
             ip: Some(ns.hosts[0].clone()),
@@ -788,7 +797,6 @@ async fn transmission_finds_nodus_through_the_dht() {
         },
     )
     .await;
-    let hash = s.seed.handle.list()[0].infohash_v1.clone().unwrap();
     let cfg = s.seed.dir.join(".transmission");
     std::fs::create_dir_all(&cfg).unwrap();
     std::fs::write(
@@ -806,7 +814,7 @@ async fn transmission_finds_nodus_through_the_dht() {
             .arg(&cfg)
             .arg("-w")
             .arg(&out)
-            .arg(format!("magnet:?xt=urn:btih:{hash}"))
+            .arg(&s.magnet)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -819,7 +827,7 @@ async fn transmission_finds_nodus_through_the_dht() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodus_downloads_from_transmission() {
     let url = tracker().await;
-    let s = nodus_seed("v1", vec![url]).await;
+    let s = nodus_seed(DEFAULT, vec![url]).await;
     let id = s.seed.handle.list()[0].id.clone();
     s.seed.handle.pause(&id).unwrap();
     let dir = s.src.parent().unwrap().to_path_buf();

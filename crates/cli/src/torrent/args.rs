@@ -13,12 +13,15 @@ pub enum Commands {
         /// Tracker announce URL (repeatable); the DHT and peer exchange work without one
         #[arg(long = "tracker")]
         trackers: Vec<String>,
-        /// A v1-only torrent (default: hybrid v1+v2)
-        #[arg(long, conflicts_with = "v2")]
+        /// A v1 torrent: the default, which every common client downloads
+        #[arg(long, conflicts_with_all = ["v2", "hybrid"])]
         v1: bool,
-        /// A v2-only torrent (default: hybrid v1+v2)
-        #[arg(long)]
+        /// A v2-only torrent (Transmission 3 and aria2 cannot download it)
+        #[arg(long, conflicts_with = "hybrid")]
         v2: bool,
+        /// A hybrid v1+v2 torrent (Transmission 3 and aria2 cannot download it)
+        #[arg(long)]
+        hybrid: bool,
         /// Piece length in bytes, a power of two of at least 16384 (default: by size)
         #[arg(long)]
         piece_length: Option<u64>,

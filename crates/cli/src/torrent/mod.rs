@@ -40,7 +40,7 @@ pub async fn share(
     api: &ApiClient,
     path: &Path,
     trackers: Vec<String>,
-    version: &str,
+    version: Option<&str>,
     piece_length: Option<u64>,
     json: bool,
 ) -> Result<ExitCode> {
@@ -79,6 +79,9 @@ pub async fn share(
             println!("infohash v2:  {h}");
         }
         println!("{}", s(&v["magnet"]));
+        if let Some(note) = v["leaves_out"].as_str() {
+            eprintln!("note: {note}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -356,14 +359,15 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
             trackers,
             v1,
             v2,
+            hybrid,
             piece_length,
         } => {
-            let version = if v1 {
-                "v1"
-            } else if v2 {
-                "v2"
-            } else {
-                "hybrid"
+            // No flag: the node's default (v1), exactly as an API caller gets it.
+            let version = match (v1, v2, hybrid) {
+                (_, true, _) => Some("v2"),
+                (_, _, true) => Some("hybrid"),
+                (true, _, _) => Some("v1"),
+                _ => None,
             };
             share(&g.api()?, &path, trackers, version, piece_length, g.json).await
         }

@@ -67,7 +67,7 @@ pub async fn node_with(dir: &Path, f: impl FnOnce(&mut TorrentConfig)) -> Node {
     }
 }
 
-/// Shares `path` with the defaults: hybrid, no tracker, piece length by size.
+/// Shares `path` with the defaults: v1, no tracker, piece length by size.
 pub async fn share(n: &Node, path: &Path) -> nodus_torrent::types::Shared {
     share_as(n, path, None, None).await
 }
