@@ -317,3 +317,35 @@ fn devices_and_huge_files_are_not_read_as_torrents() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&o)["pieces_total"], 120_000, "{}", stdout(&o));
 }
+
+/// Issue 17 point 8: a shared file changed in place while the node was stopped is not
+/// served as it was: its size or time differ from those recorded, so its pieces are
+/// checked again at start, and those that changed are no longer had.
+#[test]
+fn a_file_changed_while_stopped_is_checked_again() {
+    use std::io::{Seek, SeekFrom, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    torrent_node(&a, "127.0.63.1", "");
+    let mut node = up(&a);
+    let (file, _) = holiday(tmp.path());
+    let o = nodus(&a, &["share", file.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let pieces = json(&o)["pieces"].as_u64().unwrap();
+    assert!(nodus(&a, &["stop"]).status.success());
+    let _ = node.child.wait();
+    // As `dd conv=notrunc` does: 100,000 bytes overwritten in place, 1 MiB in.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.seek(SeekFrom::Start(1 << 20)).unwrap();
+    f.write_all(&vec![0u8; 100_000]).unwrap();
+    drop(f);
+    let _node = up(&a);
+    let t = json(&nodus(&a, &["torrents", "--json"]))[0].clone();
+    let have = t["pieces_have"].as_u64().unwrap();
+    assert!(have < pieces, "still claims every piece: {t}");
+    assert!(
+        have + 2 >= pieces,
+        "more pieces dropped than were changed: {t}"
+    );
+    assert_ne!(t["state"], "seeding", "{t}");
+}

@@ -10,6 +10,45 @@ use crate::storage::Storage;
 /// The pieces whose data on disk matches its hash. Pieces whose files are missing or
 /// short are not read.
 pub fn check(meta: &Metainfo, storage: &Storage) -> Bitfield {
+    check_only(meta, storage, |_| true)
+}
+
+/// The pieces recorded as had that still are: those of files changed since `stamps`
+/// (size or modification time) are checked again, the rest trusted.
+pub fn recheck_changed(
+    meta: &Metainfo,
+    storage: &Storage,
+    have: &Bitfield,
+    stamps: &[Option<crate::store::FileStamp>],
+) -> Bitfield {
+    let now = storage.stamps();
+    let mut suspect = Bitfield::new(meta.info.num_pieces);
+    for (i, f) in meta.info.files.iter().enumerate() {
+        if !f.stored() || f.length == 0 || now.get(i) == stamps.get(i) {
+            continue;
+        }
+        for p in storage.pieces_of_file(i) {
+            if have.get(p) {
+                suspect.set(p);
+            }
+        }
+    }
+    if suspect.count() == 0 {
+        return have.clone();
+    }
+    tracing::info!(target: "nodus::torrent", name = %meta.info.name, pieces = suspect.count(), "files changed since the last run: checking their pieces again");
+    let good = check_only(meta, storage, |p| suspect.get(p));
+    let mut out = have.clone();
+    for p in 0..meta.info.num_pieces {
+        if suspect.get(p) && !good.get(p) {
+            out.clear(p);
+        }
+    }
+    out
+}
+
+/// [`check`], of the pieces `only` picks.
+fn check_only(meta: &Metainfo, storage: &Storage, only: impl Fn(u32) -> bool + Sync) -> Bitfield {
     let n = meta.info.num_pieces;
     let threads = std::thread::available_parallelism()
         .map_or(1, |t| t.get())
@@ -26,7 +65,7 @@ pub fn check(meta: &Metainfo, storage: &Storage) -> Bitfield {
                         if i >= n {
                             return ok;
                         }
-                        if !storage.piece_on_disk(i) {
+                        if !only(i) || !storage.piece_on_disk(i) {
                             continue;
                         }
                         let (start, len) = storage.piece_range(i);

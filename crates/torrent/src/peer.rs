@@ -766,12 +766,22 @@ async fn upload_loop(
         let piece = match cache.iter().find(|(i, _)| *i == r.index) {
             Some((_, p)) => p.clone(),
             None => {
-                let Some(storage) = t.storage() else { break };
+                let (Some(storage), Some(meta)) = (t.storage(), t.metadata()) else {
+                    break;
+                };
                 let index = r.index;
-                let Ok(Ok(p)) =
-                    tokio::task::spawn_blocking(move || storage.read_piece(index)).await
-                else {
-                    tracing::warn!(target: "nodus::torrent", id = %t.id, "cannot read piece {index} to upload");
+                // Checked before it leaves: a file changed under a running node must not
+                // be served (peers would strike us), and the piece is then ours no more.
+                let read = tokio::task::spawn_blocking(move || {
+                    storage.read_piece(index).ok().filter(|p| {
+                        meta.expected_piece_hash(index)
+                            .is_some_and(|h| h.verify(p, meta.info.piece_length))
+                    })
+                })
+                .await;
+                let Ok(Some(p)) = read else {
+                    tracing::warn!(target: "nodus::torrent", id = %t.id, "piece {index} on disk is unreadable or no longer matches its hash: marked missing");
+                    t.lose_piece(index);
                     break;
                 };
                 let p = Arc::new(p);

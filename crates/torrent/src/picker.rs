@@ -330,6 +330,11 @@ impl Picker {
     }
 
     /// The verdict on a completed piece.
+    /// A piece had is had no more (its data on disk went bad): it is wanted again.
+    pub fn lose(&mut self, index: u32) {
+        self.have.clear(index);
+    }
+
     pub fn on_verified(&mut self, index: u32, ok: bool) {
         self.verifying.clear(index);
         if ok {

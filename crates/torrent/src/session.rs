@@ -356,7 +356,7 @@ pub async fn spawn(
         shared: shared.clone(),
     };
     for stored in shared.store.load_all()? {
-        if let Err(e) = handle.resume_stored(stored) {
+        if let Err(e) = handle.resume_stored(stored).await {
             tracing::warn!(target: "nodus::torrent", "a stored torrent could not be resumed: {e}");
         }
     }
@@ -579,7 +579,7 @@ impl TorrentHandle {
         Ok(())
     }
 
-    fn resume_stored(&self, s: crate::store::Stored) -> Result<(), TorrentError> {
+    async fn resume_stored(&self, s: crate::store::Stored) -> Result<(), TorrentError> {
         let (meta, magnet) = match (&s.metainfo, &s.settings.magnet) {
             (Some(bytes), _) => (Some(Arc::new(Metainfo::from_bytes(bytes)?)), None),
             (None, Some(link)) => (None, Some(Magnet::parse(link)?)),
@@ -594,10 +594,22 @@ impl TorrentHandle {
         let Some(hashes) = hashes else {
             return Ok(());
         };
-        let have = match (&meta, &s.have) {
+        let mut have = match (&meta, &s.have) {
             (Some(m), Some(h)) => Bitfield::from_bytes(h, m.info.num_pieces),
             _ => None,
         };
+        // Files changed while the node was not running (edited in place, truncated):
+        // their pieces are checked again instead of served as they are.
+        if let (Some(m), Some(h), Some(stamps)) = (&meta, &have, &s.settings.stamps) {
+            let (m, h, stamps) = (m.clone(), h.clone(), stamps.clone());
+            let dir = PathBuf::from(&s.settings.save_dir);
+            have = tokio::task::spawn_blocking(move || {
+                let storage = crate::storage::Storage::new(&dir, &m.info);
+                crate::check::recheck_changed(&m, &storage, &h, &stamps)
+            })
+            .await
+            .ok();
+        }
         let t = Torrent::new(
             self.shared.clone(),
             hashes,
@@ -665,7 +677,10 @@ impl TorrentHandle {
         }
         let have = Bitfield::full(meta.info.num_pieces);
         self.forget_journal(&info.id);
-        let settings = Settings::new(&save_dir);
+        let settings = Settings {
+            stamps: Some(crate::storage::Storage::new(&save_dir, &meta.info).stamps()),
+            ..Settings::new(&save_dir)
+        };
         self.shared
             .store
             .save(&info.id, &settings, Some(&bytes), Some(have.as_bytes()))?;

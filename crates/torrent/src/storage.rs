@@ -276,6 +276,33 @@ impl Storage {
         })
     }
 
+    /// Each file's size and modification time now (None for padding and absent files).
+    pub fn stamps(&self) -> Vec<Option<crate::store::FileStamp>> {
+        use std::os::unix::fs::MetadataExt;
+        self.files
+            .iter()
+            .map(|f| {
+                if !f.stored() {
+                    return None;
+                }
+                let m = std::fs::metadata(self.path_of(f)).ok()?;
+                Some(crate::store::FileStamp {
+                    len: m.len(),
+                    mtime_secs: m.mtime(),
+                    mtime_nanos: m.mtime_nsec() as u32,
+                })
+            })
+            .collect()
+    }
+
+    /// The pieces that hold bytes of file `idx`.
+    pub fn pieces_of_file(&self, idx: usize) -> std::ops::RangeInclusive<u32> {
+        let f = &self.files[idx];
+        let first = (f.offset / self.piece_length) as u32;
+        let last = ((f.offset + f.length.max(1) - 1) / self.piece_length) as u32;
+        first..=last
+    }
+
     /// Sets every stored file to its full length (sparse), as a download completes.
     /// Gives every finished file its length, creating the empty ones (which no piece
     /// writes). `done(first, last)` says whether pieces `first..=last` are all had; a

@@ -29,6 +29,20 @@ pub struct Settings {
     /// Peers the user named (`--peer`), tried again after every restart.
     #[serde(default)]
     pub peers: Vec<String>,
+    /// Each file's size and modification time when the pieces had were last recorded
+    /// (one entry per file of the metainfo, None for padding and absent files). A file
+    /// that differs at resume had its pieces checked again, as libtorrent's resume data
+    /// does. None: recorded before nodus kept them (trusted as before).
+    #[serde(default)]
+    pub stamps: Option<Vec<Option<FileStamp>>>,
+}
+
+/// A file's size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    pub len: u64,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
 }
 
 impl Settings {
@@ -47,6 +61,7 @@ impl Settings {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             peers: Vec::new(),
+            stamps: None,
         }
     }
 }

@@ -320,6 +320,63 @@ fn claim(dir: &std::path::Path, meta: &Metainfo, save_dir: &std::path::Path, hav
         .unwrap();
 }
 
+/// A BitTorrent peer that claims every piece and answers every request with garbage, on
+/// a loopback address of its own (bans are by IP). Returns its address.
+async fn corrupt_seeder(info_hash: [u8; 20], have: Bitfield) -> String {
+    use bytes::BytesMut;
+    use nodus_torrent::wire::{Handshake, Message};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = format!("127.0.251.{}", 1 + std::process::id() % 250);
+    let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let have = have.clone();
+            tokio::spawn(async move {
+                let mut hs = [0u8; 68];
+                c.read_exact(&mut hs[..20]).await?;
+                if hs[..20] != *b"\x13BitTorrent protocol" {
+                    // Encrypted (MSE): refused, so the leech tries plain at once.
+                    return Ok(());
+                }
+                c.read_exact(&mut hs[20..]).await?;
+                let ours = Handshake {
+                    reserved: [0; 8],
+                    info_hash,
+                    peer_id: *b"-XX0001-corruptcorru",
+                };
+                let mut out = BytesMut::new();
+                Message::Bitfield(have.as_bytes().to_vec().into()).encode(&mut out);
+                Message::Unchoke.encode(&mut out);
+                c.write_all(&ours.encode()).await?;
+                c.write_all(&out).await?;
+                let mut buf = BytesMut::new();
+                loop {
+                    while let Ok(Some(m)) = Message::decode(&mut buf) {
+                        if let Message::Request {
+                            index,
+                            begin,
+                            length,
+                        } = m
+                        {
+                            let mut out = BytesMut::new();
+                            let data = vec![0x5a; length as usize].into();
+                            Message::Piece { index, begin, data }.encode(&mut out);
+                            c.write_all(&out).await?;
+                        }
+                    }
+                    if c.read_buf(&mut buf).await? == 0 {
+                        return Ok::<_, std::io::Error>(());
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A peer that serves corrupt data is caught by the hash check, struck, and banned
 /// after three bad pieces; the pieces come from an honest peer instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,17 +395,10 @@ async fn corrupt_peer_is_banned_and_pieces_refetched() {
     )
     .unwrap();
     let id = hex::encode(meta.hashes.wire_id());
-    let bad_dir = tmp.path().join("bad");
-    std::fs::create_dir_all(&bad_dir).unwrap();
-    let mut corrupt = data.clone();
-    for b in corrupt.iter_mut().step_by(1000) {
-        *b ^= 0x5a;
-    }
-    std::fs::write(bad_dir.join("f.bin"), &corrupt).unwrap();
     let full = Bitfield::full(meta.info.num_pieces);
-    claim(&tmp.path().join("n_bad"), &meta, &bad_dir, &full);
     claim(&tmp.path().join("n_good"), &meta, &good_dir, &full);
-    let bad = node(&tmp.path().join("n_bad")).await;
+    // A nodus node checks what it serves, so the corrupt peer is a hand-made one.
+    let bad = corrupt_seeder(meta.hashes.wire_id(), full).await;
     let good = node(&tmp.path().join("n_good")).await;
     let leech = node(&tmp.path().join("leech")).await;
     let torrent = tmp.path().join("f.torrent");
@@ -359,7 +409,7 @@ async fn corrupt_peer_is_banned_and_pieces_refetched() {
         .add(AddRequest {
             source: torrent.display().to_string(),
             out_dir: Some(out.display().to_string()),
-            peers: peer_of(&bad),
+            peers: vec![bad.clone()],
             ..Default::default()
         })
         .await
@@ -375,11 +425,14 @@ async fn corrupt_peer_is_banned_and_pieces_refetched() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Banned: offered again, it is not connected.
-    leech.handle.add_peers(&id, &peer_of(&bad)).unwrap();
+    leech
+        .handle
+        .add_peers(&id, std::slice::from_ref(&bad))
+        .unwrap();
     leech.handle.add_peers(&id, &peer_of(&good)).unwrap();
     let done = wait_complete(&leech.handle, &id, 30).await;
     assert_eq!(std::fs::read(out.join("f.bin")).unwrap(), data);
-    let bad_addr = peer_of(&bad)[0].clone();
+    let bad_addr = bad;
     assert!(
         !done.peers.iter().any(|p| p.addr == bad_addr),
         "{:?}",
@@ -594,4 +647,53 @@ async fn an_endless_web_seed_body_is_cut_at_the_range() {
         .expect("the web seed's answer was read on and on")
         .unwrap();
     assert!(sent < LIMIT, "read {sent} bytes of an endless answer");
+}
+
+/// Issue 17 point 8: a shared file changed under a running node. The changed piece is
+/// checked as it is read for upload, never sent, and no longer claimed; the downloader
+/// gets every other piece and strikes nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piece_changed_on_disk_is_not_served_and_no_longer_claimed() {
+    use std::io::{Seek, SeekFrom, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = node(&tmp.path().join("seed")).await;
+    let leech = node(&tmp.path().join("leech")).await;
+    let src = tmp.path().join("notes.bin");
+    std::fs::write(&src, content(2_000_000, 17)).unwrap();
+    let shared = share_as(&seed, &src, Some("v1"), Some(65536)).await;
+    let total = shared.pieces;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+    f.seek(SeekFrom::Start(100_000)).unwrap();
+    f.write_all(b"edited in place").unwrap();
+    drop(f);
+    let info = leech
+        .handle
+        .add(AddRequest {
+            source: shared.torrent_path.clone(),
+            out_dir: Some(leech.dir.join("out").display().to_string()),
+            peers: peer_of(&seed),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, l) = (
+            seed.handle.get(&shared.id).unwrap(),
+            leech.handle.get(&info.id).unwrap(),
+        );
+        if s.pieces_have == total - 1 && l.pieces_have == total - 1 {
+            assert_eq!(l.hash_failures, 0, "{l:#?}");
+            assert_ne!(s.state, TorrentState::Seeding);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed {} of {total}, leech {} (hash failures {})",
+            s.pieces_have,
+            l.pieces_have,
+            l.hash_failures
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

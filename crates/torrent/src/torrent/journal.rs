@@ -62,9 +62,13 @@ impl Torrent {
 
     pub(super) fn save(
         &self,
-        (settings, have): (Settings, Option<Vec<u8>>),
+        (mut settings, have): (Settings, Option<Vec<u8>>),
         metainfo: Option<&[u8]>,
     ) {
+        // After the data's sync: what the files look like with the pieces recorded.
+        if let Some(storage) = self.storage() {
+            settings.stamps = Some(storage.stamps());
+        }
         if let Err(e) = self
             .shared
             .store

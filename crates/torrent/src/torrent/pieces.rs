@@ -216,6 +216,24 @@ impl Torrent {
         }
     }
 
+    /// A piece had whose data on disk went bad: no longer had (persisted), downloaded
+    /// again from whoever has it.
+    pub(crate) fn lose_piece(&self, index: u32) {
+        let mut g = self.lock();
+        let Some(picker) = g.picker.as_mut() else {
+            return;
+        };
+        if !picker.have().get(index) {
+            return;
+        }
+        picker.lose(index);
+        g.completed_announced = false;
+        g.have_dirty = true;
+        drop(g);
+        self.persist(None);
+        self.wake.notify_one();
+    }
+
     pub(crate) fn have_piece(&self, index: u32) -> bool {
         self.lock()
             .picker
