@@ -697,3 +697,55 @@ async fn a_piece_changed_on_disk_is_not_served_and_no_longer_claimed() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Issue 17 point 13: a node whose BitTorrent listener is bound to one address sends
+/// from it: its tracker announces (HTTP and UDP) come from it, so the tracker hands out
+/// the address it listens on, and its connections to peers come from it. Each node here
+/// has a loopback address of its own and the trackers sit on 127.0.0.1, so an announce
+/// from 127.0.0.1 would hand out an address nobody listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_node_announces_and_connects_from_its_address() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let u = tokio::net::UdpSocket::bind(addr).await.unwrap();
+    tokio::spawn(nodus_torrent::tracker_server::serve_with(l, Some(u)));
+    for url in [
+        format!("http://{addr}/announce"),
+        format!("udp://{addr}/announce"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let seed = node(&tmp.path().join("seed")).await;
+        let leech = node(&tmp.path().join("leech")).await;
+        let src = tmp.path().join("bound.bin");
+        std::fs::write(&src, content(700_000, 23)).unwrap();
+        let shared = seed
+            .handle
+            .share(nodus_torrent::ShareRequest {
+                path: src.display().to_string(),
+                version: None,
+                trackers: vec![url.clone()],
+                web_seeds: vec![],
+                piece_length: None,
+            })
+            .await
+            .unwrap();
+        // The only peer given is a listener that shows where connections come from;
+        // the tracker is the only way to the seed.
+        let watcher = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let watched = vec![watcher.local_addr().unwrap().to_string()];
+        let (out, done) = download(&leech, shared.torrent_path.clone(), watched, 60).await;
+        let (_, from) = watcher.accept().await.unwrap();
+        assert_eq!(
+            std::fs::read(out.join("bound.bin")).unwrap(),
+            std::fs::read(&src).unwrap()
+        );
+        assert!(
+            done.pieces_from
+                .iter()
+                .all(|(a, _)| *a == peer_of(&seed)[0]),
+            "{url}: {:?}",
+            done.pieces_from
+        );
+        assert_eq!(from.ip(), leech.handle.listen_addr().unwrap().ip(), "{url}");
+    }
+}
