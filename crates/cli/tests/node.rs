@@ -631,3 +631,55 @@ fn a_second_node_on_a_taken_port_is_refused() {
     // libp2p listens with SO_REUSEPORT; without the check both would share the port.
     fails_saying(&nodus(&b, &["up"]), "is another node using port");
 }
+
+/// Issue 17 point 10: the data dir deleted under a running node. The node notices, says
+/// so and stops cleanly (it used to write on into deleted files, out of reach of
+/// `status` and `stop`, holding its ports); a new node on the path then starts.
+#[test]
+fn a_node_whose_data_dir_is_deleted_stops_and_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("n");
+    init_at(&d, "127.0.66.1");
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&d)
+        .args(["up", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while endpoints(&d).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the node runs on without its data dir"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("was deleted or replaced while the node ran"),
+        "{log}"
+    );
+    assert!(status.success(), "{status}: {log}");
+    init_at(&d, "127.0.66.1");
+    let _again = up(&d);
+    assert!(nodus(&d, &["status"]).status.success());
+}

@@ -178,6 +178,15 @@ impl Node {
             net.clone(),
             endpoints.clone(),
             dir.clone(),
+            shutdown_rx.clone(),
+        )));
+        let locked = lock
+            .metadata()
+            .map_err(|e| nodus_core::CoreError::io(dir.lock_path(), e))?;
+        tasks.push(tokio::spawn(stop_if_data_dir_goes(
+            dir.clone(),
+            locked,
+            shutdown_tx.clone(),
             shutdown_rx,
         )));
         tracing::info!(target: "nodus::node", peer_id = %endpoints.peer_id, api = %endpoints.api, "node started");
@@ -220,6 +229,39 @@ async fn wait_for_listeners(net: &NetworkHandle, wanted: usize) -> Result<Vec<St
             return Ok(addrs);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How often the node looks for its data dir.
+const DATA_DIR_CHECK: Duration = Duration::from_secs(2);
+
+/// Stops the node, cleanly and saying why, when its data dir is deleted or replaced
+/// while it runs (its node.lock gone, or another file in its place): it would otherwise
+/// go on writing into deleted files, `status` and `stop` would not find it, and a new
+/// node on the path would find its ports taken.
+async fn stop_if_data_dir_goes(
+    dir: DataDir,
+    locked: std::fs::Metadata,
+    stop: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(DATA_DIR_CHECK) => {}
+        }
+        let same = std::fs::metadata(dir.lock_path())
+            .is_ok_and(|m| m.dev() == locked.dev() && m.ino() == locked.ino());
+        if !same {
+            tracing::error!(
+                target: "nodus::node",
+                "the data dir {} was deleted or replaced while the node ran (its node.lock is gone): stopping, so that nothing more is written into deleted files; run `nodus init` there (or restore it) and `nodus up` again",
+                dir.root().display()
+            );
+            let _ = stop.send(true);
+            return;
+        }
     }
 }
 
