@@ -126,6 +126,8 @@ pub struct RelayLimits {
 pub struct ConnectionLimits {
     pub max_established: u32,
     pub max_established_per_peer: u32,
+    /// Connections in their handshake; at the cap a new inbound one pushes out the
+    /// oldest, except those from peers already known (routing table, bootstrap, relays).
     pub max_pending: u32,
     /// At most this many inbound connections from one IP address (one /64 for IPv6),
     /// handshakes included.
@@ -254,6 +256,8 @@ max_circuit_bytes = 67108864
 [p2p.limits]
 max_established = 400
 max_established_per_peer = 2
+# Connections in their handshake; at the cap a new inbound one pushes out the oldest
+# (connections from peers already known are not counted).
 max_pending = 128
 # Inbound connections from one IP (one /64 for IPv6), handshakes included, and the
 # IPs exempt from that.

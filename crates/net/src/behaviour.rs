@@ -42,9 +42,13 @@ pub(crate) struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
+/// Longest a connection may take to secure and multiplex itself (TCP).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) fn build_swarm(
     key: Keypair,
     config: &NetConfig,
+    known: crate::pending::KnownIps,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let yamux_config = || crate::muxer::Config::new(512);
@@ -64,11 +68,24 @@ pub(crate) fn build_swarm(
                 let tcp = ReuseWithFallback(tcp::tokio::Transport::new(
                     tcp::Config::default().nodelay(true),
                 ));
-                Ok(tcp
+                let evicted = prometheus_client::metrics::counter::Counter::default();
+                registry.sub_registry_with_prefix("nodus_net").register(
+                    "pending_evicted",
+                    "Inbound connections dropped mid-handshake to make room for a newer one",
+                    evicted.clone(),
+                );
+                let upgraded = tcp
                     .upgrade(upgrade::Version::V1Lazy)
                     .authenticate(crate::security::Security::new(key, registry)?)
                     .multiplex(yamux_config())
-                    .timeout(Duration::from_secs(20)))
+                    .timeout(HANDSHAKE_TIMEOUT)
+                    .map_err(std::io::Error::other);
+                Ok(crate::pending::CapPending::new(
+                    upgraded,
+                    config.limits.max_pending as usize,
+                    known,
+                    evicted,
+                ))
             },
         )
         .map_err(NetError::setup("transport"))?
@@ -102,7 +119,11 @@ fn make_behaviour(
         connection_limits::ConnectionLimits::default()
             .with_max_established(Some(lim.max_established))
             .with_max_established_per_peer(Some(lim.max_established_per_peer))
-            .with_max_pending_incoming(Some(lim.max_pending))
+            // Pending inbound TCP connections are held to max_pending by the transport,
+            // which drops the oldest instead of refusing the newest (pending.rs). This
+            // counts connections before their first poll too, so it is only a backstop,
+            // with room for a burst that arrives before the transport has seen it.
+            .with_max_pending_incoming(Some(lim.max_pending.saturating_mul(8)))
             .with_max_pending_outgoing(Some(lim.max_pending)),
     );
     let per_ip = crate::ip_limits::Behaviour::new(

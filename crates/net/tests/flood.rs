@@ -1,6 +1,7 @@
 //! One host opening many TCP connections that never finish a handshake gets only
 //! `max_inbound_per_ip` of them; the rest are closed at once and counted, and other
-//! peers still get in. Real sockets on 127.0.0.0/8: the flood comes from 127.0.31.1,
+//! peers still get in. Many hosts together cannot hold every pending slot either: the
+//! oldest pending connection makes room for a new one. Real sockets on 127.0.0.0/8: the flood comes from 127.0.31.1,
 //! the node listens on 127.0.30.1, a real peer dials from 127.0.0.1.
 
 use std::io::{ErrorKind, Read};
@@ -114,4 +115,66 @@ async fn one_host_holds_at_most_its_share_of_handshakes() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+const EVICTED: &str = "nodus_net_pending_evicted_total";
+
+/// Issue 17 point 4: hosts enough to get past the per-IP limit hold every pending slot
+/// with connections that send nothing. A new connection pushes out the oldest instead of
+/// being refused, so a real peer still gets in while the flood goes on; a connection
+/// from a peer already known (here a bootstrap peer) takes no slot and is never pushed
+/// out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_hosts_cannot_hold_every_pending_slot() {
+    const PENDING: u32 = 6;
+    let mut peer_registry = Registry::default();
+    let (peer, _peer_task): (NetworkHandle, _) = nodus_net::spawn(
+        Keypair::generate_ed25519(),
+        config("127.0.36.1"),
+        &mut peer_registry,
+    )
+    .unwrap();
+    let peer_addr = addr_of(&peer).await;
+    let mut registry = Registry::default();
+    let mut cfg = config("127.0.34.1");
+    cfg.limits.max_inbound_per_ip = 2;
+    cfg.limits.max_pending = PENDING;
+    cfg.bootstrap = vec![peer_addr.with(libp2p::multiaddr::Protocol::P2p(peer.local_peer_id()))];
+    let (net, _task) = nodus_net::spawn(Keypair::generate_ed25519(), cfg, &mut registry).unwrap();
+    let addr = addr_of(&net).await;
+    let to = tcp_socket_addr(&addr);
+
+    let mut known = idle_connection("127.0.36.1", to).await;
+    // Ten hosts, two idle connections each: 20 for 6 slots.
+    let mut flood = Vec::new();
+    for host in 1..=10 {
+        for _ in 0..2 {
+            flood.push(idle_connection(&format!("127.0.35.{host}"), to).await);
+        }
+    }
+    let pushed_out = flood.len() as u64 - PENDING as u64;
+    wait_for("the oldest pending connections to be pushed out", || {
+        counter(&registry, EVICTED) >= pushed_out
+    })
+    .await;
+    wait_for("the oldest to be closed", || closed_by_node(&mut flood[0])).await;
+    let last = flood.len() - 1;
+    assert!(!closed_by_node(&mut flood[last]), "the newest was dropped");
+    assert!(
+        !closed_by_node(&mut known),
+        "a known peer's connection was pushed out"
+    );
+    assert_eq!(counter(&registry, EVICTED), pushed_out);
+
+    // Every slot is held by the flood, yet a real peer connects and pings.
+    let mut other_registry = Registry::default();
+    let (other, _other_task): (NetworkHandle, _) = nodus_net::spawn(
+        Keypair::generate_ed25519(),
+        config("127.0.37.1"),
+        &mut other_registry,
+    )
+    .unwrap();
+    assert_eq!(other.dial(addr.clone()).await.unwrap(), net.local_peer_id());
+    assert_eq!(other.ping(net.local_peer_id(), 1).await.unwrap().len(), 1);
+    drop(flood);
 }

@@ -31,7 +31,8 @@ mod context;
 pub mod events;
 pub mod http;
 pub mod server;
-pub mod slots;
+/// Connection slots with eviction of the oldest silent one (also the P2P transport's).
+pub use nodus_net::slots;
 
 pub use any::{AnyService, RunningService, ServiceError, service};
 pub use context::ServiceContext;

@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-use crate::slots::{Slot, Slots};
+use nodus_net::slots::{Slot, Slots};
 use tokio::task::JoinSet;
 use tower_http::timeout::TimeoutBody;
 use tower_service::Service as _;

@@ -48,10 +48,17 @@ impl Actor {
             }
             None => addr,
         };
-        !matches!(
-            self.swarm.behaviour_mut().kad.add_address(&peer, addr),
+        let routed = !matches!(
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone()),
             kad::RoutingUpdate::Failed
-        )
+        );
+        if routed {
+            self.known_ips.add(&addr);
+        }
+        routed
     }
 
     pub(super) fn on_kad_event(&mut self, ev: kad::Event) {

@@ -120,6 +120,9 @@ struct Actor {
     strikes: HashMap<PeerId, u32>,
     /// Banned peers and when their ban ends.
     bans: HashMap<PeerId, std::time::Instant>,
+    /// Addresses of peers in the routing table, bootstrap peers and relays: their
+    /// connections skip the cap on pending handshakes (pending.rs).
+    known_ips: crate::pending::KnownIps,
 }
 
 /// Invalid records a peer may send before it is banned.
@@ -140,7 +143,8 @@ pub fn spawn(
     registry: &mut Registry,
 ) -> Result<(NetworkHandle, JoinHandle<()>), NetError> {
     let local_peer_id = key.public().to_peer_id();
-    let mut swarm = build_swarm(key, &config, registry)?;
+    let known_ips = crate::pending::KnownIps::default();
+    let mut swarm = build_swarm(key, &config, known_ips.clone(), registry)?;
     for addr in &config.listen {
         ensure_tcp_port_free(addr)?;
         swarm
@@ -186,6 +190,7 @@ pub fn spawn(
         relays: Vec::new(),
         strikes: HashMap::new(),
         bans: HashMap::new(),
+        known_ips,
     };
     actor.join_network();
     let task = tokio::spawn(actor.run());
@@ -243,6 +248,9 @@ pub(crate) fn describe(e: &DialError) -> String {
 
 impl Actor {
     fn join_network(&mut self) {
+        for addr in self.config.bootstrap.iter().chain(&self.config.relays) {
+            self.known_ips.add(addr);
+        }
         for addr in self.config.bootstrap.clone() {
             if let Some(peer) = peer_of(&addr) {
                 self.try_route(peer, addr.clone());
