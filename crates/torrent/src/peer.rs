@@ -384,19 +384,7 @@ impl Conn {
                     }
                     self.refill()?;
                 }
-                None => {
-                    // Before metadata: remember it in a raw bitfield, set in place (a
-                    // copy per 9-byte message would cost up to MAX_MESSAGE each).
-                    let raw = self.pending_bits.get_or_insert_with(Vec::new);
-                    let byte = (i / 8) as usize;
-                    if byte >= wire::MAX_MESSAGE {
-                        return Err(());
-                    }
-                    if raw.len() <= byte {
-                        raw.resize(byte + 1, 0);
-                    }
-                    raw[byte] |= 0x80 >> (i % 8);
-                }
+                None => note_early_have(&mut self.pending_bits, i)?,
             },
             Message::Bitfield(raw) => {
                 self.pending_bits = Some(raw.to_vec());
@@ -806,5 +794,42 @@ async fn upload_loop(
             break;
         }
         t.add_uploaded(key, r.length as u64);
+    }
+}
+
+/// A `Have` that came before the metadata: its bit set in the raw bitfield kept until
+/// the torrent's size is known, in place (a copy per 9-byte message would cost up to
+/// [`wire::MAX_MESSAGE`] each). Err for an index no bitfield message could hold.
+fn note_early_have(pending: &mut Option<Vec<u8>>, i: u32) -> Result<(), ()> {
+    let byte = (i / 8) as usize;
+    if byte >= wire::MAX_MESSAGE {
+        return Err(());
+    }
+    let raw = pending.get_or_insert_with(Vec::new);
+    if raw.len() <= byte {
+        raw.resize(byte + 1, 0);
+    }
+    raw[byte] |= 0x80 >> (i % 8);
+    Ok(())
+}
+
+#[cfg(test)]
+mod early_have_tests {
+    use super::*;
+
+    /// Issue 17 point 7: early `Have`s set bits in one buffer, never copied per message.
+    #[test]
+    fn early_haves_are_set_in_place() {
+        let mut pending = None;
+        note_early_have(&mut pending, 100_000).unwrap();
+        let at = pending.as_ref().unwrap().as_ptr();
+        for i in 0..100_000 {
+            note_early_have(&mut pending, i).unwrap();
+        }
+        let raw = pending.unwrap();
+        assert_eq!(raw.as_ptr(), at, "the bitfield was copied");
+        assert!(raw[..12_500].iter().all(|b| *b == 0xff));
+        assert_eq!(raw[12_500], 0x80);
+        assert!(note_early_have(&mut None, (wire::MAX_MESSAGE as u32) * 8).is_err());
     }
 }
