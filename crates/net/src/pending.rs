@@ -14,7 +14,9 @@
 //!
 //! Invariant: a connection takes its slot when the swarm first polls its upgrade, which
 //! is after every behaviour accepted it (so one the per-IP limit refuses evicts nobody),
-//! and frees it when the upgrade ends or is dropped.
+//! and frees it when the upgrade ends or is dropped. Age is by arrival (the order the
+//! listener produced connections), not by that first poll, whose order the swarm's tasks
+//! do not keep.
 
 use std::collections::HashSet;
 use std::io;
@@ -70,6 +72,9 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 pub(crate) struct CapPending<T> {
     inner: T,
     slots: Slots,
+    /// Inbound connections seen so far: a connection's age is its place in this count,
+    /// since the swarm polls upgrades in no particular order.
+    arrivals: u64,
     known: KnownIps,
     evicted: Counter,
 }
@@ -79,6 +84,7 @@ impl<T> CapPending<T> {
         CapPending {
             inner,
             slots: Slots::new(cap),
+            arrivals: 0,
             known,
             evicted,
         }
@@ -130,12 +136,17 @@ where
             return Poll::Ready(event.map_upgrade(|upgrade| upgrade.boxed()));
         }
         let (slots, evicted) = (self.slots.clone(), self.evicted.clone());
+        self.arrivals += 1;
+        let arrival = self.arrivals;
         Poll::Ready(event.map_upgrade(move |upgrade| {
             async move {
-                // Never None: no pending connection counts as having spoken, so the
-                // oldest always makes room.
-                let Some(admitted) = slots.admit() else {
-                    return Err(io::Error::other("no slot for a pending connection"));
+                // None only when this one arrived before every connection holding a
+                // slot: then it is the oldest, and the one to go.
+                let Some(admitted) = slots.admit_arrived(arrival) else {
+                    evicted.inc();
+                    return Err(io::Error::other(
+                        "handshake cut short: the pending connections were full and this was the oldest",
+                    ));
                 };
                 let _slot = admitted.slot;
                 match futures::future::select(Box::pin(upgrade), admitted.evicted).await {

@@ -51,18 +51,32 @@ impl Slots {
     /// when every open connection has spoken.
     pub fn admit(&self) -> Option<Admitted> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let id = inner.next;
+        self.admit_locked(&mut inner, id)
+    }
+
+    /// [`Slots::admit`] for a connection that arrived as the `arrival`-th (counted by
+    /// the caller), which may be later than it asks for its slot: age is by arrival.
+    /// At the cap, a newcomer older than every silent connection is the one left out.
+    /// Use one way of admitting per `Slots`.
+    pub fn admit_arrived(&self, arrival: u64) -> Option<Admitted> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.admit_locked(&mut inner, arrival)
+    }
+
+    fn admit_locked(&self, inner: &mut Inner, id: u64) -> Option<Admitted> {
         if inner.open.len() >= self.cap {
             let silent = inner
                 .open
                 .iter()
                 .find(|(_, o)| !o.spoke.load(Ordering::Relaxed))
-                .map(|(id, _)| *id)?;
+                .map(|(id, _)| *id)
+                .filter(|oldest| *oldest < id)?;
             if let Some(o) = inner.open.remove(&silent) {
                 let _ = o.evict.send(());
             }
         }
-        let id = inner.next;
-        inner.next += 1;
+        inner.next = inner.next.max(id + 1);
         let spoke = Arc::new(AtomicBool::new(false));
         let (evict, evicted) = oneshot::channel();
         inner.open.insert(
@@ -108,6 +122,19 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn age_is_by_arrival_when_slots_are_asked_for_out_of_order() {
+        let slots = Slots::new(2);
+        let mut third = slots.admit_arrived(3).unwrap();
+        let _second = slots.admit_arrived(2).unwrap();
+        // The first to arrive asks last: it is the oldest, so it is the one left out.
+        assert!(slots.admit_arrived(1).is_none());
+        let _fourth = slots.admit_arrived(4).unwrap();
+        // Of those held, the second arrived first, and goes.
+        assert!(third.evicted.try_recv().is_err());
+        assert_eq!(slots.held(), 2);
+    }
 
     #[test]
     fn a_newcomer_takes_the_oldest_silent_slot_and_never_a_speakers() {

@@ -283,14 +283,27 @@ impl Testnet {
         min: usize,
         timeout: Duration,
     ) -> Result<(), TestnetError> {
+        // Both ways: each node knows `min` subscribed peers, and `min` peers know it is
+        // subscribed. One side alone is not enough: a node's own SUBSCRIBE may still be
+        // on its way to its peers, and a message published then passes it by (the demo
+        // once lost one that way under CI load).
         wait_until(timeout, &format!("peers subscribed to {topic}"), || async {
+            let mut known_by: std::collections::HashMap<libp2p::PeerId, usize> = Default::default();
             for k in self.running() {
                 match self.node(k).net.topic_peers(topic).await {
-                    Ok(p) if p.len() >= min => {}
+                    Ok(p) if p.len() >= min => {
+                        for peer in p {
+                            *known_by.entry(peer).or_default() += 1;
+                        }
+                    }
                     _ => return false,
                 }
             }
-            true
+            self.running().into_iter().all(|k| {
+                known_by
+                    .get(&self.node(k).peer_id())
+                    .is_some_and(|n| *n >= min)
+            })
         })
         .await
     }
