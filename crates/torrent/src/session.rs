@@ -601,14 +601,17 @@ impl TorrentHandle {
         // Files changed while the node was not running (edited in place, truncated):
         // their pieces are checked again instead of served as they are.
         if let (Some(m), Some(h), Some(stamps)) = (&meta, &have, &s.settings.stamps) {
-            let (m, h, stamps) = (m.clone(), h.clone(), stamps.clone());
+            let (m, stored, stamps) = (m.clone(), h.clone(), stamps.clone());
             let dir = PathBuf::from(&s.settings.save_dir);
-            have = tokio::task::spawn_blocking(move || {
+            let checked = tokio::task::spawn_blocking(move || {
                 let storage = crate::storage::Storage::new(&dir, &m.info);
-                crate::check::recheck_changed(&m, &storage, &h, &stamps)
+                crate::check::recheck_changed(&m, &storage, &stored, &stamps)
             })
-            .await
-            .ok();
+            .await;
+            // A check that could not run leaves the record as it was, never emptier.
+            if let Ok(checked) = checked {
+                have = Some(checked);
+            }
         }
         let t = Torrent::new(
             self.shared.clone(),
