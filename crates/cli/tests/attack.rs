@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::Duration;
 
 /// The bound the attacked node's peak resident memory must stay under. Unattacked, a
@@ -71,24 +70,12 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-fn node_at(dir: &Path, ip: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    assert!(nodus(dir, &["init"]).status.success());
-    write_config(
-        dir,
-        format!(
-            "[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\ndht_bootstrap = []\n"
-        ),
-    )
-    .unwrap();
-}
-
 #[test]
 fn a_flooded_node_still_takes_a_new_peer_and_completes_a_transfer() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("victim"), tmp.path().join("fresh"));
-    node_at(&a, "127.0.70.1");
-    node_at(&b, "127.0.71.1");
+    torrent_node(&a, "127.0.70.1", "");
+    torrent_node(&b, "127.0.71.1", "");
     let victim = up(&a);
     let ep = endpoints(&a).unwrap();
     let api = socket_of(ep["api"].as_str().unwrap());

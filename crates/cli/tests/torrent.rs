@@ -90,17 +90,6 @@ fn share_and_get_between_processes_survive_kill_9() {
     assert!(file.is_file());
 }
 
-/// A node for file sharing on its own loopback IP, with no DHT bootstrap.
-fn torrent_node(dir: &Path, ip: &str, torrent_extra: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    assert!(nodus(dir, &["init"]).status.success());
-    write_config(
-        dir,
-        format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\ndht_bootstrap = []\n{torrent_extra}"),
-    )
-    .unwrap();
-}
-
 /// An 8 MiB file to share, and its bytes.
 fn holiday(dir: &Path) -> (PathBuf, Vec<u8>) {
     let file = dir.join("holiday.mp4");
@@ -326,7 +315,7 @@ fn a_file_changed_while_stopped_is_checked_again() {
     use std::io::{Seek, SeekFrom, Write};
     let tmp = tempfile::tempdir().unwrap();
     let a = tmp.path().join("a");
-    torrent_node(&a, "127.0.63.1", "");
+    torrent_node(&a, "127.0.68.1", "");
     let mut node = up(&a);
     let (file, _) = holiday(tmp.path());
     let o = nodus(&a, &["share", file.to_str().unwrap(), "--json"]);

@@ -97,7 +97,8 @@ impl Slots {
     }
 
     /// Slots held now.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.inner
             .lock()
             .unwrap_or_else(|e| e.into_inner())

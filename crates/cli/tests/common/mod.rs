@@ -66,6 +66,17 @@ pub fn init_at(dir: &Path, ip: &str) {
     .unwrap();
 }
 
+/// A node for file sharing on its own loopback IP, with no DHT bootstrap.
+pub fn torrent_node(dir: &Path, ip: &str, torrent_extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    assert!(nodus(dir, &["init"]).status.success());
+    write_config(
+        dir,
+        format!("[p2p]\nlisten = [\"/ip4/{ip}/tcp/0\"]\nmdns = false\n[torrent]\nlisten = \"{ip}:0\"\ndht_bootstrap = []\n{torrent_extra}"),
+    )
+    .unwrap();
+}
+
 pub struct Running {
     pub child: Child,
 }
