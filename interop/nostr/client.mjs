@@ -1,15 +1,16 @@
 // nostr-tools, as a Nostr client uses it, against nodus relays. Usage:
-//   node client.mjs <relay A url> <relay C url> <an event nodus signed, as JSON>
-// Publishes a note through A while subscribed on C, checks signatures both ways, sends a
-// forged event, reads NIP-11; prints one JSON line of findings and exits 0, or prints
-// the error and exits 1.
+//   node client.mjs <relay A url> <relay C url> <an event nodus signed, as JSON> <secret key hex>
+// Authenticates to A (NIP-42), publishes a note through A as the given key (whose
+// follower C is) while subscribed on C, checks signatures both ways, sends a forged
+// event, reads NIP-11; prints one JSON line of findings and exits 0, or prints the
+// error and exits 1.
 import WebSocket from 'ws'
 import { Relay, useWebSocketImplementation } from 'nostr-tools/relay'
-import { finalizeEvent, generateSecretKey, getPublicKey, verifyEvent } from 'nostr-tools/pure'
+import { finalizeEvent, getPublicKey, verifyEvent } from 'nostr-tools/pure'
 
 useWebSocketImplementation(WebSocket)
 
-const [urlA, urlC, nodusJson] = process.argv.slice(2)
+const [urlA, urlC, nodusJson, skHex] = process.argv.slice(2)
 const within = (ms, what, p) =>
   Promise.race([p, new Promise((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms))])
 
@@ -18,10 +19,18 @@ async function main() {
   const nodusEvent = JSON.parse(nodusJson)
   out.nodus_event_verifies = verifyEvent({ ...nodusEvent })
 
-  const sk = generateSecretKey()
+  const sk = new Uint8Array(Buffer.from(skHex, 'hex'))
   const pk = getPublicKey(sk)
   const a = await Relay.connect(urlA)
   const c = await Relay.connect(urlC)
+
+  // NIP-42: the relay sent its challenge on connect; answer it as nostr-tools does.
+  for (let i = 0; i < 50 && !a.challenge; i++) await new Promise((r) => setTimeout(r, 100))
+  try {
+    out.auth = await within(10000, 'AUTH OK', a.auth((evt) => finalizeEvent(evt, sk)))
+  } catch (e) {
+    out.auth = `failed: ${e.message}`
+  }
 
   let eose
   const eoseSeen = new Promise((resolve) => (eose = resolve))

@@ -34,6 +34,9 @@ pub(crate) enum Command {
         relay: Multiaddr,
         reply: Reply<()>,
     },
+    Unsubscribe {
+        topic: String,
+    },
     Subscribe {
         topic: String,
         /// The subscriber judges every message ([`NetworkHandle::validate`]) before
@@ -186,6 +189,16 @@ impl NetworkHandle {
             reply,
         })
         .await
+    }
+
+    /// Leaves a topic: every receiver of it gets no more messages, and peers are told.
+    pub async fn unsubscribe(&self, topic: &str) {
+        let _ = self
+            .tx
+            .send(Command::Unsubscribe {
+                topic: topic.to_string(),
+            })
+            .await;
     }
 
     /// The verdict on a message of a validated topic.

@@ -30,6 +30,9 @@ pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// How long to wait for each answer.
     pub patience: Duration,
+    url: String,
+    /// The last NIP-42 challenge the relay sent.
+    challenge: Option<String>,
 }
 
 impl Client {
@@ -38,6 +41,8 @@ impl Client {
         Ok(Client {
             ws,
             patience: Duration::from_secs(30),
+            url: url.to_string(),
+            challenge: None,
         })
     }
 
@@ -46,18 +51,39 @@ impl Client {
         Ok(())
     }
 
-    /// The next message from the relay, as a JSON array.
+    /// The next message from the relay, as a JSON array. A NIP-42 challenge is not
+    /// one: it is kept for [`Client::auth`].
     pub async fn next(&mut self) -> Result<Vec<Value>, ClientError> {
+        loop {
+            let m = self.next_frame().await?;
+            if m.first().and_then(Value::as_str) != Some("AUTH") {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// The next message, challenges included.
+    async fn next_frame(&mut self) -> Result<Vec<Value>, ClientError> {
         loop {
             let m = tokio::time::timeout(self.patience, self.ws.next())
                 .await
                 .map_err(|_| ClientError::Timeout(self.patience))?;
             match m {
                 Some(Ok(Message::Text(t))) => {
-                    return match serde_json::from_str::<Value>(t.as_str()) {
-                        Ok(Value::Array(a)) => Ok(a),
-                        _ => Err(ClientError::Garbage(t.as_str().chars().take(200).collect())),
+                    let a = match serde_json::from_str::<Value>(t.as_str()) {
+                        Ok(Value::Array(a)) => a,
+                        _ => {
+                            return Err(ClientError::Garbage(
+                                t.as_str().chars().take(200).collect(),
+                            ));
+                        }
                     };
+                    if a.first().and_then(Value::as_str) == Some("AUTH")
+                        && let Some(c) = a.get(1).and_then(Value::as_str)
+                    {
+                        self.challenge = Some(c.to_string());
+                    }
+                    return Ok(a);
                 }
                 Some(Ok(Message::Close(_))) | None => return Err(ClientError::Closed),
                 Some(Ok(_)) => continue,
@@ -70,17 +96,7 @@ impl Client {
     pub async fn publish(&mut self, e: &Event) -> Result<(bool, String), ClientError> {
         self.send_raw(format!("[\"EVENT\",{}]", e.to_json()))
             .await?;
-        let id = hex::encode(e.id);
-        loop {
-            let m = self.next().await?;
-            if m.first().and_then(Value::as_str) == Some("OK")
-                && m.get(1).and_then(Value::as_str) == Some(id.as_str())
-            {
-                let ok = m.get(2).and_then(Value::as_bool).unwrap_or(false);
-                let msg = m.get(3).and_then(Value::as_str).unwrap_or("").to_string();
-                return Ok((ok, msg));
-            }
-        }
+        self.ok_for(&e.id).await
     }
 
     /// Publishes events with up to `window` of them awaiting their OK at once, as a
@@ -147,6 +163,95 @@ impl Client {
                 return event_of(&m);
             }
         }
+    }
+
+    /// Authenticates as `keys` (NIP-42), answering the relay's challenge (waiting for
+    /// it if none came yet); the relay's OK as (accepted, message).
+    pub async fn auth(&mut self, keys: &crate::Keys) -> Result<(bool, String), ClientError> {
+        while self.challenge.is_none() {
+            self.next_frame().await?;
+        }
+        let challenge = self.challenge.clone().unwrap_or_default();
+        let e = keys.sign(
+            crate::relay::now(),
+            crate::ws::AUTH_KIND,
+            vec![
+                vec!["relay".into(), self.url.clone()],
+                vec!["challenge".into(), challenge],
+            ],
+            "",
+        );
+        self.send_raw(json!(["AUTH", serde_json::to_value(&e).unwrap_or_default()]).to_string())
+            .await?;
+        self.ok_for(&e.id).await
+    }
+
+    async fn ok_for(&mut self, id: &[u8; 32]) -> Result<(bool, String), ClientError> {
+        let id = hex::encode(id);
+        loop {
+            let m = self.next().await?;
+            if m.first().and_then(Value::as_str) == Some("OK")
+                && m.get(1).and_then(Value::as_str) == Some(id.as_str())
+            {
+                let ok = m.get(2).and_then(Value::as_bool).unwrap_or(false);
+                let msg = m.get(3).and_then(Value::as_str).unwrap_or("").to_string();
+                return Ok((ok, msg));
+            }
+        }
+    }
+
+    /// Reconciles `items` (this client's `(created_at, id)` set) with the relay's events
+    /// matching `filter` (NIP-77): the ids the client has that the relay lacks, and the
+    /// ones the relay has that the client lacks.
+    pub async fn negentropy(
+        &mut self,
+        sub: &str,
+        filter: Value,
+        items: &[(u64, [u8; 32])],
+    ) -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), ClientError> {
+        let mut neg =
+            crate::sync::negentropy_of(items).map_err(|e| ClientError::Garbage(e.to_string()))?;
+        let first = neg
+            .initiate()
+            .map_err(|e| ClientError::Garbage(e.to_string()))?;
+        self.send_raw(json!(["NEG-OPEN", sub, filter, hex::encode(first)]).to_string())
+            .await?;
+        let (mut have, mut need) = (Vec::new(), Vec::new());
+        loop {
+            let m = self.next().await?;
+            match (
+                m.first().and_then(Value::as_str),
+                m.get(1).and_then(Value::as_str),
+            ) {
+                (Some("NEG-MSG"), Some(s)) if s == sub => {
+                    let msg = m
+                        .get(2)
+                        .and_then(Value::as_str)
+                        .and_then(|h| hex::decode(h).ok())
+                        .ok_or_else(|| ClientError::Garbage("NEG-MSG without hex".into()))?;
+                    match neg
+                        .reconcile_with_ids(&msg, &mut have, &mut need)
+                        .map_err(|e| ClientError::Garbage(e.to_string()))?
+                    {
+                        Some(next) => {
+                            self.send_raw(json!(["NEG-MSG", sub, hex::encode(next)]).to_string())
+                                .await?
+                        }
+                        None => break,
+                    }
+                }
+                (Some("NEG-ERR"), Some(s)) if s == sub => {
+                    return Err(ClientError::SubscriptionClosed {
+                        sub: sub.to_string(),
+                        message: m.get(2).and_then(Value::as_str).unwrap_or("").to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.send_raw(json!(["NEG-CLOSE", sub]).to_string()).await?;
+        let ids = |v: Vec<negentropy::Id>| v.into_iter().map(|i| i.to_bytes()).collect();
+        Ok((ids(have), ids(need)))
     }
 
     pub async fn close(mut self) {

@@ -19,6 +19,12 @@ pub struct SocialConfig {
     pub max_connections: usize,
     /// Events further ahead of this node's clock than this are refused, in seconds.
     pub max_future_secs: u64,
+    /// Disk the relay's events may take, in MiB. Beyond it, the oldest events other
+    /// nodes sent make room; what this node's clients published is never pushed out
+    /// (new events are refused instead).
+    pub max_store_mb: u64,
+    /// Clients must authenticate (NIP-42) before they publish or read.
+    pub require_auth: bool,
     /// Authors (hex public keys) this node neither stores nor serves. Other nodes decide
     /// for themselves.
     pub blocked_authors: Vec<String>,
@@ -38,6 +44,8 @@ impl Default for SocialConfig {
             max_subscriptions: 20,
             max_connections: 1024,
             max_future_secs: 900,
+            max_store_mb: 2048,
+            require_auth: false,
             blocked_authors: vec![],
             blocked_kinds: vec![],
             blocked_words: vec![],
@@ -66,6 +74,11 @@ max_subscriptions = 20
 max_connections = 1024
 # Events dated further ahead of this clock than this many seconds are refused.
 max_future_secs = 900
+# Disk for events, in MiB: beyond it the oldest events other nodes sent make room;
+# what this node's own clients published is kept (new events are refused instead).
+max_store_mb = 2048
+# Ask every client to authenticate (NIP-42) before it may publish or read.
+require_auth = false
 # Moderation for this node only: what it neither stores nor serves. Authors as hex keys.
 blocked_authors = []
 blocked_kinds = []

@@ -113,6 +113,17 @@ impl Event {
             .map(String::as_str)
     }
 
+    /// The keys its `p` tags name (those that are valid hex keys), in order.
+    pub fn p_keys(&self) -> impl Iterator<Item = [u8; 32]> + '_ {
+        self.tags.iter().filter_map(|t| {
+            let mut k = [0u8; 32];
+            (t.first().is_some_and(|n| n == "p")
+                && t.get(1)
+                    .is_some_and(|v| hex::decode_to_slice(v, &mut k).is_ok()))
+            .then_some(k)
+        })
+    }
+
     /// The value of its `expiration` tag (NIP-40), if any.
     pub fn expires_at(&self) -> Option<u64> {
         self.tag("expiration").and_then(|v| v.parse().ok())
@@ -124,6 +135,7 @@ impl Event {
 }
 
 /// A person's Nostr key.
+#[derive(Clone)]
 pub struct Keys {
     pair: Keypair,
 }

@@ -2,9 +2,11 @@
 //!
 //! Any Nostr client talks to the relay at the `nostr` address in endpoints.json
 //! (NIP-01 EVENT, REQ, CLOSE; NIP-09 deletion, NIP-11 information document, NIP-40
-//! expiration, NIP-45 COUNT, NIP-50 search). What a node's clients publish goes to the
-//! other nodus nodes over the overlay, so a person reaches readers of every node, not
-//! only of the relays their client knows.
+//! expiration, NIP-42 authentication, NIP-45 COUNT, NIP-50 search, NIP-77 negentropy).
+//! What a node's clients publish goes to the other nodus nodes over the overlay, on a
+//! topic per author, so a person reaches their followers on every node, not only the
+//! readers of the relays their client knows; after a partition or a restart, nodes
+//! reconcile what they missed with negentropy ([`sync`]).
 //!
 //! Invariants:
 //! - An event the relay answered OK to is committed to `<data dir>/social/social.redb`.
@@ -13,6 +15,9 @@
 //!   that forwarded it.
 //! - Moderation (`blocked_*` in `[social]`) decides what this node stores and serves,
 //!   never what other nodes do: blocked events still pass through to them.
+//! - A node stores what its clients publish and the events of the people its operator
+//!   follows (the operator key's contact list, kind 3), within `max_store_mb`; events
+//!   from other nodes make room first, its clients' never are pushed out.
 //! - What a client may make the relay hold is bounded: message size, subscriptions per
 //!   connection, filters per subscription, values per filter, frames queued per
 //!   connection (a client that does not read is disconnected).
@@ -24,14 +29,15 @@ pub mod event;
 pub mod filter;
 mod gossip;
 pub mod http;
+pub mod keys;
 pub mod message;
 pub mod relay;
 pub mod store;
-mod ws;
+pub mod sync;
+pub mod topics;
+pub mod ws;
 
 use std::net::SocketAddr;
-
-use std::path::Path;
 use std::sync::Arc;
 
 pub use config::SocialConfig;
@@ -46,7 +52,7 @@ use store::Store;
 #[derive(Clone)]
 pub struct SocialHandle {
     relay: Arc<Relay>,
-    keys: Arc<Keys>,
+    net: nodus_net::NetworkHandle,
     addr: SocketAddr,
 }
 
@@ -58,14 +64,75 @@ impl SocialHandle {
 
     /// This node's Nostr public key (x-only, as Nostr writes it).
     pub fn public_key(&self) -> [u8; 32] {
-        self.keys.public()
+        self.relay.keys().public()
     }
 
     /// Signs an event as this node's key and takes it as if a client had sent it.
     pub async fn post(&self, kind: u16, content: &str) -> Result<Event, Refusal> {
-        let e = self.keys.sign(relay::now(), kind, vec![], content);
-        self.relay.accept(e.clone(), Origin::Client).await?;
-        Ok(e)
+        self.relay.sign_and_take(kind, vec![], content, None).await
+    }
+
+    /// Follows (or unfollows) `who`: a new contact list signed by this node's key.
+    /// Whether it changed anything.
+    pub async fn set_follow(&self, who: [u8; 32], follow: bool) -> Result<bool, Refusal> {
+        self.relay.set_follow(who, follow).await
+    }
+
+    /// The people this node's key follows.
+    pub fn follows(&self) -> Vec<[u8; 32]> {
+        self.relay
+            .interest()
+            .borrow()
+            .follows
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// The newest kind 0 (profile) of this node's key held here.
+    pub async fn profile(&self) -> Result<Option<Event>, Refusal> {
+        self.relay.own_latest(0).await
+    }
+
+    /// Sets profile fields (kind 0 JSON), keeping the ones not given.
+    pub async fn set_profile(
+        &self,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Event, Refusal> {
+        let last = self.relay.own_latest(0).await?;
+        let mut profile: serde_json::Map<String, serde_json::Value> = last
+            .as_ref()
+            .and_then(|e| serde_json::from_str(&e.content).ok())
+            .unwrap_or_default();
+        profile.extend(fields);
+        let content = serde_json::Value::Object(profile).to_string();
+        self.relay
+            .sign_and_take(0, vec![], &content, last.map(|e| e.created_at))
+            .await
+    }
+
+    /// Makes `keys` this node's Nostr key; the path where the old one was kept.
+    pub async fn set_keys(&self, keys: Keys) -> Result<Option<std::path::PathBuf>, SocialError> {
+        self.relay.set_keys(keys).await
+    }
+
+    /// Syncs with `peer` now for the people followed (and the operator); what it fetched.
+    pub async fn sync_with(
+        &self,
+        peer: nodus_net::PeerId,
+    ) -> Result<sync::Fetched, sync::SyncError> {
+        let authors = self.relay.interest().borrow().authors();
+        sync::with_peer(&self.relay, &self.net, peer, authors).await
+    }
+
+    /// What this service tells the node's event stream, as it happens.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<SocialEvent> {
+        self.relay.events.subscribe()
+    }
+
+    /// Bytes of the disk budget in use.
+    pub fn stored_bytes(&self) -> u64 {
+        self.relay.stored_bytes()
     }
 
     pub async fn query(&self, filters: Vec<filter::Filter>) -> Result<Vec<String>, Refusal> {
@@ -89,21 +156,6 @@ impl SocialHandle {
     }
 }
 
-/// The node's Nostr key, `<dir>/key` (32 secret bytes, mode 0600), made on first start.
-fn load_keys(dir: &Path) -> Result<Keys, SocialError> {
-    let path = dir.join("key");
-    let fresh = Keys::generate();
-    nodus_core::fsutil::write_new(&path, &fresh.secret(), 0o600)?;
-    let bytes = std::fs::read(&path).map_err(|source| SocialError::Io {
-        what: "reading the social key",
-        source,
-    })?;
-    let secret: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| SocialError::BadKey(path.clone()))?;
-    Keys::from_secret(secret).map_err(|_| SocialError::BadKey(path))
-}
-
 /// Social, as the node's service list names it.
 pub struct SocialService;
 
@@ -120,8 +172,10 @@ impl nodus_service::Service for SocialService {
         ctx: nodus_service::ServiceContext<'_>,
         config: SocialConfig,
     ) -> Result<nodus_service::Started<SocialHandle>, SocialError> {
-        let keys = Arc::new(load_keys(&ctx.dir)?);
-        let store = Store::open(&ctx.dir.join("social.redb"))?;
+        let store = Store::open(
+            &ctx.dir.join("social.redb"),
+            config.max_store_mb.saturating_mul(1024 * 1024),
+        )?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| SocialError::Listen {
@@ -132,14 +186,11 @@ impl nodus_service::Service for SocialService {
             what: "the relay's address",
             source,
         })?;
-        let (relay, writer) = Relay::new(config, store, ctx.net.clone(), ctx.metrics)?;
+        let (relay, writer, outbound) =
+            Relay::new(config, store, ctx.net.clone(), ctx.metrics, ctx.dir.clone())?;
         let relay = Arc::new(relay);
         let writer = tokio::spawn(writer.run(ctx.shutdown.clone()));
-        let messages = ctx
-            .net
-            .subscribe_validated(relay::TOPIC)
-            .await
-            .map_err(|_| SocialError::Stopped)?;
+        let outbound = tokio::spawn(outbound.run(ctx.shutdown.clone()));
         let server = tokio::spawn(nodus_service::server::serve(
             "nostr",
             listener,
@@ -153,12 +204,16 @@ impl nodus_service::Service for SocialService {
         let gossip = tokio::spawn(gossip::run(
             relay.clone(),
             ctx.net.clone(),
-            messages,
+            ctx.shutdown.clone(),
+        ));
+        let sync = tokio::spawn(sync::run(
+            relay.clone(),
+            ctx.net.clone(),
             ctx.shutdown.clone(),
         ));
         let handle = SocialHandle {
             relay: relay.clone(),
-            keys,
+            net: ctx.net.clone(),
             addr,
         };
         tracing::info!(target: "nodus::social", "Nostr relay on ws://{addr}");
@@ -166,7 +221,7 @@ impl nodus_service::Service for SocialService {
             routes: http::routes(handle.clone()),
             endpoints: vec![("nostr".to_string(), handle.relay_url())],
             events: Some(nodus_service::EventFeed::broadcast(relay.events.clone())),
-            tasks: vec![server, gossip, writer],
+            tasks: vec![server, gossip, sync, writer, outbound],
             handle,
         })
     }

@@ -1,4 +1,5 @@
-//! What clients send a relay and what it answers (NIP-01, NIP-45 COUNT).
+//! What clients send a relay and what it answers (NIP-01, NIP-42 AUTH, NIP-45 COUNT,
+//! NIP-77 NEG-OPEN/NEG-MSG/NEG-CLOSE).
 
 use serde_json::{Value, json};
 
@@ -13,9 +14,28 @@ pub const MAX_FILTERS: usize = 10;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
     Event(Box<Event>),
-    Req { id: String, filters: Vec<Filter> },
-    Count { id: String, filters: Vec<Filter> },
+    Req {
+        id: String,
+        filters: Vec<Filter>,
+    },
+    Count {
+        id: String,
+        filters: Vec<Filter>,
+    },
     Close(String),
+    /// NIP-42: the client's signed answer to the relay's challenge.
+    Auth(Box<Event>),
+    /// NIP-77: start reconciling the events matching `filter`.
+    NegOpen {
+        id: String,
+        filter: Box<Filter>,
+        msg: Vec<u8>,
+    },
+    NegMsg {
+        id: String,
+        msg: Vec<u8>,
+    },
+    NegClose(String),
 }
 
 /// Why a client's frame is not a message. Sent back in a NOTICE (or CLOSED).
@@ -40,6 +60,8 @@ pub enum MessageError {
     TooManyFilters,
     #[error("bad filter: {0}")]
     BadFilter(#[source] serde_json::Error),
+    #[error("a negentropy message is a hex string")]
+    BadHex,
 }
 
 impl ClientMessage {
@@ -95,9 +117,64 @@ impl ClientMessage {
                 }
                 Ok(ClientMessage::Close(sub_id(&items[1])?))
             }
+            "AUTH" => {
+                if items.len() != 2 {
+                    return Err(MessageError::Arity {
+                        kind: "AUTH",
+                        expected: "one event",
+                    });
+                }
+                let e: Event =
+                    serde_json::from_value(items.swap_remove(1)).map_err(MessageError::BadEvent)?;
+                Ok(ClientMessage::Auth(Box::new(e)))
+            }
+            "NEG-OPEN" => {
+                if items.len() != 4 {
+                    return Err(MessageError::Arity {
+                        kind: "NEG-OPEN",
+                        expected: "a subscription id, a filter and a message",
+                    });
+                }
+                let id = sub_id(&items[1])?;
+                let msg = hex_msg(&items[3])?;
+                let filter = serde_json::from_value::<Filter>(items.swap_remove(2))
+                    .map_err(MessageError::BadFilter)?;
+                Ok(ClientMessage::NegOpen {
+                    id,
+                    filter: Box::new(filter),
+                    msg,
+                })
+            }
+            "NEG-MSG" => {
+                if items.len() != 3 {
+                    return Err(MessageError::Arity {
+                        kind: "NEG-MSG",
+                        expected: "a subscription id and a message",
+                    });
+                }
+                Ok(ClientMessage::NegMsg {
+                    id: sub_id(&items[1])?,
+                    msg: hex_msg(&items[2])?,
+                })
+            }
+            "NEG-CLOSE" => {
+                if items.len() != 2 {
+                    return Err(MessageError::Arity {
+                        kind: "NEG-CLOSE",
+                        expected: "a subscription id",
+                    });
+                }
+                Ok(ClientMessage::NegClose(sub_id(&items[1])?))
+            }
             _ => Err(MessageError::UnknownType(kind.chars().take(32).collect())),
         }
     }
+}
+
+fn hex_msg(v: &Value) -> Result<Vec<u8>, MessageError> {
+    v.as_str()
+        .and_then(|s| hex::decode(s).ok())
+        .ok_or(MessageError::BadHex)
 }
 
 fn sub_id(v: &Value) -> Result<String, MessageError> {
@@ -136,6 +213,18 @@ pub mod relay {
     pub fn count(sub: &str, n: usize) -> String {
         json!(["COUNT", sub, {"count": n}]).to_string()
     }
+
+    pub fn auth(challenge: &str) -> String {
+        json!(["AUTH", challenge]).to_string()
+    }
+
+    pub fn neg_msg(sub: &str, msg: &[u8]) -> String {
+        json!(["NEG-MSG", sub, hex::encode(msg)]).to_string()
+    }
+
+    pub fn neg_err(sub: &str, reason: &str) -> String {
+        json!(["NEG-ERR", sub, reason]).to_string()
+    }
 }
 
 #[cfg(test)]
@@ -147,7 +236,7 @@ mod tests {
     fn client_messages_decode() {
         let e = Keys::generate().sign(5, 1, vec![], "x");
         let m = ClientMessage::decode(&format!(r#"["EVENT",{}]"#, e.to_json())).unwrap();
-        assert_eq!(m, ClientMessage::Event(Box::new(e)));
+        assert_eq!(m, ClientMessage::Event(Box::new(e.clone())));
         let m = ClientMessage::decode(r#"["REQ","s1",{"kinds":[1]},{"limit":3}]"#).unwrap();
         let ClientMessage::Req { id, filters } = m else {
             panic!("{m:?}")
@@ -157,6 +246,23 @@ mod tests {
             ClientMessage::decode(r#"["CLOSE","s1"]"#).unwrap(),
             ClientMessage::Close("s1".into())
         );
+        let m = ClientMessage::decode(r#"["NEG-OPEN","n",{"kinds":[1]},"6100"]"#).unwrap();
+        assert!(
+            matches!(m, ClientMessage::NegOpen { id, msg, .. } if id == "n" && msg == vec![0x61, 0])
+        );
+        assert_eq!(
+            ClientMessage::decode(r#"["NEG-MSG","n","61"]"#).unwrap(),
+            ClientMessage::NegMsg {
+                id: "n".into(),
+                msg: vec![0x61]
+            }
+        );
+        assert_eq!(
+            ClientMessage::decode(r#"["NEG-CLOSE","n"]"#).unwrap(),
+            ClientMessage::NegClose("n".into())
+        );
+        let m = ClientMessage::decode(&format!(r#"["AUTH",{}]"#, e.to_json())).unwrap();
+        assert_eq!(m, ClientMessage::Auth(Box::new(e)));
     }
 
     #[test]
@@ -166,6 +272,15 @@ mod tests {
         assert!(matches!(err("{}"), MessageError::NotAnArray));
         assert!(matches!(err("[1]"), MessageError::NotAnArray));
         assert!(matches!(err(r#"["AUTHX"]"#), MessageError::UnknownType(t) if t == "AUTHX"));
+        assert!(matches!(
+            err(r#"["NEG-MSG","s","zz"]"#),
+            MessageError::BadHex
+        ));
+        assert!(matches!(
+            err(r#"["NEG-OPEN","s",{}]"#),
+            MessageError::Arity { .. }
+        ));
+        assert!(matches!(err(r#"["AUTH",{}]"#), MessageError::BadEvent(_)));
         assert!(matches!(err(r#"["REQ","s"]"#), MessageError::Arity { .. }));
         assert!(matches!(err(r#"["REQ","",{}]"#), MessageError::BadSubId));
         assert!(matches!(

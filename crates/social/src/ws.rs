@@ -22,11 +22,20 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc, watch};
 
+use crate::event::Event;
 use crate::event::MAX_TAGS;
 use crate::filter::{Filter, MAX_LIMIT, MAX_VALUES};
 use crate::message::{ClientMessage, MAX_FILTERS, MAX_SUB_ID, relay as out};
-use crate::relay::{Origin, Relay};
+use crate::relay::{Origin, Relay, now};
 use crate::store::Stored;
+use crate::sync::negentropy_of;
+
+/// How far an AUTH event's time may be from the relay's clock (NIP-42 suggests ~10 min).
+pub const AUTH_WINDOW: u64 = 600;
+/// The kind of a NIP-42 authentication event.
+pub const AUTH_KIND: u16 = 22_242;
+
+type NegSession = negentropy::Negentropy<'static, negentropy::NegentropyStorageVector>;
 
 /// Frames queued to one connection's socket, at most.
 pub const SEND_QUEUE: usize = 1024;
@@ -81,7 +90,7 @@ pub fn info(relay: &Relay) -> serde_json::Value {
         "description": "A Nostr relay on a nodus node; nodus relays replicate events among themselves.",
         "software": "https://example.invalid/nodus",
         "version": env!("CARGO_PKG_VERSION"),
-        "supported_nips": [1, 9, 11, 40, 45, 50],
+        "supported_nips": [1, 9, 11, 40, 42, 45, 50, 77],
         "limitation": {
             "max_message_length": c.max_message_bytes,
             "max_subscriptions": c.max_subscriptions,
@@ -91,7 +100,7 @@ pub fn info(relay: &Relay) -> serde_json::Value {
             "max_event_tags": MAX_TAGS,
             "max_filter_values": MAX_VALUES,
             "created_at_upper_limit": c.max_future_secs,
-            "auth_required": false,
+            "auth_required": c.require_auth,
             "payment_required": false,
         },
     })
@@ -170,9 +179,45 @@ struct Conn {
     out: Outbox,
     in_flight: Arc<Semaphore>,
     subs: HashMap<String, Vec<Filter>>,
+    /// NIP-77 reconciliations open on this connection (they count as subscriptions).
+    negs: HashMap<String, NegSession>,
+    /// The NIP-42 challenge sent on connect, and the key that answered it.
+    challenge: String,
+    authed: Option<[u8; 32]>,
 }
 
+/// Why an AUTH event does not authenticate.
+fn auth_problem(e: &Event, challenge: &str) -> Option<&'static str> {
+    if e.kind != AUTH_KIND {
+        return Some("invalid: an AUTH event is of kind 22242");
+    }
+    if e.verify().is_err() {
+        return Some("invalid: bad id or signature");
+    }
+    if e.tag("challenge") != Some(challenge) {
+        return Some("invalid: not this connection's challenge");
+    }
+    if e.tag("relay").is_none() {
+        return Some("invalid: the relay tag is missing");
+    }
+    if e.created_at.abs_diff(now()) > AUTH_WINDOW {
+        return Some("invalid: created_at is too far from now");
+    }
+    None
+}
+
+const AUTH_REQUIRED: &str = "auth-required: this relay needs NIP-42 authentication first";
+
 impl Conn {
+    /// A client that must authenticate first and has not.
+    fn locked(&self) -> bool {
+        self.relay.config.require_auth && self.authed.is_none()
+    }
+
+    fn open_subs(&self) -> usize {
+        self.subs.len() + self.negs.len()
+    }
+
     async fn answer(&self, frame: String) -> Result<(), Closed> {
         self.out.answer(frame).await
     }
@@ -183,6 +228,77 @@ impl Conn {
             Err(e) => return self.answer(out::notice(&format!("error: {e}"))).await,
         };
         match msg {
+            ClientMessage::Event(e) if self.locked() => {
+                self.answer(out::ok(&e.id, false, AUTH_REQUIRED)).await
+            }
+            ClientMessage::Req { id, .. } | ClientMessage::Count { id, .. } if self.locked() => {
+                self.answer(out::closed(&id, AUTH_REQUIRED)).await
+            }
+            ClientMessage::NegOpen { id, .. } if self.locked() => {
+                self.answer(out::neg_err(&id, AUTH_REQUIRED)).await
+            }
+            ClientMessage::Auth(e) => {
+                let frame = match auth_problem(&e, &self.challenge) {
+                    Some(why) => out::ok(&e.id, false, why),
+                    None => {
+                        self.authed = Some(e.pubkey);
+                        out::ok(&e.id, true, "")
+                    }
+                };
+                self.answer(frame).await
+            }
+            ClientMessage::NegOpen { id, filter, msg } => {
+                if !self.negs.contains_key(&id)
+                    && self.open_subs() >= self.relay.config.max_subscriptions
+                {
+                    let limit = self.relay.config.max_subscriptions;
+                    return self
+                        .answer(out::neg_err(
+                            &id,
+                            &format!("blocked: at most {limit} subscriptions per connection"),
+                        ))
+                        .await;
+                }
+                self.negs.remove(&id);
+                let items = match self.relay.sync_items(*filter).await {
+                    Ok(items) => items,
+                    Err(e) => return self.answer(out::neg_err(&id, &e.to_string())).await,
+                };
+                let reply = negentropy_of(&items)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut n| {
+                        let r = n.reconcile(&msg).map_err(|e| e.to_string())?;
+                        Ok((n, r))
+                    });
+                match reply {
+                    Ok((n, r)) => {
+                        self.negs.insert(id.clone(), n);
+                        self.answer(out::neg_msg(&id, &r)).await
+                    }
+                    Err(e) => self.answer(out::neg_err(&id, &format!("error: {e}"))).await,
+                }
+            }
+            ClientMessage::NegMsg { id, msg } => {
+                let Some(n) = self.negs.get_mut(&id) else {
+                    return self
+                        .answer(out::neg_err(
+                            &id,
+                            "closed: no such reconciliation; send NEG-OPEN",
+                        ))
+                        .await;
+                };
+                match n.reconcile(&msg) {
+                    Ok(r) => self.answer(out::neg_msg(&id, &r)).await,
+                    Err(e) => {
+                        self.negs.remove(&id);
+                        self.answer(out::neg_err(&id, &format!("error: {e}"))).await
+                    }
+                }
+            }
+            ClientMessage::NegClose(id) => {
+                self.negs.remove(&id);
+                Ok(())
+            }
             ClientMessage::Event(e) => {
                 // Checked and stored beside the connection's other EVENTs, so that
                 // one client's events share the store's batches; OKs come in the order
@@ -210,7 +326,7 @@ impl Conn {
             }
             ClientMessage::Req { id, filters } => {
                 if !self.subs.contains_key(&id)
-                    && self.subs.len() >= self.relay.config.max_subscriptions
+                    && self.open_subs() >= self.relay.config.max_subscriptions
                 {
                     let limit = self.relay.config.max_subscriptions;
                     return self
@@ -288,7 +404,15 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
         },
         in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
         subs: HashMap::new(),
+        negs: HashMap::new(),
+        challenge: hex::encode(rand::random::<[u8; 16]>()),
+        authed: None,
     };
+    if conn.answer(out::auth(&conn.challenge)).await.is_err() {
+        relay.metrics.connections.dec();
+        writer.abort();
+        return;
+    }
     let end = loop {
         let step = tokio::select! {
             m = stream.next() => match m {

@@ -6,6 +6,9 @@
 #[path = "oracle/social_message.rs"]
 mod social_message;
 
+#[path = "oracle/social_sync.rs"]
+mod social_sync;
+
 #[path = "../../../fuzz/replay.rs"]
 mod replay;
 
@@ -15,7 +18,10 @@ use proptest::prelude::*;
 
 #[test]
 fn the_kept_corpus_passes_every_oracle() {
-    replay::replay(&[("social_message", social_message::check as fn(&[u8]))]);
+    replay::replay(&[
+        ("social_message", social_message::check as fn(&[u8])),
+        ("social_sync", social_sync::check),
+    ]);
 }
 
 fn tags() -> impl Strategy<Value = Vec<Vec<String>>> {
@@ -29,10 +35,24 @@ proptest! {
     }
 
     #[test]
+    fn social_sync_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        social_sync::check(&data);
+    }
+
+    /// Frames of each type with any body.
+    #[test]
+    fn social_sync_on_any_frame(tag in 1u8..7, body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut data = vec![tag];
+        data.extend(body);
+        social_sync::check(&data);
+    }
+
+    #[test]
     fn social_message_on_any_text(text in any::<String>()) {
         social_message::check(text.as_bytes());
         social_message::check(format!("[\"EVENT\",{text}]").as_bytes());
         social_message::check(format!("[\"REQ\",\"s\",{text}]").as_bytes());
+        social_message::check(format!("[\"NEG-OPEN\",\"s\",{{}},{text}]").as_bytes());
     }
 
     /// Any content and tags (quotes, control characters, any Unicode): the id the

@@ -308,6 +308,33 @@ impl Testnet {
         .await
     }
 
+    /// Waits until node `from` knows each of `subscribers` is subscribed to `topic`, so
+    /// what it publishes there reaches them (directly, through gossipsub's fanout).
+    pub async fn wait_topic_known(
+        &self,
+        topic: &str,
+        from: usize,
+        subscribers: &[usize],
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        let wanted: Vec<libp2p::PeerId> = subscribers
+            .iter()
+            .map(|k| self.node(*k).peer_id())
+            .collect();
+        wait_until(
+            timeout,
+            &format!("node {from} to know who is subscribed to {topic}"),
+            || async {
+                self.node(from)
+                    .net
+                    .topic_peers(topic)
+                    .await
+                    .is_ok_and(|p| wanted.iter().all(|w| p.contains(w)))
+            },
+        )
+        .await
+    }
+
     pub async fn shutdown(mut self) {
         for n in self.nodes.iter_mut() {
             if let Some(node) = n.take() {

@@ -1,8 +1,9 @@
 //! Tier 3: nostr-tools (interop/nostr/client.mjs, on Node with the `ws` package) against
-//! nodus relays on a 3-node network: a note published through node 0 reaches its live
-//! subscription on node 2 and is stored by node 1; an event nodus signed verifies in
-//! nostr-tools and one nostr-tools signed verifies in nodus; a forged event is refused
-//! with `invalid:`; NIP-11 read by fetch.
+//! nodus relays on a 3-node network: nostr-tools authenticates (NIP-42); a note it
+//! publishes through node 0 reaches its live subscription on node 2 and is stored by
+//! node 1 (both follow its author); an event nodus signed verifies in nostr-tools and
+//! one nostr-tools signed verifies in nodus; a forged event is refused with `invalid:`;
+//! NIP-11 read by fetch.
 //! Needs `node` and `npm ci` in interop/nostr, which scripts/test does.
 
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use nodus_social::client::Client;
-use nodus_social::relay::{TOPIC, now};
-use nodus_social::{Event, Keys, SocialHandle};
+use nodus_social::relay::now;
+use nodus_social::{Event, Keys, SocialHandle, topics};
 use nodus_testnet::{Testnet, wait_until};
 use serde_json::{Value, json};
 
@@ -32,7 +33,14 @@ async fn nostr_tools_publishes_and_subscribes_across_nodus_relays() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let net = Testnet::start(3, tmp.path()).await.unwrap();
-    net.wait_topic_mesh(TOPIC, 1, T).await.unwrap();
+    let author = Keys::generate();
+    for k in [1, 2] {
+        let h = net.node(k).service::<SocialHandle>().unwrap();
+        h.set_follow(author.public(), true).await.unwrap();
+    }
+    net.wait_topic_known(&topics::author(&author.public()), 0, &[1, 2], T)
+        .await
+        .unwrap();
 
     let ours = Keys::generate().sign(
         now(),
@@ -42,11 +50,12 @@ async fn nostr_tools_publishes_and_subscribes_across_nodus_relays() {
     );
     let (a, c) = (url(&net, 0), url(&net, 2));
     let ours_json = ours.to_json();
+    let secret = hex::encode(author.secret());
     let output = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .current_dir(&dir)
             .arg("client.mjs")
-            .args([&a, &c, &ours_json])
+            .args([&a, &c, &ours_json, &secret])
             .output()
             .expect("run node")
     })
@@ -66,6 +75,11 @@ async fn nostr_tools_publishes_and_subscribes_across_nodus_relays() {
     )
     .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
 
+    assert_eq!(
+        found["auth"],
+        json!(""),
+        "nostr-tools's NIP-42 answer: {found}"
+    );
     assert_eq!(found["nodus_event_verifies"], json!(true), "{found}");
     assert_eq!(found["received_on_other_node"], json!(true), "{found}");
     assert_eq!(found["published"], json!(""), "{found}");
@@ -78,6 +92,15 @@ async fn nostr_tools_publishes_and_subscribes_across_nodus_relays() {
             .unwrap()
             .contains(&json!(1))
     );
+    for nip in [42, 77] {
+        assert!(
+            found["nip11_supported_nips"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(nip)),
+            "{found}"
+        );
+    }
 
     // Node 1 stored what nostr-tools signed, and its signature verifies here.
     let id = found["id"].as_str().unwrap().to_string();

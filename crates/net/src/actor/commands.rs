@@ -62,6 +62,12 @@ impl Actor {
                     .gossipsub
                     .report_message_validation_result(&id, &via, acceptance);
             }
+            Command::Unsubscribe { topic } => {
+                let t = gossipsub::IdentTopic::new(topic);
+                self.subscriptions.remove(&t.hash());
+                self.validated_topics.remove(&t.hash());
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
+            }
             Command::Subscribe {
                 topic,
                 validated,

@@ -37,7 +37,15 @@ pub fn check(data: &[u8]) {
             assert!(!id.is_empty() && id.chars().count() <= nodus_social::message::MAX_SUB_ID);
             assert!(filters.len() <= nodus_social::message::MAX_FILTERS);
         }
-        Ok(ClientMessage::Close(id)) => assert!(!id.is_empty()),
+        Ok(ClientMessage::Close(id) | ClientMessage::NegClose(id)) => assert!(!id.is_empty()),
+        Ok(ClientMessage::Auth(e)) => round_trips(&e),
+        Ok(ClientMessage::NegOpen { id, msg, .. } | ClientMessage::NegMsg { id, msg }) => {
+            assert!(!id.is_empty());
+            // What the relay does with a client's negentropy message: answer or refuse.
+            let mut n = nodus_social::sync::negentropy_of(&[(1, [1; 32]), (9, [2; 32])])
+                .expect("a set of two");
+            let _ = n.reconcile(&msg);
+        }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
