@@ -363,7 +363,8 @@ fn demo_shows_every_capability_and_exits_zero() {
         "Bob offline: Alice keeps writing, Bob gets it all in order when back",
         "the relay in use dies mid-conversation; messages route around it",
         "three nodes hold a third of a file each; a fourth downloads from all at once",
-        "a Nostr note posted on one node reaches a live subscription on another",
+        "a Nostr note posted on one node reaches a live subscription on a follower's node",
+        "two partitioned nodes both take posts and converge by negentropy when they rejoin",
         "a node's block list hides an author there; the other nodes still serve them",
     ] {
         assert!(
@@ -371,7 +372,7 @@ fn demo_shows_every_capability_and_exits_zero() {
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("15 of 15 shown working"), "{out}");
+    assert!(out.contains("16 of 16 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -99,6 +99,7 @@ impl SocialHandle {
         &self,
         fields: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Event, Refusal> {
+        let _edit = self.relay.own_edits.lock().await;
         let last = self.relay.own_latest(0).await?;
         let mut profile: serde_json::Map<String, serde_json::Value> = last
             .as_ref()

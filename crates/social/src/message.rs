@@ -66,6 +66,14 @@ pub enum MessageError {
 
 impl ClientMessage {
     pub fn decode(text: &str) -> Result<ClientMessage, MessageError> {
+        // The common case, an EVENT, in one pass (no intermediate JSON tree); anything
+        // else, or an EVENT that does not decode so, takes the general path, which
+        // also names what is wrong.
+        if text.trim_start().starts_with("[\"EVENT\"")
+            && let Ok((_, e)) = serde_json::from_str::<(String, Event)>(text)
+        {
+            return Ok(ClientMessage::Event(Box::new(e)));
+        }
         let v: Value = serde_json::from_str(text).map_err(MessageError::NotJson)?;
         let Value::Array(mut items) = v else {
             return Err(MessageError::NotAnArray);
@@ -195,7 +203,12 @@ pub mod relay {
     }
 
     pub fn ok(id: &[u8; 32], accepted: bool, message: &str) -> String {
-        json!(["OK", hex::encode(id), accepted, message]).to_string()
+        // One per EVENT: written directly rather than through a JSON tree.
+        format!(
+            "[\"OK\",\"{}\",{accepted},{}]",
+            hex::encode(id),
+            json!(message)
+        )
     }
 
     pub fn eose(sub: &str) -> String {

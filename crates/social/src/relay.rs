@@ -300,6 +300,9 @@ pub struct Relay {
     dir: PathBuf,
     identity: RwLock<Arc<Keys>>,
     interest: watch::Sender<Interest>,
+    /// Held while the operator's own replaceable events (contact list, profile) are
+    /// read, changed and signed, so two edits at once do not lose one.
+    pub(crate) own_edits: tokio::sync::Mutex<()>,
     /// Client events on their way to the overlay ([`Outbound`]).
     outbound: mpsc::Sender<Arc<Event>>,
     pub(crate) outbound_dropped: Counter,
@@ -373,6 +376,7 @@ impl Relay {
             dir,
             identity: RwLock::new(keys),
             interest: watch::channel(interest).0,
+            own_edits: tokio::sync::Mutex::new(()),
             outbound,
             outbound_dropped,
             moderation: Arc::new(Moderation::from_config(&config)?),
@@ -461,12 +465,15 @@ impl Relay {
         if origin == Origin::Overlay {
             self.metrics.from_overlay.inc();
         }
-        let _ = self.events.send(SocialEvent::Stored {
-            id: hex::encode(e.id),
-            author: hex::encode(e.pubkey),
-            kind: e.kind,
-            origin,
-        });
+        // Only built when someone follows the event stream: ingest is per event.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(SocialEvent::Stored {
+                id: hex::encode(e.id),
+                author: hex::encode(e.pubkey),
+                kind: e.kind,
+                origin,
+            });
+        }
         if origin == Origin::Client && self.outbound.try_send(e.clone()).is_err() {
             self.outbound_dropped.inc();
         }
@@ -591,6 +598,7 @@ impl Relay {
     /// Adds or removes `who` in the operator's contact list (a new kind 3 event with
     /// the other tags and the content of the last one kept). Whether it changed.
     pub async fn set_follow(&self, who: [u8; 32], follow: bool) -> Result<bool, Refusal> {
+        let _edit = self.own_edits.lock().await;
         let last = self.own_latest(3).await?;
         let (mut tags, content, at) = match &last {
             Some(e) => (e.tags.clone(), e.content.clone(), Some(e.created_at)),

@@ -512,6 +512,7 @@ impl Running {
 /// killed), they end with it instead of holding the store open.
 fn spawn_sync(
     tasks: &mut JoinSet<()>,
+    own: &Arc<Semaphore>,
     relay: &Arc<Relay>,
     net: &NetworkHandle,
     running: &Running,
@@ -524,11 +525,17 @@ fn spawn_sync(
     let Some(wake) = running.start(peer) else {
         return;
     };
-    let (relay, net, running) = (relay.clone(), net.clone(), running.clone());
+    let (relay, net, running, own) = (relay.clone(), net.clone(), running.clone(), own.clone());
     tasks.spawn(async move {
         let mut delay = FIRST_RETRY;
         for attempt in 1..=ATTEMPTS {
-            match with_peer(&relay, &net, peer, authors.clone()).await {
+            // This node's own sessions are bounded as those it answers are.
+            let Ok(permit) = own.clone().acquire_owned().await else {
+                break;
+            };
+            let r = with_peer(&relay, &net, peer, authors.clone()).await;
+            drop(permit);
+            match r {
                 Err(e) if e.is_transient() && attempt < ATTEMPTS => {
                     let jitter = delay.mul_f64(rand::random::<f64>() / 2.0);
                     tokio::select! {
@@ -565,6 +572,7 @@ pub async fn run(relay: Arc<Relay>, net: NetworkHandle, mut shutdown: watch::Rec
     let sessions = Arc::new(Semaphore::new(MAX_SESSIONS));
     let running = Running::default();
     let mut tasks = JoinSet::new();
+    let own = Arc::new(Semaphore::new(MAX_SESSIONS));
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<(Vec<PeerId>, Vec<[u8; 32]>)>(16);
     let mut net_events = net.events();
     let mut interest = relay.interest();
@@ -573,6 +581,7 @@ pub async fn run(relay: Arc<Relay>, net: NetworkHandle, mut shutdown: watch::Rec
     for peer in connected(&net).await {
         spawn_sync(
             &mut tasks,
+            &own,
             &relay,
             &net,
             &running,
@@ -622,7 +631,7 @@ pub async fn run(relay: Arc<Relay>, net: NetworkHandle, mut shutdown: watch::Rec
             e = net_events.recv() => match e {
                 Ok(NetEvent::PeerConnected { peer, .. }) => {
                     if let Ok(peer) = peer.parse() {
-                        spawn_sync(&mut tasks, &relay, &net, &running, peer, known.iter().copied().collect());
+                        spawn_sync(&mut tasks, &own, &relay, &net, &running, peer, known.iter().copied().collect());
                     }
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -656,14 +665,14 @@ pub async fn run(relay: Arc<Relay>, net: NetworkHandle, mut shutdown: watch::Rec
             }
             Some((peers, authors)) = found_rx.recv() => {
                 for peer in peers {
-                    spawn_sync(&mut tasks, &relay, &net, &running, peer, authors.clone());
+                    spawn_sync(&mut tasks, &own, &relay, &net, &running, peer, authors.clone());
                 }
             }
             _ = periodic.tick() => {
                 let mut peers = connected(&net).await;
                 peers.truncate(FAN_OUT);
                 for peer in peers {
-                    spawn_sync(&mut tasks, &relay, &net, &running, peer, known.iter().copied().collect());
+                    spawn_sync(&mut tasks, &own, &relay, &net, &running, peer, known.iter().copied().collect());
                 }
             }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
