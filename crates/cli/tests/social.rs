@@ -221,3 +221,34 @@ fn keys_follows_and_the_profile_are_a_persons_and_survive_kill_9() {
     assert_eq!(next["content"], json!("while following"));
     assert!(live.wait().unwrap().success());
 }
+
+/// The benchmark's plumbing, with tiny sizes: every nodus row is measured (timing is
+/// never asserted); nostr-rs-relay is not installed by a test.
+#[test]
+fn bench_social_measures_every_row() {
+    let o = std::process::Command::new(BIN)
+        .args([
+            "--json",
+            "bench",
+            "social",
+            "--events",
+            "200",
+            "--stored",
+            "2000",
+            "--queries",
+            "10",
+            "--missed",
+            "50",
+            "--no-install",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    for row in ["one", "many", "p50_us", "p99_us", "catch_up_s"] {
+        assert!(
+            v["nodus"][row].as_f64().is_some_and(|x| x > 0.0),
+            "{row}: {v}"
+        );
+    }
+}

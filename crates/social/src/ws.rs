@@ -423,7 +423,11 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
             },
             e = live.recv() => match e {
                 Ok(e) => conn.on_live(&e),
-                Err(broadcast::error::RecvError::Lagged(_)) => Err(Closed::SlowReader),
+                // Behind on live events: a subscriber would miss some, so it is cut
+                // off (its client subscribes again); a connection that only publishes
+                // missed nothing it wanted.
+                Err(broadcast::error::RecvError::Lagged(_)) if conn.open_subs() > 0 => Err(Closed::SlowReader),
+                Err(broadcast::error::RecvError::Lagged(_)) => Ok(()),
                 Err(broadcast::error::RecvError::Closed) => Err(Closed::Gone),
             },
             _ = gone.changed() => Err(Closed::Gone),

@@ -1,9 +1,10 @@
 //! `nodus bench social`: events ingested per second with signature verification (one
 //! connection, then several at once), REQ latency over a store of a million events,
 //! and the time to catch up after a partition, measured with the same client and the
-//! same pre-signed events against nodus's relay and nostr-rs-relay (`cargo install
-//! nostr-rs-relay`, after `apt-get install protobuf-compiler`; it takes minutes to build,
-//! so the bench does not install it: its column then reads "not installed").
+//! same pre-signed events against nodus's relay and nostr-rs-relay 0.8.12. The bench
+//! installs it on first use (`apt-get install protobuf-compiler` when `protoc` is
+//! missing, then `cargo install nostr-rs-relay`, about 9 minutes on 2 cores; not in CI);
+//! `--no-install` skips that, and its column then reads "not installed".
 //!
 //! The large store is filled offline on both sides (nodus's store written directly,
 //! nostr-rs-relay's by its `bulkloader`), then each relay is started on it and queried.
@@ -53,6 +54,9 @@ pub enum Area {
         /// Events one side misses during the partition
         #[arg(long, default_value_t = 10_000)]
         missed: usize,
+        /// Do not install nostr-rs-relay when it is missing
+        #[arg(long)]
+        no_install: bool,
     },
 }
 
@@ -64,7 +68,11 @@ impl Area {
             stored,
             queries,
             missed,
+            no_install,
         } = self;
+        if !no_install && !nostr_rs_relay_installed() {
+            install_reference();
+        }
         run(
             Sizes {
                 events: events.max(1),
@@ -280,6 +288,51 @@ fn nostr_rs_relay_installed() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok()
+}
+
+fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs nostr-rs-relay 0.8.12 (and protoc, which its build needs), saying what it
+/// does; on failure the bench goes on without it.
+fn install_reference() {
+    eprintln!("nostr-rs-relay is not installed: installing it for the comparison (about 9 minutes; --no-install skips this)");
+    if !runs("protoc", "--version") {
+        let apt = if is_root() {
+            Command::new("apt-get").args(["install", "-y", "-q", "protobuf-compiler"]).status()
+        } else {
+            Command::new("sudo").args(["apt-get", "install", "-y", "-q", "protobuf-compiler"]).status()
+        };
+        if !apt.is_ok_and(|s| s.success()) {
+            eprintln!("could not install protobuf-compiler; nostr-rs-relay's column will read \"not installed\"");
+            return;
+        }
+    }
+    // Not --locked: the lockfile it ships pins a `time` that no longer compiles.
+    let built = Command::new("cargo")
+        .args(["install", "nostr-rs-relay", "--version", "0.8.12"])
+        .status();
+    if !built.is_ok_and(|s| s.success()) {
+        eprintln!("`cargo install nostr-rs-relay` failed; its column will read \"not installed\"");
+    }
+}
+
+/// Whether this process runs as root (the uid from /proc, without libc).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A running nostr-rs-relay, killed when dropped.

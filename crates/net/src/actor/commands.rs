@@ -91,6 +91,19 @@ impl Actor {
             }
             Command::Publish { topic, data, reply } => {
                 let t = gossipsub::IdentTopic::new(topic);
+                let hash = t.hash();
+                // What gossipsub would answer, without signing a message first: with
+                // no peer subscribed there is nobody to send it to.
+                let anyone = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
+                    .all_peers()
+                    .any(|(_, topics)| topics.contains(&&hash));
+                if !anyone {
+                    let _ = reply.send(Err(NetError::NoTopicPeers));
+                    return;
+                }
                 let r = self
                     .swarm
                     .behaviour_mut()
