@@ -191,7 +191,7 @@ pub enum SyncError {
     Negentropy(String),
     #[error("the peer sent an event it was not asked for, or an invalid one")]
     Unasked,
-    #[error("more than {MAX_ROUNDS} rounds")]
+    #[error("more than {MAX_ROUNDS} rounds, or more events than a set holds")]
     TooLong,
     #[error("took longer than {0:?}")]
     Timeout(Duration),
@@ -407,7 +407,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     let mut neg = negentropy_of(&items).map_err(neg_err)?;
     let mut next = Some(msg);
     let mut rounds = 0;
-    let (mut pushed, mut taken) = (Vec::new(), 0);
+    let (mut pushed, mut taken, mut pushes) = (Vec::new(), 0, 0);
     loop {
         if let Some(m) = next.take() {
             rounds += 1;
@@ -428,6 +428,10 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
                 write(stream, &Frame::Done).await?;
             }
             Some(Frame::Event(json)) => {
+                pushes += 1;
+                if pushes > crate::store::MAX_SYNC_ITEMS {
+                    return Err(SyncError::TooLong);
+                }
                 let e: Event = serde_json::from_str(&json).map_err(|_| SyncError::Unasked)?;
                 if !named.contains(&e.pubkey) {
                     return Err(SyncError::Unasked);

@@ -65,6 +65,10 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 KeyCommand::Show => api.get("/api/v1/social").await?,
                 KeyCommand::New => api.post("/api/v1/social/key", &json!({})).await?,
                 KeyCommand::Import => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        eprint!("secret key (nsec1... or hex), then Enter: ");
+                    }
                     let mut secret = String::new();
                     std::io::stdin().read_line(&mut secret)?;
                     if secret.trim().is_empty() {
