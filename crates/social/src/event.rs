@@ -252,30 +252,3 @@ mod tests {
         assert_eq!(r(30_023), Retention::Addressable);
     }
 }
-
-/// How fast this machine checks events (id and signature), printed, never asserted:
-/// `cargo test --release -p nodus-social -- --ignored checks_per_second --nocapture`.
-#[cfg(test)]
-mod rate {
-    use super::*;
-
-    #[test]
-    #[ignore = "a measurement, not a test"]
-    fn checks_per_second() {
-        let k = Keys::generate();
-        let events: Vec<Event> = (0..20_000)
-            .map(|i| k.sign(1_700_000_000 + i, 1, vec![], &format!("note {i}")))
-            .collect();
-        let t = std::time::Instant::now();
-        for e in &events {
-            e.verify().unwrap();
-        }
-        let s = t.elapsed().as_secs_f64();
-        println!(
-            "{} events checked in {s:.3} s on one core: {:.0}/s, {:.1} µs each",
-            events.len(),
-            events.len() as f64 / s,
-            s * 1e6 / events.len() as f64
-        );
-    }
-}
