@@ -360,7 +360,7 @@ impl Relay {
         let store = Arc::new(store);
         let interest = Interest {
             operator: keys.public(),
-            follows: contact_list(&store, &keys.public())?
+            follows: newest(&store, &keys.public(), 3)?
                 .map(|e| follows_of(&e))
                 .unwrap_or_default(),
         };
@@ -552,7 +552,7 @@ impl Relay {
         let kept = crate::keys::replace(&self.dir, &keys, now())?;
         let public = keys.public();
         let store = self.store.clone();
-        let follows = tokio::task::spawn_blocking(move || contact_list(&store, &public))
+        let follows = tokio::task::spawn_blocking(move || newest(&store, &public, 3))
             .await
             .map_err(|_| SocialError::Stopped)??
             .map(|e| follows_of(&e))
@@ -567,17 +567,16 @@ impl Relay {
 
     /// The newest event of `kind` by the operator held here (a profile, a contact list).
     pub async fn own_latest(&self, kind: u16) -> Result<Option<Event>, Refusal> {
-        let f = Filter {
-            authors: Some(vec![self.keys().public()]),
-            kinds: Some(vec![kind]),
-            limit: Some(1),
-            ..Filter::default()
-        };
-        Ok(self
-            .query(vec![f])
-            .await?
-            .first()
-            .and_then(|j| serde_json::from_str(j).ok()))
+        let (store, author) = (self.store.clone(), self.keys().public());
+        tokio::task::spawn_blocking(move || newest(&store, &author, kind))
+            .await
+            .map_err(|_| Refusal::Internal)?
+            .map_err(|e| Refusal::Store(Arc::new(e)))
+    }
+
+    /// Whether this node keeps `author`'s events (its operator, or someone followed).
+    pub fn wants(&self, author: &[u8; 32]) -> bool {
+        self.interest.borrow().wants(author)
     }
 
     /// Signs `tags` and `content` as the operator and takes it as a client's event. Its
@@ -622,11 +621,11 @@ impl Relay {
     }
 }
 
-/// The operator's newest contact list in `store`.
-fn contact_list(store: &Store, operator: &[u8; 32]) -> Result<Option<Event>, StoreError> {
+/// The newest event of `kind` by `author` in `store` (a contact list, a profile).
+fn newest(store: &Store, author: &[u8; 32], kind: u16) -> Result<Option<Event>, StoreError> {
     let f = Filter {
-        authors: Some(vec![*operator]),
-        kinds: Some(vec![3]),
+        authors: Some(vec![*author]),
+        kinds: Some(vec![kind]),
         limit: Some(1),
         ..Filter::default()
     };

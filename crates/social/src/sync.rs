@@ -437,7 +437,7 @@ pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
                     return Err(SyncError::Unasked);
                 }
                 // Only what this node follows is kept; the rest is not the peer's fault.
-                if relay.interest().borrow().wants(&e.pubkey) {
+                if relay.wants(&e.pubkey) {
                     pushed.push(e);
                 }
                 if pushed.len() >= MAX_WANT {
