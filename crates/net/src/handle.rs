@@ -289,8 +289,9 @@ impl NetworkHandle {
     /// libp2p-stream picks one of the peer's connections at random and hands the request
     /// to it; when that connection closes before the stream is negotiated (one of two
     /// connections to the same peer being dropped, a relayed connection replaced), the
-    /// request fails with `ConnectionReset` although the peer is reachable. Such a failure
-    /// is tried again (twice, 20 ms apart) on whatever connection is left, or a new one.
+    /// request fails with `ConnectionReset` (TCP, Yamux) or `NotConnected` (a QUIC
+    /// connection lost) although the peer is reachable. Such a failure is tried again
+    /// (twice, 20 ms apart) on whatever connection is left, or a new one.
     pub async fn open_stream(
         &self,
         peer: PeerId,
@@ -307,7 +308,10 @@ impl NetworkHandle {
             {
                 Ok(s) => return Ok(s),
                 Err(libp2p_stream::OpenStreamError::Io(e))
-                    if e.kind() == std::io::ErrorKind::ConnectionReset && attempt < ATTEMPTS =>
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::NotConnected
+                    ) && attempt < ATTEMPTS =>
                 {
                     tracing::debug!(target: "nodus::net", %peer, %protocol, "connection lost while opening a stream ({e}), retrying");
                     attempt += 1;
