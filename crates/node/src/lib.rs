@@ -14,6 +14,7 @@ mod error;
 pub mod init;
 mod node;
 pub mod services;
+mod wiring;
 
 pub use client::{ApiClient, ClientError};
 pub use error::NodeError;

@@ -93,6 +93,7 @@ impl Node {
         let mut routes = Vec::new();
         let mut feeds = Vec::new();
         let mut extra = Vec::new();
+        let mut provided = nodus_service::Provided::default();
         for (s, on) in services.iter().zip(enabled) {
             let name = s.name();
             if !on {
@@ -112,6 +113,7 @@ impl Node {
                 net: net.clone(),
                 metrics: registry.sub_registry_with_prefix(format!("nodus_{name}")),
                 shutdown: shutdown_rx.clone(),
+                provided: &provided,
             };
             let running = match s.start(ctx, &config).await {
                 Ok(r) => r,
@@ -133,6 +135,7 @@ impl Node {
             }
             extra.extend(running.endpoints);
             tasks.extend(running.tasks);
+            crate::services::provide(running.handle.as_ref(), &mut provided);
             handles.push((name, running.handle));
         }
 

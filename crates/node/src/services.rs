@@ -9,5 +9,9 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_chain::ChainService>(),
         service::<nodus_torrent::TorrentService>(),
         service::<nodus_social::SocialService>(),
+        // After torrent: it reads torrents (see `provide`).
+        service::<nodus_gateway::GatewayService>(),
     ]
 }
+
+pub use crate::wiring::provide;

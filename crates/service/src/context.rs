@@ -24,4 +24,6 @@ pub struct ServiceContext<'a> {
     pub metrics: &'a mut Registry,
     /// Turns true when the node stops; every task of the service ends then.
     pub shutdown: watch::Receiver<bool>,
+    /// What services started before this one offer it (see [`crate::Provided`]).
+    pub provided: &'a crate::Provided,
 }

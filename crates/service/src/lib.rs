@@ -18,7 +18,7 @@
 //!
 //! The node composes services from a list of [`AnyService`]s (one line per service)
 //! and names none of them otherwise. Services never import each other: where one needs
-//! another, the consumer declares a trait and the node wires the two.
+//! another, the consumer declares a trait and the node wires the two ([`Provided`]).
 //!
 //! Invariants:
 //! - A disabled service is not started, and its routes answer 503 with the setting to
@@ -30,6 +30,7 @@ mod any;
 mod context;
 pub mod events;
 pub mod http;
+mod provided;
 pub mod server;
 /// Connection slots with eviction of the oldest silent one (also the P2P transport's).
 pub use nodus_net::slots;
@@ -37,6 +38,7 @@ pub use nodus_net::slots;
 pub use any::{AnyService, RunningService, ServiceError, service};
 pub use context::ServiceContext;
 pub use events::EventFeed;
+pub use provided::Provided;
 
 use std::future::Future;
 use std::net::Ipv4Addr;

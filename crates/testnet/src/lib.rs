@@ -9,7 +9,9 @@
 //! [`impair`] adds delay and loss between nodes in user space (proxies), since the
 //! kernel here has no netem.
 
+pub mod browser;
 pub mod impair;
+pub mod media;
 
 use std::future::Future;
 use std::net::Ipv4Addr;

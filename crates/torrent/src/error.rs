@@ -40,4 +40,23 @@ pub enum TorrentError {
     Io(#[from] std::io::Error),
     #[error("the torrent service has stopped")]
     Stopped,
+    #[error("torrent {id} has no file {file}: it has {count} (numbered from 1)")]
+    NoSuchFile {
+        id: String,
+        file: usize,
+        count: usize,
+    },
+    #[error("torrent {0}'s metadata has not arrived from any peer yet")]
+    NoMetadata(String),
+    #[error(
+        "piece {piece} of torrent {id} did not arrive within {waited:?} ({peers} peers connected); try again, or add peers"
+    )]
+    NotYet {
+        id: String,
+        piece: u32,
+        waited: std::time::Duration,
+        peers: usize,
+    },
+    #[error("torrent {0} is paused: resume it to stream it")]
+    Paused(String),
 }

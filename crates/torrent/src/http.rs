@@ -92,7 +92,9 @@ impl From<crate::TorrentError> for ApiError {
     fn from(e: crate::TorrentError) -> Self {
         use crate::TorrentError as E;
         let status = match &e {
-            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::NoSuchFile { .. } => StatusCode::NOT_FOUND,
+            E::Paused(_) => StatusCode::CONFLICT,
+            E::NoMetadata(_) | E::NotYet { .. } => StatusCode::GATEWAY_TIMEOUT,
             E::Duplicate(_) => StatusCode::CONFLICT,
             E::Metainfo(_)
             | E::Magnet(_)

@@ -41,6 +41,7 @@ mod rate;
 mod session;
 pub mod storage;
 pub mod store;
+pub mod stream;
 mod torrent;
 pub mod tracker;
 pub mod tracker_server;
@@ -55,4 +56,5 @@ pub use session::{
     MAX_TORRENT_FILE, Metrics, PENDING_HANDSHAKES, SpawnOptions, TorrentHandle, TorrentService,
     read_torrent_file, spawn,
 };
+pub use stream::{FileMeta, FileReader};
 pub use types::{AddRequest, PeerInfo, ShareRequest, TorrentEvent, TorrentInfo, TorrentState};

@@ -216,7 +216,8 @@ struct Conn {
     their_ext: ExtHandshake,
     peer_choking: bool,
     am_interested: bool,
-    inflight: HashMap<(u32, u32), BlockRef>,
+    /// Blocks asked for and not yet received, with when they were asked for.
+    inflight: HashMap<(u32, u32), (BlockRef, Instant)>,
     last_block: Instant,
     pipeline: usize,
 }
@@ -299,8 +300,9 @@ impl Conn {
         if self.inflight.is_empty() {
             self.last_block = Instant::now();
         }
+        let now = Instant::now();
         for b in blocks {
-            self.inflight.insert((b.index, b.begin), b);
+            self.inflight.insert((b.index, b.begin), (b, now));
             self.send(Message::Request {
                 index: b.index,
                 begin: b.begin,
@@ -322,7 +324,7 @@ impl Conn {
     }
 
     fn release_all(&mut self) {
-        let blocks: Vec<BlockRef> = self.inflight.drain().map(|(_, b)| b).collect();
+        let blocks: Vec<BlockRef> = self.inflight.drain().map(|(_, (b, _))| b).collect();
         self.t.release(self.key, blocks);
     }
 
@@ -430,11 +432,12 @@ impl Conn {
                 }
             }
             Message::Piece { index, begin, data } => {
-                let known = self.inflight.remove(&(index, begin)).is_some();
-                if known {
+                let asked = self.inflight.remove(&(index, begin)).map(|(_, at)| at);
+                if asked.is_some() {
                     self.last_block = Instant::now();
                 }
-                if let Some(piece) = self.t.on_block(self.key, index, begin, &data) {
+                let latency = asked.map(|at| at.elapsed());
+                if let Some(piece) = self.t.on_block(self.key, index, begin, &data, latency) {
                     let t = self.t.clone();
                     tokio::spawn(async move { t.verify_and_store(piece).await });
                 }
@@ -442,7 +445,7 @@ impl Conn {
             }
             Message::Cancel { .. } => {}
             Message::Reject { index, begin, .. } => {
-                if let Some(b) = self.inflight.remove(&(index, begin)) {
+                if let Some((b, _)) = self.inflight.remove(&(index, begin)) {
                     self.t.release(self.key, vec![b]);
                 }
             }
@@ -521,6 +524,7 @@ impl Conn {
             }
             PeerCmd::Choke => self.send(Message::Choke)?,
             PeerCmd::Unchoke => self.send(Message::Unchoke)?,
+            PeerCmd::Refill => self.update_interest()?,
             PeerCmd::MetadataReady => {
                 self.apply_bits()?;
                 self.ask_hashes()?;
@@ -661,7 +665,7 @@ pub(crate) async fn run<S>(
         }
     };
     tracing::debug!(target: "nodus::torrent", %addr, reason, "peer disconnected");
-    let inflight: Vec<BlockRef> = c.inflight.drain().map(|(_, b)| b).collect();
+    let inflight: Vec<BlockRef> = c.inflight.drain().map(|(_, (b, _))| b).collect();
     t.unregister(key, c.their_bits.as_ref(), inflight);
     t.shared.metrics.peers_connected.dec();
     uploader.abort();

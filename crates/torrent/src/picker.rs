@@ -2,12 +2,20 @@
 //! order when streaming; blocks of pieces already started before new pieces; endgame
 //! (a block asked of a second peer) only when every missing block is already asked for.
 //!
+//! Streaming readers each hold a *window*: the pieces from the one under their cursor
+//! to as far ahead as their rate asks for. Window pieces come before anything else,
+//! nearest the cursors first, whether or not the file was selected; only peers not
+//! marked slow get them (a slow peer gets one when no fast peer took it within
+//! [`SLOW_GRACE`]), and a fast peer may ask again for a window block that only slow
+//! peers were asked for.
+//!
 //! Invariants: a block is `Free`, asked of at most [`ENDGAME_DUP`] peers, or received;
-//! at most `max_partials` pieces are in progress or being verified (about
-//! [`BUFFER_BUDGET`] bytes), which bounds the memory their buffers take; a piece is
-//! handed out for verification exactly once per completion.
+//! at most `max_partials` pieces (plus [`URGENT_PARTIALS`] for windows) are in progress
+//! or being verified (about [`BUFFER_BUDGET`] bytes), which bounds the memory their
+//! buffers take; a piece is handed out for verification exactly once per completion.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
@@ -26,6 +34,19 @@ pub const ENDGAME_DUP: usize = 2;
 /// leaves at once; on the 2 GiB bench 32 MiB gave 391-610 MB/s (median 546) at 61-62 MB
 /// peak RSS, 64 MiB 531-603 MB/s at 96 MB.
 pub const BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
+/// Window pieces that may be in progress beyond the buffer budget, so a seek is not
+/// queued behind a full pipeline of background pieces.
+pub const URGENT_PARTIALS: usize = 8;
+/// How long a window piece waits for a fast peer before a slow one may have it.
+pub const SLOW_GRACE: Duration = Duration::from_millis(1500);
+
+/// A reader's window: pieces `first..=last`, the first under its cursor since `since`.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    first: u32,
+    last: u32,
+    since: Instant,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlockRef {
@@ -76,6 +97,10 @@ pub struct Picker {
     max_partials: usize,
     buffers: Pool,
     pub sequential: bool,
+    /// Streaming readers' windows, by reader.
+    windows: BTreeMap<u64, Window>,
+    /// Peers that are not to be given window pieces (see the module docs).
+    slow: HashSet<PeerKey>,
 }
 
 impl Picker {
@@ -93,7 +118,149 @@ impl Picker {
             max_partials,
             buffers: Pool::new(piece_length as usize, max_partials),
             sequential: false,
+            windows: BTreeMap::new(),
+            slow: HashSet::new(),
         }
+    }
+
+    /// Sets reader `reader`'s window to pieces `first..=last` (clipped to the torrent).
+    /// Returns whether its first piece moved (a seek, or the cursor reached the next
+    /// piece): peers should pick again at once.
+    pub fn set_window(&mut self, reader: u64, first: u32, last: u32, now: Instant) -> bool {
+        let n = self.have.len();
+        if first >= n {
+            return self.windows.remove(&reader).is_some();
+        }
+        let last = last.clamp(first, n - 1);
+        match self.windows.get_mut(&reader) {
+            Some(w) if w.first == first => {
+                w.last = last;
+                false
+            }
+            _ => {
+                self.windows.insert(
+                    reader,
+                    Window {
+                        first,
+                        last,
+                        since: now,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// A reader closed: its pieces are no longer urgent.
+    pub fn clear_window(&mut self, reader: u64) {
+        self.windows.remove(&reader);
+    }
+
+    pub fn windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Marks which peers are slow (replacing the last marking).
+    pub fn set_slow(&mut self, slow: HashSet<PeerKey>) {
+        self.slow = slow;
+    }
+
+    pub fn is_slow(&self, peer: PeerKey) -> bool {
+        self.slow.contains(&peer)
+    }
+
+    fn urgent(&self, i: u32) -> bool {
+        self.windows
+            .values()
+            .any(|w| (w.first..=w.last).contains(&i))
+    }
+
+    /// Missing window pieces, nearest a cursor first (readers take turns), each with
+    /// when its window's cursor got there.
+    fn urgent_order(&self) -> Vec<(u32, Instant)> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let longest = self
+            .windows
+            .values()
+            .map(|w| w.last - w.first)
+            .max()
+            .unwrap_or(0);
+        for d in 0..=longest {
+            for w in self.windows.values() {
+                let i = w.first + d;
+                if i <= w.last && !self.have.get(i) && seen.insert(i) {
+                    out.push((i, w.since));
+                }
+            }
+        }
+        out
+    }
+
+    /// Blocks of window pieces for `peer`: free blocks first, then new pieces (within
+    /// their own budget), then for a fast peer blocks only slow peers were asked for.
+    fn pick_urgent(&mut self, peer: PeerKey, theirs: &Bitfield, n: usize, out: &mut Vec<BlockRef>) {
+        let fast = !self.slow.contains(&peer);
+        let now = Instant::now();
+        let order: Vec<u32> = self
+            .urgent_order()
+            .into_iter()
+            .filter(|&(i, since)| {
+                theirs.get(i)
+                    && !self.verifying.get(i)
+                    && (fast || now.duration_since(since) >= SLOW_GRACE)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for &i in &order {
+            if out.len() >= n {
+                return;
+            }
+            if !self.partials.contains_key(&i) {
+                let urgent_started = self.partials.keys().filter(|&&p| self.urgent(p)).count();
+                if urgent_started >= URGENT_PARTIALS {
+                    continue;
+                }
+                self.start(i);
+            }
+            self.take_free(i, peer, n, out);
+        }
+        if !fast {
+            return;
+        }
+        for &i in &order {
+            let len = self.piece_len(i);
+            let Some(p) = self.partials.get_mut(&i) else {
+                continue;
+            };
+            for (b, state) in p.blocks.iter_mut().enumerate() {
+                if out.len() >= n {
+                    return;
+                }
+                if let Block::Asked(by) = state
+                    && by.len() < ENDGAME_DUP
+                    && !by.contains(&peer)
+                    && by.iter().all(|k| self.slow.contains(k))
+                {
+                    by.push(peer);
+                    out.push(block_ref(i, b, len));
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, i: u32) {
+        let blocks = self.blocks_in(i);
+        let len = self.piece_len(i) as usize;
+        self.partials.insert(
+            i,
+            Partial {
+                blocks: vec![Block::Free; blocks],
+                data: self.buffers.take(len),
+                received: 0,
+                by_peer: HashMap::new(),
+            },
+        );
     }
 
     pub fn have(&self) -> &Bitfield {
@@ -149,30 +316,40 @@ impl Picker {
         }
     }
 
-    /// Whether `theirs` has a piece we want and lack.
+    /// Whether `theirs` has a piece we want (or a reader waits for) and lack.
     pub fn interesting(&self, theirs: &Bitfield) -> bool {
-        theirs
-            .ones()
-            .any(|i| self.wanted.get(i) && !self.have.get(i) && !self.verifying.get(i))
+        theirs.ones().any(|i| {
+            (self.wanted.get(i) || self.urgent(i)) && !self.have.get(i) && !self.verifying.get(i)
+        })
     }
 
-    fn pickable(&self, i: u32, theirs: &Bitfield) -> bool {
+    /// Whether piece `i` may be started for a peer with `theirs` outside the windows
+    /// (a slow peer is kept off window pieces).
+    fn pickable(&self, i: u32, theirs: &Bitfield, slow: bool) -> bool {
         theirs.get(i)
             && self.wanted.get(i)
             && !self.have.get(i)
             && !self.verifying.get(i)
             && !self.partials.contains_key(&i)
+            && (!slow || !self.urgent(i))
     }
 
     /// Up to `n` blocks for `peer`, which has the pieces in `theirs`.
     pub fn pick(&mut self, peer: PeerKey, theirs: &Bitfield, n: usize) -> Vec<BlockRef> {
         let mut out = Vec::new();
+        if !self.windows.is_empty() {
+            self.pick_urgent(peer, theirs, n, &mut out);
+            if out.len() >= n {
+                return out;
+            }
+        }
+        let slow = self.slow.contains(&peer);
         // 1. Free blocks of pieces in progress (lowest index first when streaming).
         let mut started: Vec<u32> = self
             .partials
             .keys()
             .copied()
-            .filter(|&i| theirs.get(i))
+            .filter(|&i| theirs.get(i) && (!slow || !self.urgent(i)))
             .collect();
         started.sort_unstable();
         for i in started {
@@ -188,21 +365,11 @@ impl Picker {
                 // Waiting for room is not endgame: pieces remain to be started.
                 return out;
             }
-            let Some(i) = self.choose_new(theirs) else {
+            let Some(i) = self.choose_new(theirs, slow) else {
                 nothing_new = true;
                 break;
             };
-            let blocks = self.blocks_in(i);
-            let len = self.piece_len(i) as usize;
-            self.partials.insert(
-                i,
-                Partial {
-                    blocks: vec![Block::Free; blocks],
-                    data: self.buffers.take(len),
-                    received: 0,
-                    by_peer: HashMap::new(),
-                },
-            );
+            self.start(i);
             self.take_free(i, peer, n, &mut out);
         }
         if !out.is_empty() || !nothing_new {
@@ -213,7 +380,7 @@ impl Picker {
             .partials
             .keys()
             .copied()
-            .filter(|&i| theirs.get(i))
+            .filter(|&i| theirs.get(i) && (!slow || !self.urgent(i)))
             .collect();
         idx.sort_unstable();
         for i in idx {
@@ -251,15 +418,15 @@ impl Picker {
         }
     }
 
-    fn choose_new(&self, theirs: &Bitfield) -> Option<u32> {
+    fn choose_new(&self, theirs: &Bitfield, slow: bool) -> Option<u32> {
         if self.sequential {
-            return (0..self.have.len()).find(|&i| self.pickable(i, theirs));
+            return (0..self.have.len()).find(|&i| self.pickable(i, theirs, slow));
         }
         let mut best: Option<(u16, u32)> = None;
         let mut ties = 0u32;
         let mut rng = rand::rng();
         for i in theirs.ones() {
-            if !self.pickable(i, theirs) {
+            if !self.pickable(i, theirs, slow) {
                 continue;
             }
             let a = self.availability[i as usize];
@@ -502,5 +669,88 @@ mod tests {
         }
         assert!(!p.is_complete());
         assert_eq!(p.pick(2, &all, 10).len(), 4);
+    }
+
+    fn indices(blocks: &[BlockRef]) -> Vec<u32> {
+        let mut v: Vec<u32> = blocks.iter().map(|b| b.index).collect();
+        v.dedup();
+        v
+    }
+
+    #[test]
+    fn window_pieces_come_first_nearest_the_cursors_readers_taking_turns() {
+        let mut p = picker(20);
+        let all = Bitfield::full(20);
+        let now = Instant::now();
+        assert!(p.set_window(1, 10, 12, now), "a new window moves");
+        assert!(p.set_window(2, 3, 4, now));
+        assert!(!p.set_window(2, 3, 5, now), "same cursor, longer window");
+        // Four blocks a piece: the cursors' pieces first, then one further each.
+        let got = p.pick(7, &all, 4 * 5);
+        assert_eq!(indices(&got), vec![10, 3, 11, 4, 12]);
+        // A reader that closes lets its pieces go: what remains is ordinary picking.
+        p.clear_window(1);
+        p.clear_window(2);
+        assert_eq!(p.windows(), 0);
+        p.sequential = true;
+        let got = p.pick(8, &all, 4);
+        assert_eq!(indices(&got), vec![0], "back to the torrent's own order");
+    }
+
+    #[test]
+    fn a_window_fetches_pieces_of_files_not_selected() {
+        let pl = 4 * BLOCK as u64;
+        let mut wanted = Bitfield::new(6);
+        wanted.set(0);
+        let mut p = Picker::new(pl, pl * 6, Bitfield::new(6), wanted);
+        let all = Bitfield::full(6);
+        let mut only_5 = Bitfield::new(6);
+        only_5.set(5);
+        assert!(!p.interesting(&only_5));
+        p.set_window(1, 5, 5, Instant::now());
+        assert!(p.interesting(&only_5), "a reader waits for piece 5");
+        assert_eq!(indices(&p.pick(1, &all, 8)), vec![5, 0]);
+    }
+
+    #[test]
+    fn slow_peers_get_window_pieces_only_when_no_fast_peer_took_them() {
+        let mut p = picker(10);
+        p.sequential = true;
+        let all = Bitfield::full(10);
+        p.set_slow([9].into_iter().collect());
+        p.set_window(1, 4, 5, Instant::now());
+        let got = p.pick(9, &all, 8);
+        assert!(
+            got.iter().all(|b| b.index != 4 && b.index != 5),
+            "the slow peer gets background pieces: {:?}",
+            indices(&got)
+        );
+        // Past the grace, nobody fast having taken them, the slow peer may.
+        let long_ago = Instant::now() - SLOW_GRACE - Duration::from_millis(10);
+        p.set_window(1, 6, 7, long_ago);
+        let got = p.pick(9, &all, 4);
+        assert_eq!(indices(&got), vec![6]);
+        // A fast peer asks again for what only the slow peer was asked for.
+        let fast = p.pick(1, &all, 4);
+        assert_eq!(indices(&fast), vec![7], "the window's free piece first");
+        let again = p.pick(1, &all, 8);
+        assert_eq!(
+            indices(&again)[0],
+            6,
+            "then the slow peer's window blocks: {again:?}"
+        );
+    }
+
+    #[test]
+    fn window_pieces_start_beyond_the_buffer_budget() {
+        let pl = 4 * BLOCK as u64;
+        let mut p = Picker::new(pl, pl * 400, Bitfield::new(400), Bitfield::full(400));
+        let all = Bitfield::full(400);
+        // Fill the budget with background pieces, from the start.
+        p.sequential = true;
+        while !p.pick(1, &all, 64).is_empty() {}
+        assert!(p.pick(1, &all, 4).is_empty());
+        p.set_window(1, 399, 399, Instant::now());
+        assert_eq!(indices(&p.pick(2, &all, 4)), vec![399]);
     }
 }

@@ -836,6 +836,41 @@ impl TorrentHandle {
         Ok(t.info())
     }
 
+    /// Opens file `file` (numbered from 1, as `files` lists them) of torrent `id` for
+    /// streaming (see [`crate::stream`]).
+    pub fn open_file(&self, id: &str, file: usize) -> Result<crate::FileReader, TorrentError> {
+        let t = self.torrent(id)?;
+        crate::FileReader::open(t, self.shared.next_key(), file)
+    }
+
+    /// Waits up to `wait` for torrent `id`'s metadata (a magnet link's comes from peers).
+    pub async fn wait_metadata(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<TorrentInfo, TorrentError> {
+        let t = self.torrent(id)?;
+        let mut progress = t.progress.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            progress.borrow_and_update();
+            if t.metadata().is_some() {
+                return Ok(t.info());
+            }
+            if tokio::time::timeout_at(deadline, progress.changed())
+                .await
+                .is_err()
+            {
+                return Err(TorrentError::NoMetadata(t.id.clone()));
+            }
+        }
+    }
+
+    /// Streaming readers that hold a window on torrent `id` now.
+    pub fn readers(&self, id: &str) -> Result<usize, TorrentError> {
+        Ok(self.torrent(id)?.windows())
+    }
+
     pub fn add_peers(&self, id: &str, peers: &[String]) -> Result<(), TorrentError> {
         self.torrent(id)?.add_named_peers(&parse_peers(peers));
         Ok(())

@@ -26,6 +26,10 @@ pub struct PeerInfo {
     /// Pieces credited to this peer (it sent most of their blocks).
     pub pieces: u32,
     pub seed: bool,
+    /// From asking it for a block to receiving it, smoothed, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Too slow to be given the pieces a streaming reader needs next.
+    pub slow: bool,
     pub choked: bool,
     pub interested: bool,
 }

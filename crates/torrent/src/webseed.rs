@@ -162,7 +162,7 @@ async fn round(t: &Arc<Torrent>, key: u64, url: &str) -> Round {
         for b in run {
             let block = &data[at..at + b.length as usize];
             at += b.length as usize;
-            if let Some(piece) = t.on_block(key, b.index, b.begin, block) {
+            if let Some(piece) = t.on_block(key, b.index, b.begin, block, None) {
                 t.verify_and_store(piece).await;
             }
         }

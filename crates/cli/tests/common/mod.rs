@@ -39,8 +39,8 @@ pub fn json(o: &Output) -> serde_json::Value {
 }
 
 /// Writes a node's config.toml. Every node of these tests takes free ports for its
-/// JSON-RPC server, BitTorrent listener and Nostr relay (the defaults can only be had by
-/// one).
+/// JSON-RPC server, BitTorrent listener, Nostr relay and content gateway (the defaults
+/// can only be had by one).
 pub fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
     let mut text = text.as_ref().to_string();
     if !text.contains("[chain]") {
@@ -51,6 +51,9 @@ pub fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
     }
     if !text.contains("[social]") {
         text.push_str("[social]\nlisten = \"127.0.0.1:0\"\n");
+    }
+    if !text.contains("[gateway]") {
+        text.push_str("[gateway]\nlisten = \"127.0.0.1:0\"\n");
     }
     std::fs::write(dir.join("config.toml"), text)
 }

@@ -19,6 +19,26 @@ impl Torrent {
         g.rate_up = 0.5 * g.rate_up + 0.5 * du as f64;
     }
 
+    /// Marks the peers too slow for streaming readers' windows (see [`SLOW_FACTOR`]).
+    pub(super) fn classify_peers(&self) {
+        let mut g = self.lock();
+        let quickest = g.peers.values().filter_map(|p| p.latency).min();
+        let slow = match quickest {
+            Some(q) => {
+                let limit = (q * SLOW_FACTOR).max(q + SLOW_MARGIN);
+                g.peers
+                    .iter()
+                    .filter(|(_, p)| p.latency.is_some_and(|l| l > limit))
+                    .map(|(k, _)| *k)
+                    .collect()
+            }
+            None => Default::default(),
+        };
+        if let Some(p) = g.picker.as_mut() {
+            p.set_slow(slow);
+        }
+    }
+
     /// Tit-for-tat: the upload slots go to the peers that gave us the most since the last
     /// round (when seeding: those we could give the most), plus one optimistic unchoke
     /// that rotates every 30 s.

@@ -68,6 +68,8 @@ pub enum PeerCmd {
     Unchoke,
     /// Metadata arrived (magnet): apply the peer's bitfield and start.
     MetadataReady,
+    /// A streaming reader moved: reconsider interest and pick now.
+    Refill,
     /// Another peer delivered this block first (endgame).
     Cancel(BlockRef),
     /// PEX: peers to tell this one about.
@@ -94,7 +96,15 @@ pub(crate) struct PeerEntry {
     pub up_mark: u64,
     pub pieces: u32,
     pub seed: bool,
+    /// From asking for a block to receiving it, smoothed: round trip plus the queue
+    /// at the peer. What marks a peer slow for streaming.
+    pub latency: Option<Duration>,
 }
+
+/// A peer is slow for streaming when its block latency exceeds both this multiple of
+/// the quickest peer's and the quickest's plus [`SLOW_MARGIN`].
+const SLOW_FACTOR: u32 = 3;
+const SLOW_MARGIN: Duration = Duration::from_millis(30);
 
 /// A piece layer being fetched from peers.
 struct LayerFetch {
@@ -166,6 +176,9 @@ pub struct Torrent {
     pub(crate) downloaded: AtomicU64,
     pub(crate) uploaded: AtomicU64,
     pub(crate) wake: Notify,
+    /// Bumped when the metadata arrives and when a piece is verified and written:
+    /// streaming readers wait on it for the piece under their cursor.
+    pub(crate) progress: tokio::sync::watch::Sender<u64>,
     /// Indices of pieces verified and written since the store last recorded them
     /// (appended before peers are told, truncated when the store catches up), so a
     /// kill -9 loses no piece the node announced.
@@ -250,6 +263,7 @@ impl Torrent {
                 hash_failures: 0,
             }),
             wake: Notify::new(),
+            progress: tokio::sync::watch::Sender::new(0),
             journal: Mutex::new(None),
         });
         if let Some(m) = magnet {
@@ -301,6 +315,8 @@ impl Torrent {
         g.picker = Some(picker);
         g.fetch = None;
         g.have_dirty = true;
+        drop(g);
+        self.progress.send_modify(|n| *n += 1);
     }
 
     pub fn metadata(&self) -> Option<Arc<Metainfo>> {
@@ -403,8 +419,10 @@ impl Torrent {
             pieces_from,
             peers: g
                 .peers
-                .values()
-                .map(|p| PeerInfo {
+                .iter()
+                .map(|(k, p)| PeerInfo {
+                    latency_ms: p.latency.map(|l| l.as_secs_f64() * 1000.0),
+                    slow: g.picker.as_ref().is_some_and(|pk| pk.is_slow(*k)),
                     addr: p.addr.to_string(),
                     client: p.client.clone(),
                     incoming: p.incoming,

@@ -84,6 +84,7 @@ impl Torrent {
                 up_mark: 0,
                 pieces: 0,
                 seed: false,
+                latency: None,
             },
         );
         if !incoming {

@@ -53,18 +53,26 @@ impl Torrent {
 
     /// A block arrived. Returns a completed piece to verify, and the other peers asked
     /// for the same block (endgame) to cancel it with.
+    /// `latency`: since the block was asked for, when it was.
     pub(crate) fn on_block(
         &self,
         key: PeerKey,
         index: u32,
         begin: u32,
         data: &[u8],
+        latency: Option<Duration>,
     ) -> Option<CompletePiece> {
         self.downloaded
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let mut g = self.lock();
         if let Some(p) = g.peers.get_mut(&key) {
             p.down += data.len() as u64;
+            if let Some(l) = latency {
+                p.latency = Some(match p.latency {
+                    Some(old) => (old * 7 + l) / 8,
+                    None => l,
+                });
+            }
         }
         let picker = g.picker.as_mut()?;
         let askers = picker.askers(index, begin);
@@ -156,6 +164,7 @@ impl Torrent {
         }
         if ok {
             g.have_dirty = true;
+            self.progress.send_modify(|n| *n += 1);
             if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
                 && let Some(p) = g.peers.get_mut(best)
             {

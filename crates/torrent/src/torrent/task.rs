@@ -17,6 +17,7 @@ impl Torrent {
             }
             rounds += 1;
             self.connect_more();
+            self.classify_peers();
             self.start_web_seeds(&shutdown);
             self.announce_if_due();
             self.dht_if_due();

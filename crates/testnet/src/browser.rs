@@ -1,0 +1,254 @@
+//! Headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`),
+//! for the tests and the demo of what a browser shows.
+//!
+//! One [`Browser`] is one chromedriver process and one session; dropping it ends both.
+//! Scripts run in the page ([`Browser::run`]) and report back with a callback, so a test
+//! waits for what the page does (a video playing, a seek done), never a fixed time.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+/// Chromium's binary and its driver, as Debian installs them.
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    #[error("{0} is not installed: `apt-get install chromium chromium-driver` (scripts/test does)")]
+    Missing(&'static str),
+    #[error("chromedriver: {0}")]
+    Driver(String),
+    #[error("WebDriver request: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("starting chromedriver: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Browser {
+    driver: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Whether Chromium and its driver are installed.
+pub fn available() -> bool {
+    std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists()
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session.
+    pub async fn start() -> Result<Browser, BrowserError> {
+        if !std::path::Path::new(CHROMIUM).exists() {
+            return Err(BrowserError::Missing("chromium"));
+        }
+        if !std::path::Path::new(CHROMEDRIVER).exists() {
+            return Err(BrowserError::Missing("chromium-driver"));
+        }
+        let http = reqwest::Client::new();
+        // The port is chosen free, then given to chromedriver: another process may take
+        // it in between, so a driver that does not come up is tried again on another.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut driver = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                // Its own process group, with the Chromium it starts: ended together.
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()?;
+            let base = format!("http://127.0.0.1:{port}");
+            let mut ready = false;
+            for _ in 0..100 {
+                if let Ok(r) = http.get(format!("{base}/status")).send().await
+                    && let Ok(v) = r.json::<Value>().await
+                    && v["value"]["ready"] == json!(true)
+                {
+                    ready = true;
+                    break;
+                }
+                if driver.try_wait()?.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !ready {
+                last = format!("not ready on port {port}");
+                let _ = driver.kill().await;
+                continue;
+            }
+            let profile =
+                std::env::temp_dir().join(format!("nodus-chromium-{}-{port}", std::process::id()));
+            let caps = json!({ "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [
+                        "--headless=new", "--no-sandbox", "--disable-gpu",
+                        "--disable-dev-shm-usage", "--mute-audio",
+                        "--autoplay-policy=no-user-gesture-required",
+                        "--no-first-run", "--no-default-browser-check",
+                        format!("--user-data-dir={}", profile.display()),
+                    ],
+                },
+            }}});
+            let v: Value = http
+                .post(format!("{base}/session"))
+                .json(&caps)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let Some(session) = v["value"]["sessionId"].as_str() else {
+                let _ = driver.kill().await;
+                let _ = std::fs::remove_dir_all(&profile);
+                return Err(BrowserError::Driver(v["value"]["message"].to_string()));
+            };
+            return Ok(Browser {
+                driver,
+                session: session.to_string(),
+                base,
+                http,
+                _profile: tempdir::Dir(PathBuf::from(profile)),
+            });
+        }
+        Err(BrowserError::Driver(last))
+    }
+
+    async fn call(&self, path: &str, body: Value) -> Result<Value, BrowserError> {
+        let v: Value = self
+            .http
+            .post(format!("{}/session/{}{path}", self.base, self.session))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["value"]["error"].is_string() {
+            return Err(BrowserError::Driver(format!(
+                "{}: {}",
+                v["value"]["error"], v["value"]["message"]
+            )));
+        }
+        Ok(v["value"].clone())
+    }
+
+    /// Closes Chromium, then ends the driver.
+    pub async fn quit(self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send()
+            .await;
+    }
+
+    /// Opens `url` and waits for the page to load.
+    pub async fn goto(&self, url: &str) -> Result<(), BrowserError> {
+        self.call("/url", json!({ "url": url })).await.map(|_| ())
+    }
+
+    /// Runs `script` in the page; it ends by calling `done(value)` (its last argument),
+    /// whose value comes back. Waits up to `timeout`.
+    pub async fn run(&self, script: &str, timeout: Duration) -> Result<Value, BrowserError> {
+        self.call("/timeouts", json!({ "script": timeout.as_millis() as u64 }))
+            .await?;
+        let body = format!("const done = arguments[arguments.length - 1];\n{script}");
+        self.call("/execute/async", json!({ "script": body, "args": [] }))
+            .await
+    }
+}
+
+/// What a player page did: it played, was seeked to the middle, and played on.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Playback {
+    /// When the first frame showed, in ms since the page began.
+    pub first_frame_ms: Option<f64>,
+    /// From setting `currentTime` to the `seeked` event, in ms.
+    pub seek_ms: f64,
+    pub duration: f64,
+    /// Where it was seeked to, and where it had played on to when checked.
+    pub mid: f64,
+    pub after: f64,
+}
+
+/// Waits for the page's `#player` to play, seeks it to the middle, waits for it to play
+/// a second past there; fails on a media error.
+const PLAY_AND_SEEK: &str = r#"
+const v = document.getElementById('player');
+const until = (cond, what) => new Promise((res, rej) => {
+  (function poll() {
+    if (v.error) return rej('media error ' + v.error.code + ' ' + v.error.message + ' while ' + what);
+    if (cond()) return res();
+    setTimeout(poll, 20);
+  })();
+});
+(async () => {
+  try {
+    await until(() => v.currentTime > 0.5, 'waiting for playback');
+    const first = window.nodusFirstFrame;
+    const mid = v.duration / 2;
+    const seeked = new Promise(r => v.addEventListener('seeked', r, { once: true }));
+    const s0 = performance.now();
+    v.currentTime = mid;
+    await seeked;
+    const seek = performance.now() - s0;
+    await until(() => v.currentTime > mid + 1, 'playing on after the seek');
+    done({ ok: { first_frame_ms: first, seek_ms: seek, duration: v.duration, mid, after: v.currentTime } });
+  } catch (e) { done({ error: String(e) }); }
+})();
+"#;
+
+impl Browser {
+    /// Opens a player page (the gateway's `/play/...`), plays, seeks to the middle and
+    /// plays on (see [`Playback`]); waits up to `timeout` in all.
+    pub async fn play_and_seek(
+        &self,
+        page: &str,
+        timeout: Duration,
+    ) -> Result<Playback, BrowserError> {
+        self.goto(page).await?;
+        let v = self.run(PLAY_AND_SEEK, timeout).await?;
+        if let Some(e) = v["error"].as_str() {
+            return Err(BrowserError::Driver(format!("the page says: {e}")));
+        }
+        serde_json::from_value(v["ok"].clone())
+            .map_err(|e| BrowserError::Driver(format!("{e}: {v}")))
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // The driver and every Chromium process it started share its process group.
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: kill(2) with a negative pid signals that process group only.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+        let _ = self.driver.start_kill();
+    }
+}

@@ -1,0 +1,116 @@
+//! Media for the content tests and demo, made and checked by Debian's ffmpeg: a test
+//! pattern with a tone in H.264/AAC MP4 with the index (moov) first, so a player can
+//! start before the end has arrived; and ffprobe's reading of a stream.
+
+use std::path::Path;
+
+use serde_json::Value;
+use tokio::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("{0} is not installed: `apt-get install ffmpeg` (scripts/test does)")]
+    Missing(&'static str),
+    #[error("{0} failed: {1}")]
+    Failed(&'static str, String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn which(tool: &'static str) -> Result<(), MediaError> {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        Ok(())
+    } else {
+        Err(MediaError::Missing(tool))
+    }
+}
+
+/// Writes `seconds` of a 640x360 test pattern at 25 fps with a 440 Hz tone, about
+/// 1.2 Mbit/s, to `path` (an .mp4).
+pub async fn test_video(path: &Path, seconds: u32) -> Result<(), MediaError> {
+    which("ffmpeg")?;
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=25:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "1200k",
+            "-g",
+            "50",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-movflags",
+            "+faststart",
+            "-shortest",
+        ])
+        .arg(path)
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(MediaError::Failed(
+            "ffmpeg",
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// What ffprobe reads from a file or URL.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub duration: f64,
+    /// Codec names of its streams, in order (`h264`, `aac`).
+    pub codecs: Vec<String>,
+}
+
+pub async fn probe(input: &str) -> Result<Probe, MediaError> {
+    which("ffprobe")?;
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration:stream=codec_name",
+            "-of",
+            "json",
+        ])
+        .arg(input)
+        .output()
+        .await?;
+    if !out.status.success() {
+        return Err(MediaError::Failed(
+            "ffprobe",
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| MediaError::Failed("ffprobe", e.to_string()))?;
+    Ok(Probe {
+        duration: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+        codecs: v["streams"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .filter_map(|x| x["codec_name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}

@@ -1,0 +1,431 @@
+//! The content gateway on real nodes: a torrent added from a magnet link on the first
+//! request and served over HTTP while it downloads, with every kind of Range; a seek
+//! past what has arrived fetched first; a slow peer kept off the pieces a reader needs
+//! next; readers' priorities let go when they close; the cache budget; what a browser
+//! from another site or a garbage request gets.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nodus_core::Config;
+use nodus_gateway::{AddSource, GatewayConfig, GatewayHandle};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+use nodus_torrent::{AddRequest, ShareRequest, TorrentConfig, TorrentHandle};
+use rand::RngCore;
+use reqwest::StatusCode;
+use reqwest::header;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const T: Duration = Duration::from_secs(60);
+
+fn gw(net: &Testnet, k: usize) -> GatewayHandle {
+    net.node(k).service::<GatewayHandle>().unwrap().clone()
+}
+
+fn tor(net: &Testnet, k: usize) -> TorrentHandle {
+    net.node(k).service::<TorrentHandle>().unwrap().clone()
+}
+
+fn random(n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    rand::rng().fill_bytes(&mut v);
+    v
+}
+
+/// Node `k` shares a directory `name` holding `files`; returns the infohash (v1).
+async fn share(
+    net: &Testnet,
+    k: usize,
+    root: &Path,
+    name: &str,
+    files: &[(&str, &[u8])],
+    piece_length: u64,
+) -> String {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (f, data) in files {
+        std::fs::write(dir.join(f), data).unwrap();
+    }
+    let path = if files.len() == 1 {
+        dir.join(files[0].0)
+    } else {
+        dir
+    };
+    let info = tor(net, k)
+        .share(ShareRequest {
+            path: path.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: (piece_length > 0).then_some(piece_length),
+        })
+        .await
+        .unwrap();
+    info.infohash_v1.unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap()
+}
+
+fn config_with(k: usize, f: impl FnOnce(&mut TorrentConfig, &mut GatewayConfig)) -> Config {
+    let mut c = node_config(node_ip(k), &[]);
+    let mut t: TorrentConfig = c.section().unwrap();
+    let mut g: GatewayConfig = c.section().unwrap();
+    f(&mut t, &mut g);
+    c.set_section(&t);
+    c.set_section(&g);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magnet_opened_through_the_gateway_is_served_with_every_kind_of_range() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    let video = random(1_500_000);
+    let notes = b"read me\n".to_vec();
+    let ih = share(
+        &net,
+        0,
+        &tmp.path().join("src"),
+        "film",
+        &[("video.mp4", &video), ("notes.txt", &notes)],
+        65536,
+    )
+    .await;
+    let peer = tor(&net, 0).listen_addr().unwrap();
+    let base = gw(&net, 1).url();
+    let http = client();
+
+    // The first request adds the torrent, waits for its metadata and shows its index.
+    let r = http
+        .get(format!(
+            "{base}/content/magnet?xt=urn:btih:{ih}&dn=film&x.pe={peer}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.url().path(), format!("/content/{ih}/"));
+    let index = r.text().await.unwrap();
+    assert!(
+        index.contains("film/video.mp4") && index.contains("film/notes.txt"),
+        "{index}"
+    );
+    assert!(
+        index.contains(&format!("/play/{ih}/film/video.mp4")),
+        "a player for the video"
+    );
+    assert_eq!(
+        gw(&net, 1).cached(),
+        vec![ih.clone()],
+        "added by the gateway: cached"
+    );
+
+    let url = format!("{base}/content/{ih}/film/video.mp4");
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let h = r.headers().clone();
+    assert_eq!(h[header::CONTENT_TYPE], "video/mp4");
+    assert_eq!(h[header::CONTENT_LENGTH], "1500000");
+    assert_eq!(h[header::ACCEPT_RANGES], "bytes");
+    let etag = h[header::ETAG].to_str().unwrap().to_string();
+    assert_eq!(r.bytes().await.unwrap(), video, "every byte, verified");
+
+    let get = |range: &'static str| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.get(&url)
+                .header(header::RANGE, range)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = get("bytes=100-199").await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes 100-199/1500000");
+    assert_eq!(r.bytes().await.unwrap(), video[100..200]);
+    let r = get("bytes=-100").await;
+    assert_eq!(
+        r.headers()[header::CONTENT_RANGE],
+        "bytes 1499900-1499999/1500000"
+    );
+    assert_eq!(r.bytes().await.unwrap(), video[1_499_900..]);
+    let r = get("bytes=1400000-").await;
+    assert_eq!(r.bytes().await.unwrap(), video[1_400_000..]);
+    for absurd in [
+        "bytes=1500000-",
+        "bytes=9-3",
+        "bytes=99999999999999999999999-",
+        "bytes=x-y",
+        "bytes=0-1,1-2",
+    ] {
+        let r = get(absurd).await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{absurd}");
+        assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */1500000");
+    }
+    // Several ranges: one multipart/byteranges body.
+    let r = get("bytes=0-9,1000-1009").await;
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    let ct = r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap()
+        .to_string();
+    let body = r.bytes().await.unwrap();
+    let mut expect = Vec::new();
+    for (a, b) in [(0usize, 9usize), (1000, 1009)] {
+        expect.extend_from_slice(format!("\r\n--{boundary}\r\nContent-Type: video/mp4\r\nContent-Range: bytes {a}-{b}/1500000\r\n\r\n").as_bytes());
+        expect.extend_from_slice(&video[a..=b]);
+    }
+    expect.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    assert_eq!(body.as_ref(), expect.as_slice());
+    // Conditional requests.
+    let r = http
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = http
+        .get(&url)
+        .header(header::RANGE, "bytes=0-0")
+        .header(header::IF_RANGE, "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "If-Range that does not match: the whole file"
+    );
+    let r = http.head(&url).send().await.unwrap();
+    assert_eq!(r.headers()[header::CONTENT_LENGTH], "1500000");
+    let r = http
+        .get(format!("{base}/content/{ih}/film/notes.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
+    assert_eq!(r.bytes().await.unwrap(), notes);
+
+    // Mistakes get a reason; other sites and other hosts are refused.
+    let r = http
+        .get(format!("{base}/content/{ih}/film/nothing.mp4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains(&format!("/content/{ih}/")));
+    let r = http
+        .get(format!("{base}/content/{}/x", "ab".repeat(20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("/content/magnet?xt="));
+    let r = http
+        .get(format!("{base}/content/magnet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http
+        .get(format!("{base}/content/magnet?xt=urn:btih:zz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http
+        .get(&url)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .get(&url)
+        .header(header::HOST, "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MISDIRECTED_REQUEST, "DNS rebinding");
+    // Garbage on the socket: a 400 and the gateway goes on.
+    let mut s = tokio::net::TcpStream::connect(gw(&net, 1).addr())
+        .await
+        .unwrap();
+    s.write_all(b"\x00\x01GARBAGE \xff\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut answer)).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    let r = get("bytes=0-0").await;
+    assert_eq!(r.bytes().await.unwrap(), video[..1]);
+}
+
+/// Node 0 seeds a 16 MiB file; node 1 downloads at 4 MiB/s, so the whole takes about
+/// four seconds: a read at the end is answered long before the torrent completes,
+/// because the reader's window is fetched first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_go() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, tmp.path()).await.unwrap();
+    let k = net
+        .add_node(config_with(1, |t, _| t.download_limit_kib = 4096))
+        .await
+        .unwrap();
+    let data = random(16 << 20);
+    let ih = share(
+        &net,
+        0,
+        &tmp.path().join("src"),
+        "big",
+        &[("big.bin", &data)],
+        65536,
+    )
+    .await;
+    let peer = tor(&net, 0).listen_addr().unwrap().to_string();
+    let t = tor(&net, k);
+    t.add(AddRequest {
+        source: ih.clone(),
+        peers: vec![peer],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = format!("{}/content/{ih}/big.bin", gw(&net, k).url());
+    let http = client();
+    let r = http
+        .get(&url)
+        .header(header::RANGE, format!("bytes={}-", data.len() - 100_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().await.unwrap(), data[data.len() - 100_000..]);
+    let info = t.get(&ih).unwrap();
+    assert!(
+        info.pieces_have < info.pieces_total / 2,
+        "the end came first: {} of {} pieces were here",
+        info.pieces_have,
+        info.pieces_total
+    );
+    // A reader with a response open holds a window; closing it lets the window go.
+    wait_until(T, "no reader", || async { t.readers(&ih).unwrap() == 0 })
+        .await
+        .unwrap();
+    let mut open = http
+        .get(&url)
+        .header(header::RANGE, "bytes=8000000-")
+        .send()
+        .await
+        .unwrap();
+    let first = open.chunk().await.unwrap().unwrap();
+    assert_eq!(first[..], data[8_000_000..8_000_000 + first.len()]);
+    assert_eq!(t.readers(&ih).unwrap(), 1);
+    drop(open);
+    wait_until(T, "the closed reader's window gone", || async {
+        t.readers(&ih).unwrap() == 0
+    })
+    .await
+    .unwrap();
+}
+
+/// A piece nobody has: the request ends after `wait_secs` with what was missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_that_does_not_come_ends_the_request_with_the_reason() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(0, tmp.path()).await.unwrap();
+    let k = net
+        .add_node(config_with(0, |_, g| g.wait_secs = 1))
+        .await
+        .unwrap();
+    let file = tmp.path().join("alone.mp4");
+    std::fs::write(&file, random(300_000)).unwrap();
+    let meta = nodus_torrent::create::create(&file, &Default::default()).unwrap();
+    let opened = gw(&net, k)
+        .open(AddSource::Torrent(meta.to_bytes()), None)
+        .await
+        .unwrap();
+    assert_eq!(opened.path, "alone.mp4");
+    assert!(
+        opened
+            .url
+            .ends_with(&format!("/content/{}/alone.mp4", opened.id))
+    );
+    let r = client().get(&opened.url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    let why = r.text().await.unwrap();
+    assert!(
+        why.contains("piece 0") && why.contains("did not arrive within"),
+        "{why}"
+    );
+}
+
+/// The picture: a video seeded by three nodes, a fourth node's gateway serving
+/// it, headless Chromium playing it from the player page, seeking to the middle and
+/// playing on without a media error; ffprobe reads the same stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_a_video_from_three_seeders_through_the_gateway_and_seeks() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let video = tmp.path().join("pattern.mp4");
+    nodus_testnet::media::test_video(&video, 20).await.unwrap();
+    let bytes = std::fs::read(&video).unwrap();
+    let net = Testnet::start(4, tmp.path()).await.unwrap();
+    let mut ih = String::new();
+    let mut peers = String::new();
+    for k in 0..3 {
+        ih = share(
+            &net,
+            k,
+            &tmp.path().join(format!("seed{k}")),
+            "pattern",
+            &[("pattern.mp4", &bytes)],
+            0,
+        )
+        .await;
+        peers.push_str(&format!("&x.pe={}", tor(&net, k).listen_addr().unwrap()));
+    }
+    let opened = gw(&net, 3)
+        .open(
+            AddSource::Link(format!("magnet:?xt=urn:btih:{ih}{peers}")),
+            None,
+        )
+        .await
+        .unwrap();
+    let browser = nodus_testnet::browser::Browser::start().await.unwrap();
+    let page = format!("{}/play/{}/{}", gw(&net, 3).url(), opened.id, opened.path);
+    let played = browser.play_and_seek(&page, T).await;
+    browser.quit().await;
+    let played = played.unwrap();
+    assert!((played.duration - 20.0).abs() < 0.5, "{played:?}");
+    assert!(
+        played.after > played.mid + 1.0,
+        "playing on after the seek: {played:?}"
+    );
+    let probe = nodus_testnet::media::probe(&opened.url).await.unwrap();
+    assert_eq!(probe.codecs, vec!["h264", "aac"]);
+    assert!((probe.duration - 20.0).abs() < 0.5, "{probe:?}");
+    let info = tor(&net, 3).get(&ih).unwrap();
+    let from_peers: u64 = info.peers.iter().map(|p| p.downloaded).sum();
+    assert!(
+        from_peers >= bytes.len() as u64 / 2,
+        "fetched from the seeders: {from_peers}"
+    );
+}
