@@ -17,7 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::error::GatewayError;
 use crate::source::Content;
 
-/// Torrent id -> when it was last watched (seconds since the epoch).
+/// Torrent id -> when it was last watched (ms since the epoch).
 const CACHED: TableDefinition<&str, u64> = TableDefinition::new("cached");
 
 pub struct Cache {
@@ -36,7 +36,7 @@ struct State {
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Cache {

@@ -429,3 +429,208 @@ async fn chromium_plays_a_video_from_three_seeders_through_the_gateway_and_seeks
         "fetched from the seeders: {from_peers}"
     );
 }
+
+/// Two seeders of one file, behind proxies that add 5 ms and 60 ms each way: the
+/// gateway's reader gets the stream mostly from the near one, and the far one is marked
+/// slow (kept off the pieces a reader needs next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_seeder_serves_most_of_the_stream_and_the_far_one_is_marked_slow() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, tmp.path()).await.unwrap();
+    // Large enough that the far seeder delivers blocks before the near one is done.
+    let data = random(64 << 20);
+    let mut ih = String::new();
+    for k in 0..2 {
+        ih = share(
+            &net,
+            k,
+            &tmp.path().join(format!("seed{k}")),
+            "two",
+            &[("two.bin", &data)],
+            262144,
+        )
+        .await;
+    }
+    let proxy = |k: usize, ms: u64| {
+        nodus_testnet::impair::tcp_delay(
+            "127.0.0.1:0".parse().unwrap(),
+            tor(&net, k).listen_addr().unwrap(),
+            Duration::from_millis(ms),
+        )
+    };
+    let near_proxy = proxy(0, 5).await.unwrap();
+    let far = proxy(1, 60).await.unwrap();
+    let near = near_proxy.addr;
+    // The far seeder first, so it has delivered blocks (and its latency is known) by
+    // the time the near one joins, however fast the machine.
+    let opened = gw(&net, 2)
+        .open(
+            AddSource::Link(format!("magnet:?xt=urn:btih:{ih}&x.pe={}", far.addr)),
+            None,
+        )
+        .await
+        .unwrap();
+    let t = tor(&net, 2);
+    let mut reading = client()
+        .get(&opened.url)
+        .header(header::RANGE, "bytes=0-")
+        .send()
+        .await
+        .unwrap();
+    let first = reading.chunk().await.unwrap().unwrap();
+    assert_eq!(first[..], data[..first.len()]);
+    t.add_peers(&ih, &[near.to_string()]).unwrap();
+    drop(reading);
+    let got = client()
+        .get(&opened.url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got, data);
+    wait_until(T, "the far seeder marked slow", || async {
+        t.get(&ih)
+            .unwrap()
+            .peers
+            .iter()
+            .any(|p| p.addr == far.addr.to_string() && p.slow)
+    })
+    .await
+    .unwrap();
+    // By the address dialled (pieces are credited by the port a peer says it listens
+    // on, which through a proxy is not the address dialled).
+    let info = t.get(&ih).unwrap();
+    let from = |a: std::net::SocketAddr| {
+        info.peers
+            .iter()
+            .find(|p| p.addr == a.to_string())
+            .map_or(0, |p| p.downloaded)
+    };
+    let (n_near, n_far) = (from(near), from(far.addr));
+    assert!(n_near > 4 * n_far, "near {n_near} bytes, far {n_far}");
+    let near_peer = info
+        .peers
+        .iter()
+        .find(|p| p.addr == near.to_string())
+        .unwrap();
+    assert!(!near_peer.slow, "{near_peer:?}");
+}
+
+/// The cache: torrents the gateway added are removed least recently watched first once
+/// they pass `cache_mb`; one added by hand stays whatever its size; what is cached is
+/// seeded; the cache's list survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_keeps_its_budget_never_touches_what_was_added_by_hand_and_seeds() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, tmp.path()).await.unwrap();
+    let k = net
+        .add_node(config_with(1, |_, g| g.cache_mb = 1))
+        .await
+        .unwrap();
+    let kept = net
+        .add_node(node_config(node_ip(2), &net.bootstrap_addrs()))
+        .await
+        .unwrap();
+    let seeder = tor(&net, 0).listen_addr().unwrap();
+    let mut ids = Vec::new();
+    for (name, size) in [("a", 600_000), ("b", 600_000), ("mine", 2_000_000)] {
+        let file = format!("{name}.bin");
+        ids.push(
+            share(
+                &net,
+                0,
+                &tmp.path().join("src"),
+                name,
+                &[(file.as_str(), &random(size))],
+                65536,
+            )
+            .await,
+        );
+    }
+    let t = tor(&net, k);
+    t.add(AddRequest {
+        source: ids[2].clone(),
+        peers: vec![seeder.to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = client();
+    for id in &ids[..2] {
+        let o = gw(&net, k)
+            .open(
+                AddSource::Link(format!("magnet:?xt=urn:btih:{id}&x.pe={seeder}")),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            http.get(&o.url)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .len(),
+            600_000
+        );
+    }
+    for id in &ids {
+        wait_until(T, "complete", || async {
+            t.get(id).unwrap().progress == 1.0
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        gw(&net, k).cached(),
+        ids[..2].to_vec(),
+        "least recently watched first"
+    );
+    let removed = gw(&net, k).enforce_budget().await.unwrap();
+    assert_eq!(removed, vec![ids[0].clone()]);
+    assert!(t.get(&ids[0]).is_err(), "removed");
+    let a_file = Path::new(&t.get(&ids[1]).unwrap().save_dir).join("a.bin");
+    assert!(!a_file.exists(), "with its file");
+    assert!(
+        t.get(&ids[2]).is_ok(),
+        "added by hand: never the cache's, however large"
+    );
+    assert_eq!(
+        gw(&net, k).enforce_budget().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // What the cache holds is seeded: a node that knows only the gateway node gets it.
+    net.kill(0).await.unwrap();
+    let g_addr = t.listen_addr().unwrap().to_string();
+    let other = tor(&net, kept);
+    other
+        .add(AddRequest {
+            source: ids[1].clone(),
+            peers: vec![g_addr],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_until(T, "downloaded from the gateway's cache", || async {
+        other.get(&ids[1]).unwrap().progress == 1.0
+    })
+    .await
+    .unwrap();
+
+    // The handle holds the torrent store open: let it go, as a separate process would.
+    drop(t);
+    net.stop(k).await.unwrap();
+    net.restart(k).await.unwrap();
+    assert_eq!(
+        gw(&net, k).cached(),
+        vec![ids[1].clone()],
+        "the cache's list survives a restart"
+    );
+}
