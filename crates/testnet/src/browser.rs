@@ -5,7 +5,6 @@
 //! Scripts run in the page ([`Browser::run`]) and report back with a callback, so a test
 //! waits for what the page does (a video playing, a seek done), never a fixed time.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -133,7 +132,7 @@ impl Browser {
                 session: session.to_string(),
                 base,
                 http,
-                _profile: tempdir::Dir(PathBuf::from(profile)),
+                _profile: tempdir::Dir(profile),
             });
         }
         Err(BrowserError::Driver(last))
