@@ -63,6 +63,7 @@ services! {
     Chain: chain,
     Torrent: torrent,
     Social: social,
+    Gateway: gateway,
 }
 
 use std::process::ExitCode;

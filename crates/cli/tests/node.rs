@@ -366,13 +366,14 @@ fn demo_shows_every_capability_and_exits_zero() {
         "a Nostr note posted on one node reaches a live subscription on a follower's node",
         "two partitioned nodes both take posts and converge by negentropy when they rejoin",
         "a node's block list hides an author there; the other nodes still serve them",
+        "a video seeded by three nodes plays through a fourth node's gateway, seeks and plays on",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("16 of 16 shown working"), "{out}");
+    assert!(out.contains("17 of 17 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

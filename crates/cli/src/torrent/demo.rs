@@ -15,7 +15,7 @@ use crate::ui::progress::{STEP_TIMEOUT, Step, step};
 const PIECE: u64 = 256 * 1024;
 const PIECES: u64 = 96;
 
-fn file_content(len: usize) -> Vec<u8> {
+pub(crate) fn file_content(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
         .map(|_| {

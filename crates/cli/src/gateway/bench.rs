@@ -1,0 +1,424 @@
+//! `nodus bench cdn`: streaming a torrent's file over HTTP from a cold swarm of three
+//! seeders (nodus nodes on loopback), measured the same way for each streaming server
+//! a user might pick: nodus's gateway; rqbit's HTTP streaming (`cargo install rqbit`
+//! 9.1); and plain HTTP from nginx serving the file from disk, the floor no torrent
+//! client can beat. WebTorrent's CLI is not measured yet (see docs/architecture.md).
+//!
+//! Every run starts cold: a fresh nodus node (or a fresh rqbit process) that has none
+//! of the torrent. Rows, each the median of `--runs` cold runs:
+//! - first byte: from asking the client to add the magnet link (with the seeders'
+//!   addresses) to the first byte of the file over HTTP;
+//! - seek: once the metadata is in, a Range request at three quarters of the file, to
+//!   its first byte;
+//! - stream rate: the whole file over one GET, from the first byte to the last.
+//!
+//! The aims (issue 20): first byte under 100 ms, a seek answered under 200 ms, ahead of
+//! the others on every row.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nodus_gateway::{AddSource, GatewayHandle};
+use nodus_testnet::{Testnet, node_config, node_ip};
+use nodus_torrent::{ShareRequest, TorrentHandle};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::ui::progress::spinner;
+use crate::ui::{self, table};
+
+/// `nodus bench cdn` (flattened into `nodus bench`).
+#[derive(clap::Subcommand, Debug)]
+pub enum Area {
+    /// Content delivery: first byte, seek and stream rate from a cold swarm of three
+    /// seeders; beside rqbit's HTTP streaming and nginx
+    Cdn {
+        /// Size of the file streamed, in MB
+        #[arg(long, default_value_t = 64)]
+        size_mb: usize,
+        /// Cold runs per row and client (the median is shown)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Do not install rqbit when it is missing
+        #[arg(long)]
+        no_install: bool,
+    },
+}
+
+impl Area {
+    pub async fn run(self, json: bool) -> Result<ExitCode> {
+        let Area::Cdn {
+            size_mb,
+            runs,
+            no_install,
+        } = self;
+        if !no_install && which("rqbit").is_none() {
+            install_rqbit();
+        }
+        run(size_mb.max(1) * 1_000_000, runs.max(1), json).await
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// `cargo install rqbit` (many minutes on 2 cores: the first run only).
+fn install_rqbit() {
+    eprintln!("installing rqbit 9.1 for the comparison (cargo install; --no-install skips it)");
+    let ok = std::process::Command::new("cargo")
+        .args(["install", "rqbit", "--version", "^9.1.0-beta.0", "--locked"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("rqbit could not be installed: its column reads \"not installed\"");
+    }
+}
+
+/// The three seeders and what they seed.
+struct Swarm {
+    net: Testnet,
+    infohash: String,
+    peers: Vec<String>,
+    /// The file's name in the torrent, and its bytes.
+    name: String,
+    data: Vec<u8>,
+    /// A seeder's copy on disk (nginx serves it).
+    dir: PathBuf,
+}
+
+impl Swarm {
+    fn magnet(&self) -> String {
+        let pe: String = self.peers.iter().map(|p| format!("&x.pe={p}")).collect();
+        format!("magnet:?xt=urn:btih:{}&dn={}{pe}", self.infohash, self.name)
+    }
+}
+
+async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
+    let net = Testnet::start(3, &root.join("nodes")).await?;
+    let name = "stream.mp4".to_string();
+    let data = crate::torrent::demo::file_content(size);
+    let mut infohash = String::new();
+    let mut peers = Vec::new();
+    let mut dir = PathBuf::new();
+    for k in 0..3 {
+        dir = root.join(format!("seed{k}"));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join(&name), &data)?;
+        let t = net
+            .node(k)
+            .service::<TorrentHandle>()
+            .ok_or_else(|| anyhow!("node {k} runs no file sharing"))?;
+        let shared = t
+            .share(ShareRequest {
+                path: dir.join(&name).display().to_string(),
+                version: None,
+                trackers: vec![],
+                web_seeds: vec![],
+                piece_length: None,
+            })
+            .await?;
+        infohash = shared.infohash_v1.ok_or_else(|| anyhow!("no v1 infohash"))?;
+        peers.push(
+            t.listen_addr()
+                .ok_or_else(|| anyhow!("no BitTorrent listener"))?
+                .to_string(),
+        );
+    }
+    Ok(Swarm {
+        net,
+        infohash,
+        peers,
+        name,
+        data,
+        dir,
+    })
+}
+
+/// One client's figures: medians over the runs.
+#[derive(Clone, Copy, Debug, Default)]
+struct Figures {
+    first_byte_ms: f64,
+    seek_ms: f64,
+    rate_mbs: f64,
+}
+
+/// A client that has added the torrent: where its file is, and when it was asked.
+struct Opened {
+    url: String,
+    asked: Instant,
+    /// Keeps the client's process (or node) alive for the run.
+    _keep: Option<Child>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Who {
+    Nodus,
+    Rqbit,
+    Nginx,
+}
+
+/// A fresh, cold client with the torrent added; returns once the file's URL is known
+/// (for torrents, once the metadata is in).
+async fn open(who: Who, s: &mut Swarm, run: usize, nginx: &str) -> Result<Opened> {
+    match who {
+        Who::Nodus => {
+            let k = s.net.len();
+            let k = s.net.add_node(node_config(node_ip(k), &[])).await?;
+            let g = s
+                .net
+                .node(k)
+                .service::<GatewayHandle>()
+                .ok_or_else(|| anyhow!("no gateway"))?
+                .clone();
+            let asked = Instant::now();
+            let o = g.open(AddSource::Link(s.magnet()), None).await?;
+            Ok(Opened {
+                url: o.url,
+                asked,
+                _keep: None,
+            })
+        }
+        Who::Nginx => Ok(Opened {
+            url: format!("{nginx}/{}", s.name),
+            asked: Instant::now(),
+            _keep: None,
+        }),
+        Who::Rqbit => rqbit_open(s, run).await,
+    }
+}
+
+async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
+    let dir = tempfile::tempdir()?.keep();
+    let port = free_port()?;
+    let api = format!("http://127.0.0.1:{port}");
+    let child = Command::new("rqbit")
+        .args(["--disable-dht", "--disable-upnp"])
+        .arg("--http-api-listen-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["server", "start"])
+        .arg(&dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting rqbit")?;
+    let http = reqwest::Client::new();
+    wait_up(&http, &api).await?;
+    let asked = Instant::now();
+    let v: serde_json::Value = http
+        .post(format!(
+            "{api}/torrents?overwrite=true&initial_peers={}&output_folder={}",
+            s.peers.join(","),
+            dir.join(format!("out{run}")).display()
+        ))
+        .body(s.magnet())
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = v["id"].as_u64().ok_or_else(|| anyhow!("rqbit's answer: {v}"))?;
+    Ok(Opened {
+        url: format!("{api}/torrents/{id}/stream/0"),
+        asked,
+        _keep: Some(child),
+    })
+}
+
+async fn wait_up(http: &reqwest::Client, url: &str) -> Result<()> {
+    for _ in 0..200 {
+        if http.get(url).send().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not come up")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A GET (with `range`): when its first byte came, its body, when its last came.
+async fn fetch(
+    http: &reqwest::Client,
+    url: &str,
+    range: Option<String>,
+) -> Result<(Instant, Vec<u8>, Instant)> {
+    let mut req = http.get(url);
+    if let Some(r) = range {
+        req = req.header(reqwest::header::RANGE, r);
+    }
+    let mut resp = req.send().await?.error_for_status()?;
+    let mut body = Vec::new();
+    let mut first = None;
+    while let Some(c) = resp.chunk().await? {
+        if first.is_none() && !c.is_empty() {
+            first = Some(Instant::now());
+        }
+        body.extend_from_slice(&c);
+    }
+    let first = first.ok_or_else(|| anyhow!("{url}: an empty body"))?;
+    Ok((first, body, Instant::now()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn ms(from: Instant, to: Instant) -> f64 {
+    (to - from).as_secs_f64() * 1000.0
+}
+
+async fn measure(who: Who, s: &mut Swarm, runs: usize, nginx: &str) -> Result<Figures> {
+    let http = reqwest::Client::new();
+    let (mut first, mut seek, mut rate) = (Vec::new(), Vec::new(), Vec::new());
+    let size = s.data.len();
+    let chunk = 65536.min(size);
+    for run in 0..runs {
+        // First byte: from asking the client to add the torrent.
+        let o = open(who, s, run * 3, nginx).await?;
+        let (at, body, _) = fetch(&http, &o.url, Some(format!("bytes=0-{}", chunk - 1))).await?;
+        if body[..] != s.data[..chunk] {
+            bail!("{}: wrong bytes", o.url);
+        }
+        first.push(ms(o.asked, at));
+        drop(o);
+        // Seek: a cold client with the metadata in, asked for the last quarter.
+        let o = open(who, s, run * 3 + 1, nginx).await?;
+        let from = size * 3 / 4;
+        let to = (from + chunk).min(size);
+        let asked = Instant::now();
+        let (at, body, _) = fetch(&http, &o.url, Some(format!("bytes={from}-{}", to - 1))).await?;
+        if body[..] != s.data[from..to] {
+            bail!("{}: wrong bytes after a seek", o.url);
+        }
+        seek.push(ms(asked, at));
+        drop(o);
+        // Stream rate: the whole file, first byte to last.
+        let o = open(who, s, run * 3 + 2, nginx).await?;
+        let (at, body, end) = fetch(&http, &o.url, None).await?;
+        if body != s.data {
+            bail!("{}: the file differs", o.url);
+        }
+        rate.push(size as f64 / 1e6 / (end - at).as_secs_f64().max(1e-6));
+        drop(o);
+    }
+    Ok(Figures {
+        first_byte_ms: median(first),
+        seek_ms: median(seek),
+        rate_mbs: median(rate),
+    })
+}
+
+/// nginx serving `root` on a free port; killed on drop.
+async fn nginx(dir: &Path, root: &Path) -> Result<(Child, String)> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{}}\n\
+             http {{ access_log off; sendfile on; client_body_temp_path {d}; proxy_temp_path {d}; \
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d}; \
+             server {{ listen 127.0.0.1:{port}; root {r}; }} }}\n",
+            d = dir.display(),
+            r = root.display()
+        ),
+    )?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&conf)
+        .arg("-p")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("nginx (scripts/test installs nginx-light)")?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_up(&reqwest::Client::new(), &url).await?;
+    Ok((child, url))
+}
+
+async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
+    let tmp = tempfile::tempdir()?;
+    let pb = spinner("three nodes seed the file");
+    let mut s = swarm(tmp.path(), size).await?;
+    pb.finish_and_clear();
+    let (_nginx, nginx_url) = nginx(&tmp.path().join("nginx"), &s.dir).await?;
+    let mut results: Vec<(&str, Option<Figures>)> = Vec::new();
+    for (name, who, present) in [
+        ("nodus", Who::Nodus, true),
+        ("rqbit", Who::Rqbit, which("rqbit").is_some()),
+        ("nginx", Who::Nginx, true),
+    ] {
+        if !present {
+            results.push((name, None));
+            continue;
+        }
+        let pb = spinner(&format!("{name}: {runs} cold runs of each row"));
+        let f = measure(who, &mut s, runs, &nginx_url)
+            .await
+            .with_context(|| format!("measuring {name}"))?;
+        pb.finish_and_clear();
+        results.push((name, Some(f)));
+    }
+    s.net.shutdown().await;
+    let ours = results[0].1.unwrap_or_default();
+    let cell = |f: Option<Figures>, pick: fn(&Figures) -> f64, unit: &str| {
+        f.map_or("not installed".into(), |f| format!("{:.1} {unit}", pick(&f)))
+    };
+    let vs = |f: Option<Figures>, pick: fn(&Figures) -> f64, higher: bool| match f {
+        Some(f) if pick(&f) > 0.0 && pick(&ours) > 0.0 => {
+            let r = if higher { pick(&ours) / pick(&f) } else { pick(&f) / pick(&ours) };
+            format!("{r:.2}x")
+        }
+        _ => "-".into(),
+    };
+    type Pick = fn(&Figures) -> f64;
+    let rows_spec: [(&str, Pick, &str, bool, &str); 3] = [
+        ("first byte, cold", |f| f.first_byte_ms, "ms", false, "< 100 ms; ahead"),
+        ("seek to 3/4, cold", |f| f.seek_ms, "ms", false, "< 200 ms; ahead"),
+        ("stream rate", |f| f.rate_mbs, "MB/s", true, "ahead"),
+    ];
+    let mut rows = Vec::new();
+    for (what, pick, unit, higher, aim) in rows_spec {
+        let mut row = vec![what.to_string()];
+        for (_, f) in &results {
+            row.push(cell(*f, pick, unit));
+        }
+        row.push(vs(results[1].1, pick, higher));
+        row.push(aim.to_string());
+        rows.push(row);
+    }
+    if json_out {
+        let f = |f: &Option<Figures>| {
+            f.map(|f| json!({"first_byte_ms": f.first_byte_ms, "seek_ms": f.seek_ms, "rate_mbs": f.rate_mbs}))
+        };
+        ui::json(&json!({
+            "size": size, "runs": runs,
+            "nodus": f(&results[0].1), "rqbit": f(&results[1].1), "nginx": f(&results[2].1),
+        }));
+    } else {
+        println!(
+            "nodus bench cdn: a {} MB file from three seeders on loopback, median of {runs} cold runs per row",
+            size / 1_000_000
+        );
+        table(&["", "nodus", "rqbit", "nginx (floor)", "nodus vs rqbit", "aim"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
