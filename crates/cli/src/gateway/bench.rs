@@ -1,8 +1,14 @@
 //! `nodus bench cdn`: streaming a torrent's file over HTTP from a cold swarm of three
 //! seeders (nodus nodes on loopback), measured the same way for each streaming server
 //! a user might pick: nodus's gateway; rqbit's HTTP streaming (`cargo install rqbit`
-//! 9.1); and plain HTTP from nginx serving the file from disk, the floor no torrent
-//! client can beat. WebTorrent's CLI is not measured yet (see docs/architecture.md).
+//! 9.1); WebTorrent's CLI 6 (from `interop/cdn`, installed with `npm ci --ignore-scripts`:
+//! its WebRTC module cannot be built offline, so a stub stands in and it runs TCP-only);
+//! and plain HTTP from nginx serving the file from disk, the floor no torrent client can
+//! beat. The bench installs rqbit and WebTorrent on first use unless `--no-install`.
+//!
+//! WebTorrent's CLI adds a torrent only at start, so its "asked" moment is its launch
+//! (Node's start-up, about 0.3 s, is in its first-byte figure); nodus and rqbit are
+//! running already and asked over HTTP.
 //!
 //! Every run starts cold: a fresh nodus node (or a fresh rqbit process) that has none
 //! of the torrent. Rows, each the median of `--runs` cold runs:
@@ -33,7 +39,7 @@ use crate::ui::{self, table};
 #[derive(clap::Subcommand, Debug)]
 pub enum Area {
     /// Content delivery: first byte, seek and stream rate from a cold swarm of three
-    /// seeders; beside rqbit's HTTP streaming and nginx
+    /// seeders; beside rqbit's HTTP streaming, WebTorrent's CLI and nginx
     Cdn {
         /// Size of the file streamed, in MB
         #[arg(long, default_value_t = 64)]
@@ -41,7 +47,7 @@ pub enum Area {
         /// Cold runs per row and client (the median is shown)
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Do not install rqbit when it is missing
+        /// Do not install rqbit or WebTorrent when missing
         #[arg(long)]
         no_install: bool,
     },
@@ -56,6 +62,9 @@ impl Area {
         } = self;
         if !no_install && which("rqbit").is_none() {
             install_rqbit();
+        }
+        if !no_install && !webtorrent().exists() {
+            install_webtorrent();
         }
         run(size_mb.max(1) * 1_000_000, runs.max(1), json).await
     }
@@ -77,6 +86,28 @@ fn install_rqbit() {
         .is_ok_and(|s| s.success());
     if !ok {
         eprintln!("rqbit could not be installed: its column reads \"not installed\"");
+    }
+}
+
+fn interop_cdn() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/cdn")
+}
+
+fn webtorrent() -> PathBuf {
+    interop_cdn().join("node_modules/webtorrent-cli/bin/cmd.js")
+}
+
+/// `npm ci --ignore-scripts` in interop/cdn (the lockfile pins webtorrent-cli 6.0.1;
+/// `overrides` puts the stub in place of node-datachannel).
+fn install_webtorrent() {
+    eprintln!("installing webtorrent-cli 6 for the comparison (npm; --no-install skips it)");
+    let ok = std::process::Command::new("npm")
+        .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+        .current_dir(interop_cdn())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("webtorrent-cli could not be installed: its column reads \"not installed\"");
     }
 }
 
@@ -160,6 +191,7 @@ struct Opened {
 enum Who {
     Nodus,
     Rqbit,
+    WebTorrent,
     Nginx,
 }
 
@@ -190,7 +222,42 @@ async fn open(who: Who, s: &mut Swarm, run: usize, nginx: &str) -> Result<Opened
             _keep: None,
         }),
         Who::Rqbit => rqbit_open(s, run).await,
+        Who::WebTorrent => webtorrent_open(s).await,
     }
+}
+
+/// Launches WebTorrent's CLI on the magnet link; returns once its stream answers.
+async fn webtorrent_open(s: &Swarm) -> Result<Opened> {
+    let dir = tempfile::tempdir()?.keep();
+    let port = free_port()?;
+    let asked = Instant::now();
+    let child = Command::new("node")
+        .arg(webtorrent())
+        .args(["download", &s.magnet(), "--keep-seeding", "--quiet", "-p"])
+        .arg(port.to_string())
+        .arg("-o")
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting webtorrent")?;
+    let url = format!("http://127.0.0.1:{port}/webtorrent/{}/{}", s.infohash, s.name);
+    // Its server answers 404 until the torrent's metadata is in.
+    let http = reqwest::Client::new();
+    for _ in 0..1500 {
+        if let Ok(r) = http.head(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(Opened {
+                url,
+                asked,
+                _keep: Some(child),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    bail!("webtorrent did not serve {url}")
 }
 
 async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
@@ -364,6 +431,7 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
     for (name, who, present) in [
         ("nodus", Who::Nodus, true),
         ("rqbit", Who::Rqbit, which("rqbit").is_some()),
+        ("webtorrent", Who::WebTorrent, webtorrent().exists()),
         ("nginx", Who::Nginx, true),
     ] {
         if !present {
@@ -402,6 +470,7 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
             row.push(cell(*f, pick, unit));
         }
         row.push(vs(results[1].1, pick, higher));
+        row.push(vs(results[2].1, pick, higher));
         row.push(aim.to_string());
         rows.push(row);
     }
@@ -411,14 +480,18 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
         };
         ui::json(&json!({
             "size": size, "runs": runs,
-            "nodus": f(&results[0].1), "rqbit": f(&results[1].1), "nginx": f(&results[2].1),
+            "nodus": f(&results[0].1), "rqbit": f(&results[1].1),
+            "webtorrent": f(&results[2].1), "nginx": f(&results[3].1),
         }));
     } else {
         println!(
             "nodus bench cdn: a {} MB file from three seeders on loopback, median of {runs} cold runs per row",
             size / 1_000_000
         );
-        table(&["", "nodus", "rqbit", "nginx (floor)", "nodus vs rqbit", "aim"], &rows);
+        table(
+            &["", "nodus", "rqbit", "webtorrent", "nginx (floor)", "nodus vs rqbit", "vs webtorrent", "aim"],
+            &rows,
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

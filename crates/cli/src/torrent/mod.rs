@@ -311,13 +311,18 @@ pub async fn control(api: &ApiClient, cmd: TorrentCommand, json: bool) -> Result
                         bytes(p["downloaded"].as_u64().unwrap_or(0)),
                         bytes(p["uploaded"].as_u64().unwrap_or(0)),
                         s(&p["pieces"]),
+                        match (p["latency_ms"].as_f64(), p["slow"] == true) {
+                            (Some(l), true) => format!("{l:.0} ms, slow"),
+                            (Some(l), false) => format!("{l:.0} ms"),
+                            (None, _) => "-".into(),
+                        },
                     ]
                 })
                 .collect();
             if !peers.is_empty() {
                 println!();
                 table(
-                    &["peer", "client", "link", "from it", "to it", "pieces"],
+                    &["peer", "client", "link", "from it", "to it", "pieces", "latency"],
                     &peers,
                 );
             }
