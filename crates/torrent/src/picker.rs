@@ -34,6 +34,10 @@ pub const ENDGAME_DUP: usize = 2;
 /// leaves at once; on the 2 GiB bench 32 MiB gave 391-610 MB/s (median 546) at 61-62 MB
 /// peak RSS, 64 MiB 531-603 MB/s at 96 MB.
 pub const BUFFER_BUDGET: u64 = 32 * 1024 * 1024;
+/// How long a block waits for its peer before endgame asks another for it too. Without
+/// it, a torrent whose every block fits in the first peer's pipeline was all asked
+/// twice at once (a 3 MB video fetched as 6 MB).
+pub const ENDGAME_AFTER: Duration = Duration::from_millis(250);
 /// Window pieces that may be in progress beyond the buffer budget, so a seek is not
 /// queued behind a full pipeline of background pieces.
 pub const URGENT_PARTIALS: usize = 8;
@@ -58,7 +62,8 @@ pub struct BlockRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Block {
     Free,
-    Asked(Vec<PeerKey>),
+    /// Asked of these peers, first at this time.
+    Asked(Vec<PeerKey>, Instant),
     Received,
 }
 
@@ -101,6 +106,8 @@ pub struct Picker {
     windows: BTreeMap<u64, Window>,
     /// Peers that are not to be given window pieces (see the module docs).
     slow: HashSet<PeerKey>,
+    /// [`ENDGAME_AFTER`], or another wait (tests).
+    pub endgame_after: Duration,
 }
 
 impl Picker {
@@ -120,6 +127,7 @@ impl Picker {
             sequential: false,
             windows: BTreeMap::new(),
             slow: HashSet::new(),
+            endgame_after: ENDGAME_AFTER,
         }
     }
 
@@ -237,7 +245,7 @@ impl Picker {
                 if out.len() >= n {
                     return;
                 }
-                if let Block::Asked(by) = state
+                if let Block::Asked(by, _) = state
                     && by.len() < ENDGAME_DUP
                     && !by.contains(&peer)
                     && by.iter().all(|k| self.slow.contains(k))
@@ -375,7 +383,9 @@ impl Picker {
         if !out.is_empty() || !nothing_new {
             return out;
         }
-        // 3. Endgame: nothing new to start; ask again for blocks others were asked for.
+        // 3. Endgame: nothing new to start; ask again for blocks others were asked for
+        // a while ago.
+        let now = Instant::now();
         let mut idx: Vec<u32> = self
             .partials
             .keys()
@@ -390,9 +400,10 @@ impl Picker {
                     if out.len() >= n {
                         return out;
                     }
-                    if let Block::Asked(by) = state
+                    if let Block::Asked(by, at) = state
                         && by.len() < ENDGAME_DUP
                         && !by.contains(&peer)
+                        && now.duration_since(*at) >= self.endgame_after
                     {
                         by.push(peer);
                         out.push(block_ref(i, b, len));
@@ -411,7 +422,7 @@ impl Picker {
                     return;
                 }
                 if *state == Block::Free {
-                    *state = Block::Asked(vec![peer]);
+                    *state = Block::Asked(vec![peer], Instant::now());
                     out.push(block_ref(i, b, len));
                 }
             }
@@ -452,7 +463,7 @@ impl Picker {
         for r in blocks {
             if let Some(p) = self.partials.get_mut(&r.index)
                 && let Some(state) = p.blocks.get_mut((r.begin / BLOCK) as usize)
-                && let Block::Asked(by) = state
+                && let Block::Asked(by, _) = state
             {
                 by.retain(|k| *k != peer);
                 if by.is_empty() {
@@ -529,7 +540,7 @@ impl Picker {
             .get(&index)
             .and_then(|p| p.blocks.get((begin / BLOCK) as usize))
             .map(|b| match b {
-                Block::Asked(by) => by.clone(),
+                Block::Asked(by, _) => by.clone(),
                 _ => Vec::new(),
             })
             .unwrap_or_default()
@@ -648,6 +659,11 @@ mod tests {
         let all = Bitfield::full(1);
         let a = p.pick(1, &all, 10);
         assert_eq!(a.len(), 4);
+        assert!(
+            p.pick(2, &all, 10).is_empty(),
+            "blocks just asked for are not asked again"
+        );
+        p.endgame_after = Duration::ZERO;
         let b = p.pick(2, &all, 10);
         assert_eq!(b.len(), 4, "endgame duplicates");
         assert!(p.pick(3, &all, 10).is_empty(), "at most two askers");

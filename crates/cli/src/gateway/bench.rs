@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nodus_gateway::{AddSource, GatewayHandle};
 use nodus_testnet::{Testnet, node_config, node_ip};
-use nodus_torrent::{ShareRequest, TorrentHandle};
+use nodus_torrent::TorrentHandle;
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -139,27 +139,13 @@ async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
     let mut dir = PathBuf::new();
     for k in 0..3 {
         dir = root.join(format!("seed{k}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(&name), &data)?;
         let t = net
             .node(k)
             .service::<TorrentHandle>()
             .ok_or_else(|| anyhow!("node {k} runs no file sharing"))?;
-        let shared = t
-            .share(ShareRequest {
-                path: dir.join(&name).display().to_string(),
-                version: None,
-                trackers: vec![],
-                web_seeds: vec![],
-                piece_length: None,
-            })
-            .await?;
-        infohash = shared.infohash_v1.ok_or_else(|| anyhow!("no v1 infohash"))?;
-        peers.push(
-            t.listen_addr()
-                .ok_or_else(|| anyhow!("no BitTorrent listener"))?
-                .to_string(),
-        );
+        let (ih, addr) = super::seed_copy(t, &dir, &name, &data).await?;
+        infohash = ih;
+        peers.push(addr.to_string());
     }
     Ok(Swarm {
         net,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use nodus_gateway::{AddSource, GatewayHandle};
 use nodus_testnet::Testnet;
-use nodus_torrent::{ShareRequest, TorrentHandle};
+use nodus_torrent::TorrentHandle;
 
 use crate::torrent::bytes;
 use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
@@ -55,20 +55,9 @@ async fn stream_a_video(net: &mut Testnet) -> Result<String> {
     let mut peers = String::new();
     let mut seeders = Vec::new();
     for (i, (k, t, _)) in nodes[..3].iter().enumerate() {
-        let dir = tmp.path().join(format!("seed{i}"));
-        std::fs::create_dir_all(&dir)?;
-        std::fs::copy(&video, dir.join("pattern.mp4"))?;
-        let shared = t
-            .share(ShareRequest {
-                path: dir.join("pattern.mp4").display().to_string(),
-                version: None,
-                trackers: vec![],
-                web_seeds: vec![],
-                piece_length: None,
-            })
-            .await?;
-        infohash = shared.infohash_v1.ok_or_else(|| anyhow!("no v1 infohash"))?;
-        let addr = t.listen_addr().ok_or_else(|| anyhow!("node {k} has no BitTorrent listener"))?;
+        let (ih, addr) =
+            super::seed_copy(t, &tmp.path().join(format!("seed{i}")), "pattern.mp4", &data).await?;
+        infohash = ih;
         peers.push_str(&format!("&x.pe={addr}"));
         seeders.push((*k, addr.to_string()));
     }
