@@ -32,7 +32,7 @@ use crate::range::{Plan, plan};
 use crate::source::{AddSource, Reader, SharedContent, SourceError, TorrentView};
 
 /// Bytes one read of the body asks for.
-pub const CHUNK: usize = 256 * 1024;
+pub const CHUNK: usize = 1024 * 1024;
 
 #[derive(Clone, Default)]
 pub struct Metrics {

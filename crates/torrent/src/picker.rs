@@ -220,16 +220,18 @@ impl Picker {
             })
             .map(|(i, _)| i)
             .collect();
+        // Window pieces may take the whole buffer budget and URGENT_PARTIALS more.
+        let mut in_progress = self.partials.len() + self.verifying.count() as usize;
         for &i in &order {
             if out.len() >= n {
                 return;
             }
             if !self.partials.contains_key(&i) {
-                let urgent_started = self.partials.keys().filter(|&&p| self.urgent(p)).count();
-                if urgent_started >= URGENT_PARTIALS {
+                if in_progress >= self.max_partials + URGENT_PARTIALS {
                     continue;
                 }
                 self.start(i);
+                in_progress += 1;
             }
             self.take_free(i, peer, n, out);
         }

@@ -3,7 +3,7 @@
 //! A [`FileReader`] serves bytes only from pieces that passed their hash check and were
 //! written. Each read sets the reader's window in the picker: from the piece under the
 //! cursor to as far ahead as the reader's measured rate needs for [`READ_AHEAD`]
-//! (at least [`MIN_AHEAD`] pieces, at most [`MAX_AHEAD_BYTES`]), so those pieces are
+//! (at least [`MIN_AHEAD`] pieces and [`MIN_AHEAD_BYTES`], at most [`MAX_AHEAD_BYTES`]), so those pieces are
 //! fetched first, from fast peers; the rest of the torrent goes on rarest-first. When a
 //! read moves the cursor to another piece (a seek), peers pick again at once. Dropping
 //! the reader lets its window go.
@@ -21,6 +21,9 @@ use crate::torrent::{PeerCmd, Torrent};
 pub const READ_AHEAD: Duration = Duration::from_secs(10);
 /// Pieces the window holds at least, the one under the cursor included.
 pub const MIN_AHEAD: u32 = 3;
+/// Bytes the window holds at least: before a reader's rate is known, 16 MiB (about 25 s
+/// of a 5 Mbit/s video) is what a player buffers ahead anyway.
+pub const MIN_AHEAD_BYTES: u64 = 16 * 1024 * 1024;
 /// Bytes the window holds at most.
 pub const MAX_AHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// The most one read returns.
@@ -107,8 +110,9 @@ impl FileReader {
         let global = self.start + pos;
         let piece = (global / self.piece_length) as u32;
         let last_piece = ((self.start + len - 1) / self.piece_length) as u32;
-        let ahead_bytes = (self.rate() as f64 * READ_AHEAD.as_secs_f64()) as u64;
-        let ahead = (ahead_bytes.min(MAX_AHEAD_BYTES) / self.piece_length) as u32;
+        let ahead_bytes = ((self.rate() as f64 * READ_AHEAD.as_secs_f64()) as u64)
+            .clamp(MIN_AHEAD_BYTES, MAX_AHEAD_BYTES);
+        let ahead = (ahead_bytes / self.piece_length) as u32;
         let last = piece
             .saturating_add(ahead.max(MIN_AHEAD - 1))
             .min(last_piece);

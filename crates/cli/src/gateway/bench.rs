@@ -251,10 +251,10 @@ async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
     let port = free_port()?;
     let api = format!("http://127.0.0.1:{port}");
     let child = Command::new("rqbit")
-        .args(["--disable-dht", "--disable-upnp"])
+        .args(["--disable-dht", "--disable-dht-persistence", "--disable-upnp-port-forward"])
         .arg("--http-api-listen-addr")
         .arg(format!("127.0.0.1:{port}"))
-        .args(["server", "start"])
+        .args(["server", "start", "--disable-persistence"])
         .arg(&dir)
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("XDG_CACHE_HOME", dir.join("cache"))
