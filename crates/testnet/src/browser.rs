@@ -221,7 +221,36 @@ const until = (cond, what) => new Promise((res, rej) => {
 })();
 "#;
 
+/// A page that plays the video named by its `?src=` in `#player` and records its first
+/// frame as the gateway's player page does; serve it from any origin to compare
+/// streaming servers with one page.
+pub const PLAYER_PAGE: &str = "<!doctype html><meta charset=utf-8><title>player</title>\
+<video id=player autoplay muted playsinline preload=auto></video><script>\
+const p=document.getElementById('player');window.nodusFirstFrame=null;\
+p.requestVideoFrameCallback(t=>{window.nodusFirstFrame=t});\
+p.src=new URLSearchParams(location.search).get('src');</script>";
+
+/// Waits for the page's first frame; reports its time (ms since the page began) or the
+/// media error.
+const FIRST_FRAME: &str = r#"
+const v = document.getElementById('player');
+(function poll() {
+  if (v.error) return done({ error: 'media error ' + v.error.code + ' ' + v.error.message });
+  if (window.nodusFirstFrame !== null) return done({ ok: window.nodusFirstFrame });
+  setTimeout(poll, 5);
+})();
+"#;
+
 impl Browser {
+    /// Opens a player page and waits for its first frame: ms since the page began.
+    pub async fn first_frame(&self, page: &str, timeout: Duration) -> Result<f64, BrowserError> {
+        self.goto(page).await?;
+        let v = self.run(FIRST_FRAME, timeout).await?;
+        v["ok"]
+            .as_f64()
+            .ok_or_else(|| BrowserError::Driver(format!("the page says: {v}")))
+    }
+
     /// Opens a player page (the gateway's `/play/...`), plays, seeks to the middle and
     /// plays on (see [`Playback`]); waits up to `timeout` in all.
     pub async fn play_and_seek(

@@ -16,7 +16,12 @@
 //!   addresses) to the first byte of the file over HTTP;
 //! - seek: once the metadata is in, a Range request at three quarters of the file, to
 //!   its first byte;
-//! - stream rate: the whole file over one GET, from the first byte to the last.
+//! - stream rate: the whole file over one GET, from the first byte to the last;
+//! - first frame: a 20 s H.264 video (made by ffmpeg), its metadata in, played by
+//!   headless Chromium from a page with only a `<video>` and the first-frame probe
+//!   (nginx serves it for the others; nodus's gateway serves its own player page,
+//!   because it refuses requests from another site's page): from the page's start to
+//!   its first frame.
 //!
 //! The aims (issue 20): first byte under 100 ms, a seek answered under 200 ms, ahead of
 //! the others on every row.
@@ -111,30 +116,43 @@ fn install_webtorrent() {
     }
 }
 
+/// A single-file torrent the seeders hold.
+#[derive(Clone)]
+struct Target {
+    infohash: String,
+    /// The file's name (in the torrent, and in nginx's root).
+    name: String,
+}
+
 /// The three seeders and what they seed.
 struct Swarm {
     net: Testnet,
-    infohash: String,
     peers: Vec<String>,
-    /// The file's name in the torrent, and its bytes.
-    name: String,
+    /// The file the byte rows stream, and its bytes.
+    stream: Target,
     data: Vec<u8>,
-    /// A seeder's copy on disk (nginx serves it).
+    /// A short real video for the first-frame row (when ffmpeg is installed).
+    video: Option<Target>,
+    /// A seeder's directory (nginx serves it).
     dir: PathBuf,
 }
 
 impl Swarm {
-    fn magnet(&self) -> String {
+    fn magnet(&self, t: &Target) -> String {
         let pe: String = self.peers.iter().map(|p| format!("&x.pe={p}")).collect();
-        format!("magnet:?xt=urn:btih:{}&dn={}{pe}", self.infohash, self.name)
+        format!("magnet:?xt=urn:btih:{}&dn={}{pe}", t.infohash, t.name)
     }
 }
 
 async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
     let net = Testnet::start(3, &root.join("nodes")).await?;
-    let name = "stream.mp4".to_string();
     let data = crate::torrent::demo::file_content(size);
-    let mut infohash = String::new();
+    let video_file = root.join("pattern.mp4");
+    let video = nodus_testnet::media::test_video(&video_file, 20)
+        .await
+        .ok()
+        .and_then(|()| std::fs::read(&video_file).ok());
+    let (mut stream, mut clip) = (None, None);
     let mut peers = Vec::new();
     let mut dir = PathBuf::new();
     for k in 0..3 {
@@ -143,16 +161,21 @@ async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
             .node(k)
             .service::<TorrentHandle>()
             .ok_or_else(|| anyhow!("node {k} runs no file sharing"))?;
-        let (ih, addr) = super::seed_copy(t, &dir, &name, &data).await?;
-        infohash = ih;
+        let (ih, addr) = super::seed_copy(t, &dir, "stream.bin", &data).await?;
+        stream = Some(Target { infohash: ih, name: "stream.bin".into() });
+        if let Some(v) = &video {
+            let (ih, _) = super::seed_copy(t, &dir, "pattern.mp4", v).await?;
+            clip = Some(Target { infohash: ih, name: "pattern.mp4".into() });
+        }
         peers.push(addr.to_string());
     }
+    std::fs::write(dir.join("player.html"), nodus_testnet::browser::PLAYER_PAGE)?;
     Ok(Swarm {
         net,
-        infohash,
         peers,
-        name,
+        stream: stream.ok_or_else(|| anyhow!("nothing seeded"))?,
         data,
+        video: clip,
         dir,
     })
 }
@@ -161,6 +184,8 @@ async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
 #[derive(Clone, Copy, Debug, Default)]
 struct Figures {
     first_byte_ms: f64,
+    /// None without ffmpeg or Chromium.
+    first_frame_ms: Option<f64>,
     seek_ms: f64,
     rate_mbs: f64,
 }
@@ -169,8 +194,19 @@ struct Figures {
 struct Opened {
     url: String,
     asked: Instant,
-    /// Keeps the client's process (or node) alive for the run.
+    /// Keeps the client's process alive for the run.
     _keep: Option<Child>,
+    /// The fresh nodus node, stopped after the run (as the other clients' processes
+    /// are killed), so finished runs do not load the machine.
+    node: Option<usize>,
+}
+
+impl Opened {
+    async fn close(self, s: &mut Swarm) {
+        if let Some(k) = self.node {
+            let _ = s.net.stop(k).await;
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -183,7 +219,7 @@ enum Who {
 
 /// A fresh, cold client with the torrent added; returns once the file's URL is known
 /// (for torrents, once the metadata is in).
-async fn open(who: Who, s: &mut Swarm, run: usize, nginx: &str) -> Result<Opened> {
+async fn open(who: Who, s: &mut Swarm, target: &Target, run: usize, nginx: &str) -> Result<Opened> {
     match who {
         Who::Nodus => {
             let k = s.net.len();
@@ -195,31 +231,33 @@ async fn open(who: Who, s: &mut Swarm, run: usize, nginx: &str) -> Result<Opened
                 .ok_or_else(|| anyhow!("no gateway"))?
                 .clone();
             let asked = Instant::now();
-            let o = g.open(AddSource::Link(s.magnet()), None).await?;
+            let o = g.open(AddSource::Link(s.magnet(target)), None).await?;
             Ok(Opened {
                 url: o.url,
                 asked,
                 _keep: None,
+                node: Some(k),
             })
         }
         Who::Nginx => Ok(Opened {
-            url: format!("{nginx}/{}", s.name),
+            url: format!("{nginx}/{}", target.name),
             asked: Instant::now(),
             _keep: None,
+            node: None,
         }),
-        Who::Rqbit => rqbit_open(s, run).await,
-        Who::WebTorrent => webtorrent_open(s).await,
+        Who::Rqbit => rqbit_open(s, target, run).await,
+        Who::WebTorrent => webtorrent_open(s, target).await,
     }
 }
 
 /// Launches WebTorrent's CLI on the magnet link; returns once its stream answers.
-async fn webtorrent_open(s: &Swarm) -> Result<Opened> {
+async fn webtorrent_open(s: &Swarm, target: &Target) -> Result<Opened> {
     let dir = tempfile::tempdir()?.keep();
     let port = free_port()?;
     let asked = Instant::now();
     let child = Command::new("node")
         .arg(webtorrent())
-        .args(["download", &s.magnet(), "--keep-seeding", "--quiet", "-p"])
+        .args(["download", &s.magnet(target), "--keep-seeding", "--quiet", "-p"])
         .arg(port.to_string())
         .arg("-o")
         .arg(&dir)
@@ -228,7 +266,10 @@ async fn webtorrent_open(s: &Swarm) -> Result<Opened> {
         .kill_on_drop(true)
         .spawn()
         .context("starting webtorrent")?;
-    let url = format!("http://127.0.0.1:{port}/webtorrent/{}/{}", s.infohash, s.name);
+    let url = format!(
+        "http://127.0.0.1:{port}/webtorrent/{}/{}",
+        target.infohash, target.name
+    );
     // Its server answers 404 until the torrent's metadata is in.
     let http = reqwest::Client::new();
     for _ in 0..1500 {
@@ -239,6 +280,7 @@ async fn webtorrent_open(s: &Swarm) -> Result<Opened> {
                 url,
                 asked,
                 _keep: Some(child),
+                node: None,
             });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -246,7 +288,7 @@ async fn webtorrent_open(s: &Swarm) -> Result<Opened> {
     bail!("webtorrent did not serve {url}")
 }
 
-async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
+async fn rqbit_open(s: &Swarm, target: &Target, run: usize) -> Result<Opened> {
     let dir = tempfile::tempdir()?.keep();
     let port = free_port()?;
     let api = format!("http://127.0.0.1:{port}");
@@ -273,7 +315,7 @@ async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
             s.peers.join(","),
             dir.join(format!("out{run}")).display()
         ))
-        .body(s.magnet())
+        .body(s.magnet(target))
         .send()
         .await?
         .error_for_status()?
@@ -284,6 +326,7 @@ async fn rqbit_open(s: &Swarm, run: usize) -> Result<Opened> {
         url: format!("{api}/torrents/{id}/stream/0"),
         asked,
         _keep: Some(child),
+        node: None,
     })
 }
 
@@ -335,22 +378,29 @@ fn ms(from: Instant, to: Instant) -> f64 {
     (to - from).as_secs_f64() * 1000.0
 }
 
-async fn measure(who: Who, s: &mut Swarm, runs: usize, nginx: &str) -> Result<Figures> {
+async fn measure(
+    who: Who,
+    s: &mut Swarm,
+    runs: usize,
+    nginx: &str,
+    browser: Option<&nodus_testnet::browser::Browser>,
+) -> Result<Figures> {
     let http = reqwest::Client::new();
-    let (mut first, mut seek, mut rate) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut frame, mut seek, mut rate) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let size = s.data.len();
     let chunk = 65536.min(size);
+    let stream = s.stream.clone();
     for run in 0..runs {
         // First byte: from asking the client to add the torrent.
-        let o = open(who, s, run * 3, nginx).await?;
+        let o = open(who, s, &stream, run * 4, nginx).await?;
         let (at, body, _) = fetch(&http, &o.url, Some(format!("bytes=0-{}", chunk - 1))).await?;
         if body[..] != s.data[..chunk] {
             bail!("{}: wrong bytes", o.url);
         }
         first.push(ms(o.asked, at));
-        drop(o);
+        o.close(s).await;
         // Seek: a cold client with the metadata in, asked for the last quarter.
-        let o = open(who, s, run * 3 + 1, nginx).await?;
+        let o = open(who, s, &stream, run * 4 + 1, nginx).await?;
         let from = size * 3 / 4;
         let to = (from + chunk).min(size);
         let asked = Instant::now();
@@ -359,18 +409,32 @@ async fn measure(who: Who, s: &mut Swarm, runs: usize, nginx: &str) -> Result<Fi
             bail!("{}: wrong bytes after a seek", o.url);
         }
         seek.push(ms(asked, at));
-        drop(o);
+        o.close(s).await;
         // Stream rate: the whole file, first byte to last.
-        let o = open(who, s, run * 3 + 2, nginx).await?;
+        let o = open(who, s, &stream, run * 4 + 2, nginx).await?;
         let (at, body, end) = fetch(&http, &o.url, None).await?;
         if body != s.data {
             bail!("{}: the file differs", o.url);
         }
         rate.push(size as f64 / 1e6 / (end - at).as_secs_f64().max(1e-6));
-        drop(o);
+        o.close(s).await;
+        // First frame: a cold client with the video's metadata in, played by Chromium
+        // from one page (served by nginx) for every client.
+        if let (Some(b), Some(video)) = (browser, s.video.clone()) {
+            let o = open(who, s, &video, run * 4 + 3, nginx).await?;
+            // nodus's gateway refuses what a page of another site asks for (and nginx's
+            // page is on another loopback IP): its own player page, the same HTML.
+            let page = match who {
+                Who::Nodus => o.url.replacen("/content/", "/play/", 1),
+                _ => format!("{nginx}/player.html?src={}", crate::ui::enc(&o.url)),
+            };
+            frame.push(b.first_frame(&page, Duration::from_secs(60)).await?);
+            o.close(s).await;
+        }
     }
     Ok(Figures {
         first_byte_ms: median(first),
+        first_frame_ms: (!frame.is_empty()).then(|| median(frame)),
         seek_ms: median(seek),
         rate_mbs: median(rate),
     })
@@ -413,6 +477,10 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
     let mut s = swarm(tmp.path(), size).await?;
     pb.finish_and_clear();
     let (_nginx, nginx_url) = nginx(&tmp.path().join("nginx"), &s.dir).await?;
+    let browser = match (&s.video, nodus_testnet::browser::available()) {
+        (Some(_), true) => Some(nodus_testnet::browser::Browser::start().await?),
+        _ => None,
+    };
     let mut results: Vec<(&str, Option<Figures>)> = Vec::new();
     for (name, who, present) in [
         ("nodus", Who::Nodus, true),
@@ -425,29 +493,35 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
             continue;
         }
         let pb = spinner(&format!("{name}: {runs} cold runs of each row"));
-        let f = measure(who, &mut s, runs, &nginx_url)
+        let f = measure(who, &mut s, runs, &nginx_url, browser.as_ref())
             .await
             .with_context(|| format!("measuring {name}"))?;
         pb.finish_and_clear();
         results.push((name, Some(f)));
     }
+    if let Some(b) = browser {
+        b.quit().await;
+    }
     s.net.shutdown().await;
     let ours = results[0].1.unwrap_or_default();
-    let cell = |f: Option<Figures>, pick: fn(&Figures) -> f64, unit: &str| {
-        f.map_or("not installed".into(), |f| format!("{:.1} {unit}", pick(&f)))
+    type Pick = fn(&Figures) -> Option<f64>;
+    let cell = |f: Option<Figures>, pick: Pick, unit: &str| match f {
+        None => "not installed".into(),
+        Some(f) => pick(&f).map_or("no Chromium or ffmpeg".into(), |v| format!("{v:.1} {unit}")),
     };
-    let vs = |f: Option<Figures>, pick: fn(&Figures) -> f64, higher: bool| match f {
-        Some(f) if pick(&f) > 0.0 && pick(&ours) > 0.0 => {
-            let r = if higher { pick(&ours) / pick(&f) } else { pick(&f) / pick(&ours) };
-            format!("{r:.2}x")
+    let vs = |f: Option<Figures>, pick: Pick, higher: bool| {
+        match (f.as_ref().and_then(pick), pick(&ours)) {
+            (Some(theirs), Some(mine)) if theirs > 0.0 && mine > 0.0 => {
+                format!("{:.2}x", if higher { mine / theirs } else { theirs / mine })
+            }
+            _ => "-".into(),
         }
-        _ => "-".into(),
     };
-    type Pick = fn(&Figures) -> f64;
-    let rows_spec: [(&str, Pick, &str, bool, &str); 3] = [
-        ("first byte, cold", |f| f.first_byte_ms, "ms", false, "< 100 ms; ahead"),
-        ("seek to 3/4, cold", |f| f.seek_ms, "ms", false, "< 200 ms; ahead"),
-        ("stream rate", |f| f.rate_mbs, "MB/s", true, "ahead"),
+    let rows_spec: [(&str, Pick, &str, bool, &str); 4] = [
+        ("first byte, cold", |f| Some(f.first_byte_ms), "ms", false, "< 100 ms; ahead"),
+        ("first frame, Chromium", |f| f.first_frame_ms, "ms", false, "ahead"),
+        ("seek to 3/4, cold", |f| Some(f.seek_ms), "ms", false, "< 200 ms; ahead"),
+        ("stream rate", |f| Some(f.rate_mbs), "MB/s", true, "ahead"),
     ];
     let mut rows = Vec::new();
     for (what, pick, unit, higher, aim) in rows_spec {
@@ -462,7 +536,7 @@ async fn run(size: usize, runs: usize, json_out: bool) -> Result<ExitCode> {
     }
     if json_out {
         let f = |f: &Option<Figures>| {
-            f.map(|f| json!({"first_byte_ms": f.first_byte_ms, "seek_ms": f.seek_ms, "rate_mbs": f.rate_mbs}))
+            f.map(|f| json!({"first_byte_ms": f.first_byte_ms, "first_frame_ms": f.first_frame_ms, "seek_ms": f.seek_ms, "rate_mbs": f.rate_mbs}))
         };
         ui::json(&json!({
             "size": size, "runs": runs,
