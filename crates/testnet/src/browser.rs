@@ -192,6 +192,8 @@ pub struct Playback {
     /// Where it was seeked to, and where it had played on to when checked.
     pub mid: f64,
     pub after: f64,
+    /// Whether the player showed its controls by then.
+    pub controls: bool,
 }
 
 /// Waits for the page's `#player` to play, seeks it to the middle, waits for it to play
@@ -216,7 +218,7 @@ const until = (cond, what) => new Promise((res, rej) => {
     await seeked;
     const seek = performance.now() - s0;
     await until(() => v.currentTime > mid + 1, 'playing on after the seek');
-    done({ ok: { first_frame_ms: first, seek_ms: seek, duration: v.duration, mid, after: v.currentTime } });
+    done({ ok: { first_frame_ms: first, seek_ms: seek, duration: v.duration, mid, after: v.currentTime, controls: v.controls } });
   } catch (e) { done({ error: String(e) }); }
 })();
 "#;

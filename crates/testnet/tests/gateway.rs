@@ -419,6 +419,10 @@ async fn chromium_plays_a_video_from_three_seeders_through_the_gateway_and_seeks
         played.after > played.mid + 1.0,
         "playing on after the seek: {played:?}"
     );
+    assert!(
+        played.controls && played.first_frame_ms.is_some(),
+        "controls once the first frame showed: {played:?}"
+    );
     let probe = nodus_testnet::media::probe(&opened.url).await.unwrap();
     assert_eq!(probe.codecs, vec!["h264", "aac"]);
     assert!((probe.duration - 20.0).abs() < 0.5, "{probe:?}");

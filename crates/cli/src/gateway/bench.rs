@@ -428,6 +428,11 @@ async fn measure(
                 Who::Nodus => o.url.replacen("/content/", "/play/", 1),
                 _ => format!("{nginx}/player.html?src={}", crate::ui::enc(&o.url)),
             };
+            // Chromium starts a renderer process for each site it has not shown yet (about
+            // 100 ms here); every fresh node is a new site, nginx's page always the same
+            // one, so the page's origin is visited first, for every client alike.
+            let origin = page.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+            b.goto(&format!("{origin}/")).await?;
             frame.push(b.first_frame(&page, Duration::from_secs(60)).await?);
             o.close(s).await;
         }
