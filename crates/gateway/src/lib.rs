@@ -137,18 +137,13 @@ impl nodus_service::Service for GatewayService {
             &ctx.dir.join("gateway.redb"),
             config.cache_mb.saturating_mul(1024 * 1024),
         )?);
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| GatewayError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| GatewayError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
+        let (listener, addr) =
+            nodus_service::server::bind(&config.listen)
+                .await
+                .map_err(|source| GatewayError::Listen {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
         let gateway = Arc::new(serve::Gateway {
             content,
             cache,

@@ -238,7 +238,8 @@ enum Segment {
     Read { pos: u64, end: u64 },
 }
 
-struct Body_ {
+/// A response body being sent: its reader and what is left of it.
+struct Sending {
     reader: Box<dyn Reader>,
     _guard: ReadGuard,
     segments: VecDeque<Segment>,
@@ -246,7 +247,7 @@ struct Body_ {
     metrics: Metrics,
 }
 
-impl Body_ {
+impl Sending {
     /// The next bytes of the body; an error ends it.
     async fn pull(&mut self) -> Option<Result<Bytes, SourceError>> {
         let (pos, end) = match self.segments.pop_front()? {
@@ -390,7 +391,7 @@ async fn file(
         Ok(r) => r,
         Err(e) => return source_fail(e),
     };
-    let mut body = Body_ {
+    let mut body = Sending {
         reader,
         _guard: g.cache.reading(&t.id),
         segments,

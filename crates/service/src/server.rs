@@ -55,6 +55,13 @@ impl Default for Limits {
     }
 }
 
+/// Binds `addr` (port 0: any free one) and tells the address taken.
+pub async fn bind(addr: &str) -> io::Result<(TcpListener, std::net::SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
 /// Serves `app` on `listener` until `shutdown` turns true, then drains (see the module
 /// docs). `what` names the server in log lines.
 pub async fn serve(

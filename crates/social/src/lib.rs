@@ -177,16 +177,13 @@ impl nodus_service::Service for SocialService {
             &ctx.dir.join("social.redb"),
             config.max_store_mb.saturating_mul(1024 * 1024),
         )?;
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| SocialError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| SocialError::Io {
-            what: "the relay's address",
-            source,
-        })?;
+        let (listener, addr) =
+            nodus_service::server::bind(&config.listen)
+                .await
+                .map_err(|source| SocialError::Listen {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
         let (relay, writer, outbound) =
             Relay::new(config, store, ctx.net.clone(), ctx.metrics, ctx.dir.clone())?;
         let relay = Arc::new(relay);

@@ -50,12 +50,6 @@ pub fn available() -> bool {
     std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists()
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium session.
     pub async fn start() -> Result<Browser, BrowserError> {
@@ -70,7 +64,7 @@ impl Browser {
         // it in between, so a driver that does not come up is tried again on another.
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = crate::free_port()?;
             let mut driver = Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")

@@ -37,6 +37,14 @@ pub enum TestnetError {
 
 pub const MAX_NODES: usize = 199;
 
+/// A TCP port on 127.0.0.1 free now, for a program that takes a port rather than a
+/// listener (another process may take it before that program binds it).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// The loopback address node `k` listens on.
 pub fn node_ip(k: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, (k + 1) as u8, 1)

@@ -31,8 +31,8 @@ fn which(tool: &'static str) -> Result<(), MediaError> {
 /// 1.2 Mbit/s, to `path` (an .mp4).
 pub async fn test_video(path: &Path, seconds: u32) -> Result<(), MediaError> {
     which("ffmpeg")?;
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=640x360:rate=25:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
         .arg(format!(
@@ -57,16 +57,20 @@ pub async fn test_video(path: &Path, seconds: u32) -> Result<(), MediaError> {
             "+faststart",
             "-shortest",
         ])
-        .arg(path)
-        .output()
-        .await?;
+        .arg(path);
+    run("ffmpeg", &mut cmd).await.map(|_| ())
+}
+
+/// Runs `cmd` (the tool `tool`): its stdout, or its stderr as the error.
+async fn run(tool: &'static str, cmd: &mut Command) -> Result<Vec<u8>, MediaError> {
+    let out = cmd.output().await?;
     if !out.status.success() {
         return Err(MediaError::Failed(
-            "ffmpeg",
+            tool,
             String::from_utf8_lossy(&out.stderr).into_owned(),
         ));
     }
-    Ok(())
+    Ok(out.stdout)
 }
 
 /// What ffprobe reads from a file or URL.
@@ -79,26 +83,19 @@ pub struct Probe {
 
 pub async fn probe(input: &str) -> Result<Probe, MediaError> {
     which("ffprobe")?;
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration:stream=codec_name",
-            "-of",
-            "json",
-        ])
-        .arg(input)
-        .output()
-        .await?;
-    if !out.status.success() {
-        return Err(MediaError::Failed(
-            "ffprobe",
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| MediaError::Failed("ffprobe", e.to_string()))?;
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        "format=duration:stream=codec_name",
+        "-of",
+        "json",
+    ])
+    .arg(input);
+    let out = run("ffprobe", &mut cmd).await?;
+    let v: Value =
+        serde_json::from_slice(&out).map_err(|e| MediaError::Failed("ffprobe", e.to_string()))?;
     Ok(Probe {
         duration: v["format"]["duration"]
             .as_str()

@@ -161,10 +161,10 @@ async fn swarm(root: &Path, size: usize) -> Result<Swarm> {
             .node(k)
             .service::<TorrentHandle>()
             .ok_or_else(|| anyhow!("node {k} runs no file sharing"))?;
-        let (ih, addr) = super::seed_copy(t, &dir, "stream.bin", &data).await?;
+        let (ih, addr) = crate::torrent::seed_copy(t, &dir, "stream.bin", &data).await?;
         stream = Some(Target { infohash: ih, name: "stream.bin".into() });
         if let Some(v) = &video {
-            let (ih, _) = super::seed_copy(t, &dir, "pattern.mp4", v).await?;
+            let (ih, _) = crate::torrent::seed_copy(t, &dir, "pattern.mp4", v).await?;
             clip = Some(Target { infohash: ih, name: "pattern.mp4".into() });
         }
         peers.push(addr.to_string());
@@ -253,7 +253,7 @@ async fn open(who: Who, s: &mut Swarm, target: &Target, run: usize, nginx: &str)
 /// Launches WebTorrent's CLI on the magnet link; returns once its stream answers.
 async fn webtorrent_open(s: &Swarm, target: &Target) -> Result<Opened> {
     let dir = tempfile::tempdir()?.keep();
-    let port = free_port()?;
+    let port = nodus_testnet::free_port()?;
     let asked = Instant::now();
     let child = Command::new("node")
         .arg(webtorrent())
@@ -290,7 +290,7 @@ async fn webtorrent_open(s: &Swarm, target: &Target) -> Result<Opened> {
 
 async fn rqbit_open(s: &Swarm, target: &Target, run: usize) -> Result<Opened> {
     let dir = tempfile::tempdir()?.keep();
-    let port = free_port()?;
+    let port = nodus_testnet::free_port()?;
     let api = format!("http://127.0.0.1:{port}");
     let child = Command::new("rqbit")
         .args(["--disable-dht", "--disable-dht-persistence", "--disable-upnp-port-forward"])
@@ -338,12 +338,6 @@ async fn wait_up(http: &reqwest::Client, url: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!("{url} did not come up")
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A GET (with `range`): when its first byte came, its body, when its last came.
@@ -448,7 +442,7 @@ async fn measure(
 /// nginx serving `root` on a free port; killed on drop.
 async fn nginx(dir: &Path, root: &Path) -> Result<(Child, String)> {
     std::fs::create_dir_all(dir)?;
-    let port = free_port()?;
+    let port = nodus_testnet::free_port()?;
     let conf = dir.join("nginx.conf");
     std::fs::write(
         &conf,

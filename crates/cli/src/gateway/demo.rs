@@ -56,7 +56,7 @@ async fn stream_a_video(net: &mut Testnet) -> Result<String> {
     let mut seeders = Vec::new();
     for (i, (k, t, _)) in nodes[..3].iter().enumerate() {
         let (ih, addr) =
-            super::seed_copy(t, &tmp.path().join(format!("seed{i}")), "pattern.mp4", &data).await?;
+            crate::torrent::seed_copy(t, &tmp.path().join(format!("seed{i}")), "pattern.mp4", &data).await?;
         infohash = ih;
         peers.push_str(&format!("&x.pe={addr}"));
         seeders.push((*k, addr.to_string()));

@@ -80,20 +80,9 @@ async fn trackerless(net: &Testnet) -> Result<String> {
     };
     let tmp = tempfile::tempdir()?;
     let data = file_content(4 * 1024 * 1024 + 12_345);
-    let src = tmp.path().join("lecture.webm");
-    std::fs::write(&src, &data)?;
-    let shared = s
-        .share(nodus_torrent::ShareRequest {
-            path: src.display().to_string(),
-            version: None,
-            trackers: vec![],
-            web_seeds: vec![],
-            piece_length: None,
-        })
-        .await?;
-    let infohash = shared
-        .infohash_v1
-        .ok_or_else(|| anyhow!("the shared torrent has no v1 infohash"))?;
+    let (infohash, seeder_addr) =
+        super::seed_copy(&s, &tmp.path().join("src"), "lecture.webm", &data).await?;
+    let seeder_addr = seeder_addr.to_string();
     let out = tmp.path().join("fetched");
     let t = Instant::now();
     let info = l
@@ -103,10 +92,6 @@ async fn trackerless(net: &Testnet) -> Result<String> {
             ..Default::default()
         })
         .await?;
-    let seeder_addr = s
-        .listen_addr()
-        .ok_or_else(|| anyhow!("no listen address"))?
-        .to_string();
     wait_until(STEP_TIMEOUT, "the download to complete", || async {
         l.get(&info.id)
             .is_ok_and(|i| i.state == TorrentState::Seeding)

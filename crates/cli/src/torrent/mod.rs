@@ -17,6 +17,37 @@ use crate::ui::{self, enc, s, table};
 
 pub use args::{TorrentCommand, Commands};
 
+/// Has `t` seed a copy of `data` named `name`, in a directory of its own under `root`
+/// (as a person shares a file with the default settings); returns the torrent's v1
+/// infohash and where the node takes BitTorrent peers. Seeding the same file on several
+/// nodes gives them one infohash.
+pub async fn seed_copy(
+    t: &nodus_torrent::TorrentHandle,
+    root: &Path,
+    name: &str,
+    data: &[u8],
+) -> Result<(String, std::net::SocketAddr)> {
+    std::fs::create_dir_all(root)?;
+    let path = root.join(name);
+    std::fs::write(&path, data)?;
+    let shared = t
+        .share(nodus_torrent::ShareRequest {
+            path: path.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: None,
+        })
+        .await?;
+    let infohash = shared
+        .infohash_v1
+        .ok_or_else(|| anyhow::anyhow!("the shared torrent has no v1 infohash"))?;
+    let addr = t
+        .listen_addr()
+        .ok_or_else(|| anyhow::anyhow!("the node has no BitTorrent listener"))?;
+    Ok((infohash, addr))
+}
+
 /// Bytes as "12.3 MB" (decimal units, as download tools show).
 pub fn bytes(n: u64) -> String {
     let n = n as f64;
