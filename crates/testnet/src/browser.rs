@@ -226,25 +226,31 @@ const p=document.getElementById('player');window.nodusFirstFrame=null;\
 p.requestVideoFrameCallback(t=>{window.nodusFirstFrame=t});\
 p.src=new URLSearchParams(location.search).get('src');</script>";
 
-/// Waits for the page's first frame; reports its time (ms since the page began) or the
+/// Waits for the page's first frame; reports its time (ms since the Unix epoch) or the
 /// media error.
 const FIRST_FRAME: &str = r#"
 const v = document.getElementById('player');
 (function poll() {
   if (v.error) return done({ error: 'media error ' + v.error.code + ' ' + v.error.message });
-  if (window.nodusFirstFrame !== null) return done({ ok: window.nodusFirstFrame });
+  if (window.nodusFirstFrame !== null) return done({ ok: performance.timeOrigin + window.nodusFirstFrame });
   setTimeout(poll, 5);
 })();
 "#;
 
 impl Browser {
-    /// Opens a player page and waits for its first frame: ms since the page began.
-    pub async fn first_frame(&self, page: &str, timeout: Duration) -> Result<f64, BrowserError> {
+    /// Opens a player page and waits for its first frame: when it showed, on the wall
+    /// clock (Chromium's, which is this machine's).
+    pub async fn first_frame(
+        &self,
+        page: &str,
+        timeout: Duration,
+    ) -> Result<std::time::SystemTime, BrowserError> {
         self.goto(page).await?;
         let v = self.run(FIRST_FRAME, timeout).await?;
-        v["ok"]
+        let ms = v["ok"]
             .as_f64()
-            .ok_or_else(|| BrowserError::Driver(format!("the page says: {v}")))
+            .ok_or_else(|| BrowserError::Driver(format!("the page says: {v}")))?;
+        Ok(std::time::UNIX_EPOCH + Duration::from_secs_f64(ms / 1000.0))
     }
 
     /// Opens a player page (the gateway's `/play/...`), plays, seeks to the middle and

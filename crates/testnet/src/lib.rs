@@ -279,6 +279,28 @@ impl Testnet {
         })
     }
 
+    /// The sum of node `k`'s samples of metric `name` (every label set), from its
+    /// `/metrics`; 0 when it has none or the API does not answer.
+    pub async fn metric(&self, k: usize, name: &str) -> f64 {
+        let token = std::fs::read_to_string(self.data_dir(k).cookie_path()).unwrap_or_default();
+        let text = match reqwest::Client::new()
+            .get(format!("{}/metrics", self.node(k).api_url()))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+        {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => return 0.0,
+        };
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// The index of the running node with this peer id.
     pub fn index_of(&self, peer: &str) -> Option<usize> {
         self.running()

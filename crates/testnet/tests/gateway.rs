@@ -276,14 +276,11 @@ async fn a_magnet_opened_through_the_gateway_is_served_with_every_kind_of_range(
     assert_eq!(r.bytes().await.unwrap(), video[..1]);
 }
 
-/// Node 0 seeds a 16 MiB file; node 1 downloads at 4 MiB/s, so the whole takes about
-/// four seconds: a read at the end is answered long before the torrent completes,
-/// because the reader's window is fetched first.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_go() {
+/// Node 0 seeds a 16 MiB file; node 1 downloads it at 4 MiB/s (about four seconds for
+/// the whole). Returns the net, node 1, the data, the infohash and node 1's URL of it.
+async fn slow_download(dir: &Path) -> (Testnet, usize, Vec<u8>, String, String) {
     nodus_testnet::test_logs();
-    let tmp = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(1, tmp.path()).await.unwrap();
+    let mut net = Testnet::start(1, dir).await.unwrap();
     let k = net
         .add_node(config_with(1, |t, _| t.download_limit_kib = 4096))
         .await
@@ -292,22 +289,44 @@ async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_
     let ih = share(
         &net,
         0,
-        &tmp.path().join("src"),
+        &dir.join("src"),
         "big",
         &[("big.bin", &data)],
         65536,
     )
     .await;
     let peer = tor(&net, 0).listen_addr().unwrap().to_string();
-    let t = tor(&net, k);
-    t.add(AddRequest {
-        source: ih.clone(),
-        peers: vec![peer],
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    tor(&net, k)
+        .add(AddRequest {
+            source: ih.clone(),
+            peers: vec![peer],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let url = format!("{}/content/{ih}/big.bin", gw(&net, k).url());
+    (net, k, data, ih, url)
+}
+
+/// Fails unless fewer than half of torrent `ih`'s pieces are here (`what` came first).
+fn before_half(t: &TorrentHandle, ih: &str, what: &str) {
+    let info = t.get(ih).unwrap();
+    assert!(
+        info.pieces_have < info.pieces_total / 2,
+        "{what} came only after {} of {} pieces were here",
+        info.pieces_have,
+        info.pieces_total
+    );
+}
+
+/// Node 0 seeds a 16 MiB file; node 1 downloads at 4 MiB/s, so the whole takes about
+/// four seconds: a read at the end is answered long before the torrent completes,
+/// because the reader's window is fetched first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (net, k, data, ih, url) = slow_download(tmp.path()).await;
+    let t = tor(&net, k);
     let http = client();
     let r = http
         .get(&url)
@@ -317,13 +336,12 @@ async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_
         .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(r.bytes().await.unwrap(), data[data.len() - 100_000..]);
-    let info = t.get(&ih).unwrap();
-    assert!(
-        info.pieces_have < info.pieces_total / 2,
-        "the end came first: {} of {} pieces were here",
-        info.pieces_have,
-        info.pieces_total
-    );
+    before_half(&t, &ih, "the end");
+    // Fetched for the reader, its pieces were served from memory, not read back.
+    let memory = net
+        .metric(k, "nodus_torrent_stream_bytes_memory_total")
+        .await;
+    assert!(memory >= 100_000.0, "{memory} bytes from memory");
     // A reader with a response open holds a window; closing it lets the window go.
     wait_until(T, "no reader", || async { t.readers(&ih).unwrap() == 0 })
         .await
@@ -339,6 +357,37 @@ async fn a_seek_past_what_has_arrived_is_fetched_first_and_a_closed_reader_lets_
     assert_eq!(t.readers(&ih).unwrap(), 1);
     drop(open);
     wait_until(T, "the closed reader's window gone", || async {
+        t.readers(&ih).unwrap() == 0
+    })
+    .await
+    .unwrap();
+}
+
+/// Two tabs at different places in one file, while it downloads at 4 MiB/s (about four
+/// seconds for the whole): each reader holds its own window, and both are answered
+/// long before the torrent completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_readers_at_different_places_each_get_their_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (net, k, data, ih, url) = slow_download(tmp.path()).await;
+    let t = tor(&net, k);
+    let http = client();
+    let tab = |from: usize| {
+        http.get(&url)
+            .header(header::RANGE, format!("bytes={from}-"))
+            .send()
+    };
+    let (a, b) = (5_000_000, 13_000_000);
+    let (ra, rb) = tokio::join!(tab(a), tab(b));
+    let (mut ra, mut rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(t.readers(&ih).unwrap(), 2);
+    let (ca, cb) = tokio::join!(ra.chunk(), rb.chunk());
+    let (ca, cb) = (ca.unwrap().unwrap(), cb.unwrap().unwrap());
+    assert_eq!(ca[..], data[a..a + ca.len()]);
+    assert_eq!(cb[..], data[b..b + cb.len()]);
+    before_half(&t, &ih, "both tabs");
+    drop((ra, rb));
+    wait_until(T, "both windows gone", || async {
         t.readers(&ih).unwrap() == 0
     })
     .await

@@ -28,6 +28,7 @@ pub mod config;
 pub mod create;
 pub mod dht;
 mod error;
+mod fresh;
 mod hashes;
 pub mod http;
 pub mod magnet;

@@ -168,6 +168,11 @@ impl Picker {
         self.windows.len()
     }
 
+    /// The lowest piece under a reader's cursor, if any reader is open.
+    pub fn lowest_cursor(&self) -> Option<u32> {
+        self.windows.values().map(|w| w.first).min()
+    }
+
     /// Marks which peers are slow (replacing the last marking).
     pub fn set_slow(&mut self, slow: HashSet<PeerKey>) {
         self.slow = slow;

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub hash_failures: Counter,
     pub peers_banned: Counter,
     pub dht_bad_packets: Counter,
+    pub stream_bytes_memory: Counter,
+    pub stream_bytes_disk: Counter,
 }
 
 impl Metrics {
@@ -47,6 +49,8 @@ impl Metrics {
             hash_failures: Counter::default(),
             peers_banned: Counter::default(),
             dht_bad_packets: Counter::default(),
+            stream_bytes_memory: Counter::default(),
+            stream_bytes_disk: Counter::default(),
         };
         r.register(
             "peers_connected",
@@ -77,6 +81,16 @@ impl Metrics {
             "dht_bad_packets",
             "DHT datagrams that did not decode (dropped unanswered)",
             m.dht_bad_packets.clone(),
+        );
+        r.register(
+            "stream_bytes_memory",
+            "Bytes streaming readers took from verified pieces still in memory",
+            m.stream_bytes_memory.clone(),
+        );
+        r.register(
+            "stream_bytes_disk",
+            "Bytes streaming readers read back from disk",
+            m.stream_bytes_disk.clone(),
         );
         m
     }

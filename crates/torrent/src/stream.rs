@@ -118,6 +118,19 @@ impl FileReader {
             .min(last_piece);
         self.t.set_window(self.reader, piece, last);
         self.wait_for(piece, wait).await?;
+        let piece_start = piece as u64 * self.piece_length;
+        if let Some(data) = self.t.fresh_piece(piece) {
+            let from = (global - piece_start) as usize;
+            let to = (self.start + (pos + max.min(MAX_READ) as u64).min(len) - piece_start)
+                .min(data.len() as u64) as usize;
+            self.read_bytes += (to - from) as u64;
+            self.t
+                .shared
+                .metrics
+                .stream_bytes_memory
+                .inc_by((to - from) as u64);
+            return Ok(data.slice(from..to));
+        }
         // As many bytes as verified pieces from the cursor on hold, up to `max`.
         let want_end = (pos + max.min(MAX_READ) as u64).min(len);
         let mut end = global;
@@ -136,6 +149,7 @@ impl FileReader {
         .await
         .map_err(|_| TorrentError::Stopped)??;
         self.read_bytes += n as u64;
+        self.t.shared.metrics.stream_bytes_disk.inc_by(n as u64);
         Ok(Bytes::from(data))
     }
 
@@ -175,21 +189,43 @@ impl Torrent {
     /// Sets a streaming reader's window; when its cursor moved, every peer picks again.
     pub(crate) fn set_window(&self, reader: u64, first: u32, last: u32) {
         let mut g = self.lock();
-        let moved = g
-            .picker
-            .as_mut()
-            .is_some_and(|p| p.set_window(reader, first, last, Instant::now()));
-        if moved {
+        let Some(picker) = g.picker.as_mut() else {
+            return;
+        };
+        if picker.set_window(reader, first, last, Instant::now()) {
+            let lowest = picker.lowest_cursor();
             for p in g.peers.values() {
                 let _ = p.tx.try_send(PeerCmd::Refill);
             }
+            drop(g);
+            self.forget_fresh_below(lowest);
         }
     }
 
     pub(crate) fn clear_window(&self, reader: u64) {
-        if let Some(p) = self.lock().picker.as_mut() {
-            p.clear_window(reader);
-        }
+        let mut g = self.lock();
+        let Some(picker) = g.picker.as_mut() else {
+            return;
+        };
+        picker.clear_window(reader);
+        let lowest = picker.lowest_cursor();
+        drop(g);
+        self.forget_fresh_below(lowest);
+    }
+
+    fn forget_fresh_below(&self, lowest: Option<u32>) {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_below(lowest);
+    }
+
+    /// Piece `index`, if it is held in memory as fresh.
+    fn fresh_piece(&self, index: u32) -> Option<Bytes> {
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
     }
 
     /// Readers holding a window now.

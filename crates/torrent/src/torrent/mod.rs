@@ -183,6 +183,8 @@ pub struct Torrent {
     /// (appended before peers are told, truncated when the store catches up), so a
     /// kill -9 loses no piece the node announced.
     journal: Mutex<Option<std::fs::File>>,
+    /// Verified window pieces the readers have not passed yet (see `fresh`).
+    pub(crate) fresh: Mutex<crate::fresh::FreshPieces>,
 }
 
 impl Torrent {
@@ -265,6 +267,7 @@ impl Torrent {
             wake: Notify::new(),
             progress: tokio::sync::watch::Sender::new(0),
             journal: Mutex::new(None),
+            fresh: Mutex::default(),
         });
         if let Some(m) = magnet {
             t.add_peers(&m.peers);

@@ -128,6 +128,11 @@ impl Torrent {
                     }
                 }
             };
+            if verdict == Verdict::Stored && me.ahead_of_a_reader(index) {
+                let len = storage.piece_range(index).1;
+                let copy = bytes::Bytes::copy_from_slice(&data[..len]);
+                me.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(index, copy);
+            }
             // Journal first, then mark and announce: what peers hear of survives a kill.
             let mut j = me.journal.lock().unwrap_or_else(|e| e.into_inner());
             if verdict == Verdict::Stored
@@ -236,11 +241,24 @@ impl Torrent {
             return;
         }
         picker.lose(index);
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(index);
         g.completed_announced = false;
         g.have_dirty = true;
         drop(g);
         self.persist(None);
         self.wake.notify_one();
+    }
+
+    /// Whether a streaming reader may still come to piece `index`.
+    fn ahead_of_a_reader(&self, index: u32) -> bool {
+        self.lock()
+            .picker
+            .as_ref()
+            .and_then(|p| p.lowest_cursor())
+            .is_some_and(|first| index >= first)
     }
 
     pub(crate) fn have_piece(&self, index: u32) -> bool {
