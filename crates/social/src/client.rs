@@ -107,11 +107,16 @@ impl Client {
         window: usize,
     ) -> Result<usize, ClientError> {
         let (mut sent, mut answered, mut accepted) = (0, 0, 0);
+        let window = window.max(1);
         while answered < events.len() {
-            while sent < events.len() && sent - answered < window.max(1) {
-                self.send_raw(format!("[\"EVENT\",{}]", events[sent].to_json()))
-                    .await?;
-                sent += 1;
+            // Topped up once half the window is answered, in one write.
+            if sent - answered <= window / 2 && sent < events.len() {
+                while sent < events.len() && sent - answered < window {
+                    let frame = format!("[\"EVENT\",{}]", events[sent].to_json());
+                    self.ws.feed(Message::Text(frame.into())).await?;
+                    sent += 1;
+                }
+                self.ws.flush().await?;
             }
             let m = self.next().await?;
             if m.first().and_then(Value::as_str) == Some("OK") {

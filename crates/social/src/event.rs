@@ -1,6 +1,9 @@
 //! Nostr events (NIP-01): their JSON shape, their id and their BIP-340 signature.
 
-use secp256k1::{Keypair, Secp256k1, SecretKey, XOnlyPublicKey, schnorr};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use secp256k1::{Keypair, Secp256k1, SecretKey, VerifyOnly, XOnlyPublicKey, schnorr};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -87,10 +90,9 @@ impl Event {
         if self.compute_id() != self.id {
             return Err(EventError::BadId);
         }
-        let key =
-            XOnlyPublicKey::from_byte_array(self.pubkey).map_err(|_| EventError::BadPubkey)?;
+        let key = parsed_key(&self.pubkey)?;
         let sig = schnorr::Signature::from_byte_array(self.sig);
-        Secp256k1::verification_only()
+        VERIFIER
             .verify_schnorr(&sig, &self.id, &key)
             .map_err(|_| EventError::BadSignature)
     }
@@ -138,6 +140,29 @@ impl Event {
 #[derive(Clone)]
 pub struct Keys {
     pair: Keypair,
+}
+
+/// One verification context for every check (making one cost 3 µs a check).
+static VERIFIER: LazyLock<Secp256k1<VerifyOnly>> = LazyLock::new(Secp256k1::verification_only);
+
+/// Authors' keys already parsed (parsing takes a square root, 4 µs; an author publishes
+/// many events). Emptied when full, so what peers send cannot grow it.
+static KEYS: LazyLock<Mutex<HashMap<[u8; 32], XOnlyPublicKey>>> = LazyLock::new(Mutex::default);
+const KEYS_HELD: usize = 4096;
+
+fn parsed_key(pubkey: &[u8; 32]) -> Result<XOnlyPublicKey, EventError> {
+    let mut held = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(k) = held.get(pubkey) {
+        return Ok(*k);
+    }
+    drop(held);
+    let k = XOnlyPublicKey::from_byte_array(*pubkey).map_err(|_| EventError::BadPubkey)?;
+    held = KEYS.lock().unwrap_or_else(|e| e.into_inner());
+    if held.len() >= KEYS_HELD {
+        held.clear();
+    }
+    held.insert(*pubkey, k);
+    Ok(k)
 }
 
 impl Keys {
@@ -214,6 +239,15 @@ hex_array!(hex64, 64);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parsed_keys_held_stay_bounded() {
+        for _ in 0..KEYS_HELD + 10 {
+            Keys::generate().sign(1, 1, vec![], "x").verify().unwrap();
+            let held = KEYS.lock().unwrap().len();
+            assert!((1..=KEYS_HELD).contains(&held), "{held} keys held");
+        }
+    }
 
     #[test]
     fn signed_events_verify_and_tampering_is_caught() {

@@ -169,6 +169,9 @@ impl Outbox {
     }
 }
 
+/// Frames written to the socket before one flush, at most.
+const WRITE_BATCH: usize = 64;
+
 /// EVENTs of one connection being checked and stored at once, at most. Further EVENTs
 /// wait to be read: a client that publishes faster than the relay stores is slowed by
 /// TCP, not queued in memory.
@@ -184,6 +187,9 @@ struct Conn {
     /// The NIP-42 challenge sent on connect, and the key that answered it.
     challenge: String,
     authed: Option<[u8; 32]>,
+    /// Events the relay takes, while this connection has a subscription: a connection
+    /// that only publishes is not woken for every event anyone publishes.
+    live: Option<broadcast::Receiver<Arc<crate::event::Event>>>,
 }
 
 /// Why an AUTH event does not authenticate.
@@ -336,6 +342,10 @@ impl Conn {
                         ))
                         .await;
                 }
+                // Listening before the stored events are read: none falls in between.
+                if self.live.is_none() {
+                    self.live = Some(self.relay.live());
+                }
                 match self.relay.query(filters.clone()).await {
                     Ok(events) => {
                         for json in events {
@@ -361,6 +371,9 @@ impl Conn {
                 if self.subs.remove(&id).is_some() {
                     self.relay.metrics.subscriptions.dec();
                 }
+                if self.subs.is_empty() {
+                    self.live = None;
+                }
                 Ok(())
             }
         }
@@ -385,15 +398,31 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
     let (tx, mut rx) = mpsc::channel::<Queued>(SEND_QUEUE);
     let (gone_tx, mut gone) = watch::channel(false);
     let writer = tokio::spawn(async move {
-        while let Some((m, _room)) = rx.recv().await {
-            if sink.send(m).await.is_err() {
+        // Frames queued meanwhile go out in one flush (one write for many OKs); their
+        // room in the queue is held until then.
+        let mut room = Vec::with_capacity(WRITE_BATCH);
+        'frames: while let Some((m, r)) = rx.recv().await {
+            room.push(r);
+            if sink.feed(m).await.is_err() {
                 break;
             }
+            while room.len() < WRITE_BATCH {
+                let Ok((m, r)) = rx.try_recv() else {
+                    break;
+                };
+                room.push(r);
+                if sink.feed(m).await.is_err() {
+                    break 'frames;
+                }
+            }
+            if sink.flush().await.is_err() {
+                break;
+            }
+            room.clear();
         }
         let _ = sink.close().await;
         let _ = gone_tx.send(true);
     });
-    let mut live = relay.live();
     let stalled = Arc::new(Notify::new());
     let mut conn = Conn {
         relay: relay.clone(),
@@ -407,6 +436,7 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
         negs: HashMap::new(),
         challenge: hex::encode(rand::random::<[u8; 16]>()),
         authed: None,
+        live: None,
     };
     if conn.answer(out::auth(&conn.challenge)).await.is_err() {
         relay.metrics.connections.dec();
@@ -421,7 +451,12 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Err(Closed::Gone),
                 Some(Ok(_)) => Ok(()),
             },
-            e = live.recv() => match e {
+            e = async {
+                match conn.live.as_mut() {
+                    Some(l) => l.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match e {
                 Ok(e) => conn.on_live(&e),
                 // Behind on live events: a subscriber would miss some, so it is cut
                 // off (its client subscribes again); a connection that only publishes

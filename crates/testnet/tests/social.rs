@@ -42,6 +42,40 @@ async fn served(net: &Testnet, k: usize, ids: &[[u8; 32]]) -> Vec<[u8; 32]> {
     got.iter().map(|e| e.id).collect()
 }
 
+/// A connection listens to new events only while it has a subscription: one that closed
+/// its last and subscribes again gets what is published next, and one that only
+/// publishes gets its OKs and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_opened_again_after_closing_gets_live_events() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, tmp.path()).await.unwrap();
+    let keys = Keys::generate();
+    let mut reader = Client::connect(&url(&net, 0)).await.unwrap();
+    let mut writer = Client::connect(&url(&net, 0)).await.unwrap();
+    let first = keys.sign(now(), 1, vec![], "one");
+    reader
+        .subscribe("a", &[json!({"kinds": [1]})])
+        .await
+        .unwrap();
+    assert!(writer.publish(&first).await.unwrap().0);
+    assert_eq!(reader.next_event("a").await.unwrap(), first);
+    reader
+        .send_raw(json!(["CLOSE", "a"]).to_string())
+        .await
+        .unwrap();
+    let stored = reader
+        .subscribe("b", &[json!({"kinds": [1]})])
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![first.clone()]);
+    let second = keys.sign(now(), 1, vec![], "two");
+    assert!(writer.publish(&second).await.unwrap().0);
+    assert_eq!(reader.next_event("b").await.unwrap(), second);
+    writer.patience = Duration::from_millis(300);
+    assert!(matches!(writer.next().await, Err(ClientError::Timeout(_))));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_note_published_on_one_relay_reaches_subscribers_and_stores_of_the_others() {
     nodus_testnet::test_logs();
