@@ -402,16 +402,6 @@ async fn up(http: &reqwest::Client, url: &str, child: &mut Child) -> bool {
     false
 }
 
-async fn wait_up(http: &reqwest::Client, url: &str) -> Result<()> {
-    for _ in 0..200 {
-        if http.get(url).send().await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("{url} did not come up")
-}
-
 /// A GET (with `range`): when its first byte came, its body, when its last came.
 async fn fetch(
     http: &reqwest::Client,
@@ -542,7 +532,7 @@ async fn nginx(dir: &Path, root: &Path) -> Result<(Child, String)> {
             r = root.display()
         ),
     )?;
-    let child = Command::new("nginx")
+    let mut child = Command::new("nginx")
         .arg("-c")
         .arg(&conf)
         .arg("-p")
@@ -552,7 +542,9 @@ async fn nginx(dir: &Path, root: &Path) -> Result<(Child, String)> {
         .spawn()
         .context("nginx (scripts/test installs nginx-light)")?;
     let url = format!("http://127.0.0.1:{port}");
-    wait_up(&reqwest::Client::new(), &url).await?;
+    if !up(&reqwest::Client::new(), &url, &mut child).await {
+        bail!("nginx did not serve {url}");
+    }
     Ok((child, url))
 }
 
