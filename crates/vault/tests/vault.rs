@@ -1,0 +1,371 @@
+//! The vault on one node's files: imports, grants, revokes, fetches and appends as the
+//! patient's and a provider's sides see them, on real redb files. A synthetic patient
+//! from carebundle 0.5 (`fixtures/hypertension.json`); no real patient data anywhere.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nodus_vault::crypto::Keys;
+use nodus_vault::vault::{Clock, Vault, open_fetched};
+use nodus_vault::wire::{Refusal, append_message};
+use nodus_vault::{VaultError, store};
+use redb::{ReadableDatabase, ReadableTable};
+use serde_json::{Value, json};
+
+const PATIENT: &[u8] = include_bytes!("../fixtures/hypertension.json");
+const DAY: u64 = 24 * 3600 * 1000;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    now: Arc<AtomicU64>,
+    provider: Keys,
+    provider_id: libp2p::identity::Keypair,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicU64::new(1_780_000_000_000));
+        let n = now.clone();
+        let clock: Clock = Arc::new(move || n.load(Ordering::SeqCst));
+        let vault = Vault::open(
+            &dir.path().join("vault.redb"),
+            Keys::ephemeral(),
+            "12D3KooWPatient".into(),
+            clock,
+        )
+        .unwrap();
+        let provider_id = libp2p::identity::Keypair::generate_ed25519();
+        Setup {
+            _dir: dir,
+            vault,
+            now,
+            provider: Keys::ephemeral(),
+            provider_id,
+        }
+    }
+
+    fn pid(&self) -> String {
+        self.provider_id.public().to_peer_id().to_string()
+    }
+
+    fn grant(&self, types: &[&str], until: Option<u64>) {
+        self.vault
+            .grant(
+                &self.pid(),
+                self.provider.public(),
+                types.iter().map(|t| t.to_string()).collect(),
+                until,
+                "me",
+            )
+            .unwrap();
+    }
+
+    /// What the provider reads with a fetch of `types`.
+    fn fetch(&self, types: &[&str]) -> Result<Vec<Value>, Refusal> {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        let s = self.vault.serve_fetch(&self.pid(), &types)?;
+        Ok(open_fetched(
+            &self.provider,
+            &self.pid(),
+            self.vault.me(),
+            s.no,
+            &s.enc,
+            &s.sealed,
+            &s.records,
+        )
+        .unwrap())
+    }
+
+    fn append(&self, resource: &Value) -> Result<nodus_vault::vault::RecordInfo, Refusal> {
+        let bytes = serde_json::to_vec(resource).unwrap();
+        let sig = self
+            .provider_id
+            .sign(&append_message(self.vault.me(), &bytes))
+            .unwrap();
+        self.vault.accept_append(
+            &self.pid(),
+            &bytes,
+            &self.provider_id.public().encode_protobuf(),
+            &sig,
+        )
+    }
+}
+
+/// How many resources of `rtype` the fixture holds (all when None).
+fn in_fixture(rtype: Option<&str>) -> usize {
+    let b: Value = serde_json::from_slice(PATIENT).unwrap();
+    b["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| rtype.is_none_or(|t| e["resource"]["resourceType"] == t))
+        .count()
+}
+
+fn types_of(v: &[Value]) -> Vec<&str> {
+    let mut t: Vec<&str> = v
+        .iter()
+        .map(|r| r["resourceType"].as_str().unwrap())
+        .collect();
+    t.sort();
+    t.dedup();
+    t
+}
+
+#[test]
+fn a_carebundle_patient_imports_lists_and_exports_stably() {
+    let s = Setup::new();
+    let got = s.vault.import(PATIENT, "me").unwrap();
+    let all = in_fixture(None);
+    assert!(all > 40, "{all}");
+    assert_eq!(got.created, all);
+    assert_eq!(got.by_type["Observation"], in_fixture(Some("Observation")));
+    assert_eq!(
+        s.vault.list(Some("Condition")).unwrap().len(),
+        in_fixture(Some("Condition"))
+    );
+    // The same bundle again changes nothing and logs nothing.
+    let again = s.vault.import(PATIENT, "me").unwrap();
+    assert_eq!((again.unchanged, again.entry), (all, None));
+    let out = s.vault.export().unwrap();
+    assert_eq!(s.vault.export().unwrap(), out);
+    // An export imported elsewhere exports to the same bytes.
+    let t = Setup::new();
+    assert_eq!(t.vault.import(&out, "me").unwrap().created, all);
+    assert_eq!(t.vault.export().unwrap(), out);
+    // References inside the bundle were made Type/id and resolve in the vault.
+    let cond = &s.vault.resources(Some("Condition")).unwrap()[0];
+    let subject = cond["subject"]["reference"].as_str().unwrap();
+    let (t, id) = subject.split_once('/').unwrap();
+    assert_eq!(t, "Patient");
+    assert!(s.vault.has(t, id).unwrap());
+}
+
+#[test]
+fn an_invalid_bundle_is_refused_with_its_path_and_nothing_is_kept() {
+    let s = Setup::new();
+    let mut b: Value = serde_json::from_slice(PATIENT).unwrap();
+    b["entry"][5]["resource"]["status"] = json!("done");
+    let e = s
+        .vault
+        .import(&serde_json::to_vec(&b).unwrap(), "me")
+        .unwrap_err();
+    match e {
+        VaultError::Invalid(i) => assert_eq!(i.path, "Bundle.entry[5].resource.status"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(s.vault.count().unwrap(), 0);
+    assert_eq!(s.vault.head().unwrap().0, 0);
+}
+
+#[test]
+fn providers_read_only_what_a_current_grant_covers() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    // No grant.
+    assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
+    // A grant for Observations for a week.
+    let week = s.now.load(Ordering::SeqCst) + 7 * DAY;
+    s.grant(&["Observation"], Some(week));
+    let got = s.fetch(&[]).unwrap();
+    assert_eq!(got.len(), in_fixture(Some("Observation")));
+    assert_eq!(types_of(&got), vec!["Observation"]);
+    // Other types: refused, naming them.
+    assert_eq!(
+        s.fetch(&["Condition"]).unwrap_err(),
+        Refusal::NotCovered {
+            types: vec!["Condition".into()]
+        }
+    );
+    // Expired.
+    s.now.store(week, Ordering::SeqCst);
+    assert_eq!(
+        s.fetch(&[]).unwrap_err(),
+        Refusal::Expired { until_ms: week }
+    );
+    // Every fetch, refused or not, is in the log.
+    let log = s.vault.log(0, 100).unwrap();
+    let fetches: Vec<&str> = log
+        .iter()
+        .filter(|e| e["subtype"][0]["code"] == "fetch")
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(fetches, vec!["4", "0", "4", "4"]);
+}
+
+#[test]
+fn a_revoked_provider_cannot_open_what_changed_after() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    s.grant(&["Observation"], None);
+    let before = s.vault.serve_fetch(&s.pid(), &[]).unwrap();
+    let revoked = s.vault.revoke(&s.pid(), "me").unwrap();
+    assert_eq!(revoked.rotated, in_fixture(Some("Observation")));
+    assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
+    // The patient updates an Observation; the provider kept the old grant key and the
+    // old wraps, and gets hold of the new ciphertext (from a replica, say).
+    let mut b: Value = serde_json::from_slice(PATIENT).unwrap();
+    let entry = b["entry"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["resource"]["resourceType"] == "Observation")
+        .unwrap();
+    entry["resource"]["status"] = json!("amended");
+    let rid = format!(
+        "Observation/{}",
+        entry["fullUrl"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("urn:uuid:")
+    );
+    assert_eq!(
+        s.vault
+            .import(&serde_json::to_vec(&b).unwrap(), "me")
+            .unwrap()
+            .updated,
+        1
+    );
+    let row: store::RecordRow = {
+        let r = s.vault.db().begin_read().unwrap();
+        let t = r.open_table(store::RECORDS).unwrap();
+        store::decode(t.get(rid.as_str()).unwrap().unwrap().value(), "record").unwrap()
+    };
+    assert!(row.wraps.is_empty(), "no grant covers it any more");
+    let old = before
+        .records
+        .iter()
+        .find(|w| format!("{}/{}", w.rtype, w.id) == rid)
+        .unwrap();
+    // With every key it ever had, the provider cannot open the new version.
+    let mut newer = old.clone();
+    newer.body = row.body.clone();
+    newer.version = row.version;
+    let r = open_fetched(
+        &s.provider,
+        &s.pid(),
+        s.vault.me(),
+        before.no,
+        &before.enc,
+        &before.sealed,
+        &[newer],
+    );
+    assert!(matches!(r, Err(VaultError::Tampered(_))), "{r:?}");
+    // The patient still reads it.
+    assert_eq!(
+        s.vault
+            .show("Observation", rid.split('/').nth(1).unwrap())
+            .unwrap()["status"],
+        "amended"
+    );
+}
+
+#[test]
+fn a_provider_appends_its_own_observation_signed() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    let patient_id = s.vault.list(Some("Patient")).unwrap()[0].id.clone();
+    let obs = json!({
+        "resourceType": "Observation",
+        "id": "clinic-bp-1",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "valueString": "128/82"
+    });
+    // Without a grant: refused.
+    assert_eq!(s.append(&obs).unwrap_err(), Refusal::NoGrant);
+    s.grant(&["Observation"], None);
+    let info = s.append(&obs).unwrap();
+    assert_eq!(
+        (info.version, info.author.as_deref()),
+        (1, Some(s.pid().as_str()))
+    );
+    // The provider reads it back with the rest.
+    assert!(
+        s.fetch(&[])
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "clinic-bp-1")
+    );
+    // A Condition is outside the grant; a bad signature, a bad resource, a dangling
+    // reference and the patient's own record are refused.
+    let cond = json!({"resourceType": "Condition", "id": "c", "subject": {"reference": format!("Patient/{patient_id}")}});
+    assert!(matches!(s.append(&cond), Err(Refusal::NotCovered { .. })));
+    let bytes = serde_json::to_vec(&obs).unwrap();
+    let r = s.vault.accept_append(
+        &s.pid(),
+        &bytes,
+        &s.provider_id.public().encode_protobuf(),
+        &s.provider_id.sign(b"something else").unwrap(),
+    );
+    assert_eq!(r.unwrap_err(), Refusal::BadSignature);
+    let mut bad = obs.clone();
+    bad["status"] = json!("done");
+    assert!(
+        matches!(s.append(&bad), Err(Refusal::Invalid { ref path, .. }) if path == "Observation.status")
+    );
+    let mut dangling = obs.clone();
+    dangling["subject"]["reference"] = json!("Patient/nobody");
+    assert!(
+        matches!(s.append(&dangling), Err(Refusal::Invalid { ref path, .. }) if path == "Observation.subject.reference")
+    );
+    let theirs = s.vault.list(Some("Observation")).unwrap()[0].id.clone();
+    let mut overwrite = obs.clone();
+    overwrite["id"] = json!(theirs);
+    assert!(matches!(
+        s.append(&overwrite),
+        Err(Refusal::NotYours { .. })
+    ));
+}
+
+#[test]
+fn a_tampered_record_or_log_entry_is_detected() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    s.grant(&["Observation"], None);
+    s.fetch(&[]).unwrap();
+    let (entries, _) = s.vault.head().unwrap();
+    assert_eq!(entries, 3);
+    s.vault.verify_log().unwrap();
+    let first = s.vault.list(Some("Observation")).unwrap()[0].clone();
+    let rid = format!("Observation/{}", first.id);
+    let w = s.vault.db().begin_write().unwrap();
+    {
+        let mut t = w.open_table(store::RECORDS).unwrap();
+        let mut row: store::RecordRow =
+            store::decode(t.get(rid.as_str()).unwrap().unwrap().value(), "record").unwrap();
+        row.body[40] ^= 1;
+        t.insert(rid.as_str(), store::encode(&row).as_slice())
+            .unwrap();
+        let mut log = w.open_table(store::LOG).unwrap();
+        let mut entry: store::LogRow =
+            store::decode(log.get(1).unwrap().unwrap().value(), "log").unwrap();
+        entry.event = entry.event.replace_bytes("Observation", "Condition");
+        log.insert(1, store::encode(&entry).as_slice()).unwrap();
+    }
+    w.commit().unwrap();
+    assert!(matches!(
+        s.vault.show("Observation", &first.id),
+        Err(VaultError::Tampered(_))
+    ));
+    assert!(matches!(
+        s.vault.verify_log(),
+        Err(VaultError::LogBroken { entry: 1, .. })
+    ));
+}
+
+trait Replace {
+    fn replace_bytes(&self, from: &str, to: &str) -> Vec<u8>;
+}
+
+impl Replace for Vec<u8> {
+    fn replace_bytes(&self, from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8(self.clone())
+            .unwrap()
+            .replace(from, to)
+            .into_bytes()
+    }
+}
