@@ -64,6 +64,7 @@ services! {
     Torrent: torrent,
     Social: social,
     Gateway: gateway,
+    Vault: vault,
 }
 
 use std::process::ExitCode;

@@ -102,6 +102,30 @@ impl ApiClient {
         self.finish(resp).await
     }
 
+    /// POSTs raw bytes (a file, as it is) with `content_type`.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<Value, ClientError> {
+        let req = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        let resp = self.send(req).await?;
+        self.finish(resp).await
+    }
+
+    /// GETs a body as bytes (an export, a file).
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
+        if !resp.status().is_success() {
+            return self.finish(resp).await.map(|_| Vec::new());
+        }
+        Ok(resp.bytes().await.map_err(ClientError::Reply)?.to_vec())
+    }
+
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
         let req = self.request(reqwest::Method::PUT, path).json(body);
         let resp = self.send(req).await?;

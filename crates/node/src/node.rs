@@ -135,7 +135,7 @@ impl Node {
             }
             extra.extend(running.endpoints);
             tasks.extend(running.tasks);
-            crate::services::provide(running.handle.as_ref(), &mut provided);
+            crate::services::provide(running.handle.as_ref(), &key, &mut provided);
             handles.push((name, running.handle));
         }
 

@@ -11,6 +11,8 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_social::SocialService>(),
         // After torrent: it reads torrents (see `provide`).
         service::<nodus_gateway::GatewayService>(),
+        // After chain: it anchors its audit log there (see `provide`).
+        service::<nodus_vault::VaultService>(),
     ]
 }
 

@@ -7,8 +7,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use nodus_chain::ChainHandle;
 use nodus_gateway::{AddSource, Content, Reader, SourceError, TorrentView};
 use nodus_torrent::{AddRequest, FileReader, TorrentError, TorrentHandle, TorrentInfo};
+use nodus_vault::{Anchor, AnchorError, Mined, SharedAnchor};
+use serde_json::{Value, json};
 
 /// The gateway's view of the torrent service.
 pub struct TorrentContent(pub TorrentHandle);
@@ -109,9 +112,121 @@ impl Reader for TorrentReader {
     }
 }
 
+/// The vault's anchors, as transactions of the chain service from an account whose key
+/// is derived from the node's identity (HKDF, libp2p's `derive_secret`): stable across
+/// restarts, no extra file, and no other use.
+pub struct ChainAnchor {
+    chain: ChainHandle,
+    key: nodus_chain::wallet::Key,
+    /// One anchor signed at a time, so two never take the same nonce.
+    sending: tokio::sync::Mutex<()>,
+}
+
+/// Tip offered per gas (1 gwei), as the CLI's `send`.
+const TIP: u128 = 1_000_000_000;
+/// Gas for 21,000 plus a 44-byte payload (at most 16 per byte).
+const ANCHOR_GAS: u64 = 30_000;
+
+impl ChainAnchor {
+    pub fn new(chain: ChainHandle, identity: &libp2p::identity::Keypair) -> Option<ChainAnchor> {
+        let secret = identity.derive_secret(b"nodus vault anchor account")?;
+        let key = nodus_chain::wallet::Key::from_bytes(secret).ok()?;
+        Some(ChainAnchor {
+            chain,
+            key,
+            sending: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, AnchorError> {
+        nodus_chain::rpc::call_method(&self.chain, method, params)
+            .await
+            .map_err(|e| AnchorError::Chain(e.message))
+    }
+}
+
+fn quantity(v: &Value) -> Result<u128, AnchorError> {
+    v.as_str()
+        .and_then(|t| u128::from_str_radix(t.trim_start_matches("0x"), 16).ok())
+        .ok_or_else(|| AnchorError::Chain(format!("{v} is not a quantity")))
+}
+
+impl Anchor for ChainAnchor {
+    fn send(&self, payload: Vec<u8>) -> BoxFuture<'_, Result<[u8; 32], AnchorError>> {
+        async move {
+            let _one = self.sending.lock().await;
+            let from = self.key.address;
+            let chain_err = |e: nodus_chain::ChainError| AnchorError::Chain(e.to_string());
+            let price = quantity(&self.rpc("eth_gasPrice", vec![]).await?)?;
+            let max_fee = price.saturating_sub(TIP) * 2 + TIP;
+            let balance = self.chain.balance(from).await.map_err(chain_err)?;
+            if balance < nodus_chain::primitives::U256::from(max_fee * ANCHOR_GAS as u128) {
+                return Err(AnchorError::NoFunds {
+                    account: self.account(),
+                });
+            }
+            let chain_id = quantity(&self.rpc("eth_chainId", vec![]).await?)? as u64;
+            let nonce = self.chain.pending_nonce(from).await.map_err(chain_err)?;
+            let tx = nodus_chain::wallet::eip1559(
+                chain_id,
+                nonce,
+                Some(from),
+                Default::default(),
+                payload.into(),
+                ANCHOR_GAS,
+                max_fee,
+                TIP,
+            );
+            let hash = self
+                .chain
+                .submit_raw(self.key.sign_raw(tx))
+                .await
+                .map_err(chain_err)?;
+            Ok(hash.0)
+        }
+        .boxed()
+    }
+
+    fn find(&self, tx: [u8; 32]) -> BoxFuture<'_, Result<Option<Mined>, AnchorError>> {
+        async move {
+            let hash = json!(format!("0x{}", hex::encode(tx)));
+            let receipt = self
+                .rpc("eth_getTransactionReceipt", vec![hash.clone()])
+                .await?;
+            if receipt.is_null() {
+                return Ok(None);
+            }
+            let t = self.rpc("eth_getTransactionByHash", vec![hash]).await?;
+            let payload = t["input"]
+                .as_str()
+                .and_then(|i| hex::decode(i.trim_start_matches("0x")).ok())
+                .ok_or_else(|| AnchorError::Chain(format!("transaction without input: {t}")))?;
+            Ok(Some(Mined {
+                payload,
+                block: quantity(&receipt["blockNumber"])? as u64,
+                from: t["from"].as_str().unwrap_or_default().to_string(),
+            }))
+        }
+        .boxed()
+    }
+
+    fn account(&self) -> String {
+        self.key.address.to_checksum(None)
+    }
+}
+
 /// Offers what the service whose handle is `handle` provides to the services after it.
-pub fn provide(handle: &(dyn std::any::Any + Send + Sync), provided: &mut nodus_service::Provided) {
+pub fn provide(
+    handle: &(dyn std::any::Any + Send + Sync),
+    identity: &libp2p::identity::Keypair,
+    provided: &mut nodus_service::Provided,
+) {
     if let Some(t) = handle.downcast_ref::<TorrentHandle>() {
         provided.insert::<nodus_gateway::SharedContent>(Arc::new(TorrentContent(t.clone())));
+    }
+    if let Some(c) = handle.downcast_ref::<ChainHandle>()
+        && let Some(a) = ChainAnchor::new(c.clone(), identity)
+    {
+        provided.insert::<SharedAnchor>(Arc::new(a));
     }
 }

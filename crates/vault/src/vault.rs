@@ -818,16 +818,17 @@ impl Vault {
         })
     }
 
-    /// Walks the chain of hashes; the hash at each anchored entry is compared with what
-    /// `anchored(seq)` says the anchor holds (the caller reads anchors off the chain).
-    pub fn verify_log(&self) -> Result<(LogCheck, Vec<(u64, [u8; 32])>), VaultError> {
+    /// Walks the chain of hashes. Each anchor comes back with the hash the log holds at
+    /// its entry, for the caller to compare with what the chain holds.
+    #[allow(clippy::type_complexity)]
+    pub fn verify_log(&self) -> Result<(LogCheck, Vec<(u64, [u8; 32], AnchorRow)>), VaultError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(LOG)?;
         let mut prev = log::GENESIS;
         let mut n = 0u64;
-        let mut hashes_at = HashMap::new();
         let anchors = self.anchors()?;
         let anchored: std::collections::HashSet<u64> = anchors.iter().map(|(s, _)| *s).collect();
+        let mut hashes_at = HashMap::new();
         for row in t.iter()? {
             let (k, v) = row?;
             let seq = k.value();
@@ -850,10 +851,10 @@ impl Vault {
             prev = row.hash;
             n += 1;
         }
-        let mut pinned = Vec::new();
+        let mut out = Vec::new();
         for (seq, a) in anchors {
             match hashes_at.get(&seq) {
-                Some(h) if *h == a.head => pinned.push((seq, a.tx)),
+                Some(h) if *h == a.head => out.push((seq, *h, a)),
                 _ => {
                     return Err(VaultError::LogBroken {
                         entry: seq,
@@ -867,7 +868,7 @@ impl Vault {
                 entries: n,
                 head: prev,
             },
-            pinned,
+            out,
         ))
     }
 
@@ -893,6 +894,23 @@ impl Vault {
     pub fn remove_anchor(&self, seq: u64) -> Result<(), VaultError> {
         let w = self.db.begin_write()?;
         w.open_table(ANCHORS)?.remove(seq)?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// Appends `n` fetch entries in one transaction: a long log for the benchmark.
+    #[doc(hidden)]
+    pub fn fill_log(&self, n: u64, who: &str) -> Result<(), VaultError> {
+        let w = self.db.begin_write()?;
+        for i in 0..n {
+            let a = self.audit_of(
+                Action::Fetch,
+                who,
+                vec![format!("Observation/{i}")],
+                "1 record".into(),
+            );
+            self.audit(&w, a)?;
+        }
         w.commit()?;
         Ok(())
     }
