@@ -10,9 +10,9 @@ use futures::AsyncWriteExt;
 use nodus_testnet::{Testnet, wait_until};
 use nodus_vault::wire::Refusal;
 use nodus_vault::{VaultError, VaultHandle};
-use serde_json::{Value, json};
+use serde_json::json;
 
-const PATIENT: &[u8] = include_bytes!("../../vault/fixtures/hypertension.json");
+use nodus_vault::synthetic::{PATIENT, count};
 const T: Duration = Duration::from_secs(60);
 
 fn vault(net: &Testnet, k: usize) -> VaultHandle {
@@ -28,16 +28,6 @@ fn refusal(r: Result<nodus_vault::Fetched, VaultError>) -> Refusal {
         Err(VaultError::Refused(r)) => r,
         other => panic!("expected a refusal, got {other:?}"),
     }
-}
-
-fn observations() -> usize {
-    let b: Value = serde_json::from_slice(PATIENT).unwrap();
-    b["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["resource"]["resourceType"] == "Observation")
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,9 +51,9 @@ async fn providers_read_what_a_live_grant_covers_and_nothing_else() {
         )
         .await
         .unwrap();
-    assert_eq!(g.records, observations());
+    assert_eq!(g.records, count(Some("Observation")));
     let got = clinic.fetch(p, vec![]).await.unwrap();
-    assert_eq!(got.records.len(), observations());
+    assert_eq!(got.records.len(), count(Some("Observation")));
     assert!(
         got.records
             .iter()
@@ -115,12 +105,12 @@ async fn providers_read_what_a_live_grant_covers_and_nothing_else() {
     );
     assert_eq!(
         clinic.fetch(p, vec![]).await.unwrap().records.len(),
-        observations() + 1
+        count(Some("Observation")) + 1
     );
 
     // Revoked: the next read is refused.
     let r = patient.revoke(&peer(&net, 1).to_string()).await.unwrap();
-    assert_eq!(r.rotated, observations() + 1);
+    assert_eq!(r.rotated, count(Some("Observation")) + 1);
     assert_eq!(refusal(clinic.fetch(p, vec![]).await), Refusal::NoGrant);
 
     // Every step is in the patient's log, with who did it, and the log verifies.

@@ -44,6 +44,19 @@ def ref_name(r):
     return "Resource" if name == "ResourceList" else name
 
 
+# The schema in that package predates 4.0.1 by one code: FHIRVersion stops at 4.0.0.
+# The codes come from 4.0.1's own CodeSystem (valuesets.json) instead.
+def fhir_versions():
+    for e in json.load(open(f"{profiles}/valuesets.json"))["entry"]:
+        r = e["resource"]
+        if r.get("url") == "http://hl7.org/fhir/FHIR-version" and r["resourceType"] == "CodeSystem":
+            return [c["code"] for c in r["concept"]]
+    raise SystemExit("no FHIR-version CodeSystem in valuesets.json")
+
+
+FHIR_VERSIONS = fhir_versions()
+
+
 def element(p):
     """An element as `Type`, `Type[]`, or `=code1|code2` (an enumeration)."""
     if "items" in p:
@@ -51,7 +64,10 @@ def element(p):
     if "$ref" in p:
         return ref_name(p["$ref"])
     if "enum" in p:
-        return "=" + "|".join(p["enum"])
+        codes = p["enum"]
+        if "4.0.0" in codes and "0.01" in codes:
+            codes = FHIR_VERSIONS
+        return "=" + "|".join(codes)
     if "pattern" in p:
         return by_pattern[(p["type"], p["pattern"])]
     raise SystemExit(f"unknown element shape {p}")
@@ -117,7 +133,7 @@ for name, d in sorted(defs.items()):
     types[name] = t
 
 out = {
-    "source": "HL7 FHIR R4 4.0.1 fhir.schema.json",
+    "source": "HL7 FHIR R4 fhir.schema.json (as of 4.0.0) with 4.0.1's StructureDefinitions and FHIR-version codes",
     "sha256": hashlib.sha256(raw).hexdigest(),
     "primitives": primitives,
     "types": types,

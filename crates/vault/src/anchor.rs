@@ -14,9 +14,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use crate::VaultError;
 use crate::log;
 use crate::store::AnchorRow;
-use crate::vault::Vault;
+use crate::vault::{LogCheck, Vault};
 
 /// A mined anchor transaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,4 +144,83 @@ async fn round_inner(
     state.lock().expect("anchor state").pending_entry = Some(seq);
     tracing::info!(target: "nodus::vault", entry = seq, tx = %hex::encode(tx), "audit log head sent to the chain");
     Ok(())
+}
+
+/// The log checked, and its anchors against the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    #[serde(flatten)]
+    pub log: LogCheck,
+    /// Anchors found in blocks with the hash the log holds at their entry.
+    pub anchors_confirmed: usize,
+    /// Anchors sent, not yet seen in a block.
+    pub anchors_pending: usize,
+    /// The newest confirmed anchor: entry, block, transaction.
+    pub last_anchor: Option<(u64, u64, String)>,
+    /// Why there is no anchor to check, when there is none.
+    pub note: Option<String>,
+}
+
+/// Checks the log's chain of hashes, then each anchor mined in a block against what
+/// the chain holds: the transaction must carry the hash the log holds at its entry.
+pub async fn verify(
+    vault: &Arc<Vault>,
+    anchor: Option<&SharedAnchor>,
+    last_error: Option<String>,
+) -> Result<Verified, VaultError> {
+    let v = vault.clone();
+    let (log, pinned) = tokio::task::spawn_blocking(move || v.verify_log())
+        .await
+        .map_err(|_| VaultError::Stopped)??;
+    let mut out = Verified {
+        log,
+        anchors_confirmed: 0,
+        anchors_pending: 0,
+        last_anchor: None,
+        note: None,
+    };
+    let Some(anchor) = anchor else {
+        out.note = Some(
+            "not anchored: the chain service is not running on this node ([chain] enabled)".into(),
+        );
+        return Ok(out);
+    };
+    for (seq, hash, row) in pinned {
+        let Some(block) = row.block else {
+            out.anchors_pending += 1;
+            continue;
+        };
+        let mined = anchor
+            .find(row.tx)
+            .await
+            .map_err(|e| VaultError::Peer(e.to_string()))?;
+        match mined {
+            Some(m) if log::parse_anchor(&m.payload) == Some((seq, hash)) => {
+                out.anchors_confirmed += 1;
+                out.last_anchor = Some((seq, m.block, hex::encode(row.tx)));
+            }
+            Some(_) => {
+                return Err(VaultError::LogBroken {
+                    entry: seq,
+                    why: format!("the anchor in block {block} holds another head"),
+                });
+            }
+            None => {
+                return Err(VaultError::LogBroken {
+                    entry: seq,
+                    why: format!(
+                        "its anchor (transaction 0x{}, block {block}) is not on the chain",
+                        hex::encode(row.tx)
+                    ),
+                });
+            }
+        }
+    }
+    if out.anchors_confirmed == 0 && out.anchors_pending == 0 {
+        out.note = Some(match last_error {
+            Some(e) => format!("not anchored yet: {e}"),
+            None => "not anchored yet".into(),
+        });
+    }
+    Ok(out)
 }

@@ -13,6 +13,8 @@ pub struct VaultConfig {
     pub anchor_interval_secs: u64,
     /// Requests from providers served at once; more wait.
     pub max_serving: usize,
+    /// What this node holds at most for one patient it agreed to keep a copy for, in MiB.
+    pub max_held_mb: u64,
 }
 
 impl Default for VaultConfig {
@@ -21,6 +23,7 @@ impl Default for VaultConfig {
             enabled: true,
             anchor_interval_secs: 60,
             max_serving: 16,
+            max_held_mb: 1024,
         }
     }
 }
@@ -42,6 +45,9 @@ enabled = true
 anchor_interval_secs = 60
 # Provider requests served at once.
 max_serving = 16
+# A copy of a patient's vault this node agreed to hold (`nodus vault hold <patient>`)
+# may take at most this many MiB.
+max_held_mb = 1024
 "#;
 
 #[cfg(test)]

@@ -36,6 +36,12 @@ pub enum VaultError {
         "{0} is neither a peer id nor a vault key (`nodus vault id` on the provider's node prints its key)"
     )]
     BadProvider(String),
+    #[error(
+        "this vault is not empty: a restore goes only into an empty one (move vault/vault.redb away first, keeping vault/vault.key)"
+    )]
+    NotEmpty,
+    #[error("the replica's copy cannot be restored: {0}")]
+    Restore(String),
     #[error("the vault has stopped")]
     Stopped,
 }

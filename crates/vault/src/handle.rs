@@ -13,10 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use crate::anchor::Verified;
 use crate::anchor::{AnchorState, SharedAnchor};
 use crate::error::VaultError;
 use crate::fhir::validate;
-use crate::vault::{GrantInfo, Imported, LogCheck, RecordInfo, Revoked, Vault, open_fetched};
+use crate::vault::{GrantInfo, Imported, RecordInfo, Revoked, Vault, open_fetched};
 use crate::wire::{self, Refusal, Reply, Request, WireRecord};
 
 /// Largest sum of record bytes one fetch takes from a patient's node.
@@ -33,6 +34,7 @@ pub enum VaultEvent {
     Refused { provider: String, reason: String },
     Appended { provider: String, record: String },
     Anchored { entry: u64, block: u64 },
+    Replicated { replica: String, upto: u64 },
 }
 
 #[derive(Clone, Default)]
@@ -78,6 +80,12 @@ pub(crate) struct Inner {
     pub anchor_state: Mutex<AnchorState>,
     pub events: broadcast::Sender<VaultEvent>,
     pub metrics: Metrics,
+    /// Bytes this node holds at most for one patient.
+    pub held_budget: u64,
+    /// Wakes the replicator after a write.
+    pub replicate: tokio::sync::Notify,
+    /// The last failure to update each replica, for status.
+    pub replica_errors: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The vault's API. Cloning is cheap.
@@ -103,21 +111,6 @@ pub struct Fetched {
     pub records: Vec<Value>,
 }
 
-/// The log checked, and its anchors against the chain.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verified {
-    #[serde(flatten)]
-    pub log: LogCheck,
-    /// Anchors found in blocks with the hash the log holds at their entry.
-    pub anchors_confirmed: usize,
-    /// Anchors sent, not yet seen in a block.
-    pub anchors_pending: usize,
-    /// The newest confirmed anchor: entry, block, transaction.
-    pub last_anchor: Option<(u64, u64, String)>,
-    /// Why there is no anchor to check, when there is none.
-    pub note: Option<String>,
-}
-
 impl VaultHandle {
     async fn blocking<T: Send + 'static>(
         &self,
@@ -135,6 +128,7 @@ impl VaultHandle {
 
     fn emit(&self, e: VaultEvent) {
         let _ = self.inner.events.send(e);
+        self.inner.replicate.notify_one();
     }
 
     pub fn events(&self) -> broadcast::Receiver<VaultEvent> {
@@ -268,59 +262,12 @@ impl VaultHandle {
 
     /// Checks the chain of hashes, then each confirmed anchor against the chain.
     pub async fn verify(&self) -> Result<Verified, VaultError> {
-        let (log, pinned) = self.blocking(|v| v.verify_log()).await?;
-        let mut out = Verified {
-            log,
-            anchors_confirmed: 0,
-            anchors_pending: 0,
-            last_anchor: None,
-            note: None,
-        };
-        let Some(anchor) = &self.inner.anchor else {
-            out.note = Some(
-                "not anchored: the chain service is not running on this node ([chain] enabled)"
-                    .into(),
-            );
-            return Ok(out);
-        };
-        for (seq, hash, row) in pinned {
-            let Some(block) = row.block else {
-                out.anchors_pending += 1;
-                continue;
-            };
-            let mined = anchor
-                .find(row.tx)
-                .await
-                .map_err(|e| VaultError::Peer(e.to_string()))?;
-            match mined {
-                Some(m) if crate::log::parse_anchor(&m.payload) == Some((seq, hash)) => {
-                    out.anchors_confirmed += 1;
-                    out.last_anchor = Some((seq, m.block, hex::encode(row.tx)));
-                }
-                Some(_) => {
-                    return Err(VaultError::LogBroken {
-                        entry: seq,
-                        why: format!("the anchor in block {block} holds another head"),
-                    });
-                }
-                None => {
-                    return Err(VaultError::LogBroken {
-                        entry: seq,
-                        why: format!(
-                            "its anchor (transaction 0x{}, block {block}) is not on the chain",
-                            hex::encode(row.tx)
-                        ),
-                    });
-                }
-            }
-        }
-        if out.anchors_confirmed == 0 && out.anchors_pending == 0 {
-            out.note = Some(match self.anchor_state().last_error {
-                Some(e) => format!("not anchored yet: {e}"),
-                None => "not anchored yet".into(),
-            });
-        }
-        Ok(out)
+        crate::anchor::verify(
+            &self.inner.vault,
+            self.inner.anchor.as_ref(),
+            self.anchor_state().last_error,
+        )
+        .await
     }
 
     pub async fn status(&self) -> Result<Value, VaultError> {
@@ -483,6 +430,176 @@ impl VaultHandle {
     }
 }
 
+/// Largest copy a restore takes from a replica.
+pub const MAX_RESTORE_BYTES: usize = 4 << 30;
+
+impl VaultHandle {
+    /// Keeps this vault on `peer` too (which must agree: `nodus vault hold <me>` there).
+    pub async fn add_replica(&self, peer: PeerId) -> Result<bool, VaultError> {
+        let p = peer.to_string();
+        let new = self.blocking(move |v| v.add_replica(&p)).await?;
+        self.inner.replicate.notify_one();
+        Ok(new)
+    }
+
+    pub async fn remove_replica(&self, peer: PeerId) -> Result<bool, VaultError> {
+        let p = peer.to_string();
+        self.blocking(move |v| v.remove_replica(&p)).await
+    }
+
+    /// The replicas, how far each is, and why one is not when it failed.
+    pub async fn replicas(&self) -> Result<Vec<Value>, VaultError> {
+        let list = self.blocking(|v| v.replicas()).await?;
+        let errors = self
+            .inner
+            .replica_errors
+            .lock()
+            .expect("replica errors")
+            .clone();
+        Ok(list
+            .into_iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(&r).unwrap_or_default();
+                if r.behind > 0
+                    && let Some(e) = errors.get(&r.peer)
+                {
+                    v["last_error"] = Value::String(e.clone());
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// Agrees to hold a copy of `patient`'s vault.
+    pub async fn hold(&self, patient: PeerId) -> Result<bool, VaultError> {
+        let p = patient.to_string();
+        self.blocking(move |v| v.hold_for(&p)).await
+    }
+
+    pub async fn holdings(&self) -> Result<Vec<crate::replica::HoldingInfo>, VaultError> {
+        self.blocking(|v| v.holdings()).await
+    }
+
+    /// Brings `replica` up to date; how far it holds now.
+    pub async fn sync_replica(&self, replica: &str) -> Result<u64, VaultError> {
+        let peer: PeerId = replica
+            .parse()
+            .map_err(|_| VaultError::BadProvider(replica.into()))?;
+        let acked = self
+            .blocking({
+                let r = replica.to_string();
+                move |v| {
+                    Ok(v.replicas()?
+                        .into_iter()
+                        .find(|x| x.peer == r)
+                        .map(|x| x.acked))
+                }
+            })
+            .await?
+            .ok_or_else(|| VaultError::Peer(format!("{replica} is not a replica of this vault")))?;
+        let (snap, chunks) = self.blocking(move |v| v.changes_since(acked)).await?;
+        let upto = snap.upto;
+        let mut s = self.request(peer, &Request::Hold(snap)).await?;
+        for c in chunks {
+            wire::write(&mut s, &Request::HoldMore(c))
+                .await
+                .map_err(|e| VaultError::Peer(format!("{peer}: {e}")))?;
+        }
+        wire::write(&mut s, &Request::HoldEnd)
+            .await
+            .map_err(|e| VaultError::Peer(format!("{peer}: {e}")))?;
+        match Self::reply(peer, &mut s).await? {
+            Reply::Held { upto: held } if held == upto => {
+                let r = replica.to_string();
+                self.blocking(move |v| v.set_acked(&r, held)).await?;
+                let _ = self.inner.events.send(VaultEvent::Replicated {
+                    replica: replica.to_string(),
+                    upto: held,
+                });
+                Ok(held)
+            }
+            other => Err(VaultError::Peer(format!(
+                "{peer} answered {other:?} to Hold"
+            ))),
+        }
+    }
+
+    /// Brings every replica that is behind up to date; failures are kept for status.
+    pub async fn sync_replicas(&self) {
+        let Ok(list) = self.blocking(|v| v.replicas()).await else {
+            return;
+        };
+        for r in list.into_iter().filter(|r| r.behind > 0) {
+            let result = self.sync_replica(&r.peer).await;
+            let mut errors = self.inner.replica_errors.lock().expect("replica errors");
+            match result {
+                Ok(_) => {
+                    errors.remove(&r.peer);
+                }
+                Err(e) => {
+                    tracing::debug!(target: "nodus::vault", replica = %r.peer, "replicating: {e}");
+                    errors.insert(r.peer.clone(), e.to_string());
+                }
+            }
+        }
+    }
+
+    /// Takes this (empty) vault back from `replica`'s copy.
+    pub async fn restore(&self, replica: PeerId) -> Result<crate::replica::Restored, VaultError> {
+        let mut s = self.request(replica, &Request::Restore).await?;
+        let snap = match Self::reply(replica, &mut s).await? {
+            Reply::Snapshot(snap) => snap,
+            other => {
+                return Err(VaultError::Peer(format!(
+                    "{replica} answered {other:?} to Restore"
+                )));
+            }
+        };
+        let mut chunks = Vec::new();
+        let mut bytes = 0;
+        loop {
+            match Self::reply(replica, &mut s).await? {
+                Reply::Chunk(c) => {
+                    bytes += c.bytes();
+                    if bytes > MAX_RESTORE_BYTES {
+                        return Err(VaultError::Peer(format!(
+                            "{replica} sent more than {MAX_RESTORE_BYTES} bytes"
+                        )));
+                    }
+                    chunks.push(c);
+                }
+                Reply::Done => break,
+                other => {
+                    return Err(VaultError::Peer(format!(
+                        "{replica} answered {other:?} in a restore"
+                    )));
+                }
+            }
+        }
+        let done = self.blocking(move |v| v.restore(snap, chunks)).await?;
+        self.refresh_count().await;
+        Ok(done)
+    }
+}
+
+/// Runs the replicator until shutdown: after every write, and every few seconds for
+/// replicas that were away.
+pub(crate) async fn replicate(
+    handle: VaultHandle,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = handle.inner.replicate.notified() => {}
+            _ = tick.tick() => {}
+        }
+        handle.sync_replicas().await;
+    }
+}
+
 /// A random UUID (version 4) as FHIR ids are often written.
 pub fn new_id() -> String {
     let mut b: [u8; 16] = rand::random();
@@ -499,7 +616,8 @@ pub fn new_id() -> String {
     )
 }
 
-/// Accepts provider streams until shutdown, at most `max` at once.
+/// Accepts provider streams until shutdown, at most `max` at once. The streams being
+/// served are this task's: when it is stopped or aborted, so are they.
 pub(crate) async fn accept(
     handle: VaultHandle,
     mut incoming: libp2p_stream::IncomingStreams,
@@ -507,16 +625,18 @@ pub(crate) async fn accept(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(max.max(1)));
+    let mut serving = tokio::task::JoinSet::new();
     loop {
         let (peer, stream) = tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
+            Some(_) = serving.join_next(), if !serving.is_empty() => continue,
             s = incoming.next() => match s { Some(s) => s, None => break },
         };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
         let h = handle.clone();
-        tokio::spawn(async move {
+        serving.spawn(async move {
             h.serve(peer, stream).await;
             drop(permit);
         });

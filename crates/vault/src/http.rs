@@ -39,6 +39,10 @@ pub fn routes(handle: VaultHandle) -> Router {
         .route("/append", post(append))
         .route("/log", get(log))
         .route("/log/verify", get(verify))
+        .route("/replicas", get(replicas).post(add_replica))
+        .route("/replicas/{peer}", axum::routing::delete(remove_replica))
+        .route("/holding", get(holding).post(hold))
+        .route("/restore", post(restore))
         .nest("/fhir", crate::fhir_api::routes())
         .with_state(handle)
 }
@@ -49,12 +53,15 @@ impl From<VaultError> for ApiError {
             VaultError::Invalid(_)
             | VaultError::UnknownType(_)
             | VaultError::BadProvider(_)
-            | VaultError::NotImported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            | VaultError::NotImported { .. }
+            | VaultError::NotEmpty => StatusCode::UNPROCESSABLE_ENTITY,
             VaultError::NoRecord(_) | VaultError::NoGrant(_) => StatusCode::NOT_FOUND,
             VaultError::Refused(Refusal::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             VaultError::Refused(_) => StatusCode::FORBIDDEN,
             VaultError::Peer(_) => StatusCode::BAD_GATEWAY,
-            VaultError::LogBroken { .. } | VaultError::Tampered(_) => StatusCode::CONFLICT,
+            VaultError::LogBroken { .. } | VaultError::Tampered(_) | VaultError::Restore(_) => {
+                StatusCode::CONFLICT
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -153,4 +160,42 @@ async fn log(State(h): S, Query(q): Query<LogQuery>) -> ApiResult {
 
 async fn verify(State(h): S) -> ApiResult {
     to_json(h.verify().await?)
+}
+
+#[derive(Deserialize)]
+struct PeerBody {
+    peer: String,
+}
+
+async fn replicas(State(h): S) -> ApiResult {
+    Ok(Json(json!(h.replicas().await?)))
+}
+
+async fn add_replica(State(h): S, ApiJson(b): ApiJson<PeerBody>) -> ApiResult {
+    let new = h.add_replica(peer(&b.peer)?).await?;
+    Ok(Json(json!({ "peer": b.peer, "added": new })))
+}
+
+async fn remove_replica(State(h): S, Path(p): Path<String>) -> ApiResult {
+    let had = h.remove_replica(peer(&p)?).await?;
+    if !had {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("{p} is not a replica of this vault (`nodus vault replicas` lists them)"),
+        ));
+    }
+    Ok(Json(json!({ "peer": p, "removed": true })))
+}
+
+async fn holding(State(h): S) -> ApiResult {
+    to_json(h.holdings().await?)
+}
+
+async fn hold(State(h): S, ApiJson(b): ApiJson<PeerBody>) -> ApiResult {
+    let new = h.hold(peer(&b.peer)?).await?;
+    Ok(Json(json!({ "patient": b.peer, "added": new })))
+}
+
+async fn restore(State(h): S, ApiJson(b): ApiJson<PeerBody>) -> ApiResult {
+    to_json(h.restore(peer(&b.peer)?).await?)
 }

@@ -32,8 +32,10 @@ pub mod floor;
 pub mod handle;
 pub mod http;
 pub mod log;
+pub mod replica;
 mod server;
 pub mod store;
+pub mod synthetic;
 pub mod vault;
 pub mod wire;
 
@@ -78,6 +80,9 @@ impl nodus_service::Service for VaultService {
                 anchor_state: Mutex::new(anchor::AnchorState::default()),
                 events: events.clone(),
                 metrics,
+                held_budget: config.max_held_mb.saturating_mul(1 << 20),
+                replicate: tokio::sync::Notify::new(),
+                replica_errors: Mutex::new(Default::default()),
             }),
         };
         let incoming = ctx
@@ -90,6 +95,10 @@ impl nodus_service::Service for VaultService {
             config.max_serving,
             ctx.shutdown.clone(),
         ))];
+        tasks.push(tokio::spawn(handle::replicate(
+            handle.clone(),
+            ctx.shutdown.clone(),
+        )));
         if let Some(anchor) = anchor
             && config.anchor_interval_secs > 0
         {

@@ -89,11 +89,107 @@ pub(crate) async fn serve(h: &VaultHandle, peer: PeerId, mut stream: libp2p::Str
                 Err(r) => refuse(h, &mut stream, &provider, r).await,
             }
         }
+        Request::Hold(snap) => hold(h, peer, &mut stream, snap).await,
+        Request::Restore => {
+            let p = provider.clone();
+            let held = tokio::task::spawn_blocking(move || vault.held(&p))
+                .await
+                .map_err(|_| crate::VaultError::Stopped)
+                .and_then(|r| r);
+            match held {
+                Ok((snap, chunks)) => send_copy(&mut stream, snap, chunks).await,
+                Err(crate::VaultError::Refused(r)) => refuse(h, &mut stream, &provider, r).await,
+                Err(e) => {
+                    tracing::warn!(target: "nodus::vault", "a restore for {provider}: {e}");
+                    refuse(h, &mut stream, &provider, Refusal::Unavailable).await
+                }
+            }
+        }
+        Request::HoldMore(_) | Request::HoldEnd => {
+            return garbage(h, peer, "hold frames without a hold");
+        }
     };
     if let Err(e) = result {
         tracing::debug!(target: "nodus::vault", %peer, "answering a provider: {e}");
     }
+    // A fetch or an append wrote the log: replicas have something new.
+    inner.replicate.notify_one();
     let _ = stream.close().await;
+}
+
+/// Most bytes one hold may bring in one go (it is kept in memory until it is checked
+/// and written in one transaction).
+const HOLD_STREAM_MAX: usize = 256 << 20;
+
+/// A patient's copy to hold: the snapshot came, the chunks follow until `HoldEnd`.
+async fn hold(
+    h: &VaultHandle,
+    peer: PeerId,
+    stream: &mut libp2p::Stream,
+    snap: wire::Snapshot,
+) -> Result<(), wire::WireError> {
+    let patient = peer.to_string();
+    let inner = h.inner();
+    if !inner.vault.is_holding(&patient).unwrap_or(false) {
+        return refuse(h, stream, &patient, Refusal::NotHolding).await;
+    }
+    let budget = inner.held_budget;
+    let mut chunks = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        let raw = match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            nodus_net::frame::read(stream, wire::MAX_FRAME),
+        )
+        .await
+        {
+            Ok(Ok(Some(raw))) => raw,
+            _ => return Ok(()),
+        };
+        match wire::decode_request(&raw) {
+            Ok(Request::HoldMore(c)) => {
+                bytes += c.bytes();
+                if bytes as u64 > budget || bytes > HOLD_STREAM_MAX {
+                    return refuse(
+                        h,
+                        stream,
+                        &patient,
+                        Refusal::Full {
+                            budget_mb: budget >> 20,
+                        },
+                    )
+                    .await;
+                }
+                chunks.push(c);
+            }
+            Ok(Request::HoldEnd) => break,
+            _ => {
+                garbage(h, peer, "a hold interrupted by something else");
+                return Ok(());
+            }
+        }
+    }
+    let vault = inner.vault.clone();
+    let p = patient.clone();
+    let held = tokio::task::spawn_blocking(move || vault.hold(&p, snap, chunks, budget))
+        .await
+        .unwrap_or(Err(Refusal::Unavailable));
+    match held {
+        Ok(upto) => wire::write(stream, &Reply::Held { upto }).await,
+        Err(r) => refuse(h, stream, &patient, r).await,
+    }
+}
+
+async fn send_copy(
+    stream: &mut libp2p::Stream,
+    snap: wire::Snapshot,
+    chunks: Vec<wire::Chunk>,
+) -> Result<(), wire::WireError> {
+    wire::write(stream, &Reply::Snapshot(snap)).await?;
+    for c in chunks {
+        wire::write(stream, &Reply::Chunk(c)).await?;
+    }
+    wire::write(stream, &Reply::Done).await
 }
 
 fn garbage(h: &VaultHandle, peer: PeerId, why: &str) {

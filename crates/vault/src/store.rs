@@ -15,6 +15,18 @@ pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 pub const ANCHORS: TableDefinition<u64, &[u8]> = TableDefinition::new("anchors");
 /// Counters: `order` (records ever made), `grant` (grants ever made).
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Replicas this patient's node keeps its vault on: peer id -> [`ReplicaRow`].
+pub const REPLICAS: TableDefinition<&str, &[u8]> = TableDefinition::new("replicas");
+/// Patients this node holds a copy for: peer id -> [`HoldingRow`].
+pub const HOLDING: TableDefinition<&str, &[u8]> = TableDefinition::new("holding");
+/// Held copies: `patient \0 Type/id` -> [`RecordRow`] (digest zeroed).
+pub const HELD_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("held_records");
+/// `patient \0 provider` -> [`GrantRow`].
+pub const HELD_GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("held_grants");
+/// `(patient, entry)` -> [`LogRow`].
+pub const HELD_LOG: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("held_log");
+/// `(patient, entry)` -> [`AnchorRow`].
+pub const HELD_ANCHORS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("held_anchors");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -58,8 +70,12 @@ pub struct RecordRow {
     /// The provider who appended it, with their public key (protobuf) and signature
     /// over the body's bytes; none for what the patient imported.
     pub author: Option<Authorship>,
-    /// SHA-256 of the plaintext, to see an unchanged import (kept on this node only).
+    /// SHA-256 of the plaintext, to see an unchanged import (kept on this node only:
+    /// zeros in replicas' copies).
     pub digest: [u8; 32],
+    /// The log entry of the write that last changed it: replicas are sent the records
+    /// changed after the last entry they hold.
+    pub changed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +131,24 @@ pub struct AnchorRow {
     pub sent_ms: u64,
 }
 
+/// A replica, as the patient's node keeps track of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaRow {
+    /// Log entries it has acknowledged holding (everything written before them).
+    pub acked: u64,
+    pub added_ms: u64,
+}
+
+/// A patient this node holds a copy for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HoldingRow {
+    /// Log entries held.
+    pub held: u64,
+    /// Bytes held, against the budget.
+    pub bytes: u64,
+    pub since_ms: u64,
+}
+
 pub fn encode<T: Serialize>(row: &T) -> Vec<u8> {
     postcard::to_allocvec(row).expect("rows serialize")
 }
@@ -134,6 +168,12 @@ pub fn open(path: &std::path::Path) -> Result<redb::Database, StoreError> {
         w.open_table(LOG)?;
         w.open_table(ANCHORS)?;
         w.open_table(META)?;
+        w.open_table(REPLICAS)?;
+        w.open_table(HOLDING)?;
+        w.open_table(HELD_RECORDS)?;
+        w.open_table(HELD_GRANTS)?;
+        w.open_table(HELD_LOG)?;
+        w.open_table(HELD_ANCHORS)?;
     }
     w.commit()?;
     // A read to fail early on a file that is not a vault store.

@@ -96,7 +96,7 @@ fn hex_ser<S: serde::Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> 
 }
 
 pub struct Vault {
-    db: redb::Database,
+    pub(crate) db: redb::Database,
     keys: Keys,
     /// This node's peer id: the patient whose records these are.
     me: String,
@@ -109,7 +109,7 @@ fn rid(rtype: &str, id: &str) -> String {
     format!("{rtype}/{id}")
 }
 
-fn grant_aad(no: u64) -> Vec<u8> {
+pub(crate) fn grant_aad(no: u64) -> Vec<u8> {
     format!("nodus-vault grant key\0{no}").into_bytes()
 }
 
@@ -151,7 +151,7 @@ impl Vault {
         Ok(k)
     }
 
-    fn data_key(&self, r: &str, row: &RecordRow) -> Result<Key, VaultError> {
+    pub(crate) fn data_key(&self, r: &str, row: &RecordRow) -> Result<Key, VaultError> {
         Ok(crypto::open_key(
             self.keys.master(),
             &crypto::aad_wrap(&self.me, r, row.epoch),
@@ -159,7 +159,7 @@ impl Vault {
         )?)
     }
 
-    fn open_body(&self, r: &str, row: &RecordRow) -> Result<Vec<u8>, VaultError> {
+    pub(crate) fn open_body(&self, r: &str, row: &RecordRow) -> Result<Vec<u8>, VaultError> {
         let dk = self.data_key(r, row)?;
         crypto::open(
             &dk,
@@ -174,6 +174,11 @@ impl Vault {
         let n = meta.get(counter)?.map(|v| v.value()).unwrap_or(0);
         meta.insert(counter, n + 1)?;
         Ok(n)
+    }
+
+    /// The number the next audit entry written in `w` gets.
+    fn next_seq(w: &WriteTransaction) -> Result<u64, VaultError> {
+        Ok(w.open_table(LOG)?.last()?.map_or(0, |(k, _)| k.value() + 1))
     }
 
     /// Appends an audit entry inside `w`; its number.
@@ -218,6 +223,7 @@ impl Vault {
 
     /// Seals `plain` as record `r`'s next version under `dk`, wrapped for the live
     /// grants that cover it.
+    #[allow(clippy::too_many_arguments)]
     fn seal_row(
         &self,
         r: &str,
@@ -226,6 +232,7 @@ impl Vault {
         plain: &[u8],
         grants: &[(GrantRow, Key)],
         mut row: RecordRow,
+        changed: u64,
     ) -> RecordRow {
         row.body = crypto::seal(dk, &crypto::aad_record(&self.me, r, row.version), plain);
         let wrap_aad = crypto::aad_wrap(&self.me, r, row.epoch);
@@ -236,6 +243,7 @@ impl Vault {
             .map(|(g, gk)| (g.no, crypto::seal(gk, &wrap_aad, dk)))
             .collect();
         row.digest = Sha256::digest(plain).into();
+        row.changed = changed;
         row
     }
 
@@ -271,6 +279,7 @@ impl Vault {
             })?
         };
         let w = self.db.begin_write()?;
+        let seq = Self::next_seq(&w)?;
         let mut done = Imported::default();
         let mut changed = Vec::new();
         {
@@ -316,11 +325,12 @@ impl Vault {
                             wraps: vec![],
                             author: None,
                             digest: [0; 32],
+                            changed: 0,
                         };
                         (row, crypto::random_key())
                     }
                 };
-                let row = self.seal_row(&r, &e.rtype, &dk, &plain, &grants, row);
+                let row = self.seal_row(&r, &e.rtype, &dk, &plain, &grants, row, seq);
                 records.insert(r.as_str(), store::encode(&row).as_slice())?;
                 *done.by_type.entry(e.rtype.clone()).or_default() += 1;
                 changed.push(r);
@@ -427,6 +437,7 @@ impl Vault {
         let now = self.now();
         let w = self.db.begin_write()?;
         let replaced = self.revoke_in(&w, provider)?;
+        let seq = Self::next_seq(&w)?;
         let no = Self::next(&w, "grant")?;
         let gk = crypto::random_key();
         let (enc, sealed) =
@@ -455,6 +466,7 @@ impl Vault {
                 }
                 let mut row = store::decode::<RecordRow>(v.value(), "record")?;
                 let dk = self.data_key(&r, &row)?;
+                row.changed = seq;
                 row.wraps.push((
                     no,
                     crypto::seal(&gk, &crypto::aad_wrap(&self.me, &r, row.epoch), &dk),
@@ -530,6 +542,7 @@ impl Vault {
             return Ok(None);
         };
         self.grant_keys.lock().expect("grant keys").remove(&g.no);
+        let seq = Self::next_seq(w)?;
         let others = self.live_grants(&w.open_table(GRANTS)?)?;
         let mut records = w.open_table(RECORDS)?;
         let mut updates = Vec::new();
@@ -548,7 +561,7 @@ impl Vault {
                 epoch: row.epoch + 1,
                 ..row
             };
-            let row = self.seal_row(&r, &rtype, &crypto::random_key(), &plain, &others, row);
+            let row = self.seal_row(&r, &rtype, &crypto::random_key(), &plain, &others, row, seq);
             records.insert(r.as_str(), store::encode(&row).as_slice())?;
         }
         Ok(Some(rotated))
@@ -718,6 +731,7 @@ impl Vault {
     ) -> Result<RecordInfo, VaultError> {
         let r = rid(rtype, id);
         let w = self.db.begin_write()?;
+        let seq = Self::next_seq(&w)?;
         let version;
         {
             let grants_t = w.open_table(GRANTS)?;
@@ -767,6 +781,7 @@ impl Vault {
                     wraps: vec![],
                     author,
                     digest: [0; 32],
+                    changed: 0,
                 },
             };
             version = row.version;
@@ -775,7 +790,7 @@ impl Vault {
             } else {
                 crypto::random_key()
             };
-            let row = self.seal_row(&r, rtype, &dk, resource, &grants, row);
+            let row = self.seal_row(&r, rtype, &dk, resource, &grants, row, seq);
             records.insert(r.as_str(), store::encode(&row).as_slice())?;
         }
         let detail = format!("appended by {provider}, version {version}");

@@ -14,6 +14,12 @@
 //! Append { resource, .. }      ->
 //!                              <-       Appended { rtype, id, version }
 //! any request                  <-       Refused(reason)
+//!
+//! patient                               replica
+//! Hold(snapshot), HoldMore(chunk).., HoldEnd ->
+//!                              <-       Held { upto }
+//! Restore                      ->
+//!                              <-       Snapshot, Chunk.., Done
 //! ```
 //!
 //! One request per stream. Records travel as they are stored: sealed under their data
@@ -32,13 +38,18 @@ pub const BATCH_BYTES: usize = 1 << 20;
 /// At most this many types in one fetch, each at most [`MAX_TYPE_LEN`] bytes.
 pub const MAX_TYPES: usize = 64;
 pub const MAX_TYPE_LEN: usize = 64;
+/// At most this many grants and anchors in a [`Snapshot`].
+pub const MAX_GRANTS: usize = 10_000;
+pub const MAX_ANCHORS: usize = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// This node's X25519 public key, to be granted to.
     Key,
     /// The records a grant covers; `types` empty: all the grant covers.
-    Fetch { types: Vec<String> },
+    Fetch {
+        types: Vec<String>,
+    },
     /// A provider's own record: the resource's JSON, signed by the provider's identity
     /// key over [`append_message`].
     Append {
@@ -46,6 +57,40 @@ pub enum Request {
         public_key: Vec<u8>,
         signature: Vec<u8>,
     },
+    /// From a patient to a replica: hold what changed (this, then [`Request::HoldMore`]
+    /// frames, then [`Request::HoldEnd`]).
+    Hold(Snapshot),
+    HoldMore(Chunk),
+    HoldEnd,
+    /// From a patient to a replica: send back everything held for me.
+    Restore,
+}
+
+/// A patient's vault as replicas hold it, first part: how far it goes, every grant
+/// and anchor (rows as stored).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Log entries the state covers.
+    pub upto: u64,
+    pub grants: Vec<Vec<u8>>,
+    pub anchors: Vec<(u64, Vec<u8>)>,
+}
+
+/// The rest, in frames: records (`Type/id`, row) and log entries (number, row).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Chunk {
+    pub records: Vec<(String, Vec<u8>)>,
+    pub log: Vec<(u64, Vec<u8>)>,
+}
+
+impl Chunk {
+    pub fn bytes(&self) -> usize {
+        self.records
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum::<usize>()
+            + self.log.iter().map(|(_, v)| v.len() + 12).sum::<usize>()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +114,13 @@ pub enum Reply {
         id: String,
         version: u64,
     },
+    /// A replica holds the patient's state up to this many log entries.
+    Held {
+        upto: u64,
+    },
+    /// A replica's answer to [`Request::Restore`]: this, [`Reply::Chunk`]s, [`Reply::Done`].
+    Snapshot(Snapshot),
+    Chunk(Chunk),
     Refused(Refusal),
 }
 
@@ -104,6 +156,14 @@ pub enum Refusal {
     Malformed,
     #[error("the patient's node could not serve this now")]
     Unavailable,
+    #[error(
+        "this node does not hold a copy for that patient (its operator runs `nodus vault hold <patient>` to)"
+    )]
+    NotHolding,
+    #[error("holding this would pass this node's budget of {budget_mb} MiB for that patient")]
+    Full { budget_mb: u64 },
+    #[error("what was sent to hold does not follow from what is held: {0}")]
+    Inconsistent(String),
 }
 
 /// What a provider signs to append `resource` to `patient`'s vault.
@@ -148,6 +208,8 @@ pub fn decode_request(bytes: &[u8]) -> Result<Request, WireError> {
             public_key,
             signature,
         } => resource.len() <= MAX_RESOURCE && public_key.len() <= 128 && signature.len() <= 128,
+        Request::Hold(s) => s.grants.len() <= MAX_GRANTS && s.anchors.len() <= MAX_ANCHORS,
+        Request::HoldMore(_) | Request::HoldEnd | Request::Restore => true,
     };
     ok.then_some(r).ok_or(WireError::Limits)
 }

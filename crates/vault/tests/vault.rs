@@ -12,7 +12,7 @@ use nodus_vault::{VaultError, store};
 use redb::{ReadableDatabase, ReadableTable};
 use serde_json::{Value, json};
 
-const PATIENT: &[u8] = include_bytes!("../fixtures/hypertension.json");
+use nodus_vault::synthetic::{PATIENT, count};
 const DAY: u64 = 24 * 3600 * 1000;
 
 struct Setup {
@@ -93,17 +93,6 @@ impl Setup {
     }
 }
 
-/// How many resources of `rtype` the fixture holds (all when None).
-fn in_fixture(rtype: Option<&str>) -> usize {
-    let b: Value = serde_json::from_slice(PATIENT).unwrap();
-    b["entry"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| rtype.is_none_or(|t| e["resource"]["resourceType"] == t))
-        .count()
-}
-
 fn types_of(v: &[Value]) -> Vec<&str> {
     let mut t: Vec<&str> = v
         .iter()
@@ -118,13 +107,13 @@ fn types_of(v: &[Value]) -> Vec<&str> {
 fn a_carebundle_patient_imports_lists_and_exports_stably() {
     let s = Setup::new();
     let got = s.vault.import(PATIENT, "me").unwrap();
-    let all = in_fixture(None);
+    let all = count(None);
     assert!(all > 40, "{all}");
     assert_eq!(got.created, all);
-    assert_eq!(got.by_type["Observation"], in_fixture(Some("Observation")));
+    assert_eq!(got.by_type["Observation"], count(Some("Observation")));
     assert_eq!(
         s.vault.list(Some("Condition")).unwrap().len(),
-        in_fixture(Some("Condition"))
+        count(Some("Condition"))
     );
     // The same bundle again changes nothing and logs nothing.
     let again = s.vault.import(PATIENT, "me").unwrap();
@@ -170,7 +159,7 @@ fn providers_read_only_what_a_current_grant_covers() {
     let week = s.now.load(Ordering::SeqCst) + 7 * DAY;
     s.grant(&["Observation"], Some(week));
     let got = s.fetch(&[]).unwrap();
-    assert_eq!(got.len(), in_fixture(Some("Observation")));
+    assert_eq!(got.len(), count(Some("Observation")));
     assert_eq!(types_of(&got), vec!["Observation"]);
     // Other types: refused, naming them.
     assert_eq!(
@@ -202,7 +191,7 @@ fn a_revoked_provider_cannot_open_what_changed_after() {
     s.grant(&["Observation"], None);
     let before = s.vault.serve_fetch(&s.pid(), &[]).unwrap();
     let revoked = s.vault.revoke(&s.pid(), "me").unwrap();
-    assert_eq!(revoked.rotated, in_fixture(Some("Observation")));
+    assert_eq!(revoked.rotated, count(Some("Observation")));
     assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
     // The patient updates an Observation; the provider kept the old grant key and the
     // old wraps, and gets hold of the new ciphertext (from a replica, say).
@@ -368,4 +357,220 @@ impl Replace for Vec<u8> {
             .replace(from, to)
             .into_bytes()
     }
+}
+
+/// A vault kept at `dir`, with its key file there too (so another vault can share it).
+fn vault_at(dir: &std::path::Path, me: &str) -> Vault {
+    Vault::open(
+        &dir.join("vault.redb"),
+        Keys::load_or_create(&dir.join("vault.key")).unwrap(),
+        me.into(),
+        nodus_vault::vault::system_clock(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_replica_holds_what_changed_and_gives_back_a_vault_that_opens() {
+    let (pd, rd, nd) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let patient = vault_at(pd.path(), "patient");
+    let replica = vault_at(rd.path(), "replica");
+    patient.import(PATIENT, "me").unwrap();
+    patient.add_replica("replica").unwrap();
+    // Not agreed to yet: refused.
+    let (snap, chunks) = patient.changes_since(0).unwrap();
+    assert_eq!(
+        replica.hold("patient", snap.clone(), chunks.clone(), 1 << 30),
+        Err(Refusal::NotHolding)
+    );
+    replica.hold_for("patient").unwrap();
+    // Over the budget: refused, nothing kept.
+    assert!(matches!(
+        replica.hold("patient", snap.clone(), chunks.clone(), 1000),
+        Err(Refusal::Full { .. })
+    ));
+    assert_eq!(replica.hold("patient", snap, chunks, 1 << 30), Ok(1));
+    patient.set_acked("replica", 1).unwrap();
+    // Then only what changed travels: a grant re-wraps every Observation.
+    let provider = Keys::ephemeral();
+    patient
+        .grant(
+            "clinic",
+            provider.public(),
+            vec!["Observation".into()],
+            None,
+            "me",
+        )
+        .unwrap();
+    let (snap, chunks) = patient.changes_since(1).unwrap();
+    let sent: usize = chunks.iter().map(|c| c.records.len()).sum();
+    assert_eq!(sent, count(Some("Observation")));
+    assert_eq!(snap.grants.len(), 1);
+    assert_eq!(
+        replica.hold("patient", snap.clone(), chunks.clone(), 1 << 30),
+        Ok(2)
+    );
+    // The same again (an acknowledgement lost on the way) changes nothing.
+    assert_eq!(replica.hold("patient", snap, chunks, 1 << 30), Ok(2));
+    let held = &replica.holdings().unwrap()[0];
+    assert_eq!((held.records as usize, held.entries), (count(None), 2));
+    // The replica holds ciphertext only: no digest of the plaintext either.
+    let (copy, copy_chunks) = replica.held("patient").unwrap();
+    for (rid, bytes) in copy_chunks.iter().flat_map(|c| &c.records) {
+        let row: store::RecordRow = store::decode(bytes, "record").unwrap();
+        assert_eq!(row.digest, [0; 32], "{rid}");
+    }
+    // Restored into an empty vault with the patient's keys: the same vault.
+    std::fs::copy(pd.path().join("vault.key"), nd.path().join("vault.key")).unwrap();
+    let back = vault_at(nd.path(), "patient");
+    let done = back.restore(copy.clone(), copy_chunks.clone()).unwrap();
+    assert_eq!(
+        (done.records, done.grants, done.entries),
+        (count(None), 1, 2)
+    );
+    assert_eq!(back.export().unwrap(), patient.export().unwrap());
+    back.verify_log().unwrap();
+    assert_eq!(back.grants().unwrap(), patient.grants().unwrap());
+    // With other keys, nothing opens: refused.
+    let other = vault_at(tempfile::tempdir().unwrap().path(), "patient");
+    assert!(matches!(
+        other.restore(copy, copy_chunks),
+        Err(VaultError::Restore(_))
+    ));
+}
+
+#[test]
+fn a_replica_refuses_a_history_that_does_not_chain_on() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let patient = vault_at(pd.path(), "patient");
+    let replica = vault_at(rd.path(), "replica");
+    replica.hold_for("patient").unwrap();
+    patient.import(PATIENT, "me").unwrap();
+    let (snap, chunks) = patient.changes_since(0).unwrap();
+    replica.hold("patient", snap, chunks, 1 << 30).unwrap();
+    // A second entry whose content was changed after it was hashed.
+    patient
+        .grant("clinic", Keys::ephemeral().public(), vec![], None, "me")
+        .unwrap();
+    let (snap, mut chunks) = patient.changes_since(1).unwrap();
+    let entry = chunks
+        .iter_mut()
+        .flat_map(|c| c.log.iter_mut())
+        .next()
+        .unwrap();
+    let mut row: store::LogRow = store::decode(&entry.1, "log").unwrap();
+    row.event = row.event.replace_bytes("grant", "grunt");
+    entry.1 = store::encode(&row);
+    assert!(matches!(
+        replica.hold("patient", snap, chunks, 1 << 30),
+        Err(Refusal::Inconsistent(_))
+    ));
+    assert_eq!(replica.holdings().unwrap()[0].entries, 1);
+}
+
+/// A chain in memory: every transaction is mined at once in the next block.
+#[derive(Default)]
+struct MemoryChain {
+    txs: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl nodus_vault::Anchor for MemoryChain {
+    fn send(
+        &self,
+        payload: Vec<u8>,
+    ) -> futures::future::BoxFuture<'_, Result<[u8; 32], nodus_vault::AnchorError>> {
+        let mut txs = self.txs.lock().unwrap();
+        txs.push(payload);
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&(txs.len() as u64).to_be_bytes());
+        Box::pin(async move { Ok(h) })
+    }
+
+    fn find(
+        &self,
+        tx: [u8; 32],
+    ) -> futures::future::BoxFuture<'_, Result<Option<nodus_vault::Mined>, nodus_vault::AnchorError>>
+    {
+        let n = u64::from_be_bytes(tx[..8].try_into().unwrap()) as usize;
+        let found = self.txs.lock().unwrap().get(n - 1).cloned();
+        Box::pin(async move {
+            Ok(found.map(|payload| nodus_vault::Mined {
+                payload,
+                block: n as u64,
+                from: "0xanchor".into(),
+            }))
+        })
+    }
+
+    fn account(&self) -> String {
+        "0xanchor".into()
+    }
+}
+
+/// Rewrites entry 1 of the log and every hash after it, as someone with the file and
+/// time would: the chain holds together again, only the anchor tells.
+fn rewrite_history(v: &Vault) {
+    let w = v.db().begin_write().unwrap();
+    {
+        let mut log = w.open_table(store::LOG).unwrap();
+        let rows: Vec<(u64, store::LogRow)> = log
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value(), store::decode(v.value(), "log").unwrap())
+            })
+            .collect();
+        let mut prev = rows[0].1.hash;
+        for (seq, mut row) in rows.into_iter().skip(1) {
+            if seq == 1 {
+                row.event = row.event.replace_bytes("Observation", "Condition");
+            }
+            row.prev = prev;
+            row.hash = nodus_vault::log::entry_hash(&prev, seq, &row.event);
+            prev = row.hash;
+            log.insert(seq, store::encode(&row).as_slice()).unwrap();
+        }
+    }
+    w.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_rewritten_history_is_caught_by_its_anchor() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    s.grant(&["Observation"], None);
+    s.fetch(&[]).unwrap();
+    let vault = Arc::new(s.vault);
+    let chain: nodus_vault::SharedAnchor = Arc::new(MemoryChain::default());
+    let state = std::sync::Mutex::new(Default::default());
+    // One round sends the head, the next sees it mined.
+    nodus_vault::anchor::round(&vault, &chain, &state).await;
+    nodus_vault::anchor::round(&vault, &chain, &state).await;
+    let v = nodus_vault::anchor::verify(&vault, Some(&chain), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (v.anchors_confirmed, v.last_anchor.map(|a| a.0)),
+        (1, Some(2))
+    );
+    rewrite_history(&vault);
+    // The hashes chain again; the stored anchor row disagrees with the log...
+    let e = nodus_vault::anchor::verify(&vault, Some(&chain), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, VaultError::LogBroken { entry: 2, .. }), "{e}");
+    // ...and when the anchor row is rewritten to match, the chain disagrees.
+    let (_, head) = vault.head().unwrap();
+    let (seq, mut row) = vault.anchors().unwrap().pop().unwrap();
+    row.head = head;
+    vault.put_anchor(seq, &row).unwrap();
+    let e = nodus_vault::anchor::verify(&vault, Some(&chain), None)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("holds another head"), "{e}");
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::global::Global;
-use crate::ui::{self, enc, s, table};
+use crate::ui::{self, enc, rows, s, table};
 
 pub use args::{Commands, KeyCommand, SocialCommand};
 
@@ -163,15 +163,6 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
 }
 
 /// A table row for each item of the JSON array `v`.
-fn rows(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
-    v.as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(row)
-        .collect()
-}
-
 fn note_row(e: &Value) -> Vec<String> {
     vec![
         s(&e["created_at"]),

@@ -34,6 +34,25 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// One row per element of a JSON array (none when it is not one).
+pub fn rows(v: &Value, row: impl Fn(&Value) -> Vec<String>) -> Vec<Vec<String>> {
+    v.as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(row)
+        .collect()
+}
+
+/// Prints a JSON array as JSON when asked, else as a table of its elements.
+pub fn list(as_json: bool, v: &Value, header: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    if as_json {
+        json(v);
+    } else {
+        table(header, &rows(v, row));
+    }
+}
+
 pub fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -80,6 +80,25 @@ pub enum VaultCommand {
         /// The resource file
         file: PathBuf,
     },
+    /// Where this vault is also kept: list its replicas, or add or remove one
+    Replicas {
+        #[command(subcommand)]
+        command: Option<ReplicasCommand>,
+    },
+    /// Agree to hold a copy of a patient's vault on this node (encrypted: it cannot read it)
+    Hold {
+        /// The patient's peer id
+        patient: String,
+    },
+    /// The patients this node holds a copy for
+    Holding,
+    /// Take this node's vault back from a replica's copy (into an empty vault; the
+    /// identity key and vault/vault.key must be the ones it was made with)
+    Restore {
+        /// The replica's peer id
+        #[arg(long)]
+        from: String,
+    },
     /// The audit log: every import, grant, revoke, fetch and append as FHIR AuditEvents
     Log {
         #[command(subcommand)]
@@ -91,6 +110,14 @@ pub enum VaultCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplicasCommand {
+    /// Keep this vault on a node too (its operator runs `nodus vault hold <this node>`)
+    Add { peer: String },
+    /// Stop sending this vault to a node
+    Remove { peer: String },
 }
 
 #[derive(Subcommand, Debug)]

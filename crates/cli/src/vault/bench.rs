@@ -26,7 +26,7 @@ use nodus_vault::floor::PlainStore;
 use nodus_vault::vault::{Vault, system_clock};
 use serde_json::json;
 
-use super::demo::PATIENT;
+use nodus_vault::synthetic::copies;
 use crate::ui::progress::spinner;
 use crate::ui::{self, table};
 
@@ -58,43 +58,6 @@ impl Area {
         } = self;
         run(records.max(1), fetched.max(1), entries.max(1), json).await
     }
-}
-
-/// Bundles holding about `records` resources in all: copies of the synthetic patient,
-/// each with its uuids changed so every copy is a new person.
-pub fn copies(records: usize) -> Vec<Vec<u8>> {
-    let text = std::str::from_utf8(PATIENT).expect("the fixture is UTF-8");
-    let per = serde_json::from_slice::<serde_json::Value>(PATIENT).expect("the fixture is JSON")["entry"]
-        .as_array()
-        .map_or(1, Vec::len);
-    (0..records.div_ceil(per))
-        .map(|i| renumber(text, i as u32).into_bytes())
-        .collect()
-}
-
-/// `text` with the first 8 hex digits of every uuid replaced by `i`'s.
-fn renumber(text: &str, i: u32) -> String {
-    let b = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    let mut k = 0;
-    while k + 36 <= b.len() {
-        let w = &b[k..k + 36];
-        let uuid = w.iter().enumerate().all(|(j, c)| match j {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
-        if uuid {
-            out.push_str(&text[at..k]);
-            out.push_str(&format!("{i:08x}"));
-            at = k + 8;
-            k += 36;
-        } else {
-            k += 1;
-        }
-    }
-    out.push_str(&text[at..]);
-    out
 }
 
 struct Row {
@@ -330,6 +293,7 @@ mod tests {
 
     #[test]
     fn copies_are_new_people_that_import() {
+        // (The copies come from nodus_vault::synthetic.)
         let b = copies(100);
         assert_eq!(b.len(), 3);
         assert_ne!(b[0], b[1]);

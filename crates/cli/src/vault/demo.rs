@@ -10,14 +10,13 @@ use nodus_chain::ChainHandle;
 use nodus_chain::primitives::{Address, U256};
 use nodus_chain::spec::DEV_KEYS;
 use nodus_chain::wallet::{Key, eip1559};
-use nodus_testnet::{Testnet, wait_until};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 use nodus_vault::VaultHandle;
+use nodus_vault::synthetic::PATIENT;
 use nodus_vault::wire::Refusal;
 
 use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
 
-/// A synthetic patient: `carebundle generate --profile hypertension --count 1 --seed 7`.
-pub const PATIENT: &[u8] = include_bytes!("../../../vault/fixtures/hypertension.json");
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
 
 fn vault(net: &Testnet, k: usize) -> Result<VaultHandle> {
@@ -45,6 +44,12 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         steps,
         "revoking re-keys what the grant covered; the clinic's next read is refused",
         revoke(net, patient, clinic),
+    )
+    .await;
+    step(
+        steps,
+        "a replica holds the vault sealed; killed while records come in, it catches up, nothing lost",
+        replicated(net, patient),
     )
     .await;
     step(
@@ -97,6 +102,44 @@ async fn revoke(net: &Testnet, patient: usize, clinic: usize) -> Result<String> 
     Ok(format!(
         "{} records re-keyed in {}; the clinic's read refused",
         r.rotated,
+        ms(took)
+    ))
+}
+
+async fn replicated(net: &mut Testnet, patient: usize) -> Result<String> {
+    let p = vault(net, patient)?;
+    // A node of its own: a harness node that had torrents cannot start again in this
+    // process after a kill (see `Testnet::stop`).
+    let boot = net
+        .node(patient)
+        .p2p_addr("tcp")
+        .ok_or_else(|| anyhow!("node {patient} has no TCP address"))?
+        .to_string();
+    let k = net.len();
+    let replica = net.add_node(node_config(node_ip(k), &[boot])).await?;
+    vault(net, replica)?.hold(peer(net, patient)?).await?;
+    p.add_replica(peer(net, replica)?).await?;
+    let up_to_date = |p: VaultHandle| async move {
+        p.replicas()
+            .await
+            .is_ok_and(|r| !r.is_empty() && r.iter().all(|x| x["behind"] == 0))
+    };
+    wait_until(STEP_TIMEOUT, "the replica to hold the vault", || up_to_date(p.clone())).await?;
+    net.kill(replica).await?;
+    let more = nodus_vault::synthetic::copies(2 * nodus_vault::synthetic::count(None));
+    let added = p.import(more[1].clone()).await?.created;
+    net.restart(replica).await?;
+    let t = Instant::now();
+    wait_until(STEP_TIMEOUT, "the restarted replica to catch up", || up_to_date(p.clone())).await?;
+    let took = t.elapsed();
+    let held = vault(net, replica)?.holdings().await?;
+    let holds = held.first().map_or(0, |h| h.records);
+    let count = p.list(None).await?.len() as u64;
+    if holds != count {
+        bail!("the replica holds {holds} records, the patient {count}");
+    }
+    Ok(format!(
+        "node {replica} killed, {added} records imported meanwhile; back up, it held all {count} {} later",
         ms(took)
     ))
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::global::Global;
 use crate::ui::{self, enc, s, table};
 
-pub use args::{Commands, LogCommand, VaultCommand};
+pub use args::{Commands, LogCommand, ReplicasCommand, VaultCommand};
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
@@ -141,23 +141,13 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 None => "/api/v1/vault/records".into(),
             };
             let v = api.get(&path).await?;
-            if g.json {
-                ui::json(&v);
-            } else {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
+            ui::list(g.json, &v, &["record", "version", "from"], |r| {
                         vec![
                             format!("{}/{}", s(&r["type"]), s(&r["id"])),
                             s(&r["version"]),
                             r["author"].as_str().unwrap_or("patient").to_string(),
                         ]
-                    })
-                    .collect();
-                table(&["record", "version", "from"], &rows);
-            }
+                    });
         }
         VaultCommand::Show { record } => {
             let (t, id) = record
@@ -203,14 +193,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
         }
         VaultCommand::Grants => {
             let v = api.get("/api/v1/vault/grants").await?;
-            if g.json {
-                ui::json(&v);
-            } else {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|r| {
+            ui::list(g.json, &v, &["provider", "types", "records", "until", "state"], |r| {
                         vec![
                             s(&r["provider"]),
                             types_text(&r["types"]),
@@ -218,10 +201,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                             if r["until_ms"].is_null() { "-".into() } else { when(&r["until_ms"]) },
                             if r["expired"] == true { "expired" } else { "live" }.into(),
                         ]
-                    })
-                    .collect();
-                table(&["provider", "types", "records", "until", "state"], &rows);
-            }
+                    });
         }
         VaultCommand::Revoke { provider } => {
             let v = api
@@ -276,6 +256,64 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 println!("appended {}/{} (version {})", s(&v["type"]), s(&v["id"]), s(&v["version"]));
             }
         }
+        VaultCommand::Replicas { command } => {
+            let v = match command {
+                Some(ReplicasCommand::Add { peer }) => {
+                    api.post("/api/v1/vault/replicas", &json!({ "peer": peer })).await?
+                }
+                Some(ReplicasCommand::Remove { peer }) => {
+                    api.delete(&format!("/api/v1/vault/replicas/{}", enc(&peer)))
+                        .await?
+                }
+                None => api.get("/api/v1/vault/replicas").await?,
+            };
+            ui::list(
+                g.json || !v.is_array(),
+                &v,
+                &["replica", "holds entries", "state", "last error"],
+                |r| {
+                    vec![
+                        s(&r["peer"]),
+                        s(&r["acked"]),
+                        if r["behind"] == 0 {
+                            "up to date".into()
+                        } else {
+                            format!("{} entries behind", s(&r["behind"]))
+                        },
+                        r["last_error"].as_str().unwrap_or("").to_string(),
+                    ]
+                },
+            );
+        }
+        VaultCommand::Hold { patient } => {
+            let v = api
+                .post("/api/v1/vault/holding", &json!({ "peer": patient }))
+                .await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!("holding a copy for {patient} (sealed: this node cannot read it)");
+            }
+        }
+        VaultCommand::Holding => {
+            let v = api.get("/api/v1/vault/holding").await?;
+            ui::list(g.json, &v, &["patient", "records", "log entries", "bytes"], |r| vec![s(&r["patient"]), s(&r["records"]), s(&r["entries"]), s(&r["bytes"])]);
+        }
+        VaultCommand::Restore { from } => {
+            let v = api
+                .post("/api/v1/vault/restore", &json!({ "peer": from }))
+                .await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!(
+                    "restored from {from}: {} records, {} grants, {} log entries (every record opened with this vault's keys)",
+                    s(&v["records"]),
+                    s(&v["grants"]),
+                    s(&v["entries"])
+                );
+            }
+        }
         VaultCommand::Log {
             command: Some(LogCommand::Verify),
             ..
@@ -309,14 +347,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
             let v = api
                 .get(&format!("/api/v1/vault/log?from={from}&limit={limit}"))
                 .await?;
-            if g.json {
-                ui::json(&v);
-            } else {
-                let rows: Vec<Vec<String>> = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| {
+            ui::list(g.json, &v, &["#", "recorded", "action", "who", "outcome", "detail"], |e| {
                         vec![
                             s(&e["id"]),
                             s(&e["recorded"]),
@@ -325,10 +356,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                             if e["outcome"] == "0" { "ok" } else { "refused" }.into(),
                             e["outcomeDesc"].as_str().unwrap_or("").to_string(),
                         ]
-                    })
-                    .collect();
-                table(&["#", "recorded", "action", "who", "outcome", "detail"], &rows);
-            }
+                    });
         }
     }
     Ok(ExitCode::SUCCESS)
