@@ -119,11 +119,20 @@ fn a_person_imports_reads_exports_and_fhir_tools_read_the_api() {
         "no record Condition/nope",
     );
 
-    // The FHIR read API: behind the token.
+    // The FHIR read API at /fhir (and under the vault's prefix): behind the token.
     let t = token(d);
-    let (code, _) = api_get(d, "/api/v1/vault/fhir/metadata", None);
-    assert_eq!(code, 401);
-    let (code, resp) = api_get(d, "/api/v1/vault/fhir/metadata", Some(&t));
+    for base in ["/fhir", "/api/v1/vault/fhir"] {
+        let (code, _) = api_get(d, &format!("{base}/metadata"), None);
+        assert_eq!(code, 401);
+        let (code, resp) = api_get(d, &format!("{base}/Condition?_id={id}"), Some(&t));
+        assert_eq!(code, 200);
+        let url = body(&resp)["entry"][0]["fullUrl"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(url.ends_with(&format!("{base}/Condition/{id}")), "{url}");
+    }
+    let (code, resp) = api_get(d, "/fhir/metadata", Some(&t));
     assert_eq!(code, 200);
     assert!(
         resp.to_lowercase()
@@ -131,32 +140,28 @@ fn a_person_imports_reads_exports_and_fhir_tools_read_the_api() {
         "{resp}"
     );
     assert_eq!(body(&resp)["fhirVersion"], "4.0.1");
-    let (code, resp) = api_get(d, &format!("/api/v1/vault/fhir/Condition/{id}"), Some(&t));
+    let (code, resp) = api_get(d, &format!("/fhir/Condition/{id}"), Some(&t));
     assert_eq!(code, 200);
     assert_eq!(body(&resp), shown);
     let patient = json(&nodus(d, &["--json", "vault", "list", "--type", "Patient"]))[0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let (code, resp) = api_get(
-        d,
-        &format!("/api/v1/vault/fhir/Observation?patient={patient}"),
-        Some(&t),
-    );
+    let (code, resp) = api_get(d, &format!("/fhir/Observation?patient={patient}"), Some(&t));
     assert_eq!(code, 200);
     let found = body(&resp);
     assert_eq!(found["type"], "searchset");
     assert_eq!(found["total"], count(Some("Observation")));
-    let (code, resp) = api_get(d, "/api/v1/vault/fhir/Observation?patient=nobody", Some(&t));
+    let (code, resp) = api_get(d, "/fhir/Observation?patient=nobody", Some(&t));
     assert_eq!((code, body(&resp)["total"].as_u64()), (200, Some(0)));
-    let (code, resp) = api_get(d, "/api/v1/vault/fhir/Observation/nope", Some(&t));
+    let (code, resp) = api_get(d, "/fhir/Observation/nope", Some(&t));
     assert_eq!(
         (code, body(&resp)["resourceType"].as_str()),
         (404, Some("OperationOutcome"))
     );
-    let (code, _) = api_get(d, "/api/v1/vault/fhir/Observation?code=8480-6", Some(&t));
+    let (code, _) = api_get(d, "/fhir/Observation?code=8480-6", Some(&t));
     assert_eq!(code, 400);
-    let (code, _) = api_get(d, "/api/v1/vault/fhir/Observatio/x", Some(&t));
+    let (code, _) = api_get(d, "/fhir/Observatio/x", Some(&t));
     assert_eq!(code, 404);
 
     // The log holds the import, and its hashes chain.

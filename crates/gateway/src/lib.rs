@@ -165,6 +165,7 @@ impl nodus_service::Service for GatewayService {
         let handle = GatewayHandle { gateway, addr };
         tracing::info!(target: "nodus::gateway", "content gateway on http://{addr}");
         Ok(nodus_service::Started {
+            root: vec![],
             routes: http::routes(handle.clone()),
             endpoints: vec![("gateway".to_string(), handle.url())],
             events: None,

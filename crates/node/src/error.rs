@@ -6,6 +6,8 @@ use nodus_service::ServiceError;
 pub enum NodeError {
     #[error(transparent)]
     Core(#[from] CoreError),
+    #[error("the {service} service claims the API path {path}, which another service has")]
+    RouteTaken { path: String, service: &'static str },
     #[error(transparent)]
     Net(#[from] NetError),
     #[error(transparent)]

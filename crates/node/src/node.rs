@@ -98,7 +98,7 @@ impl Node {
             let name = s.name();
             if !on {
                 routes.push((
-                    name,
+                    format!("/api/v1/{name}"),
                     nodus_service::http::disabled(name, &dir.config_path()),
                 ));
                 continue;
@@ -129,7 +129,23 @@ impl Node {
                 }
             };
             tracing::info!(target: "nodus::node", service = name, "service started");
-            routes.push((name, running.routes));
+            routes.push((format!("/api/v1/{name}"), running.routes));
+            for (path, r) in running.root {
+                if routes.iter().any(|(p, _)| p == path) {
+                    // Two services of this build claim one path: a bug, stopped as a
+                    // failed start is.
+                    let _ = shutdown_tx.send(true);
+                    for t in tasks.drain(..).chain(running.tasks) {
+                        t.abort();
+                        let _ = t.await;
+                    }
+                    return Err(NodeError::RouteTaken {
+                        path: path.to_string(),
+                        service: name,
+                    });
+                }
+                routes.push((path.to_string(), r));
+            }
             if let Some(f) = running.events {
                 feeds.push((name, f));
             }

@@ -53,6 +53,10 @@ pub struct Started<H> {
     pub handle: H,
     /// Its HTTP routes, relative to `/api/v1/<name>` (`/` is `/api/v1/<name>` itself).
     pub routes: axum::Router,
+    /// Routes at a path a standard fixes (FHIR's `/fhir`): `(path, routes)`, nested at
+    /// that path of the API, behind the token like the rest. Usually none; two services
+    /// may not claim the same path.
+    pub root: Vec<(&'static str, axum::Router)>,
     /// Named addresses for endpoints.json (`json_rpc`, `bittorrent`, ...).
     pub endpoints: Vec<(String, String)>,
     /// Its events, for the node's event stream.

@@ -216,6 +216,7 @@ impl nodus_service::Service for SocialService {
         };
         tracing::info!(target: "nodus::social", "Nostr relay on ws://{addr}");
         Ok(nodus_service::Started {
+            root: vec![],
             routes: http::routes(handle.clone()),
             endpoints: vec![("nostr".to_string(), handle.relay_url())],
             events: Some(nodus_service::EventFeed::broadcast(relay.events.clone())),

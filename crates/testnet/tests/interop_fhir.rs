@@ -119,7 +119,7 @@ async fn carebundle_patients_round_trip_and_validate_with_fhir_resources() {
 
     // A FHIR client reads the API with the token.
     let token = std::fs::read_to_string(net.data_dir(0).cookie_path()).unwrap();
-    let base = format!("{}/api/v1/vault/fhir", net.node(0).api_url());
+    let base = format!("{}/fhir", net.node(0).api_url());
     let pid = patient.list(Some("Patient".into())).await.unwrap()[0]
         .id
         .clone();

@@ -225,6 +225,7 @@ impl nodus_service::Service for TorrentService {
             endpoints.push(("bittorrent_dht".to_string(), format!("udp://{a}")));
         }
         Ok(nodus_service::Started {
+            root: vec![],
             routes: crate::http::routes(handle.clone()),
             events: Some(nodus_service::EventFeed::broadcast(
                 handle.shared.events.clone(),

@@ -1,5 +1,6 @@
 //! A FHIR R4 read API over the vault, so FHIR tooling reads it as it reads a FHIR
-//! server: the base URL is `http://<api>/api/v1/vault/fhir` (behind the node's token).
+//! server: the base URL is `http://<api>/fhir`, also `http://<api>/api/v1/vault/fhir`
+//! (both behind the node's token).
 //!
 //! - `GET [base]/metadata`: the CapabilityStatement;
 //! - `GET [base]/<Type>/<id>`: read;
@@ -11,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -24,11 +26,17 @@ use crate::handle::VaultHandle;
 
 const FHIR_JSON: &str = "application/fhir+json";
 
-pub(crate) fn routes() -> Router<VaultHandle> {
+/// The path the API is mounted at, for the `fullUrl`s of search results.
+#[derive(Clone, Copy)]
+struct Base(&'static str);
+
+/// The routes, for mounting at `base` (`/fhir`, `/api/v1/vault/fhir`).
+pub(crate) fn routes(base: &'static str) -> Router<VaultHandle> {
     Router::new()
         .route("/metadata", get(metadata))
         .route("/{rtype}", get(search))
         .route("/{rtype}/{id}", get(read))
+        .layer(Extension(Base(base)))
 }
 
 fn fhir(status: StatusCode, body: &Value) -> Response {
@@ -133,6 +141,7 @@ async fn search(
     State(h): State<VaultHandle>,
     Path(rtype): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    Extension(Base(base_path)): Extension<Base>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(r) = unknown(&rtype) {
@@ -157,7 +166,7 @@ async fn search(
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1");
-    let base = format!("http://{host}/api/v1/vault/fhir");
+    let base = format!("http://{host}{base_path}");
     let entries: Vec<Value> = all
         .into_iter()
         .filter(|v| {

@@ -431,7 +431,7 @@ impl VaultHandle {
 }
 
 /// Largest copy a restore takes from a replica.
-pub const MAX_RESTORE_BYTES: usize = 4 << 30;
+pub const MAX_RESTORE_BYTES: usize = 1 << 30;
 
 impl VaultHandle {
     /// Keeps this vault on `peer` too (which must agree: `nodus vault hold <me>` there).

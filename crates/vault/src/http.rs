@@ -19,7 +19,7 @@ use crate::wire::Refusal;
 type S = State<VaultHandle>;
 
 /// Largest bundle an import takes.
-pub const IMPORT_LIMIT: usize = 256 << 20;
+pub const IMPORT_LIMIT: usize = 64 << 20;
 
 /// The routes, relative to `/api/v1/vault`.
 pub fn routes(handle: VaultHandle) -> Router {
@@ -43,7 +43,7 @@ pub fn routes(handle: VaultHandle) -> Router {
         .route("/replicas/{peer}", axum::routing::delete(remove_replica))
         .route("/holding", get(holding).post(hold))
         .route("/restore", post(restore))
-        .nest("/fhir", crate::fhir_api::routes())
+        .nest("/fhir", crate::fhir_api::routes("/api/v1/vault/fhir"))
         .with_state(handle)
 }
 

@@ -127,6 +127,12 @@ impl nodus_service::Service for VaultService {
         tracing::info!(target: "nodus::vault", "vault open, {} records", handle.inner.metrics.records.get());
         Ok(nodus_service::Started {
             routes: http::routes(handle.clone()),
+            // FHIR clients expect `[base]/metadata` and friends; `/fhir` is the base most
+            // of them are pointed at. The same API is under `/api/v1/vault/fhir` too.
+            root: vec![(
+                "/fhir",
+                fhir_api::routes("/fhir").with_state(handle.clone()),
+            )],
             endpoints: vec![],
             events: Some(nodus_service::EventFeed::broadcast(events)),
             tasks,

@@ -103,7 +103,18 @@ pub struct Vault {
     clock: Clock,
     /// Grant keys opened from their rows, by grant number.
     grant_keys: Mutex<HashMap<u64, Key>>,
+    /// When each peer without a grant last had a refusal logged: a stranger asking in a
+    /// loop gets one entry a minute, not one per request (bounded; emptied by any change
+    /// of grants, so a refusal after a grant or a revoke is always logged).
+    refusals_logged: Mutex<HashMap<String, u64>>,
 }
+
+/// Largest resource kept: with a batch's worth of others it still fits one frame.
+pub const MAX_RECORD: usize = 2 << 20;
+
+/// A peer without a grant gets at most one refused fetch logged in this long.
+const REFUSAL_LOG_EVERY_MS: u64 = 60_000;
+const MAX_REFUSALS_TRACKED: usize = 4096;
 
 fn rid(rtype: &str, id: &str) -> String {
     format!("{rtype}/{id}")
@@ -127,6 +138,7 @@ impl Vault {
             me,
             clock,
             grant_keys: Mutex::new(HashMap::new()),
+            refusals_logged: Mutex::new(HashMap::new()),
         })
     }
 
@@ -285,9 +297,20 @@ impl Vault {
         {
             let grants = self.live_grants(&w.open_table(GRANTS)?)?;
             let mut records = w.open_table(RECORDS)?;
-            for e in &entries {
+            for (i, e) in entries.iter().enumerate() {
                 let r = rid(&e.rtype, &e.id);
                 let plain = serde_json::to_vec(&e.resource).expect("JSON");
+                if plain.len() > MAX_RECORD {
+                    return Err(crate::fhir::Invalid {
+                        path: format!("Bundle.entry[{i}].resource"),
+                        problem: format!(
+                            "is {} bytes; the vault keeps resources of up to {} MiB (put large attachments elsewhere and refer to them by URL)",
+                            plain.len(),
+                            MAX_RECORD >> 20
+                        ),
+                    }
+                    .into());
+                }
                 let old = match records.get(r.as_str())? {
                     Some(v) => Some(store::decode::<RecordRow>(v.value(), "record")?),
                     None => None,
@@ -499,6 +522,7 @@ impl Vault {
         self.audit(&w, self.audit_of(Action::Grant, who, vec![], detail))?;
         w.commit()?;
         self.grant_keys.lock().expect("grant keys").insert(no, gk);
+        self.refusals_logged.lock().expect("refusals").clear();
         Ok(GrantInfo {
             provider: provider.to_string(),
             types: g.types,
@@ -575,6 +599,7 @@ impl Vault {
         let detail = format!("revoked {provider}; {rotated} records given new keys");
         let entry = self.audit(&w, self.audit_of(Action::Revoke, who, vec![], detail))?;
         w.commit()?;
+        self.refusals_logged.lock().expect("refusals").clear();
         Ok(Revoked {
             provider: provider.to_string(),
             rotated,
@@ -586,6 +611,20 @@ impl Vault {
     /// logs it, refusals included.
     pub fn serve_fetch(&self, provider: &str, types: &[String]) -> Result<Served, Refusal> {
         let result = self.fetch_for(provider, types);
+        if matches!(result, Err(Refusal::NoGrant)) {
+            let now = self.now();
+            let mut seen = self.refusals_logged.lock().expect("refusals");
+            if seen
+                .get(provider)
+                .is_some_and(|t| now.saturating_sub(*t) < REFUSAL_LOG_EVERY_MS)
+            {
+                return result;
+            }
+            if seen.len() >= MAX_REFUSALS_TRACKED {
+                seen.clear();
+            }
+            seen.insert(provider.to_string(), now);
+        }
         let (records, refused, detail) = match &result {
             Ok(s) => (
                 s.records.iter().map(|r| rid(&r.rtype, &r.id)).collect(),

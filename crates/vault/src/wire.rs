@@ -33,6 +33,9 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/vault/1");
 pub const MAX_FRAME: usize = 4 << 20;
 /// Largest resource a provider may append.
 pub const MAX_RESOURCE: usize = 1 << 20;
+// A batch closes once it passes BATCH_BYTES, so it holds at most one more record
+// (MAX_RECORD, 2 MiB) beyond it: well within a frame.
+const _: () = assert!(BATCH_BYTES + crate::vault::MAX_RECORD + (64 << 10) < MAX_FRAME);
 /// Records are sent in frames of about this many bytes.
 pub const BATCH_BYTES: usize = 1 << 20;
 /// At most this many types in one fetch, each at most [`MAX_TYPE_LEN`] bytes.

@@ -574,3 +574,45 @@ async fn a_rewritten_history_is_caught_by_its_anchor() {
         .unwrap_err();
     assert!(e.to_string().contains("holds another head"), "{e}");
 }
+
+#[test]
+fn a_stranger_asking_in_a_loop_is_logged_once_a_minute() {
+    let s = Setup::new();
+    s.vault.import(PATIENT, "me").unwrap();
+    let fetches = |v: &Vault| {
+        v.log(0, 1000)
+            .unwrap()
+            .iter()
+            .filter(|e| e["subtype"][0]["code"] == "fetch")
+            .count()
+    };
+    for _ in 0..50 {
+        assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
+    }
+    assert_eq!(fetches(&s.vault), 1);
+    s.now.fetch_add(61_000, Ordering::SeqCst);
+    assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
+    assert_eq!(fetches(&s.vault), 2);
+    // A change of grants: the next refusal is logged whatever the time.
+    s.grant(&["Observation"], None);
+    s.vault.revoke(&s.pid(), "me").unwrap();
+    assert_eq!(s.fetch(&[]).unwrap_err(), Refusal::NoGrant);
+    assert_eq!(fetches(&s.vault), 3);
+}
+
+#[test]
+fn a_resource_too_large_to_keep_is_refused_with_its_path() {
+    let s = Setup::new();
+    let big = json!({
+        "resourceType": "Bundle", "type": "collection",
+        "entry": [{"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueString": "a".repeat(3 << 20)}}]
+    });
+    match s.vault.import(&serde_json::to_vec(&big).unwrap(), "me") {
+        Err(VaultError::Invalid(i)) => {
+            assert_eq!(i.path, "Bundle.entry[0].resource");
+            assert!(i.problem.contains("2 MiB"), "{}", i.problem);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.vault.count().unwrap(), 0);
+}

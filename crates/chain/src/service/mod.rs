@@ -137,6 +137,7 @@ impl nodus_service::Service for ChainService {
         )
         .await?;
         Ok(nodus_service::Started {
+            root: vec![],
             routes: crate::http::routes(handle.clone()),
             events: Some(nodus_service::EventFeed::broadcast(handle.events.clone())),
             endpoints: handle

@@ -257,6 +257,7 @@ impl nodus_service::Service for MsgService {
             ctx.shutdown,
         )?;
         Ok(nodus_service::Started {
+            root: vec![],
             routes: crate::http::routes(handle.clone()),
             events: Some(nodus_service::EventFeed::broadcast(handle.events.clone())),
             endpoints: Vec::new(),

@@ -56,7 +56,9 @@ pub struct ApiState {
 
 /// The API: the node's routes, then each service's `(name, routes)` under
 /// `/api/v1/<name>`, all behind the token.
-pub fn router(state: ApiState, services: Vec<(&'static str, Router)>) -> Router {
+/// The API: the node's own routes, then each service's, nested at its prefix
+/// (`/api/v1/<name>`, or a path a standard fixes, such as `/fhir`).
+pub fn router(state: ApiState, services: Vec<(String, Router)>) -> Router {
     let mut app = Router::new()
         .route("/api/v1/status", get(routes::status))
         .route("/api/v1/peers", get(routes::peers))
@@ -73,8 +75,8 @@ pub fn router(state: ApiState, services: Vec<(&'static str, Router)>) -> Router 
         .route("/api/v1/shutdown", post(routes::shutdown))
         .route("/metrics", get(routes::metrics))
         .with_state(state.clone());
-    for (name, routes) in services {
-        app = app.nest(&format!("/api/v1/{name}"), routes);
+    for (prefix, routes) in services {
+        app = app.nest(&prefix, routes);
     }
     app.fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
