@@ -367,7 +367,7 @@ fn demo_shows_every_capability_and_exits_zero() {
         "two partitioned nodes both take posts and converge by negentropy when they rejoin",
         "a node's block list hides an author there; the other nodes still serve them",
         "a video seeded by three nodes plays through a fourth node's gateway, seeks and plays on",
-        "a patient's FHIR record is imported; a clinic granted Observations for a week reads them",
+        "a patient's FHIR record is imported; a clinic granted Observations for a week reads them and adds one",
         "revoking re-keys what the grant covered; the clinic's next read is refused",
         "a replica holds the vault sealed; killed while records come in, it catches up, nothing lost",
         "the audit log's head is anchored on the chain, and the log verifies against it",

@@ -36,7 +36,7 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     };
     step(
         steps,
-        "a patient's FHIR record is imported; a clinic granted Observations for a week reads them",
+        "a patient's FHIR record is imported; a clinic granted Observations for a week reads them and adds one",
         read_by_grant(net, patient, clinic),
     )
     .await;
@@ -82,8 +82,26 @@ async fn read_by_grant(net: &Testnet, patient: usize, clinic: usize) -> Result<S
         Err(nodus_vault::VaultError::Refused(Refusal::NotCovered { .. })) => {}
         other => bail!("a Condition read was not refused: {other:?}"),
     }
+    let subject = got.records[0]["subject"].clone();
+    let reading = serde_json::json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]},
+        "subject": subject,
+        "valueString": "128/82 mmHg"
+    });
+    let added = c.append(peer(net, patient)?, reading).await?;
+    let signed_by = p
+        .list(Some("Observation".into()))
+        .await?
+        .into_iter()
+        .find(|r| r.id == added.id)
+        .and_then(|r| r.author);
+    if signed_by.as_deref() != Some(c.id().peer.as_str()) {
+        bail!("the clinic's Observation is not in the patient's vault as the clinic's");
+    }
     Ok(format!(
-        "{} records imported; node {clinic} read {} Observations in {} (decrypted there), a Condition refused",
+        "{} records imported; node {clinic} read {} Observations in {} (decrypted there), a Condition refused; its own Observation taken, signed",
         imported.created,
         got.records.len(),
         ms(took)
