@@ -1,0 +1,14 @@
+//! nodus-voice: calls between contacts. This first part is the media path: Opus frames
+//! ([`codec`]) carried in RTP (RFC 3550, Opus payload RFC 7587) and protected by SRTP
+//! (RFC 3711, AES-128 counter mode with HMAC-SHA1-80, replay window) ([`media`]), played
+//! out through an adaptive jitter buffer that conceals what is lost ([`jitter`]); WAV
+//! files in and out ([`wav`]).
+
+pub mod codec;
+mod error;
+pub mod jitter;
+pub mod loopback;
+pub mod media;
+pub mod wav;
+
+pub use error::VoiceError;

@@ -1,0 +1,42 @@
+//! What arrives on a call's media path from anyone: opening a datagram as SRTP never
+//! panics and fails for anything not sealed with the call's keys; frames with any
+//! sequence numbers and timestamps, in any order, go through the jitter buffer without
+//! a panic and without it holding more than its bound.
+//!
+//! The oracle for this decoder: fuzz/fuzz_targets/voice_media.rs runs it under
+//! libFuzzer, and tests/codecs.rs runs it on random bytes (proptest) and on the kept
+//! corpus.
+
+use nodus_voice::jitter::{JitterBuffer, Out};
+use nodus_voice::media::{Keys, Receiver};
+
+pub fn check(data: &[u8]) {
+    let keys = Keys {
+        key: [7; 16],
+        salt: [9; 14],
+    };
+    let mut rx = Receiver::new(&keys).expect("keys of the right size");
+    assert!(
+        rx.open(data).is_err(),
+        "bytes not sealed with the call's keys opened"
+    );
+    // The bytes as a stream of (seq, timestamp, arrival, length) frames.
+    let mut j = JitterBuffer::new();
+    for (i, c) in data.chunks(7).enumerate() {
+        if c.len() < 7 {
+            break;
+        }
+        let seq = u16::from_be_bytes([c[0], c[1]]);
+        let ts = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
+        j.push(
+            seq,
+            ts,
+            i as f64 * 20.0 + c[6] as f64,
+            vec![c[6]; c[6] as usize % 8],
+        );
+        match j.pop() {
+            Out::Frame(_) | Out::Recover(_) | Out::Conceal | Out::Wait => {}
+        }
+        assert!(j.target() <= 25);
+    }
+}
