@@ -61,7 +61,7 @@ fn score(channel: Channel) -> (f64, nodus_voice::loopback::Result_) {
     let dir = tempfile::tempdir().unwrap();
     let input = speech(dir.path());
     let pcm = wav::read(&input).unwrap();
-    let got = transmit(&pcm, channel, 32_000).unwrap();
+    let got = transmit(&pcm, channel, nodus_voice::codec::DEFAULT_BITRATE).unwrap();
     let output = dir.path().join("out.wav");
     wav::write(&output, &got.pcm).unwrap();
     (pesq(&input, &output), got)
