@@ -6,6 +6,8 @@ use crate::wire::{MAX_TEXT, WireError};
 /// Errors of the messaging service. Those a person causes say what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum MsgError {
+    #[error("a signal's service name is 1 to 32 bytes and its body at most 16 KiB")]
+    SignalTooLarge,
     #[error("message store: {0}")]
     Store(#[from] StoreError),
     #[error("encryption: {0}")]

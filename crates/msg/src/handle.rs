@@ -53,12 +53,19 @@ pub(crate) enum Command {
     Stats(Reply<MsgStats>),
     /// Fetch from the mailboxes now (tests and `nodus msg inbox` on start).
     Poll(Reply<()>),
+    Signal {
+        to: String,
+        app: String,
+        body: Vec<u8>,
+        reply: Reply<()>,
+    },
 }
 
 #[derive(Clone)]
 pub struct MsgHandle {
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) events: broadcast::Sender<MsgEvent>,
+    pub(crate) signals: broadcast::Sender<crate::Signal>,
     pub(crate) peer: PeerId,
 }
 
@@ -110,6 +117,24 @@ impl MsgHandle {
             reply,
         })
         .await
+    }
+
+    /// Sends `body` to the contact `to` (name or peer id) for its service `app`,
+    /// end-to-end encrypted over their Olm session and delivered as texts are (direct,
+    /// relay, mailbox; kept until acknowledged). Not stored as a message.
+    pub async fn send_signal(&self, to: &str, app: &str, body: Vec<u8>) -> Result<(), MsgError> {
+        self.call(|reply| Command::Signal {
+            to: to.to_string(),
+            app: app.to_string(),
+            body,
+            reply,
+        })
+        .await
+    }
+
+    /// Signals from contacts, as they arrive (a receiver that lags skips some).
+    pub fn signals(&self) -> broadcast::Receiver<crate::Signal> {
+        self.signals.subscribe()
     }
 
     /// Incoming messages not shown before (all recent ones with `all`); marks them read.

@@ -147,7 +147,8 @@ impl From<crate::MsgError> for ApiError {
             | E::TextTooLong(_)
             | E::OwnCode
             | E::NotMember(_)
-            | E::AlreadyMember(_) => StatusCode::BAD_REQUEST,
+            | E::AlreadyMember(_)
+            | E::SignalTooLarge => StatusCode::BAD_REQUEST,
             E::NotOwner(_) => StatusCode::FORBIDDEN,
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Olm(_) | E::Net(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -46,4 +46,6 @@ pub use config::MsgConfig;
 pub use error::{DeliveryError, MsgError};
 pub use handle::MsgHandle;
 pub use service::{Metrics, MsgService, register_records, spawn};
-pub use types::{ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats};
+pub use types::{
+    ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats, Signal,
+};

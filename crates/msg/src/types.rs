@@ -87,6 +87,18 @@ pub struct GroupMember {
     pub name: String,
 }
 
+/// A signal from a contact to a service of this node (see `MsgHandle::signals`). Not an
+/// event of the node's stream: a call's signal carries its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// The contact's peer id.
+    pub from: String,
+    pub from_name: String,
+    pub app: String,
+    pub body: Vec<u8>,
+    pub sent_ms: u64,
+}
+
 /// Events on the node's event stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -21,6 +21,9 @@ pub const MAX_TEXT: usize = 64 * 1024;
 pub const MAX_FRAME: usize = 192 * 1024;
 /// At most this many items in one mailbox reply.
 pub const MAX_FETCH: usize = 256;
+/// Largest signal body, and the longest name of the service sending it.
+pub const MAX_SIGNAL: usize = 16 * 1024;
+pub const MAX_SIGNAL_APP: usize = 32;
 
 pub type MsgId = [u8; 16];
 
@@ -142,6 +145,12 @@ pub enum Content {
         name: String,
         epoch: u64,
         members: Vec<ContactCard>,
+    },
+    /// A service's signal to a contact (a call's ringing and its keys), end-to-end
+    /// encrypted as texts are, delivered as they are, never stored as a message.
+    Signal {
+        app: String,
+        body: Vec<u8>,
     },
 }
 

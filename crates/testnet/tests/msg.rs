@@ -815,3 +815,41 @@ async fn a_peer_sending_undecodable_frames_is_banned() {
     );
     net.shutdown().await;
 }
+
+/// A service's signal (a call's ring, say) goes to a contact end to end, arrives on its
+/// signals stream and not as a message; a stranger cannot be signalled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_reaches_a_contact_and_is_not_a_message() {
+    let (_dir, net, (a, b), alice_id) = alice_and_bob(3).await;
+    let (alice, bob) = (msg(&net, a), msg(&net, b));
+    let mut incoming = bob.signals();
+    alice
+        .send_signal("bob", "call", b"ring ring".to_vec())
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(T, incoming.recv())
+        .await
+        .expect("the signal in time")
+        .unwrap();
+    assert_eq!(
+        (
+            got.from.as_str(),
+            got.from_name.as_str(),
+            got.app.as_str(),
+            got.body.as_slice()
+        ),
+        (alice_id.as_str(), "alice", "call", &b"ring ring"[..])
+    );
+    assert!(bob.history(&alice_id).await.unwrap().is_empty());
+    // Node 0 is nobody's contact.
+    let stranger = net.node(0).peer_id().to_string();
+    assert!(matches!(
+        alice.send_signal(&stranger, "call", vec![]).await,
+        Err(nodus_msg::MsgError::NoContact(_))
+    ));
+    assert!(matches!(
+        alice.send_signal("bob", "call", vec![0; 17 * 1024]).await,
+        Err(nodus_msg::MsgError::SignalTooLarge)
+    ));
+    net.shutdown().await;
+}

@@ -37,6 +37,15 @@ impl Actor {
                 let r = self.send_text(txn, &to, text);
                 self.reply(reply, r);
             }
+            Command::Signal {
+                to,
+                app,
+                body,
+                reply,
+            } => {
+                let r = self.send_signal(txn, &to, app, body);
+                self.reply(reply, r);
+            }
             Command::Inbox { all, reply } => {
                 let r = self.inbox(txn, all);
                 self.reply(reply, r);
@@ -281,6 +290,26 @@ impl Actor {
             message: msg.clone(),
         });
         Ok(msg)
+    }
+
+    pub(super) fn send_signal(
+        &mut self,
+        txn: &mut Txn,
+        to: &str,
+        app: String,
+        body: Vec<u8>,
+    ) -> Result<(), MsgError> {
+        if app.is_empty() || app.len() > wire::MAX_SIGNAL_APP || body.len() > wire::MAX_SIGNAL {
+            return Err(MsgError::SignalTooLarge);
+        }
+        let peer = self.resolve_contact(to)?;
+        let plain = Plain {
+            id: wire::new_id(),
+            seq: 0,
+            sent_ms: now_ms(),
+            content: Content::Signal { app, body },
+        };
+        self.queue_olm(txn, &peer, plain, false)
     }
 
     pub(super) fn next_seq(&mut self, peer: &str) -> Result<u64, MsgError> {

@@ -55,6 +55,8 @@ const BATCH: usize = 512;
 /// With no work for this long, the database is synced and the write-ahead log emptied.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 const EVENT_CAPACITY: usize = 4096;
+/// A signal older than this when it arrives is dropped (a call rings for less).
+pub(super) const SIGNAL_FRESH_MS: u64 = 60_000;
 /// Total items a mailbox keeps for everyone together.
 const MAILBOX_TOTAL: usize = 100_000;
 /// Ids of accepted messages are remembered this long, to drop duplicates and replays.
@@ -291,6 +293,7 @@ pub fn spawn(
     let me = node_key.public().to_peer_id();
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    let (signals, _) = broadcast::channel(EVENT_CAPACITY);
     let metrics = Metrics::register(registry);
     let mut tasks = crate::inbound::serve(&net, tx.clone(), metrics.clone(), &shutdown)?;
     tasks.push(tokio::spawn(forward_peer_events(
@@ -304,7 +307,7 @@ pub fn spawn(
         net,
         store,
         tx.clone(),
-        events.clone(),
+        (events.clone(), signals.clone()),
         metrics,
     )?;
     tasks.push(tokio::spawn(async move {
@@ -314,6 +317,7 @@ pub fn spawn(
         MsgHandle {
             tx,
             events,
+            signals,
             peer: me,
         },
         tasks,
@@ -368,6 +372,7 @@ struct Actor {
     saved_order: u64,
     inputs: mpsc::Sender<Input>,
     events: broadcast::Sender<MsgEvent>,
+    signals: broadcast::Sender<crate::Signal>,
     metrics: Metrics,
     workers: HashMap<PeerId, mpsc::Sender<Vec<Outgoing>>>,
     in_flight: HashSet<String>,
@@ -435,7 +440,10 @@ impl Actor {
         net: NetworkHandle,
         store: Store,
         inputs: mpsc::Sender<Input>,
-        events: broadcast::Sender<MsgEvent>,
+        (events, signals): (
+            broadcast::Sender<MsgEvent>,
+            broadcast::Sender<crate::Signal>,
+        ),
         metrics: Metrics,
     ) -> Result<Actor, MsgError> {
         let me = key.public().to_peer_id();
@@ -548,6 +556,7 @@ impl Actor {
             saved_order: order,
             inputs,
             events,
+            signals,
             metrics,
             workers: HashMap::new(),
             in_flight: HashSet::new(),

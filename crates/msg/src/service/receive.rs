@@ -161,6 +161,26 @@ impl Actor {
                     }
                 }
             }
+            Content::Signal { app, body } => {
+                // Only from contacts, and only as long as the signal is fresh: a call's
+                // ring delivered from a mailbox an hour later rings nobody.
+                if let Some(c) = self.contacts.get(sender)
+                    && body.len() <= wire::MAX_SIGNAL
+                    && plain.sent_ms + SIGNAL_FRESH_MS >= now_ms()
+                {
+                    let signal = crate::Signal {
+                        from: sender.to_string(),
+                        from_name: c.name.clone(),
+                        app,
+                        body,
+                        sent_ms: plain.sent_ms,
+                    };
+                    let signals = self.signals.clone();
+                    self.later(move || {
+                        let _ = signals.send(signal);
+                    });
+                }
+            }
             Content::GroupKey { group, session_key } => {
                 if let Ok((k, pickle)) = self.groups.add_inbound(group, sender, &session_key) {
                     txn.put(store::GROUP_IN, &k, &json(&pickle))?;
