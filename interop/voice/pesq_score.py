@@ -14,5 +14,7 @@ def read(path):
 
 
 ref, deg = read(sys.argv[1]), read(sys.argv[2])
-n = min(len(ref), len(deg))
-print(f"{pesq(16000, ref[:n], deg[:n], 'wb'):.3f}")
+# The same length: silence added at the end of the shorter (P.862 finds the delay).
+n = max(len(ref), len(deg))
+ref, deg = np.pad(ref, (0, n - len(ref))), np.pad(deg, (0, n - len(deg)))
+print(f"{pesq(16000, ref, deg, 'wb'):.3f}")

@@ -15,6 +15,7 @@ pub mod jitter;
 pub mod loopback;
 pub mod media;
 pub mod relay;
+pub mod session;
 pub mod wav;
 
 pub use error::VoiceError;

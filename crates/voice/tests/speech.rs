@@ -5,57 +5,11 @@
 //! Needs espeak-ng and ffmpeg (Debian) and `pip install -r interop/voice/requirements.txt`,
 //! which scripts/test installs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use common::{pesq, speech};
 use nodus_voice::loopback::{Channel, transmit};
 use nodus_voice::wav;
-
-const SENTENCE: &str = "The quick brown fox jumps over the lazy dog. \
-    Peer to peer calls carry speech between two people, with no server in between.";
-
-fn run(cmd: &mut Command) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test installs it)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The sentence, spoken, as 16 kHz mono.
-fn speech(dir: &Path) -> PathBuf {
-    let raw = dir.join("raw.wav");
-    let speech = dir.join("speech.wav");
-    run(Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
-        .arg(&raw)
-        .arg(SENTENCE));
-    run(Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-i"])
-        .arg(&raw)
-        .args(["-ar", "16000", "-ac", "1", "-sample_fmt", "s16"])
-        .arg(&speech));
-    speech
-}
-
-fn pesq(reference: &Path, degraded: &Path) -> f64 {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/voice/pesq_score.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(reference)
-        .arg(degraded)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "pesq: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
 
 fn score(channel: Channel) -> (f64, nodus_voice::loopback::Result_) {
     let dir = tempfile::tempdir().unwrap();
