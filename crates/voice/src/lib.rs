@@ -16,6 +16,7 @@ pub mod loopback;
 pub mod media;
 pub mod relay;
 pub mod session;
+pub mod signal;
 pub mod wav;
 
 pub use error::VoiceError;
