@@ -537,6 +537,13 @@ async fn hostile_mailbox_tampers_replays_reorders_and_duplicates() {
         "tampered and replayed refused"
     );
     assert_eq!(after.duplicates - before.duplicates, 1, "m3 again dropped");
+    // Bob deletes what he took, the tampered m1 too, under its id: the genuine m1 has
+    // that id, so it must not be stored before the delete has landed (it would delete it).
+    wait_until(T, "the mailbox to forget what bob took", || async {
+        msg(&net, mailbox).stats().await.unwrap().mailbox_items == held
+    })
+    .await
+    .unwrap();
 
     // The genuine m1 and m2, late: each is taken once, in Alice's order.
     store_at_mailbox(vec![genuine[1].clone(), genuine[0].clone()]).await;
