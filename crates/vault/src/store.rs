@@ -78,6 +78,23 @@ pub struct RecordRow {
     pub changed: u64,
 }
 
+impl RecordRow {
+    /// A record's first version, before it is sealed.
+    pub fn first(order: u64, author: Option<Authorship>) -> RecordRow {
+        RecordRow {
+            order,
+            version: 1,
+            epoch: 0,
+            key: vec![],
+            body: vec![],
+            wraps: vec![],
+            author,
+            digest: [0; 32],
+            changed: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Authorship {
     pub peer: String,

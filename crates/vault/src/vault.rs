@@ -339,17 +339,7 @@ impl Vault {
                     }
                     None => {
                         done.created += 1;
-                        let row = RecordRow {
-                            order: Self::next(&w, "order")?,
-                            version: 1,
-                            epoch: 0,
-                            key: vec![],
-                            body: vec![],
-                            wraps: vec![],
-                            author: None,
-                            digest: [0; 32],
-                            changed: 0,
-                        };
+                        let row = RecordRow::first(Self::next(&w, "order")?, None);
                         (row, crypto::random_key())
                     }
                 };
@@ -811,17 +801,7 @@ impl Vault {
                     author,
                     ..old
                 },
-                None => RecordRow {
-                    order: Self::next(&w, "order")?,
-                    version: 1,
-                    epoch: 0,
-                    key: vec![],
-                    body: vec![],
-                    wraps: vec![],
-                    author,
-                    digest: [0; 32],
-                    changed: 0,
-                },
+                None => RecordRow::first(Self::next(&w, "order")?, author),
             };
             version = row.version;
             let dk = if row.version > 1 {
