@@ -65,35 +65,46 @@ pub struct AnchorState {
     pub last_error: Option<String>,
 }
 
+/// Why a round of anchoring did not get through (kept for `status` as text).
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
+    #[error("the transaction sent for entry {0} carries something else")]
+    Mismatch(u64),
+}
+
 /// One round: checks a pending anchor, or sends a new one if the log grew.
 pub async fn round(vault: &Arc<Vault>, anchor: &SharedAnchor, state: &Mutex<AnchorState>) {
     let r = round_inner(vault, anchor, state).await;
     let mut s = state.lock().expect("anchor state");
     s.account = Some(anchor.account());
-    s.last_error = r.err();
+    s.last_error = r.err().map(|e| e.to_string());
 }
 
 async fn blocking<T: Send + 'static>(
     vault: &Arc<Vault>,
     f: impl FnOnce(&Vault) -> Result<T, crate::VaultError> + Send + 'static,
-) -> Result<T, String> {
+) -> Result<T, RoundError> {
     let v = vault.clone();
     tokio::task::spawn_blocking(move || f(&v))
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|_| VaultError::Stopped)?
+        .map_err(RoundError::from)
 }
 
 async fn round_inner(
     vault: &Arc<Vault>,
     anchor: &SharedAnchor,
     state: &Mutex<AnchorState>,
-) -> Result<(), String> {
+) -> Result<(), RoundError> {
     let anchors = blocking(vault, |v| v.anchors()).await?;
     if let Some((seq, row)) = anchors.iter().rev().find(|(_, a)| a.block.is_none()) {
         let (seq, row) = (*seq, row.clone());
         state.lock().expect("anchor state").pending_entry = Some(seq);
-        match anchor.find(row.tx).await.map_err(|e| e.to_string())? {
+        match anchor.find(row.tx).await? {
             Some(m) if log::parse_anchor(&m.payload) == Some((seq, row.head)) => {
                 let done = AnchorRow {
                     block: Some(m.block),
@@ -107,9 +118,7 @@ async fn round_inner(
             }
             Some(_) => {
                 blocking(vault, move |v| v.remove_anchor(seq)).await?;
-                return Err(format!(
-                    "the transaction sent for entry {seq} carries something else"
-                ));
+                return Err(RoundError::Mismatch(seq));
             }
             None if vault.now().saturating_sub(row.sent_ms) > RESEND_AFTER.as_millis() as u64 => {
                 blocking(vault, move |v| v.remove_anchor(seq)).await?;
@@ -130,10 +139,7 @@ async fn round_inner(
         return Ok(());
     }
     let seq = entries - 1;
-    let tx = anchor
-        .send(log::anchor_payload(seq, &head))
-        .await
-        .map_err(|e| e.to_string())?;
+    let tx = anchor.send(log::anchor_payload(seq, &head)).await?;
     let row = AnchorRow {
         head,
         tx,
