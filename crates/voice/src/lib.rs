@@ -9,6 +9,7 @@
 //! their Olm session, the direct UDP path after a hole punch, moving between paths
 //! mid-call, sound devices (cpal), the service, its commands, demo and benchmark.
 
+pub mod adapt;
 pub mod codec;
 mod error;
 pub mod jitter;
@@ -17,6 +18,7 @@ pub mod media;
 pub mod relay;
 pub mod session;
 pub mod signal;
+pub mod stats;
 pub mod wav;
 
 pub use error::VoiceError;

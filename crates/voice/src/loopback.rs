@@ -45,7 +45,7 @@ pub struct Result_ {
 /// Sends `pcm` through `channel` at `bitrate`; what comes out the other end.
 pub fn transmit(pcm: &[i16], channel: Channel, bitrate: i32) -> Result<Result_, VoiceError> {
     let keys = Keys::random();
-    let mut tx = Sender::new(&keys, 0x5eed)?;
+    let mut tx = Sender::new(&keys)?;
     let mut rx = Receiver::new(&keys)?;
     let expected_loss = (channel.loss * 100.0).round() as u8;
     let mut enc = OpusEncoder::new(bitrate, expected_loss.max(5))?;
@@ -77,7 +77,9 @@ pub fn transmit(pcm: &[i16], channel: Channel, bitrate: i32) -> Result<Result_, 
         let now = tick as f64 * 20.0;
         while next < arrivals.len() && arrivals[next].0 <= now {
             let (at, p) = &arrivals[next];
-            let got = rx.open(p)?;
+            let crate::media::Opened::Frame(got) = rx.open(p)? else {
+                unreachable!("only frames are sent")
+            };
             jb.push(got.seq, got.timestamp, *at, got.payload);
             next += 1;
         }

@@ -2,13 +2,22 @@
 //! timestamps on a 48 kHz clock whatever the coded rate) protected by SRTP (RFC 3711,
 //! AES_CM_128_HMAC_SHA1_80, webrtc-rs's implementation). Each direction of a call has
 //! its own master key and salt; a receiver keeps a replay window, so a packet seen before
-//! or altered on the way is dropped.
+//! or altered on the way is dropped. Each direction also carries SRTCP receiver reports
+//! (RFC 3550 section 6.4.2, multiplexed on the same port as RFC 5761 has it): they say
+//! what the other side lost, and they double as the probes that keep a standby path
+//! known to work.
+//!
+//! Each stream's SSRC is agreed with its keys, so a datagram naming another SSRC is
+//! dropped before any SRTP work (webrtc-srtp keeps state per SSRC it is shown: a
+//! stranger spraying SSRCs must not grow it).
 
 use bytes::Bytes;
+use rtcp::receiver_report::ReceiverReport;
+use rtcp::reception_report::ReceptionReport;
 use rtp::header::Header;
 use rtp::packet::Packet;
 use webrtc_srtp::context::Context;
-use webrtc_srtp::option::srtp_replay_protection;
+use webrtc_srtp::option::{srtcp_replay_protection, srtp_replay_protection};
 use webrtc_srtp::protection_profile::ProtectionProfile;
 use webrtc_util::marshal::{Marshal, Unmarshal};
 
@@ -22,11 +31,13 @@ const PROFILE: ProtectionProfile = ProtectionProfile::Aes128CmHmacSha1_80;
 /// Packets a receiver remembers to refuse replays of.
 const REPLAY_WINDOW: usize = 1024;
 
-/// One direction's SRTP master key and salt, agreed over the contacts' Olm session.
+/// One direction's SRTP master key and salt and its stream's SSRC, agreed over the
+/// contacts' Olm session.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keys {
     pub key: [u8; 16],
     pub salt: [u8; 14],
+    pub ssrc: u32,
 }
 
 impl std::fmt::Debug for Keys {
@@ -40,6 +51,7 @@ impl Keys {
         Keys {
             key: rand::random(),
             salt: rand::random(),
+            ssrc: rand::random(),
         }
     }
 }
@@ -57,10 +69,10 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(keys: &Keys, ssrc: u32) -> Result<Sender, VoiceError> {
+    pub fn new(keys: &Keys) -> Result<Sender, VoiceError> {
         Ok(Sender {
             ctx: Context::new(&keys.key, &keys.salt, PROFILE, None, None).map_err(srtp)?,
-            ssrc,
+            ssrc: keys.ssrc,
             seq: rand::random(),
             timestamp: rand::random(),
         })
@@ -84,6 +96,39 @@ impl Sender {
         let plain = p.marshal().map_err(|e| VoiceError::Rtp(e.to_string()))?;
         self.ctx.encrypt_rtp(&plain).map_err(srtp)
     }
+
+    /// A receiver report about the other side's stream, as SRTCP.
+    pub fn report(&mut self, report: Report) -> Result<Bytes, VoiceError> {
+        let rr = ReceiverReport {
+            ssrc: self.ssrc,
+            reports: vec![ReceptionReport {
+                ssrc: report.ssrc,
+                fraction_lost: report.fraction_lost,
+                total_lost: report.total_lost.min(0x7f_ffff),
+                last_sequence_number: report.highest,
+                jitter: report.jitter,
+                last_sender_report: 0,
+                delay: 0,
+            }],
+            profile_extensions: Bytes::new(),
+        };
+        let plain = rr.marshal().map_err(|e| VoiceError::Rtp(e.to_string()))?;
+        self.ctx.encrypt_rtcp(&plain).map_err(srtp)
+    }
+}
+
+/// What a receiver report says about one stream (RFC 3550 section 6.4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// The stream reported on.
+    pub ssrc: u32,
+    /// Lost since the last report, out of 256.
+    pub fraction_lost: u8,
+    pub total_lost: u32,
+    /// The highest extended sequence number received.
+    pub highest: u32,
+    /// Interarrival jitter, in timestamp units (48 kHz).
+    pub jitter: u32,
 }
 
 /// A frame as it arrived.
@@ -95,10 +140,30 @@ pub struct Received {
     pub payload: Vec<u8>,
 }
 
+/// A datagram that opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Frame(Received),
+    /// The other side's report on what it received of ours.
+    Report(Report),
+}
+
 /// Opens one stream's packets.
 pub struct Receiver {
     ctx: Context,
+    ssrc: u32,
 }
+
+/// RTCP packet types are 192..=223 in the second byte (RFC 5761 section 4); an Opus RTP
+/// packet's is its payload type, with or without the marker bit.
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.get(1).is_some_and(|b| (192..=223).contains(b))
+}
+
+/// The shortest SRTCP packet: an 8-byte header, the 4-byte index, the 10-byte tag.
+const MIN_SRTCP: usize = 8 + 4 + 10;
+/// The shortest SRTP packet: a 12-byte header and the 10-byte tag.
+const MIN_SRTP: usize = 12 + 10;
 
 impl Receiver {
     pub fn new(keys: &Keys) -> Result<Receiver, VoiceError> {
@@ -108,15 +173,46 @@ impl Receiver {
                 &keys.salt,
                 PROFILE,
                 Some(srtp_replay_protection(REPLAY_WINDOW)),
-                None,
+                Some(srtcp_replay_protection(REPLAY_WINDOW)),
             )
             .map_err(srtp)?,
+            ssrc: keys.ssrc,
         })
     }
 
-    /// Checks and opens a datagram: a tampered, replayed, foreign or malformed one is an
-    /// error (to be dropped and counted).
-    pub fn open(&mut self, datagram: &[u8]) -> Result<Received, VoiceError> {
+    /// Checks and opens a datagram, a frame or a report: a tampered, replayed, foreign
+    /// or malformed one is an error (to be dropped and counted).
+    pub fn open(&mut self, datagram: &[u8]) -> Result<Opened, VoiceError> {
+        if is_rtcp(datagram) {
+            return self.open_report(datagram).map(Opened::Report);
+        }
+        self.open_frame(datagram).map(Opened::Frame)
+    }
+
+    fn open_report(&mut self, datagram: &[u8]) -> Result<Report, VoiceError> {
+        if datagram.len() < MIN_SRTCP || datagram[4..8] != self.ssrc.to_be_bytes() {
+            return Err(VoiceError::Rtp("not this call's report".into()));
+        }
+        let plain = self.ctx.decrypt_rtcp(datagram).map_err(srtp)?;
+        let rr = ReceiverReport::unmarshal(&mut &plain[..])
+            .map_err(|e| VoiceError::Rtp(e.to_string()))?;
+        let r = rr
+            .reports
+            .first()
+            .ok_or_else(|| VoiceError::Rtp("a report on nothing".into()))?;
+        Ok(Report {
+            ssrc: r.ssrc,
+            fraction_lost: r.fraction_lost,
+            total_lost: r.total_lost,
+            highest: r.last_sequence_number,
+            jitter: r.jitter,
+        })
+    }
+
+    fn open_frame(&mut self, datagram: &[u8]) -> Result<Received, VoiceError> {
+        if datagram.len() < MIN_SRTP || datagram[8..12] != self.ssrc.to_be_bytes() {
+            return Err(VoiceError::Rtp("not this call's stream".into()));
+        }
         let plain = self.ctx.decrypt_rtp(datagram).map_err(srtp)?;
         let p = Packet::unmarshal(&mut &plain[..]).map_err(|e| VoiceError::Rtp(e.to_string()))?;
         if p.header.version != 2 || p.header.payload_type != PAYLOAD_TYPE {
@@ -138,12 +234,16 @@ mod tests {
     #[test]
     fn frames_open_in_order_and_tampered_replayed_or_foreign_ones_do_not() {
         let keys = Keys::random();
-        let mut tx = Sender::new(&keys, 7).unwrap();
+        let mut tx = Sender::new(&keys).unwrap();
         let mut rx = Receiver::new(&keys).unwrap();
         let a = tx.packet(b"frame one").unwrap();
         let b = tx.packet(b"frame two").unwrap();
-        let got_b = rx.open(&b).unwrap();
-        let got_a = rx.open(&a).unwrap();
+        let Opened::Frame(got_b) = rx.open(&b).unwrap() else {
+            panic!("a frame")
+        };
+        let Opened::Frame(got_a) = rx.open(&a).unwrap() else {
+            panic!("a frame")
+        };
         assert_eq!(got_a.payload, b"frame one");
         assert_eq!(got_b.seq, got_a.seq.wrapping_add(1));
         assert_eq!(
@@ -157,11 +257,41 @@ mod tests {
         bad[last] ^= 1;
         assert!(rx.open(&bad).is_err(), "tampered");
         assert!(rx.open(&c).is_ok(), "the untouched one still opens");
-        let mut other = Sender::new(&Keys::random(), 7).unwrap();
+        let mut other = Sender::new(&Keys {
+            ssrc: keys.ssrc,
+            ..Keys::random()
+        })
+        .unwrap();
         assert!(
             rx.open(&other.packet(b"x").unwrap()).is_err(),
             "another key"
         );
         assert!(rx.open(b"garbage").is_err());
+    }
+
+    #[test]
+    fn reports_open_once_and_only_with_the_keys() {
+        let keys = Keys::random();
+        let mut tx = Sender::new(&keys).unwrap();
+        let mut rx = Receiver::new(&keys).unwrap();
+        let sent = Report {
+            ssrc: 42,
+            fraction_lost: 25,
+            total_lost: 300,
+            highest: 70_000,
+            jitter: 480,
+        };
+        let r = tx.report(sent).unwrap();
+        assert_eq!(rx.open(&r).unwrap(), Opened::Report(sent));
+        assert!(rx.open(&r).is_err(), "a replayed report");
+        let mut bad = tx.report(sent).unwrap().to_vec();
+        bad[10] ^= 4;
+        assert!(rx.open(&bad).is_err(), "a tampered report");
+        // Short RTCP-looking datagrams are refused before SRTP sees them.
+        for n in 0..MIN_SRTCP {
+            let mut d = vec![0x80, 201];
+            d.resize(n.max(2), 0);
+            assert!(rx.open(&d).is_err());
+        }
     }
 }

@@ -1,23 +1,37 @@
-//! One call's media, both ways, on a UDP socket: a frame from the source every 20 ms,
-//! encoded and sealed, to the peer, directly or through a relay; what arrives opened,
-//! buffered and played into the sink every 20 ms. Datagrams that do not open with the
-//! call's keys are dropped and counted, whoever sends them. On the direct path the peer's
-//! address is the last one a packet that opened came from (it may move: a NAT rebinding,
-//! another interface).
+//! One call's media, both ways, on one UDP socket: a frame from the source every 20 ms,
+//! encoded and sealed, sent on the path in use; what arrives opened, buffered and played
+//! into the sink every 20 ms. Datagrams that do not open with the call's keys are
+//! dropped and counted, whoever sends them.
+//!
+//! A call has several routes to the other side: the peer's direct addresses (hole
+//! punched: both sides send to each other's at once) and a leg through each relay it
+//! was given. Media goes on one of them; every other route gets a sealed receiver
+//! report every 60 ms, which keeps it open (NAT bindings, relay allocations) and tells
+//! the other side it works. A route is alive while something opened from it in the last
+//! 200 ms. When the one in use is not, the call moves to a live one (direct before
+//! relay), so a dead relay or a lost direct path costs a few hundred milliseconds of
+//! sound, not the call. Both sides decide alone; neither needs to tell the other.
+//!
+//! A direct route's address follows the source of what opens from the peer (a NAT
+//! rebinding, another interface): SRTP authenticates it and the replay window stops a
+//! captured packet from moving it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use tokio::net::UdpSocket;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::VoiceError;
+use crate::adapt::{Controller, Rate};
 use crate::codec::{FRAME, OpusDecoder, OpusEncoder};
 use crate::jitter::{JitterBuffer, Out};
-use crate::media::{Keys, Receiver, Sender};
+use crate::media::{Keys, Opened, Receiver, Report, Sender};
 use crate::relay::{Token, wrap};
+use crate::stats::Reception;
 
 /// Where frames come from: a file, a device.
 pub trait Source: Send + 'static {
@@ -65,13 +79,142 @@ impl Sink for Recording {
     }
 }
 
-/// How to reach the other side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Path {
-    /// Straight to this address (replaced by where its packets come from).
+/// One way to reach the other side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Route {
+    /// Straight to this address.
     Direct(SocketAddr),
     /// Through a relay, with this side's token.
-    Relay { relay: SocketAddr, token: Token },
+    Relay {
+        relay: SocketAddr,
+        #[serde(skip)]
+        token: Token,
+    },
+}
+
+impl Route {
+    pub fn is_direct(&self) -> bool {
+        matches!(self, Route::Direct(_))
+    }
+
+    /// Whether a datagram from `from` came this way.
+    fn carries(&self, from: SocketAddr) -> bool {
+        match self {
+            Route::Direct(a) => *a == from,
+            Route::Relay { relay, .. } => *relay == from,
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Direct(a) => write!(f, "direct {a}"),
+            Route::Relay { relay, .. } => write!(f, "relay {relay}"),
+        }
+    }
+}
+
+/// Routes a call keeps at most (the peer's candidates, relay legs, addresses latched).
+pub const MAX_ROUTES: usize = 16;
+/// A route is alive while something opened from it this recently (three probes).
+const ALIVE: Duration = Duration::from_millis(200);
+/// Standby routes get a report this often (ticks of 20 ms).
+const PROBE_EVERY: u32 = 3;
+/// The route in use gets one this often (it carries media besides).
+const REPORT_EVERY: u32 = 50;
+
+#[derive(Debug)]
+struct Leg {
+    route: Route,
+    heard: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Routes {
+    legs: Vec<Leg>,
+    active: usize,
+    switches: u32,
+}
+
+impl Routes {
+    fn new(routes: Vec<Route>) -> Routes {
+        let mut r = Routes {
+            legs: Vec::new(),
+            active: 0,
+            switches: 0,
+        };
+        for route in routes {
+            r.add(route);
+        }
+        r
+    }
+
+    fn add(&mut self, route: Route) -> usize {
+        if let Some(i) = self.legs.iter().position(|l| l.route == route) {
+            return i;
+        }
+        if self.legs.len() >= MAX_ROUTES {
+            // Forget the direct route heard least recently (never the one in use).
+            let active = self.active;
+            if let Some(i) = self
+                .legs
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| *i != active && l.route.is_direct())
+                .min_by_key(|(_, l)| l.heard)
+                .map(|(i, _)| i)
+            {
+                self.legs[i] = Leg { route, heard: None };
+                return i;
+            }
+            return self.active;
+        }
+        self.legs.push(Leg { route, heard: None });
+        self.legs.len() - 1
+    }
+
+    /// Something opened from `from` at `now`.
+    fn heard(&mut self, from: SocketAddr, now: Instant) {
+        let i = match self.legs.iter().position(|l| l.route.carries(from)) {
+            Some(i) => i,
+            // The peer from an address it did not offer (a NAT's): a direct route.
+            None => self.add(Route::Direct(from)),
+        };
+        if let Some(l) = self.legs.get_mut(i) {
+            l.heard = Some(now);
+        }
+    }
+
+    fn alive(&self, i: usize, now: Instant) -> bool {
+        self.legs[i]
+            .heard
+            .is_some_and(|h| now.saturating_duration_since(h) < ALIVE)
+    }
+
+    /// Moves to a better route when there is one; true when it moved.
+    fn choose(&mut self, now: Instant) -> bool {
+        if self.legs.is_empty() {
+            return false;
+        }
+        let current_ok = self.alive(self.active, now);
+        let direct_alive =
+            (0..self.legs.len()).any(|i| self.legs[i].route.is_direct() && self.alive(i, now));
+        if current_ok && (self.legs[self.active].route.is_direct() || !direct_alive) {
+            return false;
+        }
+        let best = (0..self.legs.len())
+            .filter(|i| self.alive(*i, now))
+            .max_by_key(|i| (self.legs[*i].route.is_direct(), self.legs[*i].heard));
+        match best {
+            Some(b) if b != self.active => {
+                self.active = b;
+                self.switches += 1;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -82,10 +225,39 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
+/// What a call's media did, at its end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    pub sent: u64,
+    pub received: u64,
+    /// Frames the other side sent that never came (RFC 3550's count).
+    pub lost: u64,
+    pub dropped: u64,
+    pub played: u64,
+    /// Rebuilt from the next frame's FEC.
+    pub recovered: u64,
+    pub concealed: u64,
+    pub late: u64,
+    pub jitter_ms: f64,
+    /// The longest run of 20 ms with nothing to play, once sound had started.
+    pub longest_gap_ms: u64,
+    /// Times the call moved to another route.
+    pub switches: u32,
+    /// The bitrate sent at the end, and the lowest it went.
+    pub bitrate: i32,
+    pub lowest_bitrate: i32,
+    /// The loss the other side last reported, percent.
+    pub loss_reported: f64,
+}
+
+/// The route in use, once one has been heard from.
+pub type ActiveRoute = watch::Receiver<Option<Route>>;
+
 /// A running call's media.
 pub struct Session {
     socket: Arc<UdpSocket>,
-    path: Arc<Mutex<Path>>,
+    routes: std::sync::Mutex<Routes>,
+    active: watch::Sender<Option<Route>>,
     pub counters: Arc<Counters>,
 }
 
@@ -93,15 +265,17 @@ pub struct Setup {
     /// Keys of what this side sends, and of what it receives.
     pub send: Keys,
     pub receive: Keys,
-    pub path: Path,
     pub bitrate: i32,
 }
 
 impl Session {
-    pub fn new(socket: UdpSocket, path: Path) -> Session {
+    /// A session on `socket` trying `routes` (relay legs first: media goes on the first
+    /// until one is heard from).
+    pub fn new(socket: UdpSocket, routes: Vec<Route>) -> Session {
         Session {
             socket: Arc::new(socket),
-            path: Arc::new(Mutex::new(path)),
+            routes: std::sync::Mutex::new(Routes::new(routes)),
+            active: watch::channel(None).0,
             counters: Arc::new(Counters::default()),
         }
     }
@@ -110,9 +284,23 @@ impl Session {
         self.socket.local_addr()
     }
 
-    /// Moves the call to another path (the old one died).
-    pub async fn switch(&self, path: Path) {
-        *self.path.lock().await = path;
+    /// Another way to the other side (a relay it asked for when the others died).
+    pub fn add_route(&self, route: Route) {
+        self.routes.lock().expect("routes").add(route);
+    }
+
+    /// The route in use, as it changes.
+    pub fn active(&self) -> ActiveRoute {
+        self.active.subscribe()
+    }
+
+    /// Whether any route has been heard from within `within` of `now`.
+    pub fn heard_within(&self, within: Duration) -> bool {
+        let now = Instant::now();
+        self.routes.lock().expect("routes").legs.iter().any(|l| {
+            l.heard
+                .is_some_and(|h| now.saturating_duration_since(h) < within)
+        })
     }
 
     /// Runs until `stop` turns true: sends `source`, plays into `sink`.
@@ -122,40 +310,73 @@ impl Session {
         mut source: impl Source,
         mut sink: impl Sink,
         mut stop: watch::Receiver<bool>,
-    ) -> Result<(), VoiceError> {
-        let mut tx = Sender::new(&setup.send, rand::random())?;
+    ) -> Result<Summary, VoiceError> {
+        let mut tx = Sender::new(&setup.send)?;
         let mut rx = Receiver::new(&setup.receive)?;
-        let mut enc = OpusEncoder::new(setup.bitrate, 5)?;
+        let mut rate = Controller::new(setup.bitrate);
+        let mut enc = OpusEncoder::new(rate.rate().bitrate, 0)?;
         let mut dec = OpusDecoder::new()?;
         let mut jitter = JitterBuffer::new();
+        let mut reception = Reception::new(setup.receive.ssrc);
+        let mut summary = Summary {
+            lowest_bitrate: rate.rate().bitrate,
+            ..Summary::default()
+        };
+        let mut last_report: Report = reception.report(0.0);
+        let mut last_adapted: Option<u32> = None;
         let start = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut ticks: u32 = 0;
+        let (mut sounding, mut gap) = (false, 0u64);
         let mut buf = vec![0u8; 2048];
         loop {
             tokio::select! {
                 // (The guard wait_for returns is not Send: dropped inside.)
-                _ = async { let _ = stop.wait_for(|s| *s).await; } => return Ok(()),
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
                 _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
                     let frame = source.next_frame().unwrap_or_else(|| vec![0; FRAME]);
                     let packet = tx.packet(&enc.encode(&frame)?)?;
-                    self.send(&packet).await;
+                    if ticks.is_multiple_of(REPORT_EVERY) {
+                        last_report = reception.report(jitter.jitter_ms());
+                    }
+                    let probe = ticks.is_multiple_of(PROBE_EVERY).then_some(last_report);
+                    self.send_tick(&packet, probe, ticks.is_multiple_of(REPORT_EVERY), &mut tx).await?;
                     let played = match jitter.pop() {
-                        Out::Frame(p) => dec.decode(&p)?,
-                        Out::Recover(p) => dec.recover(&p)?,
-                        Out::Conceal => dec.conceal()?,
-                        Out::Wait => vec![0; FRAME],
+                        Out::Frame(p) => { sounding = true; gap = 0; dec.decode(&p)? }
+                        Out::Recover(p) => { gap = 0; dec.recover(&p)? }
+                        Out::Conceal => { gap += 1; dec.conceal()? }
+                        Out::Wait => { gap += 1; vec![0; FRAME] }
                     };
+                    if sounding {
+                        summary.longest_gap_ms = summary.longest_gap_ms.max(gap * 20);
+                    }
                     sink.play(&played);
                 }
                 r = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = r else { continue };
                     match rx.open(&buf[..n]) {
-                        Ok(got) => {
-                            self.counters.received.fetch_add(1, Ordering::Relaxed);
-                            self.latch(from).await;
-                            let at = start.elapsed().as_secs_f64() * 1000.0;
-                            jitter.push(got.seq, got.timestamp, at, got.payload);
+                        Ok(opened) => {
+                            self.heard(from);
+                            match opened {
+                                Opened::Frame(got) => {
+                                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                                    reception.frame(got.seq);
+                                    let at = start.elapsed().as_secs_f64() * 1000.0;
+                                    jitter.push(got.seq, got.timestamp, at, got.payload);
+                                }
+                                Opened::Report(r) => {
+                                    // Probes on every route repeat one report: adapt once.
+                                    if last_adapted != Some(r.highest) {
+                                        last_adapted = Some(r.highest);
+                                        let Rate { bitrate, expected_loss } = rate.reported(r.fraction_lost);
+                                        enc.adapt(bitrate, expected_loss)?;
+                                        summary.lowest_bitrate = summary.lowest_bitrate.min(bitrate);
+                                        summary.loss_reported = r.fraction_lost as f64 * 100.0 / 256.0;
+                                    }
+                                }
+                            }
                         }
                         Err(_) => {
                             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -164,26 +385,130 @@ impl Session {
                 }
             }
         }
+        let routes = self.routes.lock().expect("routes");
+        summary.sent = self.counters.sent.load(Ordering::Relaxed);
+        summary.received = reception.received();
+        summary.lost = reception.lost();
+        summary.dropped = self.counters.dropped.load(Ordering::Relaxed);
+        summary.played = jitter.stats.played;
+        summary.recovered = jitter.stats.recovered;
+        summary.concealed = jitter.stats.concealed;
+        summary.late = jitter.stats.late;
+        summary.jitter_ms = jitter.jitter_ms();
+        summary.switches = routes.switches;
+        summary.bitrate = rate.rate().bitrate;
+        Ok(summary)
     }
 
-    async fn send(&self, packet: &[u8]) {
-        let path = self.path.lock().await.clone();
-        let sent = match path {
-            Path::Direct(to) => self.socket.send_to(packet, to).await,
-            Path::Relay { relay, token } => self.socket.send_to(&wrap(&token, packet), relay).await,
+    fn heard(&self, from: SocketAddr) {
+        let now = Instant::now();
+        let mut routes = self.routes.lock().expect("routes");
+        routes.heard(from, now);
+        if routes.choose(now) || self.active.borrow().is_none() {
+            let r = routes.legs[routes.active].route.clone();
+            drop(routes);
+            self.active.send_replace(Some(r));
+        }
+    }
+
+    /// This tick's frame on the route in use, and `report` on every other route (and on
+    /// the one in use too when `report_active`), sealed for each (a copy would be a
+    /// replay).
+    async fn send_tick(
+        &self,
+        packet: &[u8],
+        report: Option<Report>,
+        report_active: bool,
+        tx: &mut Sender,
+    ) -> Result<(), VoiceError> {
+        let (active, others): (Route, Vec<Route>) = {
+            let mut routes = self.routes.lock().expect("routes");
+            if routes.legs.is_empty() {
+                return Ok(());
+            }
+            if routes.choose(Instant::now()) {
+                let r = routes.legs[routes.active].route.clone();
+                self.active.send_replace(Some(r));
+            }
+            let active = routes.active;
+            let others = if report.is_some() {
+                routes
+                    .legs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != active || report_active)
+                    .map(|(_, l)| l.route.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (routes.legs[active].route.clone(), others)
         };
-        if sent.is_ok() {
+        if self.send_on(&active, packet).await {
             self.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(report) = report {
+            for r in others {
+                self.send_on(&r, &tx.report(report)?).await;
+            }
+        }
+        Ok(())
     }
 
-    /// On the direct path, answers go where the peer's packets come from.
-    async fn latch(&self, from: SocketAddr) {
-        let mut path = self.path.lock().await;
-        if let Path::Direct(to) = &mut *path
-            && *to != from
-        {
-            *to = from;
+    async fn send_on(&self, route: &Route, datagram: &[u8]) -> bool {
+        match route {
+            Route::Direct(to) => self.socket.send_to(datagram, to).await.is_ok(),
+            Route::Relay { relay, token } => self
+                .socket
+                .send_to(&wrap(token, datagram), relay)
+                .await
+                .is_ok(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(port: u16) -> Route {
+        Route::Relay {
+            relay: SocketAddr::from(([127, 0, 0, 9], port)),
+            token: [port as u8; 16],
+        }
+    }
+
+    #[test]
+    fn the_call_moves_to_a_live_route_and_prefers_direct() {
+        let t0 = Instant::now();
+        let direct = SocketAddr::from(([127, 0, 0, 2], 4000));
+        let mut r = Routes::new(vec![relay(1), relay(2), Route::Direct(direct)]);
+        assert!(!r.choose(t0), "nothing heard: stays on the first");
+        r.heard(SocketAddr::from(([127, 0, 0, 9], 2)), t0);
+        assert!(r.choose(t0));
+        assert_eq!(r.legs[r.active].route, relay(2));
+        // The direct route answers: it is taken.
+        r.heard(direct, t0 + Duration::from_millis(10));
+        assert!(r.choose(t0 + Duration::from_millis(10)));
+        assert_eq!(r.legs[r.active].route, Route::Direct(direct));
+        // It falls silent while relay 1 keeps answering: back to the relay.
+        let later = t0 + Duration::from_millis(400);
+        r.heard(SocketAddr::from(([127, 0, 0, 9], 1)), later);
+        assert!(r.choose(later + Duration::from_millis(1)));
+        assert_eq!(r.legs[r.active].route, relay(1));
+        assert_eq!(r.switches, 3);
+        // Nothing alive: it stays where it is.
+        assert!(!r.choose(later + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn an_address_the_peer_did_not_offer_becomes_a_route_and_routes_are_bounded() {
+        let t0 = Instant::now();
+        let mut r = Routes::new(vec![relay(1)]);
+        for p in 0..40u16 {
+            r.heard(SocketAddr::from(([127, 0, 0, 3], 5000 + p)), t0);
+        }
+        assert_eq!(r.legs.len(), MAX_ROUTES);
+        assert!(r.legs.iter().any(|l| l.route == relay(1)));
     }
 }

@@ -5,15 +5,16 @@
 //!
 //! ```text
 //! caller                                   callee
-//! Offer { call, keys, candidates, relay } ->
+//! Offer { call, keys, candidates, relays } ->
 //!                                       <- Ringing { call }
-//!                                       <- Answer { call, keys, candidates } | Reject { call }
+//!                                       <- Answer { call, keys, candidates } | Reject { call, busy }
 //! Hangup { call }                        <->
-//! Move { call, path }                    <-> (the path in use died)
+//! Move { call, relays }                  <-> (every route died: new relay legs)
 //! ```
 //!
-//! Each side's `keys` seal what that side sends. Postcard-encoded; what does not decode
-//! or breaks a limit is dropped.
+//! Each side's `keys` seal what that side sends (key, salt and the stream's SSRC).
+//! `relays` are allocations the caller made, each with the callee's token. Postcard-
+//! encoded; what does not decode or breaks a limit is dropped.
 
 use std::net::SocketAddr;
 
@@ -25,6 +26,8 @@ use crate::relay::Token;
 pub type CallId = [u8; 16];
 /// Addresses a side offers for the direct path, at most.
 pub const MAX_CANDIDATES: usize = 8;
+/// Relay legs a signal carries, at most.
+pub const MAX_RELAYS: usize = 3;
 /// The app name signals travel under.
 pub const APP: &str = "call";
 
@@ -32,6 +35,7 @@ pub const APP: &str = "call";
 pub struct WireKeys {
     pub key: [u8; 16],
     pub salt: [u8; 14],
+    pub ssrc: u32,
 }
 
 impl From<&Keys> for WireKeys {
@@ -39,6 +43,7 @@ impl From<&Keys> for WireKeys {
         WireKeys {
             key: k.key,
             salt: k.salt,
+            ssrc: k.ssrc,
         }
     }
 }
@@ -48,6 +53,7 @@ impl From<&WireKeys> for Keys {
         Keys {
             key: k.key,
             salt: k.salt,
+            ssrc: k.ssrc,
         }
     }
 }
@@ -65,7 +71,7 @@ pub enum CallSignal {
         call: CallId,
         keys: WireKeys,
         candidates: Vec<SocketAddr>,
-        relay: Option<RelayLeg>,
+        relays: Vec<RelayLeg>,
     },
     Ringing {
         call: CallId,
@@ -77,14 +83,16 @@ pub enum CallSignal {
     },
     Reject {
         call: CallId,
+        /// In another call, rather than declined.
+        busy: bool,
     },
     Hangup {
         call: CallId,
     },
-    /// The sender now sends on this path (a relay leg, or None: direct).
+    /// Every route died: the sender made these relay allocations and tries them.
     Move {
         call: CallId,
-        relay: Option<RelayLeg>,
+        relays: Vec<RelayLeg>,
     },
 }
 
@@ -94,7 +102,7 @@ impl CallSignal {
             CallSignal::Offer { call, .. }
             | CallSignal::Ringing { call }
             | CallSignal::Answer { call, .. }
-            | CallSignal::Reject { call }
+            | CallSignal::Reject { call, .. }
             | CallSignal::Hangup { call }
             | CallSignal::Move { call, .. } => *call,
         }
@@ -105,17 +113,18 @@ impl CallSignal {
     }
 
     /// A signal as a contact's node sent it: None when it does not decode or offers
-    /// more candidates than allowed.
+    /// more candidates or relays than allowed.
     pub fn decode(bytes: &[u8]) -> Option<CallSignal> {
         let s: CallSignal = postcard::from_bytes(bytes).ok()?;
-        match &s {
-            CallSignal::Offer { candidates, .. } | CallSignal::Answer { candidates, .. }
-                if candidates.len() > MAX_CANDIDATES =>
-            {
-                None
-            }
-            _ => Some(s),
-        }
+        let (candidates, relays) = match &s {
+            CallSignal::Offer {
+                candidates, relays, ..
+            } => (candidates.len(), relays.len()),
+            CallSignal::Answer { candidates, .. } => (candidates.len(), 0),
+            CallSignal::Move { relays, .. } => (0, relays.len()),
+            _ => (0, 0),
+        };
+        (candidates <= MAX_CANDIDATES && relays <= MAX_RELAYS).then_some(s)
     }
 }
 
@@ -130,10 +139,10 @@ mod tests {
             call: [1; 16],
             keys: (&keys).into(),
             candidates: vec!["127.0.0.1:5000".parse().unwrap()],
-            relay: Some(RelayLeg {
+            relays: vec![RelayLeg {
                 addr: "127.0.0.2:6000".parse().unwrap(),
                 token: [9; 16],
-            }),
+            }],
         };
         let back = CallSignal::decode(&offer.encode()).unwrap();
         assert_eq!(back, offer);
@@ -147,6 +156,15 @@ mod tests {
             candidates: vec!["127.0.0.1:1".parse().unwrap(); MAX_CANDIDATES + 1],
         };
         assert_eq!(CallSignal::decode(&many.encode()), None);
+        let leg = RelayLeg {
+            addr: "127.0.0.2:6000".parse().unwrap(),
+            token: [9; 16],
+        };
+        let moved = CallSignal::Move {
+            call: [3; 16],
+            relays: vec![leg; MAX_RELAYS + 1],
+        };
+        assert_eq!(CallSignal::decode(&moved.encode()), None);
         assert_eq!(CallSignal::decode(b"\xff\xff"), None);
     }
 }

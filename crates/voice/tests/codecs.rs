@@ -26,7 +26,7 @@ proptest! {
     #[test]
     fn a_packet_changed_anywhere_is_refused(payload in proptest::collection::vec(any::<u8>(), 1..200), at in any::<usize>(), bit in 0u8..8) {
         let keys = Keys::random();
-        let mut tx = Sender::new(&keys, 1).unwrap();
+        let mut tx = Sender::new(&keys).unwrap();
         let mut rx = Receiver::new(&keys).unwrap();
         let mut p = tx.packet(&payload).unwrap().to_vec();
         let i = at % p.len();

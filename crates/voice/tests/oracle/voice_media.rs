@@ -10,7 +10,7 @@
 
 use nodus_voice::jitter::{JitterBuffer, Out};
 use nodus_voice::media::{Keys, Receiver};
-use nodus_voice::signal::{CallSignal, MAX_CANDIDATES};
+use nodus_voice::signal::{CallSignal, MAX_CANDIDATES, MAX_RELAYS};
 
 pub fn check(data: &[u8]) {
     // As a call signal from a contact: decodes to itself, within the limits.
@@ -19,10 +19,14 @@ pub fn check(data: &[u8]) {
         if let CallSignal::Offer { candidates, .. } | CallSignal::Answer { candidates, .. } = &s {
             assert!(candidates.len() <= MAX_CANDIDATES);
         }
+        if let CallSignal::Offer { relays, .. } | CallSignal::Move { relays, .. } = &s {
+            assert!(relays.len() <= MAX_RELAYS);
+        }
     }
     let keys = Keys {
         key: [7; 16],
         salt: [9; 14],
+        ssrc: 0x0102_0304,
     };
     let mut rx = Receiver::new(&keys).expect("keys of the right size");
     assert!(
