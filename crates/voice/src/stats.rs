@@ -65,11 +65,9 @@ impl Reception {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost = interval_expected.saturating_sub(interval_received);
-        let fraction_lost = if interval_expected == 0 {
-            0
-        } else {
-            ((lost << 8) / interval_expected).min(255) as u8
-        };
+        let fraction_lost = (lost << 8)
+            .checked_div(interval_expected)
+            .map_or(0, |f| f.min(255) as u8);
         Report {
             ssrc: self.ssrc,
             fraction_lost,
