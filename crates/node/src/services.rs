@@ -13,6 +13,8 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_gateway::GatewayService>(),
         // After chain: it anchors its audit log there (see `provide`).
         service::<nodus_vault::VaultService>(),
+        // After msg: calls are signalled between contacts (see `provide`).
+        service::<nodus_voice::VoiceService>(),
     ]
 }
 

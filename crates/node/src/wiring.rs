@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use nodus_chain::ChainHandle;
 use nodus_gateway::{AddSource, Content, Reader, SourceError, TorrentView};
+use nodus_msg::{MsgError, MsgHandle};
 use nodus_torrent::{AddRequest, FileReader, TorrentError, TorrentHandle, TorrentInfo};
 use nodus_vault::{Anchor, AnchorError, Mined, SharedAnchor};
+use nodus_voice::{Contact, Incoming, SharedSignaling, Signaling, SignalingError};
 use serde_json::{Value, json};
 
 /// The gateway's view of the torrent service.
@@ -224,9 +227,73 @@ pub fn provide(
     if let Some(t) = handle.downcast_ref::<TorrentHandle>() {
         provided.insert::<nodus_gateway::SharedContent>(Arc::new(TorrentContent(t.clone())));
     }
+    if let Some(m) = handle.downcast_ref::<MsgHandle>() {
+        provided.insert::<SharedSignaling>(Arc::new(MsgSignaling(m.clone())));
+    }
     if let Some(c) = handle.downcast_ref::<ChainHandle>()
         && let Some(a) = ChainAnchor::new(c.clone(), identity)
     {
         provided.insert::<SharedAnchor>(Arc::new(a));
+    }
+}
+
+/// Voice's view of messaging: contacts and call signals between them.
+pub struct MsgSignaling(pub MsgHandle);
+
+fn signaling_error(who: &str, e: MsgError) -> SignalingError {
+    match e {
+        MsgError::NoContact(_) => SignalingError::NotAContact(who.to_string()),
+        e => SignalingError::Failed(e.to_string()),
+    }
+}
+
+impl Signaling for MsgSignaling {
+    fn contact<'a>(&'a self, who: &'a str) -> BoxFuture<'a, Result<Contact, SignalingError>> {
+        async move {
+            let contacts = self
+                .0
+                .contacts()
+                .await
+                .map_err(|e| signaling_error(who, e))?;
+            contacts
+                .into_iter()
+                .find(|c| c.name == who || c.peer_id == who)
+                .map(|c| Contact {
+                    peer_id: c.peer_id,
+                    name: c.name,
+                })
+                .ok_or_else(|| SignalingError::NotAContact(who.to_string()))
+        }
+        .boxed()
+    }
+
+    fn send<'a>(&'a self, to: &'a str, body: Vec<u8>) -> BoxFuture<'a, Result<(), SignalingError>> {
+        async move {
+            self.0
+                .send_signal(to, nodus_voice::signal::APP, body)
+                .await
+                .map_err(|e| signaling_error(to, e))
+        }
+        .boxed()
+    }
+
+    fn incoming(&self) -> BoxStream<'static, Incoming> {
+        let rx = self.0.signals();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(s) if s.app == nodus_voice::signal::APP => {
+                        let from = Contact {
+                            peer_id: s.from,
+                            name: s.from_name,
+                        };
+                        return Some((Incoming { from, body: s.body }, rx));
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+        .boxed()
     }
 }

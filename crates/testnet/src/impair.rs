@@ -32,15 +32,18 @@ impl Drop for Proxy {
     }
 }
 
-/// Hands each item to `deliver` `delay` after it arrived, in order, until `deliver`
-/// says the way out is closed.
+/// Hands each item to `deliver` `delay` (plus up to `jitter`, drawn for each) after it
+/// arrived, in order, until `deliver` says the way out is closed. In order: an item
+/// drawn less delay than the one before it waits for that one.
 async fn delayed<T>(
     mut items: mpsc::Receiver<(Instant, T)>,
     delay: Duration,
+    jitter: Duration,
     mut deliver: impl AsyncFnMut(T) -> bool,
 ) {
     while let Some((at, item)) = items.recv().await {
-        tokio::time::sleep_until(at + delay).await;
+        let extra = jitter.mul_f64(rand::rng().random::<f64>());
+        tokio::time::sleep_until(at + delay + extra).await;
         if !deliver(item).await {
             return;
         }
@@ -82,7 +85,7 @@ async fn pipe(
 ) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let mut to = to;
-    let writer = delayed(rx, one_way, async move |chunk: Vec<u8>| {
+    let writer = delayed(rx, one_way, Duration::ZERO, async move |chunk: Vec<u8>| {
         to.write_all(&chunk).await.is_ok()
     });
     let reader = async move {
@@ -102,12 +105,13 @@ async fn pipe(
 }
 
 /// A UDP proxy on `listen` to `target` that drops each datagram with probability `loss`
-/// and delays the rest by `one_way`, in both directions. Each client address gets its
-/// own upstream socket, so the target sees one peer per client.
+/// and delays the rest by `one_way` plus up to `jitter`, in both directions. Each client
+/// address gets its own upstream socket, so the target sees one peer per client.
 pub async fn udp_impair(
     listen: SocketAddr,
     target: SocketAddr,
     one_way: Duration,
+    jitter: Duration,
     loss: f64,
 ) -> std::io::Result<Proxy> {
     let front = Arc::new(UdpSocket::bind(listen).await?);
@@ -123,8 +127,15 @@ pub async fn udp_impair(
             }
             let up = match sessions.get(&client) {
                 Some(up) if !up.is_closed() => up.clone(),
-                _ => match open_session(&mut tasks, front.clone(), client, target, one_way, loss)
-                    .await
+                _ => match open_session(
+                    &mut tasks,
+                    front.clone(),
+                    client,
+                    target,
+                    (one_way, jitter),
+                    loss,
+                )
+                .await
                 {
                     Ok(up) => {
                         sessions.insert(client, up.clone());
@@ -144,22 +155,27 @@ async fn open_session(
     front: Arc<UdpSocket>,
     client: SocketAddr,
     target: SocketAddr,
-    one_way: Duration,
+    (one_way, jitter): (Duration, Duration),
     loss: f64,
 ) -> std::io::Result<mpsc::Sender<(Instant, Vec<u8>)>> {
     let back = Arc::new(UdpSocket::bind((target.ip(), 0)).await?);
     back.connect(target).await?;
     let (up_tx, up_rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     let sender = back.clone();
-    tasks.spawn(delayed(up_rx, one_way, async move |d: Vec<u8>| {
+    tasks.spawn(delayed(up_rx, one_way, jitter, async move |d: Vec<u8>| {
         let _ = sender.send(&d).await;
         true
     }));
     let (down_tx, down_rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
-    tasks.spawn(delayed(down_rx, one_way, async move |d: Vec<u8>| {
-        let _ = front.send_to(&d, client).await;
-        true
-    }));
+    tasks.spawn(delayed(
+        down_rx,
+        one_way,
+        jitter,
+        async move |d: Vec<u8>| {
+            let _ = front.send_to(&d, client).await;
+            true
+        },
+    ));
     tasks.spawn(async move {
         let mut buf = vec![0u8; 65536];
         while let Ok(n) = back.recv(&mut buf).await {

@@ -57,9 +57,15 @@ async fn quic_through_a_lossy_delaying_proxy() {
     let mut net = Testnet::start(0, dir.path()).await.unwrap();
     let (a, b, target) = pair(&mut net, "quic-v1").await;
     let one_way = Duration::from_millis(10);
-    let proxy = impair::udp_impair("127.0.4.1:0".parse().unwrap(), target, one_way, 0.1)
-        .await
-        .unwrap();
+    let proxy = impair::udp_impair(
+        "127.0.4.1:0".parse().unwrap(),
+        target,
+        one_way,
+        Duration::ZERO,
+        0.1,
+    )
+    .await
+    .unwrap();
     // QUIC recovers from the 10% loss on its own.
     let addr = format!("/ip4/127.0.4.1/udp/{}/quic-v1", proxy.addr.port());
     ping_through(&net, a, b, addr.parse().unwrap(), one_way).await;

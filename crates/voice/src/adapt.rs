@@ -2,7 +2,9 @@
 //! a path that carries less than is sent (or of a lossy link), so the bitrate backs off
 //! multiplicatively while the reported loss is high and creeps back up while it is low;
 //! the loss the encoder expects (which sets how much in-band FEC each frame carries)
-//! follows the reported loss. Reports come about once a second.
+//! follows the reported loss, smoothed, and never below [`MIN_EXPECTED_LOSS`]: a call
+//! carries FEC from its first frame, before any report, because one lost frame without
+//! it is concealed rather than rebuilt. Reports come about once a second.
 
 /// Lowest and highest bitrates a call uses (Opus wideband speech stays intelligible at
 /// 12 kbps; above 64 kbps it gains nothing PESQ can hear).
@@ -13,6 +15,10 @@ const HIGH_LOSS: f64 = 0.10;
 /// Below this it may grow.
 const LOW_LOSS: f64 = 0.02;
 const STEP_UP: i32 = 4_000;
+/// The least loss the encoder is told to expect, percent.
+pub const MIN_EXPECTED_LOSS: u8 = 10;
+/// Weight of a new report in the smoothed loss.
+const SMOOTHING: f64 = 0.3;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -25,6 +31,7 @@ pub struct Rate {
 pub struct Controller {
     ceiling: i32,
     rate: Rate,
+    loss: f64,
 }
 
 impl Controller {
@@ -35,8 +42,9 @@ impl Controller {
             ceiling: b,
             rate: Rate {
                 bitrate: b,
-                expected_loss: 0,
+                expected_loss: MIN_EXPECTED_LOSS,
             },
+            loss: 0.0,
         }
     }
 
@@ -47,6 +55,7 @@ impl Controller {
     /// A report said this fraction (out of 256) of our frames were lost since the last.
     pub fn reported(&mut self, fraction_lost: u8) -> Rate {
         let loss = fraction_lost as f64 / 256.0;
+        self.loss += (loss - self.loss) * SMOOTHING;
         let b = self.rate.bitrate;
         self.rate.bitrate = if loss > HIGH_LOSS {
             ((b as f64 * (1.0 - loss / 2.0)) as i32).max(MIN_BITRATE)
@@ -55,7 +64,7 @@ impl Controller {
         } else {
             b
         };
-        self.rate.expected_loss = ((loss * 100.0).ceil() as u8).min(30);
+        self.rate.expected_loss = ((self.loss * 100.0).ceil() as u8).clamp(MIN_EXPECTED_LOSS, 30);
         self.rate
     }
 }
@@ -67,13 +76,15 @@ mod tests {
     #[test]
     fn loss_backs_off_and_a_clean_path_grows_back_to_the_start() {
         let mut c = Controller::new(48_000);
+        assert_eq!(c.rate().expected_loss, MIN_EXPECTED_LOSS);
         let r = c.reported(64); // 25 %
         assert!(r.bitrate < 48_000 && r.bitrate >= MIN_BITRATE);
-        assert_eq!(r.expected_loss, 25);
+        assert_eq!(r.expected_loss, MIN_EXPECTED_LOSS, "smoothed: 7.5 %");
         for _ in 0..20 {
             c.reported(128);
         }
         assert_eq!(c.rate().bitrate, MIN_BITRATE);
+        assert_eq!(c.rate().expected_loss, 30, "50 % asks for the most FEC");
         for _ in 0..20 {
             c.reported(0);
         }
@@ -81,12 +92,10 @@ mod tests {
             c.rate(),
             Rate {
                 bitrate: 48_000,
-                expected_loss: 0
+                expected_loss: MIN_EXPECTED_LOSS
             }
         );
-        // Moderate loss holds the rate and asks for FEC.
-        let held = c.reported(13);
-        assert_eq!(held.bitrate, 48_000);
-        assert_eq!(held.expected_loss, 6);
+        // Moderate loss holds the rate.
+        assert_eq!(c.reported(13).bitrate, 48_000);
     }
 }

@@ -11,4 +11,30 @@ pub enum VoiceError {
     Rtp(String),
     #[error("{path}: {problem}")]
     Wav { path: String, problem: String },
+    #[error("voice relay: {0}")]
+    Relay(String),
+    #[error(transparent)]
+    Signaling(#[from] crate::signaling::SignalingError),
+    #[error("calls need messaging (contacts and their sessions): set [msg] enabled = true")]
+    NoMessaging,
+    #[error("no call {0} (`nodus call list` shows the calls)")]
+    NoSuchCall(String),
+    #[error("no call is ringing")]
+    NothingRinging,
+    #[error("{0} calls are ringing: name one (`nodus call list`)")]
+    WhichCall(usize),
+    #[error("call {0} is not ringing here")]
+    NotRinging(String),
+    #[error("already in call {0}: hang up first (`nodus call hangup`)")]
+    InCall(String),
+    #[error("{0} is this node")]
+    Myself(String),
+    #[error("sound device: {0}")]
+    Device(String),
+    #[error("{0}: {1}")]
+    File(String, String),
+    #[error("media socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("call history: {0}")]
+    Store(String),
 }

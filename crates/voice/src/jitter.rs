@@ -35,6 +35,8 @@ pub struct Stats {
     pub recovered: u64,
     pub concealed: u64,
     pub late: u64,
+    /// Turns when nothing from the frame due on had come (concealed, place kept).
+    pub underruns: u64,
 }
 
 pub struct JitterBuffer {
@@ -49,11 +51,18 @@ pub struct JitterBuffer {
     target: usize,
     /// Pops since a frame was last skipped to shorten the delay.
     since_skip: u32,
+    /// The last turn found nothing from its frame on.
+    underrun: bool,
+    /// Turns since an underrun or a late frame.
+    since_trouble: u32,
     pub stats: Stats,
 }
 
 /// A frame is skipped to shorten the delay at most once in this many (a second).
 const SKIP_EVERY: u32 = 50;
+/// The depth shrinks only after this many turns (two seconds) without an underrun or
+/// a late frame.
+const CALM: u32 = 100;
 
 impl Default for JitterBuffer {
     fn default() -> Self {
@@ -71,6 +80,8 @@ impl JitterBuffer {
             last: None,
             target: 2,
             since_skip: 0,
+            underrun: false,
+            since_trouble: 0,
             stats: Stats::default(),
         }
     }
@@ -120,13 +131,17 @@ impl JitterBuffer {
         }
     }
 
+    /// Deeper, after a frame came too late or not in time: and no shallower for
+    /// [`CALM`] turns.
     fn grow(&mut self) {
+        self.since_trouble = 0;
         self.target = (self.target + 1).min(MAX_FRAMES / 2);
     }
 
     fn wanted(&self) -> usize {
-        // Enough for about twice the jitter, and never fewer than one frame.
-        ((2.0 * self.jitter_ms / FRAME_MS).ceil() as usize + 1).clamp(1, MAX_FRAMES / 2)
+        // Enough for about three times the jitter (RFC 3550's is a mean deviation; the
+        // late tail reaches about three of it), and never fewer than one frame.
+        ((3.0 * self.jitter_ms / FRAME_MS).ceil() as usize + 1).clamp(1, MAX_FRAMES / 2)
     }
 
     /// What to play for the next 20 ms.
@@ -135,7 +150,7 @@ impl JitterBuffer {
         if wanted > self.target {
             self.target = wanted;
         }
-        let (next, started) = match self.next {
+        let (mut next, started) = match self.next {
             Some(n) => (n, true),
             None => {
                 if self.frames.len() < self.target {
@@ -144,21 +159,28 @@ impl JitterBuffer {
                 (*self.frames.keys().next().expect("not empty"), false)
             }
         };
+        // After an underrun, what never came by now is skipped: play on from the frame
+        // before the first one held (rebuilt from that one's FEC), so the buffer is a
+        // frame deeper than before, not the length of the gap deeper.
+        if self.underrun
+            && let Some((&first, _)) = self.frames.range(next..).next()
+        {
+            next = next.max(first - 1);
+            self.underrun = false;
+        }
         // Shrink toward what the jitter needs, a frame at a time and at most once a
         // second: held beyond it is delay nobody needs.
         self.since_skip = self.since_skip.saturating_add(1);
         let held = self.frames.range(next..).count();
-        if self.target > wanted && held > wanted + 1 {
+        self.since_trouble = self.since_trouble.saturating_add(1);
+        if self.target > wanted && held > wanted + 1 && self.since_trouble >= CALM {
             self.target -= 1;
         }
-        let next = if started && held > self.target + 2 && self.since_skip >= SKIP_EVERY {
+        if started && held > self.target + 2 && self.since_skip >= SKIP_EVERY {
             self.since_skip = 0;
             self.frames.remove(&next);
-            next + 1
-        } else {
-            next
-        };
-        self.next = Some(next + 1);
+            next += 1;
+        }
         while self
             .frames
             .first_key_value()
@@ -167,10 +189,16 @@ impl JitterBuffer {
             self.frames.pop_first();
         }
         if self.highest.is_none_or(|h| h < next) {
-            // Nothing sent after this has come: silence, not concealment (the talker may
-            // simply have stopped).
-            return Out::Wait;
+            // Nothing from this frame on has come: it is late (jitter) or its path died.
+            // Conceal, and keep its place: if it comes it plays, a frame later than it
+            // would have (the buffer deepens); if what comes is newer, play resumes there.
+            self.next = Some(next);
+            self.underrun = true;
+            self.stats.underruns += 1;
+            self.grow();
+            return Out::Conceal;
         }
+        self.next = Some(next + 1);
         if let Some(p) = self.frames.remove(&next) {
             self.stats.played += 1;
             Out::Frame(p)
@@ -244,18 +272,55 @@ mod tests {
     }
 
     #[test]
-    fn late_frames_are_dropped_and_deepen_the_buffer() {
+    fn an_underrun_conceals_keeps_the_place_and_deepens_the_buffer() {
         let mut j = JitterBuffer::new();
         j.push(0, 0, 0.0, frame(0));
         j.push(1, TICKS_PER_FRAME, 20.0, frame(1));
         assert_eq!(j.pop(), Out::Frame(frame(0)));
         assert_eq!(j.pop(), Out::Frame(frame(1)));
-        // Nothing newer has come: silence, and frame 2's turn passes.
-        assert_eq!(j.pop(), Out::Wait);
+        // Frame 2 is late: concealed, and it still plays when it comes.
         let before = j.target();
-        j.push(2, 2 * TICKS_PER_FRAME, 90.0, frame(2));
-        assert_eq!(j.stats.late, 1);
+        assert_eq!(j.pop(), Out::Conceal);
         assert!(j.target() > before);
+        j.push(2, 2 * TICKS_PER_FRAME, 70.0, frame(2));
+        assert_eq!(j.pop(), Out::Frame(frame(2)));
+        assert_eq!((j.stats.late, j.stats.underruns), (0, 1));
+    }
+
+    #[test]
+    fn after_a_dead_path_play_resumes_at_what_comes_next() {
+        let mut j = JitterBuffer::new();
+        j.push(0, 0, 0.0, frame(0));
+        j.push(1, TICKS_PER_FRAME, 20.0, frame(1));
+        j.pop();
+        j.pop();
+        // Frames 2..=11 die with the path: ten turns concealed.
+        for _ in 0..10 {
+            assert_eq!(j.pop(), Out::Conceal);
+        }
+        // The new path brings 12 and 13: play goes on from 11 (rebuilt from 12), not
+        // from 2.
+        j.push(12, 12 * TICKS_PER_FRAME, 240.0, frame(12));
+        j.push(13, 13 * TICKS_PER_FRAME, 260.0, frame(13));
+        assert_eq!(j.pop(), Out::Recover(frame(12)));
+        assert_eq!(j.pop(), Out::Frame(frame(12)));
+        assert_eq!(j.pop(), Out::Frame(frame(13)));
+        assert_eq!(j.stats.underruns, 10);
+    }
+
+    #[test]
+    fn frames_after_their_turn_are_dropped_as_late() {
+        let mut j = JitterBuffer::new();
+        for i in 0..3u16 {
+            j.push(i, i as u32 * TICKS_PER_FRAME, i as f64 * 20.0, frame(i));
+        }
+        j.push(4, 4 * TICKS_PER_FRAME, 80.0, frame(4));
+        for _ in 0..5 {
+            j.pop();
+        }
+        // 3's turn went by (rebuilt from 4's FEC); 3 itself is late now.
+        j.push(3, 3 * TICKS_PER_FRAME, 100.0, frame(3));
+        assert_eq!((j.stats.late, j.stats.recovered), (1, 1));
     }
 
     #[test]

@@ -104,6 +104,11 @@ impl Relay {
         self.allocations.lock().expect("allocations").len()
     }
 
+    /// Whether `token` names a live allocation.
+    pub fn live(&self, token: &Token) -> bool {
+        self.by_token.lock().expect("tokens").contains_key(token)
+    }
+
     /// A new allocation: the two sides' tokens.
     pub fn allocate(&self) -> Result<(Token, Token), RelayError> {
         self.expire(Instant::now());

@@ -226,7 +226,7 @@ pub struct Counters {
 }
 
 /// What a call's media did, at its end.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     pub sent: u64,
     pub received: u64,
@@ -237,6 +237,8 @@ pub struct Summary {
     /// Rebuilt from the next frame's FEC.
     pub recovered: u64,
     pub concealed: u64,
+    /// Turns when nothing had come in time (concealed too).
+    pub underruns: u64,
     pub late: u64,
     pub jitter_ms: f64,
     /// The longest run of 20 ms with nothing to play, once sound had started.
@@ -248,6 +250,9 @@ pub struct Summary {
     pub lowest_bitrate: i32,
     /// The loss the other side last reported, percent.
     pub loss_reported: f64,
+    /// When the media started (Unix time, microseconds): with a cross-correlation of
+    /// what was said and what was heard, the mouth-to-ear delay.
+    pub started_unix_us: u64,
 }
 
 /// The route in use, once one has been heard from.
@@ -314,7 +319,7 @@ impl Session {
         let mut tx = Sender::new(&setup.send)?;
         let mut rx = Receiver::new(&setup.receive)?;
         let mut rate = Controller::new(setup.bitrate);
-        let mut enc = OpusEncoder::new(rate.rate().bitrate, 0)?;
+        let mut enc = OpusEncoder::new(rate.rate().bitrate, rate.rate().expected_loss)?;
         let mut dec = OpusDecoder::new()?;
         let mut jitter = JitterBuffer::new();
         let mut reception = Reception::new(setup.receive.ssrc);
@@ -325,6 +330,9 @@ impl Session {
         let mut last_report: Report = reception.report(0.0);
         let mut last_adapted: Option<u32> = None;
         let start = Instant::now();
+        summary.started_unix_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut ticks: u32 = 0;
@@ -394,6 +402,7 @@ impl Session {
         summary.recovered = jitter.stats.recovered;
         summary.concealed = jitter.stats.concealed;
         summary.late = jitter.stats.late;
+        summary.underruns = jitter.stats.underruns;
         summary.jitter_ms = jitter.jitter_ms();
         summary.switches = routes.switches;
         summary.bitrate = rate.rate().bitrate;

@@ -1,0 +1,431 @@
+//! Calls between real nodes on loopback: a direct call between contacts that carries
+//! speech and lands in both histories; a stranger cannot ring; two nodes that cannot be
+//! dialed talk through voice relays found in the DHT, and the call survives the death
+//! of the relay it uses; and the media path under latency, 5% loss and 30 ms jitter
+//! (the harness's user-space impairment proxy), directly and through a relay.
+
+#[path = "../../voice/tests/common/mod.rs"]
+mod speech;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nodus_testnet::{Testnet, hidden_node_config, impair};
+use nodus_voice::codec::DEFAULT_BITRATE;
+use nodus_voice::media::Keys;
+use nodus_voice::relay::{Limits, Relay};
+use nodus_voice::session::{Recording, Route, Samples, Session, Setup};
+use nodus_voice::{CallRecord, Media, Outcome, VoiceEvent, VoiceHandle, wav};
+use tokio::sync::broadcast;
+
+const T: Duration = Duration::from_secs(30);
+
+fn voice(net: &Testnet, k: usize) -> &VoiceHandle {
+    net.node(k).service::<VoiceHandle>().expect("voice runs")
+}
+
+fn msg(net: &Testnet, k: usize) -> &nodus_msg::MsgHandle {
+    net.node(k)
+        .service::<nodus_msg::MsgHandle>()
+        .expect("msg runs")
+}
+
+async fn introduce(net: &Testnet, a: usize, b: usize) {
+    nodus_testnet::msg::introduce(msg(net, a), msg(net, b), "alice", "bob")
+        .await
+        .unwrap();
+}
+
+/// The next event that `pick` takes, within T.
+async fn next_event<R>(
+    rx: &mut broadcast::Receiver<VoiceEvent>,
+    what: &str,
+    mut pick: impl FnMut(&VoiceEvent) -> Option<R>,
+) -> R {
+    tokio::time::timeout(T, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) => {
+                    if let Some(r) = pick(&e) {
+                        return r;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("{what}: events closed: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} within {T:?}"))
+}
+
+async fn ended(rx: &mut broadcast::Receiver<VoiceEvent>, call: &str, what: &str) -> Outcome {
+    next_event(rx, what, |e| match e {
+        VoiceEvent::Ended {
+            call: c, outcome, ..
+        } if c == call => Some(*outcome),
+        _ => None,
+    })
+    .await
+}
+
+fn seconds_of(pcm_len: usize) -> Duration {
+    Duration::from_millis(pcm_len as u64 * 1000 / 16_000)
+}
+
+/// Alice (`a`) calls Bob (`b`) speaking `input`; Bob answers and records. Returns the
+/// call id once Bob's media runs, with both event receivers.
+async fn call_and_answer(
+    net: &Testnet,
+    (a, b): (usize, usize),
+    input: &Path,
+    record: &Path,
+) -> (
+    String,
+    broadcast::Receiver<VoiceEvent>,
+    broadcast::Receiver<VoiceEvent>,
+) {
+    let (mut alice_events, mut bob_events) = (voice(net, a).events(), voice(net, b).events());
+    let placed = voice(net, a)
+        .call(
+            "bob",
+            Media {
+                input: Some(input.to_path_buf()),
+                ..Media::default()
+            },
+        )
+        .await
+        .unwrap();
+    let from = next_event(&mut bob_events, "the call rings at bob", |e| match e {
+        VoiceEvent::Incoming { call, from, name } if *call == placed.id => {
+            Some((from.clone(), name.clone()))
+        }
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        from,
+        (net.node(a).peer_id().to_string(), "alice".to_string())
+    );
+    next_event(&mut alice_events, "alice hears it ring", |e| {
+        matches!(e, VoiceEvent::Ringing { call } if *call == placed.id).then_some(())
+    })
+    .await;
+    voice(net, b)
+        .answer(
+            None,
+            Media {
+                record: Some(record.to_path_buf()),
+                ..Media::default()
+            },
+        )
+        .await
+        .unwrap();
+    next_event(&mut alice_events, "alice's call is answered", |e| {
+        matches!(e, VoiceEvent::Answered { call } if *call == placed.id).then_some(())
+    })
+    .await;
+    (placed.id, alice_events, bob_events)
+}
+
+fn last_call(h: &VoiceHandle) -> CallRecord {
+    h.history(1).unwrap().pop().expect("a call in the history")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_call_between_contacts_carries_speech_and_is_in_both_histories() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net, a, b).await;
+    let input = speech::speech(dir.path());
+    let pcm = wav::read(&input).unwrap();
+    let record = dir.path().join("bob-heard.wav");
+
+    // A stranger (node 0 is nobody's contact) cannot ring anyone.
+    let mut bob_events = voice(&net, b).events();
+    let refused = voice(&net, 0)
+        .call(&net.node(b).peer_id().to_string(), Media::default())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(nodus_voice::VoiceError::Signaling(
+                nodus_voice::SignalingError::NotAContact(_)
+            ))
+        ),
+        "{refused:?}"
+    );
+
+    let (id, mut alice_events, _) = call_and_answer(&net, (a, b), &input, &record).await;
+    let stranger = net.node(0).peer_id().to_string();
+    while let Ok(e) = bob_events.try_recv() {
+        if let VoiceEvent::Incoming { from, .. } = e {
+            assert_ne!(from, stranger, "the stranger's call rang");
+        }
+    }
+    tokio::time::sleep(seconds_of(pcm.len()) + Duration::from_secs(1)).await;
+    let on = voice(&net, a).get(&id).unwrap();
+    assert!(
+        on.route.as_deref().is_some_and(|r| r.starts_with("direct")),
+        "two dialable nodes talk directly: {:?}",
+        on.route
+    );
+    let mut bob_events = voice(&net, b).events();
+    voice(&net, a).hangup(None).await.unwrap();
+    assert_eq!(
+        ended(&mut alice_events, &id, "alice's end").await,
+        Outcome::Completed
+    );
+    assert_eq!(
+        ended(&mut bob_events, &id, "bob's end").await,
+        Outcome::Completed
+    );
+
+    let score = speech::pesq(&input, &record);
+    let (ha, hb) = (last_call(voice(&net, a)), last_call(voice(&net, b)));
+    println!("PESQ {score}; alice {ha:?}; bob {hb:?}");
+    assert!(score > 3.5, "PESQ {score}");
+    for h in [&ha, &hb] {
+        assert_eq!(
+            (h.id.as_str(), h.outcome),
+            (id.as_str(), Some(Outcome::Completed))
+        );
+        assert!(h.duration_ms > 0);
+        let q = h.quality.as_ref().expect("media figures");
+        assert!(q.received > 100, "{q:?}");
+    }
+    assert_eq!(hb.name, "alice");
+    assert!(voice(&net, a).list().is_empty() && voice(&net, b).list().is_empty());
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_are_rejected_busy_or_rung_out() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, dir.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let (a, b) = (1, 2);
+    introduce(&net, a, b).await;
+    let (mut alice_events, mut bob_events) = (voice(&net, a).events(), voice(&net, b).events());
+
+    let first = voice(&net, a).call("bob", Media::default()).await.unwrap();
+    next_event(&mut bob_events, "it rings", |e| {
+        matches!(e, VoiceEvent::Incoming { .. }).then_some(())
+    })
+    .await;
+    voice(&net, b).reject(None).await.unwrap();
+    assert_eq!(
+        ended(&mut alice_events, &first.id, "rejected").await,
+        Outcome::Rejected
+    );
+
+    // Bob is in a call with node 0 when alice calls: busy.
+    nodus_testnet::msg::introduce(msg(&net, 0), msg(&net, b), "carol", "bob")
+        .await
+        .unwrap();
+    let carol = voice(&net, 0).call("bob", Media::default()).await.unwrap();
+    next_event(&mut bob_events, "carol rings", |e| {
+        matches!(e, VoiceEvent::Incoming { call, .. } if *call == carol.id).then_some(())
+    })
+    .await;
+    let second = voice(&net, a).call("bob", Media::default()).await.unwrap();
+    assert_eq!(
+        ended(&mut alice_events, &second.id, "busy").await,
+        Outcome::Busy
+    );
+    // Carol gives up before bob answers: bob missed it.
+    voice(&net, 0).hangup(None).await.unwrap();
+    assert_eq!(
+        ended(&mut bob_events, &carol.id, "carol hung up").await,
+        Outcome::Missed
+    );
+    let outcomes: Vec<Option<Outcome>> = voice(&net, b)
+        .history(10)
+        .unwrap()
+        .iter()
+        .map(|c| c.outcome)
+        .collect();
+    // Newest first by when they started ringing: alice's busy call came after carol's.
+    assert_eq!(
+        outcomes,
+        [
+            Some(Outcome::Busy),
+            Some(Outcome::Missed),
+            Some(Outcome::Rejected)
+        ]
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neither_dialable_the_call_goes_through_a_relay_and_survives_its_death() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(4, dir.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let relays: Vec<String> = [0, 3]
+        .iter()
+        .map(|k| net.node(*k).p2p_addr("tcp").unwrap().to_string())
+        .collect();
+    let a = net.add_node(hidden_node_config(5, &relays)).await.unwrap();
+    let b = net.add_node(hidden_node_config(4, &relays)).await.unwrap();
+    net.wait_circuits(b, 2, T).await.unwrap();
+    net.wait_circuits(a, 2, T).await.unwrap();
+    introduce(&net, a, b).await;
+    let input = speech::speech(dir.path());
+    let pcm = wav::read(&input).unwrap();
+    let record = dir.path().join("bob-heard.wav");
+    let (id, mut alice_events, mut bob_events) =
+        call_and_answer(&net, (a, b), &input, &record).await;
+
+    // Half way through, the relay alice's media goes through dies.
+    tokio::time::sleep(seconds_of(pcm.len()) / 2).await;
+    let route = voice(&net, a)
+        .get(&id)
+        .unwrap()
+        .route
+        .expect("a route in use");
+    assert!(
+        route.starts_with("relay "),
+        "hidden nodes talk through a relay: {route}"
+    );
+    let relay_addr = route.trim_start_matches("relay ");
+    let dead = (0..4)
+        .find(|k| voice(&net, *k).relay().addr.as_deref() == Some(relay_addr))
+        .expect("the relay in use is one of the public nodes");
+    net.kill(dead).await.unwrap();
+    tokio::time::sleep(seconds_of(pcm.len()) / 2 + Duration::from_secs(1)).await;
+
+    let now = voice(&net, a).get(&id).unwrap().route.unwrap();
+    assert_ne!(now, route, "the call moved off the dead relay");
+    voice(&net, a).hangup(None).await.unwrap();
+    assert_eq!(
+        ended(&mut alice_events, &id, "alice's end").await,
+        Outcome::Completed
+    );
+    assert_eq!(
+        ended(&mut bob_events, &id, "bob's end").await,
+        Outcome::Completed
+    );
+    let heard = last_call(voice(&net, b)).quality.expect("media figures");
+    let score = speech::pesq(&input, &record);
+    println!(
+        "PESQ {score} with relay node {dead} killed mid-call ({route} -> {now}); bob {heard:?}"
+    );
+    assert!(heard.switches >= 1, "{heard:?}");
+    assert!(
+        heard.longest_gap_ms < 1000,
+        "{} ms of silence",
+        heard.longest_gap_ms
+    );
+    assert!(score > 3.0, "PESQ {score}");
+    net.shutdown().await;
+}
+
+/// A's speech to B over `a_routes` / `b_routes`; B's recording's PESQ.
+async fn impaired_call(
+    dir: &Path,
+    a: tokio::net::UdpSocket,
+    b: tokio::net::UdpSocket,
+    a_routes: Vec<Route>,
+    b_routes: Vec<Route>,
+) -> (f64, nodus_voice::session::Summary) {
+    let input = speech::speech(dir);
+    let pcm = wav::read(&input).unwrap();
+    let len = pcm.len();
+    let (ab, ba) = (Keys::random(), Keys::random());
+    let (a, b) = (
+        Arc::new(Session::new(a, a_routes)),
+        Arc::new(Session::new(b, b_routes)),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let heard = Recording::default();
+    let setup = |send: &Keys, receive: &Keys| Setup {
+        send: send.clone(),
+        receive: receive.clone(),
+        bitrate: DEFAULT_BITRATE,
+    };
+    let ta = {
+        let (a, s, setup) = (a.clone(), stopped.clone(), setup(&ab, &ba));
+        tokio::spawn(async move {
+            a.run(setup, Samples::new(pcm), Recording::default(), s)
+                .await
+        })
+    };
+    let tb = {
+        let (b, s, rec, setup) = (b.clone(), stopped, heard.clone(), setup(&ba, &ab));
+        tokio::spawn(async move { b.run(setup, Samples::new(vec![]), rec, s).await })
+    };
+    tokio::time::sleep(seconds_of(len) + Duration::from_millis(1500)).await;
+    stop.send(true).unwrap();
+    ta.await.unwrap().unwrap();
+    let summary = tb.await.unwrap().unwrap();
+    let out = dir.join("heard.wav");
+    wav::write(&out, &heard.0.lock().unwrap()).unwrap();
+    (speech::pesq(&input, &out), summary)
+}
+
+const ONE_WAY: Duration = Duration::from_millis(20);
+const JITTER: Duration = Duration::from_millis(30);
+const LOSS: f64 = 0.05;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_stays_clear_under_loss_and_jitter_directly_and_through_a_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let bind = || tokio::net::UdpSocket::bind("127.0.0.1:0");
+
+    // Direct: A sends to the proxy, which forwards to B; B answers wherever A's packets
+    // come from (the proxy), so both directions are impaired.
+    let (sa, sb) = (bind().await.unwrap(), bind().await.unwrap());
+    let proxy = impair::udp_impair(
+        "127.0.0.1:0".parse().unwrap(),
+        sb.local_addr().unwrap(),
+        ONE_WAY,
+        JITTER,
+        LOSS,
+    )
+    .await
+    .unwrap();
+    let (direct, summary) =
+        impaired_call(dir.path(), sa, sb, vec![Route::Direct(proxy.addr)], vec![]).await;
+    println!("PESQ direct, impaired: {direct}; {summary:?}");
+    drop(proxy);
+
+    // Through a relay: A reaches the relay through the proxy.
+    let relay = Relay::bind("127.0.0.1:0", Limits::default()).await.unwrap();
+    let _relay_task = tokio::spawn(relay.clone().run());
+    let (ta, tb) = relay.allocate().unwrap();
+    let proxy = impair::udp_impair(
+        "127.0.0.1:0".parse().unwrap(),
+        relay.addr(),
+        ONE_WAY,
+        JITTER,
+        LOSS,
+    )
+    .await
+    .unwrap();
+    let (sa, sb) = (bind().await.unwrap(), bind().await.unwrap());
+    let (relayed, summary) = impaired_call(
+        dir.path(),
+        sa,
+        sb,
+        vec![Route::Relay {
+            relay: proxy.addr,
+            token: ta,
+        }],
+        vec![Route::Relay {
+            relay: relay.addr(),
+            token: tb,
+        }],
+    )
+    .await;
+    println!("PESQ through a relay, impaired: {relayed}; {summary:?}");
+    assert!(direct > 3.0, "PESQ direct {direct}");
+    assert!(relayed > 3.0, "PESQ relayed {relayed}");
+    assert!(summary.lost > 0, "the proxy dropped some: {summary:?}");
+}
