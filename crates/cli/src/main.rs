@@ -65,6 +65,7 @@ services! {
     Social: social,
     Gateway: gateway,
     Vault: vault,
+    Voice: voice,
 }
 
 use std::process::ExitCode;

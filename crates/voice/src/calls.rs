@@ -33,6 +33,7 @@ use crate::signaling::{Contact, Incoming, SharedSignaling};
 
 /// What a call says and what it does with what it hears.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Media {
     /// A WAV file (16 kHz mono) to send; silence after it ends.
     pub input: Option<PathBuf>,
@@ -600,6 +601,9 @@ fn start_media(calls: &Arc<Calls>, id: &str) -> Result<(), VoiceError> {
     Ok(())
 }
 
+/// A call whose other side has not been heard on any route for this long is over.
+const DROP_AFTER: Duration = Duration::from_secs(10);
+
 /// A running call's media: the session, the route it uses reported as it changes, new
 /// relay legs when every route has gone quiet; at the end the recording written and the
 /// record finished with what the media did.
@@ -654,11 +658,16 @@ async fn run_media(
                     }
                 }
                 _ = quiet.tick() => {
+                    let settled = started.elapsed() > Duration::from_secs(2);
+                    if settled && !session.heard_within(DROP_AFTER) {
+                        // The other side is gone (its node stopped, every route died
+                        // and no new relay helped): the call is over.
+                        tracing::info!(target: "nodus::voice", "call {id}: nothing heard for {DROP_AFTER:?}, dropped");
+                        end(&calls, &id, Outcome::Dropped);
+                        continue;
+                    }
                     let due = last_move.is_none_or(|t| t.elapsed() > Duration::from_secs(5));
-                    if started.elapsed() > Duration::from_secs(2)
-                        && due
-                        && !session.heard_within(Duration::from_secs(1))
-                    {
+                    if settled && due && !session.heard_within(Duration::from_secs(1)) {
                         last_move = Some(std::time::Instant::now());
                         new_relays(&calls, &id, &session).await;
                     }

@@ -45,6 +45,8 @@ pub enum Outcome {
     NoAnswer,
     /// No signal reached the other side, or the media could not start.
     Failed,
+    /// Nothing came from the other side on any route for a while: the call was lost.
+    Dropped,
     /// The node stopped while the call was on.
     Interrupted,
 }

@@ -264,6 +264,7 @@ pub struct Session {
     routes: std::sync::Mutex<Routes>,
     active: watch::Sender<Option<Route>>,
     pub counters: Arc<Counters>,
+    created: Instant,
 }
 
 pub struct Setup {
@@ -282,6 +283,7 @@ impl Session {
             routes: std::sync::Mutex::new(Routes::new(routes)),
             active: watch::channel(None).0,
             counters: Arc::new(Counters::default()),
+            created: Instant::now(),
         }
     }
 
@@ -300,12 +302,17 @@ impl Session {
     }
 
     /// Whether any route has been heard from within `within` of `now`.
+    /// (A session never heard from counts from when it was made.)
     pub fn heard_within(&self, within: Duration) -> bool {
         let now = Instant::now();
-        self.routes.lock().expect("routes").legs.iter().any(|l| {
-            l.heard
-                .is_some_and(|h| now.saturating_duration_since(h) < within)
-        })
+        let routes = self.routes.lock().expect("routes");
+        let last = routes
+            .legs
+            .iter()
+            .filter_map(|l| l.heard)
+            .max()
+            .unwrap_or(self.created);
+        now.saturating_duration_since(last) < within
     }
 
     /// Runs until `stop` turns true: sends `source`, plays into `sink`.

@@ -34,7 +34,7 @@ pub enum MsgCommand {
     },
     /// Show messages not read yet, and mark them read
     Inbox {
-        /// Keep printing new messages as they arrive
+        /// Keep printing new messages (and incoming calls) as they arrive
         #[arg(long)]
         follow: bool,
         /// Show recent messages already read too

@@ -156,7 +156,17 @@ pub async fn run(api: &ApiClient, cmd: MsgCommand, json: bool) -> Result<ExitCod
                 eprintln!("no new messages");
             }
             if let Some(stream) = stream {
-                follow_messages(api, stream, json).await?;
+                // A call ringing now shows too (its event came before we listened).
+                let mut rung = std::collections::HashSet::new();
+                if let Ok(calls) = api.get("/api/v1/voice/calls").await {
+                    for c in calls.as_array().into_iter().flatten() {
+                        if c["direction"] == "incoming" && c["state"] == "ringing" {
+                            let e = json!({"type": "incoming", "call": c["id"], "from": c["peer"], "name": c["name"]});
+                            print_call_event(&e, json, &mut rung)?;
+                        }
+                    }
+                }
+                follow_messages(api, stream, json, rung).await?;
             }
         }
         MsgCommand::History { with } => {
@@ -223,11 +233,34 @@ pub async fn run(api: &ApiClient, cmd: MsgCommand, json: bool) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// Calls ring in the inbox too: an incoming call (once each) and how calls that rang
+/// here ended.
+fn print_call_event(v: &Value, json: bool, rung: &mut std::collections::HashSet<String>) -> Result<()> {
+    let call = s(&v["call"]);
+    match (s(&v["type"]).as_str(), json) {
+        ("incoming", _) if !rung.insert(call.clone()) => {}
+        ("incoming", false) => println!(
+            "          {} is calling: `nodus call answer` or `nodus call reject` (call {call})",
+            s(&v["name"]),
+        ),
+        ("ended", _) if !rung.contains(&call) => {}
+        ("ended", false) => println!(
+            "          call {}… ended: {}",
+            &call[..8.min(call.len())],
+            s(&v["outcome"])
+        ),
+        ("incoming" | "ended", true) => println!("{}", serde_json::to_string(v)?),
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Prints incoming messages and state changes as they happen; marks what it shows read.
 async fn follow_messages(
     api: &ApiClient,
     stream: impl futures::Stream<Item = Result<nodus_node::client::SseEvent, nodus_node::ClientError>>,
     json: bool,
+    mut rung: std::collections::HashSet<String>,
 ) -> Result<()> {
     let mut stream = std::pin::pin!(stream);
     loop {
@@ -239,10 +272,14 @@ async fn follow_messages(
             anyhow::bail!("the node closed the stream (did it stop?)");
         };
         let ev = ev?;
+        let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
+        if ev.event == "voice" {
+            print_call_event(&v, json, &mut rung)?;
+            continue;
+        }
         if ev.event != "msg" {
             continue;
         }
-        let v: Value = serde_json::from_str(&ev.data).unwrap_or(Value::Null);
         match s(&v["type"]).as_str() {
             "message" if v["message"]["outgoing"] != true => {
                 if json {
