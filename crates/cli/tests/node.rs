@@ -371,13 +371,15 @@ fn demo_shows_every_capability_and_exits_zero() {
         "revoking re-keys what the grant covered; the clinic's next read is refused",
         "a replica holds the vault sealed; killed while records come in, it catches up, nothing lost",
         "the audit log's head is anchored on the chain, and the log verifies against it",
+        "Alice and Bob, neither dialable, call through a voice relay: espeak-ng speech in, recorded at Bob's",
+        "the relay in use is killed mid-call; the call moves on without hanging up",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("21 of 21 shown working"), "{out}");
+    assert!(out.contains("23 of 23 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

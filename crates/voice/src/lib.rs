@@ -30,6 +30,7 @@ pub mod history;
 pub mod http;
 pub mod jitter;
 pub mod loopback;
+pub mod measure;
 pub mod media;
 pub mod relay;
 pub mod session;

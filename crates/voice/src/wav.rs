@@ -46,3 +46,15 @@ pub fn write(path: &Path, samples: &[i16]) -> Result<(), VoiceError> {
     }
     w.finalize().map_err(|e| err(path, e))
 }
+
+/// 16-bit samples of a WAV held in memory, and their rate (a program's output, which
+/// may not say its length: what is there is read).
+pub fn from_bytes(bytes: &[u8]) -> Result<(u32, Vec<i16>), VoiceError> {
+    let r = hound::WavReader::new(std::io::Cursor::new(bytes))
+        .map_err(|e| err(Path::new("(in memory)"), e))?;
+    let rate = r.spec().sample_rate;
+    Ok((
+        rate,
+        r.into_samples::<i16>().map_while(Result::ok).collect(),
+    ))
+}

@@ -3,6 +3,7 @@
 mod args;
 pub mod bench;
 pub mod demo;
+mod speech;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
