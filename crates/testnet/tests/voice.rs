@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use nodus_testnet::{Testnet, hidden_node_config, impair};
 use nodus_voice::codec::DEFAULT_BITRATE;
-use nodus_voice::media::Keys;
+use nodus_voice::pair::talk;
 use nodus_voice::relay::{Limits, Relay};
-use nodus_voice::session::{Recording, Route, Samples, Session, Setup};
+use nodus_voice::session::{Route, Session};
 use nodus_voice::{CallRecord, Media, Outcome, VoiceEvent, VoiceHandle, wav};
 use tokio::sync::broadcast;
 
@@ -336,38 +336,24 @@ async fn impaired_call(
     b_routes: Vec<Route>,
 ) -> (f64, nodus_voice::session::Summary) {
     let input = speech::speech(dir);
-    let pcm = wav::read(&input).unwrap();
-    let len = pcm.len();
-    let (ab, ba) = (Keys::random(), Keys::random());
+    let said = wav::read(&input).unwrap();
     let (a, b) = (
         Arc::new(Session::new(a, a_routes)),
         Arc::new(Session::new(b, b_routes)),
     );
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let heard = Recording::default();
-    let setup = |send: &Keys, receive: &Keys| Setup {
-        send: send.clone(),
-        receive: receive.clone(),
-        bitrate: DEFAULT_BITRATE,
-    };
-    let ta = {
-        let (a, s, setup) = (a.clone(), stopped.clone(), setup(&ab, &ba));
-        tokio::spawn(async move {
-            a.run(setup, Samples::new(pcm), Recording::default(), s)
-                .await
-        })
-    };
-    let tb = {
-        let (b, s, rec, setup) = (b.clone(), stopped, heard.clone(), setup(&ba, &ab));
-        tokio::spawn(async move { b.run(setup, Samples::new(vec![]), rec, s).await })
-    };
-    tokio::time::sleep(seconds_of(len) + Duration::from_millis(1500)).await;
-    stop.send(true).unwrap();
-    ta.await.unwrap().unwrap();
-    let summary = tb.await.unwrap().unwrap();
+    let t = talk(
+        a,
+        b,
+        said,
+        DEFAULT_BITRATE,
+        Duration::from_millis(1500),
+        async {},
+    )
+    .await
+    .unwrap();
     let out = dir.join("heard.wav");
-    wav::write(&out, &heard.0.lock().unwrap()).unwrap();
-    (speech::pesq(&input, &out), summary)
+    wav::write(&out, &t.heard).unwrap();
+    (speech::pesq(&input, &out), t.b)
 }
 
 const ONE_WAY: Duration = Duration::from_millis(20);

@@ -32,6 +32,7 @@ pub mod jitter;
 pub mod loopback;
 pub mod measure;
 pub mod media;
+pub mod pair;
 pub mod relay;
 pub mod session;
 pub mod signal;

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, anyhow};
 use nodus_node::ApiClient;
 use serde_json::json;
 
+use crate::ui::stats::cpu_secs;
 use crate::ui::progress::spinner;
 use crate::ui::{self, table};
 
@@ -124,17 +125,6 @@ fn settle_disk(size: u64) {
     if size >= 256 << 20 {
         std::thread::sleep(Duration::from_secs(5));
     }
-}
-
-/// CPU time (user and system) a live process has used so far, in seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = s.get(s.rfind(')')? + 1..)?.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
 /// What a leecher's process used while it downloaded: wall time, peak RSS, CPU time
