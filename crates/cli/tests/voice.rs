@@ -181,3 +181,139 @@ fn a_node_killed_mid_call_keeps_it_and_the_other_side_is_not_left_hanging() {
     });
     assert!(calls(&a).is_empty());
 }
+
+/// A PulseAudio server of the test's own: a null sink (the speaker) whose monitor is
+/// the default source (the microphone), on a socket in `dir`. Killed on drop.
+struct Pulse {
+    child: std::process::Child,
+    socket: String,
+    home: std::path::PathBuf,
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pulse {
+    fn start(dir: &Path) -> Pulse {
+        let home = dir.join("pulse");
+        std::fs::create_dir_all(&home).unwrap();
+        // ALSA's default device is PulseAudio's (what cpal opens).
+        std::fs::write(
+            home.join(".asoundrc"),
+            "pcm.!default { type pulse }\nctl.!default { type pulse }\n",
+        )
+        .unwrap();
+        let socket = home.join("native").display().to_string();
+        let child = Command::new("pulseaudio")
+            .args([
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "-n",
+                "--use-pid-file=no",
+                "--disable-shm=yes",
+                "--load=module-null-sink sink_name=nodus_call rate=48000",
+                &format!("--load=module-native-protocol-unix socket={socket} auth-anonymous=1"),
+            ])
+            .env("HOME", &home)
+            .env("XDG_RUNTIME_DIR", &home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pulseaudio (scripts/test installs it)");
+        let p = Pulse {
+            child,
+            socket: format!("unix:{socket}"),
+            home,
+        };
+        wait_for("the PulseAudio server", || {
+            p.command("pactl")
+                .arg("info")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        p
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("PULSE_SERVER", self.socket.as_str()),
+            ("HOME", self.home.to_str().unwrap()),
+        ]
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.envs(self.env());
+        c
+    }
+}
+
+#[test]
+fn a_call_through_pulseaudios_null_sink_exercises_the_sound_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start(dir.path());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.64.1");
+    init_at(&b, "127.0.65.1");
+    let (_na, _nb) = (up(&a), up_with_env(&b, &pulse.env()));
+    connect(&a, &b);
+    let code = stdout(&nodus(&a, &["msg", "invite"])).trim().to_string();
+    ok(&nodus(&b, &["msg", "add", &code, "--name", "alice"]));
+    let code = stdout(&nodus(&b, &["msg", "invite"])).trim().to_string();
+    ok(&nodus(&a, &["msg", "add", &code, "--name", "bob"]));
+    let input = speech::speech(dir.path());
+    let (speaker, echo) = (dir.path().join("speaker.wav"), dir.path().join("echo.wav"));
+
+    // What Bob's speaker plays, as the sink's monitor hears it.
+    let mut monitor = pulse
+        .command("parecord")
+        .args([
+            "-d",
+            "nodus_call.monitor",
+            "--rate=16000",
+            "--channels=1",
+            "--format=s16le",
+            "--file-format=wav",
+        ])
+        .arg(&speaker)
+        .spawn()
+        .expect("parecord (pulseaudio-utils)");
+    // Alice speaks from a file and records; Bob's node uses the sound devices: her
+    // speech plays into the null sink, and Bob's microphone (the sink's monitor) sends
+    // it back to her.
+    let caller = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&a)
+        .args(["call", "bob", "--for", "12", "--input"])
+        .arg(&input)
+        .arg("--record")
+        .arg(&echo)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("bob's phone rings", || {
+        calls(&b).first().is_some_and(|c| c["state"] == "ringing")
+    });
+    ok(&nodus(&b, &["call", "answer", "--device", "--detach"]));
+    let done = caller.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(monitor.id().to_string())
+        .status();
+    let _ = monitor.wait();
+    wait_for("the recordings", || echo.exists() && speaker.exists());
+
+    let played = speech::pesq(&input, &speaker);
+    let echoed = speech::pesq(&input, &echo);
+    println!("PESQ of Bob's speaker {played}, of what his microphone sent back {echoed}");
+    assert!(played > 2.5, "the speaker played the speech: PESQ {played}");
+    assert!(
+        echoed > 2.0,
+        "the microphone carried it back: PESQ {echoed}"
+    );
+}

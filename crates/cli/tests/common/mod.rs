@@ -97,11 +97,17 @@ pub fn endpoints(dir: &Path) -> Option<serde_json::Value> {
 }
 
 pub fn up(dir: &Path) -> Running {
+    up_with_env(dir, &[])
+}
+
+/// A node started with these environment variables too (a sound server's address).
+pub fn up_with_env(dir: &Path, env: &[(&str, &str)]) -> Running {
     let _ = std::fs::remove_file(dir.join("endpoints.json"));
     let child = Command::new(BIN)
         .arg("--data-dir")
         .arg(dir)
         .args(["up", "--log", "warn"])
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
