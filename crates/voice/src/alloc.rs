@@ -41,6 +41,18 @@ pub enum AllocReply {
     TooMany,
 }
 
+impl AllocRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("requests serialize")
+    }
+}
+
+impl AllocReply {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("replies serialize")
+    }
+}
+
 pub fn decode_request(bytes: &[u8]) -> Option<AllocRequest> {
     postcard::from_bytes(bytes).ok()
 }
@@ -68,8 +80,7 @@ pub async fn request(
             .open_stream(relay, PROTOCOL)
             .await
             .map_err(|e| VoiceError::Relay(format!("{relay}: {e}")))?;
-        let req = postcard::to_allocvec(&AllocRequest::Allocate).expect("serializes");
-        write_frame(&mut s, &req)
+        write_frame(&mut s, &AllocRequest::Allocate.encode())
             .await
             .map_err(|e| VoiceError::Relay(format!("{relay}: {e}")))?;
         let raw = nodus_net::frame::read(&mut s, MAX_FRAME)
@@ -156,8 +167,7 @@ impl Server {
         let Some(AllocRequest::Allocate) = decode_request(&raw) else {
             return Err("an allocation request that does not decode".into());
         };
-        let reply = postcard::to_allocvec(&self.answer(peer)).expect("serializes");
-        let _ = write_frame(&mut stream, &reply).await;
+        let _ = write_frame(&mut stream, &self.answer(peer).encode()).await;
         let _ = stream.close().await;
         Ok(())
     }

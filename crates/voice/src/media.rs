@@ -213,6 +213,12 @@ impl Receiver {
         if datagram.len() < MIN_SRTP || datagram[8..12] != self.ssrc.to_be_bytes() {
             return Err(VoiceError::Rtp("not this call's stream".into()));
         }
+        // Our frames are version 2 with no header extension and no CSRCs. The header is
+        // parsed before it is authenticated, and rtp 0.17's extension parser trusts the
+        // element lengths inside (a short one panics): refuse what we never send.
+        if datagram[0] >> 6 != 2 || datagram[0] & 0x1f != 0 {
+            return Err(VoiceError::Rtp("an RTP header we never send".into()));
+        }
         let plain = self.ctx.decrypt_rtp(datagram).map_err(srtp)?;
         let p = Packet::unmarshal(&mut &plain[..]).map_err(|e| VoiceError::Rtp(e.to_string()))?;
         if p.header.version != 2 || p.header.payload_type != PAYLOAD_TYPE {

@@ -4,6 +4,8 @@
 
 #[path = "oracle/voice_media.rs"]
 mod voice_media;
+#[path = "oracle/voice_signal.rs"]
+mod voice_signal;
 
 #[path = "../../../fuzz/replay.rs"]
 mod replay;
@@ -13,13 +15,21 @@ use proptest::prelude::*;
 
 #[test]
 fn the_kept_corpus_passes_every_oracle() {
-    replay::replay(&[("voice_media", voice_media::check as fn(&[u8]))]);
+    replay::replay(&[
+        ("voice_media", voice_media::check as fn(&[u8])),
+        ("voice_signal", voice_signal::check as fn(&[u8])),
+    ]);
 }
 
 proptest! {
     #[test]
     fn voice_media_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
         voice_media::check(&data);
+    }
+
+    #[test]
+    fn voice_signal_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        voice_signal::check(&data);
     }
 
     /// A real packet with any one byte changed does not open.
