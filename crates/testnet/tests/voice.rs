@@ -415,3 +415,142 @@ async fn speech_stays_clear_under_loss_and_jitter_directly_and_through_a_relay()
     assert!(relayed > 3.0, "PESQ relayed {relayed}");
     assert!(summary.lost > 0, "the proxy dropped some: {summary:?}");
 }
+
+/// A relay node (relaying, reached at `public` if given) and two hidden nodes, Alice
+/// and Bob, each other's contacts, that reach everything through it: (net, alice, bob).
+async fn hidden_pair(
+    dir: &Path,
+    relays: usize,
+    edit: impl Fn(&mut nodus_voice::VoiceConfig, usize),
+) -> (Testnet, usize, usize) {
+    nodus_testnet::test_logs();
+    let mut net = Testnet::start(0, dir).await.unwrap();
+    for k in 0..relays {
+        let mut c = nodus_testnet::node_config(nodus_testnet::node_ip(k), &net.bootstrap_addrs());
+        c.edit::<nodus_voice::VoiceConfig>(|v| edit(v, k)).unwrap();
+        net.add_node(c).await.unwrap();
+    }
+    let addrs: Vec<String> = (0..relays)
+        .map(|k| net.node(k).p2p_addr("tcp").unwrap().to_string())
+        .collect();
+    let relay_ids: Vec<String> = (0..relays)
+        .map(|k| net.node(k).peer_id().to_string())
+        .collect();
+    let mut ends = Vec::new();
+    for k in [relays + 1, relays + 2] {
+        let mut c = hidden_node_config(k, &addrs);
+        c.edit::<nodus_voice::VoiceConfig>(|v| {
+            v.relays = relay_ids.clone();
+            v.relays_per_call = 1;
+        })
+        .unwrap();
+        ends.push(net.add_node(c).await.unwrap());
+    }
+    for k in &ends {
+        net.wait_circuits(*k, relays, T).await.unwrap();
+    }
+    introduce(&net, ends[0], ends[1]).await;
+    (net, ends[0], ends[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_between_nodes_through_an_impaired_relay_path_stays_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    // The relay listens on a port chosen here; callers reach it through a proxy that
+    // delays, jitters and drops each way. Each datagram passes it twice (caller to
+    // relay, relay to callee): 10 ms, up to 15 ms jitter and 2.5% loss a pass make
+    // about 20 ms, 30 ms and 5% end to end.
+    let ip = nodus_testnet::node_ip(0);
+    let port = std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay_addr = std::net::SocketAddr::from((ip, port));
+    let proxy = impair::udp_impair(
+        "127.0.50.1:0".parse().unwrap(),
+        relay_addr,
+        Duration::from_millis(10),
+        Duration::from_millis(15),
+        0.025,
+    )
+    .await
+    .unwrap();
+    let public = proxy.addr.to_string();
+    let (net, a, b) = hidden_pair(dir.path(), 1, |v, _| {
+        v.relay.listen = relay_addr.to_string();
+        v.relay.public = public.clone();
+    })
+    .await;
+    let input = speech::speech(dir.path());
+    let pcm = wav::read(&input).unwrap();
+    let record = dir.path().join("bob-heard.wav");
+    let (id, mut alice_events, mut bob_events) =
+        call_and_answer(&net, (a, b), &input, &record).await;
+    tokio::time::sleep(seconds_of(pcm.len()) + Duration::from_secs(1)).await;
+    assert_eq!(
+        voice(&net, a).get(&id).unwrap().route.as_deref(),
+        Some(format!("relay {public}").as_str())
+    );
+    voice(&net, a).hangup(None).await.unwrap();
+    ended(&mut alice_events, &id, "alice's end").await;
+    ended(&mut bob_events, &id, "bob's end").await;
+    let (qa, qb) = (
+        last_call(voice(&net, a)).quality.unwrap(),
+        last_call(voice(&net, b)).quality.unwrap(),
+    );
+    let score = speech::pesq(&input, &record);
+    println!("PESQ {score} between nodes through an impaired relay path; alice {qa:?}; bob {qb:?}");
+    assert!(qb.lost > 0, "the proxy dropped some: {qb:?}");
+    assert!(
+        qa.worst_loss_reported > 0.0,
+        "bob's reports of his loss reached alice: {qa:?}"
+    );
+    assert!(score > 3.0, "PESQ {score}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_one_relay_leg_asks_for_another_when_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut net, a, b) = hidden_pair(dir.path(), 2, |_, _| {}).await;
+    let input = speech::speech(dir.path());
+    let pcm = wav::read(&input).unwrap();
+    let record = dir.path().join("bob-heard.wav");
+    let (id, mut alice_events, mut bob_events) =
+        call_and_answer(&net, (a, b), &input, &record).await;
+    tokio::time::sleep(seconds_of(pcm.len()) / 3).await;
+    let route = voice(&net, a).get(&id).unwrap().route.expect("a route");
+    let dead = (0..2)
+        .find(|k| {
+            Some(route.trim_start_matches("relay ")) == voice(&net, *k).relay().addr.as_deref()
+        })
+        .expect("the relay in use is node 0 or 1");
+    net.kill(dead).await.unwrap();
+    // Every route is quiet: a second later alice's node asks the other relay for a leg
+    // and tells bob (a Move signal); the call goes on there.
+    let moved = next_event(&mut alice_events, "the call on a new relay", |e| match e {
+        VoiceEvent::Route { call, route: r } if *call == id && *r != route => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(seconds_of(pcm.len()) * 2 / 3 + Duration::from_secs(1)).await;
+    voice(&net, a).hangup(None).await.unwrap();
+    assert_eq!(
+        ended(&mut bob_events, &id, "bob's end").await,
+        Outcome::Completed
+    );
+    let qb = last_call(voice(&net, b)).quality.unwrap();
+    let score = speech::pesq(&input, &record);
+    println!("PESQ {score}; relay node {dead} killed, moved {route} -> {moved}; bob {qb:?}");
+    let other = voice(&net, 1 - dead).relay().addr.unwrap();
+    assert_eq!(moved, format!("relay {other}"));
+    // Half a second of quiet before asking, the allocation, the Move signal.
+    assert!(
+        qb.longest_gap_ms < 2000,
+        "{} ms of silence",
+        qb.longest_gap_ms
+    );
+    assert!(score > 2.0, "PESQ {score}");
+    net.shutdown().await;
+}

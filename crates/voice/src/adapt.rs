@@ -17,6 +17,8 @@ const LOW_LOSS: f64 = 0.02;
 const STEP_UP: i32 = 4_000;
 /// The least loss the encoder is told to expect, percent.
 pub const MIN_EXPECTED_LOSS: u8 = 10;
+/// Redundancy stays on while the smoothed loss is above this.
+const REDUNDANT_ABOVE: f64 = 0.005;
 /// Weight of a new report in the smoothed loss.
 const SMOOTHING: f64 = 0.3;
 
@@ -25,6 +27,9 @@ pub struct Rate {
     pub bitrate: i32,
     /// Percent, for the encoder's FEC.
     pub expected_loss: u8,
+    /// Each packet carries the frame before it too (RFC 2198): from the start, until a
+    /// report says nothing was lost, and again as soon as one says something was.
+    pub redundant: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +48,7 @@ impl Controller {
             rate: Rate {
                 bitrate: b,
                 expected_loss: MIN_EXPECTED_LOSS,
+                redundant: true,
             },
             loss: 0.0,
         }
@@ -65,6 +71,7 @@ impl Controller {
             b
         };
         self.rate.expected_loss = ((self.loss * 100.0).ceil() as u8).clamp(MIN_EXPECTED_LOSS, 30);
+        self.rate.redundant = fraction_lost > 0 || self.loss > REDUNDANT_ABOVE;
         self.rate
     }
 }
@@ -77,7 +84,9 @@ mod tests {
     fn loss_backs_off_and_a_clean_path_grows_back_to_the_start() {
         let mut c = Controller::new(48_000);
         assert_eq!(c.rate().expected_loss, MIN_EXPECTED_LOSS);
+        assert!(c.rate().redundant, "redundant from the start");
         let r = c.reported(64); // 25 %
+        assert!(r.redundant);
         assert!(r.bitrate < 48_000 && r.bitrate >= MIN_BITRATE);
         assert_eq!(r.expected_loss, MIN_EXPECTED_LOSS, "smoothed: 7.5 %");
         for _ in 0..20 {
@@ -92,10 +101,12 @@ mod tests {
             c.rate(),
             Rate {
                 bitrate: 48_000,
-                expected_loss: MIN_EXPECTED_LOSS
+                expected_loss: MIN_EXPECTED_LOSS,
+                redundant: false,
             }
         );
-        // Moderate loss holds the rate.
-        assert_eq!(c.reported(13).bitrate, 48_000);
+        // Moderate loss holds the rate, and turns redundancy on again.
+        let r = c.reported(13);
+        assert_eq!((r.bitrate, r.redundant), (48_000, true));
     }
 }

@@ -135,6 +135,8 @@ pub(crate) struct Calls {
     pub events: broadcast::Sender<VoiceEvent>,
     pub metrics: crate::handle::Metrics,
     pub relay: Option<Arc<alloc::Server>>,
+    /// Voice relays the DHT named before (at most 64, newest last).
+    pub relays_seen: Mutex<Vec<PeerId>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -240,33 +242,55 @@ impl Calls {
         if n == 0 {
             return Vec::new();
         }
+        // The configured relays, then those found in the DHT before (kept), then a
+        // lookup only when that is not enough to choose from: a call moving off a dead
+        // relay should not wait for the DHT.
+        let usable = |p: &PeerId| *p != self.me && !exclude.contains(p);
         let mut peers: Vec<PeerId> = self
             .config
             .relays
             .iter()
             .filter_map(|p| p.parse().ok())
             .collect();
-        if let Ok(Ok(found)) = tokio::time::timeout(
-            Duration::from_secs(3),
-            self.net.providers(alloc::DHT_KEY.to_vec()),
-        )
-        .await
+        peers.extend(self.relays_seen.lock().expect("relays").iter().copied());
+        if peers.iter().filter(|p| usable(p)).count() < n * 2
+            && let Ok(Ok(found)) = tokio::time::timeout(
+                Duration::from_secs(3),
+                self.net.providers(alloc::DHT_KEY.to_vec()),
+            )
+            .await
         {
-            peers.extend(found);
+            let mut seen = self.relays_seen.lock().expect("relays");
+            for p in found {
+                if !seen.contains(&p) {
+                    seen.push(p);
+                    peers.push(p);
+                }
+            }
+            let over = seen.len().saturating_sub(64);
+            seen.drain(..over);
         }
         let mut seen = Vec::new();
         peers.retain(|p| {
-            let keep = *p != self.me && !exclude.contains(p) && !seen.contains(p);
+            let keep = usable(p) && !seen.contains(p);
             seen.push(*p);
             keep
         });
         peers.truncate(n * 2);
-        let asks = peers.iter().map(|p| alloc::request(&self.net, *p));
-        let got = futures::future::join_all(asks).await;
-        got.into_iter()
-            .zip(peers.iter())
-            .filter_map(|(r, p)| match r {
-                Ok((addr, mine, theirs)) => Some((
+        // Asked at once; the first to answer are taken (a dead relay's silence costs
+        // nothing while enough others answer).
+        let want = n.min(MAX_RELAYS);
+        let mut asks: futures::stream::FuturesUnordered<_> = peers
+            .iter()
+            .map(|p| async move { (*p, alloc::request(&self.net, *p).await) })
+            .collect();
+        let mut legs = Vec::new();
+        while legs.len() < want {
+            let Some((p, r)) = futures::StreamExt::next(&mut asks).await else {
+                break;
+            };
+            match r {
+                Ok((addr, mine, theirs)) => legs.push((
                     RelayLeg { addr, token: mine },
                     RelayLeg {
                         addr,
@@ -274,12 +298,11 @@ impl Calls {
                     },
                 )),
                 Err(e) => {
-                    tracing::debug!(target: "nodus::voice", "no allocation from relay {p}: {e}");
-                    None
+                    tracing::debug!(target: "nodus::voice", "no allocation from relay {p}: {e}")
                 }
-            })
-            .take(n.min(MAX_RELAYS))
-            .collect()
+            }
+        }
+        legs
     }
 
     fn new_record(&self, id: &str, contact: &Contact, direction: Direction) -> CallRecord {
@@ -601,6 +624,9 @@ fn start_media(calls: &Arc<Calls>, id: &str) -> Result<(), VoiceError> {
     Ok(())
 }
 
+/// Every route this quiet (when the standby ones would have taken over after 200 ms):
+/// the caller asks for new relay legs.
+const QUIET: Duration = Duration::from_millis(500);
 /// A call whose other side has not been heard on any route for this long is over.
 const DROP_AFTER: Duration = Duration::from_secs(10);
 
@@ -643,6 +669,12 @@ async fn run_media(
         let mut quiet = tokio::time::interval(Duration::from_millis(250));
         let mut last_move: Option<std::time::Instant> = None;
         let started = std::time::Instant::now();
+        let caller = calls
+            .live
+            .lock()
+            .expect("calls")
+            .get(&id)
+            .is_some_and(|l| l.record.direction == Direction::Outgoing);
         loop {
             tokio::select! {
                 r = &mut run => break r,
@@ -666,10 +698,14 @@ async fn run_media(
                         end(&calls, &id, Outcome::Dropped);
                         continue;
                     }
-                    let due = last_move.is_none_or(|t| t.elapsed() > Duration::from_secs(5));
-                    if settled && due && !session.heard_within(Duration::from_secs(1)) {
+                    // The caller asks (both asking would make two legs through one
+                    // relay address, which the routes cannot tell apart).
+                    let due = caller && last_move.is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+                    if settled && due && !session.heard_within(QUIET) {
                         last_move = Some(std::time::Instant::now());
-                        new_relays(&calls, &id, &session).await;
+                        // Asking relays takes a while: the media goes on meanwhile.
+                        let (calls, id, session) = (calls.clone(), id.clone(), session.clone());
+                        tokio::spawn(async move { new_relays(&calls, &id, &session).await });
                     }
                 }
                 _ = watch_stop.changed() => {}
@@ -705,7 +741,8 @@ async fn run_media(
     });
 }
 
-/// Every route went quiet: new relay legs, tried here and offered to the other side.
+/// Every route went quiet: new relay legs, tried here and offered to the other side
+/// (a Move signal). The caller's side does this; the callee's follows the Move.
 async fn new_relays(calls: &Arc<Calls>, id: &str, session: &Session) {
     let (peer, call) = {
         let live = calls.live.lock().expect("calls");
@@ -716,6 +753,7 @@ async fn new_relays(calls: &Arc<Calls>, id: &str, session: &Session) {
     let legs = calls
         .allocate(calls.config.relays_per_call.max(1), &exclude)
         .await;
+    tracing::debug!(target: "nodus::voice", "call {id}: every route went quiet; {} new relay legs", legs.len());
     if legs.is_empty() {
         return;
     }
@@ -862,6 +900,7 @@ async fn on_signal(calls: &Arc<Calls>, from: Contact, signal: CallSignal) {
             end(calls, &id, outcome);
         }
         CallSignal::Move { call, relays } => {
+            tracing::debug!(target: "nodus::voice", "a move from {}: {} relay legs", from.peer_id, relays.len());
             let Some(id) = matching(calls, &from, &call) else {
                 return;
             };

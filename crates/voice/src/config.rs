@@ -28,6 +28,9 @@ pub struct RelayConfig {
     pub enabled: bool,
     /// The relay's UDP socket.
     pub listen: String,
+    /// The address allocations name, when callers reach the relay at another (a port
+    /// forward); empty: the socket's.
+    pub public: String,
     /// Calls carried at once.
     pub max_calls: usize,
     /// Allocations one peer may hold at once.
@@ -53,6 +56,7 @@ impl Default for RelayConfig {
         RelayConfig {
             enabled: true,
             listen: "0.0.0.0:0".into(),
+            public: String::new(),
             max_calls: 1000,
             max_per_peer: 8,
         }
@@ -88,6 +92,9 @@ relays = []
 enabled = true
 # The relay's UDP socket (port 0: any free port; allocations say which).
 listen = "0.0.0.0:0"
+# The address callers reach it at, when that is not the socket's (a port forward to a
+# fixed listen port). Empty: the socket's, with this node's IP if it listens on all.
+public = ""
 # Calls carried at once, and allocations one peer may hold.
 max_calls = 1000
 max_per_peer = 8

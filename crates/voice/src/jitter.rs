@@ -1,10 +1,13 @@
-//! The adaptive jitter buffer: frames go in as they arrive (any order, some never), and
-//! one comes out every 20 ms. It waits until it holds as much as the measured jitter
-//! needs, then plays in sequence: a frame that is here plays; one that is missing is
-//! rebuilt from the next one's in-band FEC when that is here, else concealed. A frame
-//! that arrives after its turn is dropped. The depth follows the jitter (RFC 3550's
-//! interarrival estimate): it grows when frames come too late and shrinks, one frame at a
-//! time, when more is held than the jitter needs.
+//! The adaptive jitter buffer: frames go in as they arrive (any order, some never, some
+//! twice: a packet may carry the frame before it, RFC 2198), and one comes out every
+//! 20 ms. It waits until it holds as much as the measured jitter needs, then plays in
+//! sequence: a frame that is here plays; one that is missing is rebuilt from the next
+//! one's in-band FEC when that is here, else concealed. When nothing from the frame due
+//! on has come (an underrun) it conceals and keeps the frame's place; when what comes
+//! next is newer, play resumes there. A frame that arrives after its turn is dropped.
+//! The depth follows the jitter (RFC 3550's interarrival estimate, about three times
+//! it): it grows when frames come late or not in time, and shrinks only after two calm
+//! seconds, by skipping silent frames (a speech frame at most every five seconds).
 //!
 //! Time is given by the caller (milliseconds), so it is tested without a clock.
 
@@ -37,6 +40,8 @@ pub struct Stats {
     pub late: u64,
     /// Turns when nothing from the frame due on had come (concealed, place kept).
     pub underruns: u64,
+    /// Lost frames taken whole from the packet after them (RFC 2198).
+    pub rebuilt: u64,
 }
 
 pub struct JitterBuffer {
@@ -58,8 +63,11 @@ pub struct JitterBuffer {
     pub stats: Stats,
 }
 
-/// A frame is skipped to shorten the delay at most once in this many (a second).
-const SKIP_EVERY: u32 = 50;
+/// To shorten the delay a quiet frame (an Opus packet this small is silence: speech
+/// takes about a hundred bytes at our rates) is skipped whenever there is one; a frame
+/// of speech at most once in this many turns (five seconds), since skipping it is heard.
+const QUIET_BYTES: usize = 16;
+const SKIP_SPEECH_EVERY: u32 = 250;
 /// The depth shrinks only after this many turns (two seconds) without an underrun or
 /// a late frame.
 const CALM: u32 = 100;
@@ -131,6 +139,20 @@ impl JitterBuffer {
         }
     }
 
+    /// A frame carried again in the packet after it (RFC 2198): kept only when it is
+    /// still to play and not here already. It says nothing of the jitter.
+    pub fn push_previous(&mut self, seq: u16, payload: Vec<u8>) {
+        let ext = self.extend(seq);
+        if self.next.is_some_and(|n| ext < n) || self.frames.contains_key(&ext) {
+            return;
+        }
+        self.frames.insert(ext, payload);
+        self.stats.rebuilt += 1;
+        while self.frames.len() > MAX_FRAMES {
+            self.frames.pop_first();
+        }
+    }
+
     /// Deeper, after a frame came too late or not in time: and no shallower for
     /// [`CALM`] turns.
     fn grow(&mut self) {
@@ -168,15 +190,18 @@ impl JitterBuffer {
             next = next.max(first - 1);
             self.underrun = false;
         }
-        // Shrink toward what the jitter needs, a frame at a time and at most once a
-        // second: held beyond it is delay nobody needs.
+        // Shrink toward what the jitter needs: held beyond it is delay nobody needs.
         self.since_skip = self.since_skip.saturating_add(1);
         let held = self.frames.range(next..).count();
         self.since_trouble = self.since_trouble.saturating_add(1);
         if self.target > wanted && held > wanted + 1 && self.since_trouble >= CALM {
             self.target -= 1;
         }
-        if started && held > self.target + 2 && self.since_skip >= SKIP_EVERY {
+        let quiet = self
+            .frames
+            .get(&next)
+            .is_some_and(|p| p.len() <= QUIET_BYTES);
+        if started && held > self.target + 2 && (quiet || self.since_skip >= SKIP_SPEECH_EVERY) {
             self.since_skip = 0;
             self.frames.remove(&next);
             next += 1;

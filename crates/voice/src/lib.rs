@@ -33,6 +33,7 @@ pub mod loopback;
 pub mod measure;
 pub mod media;
 pub mod pair;
+pub mod red;
 pub mod relay;
 pub mod session;
 pub mod signal;
@@ -84,7 +85,16 @@ impl nodus_service::Service for VoiceService {
                 .map_err(|e| {
                     VoiceError::Relay(format!("[voice.relay] listen {}: {e}", config.relay.listen))
                 })?;
-            let addr = public_addr(r.addr(), &ctx.net).await;
+            let addr = if config.relay.public.is_empty() {
+                public_addr(r.addr(), &ctx.net).await
+            } else {
+                Some(config.relay.public.parse().map_err(|_| {
+                    VoiceError::Relay(format!(
+                        "[voice.relay] public = {:?} is not an address (IP:port)",
+                        config.relay.public
+                    ))
+                })?)
+            };
             addr.map(|a| Arc::new(alloc::Server::new(r, a, config.relay.max_per_peer)))
         } else {
             None
@@ -99,6 +109,7 @@ impl nodus_service::Service for VoiceService {
             events: events.clone(),
             metrics,
             relay: relay.clone(),
+            relays_seen: Mutex::new(Vec::new()),
         });
         let mut tasks = Vec::new();
         if let Some(s) = &signaling {

@@ -80,16 +80,33 @@ impl Sender {
 
     /// The next 20 ms frame as an SRTP packet.
     pub fn packet(&mut self, opus: &[u8]) -> Result<Bytes, VoiceError> {
+        self.seal(PAYLOAD_TYPE, opus)
+    }
+
+    /// The next 20 ms frame with the one before it (RFC 2198 redundancy), as an SRTP
+    /// packet; plain when the one before is too long to carry.
+    pub fn packet_with_previous(
+        &mut self,
+        opus: &[u8],
+        previous: &[u8],
+    ) -> Result<Bytes, VoiceError> {
+        match crate::red::encode(opus, previous) {
+            Some(red) => self.seal(crate::red::RED_PAYLOAD_TYPE, &red),
+            None => self.packet(opus),
+        }
+    }
+
+    fn seal(&mut self, payload_type: u8, payload: &[u8]) -> Result<Bytes, VoiceError> {
         let p = Packet {
             header: Header {
                 version: 2,
-                payload_type: PAYLOAD_TYPE,
+                payload_type,
                 sequence_number: self.seq,
                 timestamp: self.timestamp,
                 ssrc: self.ssrc,
                 ..Default::default()
             },
-            payload: Bytes::copy_from_slice(opus),
+            payload: Bytes::copy_from_slice(payload),
         };
         self.seq = self.seq.wrapping_add(1);
         self.timestamp = self.timestamp.wrapping_add(TICKS_PER_FRAME);
@@ -138,6 +155,8 @@ pub struct Received {
     pub timestamp: u32,
     pub ssrc: u32,
     pub payload: Vec<u8>,
+    /// The frame before this one, when the packet carried it (RFC 2198).
+    pub previous: Option<Vec<u8>>,
 }
 
 /// A datagram that opened.
@@ -221,14 +240,22 @@ impl Receiver {
         }
         let plain = self.ctx.decrypt_rtp(datagram).map_err(srtp)?;
         let p = Packet::unmarshal(&mut &plain[..]).map_err(|e| VoiceError::Rtp(e.to_string()))?;
-        if p.header.version != 2 || p.header.payload_type != PAYLOAD_TYPE {
-            return Err(VoiceError::Rtp("not an Opus RTP packet".into()));
-        }
+        let (payload, previous) = match p.header.payload_type {
+            PAYLOAD_TYPE => (p.payload.to_vec(), None),
+            crate::red::RED_PAYLOAD_TYPE => {
+                let (primary, previous) = crate::red::decode(&p.payload).ok_or_else(|| {
+                    VoiceError::Rtp("a redundant packet that does not parse".into())
+                })?;
+                (primary.to_vec(), previous.map(<[u8]>::to_vec))
+            }
+            _ => return Err(VoiceError::Rtp("not an Opus RTP packet".into())),
+        };
         Ok(Received {
             seq: p.header.sequence_number,
             timestamp: p.header.timestamp,
             ssrc: p.header.ssrc,
-            payload: p.payload.to_vec(),
+            payload,
+            previous,
         })
     }
 }

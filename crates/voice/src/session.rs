@@ -236,6 +236,10 @@ pub struct Summary {
     pub played: u64,
     /// Rebuilt from the next frame's FEC.
     pub recovered: u64,
+    /// Lost, and taken whole from the next packet's copy (RFC 2198).
+    pub rebuilt: u64,
+    /// Packets sent carrying the frame before theirs too.
+    pub sent_redundant: u64,
     pub concealed: u64,
     /// Turns when nothing had come in time (concealed too).
     pub underruns: u64,
@@ -248,8 +252,9 @@ pub struct Summary {
     /// The bitrate sent at the end, and the lowest it went.
     pub bitrate: i32,
     pub lowest_bitrate: i32,
-    /// The loss the other side last reported, percent.
+    /// The loss the other side last reported, and the most it reported, percent.
     pub loss_reported: f64,
+    pub worst_loss_reported: f64,
     /// When the media started (Unix time, microseconds): with a cross-correlation of
     /// what was said and what was heard, the mouth-to-ear delay.
     pub started_unix_us: u64,
@@ -343,6 +348,7 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut ticks: u32 = 0;
+        let mut previous: Option<Vec<u8>> = None;
         let (mut sounding, mut gap) = (false, 0u64);
         let mut buf = vec![0u8; 2048];
         loop {
@@ -352,7 +358,15 @@ impl Session {
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
                     let frame = source.next_frame().unwrap_or_else(|| vec![0; FRAME]);
-                    let packet = tx.packet(&enc.encode(&frame)?)?;
+                    let opus = enc.encode(&frame)?;
+                    let packet = match (&previous, rate.rate().redundant) {
+                        (Some(prev), true) => {
+                            summary.sent_redundant += 1;
+                            tx.packet_with_previous(&opus, prev)?
+                        }
+                        _ => tx.packet(&opus)?,
+                    };
+                    previous = Some(opus);
                     if ticks.is_multiple_of(REPORT_EVERY) {
                         last_report = reception.report(jitter.jitter_ms());
                     }
@@ -380,15 +394,19 @@ impl Session {
                                     reception.frame(got.seq);
                                     let at = start.elapsed().as_secs_f64() * 1000.0;
                                     jitter.push(got.seq, got.timestamp, at, got.payload);
+                                    if let Some(prev) = got.previous {
+                                        jitter.push_previous(got.seq.wrapping_sub(1), prev);
+                                    }
                                 }
                                 Opened::Report(r) => {
                                     // Probes on every route repeat one report: adapt once.
                                     if last_adapted != Some(r.highest) {
                                         last_adapted = Some(r.highest);
-                                        let Rate { bitrate, expected_loss } = rate.reported(r.fraction_lost);
+                                        let Rate { bitrate, expected_loss, .. } = rate.reported(r.fraction_lost);
                                         enc.adapt(bitrate, expected_loss)?;
                                         summary.lowest_bitrate = summary.lowest_bitrate.min(bitrate);
                                         summary.loss_reported = r.fraction_lost as f64 * 100.0 / 256.0;
+                                        summary.worst_loss_reported = summary.worst_loss_reported.max(summary.loss_reported);
                                     }
                                 }
                             }
@@ -410,6 +428,7 @@ impl Session {
         summary.concealed = jitter.stats.concealed;
         summary.late = jitter.stats.late;
         summary.underruns = jitter.stats.underruns;
+        summary.rebuilt = jitter.stats.rebuilt;
         summary.jitter_ms = jitter.jitter_ms();
         summary.switches = routes.switches;
         summary.bitrate = rate.rate().bitrate;

@@ -1,5 +1,6 @@
 //! What arrives on a call's socket from anyone: opening a datagram (SRTP frame or SRTCP
-//! report) never panics and fails for anything not sealed with the call's keys; frames
+//! report) never panics and fails for anything not sealed with the call's keys; a
+//! redundant (RFC 2198) payload parses to parts within it or not at all; frames
 //! with any
 //! sequence numbers and timestamps, in any order, go through the jitter buffer without
 //! a panic and without it holding more than its bound.
@@ -17,6 +18,11 @@ pub fn check(data: &[u8]) {
         salt: [9; 14],
         ssrc: 0x0102_0304,
     };
+    // As the payload of a sealed packet (RFC 2198 redundancy): parts within it, or
+    // nothing.
+    if let Some((primary, previous)) = nodus_voice::red::decode(data) {
+        assert!(primary.len() + previous.map_or(0, <[u8]>::len) < data.len());
+    }
     let mut rx = Receiver::new(&keys).expect("keys of the right size");
     assert!(
         rx.open(data).is_err(),
