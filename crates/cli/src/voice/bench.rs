@@ -237,11 +237,12 @@ async fn relay_load(calls: usize, secs: u64) -> Result<Load> {
     let counting = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
     for s in &sides {
-        let (s, received, counting) = (s.clone(), received.clone(), counting.clone());
+        let (s, received) = (s.clone(), received.clone());
         readers.push(tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             while let Ok(n) = s.recv(&mut buf).await {
-                if n == PACKET - TOKEN_LEN && counting.load(Ordering::Relaxed) {
+                // Counted when it was sent in the window (its first byte says so).
+                if n == PACKET - TOKEN_LEN && buf[0] == 1 {
                     received.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -258,10 +259,12 @@ async fn relay_load(calls: usize, secs: u64) -> Result<Load> {
             let mut round = 0usize;
             loop {
                 tick.tick().await;
+                let counted = counting.load(Ordering::Relaxed);
+                packet[TOKEN_LEN] = counted as u8;
                 for (i, (ta, tb)) in tokens.iter().enumerate().filter(|(i, _)| i % 4 == round % 4) {
                     for (side, token) in [(i % SOCKETS, ta), (SOCKETS + i % SOCKETS, tb)] {
                         packet[..TOKEN_LEN].copy_from_slice(token);
-                        if sides[side].send_to(&packet, to).await.is_ok() && counting.load(Ordering::Relaxed) {
+                        if sides[side].send_to(&packet, to).await.is_ok() && counted {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -320,7 +323,7 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
         pb.finish_and_clear();
     }
     let mut loads = Vec::new();
-    let mut steps: Vec<usize> = [100, 250, 500, 750, 1000, 1250, 1500, 2000, 3000]
+    let mut steps: Vec<usize> = [100, 250, 500, 600, 750, 1000, 1250, 1500, 2000, 3000]
         .into_iter()
         .filter(|n| *n < max_calls)
         .collect();
