@@ -238,6 +238,12 @@ async fn calls_are_rejected_busy_or_rung_out() {
         ended(&mut alice_events, &second.id, "busy").await,
         Outcome::Busy
     );
+    // Again at once: busy again, but bob's history takes one row a minute of it.
+    let third = voice(&net, a).call("bob", Media::default()).await.unwrap();
+    assert_eq!(
+        ended(&mut alice_events, &third.id, "busy again").await,
+        Outcome::Busy
+    );
     // Carol gives up before bob answers: bob missed it.
     voice(&net, 0).hangup(None).await.unwrap();
     assert_eq!(

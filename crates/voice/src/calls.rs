@@ -137,6 +137,8 @@ pub(crate) struct Calls {
     pub relay: Option<Arc<alloc::Server>>,
     /// Voice relays the DHT named before (at most 64, newest last).
     pub relays_seen: Mutex<Vec<PeerId>>,
+    /// When each contact last got a busy answer (its history row), for a minute.
+    pub last_busy: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -662,10 +664,9 @@ async fn run_media(
                 Err(e) => tracing::warn!(target: "nodus::voice", "call {id}: {e}"),
             }
         }
-        let run = session.run(setup, source, Tee(sinks), stop.clone());
+        let run = session.run(setup, source, Tee(sinks), stop);
         tokio::pin!(run);
         let mut routes = session.active();
-        let mut watch_stop = stop.clone();
         let mut quiet = tokio::time::interval(Duration::from_millis(250));
         let mut last_move: Option<std::time::Instant> = None;
         let started = std::time::Instant::now();
@@ -708,7 +709,6 @@ async fn run_media(
                         tokio::spawn(async move { new_relays(&calls, &id, &session).await });
                     }
                 }
-                _ = watch_stop.changed() => {}
             }
         }
     };
@@ -719,6 +719,9 @@ async fn run_media(
             None
         }
     };
+    // The media ends when the call does; if it stopped by itself (an encoder error),
+    // the call ends here (nothing happens if it had ended already).
+    end(&calls, &id, Outcome::Failed);
     // The record as the call ended (the call is already out of the live ones).
     let Ok(mut record) = finished.await else {
         return;
@@ -942,6 +945,16 @@ async fn offered(
             &CallSignal::Reject { call, busy: true },
         )
         .await;
+        // A contact calling again and again while we talk is one row a minute.
+        {
+            let mut last = calls.last_busy.lock().expect("busy");
+            let now = std::time::Instant::now();
+            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+            if last.contains_key(&from.peer_id) || last.len() >= 1024 {
+                return;
+            }
+            last.insert(from.peer_id.clone(), now);
+        }
         record.state = CallState::Ended;
         record.outcome = Some(Outcome::Busy);
         record.ended_ms = Some(record.started_ms);

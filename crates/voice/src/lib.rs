@@ -110,6 +110,7 @@ impl nodus_service::Service for VoiceService {
             metrics,
             relay: relay.clone(),
             relays_seen: Mutex::new(Vec::new()),
+            last_busy: Mutex::new(Default::default()),
         });
         let mut tasks = Vec::new();
         if let Some(s) = &signaling {
