@@ -1,8 +1,10 @@
 //! Calls between real nodes on loopback: a direct call between contacts that carries
-//! speech and lands in both histories; a stranger cannot ring; two nodes that cannot be
-//! dialed talk through voice relays found in the DHT, and the call survives the death
-//! of the relay it uses; and the media path under latency, 5% loss and 30 ms jitter
-//! (the harness's user-space impairment proxy), directly and through a relay.
+//! speech and lands in both histories; a stranger cannot ring; rejected, busy and
+//! missed calls; two nodes that cannot be dialed talk through a relay, through voice
+//! relays found in the DHT, and the call survives the death of the relay it uses (two
+//! legs: a standby; one leg: a new one asked for); the media path under latency, 5% loss
+//! and 30 ms jitter (the harness's user-space impairment proxy), directly and through a
+//! relay, between sessions and between nodes; a direct path cut mid-call.
 
 #[path = "../../voice/tests/common/mod.rs"]
 mod speech;
@@ -559,4 +561,97 @@ async fn a_call_with_one_relay_leg_asks_for_another_when_it_dies() {
     );
     assert!(score > 2.0, "PESQ {score}");
     net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hidden_nodes_talk_clearly_through_a_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, a, b) = hidden_pair(dir.path(), 1, |_, _| {}).await;
+    let input = speech::speech(dir.path());
+    let pcm = wav::read(&input).unwrap();
+    let record = dir.path().join("bob-heard.wav");
+    let (id, mut alice_events, mut bob_events) =
+        call_and_answer(&net, (a, b), &input, &record).await;
+    tokio::time::sleep(seconds_of(pcm.len()) + Duration::from_secs(1)).await;
+    let route = voice(&net, a).get(&id).unwrap().route.unwrap();
+    voice(&net, a).hangup(None).await.unwrap();
+    ended(&mut alice_events, &id, "alice's end").await;
+    ended(&mut bob_events, &id, "bob's end").await;
+    let score = speech::pesq(&input, &record);
+    println!("PESQ {score} through {route}");
+    assert_eq!(
+        route,
+        format!("relay {}", voice(&net, 0).relay().addr.unwrap())
+    );
+    assert!(score > 3.5, "PESQ {score}");
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_direct_path_dies_the_call_moves_to_the_relay_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = speech::speech(dir.path());
+    let said = wav::read(&input).unwrap();
+    let relay = Relay::bind("127.0.0.1:0", Limits::default()).await.unwrap();
+    let _relay_task = tokio::spawn(relay.clone().run());
+    let (ta, tb) = relay.allocate().unwrap();
+    let bind = || tokio::net::UdpSocket::bind("127.0.0.1:0");
+    let (sa, sb) = (bind().await.unwrap(), bind().await.unwrap());
+    // The direct path goes through a proxy (no impairment) that is cut half way: both
+    // ways, as a NAT binding that times out would.
+    let proxy = impair::udp_impair(
+        "127.0.0.1:0".parse().unwrap(),
+        sb.local_addr().unwrap(),
+        Duration::ZERO,
+        Duration::ZERO,
+        0.0,
+    )
+    .await
+    .unwrap();
+    let a = Arc::new(Session::new(
+        sa,
+        vec![
+            Route::Relay {
+                relay: relay.addr(),
+                token: ta,
+            },
+            Route::Direct(proxy.addr),
+        ],
+    ));
+    let b = Arc::new(Session::new(
+        sb,
+        vec![Route::Relay {
+            relay: relay.addr(),
+            token: tb,
+        }],
+    ));
+    let mut proxy = Some(proxy);
+    let (a_side, b_side) = (a.clone(), b.clone());
+    let t = talk(a, b, said, DEFAULT_BITRATE, Duration::from_secs(1), async {
+        let before = (
+            a_side.active().borrow().clone(),
+            b_side.active().borrow().clone(),
+        );
+        assert!(
+            before.0.as_ref().is_some_and(Route::is_direct)
+                && before.1.as_ref().is_some_and(Route::is_direct),
+            "both on the direct path first: {before:?}"
+        );
+        drop(proxy.take());
+    })
+    .await
+    .unwrap();
+    let out = dir.path().join("heard.wav");
+    wav::write(&out, &t.heard).unwrap();
+    let score = speech::pesq(&input, &out);
+    let after = a_side.active().borrow().clone().unwrap();
+    println!("PESQ {score}, direct path cut, now {after}; {:?}", t.b);
+    assert!(!after.is_direct(), "alice moved to the relay: {after}");
+    assert!(t.b.switches >= 2, "direct, then the relay: {:?}", t.b);
+    assert!(
+        t.b.longest_gap_ms < 1000,
+        "{} ms of silence",
+        t.b.longest_gap_ms
+    );
+    assert!(score > 3.0, "PESQ {score}");
 }
