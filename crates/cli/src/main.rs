@@ -66,6 +66,7 @@ services! {
     Gateway: gateway,
     Vault: vault,
     Voice: voice,
+    Compute: compute,
 }
 
 use std::process::ExitCode;

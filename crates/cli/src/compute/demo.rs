@@ -1,0 +1,143 @@
+//! The demo's compute part: a project of 200 units (counting primes) coordinated by one
+//! node and run by five volunteers, one of which returns wrong results and one of which
+//! is killed halfway; the quorum rejects the wrong results, the dead volunteer's units
+//! go to others after their deadline, and the accepted outputs add up to a direct count.
+
+use std::time::Instant;
+
+use anyhow::{Result, anyhow, bail};
+use nodus_compute::config::ComputeConfig;
+use nodus_compute::examples;
+use nodus_compute::{ComputeHandle, Inputs, Submission};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+
+use crate::ui::progress::{STEP_TIMEOUT, Step, step};
+
+/// Units in the demo's project, and the integers each one covers.
+const UNITS: u64 = 200;
+const SPAN: u64 = 20_000;
+
+fn compute(net: &Testnet, k: usize) -> Result<ComputeHandle> {
+    net.try_node(k)
+        .and_then(|n| n.service::<ComputeHandle>().cloned())
+        .ok_or_else(|| anyhow!("node {k} runs no compute service"))
+}
+
+pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+    if net.running().len() < 5 {
+        return;
+    }
+    step(
+        steps,
+        "200 work units on five volunteers: a cheat caught by the quorum, a killed volunteer's units reissued, the sum checked",
+        quorum_and_reissue(net),
+    )
+    .await;
+}
+
+async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
+    let running = net.running();
+    let coordinator = running[0];
+    let mut volunteers: Vec<usize> = running[1..].iter().copied().take(4).collect();
+    let k = net.len();
+    let mut config = node_config(node_ip(k), &net.bootstrap_addrs());
+    let mut faulty: ComputeConfig = config.section()?;
+    faulty.faulty = true;
+    config.set_section(&faulty);
+    let cheat = net.add_node(config).await?;
+    volunteers.push(cheat);
+    let c = compute(net, coordinator)?;
+    for &v in &volunteers {
+        compute(net, v)?.set_volunteer(true, Some(1), None, None)?;
+    }
+    let t = Instant::now();
+    let id = c
+        .submit(Submission {
+            name: "primes".into(),
+            module: hex::encode(examples::primes()),
+            inputs: Inputs::Range { from: 0, to: UNITS },
+            args: vec![SPAN.to_string()],
+            quorum: 2,
+            deadline_secs: 3,
+            fuel: 10_000_000_000,
+            memory_mb: 16,
+            output_bytes: 1024,
+            adaptive: true,
+        })
+        .await?;
+    // Kill an honest volunteer once it has done some of the work.
+    let victim = volunteers[0];
+    let victim_peer = net.node(victim).peer_id().to_string();
+    wait_until(STEP_TIMEOUT, "a quarter of the units accepted", || {
+        let c = c.clone();
+        let id = id.clone();
+        let victim_peer = victim_peer.clone();
+        async move {
+            c.status(&id).is_ok_and(|s| {
+                s.done >= (UNITS as u32) / 4
+                    && s.volunteers.iter().any(|v| v.peer == victim_peer && v.valid > 0)
+            })
+        }
+    })
+    .await?;
+    net.kill(victim).await?;
+    let s = c.wait_finished(&id, STEP_TIMEOUT).await?;
+    let took = t.elapsed();
+    if s.done != UNITS as u32 || s.failed != 0 {
+        bail!("{} of {UNITS} units accepted, {} failed", s.done, s.failed);
+    }
+    let cheat_peer = net.node(cheat).peer_id().to_string();
+    let caught = s
+        .volunteers
+        .iter()
+        .find(|v| v.peer == cheat_peer)
+        .map_or(0, |v| v.invalid);
+    if caught == 0 {
+        bail!("the faulty volunteer's results were never rejected");
+    }
+    if s.volunteers.iter().any(|v| v.peer != cheat_peer && v.invalid > 0) {
+        bail!("an honest volunteer's result was rejected");
+    }
+    if s.volunteers.iter().any(|v| v.peer == cheat_peer && v.credit > 0) {
+        bail!("the faulty volunteer earned credit");
+    }
+    let late = s
+        .volunteers
+        .iter()
+        .find(|v| v.peer == victim_peer)
+        .map_or(0, |v| v.late);
+    if late == 0 {
+        bail!("the killed volunteer had no unit in progress to reissue");
+    }
+    let (results, _) = c.results(&id, 0, UNITS as usize).await?;
+    let sum = examples::sum_counts(results.iter().map(|r| r.output.stdout.as_slice()))
+        .ok_or_else(|| anyhow!("an accepted output is not `N count`"))?;
+    let direct = examples::primes_below(UNITS * SPAN);
+    if sum != direct {
+        bail!("the units counted {sum} primes below {}; a sieve counts {direct}", UNITS * SPAN);
+    }
+    let credits: Vec<String> = s
+        .volunteers
+        .iter()
+        .map(|v| {
+            let who = if v.peer == cheat_peer {
+                "cheat"
+            } else if v.peer == victim_peer {
+                "killed"
+            } else {
+                "ok"
+            };
+            format!("{who} {:.1}", v.credit as f64 / 1e9)
+        })
+        .collect();
+    // Nothing should be left running for the next steps.
+    for &v in &volunteers[1..] {
+        let _ = compute(net, v)?.set_volunteer(false, None, None, None);
+    }
+    Ok(format!(
+        "{UNITS}/{UNITS} accepted in {:.1} s; {caught} wrong results rejected; {late} units of the killed volunteer reissued; {sum} primes below {}, as a sieve counts; credit (Gfuel): {}",
+        took.as_secs_f64(),
+        UNITS * SPAN,
+        credits.join(", ")
+    ))
+}

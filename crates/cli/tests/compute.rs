@@ -1,0 +1,153 @@
+//! `nodus compute` as a person uses it, on node processes: a project submitted from a C
+//! program built for wasm32-wasi, a volunteer donating a core, the coordinator killed
+//! with `kill -9` halfway and started again, the project finished and its results
+//! written and checked; a person's mistakes get errors that say what to do.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}{}", stdout(o), stderr(o));
+}
+
+fn status(d: &Path, id: &str) -> Value {
+    json(&nodus(d, &["--json", "compute", "status", id]))
+}
+
+#[test]
+fn a_project_survives_its_coordinator_killed_and_its_results_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.80.1");
+    init_at(&b, "127.0.80.2");
+    let mut coordinator = up(&a);
+    let _volunteer = up(&b);
+    connect(&b, &a);
+
+    let wasm = dir.path().join("primes.wasm");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute/primes.c");
+    let clang = std::process::Command::new("clang")
+        .args(["--target=wasm32-wasi", "-O2"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&wasm)
+        .status()
+        .expect("clang (scripts/test installs it)");
+    assert!(clang.success());
+
+    // A person's mistakes.
+    fails_saying(
+        &nodus(
+            &a,
+            &["compute", "submit", "missing.wasm", "--inputs", "0..3"],
+        ),
+        "cannot read the module",
+    );
+    fails_saying(
+        &nodus(
+            &a,
+            &[
+                "compute",
+                "submit",
+                wasm.to_str().unwrap(),
+                "--inputs",
+                "9..3",
+            ],
+        ),
+        "A..B",
+    );
+    fails_saying(
+        &nodus(
+            &a,
+            &[
+                "compute",
+                "submit",
+                src.to_str().unwrap(),
+                "--inputs",
+                "0..3",
+            ],
+        ),
+        "not a valid wasm module",
+    );
+    fails_saying(&nodus(&a, &["compute", "status", "beef"]), "no project");
+
+    let o = nodus(
+        &a,
+        &[
+            "compute",
+            "submit",
+            wasm.to_str().unwrap(),
+            "--inputs",
+            "0..60",
+            "--arg",
+            "20000",
+            "--quorum",
+            "1",
+            "--deadline",
+            "5s",
+            "--name",
+            "primes",
+        ],
+    );
+    ok(&o);
+    let id = stdout(&o).trim().to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    ok(&nodus(&b, &["compute", "volunteer", "on", "--cores", "1"]));
+    wait_for("some units accepted", || {
+        status(&a, &id[..8])["done"].as_u64().unwrap_or(0) >= 5
+    });
+    coordinator.child.kill().unwrap();
+    coordinator.child.wait().unwrap();
+    let _coordinator = up(&a);
+    // Its new port: on a network of two, nobody else could tell the volunteer.
+    connect(&b, &a);
+    let accepted = status(&a, &id)["done"].as_u64().unwrap();
+    assert!(
+        accepted >= 5,
+        "what was accepted before kill -9 is still accepted"
+    );
+    wait_for("the project to finish", || {
+        status(&a, &id)["state"] == "Finished"
+    });
+    let s = status(&a, &id);
+    assert_eq!(
+        (s["done"].as_u64(), s["failed"].as_u64()),
+        (Some(60), Some(0)),
+        "{s}"
+    );
+
+    let out = dir.path().join("out");
+    let o = nodus(
+        &a,
+        &["compute", "results", &id, "-o", out.to_str().unwrap()],
+    );
+    ok(&o);
+    assert!(
+        stdout(&o).contains("wrote 60 accepted units"),
+        "{}",
+        stdout(&o)
+    );
+    let mut sum = 0;
+    for unit in 0..60 {
+        let text = std::fs::read_to_string(out.join(format!("{unit:02}.out"))).unwrap();
+        let mut f = text.split_whitespace();
+        assert_eq!(f.next(), Some(unit.to_string().as_str()));
+        sum += f.next().unwrap().parse::<u64>().unwrap();
+    }
+    assert_eq!(sum, nodus_compute::examples::primes_below(60 * 20_000));
+
+    let v = json(&nodus(&b, &["--json", "compute", "volunteer", "status"]));
+    assert_eq!(v["on"], true);
+    let p = &v["projects"][0];
+    assert_eq!(p["name"], "primes");
+    assert!(p["credit"].as_u64().unwrap() > 0, "{v}");
+    let human = nodus(&b, &["compute", "volunteer", "status"]);
+    ok(&human);
+    assert!(stdout(&human).contains("primes"), "{}", stdout(&human));
+    let listed = nodus(&a, &["compute", "list"]);
+    assert!(stdout(&listed).contains(&id), "{}", stdout(&listed));
+}

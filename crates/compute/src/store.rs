@@ -1,0 +1,270 @@
+//! `compute.redb`: a coordinator's projects and a volunteer's finished work.
+//!
+//! A coordinator writes a unit's row in the same transaction as what changed it (the
+//! output a result brought, the credit it earned), so `kill -9` loses no accepted result
+//! and never credits twice. A volunteer writes each finished replica before it reports
+//! it and deletes it only when the coordinator acknowledged it.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::job::{Job, Output};
+use crate::unit::{Host, Policy, Unit};
+use crate::wire::{Announce, ProjectId, Returned};
+
+/// Project id -> [`ProjectRow`].
+pub const PROJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("projects");
+/// Module sha256 -> its wasm (coordinators' own and volunteers' fetched ones).
+pub const MODULES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("modules");
+/// (project, unit) -> [`Job`].
+pub const JOBS: TableDefinition<(&[u8], u32), &[u8]> = TableDefinition::new("jobs");
+/// (project, unit) -> [`Unit`].
+pub const UNITS: TableDefinition<(&[u8], u32), &[u8]> = TableDefinition::new("units");
+/// (project, unit, replica) -> [`Output`]: returned successes not yet judged, and the
+/// canonical output of each accepted unit.
+pub const OUTPUTS: TableDefinition<(&[u8], u32, u32), &[u8]> = TableDefinition::new("outputs");
+/// (project, volunteer peer id) -> [`Host`].
+pub const HOSTS: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("hosts");
+/// Volunteer: (project, unit, replica) -> [`Finished`], until acknowledged.
+pub const FINISHED: TableDefinition<(&[u8], u32, u32), &[u8]> = TableDefinition::new("finished");
+/// Volunteer: project -> [`Joined`].
+pub const JOINED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("joined");
+/// Settings: `volunteer` -> [`Donation`].
+pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("compute store: {0}")]
+    Db(String),
+    #[error("compute store: a {0} row does not decode; the file is damaged")]
+    Row(&'static str),
+}
+
+macro_rules! db_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+db_errors!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProjectState {
+    Active,
+    Finished,
+    Cancelled,
+}
+
+/// A project as its coordinator keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectRow {
+    pub name: String,
+    pub module: [u8; 32],
+    pub module_len: u32,
+    pub policy: Policy,
+    pub fuel: u64,
+    pub memory_mb: u32,
+    pub output_bytes: u32,
+    pub units: u32,
+    pub created_ms: u64,
+    pub state: ProjectState,
+}
+
+/// A finished replica on its volunteer, until the coordinator has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finished {
+    pub coordinator: Vec<u8>,
+    pub returned: Returned,
+}
+
+/// A project a volunteer worked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub coordinator: Vec<u8>,
+    pub announce: Announce,
+    /// Credit the coordinator last reported (fuel of valid results).
+    pub credit: u64,
+    /// Replicas this volunteer ran and reported.
+    pub reported: u64,
+    pub finished: bool,
+}
+
+/// What a volunteer donates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Donation {
+    pub on: bool,
+    pub cores: u32,
+    pub max_memory_mb: u32,
+    pub idle_only: bool,
+}
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("postcard encodes owned values")
+}
+
+pub fn decode<T: DeserializeOwned>(raw: &[u8], what: &'static str) -> Result<T, StoreError> {
+    postcard::from_bytes(raw).map_err(|_| StoreError::Row(what))
+}
+
+/// The file, with every table made.
+pub struct Store {
+    pub db: Database,
+}
+
+/// Everything a coordinator loads of one project at start.
+pub struct Loaded {
+    pub id: ProjectId,
+    pub row: ProjectRow,
+    pub units: Vec<Unit>,
+    pub hosts: Vec<(Vec<u8>, Host)>,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(PROJECTS)?;
+        tx.open_table(MODULES)?;
+        tx.open_table(JOBS)?;
+        tx.open_table(UNITS)?;
+        tx.open_table(OUTPUTS)?;
+        tx.open_table(HOSTS)?;
+        tx.open_table(FINISHED)?;
+        tx.open_table(JOINED)?;
+        tx.open_table(SETTINGS)?;
+        tx.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Writes a new project whole: its row, module, jobs and units.
+    pub fn create(
+        &self,
+        id: &ProjectId,
+        row: &ProjectRow,
+        wasm: &[u8],
+        jobs: &[Job],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(PROJECTS)?.insert(&id[..], &encode(row)[..])?;
+            tx.open_table(MODULES)?.insert(&row.module[..], wasm)?;
+            let mut j = tx.open_table(JOBS)?;
+            let mut u = tx.open_table(UNITS)?;
+            let unit = encode(&Unit::new(row.policy.min_quorum));
+            for (i, job) in jobs.iter().enumerate() {
+                j.insert((&id[..], i as u32), &encode(job)[..])?;
+                u.insert((&id[..], i as u32), &unit[..])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every project with its units and hosts.
+    pub fn load(&self) -> Result<Vec<Loaded>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let projects = tx.open_table(PROJECTS)?;
+        let units = tx.open_table(UNITS)?;
+        let hosts = tx.open_table(HOSTS)?;
+        let mut out = Vec::new();
+        for entry in projects.iter()? {
+            let (k, v) = entry?;
+            let Ok(id) = ProjectId::try_from(k.value()) else {
+                return Err(StoreError::Row("project"));
+            };
+            let row: ProjectRow = decode(v.value(), "project")?;
+            let mut us = Vec::with_capacity(row.units as usize);
+            for e in units.range((&id[..], 0)..=(&id[..], u32::MAX))? {
+                us.push(decode(e?.1.value(), "unit")?);
+            }
+            if us.len() != row.units as usize {
+                return Err(StoreError::Row("unit"));
+            }
+            let mut hs = Vec::new();
+            for e in hosts.range((&id[..], &[][..])..)? {
+                let (k, v) = e?;
+                let (p, h) = k.value();
+                if p != id {
+                    break;
+                }
+                hs.push((h.to_vec(), decode(v.value(), "host")?));
+            }
+            out.push(Loaded {
+                id,
+                row,
+                units: us,
+                hosts: hs,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn job(&self, id: &ProjectId, unit: u32) -> Result<Option<Job>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(JOBS)?;
+        t.get((&id[..], unit))?
+            .map(|v| decode(v.value(), "job"))
+            .transpose()
+    }
+
+    pub fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(MODULES)?;
+        Ok(t.get(&hash[..])?.map(|v| v.value().to_vec()))
+    }
+
+    pub fn put_module(&self, hash: &[u8; 32], wasm: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(MODULES)?.insert(&hash[..], wasm)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The canonical output of an accepted unit.
+    pub fn output(
+        &self,
+        id: &ProjectId,
+        unit: u32,
+        replica: u32,
+    ) -> Result<Option<Output>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTPUTS)?;
+        t.get((&id[..], unit, replica))?
+            .map(|v| decode(v.value(), "output"))
+            .transpose()
+    }
+
+    pub fn set_state(&self, id: &ProjectId, row: &ProjectRow) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(PROJECTS)?.insert(&id[..], &encode(row)[..])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn donation(&self) -> Result<Option<Donation>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SETTINGS)?;
+        t.get("volunteer")?
+            .map(|v| decode(v.value(), "settings"))
+            .transpose()
+    }
+
+    pub fn set_donation(&self, d: &Donation) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        tx.open_table(SETTINGS)?
+            .insert("volunteer", &encode(d)[..])?;
+        tx.commit()?;
+        Ok(())
+    }
+}

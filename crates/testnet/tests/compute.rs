@@ -1,0 +1,237 @@
+//! Volunteer computing on real nodes over the overlay: the quorum catches a volunteer
+//! that returns wrong results; a volunteer that never answers has its unit reissued
+//! after the deadline; garbage on the compute protocol drops that peer only; finished
+//! work a volunteer could not report survives its death and counts when it is back;
+//! honest volunteers return the same bytes and fuel.
+
+use std::time::Duration;
+
+use futures::AsyncWriteExt;
+use nodus_compute::config::ComputeConfig;
+use nodus_compute::unit::{ReplicaState, Status};
+use nodus_compute::wire::{self, Reply, Request};
+use nodus_compute::{ComputeHandle, Inputs, Submission, examples};
+use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
+
+const T: Duration = Duration::from_secs(60);
+
+fn compute(net: &Testnet, k: usize) -> ComputeHandle {
+    net.node(k).service::<ComputeHandle>().unwrap().clone()
+}
+
+fn primes(units: u64, quorum: u32, deadline_secs: u64) -> Submission {
+    Submission {
+        name: "primes".into(),
+        module: hex::encode(examples::primes()),
+        inputs: Inputs::Range { from: 0, to: units },
+        args: vec!["1000".into()],
+        quorum,
+        deadline_secs,
+        fuel: 1_000_000_000,
+        memory_mb: 16,
+        output_bytes: 1024,
+        adaptive: false,
+    }
+}
+
+async fn sum_is_right(c: &ComputeHandle, id: &str, units: u64) {
+    let (results, next) = c.results(id, 0, units as usize).await.unwrap();
+    assert_eq!(results.len() as u64, units);
+    assert!(next.is_none());
+    let sum = examples::sum_counts(results.iter().map(|r| r.output.stdout.as_slice())).unwrap();
+    assert_eq!(sum, examples::primes_below(units * 1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quorum_catches_a_volunteer_returning_wrong_results() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, tmp.path()).await.unwrap();
+    let mut config = node_config(node_ip(3), &net.bootstrap_addrs());
+    let mut faulty: ComputeConfig = config.section().unwrap();
+    faulty.faulty = true;
+    config.set_section(&faulty);
+    let cheat = net.add_node(config).await.unwrap();
+    for k in [1, 2, cheat] {
+        compute(&net, k)
+            .set_volunteer(true, Some(1), None, None)
+            .unwrap();
+    }
+    let c = compute(&net, 0);
+    let id = c.submit(primes(40, 2, 600)).await.unwrap();
+    let s = c.wait_finished(&id, T).await.unwrap();
+    assert_eq!((s.done, s.failed), (40, 0), "{s:?}");
+    let cheat_peer = net.node(cheat).peer_id().to_string();
+    let by = |peer: &str| s.volunteers.iter().find(|v| v.peer == peer).cloned();
+    let cheat_row = by(&cheat_peer).expect("the cheat took work");
+    assert!(cheat_row.invalid > 0, "{s:?}");
+    assert_eq!((cheat_row.valid, cheat_row.credit), (0, 0), "{s:?}");
+    for k in [1, 2] {
+        let row = by(&net.node(k).peer_id().to_string()).expect("an honest volunteer worked");
+        assert_eq!(row.invalid, 0, "{s:?}");
+        assert!(row.credit > 0);
+    }
+    sum_is_right(&c, &id, 40).await;
+    // Honest replicas of one unit used the same fuel on two nodes.
+    for unit in 0..40 {
+        let u = c.unit(&id, unit).unwrap();
+        let Status::Done { fuel, .. } = u.status else {
+            panic!("unit {unit} not accepted")
+        };
+        let valid: Vec<u64> = u
+            .replicas
+            .iter()
+            .filter_map(|r| match r.state {
+                ReplicaState::Success { fuel: f, hash, .. }
+                    if matches!(u.status, Status::Done { hash: h, .. } if h == hash) =>
+                {
+                    Some(f)
+                }
+                _ => None,
+            })
+            .collect();
+        assert!(valid.len() >= 2);
+        assert!(valid.iter().all(|f| *f == fuel), "unit {unit}: {valid:?}");
+    }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_that_never_answers_has_its_unit_reissued() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, tmp.path()).await.unwrap();
+    let c = compute(&net, 0);
+    let id = c.submit(primes(3, 1, 2)).await.unwrap();
+    let project: wire::ProjectId = hex::decode(&id).unwrap().try_into().unwrap();
+    // Node 2 takes every unit and goes silent.
+    let silent = &net.node(2).net;
+    let mut s = silent
+        .open_stream(net.node(0).peer_id(), wire::PROTOCOL)
+        .await
+        .unwrap();
+    wire::write(&mut s, &Request::Work { project, max: 8 })
+        .await
+        .unwrap();
+    let Reply::Units { units, .. } =
+        wire::decode_reply(&wire::read_raw(&mut s).await.unwrap()).unwrap()
+    else {
+        panic!("no units")
+    };
+    assert_eq!(units.len(), 3);
+    // An honest volunteer gets them once their deadline passed.
+    compute(&net, 1)
+        .set_volunteer(true, Some(1), None, None)
+        .unwrap();
+    let st = c.wait_finished(&id, T).await.unwrap();
+    assert_eq!(st.done, 3, "{st:?}");
+    let silent_peer = net.node(2).peer_id().to_string();
+    let row = st
+        .volunteers
+        .iter()
+        .find(|v| v.peer == silent_peer)
+        .unwrap();
+    assert_eq!((row.late, row.valid), (3, 0));
+    sum_is_right(&c, &id, 3).await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_protocol_drops_that_peer_only() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, tmp.path()).await.unwrap();
+    let c = compute(&net, 0);
+    let coordinator = net.node(0).peer_id();
+    let mut s = net
+        .node(2)
+        .net
+        .open_stream(coordinator, wire::PROTOCOL)
+        .await
+        .unwrap();
+    s.write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    // The coordinator closes that stream: the next read ends.
+    assert!(wire::read_raw(&mut s).await.is_err());
+    // A frame claiming 4 GiB is refused without reading it.
+    let mut s = net
+        .node(2)
+        .net
+        .open_stream(coordinator, wire::PROTOCOL)
+        .await
+        .unwrap();
+    s.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(wire::read_raw(&mut s).await.is_err());
+    wait_until(T, "garbage counted", || async {
+        net.metric(0, "nodus_compute_bad_messages_total").await >= 2.0
+    })
+    .await
+    .unwrap();
+    // Everyone else is still served.
+    compute(&net, 1)
+        .set_volunteer(true, Some(1), None, None)
+        .unwrap();
+    let id = c.submit(primes(5, 1, 600)).await.unwrap();
+    assert_eq!(c.wait_finished(&id, T).await.unwrap().done, 5);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_work_survives_a_volunteer_killed_before_it_could_report() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(2, tmp.path()).await.unwrap();
+    let c = compute(&net, 0);
+    let id = c.submit(primes(20, 1, 600)).await.unwrap();
+    let v = compute(&net, 1);
+    v.set_volunteer(true, Some(1), None, None).unwrap();
+    // The coordinator goes away while the volunteer works.
+    wait_until(T, "work handed out", || async {
+        c.status(&id).unwrap().in_progress > 0
+    })
+    .await
+    .unwrap();
+    net.stop(0).await.unwrap();
+    wait_until(T, "finished units kept", || async {
+        v.volunteer_status().unwrap().unreported > 0
+    })
+    .await
+    .unwrap();
+    // It stops donating (remembered), finishes what runs, and is killed.
+    v.set_volunteer(false, None, None, None).unwrap();
+    wait_until(T, "running units to end", || async {
+        v.volunteer_status().unwrap().running.is_empty()
+    })
+    .await
+    .unwrap();
+    let unreported = v.volunteer_status().unwrap().unreported;
+    // Handles held here keep a node's files open: let them go before restarts.
+    drop((c, v));
+    net.kill(1).await.unwrap();
+    net.restart(0).await.unwrap();
+    let c = compute(&net, 0);
+    let before = c.status(&id).unwrap().done as u64;
+    // Back, not donating, it still reports what it had finished: each is accepted.
+    net.restart(1).await.unwrap();
+    let v = compute(&net, 1);
+    assert!(
+        !v.volunteer_status().unwrap().on,
+        "not donating is remembered"
+    );
+    wait_until(T, "finished units reported", || async {
+        v.volunteer_status().unwrap().unreported == 0
+    })
+    .await
+    .unwrap();
+    let done = c.status(&id).unwrap().done as u64;
+    assert_eq!(
+        done,
+        before + unreported,
+        "{unreported} finished units were reported"
+    );
+    assert_eq!(v.volunteer_status().unwrap().units_run, 0);
+    net.shutdown().await;
+}
