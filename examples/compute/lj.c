@@ -4,7 +4,8 @@
  * relaxes them with FIRE (Bitzek et al., PRL 97, 170201) and prints the local minimum
  * it reached; the lowest over all units is the search's answer (LJ13's global minimum
  * is -44.326801).
- * Usage: lj SEED [N] [STEPS]   (N defaults to 13, STEPS to 20000).
+ * Usage: lj SEED [N] [STEPS] [TOL]   (N defaults to 13, STEPS to 20000; it stops early
+ * once the force is under TOL per atom, 1e-10 by default; 0 runs every step).
  * Prints "seed energy steps". */
 #include <math.h>
 #include <stdint.h>
@@ -54,6 +55,7 @@ int main(int argc, char **argv) {
     state = strtoull(argv[1], 0, 10);
     n = argc > 2 ? atoi(argv[2]) : 13;
     int steps = argc > 3 ? atoi(argv[3]) : 20000;
+    double tol = argc > 4 ? atof(argv[4]) : 1e-10;
     if (n < 2 || n > MAXN) {
         fprintf(stderr, "N must be 2..%d\n", MAXN);
         return 2;
@@ -88,7 +90,7 @@ int main(int argc, char **argv) {
                 vn += v[i][k] * v[i][k];
                 fn += f[i][k] * f[i][k];
             }
-        if (sqrt(fn) < 1e-10 * n) break;
+        if (sqrt(fn) < tol * n) break;
         vn = sqrt(vn);
         fn = sqrt(fn);
         for (int i = 0; i < n; i++)

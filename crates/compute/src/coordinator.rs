@@ -78,6 +78,7 @@ impl Project {
             output_bytes: self.row.output_bytes,
             deadline_secs: (self.row.policy.delay_bound_ms / 1000) as u32,
             units: self.row.units,
+            canonical_nans: self.row.canonical_nans,
             open: self
                 .units
                 .iter()
@@ -170,6 +171,7 @@ pub struct NewProject {
     pub fuel: u64,
     pub memory_mb: u32,
     pub output_bytes: u32,
+    pub canonical_nans: bool,
 }
 
 /// Judgements of one Submit, for events and metrics.
@@ -242,6 +244,7 @@ impl Coordinator {
             fuel: new.fuel,
             memory_mb: new.memory_mb,
             output_bytes: new.output_bytes,
+            canonical_nans: new.canonical_nans,
             units: jobs.len() as u32,
             created_ms: now,
             state: ProjectState::Active,
@@ -301,11 +304,13 @@ impl Coordinator {
         }
     }
 
-    /// Hands `host` up to `max` replicas. `None`: the project is unknown here.
+    /// Hands `host`, whose results agree with those of its `class`, up to `max`
+    /// replicas. `None`: the project is unknown here.
     pub fn work(
         &self,
         id: &ProjectId,
         host: &[u8],
+        class: &str,
         max: usize,
         now: u64,
     ) -> Result<Option<(Vec<Assignment>, u64, bool)>, ComputeError> {
@@ -328,7 +333,7 @@ impl Coordinator {
                 break;
             }
             let unit = &mut p.units[i as usize];
-            if !unit.may_take(host) {
+            if !unit.may_take(host, class) {
                 continue;
             }
             if unit.replicas.is_empty()
@@ -337,7 +342,7 @@ impl Coordinator {
             {
                 unit.quorum = 1;
             }
-            let replica = unit.send(host.to_vec(), now, &policy);
+            let replica = unit.send(host.to_vec(), class, now, &policy);
             p.deadlines
                 .insert((now.saturating_add(policy.delay_bound_ms), i));
             if unit.wanted(&policy) == 0 {

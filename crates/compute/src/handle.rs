@@ -114,6 +114,10 @@ pub struct Submission {
     /// Adaptive replication: trusted volunteers get units alone, audited at random.
     #[serde(default = "default_true")]
     pub adaptive: bool,
+    /// Canonicalise NaNs so volunteers of any CPU architecture agree (slower float
+    /// code); otherwise a unit's replicas all go to one architecture.
+    #[serde(default)]
+    pub canonical_nans: bool,
 }
 
 fn default_quorum() -> u32 {
@@ -213,6 +217,7 @@ impl ComputeHandle {
                     fuel: s.fuel,
                     memory_mb: s.memory_mb,
                     output_bytes: s.output_bytes,
+                    canonical_nans: s.canonical_nans,
                 },
                 now_ms(),
             )

@@ -74,10 +74,14 @@ async fn serve(h: &ComputeHandle, peer: PeerId, mut stream: libp2p::Stream) {
                 Ok(Some(wasm)) => Reply::Module { wasm },
                 _ => Reply::Refused(Refusal::UnknownProject),
             },
-            Request::Work { project, max } => {
+            Request::Work {
+                project,
+                max,
+                class,
+            } => {
                 let host = host.clone();
                 let r = tokio::task::spawn_blocking(move || {
-                    c.work(&project, &host, max as usize, now_ms())
+                    c.work(&project, &host, &class, max as usize, now_ms())
                 })
                 .await;
                 match r {

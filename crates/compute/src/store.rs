@@ -76,6 +76,8 @@ pub struct ProjectRow {
     pub fuel: u64,
     pub memory_mb: u32,
     pub output_bytes: u32,
+    /// Units run with NaNs canonicalised, so any architecture may join a quorum.
+    pub canonical_nans: bool,
     pub units: u32,
     pub created_ms: u64,
     pub state: ProjectState,

@@ -91,6 +91,9 @@ pub struct Unit {
     /// to a trusted volunteer.
     pub quorum: u32,
     pub replicas: Vec<Replica>,
+    /// The class of volunteers its replicas go to (homogeneous redundancy), fixed by
+    /// the first replica sent while none is in progress or returned.
+    pub class: Option<String>,
 }
 
 /// What judging a result decided, for credit and trust.
@@ -137,6 +140,7 @@ impl Unit {
             status: Status::Open,
             quorum: quorum.max(1),
             replicas: Vec::new(),
+            class: None,
         }
     }
 
@@ -191,15 +195,29 @@ impl Unit {
     /// Whether `host` may get a replica: not while it has one in progress or has
     /// returned one. A volunteer whose replica went late (it restarted, or lost it) may
     /// get the unit again: its results still count once in a quorum.
-    pub fn may_take(&self, host: &[u8]) -> bool {
+    pub fn may_take(&self, host: &[u8], class: &str) -> bool {
         !self
             .replicas
             .iter()
             .any(|r| r.host == host && r.state != ReplicaState::Late)
+            && (self.class.as_deref().is_none_or(|c| c == class) || !self.anchored())
     }
 
-    /// Sends a new replica to `host`.
-    pub fn send(&mut self, host: Vec<u8>, now_ms: u64, policy: &Policy) -> u32 {
+    /// Whether a replica in progress or returned holds the unit to its class.
+    fn anchored(&self) -> bool {
+        self.replicas.iter().any(|r| {
+            matches!(
+                r.state,
+                ReplicaState::InProgress | ReplicaState::Success { .. }
+            )
+        })
+    }
+
+    /// Sends a new replica to `host`, of `class`.
+    pub fn send(&mut self, host: Vec<u8>, class: &str, now_ms: u64, policy: &Policy) -> u32 {
+        if !self.anchored() {
+            self.class = Some(class.to_string());
+        }
         let id = self.replicas.len() as u32;
         self.replicas.push(Replica {
             id,
@@ -395,10 +413,10 @@ mod tests {
         let p = Policy::default();
         let mut u = Unit::new(2);
         assert_eq!(u.wanted(&p), 2);
-        let a = u.send(A.to_vec(), 0, &p);
-        let b = u.send(B.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
+        let b = u.send(B.to_vec(), "x", 0, &p);
         assert_eq!(u.wanted(&p), 0);
-        assert!(!u.may_take(A));
+        assert!(!u.may_take(A, "x"));
         let fx = u.take(a, A, ok(1), &p).unwrap();
         assert_eq!(fx, Effects::default());
         let fx = u.take(b, B, ok(1), &p).unwrap();
@@ -412,13 +430,13 @@ mod tests {
     fn a_wrong_result_asks_for_a_third_and_is_judged_invalid() {
         let p = Policy::default();
         let mut u = Unit::new(2);
-        let a = u.send(A.to_vec(), 0, &p);
-        let b = u.send(B.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
+        let b = u.send(B.to_vec(), "x", 0, &p);
         u.take(a, A, ok(1), &p).unwrap();
         let fx = u.take(b, B, ok(9), &p).unwrap();
         assert!(fx.accepted.is_none());
         assert_eq!(u.wanted(&p), 1);
-        let c = u.send(C.to_vec(), 0, &p);
+        let c = u.send(C.to_vec(), "x", 0, &p);
         let fx = u.take(c, C, ok(1), &p).unwrap();
         assert_eq!(fx.accepted, Some(a));
         let bad: Vec<_> = fx.judged.iter().filter(|j| !j.valid).collect();
@@ -440,13 +458,13 @@ mod tests {
             ..Policy::default()
         };
         let mut u = Unit::new(2);
-        let a = u.send(A.to_vec(), 0, &p);
-        let b = u.send(B.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
+        let b = u.send(B.to_vec(), "x", 0, &p);
         u.take(a, A, ok(1), &p).unwrap();
         assert!(!u.expire(999));
         assert!(u.expire(1000));
         assert_eq!(u.wanted(&p), 1);
-        let c = u.send(C.to_vec(), 1000, &p);
+        let c = u.send(C.to_vec(), "x", 1000, &p);
         assert_eq!(u.take(c, C, ok(1), &p).unwrap().accepted, Some(a));
         let fx = u.take(b, B, ok(1), &p).unwrap();
         assert_eq!(fx.judged.len(), 1);
@@ -460,8 +478,8 @@ mod tests {
             ..Policy::default()
         };
         let mut u = Unit::new(2);
-        let a = u.send(A.to_vec(), 0, &p);
-        let b = u.send(B.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
+        let b = u.send(B.to_vec(), "x", 0, &p);
         assert!(
             !u.take(a, A, Return::Error("trap".into()), &p)
                 .unwrap()
@@ -485,12 +503,12 @@ mod tests {
         };
         let mut u = Unit::new(2);
         for (i, h) in [A, B, C].iter().enumerate() {
-            let r = u.send(h.to_vec(), 0, &p);
+            let r = u.send(h.to_vec(), "x", 0, &p);
             let fx = u.take(r, h, ok(i as u8), &p).unwrap();
             assert_eq!(fx.failed, i == 2);
         }
         assert_eq!(u.wanted(&p), 0);
-        assert!(u.may_take(D));
+        assert!(u.may_take(D, "x"));
     }
 
     #[test]
@@ -500,27 +518,44 @@ mod tests {
             ..Policy::default()
         };
         let mut u = Unit::new(2);
-        let a = u.send(A.to_vec(), 0, &p);
-        assert!(!u.may_take(A));
+        let a = u.send(A.to_vec(), "x", 0, &p);
+        assert!(!u.may_take(A, "x"));
         u.expire(10);
         // Lost: it may have the unit again.
-        assert!(u.may_take(A));
-        let a2 = u.send(A.to_vec(), 10, &p);
+        assert!(u.may_take(A, "x"));
+        let a2 = u.send(A.to_vec(), "x", 10, &p);
         u.take(a2, A, ok(1), &p).unwrap();
         // Its late first replica comes in too, agreeing with itself: no quorum.
         let fx = u.take(a, A, ok(1), &p).unwrap();
         assert!(fx.accepted.is_none());
         assert_eq!(u.wanted(&p), 1);
-        assert!(!u.may_take(A));
-        let b = u.send(B.to_vec(), 10, &p);
+        assert!(!u.may_take(A, "x"));
+        let b = u.send(B.to_vec(), "x", 10, &p);
         assert!(u.take(b, B, ok(1), &p).unwrap().accepted.is_some());
+    }
+
+    #[test]
+    fn replicas_of_a_unit_go_to_one_class() {
+        let p = Policy {
+            delay_bound_ms: 10,
+            ..Policy::default()
+        };
+        let mut u = Unit::new(2);
+        u.send(A.to_vec(), "x86_64", 0, &p);
+        assert!(!u.may_take(B, "aarch64"));
+        assert!(u.may_take(B, "x86_64"));
+        // Once nothing holds it there, another class may have it.
+        u.expire(10);
+        assert!(u.may_take(B, "aarch64"));
+        u.send(B.to_vec(), "aarch64", 10, &p);
+        assert_eq!(u.class.as_deref(), Some("aarch64"));
     }
 
     #[test]
     fn returns_are_checked_against_the_replica() {
         let p = Policy::default();
         let mut u = Unit::new(2);
-        let a = u.send(A.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
         assert_eq!(u.take(7, A, ok(1), &p), Err(Rejected::Unknown));
         assert_eq!(u.take(a, B, ok(1), &p), Err(Rejected::NotYours));
         u.take(a, A, ok(1), &p).unwrap();
@@ -531,7 +566,7 @@ mod tests {
     fn a_unit_alone_with_a_trusted_host_needs_one_result() {
         let p = Policy::default();
         let mut u = Unit::new(1);
-        let a = u.send(A.to_vec(), 0, &p);
+        let a = u.send(A.to_vec(), "x", 0, &p);
         assert_eq!(u.take(a, A, ok(3), &p).unwrap().accepted, Some(a));
         let mut host = Host::default();
         assert!(!host.trusted(&p));

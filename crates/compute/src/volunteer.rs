@@ -94,10 +94,13 @@ pub struct JoinedProject {
 pub struct Volunteer {
     store: Arc<Store>,
     sandbox: Sandbox,
+    /// For projects that canonicalise NaNs; made when the first one comes.
+    canonical: std::sync::OnceLock<Sandbox>,
     net: NetworkHandle,
     donation: watch::Sender<Donation>,
     known: Mutex<HashMap<ProjectId, Known>>,
-    programs: Mutex<HashMap<[u8; 32], Program>>,
+    /// Compiled modules by (sha256, NaNs canonicalised).
+    programs: Mutex<HashMap<([u8; 32], bool), Program>>,
     running: Mutex<BTreeMap<u64, (ProjectId, String, u32, Instant)>>,
     sessions: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<Option<libp2p::Stream>>>>>,
     control: Arc<Control>,
@@ -125,6 +128,7 @@ impl Volunteer {
         Arc::new(Volunteer {
             store,
             sandbox,
+            canonical: std::sync::OnceLock::new(),
             net,
             donation: watch::channel(donation).0,
             known: Mutex::new(HashMap::new()),
@@ -280,7 +284,8 @@ impl Volunteer {
     /// The compiled module of a project, fetched and checked if need be.
     async fn program(&self, k: &Known) -> Result<Program, ComputeError> {
         let hash = k.announce.module;
-        if let Some(p) = lock(&self.programs).get(&hash) {
+        let nans = k.announce.canonical_nans;
+        if let Some(p) = lock(&self.programs).get(&(hash, nans)) {
             return Ok(p.clone());
         }
         let wasm = match self.store.module(&hash)? {
@@ -311,11 +316,21 @@ impl Volunteer {
                 wasm
             }
         };
-        let sandbox = self.sandbox.clone();
+        let sandbox = if nans {
+            match self.canonical.get() {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Sandbox::with(true)?;
+                    self.canonical.get_or_init(|| s).clone()
+                }
+            }
+        } else {
+            self.sandbox.clone()
+        };
         let program = tokio::task::spawn_blocking(move || sandbox.compile(&wasm))
             .await
             .map_err(|_| ComputeError::Stopped)??;
-        lock(&self.programs).insert(hash, program.clone());
+        lock(&self.programs).insert((hash, nans), program.clone());
         Ok(program)
     }
 
@@ -569,6 +584,7 @@ async fn fetch(
             &Request::Work {
                 project,
                 max: max.clamp(1, wire::MAX_BATCH as u32) as u16,
+                class: crate::sandbox::class(k.announce.canonical_nans),
             },
         )
         .await?;

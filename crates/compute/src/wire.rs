@@ -11,7 +11,7 @@
 //!                                   <-       Projects [Announce..]
 //! Module { project }                ->
 //!                                   <-       Module { wasm }        (sha256 = Announce.module)
-//! Work { project, max }             ->
+//! Work { project, max, class }      ->
 //!                                   <-       Units { units, credit } | NoWork { finished }
 //! Submit { project, results }       ->
 //!                                   <-       Accepted { credit }
@@ -41,6 +41,7 @@ pub const MAX_BATCH: usize = 256;
 /// Most projects one announcement list may carry.
 pub const MAX_PROJECTS: usize = 256;
 pub const MAX_NAME: usize = 128;
+pub const MAX_CLASS: usize = 64;
 
 pub type ProjectId = [u8; 16];
 
@@ -50,9 +51,11 @@ pub enum Request {
     Module {
         project: ProjectId,
     },
+    /// `class`: what this volunteer's results agree with ([`crate::sandbox::class`]).
     Work {
         project: ProjectId,
         max: u16,
+        class: String,
     },
     Submit {
         project: ProjectId,
@@ -103,6 +106,8 @@ pub struct Announce {
     pub deadline_secs: u32,
     pub units: u32,
     pub open: u32,
+    /// Units run with NaNs canonicalised (their replicas may cross architectures).
+    pub canonical_nans: bool,
 }
 
 /// One replica of a unit, handed to one volunteer.
@@ -170,10 +175,13 @@ pub fn decode_request(raw: &[u8]) -> Result<Request, WireError> {
     {
         return Err(WireError::Limit("more results in one submit than allowed"));
     }
-    if let Request::Work { max, .. } = &r
-        && *max as usize > MAX_BATCH
-    {
-        return Err(WireError::Limit("more units asked for than allowed"));
+    if let Request::Work { max, class, .. } = &r {
+        if *max as usize > MAX_BATCH {
+            return Err(WireError::Limit("more units asked for than allowed"));
+        }
+        if class.len() > MAX_CLASS {
+            return Err(WireError::Limit("a class name over the limit"));
+        }
     }
     Ok(r)
 }
@@ -253,6 +261,7 @@ mod tests {
         let big = Request::Work {
             project: [0; 16],
             max: MAX_BATCH as u16 + 1,
+            class: String::new(),
         };
         assert!(matches!(
             decode_request(&encode(&big)),

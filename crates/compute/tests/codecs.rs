@@ -32,6 +32,7 @@ fn samples() -> (Vec<Request>, Vec<Reply>) {
         Request::Work {
             project: [1; 16],
             max: 8,
+            class: "x86_64-wasmtime48".into(),
         },
         Request::Submit {
             project: [1; 16],
@@ -67,6 +68,7 @@ fn samples() -> (Vec<Request>, Vec<Reply>) {
             deadline_secs: 600,
             units: 200,
             open: 150,
+            canonical_nans: false,
         }]),
         Reply::Module {
             wasm: b"\0asm\x01\0\0\0".to_vec(),

@@ -328,3 +328,30 @@ fn output_past_the_budget_is_refused() {
     assert_eq!(out.stdout.len(), 4096);
     assert_eq!(out.exit_code, 22, "EFBIG");
 }
+
+#[test]
+fn canonical_nans_make_a_nan_the_same_bits_everywhere() {
+    // Writes the bits of 0.0/0.0 to stdout.
+    let nan = r#"(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (f64.store (i32.const 0) (f64.div (f64.const 0) (f64.const 0)))
+        (i32.store (i32.const 16) (i32.const 0))
+        (i32.store (i32.const 20) (i32.const 8))
+        (drop (call $w (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 24)))))"#;
+    let bits = |canonical| {
+        let o = Sandbox::with(canonical)
+            .unwrap()
+            .compile(&wat(nan))
+            .unwrap()
+            .run(&Job::default(), &limits(), None);
+        u64::from_le_bytes(o.result.unwrap().stdout.try_into().unwrap())
+    };
+    assert_eq!(bits(true), 0x7ff8_0000_0000_0000);
+    assert!(f64::from_bits(bits(false)).is_nan());
+    assert_ne!(
+        nodus_compute::sandbox::class(true),
+        nodus_compute::sandbox::class(false)
+    );
+}

@@ -31,6 +31,7 @@ fn primes(units: u64, quorum: u32, deadline_secs: u64) -> Submission {
         memory_mb: 16,
         output_bytes: 1024,
         adaptive: false,
+        canonical_nans: false,
     }
 }
 
@@ -110,9 +111,16 @@ async fn a_volunteer_that_never_answers_has_its_unit_reissued() {
         .open_stream(net.node(0).peer_id(), wire::PROTOCOL)
         .await
         .unwrap();
-    wire::write(&mut s, &Request::Work { project, max: 8 })
-        .await
-        .unwrap();
+    wire::write(
+        &mut s,
+        &Request::Work {
+            project,
+            max: 8,
+            class: nodus_compute::sandbox::class(false),
+        },
+    )
+    .await
+    .unwrap();
     let Reply::Units { units, .. } =
         wire::decode_reply(&wire::read_raw(&mut s).await.unwrap()).unwrap()
     else {
@@ -185,7 +193,10 @@ async fn finished_work_survives_a_volunteer_killed_before_it_could_report() {
     let tmp = tempfile::tempdir().unwrap();
     let mut net = Testnet::start(2, tmp.path()).await.unwrap();
     let c = compute(&net, 0);
-    let id = c.submit(primes(20, 1, 600)).await.unwrap();
+    // Units long enough (a tenth of a second or more) to be seen in progress.
+    let mut heavy = primes(20, 1, 600);
+    heavy.args = vec!["300000".into()];
+    let id = c.submit(heavy).await.unwrap();
     let v = compute(&net, 1);
     v.set_volunteer(true, Some(1), None, None).unwrap();
     // The coordinator goes away while the volunteer works.

@@ -50,6 +50,10 @@ pub enum ComputeCommand {
         /// Give every unit to a full quorum, even for volunteers trusted by their record
         #[arg(long)]
         no_adaptive: bool,
+        /// Canonicalise NaNs so that volunteers of every CPU architecture agree (float
+        /// code runs slower); without it, a unit's replicas go to one architecture
+        #[arg(long)]
+        canonical_nans: bool,
     },
     /// The projects this node coordinates
     List,

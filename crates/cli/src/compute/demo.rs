@@ -63,6 +63,7 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
             memory_mb: 16,
             output_bytes: 1024,
             adaptive: true,
+            canonical_nans: false,
         })
         .await?;
     // Kill an honest volunteer once it has done some of the work.

@@ -211,6 +211,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
             fuel,
             max_memory,
             no_adaptive,
+            canonical_nans,
         } => {
             let wasm = std::fs::read(&module)
                 .with_context(|| format!("cannot read the module {}", module.display()))?;
@@ -235,6 +236,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                         "fuel": fuel,
                         "memory_mb": max_memory,
                         "adaptive": !no_adaptive,
+                        "canonical_nans": canonical_nans,
                     }),
                 )
                 .await?;

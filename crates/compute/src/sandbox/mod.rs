@@ -1,8 +1,9 @@
 //! The sandbox: a work unit's module run by wasmtime with nothing but its input.
 //!
 //! Determinism is what lets a quorum compare results byte for byte, so the engine is
-//! configured for it: NaNs canonicalised, relaxed SIMD deterministic, no threads, and
-//! a WASI world ([`wasi`]) whose only inputs are the unit's. Fuel counts the work: a unit
+//! configured for it: relaxed SIMD deterministic, no threads, a WASI world ([`wasi`])
+//! whose only inputs are the unit's, and NaNs either canonicalised ([`Sandbox::with`])
+//! or left to a CPU architecture that every replica of a unit shares ([`class`]). Fuel counts the work: a unit
 //! that runs out stops with [`Failure::OutOfFuel`], and the fuel it used is the same
 //! on every machine for the same module, input and engine, so it is also the credit.
 //! Epochs (one tick every [`TICK`]) stop a unit at its wall-clock deadline and let a
@@ -130,13 +131,35 @@ pub struct Sandbox {
     linker: Arc<Linker<Ctx>>,
 }
 
+/// The engine's version: fuel counts and code are the same within one.
+pub const ENGINE: &str = "wasmtime48";
+
+/// Which volunteers return the same bytes for a unit (BOINC's homogeneous redundancy):
+/// the same engine, and the same CPU architecture unless NaNs are canonicalised.
+pub fn class(canonical_nans: bool) -> String {
+    if canonical_nans {
+        format!("any-{ENGINE}-nan")
+    } else {
+        format!("{}-{ENGINE}", std::env::consts::ARCH)
+    }
+}
+
 impl Sandbox {
+    /// A sandbox whose float results are the CPU's own: the same bytes on every machine
+    /// of one architecture (NaN payloads and signs differ between x86-64 and ARM).
     pub fn new() -> Result<Sandbox, SandboxError> {
+        Sandbox::with(false)
+    }
+
+    /// `canonical_nans`: every float operation's NaN result made the canonical NaN, so
+    /// results agree across architectures too, at a cost: float-heavy code ran 9x
+    /// slower with it on this machine's kind (Cranelift checks after every operation).
+    pub fn with(canonical_nans: bool) -> Result<Sandbox, SandboxError> {
         let mut config = Config::new();
         config
             .consume_fuel(true)
             .epoch_interruption(true)
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(canonical_nans)
             .relaxed_simd_deterministic(true)
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&config).map_err(|e| SandboxError::Engine(e.to_string()))?;
