@@ -151,3 +151,67 @@ fn a_project_survives_its_coordinator_killed_and_its_results_add_up() {
     let listed = nodus(&a, &["compute", "list"]);
     assert!(stdout(&listed).contains(&id), "{}", stdout(&listed));
 }
+
+#[test]
+fn a_volunteer_killed_with_unreported_results_reports_them_when_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.81.1");
+    init_at(&b, "127.0.81.2");
+    let mut coordinator = up(&a);
+    let mut volunteer = up(&b);
+    connect(&b, &a);
+    let wasm = dir.path().join("primes.wasm");
+    std::fs::write(&wasm, nodus_compute::examples::primes()).unwrap();
+    // Units of a tenth of a second or more: seen in progress before they are done.
+    let o = nodus(
+        &a,
+        &[
+            "compute",
+            "submit",
+            wasm.to_str().unwrap(),
+            "--inputs",
+            "0..20",
+            "--arg",
+            "300000",
+            "--quorum",
+            "1",
+        ],
+    );
+    ok(&o);
+    let id = stdout(&o).trim().to_string();
+    ok(&nodus(&b, &["compute", "volunteer", "on", "--cores", "1"]));
+    wait_for("work handed out", || {
+        status(&a, &id)["in_progress"].as_u64().unwrap_or(0) > 0
+    });
+    // The coordinator dies; the volunteer finishes units it cannot report.
+    coordinator.child.kill().unwrap();
+    coordinator.child.wait().unwrap();
+    let vstatus = || json(&nodus(&b, &["--json", "compute", "volunteer", "status"]));
+    wait_for("finished units kept", || {
+        vstatus()["unreported"].as_u64().unwrap_or(0) > 0
+    });
+    ok(&nodus(&b, &["compute", "volunteer", "off"]));
+    wait_for("running units to end", || {
+        vstatus()["running"]
+            .as_array()
+            .is_some_and(|r| r.is_empty())
+    });
+    let unreported = vstatus()["unreported"].as_u64().unwrap();
+    volunteer.child.kill().unwrap();
+    volunteer.child.wait().unwrap();
+
+    let _coordinator = up(&a);
+    let before = status(&a, &id)["done"].as_u64().unwrap();
+    let _volunteer = up(&b);
+    connect(&b, &a);
+    wait_for("the kept units reported", || {
+        vstatus()["unreported"].as_u64() == Some(0)
+    });
+    assert_eq!(vstatus()["on"], false, "not donating is remembered");
+    assert_eq!(
+        status(&a, &id)["done"].as_u64().unwrap(),
+        before + unreported,
+        "each of the {unreported} units finished before kill -9 is accepted"
+    );
+}

@@ -30,6 +30,8 @@ use crate::wire::{self, Announce, Assignment, ProjectId, Reply, Request, Returne
 
 /// How long a request to a coordinator may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often an idle volunteer looks for coordinators in the DHT.
+const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 /// Work kept queued per core, in time.
 const QUEUE_PER_CORE: Duration = Duration::from_millis(500);
 
@@ -839,7 +841,8 @@ async fn listen(v: Arc<Volunteer>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Asks the coordinators found in the DHT for their projects: at start, when donating
-/// is switched on, and every 30 s while donating with nothing to do.
+/// is switched on, and every [`DISCOVER_EVERY`] while donating with nothing to do
+/// (gossip announcements may not reach a volunteer that joined the topic late).
 async fn discover(v: Arc<Volunteer>, mut shutdown: watch::Receiver<bool>) {
     let mut donation = v.donation.subscribe();
     loop {
@@ -868,7 +871,7 @@ async fn discover(v: Arc<Volunteer>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => break,
             _ = donation.changed() => {}
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(DISCOVER_EVERY) => {}
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::ui::progress::{STEP_TIMEOUT, Step, step};
 
 /// Units in the demo's project, and the integers each one covers.
 const UNITS: u64 = 200;
-const SPAN: u64 = 20_000;
+const SPAN: u64 = 5_000;
 
 fn compute(net: &Testnet, k: usize) -> Result<ComputeHandle> {
     net.try_node(k)
