@@ -167,13 +167,17 @@ pub(crate) async fn announce(h: ComputeHandle, mut shutdown: watch::Receiver<boo
     loop {
         let list = inner.coordinator.announces();
         if !list.is_empty() {
-            if provided.is_none_or(|t| t.elapsed() > REPROVIDE_EVERY)
-                && inner.net.provide(wire::PROVIDER_KEY.to_vec()).await.is_ok()
-            {
-                provided = Some(std::time::Instant::now());
-            }
+            // Gossip first: a DHT provide can take seconds where routing tables still
+            // list dead peers, and must not hold announcements back.
             for a in &list {
                 let _ = inner.net.publish(wire::TOPIC, wire::encode(a)).await;
+            }
+            if provided.is_none_or(|t| t.elapsed() > REPROVIDE_EVERY) {
+                provided = Some(std::time::Instant::now());
+                let net = inner.net.clone();
+                tokio::spawn(async move {
+                    let _ = net.provide(wire::PROVIDER_KEY.to_vec()).await;
+                });
             }
         }
         tokio::select! {

@@ -30,6 +30,12 @@ use crate::wire::{self, Announce, Assignment, ProjectId, Reply, Request, Returne
 
 /// How long a request to a coordinator may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most projects a volunteer keeps track of, and most from one coordinator: anyone can
+/// announce projects, so what announcements make a volunteer hold is bounded.
+const MAX_KNOWN: usize = 1024;
+const MAX_PER_COORDINATOR: usize = 16;
+/// Most compiled modules kept.
+const MAX_PROGRAMS: usize = 16;
 /// How often an idle volunteer looks for coordinators in the DHT.
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 /// Work kept queued per core, in time.
@@ -161,26 +167,24 @@ impl Volunteer {
     /// Learns of a project (from gossip or a coordinator's list).
     pub(crate) fn learn(&self, coordinator: PeerId, a: Announce) {
         let mut known = lock(&self.known);
-        match known.get_mut(&a.project) {
-            Some(k) if k.coordinator == coordinator => {
+        if let Some(k) = known.get_mut(&a.project) {
+            if k.coordinator == coordinator {
                 k.announce = a;
                 if k.announce.open > 0 {
                     k.finished = false;
                 }
             }
-            Some(_) => {}
-            None => {
-                known.insert(
-                    a.project,
-                    Known {
-                        coordinator,
-                        finished: a.open == 0,
-                        announce: a,
-                        quiet_until: None,
-                        unit_secs: None,
-                    },
-                );
-            }
+        } else if room_for(&mut known, coordinator) {
+            known.insert(
+                a.project,
+                Known {
+                    coordinator,
+                    finished: a.open == 0,
+                    announce: a,
+                    quiet_until: None,
+                    unit_secs: None,
+                },
+            );
         }
         drop(known);
         self.wake.notify_one();
@@ -332,7 +336,11 @@ impl Volunteer {
         let program = tokio::task::spawn_blocking(move || sandbox.compile(&wasm))
             .await
             .map_err(|_| ComputeError::Stopped)??;
-        lock(&self.programs).insert((hash, nans), program.clone());
+        let mut programs = lock(&self.programs);
+        if programs.len() >= MAX_PROGRAMS {
+            programs.clear();
+        }
+        programs.insert((hash, nans), program.clone());
         Ok(program)
     }
 
@@ -371,6 +379,20 @@ impl Volunteer {
         let per_core = (QUEUE_PER_CORE.as_secs_f64() / secs.max(1e-6)).clamp(1.0, 64.0);
         ((per_core * cores as f64) as u32).clamp(cores, wire::MAX_BATCH as u32)
     }
+}
+
+/// Whether one more project of `coordinator` may be tracked; finished projects are
+/// forgotten first when the table is full.
+fn room_for(known: &mut HashMap<ProjectId, Known>, coordinator: PeerId) -> bool {
+    if known.len() >= MAX_KNOWN {
+        known.retain(|_, k| !k.finished);
+    }
+    known.len() < MAX_KNOWN
+        && known
+            .values()
+            .filter(|k| k.coordinator == coordinator)
+            .count()
+            < MAX_PER_COORDINATOR
 }
 
 /// Cores this machine has.
@@ -939,6 +961,67 @@ fn idle_monitor(weak: std::sync::Weak<Volunteer>, stop: Arc<AtomicBool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn known(coordinator: PeerId, finished: bool) -> Known {
+        Known {
+            coordinator,
+            announce: Announce {
+                project: [0; 16],
+                name: "p".into(),
+                module: [0; 32],
+                module_len: 0,
+                fuel: 1,
+                memory_mb: 1,
+                output_bytes: 1,
+                deadline_secs: 1,
+                units: 1,
+                open: 1,
+                canonical_nans: false,
+            },
+            finished,
+            quiet_until: None,
+            unit_secs: None,
+        }
+    }
+
+    #[test]
+    fn announcements_fill_the_table_only_so_far() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut table = HashMap::new();
+        for i in 0..MAX_PER_COORDINATOR as u32 {
+            assert!(room_for(&mut table, a));
+            let mut id = [0; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            table.insert(id, known(a, false));
+        }
+        assert!(
+            !room_for(&mut table, a),
+            "one coordinator is held to its share"
+        );
+        assert!(room_for(&mut table, b));
+        // Full of live projects from many coordinators: nothing more; finished ones make room.
+        let mut table: HashMap<ProjectId, Known> = (0..MAX_KNOWN as u32)
+            .map(|i| {
+                let mut id = [0; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                (id, known(PeerId::random(), i % 2 == 0))
+            })
+            .collect();
+        assert!(room_for(&mut table, b));
+        assert_eq!(table.len(), MAX_KNOWN / 2);
+        for (i, k) in table.values_mut().enumerate() {
+            k.finished = i < 1;
+        }
+        let mut full = table.clone();
+        for i in 0..(MAX_KNOWN / 2) as u32 {
+            let mut id = [1; 16];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            full.insert(id, known(PeerId::random(), false));
+        }
+        assert_eq!(full.len(), MAX_KNOWN);
+        assert!(room_for(&mut full, b));
+        assert_eq!(full.len(), MAX_KNOWN - 1);
+    }
 
     #[test]
     fn only_other_programs_count_as_busy() {

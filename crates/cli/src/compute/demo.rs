@@ -15,7 +15,7 @@ use crate::ui::progress::{STEP_TIMEOUT, Step, step};
 
 /// Units in the demo's project, and the integers each one covers.
 const UNITS: u64 = 200;
-const SPAN: u64 = 5_000;
+const SPAN: u64 = 20_000;
 
 fn compute(net: &Testnet, k: usize) -> Result<ComputeHandle> {
     net.try_node(k)
@@ -50,6 +50,21 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
     for &v in &volunteers {
         compute(net, v)?.set_volunteer(true, Some(1), None, None)?;
     }
+    // The project is announced on gossip: wait until the coordinator knows every
+    // volunteer is on the topic (the newest one has just joined).
+    let peers: Vec<_> = volunteers.iter().map(|&v| net.node(v).peer_id()).collect();
+    let overlay = net.node(coordinator).net.clone();
+    wait_until(STEP_TIMEOUT, "the volunteers on the projects topic", || {
+        let (overlay, peers) = (overlay.clone(), peers.clone());
+        async move {
+            let on = overlay
+                .topic_peers(nodus_compute::wire::TOPIC)
+                .await
+                .unwrap_or_default();
+            peers.iter().all(|p| on.contains(p))
+        }
+    })
+    .await?;
     let t = Instant::now();
     let id = c
         .submit(Submission {
@@ -66,21 +81,46 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
             canonical_nans: false,
         })
         .await?;
-    // Kill an honest volunteer once it has done some of the work.
+    // Kill an honest volunteer once it has done some of the work, while units handed to
+    // it are still queued there: it stops taking units from its queue, lets the one it
+    // runs finish, and dies with the rest (or, with none queued, goes on and tries again).
     let victim = volunteers[0];
     let victim_peer = net.node(victim).peer_id().to_string();
-    wait_until(STEP_TIMEOUT, "a quarter of the units accepted", || {
-        let c = c.clone();
-        let id = id.clone();
-        let victim_peer = victim_peer.clone();
-        async move {
-            c.status(&id).is_ok_and(|s| {
-                s.done >= (UNITS as u32) / 4
-                    && s.volunteers.iter().any(|v| v.peer == victim_peer && v.valid > 0)
-            })
+    let victim_bytes = net.node(victim).peer_id().to_bytes();
+    let v = compute(net, victim)?;
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        if Instant::now() > deadline {
+            bail!("the volunteer to kill never held queued units");
         }
-    })
-    .await?;
+        let s = c.status(&id)?;
+        let worked = s.volunteers.iter().any(|x| x.peer == victim_peer && x.valid > 0);
+        if s.done < (UNITS as u32) / 4 || !worked {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            continue;
+        }
+        v.set_volunteer(false, None, None, None)?;
+        wait_until(STEP_TIMEOUT, "its running unit to end", || {
+            let v = v.clone();
+            async move { v.volunteer_status().is_ok_and(|s| s.running.is_empty()) }
+        })
+        .await?;
+        let held = (0..UNITS as u32)
+            .filter_map(|u| c.unit(&id, u).ok())
+            .filter(|u| {
+                u.replicas.iter().any(|r| {
+                    r.host == victim_bytes
+                        && r.state == nodus_compute::unit::ReplicaState::InProgress
+                })
+            })
+            .count();
+        if held > 0 {
+            break;
+        }
+        v.set_volunteer(true, Some(1), None, None)?;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(v);
     net.kill(victim).await?;
     let s = c.wait_finished(&id, STEP_TIMEOUT).await?;
     let took = t.elapsed();
