@@ -126,9 +126,10 @@ fn default_quorum() -> u32 {
 fn default_deadline() -> u64 {
     600
 }
-/// About a minute of work on this machine's kind.
+/// About 40 s of the Lennard-Jones kernel on this machine's kind (it burns about 25
+/// billion fuel a second: fuel counts wasm operators, and most cost the CPU little).
 fn default_fuel() -> u64 {
-    100_000_000_000
+    1_000_000_000_000
 }
 fn default_memory() -> u32 {
     256

@@ -41,8 +41,9 @@ pub enum ComputeCommand {
         /// The project's name (the module's file name when left out)
         #[arg(long)]
         name: Option<String>,
-        /// Fuel a unit may burn (a deterministic count of work, about a billion per second)
-        #[arg(long, default_value_t = 100_000_000_000)]
+        /// Fuel a unit may burn: wasm operators executed, the same count on every machine
+        /// (the Lennard-Jones example burns about 25 billion a second here)
+        #[arg(long, default_value_t = 1_000_000_000_000)]
         fuel: u64,
         /// Memory a unit may use, MiB
         #[arg(long = "max-memory", default_value_t = 256)]
