@@ -23,7 +23,7 @@
 //! by the quorum (a result's credit is the fuel of the canonical result, not the
 //! volunteer's claim).
 
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use nodus_net::StreamProtocol;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
@@ -216,20 +216,7 @@ pub async fn write<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     value: &T,
 ) -> Result<(), WireError> {
-    let body = encode(value);
-    if body.len() > MAX_FRAME {
-        return Err(nodus_net::frame::FrameError::TooLarge {
-            len: body.len(),
-            max: MAX_FRAME,
-        }
-        .into());
-    }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf).await?;
-    w.flush().await?;
-    Ok(())
+    Ok(nodus_net::frame::write(w, &encode(value), MAX_FRAME).await?)
 }
 
 pub async fn read_raw<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, WireError> {

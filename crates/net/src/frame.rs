@@ -3,7 +3,7 @@
 //! The body is read as it arrives, never allocated from the length alone: a peer that
 //! claims a large frame and sends a few bytes costs what it sent, not what it claimed.
 
-use futures::{AsyncRead, AsyncReadExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -35,6 +35,26 @@ pub async fn read<R: AsyncRead + Unpin>(
         return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
     }
     Ok(Some(body))
+}
+
+/// Writes `body` as one frame (refused over `max` bytes) and flushes.
+pub async fn write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    body: &[u8],
+    max: usize,
+) -> Result<(), FrameError> {
+    if body.len() > max {
+        return Err(FrameError::TooLarge {
+            len: body.len(),
+            max,
+        });
+    }
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buf.extend_from_slice(body);
+    w.write_all(&buf).await?;
+    w.flush().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 //! One request per stream. Records travel as they are stored: sealed under their data
 //! key, with the data key wrapped under the grant key, which only the provider can open.
 
-use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use nodus_net::StreamProtocol;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -221,20 +221,7 @@ pub async fn write<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     value: &T,
 ) -> Result<(), WireError> {
-    let body = encode(value);
-    if body.len() > MAX_FRAME {
-        return Err(nodus_net::frame::FrameError::TooLarge {
-            len: body.len(),
-            max: MAX_FRAME,
-        }
-        .into());
-    }
-    let mut buf = Vec::with_capacity(4 + body.len());
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
-    w.write_all(&buf).await?;
-    w.flush().await?;
-    Ok(())
+    Ok(nodus_net::frame::write(w, &encode(value), MAX_FRAME).await?)
 }
 
 pub async fn read<R: AsyncRead + Unpin, T: DeserializeOwned>(r: &mut R) -> Result<T, WireError> {
