@@ -160,7 +160,7 @@ impl Calls {
         let abandoned = Counter::default();
         registry.register(
             "calls_abandoned",
-            "eth_call and eth_estimateGas runs stopped because their caller went away",
+            "eth_call and eth_estimateGas calls whose caller went away before the answer (their runs stop)",
             abandoned.clone(),
         );
         let max_workers = cores.saturating_sub(1).max(1);
@@ -173,13 +173,19 @@ impl Calls {
     }
 }
 
-/// Tells a call that its caller went away, unless disarmed.
-struct CancelOnDrop(Option<Arc<std::sync::atomic::AtomicBool>>);
+/// Tells a call that its caller went away and counts it, unless disarmed. It is armed
+/// from the moment the call holds a worker, so a caller that leaves while the snapshot
+/// is still being taken is counted too.
+struct CancelOnDrop {
+    flag: Option<Arc<std::sync::atomic::AtomicBool>>,
+    abandoned: Counter,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(flag) = self.0.take() {
+        if let Some(flag) = self.flag.take() {
             flag.store(true, Ordering::Relaxed);
+            self.abandoned.inc();
         }
     }
 }
@@ -195,7 +201,7 @@ impl ChainHandle {
         self.calls.max_workers - self.calls.workers.available_permits()
     }
 
-    /// Calls stopped because their caller went away, since start.
+    /// Calls whose caller went away before the answer, since start; their runs stop.
     pub fn calls_abandoned(&self) -> u64 {
         self.calls.abandoned.get()
     }
@@ -214,6 +220,10 @@ impl ChainHandle {
             .acquire_owned()
             .await
             .map_err(|_| ChainError::Stopped)?;
+        let mut cancel = CancelOnDrop {
+            flag: Some(request.cancelled.clone()),
+            abandoned: self.calls.abandoned.clone(),
+        };
         let snapshot = self.read(|c| c.chain.call_snapshot(c.now)).await?;
         let own = std::time::Instant::now() + self.calls.timeout;
         let budget = if own < request.deadline {
@@ -225,18 +235,12 @@ impl ChainHandle {
         } else {
             request.clone()
         };
-        let mut cancel = CancelOnDrop(Some(budget.cancelled.clone()));
-        let abandoned = self.calls.abandoned.clone();
         let done = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let out = f(&snapshot, &budget);
-            if budget.cancelled.load(Ordering::Relaxed) {
-                abandoned.inc();
-            }
-            out
+            f(&snapshot, &budget)
         })
         .await;
-        cancel.0 = None;
+        cancel.flag = None;
         done.map_err(|_| ChainError::Stopped)
     }
 
