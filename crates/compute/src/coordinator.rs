@@ -336,12 +336,8 @@ impl Coordinator {
             if !unit.may_take(host, class) {
                 continue;
             }
-            if unit.replicas.is_empty()
-                && trusted
-                && rand::rng().random_range(0..1000) >= policy.audit_per_mille
-            {
-                unit.quorum = 1;
-            }
+            let audit = rand::rng().random_range(0..1000) < policy.audit_per_mille;
+            unit.set_quorum(trusted, audit, &policy);
             let replica = unit.send(host.to_vec(), class, now, &policy);
             p.deadlines
                 .insert((now.saturating_add(policy.delay_bound_ms), i));

@@ -213,6 +213,19 @@ impl Unit {
         })
     }
 
+    /// Sets the quorum for a replica about to go to a volunteer, `trusted` or not: a
+    /// unit with none sent yet may go alone to a trusted one (one result decides it)
+    /// unless `audit` says otherwise; any later replica that goes to a volunteer not
+    /// trusted (the trusted one's went late) brings the policy's quorum back, or that
+    /// volunteer's result alone would decide the unit.
+    pub fn set_quorum(&mut self, trusted: bool, audit: bool, policy: &Policy) {
+        if self.replicas.is_empty() && trusted && !audit {
+            self.quorum = 1;
+        } else if !trusted {
+            self.quorum = self.quorum.max(policy.min_quorum);
+        }
+    }
+
     /// Sends a new replica to `host`, of `class`.
     pub fn send(&mut self, host: Vec<u8>, class: &str, now_ms: u64, policy: &Policy) -> u32 {
         if !self.anchored() {
@@ -580,5 +593,26 @@ mod tests {
         }
         assert!(host.trusted(&p));
         assert_eq!(host.credit, p.trust_after as u64);
+    }
+
+    #[test]
+    fn a_unit_alone_whose_trusted_host_went_late_needs_a_quorum_again() {
+        let p = Policy::default();
+        let mut u = Unit::new(p.min_quorum);
+        u.set_quorum(true, false, &p);
+        assert_eq!(u.quorum, 1, "alone with a trusted volunteer");
+        u.send(A.to_vec(), "x", 0, &p);
+        assert!(u.expire(p.delay_bound_ms));
+        // Reissued to a volunteer not trusted: its result alone decides nothing.
+        u.set_quorum(false, false, &p);
+        let b = u.send(B.to_vec(), "x", p.delay_bound_ms, &p);
+        let fx = u.take(b, B, ok(7), &p).unwrap();
+        assert_eq!(fx.accepted, None);
+        assert_eq!(u.quorum, p.min_quorum);
+        assert_eq!(u.wanted(&p), 1);
+        // An audit sends the first replica with the full quorum too.
+        let mut audited = Unit::new(p.min_quorum);
+        audited.set_quorum(true, true, &p);
+        assert_eq!(audited.quorum, p.min_quorum);
     }
 }

@@ -76,6 +76,8 @@ pub struct VolunteerStatus {
     pub idle_only: bool,
     pub paused: bool,
     pub running: Vec<RunningUnit>,
+    /// Units taken from coordinators and waiting for a core.
+    pub queued: u32,
     pub projects: Vec<JoinedProject>,
     pub units_run: u64,
     pub unreported: u64,
@@ -194,7 +196,7 @@ impl Volunteer {
         let d = self.donation();
         let now = Instant::now();
         let known = lock(&self.known).clone();
-        let running = lock(&self.running)
+        let running: Vec<RunningUnit> = lock(&self.running)
             .values()
             .map(|(p, name, unit, at)| RunningUnit {
                 project: hex::encode(p),
@@ -236,6 +238,10 @@ impl Volunteer {
             max_memory_mb: d.max_memory_mb,
             idle_only: d.idle_only,
             paused: self.control.pause.load(Ordering::Relaxed),
+            queued: self
+                .inflight
+                .load(Ordering::Relaxed)
+                .saturating_sub(running.len() as u32),
             running,
             projects,
             units_run: self.units_run.load(Ordering::Relaxed),

@@ -193,3 +193,58 @@ async fn open_session(
     });
     Ok(up_tx)
 }
+
+/// A UDP proxy on `listen` to `target` whose way there is a link of `bits_per_sec`
+/// with a drop-tail buffer of `buffer` (at that rate): what is sent faster queues, and
+/// what overflows the queue is lost, as on a narrow access link. The way back is not
+/// limited. One client at a time (the last to send gets the answers).
+pub async fn udp_bottleneck(
+    listen: SocketAddr,
+    target: SocketAddr,
+    bits_per_sec: u64,
+    buffer: Duration,
+) -> std::io::Result<Proxy> {
+    let front = Arc::new(UdpSocket::bind(listen).await?);
+    let addr = front.local_addr()?;
+    let back = Arc::new(UdpSocket::bind((target.ip(), 0)).await?);
+    back.connect(target).await?;
+    let task = tokio::spawn(async move {
+        let client = Arc::new(std::sync::Mutex::new(None::<SocketAddr>));
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let limit = (bits_per_sec as f64 * buffer.as_secs_f64() / 8.0) as usize;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let mut tasks = JoinSet::new();
+        let (link, link_queued) = (back.clone(), queued.clone());
+        tasks.spawn(async move {
+            let mut free_at = Instant::now();
+            while let Some(d) = rx.recv().await {
+                let on_wire = Duration::from_secs_f64(d.len() as f64 * 8.0 / bits_per_sec as f64);
+                free_at = free_at.max(Instant::now()) + on_wire;
+                tokio::time::sleep_until(free_at).await;
+                link_queued.fetch_sub(d.len(), std::sync::atomic::Ordering::Relaxed);
+                let _ = link.send(&d).await;
+            }
+        });
+        let (down, down_client, down_front) = (back.clone(), client.clone(), front.clone());
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = down.recv(&mut buf).await {
+                let to = *down_client.lock().expect("client");
+                if let Some(to) = to {
+                    let _ = down_front.send_to(&buf[..n], to).await;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, from)) = front.recv_from(&mut buf).await {
+            *client.lock().expect("client") = Some(from);
+            let q = queued.load(std::sync::atomic::Ordering::Relaxed);
+            if q + n > limit {
+                continue;
+            }
+            queued.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(buf[..n].to_vec());
+        }
+    });
+    Ok(Proxy { addr, task })
+}

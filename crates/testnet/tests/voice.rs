@@ -655,3 +655,112 @@ async fn when_the_direct_path_dies_the_call_moves_to_the_relay_within_a_second()
     );
     assert!(score > 3.0, "PESQ {score}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrow_link_is_found_by_its_queue_and_the_bitrate_fits_under_it_before_it_drops() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let input = speech::speech(dir.path());
+    let said = wav::read(&input).unwrap();
+    let bind = || tokio::net::UdpSocket::bind("127.0.0.1:0");
+    let (sa, sb) = (bind().await.unwrap(), bind().await.unwrap());
+    // A reaches B over 40 kbps with three seconds of buffer (a bloated access link):
+    // the call starts at 48 kbps with each frame sent twice, over twice what fits.
+    const LINK: u64 = 40_000;
+    let link = impair::udp_bottleneck(
+        "127.0.0.1:0".parse().unwrap(),
+        sb.local_addr().unwrap(),
+        LINK,
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    let a = Arc::new(Session::new(sa, vec![Route::Direct(link.addr)]));
+    let b = Arc::new(Session::new(sb, vec![]));
+    let t = talk(a, b, said, DEFAULT_BITRATE, Duration::from_secs(2), async {
+    })
+    .await
+    .unwrap();
+    let out = dir.path().join("heard.wav");
+    wav::write(&out, &t.heard).unwrap();
+    let score = speech::pesq(&input, &out);
+    println!(
+        "PESQ {score} through a {LINK} bps link; A {:?}; B {:?}",
+        t.a, t.b
+    );
+    assert!(
+        t.a.lowest_remb > 0 && (t.a.lowest_remb as u64) < LINK,
+        "B told A what the link carries: {:?}",
+        t.a
+    );
+    // Opus under what the link carries less the packets' headers (27 bytes, 50 a
+    // second), where it started at 48 kbps with every frame sent twice.
+    assert!(
+        (t.a.lowest_bitrate as u64) < LINK - 27 * 8 * 50,
+        "A went under it: {:?}",
+        t.a
+    );
+    // Found by the queue, before the buffer overflowed: nothing was lost, and the
+    // queue stayed a fraction of the three seconds it could have grown to. (The
+    // delay rising and falling mid-speech costs PESQ: it is printed, not judged.)
+    assert_eq!(t.b.lost, 0, "{:?}", t.b);
+    assert!(t.b.worst_queue_ms < 1000.0, "{:?}", t.b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fullband_caller_is_heard_clearly_by_a_wideband_callee() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    // Alice codes at 48 kHz, Bob at 16 kHz: each side picks its own rate.
+    let mut ends = Vec::new();
+    for (k, hz) in [(1, 48_000), (2, 16_000)] {
+        let mut c = nodus_testnet::node_config(nodus_testnet::node_ip(k), &net.bootstrap_addrs());
+        c.edit::<nodus_voice::VoiceConfig>(|v| v.sample_rate = hz)
+            .unwrap();
+        ends.push(net.add_node(c).await.unwrap());
+    }
+    let (a, b) = (ends[0], ends[1]);
+    net.wait_connected(2, T).await.unwrap();
+    introduce(&net, a, b).await;
+    let reference = speech::speech(dir.path());
+    let pcm = wav::read(&reference).unwrap();
+    // Alice's file is at her rate; the 16 kHz one is refused with what to do.
+    let wrong = voice(&net, a)
+        .call(
+            "bob",
+            Media {
+                input: Some(reference.clone()),
+                ..Media::default()
+            },
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        wrong.contains("48000 Hz") && wrong.contains("ffmpeg"),
+        "{wrong}"
+    );
+    let fullband = dir.path().join("speech-48k.wav");
+    speech::run(
+        std::process::Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-i"])
+            .arg(&reference)
+            .args(["-ar", "48000", "-ac", "1", "-sample_fmt", "s16"])
+            .arg(&fullband),
+    );
+    let record = dir.path().join("bob-heard.wav");
+    let (id, mut alice_events, mut bob_events) =
+        call_and_answer(&net, (a, b), &fullband, &record).await;
+    tokio::time::sleep(seconds_of(pcm.len()) + Duration::from_secs(1)).await;
+    voice(&net, a).hangup(Some(&id)).await.unwrap();
+    ended(&mut alice_events, &id, "alice's end").await;
+    ended(&mut bob_events, &id, "bob's end").await;
+    // Bob's recording is at his rate.
+    let heard = wav::read(&record).unwrap();
+    assert!(heard.len() > pcm.len() / 2, "{} samples", heard.len());
+    let score = speech::pesq(&reference, &record);
+    println!("PESQ {score}: 48 kHz in, 16 kHz out");
+    assert!(score > 3.5, "PESQ {score}");
+    net.shutdown().await;
+}

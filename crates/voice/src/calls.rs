@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::VoiceError;
 use crate::alloc;
+use crate::codec::SampleRate;
 use crate::config::VoiceConfig;
 use crate::history::{CallRecord, CallState, Direction, History, Outcome};
 use crate::media::Keys;
@@ -35,9 +36,10 @@ use crate::signaling::{Contact, Incoming, SharedSignaling};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Media {
-    /// A WAV file (16 kHz mono) to send; silence after it ends.
+    /// A WAV file (16-bit mono at the node's `[voice] sample_rate`) to send; silence
+    /// after it ends.
     pub input: Option<PathBuf>,
-    /// Write what is heard to this WAV file when the call ends.
+    /// Write what is heard to this WAV file (at the node's rate) when the call ends.
     pub record: Option<PathBuf>,
     /// The machine's sound devices (default input and output).
     pub device: bool,
@@ -51,9 +53,9 @@ struct Prepared {
 }
 
 impl Media {
-    fn prepare(&self) -> Result<Prepared, VoiceError> {
+    fn prepare(&self, rate: SampleRate) -> Result<Prepared, VoiceError> {
         let pcm = match &self.input {
-            Some(p) => Some(crate::wav::read(p)?),
+            Some(p) => Some(crate::wav::read_at(p, rate)?),
             None => None,
         };
         if let Some(r) = &self.record {
@@ -127,6 +129,8 @@ pub(crate) struct Live {
 
 pub(crate) struct Calls {
     pub config: VoiceConfig,
+    /// `config.sample_rate`, checked.
+    pub rate: SampleRate,
     pub net: NetworkHandle,
     pub me: PeerId,
     pub signaling: Option<SharedSignaling>,
@@ -342,7 +346,7 @@ pub(crate) async fn place(
     if let Some(id) = calls.busy() {
         return Err(VoiceError::InCall(id));
     }
-    let prepared = media.prepare()?;
+    let prepared = media.prepare(calls.rate)?;
     let socket = calls.bind().await?;
     let candidates = calls.candidates(&socket).await;
     let peer: Option<PeerId> = contact.peer_id.parse().ok();
@@ -466,7 +470,7 @@ pub(crate) async fn answer(
     media: Media,
 ) -> Result<CallRecord, VoiceError> {
     let id = ringing_here(calls, id)?;
-    let prepared = media.prepare()?;
+    let prepared = media.prepare(calls.rate)?;
     let (peer, signal) = {
         let mut live = calls.live.lock().expect("calls");
         let l = live
@@ -585,6 +589,7 @@ fn start_media(calls: &Arc<Calls>, id: &str) -> Result<(), VoiceError> {
             })
             .collect();
         routes.extend(their_candidates.into_iter().map(Route::Direct));
+        tracing::debug!(target: "nodus::voice", "call {id}: media on {:?}", routes.iter().map(|r| r.to_string()).collect::<Vec<_>>());
         let session = Arc::new(Session::new(socket, routes));
         l.session = Some(session.clone());
         l.record.state = CallState::Active;
@@ -595,6 +600,7 @@ fn start_media(calls: &Arc<Calls>, id: &str) -> Result<(), VoiceError> {
             send: l.keys.clone(),
             receive: their_keys,
             bitrate: calls.config.bitrate,
+            rate: calls.rate,
         };
         calls.store(&l.record);
         (
@@ -648,7 +654,7 @@ async fn run_media(
     let result = {
         let source: Box<dyn Source> = match (&media.pcm, media.device) {
             (Some(pcm), _) => Box::new(Samples::new(pcm.clone())),
-            (None, true) => match crate::device::input() {
+            (None, true) => match crate::device::input(calls.rate) {
                 Ok(s) => Box::new(s),
                 Err(e) => {
                     tracing::warn!(target: "nodus::voice", "call {id}: {e}; sending silence");
@@ -659,7 +665,7 @@ async fn run_media(
         };
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(recording.clone())];
         if media.device {
-            match crate::device::output() {
+            match crate::device::output(calls.rate) {
                 Ok(s) => sinks.push(Box::new(s)),
                 Err(e) => tracing::warn!(target: "nodus::voice", "call {id}: {e}"),
             }
@@ -684,6 +690,7 @@ async fn run_media(
                     let route = routes.borrow_and_update().clone();
                     if let Some(route) = route {
                         let text = route.to_string();
+                        tracing::debug!(target: "nodus::voice", "call {id}: route now {text}");
                         if let Some(l) = calls.live.lock().expect("calls").get_mut(&id) {
                             l.record.route = Some(text.clone());
                         }
@@ -719,8 +726,13 @@ async fn run_media(
             None
         }
     };
-    // The media ends when the call does; if it stopped by itself (an encoder error),
-    // the call ends here (nothing happens if it had ended already).
+    // The media ends when the call does; the other side's BYE ends it as its hangup
+    // signal would; if it stopped by itself (an encoder error), the call ends here
+    // (nothing happens if it had ended already).
+    if summary.as_ref().is_some_and(|s| s.bye) {
+        tracing::debug!(target: "nodus::voice", "call {id}: the other side said BYE");
+        end(&calls, &id, Outcome::Completed);
+    }
     end(&calls, &id, Outcome::Failed);
     // The record as the call ended (the call is already out of the live ones).
     let Ok(mut record) = finished.await else {
@@ -728,7 +740,7 @@ async fn run_media(
     };
     if let Some(path) = &media.record {
         let pcm = recording.0.lock().expect("recording").clone();
-        if let Err(e) = crate::wav::write(path, &pcm) {
+        if let Err(e) = crate::wav::write_at(path, calls.rate, &pcm) {
             tracing::warn!(target: "nodus::voice", "call {id}: {e}");
         }
     }
@@ -782,8 +794,8 @@ impl Sink for Tee {
 }
 
 impl Source for Box<dyn Source> {
-    fn next_frame(&mut self) -> Option<Vec<i16>> {
-        (**self).next_frame()
+    fn next_frame(&mut self, len: usize) -> Option<Vec<i16>> {
+        (**self).next_frame(len)
     }
 }
 

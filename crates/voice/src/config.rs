@@ -12,6 +12,9 @@ pub struct VoiceConfig {
     pub media_ip: String,
     /// Opus bitrate a call starts at (bits per second); it backs off under loss.
     pub bitrate: i32,
+    /// The rate this side codes, plays and records at: 8000, 12000, 16000 (wideband,
+    /// the default), 24000 or 48000 (fullband). The other side's may differ.
+    pub sample_rate: u32,
     /// An unanswered call stops ringing after this many seconds.
     pub ring_secs: u64,
     /// Relay legs a call asks for (more survive more relay deaths).
@@ -43,6 +46,7 @@ impl Default for VoiceConfig {
             enabled: true,
             media_ip: "0.0.0.0".into(),
             bitrate: crate::codec::DEFAULT_BITRATE,
+            sample_rate: crate::codec::RATE,
             ring_secs: 45,
             relays_per_call: 2,
             relays: Vec::new(),
@@ -79,6 +83,9 @@ media_ip = "0.0.0.0"
 # Opus bitrate a call starts at, in bits per second (it backs off when the other side
 # reports loss).
 bitrate = 48000
+# The rate this side codes, plays and records at, in Hz: 8000, 12000, 16000 (wideband),
+# 24000 or 48000 (fullband). Each side picks its own; the two need not agree.
+sample_rate = 16000
 # An unanswered call stops ringing after this many seconds.
 ring_secs = 45
 # Relay legs each call asks for, so that it survives a relay's death.

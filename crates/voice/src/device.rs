@@ -1,8 +1,9 @@
 //! The machine's sound devices through cpal: ALSA, and PulseAudio and PipeWire through
 //! their ALSA plugins (the `default` device). Each stream runs on a thread of its own
-//! (cpal streams are not `Send`) and meets the call through a bounded buffer of 16 kHz
-//! mono samples; the device's own rate and channels are converted here (linear
-//! interpolation, channels mixed down or copied).
+//! (cpal streams are not `Send`) and meets the call through a bounded buffer of mono
+//! samples at the call's rate; the device's own rate and channels are converted here
+//! (linear interpolation, channels mixed down or copied). A call at the device's rate
+//! (48 kHz, most often) is not resampled at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,12 +13,12 @@ use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{SampleFormat, StreamConfig};
 
 use crate::VoiceError;
-use crate::codec::{FRAME, RATE};
+use crate::codec::SampleRate;
 use crate::session::{Sink, Source};
 
-/// Samples held between the device and the call at most (half a second): more is
-/// delay nobody wants, so the oldest go.
-const HELD: usize = RATE as usize / 2;
+/// Time held between the device and the call at most: more is delay nobody wants, so
+/// the oldest samples go.
+const HELD_SECS: f64 = 0.5;
 
 fn device_error(e: impl std::fmt::Display) -> VoiceError {
     VoiceError::Device(e.to_string())
@@ -121,10 +122,11 @@ fn run_stream(
     Ok(Running { stop })
 }
 
-fn push_bounded(buf: &Shared, samples: impl IntoIterator<Item = i16>) {
+fn push_bounded(buf: &Shared, rate: SampleRate, samples: impl IntoIterator<Item = i16>) {
     let mut b = buf.lock().expect("sound buffer");
     b.extend(samples);
-    let over = b.len().saturating_sub(HELD);
+    let held = (rate.hz() as f64 * HELD_SECS) as usize;
+    let over = b.len().saturating_sub(held);
     b.drain(..over);
 }
 
@@ -134,7 +136,8 @@ pub struct Input {
     _running: Running,
 }
 
-pub fn input() -> Result<Input, VoiceError> {
+/// The default microphone, at `rate`.
+pub fn input(rate: SampleRate) -> Result<Input, VoiceError> {
     let device = cpal::default_host()
         .default_input_device()
         .ok_or_else(|| VoiceError::Device("no sound input device".into()))?;
@@ -145,7 +148,7 @@ pub fn input() -> Result<Input, VoiceError> {
     let shared = buf.clone();
     let running = run_stream(move || {
         let channels = config.channels.max(1) as usize;
-        let mut rs = Resampler::new(config.sample_rate, RATE);
+        let mut rs = Resampler::new(config.sample_rate, rate.hz());
         let mut mono = Vec::new();
         let mut out = Vec::new();
         let mut take = move |data: &mut dyn Iterator<Item = f32>| {
@@ -159,6 +162,7 @@ pub fn input() -> Result<Input, VoiceError> {
             rs.run(&mono, &mut out);
             push_bounded(
                 &shared,
+                rate,
                 out.iter()
                     .map(|s| (s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16),
             );
@@ -192,11 +196,11 @@ pub fn input() -> Result<Input, VoiceError> {
 }
 
 impl Source for Input {
-    fn next_frame(&mut self) -> Option<Vec<i16>> {
+    fn next_frame(&mut self, len: usize) -> Option<Vec<i16>> {
         let mut b = self.buf.lock().expect("sound buffer");
-        let n = b.len().min(FRAME);
+        let n = b.len().min(len);
         let mut f: Vec<i16> = b.drain(..n).collect();
-        f.resize(FRAME, 0);
+        f.resize(len, 0);
         Some(f)
     }
 }
@@ -204,10 +208,12 @@ impl Source for Input {
 /// The default speaker, fed 20 ms frames.
 pub struct Output {
     buf: Shared,
+    rate: SampleRate,
     _running: Running,
 }
 
-pub fn output() -> Result<Output, VoiceError> {
+/// The default speaker, fed at `rate`.
+pub fn output(rate: SampleRate) -> Result<Output, VoiceError> {
     let device = cpal::default_host()
         .default_output_device()
         .ok_or_else(|| VoiceError::Device("no sound output device".into()))?;
@@ -218,7 +224,7 @@ pub fn output() -> Result<Output, VoiceError> {
     let shared = buf.clone();
     let running = run_stream(move || {
         let channels = config.channels.max(1) as usize;
-        let mut rs = Resampler::new(RATE, config.sample_rate);
+        let mut rs = Resampler::new(rate.hz(), config.sample_rate);
         let mut held: VecDeque<f32> = VecDeque::new();
         let mut give = move |len: usize, put: &mut dyn FnMut(usize, f32)| {
             let frames = len / channels;
@@ -226,7 +232,7 @@ pub fn output() -> Result<Output, VoiceError> {
             while held.len() < frames {
                 let pcm: Vec<f32> = {
                     let mut b = shared.lock().expect("sound buffer");
-                    let n = b.len().min(FRAME);
+                    let n = b.len().min(rate.frame());
                     b.drain(..n).map(|s| s as f32 / i16::MAX as f32).collect()
                 };
                 if pcm.is_empty() {
@@ -271,13 +277,14 @@ pub fn output() -> Result<Output, VoiceError> {
     })?;
     Ok(Output {
         buf,
+        rate,
         _running: running,
     })
 }
 
 impl Sink for Output {
     fn play(&mut self, frame: &[i16]) {
-        push_bounded(&self.buf, frame.iter().copied());
+        push_bounded(&self.buf, self.rate, frame.iter().copied());
     }
 }
 

@@ -3,8 +3,12 @@
 pub enum VoiceError {
     #[error("opus: {0}")]
     Opus(#[from] audiopus::Error),
-    #[error("a frame is 20 ms ({frame} samples at 16 kHz), not {0}", frame = crate::codec::FRAME)]
-    Frame(usize),
+    #[error("a frame is 20 ms ({want} samples at {hz} Hz), not {got}")]
+    Frame { got: usize, want: usize, hz: u32 },
+    #[error(
+        "Opus codes at 8000, 12000, 16000, 24000 or 48000 Hz, not {0}: set [voice] sample_rate to one of them"
+    )]
+    Rate(u32),
     #[error("srtp: {0}")]
     Srtp(String),
     #[error("rtp: {0}")]

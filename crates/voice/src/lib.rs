@@ -20,6 +20,7 @@
 
 pub mod adapt;
 pub mod alloc;
+pub mod bwe;
 pub mod calls;
 pub mod codec;
 pub mod config;
@@ -99,8 +100,10 @@ impl nodus_service::Service for VoiceService {
         } else {
             None
         };
+        let rate = codec::SampleRate::new(config.sample_rate)?;
         let calls = Arc::new(calls::Calls {
             config: config.clone(),
+            rate,
             net: ctx.net.clone(),
             me: ctx.key.public().to_peer_id(),
             signaling: signaling.clone(),

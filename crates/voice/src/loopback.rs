@@ -6,7 +6,7 @@
 use rand::{Rng, SeedableRng};
 
 use crate::VoiceError;
-use crate::codec::{FRAME, OpusDecoder, OpusEncoder};
+use crate::codec::{FRAME, OpusDecoder, OpusEncoder, SampleRate};
 use crate::jitter::{JitterBuffer, Out, Stats};
 use crate::media::{Keys, Receiver, Sender};
 
@@ -42,14 +42,14 @@ pub struct Result_ {
     pub waited: usize,
 }
 
-/// Sends `pcm` through `channel` at `bitrate`; what comes out the other end.
+/// Sends `pcm` (16 kHz) through `channel` at `bitrate`; what comes out the other end.
 pub fn transmit(pcm: &[i16], channel: Channel, bitrate: i32) -> Result<Result_, VoiceError> {
     let keys = Keys::random();
     let mut tx = Sender::new(&keys)?;
     let mut rx = Receiver::new(&keys)?;
     let expected_loss = (channel.loss * 100.0).round() as u8;
-    let mut enc = OpusEncoder::new(bitrate, expected_loss.max(5))?;
-    let mut dec = OpusDecoder::new()?;
+    let mut enc = OpusEncoder::new(SampleRate::WIDEBAND, bitrate, expected_loss.max(5))?;
+    let mut dec = OpusDecoder::new(SampleRate::WIDEBAND)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(channel.seed);
     let mut arrivals: Vec<(f64, bytes::Bytes)> = Vec::new();
     let mut lost = 0;

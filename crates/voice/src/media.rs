@@ -4,14 +4,19 @@
 //! its own master key and salt; a receiver keeps a replay window, so a packet seen before
 //! or altered on the way is dropped. Each direction also carries SRTCP receiver reports
 //! (RFC 3550 section 6.4.2, multiplexed on the same port as RFC 5761 has it): they say
-//! what the other side lost, and they double as the probes that keep a standby path
-//! known to work.
+//! what the other side lost and, with a REMB (draft-alvestrand-rmcat-remb) beside the
+//! report, the bitrate the receiver estimates the path carries ([`crate::bwe`]); they
+//! double as the probes that keep a standby path known to work. A side that hangs up
+//! says BYE (RFC 3550 section 6.6) on every path, so the other ends at once even when
+//! the signalling path is slow.
 //!
 //! Each stream's SSRC is agreed with its keys, so a datagram naming another SSRC is
 //! dropped before any SRTP work (webrtc-srtp keeps state per SSRC it is shown: a
 //! stranger spraying SSRCs must not grow it).
 
 use bytes::Bytes;
+use rtcp::goodbye::Goodbye;
+use rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtcp::receiver_report::ReceiverReport;
 use rtcp::reception_report::ReceptionReport;
 use rtp::header::Header;
@@ -114,7 +119,8 @@ impl Sender {
         self.ctx.encrypt_rtp(&plain).map_err(srtp)
     }
 
-    /// A receiver report about the other side's stream, as SRTCP.
+    /// A receiver report about the other side's stream (with the bitrate estimate when
+    /// there is one), as SRTCP.
     pub fn report(&mut self, report: Report) -> Result<Bytes, VoiceError> {
         let rr = ReceiverReport {
             ssrc: self.ssrc,
@@ -129,7 +135,38 @@ impl Sender {
             }],
             profile_extensions: Bytes::new(),
         };
-        let plain = rr.marshal().map_err(|e| VoiceError::Rtp(e.to_string()))?;
+        let mut packets: Vec<Box<dyn rtcp::packet::Packet + Send + Sync>> = vec![Box::new(rr)];
+        if let Some(bps) = report.remb {
+            packets.push(Box::new(ReceiverEstimatedMaximumBitrate {
+                sender_ssrc: self.ssrc,
+                bitrate: bps as f32,
+                ssrcs: vec![report.ssrc],
+            }));
+        }
+        self.seal_rtcp(&packets)
+    }
+
+    /// This side hangs up: an empty receiver report and a BYE, as SRTCP. Each call
+    /// makes a new packet (a copy would be dropped as a replay).
+    pub fn bye(&mut self) -> Result<Bytes, VoiceError> {
+        let packets: Vec<Box<dyn rtcp::packet::Packet + Send + Sync>> = vec![
+            Box::new(ReceiverReport {
+                ssrc: self.ssrc,
+                ..Default::default()
+            }),
+            Box::new(Goodbye {
+                sources: vec![self.ssrc],
+                reason: Bytes::new(),
+            }),
+        ];
+        self.seal_rtcp(&packets)
+    }
+
+    fn seal_rtcp(
+        &mut self,
+        packets: &[Box<dyn rtcp::packet::Packet + Send + Sync>],
+    ) -> Result<Bytes, VoiceError> {
+        let plain = rtcp::packet::marshal(packets).map_err(|e| VoiceError::Rtp(e.to_string()))?;
         self.ctx.encrypt_rtcp(&plain).map_err(srtp)
     }
 }
@@ -146,6 +183,9 @@ pub struct Report {
     pub highest: u32,
     /// Interarrival jitter, in timestamp units (48 kHz).
     pub jitter: u32,
+    /// What the receiver estimates the path carries, bits a second (REMB), when it
+    /// has found a limit.
+    pub remb: Option<u32>,
 }
 
 /// A frame as it arrived.
@@ -165,6 +205,8 @@ pub enum Opened {
     Frame(Received),
     /// The other side's report on what it received of ours.
     Report(Report),
+    /// The other side hung up.
+    Bye,
 }
 
 /// Opens one stream's packets.
@@ -203,29 +245,42 @@ impl Receiver {
     /// or malformed one is an error (to be dropped and counted).
     pub fn open(&mut self, datagram: &[u8]) -> Result<Opened, VoiceError> {
         if is_rtcp(datagram) {
-            return self.open_report(datagram).map(Opened::Report);
+            return self.open_report(datagram);
         }
         self.open_frame(datagram).map(Opened::Frame)
     }
 
-    fn open_report(&mut self, datagram: &[u8]) -> Result<Report, VoiceError> {
+    fn open_report(&mut self, datagram: &[u8]) -> Result<Opened, VoiceError> {
         if datagram.len() < MIN_SRTCP || datagram[4..8] != self.ssrc.to_be_bytes() {
             return Err(VoiceError::Rtp("not this call's report".into()));
         }
         let plain = self.ctx.decrypt_rtcp(datagram).map_err(srtp)?;
-        let rr = ReceiverReport::unmarshal(&mut &plain[..])
-            .map_err(|e| VoiceError::Rtp(e.to_string()))?;
+        let packets =
+            rtcp::packet::unmarshal(&mut &plain[..]).map_err(|e| VoiceError::Rtp(e.to_string()))?;
+        if packets.iter().any(|b| b.as_any().is::<Goodbye>()) {
+            return Ok(Opened::Bye);
+        }
+        let rr = packets
+            .iter()
+            .find_map(|b| b.as_any().downcast_ref::<ReceiverReport>())
+            .ok_or_else(|| VoiceError::Rtp("an RTCP packet without a receiver report".into()))?;
         let r = rr
             .reports
             .first()
             .ok_or_else(|| VoiceError::Rtp("a report on nothing".into()))?;
-        Ok(Report {
+        let remb = packets
+            .iter()
+            .find_map(|b| b.as_any().downcast_ref::<ReceiverEstimatedMaximumBitrate>())
+            .filter(|e| e.bitrate.is_finite() && e.bitrate >= 0.0)
+            .map(|e| e.bitrate.min(u32::MAX as f32) as u32);
+        Ok(Opened::Report(Report {
             ssrc: r.ssrc,
             fraction_lost: r.fraction_lost,
             total_lost: r.total_lost,
             highest: r.last_sequence_number,
             jitter: r.jitter,
-        })
+            remb,
+        }))
     }
 
     fn open_frame(&mut self, datagram: &[u8]) -> Result<Received, VoiceError> {
@@ -313,9 +368,22 @@ mod tests {
             total_lost: 300,
             highest: 70_000,
             jitter: 480,
+            remb: None,
         };
         let r = tx.report(sent).unwrap();
         assert_eq!(rx.open(&r).unwrap(), Opened::Report(sent));
+        let limited = Report {
+            remb: Some(31_000),
+            ..sent
+        };
+        assert_eq!(
+            rx.open(&tx.report(limited).unwrap()).unwrap(),
+            Opened::Report(limited)
+        );
+        let (bye, again) = (tx.bye().unwrap(), tx.bye().unwrap());
+        assert_eq!(rx.open(&bye).unwrap(), Opened::Bye);
+        assert!(rx.open(&bye).is_err(), "a replayed BYE");
+        assert_eq!(rx.open(&again).unwrap(), Opened::Bye);
         assert!(rx.open(&r).is_err(), "a replayed report");
         let mut bad = tx.report(sent).unwrap().to_vec();
         bad[10] ^= 4;

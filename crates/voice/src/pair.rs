@@ -32,6 +32,7 @@ pub async fn talk(
         send: send.clone(),
         receive: receive.clone(),
         bitrate,
+        rate: crate::codec::SampleRate::WIDEBAND,
     };
     let ta = {
         let (a, s, setup) = (a.clone(), stopped.clone(), setup(&ab, &ba));

@@ -27,7 +27,8 @@ use tokio::sync::watch;
 
 use crate::VoiceError;
 use crate::adapt::{Controller, Rate};
-use crate::codec::{FRAME, OpusDecoder, OpusEncoder};
+use crate::bwe::Estimator;
+use crate::codec::{OpusDecoder, OpusEncoder, SampleRate};
 use crate::jitter::{JitterBuffer, Out};
 use crate::media::{Keys, Opened, Receiver, Report, Sender};
 use crate::relay::{Token, wrap};
@@ -35,8 +36,9 @@ use crate::stats::Reception;
 
 /// Where frames come from: a file, a device.
 pub trait Source: Send + 'static {
-    /// The next 20 ms; None once it has no more (silence is sent from then on).
-    fn next_frame(&mut self) -> Option<Vec<i16>>;
+    /// The next 20 ms, `len` samples at the call's rate; None once it has no more
+    /// (silence is sent from then on).
+    fn next_frame(&mut self, len: usize) -> Option<Vec<i16>>;
 }
 
 /// Where frames go.
@@ -44,7 +46,7 @@ pub trait Sink: Send + 'static {
     fn play(&mut self, frame: &[i16]);
 }
 
-/// PCM from memory (a WAV file read whole).
+/// PCM from memory (a WAV file read whole), at the call's rate.
 pub struct Samples {
     pcm: Vec<i16>,
     at: usize,
@@ -57,13 +59,13 @@ impl Samples {
 }
 
 impl Source for Samples {
-    fn next_frame(&mut self) -> Option<Vec<i16>> {
+    fn next_frame(&mut self, len: usize) -> Option<Vec<i16>> {
         if self.at >= self.pcm.len() {
             return None;
         }
-        let end = (self.at + FRAME).min(self.pcm.len());
+        let end = (self.at + len).min(self.pcm.len());
         let mut f = self.pcm[self.at..end].to_vec();
-        f.resize(FRAME, 0);
+        f.resize(len, 0);
         self.at = end;
         Some(f)
     }
@@ -123,6 +125,8 @@ const ALIVE: Duration = Duration::from_millis(200);
 const PROBE_EVERY: u32 = 3;
 /// The route in use gets one this often (it carries media besides).
 const REPORT_EVERY: u32 = 50;
+/// A report that cannot wait (the path's queue is filling) goes out at most this often.
+const URGENT: u32 = 10;
 
 #[derive(Debug)]
 struct Leg {
@@ -179,7 +183,10 @@ impl Routes {
         let i = match self.legs.iter().position(|l| l.route.carries(from)) {
             Some(i) => i,
             // The peer from an address it did not offer (a NAT's): a direct route.
-            None => self.add(Route::Direct(from)),
+            None => {
+                tracing::debug!(target: "nodus::voice", "the other side heard from {from}, an address it did not offer: a direct route");
+                self.add(Route::Direct(from))
+            }
         };
         if let Some(l) = self.legs.get_mut(i) {
             l.heard = Some(now);
@@ -255,6 +262,13 @@ pub struct Summary {
     /// The loss the other side last reported, and the most it reported, percent.
     pub loss_reported: f64,
     pub worst_loss_reported: f64,
+    /// The lowest bitrate the other side estimated the path carries (REMB), bits a
+    /// second; 0 when it never found a limit.
+    pub lowest_remb: u32,
+    /// The longest queue this side measured on the path to it, ms (see [`crate::bwe`]).
+    pub worst_queue_ms: f64,
+    /// The other side hung up on the media path (RTCP BYE).
+    pub bye: bool,
     /// When the media started (Unix time, microseconds): with a cross-correlation of
     /// what was said and what was heard, the mouth-to-ear delay.
     pub started_unix_us: u64,
@@ -277,6 +291,8 @@ pub struct Setup {
     pub send: Keys,
     pub receive: Keys,
     pub bitrate: i32,
+    /// The rate this side codes and plays at (the other side's may differ).
+    pub rate: SampleRate,
 }
 
 impl Session {
@@ -331,10 +347,12 @@ impl Session {
         let mut tx = Sender::new(&setup.send)?;
         let mut rx = Receiver::new(&setup.receive)?;
         let mut rate = Controller::new(setup.bitrate);
-        let mut enc = OpusEncoder::new(rate.rate().bitrate, rate.rate().expected_loss)?;
-        let mut dec = OpusDecoder::new()?;
+        let frame_len = setup.rate.frame();
+        let mut enc = OpusEncoder::new(setup.rate, rate.rate().bitrate, rate.rate().expected_loss)?;
+        let mut dec = OpusDecoder::new(setup.rate)?;
         let mut jitter = JitterBuffer::new();
         let mut reception = Reception::new(setup.receive.ssrc);
+        let mut bwe = Estimator::new();
         let mut summary = Summary {
             lowest_bitrate: rate.rate().bitrate,
             ..Summary::default()
@@ -348,6 +366,7 @@ impl Session {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let mut ticks: u32 = 0;
+        let mut reported_at: u32 = 0;
         let mut previous: Option<Vec<u8>> = None;
         let (mut sounding, mut gap) = (false, 0u64);
         let mut buf = vec![0u8; 2048];
@@ -357,7 +376,7 @@ impl Session {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
-                    let frame = source.next_frame().unwrap_or_else(|| vec![0; FRAME]);
+                    let frame = source.next_frame(frame_len).unwrap_or_else(|| vec![0; frame_len]);
                     let opus = enc.encode(&frame)?;
                     let packet = match (&previous, rate.rate().redundant) {
                         (Some(prev), true) => {
@@ -367,16 +386,30 @@ impl Session {
                         _ => tx.packet(&opus)?,
                     };
                     previous = Some(opus);
-                    if ticks.is_multiple_of(REPORT_EVERY) {
-                        last_report = reception.report(jitter.jitter_ms());
+                    // A report once a second; at once (at most every URGENT ticks)
+                    // when the path's queue is filling, so the sender backs off
+                    // before the queue is deep.
+                    let due = ticks.is_multiple_of(REPORT_EVERY)
+                        || (bwe.overused() && ticks.wrapping_sub(reported_at) >= URGENT);
+                    summary.worst_queue_ms = summary.worst_queue_ms.max(bwe.queue_ms());
+                    if due {
+                        reported_at = ticks;
+                        last_report = Report {
+                            remb: bwe.report(),
+                            ..reception.report(jitter.jitter_ms())
+                        };
+                        tracing::debug!(target: "nodus::voice", "reporting {:?}, queue {:.0} ms, {:.0} bps in", last_report, bwe.queue_ms(), bwe.received_bps());
                     }
-                    let probe = ticks.is_multiple_of(PROBE_EVERY).then_some(last_report);
-                    self.send_tick(&packet, probe, ticks.is_multiple_of(REPORT_EVERY), &mut tx).await?;
+                    // A fresh report goes on every route, the one in use too (a call
+                    // with one route would otherwise report only when the two
+                    // periods meet, every three seconds).
+                    let probe = (ticks.is_multiple_of(PROBE_EVERY) || due).then_some(last_report);
+                    self.send_tick(&packet, probe, due, &mut tx).await?;
                     let played = match jitter.pop() {
                         Out::Frame(p) => { sounding = true; gap = 0; dec.decode(&p)? }
                         Out::Recover(p) => { gap = 0; dec.recover(&p)? }
                         Out::Conceal => { gap += 1; dec.conceal()? }
-                        Out::Wait => { gap += 1; vec![0; FRAME] }
+                        Out::Wait => { gap += 1; vec![0; frame_len] }
                     };
                     if sounding {
                         summary.longest_gap_ms = summary.longest_gap_ms.max(gap * 20);
@@ -393,16 +426,25 @@ impl Session {
                                     self.counters.received.fetch_add(1, Ordering::Relaxed);
                                     reception.frame(got.seq);
                                     let at = start.elapsed().as_secs_f64() * 1000.0;
+                                    bwe.arrived(at, got.timestamp, n);
                                     jitter.push(got.seq, got.timestamp, at, got.payload);
                                     if let Some(prev) = got.previous {
                                         jitter.push_previous(got.seq.wrapping_sub(1), prev);
                                     }
                                 }
+                                Opened::Bye => {
+                                    summary.bye = true;
+                                    break;
+                                }
                                 Opened::Report(r) => {
                                     // Probes on every route repeat one report: adapt once.
                                     if last_adapted != Some(r.highest) {
                                         last_adapted = Some(r.highest);
-                                        let Rate { bitrate, expected_loss, .. } = rate.reported(r.fraction_lost);
+                                        let Rate { bitrate, expected_loss, .. } = rate.reported(r.fraction_lost, r.remb);
+                                        if let Some(remb) = r.remb {
+                                            summary.lowest_remb = if summary.lowest_remb == 0 { remb } else { summary.lowest_remb.min(remb) };
+                                        }
+                                        tracing::debug!(target: "nodus::voice", "report: {} of 256 lost, path estimate {:?} bps: sending {bitrate} bps", r.fraction_lost, r.remb);
                                         enc.adapt(bitrate, expected_loss)?;
                                         summary.lowest_bitrate = summary.lowest_bitrate.min(bitrate);
                                         summary.loss_reported = r.fraction_lost as f64 * 100.0 / 256.0;
@@ -417,6 +459,9 @@ impl Session {
                     }
                 }
             }
+        }
+        if !summary.bye {
+            self.say_bye(&mut tx).await;
         }
         let routes = self.routes.lock().expect("routes");
         summary.sent = self.counters.sent.load(Ordering::Relaxed);
@@ -488,6 +533,22 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// BYE on every route, twice (each its own packet), so the other side ends now
+    /// rather than when the signalling reaches it or its silence rule does.
+    async fn say_bye(&self, tx: &mut Sender) {
+        let routes: Vec<Route> = {
+            let r = self.routes.lock().expect("routes");
+            r.legs.iter().map(|l| l.route.clone()).collect()
+        };
+        for _ in 0..2 {
+            for r in &routes {
+                if let Ok(bye) = tx.bye() {
+                    self.send_on(r, &bye).await;
+                }
+            }
+        }
     }
 
     async fn send_on(&self, route: &Route, datagram: &[u8]) -> bool {

@@ -74,6 +74,7 @@ impl Reception {
             total_lost: self.lost().min(u32::MAX as u64) as u32,
             highest: self.highest as u32,
             jitter: (jitter_ms * 48.0) as u32,
+            remb: None,
         }
     }
 }

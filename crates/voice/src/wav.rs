@@ -1,10 +1,10 @@
-//! WAV files for scripts and tests: 16-bit mono at 16 kHz, what the codec takes (convert
-//! others with `ffmpeg -i in.wav -ar 16000 -ac 1 out.wav`).
+//! WAV files for scripts and tests: 16-bit mono at the call's rate, what the codec
+//! takes (convert others with `ffmpeg -i in.wav -ar 16000 -ac 1 out.wav`).
 
 use std::path::Path;
 
 use crate::VoiceError;
-use crate::codec::RATE;
+use crate::codec::SampleRate;
 
 fn err(path: &Path, problem: impl std::fmt::Display) -> VoiceError {
     VoiceError::Wav {
@@ -13,18 +13,25 @@ fn err(path: &Path, problem: impl std::fmt::Display) -> VoiceError {
     }
 }
 
+/// A 16 kHz file.
 pub fn read(path: &Path) -> Result<Vec<i16>, VoiceError> {
+    read_at(path, SampleRate::WIDEBAND)
+}
+
+/// A file at `rate`.
+pub fn read_at(path: &Path, rate: SampleRate) -> Result<Vec<i16>, VoiceError> {
     let mut r = hound::WavReader::open(path).map_err(|e| err(path, e))?;
     let spec = r.spec();
-    if spec.channels != 1 || spec.sample_rate != RATE || spec.bits_per_sample != 16 {
+    if spec.channels != 1 || spec.sample_rate != rate.hz() || spec.bits_per_sample != 16 {
         return Err(err(
             path,
             format!(
-                "is {} channel(s) at {} Hz, {} bits; calls take 16-bit mono at 16 kHz: ffmpeg -i {} -ar 16000 -ac 1 out.wav",
+                "is {} channel(s) at {} Hz, {} bits; calls here take 16-bit mono at {hz} Hz ([voice] sample_rate): ffmpeg -i {} -ar {hz} -ac 1 -sample_fmt s16 out.wav",
                 spec.channels,
                 spec.sample_rate,
                 spec.bits_per_sample,
-                path.display()
+                path.display(),
+                hz = rate.hz(),
             ),
         ));
     }
@@ -33,10 +40,15 @@ pub fn read(path: &Path) -> Result<Vec<i16>, VoiceError> {
         .map_err(|e| err(path, e))
 }
 
+/// Writes a 16 kHz file.
 pub fn write(path: &Path, samples: &[i16]) -> Result<(), VoiceError> {
+    write_at(path, SampleRate::WIDEBAND, samples)
+}
+
+pub fn write_at(path: &Path, rate: SampleRate, samples: &[i16]) -> Result<(), VoiceError> {
     let spec = hound::WavSpec {
         channels: 1,
-        sample_rate: RATE,
+        sample_rate: rate.hz(),
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };

@@ -162,3 +162,61 @@ async fn a_call_through_a_relay_moves_to_the_direct_route_once_it_answers() {
         "{a_uses} / {b_uses}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_side_that_hangs_up_says_bye_and_the_other_ends_without_a_signal() {
+    use nodus_voice::codec::SampleRate;
+    use nodus_voice::media::Keys;
+    use nodus_voice::session::{Recording, Samples, Setup};
+    let (sa, sb) = (socket().await, socket().await);
+    let (aa, ba): (SocketAddr, SocketAddr) = (sa.local_addr().unwrap(), sb.local_addr().unwrap());
+    let a = Arc::new(Session::new(sa, vec![Route::Direct(ba)]));
+    let b = Arc::new(Session::new(sb, vec![Route::Direct(aa)]));
+    let (ab, ba_keys) = (Keys::random(), Keys::random());
+    let setup = |send: &Keys, receive: &Keys| Setup {
+        send: send.clone(),
+        receive: receive.clone(),
+        bitrate: DEFAULT_BITRATE,
+        rate: SampleRate::WIDEBAND,
+    };
+    let (stop_a, stopped_a) = tokio::sync::watch::channel(false);
+    // B's own stop never turns: only A's BYE can end it.
+    let (_stop_b, stopped_b) = tokio::sync::watch::channel(false);
+    let (sa_setup, sb_setup) = (setup(&ab, &ba_keys), setup(&ba_keys, &ab));
+    let ta = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.run(
+                sa_setup,
+                Samples::new(vec![1000; 16_000]),
+                Recording::default(),
+                stopped_a,
+            )
+            .await
+        })
+    };
+    let tb = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            b.run(
+                sb_setup,
+                Samples::new(vec![]),
+                Recording::default(),
+                stopped_b,
+            )
+            .await
+        })
+    };
+    // Once B hears A, A hangs up.
+    let mut heard = b.active();
+    heard.wait_for(Option::is_some).await.unwrap();
+    stop_a.send(true).unwrap();
+    let a_summary = ta.await.unwrap().unwrap();
+    let b_summary = tokio::time::timeout(Duration::from_secs(30), tb)
+        .await
+        .expect("B ends on A's BYE")
+        .unwrap()
+        .unwrap();
+    assert!(b_summary.bye, "{b_summary:?}");
+    assert!(!a_summary.bye, "A hung up itself: {a_summary:?}");
+}

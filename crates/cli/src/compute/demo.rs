@@ -83,7 +83,8 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
         .await?;
     // Kill an honest volunteer once it has done some of the work, while units handed to
     // it are still queued there: it stops taking units from its queue, lets the one it
-    // runs finish, and dies with the rest (or, with none queued, goes on and tries again).
+    // runs finish, and dies with the rest (or, should it have emptied its queue before
+    // it stopped, goes on until it holds queued units again and tries again).
     let victim = volunteers[0];
     let victim_peer = net.node(victim).peer_id().to_string();
     let victim_bytes = net.node(victim).peer_id().to_bytes();
@@ -95,7 +96,8 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
         }
         let s = c.status(&id)?;
         let worked = s.volunteers.iter().any(|x| x.peer == victim_peer && x.valid > 0);
-        if s.done < (UNITS as u32) / 4 || !worked {
+        let queued = v.volunteer_status().map_or(0, |s| s.queued);
+        if s.done < (UNITS as u32) / 4 || !worked || queued < 2 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             continue;
         }

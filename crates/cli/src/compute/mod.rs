@@ -176,8 +176,9 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 println!("not volunteering (`nodus compute volunteer on` to donate cores)");
             }
             println!(
-                "units run {}, not yet reported {}",
+                "units run {}, queued {}, not yet reported {}",
                 s(&v["units_run"]),
+                s(&v["queued"]),
                 s(&v["unreported"])
             );
             let running = ui::rows(&v["running"], |r| {

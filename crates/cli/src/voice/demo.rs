@@ -177,7 +177,20 @@ async fn relay_dies(net: &mut Testnet, c: Call) -> Result<String> {
         hb.quality.ok_or_else(|| anyhow!("no media figures at Bob's"))?,
     );
     if qb.longest_gap_ms >= 1000 {
-        bail!("{} ms of silence when the relay died", qb.longest_gap_ms);
+        bail!(
+            "{} ms of silence when the relay died (Bob: {} received, {} lost, {} dropped, {} played, {} concealed, {} underruns, {} late, {} switches; Alice: {} sent, {} switches)",
+            qb.longest_gap_ms,
+            qb.received,
+            qb.lost,
+            qb.dropped,
+            qb.played,
+            qb.concealed,
+            qb.underruns,
+            qb.late,
+            qb.switches,
+            qa.sent,
+            qa.switches
+        );
     }
     let heard = nodus_voice::wav::read(&c.heard)?;
     let delays = mouth_to_ear(&c.said, qa.started_unix_us, &heard, qb.started_unix_us, 500);
