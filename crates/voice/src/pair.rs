@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::VoiceError;
+use crate::codec::SampleRate;
 use crate::media::Keys;
 use crate::session::{Recording, Samples, Session, Setup, Summary};
 
@@ -15,7 +16,8 @@ pub struct Talked {
     pub b: Summary,
 }
 
-/// Runs the call; `during` runs once the call is half way (to kill a relay, say).
+/// Runs the call at 16 kHz; `during` runs once the call is half way (to kill a relay,
+/// say).
 pub async fn talk(
     a: Arc<Session>,
     b: Arc<Session>,
@@ -24,7 +26,20 @@ pub async fn talk(
     tail: Duration,
     during: impl std::future::Future<Output = ()>,
 ) -> Result<Talked, VoiceError> {
-    let length = Duration::from_millis(said.len() as u64 * 1000 / crate::codec::RATE as u64);
+    talk_at(a, b, said, SampleRate::WIDEBAND, bitrate, tail, during).await
+}
+
+/// [`talk`] with both ends at `rate` (`said` and what is heard are at it).
+pub async fn talk_at(
+    a: Arc<Session>,
+    b: Arc<Session>,
+    said: Vec<i16>,
+    rate: SampleRate,
+    bitrate: i32,
+    tail: Duration,
+    during: impl std::future::Future<Output = ()>,
+) -> Result<Talked, VoiceError> {
+    let length = Duration::from_millis(said.len() as u64 * 1000 / rate.hz() as u64);
     let (ab, ba) = (Keys::random(), Keys::random());
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let heard = Recording::default();
@@ -32,7 +47,7 @@ pub async fn talk(
         send: send.clone(),
         receive: receive.clone(),
         bitrate,
-        rate: crate::codec::SampleRate::WIDEBAND,
+        rate,
     };
     let ta = {
         let (a, s, setup) = (a.clone(), stopped.clone(), setup(&ab, &ba));

@@ -1,9 +1,12 @@
 //! `nodus bench voice`: what a call sounds like and costs, and what one relay carries.
 //!
-//! - Four calls, the same espeak-ng sentence each, on real UDP sockets through the code
+//! - Six calls, the same espeak-ng sentence each, on real UDP sockets through the code
 //!   a node runs (`Session`: Opus, SRTP, jitter buffer, routes): direct and through one
 //!   relay, clean and with 20 ms one way, up to 30 ms jitter and 5% loss each way
-//!   (the harness's user-space impairment proxy). For each: PESQ (P.862 wideband) of
+//!   (the harness's user-space impairment proxy); at 48 kHz (scored after ffmpeg
+//!   brings the recording to 16 kHz); over a 40 kbps link with a 3 s buffer (the
+//!   longest queue and the lowest bitrate show the bandwidth estimate at work). For
+//!   each: PESQ (P.862 wideband) of
 //!   what was heard, the mouth-to-ear delay (p50/p99 over each second of speech, by
 //!   cross-correlation), CPU per call end. The reference: the same speech through
 //!   ffmpeg's libopus at the same bitrate, no network (the codec's own ceiling).
@@ -24,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use nodus_testnet::impair;
-use nodus_voice::codec::DEFAULT_BITRATE;
+use nodus_voice::codec::{DEFAULT_BITRATE, SampleRate};
 use nodus_voice::measure::{mouth_to_ear, percentile};
-use nodus_voice::pair::talk;
+use nodus_voice::pair::talk_at;
 use nodus_voice::relay::{Limits, Relay, TOKEN_LEN, Token};
 use nodus_voice::session::{Route, Session};
 use serde_json::json;
@@ -66,69 +69,95 @@ struct CallFigures {
     p99_ms: Option<f64>,
     cpu_pct: f64,
     lost: u64,
+    /// The longest queue B measured on the path, the lowest bitrate A sent at.
+    worst_queue_ms: f64,
+    lowest_bitrate: i32,
 }
 
 const ONE_WAY: Duration = Duration::from_millis(20);
 const JITTER: Duration = Duration::from_millis(30);
 const LOSS: f64 = 0.05;
+/// The narrow link: 40 kbps with three seconds of buffer.
+const NARROW_BPS: u64 = 40_000;
+const NARROW_BUFFER: Duration = Duration::from_secs(3);
 
 async fn udp() -> Result<UdpSocket> {
     Ok(UdpSocket::bind("127.0.0.1:0").await?)
 }
 
-/// One call of the sentence, A to B; `relay` and `impaired` choose the path.
+/// The way from A to B in a benchmark call.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Direct,
+    Relay,
+    /// Through the impairment proxy (delay, jitter, loss), directly or to the relay.
+    Impaired { relay: bool },
+    /// Directly, over a narrow link with a deep buffer.
+    Narrow,
+}
+
+/// One call of the sentence, A to B, both ends at `rate`; `said` is at 16 kHz (and
+/// `said48` at 48 kHz, for a fullband call).
 async fn one_call(
     dir: &Path,
     said: &[i16],
+    said48: Option<&[i16]>,
     what: &'static str,
-    via_relay: bool,
-    impaired: bool,
+    way: Way,
 ) -> Result<CallFigures> {
     let (sa, sb) = (udp().await?, udp().await?);
     let b_addr = sb.local_addr()?;
-    let impairment = |to: SocketAddr| async move {
-        impair::udp_impair("127.0.0.1:0".parse().expect("an address"), to, ONE_WAY, JITTER, LOSS).await
-    };
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
     // Kept alive for the call: the relay's task and the proxy.
     let mut _relay_task = None;
     let mut _proxy = None;
-    let (a_routes, b_routes) = if via_relay {
+    let relayed = matches!(way, Way::Relay | Way::Impaired { relay: true });
+    let (target, b_routes) = if relayed {
         let relay = Relay::bind("127.0.0.1:0", Limits::default()).await?;
         _relay_task = Some(tokio::spawn(relay.clone().run()));
         let (ta, tb) = relay.allocate()?;
-        let a_to = if impaired {
-            let p = impairment(relay.addr()).await?;
-            let addr = p.addr;
-            _proxy = Some(p);
-            addr
-        } else {
-            relay.addr()
-        };
-        (
-            vec![Route::Relay { relay: a_to, token: ta }],
-            vec![Route::Relay { relay: relay.addr(), token: tb }],
-        )
+        ((relay.addr(), Some(ta)), vec![Route::Relay { relay: relay.addr(), token: tb }])
     } else {
-        let a_to = if impaired {
-            let p = impairment(b_addr).await?;
-            let addr = p.addr;
-            _proxy = Some(p);
-            addr
-        } else {
-            b_addr
-        };
-        (vec![Route::Direct(a_to)], vec![])
+        ((b_addr, None), vec![])
+    };
+    let a_to = match way {
+        Way::Impaired { .. } => Some(impair::udp_impair(any, target.0, ONE_WAY, JITTER, LOSS).await?),
+        Way::Narrow => Some(impair::udp_bottleneck(any, target.0, NARROW_BPS, NARROW_BUFFER).await?),
+        Way::Direct | Way::Relay => None,
+    }
+    .map_or(target.0, |p| {
+        let addr = p.addr;
+        _proxy = Some(p);
+        addr
+    });
+    let a_routes = match target.1 {
+        Some(token) => vec![Route::Relay { relay: a_to, token }],
+        None => vec![Route::Direct(a_to)],
     };
     let (a, b) = (Arc::new(Session::new(sa, a_routes)), Arc::new(Session::new(sb, b_routes)));
+    let (rate, input) = match said48 {
+        Some(pcm) => (SampleRate::FULLBAND, pcm),
+        None => (SampleRate::WIDEBAND, said),
+    };
     let cpu0 = cpu_secs(std::process::id()).unwrap_or(0.0);
     let t = Instant::now();
-    let talked = talk(a, b, said.to_vec(), DEFAULT_BITRATE, Duration::from_secs(1), async {}).await?;
+    let talked = talk_at(a, b, input.to_vec(), rate, DEFAULT_BITRATE, Duration::from_secs(1), async {}).await?;
     let wall = t.elapsed().as_secs_f64();
     let cpu = cpu_secs(std::process::id()).unwrap_or(0.0) - cpu0;
     let said_path = dir.join("said.wav");
-    let heard_path = dir.join(format!("heard-{}.wav", what.replace([' ', ','], "-")));
-    nodus_voice::wav::write(&heard_path, &talked.heard)?;
-    let delays = mouth_to_ear(said, talked.a.started_unix_us, &talked.heard, talked.b.started_unix_us, 500);
+    let name = what.replace([' ', ',', '%'], "-");
+    let heard_path = dir.join(format!("heard-{name}.wav"));
+    let heard = if rate == SampleRate::WIDEBAND {
+        nodus_voice::wav::write(&heard_path, &talked.heard)?;
+        talked.heard.clone()
+    } else {
+        // PESQ scores 16 kHz: ffmpeg's resampler brings the recording there.
+        let full = dir.join(format!("heard-{name}-48k.wav"));
+        nodus_voice::wav::write_at(&full, rate, &talked.heard)?;
+        ffmpeg_resample(&full, 16_000, &heard_path)?;
+        nodus_voice::wav::read(&heard_path)?
+    };
+    let delays = mouth_to_ear(said, talked.a.started_unix_us, &heard, talked.b.started_unix_us, 2000);
     Ok(CallFigures {
         what,
         pesq: speech::pesq(&said_path, &heard_path)?,
@@ -137,7 +166,22 @@ async fn one_call(
         // Two ends ran in this process.
         cpu_pct: 100.0 * cpu / wall / 2.0,
         lost: talked.b.lost,
+        worst_queue_ms: talked.b.worst_queue_ms,
+        lowest_bitrate: talked.a.lowest_bitrate,
     })
+}
+
+/// `from` at `hz` into `to` (16-bit mono), by ffmpeg.
+fn ffmpeg_resample(from: &Path, hz: u32, to: &Path) -> Result<()> {
+    let ok = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y", "-i"])
+        .arg(from)
+        .args(["-ar", &hz.to_string(), "-ac", "1", "-sample_fmt", "s16"])
+        .arg(to)
+        .status()
+        .context("ffmpeg resamples the fullband call (apt-get install ffmpeg; scripts/test does)")?;
+    anyhow::ensure!(ok.success(), "ffmpeg could not resample {}", from.display());
+    Ok(())
 }
 
 /// The same speech through ffmpeg's libopus at the same bitrate (encode, decode; no
@@ -282,9 +326,10 @@ async fn relay_load(calls: usize, secs: u64) -> Result<Load> {
     counting.store(true, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(secs)).await;
     counting.store(false, Ordering::Relaxed);
-    let sent_n = sent.load(Ordering::Relaxed);
-    // What was in flight lands (or not) within this.
+    // What was in flight lands (or not) within this; the sender finishes the round it
+    // was in (still counted) before `sent` is read.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent_n = sent.load(Ordering::Relaxed);
     let relay_cpu = thread_cpu_secs(tid).unwrap_or(0.0) - cpu0;
     let wall = t.elapsed().as_secs_f64();
     sending.abort();
@@ -312,14 +357,20 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
     let reference = ffmpeg_opus(dir.path())?;
     pb.finish_and_clear();
     let mut calls = Vec::new();
-    for (what, relay, impaired) in [
-        ("direct, clean", false, false),
-        ("one relay, clean", true, false),
-        ("direct, 5% loss, 30 ms jitter", false, true),
-        ("one relay, 5% loss, 30 ms jitter", true, true),
+    let said48_path = dir.path().join("said-48k.wav");
+    ffmpeg_resample(&dir.path().join("said.wav"), 48_000, &said48_path)?;
+    let said48 = nodus_voice::wav::read_at(&said48_path, SampleRate::FULLBAND)?;
+    for (what, way, fullband) in [
+        ("direct, clean", Way::Direct, false),
+        ("one relay, clean", Way::Relay, false),
+        ("direct, 5% loss, 30 ms jitter", Way::Impaired { relay: false }, false),
+        ("one relay, 5% loss, 30 ms jitter", Way::Impaired { relay: true }, false),
+        ("direct, clean, 48 kHz", Way::Direct, true),
+        ("direct, 40 kbps link, 3 s buffer", Way::Narrow, false),
     ] {
         let pb = spinner(&format!("a call: {what}"));
-        calls.push(one_call(dir.path(), &said, what, relay, impaired).await?);
+        let said48 = fullband.then_some(&said48[..]);
+        calls.push(one_call(dir.path(), &said, said48, what, way).await?);
         pb.finish_and_clear();
     }
     let mut loads = Vec::new();
@@ -351,7 +402,8 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
             "calls": calls.iter().map(|c| json!({
                 "what": c.what, "pesq": c.pesq, "mouth_to_ear_p50_ms": c.p50_ms,
                 "mouth_to_ear_p99_ms": c.p99_ms, "cpu_percent_per_call_end": c.cpu_pct,
-                "frames_lost": c.lost,
+                "frames_lost": c.lost, "worst_queue_ms": c.worst_queue_ms,
+                "lowest_bitrate": c.lowest_bitrate,
             })).collect::<Vec<_>>(),
             "relay": loads.iter().map(|l| json!({
                 "calls": l.calls, "sent": l.sent, "received": l.received,
@@ -368,7 +420,16 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
     );
     let mut rows = Vec::new();
     for c in &calls {
-        let clean = c.what.ends_with("clean");
+        // (At 48 kHz the bits also carry what wideband PESQ does not hear: no aim.)
+        let aim = if c.what.contains("48 kHz") {
+            "-"
+        } else if c.what.contains("clean") {
+            "at least 4.0"
+        } else if c.what.contains("loss") {
+            "above 3.0"
+        } else {
+            "-"
+        };
         rows.push(vec![
             format!("PESQ, {}", c.what),
             opt(c.pesq, 2),
@@ -377,7 +438,7 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
                 (Some(p), Some(r)) => format!("{:.2}x", p / r),
                 _ => "-".into(),
             },
-            if clean { "at least 4.0".into() } else { "above 3.0".into() },
+            aim.into(),
         ]);
     }
     for c in &calls {
@@ -397,6 +458,22 @@ async fn run(max_calls: usize, secs: u64, json: bool) -> Result<ExitCode> {
             "-".into(),
             "-".into(),
             "-".into(),
+        ]);
+    }
+    for c in calls.iter().filter(|c| c.what.contains("kbps link")) {
+        rows.push(vec![
+            format!("longest queue / frames lost, {}", c.what),
+            format!("{:.0} ms / {}", c.worst_queue_ms, c.lost),
+            format!("{} ms (the buffer)", NARROW_BUFFER.as_millis()),
+            format!("{:.2}x", c.worst_queue_ms / NARROW_BUFFER.as_millis() as f64),
+            "under 1000 ms / 0".into(),
+        ]);
+        rows.push(vec![
+            format!("lowest Opus bitrate, {}", c.what),
+            format!("{:.1} kbps", c.lowest_bitrate as f64 / 1000.0),
+            format!("{:.0} kbps (the link)", NARROW_BPS as f64 / 1000.0),
+            format!("{:.2}x", c.lowest_bitrate as f64 / NARROW_BPS as f64),
+            "under the link less headers".into(),
         ]);
     }
     rows.push(vec![
