@@ -343,13 +343,9 @@ pub fn parse_rtcp(plain: &[u8]) -> Result<Opened, VoiceError> {
                 // exponent and 18 of mantissa (draft-alvestrand-rmcat-remb 2.2).
                 let b = body.get(12..16).ok_or_else(|| bad("a short REMB"))?;
                 let exp = b[1] >> 2;
-                let mantissa = u32::from_be_bytes([0, b[1] & 0x03, b[2], b[3]]) as u64;
-                remb = Some(
-                    mantissa
-                        .checked_shl(exp as u32)
-                        .unwrap_or(u64::MAX)
-                        .min(u32::MAX as u64) as u32,
-                );
+                let mantissa = u32::from_be_bytes([0, b[1] & 0x03, b[2], b[3]]) as u128;
+                // 18 bits shifted by at most 63 fit in 128: saturate, never wrap.
+                remb = Some((mantissa << exp).min(u32::MAX as u128) as u32);
             }
             _ => {}
         }
@@ -401,6 +397,22 @@ mod tests {
             "another key"
         );
         assert!(rx.open(b"garbage").is_err());
+    }
+
+    #[test]
+    fn a_remb_past_32_bits_saturates_and_a_short_one_is_refused() {
+        // RR with one block, then PSFB/AFB "REMB" with exponent 63 and a full mantissa.
+        let mut p = vec![0x81, 201, 0, 7];
+        p.extend_from_slice(&[0; 28]);
+        p.extend_from_slice(&[0x8f, 206, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0]);
+        p.extend_from_slice(b"REMB");
+        p.extend_from_slice(&[1, 0xff, 0xff, 0xff]);
+        let Ok(Opened::Report(r)) = parse_rtcp(&p) else {
+            panic!("a report")
+        };
+        assert_eq!(r.remb, Some(u32::MAX));
+        // The same REMB cut short: its length field says more than there is.
+        assert!(parse_rtcp(&p[..p.len() - 2]).is_err());
     }
 
     #[test]
