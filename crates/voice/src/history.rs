@@ -170,4 +170,23 @@ mod tests {
         assert_eq!(all[0].duration_ms, 5_000 - 1_020);
         assert_eq!(all[1].outcome, None);
     }
+
+    #[test]
+    fn a_row_written_before_the_media_summary_grew_still_reads() {
+        // A session 19 row: its summary has no REMB, queue or BYE fields.
+        let mut old = serde_json::to_value(CallRecord {
+            quality: Some(crate::session::Summary {
+                received: 400,
+                ..Default::default()
+            }),
+            ..call("old", 10, CallState::Ended)
+        })
+        .unwrap();
+        let q = old["quality"].as_object_mut().unwrap();
+        for newer in ["lowest_remb", "worst_queue_ms", "bye"] {
+            assert!(q.remove(newer).is_some(), "{newer}");
+        }
+        let back: CallRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(back.quality.unwrap().received, 400);
+    }
 }

@@ -232,8 +232,10 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
-/// What a call's media did, at its end.
+/// What a call's media did, at its end. Kept in the call history: a field added
+/// later reads as its default in rows written before it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Summary {
     pub sent: u64,
     pub received: u64,
