@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use serde_json::Value;
@@ -18,15 +18,21 @@ fn status(d: &Path, id: &str) -> Value {
     json(&nodus(d, &["--json", "compute", "status", id]))
 }
 
+/// Two nodes under `dir` on 127.0.`net`.1 (a coordinator, `a`) and .2 (a volunteer,
+/// `b`), running and connected.
+fn coordinator_and_volunteer(dir: &Path, net: u8) -> (PathBuf, PathBuf, Running, Running) {
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    init_at(&a, &format!("127.0.{net}.1"));
+    init_at(&b, &format!("127.0.{net}.2"));
+    let (coordinator, volunteer) = (up(&a), up(&b));
+    connect(&b, &a);
+    (a, b, coordinator, volunteer)
+}
+
 #[test]
 fn a_project_survives_its_coordinator_killed_and_its_results_add_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    init_at(&a, "127.0.80.1");
-    init_at(&b, "127.0.80.2");
-    let mut coordinator = up(&a);
-    let _volunteer = up(&b);
-    connect(&b, &a);
+    let (a, b, mut coordinator, _volunteer) = coordinator_and_volunteer(dir.path(), 80);
 
     let wasm = dir.path().join("primes.wasm");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/compute/primes.c");
@@ -155,12 +161,7 @@ fn a_project_survives_its_coordinator_killed_and_its_results_add_up() {
 #[test]
 fn a_volunteer_killed_with_unreported_results_reports_them_when_back() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    init_at(&a, "127.0.81.1");
-    init_at(&b, "127.0.81.2");
-    let mut coordinator = up(&a);
-    let mut volunteer = up(&b);
-    connect(&b, &a);
+    let (a, b, mut coordinator, mut volunteer) = coordinator_and_volunteer(dir.path(), 81);
     let wasm = dir.path().join("primes.wasm");
     std::fs::write(&wasm, nodus_compute::examples::primes()).unwrap();
     // Units of a tenth of a second or more: seen in progress before they are done.

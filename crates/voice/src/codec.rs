@@ -48,12 +48,6 @@ impl SampleRate {
     }
 }
 
-impl Default for SampleRate {
-    fn default() -> Self {
-        SampleRate::WIDEBAND
-    }
-}
-
 /// A call's starting bitrate: wideband speech through this path scores PESQ 4.2 at
 /// 48 kbps and 3.7 at 32 kbps (espeak-ng speech, clean path); it adapts down with loss
 /// and bandwidth.
