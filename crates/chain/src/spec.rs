@@ -25,6 +25,24 @@ pub const DEV_KEYS: [&str; 10] = [
     "2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ];
 
+/// A signed transfer of `wei` to `to` from development account `dev` (of [`DEV_KEYS`]),
+/// with nonce `nonce`, on the dev chain (id 31337): how tests and the demo fund accounts.
+pub fn dev_transfer(dev: usize, nonce: u64, to: Address, wei: U256) -> Vec<u8> {
+    let key = crate::wallet::Key::from_hex(DEV_KEYS[dev]).expect("the dev keys are valid");
+    let gwei = 1_000_000_000;
+    let tx = crate::wallet::eip1559(
+        31337,
+        nonce,
+        Some(to),
+        wei,
+        Default::default(),
+        21_000,
+        50 * gwei,
+        gwei,
+    );
+    key.sign_raw(tx)
+}
+
 /// 10,000 ether.
 pub const DEV_BALANCE: U256 = U256::from_limbs([0x19e0c9bab2400000, 0x21e, 0, 0]);
 

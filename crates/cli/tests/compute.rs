@@ -216,3 +216,87 @@ fn a_volunteer_killed_with_unreported_results_reports_them_when_back() {
         "each of the {unreported} units finished before kill -9 is accepted"
     );
 }
+
+/// wei `nodus compute volunteer status` says `dir`'s compute account holds.
+fn held(dir: &Path) -> u128 {
+    let v = json(&nodus(dir, &["--json", "compute", "volunteer", "status"]));
+    v["payout_balance"]
+        .as_str()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_payment_in_flight_survives_its_coordinator_killed_and_lands_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, mut coordinator, _volunteer) = coordinator_and_volunteer(dir.path(), 82);
+    let wasm = dir.path().join("primes.wasm");
+    std::fs::write(&wasm, nodus_compute::examples::primes()).unwrap();
+    let submit = |pay: &str| {
+        nodus(
+            &a,
+            &[
+                "compute",
+                "submit",
+                wasm.to_str().unwrap(),
+                "--inputs",
+                "0..10",
+                "--arg",
+                "1000",
+                "--quorum",
+                "1",
+                "--pay",
+                pay,
+            ],
+        )
+    };
+    fails_saying(&submit("lots"), "--pay takes ether per billion fuel");
+    let v = json(&nodus(&a, &["--json", "compute", "volunteer", "status"]));
+    let account = v["payout"]
+        .as_str()
+        .expect("a node with a chain has an account");
+    // Fund the coordinator's account by mining to it, then stop: nothing mines yet.
+    ok(&nodus(&a, &["mine", "--to", account]));
+    wait_for("the compute account to hold ether", || held(&a) > 0);
+    ok(&nodus(&a, &["mine", "--stop"]));
+
+    let o = submit("0.001");
+    ok(&o);
+    let id = stdout(&o).trim().to_string();
+    ok(&nodus(&b, &["compute", "volunteer", "on", "--cores", "1"]));
+    wait_for("the project to finish with a payment on its way", || {
+        let s = status(&a, &id);
+        s["state"] == "Finished" && s["pay"]["sending"].as_str().is_some_and(|w| w != "0")
+    });
+    let human = nodus(&a, &["compute", "status", &id]);
+    ok(&human);
+    assert!(
+        stdout(&human).contains("ETH on its way"),
+        "{}",
+        stdout(&human)
+    );
+    coordinator.child.kill().unwrap();
+    coordinator.child.wait().unwrap();
+
+    let _coordinator = up(&a);
+    connect(&b, &a);
+    ok(&nodus(&a, &["mine"]));
+    wait_for("everything owed paid and mined", || {
+        let p = &status(&a, &id)["pay"];
+        p["owed"] == "0" && p["sending"] == "0"
+    });
+    ok(&nodus(&a, &["mine", "--stop"]));
+    let s = status(&a, &id);
+    let row = &s["volunteers"][0];
+    let paid: u128 = row["paid"].as_str().unwrap().parse().unwrap();
+    let earned = nodus_compute::pay::earned(row["credit"].as_u64().unwrap(), 10u128.pow(15));
+    assert!(earned > 0, "{s}");
+    assert_eq!(paid, earned, "{s}");
+    assert_eq!(s["pay"]["paid"], earned.to_string());
+    // What arrived is what was earned: the payment sent before kill -9 landed once.
+    wait_for("the volunteer's chain to show its pay", || {
+        held(&b) == earned
+    });
+    let v = nodus(&b, &["compute", "volunteer", "status"]);
+    assert!(stdout(&v).contains("paid to 0x"), "{}", stdout(&v));
+}

@@ -374,13 +374,14 @@ fn demo_shows_every_capability_and_exits_zero() {
         "Alice and Bob, neither dialable, call through a voice relay: espeak-ng speech in, recorded at Bob's",
         "the relay in use is killed mid-call; the call moves on without hanging up",
         "200 work units on five volunteers: a cheat caught by the quorum, a killed volunteer's units reissued, the sum checked",
+        "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("24 of 24 shown working"), "{out}");
+    assert!(out.contains("25 of 25 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ComputeError;
 use crate::job::{Job, Output};
+use crate::pay::{self, Address, Signed};
 use crate::store::{
-    self, HOSTS, JOBS, Loaded, OUTPUTS, PROJECTS, ProjectRow, ProjectState, Store, UNITS,
+    self, HOSTS, JOBS, Loaded, OUTPUTS, PAYEES, PAYMENTS, PROJECTS, Payee, Payment, ProjectRow,
+    ProjectState, Store, UNITS,
 };
 use crate::unit::{Host, Policy, ReplicaState, Return, Status, Unit, Verdict};
 use crate::wire::{self, Announce, Assignment, ProjectId, Returned};
@@ -34,6 +36,9 @@ struct Project {
     deadlines: BTreeSet<(u64, u32)>,
     /// When the project's state last changed, for watchers.
     version: u64,
+    /// Wei per billion fuel of credit; 0: the project does not pay.
+    rate: u128,
+    payees: HashMap<Vec<u8>, Payee>,
 }
 
 impl Project {
@@ -45,6 +50,8 @@ impl Project {
             ready: BTreeSet::new(),
             deadlines: BTreeSet::new(),
             version: 0,
+            rate: l.rate,
+            payees: l.payees.into_iter().collect(),
         };
         for i in 0..p.units.len() as u32 {
             p.index(i);
@@ -141,6 +148,22 @@ pub struct ProjectStatus {
     pub policy: Policy,
     pub volunteers: Vec<VolunteerCredit>,
     pub created_ms: u64,
+    /// What the project pays, for one that does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay: Option<PayStatus>,
+}
+
+/// A paying project's payroll; amounts in wei, as decimal strings (they pass 2^53).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PayStatus {
+    pub wei_per_gfuel: String,
+    /// The account that pays, and why paying stopped short, if it did.
+    pub account: Option<String>,
+    pub note: Option<String>,
+    /// Earned by valid results and not yet in a payment.
+    pub owed: String,
+    pub sending: String,
+    pub paid: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +175,11 @@ pub struct VolunteerCredit {
     pub late: u64,
     pub credit: u64,
     pub trusted: bool,
+    /// For a project that pays: where the volunteer is paid, and what was paid there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paid: Option<String>,
 }
 
 /// One accepted unit's output.
@@ -172,6 +200,17 @@ pub struct NewProject {
     pub memory_mb: u32,
     pub output_bytes: u32,
     pub canonical_nans: bool,
+    /// Wei per billion fuel of credit; 0: unpaid.
+    pub rate: u128,
+}
+
+/// What a paying project owes one volunteer and may pay now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub project: ProjectId,
+    pub host: Vec<u8>,
+    pub to: Address,
+    pub wei: u128,
 }
 
 /// Judgements of one Submit, for events and metrics.
@@ -249,13 +288,15 @@ impl Coordinator {
             created_ms: now,
             state: ProjectState::Active,
         };
-        self.store.create(&id, &row, &new.wasm, &jobs)?;
+        self.store.create(&id, &row, &new.wasm, &jobs, new.rate)?;
         let units = vec![Unit::new(row.policy.min_quorum); jobs.len()];
         let p = Project::from_loaded(Loaded {
             id,
             row,
             units,
             hosts: Vec::new(),
+            rate: new.rate,
+            payees: Vec::new(),
         });
         self.lock().insert(id, p);
         Ok(id)
@@ -304,20 +345,31 @@ impl Coordinator {
         }
     }
 
-    /// Hands `host`, whose results agree with those of its `class`, up to `max`
-    /// replicas. `None`: the project is unknown here.
+    /// Hands `host`, whose results agree with those of its `class` and who is paid at
+    /// `payout`, up to `max` replicas. `None`: the project is unknown here.
+    #[allow(clippy::too_many_arguments)]
     pub fn work(
         &self,
         id: &ProjectId,
         host: &[u8],
         class: &str,
         max: usize,
+        payout: Option<Address>,
         now: u64,
     ) -> Result<Option<(Vec<Assignment>, u64, bool)>, ComputeError> {
         let mut projects = self.lock();
         let Some(p) = projects.get_mut(id) else {
             return Ok(None);
         };
+        let new_payout = p.rate > 0
+            && payout.is_some()
+            && p.payees.get(host).is_none_or(|x| x.address != payout);
+        if new_payout {
+            let mut payee = p.payees.get(host).cloned().unwrap_or_default();
+            payee.address = payout;
+            self.write_payee(id, host, &payee)?;
+            p.payees.insert(host.to_vec(), payee);
+        }
         let credit = p.hosts.get(host).map_or(0, |h| h.credit);
         if p.row.state != ProjectState::Active {
             return Ok(Some((Vec::new(), credit, true)));
@@ -525,6 +577,142 @@ impl Coordinator {
         Ok(Some(outcome))
     }
 
+    fn write_payee(&self, id: &ProjectId, host: &[u8], payee: &Payee) -> Result<(), ComputeError> {
+        let tx = self
+            .store
+            .db
+            .begin_write()
+            .map_err(store::StoreError::from)?;
+        tx.open_table(PAYEES)
+            .map_err(store::StoreError::from)?
+            .insert((&id[..], host), &store::encode(payee)[..])
+            .map_err(store::StoreError::from)?;
+        tx.commit().map_err(store::StoreError::from)?;
+        Ok(())
+    }
+
+    /// What paying projects owe volunteers with a payout address and no payment on its
+    /// way (so a volunteer gets one payment at a time, however often it earns).
+    pub fn owed(&self) -> Vec<Owed> {
+        let projects = self.lock();
+        let mut out = Vec::new();
+        for (id, p) in projects.iter().filter(|(_, p)| p.rate > 0) {
+            for (host, payee) in &p.payees {
+                let (Some(to), 0) = (payee.address, payee.sending) else {
+                    continue;
+                };
+                let credit = p.hosts.get(host).map_or(0, |h| h.credit);
+                let wei = pay::earned(credit, p.rate).saturating_sub(payee.paid);
+                if wei > 0 {
+                    out.push(Owed {
+                        project: *id,
+                        host: host.clone(),
+                        to,
+                        wei,
+                    });
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.project, &a.host).cmp(&(b.project, &b.host)));
+        out
+    }
+
+    /// Writes signed payments of what was owed, before any of them is sent.
+    pub fn record(&self, payments: &[(Owed, Signed)]) -> Result<(), ComputeError> {
+        let mut projects = self.lock();
+        let tx = self
+            .store
+            .db
+            .begin_write()
+            .map_err(store::StoreError::from)?;
+        let mut payees: HashMap<(ProjectId, Vec<u8>), Payee> = HashMap::new();
+        {
+            let mut rows = tx.open_table(PAYMENTS).map_err(store::StoreError::from)?;
+            for (o, s) in payments {
+                let payment = Payment {
+                    project: o.project,
+                    host: o.host.clone(),
+                    to: o.to,
+                    wei: o.wei,
+                    nonce: s.nonce,
+                    cost: s.cost,
+                    raw: s.raw.clone(),
+                };
+                rows.insert(&s.hash[..], &store::encode(&payment)[..])
+                    .map_err(store::StoreError::from)?;
+                let key = (o.project, o.host.clone());
+                let payee = payees.entry(key).or_insert_with(|| {
+                    projects
+                        .get(&o.project)
+                        .and_then(|p| p.payees.get(&o.host).cloned())
+                        .unwrap_or_default()
+                });
+                payee.sending = payee.sending.saturating_add(o.wei);
+            }
+            let mut rows = tx.open_table(PAYEES).map_err(store::StoreError::from)?;
+            for ((id, host), payee) in &payees {
+                rows.insert((&id[..], &host[..]), &store::encode(payee)[..])
+                    .map_err(store::StoreError::from)?;
+            }
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+        for ((id, host), payee) in payees {
+            if let Some(p) = projects.get_mut(&id) {
+                p.payees.insert(host, payee);
+                p.version += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Payments signed and not yet seen in a block, with their transaction hashes.
+    pub fn payments(&self) -> Result<Vec<([u8; 32], Payment)>, ComputeError> {
+        Ok(self.store.payments()?)
+    }
+
+    /// Forgets a payment: a block holds it (`mined`: its wei count as paid), or its
+    /// nonce went to another transaction (its wei are owed again).
+    pub fn settle(
+        &self,
+        hash: &[u8; 32],
+        payment: &Payment,
+        mined: bool,
+    ) -> Result<(), ComputeError> {
+        let mut projects = self.lock();
+        let mut payee = projects
+            .get(&payment.project)
+            .and_then(|p| p.payees.get(&payment.host).cloned())
+            .unwrap_or_default();
+        payee.sending = payee.sending.saturating_sub(payment.wei);
+        if mined {
+            payee.paid = payee.paid.saturating_add(payment.wei);
+        }
+        let tx = self
+            .store
+            .db
+            .begin_write()
+            .map_err(store::StoreError::from)?;
+        {
+            tx.open_table(PAYMENTS)
+                .map_err(store::StoreError::from)?
+                .remove(&hash[..])
+                .map_err(store::StoreError::from)?;
+            tx.open_table(PAYEES)
+                .map_err(store::StoreError::from)?
+                .insert(
+                    (&payment.project[..], &payment.host[..]),
+                    &store::encode(&payee)[..],
+                )
+                .map_err(store::StoreError::from)?;
+        }
+        tx.commit().map_err(store::StoreError::from)?;
+        if let Some(p) = projects.get_mut(&payment.project) {
+            p.payees.insert(payment.host.clone(), payee);
+            p.version += 1;
+        }
+        Ok(())
+    }
+
     pub fn cancel(&self, id: &ProjectId) -> Result<bool, ComputeError> {
         let mut projects = self.lock();
         let p = projects
@@ -559,6 +747,7 @@ impl Coordinator {
             policy: p.row.policy,
             volunteers: Vec::new(),
             created_ms: p.row.created_ms,
+            pay: None,
         };
         for u in &p.units {
             match u.status {
@@ -597,6 +786,31 @@ impl Coordinator {
                 late: host.late,
                 credit: host.credit,
                 trusted: host.trusted(&p.row.policy),
+                payout: None,
+                paid: None,
+            });
+            if p.rate > 0 {
+                let payee = p.payees.get(h).cloned().unwrap_or_default();
+                let v = s.volunteers.last_mut().expect("pushed above");
+                v.payout = payee.address.as_ref().map(pay::show);
+                v.paid = Some(payee.paid.to_string());
+            }
+        }
+        if p.rate > 0 {
+            let (mut owed, mut sending, mut paid) = (0u128, 0u128, 0u128);
+            for (h, host) in &p.hosts {
+                let payee = p.payees.get(h).cloned().unwrap_or_default();
+                owed += pay::earned(host.credit, p.rate).saturating_sub(payee.paid + payee.sending);
+                sending += payee.sending;
+                paid += payee.paid;
+            }
+            s.pay = Some(PayStatus {
+                wei_per_gfuel: p.rate.to_string(),
+                account: None,
+                note: None,
+                owed: owed.to_string(),
+                sending: sending.to_string(),
+                paid: paid.to_string(),
             });
         }
         s.volunteers
@@ -721,4 +935,146 @@ fn output_size(o: &Output) -> usize {
             .iter()
             .map(|(n, d)| n.len() + d.len())
             .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &[u8] = b"volunteer";
+    const RATE: u128 = 3 * pay::GFUEL;
+
+    fn open(dir: &std::path::Path) -> Coordinator {
+        Coordinator::open(Arc::new(Store::open(&dir.join("compute.redb")).unwrap())).unwrap()
+    }
+
+    fn signed(h: u8, nonce: u64) -> Signed {
+        Signed {
+            hash: [h; 32],
+            nonce,
+            cost: 1,
+            raw: vec![h],
+        }
+    }
+
+    /// A paying project of one unit, accepted alone from [`HOST`] at 5 fuel.
+    fn paying(c: &Coordinator) -> ProjectId {
+        let policy = Policy {
+            min_quorum: 1,
+            ..Policy::default()
+        };
+        let id = c
+            .create(
+                NewProject {
+                    name: "p".into(),
+                    wasm: vec![0],
+                    jobs: vec![Job::default()],
+                    policy,
+                    fuel: 10,
+                    memory_mb: 1,
+                    output_bytes: 100,
+                    canonical_nans: false,
+                    rate: RATE,
+                },
+                0,
+            )
+            .unwrap();
+        let (units, _, _) = c
+            .work(&id, HOST, "x", 1, Some([9; 20]), 0)
+            .unwrap()
+            .unwrap();
+        let returned = Returned {
+            unit: 0,
+            replica: units[0].replica,
+            fuel: 5,
+            result: Ok(Output::default()),
+        };
+        let out = c.submit(&id, HOST, vec![returned]).unwrap().unwrap();
+        assert_eq!((out.accepted, out.credit), (vec![0], 5));
+        id
+    }
+
+    #[test]
+    fn what_is_owed_is_signed_once_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path());
+        let id = paying(&c);
+        let owed = c.owed();
+        let want = Owed {
+            project: id,
+            host: HOST.to_vec(),
+            to: [9; 20],
+            wei: 15,
+        };
+        assert_eq!(owed, vec![want.clone()]);
+        c.record(&[(want.clone(), signed(1, 0))]).unwrap();
+        // On its way: not owed again, however often the payroll looks.
+        assert!(c.owed().is_empty());
+        drop(c);
+
+        let c = open(dir.path());
+        assert!(
+            c.owed().is_empty(),
+            "a signed payment is not signed again after a restart"
+        );
+        let pending = c.payments().unwrap();
+        assert_eq!(pending.len(), 1);
+        let (hash, payment) = &pending[0];
+        assert_eq!(
+            (*hash, payment.wei, payment.raw.clone()),
+            ([1; 32], 15, vec![1])
+        );
+        let pay = c.status(&id).unwrap().pay.unwrap();
+        assert_eq!((pay.owed.as_str(), pay.sending.as_str()), ("0", "15"));
+
+        // Its nonce went to another transaction: owed again, and signed anew.
+        c.settle(hash, payment, false).unwrap();
+        assert_eq!(c.owed(), vec![want.clone()]);
+        c.record(&[(want, signed(2, 1))]).unwrap();
+        let (hash, payment) = c.payments().unwrap().remove(0);
+        c.settle(&hash, &payment, true).unwrap();
+        drop(c);
+
+        let c = open(dir.path());
+        assert!(c.owed().is_empty());
+        assert!(c.payments().unwrap().is_empty());
+        let s = c.status(&id).unwrap();
+        let pay = s.pay.unwrap();
+        assert_eq!(
+            (pay.owed.as_str(), pay.sending.as_str(), pay.paid.as_str()),
+            ("0", "0", "15")
+        );
+        assert_eq!(s.volunteers[0].paid.as_deref(), Some("15"));
+        assert_eq!(
+            s.volunteers[0].payout.as_deref(),
+            Some("0x0909090909090909090909090909090909090909")
+        );
+    }
+
+    #[test]
+    fn a_project_that_does_not_pay_owes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path());
+        let id = c
+            .create(
+                NewProject {
+                    name: "p".into(),
+                    wasm: vec![0],
+                    jobs: vec![Job::default()],
+                    policy: Policy::default(),
+                    fuel: 10,
+                    memory_mb: 1,
+                    output_bytes: 100,
+                    canonical_nans: false,
+                    rate: 0,
+                },
+                0,
+            )
+            .unwrap();
+        c.work(&id, HOST, "x", 1, Some([9; 20]), 0)
+            .unwrap()
+            .unwrap();
+        assert!(c.owed().is_empty());
+        assert!(c.status(&id).unwrap().pay.is_none());
+    }
 }

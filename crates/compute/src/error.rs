@@ -21,6 +21,8 @@ pub enum ComputeError {
     Net(String),
     #[error("a peer: {0}")]
     Peer(String),
+    #[error(transparent)]
+    Pay(#[from] crate::pay::PayError),
     #[error("the compute service stopped")]
     Stopped,
 }

@@ -118,6 +118,10 @@ pub struct Submission {
     /// code); otherwise a unit's replicas all go to one architecture.
     #[serde(default)]
     pub canonical_nans: bool,
+    /// Pay for valid results on the chain: wei per billion fuel of credit, decimal (a
+    /// string: it passes 2^53).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay_wei_per_gfuel: Option<String>,
 }
 
 fn default_quorum() -> u32 {
@@ -155,6 +159,8 @@ pub(crate) struct Inner {
     /// Wakes the announcer: a project was made or changed.
     pub announce: Notify,
     pub max_memory_mb: u32,
+    pub payer: Option<crate::pay::SharedPayer>,
+    pub payroll: Arc<std::sync::Mutex<crate::payroll::PayrollState>>,
 }
 
 #[derive(Clone)]
@@ -189,6 +195,20 @@ impl ComputeHandle {
         if s.fuel == 0 {
             return Err(bad("--fuel must be above 0".into()));
         }
+        let rate = match &s.pay_wei_per_gfuel {
+            None => 0,
+            Some(r) => r.parse::<u128>().map_err(|_| {
+                bad(format!(
+                    "pay {r:?}: give wei per billion fuel as a whole number (the CLI's --pay takes ether)"
+                ))
+            })?,
+        };
+        if rate > 0 && self.inner.payer.is_none() {
+            return Err(bad(
+                "paying volunteers needs the chain service: set [chain] enabled = true in config.toml and restart"
+                    .into(),
+            ));
+        }
         let wasm = hex::decode(&s.module)
             .map_err(|_| bad("the module must be hex (the CLI sends the file's bytes)".into()))?;
         let jobs = s.inputs.jobs(&s.args).map_err(|e| bad(e.to_string()))?;
@@ -219,6 +239,7 @@ impl ComputeHandle {
                     memory_mb: s.memory_mb,
                     output_bytes: s.output_bytes,
                     canonical_nans: s.canonical_nans,
+                    rate,
                 },
                 now_ms(),
             )
@@ -238,14 +259,37 @@ impl ComputeHandle {
 
     pub fn projects(&self) -> Vec<ProjectStatus> {
         let c = &self.inner.coordinator;
-        c.ids().iter().filter_map(|id| c.status(id)).collect()
+        c.ids()
+            .iter()
+            .filter_map(|id| c.status(id))
+            .map(|s| self.with_payroll(s))
+            .collect()
     }
 
     pub fn status(&self, id: &str) -> Result<ProjectStatus, ComputeError> {
         let c = &self.inner.coordinator;
         let id = c.find(id)?;
         c.status(&id)
+            .map(|s| self.with_payroll(s))
             .ok_or_else(|| ComputeError::NoSuchProject(hex::encode(id)))
+    }
+
+    fn with_payroll(&self, mut s: ProjectStatus) -> ProjectStatus {
+        if let Some(p) = &mut s.pay {
+            let state = self.payroll();
+            p.account = Some(state.account).filter(|a| !a.is_empty());
+            p.note = state.last_error;
+        }
+        s
+    }
+
+    /// How paying volunteers is going.
+    pub fn payroll(&self) -> crate::payroll::PayrollState {
+        self.inner
+            .payroll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Accepted outputs from unit `from` on, at most `limit`; and where to go on.

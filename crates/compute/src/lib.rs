@@ -3,7 +3,7 @@
 //! Anyone can submit a project: a WASI module and its inputs, split into work units
 //! ([`inputs`]). The submitting node coordinates it ([`coordinator`]): it announces the
 //! project on gossip and in the DHT, hands replicas of each unit to volunteers over
-//! `/nodus/compute/1` ([`wire`]), and accepts a unit's output only when a quorum of
+//! `/nodus/compute/2` ([`wire`]), and accepts a unit's output only when a quorum of
 //! independent volunteers returned the same bytes ([`unit`]). Volunteers
 //! ([`volunteer`]) run units in a sandbox ([`sandbox`]) on the cores they donate, and
 //! earn credit: the fuel of each valid result.
@@ -31,6 +31,9 @@ pub mod handle;
 pub mod http;
 pub mod inputs;
 pub mod job;
+pub mod pay;
+#[cfg(feature = "runtime")]
+pub mod payroll;
 #[cfg(feature = "runtime")]
 pub mod sandbox;
 #[cfg(feature = "runtime")]
@@ -76,14 +79,23 @@ impl nodus_service::Service for ComputeService {
             max_memory_mb: config.max_memory_mb,
             idle_only: config.idle_only,
         });
+        let payer = ctx.provided.get::<pay::SharedPayer>();
         let volunteer = volunteer::Volunteer::new(
             store.clone(),
             sandbox.clone(),
             ctx.net.clone(),
             donation,
             config.faulty,
+            payer.as_ref().map(|p| p.address()),
             metrics.clone(),
         );
+        let payroll = Arc::new(std::sync::Mutex::new(payroll::PayrollState {
+            account: payer
+                .as_ref()
+                .map(|p| pay::show(&p.address()))
+                .unwrap_or_default(),
+            ..Default::default()
+        }));
         let (events, _) = tokio::sync::broadcast::channel(1024);
         let handle = ComputeHandle {
             inner: Arc::new(handle::Inner {
@@ -95,6 +107,8 @@ impl nodus_service::Service for ComputeService {
                 metrics,
                 announce: tokio::sync::Notify::new(),
                 max_memory_mb: config.max_memory_mb,
+                payer: payer.clone(),
+                payroll: payroll.clone(),
             }),
         };
         let incoming = ctx
@@ -112,6 +126,14 @@ impl nodus_service::Service for ComputeService {
             tokio::spawn(server::tick(handle.clone(), ctx.shutdown.clone())),
         ];
         tasks.extend(volunteer::spawn(volunteer, ctx.shutdown.clone()));
+        if let Some(payer) = payer {
+            tasks.push(tokio::spawn(payroll::run(
+                handle.inner.coordinator.clone(),
+                payer,
+                payroll,
+                ctx.shutdown.clone(),
+            )));
+        }
         tracing::info!(target: "nodus::compute", "compute ready, {} projects coordinated", handle.projects().len());
         Ok(nodus_service::Started {
             routes: http::routes(handle.clone()),

@@ -1,4 +1,4 @@
-//! The coordinator's side of `/nodus/compute/1`, its announcements, and its clock.
+//! The coordinator's side of `/nodus/compute/2`, its announcements, and its clock.
 //!
 //! A volunteer's stream carries one request at a time until it closes or stays idle
 //! for [`IDLE`]. A frame that does not decode or breaks a limit is garbage: the stream
@@ -78,10 +78,11 @@ async fn serve(h: &ComputeHandle, peer: PeerId, mut stream: libp2p::Stream) {
                 project,
                 max,
                 class,
+                payout,
             } => {
                 let host = host.clone();
                 let r = tokio::task::spawn_blocking(move || {
-                    c.work(&project, &host, &class, max as usize, now_ms())
+                    c.work(&project, &host, &class, max as usize, payout, now_ms())
                 })
                 .await;
                 match r {

@@ -11,6 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::job::{Job, Output};
+use crate::pay::Address;
 use crate::unit::{Host, Policy, Unit};
 use crate::wire::{Announce, ProjectId, Returned};
 
@@ -31,6 +32,12 @@ pub const HOSTS: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("
 pub const FINISHED: TableDefinition<(&[u8], u32, u32), &[u8]> = TableDefinition::new("finished");
 /// Volunteer: project -> [`Joined`].
 pub const JOINED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("joined");
+/// Project id -> what it pays, wei per billion fuel of credit; absent: it does not pay.
+pub const RATES: TableDefinition<&[u8], u128> = TableDefinition::new("rates");
+/// (project, volunteer peer id) -> [`Payee`], for projects that pay.
+pub const PAYEES: TableDefinition<(&[u8], &[u8]), &[u8]> = TableDefinition::new("payees");
+/// Transaction hash -> [`Payment`]: signed, and not yet seen in a block.
+pub const PAYMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("payments");
 /// Settings: `volunteer` -> [`Donation`].
 pub const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
 
@@ -83,6 +90,31 @@ pub struct ProjectRow {
     pub state: ProjectState,
 }
 
+/// A volunteer of a project that pays: where to, and what went there. What is owed is
+/// its credit's worth ([`crate::pay::earned`]) less `sending` and `paid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payee {
+    /// The payout address the volunteer last gave.
+    pub address: Option<Address>,
+    /// In payments signed and not yet mined.
+    pub sending: u128,
+    /// In payments mined.
+    pub paid: u128,
+}
+
+/// A payment signed by the coordinator, kept until a block holds it: sent again, the
+/// same bytes, until then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub project: ProjectId,
+    pub host: Vec<u8>,
+    pub to: Address,
+    pub wei: u128,
+    pub nonce: u64,
+    pub cost: u128,
+    pub raw: Vec<u8>,
+}
+
 /// A finished replica on its volunteer, until the coordinator has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finished {
@@ -130,6 +162,9 @@ pub struct Loaded {
     pub row: ProjectRow,
     pub units: Vec<Unit>,
     pub hosts: Vec<(Vec<u8>, Host)>,
+    /// Wei per billion fuel; 0: unpaid.
+    pub rate: u128,
+    pub payees: Vec<(Vec<u8>, Payee)>,
 }
 
 impl Store {
@@ -145,6 +180,9 @@ impl Store {
         tx.open_table(FINISHED)?;
         tx.open_table(JOINED)?;
         tx.open_table(SETTINGS)?;
+        tx.open_table(RATES)?;
+        tx.open_table(PAYEES)?;
+        tx.open_table(PAYMENTS)?;
         tx.commit()?;
         Ok(Store { db })
     }
@@ -156,10 +194,14 @@ impl Store {
         row: &ProjectRow,
         wasm: &[u8],
         jobs: &[Job],
+        rate: u128,
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
         {
             tx.open_table(PROJECTS)?.insert(&id[..], &encode(row)[..])?;
+            if rate > 0 {
+                tx.open_table(RATES)?.insert(&id[..], rate)?;
+            }
             tx.open_table(MODULES)?.insert(&row.module[..], wasm)?;
             let mut j = tx.open_table(JOBS)?;
             let mut u = tx.open_table(UNITS)?;
@@ -179,6 +221,8 @@ impl Store {
         let projects = tx.open_table(PROJECTS)?;
         let units = tx.open_table(UNITS)?;
         let hosts = tx.open_table(HOSTS)?;
+        let rates = tx.open_table(RATES)?;
+        let payees = tx.open_table(PAYEES)?;
         let mut out = Vec::new();
         for entry in projects.iter()? {
             let (k, v) = entry?;
@@ -202,11 +246,22 @@ impl Store {
                 }
                 hs.push((h.to_vec(), decode(v.value(), "host")?));
             }
+            let mut ps = Vec::new();
+            for e in payees.range((&id[..], &[][..])..)? {
+                let (k, v) = e?;
+                let (p, h) = k.value();
+                if p != id {
+                    break;
+                }
+                ps.push((h.to_vec(), decode(v.value(), "payee")?));
+            }
             out.push(Loaded {
                 id,
                 row,
                 units: us,
                 hosts: hs,
+                rate: rates.get(&id[..])?.map_or(0, |r| r.value()),
+                payees: ps,
             });
         }
         Ok(out)
@@ -252,6 +307,19 @@ impl Store {
         tx.open_table(PROJECTS)?.insert(&id[..], &encode(row)[..])?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Payments signed and not yet seen in a block, by transaction hash.
+    pub fn payments(&self) -> Result<Vec<([u8; 32], Payment)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(PAYMENTS)?;
+        let mut out = Vec::new();
+        for e in t.iter()? {
+            let (k, v) = e?;
+            let hash = <[u8; 32]>::try_from(k.value()).map_err(|_| StoreError::Row("payment"))?;
+            out.push((hash, decode(v.value(), "payment")?));
+        }
+        Ok(out)
     }
 
     pub fn donation(&self) -> Result<Option<Donation>, StoreError> {

@@ -81,6 +81,8 @@ pub struct VolunteerStatus {
     pub projects: Vec<JoinedProject>,
     pub units_run: u64,
     pub unreported: u64,
+    /// Where projects that pay send this volunteer's pay (an account on the chain).
+    pub payout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -118,6 +120,7 @@ pub struct Volunteer {
     inflight: AtomicU32,
     units_run: AtomicU64,
     faulty: bool,
+    payout: Option<crate::pay::Address>,
     wake: Notify,
     pub(crate) metrics: crate::handle::Metrics,
 }
@@ -133,6 +136,7 @@ impl Volunteer {
         net: NetworkHandle,
         donation: Donation,
         faulty: bool,
+        payout: Option<crate::pay::Address>,
         metrics: crate::handle::Metrics,
     ) -> Arc<Volunteer> {
         Arc::new(Volunteer {
@@ -149,6 +153,7 @@ impl Volunteer {
             inflight: AtomicU32::new(0),
             units_run: AtomicU64::new(0),
             faulty,
+            payout,
             wake: Notify::new(),
             metrics,
         })
@@ -246,6 +251,7 @@ impl Volunteer {
             projects,
             units_run: self.units_run.load(Ordering::Relaxed),
             unreported,
+            payout: self.payout.as_ref().map(crate::pay::show),
         })
     }
 
@@ -615,6 +621,7 @@ async fn fetch(
                 project,
                 max: max.clamp(1, wire::MAX_BATCH as u32) as u16,
                 class: crate::sandbox::class(k.announce.canonical_nans),
+                payout: v.payout,
             },
         )
         .await?;

@@ -1,4 +1,4 @@
-//! The compute protocol, `/nodus/compute/1`, and the project announcements gossiped on
+//! The compute protocol, `/nodus/compute/2`, and the project announcements gossiped on
 //! [`TOPIC`].
 //!
 //! A volunteer keeps one stream open to each coordinator it works for and sends one
@@ -11,7 +11,8 @@
 //!                                   <-       Projects [Announce..]
 //! Module { project }                ->
 //!                                   <-       Module { wasm }        (sha256 = Announce.module)
-//! Work { project, max, class }      ->
+//! Work { project, max, class,      ->
+//!        payout }
 //!                                   <-       Units { units, credit } | NoWork { finished }
 //! Submit { project, results }       ->
 //!                                   <-       Accepted { credit }
@@ -30,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 use crate::job::{Failure, Job, Output};
 
-pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/compute/1");
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/compute/2");
 /// The gossip topic on which coordinators announce projects that have work.
 pub const TOPIC: &str = "nodus/compute/projects/1";
 /// The DHT key coordinators provide, for volunteers that join after an announcement.
@@ -51,11 +52,13 @@ pub enum Request {
     Module {
         project: ProjectId,
     },
-    /// `class`: what this volunteer's results agree with ([`crate::sandbox::class`]).
+    /// `class`: what this volunteer's results agree with ([`crate::sandbox::class`]);
+    /// `payout`: where it is paid, by projects that pay ([`crate::pay`]).
     Work {
         project: ProjectId,
         max: u16,
         class: String,
+        payout: Option<[u8; 20]>,
     },
     Submit {
         project: ProjectId,
@@ -249,6 +252,7 @@ mod tests {
             project: [0; 16],
             max: MAX_BATCH as u16 + 1,
             class: String::new(),
+            payout: None,
         };
         assert!(matches!(
             decode_request(&encode(&big)),

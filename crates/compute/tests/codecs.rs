@@ -33,6 +33,7 @@ fn samples() -> (Vec<Request>, Vec<Reply>) {
             project: [1; 16],
             max: 8,
             class: "x86_64-wasmtime48".into(),
+            payout: Some([7; 20]),
         },
         Request::Submit {
             project: [1; 16],

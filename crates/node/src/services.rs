@@ -15,6 +15,7 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_vault::VaultService>(),
         // After msg: calls are signalled between contacts (see `provide`).
         service::<nodus_voice::VoiceService>(),
+        // After chain: projects pay volunteers there (see `provide`).
         service::<nodus_compute::ComputeService>(),
     ]
 }

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use nodus_chain::ChainHandle;
+use nodus_compute::pay::{Address as PayAddress, PayError, Payer, SharedPayer, Signed};
 use nodus_gateway::{AddSource, Content, Reader, SourceError, TorrentView};
 use nodus_msg::{MsgError, MsgHandle};
 use nodus_torrent::{AddRequest, FileReader, TorrentError, TorrentHandle, TorrentInfo};
@@ -115,61 +116,99 @@ impl Reader for TorrentReader {
     }
 }
 
-/// The vault's anchors, as transactions of the chain service from an account whose key
-/// is derived from the node's identity (HKDF, libp2p's `derive_secret`): stable across
-/// restarts, no extra file, and no other use.
-pub struct ChainAnchor {
+/// An account of this node on the chain whose key is derived from the node's identity
+/// (HKDF, libp2p's `derive_secret`) for one use: stable across restarts, no extra file.
+struct ChainAccount {
     chain: ChainHandle,
     key: nodus_chain::wallet::Key,
-    /// One anchor signed at a time, so two never take the same nonce.
-    sending: tokio::sync::Mutex<()>,
+    /// One signer at a time, so two transactions never take the same nonce.
+    signing: tokio::sync::Mutex<()>,
 }
 
 /// Tip offered per gas (1 gwei), as the CLI's `send`.
 const TIP: u128 = 1_000_000_000;
 /// Gas for 21,000 plus a 44-byte payload (at most 16 per byte).
 const ANCHOR_GAS: u64 = 30_000;
+/// Gas of a plain transfer.
+const TRANSFER_GAS: u64 = 21_000;
 
-impl ChainAnchor {
-    pub fn new(chain: ChainHandle, identity: &libp2p::identity::Keypair) -> Option<ChainAnchor> {
-        let secret = identity.derive_secret(b"nodus vault anchor account")?;
+impl ChainAccount {
+    fn derive(
+        chain: ChainHandle,
+        identity: &libp2p::identity::Keypair,
+        purpose: &[u8],
+    ) -> Option<ChainAccount> {
+        let secret = identity.derive_secret(purpose)?;
         let key = nodus_chain::wallet::Key::from_bytes(secret).ok()?;
-        Some(ChainAnchor {
+        Some(ChainAccount {
             chain,
             key,
-            sending: tokio::sync::Mutex::new(()),
+            signing: tokio::sync::Mutex::new(()),
         })
     }
 
-    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, AnchorError> {
+    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, String> {
         nodus_chain::rpc::call_method(&self.chain, method, params)
             .await
-            .map_err(|e| AnchorError::Chain(e.message))
+            .map_err(|e| e.message)
+    }
+
+    /// The chain id and the fee cap to offer: twice the base fee, plus the tip.
+    async fn terms(&self) -> Result<(u64, u128), String> {
+        let price = quantity(&self.rpc("eth_gasPrice", vec![]).await?)?;
+        let chain_id = quantity(&self.rpc("eth_chainId", vec![]).await?)? as u64;
+        Ok((chain_id, price.saturating_sub(TIP) * 2 + TIP))
+    }
+
+    async fn balance(&self, who: nodus_chain::primitives::Address) -> Result<u128, String> {
+        let b = self.chain.balance(who).await.map_err(|e| e.to_string())?;
+        Ok(u128::try_from(b).unwrap_or(u128::MAX))
+    }
+
+    /// The block that holds transaction `tx`, if one does, and the transaction.
+    async fn mined(&self, tx: [u8; 32]) -> Result<Option<(u64, Value)>, String> {
+        let hash = json!(format!("0x{}", hex::encode(tx)));
+        let receipt = self
+            .rpc("eth_getTransactionReceipt", vec![hash.clone()])
+            .await?;
+        if receipt.is_null() {
+            return Ok(None);
+        }
+        let t = self.rpc("eth_getTransactionByHash", vec![hash]).await?;
+        Ok(Some((quantity(&receipt["blockNumber"])? as u64, t)))
     }
 }
 
-fn quantity(v: &Value) -> Result<u128, AnchorError> {
+fn quantity(v: &Value) -> Result<u128, String> {
     v.as_str()
         .and_then(|t| u128::from_str_radix(t.trim_start_matches("0x"), 16).ok())
-        .ok_or_else(|| AnchorError::Chain(format!("{v} is not a quantity")))
+        .ok_or_else(|| format!("{v} is not a quantity"))
+}
+
+/// The vault's anchors, as transactions of the chain service from an account of its own.
+pub struct ChainAnchor(ChainAccount);
+
+impl ChainAnchor {
+    pub fn new(chain: ChainHandle, identity: &libp2p::identity::Keypair) -> Option<ChainAnchor> {
+        ChainAccount::derive(chain, identity, b"nodus vault anchor account").map(ChainAnchor)
+    }
 }
 
 impl Anchor for ChainAnchor {
     fn send(&self, payload: Vec<u8>) -> BoxFuture<'_, Result<[u8; 32], AnchorError>> {
         async move {
-            let _one = self.sending.lock().await;
-            let from = self.key.address;
-            let chain_err = |e: nodus_chain::ChainError| AnchorError::Chain(e.to_string());
-            let price = quantity(&self.rpc("eth_gasPrice", vec![]).await?)?;
-            let max_fee = price.saturating_sub(TIP) * 2 + TIP;
-            let balance = self.chain.balance(from).await.map_err(chain_err)?;
-            if balance < nodus_chain::primitives::U256::from(max_fee * ANCHOR_GAS as u128) {
+            let a = &self.0;
+            let _one = a.signing.lock().await;
+            let from = a.key.address;
+            let (chain_id, max_fee) = a.terms().await.map_err(AnchorError::Chain)?;
+            let balance = a.balance(from).await.map_err(AnchorError::Chain)?;
+            if balance < max_fee * ANCHOR_GAS as u128 {
                 return Err(AnchorError::NoFunds {
                     account: self.account(),
                 });
             }
-            let chain_id = quantity(&self.rpc("eth_chainId", vec![]).await?)? as u64;
-            let nonce = self.chain.pending_nonce(from).await.map_err(chain_err)?;
+            let chain_err = |e: nodus_chain::ChainError| AnchorError::Chain(e.to_string());
+            let nonce = a.chain.pending_nonce(from).await.map_err(chain_err)?;
             let tx = nodus_chain::wallet::eip1559(
                 chain_id,
                 nonce,
@@ -180,9 +219,9 @@ impl Anchor for ChainAnchor {
                 max_fee,
                 TIP,
             );
-            let hash = self
+            let hash = a
                 .chain
-                .submit_raw(self.key.sign_raw(tx))
+                .submit_raw(a.key.sign_raw(tx))
                 .await
                 .map_err(chain_err)?;
             Ok(hash.0)
@@ -192,21 +231,16 @@ impl Anchor for ChainAnchor {
 
     fn find(&self, tx: [u8; 32]) -> BoxFuture<'_, Result<Option<Mined>, AnchorError>> {
         async move {
-            let hash = json!(format!("0x{}", hex::encode(tx)));
-            let receipt = self
-                .rpc("eth_getTransactionReceipt", vec![hash.clone()])
-                .await?;
-            if receipt.is_null() {
+            let Some((block, t)) = self.0.mined(tx).await.map_err(AnchorError::Chain)? else {
                 return Ok(None);
-            }
-            let t = self.rpc("eth_getTransactionByHash", vec![hash]).await?;
+            };
             let payload = t["input"]
                 .as_str()
                 .and_then(|i| hex::decode(i.trim_start_matches("0x")).ok())
                 .ok_or_else(|| AnchorError::Chain(format!("transaction without input: {t}")))?;
             Ok(Some(Mined {
                 payload,
-                block: quantity(&receipt["blockNumber"])? as u64,
+                block,
                 from: t["from"].as_str().unwrap_or_default().to_string(),
             }))
         }
@@ -214,7 +248,103 @@ impl Anchor for ChainAnchor {
     }
 
     fn account(&self) -> String {
-        self.key.address.to_checksum(None)
+        self.0.key.address.to_checksum(None)
+    }
+}
+
+/// Compute's payouts and payments, as transfers of the chain service from the node's
+/// compute account (one account: volunteers are paid to it, projects pay from it).
+pub struct ChainPayer(ChainAccount);
+
+impl ChainPayer {
+    pub fn new(chain: ChainHandle, identity: &libp2p::identity::Keypair) -> Option<ChainPayer> {
+        ChainAccount::derive(chain, identity, b"nodus compute account").map(ChainPayer)
+    }
+}
+
+impl Payer for ChainPayer {
+    fn address(&self) -> PayAddress {
+        self.0.key.address.into_array()
+    }
+
+    fn sign(
+        &self,
+        transfers: Vec<(PayAddress, u128)>,
+        after: Option<u64>,
+        reserved: u128,
+    ) -> BoxFuture<'_, Result<Vec<Signed>, PayError>> {
+        async move {
+            let a = &self.0;
+            let _one = a.signing.lock().await;
+            let from = a.key.address;
+            let (chain_id, max_fee) = a.terms().await.map_err(PayError::Chain)?;
+            let balance = a.balance(from).await.map_err(PayError::Chain)?;
+            let next = a
+                .chain
+                .pending_nonce(from)
+                .await
+                .map_err(|e| PayError::Chain(e.to_string()))?;
+            let first = after.map_or(next, |n| next.max(n + 1));
+            let mut spent = reserved;
+            let mut out = Vec::new();
+            for (nonce, (to, wei)) in (first..).zip(transfers) {
+                let cost = wei.saturating_add(max_fee * TRANSFER_GAS as u128);
+                if spent.saturating_add(cost) > balance {
+                    break;
+                }
+                spent += cost;
+                let tx = nodus_chain::wallet::eip1559(
+                    chain_id,
+                    nonce,
+                    Some(to.into()),
+                    nodus_chain::primitives::U256::from(wei),
+                    Default::default(),
+                    TRANSFER_GAS,
+                    max_fee,
+                    TIP,
+                );
+                let raw = a.key.sign_raw(tx);
+                out.push(Signed {
+                    hash: nodus_chain::primitives::keccak256(&raw).0,
+                    nonce,
+                    cost,
+                    raw,
+                });
+            }
+            if out.is_empty() {
+                return Err(PayError::NoFunds {
+                    account: from.to_checksum(None),
+                    balance,
+                });
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn send(&self, raw: Vec<u8>) -> BoxFuture<'_, Result<(), PayError>> {
+        async move {
+            use nodus_chain::{ChainError, TxError};
+            match self.0.chain.submit_raw(raw).await {
+                Ok(_) => Ok(()),
+                Err(ChainError::Tx(TxError::AlreadyKnown)) => Err(PayError::Known),
+                Err(ChainError::Tx(TxError::NonceTooLow { .. })) => Err(PayError::NonceUsed),
+                Err(e) => Err(PayError::Chain(e.to_string())),
+            }
+        }
+        .boxed()
+    }
+
+    fn mined(&self, tx: [u8; 32]) -> BoxFuture<'_, Result<Option<u64>, PayError>> {
+        async move {
+            let m = self.0.mined(tx).await.map_err(PayError::Chain)?;
+            Ok(m.map(|(block, _)| block))
+        }
+        .boxed()
+    }
+
+    fn balance(&self, who: PayAddress) -> BoxFuture<'_, Result<u128, PayError>> {
+        async move { self.0.balance(who.into()).await.map_err(PayError::Chain) }.boxed()
     }
 }
 
@@ -230,10 +360,13 @@ pub fn provide(
     if let Some(m) = handle.downcast_ref::<MsgHandle>() {
         provided.insert::<SharedSignaling>(Arc::new(MsgSignaling(m.clone())));
     }
-    if let Some(c) = handle.downcast_ref::<ChainHandle>()
-        && let Some(a) = ChainAnchor::new(c.clone(), identity)
-    {
-        provided.insert::<SharedAnchor>(Arc::new(a));
+    if let Some(c) = handle.downcast_ref::<ChainHandle>() {
+        if let Some(a) = ChainAnchor::new(c.clone(), identity) {
+            provided.insert::<SharedAnchor>(Arc::new(a));
+        }
+        if let Some(p) = ChainPayer::new(c.clone(), identity) {
+            provided.insert::<SharedPayer>(Arc::new(p));
+        }
     }
 }
 

@@ -32,7 +32,25 @@ fn primes(units: u64, quorum: u32, deadline_secs: u64) -> Submission {
         output_bytes: 1024,
         adaptive: false,
         canonical_nans: false,
+        pay_wei_per_gfuel: None,
     }
+}
+
+/// A coordinator (node 0) and three volunteers donating a core each: nodes 1 and 2,
+/// and the returned one, which returns wrong results.
+async fn with_a_cheat(dir: &std::path::Path) -> (Testnet, usize) {
+    let mut net = Testnet::start(3, dir).await.unwrap();
+    let mut config = node_config(node_ip(3), &net.bootstrap_addrs());
+    let mut faulty: ComputeConfig = config.section().unwrap();
+    faulty.faulty = true;
+    config.set_section(&faulty);
+    let cheat = net.add_node(config).await.unwrap();
+    for k in [1, 2, cheat] {
+        compute(&net, k)
+            .set_volunteer(true, Some(1), None, None)
+            .unwrap();
+    }
+    (net, cheat)
 }
 
 async fn sum_is_right(c: &ComputeHandle, id: &str, units: u64) {
@@ -47,17 +65,7 @@ async fn sum_is_right(c: &ComputeHandle, id: &str, units: u64) {
 async fn the_quorum_catches_a_volunteer_returning_wrong_results() {
     nodus_testnet::test_logs();
     let tmp = tempfile::tempdir().unwrap();
-    let mut net = Testnet::start(3, tmp.path()).await.unwrap();
-    let mut config = node_config(node_ip(3), &net.bootstrap_addrs());
-    let mut faulty: ComputeConfig = config.section().unwrap();
-    faulty.faulty = true;
-    config.set_section(&faulty);
-    let cheat = net.add_node(config).await.unwrap();
-    for k in [1, 2, cheat] {
-        compute(&net, k)
-            .set_volunteer(true, Some(1), None, None)
-            .unwrap();
-    }
+    let (net, cheat) = with_a_cheat(tmp.path()).await;
     let c = compute(&net, 0);
     let id = c.submit(primes(40, 2, 600)).await.unwrap();
     let s = c.wait_finished(&id, T).await.unwrap();
@@ -97,6 +105,87 @@ async fn the_quorum_catches_a_volunteer_returning_wrong_results() {
     net.shutdown().await;
 }
 
+/// wei per billion fuel the paying test offers.
+const RATE: u128 = 10u128.pow(14);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_results_are_paid_on_the_chain_once_and_a_cheat_is_paid_nothing() {
+    use nodus_chain::primitives::{Address, U256};
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let (net, cheat) = with_a_cheat(tmp.path()).await;
+    let c = compute(&net, 0);
+    let id = c
+        .submit(Submission {
+            pay_wei_per_gfuel: Some(RATE.to_string()),
+            ..primes(20, 2, 600)
+        })
+        .await
+        .unwrap();
+    // Until its account holds ether, the project owes and says why it does not pay.
+    wait_until(T, "the payroll to say its account has no funds", || async {
+        c.payroll()
+            .last_error
+            .is_some_and(|e| e.contains("not enough for what is owed"))
+    })
+    .await
+    .unwrap();
+    let s = c.status(&id).unwrap();
+    let pay = s.pay.as_ref().expect("a paying project shows its payroll");
+    assert_eq!((pay.paid.as_str(), pay.sending.as_str()), ("0", "0"));
+    assert!(
+        pay.note.as_ref().unwrap().contains("send it ether"),
+        "{pay:?}"
+    );
+
+    let chain = net
+        .node(0)
+        .service::<nodus_chain::ChainHandle>()
+        .unwrap()
+        .clone();
+    let account: Address = c.payroll().account.parse().unwrap();
+    let tx = nodus_chain::spec::dev_transfer(7, 0, account, U256::from(10u128.pow(18)));
+    chain.submit_raw(tx).await.unwrap();
+    chain.set_mining(true, None, None);
+    let s = c.wait_finished(&id, T).await.unwrap();
+    assert_eq!((s.done, s.failed), (20, 0), "{s:?}");
+    wait_until(T, "every credit to be paid and mined", || async {
+        let s = c.status(&id).unwrap();
+        let p = s.pay.unwrap();
+        p.owed == "0" && p.sending == "0" && p.paid != "0"
+    })
+    .await
+    .unwrap();
+    chain.stop_mining().await.unwrap();
+    let s = c.status(&id).unwrap();
+    let mut total = 0u128;
+    for k in [1, 2, cheat] {
+        let v = compute(&net, k).volunteer_status().unwrap();
+        let payout = v.payout.expect("a node with a chain has a payout address");
+        let row = s
+            .volunteers
+            .iter()
+            .find(|r| r.peer == net.node(k).peer_id().to_string())
+            .expect("every volunteer worked");
+        assert_eq!(row.payout.as_deref(), Some(payout.as_str()));
+        let earned = nodus_compute::pay::earned(row.credit, RATE);
+        let paid: u128 = row.paid.as_ref().unwrap().parse().unwrap();
+        assert_eq!(paid, earned, "{row:?}");
+        // Exactly what was earned arrived, once: the address held nothing before.
+        let balance = chain.balance(payout.parse().unwrap()).await.unwrap();
+        assert_eq!(balance, U256::from(earned), "{row:?}");
+        if k == cheat {
+            assert_eq!(earned, 0);
+        } else {
+            assert!(earned > 0);
+        }
+        total += earned;
+    }
+    assert_eq!(s.pay.unwrap().paid, total.to_string());
+    assert!(c.payroll().payments_mined >= 2);
+    net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_volunteer_that_never_answers_has_its_unit_reissued() {
     nodus_testnet::test_logs();
@@ -117,6 +206,7 @@ async fn a_volunteer_that_never_answers_has_its_unit_reissued() {
             project,
             max: 8,
             class: nodus_compute::sandbox::class(false),
+            payout: None,
         },
     )
     .await

@@ -243,18 +243,9 @@ async fn the_log_head_is_anchored_on_the_chain_and_verifies() {
         .clone();
     let account: nodus_chain::primitives::Address =
         patient.anchor_account().unwrap().parse().unwrap();
-    let key = nodus_chain::wallet::Key::from_hex(nodus_chain::spec::DEV_KEYS[6]).unwrap();
-    let tx = nodus_chain::wallet::eip1559(
-        31337,
-        0,
-        Some(account),
-        nodus_chain::primitives::U256::from(10u128.pow(18)),
-        Default::default(),
-        21_000,
-        50_000_000_000,
-        1_000_000_000,
-    );
-    chain.submit_raw(key.sign_raw(tx)).await.unwrap();
+    let ether = nodus_chain::primitives::U256::from(10u128.pow(18));
+    let tx = nodus_chain::spec::dev_transfer(6, 0, account, ether);
+    chain.submit_raw(tx).await.unwrap();
     chain.set_mining(true, None, None);
     wait_until(T, "the log's head to be anchored in a block", || async {
         patient.anchor_state().anchored_entry == Some(0)

@@ -53,6 +53,15 @@ async fn submit(
     Ok(via.submit_raw(key.sign_raw(tx)).await?)
 }
 
+/// Sends `account` (the other services' accounts: vault anchors, compute pay) one ether
+/// from a development account, on `chain`.
+pub async fn fund(chain: &ChainHandle, account: &str) -> Result<()> {
+    let to: Address = account.parse()?;
+    let key = Key::from_hex(DEV_KEYS[5])?;
+    submit(chain, &key, Some(to), ETHER, vec![], 21_000).await?;
+    Ok(())
+}
+
 async fn receipt(on: &ChainHandle, hash: B256) -> Result<Value> {
     let deadline = Instant::now() + STEP_TIMEOUT;
     loop {

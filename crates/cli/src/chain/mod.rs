@@ -209,7 +209,7 @@ pub async fn wallet_balance(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn rpc(api: &ApiClient, method: &str, params: Value) -> Result<Value> {
+pub(crate) async fn rpc(api: &ApiClient, method: &str, params: Value) -> Result<Value> {
     Ok(api
         .post(
             "/api/v1/chain/rpc",
@@ -218,7 +218,7 @@ async fn rpc(api: &ApiClient, method: &str, params: Value) -> Result<Value> {
         .await?)
 }
 
-fn quantity(v: &Value) -> Result<u128> {
+pub(crate) fn quantity(v: &Value) -> Result<u128> {
     let t = v
         .as_str()
         .ok_or_else(|| anyhow!("node answered {v}, not a quantity"))?;

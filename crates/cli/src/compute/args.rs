@@ -55,6 +55,10 @@ pub enum ComputeCommand {
         /// code runs slower); without it, a unit's replicas go to one architecture
         #[arg(long)]
         canonical_nans: bool,
+        /// Pay each valid result on the chain: ether per billion fuel of credit (e.g.
+        /// 0.01), from this node's compute account (`nodus compute status` shows it)
+        #[arg(long)]
+        pay: Option<String>,
     },
     /// The projects this node coordinates
     List,

@@ -133,6 +133,7 @@ async fn project(
             output_bytes: 4096,
             adaptive: false,
             canonical_nans: false,
+            pay_wei_per_gfuel: None,
         })
         .await?;
     let s = c.wait_finished(&id, Duration::from_secs(1800)).await?;

@@ -2,10 +2,14 @@
 //! node and run by five volunteers, one of which returns wrong results and one of which
 //! is killed halfway; the quorum rejects the wrong results, the dead volunteer's units
 //! go to others after their deadline, and the accepted outputs add up to a direct count.
+//! The project pays for valid results on the chain: each volunteer's account ends up
+//! holding exactly its credit's worth, the cheat's nothing.
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
+use nodus_chain::ChainHandle;
+use nodus_chain::primitives::U256;
 use nodus_compute::config::ComputeConfig;
 use nodus_compute::examples;
 use nodus_compute::{ComputeHandle, Inputs, Submission};
@@ -16,6 +20,15 @@ use crate::ui::progress::{STEP_TIMEOUT, Step, step};
 /// Units in the demo's project, and the integers each one covers.
 const UNITS: u64 = 200;
 const SPAN: u64 = 20_000;
+/// What the project pays: wei per billion fuel of credit (0.01 ETH).
+const RATE: u128 = 10_000_000_000_000_000;
+
+/// What the pay step checks, from the step that ran the project.
+struct Paying {
+    coordinator: usize,
+    project: String,
+    cheat: String,
+}
 
 fn compute(net: &Testnet, k: usize) -> Result<ComputeHandle> {
     net.try_node(k)
@@ -27,15 +40,30 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     if net.running().len() < 5 {
         return;
     }
+    let mut paying = None;
     step(
         steps,
         "200 work units on five volunteers: a cheat caught by the quorum, a killed volunteer's units reissued, the sum checked",
-        quorum_and_reissue(net),
+        quorum_and_reissue(net, &mut paying),
     )
     .await;
+    if let Some(p) = paying {
+        step(
+            steps,
+            "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
+            paid(net, p),
+        )
+        .await;
+    }
 }
 
-async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
+fn chain(net: &Testnet, k: usize) -> Result<ChainHandle> {
+    net.try_node(k)
+        .and_then(|n| n.service::<ChainHandle>().cloned())
+        .ok_or_else(|| anyhow!("node {k} runs no chain"))
+}
+
+async fn quorum_and_reissue(net: &mut Testnet, paying: &mut Option<Paying>) -> Result<String> {
     let running = net.running();
     let coordinator = running[0];
     let mut volunteers: Vec<usize> = running[1..].iter().copied().take(4).collect();
@@ -65,6 +93,10 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
         }
     })
     .await?;
+    // The project pays from the coordinator's compute account, funded and mined here.
+    let ledger = chain(net, coordinator)?;
+    crate::chain::demo::fund(&ledger, &c.payroll().account).await?;
+    ledger.set_mining(true, None, None);
     let t = Instant::now();
     let id = c
         .submit(Submission {
@@ -79,6 +111,7 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
             output_bytes: 1024,
             adaptive: true,
             canonical_nans: false,
+            pay_wei_per_gfuel: Some(RATE.to_string()),
         })
         .await?;
     // Kill an honest volunteer once it has done some of the work, while units handed to
@@ -177,10 +210,57 @@ async fn quorum_and_reissue(net: &mut Testnet) -> Result<String> {
     for &v in &volunteers[1..] {
         let _ = compute(net, v)?.set_volunteer(false, None, None, None);
     }
+    *paying = Some(Paying {
+        coordinator,
+        project: id.clone(),
+        cheat: cheat_peer.clone(),
+    });
     Ok(format!(
         "{UNITS}/{UNITS} accepted in {:.1} s; {caught} wrong results rejected; {late} units of the killed volunteer reissued; {sum} primes below {}, as a sieve counts; credit (Gfuel): {}",
         took.as_secs_f64(),
         UNITS * SPAN,
         credits.join(", ")
+    ))
+}
+
+async fn paid(net: &Testnet, p: Paying) -> Result<String> {
+    let c = compute(net, p.coordinator)?;
+    let ledger = chain(net, p.coordinator)?;
+    let settled = wait_until(STEP_TIMEOUT, "every credit paid and mined", || async {
+        c.status(&p.project)
+            .ok()
+            .and_then(|s| s.pay)
+            .is_some_and(|pay| pay.owed == "0" && pay.sending == "0")
+    })
+    .await;
+    ledger.stop_mining().await?;
+    if let Err(e) = settled {
+        let why = c.payroll().last_error.unwrap_or_default();
+        bail!("{e} {why}");
+    }
+    let s = c.status(&p.project)?;
+    let mut total = 0u128;
+    for v in &s.volunteers {
+        let earned = nodus_compute::pay::earned(v.credit, RATE);
+        let paid: u128 = v.paid.as_deref().unwrap_or("0").parse()?;
+        let payout = v
+            .payout
+            .as_deref()
+            .ok_or_else(|| anyhow!("volunteer {} gave no payout address", v.peer))?;
+        let held = ledger.balance(payout.parse()?).await?;
+        if paid != earned || held != U256::from(earned) {
+            bail!("volunteer {} earned {earned} wei, was paid {paid}, holds {held}", v.peer);
+        }
+        if v.peer == p.cheat && earned != 0 {
+            bail!("the cheat was paid {earned} wei");
+        }
+        total += earned;
+    }
+    let payroll = c.payroll();
+    Ok(format!(
+        "{} ETH in {} transfers at {} ETH per Gfuel, each volunteer's balance exactly its credit's worth; the cheat's 0",
+        crate::chain::format_ether(U256::from(total)),
+        payroll.payments_mined,
+        crate::chain::format_ether(U256::from(RATE))
     ))
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nodus_compute::Inputs;
 use serde_json::{Value, json};
 
+use crate::chain::{format_ether, parse_amount};
 use crate::global::Global;
 use crate::ui::{self, enc, s, table};
 
@@ -82,6 +83,12 @@ fn inside(dir: &Path, name: &str) -> Option<PathBuf> {
     Some(dir.join(rel))
 }
 
+/// A wei amount the API gives as a decimal string, in ether.
+fn ether(wei: &Value) -> String {
+    let wei = wei.as_str().and_then(|w| w.parse().ok()).unwrap_or_default();
+    format_ether(wei)
+}
+
 fn credit(fuel: &Value) -> String {
     let f = fuel.as_u64().unwrap_or(0) as f64;
     format!("{:.2}", f / 1e9)
@@ -114,8 +121,22 @@ fn print_status(v: &Value) {
         s(&v["policy"]["min_quorum"]),
         v["policy"]["delay_bound_ms"].as_u64().unwrap_or(0) / 1000
     );
+    let pay = &v["pay"];
+    if pay.is_object() {
+        println!(
+            "pay        {} ETH per Gfuel from {}: {} ETH paid, {} ETH on its way, {} ETH owed",
+            ether(&pay["wei_per_gfuel"]),
+            s(&pay["account"]),
+            ether(&pay["paid"]),
+            ether(&pay["sending"]),
+            ether(&pay["owed"])
+        );
+        if pay["note"].is_string() {
+            println!("           {}", s(&pay["note"]));
+        }
+    }
     let rows: Vec<Vec<String>> = ui::rows(&v["volunteers"], |r| {
-        vec![
+        let mut row = vec![
             s(&r["peer"]),
             s(&r["valid"]),
             s(&r["invalid"]),
@@ -123,14 +144,19 @@ fn print_status(v: &Value) {
             s(&r["late"]),
             credit(&r["credit"]),
             if r["trusted"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
-        ]
+        ];
+        if pay.is_object() {
+            row.push(ether(&r["paid"]));
+        }
+        row
     });
     if !rows.is_empty() {
         println!();
-        table(
-            &["volunteer", "valid", "invalid", "errors", "late", "credit (Gfuel)", "trusted"],
-            &rows,
-        );
+        let mut head = vec!["volunteer", "valid", "invalid", "errors", "late", "credit (Gfuel)", "trusted"];
+        if pay.is_object() {
+            head.push("paid (ETH)");
+        }
+        table(&head, &rows);
     }
 }
 
@@ -157,7 +183,16 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 }
                 VolunteerCommand::Status => api.get("/api/v1/compute/volunteer").await?,
             };
+            let balance = match v["payout"].as_str() {
+                Some(a) => crate::chain::rpc(&api, "eth_getBalance", json!([a, "latest"]))
+                    .await
+                    .ok()
+                    .and_then(|b| crate::chain::quantity(&b).ok()),
+                None => None,
+            };
             if g.json {
+                let mut v = v;
+                v["payout_balance"] = json!(balance.map(|b| b.to_string()));
                 ui::json(&v);
                 return Ok(ExitCode::SUCCESS);
             }
@@ -181,6 +216,12 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                 s(&v["queued"]),
                 s(&v["unreported"])
             );
+            if let Some(a) = v["payout"].as_str() {
+                let held = balance.map_or("unknown".into(), |b| {
+                    format_ether(nodus_chain::primitives::U256::from(b))
+                });
+                println!("paid to {a} (projects that pay); it holds {held} ETH");
+            }
             let running = ui::rows(&v["running"], |r| {
                 vec![s(&r["name"]), s(&r["unit"]), format!("{:.1} s", r["secs"].as_f64().unwrap_or(0.0))]
             });
@@ -213,7 +254,15 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
             max_memory,
             no_adaptive,
             canonical_nans,
+            pay,
         } => {
+            let pay = match pay {
+                Some(p) => Some(
+                    (parse_amount(&p).context("--pay takes ether per billion fuel, as 0.01")?)
+                        .to_string(),
+                ),
+                None => None,
+            };
             let wasm = std::fs::read(&module)
                 .with_context(|| format!("cannot read the module {}", module.display()))?;
             let inputs = read_inputs(&inputs)?;
@@ -238,6 +287,7 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
                         "memory_mb": max_memory,
                         "adaptive": !no_adaptive,
                         "canonical_nans": canonical_nans,
+                        "pay_wei_per_gfuel": pay,
                     }),
                 )
                 .await?;

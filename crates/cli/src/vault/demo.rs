@@ -7,9 +7,6 @@ use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use nodus_chain::ChainHandle;
-use nodus_chain::primitives::{Address, U256};
-use nodus_chain::spec::DEV_KEYS;
-use nodus_chain::wallet::{Key, eip1559};
 use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 use nodus_vault::VaultHandle;
 use nodus_vault::synthetic::PATIENT;
@@ -162,26 +159,6 @@ async fn replicated(net: &mut Testnet, patient: usize) -> Result<String> {
     ))
 }
 
-/// Sends `account` one ether from a development account, on `chain`.
-pub async fn fund(chain: &ChainHandle, account: &str) -> Result<()> {
-    let to: Address = account.parse()?;
-    let key = Key::from_hex(DEV_KEYS[5])?;
-    let nonce = chain.pending_nonce(key.address).await?;
-    let gwei = 1_000_000_000u128;
-    let tx = eip1559(
-        31337,
-        nonce,
-        Some(to),
-        U256::from(10u128.pow(18)),
-        Default::default(),
-        21_000,
-        50 * gwei,
-        gwei,
-    );
-    chain.submit_raw(key.sign_raw(tx)).await?;
-    Ok(())
-}
-
 async fn anchored(net: &Testnet, patient: usize) -> Result<String> {
     let p = vault(net, patient)?;
     let chain = net
@@ -193,7 +170,7 @@ async fn anchored(net: &Testnet, patient: usize) -> Result<String> {
         .anchor_account()
         .ok_or_else(|| anyhow!("node {patient}'s vault has no chain to anchor on"))?;
     let t = Instant::now();
-    fund(&chain, &account).await?;
+    crate::chain::demo::fund(&chain, &account).await?;
     chain.set_mining(true, None, None);
     let (entries, _) = p.head().await?;
     wait_until(STEP_TIMEOUT, "the log's head to be anchored in a block", || async {
