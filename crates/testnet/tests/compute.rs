@@ -36,8 +36,8 @@ fn primes(units: u64, quorum: u32, deadline_secs: u64) -> Submission {
     }
 }
 
-/// A coordinator (node 0) and three volunteers donating a core each: nodes 1 and 2,
-/// and the returned one, which returns wrong results.
+/// A coordinator (node 0) and three would-be volunteers: nodes 1 and 2, and the
+/// returned one, which returns wrong results. None donates yet.
 async fn with_a_cheat(dir: &std::path::Path) -> (Testnet, usize) {
     let mut net = Testnet::start(3, dir).await.unwrap();
     let mut config = node_config(node_ip(3), &net.bootstrap_addrs());
@@ -45,12 +45,27 @@ async fn with_a_cheat(dir: &std::path::Path) -> (Testnet, usize) {
     faulty.faulty = true;
     config.set_section(&faulty);
     let cheat = net.add_node(config).await.unwrap();
-    for k in [1, 2, cheat] {
-        compute(&net, k)
-            .set_volunteer(true, Some(1), None, None)
-            .unwrap();
-    }
     (net, cheat)
+}
+
+/// The cheat donates first, so some of its wrong results are judged (two honest
+/// volunteers could otherwise take every unit before it asks); then nodes 1 and 2, who
+/// both must agree on each unit the cheat ran.
+async fn cheat_first(net: &Testnet, cheat: usize) {
+    let donate = |k: usize| {
+        compute(net, k)
+            .set_volunteer(true, Some(1), None, None)
+            .unwrap()
+    };
+    donate(cheat);
+    let ran = || async {
+        compute(net, cheat)
+            .volunteer_status()
+            .is_ok_and(|s| s.units_run > 0)
+    };
+    wait_until(T, "the cheat to run a unit", ran).await.unwrap();
+    donate(1);
+    donate(2);
 }
 
 async fn sum_is_right(c: &ComputeHandle, id: &str, units: u64) {
@@ -68,6 +83,7 @@ async fn the_quorum_catches_a_volunteer_returning_wrong_results() {
     let (net, cheat) = with_a_cheat(tmp.path()).await;
     let c = compute(&net, 0);
     let id = c.submit(primes(40, 2, 600)).await.unwrap();
+    cheat_first(&net, cheat).await;
     let s = c.wait_finished(&id, T).await.unwrap();
     assert_eq!((s.done, s.failed), (40, 0), "{s:?}");
     let cheat_peer = net.node(cheat).peer_id().to_string();
@@ -122,6 +138,7 @@ async fn valid_results_are_paid_on_the_chain_once_and_a_cheat_is_paid_nothing() 
         })
         .await
         .unwrap();
+    cheat_first(&net, cheat).await;
     // Until its account holds ether, the project owes and says why it does not pay.
     wait_until(T, "the payroll to say its account has no funds", || async {
         c.payroll()
