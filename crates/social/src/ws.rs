@@ -172,10 +172,17 @@ impl Outbox {
 /// Frames written to the socket before one flush, at most.
 const WRITE_BATCH: usize = 64;
 
-/// EVENTs of one connection being checked and stored at once, at most. Further EVENTs
-/// wait to be read: a client that publishes faster than the relay stores is slowed by
-/// TCP, not queued in memory.
-pub const IN_FLIGHT: usize = 256;
+/// EVENTs of one connection being checked and stored at once, at most, and their bytes.
+/// Further EVENTs wait to be read: a client that publishes faster than the relay stores
+/// is slowed by TCP, not queued in memory. Many in flight make the store's batches large,
+/// and a batch costs a commit whatever its size (pages written and synced).
+pub const IN_FLIGHT: usize = 1024;
+pub const IN_FLIGHT_BYTES: usize = 4 << 20;
+
+/// The share of [`IN_FLIGHT_BYTES`] an EVENT frame of `len` bytes holds while in flight.
+fn in_flight_cost(len: usize) -> u32 {
+    len.clamp(IN_FLIGHT_BYTES / IN_FLIGHT, IN_FLIGHT_BYTES) as u32
+}
 
 struct Conn {
     relay: Arc<Relay>,
@@ -229,6 +236,7 @@ impl Conn {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Closed> {
+        let cost = in_flight_cost(text.len());
         let msg = match ClientMessage::decode(text) {
             Ok(m) => m,
             Err(e) => return self.answer(out::notice(&format!("error: {e}"))).await,
@@ -312,7 +320,7 @@ impl Conn {
                 let slot = self
                     .in_flight
                     .clone()
-                    .acquire_owned()
+                    .acquire_many_owned(cost)
                     .await
                     .map_err(|_| Closed::Gone)?;
                 let (relay, outbox) = (self.relay.clone(), self.out.clone());
@@ -431,7 +439,7 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
             room: Arc::new(Semaphore::new(QUEUE_BYTES)),
             stalled: stalled.clone(),
         },
-        in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        in_flight: Arc::new(Semaphore::new(IN_FLIGHT_BYTES)),
         subs: HashMap::new(),
         negs: HashMap::new(),
         challenge: hex::encode(rand::random::<[u8; 16]>()),
@@ -480,4 +488,18 @@ async fn serve(socket: WebSocket, relay: Arc<Relay>) {
     relay.metrics.connections.dec();
     drop(conn);
     writer.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_in_flight_are_bounded_in_count_and_bytes() {
+        let budget = IN_FLIGHT_BYTES as u32;
+        assert_eq!(budget / in_flight_cost(300), IN_FLIGHT as u32);
+        assert_eq!(budget / in_flight_cost(128 << 10), 32);
+        assert_eq!(in_flight_cost(usize::MAX), budget);
+        assert_eq!(in_flight_cost(0), in_flight_cost(1));
+    }
 }

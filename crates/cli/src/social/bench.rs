@@ -54,6 +54,9 @@ pub enum Area {
         /// Events one side misses during the partition
         #[arg(long, default_value_t = 10_000)]
         missed: usize,
+        /// Events a publisher sends ahead of their OKs (the same client for both relays)
+        #[arg(long, default_value_t = 1024)]
+        window: usize,
         /// Do not install nostr-rs-relay when it is missing
         #[arg(long)]
         no_install: bool,
@@ -68,6 +71,7 @@ impl Area {
             stored,
             queries,
             missed,
+            window,
             no_install,
         } = self;
         if !no_install && !nostr_rs_relay_installed() {
@@ -80,6 +84,7 @@ impl Area {
                 stored: stored.max(AUTHORS * 20),
                 queries: queries.max(1),
                 missed: missed.max(1),
+                window: window.max(1),
             },
             json,
         )
@@ -93,11 +98,10 @@ struct Sizes {
     stored: usize,
     queries: usize,
     missed: usize,
+    window: usize,
 }
 
 const AUTHORS: usize = 50;
-/// Events a publisher sends ahead of their OKs.
-const WINDOW: usize = 256;
 
 #[derive(Default)]
 struct Figures {
@@ -131,9 +135,9 @@ fn sign_all(keys: &[Keys], n: usize, tag: &str) -> Vec<Event> {
     })
 }
 
-async fn publish_all(url: &str, events: &[Event]) -> Result<()> {
+async fn publish_all(url: &str, events: &[Event], window: usize) -> Result<()> {
     let mut c = Client::connect(url).await?;
-    let accepted = c.publish_many(events, WINDOW).await?;
+    let accepted = c.publish_many(events, window).await?;
     c.close().await;
     if accepted != events.len() {
         bail!("the relay accepted {accepted} of {} events", events.len());
@@ -145,7 +149,7 @@ async fn publish_all(url: &str, events: &[Event]) -> Result<()> {
 async fn ingest(url: &str, keys: &[Keys], sizes: &Sizes) -> Result<(f64, f64)> {
     let first = sign_all(keys, sizes.events, "one");
     let t = Instant::now();
-    publish_all(url, &first).await?;
+    publish_all(url, &first, sizes.window).await?;
     let one = sizes.events as f64 / t.elapsed().as_secs_f64();
 
     let second = sign_all(keys, sizes.events, "many");
@@ -156,7 +160,8 @@ async fn ingest(url: &str, keys: &[Keys], sizes: &Sizes) -> Result<(f64, f64)> {
         .map(|part| {
             let url = url.to_string();
             let part = part.to_vec();
-            tokio::spawn(async move { publish_all(&url, &part).await })
+            let window = sizes.window;
+            tokio::spawn(async move { publish_all(&url, &part, window).await })
         })
         .collect();
     for r in runs {
@@ -238,7 +243,7 @@ async fn measure_nodus(dir: &Path, keys: &[Keys], big: &[Event], sizes: &Sizes) 
     }
     net.restart_isolated(0).await?;
     let missed = sign_all(std::slice::from_ref(author), sizes.missed, "missed");
-    publish_all(&relay_url(&net, 0)?, &missed).await?;
+    publish_all(&relay_url(&net, 0)?, &missed, sizes.window).await?;
     let b = net.node(1).service::<SocialHandle>().cloned().ok_or_else(|| anyhow!("no relay"))?;
     let before = b.stored();
     let addr = net.node(1).p2p_addr("tcp").ok_or_else(|| anyhow!("node 1 has no TCP address"))?;
@@ -382,7 +387,7 @@ fn bulk_load(dir: &Path, events: &[Event]) -> Result<()> {
 }
 
 /// All events of `author` on the relay at `from`, paged back by `until`, sent to `to`.
-async fn copy_between(from: &str, to: &str, author: &Keys, n: usize) -> Result<()> {
+async fn copy_between(from: &str, to: &str, author: &Keys, n: usize, window: usize) -> Result<()> {
     let mut src = Client::connect(from).await?;
     let mut got: Vec<Event> = Vec::with_capacity(n);
     let mut until: Option<u64> = None;
@@ -404,7 +409,7 @@ async fn copy_between(from: &str, to: &str, author: &Keys, n: usize) -> Result<(
     if got.len() < n {
         bail!("copied {} of {n} events", got.len());
     }
-    publish_all(to, &got).await
+    publish_all(to, &got, window).await
 }
 
 async fn measure_reference(dir: &Path, keys: &[Keys], big: &[Event], sizes: &Sizes) -> Result<Figures> {
@@ -428,9 +433,9 @@ async fn measure_reference(dir: &Path, keys: &[Keys], big: &[Event], sizes: &Siz
     let author = &keys[0];
     let missed = sign_all(std::slice::from_ref(author), sizes.missed, "missed");
     let (a, b) = (start_reference(&dir.join("a")).await?, start_reference(&dir.join("b")).await?);
-    publish_all(&a.url, &missed).await?;
+    publish_all(&a.url, &missed, sizes.window).await?;
     let t = Instant::now();
-    copy_between(&a.url, &b.url, author, sizes.missed).await?;
+    copy_between(&a.url, &b.url, author, sizes.missed, sizes.window).await?;
     let catch_up = t.elapsed().as_secs_f64();
     pb.finish_and_clear();
     Ok(Figures {
@@ -518,8 +523,8 @@ async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
         ui::json(&json!({ "nodus": f(&ours), "nostr_rs_relay": theirs.as_ref().map(f), "checks_per_core_per_s": checks }));
     } else {
         println!(
-            "nodus bench social: {} events per ingest run, {AUTHORS} authors, up to {WINDOW} in flight per connection, signatures checked by each relay",
-            sizes.events
+            "nodus bench social: {} events per ingest run, {AUTHORS} authors, up to {} in flight per connection, signatures checked by each relay",
+            sizes.events, sizes.window
         );
         table(&["", "nodus", "nostr-rs-relay", "nodus vs it", "aim"], &rows);
         println!("one core checks {checks:.0} events/s (id and BIP-340 signature): the ceiling per core before anything else an event costs");
