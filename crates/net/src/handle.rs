@@ -106,6 +106,9 @@ pub struct NetworkHandle {
     pub(crate) local_peer_id: PeerId,
 }
 
+/// How long one attempt to open a stream (a dial included) may take.
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl NetworkHandle {
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
         let (reply, rx) = oneshot::channel();
@@ -292,6 +295,12 @@ impl NetworkHandle {
     /// request fails with `ConnectionReset` (TCP, Yamux) or `NotConnected` (a QUIC
     /// connection lost) although the peer is reachable. Such a failure is tried again
     /// (twice, 20 ms apart) on whatever connection is left, or a new one.
+    ///
+    /// It also drops a request to dial when its one-slot dial queue is full (two opens
+    /// to unconnected peers at once, as a node restarting and reporting to several), and
+    /// that open then waits forever, even after a connection to the peer is made
+    /// (rust-libp2p#6157): an open not resolved within [`OPEN_TIMEOUT`] is asked again,
+    /// and the third such is a [`NetError::Timeout`].
     pub async fn open_stream(
         &self,
         peer: PeerId,
@@ -300,14 +309,11 @@ impl NetworkHandle {
         const ATTEMPTS: usize = 3;
         let mut attempt = 1;
         loop {
-            match self
-                .streams
-                .clone()
-                .open_stream(peer, protocol.clone())
-                .await
-            {
-                Ok(s) => return Ok(s),
-                Err(libp2p_stream::OpenStreamError::Io(e))
+            let mut control = self.streams.clone();
+            let open = control.open_stream(peer, protocol.clone());
+            match tokio::time::timeout(OPEN_TIMEOUT, open).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(libp2p_stream::OpenStreamError::Io(e)))
                     if matches!(
                         e.kind(),
                         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::NotConnected
@@ -317,7 +323,12 @@ impl NetworkHandle {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => return Err(e.into()),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) if attempt < ATTEMPTS => {
+                    tracing::debug!(target: "nodus::net", %peer, %protocol, "no stream within {OPEN_TIMEOUT:?}; asking again");
+                    attempt += 1;
+                }
+                Err(_) => return Err(NetError::Timeout(OPEN_TIMEOUT)),
             }
         }
     }
