@@ -1,5 +1,6 @@
 """web3.py against nodus's JSON-RPC: deploy an OpenZeppelin ERC-20 (compiled by solc),
-move tokens, read balances and Transfer logs, and send value transfers of both
+move tokens, read balances and Transfer logs, follow new blocks, pending transactions
+and Transfer events through polling filters, and send value transfers of both
 transaction types. Transactions go to node A (--submit), are mined elsewhere, and
 everything is read back from node C (--read).
 
@@ -63,6 +64,12 @@ def main():
         fail("token metadata wrong")
     deploy_block = r.blockNumber
 
+    # Polling filters, as web3.py makes them: new blocks and the token's Transfer events
+    # on the reading node, pending transactions on the submitting one.
+    new_blocks = read.eth.filter("latest")
+    new_pending = submit.eth.filter("pending")
+    transfers = token.events.Transfer.create_filter(from_block=deploy_block)
+
     # Move tokens, read balances and the Transfer log on the other node.
     amount = 1234 * 10**18
     t = submit.eth.contract(address=r.contractAddress, abi=art["abi"])
@@ -78,6 +85,23 @@ def main():
     moves = [(l.args["from"], l.args["to"], l.args["value"]) for l in logs]
     if (acct.address, OTHER, amount) not in moves or len(moves) != 2:
         fail(f"Transfer logs wrong: {moves}")
+    fresh = [(l.args["from"], l.args["to"], l.args["value"]) for l in transfers.get_new_entries()]
+    if fresh != [(acct.address, OTHER, amount)]:
+        fail(f"the Transfer filter's new entries: {fresh}")
+    if transfers.get_new_entries():
+        fail("the Transfer filter reported the transfer twice")
+    if len(transfers.get_all_entries()) != 2:
+        fail("the Transfer filter's entries from the deployment on are not mint and transfer")
+    blocks = new_blocks.get_new_entries()
+    if r2.blockHash not in blocks:
+        fail(f"the block filter missed block {r2.blockNumber}: {blocks}")
+    pending = new_pending.get_new_entries()
+    if r2.transactionHash not in pending:
+        fail(f"the pending filter missed the transfer: {pending}")
+    if not read.eth.uninstall_filter(new_blocks.filter_id):
+        fail("uninstalling a block filter")
+    if read.eth.uninstall_filter(new_blocks.filter_id):
+        fail("a filter uninstalled twice")
 
     # A transfer beyond the balance reverts; estimateGas reports it as a revert.
     try:
@@ -110,6 +134,7 @@ def main():
         "blocks": [r.blockNumber, r2.blockNumber, r3.blockNumber, r4.blockNumber],
         "miners": miners,
         "logs": len(moves),
+        "filters": {"blocks": len(blocks), "pending": len(pending)},
     }))
 
 

@@ -143,6 +143,8 @@ pub struct ChainHandle {
     pub(crate) block_topic: String,
     pub chain_id: u64,
     pub(crate) calls: Arc<Calls>,
+    /// JSON-RPC's polling filters.
+    pub(crate) filters: Arc<crate::rpc::filters::Filters>,
 }
 
 /// Where eth_call and eth_estimateGas run: on blocking threads, a few at a time (one

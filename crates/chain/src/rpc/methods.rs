@@ -3,7 +3,10 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde_json::{Value, json};
 
+use std::time::Instant;
+
 use super::RpcError;
+use super::filters::Kind;
 use super::format::{self, TxPlace, bytes, qty};
 use crate::call::{Budget, CallOutcome, CallRequest};
 use crate::chain::{Chain, recover_all};
@@ -163,10 +166,188 @@ pub async fn call(
             let filter = p.first().cloned().unwrap_or(Value::Null);
             read(h, move |c| logs(c, &filter)).await
         }
+        "eth_newBlockFilter" => {
+            let (number, hash) = h
+                .read(|c| {
+                    let n = c.chain.head_number();
+                    (n, c.chain.canonical_hash(n).unwrap_or_default())
+                })
+                .await?;
+            install(h, Kind::Blocks { number, hash })
+        }
+        "eth_newPendingTransactionFilter" => install(h, Kind::Pending { seq: 0 }),
+        "eth_newFilter" => {
+            let criteria = p.first().cloned().unwrap_or(Value::Null);
+            let kind = read_typed(h, move |c| log_filter(c, criteria)).await?;
+            install(h, kind)
+        }
+        "eth_getFilterChanges" => filter_changes(h, filter_id(&p)?).await,
+        "eth_getFilterLogs" => {
+            let id = filter_id(&p)?;
+            let Kind::Logs {
+                criteria, from, to, ..
+            } = h
+                .filters
+                .get(id, Instant::now())
+                .map_err(|e| RpcError::server(e.to_string()))?
+            else {
+                return Err(RpcError::server("filter not found"));
+            };
+            read(h, move |c| {
+                let to = to.unwrap_or(c.head_number()).min(c.head_number());
+                logs(c, &ranged(criteria, from, to))
+            })
+            .await
+        }
+        "eth_uninstallFilter" => Ok(json!(h.filters.uninstall(filter_id(&p)?))),
         other => Err(RpcError::new(
             -32601,
             format!("the method {other} does not exist/is not available"),
         )),
+    }
+}
+
+async fn read_typed<T, F>(h: &ChainHandle, f: F) -> Result<T, RpcError>
+where
+    T: Send + 'static,
+    F: FnOnce(&Chain) -> Result<T, RpcError> + Send + 'static,
+{
+    h.read(move |c| f(c.chain)).await?
+}
+
+fn install(h: &ChainHandle, kind: Kind) -> Result<Value, RpcError> {
+    let id = h
+        .filters
+        .install(kind, Instant::now())
+        .map_err(|e| RpcError::server(e.to_string()))?;
+    Ok(json!(format!("{id:#x}")))
+}
+
+fn filter_id(p: &[Value]) -> Result<u128, RpcError> {
+    p.first()
+        .and_then(Value::as_str)
+        .and_then(|s| s.strip_prefix("0x"))
+        .and_then(|s| u128::from_str_radix(s, 16).ok())
+        .ok_or_else(|| RpcError::params("expected a filter id (a 0x-prefixed quantity)"))
+}
+
+/// `criteria` over blocks `from..=to`.
+fn ranged(mut criteria: serde_json::Map<String, Value>, from: u64, to: u64) -> Value {
+    criteria.insert("fromBlock".into(), qty(from));
+    criteria.insert("toBlock".into(), qty(to));
+    Value::Object(criteria)
+}
+
+/// A log filter from `eth_newFilter`'s criteria: its addresses and topics checked now,
+/// new logs from the next block on.
+fn log_filter(c: &Chain, criteria: Value) -> Result<Kind, RpcError> {
+    let Value::Object(mut criteria) = criteria else {
+        return Err(RpcError::params("expected a filter object"));
+    };
+    if criteria.contains_key("blockHash") {
+        return Err(RpcError::params(
+            "a filter follows new blocks; for one block's logs use eth_getLogs with blockHash",
+        ));
+    }
+    let head = c.head_number();
+    let number = |key: &str| -> Result<Option<u64>, RpcError> {
+        Ok(match block_tag(criteria.get(key))? {
+            Tag::Number(n) => Some(n),
+            Tag::Earliest => Some(0),
+            Tag::Latest => None,
+        })
+    };
+    let (from, to) = (number("fromBlock")?, number("toBlock")?);
+    criteria.remove("fromBlock");
+    criteria.remove("toBlock");
+    // Parses the addresses and topics (over no block), so a bad one is an error now.
+    logs(c, &ranged(criteria.clone(), head + 1, head))?;
+    Ok(Kind::Logs {
+        criteria,
+        from: from.unwrap_or(head),
+        next: head + 1,
+        to,
+    })
+}
+
+/// What is new for filter `id` since its last poll.
+async fn filter_changes(h: &ChainHandle, id: u128) -> Result<Value, RpcError> {
+    let kind = h
+        .filters
+        .get(id, Instant::now())
+        .map_err(|e| RpcError::server(e.to_string()))?;
+    let (found, kind) = match kind {
+        Kind::Blocks { number, hash } => {
+            let (hashes, number, hash) =
+                read_typed(h, move |c| Ok(new_blocks(c, number, hash))).await?;
+            (json!(hashes), Kind::Blocks { number, hash })
+        }
+        Kind::Logs {
+            criteria,
+            from,
+            next,
+            to,
+        } => {
+            let scan = criteria.clone();
+            let (found, next) = read_typed(h, move |c| {
+                let head = c.head_number();
+                let end = to
+                    .unwrap_or(head)
+                    .min(head)
+                    .min(next.saturating_add(MAX_LOG_RANGE - 1));
+                if next > end {
+                    return Ok((json!([]), next));
+                }
+                Ok((logs(c, &ranged(scan, next, end))?, end + 1))
+            })
+            .await?;
+            let kind = Kind::Logs {
+                criteria,
+                from,
+                next,
+                to,
+            };
+            (found, kind)
+        }
+        Kind::Pending { seq } => {
+            let (hashes, seq) = h.filters.pending_since(seq);
+            let hashes: Vec<String> = hashes.iter().map(|x| x.to_string()).collect();
+            (json!(hashes), Kind::Pending { seq })
+        }
+    };
+    h.filters.advance(id, kind);
+    Ok(found)
+}
+
+/// Hashes of the canonical blocks after the one a block filter last reported (from the
+/// common ancestor, if that block left the canonical chain), at most [`MAX_LOG_RANGE`];
+/// and the last one reported.
+fn new_blocks(c: &Chain, number: u64, hash: B256) -> (Vec<String>, u64, B256) {
+    let mut ancestor = number;
+    let mut cur = hash;
+    while !c.is_canonical(&cur) {
+        match c.meta(&cur) {
+            Some(m) if m.number > 0 => {
+                ancestor = m.number - 1;
+                cur = m.parent;
+            }
+            _ => {
+                ancestor = 0;
+                break;
+            }
+        }
+    }
+    let end = c.head_number().min(ancestor.saturating_add(MAX_LOG_RANGE));
+    let hashes: Vec<B256> = (ancestor + 1..=end)
+        .filter_map(|n| c.canonical_hash(n))
+        .collect();
+    match hashes.last() {
+        Some(last) => (hashes.iter().map(|x| x.to_string()).collect(), end, *last),
+        None => (
+            vec![],
+            number.min(end),
+            c.canonical_hash(number.min(end)).unwrap_or(hash),
+        ),
     }
 }
 

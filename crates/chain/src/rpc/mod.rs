@@ -1,6 +1,7 @@
 //! Ethereum JSON-RPC over HTTP (POST /, single and batch requests), the methods web3.py,
 //! ethers and wallets use. It holds no keys, so it offers what a public node does.
 
+pub mod filters;
 mod format;
 mod methods;
 

@@ -202,6 +202,7 @@ pub async fn spawn(
             std::time::Duration::from_millis(config.rpc_call_timeout_ms),
             registry,
         )),
+        filters: Default::default(),
     };
     let (publish_tx, publish_rx) = mpsc::channel(INPUT_CAPACITY);
     let (sync_tx, sync_rx) = mpsc::channel(64);
@@ -248,6 +249,11 @@ pub async fn spawn(
         shutdown.clone(),
     )?);
     tasks.push(mining::spawn(handle.clone(), stop_mining, shutdown.clone()));
+    tasks.push(tokio::spawn(crate::rpc::filters::collect(
+        handle.filters.clone(),
+        handle.events(),
+        shutdown.clone(),
+    )));
     if !config.rpc_listen.is_empty() {
         tasks.push(
             crate::rpc::serve(
