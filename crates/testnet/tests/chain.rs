@@ -187,6 +187,14 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     assert!(c.wait_for_height(fork_at + 3, T).await.unwrap() >= fork_at + 3);
     c.stop_mining().await.unwrap();
     let c_work: U256 = c.status().await.unwrap().total_work.parse().unwrap();
+    // A block filter on C, up to date at its fork's tip.
+    let latest = |url: String| async move {
+        rpc(&url, "eth_getBlockByNumber", json!(["latest", false])).await["result"]["hash"].clone()
+    };
+    let filter = rpc(&url_c, "eth_newBlockFilter", json!([])).await["result"].clone();
+    let fork_tip = latest(url_c.clone()).await;
+    let changes = rpc(&url_c, "eth_getFilterChanges", json!([filter])).await;
+    assert_eq!(changes["result"], json!([]), "{changes}");
     assert!(
         receipt(&url_a, &hash).await.is_none(),
         "A never saw C's transfer"
@@ -228,6 +236,20 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     })
     .await
     .unwrap();
+    // The filter reports the winning branch from the common ancestor on, and none of
+    // the orphaned blocks.
+    let changes = rpc(&url_c, "eth_getFilterChanges", json!([filter])).await["result"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let after_fork = format!("{:#x}", fork_at + 1);
+    let first = rpc(&url_c, "eth_getBlockByNumber", json!([after_fork, false])).await;
+    assert_eq!(changes.first(), Some(&first["result"]["hash"]));
+    assert_eq!(changes.last(), Some(&latest(url_c.clone()).await));
+    assert!(
+        !changes.contains(&fork_tip),
+        "an orphaned block was reported"
+    );
 
     // The returned transfer reaches A and is mined on the winning chain.
     a.set_mining(true, None, None);
