@@ -591,6 +591,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Whether any project here pays (only then can anything be owed or on its way).
+    pub fn pays(&self) -> bool {
+        self.lock().values().any(|p| p.rate > 0)
+    }
+
     /// What paying projects owe volunteers with a payout address and no payment on its
     /// way (so a volunteer gets one payment at a time, however often it earns).
     pub fn owed(&self) -> Vec<Owed> {

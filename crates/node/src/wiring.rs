@@ -147,26 +147,29 @@ impl ChainAccount {
         })
     }
 
-    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, String> {
+    async fn rpc(&self, method: &str, params: Vec<Value>) -> Result<Value, AccountError> {
         nodus_chain::rpc::call_method(&self.chain, method, params)
             .await
-            .map_err(|e| e.message)
+            .map_err(|e| AccountError::Rpc {
+                method: method.to_string(),
+                message: e.message,
+            })
     }
 
     /// The chain id and the fee cap to offer: twice the base fee, plus the tip.
-    async fn terms(&self) -> Result<(u64, u128), String> {
+    async fn terms(&self) -> Result<(u64, u128), AccountError> {
         let price = quantity(&self.rpc("eth_gasPrice", vec![]).await?)?;
         let chain_id = quantity(&self.rpc("eth_chainId", vec![]).await?)? as u64;
         Ok((chain_id, price.saturating_sub(TIP) * 2 + TIP))
     }
 
-    async fn balance(&self, who: nodus_chain::primitives::Address) -> Result<u128, String> {
-        let b = self.chain.balance(who).await.map_err(|e| e.to_string())?;
+    async fn balance(&self, who: nodus_chain::primitives::Address) -> Result<u128, AccountError> {
+        let b = self.chain.balance(who).await?;
         Ok(u128::try_from(b).unwrap_or(u128::MAX))
     }
 
     /// The block that holds transaction `tx`, if one does, and the transaction.
-    async fn mined(&self, tx: [u8; 32]) -> Result<Option<(u64, Value)>, String> {
+    async fn mined(&self, tx: [u8; 32]) -> Result<Option<(u64, Value)>, AccountError> {
         let hash = json!(format!("0x{}", hex::encode(tx)));
         let receipt = self
             .rpc("eth_getTransactionReceipt", vec![hash.clone()])
@@ -179,10 +182,33 @@ impl ChainAccount {
     }
 }
 
-fn quantity(v: &Value) -> Result<u128, String> {
+/// Why a read or write of a [`ChainAccount`] failed.
+#[derive(Debug, thiserror::Error)]
+enum AccountError {
+    #[error("{method}: {message}")]
+    Rpc { method: String, message: String },
+    #[error("{0} is not a quantity")]
+    NotAQuantity(Value),
+    #[error(transparent)]
+    Chain(#[from] nodus_chain::ChainError),
+}
+
+impl From<AccountError> for AnchorError {
+    fn from(e: AccountError) -> Self {
+        AnchorError::Chain(e.to_string())
+    }
+}
+
+impl From<AccountError> for PayError {
+    fn from(e: AccountError) -> Self {
+        PayError::Chain(e.to_string())
+    }
+}
+
+fn quantity(v: &Value) -> Result<u128, AccountError> {
     v.as_str()
         .and_then(|t| u128::from_str_radix(t.trim_start_matches("0x"), 16).ok())
-        .ok_or_else(|| format!("{v} is not a quantity"))
+        .ok_or_else(|| AccountError::NotAQuantity(v.clone()))
 }
 
 /// The vault's anchors, as transactions of the chain service from an account of its own.
@@ -200,15 +226,18 @@ impl Anchor for ChainAnchor {
             let a = &self.0;
             let _one = a.signing.lock().await;
             let from = a.key.address;
-            let (chain_id, max_fee) = a.terms().await.map_err(AnchorError::Chain)?;
-            let balance = a.balance(from).await.map_err(AnchorError::Chain)?;
+            let (chain_id, max_fee) = a.terms().await?;
+            let balance = a.balance(from).await?;
             if balance < max_fee * ANCHOR_GAS as u128 {
                 return Err(AnchorError::NoFunds {
                     account: self.account(),
                 });
             }
-            let chain_err = |e: nodus_chain::ChainError| AnchorError::Chain(e.to_string());
-            let nonce = a.chain.pending_nonce(from).await.map_err(chain_err)?;
+            let nonce = a
+                .chain
+                .pending_nonce(from)
+                .await
+                .map_err(AccountError::from)?;
             let tx = nodus_chain::wallet::eip1559(
                 chain_id,
                 nonce,
@@ -223,7 +252,7 @@ impl Anchor for ChainAnchor {
                 .chain
                 .submit_raw(a.key.sign_raw(tx))
                 .await
-                .map_err(chain_err)?;
+                .map_err(AccountError::from)?;
             Ok(hash.0)
         }
         .boxed()
@@ -231,7 +260,7 @@ impl Anchor for ChainAnchor {
 
     fn find(&self, tx: [u8; 32]) -> BoxFuture<'_, Result<Option<Mined>, AnchorError>> {
         async move {
-            let Some((block, t)) = self.0.mined(tx).await.map_err(AnchorError::Chain)? else {
+            let Some((block, t)) = self.0.mined(tx).await? else {
                 return Ok(None);
             };
             let payload = t["input"]
@@ -277,13 +306,13 @@ impl Payer for ChainPayer {
             let a = &self.0;
             let _one = a.signing.lock().await;
             let from = a.key.address;
-            let (chain_id, max_fee) = a.terms().await.map_err(PayError::Chain)?;
-            let balance = a.balance(from).await.map_err(PayError::Chain)?;
+            let (chain_id, max_fee) = a.terms().await?;
+            let balance = a.balance(from).await?;
             let next = a
                 .chain
                 .pending_nonce(from)
                 .await
-                .map_err(|e| PayError::Chain(e.to_string()))?;
+                .map_err(AccountError::from)?;
             let first = after.map_or(next, |n| next.max(n + 1));
             let mut spent = reserved;
             let mut out = Vec::new();
@@ -337,14 +366,14 @@ impl Payer for ChainPayer {
 
     fn mined(&self, tx: [u8; 32]) -> BoxFuture<'_, Result<Option<u64>, PayError>> {
         async move {
-            let m = self.0.mined(tx).await.map_err(PayError::Chain)?;
+            let m = self.0.mined(tx).await?;
             Ok(m.map(|(block, _)| block))
         }
         .boxed()
     }
 
     fn balance(&self, who: PayAddress) -> BoxFuture<'_, Result<u128, PayError>> {
-        async move { self.0.balance(who.into()).await.map_err(PayError::Chain) }.boxed()
+        async move { Ok(self.0.balance(who.into()).await?) }.boxed()
     }
 }
 
