@@ -1,18 +1,20 @@
 """web3.py against nodus's JSON-RPC: deploy an OpenZeppelin ERC-20 (compiled by solc),
 move tokens, read balances and Transfer logs, follow new blocks, pending transactions
-and Transfer events through polling filters, and send value transfers of both
-transaction types. Transactions go to node A (--submit), are mined elsewhere, and
+and Transfer events through polling filters and through subscriptions over WebSocket
+(--read-ws, web3.py's WebSocketProvider), and send value transfers of both transaction
+types. Transactions go to node A (--submit), are mined elsewhere, and
 everything is read back from node C (--read).
 
 Prints one JSON line of results; exits non-zero with a message on any mismatch.
 """
 
 import argparse
+import asyncio
 import json
 import sys
 
 from eth_account import Account
-from web3 import Web3
+from web3 import AsyncWeb3, Web3, WebSocketProvider
 
 # First two accounts of the mnemonic "test test ... junk" (funded by nodus's dev genesis).
 DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -37,6 +39,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--submit", required=True)
     ap.add_argument("--read", required=True)
+    ap.add_argument("--read-ws", required=True)
     ap.add_argument("--artifact", required=True)
     ap.add_argument("--timeout", type=float, default=60)
     a = ap.parse_args()
@@ -124,6 +127,17 @@ def main():
         fail(f"value transfers: types {r3.type}/{r4.type}, status {r3.status}/{r4.status}")
     if read.eth.get_balance(RECEIVER) != before + 12:
         fail("receiver's ether balance wrong")
+    # Subscriptions over WebSocket on the reading node: a Transfer arrives as it is mined.
+    amount2 = 99 * 10**18
+    tx = t.functions.transfer(OTHER, amount2).build_transaction({"from": acct.address})
+    seen = asyncio.run(subscriptions(a.read_ws, token, lambda: send(submit, read, acct, tx, a.timeout), a.timeout))
+    r5 = seen["receipt"]
+    if seen["transfer"] != (acct.address, OTHER, amount2) or seen["log_block"] != r5.blockHash:
+        fail(f"the Transfer subscription: {seen}")
+    if r5.blockNumber not in seen["heads"]:
+        fail(f"newHeads missed block {r5.blockNumber}: {seen['heads']}")
+    if r5.transactionHash not in seen["pending"]:
+        fail("newPendingTransactions missed the transfer")
     miners = sorted({read.eth.get_block(x.blockNumber).miner for x in (r, r2, r3, r4)})
     print(json.dumps({
         "ok": True,
@@ -135,7 +149,44 @@ def main():
         "miners": miners,
         "logs": len(moves),
         "filters": {"blocks": len(blocks), "pending": len(pending)},
+        "subscriptions": {"heads": len(seen["heads"]), "pending": len(seen["pending"])},
     }))
+
+
+async def subscriptions(url, token, transact, timeout):
+    """Subscribes to newHeads, the token's Transfer logs and pending transactions over
+    WebSocket, runs `transact` (which waits for its receipt) beside, and collects until
+    the Transfer event and its block have arrived."""
+    topic = Web3.keccak(text="Transfer(address,address,uint256)")
+    seen = {"heads": [], "pending": [], "transfer": None, "log_block": None}
+    async with AsyncWeb3(WebSocketProvider(url)) as w3:
+        heads = await w3.eth.subscribe("newHeads")
+        logs = await w3.eth.subscribe("logs", {"address": token.address, "topics": [topic]})
+        pending = await w3.eth.subscribe("newPendingTransactions")
+        sending = asyncio.get_running_loop().run_in_executor(None, transact)
+
+        async def collect():
+            async for msg in w3.socket.process_subscriptions():
+                sub, result = msg["subscription"], msg["result"]
+                if sub == heads:
+                    seen["heads"].append(result["number"])
+                elif sub == pending:
+                    seen["pending"].append(result)
+                elif sub == logs:
+                    ev = token.events.Transfer().process_log(result)
+                    seen["transfer"] = (ev.args["from"], ev.args["to"], ev.args["value"])
+                    seen["log_block"] = result["blockHash"]
+                if seen["log_block"] is not None and sending.done():
+                    receipt = sending.result()
+                    if receipt.blockNumber in seen["heads"]:
+                        return
+
+        await asyncio.wait_for(collect(), timeout)
+        seen["receipt"] = sending.result()
+        for s in (heads, logs, pending):
+            if not await w3.eth.unsubscribe(s):
+                fail(f"unsubscribing {s}")
+    return seen
 
 
 if __name__ == "__main__":

@@ -111,8 +111,9 @@ impl Section for ChainConfig {
 /// The `[chain]` part of the commented config.toml that `nodus init` writes.
 pub const TEMPLATE: &str = r#"[chain]
 enabled = true
-# Ethereum JSON-RPC (web3.py, ethers, wallets). No token: it holds no keys, so it offers
-# only what a public node does. Keep it on 127.0.0.1. Empty: no JSON-RPC server.
+# Ethereum JSON-RPC (web3.py, ethers, wallets), over HTTP and, with eth_subscribe, over
+# WebSocket on the same address. No token: it holds no keys, so it offers only what a
+# public node does. Keep it on 127.0.0.1. Empty: no JSON-RPC server.
 rpc_listen = "127.0.0.1:8545"
 # Host names it answers to besides IP addresses (a web page's DNS name pointed at this
 # machine is refused), and web pages (Origins) allowed to call it; "*" allows any.

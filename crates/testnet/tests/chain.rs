@@ -1,8 +1,13 @@
 //! The chain between real nodes on loopback: a transfer submitted to one node over
 //! JSON-RPC, mined by another, its receipt read from a third; a miner cut off from the
-//! others mines a private fork that is orphaned when it rejoins.
+//! others mines a private fork that is orphaned when it rejoins, and what its polling
+//! filters and WebSocket subscriptions report of that.
 
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
 
 use nodus_chain::primitives::{Address, U256};
 use nodus_chain::spec::DEV_KEYS;
@@ -46,6 +51,94 @@ fn transfer(key: &Key, nonce: u64, to: Address, wei: u64) -> String {
         1_000_000_000,
     );
     format!("0x{}", hex::encode(key.sign_raw(tx)))
+}
+
+/// Init code that emits one log (LOG0 of no data) and deploys an empty contract.
+fn emit_log(key: &Key, nonce: u64) -> String {
+    let tx = eip1559(
+        31337,
+        nonce,
+        None,
+        U256::ZERO,
+        hex::decode("60006000a000").unwrap().into(),
+        100_000,
+        10_000_000_000,
+        1_000_000_000,
+    );
+    format!("0x{}", hex::encode(key.sign_raw(tx)))
+}
+
+/// A JSON-RPC WebSocket client: answers by id, notifications kept in order.
+struct Ws {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    notes: VecDeque<Value>,
+    next_id: u64,
+}
+
+impl Ws {
+    async fn connect(http_url: &str) -> Ws {
+        let url = http_url.replacen("http://", "ws://", 1);
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Ws {
+            socket,
+            notes: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    async fn read(&mut self) -> Value {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+                Some(Ok(_)) => {}
+                other => panic!("the WebSocket ended: {other:?}"),
+            }
+        }
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+        self.socket
+            .send(Message::Text(req.to_string().into()))
+            .await
+            .unwrap();
+        loop {
+            let v = self.read().await;
+            if v["id"] == json!(id) {
+                return v;
+            }
+            self.notes.push_back(v);
+        }
+    }
+
+    /// The next notification of subscription `sub` that `pick` accepts; earlier ones of
+    /// `sub` are dropped, those of other subscriptions kept. Fails after [`T`].
+    async fn note(&mut self, sub: &Value, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+        let mut others = VecDeque::new();
+        let found = tokio::time::timeout(T, async {
+            loop {
+                let v = match self.notes.pop_front() {
+                    Some(v) => v,
+                    None => self.read().await,
+                };
+                assert_eq!(v["method"], "eth_subscription", "{v}");
+                let result = &v["params"]["result"];
+                if &v["params"]["subscription"] != sub {
+                    others.push_back(v);
+                } else if pick(result) {
+                    return result.clone();
+                }
+            }
+        })
+        .await;
+        others.append(&mut self.notes);
+        self.notes = others;
+        found.unwrap_or_else(|_| panic!("no notification: {what}"))
+    }
 }
 
 async fn receipt(url: &str, hash: &str) -> Option<Value> {
@@ -163,11 +256,17 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     assert!(fork_at >= synced_to, "C kept its chain across the restart");
     let mut c_events = c.events();
 
-    // C mines a private fork holding a transfer that only C has seen.
+    // C mines a private fork holding a transfer and a log that only C has seen, watched
+    // by a log filter and by WebSocket subscriptions to logs and new heads.
     let key = Key::from_hex(DEV_KEYS[2]).unwrap();
     let to = Address::repeat_byte(0x77);
     let url_c = c.json_rpc_url().unwrap();
     let url_a = a.json_rpc_url().unwrap();
+    let mut ws = Ws::connect(&url_c).await;
+    let logs_sub = ws.call("eth_subscribe", json!(["logs", {}])).await["result"].clone();
+    let heads_sub = ws.call("eth_subscribe", json!(["newHeads"])).await["result"].clone();
+    assert!(logs_sub.is_string() && heads_sub.is_string());
+    let log_filter = rpc(&url_c, "eth_newFilter", json!([{}])).await["result"].clone();
     let sent = rpc(
         &url_c,
         "eth_sendRawTransaction",
@@ -178,12 +277,28 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
         .as_str()
         .unwrap_or_else(|| panic!("refused: {sent}"))
         .to_string();
+    let sent = rpc(
+        &url_c,
+        "eth_sendRawTransaction",
+        json!([emit_log(&Key::from_hex(DEV_KEYS[3]).unwrap(), 0)]),
+    )
+    .await;
+    let log_tx = sent["result"].clone();
+    assert!(log_tx.is_string(), "refused: {sent}");
     c.set_mining(true, None, Some(Address::repeat_byte(0xcc)));
     wait_until(T, "C's fork mined the transfer", || async {
         receipt(&url_c, &hash).await.is_some()
     })
     .await
     .unwrap();
+    let first_head = ws.note(&heads_sub, "C's first fork block", |_| true).await;
+    assert_eq!(first_head["number"], json!(format!("{:#x}", fork_at + 1)));
+    let fork_log = ws
+        .note(&logs_sub, "the log on C's fork", |l| {
+            l["transactionHash"] == log_tx
+        })
+        .await;
+    assert_eq!(fork_log["removed"], false);
     assert!(c.wait_for_height(fork_at + 3, T).await.unwrap() >= fork_at + 3);
     c.stop_mining().await.unwrap();
     let c_work: U256 = c.status().await.unwrap().total_work.parse().unwrap();
@@ -195,6 +310,8 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     let fork_tip = latest(url_c.clone()).await;
     let changes = rpc(&url_c, "eth_getFilterChanges", json!([filter])).await;
     assert_eq!(changes["result"], json!([]), "{changes}");
+    let logs = rpc(&url_c, "eth_getFilterChanges", json!([log_filter])).await["result"].clone();
+    assert_eq!(logs, json!([fork_log]), "the log filter saw the fork's log");
     assert!(
         receipt(&url_a, &hash).await.is_none(),
         "A never saw C's transfer"
@@ -228,7 +345,7 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     .await
     .expect("C reorganised onto A's chain");
     assert!(reorg.0 >= 3, "C's whole fork was orphaned: {reorg:?}");
-    assert_eq!(reorg.1, 1, "its transfer went back to the pool");
+    assert_eq!(reorg.1, 2, "its transfer and log went back to the pool");
     // The reorg happens at the first of A's blocks that outweighs C's fork; the rest of
     // A's chain may still be arriving.
     wait_until(T, "C to follow A's head", || async {
@@ -250,6 +367,24 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
         !changes.contains(&fork_tip),
         "an orphaned block was reported"
     );
+    // The subscription and the log filter report the orphaned log as removed, and the
+    // heads subscription the winning branch from the common ancestor.
+    let removed = ws
+        .note(&logs_sub, "the orphaned log, removed", |l| {
+            l["transactionHash"] == log_tx
+        })
+        .await;
+    let mut expected = fork_log.clone();
+    expected["removed"] = json!(true);
+    assert_eq!(removed, expected);
+    let logs = rpc(&url_c, "eth_getFilterChanges", json!([log_filter])).await["result"].clone();
+    assert_eq!(logs, json!([expected]), "the log filter reports it removed");
+    let head = ws
+        .note(&heads_sub, "the winning branch's first block", |h| {
+            h["hash"] == first["result"]["hash"]
+        })
+        .await;
+    assert_eq!(head["parentHash"], first["result"]["parentHash"]);
 
     // The returned transfer reaches A and is mined on the winning chain.
     a.set_mining(true, None, None);
@@ -260,6 +395,18 @@ async fn a_miner_cut_off_mines_a_fork_that_is_orphaned_when_it_rejoins() {
     .unwrap();
     let bal = rpc(&url_a, "eth_getBalance", json!([to.to_string(), "latest"])).await;
     assert_eq!(bal["result"], "0x309");
+    // So is the log, which C's subscription reports again from its new block.
+    let again = ws
+        .note(&logs_sub, "the log mined again", |l| {
+            l["transactionHash"] == log_tx
+        })
+        .await;
+    assert_eq!(again["removed"], false);
+    assert_ne!(again["blockHash"], fork_log["blockHash"]);
+    assert!(
+        ws.call("eth_unsubscribe", json!([logs_sub])).await["result"] == true
+            && ws.call("eth_unsubscribe", json!([logs_sub])).await["result"] == false
+    );
     net.shutdown().await;
 }
 
@@ -370,7 +517,8 @@ async fn a_peer_flooding_invalid_blocks_is_banned() {
 }
 
 /// What a web page could send (plain-text bodies, a foreign Origin, a DNS name of its
-/// own as Host) is refused; `eth_feeHistory` takes at most 100 percentiles, in order.
+/// own as Host) is refused, over HTTP and WebSocket; `eth_feeHistory` takes at most 100
+/// percentiles, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rpc_refuses_web_pages_and_bounds_fee_history() {
     let dir = tempfile::tempdir().unwrap();
@@ -412,6 +560,44 @@ async fn json_rpc_refuses_web_pages_and_bounds_fee_history() {
     ])
     .await;
     assert_eq!(status, 200, "{text}");
+
+    // A WebSocket from a web page (browsers always send its Origin) is refused; one from
+    // a program is served, subscriptions and batches included.
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let mut from_page = ws_url.as_str().into_client_request().unwrap();
+    from_page
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(from_page).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a page's WebSocket was not refused: {other:?}"),
+    }
+    let mut ws = Ws::connect(&url).await;
+    let unknown = ws.call("eth_subscribe", json!(["syncing"])).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    let ranged = ws
+        .call("eth_subscribe", json!(["logs", { "fromBlock": "0x0" }]))
+        .await;
+    assert_eq!(ranged["error"]["code"], -32602, "{ranged}");
+    let bad_topic = ws
+        .call("eth_subscribe", json!(["logs", { "topics": ["0x12"] }]))
+        .await;
+    assert_eq!(bad_topic["error"]["code"], -32602, "{bad_topic}");
+    let batch = json!([
+        { "jsonrpc": "2.0", "id": 7, "method": "eth_subscribe", "params": ["newHeads"] },
+        { "jsonrpc": "2.0", "id": 8, "method": "eth_blockNumber", "params": [] },
+    ]);
+    ws.socket
+        .send(Message::Text(batch.to_string().into()))
+        .await
+        .unwrap();
+    let replies = ws.read().await;
+    assert!(
+        replies[0]["result"].as_str().is_some_and(|s| s.len() == 34)
+            && replies[1]["result"] == "0x0",
+        "{replies}"
+    );
 
     let many: Vec<u32> = vec![50; 200_000];
     let refused = rpc(&url, "eth_feeHistory", json!(["0x400", "latest", many])).await;

@@ -1,6 +1,8 @@
 //! Tier 3: the tools DApp developers use, unchanged, against nodus. solc (npm) compiles
 //! an OpenZeppelin ERC-20; web3.py deploys it and moves tokens and ether through node
-//! A's JSON-RPC while node B mines, and reads everything back from node C.
+//! A's JSON-RPC while node B mines, and reads everything back from node C, over HTTP and
+//! through subscriptions over WebSocket; ethers 6 does the same through a
+//! WebSocketProvider on node C alone.
 //! Needs node with `npm ci` in interop/eth, and `pip install -r interop/eth/requirements.txt`,
 //! which scripts/test does.
 
@@ -58,23 +60,22 @@ async fn web3py_deploys_an_openzeppelin_erc20_and_moves_tokens_across_three_node
         .set_mining(true, None, Some(miner));
 
     let (a, c) = (url(0), url(2));
+    let c_ws = c.replacen("http://", "ws://", 1);
     let script = dir.join("erc20.py");
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .args(["--submit", &a, "--read", &c, "--artifact"])
-            .arg(&artifact)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "web3.py failed:\n{stdout}\n{stderr}");
-    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
-    assert_eq!(v["ok"], true, "{v}");
+    let mut web3py = Command::new("python3");
+    web3py
+        .arg(script)
+        .args([
+            "--submit",
+            &a,
+            "--read",
+            &c,
+            "--read-ws",
+            &c_ws,
+            "--artifact",
+        ])
+        .arg(&artifact);
+    let v = run("web3.py", web3py).await;
     assert_eq!(v["logs"], 2, "mint and transfer logs: {v}");
     let miners = v["miners"].as_array().unwrap();
     assert_eq!(miners.len(), 1);
@@ -83,6 +84,34 @@ async fn web3py_deploys_an_openzeppelin_erc20_and_moves_tokens_across_three_node
         miner.to_string().to_lowercase(),
         "node B mined every block"
     );
+    assert!(
+        v["subscriptions"]["heads"].as_u64() >= Some(1)
+            && v["subscriptions"]["pending"].as_u64() >= Some(1),
+        "{v}"
+    );
+    println!("{v}");
+
+    let mut ethers = Command::new("node");
+    ethers
+        .arg("subscribe.mjs")
+        .arg(&c_ws)
+        .arg(&artifact)
+        .current_dir(&dir);
+    let v = run("ethers", ethers).await;
     println!("{v}");
     net.shutdown().await;
+}
+
+/// Runs a client script to its end; the JSON line it printed last, which says `ok`.
+async fn run(what: &str, mut cmd: Command) -> Value {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed:\n{stdout}\n{stderr}");
+    let v: Value = serde_json::from_str(stdout.trim().lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}): {stdout}"));
+    assert_eq!(v["ok"], true, "{what}: {v}");
+    v
 }

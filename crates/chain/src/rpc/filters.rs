@@ -30,13 +30,15 @@ pub const MAX_PENDING: usize = 4096;
 pub enum Kind {
     /// The last head reported.
     Blocks { number: u64, hash: B256 },
-    /// `criteria` without its block range; the first block of the range, the next block
-    /// to scan, and the last block if one was given.
+    /// `criteria` without its block range (and `filter`, its addresses and topics); the
+    /// first block of the range, the last if one was given, and the last block scanned.
     Logs {
         criteria: Map<String, Value>,
+        filter: super::follow::LogFilter,
         from: u64,
-        next: u64,
         to: Option<u64>,
+        number: u64,
+        hash: B256,
     },
     /// The sequence number of the next pending transaction to report.
     Pending { seq: u64 },

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use super::RpcError;
 use super::filters::Kind;
-use super::format::{self, TxPlace, bytes, qty};
+use super::follow::{LogFilter, block_logs, follow, place};
+use super::format::{self, bytes, qty};
 use crate::call::{Budget, CallOutcome, CallRequest};
 use crate::chain::{Chain, recover_all};
 use crate::handle::ChainHandle;
@@ -260,13 +261,14 @@ fn log_filter(c: &Chain, criteria: Value) -> Result<Kind, RpcError> {
     let (from, to) = (number("fromBlock")?, number("toBlock")?);
     criteria.remove("fromBlock");
     criteria.remove("toBlock");
-    // Parses the addresses and topics (over no block), so a bad one is an error now.
-    logs(c, &ranged(criteria.clone(), head + 1, head))?;
+    let filter = LogFilter::parse(&criteria)?;
     Ok(Kind::Logs {
         criteria,
+        filter,
         from: from.unwrap_or(head),
-        next: head + 1,
         to,
+        number: head,
+        hash: c.canonical_hash(head).unwrap_or_default(),
     })
 }
 
@@ -284,28 +286,32 @@ async fn filter_changes(h: &ChainHandle, id: u128) -> Result<Value, RpcError> {
         }
         Kind::Logs {
             criteria,
+            filter,
             from,
-            next,
             to,
+            number,
+            hash,
         } => {
-            let scan = criteria.clone();
-            let (found, next) = read_typed(h, move |c| {
-                let head = c.head_number();
-                let end = to
-                    .unwrap_or(head)
-                    .min(head)
-                    .min(next.saturating_add(MAX_LOG_RANGE - 1));
-                if next > end {
-                    return Ok((json!([]), next));
+            let scan = filter.clone();
+            let (found, number, hash) = read_typed(h, move |c| {
+                let m = follow(c, number, hash, MAX_LOG_RANGE, to);
+                let mut found = Vec::new();
+                for b in &m.removed {
+                    block_logs(c, *b, &scan, true, &mut found)?;
                 }
-                Ok((logs(c, &ranged(scan, next, end))?, end + 1))
+                for b in &m.added {
+                    block_logs(c, *b, &scan, false, &mut found)?;
+                }
+                Ok((Value::Array(found), m.number, m.hash))
             })
             .await?;
             let kind = Kind::Logs {
                 criteria,
+                filter,
                 from,
-                next,
                 to,
+                number,
+                hash,
             };
             (found, kind)
         }
@@ -323,32 +329,9 @@ async fn filter_changes(h: &ChainHandle, id: u128) -> Result<Value, RpcError> {
 /// common ancestor, if that block left the canonical chain), at most [`MAX_LOG_RANGE`];
 /// and the last one reported.
 fn new_blocks(c: &Chain, number: u64, hash: B256) -> (Vec<String>, u64, B256) {
-    let mut ancestor = number;
-    let mut cur = hash;
-    while !c.is_canonical(&cur) {
-        match c.meta(&cur) {
-            Some(m) if m.number > 0 => {
-                ancestor = m.number - 1;
-                cur = m.parent;
-            }
-            _ => {
-                ancestor = 0;
-                break;
-            }
-        }
-    }
-    let end = c.head_number().min(ancestor.saturating_add(MAX_LOG_RANGE));
-    let hashes: Vec<B256> = (ancestor + 1..=end)
-        .filter_map(|n| c.canonical_hash(n))
-        .collect();
-    match hashes.last() {
-        Some(last) => (hashes.iter().map(|x| x.to_string()).collect(), end, *last),
-        None => (
-            vec![],
-            number.min(end),
-            c.canonical_hash(number.min(end)).unwrap_or(hash),
-        ),
-    }
+    let m = follow(c, number, hash, MAX_LOG_RANGE, None);
+    let hashes = m.added.iter().map(|x| x.to_string()).collect();
+    (hashes, m.number, m.hash)
 }
 
 async fn read<F>(h: &ChainHandle, f: F) -> Result<Value, RpcError>
@@ -504,16 +487,6 @@ fn revert(output: &Bytes) -> RpcError {
         message,
         data: Some(bytes(output)),
     }
-}
-
-fn place(c: &Chain, block: B256, index: u64) -> Option<TxPlace> {
-    let h = c.header(&block)?;
-    Some(TxPlace {
-        block_hash: block,
-        number: h.number,
-        index,
-        base_fee: h.base_fee_per_gas.unwrap_or_default(),
-    })
 }
 
 fn tx_by_hash(c: &Chain, hash: &B256) -> Result<Value, RpcError> {
@@ -675,65 +648,13 @@ fn logs(c: &Chain, filter: &Value) -> Result<Value, RpcError> {
             "query spans more than {MAX_LOG_RANGE} blocks; narrow fromBlock/toBlock"
         )));
     }
-    let addresses: Vec<Address> = match f.get("address") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::String(s)) => vec![s.parse().map_err(|_| RpcError::params("bad address"))?],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|s| s.parse().ok())
-            .collect(),
-        Some(_) => {
-            return Err(RpcError::params(
-                "address must be an address or an array of them",
-            ));
-        }
-    };
-    let topics: Vec<Vec<B256>> = match f.get("topics") {
-        None | Some(Value::Null) => vec![],
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|t| match t {
-                Value::Null => vec![],
-                Value::String(s) => s.parse().map(|h| vec![h]).unwrap_or_default(),
-                Value::Array(alts) => alts
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(|s| s.parse().ok())
-                    .collect(),
-                _ => vec![],
-            })
-            .collect(),
-        Some(_) => return Err(RpcError::params("topics must be an array")),
-    };
+    let filter = LogFilter::parse(f)?;
     let mut out = Vec::new();
     for n in from..=to {
         let Some(hash) = c.canonical_hash(n) else {
             break;
         };
-        let Some(receipts) = c.receipts(&hash)? else {
-            continue;
-        };
-        if receipts.iter().all(|r| r.logs().is_empty()) {
-            continue;
-        }
-        let Some(b) = c.block(&hash)? else { continue };
-        let mut log_index = 0u64;
-        for (i, (r, t)) in receipts.iter().zip(&b.body.transactions).enumerate() {
-            for l in r.logs() {
-                let addr_ok = addresses.is_empty() || addresses.contains(&l.address);
-                let topics_ok = topics.iter().enumerate().all(|(k, alts)| {
-                    alts.is_empty() || l.topics().get(k).is_some_and(|t| alts.contains(t))
-                });
-                if addr_ok
-                    && topics_ok
-                    && let Some(pl) = place(c, hash, i as u64)
-                {
-                    out.push(format::log(l, pl, *t.tx_hash(), log_index));
-                }
-                log_index += 1;
-            }
-        }
+        block_logs(c, hash, &filter, false, &mut out)?;
     }
     Ok(Value::Array(out))
 }

@@ -1,15 +1,19 @@
-//! Ethereum JSON-RPC over HTTP (POST /, single and batch requests), the methods web3.py,
-//! ethers and wallets use. It holds no keys, so it offers what a public node does.
+//! Ethereum JSON-RPC over HTTP (POST /, single and batch requests) and over WebSocket
+//! (GET / upgraded, with subscriptions) on the same address: the methods web3.py, ethers
+//! and wallets use. It holds no keys, so it offers what a public node does.
 
 pub mod filters;
+pub mod follow;
 mod format;
 mod methods;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -89,8 +93,12 @@ pub async fn serve(
         *u = Some(format!("http://{addr}"));
     }
     let app = Router::new()
-        .route("/", post(entry))
-        .with_state((handle, Arc::new(gate)));
+        .route("/", post(entry).get(upgrade))
+        .with_state(Rpc {
+            handle,
+            gate: Arc::new(gate),
+            shutdown: shutdown.clone(),
+        });
     Ok(tokio::spawn(nodus_service::server::serve(
         "json-rpc",
         listener,
@@ -126,6 +134,12 @@ impl Gate {
                 "invalid content type, only application/json is supported".into(),
             ));
         }
+        self.check_caller(headers)
+    }
+
+    /// The Host and Origin checks alone: a browser always sends an Origin with a
+    /// WebSocket handshake, so a page is refused unless it is allowed.
+    fn check_caller(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
         let host = headers
             .get(header::HOST)
             .and_then(|v| v.to_str().ok())
@@ -169,15 +183,41 @@ impl Gate {
     }
 }
 
-async fn entry(
-    State((h, gate)): State<(ChainHandle, Arc<Gate>)>,
+#[derive(Clone)]
+struct Rpc {
+    handle: ChainHandle,
+    gate: Arc<Gate>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// GET /: a WebSocket for JSON-RPC with subscriptions.
+async fn upgrade(
+    State(rpc): State<Rpc>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(refused) = gate.check(&headers) {
+    if let Err(refused) = rpc.gate.check_caller(&headers) {
         return refused.into_response();
     }
-    let reply = answer(&h, &body).await;
+    let Ok(ws) = ws else {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This is Ethereum JSON-RPC: POST a JSON body, or connect a WebSocket (ws://) for              subscriptions.\n",
+        )
+            .into_response();
+    };
+    ws.max_message_size(ws::MAX_MESSAGE)
+        .max_frame_size(ws::MAX_MESSAGE)
+        .on_upgrade(move |socket| ws::serve(socket, rpc.handle, rpc.shutdown))
+        .into_response()
+}
+
+async fn entry(State(rpc): State<Rpc>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(refused) = rpc.gate.check(&headers) {
+        return refused.into_response();
+    }
+    let h = &rpc.handle;
+    let reply = answer(h, &body).await;
     let bytes = serde_json::to_vec(&reply).unwrap_or_default();
     let bytes = if bytes.len() > MAX_RESPONSE_BYTES {
         let id = match &reply {
@@ -226,7 +266,7 @@ async fn answer(h: &ChainHandle, body: &[u8]) -> Value {
     }
 }
 
-async fn one(h: &ChainHandle, req: Value, budget: &Budget) -> Value {
+pub(crate) async fn one(h: &ChainHandle, req: Value, budget: &Budget) -> Value {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = req.get("method").and_then(Value::as_str) else {
         return error_reply(id, RpcError::new(-32600, "invalid request: no method"));
@@ -242,7 +282,7 @@ async fn one(h: &ChainHandle, req: Value, budget: &Budget) -> Value {
     }
 }
 
-fn error_reply(id: Value, e: RpcError) -> Value {
+pub(crate) fn error_reply(id: Value, e: RpcError) -> Value {
     let mut err = json!({ "code": e.code, "message": e.message });
     if let Some(d) = e.data {
         err["data"] = d;

@@ -142,8 +142,12 @@ impl nodus_service::Service for ChainService {
             events: Some(nodus_service::EventFeed::broadcast(handle.events.clone())),
             endpoints: handle
                 .json_rpc_url()
-                .map(|u| ("json_rpc".to_string(), u))
+                .map(|u| {
+                    let ws = u.replacen("http://", "ws://", 1);
+                    [("json_rpc".to_string(), u), ("json_rpc_ws".to_string(), ws)]
+                })
                 .into_iter()
+                .flatten()
                 .collect(),
             tasks,
             handle,
