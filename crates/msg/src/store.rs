@@ -196,7 +196,7 @@ impl Store {
     /// Opens the database at `path` and its log beside it, applying what the log holds
     /// beyond the last checkpoint.
     pub fn open(path: &Path) -> Result<Store, MsgError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(db_err)?;
         let _ = nodus_core::fsutil::restrict(path);
         let txn = db.begin_write().map_err(db_err)?;
         for t in ALL {
