@@ -83,7 +83,10 @@ fn slot_key(a: &Address, k: &U256) -> [u8; 52] {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, ChainError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(|e| ChainError::store(path, e))?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(|e| ChainError::store(path, e))?;
         nodus_core::fsutil::restrict(path).map_err(|e| ChainError::store(path, e))?;
         let store = Store {
             db,

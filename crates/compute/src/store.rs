@@ -169,7 +169,9 @@ pub struct Loaded {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(PROJECTS)?;
         tx.open_table(MODULES)?;

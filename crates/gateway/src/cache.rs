@@ -41,7 +41,10 @@ fn now() -> u64 {
 
 impl Cache {
     pub fn open(path: &Path, budget: u64) -> Result<Cache, GatewayError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(redb::Error::from)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(redb::Error::from)?;
         let w = db.begin_write().map_err(redb::Error::from)?;
         w.open_table(CACHED).map_err(redb::Error::from)?;
         w.commit().map_err(redb::Error::from)?;

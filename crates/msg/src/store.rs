@@ -51,8 +51,12 @@ pub const MAILBOX_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("mail
 pub const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
 pub const GROUP_OUT: TableDefinition<&str, &[u8]> = TableDefinition::new("group_out");
 pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_in");
+/// An outgoing message's state, by its `MESSAGES` key: a state change writes a byte here
+/// instead of the whole message again (a 64 KiB one was written three times). Messages
+/// stored before this table have their state in their row.
+pub const MSG_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_state");
 
-const ALL: [TableDefinition<&str, &[u8]>; 13] = [
+const ALL: [TableDefinition<&str, &[u8]>; 14] = [
     META,
     CONTACTS,
     SESSIONS,
@@ -66,6 +70,7 @@ const ALL: [TableDefinition<&str, &[u8]>; 13] = [
     GROUPS,
     GROUP_OUT,
     GROUP_IN,
+    MSG_STATE,
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +92,7 @@ pub struct OutItem {
     pub to: String,
     /// Encoded [`Envelope`], once encrypted. Encrypted exactly once: retries resend the
     /// same bytes, so the ratchet never moves for a message the peer may already have.
+    #[serde(with = "serde_bytes")]
     pub envelope: Option<Vec<u8>>,
     /// The plaintext, while no session with the recipient exists yet.
     pub pending: Option<Plain>,
@@ -171,6 +177,7 @@ pub struct MailItem {
     /// The peer that asked us to keep it (limits are counted per sender).
     pub from: String,
     pub expires_ms: u64,
+    #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
 }
 
@@ -196,7 +203,10 @@ impl Store {
     /// Opens the database at `path` and its log beside it, applying what the log holds
     /// beyond the last checkpoint.
     pub fn open(path: &Path) -> Result<Store, MsgError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let _ = nodus_core::fsutil::restrict(path);
         let txn = db.begin_write().map_err(db_err)?;
         for t in ALL {

@@ -45,12 +45,14 @@ pub enum Body {
     Olm {
         card: Option<ContactCard>,
         kind: u8,
+        #[serde(with = "serde_bytes")]
         ciphertext: Vec<u8>,
     },
     /// A group message under the sender's Megolm session `session` (its id).
     Group {
         group: MsgId,
         session: String,
+        #[serde(with = "serde_bytes")]
         ciphertext: Vec<u8>,
     },
 }
@@ -88,6 +90,7 @@ pub enum MailboxRequest {
         id: MsgId,
         order: u64,
         ttl_secs: u32,
+        #[serde(with = "serde_bytes")]
         sealed: Vec<u8>,
     },
     /// Items held for the asking peer (the stream's authenticated peer).
@@ -109,6 +112,7 @@ pub enum MailboxReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MailboxItem {
     pub id: MsgId,
+    #[serde(with = "serde_bytes")]
     pub sealed: Vec<u8>,
 }
 
@@ -150,6 +154,7 @@ pub enum Content {
     /// encrypted as texts are, delivered as they are, never stored as a message.
     Signal {
         app: String,
+        #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
 }
@@ -227,6 +232,47 @@ pub fn new_id() -> MsgId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Byte fields are written as one run (serde_bytes) instead of byte by byte, which
+    /// postcard encodes the same way: nodes of either build read each other's frames.
+    #[test]
+    fn byte_fields_encode_as_before() {
+        #[derive(Serialize)]
+        enum BodyBefore {
+            Olm {
+                card: Option<ContactCard>,
+                kind: u8,
+                ciphertext: Vec<u8>,
+            },
+        }
+        #[derive(Serialize)]
+        struct EnvelopeBefore {
+            id: MsgId,
+            sender: Vec<u8>,
+            body: BodyBefore,
+        }
+        let ciphertext: Vec<u8> = (0..=255).cycle().take(70_000).collect();
+        let now = Envelope {
+            id: [3; 16],
+            sender: vec![1, 2, 3],
+            body: Body::Olm {
+                card: None,
+                kind: 1,
+                ciphertext: ciphertext.clone(),
+            },
+        };
+        let before = EnvelopeBefore {
+            id: [3; 16],
+            sender: vec![1, 2, 3],
+            body: BodyBefore::Olm {
+                card: None,
+                kind: 1,
+                ciphertext,
+            },
+        };
+        assert_eq!(encode(&now), encode(&before));
+        assert_eq!(decode::<Envelope>(&encode(&before)).unwrap(), now);
+    }
 
     #[test]
     fn envelope_round_trip() {

@@ -95,7 +95,10 @@ impl PersistentStore {
         let Some(path) = path else {
             return Ok(PersistentStore { mem, db: None });
         };
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let mut dead = Vec::new();
         {
             let txn = db.begin_write().map_err(db_err)?;

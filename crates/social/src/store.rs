@@ -323,7 +323,9 @@ impl<'t> Tables<'t> {
 impl Store {
     /// Opens (or makes) the store, holding at most `budget` bytes of events.
     pub fn open(path: &Path, budget: u64) -> Result<Store, StoreError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)?;
         let _ = nodus_core::fsutil::restrict(path);
         let w = db.begin_write()?;
         {

@@ -83,7 +83,10 @@ fn err(e: impl Into<redb::Error>) -> TorrentError {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, TorrentError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(err)?;
         let _ = nodus_core::fsutil::restrict(path);
         let txn = db.begin_write().map_err(err)?;
         for t in [SETTINGS, METAINFO, HAVE] {

@@ -20,7 +20,9 @@ pub struct PlainStore {
 
 impl PlainStore {
     pub fn open(path: &std::path::Path) -> Result<PlainStore, VaultError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)?;
         let w = db.begin_write()?;
         {
             w.open_table(PLAIN)?;

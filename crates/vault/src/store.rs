@@ -176,7 +176,9 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Result<T
 
 /// Opens (or makes) the file, with every table present.
 pub fn open(path: &std::path::Path) -> Result<redb::Database, StoreError> {
-    let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path)?;
+    let db = redb::Builder::new()
+        .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+        .create(path)?;
     let _ = nodus_core::fsutil::restrict(path);
     let w = db.begin_write()?;
     {

@@ -83,7 +83,10 @@ impl History {
     /// Opens (or makes) the history; calls left unfinished by a stop are marked
     /// interrupted.
     pub fn open(path: &Path, now_ms: u64) -> Result<History, VoiceError> {
-        let db = redb::Builder::new().set_cache_size(nodus_core::datadir::DB_CACHE_BYTES).create(path).map_err(store)?;
+        let db = redb::Builder::new()
+            .set_cache_size(nodus_core::datadir::DB_CACHE_BYTES)
+            .create(path)
+            .map_err(store)?;
         let h = History { db };
         let unfinished: Vec<CallRecord> = h
             .all()?

@@ -332,18 +332,36 @@ impl Actor {
         let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
         txn.put(store::MESSAGES, &key, m)?;
         txn.put_raw(store::MSG_INDEX, &hex::encode(id), key.as_bytes())?;
+        if m.outgoing {
+            txn.put(store::MSG_STATE, &key, &m.state)?;
+        }
         Ok(())
     }
 
-    pub(super) fn message_by_id(
-        &self,
-        txn: &mut Txn,
-        id: &MsgId,
-    ) -> Result<Option<(String, Message)>, MsgError> {
-        let Some(key) = txn.get_raw_str(store::MSG_INDEX, &hex::encode(id))? else {
-            return Ok(None);
-        };
-        Ok(txn.get::<Message>(store::MESSAGES, &key)?.map(|m| (key, m)))
+    /// An outgoing message's state: from `MSG_STATE`, else (a message stored before that
+    /// table) from its row. `None` for an incoming or unknown one.
+    fn outgoing_state(&self, txn: &mut Txn, key: &str) -> Result<Option<MessageState>, MsgError> {
+        if let Some(s) = txn.get::<MessageState>(store::MSG_STATE, key)? {
+            return Ok(Some(s));
+        }
+        Ok(txn
+            .get::<Message>(store::MESSAGES, key)?
+            .filter(|m| m.outgoing)
+            .map(|m| m.state))
+    }
+
+    /// Gives rows their current state: outgoing ones theirs from [`store::MSG_STATE`],
+    /// incoming ones `seen` unless [`store::UNSEEN`] holds them. Neither is written into
+    /// the row, which holds the whole text.
+    fn with_states(&self, txn: &mut Txn, rows: &mut [(String, Message)]) -> Result<(), MsgError> {
+        for (key, m) in rows.iter_mut() {
+            if !m.outgoing {
+                m.seen = !txn.contains(store::UNSEEN, key)?;
+            } else if let Some(s) = txn.get::<MessageState>(store::MSG_STATE, key)? {
+                m.state = s;
+            }
+        }
+        Ok(())
     }
 
     /// Moves an outgoing message forward (never back) and tells the event stream.
@@ -354,17 +372,18 @@ impl Actor {
         to: &str,
         state: MessageState,
     ) -> Result<(), MsgError> {
-        let Some((key, mut m)) = self.message_by_id(txn, id)? else {
+        let Some(key) = txn.get_raw_str(store::MSG_INDEX, &hex::encode(id))? else {
             return Ok(());
         };
-        if !m.outgoing || m.state >= state {
-            return Ok(());
+        match self.outgoing_state(txn, &key)? {
+            Some(now) if now < state => {}
+            _ => return Ok(()),
         }
-        m.state = state;
-        txn.put(store::MESSAGES, &key, &m)?;
+        txn.put(store::MSG_STATE, &key, &state)?;
+        let conversation = key.split('|').next().unwrap_or_default().to_string();
         self.emit(MsgEvent::State {
-            id: m.id.clone(),
-            conversation: m.conversation.clone(),
+            id: hex::encode(id),
+            conversation,
             to: to.to_string(),
             state,
         });
@@ -391,6 +410,7 @@ impl Actor {
         if all && out.len() > 200 {
             out.drain(..out.len() - 200);
         }
+        self.with_states(txn, &mut out)?;
         self.mark_seen(txn, &out)?;
         Ok(out.into_iter().map(|(_, m)| m).collect())
     }
@@ -403,9 +423,10 @@ impl Actor {
                 Err(_) => return Err(e),
             },
         };
-        let rows = self
+        let mut rows = self
             .store
             .scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
+        self.with_states(txn, &mut rows)?;
         self.mark_seen(txn, &rows)?;
         // "Sent" is not written to disk (one write less per message): a queued message
         // on its way to the recipient is shown as sent.
@@ -437,13 +458,9 @@ impl Actor {
     ) -> Result<(), MsgError> {
         let mut receipts: HashMap<String, Vec<MsgId>> = HashMap::new();
         for (key, m) in rows {
-            if m.outgoing || m.seen {
+            if m.outgoing || m.seen || !txn.remove(store::UNSEEN, key)? {
                 continue;
             }
-            let mut m = m.clone();
-            m.seen = true;
-            txn.put(store::MESSAGES, key, &m)?;
-            txn.remove(store::UNSEEN, key)?;
             if !m.conversation.starts_with("group:")
                 && let Some(id) = parse_id(&m.id)
             {
