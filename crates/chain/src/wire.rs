@@ -55,6 +55,8 @@ pub enum SyncResponse {
 /// sends them is penalized.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    #[error("{0} transactions in one gossip message (at most {MAX_GOSSIP_TXS})")]
+    TooManyTxs(usize),
     #[error("undecodable RLP: {0}")]
     Rlp(#[from] alloy_rlp::Error),
     #[error("trailing bytes after a header")]
@@ -122,6 +124,56 @@ pub fn decode_request(raw: &[u8]) -> Result<SyncRequest, WireError> {
     }
 }
 
+/// Transactions gossiped together, as the node took them (EIP-2718 bytes each), in one
+/// message on the `txs/2` topic: one gossip message per batch instead of one per
+/// transaction. At most [`MAX_GOSSIP_TXS`] of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxBatch(pub Vec<serde_bytes::ByteBuf>);
+
+/// Transactions in one gossip message, at most.
+pub const MAX_GOSSIP_TXS: usize = 4096;
+/// The bytes of transactions put in one gossip message, at most (gossipsub's limit is
+/// 256 KiB; a single transaction larger than this goes alone).
+pub const GOSSIP_TX_BYTES: usize = 192 * 1024;
+
+pub fn encode_txs(raws: &[&[u8]]) -> Vec<u8> {
+    encode(&TxBatch(
+        raws.iter()
+            .map(|r| serde_bytes::ByteBuf::from(r.to_vec()))
+            .collect(),
+    ))
+}
+
+pub fn decode_txs(raw: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+    let TxBatch(txs) = postcard::from_bytes(raw)?;
+    if txs.len() > MAX_GOSSIP_TXS {
+        return Err(WireError::TooManyTxs(txs.len()));
+    }
+    Ok(txs.into_iter().map(|t| t.into_vec()).collect())
+}
+
+/// Splits transactions into gossip messages of at most [`GOSSIP_TX_BYTES`] (and
+/// [`MAX_GOSSIP_TXS`]) each, in order.
+pub fn tx_messages(raws: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chunk: Vec<&[u8]> = Vec::new();
+    let mut bytes = 0;
+    for r in raws {
+        if !chunk.is_empty() && (bytes + r.len() > GOSSIP_TX_BYTES || chunk.len() == MAX_GOSSIP_TXS)
+        {
+            out.push(encode_txs(&chunk));
+            chunk.clear();
+            bytes = 0;
+        }
+        chunk.push(r);
+        bytes += r.len();
+    }
+    if !chunk.is_empty() {
+        out.push(encode_txs(&chunk));
+    }
+    out
+}
+
 pub fn decode_response(raw: &[u8]) -> Result<SyncResponse, WireError> {
     Ok(postcard::from_bytes(raw)?)
 }
@@ -159,6 +211,28 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transactions_are_gossiped_in_bounded_batches_in_order() {
+        let raws: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; 100 + (i % 7) as usize])
+            .collect();
+        let messages = tx_messages(&raws);
+        assert!(messages.len() > 1);
+        let mut back = Vec::new();
+        for m in &messages {
+            assert!(m.len() <= GOSSIP_TX_BYTES + 8 * 1024, "{}", m.len());
+            back.extend(decode_txs(m).unwrap());
+        }
+        assert_eq!(back, raws);
+        let big = vec![vec![7u8; GOSSIP_TX_BYTES + 1]];
+        assert_eq!(decode_txs(&tx_messages(&big)[0]).unwrap(), big);
+        let too_many = encode_txs(&vec![&b"x"[..]; MAX_GOSSIP_TXS + 1]);
+        assert!(matches!(
+            decode_txs(&too_many),
+            Err(WireError::TooManyTxs(_))
+        ));
+    }
 
     #[test]
     fn garbage_is_refused_with_its_kind() {

@@ -15,7 +15,8 @@ use crate::handle::{BlockOutcome, ChainHandle, Input, Origin};
 
 /// The chain's answer on a gossiped message, to come.
 enum Verdict {
-    Tx(oneshot::Receiver<Result<alloy_primitives::B256, TxError>>),
+    /// One answer per transaction of the message.
+    Txs(Vec<oneshot::Receiver<Result<alloy_primitives::B256, TxError>>>),
     Block(oneshot::Receiver<Result<BlockOutcome, ChainError>>),
 }
 
@@ -23,19 +24,26 @@ impl Verdict {
     async fn wait(self) -> nodus_net::Verdict {
         use nodus_net::Verdict as V;
         match self {
-            Verdict::Tx(rx) => match rx.await {
-                Ok(Ok(_)) => V::Accept,
-                Ok(Err(
-                    TxError::Decode(_)
-                    | TxError::Signature(_)
-                    | TxError::ChainId { .. }
-                    | TxError::Unprotected
-                    | TxError::Oversized(_)
-                    | TxError::Type,
-                )) => V::Reject,
-                // Already known, a nonce race, a full pool: not the sender's fault.
-                _ => V::Ignore,
-            },
+            // Forwarded if any was new here, refused if any was garbage.
+            Verdict::Txs(answers) => {
+                let mut verdict = V::Ignore;
+                for rx in answers {
+                    match rx.await {
+                        Ok(Ok(_)) => verdict = V::Accept,
+                        Ok(Err(
+                            TxError::Decode(_)
+                            | TxError::Signature(_)
+                            | TxError::ChainId { .. }
+                            | TxError::Unprotected
+                            | TxError::Oversized(_)
+                            | TxError::Type,
+                        )) => return V::Reject,
+                        // Already known, a nonce race, a full pool: not the sender's fault.
+                        _ => {}
+                    }
+                }
+                verdict
+            }
             Verdict::Block(rx) => match rx.await {
                 Ok(Ok(BlockOutcome::Head { .. } | BlockOutcome::Side)) => V::Accept,
                 Ok(Err(_)) => V::Reject,
@@ -87,17 +95,29 @@ pub(super) async fn spawn(
                 }
                 Verdict::Block(rx)
             } else {
-                let (reply, rx) = oneshot::channel();
-                let input = Input::Submit {
-                    tx: crate::tx::RecoveredTx::decode(&data),
-                    raw: data,
-                    from,
-                    reply: Some(reply),
+                let raws = match crate::wire::decode_txs(&data) {
+                    Ok(raws) => raws,
+                    Err(e) => {
+                        tracing::debug!(target: "nodus::chain", "undecodable transaction gossip: {e}");
+                        h_net.validate(&msg, nodus_net::Verdict::Reject);
+                        continue;
+                    }
                 };
-                if h.tx.send(input).await.is_err() {
-                    break;
+                let mut verdicts = Vec::with_capacity(raws.len());
+                for raw in raws {
+                    let (reply, rx) = oneshot::channel();
+                    let input = Input::Submit {
+                        tx: crate::tx::RecoveredTx::decode(&raw),
+                        raw,
+                        from,
+                        reply: Some(reply),
+                    };
+                    if h.tx.send(input).await.is_err() {
+                        return;
+                    }
+                    verdicts.push(rx);
                 }
-                Verdict::Tx(rx)
+                Verdict::Txs(verdicts)
             };
             let net = h_net.clone();
             tokio::spawn(async move {

@@ -1,5 +1,5 @@
-//! Everything a peer sends the chain service: gossiped transactions (EIP-2718) and
-//! blocks (RLP), sync requests and responses and their framing, and headers. Decoding
+//! Everything a peer sends the chain service: gossiped transactions (batches of
+//! EIP-2718 bytes) and blocks (RLP), sync requests and responses and their framing, and headers. Decoding
 //! never panics; a block that decodes re-encodes to the same bytes.
 //!
 //! The oracle for this decoder: fuzz/fuzz_targets/chain_wire.rs runs it under libFuzzer, and
@@ -26,6 +26,18 @@ pub fn check(data: &[u8]) {
             "a decoded block re-encodes to its bytes"
         );
         let _ = nodus_chain::chain::recover_all(&block);
+    }
+    if let Ok(txs) = wire::decode_txs(data) {
+        assert!(txs.len() <= wire::MAX_GOSSIP_TXS);
+        let refs: Vec<&[u8]> = txs.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            wire::decode_txs(&wire::encode_txs(&refs)).unwrap(),
+            txs,
+            "a decoded batch round trips"
+        );
+        for raw in &txs {
+            let _ = RecoveredTx::decode(raw);
+        }
     }
     let _ = wire::decode_request(data);
     if let Ok(wire::SyncResponse::Headers(raw)) = wire::decode_response(data) {

@@ -3,8 +3,10 @@
 //!
 //! - JSON-RPC reads: eth_getBalance, and eth_call of an OpenZeppelin ERC-20's balanceOf
 //!   (EVM execution), 16 requests in flight: requests per second, p50 and p99;
-//! - transaction intake: signed transfers from nine accounts through
-//!   eth_sendRawTransaction (Hardhat with automine off, so both only check and pool);
+//! - transaction intake: 128 funded accounts' transfers through eth_sendRawTransaction,
+//!   64 clients at once (Hardhat with automine off, so both only check and pool), and
+//!   end to end, from the first send to the last receipt while another node mines
+//!   (Hardhat: automine), see `bench_intake`;
 //! - a block of ERC-20 transfers: built (executed, state root) by nodus, mined by
 //!   Hardhat's `evm_mine`; and, nodus only, imported and verified by a second node
 //!   (senders recovered, executed, roots checked, committed to disk).
@@ -27,6 +29,7 @@ use nodus_chain::{ChainSpec, miner};
 use nodus_testnet::Testnet;
 use serde_json::{Value, json};
 
+use super::bench_intake;
 use super::token::{TOKEN_BYTECODE, call_data, word};
 use crate::ui::progress::spinner;
 use crate::ui::stats::percentile;
@@ -40,7 +43,7 @@ pub enum Area {
         /// Requests per read test
         #[arg(long, default_value_t = 5000)]
         calls: usize,
-        /// Transactions for the intake and block tests (10 to 500)
+        /// Transactions in the block tests (10 to 500)
         #[arg(long, default_value_t = 500)]
         txs: usize,
         /// Value transfers per import-throughput run (ERC-20 runs take half as many)
@@ -76,20 +79,20 @@ impl Area {
 }
 
 const CONCURRENCY: usize = 16;
-const GWEI: u128 = 1_000_000_000;
+pub(super) const GWEI: u128 = 1_000_000_000;
 const ETHER: u128 = 1_000_000_000_000_000_000;
 
 fn eth_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/eth")
 }
 
-struct Rpc {
+pub(super) struct Rpc {
     url: String,
     client: reqwest::Client,
 }
 
 impl Rpc {
-    async fn call(&self, method: &str, params: Value) -> Result<Value> {
+    pub(super) async fn call(&self, method: &str, params: Value) -> Result<Value> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let v: Value = self
             .client
@@ -105,7 +108,7 @@ impl Rpc {
         Ok(v["result"].clone())
     }
 
-    async fn receipt(&self, hash: &str) -> Result<Value> {
+    pub(super) async fn receipt(&self, hash: &str) -> Result<Value> {
         let t = Instant::now();
         loop {
             let r = self
@@ -153,33 +156,6 @@ async fn load(
     Ok((rate, percentile(&times, 0.5), percentile(&times, 0.99)))
 }
 
-/// Sends raw transactions, 16 in flight; transactions per second.
-async fn intake(rpc: &Arc<Rpc>, raws: Vec<String>) -> Result<f64> {
-    let n = raws.len();
-    let started = Instant::now();
-    // One lane per sender keeps each sender's nonces in order.
-    let mut lanes: Vec<Vec<String>> = vec![Vec::new(); SENDERS];
-    for (i, r) in raws.into_iter().enumerate() {
-        lanes[i % SENDERS].push(r);
-    }
-    let mut tasks = Vec::new();
-    for lane in lanes {
-        let rpc = rpc.clone();
-        tasks.push(tokio::spawn(async move {
-            for r in lane {
-                rpc.call("eth_sendRawTransaction", json!([&r]))
-                    .await
-                    .with_context(|| format!("sending {r}"))?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
-}
-
 fn raw(key: &Key, nonce: u64, to: Option<Address>, data: Vec<u8>, gas: u64) -> Vec<u8> {
     key.sign_raw(eip1559(
         31337,
@@ -193,7 +169,7 @@ fn raw(key: &Key, nonce: u64, to: Option<Address>, data: Vec<u8>, gas: u64) -> V
     ))
 }
 
-fn hex0x(b: &[u8]) -> String {
+pub(super) fn hex0x(b: &[u8]) -> String {
     format!("0x{}", hex::encode(b))
 }
 
@@ -202,29 +178,6 @@ fn deploy_raw() -> Result<Vec<u8>> {
     let mut code = hex::decode(TOKEN_BYTECODE.trim())?;
     code.extend_from_slice(&(U256::from(1_000_000_000u64) * U256::from(ETHER)).to_be_bytes::<32>());
     Ok(raw(&owner, 0, None, code, 2_000_000))
-}
-
-/// Senders of the intake test: development accounts 1 to 9 (0 owns the token).
-const SENDERS: usize = 9;
-
-/// `n` signed ether transfers from the [`SENDERS`], nonces from `first_nonce`.
-fn transfers(n: usize, first_nonce: u64) -> Result<Vec<String>> {
-    let keys: Vec<Key> = DEV_KEYS[1..=SENDERS]
-        .iter()
-        .map(|k| Key::from_hex(k))
-        .collect::<Result<_, _>>()?;
-    Ok((0..n)
-        .map(|i| {
-            let k = &keys[i % SENDERS];
-            hex0x(&raw(
-                k,
-                first_nonce + (i / SENDERS) as u64,
-                Some(Address::repeat_byte(0x55)),
-                vec![],
-                21_000,
-            ))
-        })
-        .collect())
 }
 
 /// `n` ERC-20 transfers by the token's owner, nonces from `first_nonce`.
@@ -246,10 +199,13 @@ struct Side {
     balance: (f64, f64, f64),
     call: (f64, f64, f64),
     intake: f64,
+    /// Each load account's last transaction of the intake run.
+    intake_last: Vec<String>,
     block: f64,
+    end_to_end: f64,
 }
 
-async fn measure(rpc: &Arc<Rpc>, calls: usize, txs: usize, token: Address) -> Result<Side> {
+async fn measure(rpc: &Arc<Rpc>, calls: usize, token: Address, keys: &[Key]) -> Result<Side> {
     let holder = Key::from_hex(DEV_KEYS[0])?.address;
     let balance = load(
         rpc,
@@ -266,12 +222,14 @@ async fn measure(rpc: &Arc<Rpc>, calls: usize, txs: usize, token: Address) -> Re
         json!([{ "to": token.to_string(), "data": hex0x(&q) }, "latest"]),
     )
     .await?;
-    let intake = intake(rpc, transfers(txs, 0)?).await?;
+    let (intake, intake_last) = bench_intake::intake(rpc, keys).await?;
     Ok(Side {
         balance,
         call,
         intake,
+        intake_last,
         block: 0.0,
+        end_to_end: 0.0,
     })
 }
 
@@ -373,6 +331,8 @@ pub struct Options {
 
 /// Aims of the issue: end-to-end import and propagation.
 const AIM_IMPORT: f64 = 10_000.0;
+/// Transactions per second taken through eth_sendRawTransaction (issue 24).
+const AIM_INTAKE: f64 = 10_000.0;
 const AIM_PROPAGATION_P99_MS: f64 = 250.0;
 
 pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
@@ -407,32 +367,40 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
         );
     }
     let tmp = tempfile::tempdir()?;
-    let pb = spinner("starting a nodus node and a Hardhat node");
-    let net = Testnet::start(1, &tmp.path().join("nodus")).await?;
-    let chain = net
-        .node(0)
-        .service::<nodus_chain::ChainHandle>()
-        .cloned()
-        .ok_or_else(|| anyhow!("chain disabled"))?;
+    let pb = spinner("starting two nodus nodes and a Hardhat node");
+    let net = Testnet::start(2, &tmp.path().join("nodus")).await?;
+    net.wait_connected(1, Duration::from_secs(60)).await?;
+    let handle = |k: usize| {
+        net.node(k)
+            .service::<nodus_chain::ChainHandle>()
+            .cloned()
+            .ok_or_else(|| anyhow!("chain disabled"))
+    };
+    let (chain, miner) = (handle(0)?, handle(1)?);
     let nodus = Arc::new(Rpc {
         url: chain.json_rpc_url().ok_or_else(|| anyhow!("no JSON-RPC"))?,
         client: reqwest::Client::new(),
     });
     let hardhat = start_hardhat().await;
     pb.finish_and_clear();
+    let keys = bench_intake::accounts()?;
 
-    // The same signed deployment on both: the token lands at the same address.
+    // The same signed deployment on both: the token lands at the same address. The
+    // load's accounts are funded meanwhile; node B mines, node A is loaded.
     let deploy = hex0x(&deploy_raw()?);
-    chain.set_mining(true, None, None);
+    miner.set_mining(true, None, None);
     let h = nodus
         .call("eth_sendRawTransaction", json!([deploy]))
         .await?;
     let r = nodus.receipt(h.as_str().unwrap_or_default()).await?;
-    chain.stop_mining().await?;
+    bench_intake::fund(&nodus, &nodus, &keys, 0).await?;
+    miner.stop_mining().await?;
     let token: Address = r["contractAddress"].as_str().unwrap_or_default().parse()?;
 
     let pb = spinner("loading nodus");
-    let mut ours = measure(&nodus, calls, txs, token).await.context("nodus")?;
+    let mut ours = measure(&nodus, calls, token, &keys)
+        .await
+        .context("nodus")?;
     let n = txs;
     let token_txs = token_transfers(token, txs, 1)?;
     let dir = tmp.path().join("blocks");
@@ -440,6 +408,26 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let (build, import) =
         tokio::task::spawn_blocking(move || nodus_block(&token_txs, &dir)).await??;
     ours.block = build;
+    pb.set_message("nodus end to end: node B mines what node A takes");
+    miner.set_mining(true, None, None);
+    let t = Instant::now();
+    while !bench_intake::mined(&nodus, &ours.intake_last).await? {
+        if t.elapsed() > Duration::from_secs(180) {
+            let (a, b) = (chain.status().await?, miner.status().await?);
+            return Err(anyhow!(
+                "the intake run was not mined within 180 s: node A at height {} with {} pending, node B (mining: {}) at {} with {} pending, {} peers",
+                a.height,
+                a.mempool,
+                b.mining.enabled,
+                b.height,
+                b.mempool,
+                b.peers
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    ours.end_to_end = bench_intake::end_to_end(&nodus, &nodus, &keys).await?;
+    miner.stop_mining().await?;
     pb.finish_and_clear();
 
     let theirs = match hardhat {
@@ -448,9 +436,14 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
             let r = async {
                 let h = hh.call("eth_sendRawTransaction", json!([deploy])).await?;
                 hh.receipt(h.as_str().unwrap_or_default()).await?;
+                bench_intake::fund(&hh, &hh, &keys, 0).await?;
                 hh.call("evm_setAutomine", json!([false])).await?;
-                let mut side = measure(&hh, calls, txs, token).await.context("hardhat")?;
-                hh.call("evm_mine", json!([])).await?;
+                let mut side = measure(&hh, calls, token, &keys)
+                    .await
+                    .context("hardhat")?;
+                while !bench_intake::mined(&hh, &side.intake_last).await? {
+                    hh.call("evm_mine", json!([])).await?;
+                }
                 for r in token_transfers(token, txs, 1)? {
                     hh.call("eth_sendRawTransaction", json!([hex0x(&r)]))
                         .await?;
@@ -467,6 +460,9 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
                         "Hardhat mined {in_block} of {txs} transfers in its block"
                     ));
                 }
+                pb.set_message("Hardhat end to end (automine)");
+                hh.call("evm_setAutomine", json!([true])).await?;
+                side.end_to_end = bench_intake::end_to_end(&hh, &hh, &keys).await?;
                 Ok::<_, anyhow::Error>(side)
             }
             .await;
@@ -489,7 +485,13 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
     let f = |x: f64| format!("{x:.0}");
     let t = theirs.as_ref();
     let lat = |s: (f64, f64, f64)| format!("{:.0} / {:.0} µs", s.1, s.2);
-    let rows = vec![
+    let intake_txs = bench_intake::ACCOUNTS as u64 * bench_intake::INTAKE_PER_ACCOUNT;
+    let e2e_txs = bench_intake::ACCOUNTS as u64 * bench_intake::E2E_PER_ACCOUNT;
+    // What the default genesis lets blocks carry of 21,000-gas transfers, per second.
+    let genesis = nodus_chain::GenesisConfig::default();
+    let capacity =
+        genesis.gas_limit as f64 / 21_000.0 / genesis.block_time_secs.max(1) as f64;
+    let mut rows = vec![
         vec![
             "eth_getBalance, requests/s".into(),
             f(ours.balance.0),
@@ -515,10 +517,29 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
             "".into(),
         ],
         vec![
-            format!("eth_sendRawTransaction, {n} transfers, tx/s"),
+            format!(
+                "eth_sendRawTransaction, {} transfers from {} accounts, {} clients, tx/s",
+                intake_txs,
+                bench_intake::ACCOUNTS,
+                bench_intake::CLIENTS
+            ),
             f(ours.intake),
             t.map(|t| f(t.intake)).unwrap_or("-".into()),
             ratio(ours.intake, t.map(|t| t.intake)),
+            format!("≥ {AIM_INTAKE:.0}: {:.2}x", ours.intake / AIM_INTAKE),
+        ],
+        vec![
+            format!(
+                "end to end, {e2e_txs} transfers: first send to last receipt, mined by another node (Hardhat: automine), tx/s"
+            ),
+            f(ours.end_to_end),
+            t.map(|t| f(t.end_to_end)).unwrap_or("-".into()),
+            ratio(ours.end_to_end, t.map(|t| t.end_to_end)),
+            format!(
+                "- (blocks: {:.0}M gas each, {}s apart once difficulty settles: {capacity:.0}/s)",
+                genesis.gas_limit as f64 / 1e6,
+                genesis.block_time_secs
+            ),
         ],
         vec![
             format!("block of {n} ERC-20 transfers built, tx/s"),
@@ -538,14 +559,18 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
             "import": imports,
             "propagation": { "nodes": propagation.nodes, "blocks": propagation.blocks, "p50_ms": propagation.p50_ms, "p99_ms": propagation.p99_ms, "max_ms": propagation.max_ms },
             "calls": calls, "txs": n,
-            "nodus": { "balance": ours.balance, "call": ours.call, "intake": ours.intake, "block_build": ours.block, "block_import": import },
-            "hardhat": t.map(|t| json!({ "balance": t.balance, "call": t.call, "intake": t.intake, "block_mine": t.block })),
+            "nodus": { "balance": ours.balance, "call": ours.call, "intake": ours.intake, "end_to_end": ours.end_to_end, "block_build": ours.block, "block_import": import },
+            "hardhat": t.map(|t| json!({ "balance": t.balance, "call": t.call, "intake": t.intake, "end_to_end": t.end_to_end, "block_mine": t.block })),
+            "aims": { "intake": AIM_INTAKE, "end_to_end_capacity": capacity },
         }));
     } else {
         println!(
-            "nodus bench chain: {calls} requests per read test ({CONCURRENCY} in flight), {n} transactions; Hardhat 2 node as reference, same client, same machine\n"
+            "nodus bench chain: {calls} requests per read test ({CONCURRENCY} in flight), blocks of {n} transactions; Hardhat 2 node as reference, same client, same machine\n"
         );
-        table(&["measure", "nodus", "hardhat", "nodus / hardhat"], &rows);
+        for r in rows.iter_mut().filter(|r| r.len() == 4) {
+            r.push("-".into());
+        }
+        table(&["measure", "nodus", "hardhat", "nodus / hardhat", "aim"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }

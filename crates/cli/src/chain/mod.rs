@@ -4,6 +4,7 @@
 mod args;
 pub mod bench;
 mod bench_import;
+mod bench_intake;
 mod bench_propagation;
 pub mod demo;
 mod token;
