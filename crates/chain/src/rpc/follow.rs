@@ -118,6 +118,19 @@ pub fn block_logs(
     Ok(())
 }
 
+/// The logs `f` matches in a move: those of the blocks that left, marked removed, then
+/// those of the blocks that joined, as Ethereum clients expect them.
+pub fn moved_logs(c: &Chain, m: &Moved, f: &LogFilter) -> Result<Vec<Value>, RpcError> {
+    let mut out = Vec::new();
+    for b in &m.removed {
+        block_logs(c, *b, f, true, &mut out)?;
+    }
+    for b in &m.added {
+        block_logs(c, *b, f, false, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// Where transaction `index` of block `block` is.
 pub fn place(c: &Chain, block: B256, index: u64) -> Option<TxPlace> {
     let h = c.header(&block)?;

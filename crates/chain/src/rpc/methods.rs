@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::RpcError;
 use super::filters::Kind;
-use super::follow::{LogFilter, block_logs, follow, place};
+use super::follow::{LogFilter, block_logs, follow, moved_logs, place};
 use super::format::{self, bytes, qty};
 use crate::call::{Budget, CallOutcome, CallRequest};
 use crate::chain::{Chain, recover_all};
@@ -274,51 +274,38 @@ fn log_filter(c: &Chain, criteria: Value) -> Result<Kind, RpcError> {
 
 /// What is new for filter `id` since its last poll.
 async fn filter_changes(h: &ChainHandle, id: u128) -> Result<Value, RpcError> {
-    let kind = h
+    let mut kind = h
         .filters
         .get(id, Instant::now())
         .map_err(|e| RpcError::server(e.to_string()))?;
-    let (found, kind) = match kind {
+    let found = match &mut kind {
         Kind::Blocks { number, hash } => {
-            let (hashes, number, hash) =
-                read_typed(h, move |c| Ok(new_blocks(c, number, hash))).await?;
-            (json!(hashes), Kind::Blocks { number, hash })
+            let (n, hh) = (*number, *hash);
+            let (hashes, n, hh) = read_typed(h, move |c| Ok(new_blocks(c, n, hh))).await?;
+            (*number, *hash) = (n, hh);
+            json!(hashes)
         }
         Kind::Logs {
-            criteria,
             filter,
-            from,
             to,
             number,
             hash,
+            ..
         } => {
-            let scan = filter.clone();
-            let (found, number, hash) = read_typed(h, move |c| {
-                let m = follow(c, number, hash, MAX_LOG_RANGE, to);
-                let mut found = Vec::new();
-                for b in &m.removed {
-                    block_logs(c, *b, &scan, true, &mut found)?;
-                }
-                for b in &m.added {
-                    block_logs(c, *b, &scan, false, &mut found)?;
-                }
-                Ok((Value::Array(found), m.number, m.hash))
+            let (scan, to, n, hh) = (filter.clone(), *to, *number, *hash);
+            let (found, n, hh) = read_typed(h, move |c| {
+                let m = follow(c, n, hh, MAX_LOG_RANGE, to);
+                Ok((Value::Array(moved_logs(c, &m, &scan)?), m.number, m.hash))
             })
             .await?;
-            let kind = Kind::Logs {
-                criteria,
-                filter,
-                from,
-                to,
-                number,
-                hash,
-            };
-            (found, kind)
+            (*number, *hash) = (n, hh);
+            found
         }
         Kind::Pending { seq } => {
-            let (hashes, seq) = h.filters.pending_since(seq);
+            let (hashes, next) = h.filters.pending_since(*seq);
+            *seq = next;
             let hashes: Vec<String> = hashes.iter().map(|x| x.to_string()).collect();
-            (json!(hashes), Kind::Pending { seq })
+            json!(hashes)
         }
     };
     h.filters.advance(id, kind);

@@ -25,7 +25,7 @@ use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
-use super::follow::{LogFilter, block_logs, follow};
+use super::follow::{LogFilter, follow, moved_logs};
 use super::{RpcError, error_reply, format, one};
 use crate::handle::{ChainEvent, ChainHandle};
 
@@ -356,16 +356,11 @@ impl Conn {
                                     out.push(notification(id, head_json(c, *b)?));
                                 }
                             }
-                            Sub::Logs(f) => {
-                                let mut logs = Vec::new();
-                                for b in &m.removed {
-                                    block_logs(c, *b, f, true, &mut logs)?;
-                                }
-                                for b in &m.added {
-                                    block_logs(c, *b, f, false, &mut logs)?;
-                                }
-                                out.extend(logs.into_iter().map(|l| notification(id, l)));
-                            }
+                            Sub::Logs(f) => out.extend(
+                                moved_logs(c, &m, f)?
+                                    .into_iter()
+                                    .map(|l| notification(id, l)),
+                            ),
                             Sub::Pending { .. } => {}
                         }
                     }
