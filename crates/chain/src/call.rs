@@ -21,7 +21,8 @@ use revm::interpreter::{InstructionResult, Interpreter};
 use revm::{Context, InspectEvm, Inspector, MainBuilder, MainContext};
 
 use crate::exec::{BlockInfo, SPEC, TX_GAS_CAP, cfg};
-use crate::state::{Overlay, WorldState};
+use crate::state::Overlay;
+use crate::statedb::StateAt;
 
 /// A call as eth_call and eth_estimateGas take it.
 #[derive(Clone, Debug, Default)]
@@ -78,12 +79,12 @@ impl Budget {
     }
 }
 
-/// The head as a call sees it, detached from the chain: the state (shared, copy on
-/// write), the hashes of the last 256 blocks and the next block's fields.
+/// The head (or a recent block) as a call sees it, detached from the chain: a snapshot
+/// of the committed state, the hashes of the last 256 blocks and the next block's fields.
 #[derive(Clone)]
 pub struct CallSnapshot {
     pub chain_id: u64,
-    pub state: Arc<WorldState>,
+    pub state: StateAt,
     /// Number of `hashes[0]`.
     pub first: u64,
     pub hashes: Vec<B256>,
@@ -275,7 +276,7 @@ mod tests {
     fn snapshot() -> CallSnapshot {
         CallSnapshot {
             chain_id: 31337,
-            state: Arc::new(WorldState::default()),
+            state: crate::statedb::empty_for_tests().at(None),
             first: 0,
             hashes: vec![B256::repeat_byte(1)],
             block: BlockInfo {

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use alloy_consensus::proofs::{calculate_receipt_root, calculate_transaction_root};
 use alloy_consensus::{BlockBody, EMPTY_OMMER_ROOT_HASH, Header, ReceiptEnvelope};
@@ -15,7 +14,8 @@ use crate::asert::{self, AsertAnchor};
 use crate::error::{BlockFault, ChainError, StoreFault};
 use crate::exec::{self, BlockInfo, ExecError, Executed, Mode};
 use crate::spec::{ChainSpec, MAX_FUTURE_SECS, MEDIAN_SPAN};
-use crate::state::{StateDiff, WorldState};
+use crate::state::{AccountRec, StateDiff, StateError, WorldState};
+use crate::statedb::StateAt;
 use crate::store::{Batch, BlockMeta, ChainBlock, Store};
 use crate::tx::RecoveredTx;
 
@@ -61,15 +61,43 @@ pub struct Sealed {
     pub diff: StateDiff,
 }
 
+/// Blocks whose state stays readable behind the head (geth keeps 128 too), unless the
+/// node is an archive.
+pub const HISTORY_BLOCKS: u64 = 128;
+/// Blocks whose history one commit forgets at most (a node that stops being an archive
+/// catches up gradually).
+const PRUNE_PER_COMMIT: u64 = 64;
+/// Genesis accounts written per commit while a large genesis is built.
+const GENESIS_CHUNK: usize = 100_000;
+
+/// Which block's state a read wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateRef {
+    Head,
+    Number(u64),
+    /// A canonical block by hash.
+    Hash(B256),
+}
+
+/// How a node keeps its state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StateOptions {
+    /// Keep the state of every block readable, not only the last [`HISTORY_BLOCKS`].
+    pub archive: bool,
+}
+
 pub struct Chain {
     pub spec: ChainSpec,
     store: Store,
+    options: StateOptions,
     /// Pending transactions found on disk at open, until the service takes them.
     stored_mempool: Vec<Vec<u8>>,
-    /// Shared with the calls running on a snapshot ([`Chain::call_snapshot`]): a change
-    /// while one runs copies the state first (copy on write), so calls never hold up
+    /// The head's state: on disk, with the changes of a block in progress. Calls run on
+    /// snapshots of the committed state ([`Chain::call_snapshot`]), so they never hold up
     /// block import.
-    state: Arc<WorldState>,
+    state: WorldState,
+    /// History entries below this block number may be gone.
+    history_floor: u64,
     headers: HashMap<B256, Header>,
     metas: HashMap<B256, BlockMeta>,
     canon: Vec<B256>,
@@ -85,15 +113,27 @@ fn invalid(hash: B256, reason: impl Into<BlockFault>) -> ChainError {
 impl Chain {
     /// Opens `chain.redb`, writing the genesis block on first use.
     pub fn open(spec: ChainSpec, path: &Path) -> Result<Chain, ChainError> {
+        Self::open_with(spec, path, StateOptions::default(), &mut std::iter::empty())
+    }
+
+    /// Opens `chain.redb` with `options`; a new chain's genesis holds `spec.alloc` and
+    /// then `extra` (a generated genesis, written in chunks however large).
+    pub fn open_with(
+        spec: ChainSpec,
+        path: &Path,
+        options: StateOptions,
+        extra: &mut dyn Iterator<Item = (Address, U256)>,
+    ) -> Result<Chain, ChainError> {
         let store = Store::open(path)?;
         let loaded = store.load()?;
-        let (genesis_header, genesis_state) = spec.genesis();
-        let genesis_hash = genesis_header.hash_slow();
+        let reader = store.reader()?;
         let mut chain = Chain {
             spec,
             store,
+            options,
             stored_mempool: loaded.mempool,
-            state: Arc::new(loaded.state),
+            state: WorldState::new(reader, alloy_trie::EMPTY_ROOT_HASH),
+            history_floor: loaded.history_floor,
             headers: HashMap::new(),
             metas: HashMap::new(),
             canon: loaded.canon,
@@ -102,54 +142,175 @@ impl Chain {
             chain.headers.insert(hash, header);
             chain.metas.insert(hash, meta);
         }
-        match chain.canon.first() {
-            Some(g) if *g == genesis_hash => {
-                // The state and the head are committed together; check they agree.
-                let head = chain.head_hash();
-                let want = chain.headers.get(&head).map(|h| h.state_root);
-                if want != Some(Arc::make_mut(&mut chain.state).state_root()) {
-                    return Err(ChainError::store(path, StoreFault::StateMismatch(head)));
-                }
-            }
+        match chain.canon.first().copied() {
             Some(g) => {
-                return Err(ChainError::Config(format!(
-                    "{} holds a chain with genesis {g}, but [chain.genesis] in config.toml \
-                     gives genesis {genesis_hash}; restore the config that made it, or move \
-                     chain.redb away to start a new chain",
-                    path.display()
-                )));
-            }
-            None => {
-                let meta = BlockMeta {
-                    number: 0,
-                    parent: B256::ZERO,
-                    total_work: genesis_header.difficulty,
-                    anchor_time: 0,
-                    invalid: false,
-                };
-                let block = ChainBlock {
-                    header: genesis_header.clone(),
-                    body: Default::default(),
-                };
-                let mut diff = StateDiff::default();
-                for (a, rec) in &genesis_state.accounts {
-                    diff.accounts.push((*a, None, Some(rec.clone())));
+                // The alloc's root from scratch (a repeated address: the last one holds).
+                let alloc = chain.spec.alloc.clone();
+                let accounts: std::collections::BTreeMap<Address, U256> =
+                    alloc.into_iter().chain(extra).collect();
+                let root = alloy_trie::root::state_root_unhashed(
+                    accounts
+                        .into_iter()
+                        .map(|(a, v)| (a, AccountRec::with_balance(v).trie_account())),
+                );
+                let genesis_hash = chain.spec.genesis_header(root).hash_slow();
+                if g != genesis_hash {
+                    return Err(ChainError::Config(format!(
+                        "{} holds a chain with genesis {g}, but [chain.genesis] in config.toml \
+                         gives genesis {genesis_hash}; restore the config that made it, or move \
+                         chain.redb away to start a new chain",
+                        path.display()
+                    )));
                 }
-                let batch = Batch {
-                    blocks: vec![(genesis_hash, block, meta.clone())],
-                    canon: vec![(0, genesis_hash, vec![])],
-                    state: vec![diff],
-                    head: Some(genesis_hash),
-                    ..Default::default()
-                };
-                chain.store.commit(batch)?;
-                chain.state = Arc::new(genesis_state);
-                chain.headers.insert(genesis_hash, genesis_header);
-                chain.metas.insert(genesis_hash, meta);
-                chain.canon = vec![genesis_hash];
+                chain.open_state()?;
             }
+            None => chain.write_genesis(extra)?,
         }
         Ok(chain)
+    }
+
+    fn fault(&self, e: impl Into<StoreFault>) -> ChainError {
+        ChainError::store(self.store.path(), e)
+    }
+
+    /// The head's state from disk, checked against the head's state root (moved from
+    /// the layout before 0.24 first, if the file has it).
+    fn open_state(&mut self) -> Result<(), ChainError> {
+        let head = self.head_hash();
+        let root = self.headers[&head].state_root;
+        if let Some(old) = self.store.old_state()? {
+            self.state.apply(&old);
+            if self.state.state_root().map_err(|e| self.fault(e))? != root {
+                return Err(self.fault(StoreFault::StateMismatch(head)));
+            }
+            // No history was kept before: only the head's state is readable.
+            let floor = self.head_number() + 1;
+            self.commit(Batch {
+                drop_old_state: true,
+                history_floor: Some(floor),
+                ..Default::default()
+            })?;
+            self.history_floor = floor;
+        }
+        self.state = WorldState::new(self.store.reader()?, root);
+        // The root node must be on disk and hash to the head's root.
+        self.state.check().map_err(|e| match e {
+            StateError::Trie(_) => self.fault(StoreFault::StateMismatch(head)),
+            e => self.fault(e),
+        })
+    }
+
+    /// Builds the genesis state on disk, [`GENESIS_CHUNK`] accounts per commit, then
+    /// commits the genesis block as the head. A genesis cut short is started again.
+    fn write_genesis(
+        &mut self,
+        extra: &mut dyn Iterator<Item = (Address, U256)>,
+    ) -> Result<(), ChainError> {
+        if !self.store.state_is_empty()? {
+            self.store.clear_state()?;
+            self.state = WorldState::new(self.store.reader()?, alloy_trie::EMPTY_ROOT_HASH);
+        }
+        let alloc = self.spec.alloc.clone();
+        let mut diff = StateDiff::default();
+        for (a, v) in alloc.into_iter().chain(extra) {
+            diff.accounts
+                .push((a, None, Some(AccountRec::with_balance(v))));
+            if diff.accounts.len() == GENESIS_CHUNK {
+                self.state.apply(&std::mem::take(&mut diff));
+                self.commit(Batch::default())?;
+            }
+        }
+        self.state.apply(&diff);
+        let root = self.state.state_root().map_err(|e| self.fault(e))?;
+        let header = self.spec.genesis_header(root);
+        let hash = header.hash_slow();
+        let meta = BlockMeta {
+            number: 0,
+            parent: B256::ZERO,
+            total_work: header.difficulty,
+            anchor_time: 0,
+            invalid: false,
+        };
+        let block = ChainBlock {
+            header: header.clone(),
+            body: Default::default(),
+        };
+        self.headers.insert(hash, header);
+        self.metas.insert(hash, meta.clone());
+        self.canon = vec![hash];
+        self.commit(Batch {
+            blocks: vec![(hash, block, meta)],
+            canon: vec![(0, hash, vec![])],
+            head: Some(hash),
+            ..Default::default()
+        })
+    }
+
+    /// Commits `batch` with the state's writes and the history window's pruning; the
+    /// state then reads the new snapshot.
+    fn commit(&mut self, mut batch: Batch) -> Result<(), ChainError> {
+        let floor = self.prune_history(&mut batch)?;
+        batch.state = Some(self.state.writes().map_err(|e| self.fault(e))?);
+        self.store.commit(batch)?;
+        if let Some(f) = floor {
+            self.history_floor = f;
+        }
+        self.state.committed(self.store.reader()?);
+        Ok(())
+    }
+
+    /// Forgets history that left the window of [`HISTORY_BLOCKS`] (none on an archive).
+    fn prune_history(&self, batch: &mut Batch) -> Result<Option<u64>, ChainError> {
+        if batch.history_floor.is_some() {
+            return Ok(batch.history_floor);
+        }
+        if self.canon.is_empty() {
+            // A genesis being written: no head yet.
+            return Ok(None);
+        }
+        let target = (self.head_number() + 1).saturating_sub(HISTORY_BLOCKS);
+        if self.options.archive || target <= self.history_floor {
+            return Ok(None);
+        }
+        let floor = target.min(self.history_floor + PRUNE_PER_COMMIT);
+        batch.history_add.retain(|(n, _)| *n >= floor);
+        for n in self.history_floor.max(1)..floor {
+            let h = self.canon[n as usize];
+            let diff = self.store.diff(&h)?.ok_or(ChainError::MissingDiff(h))?;
+            batch.history_remove.push((n, diff));
+        }
+        batch.history_floor = Some(floor);
+        Ok(Some(floor))
+    }
+
+    /// The block number `r` names, if it is on the canonical chain.
+    pub fn state_number(&self, r: StateRef) -> Result<u64, ChainError> {
+        match r {
+            StateRef::Head => Ok(self.head_number()),
+            StateRef::Number(n) if n <= self.head_number() => Ok(n),
+            StateRef::Number(n) => Err(ChainError::UnknownBlock(format!("number {n}"))),
+            StateRef::Hash(h) if self.is_canonical(&h) => Ok(self.metas[&h].number),
+            StateRef::Hash(h) => Err(ChainError::UnknownBlock(format!(
+                "{h} (not a canonical block)"
+            ))),
+        }
+    }
+
+    /// The committed state at block `number` (the head's, or one of the last
+    /// [`HISTORY_BLOCKS`]; any on an archive node).
+    pub fn state_at(&self, number: u64) -> Result<StateAt, ChainError> {
+        let head = self.head_number();
+        if number > head {
+            return Err(ChainError::UnknownBlock(format!("number {number}")));
+        }
+        if number == head {
+            return Ok(self.state.reader().at(None));
+        }
+        let oldest = self.history_floor.saturating_sub(1);
+        if number < oldest {
+            return Err(ChainError::StatePruned { number, oldest });
+        }
+        Ok(self.state.reader().at(Some(number)))
     }
 
     pub fn state(&self) -> &WorldState {
@@ -352,15 +513,21 @@ impl Chain {
             ..Default::default()
         };
         if !heavier {
-            self.store.commit(batch)?;
+            self.commit(batch)?;
             return Ok(Imported::Side);
         }
         let mut pending = HashMap::new();
         pending.insert(hash, block);
         match self.switch_to(hash, &mut batch, &pending) {
             Ok(change) => {
-                self.store.commit(batch)?;
+                self.commit(batch)?;
                 Ok(Imported::Head(change))
+            }
+            Err((_, e)) if !matches!(e, ChainError::Block { .. }) => {
+                // Not the block's fault (the store failed): forget it, so it can come again.
+                self.headers.remove(&hash);
+                self.metas.remove(&hash);
+                Err(e)
             }
             Err((bad, e)) => {
                 // Keep the blocks, marked invalid, so they are never tried again.
@@ -384,7 +551,7 @@ impl Chain {
                         (h, b, m)
                     })
                     .collect();
-                self.store.commit(Batch {
+                self.commit(Batch {
                     blocks,
                     metas: marks,
                     ..Default::default()
@@ -443,7 +610,7 @@ impl Chain {
         let fork = self.metas[&at].number;
         let mut change = HeadChange::default();
         // Undo the old branch, newest first.
-        let mut undone: Vec<(B256, StateDiff)> = Vec::new();
+        let mut undone: Vec<(u64, StateDiff)> = Vec::new();
         for n in (fork + 1..=self.head_number()).rev() {
             let h = self.canon[n as usize];
             let diff = self
@@ -451,7 +618,7 @@ impl Chain {
                 .diff(&h)
                 .map_err(fail(h))?
                 .ok_or((h, ChainError::MissingDiff(h)))?;
-            Arc::make_mut(&mut self.state).undo(&diff);
+            self.state.undo(&diff);
             let block = self.load_block(&h, pending).map_err(fail(h))?;
             for t in &block.body.transactions {
                 batch.uncanon_txs.push(*t.tx_hash());
@@ -460,10 +627,10 @@ impl Chain {
                     .push(alloy_eips::eip2718::Encodable2718::encoded_2718(t));
             }
             change.removed.push(h);
-            undone.push((h, diff));
+            undone.push((n, diff));
         }
         // Apply the new branch, oldest first.
-        let mut applied: Vec<StateDiff> = Vec::new();
+        let mut applied: Vec<(u64, StateDiff)> = Vec::new();
         let mut result = Ok(());
         for h in &branch {
             match self.execute_canonical(h, pending) {
@@ -474,7 +641,7 @@ impl Chain {
                     batch
                         .executed
                         .push((*h, executed.receipts, executed.diff.clone()));
-                    applied.push(executed.diff);
+                    applied.push((block.header.number, executed.diff));
                     change.added.push(*h);
                 }
                 Err(e) => {
@@ -484,18 +651,16 @@ impl Chain {
             }
         }
         if let Err(e) = result {
-            for diff in applied.iter().rev() {
-                Arc::make_mut(&mut self.state).undo(diff);
+            for (_, diff) in applied.iter().rev() {
+                self.state.undo(diff);
             }
             for (_, diff) in undone.iter().rev() {
-                Arc::make_mut(&mut self.state).apply(diff);
+                self.state.apply(diff);
             }
             return Err(e);
         }
-        for (_, diff) in &undone {
-            batch.state.push(invert(diff));
-        }
-        batch.state.extend(applied);
+        batch.history_remove.extend(undone);
+        batch.history_add.extend(applied);
         self.canon.truncate(fork as usize + 1);
         self.canon.extend(branch.iter().copied());
         batch.canon_len = Some(self.canon.len() as u64);
@@ -551,7 +716,10 @@ impl Chain {
         };
         let executed = self
             .execute(h.parent_hash, &info, txs, Mode::Import)
-            .map_err(|e| invalid(*hash, e))?;
+            .map_err(|e| match e {
+                ExecError::State(e) => self.fault(e),
+                e => invalid(*hash, e),
+            })?;
         if executed.gas_used != h.gas_used {
             return Err(invalid(*hash, BlockFault::GasUsed));
         }
@@ -560,10 +728,11 @@ impl Chain {
         {
             return Err(invalid(*hash, BlockFault::Receipts));
         }
-        Arc::make_mut(&mut self.state).apply(&executed.diff);
-        if Arc::make_mut(&mut self.state).state_root() != h.state_root {
-            Arc::make_mut(&mut self.state).undo(&executed.diff);
-            return Err(invalid(*hash, BlockFault::StateRoot));
+        self.state.apply(&executed.diff);
+        let root = self.state.state_root().map_err(|e| self.fault(e));
+        if root.as_ref().ok() != Some(&h.state_root) {
+            self.state.undo(&executed.diff);
+            return Err(root.err().unwrap_or(invalid(*hash, BlockFault::StateRoot)));
         }
         Ok((block, executed))
     }
@@ -596,9 +765,10 @@ impl Chain {
         let executed = self
             .execute(parent_hash, &info, txs, Mode::Build)
             .map_err(ChainError::Template)?;
-        Arc::make_mut(&mut self.state).apply(&executed.diff);
-        let state_root = Arc::make_mut(&mut self.state).state_root();
-        Arc::make_mut(&mut self.state).undo(&executed.diff);
+        self.state.apply(&executed.diff);
+        let state_root = self.state.state_root();
+        self.state.undo(&executed.diff);
+        let state_root = state_root.map_err(|e| self.fault(e))?;
         let transactions: Vec<_> = executed.txs.iter().map(|t| (*t.tx).clone()).collect();
         let target = self.child_target(&parent_hash);
         let header = Header {
@@ -653,7 +823,13 @@ impl Chain {
         let meta = self.child_meta(&block.header);
         let number = block.header.number;
         let tx_hashes = tx_hashes(&block);
-        Arc::make_mut(&mut self.state).apply(&diff);
+        self.state.apply(&diff);
+        let root = self.state.state_root().map_err(|e| self.fault(e));
+        if root.as_ref().ok() != Some(&block.header.state_root) {
+            // The template was built on another state than the head's.
+            self.state.undo(&diff);
+            return Err(root.err().unwrap_or(invalid(hash, BlockFault::StateRoot)));
+        }
         self.headers.insert(hash, block.header.clone());
         self.metas.insert(hash, meta.clone());
         self.canon.push(hash);
@@ -662,11 +838,11 @@ impl Chain {
             executed: vec![(hash, receipts, diff.clone())],
             canon: vec![(number, hash, tx_hashes.clone())],
             canon_len: Some(self.canon.len() as u64),
-            state: vec![diff],
+            history_add: vec![(number, diff)],
             head: Some(hash),
             ..Default::default()
         };
-        self.store.commit(batch)?;
+        self.commit(batch)?;
         Ok(Imported::Head(HeadChange {
             added: vec![hash],
             included: tx_hashes,
@@ -676,7 +852,10 @@ impl Chain {
 
     /// Block info for a call on top of the head.
     pub fn pending_info(&self, now: u64) -> BlockInfo {
-        let parent = self.head();
+        self.info_on(self.head(), now)
+    }
+
+    fn info_on(&self, parent: &Header, now: u64) -> BlockInfo {
         BlockInfo {
             number: parent.number + 1,
             beneficiary: Address::ZERO,
@@ -687,16 +866,34 @@ impl Chain {
         }
     }
 
-    /// What a call on top of the head needs, to run off the chain's thread: O(1) for
-    /// the state (shared), 256 block hashes for BLOCKHASH.
+    /// What a call on top of the head needs, to run off the chain's thread: a snapshot
+    /// of the committed state (one redb read transaction), 256 block hashes for
+    /// BLOCKHASH.
     pub fn call_snapshot(&self, now: u64) -> crate::call::CallSnapshot {
-        let from = self.canon.len().saturating_sub(256);
+        self.snapshot_on(self.head_number(), self.state.reader().at(None), now)
+    }
+
+    /// The same on top of the block `at` names (one whose state is kept).
+    pub fn call_snapshot_at(
+        &self,
+        at: StateRef,
+        now: u64,
+    ) -> Result<crate::call::CallSnapshot, ChainError> {
+        let number = self.state_number(at)?;
+        let state = self.state_at(number)?;
+        Ok(self.snapshot_on(number, state, now))
+    }
+
+    fn snapshot_on(&self, number: u64, state: StateAt, now: u64) -> crate::call::CallSnapshot {
+        let end = number as usize + 1;
+        let from = end.saturating_sub(256);
+        let parent = &self.headers[&self.canon[number as usize]];
         crate::call::CallSnapshot {
             chain_id: self.spec.chain_id,
-            state: self.state.clone(),
+            state,
             first: from as u64,
-            hashes: self.canon[from..].to_vec(),
-            block: self.pending_info(now),
+            hashes: self.canon[from..end].to_vec(),
+            block: self.info_on(parent, now),
         }
     }
 
@@ -733,11 +930,11 @@ impl Chain {
     }
 
     pub fn store_mempool(
-        &self,
+        &mut self,
         add: Vec<(B256, Vec<u8>)>,
         remove: Vec<B256>,
     ) -> Result<(), ChainError> {
-        self.store.commit(Batch {
+        self.commit(Batch {
             mempool_add: add,
             mempool_remove: remove,
             ..Default::default()
@@ -758,24 +955,6 @@ fn tx_hashes(block: &ChainBlock) -> Vec<B256> {
         .iter()
         .map(|t| *t.tx_hash())
         .collect()
-}
-
-fn invert(d: &StateDiff) -> StateDiff {
-    StateDiff {
-        accounts: d
-            .accounts
-            .iter()
-            .rev()
-            .map(|(a, b, c)| (*a, c.clone(), b.clone()))
-            .collect(),
-        storage: d
-            .storage
-            .iter()
-            .rev()
-            .map(|(a, k, b, c)| (*a, *k, *c, *b))
-            .collect(),
-        codes: vec![],
-    }
 }
 
 /// Recovers every sender of a block, in parallel when the block is large.

@@ -20,6 +20,9 @@ pub struct ChainConfig {
     /// Pending transactions kept, in all and per sender.
     pub mempool_max: usize,
     pub mempool_max_per_sender: usize,
+    /// Keep every block's state readable (JSON-RPC at any block number), not only the
+    /// last 128 blocks'.
+    pub archive: bool,
     pub genesis: GenesisConfig,
     pub mining: MiningConfig,
 }
@@ -34,6 +37,7 @@ impl Default for ChainConfig {
             rpc_call_timeout_ms: 5000,
             mempool_max: 4096,
             mempool_max_per_sender: 64,
+            archive: false,
             genesis: GenesisConfig::default(),
             mining: MiningConfig::default(),
         }
@@ -125,6 +129,9 @@ rpc_call_timeout_ms = 5000
 # Pending transactions kept, in all and per sender.
 mempool_max = 4096
 mempool_max_per_sender = 64
+# JSON-RPC reads state (balances, code, storage, eth_call) at the last 128 blocks; true
+# keeps every block's state from now on, at the cost of disk (an archive node).
+archive = false
 
 [chain.genesis]
 # Every node of a chain must have the same values here.

@@ -39,6 +39,13 @@ pub enum ChainError {
     },
     #[error("no state diff kept for canonical block {0}; the chain store is damaged")]
     MissingDiff(B256),
+    #[error(
+        "the state of block {number} is not kept: this node keeps the state of the last \
+         {} blocks (the oldest now is {oldest}); set `archive = true` under [chain] in \
+         config.toml to keep every block's state from now on",
+        crate::chain::HISTORY_BLOCKS
+    )]
+    StatePruned { number: u64, oldest: u64 },
     #[error("the chain's timestamps are {0} s ahead of this clock; waiting for it")]
     AheadOfClock(u64),
     #[error("a block template could not be built: {0}")]
@@ -168,6 +175,14 @@ pub enum StoreFault {
     MissingBody(B256),
     #[error("the stored state does not match head {0}; the file is damaged")]
     StateMismatch(B256),
+    #[error(transparent)]
+    State(Box<crate::state::StateError>),
+}
+
+impl From<crate::state::StateError> for StoreFault {
+    fn from(e: crate::state::StateError) -> Self {
+        StoreFault::State(Box::new(e))
+    }
 }
 
 macro_rules! db_fault {
@@ -184,5 +199,6 @@ db_fault!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::Error
 );

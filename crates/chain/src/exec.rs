@@ -9,7 +9,7 @@ use revm::context_interface::result::ExecutionResult;
 use revm::primitives::hardfork::SpecId;
 use revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext};
 
-use crate::state::{Overlay, StateDiff, WorldState};
+use crate::state::{Overlay, StateDiff, StateRead};
 use crate::tx::RecoveredTx;
 
 /// The EVM rules contracts run under: Osaka, so code from any current solc runs.
@@ -81,7 +81,7 @@ pub(crate) fn cfg(chain_id: u64) -> CfgEnv {
 }
 
 /// How one transaction failed to execute.
-pub type EvmError = revm::context_interface::result::EVMError<crate::state::NoError>;
+pub type EvmError = revm::context_interface::result::EVMError<crate::state::StateError>;
 
 /// Why a block's transactions do not execute.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,9 @@ pub enum ExecError {
     },
     #[error("block gas used exceeds the gas limit")]
     GasOverLimit,
+    /// The state could not be read: not the block's fault.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
 }
 
 /// Executes `txs` in order on top of `base`, then pays `reward` to the beneficiary.
@@ -101,7 +104,7 @@ pub enum ExecError {
 /// and reason are returned).
 pub fn execute_block(
     chain_id: u64,
-    base: &WorldState,
+    base: &dyn StateRead,
     hashes: &dyn Fn(u64) -> B256,
     block: &BlockInfo,
     txs: Vec<RecoveredTx>,
@@ -133,6 +136,9 @@ pub fn execute_block(
             }
         }
         match evm.transact_commit(tx.to_env()) {
+            Err(revm::context_interface::result::EVMError::Database(e)) => {
+                return Err(ExecError::State(e));
+            }
             Ok(result) => {
                 out.gas_used += result.tx_gas_used();
                 out.receipts.push(receipt(&tx, &result, out.gas_used));
@@ -156,8 +162,8 @@ pub fn execute_block(
         return Err(ExecError::GasOverLimit);
     }
     let mut overlay = evm.ctx.journaled_state.database;
-    overlay.credit(block.beneficiary, reward);
-    out.diff = overlay.into_diff();
+    overlay.credit(block.beneficiary, reward)?;
+    out.diff = overlay.into_diff()?;
     Ok(out)
 }
 

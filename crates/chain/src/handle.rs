@@ -213,6 +213,7 @@ impl ChainHandle {
     pub async fn on_snapshot<T: Send + 'static>(
         &self,
         request: &Budget,
+        at: crate::chain::StateRef,
         f: impl FnOnce(&CallSnapshot, &Budget) -> T + Send + 'static,
     ) -> Result<T, ChainError> {
         let permit = self
@@ -226,7 +227,9 @@ impl ChainHandle {
             flag: Some(request.cancelled.clone()),
             abandoned: self.calls.abandoned.clone(),
         };
-        let snapshot = self.read(|c| c.chain.call_snapshot(c.now)).await?;
+        let snapshot = self
+            .read(move |c| c.chain.call_snapshot_at(at, c.now))
+            .await??;
         let own = std::time::Instant::now() + self.calls.timeout;
         let budget = if own < request.deadline {
             Budget {
@@ -378,7 +381,7 @@ impl ChainHandle {
         self.read(move |c| {
             c.chain
                 .state()
-                .account(&a)
+                .account_or_log(&a)
                 .map(|r| r.balance)
                 .unwrap_or_default()
         })

@@ -8,6 +8,8 @@
 //! Invariants: the store ([`store`]) commits a block, its receipts, its diff, the new
 //! state and the new canonical head in one redb transaction, so `kill -9` at any moment
 //! leaves the previous or the next consistent chain; nothing else writes `chain.redb`.
+//! The state lives on disk ([`statedb`]): memory holds what the blocks in progress
+//! changed and the top of the account trie, whatever the size of the state.
 
 pub mod asert;
 pub mod call;
@@ -25,6 +27,7 @@ pub mod rpc;
 mod service;
 pub mod spec;
 pub mod state;
+pub mod statedb;
 pub mod store;
 pub mod trie;
 pub mod tx;

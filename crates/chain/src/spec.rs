@@ -7,7 +7,6 @@ use alloy_trie::EMPTY_ROOT_HASH;
 
 use crate::asert::{self, AsertParams};
 use crate::error::ChainError;
-use crate::state::{AccountRec, StateDiff, WorldState};
 
 /// Private keys of the first ten accounts of the development mnemonic
 /// `test test test test test test test test test test test junk` (path m/44'/60'/0'/0/i),
@@ -117,21 +116,15 @@ impl ChainSpec {
         })
     }
 
-    /// The genesis state and header. Timestamp 0 and difficulty 1: the schedule starts at
-    /// block 1, whose own time anchors ASERT.
-    pub fn genesis(&self) -> (Header, WorldState) {
-        let mut state = WorldState::default();
-        let mut diff = StateDiff::default();
-        for (a, v) in &self.alloc {
-            diff.accounts
-                .push((*a, None, Some(AccountRec::with_balance(*v))));
-        }
-        state.apply(&diff);
-        let header = Header {
+    /// The genesis header over a state whose root is `state_root` (the alloc's).
+    /// Timestamp 0 and difficulty 1: the schedule starts at block 1, whose own time
+    /// anchors ASERT.
+    pub fn genesis_header(&self, state_root: B256) -> Header {
+        Header {
             parent_hash: B256::ZERO,
             ommers_hash: EMPTY_OMMER_ROOT_HASH,
             beneficiary: Address::ZERO,
-            state_root: state.state_root(),
+            state_root,
             transactions_root: EMPTY_ROOT_HASH,
             receipts_root: EMPTY_ROOT_HASH,
             difficulty: U256::from(1),
@@ -144,8 +137,7 @@ impl ChainSpec {
             nonce: B64::ZERO,
             base_fee_per_gas: Some(INITIAL_BASE_FEE),
             ..Default::default()
-        };
-        (header, state)
+        }
     }
 }
 

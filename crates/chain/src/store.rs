@@ -1,5 +1,6 @@
-//! `chain.redb`: blocks (canonical or not), their metadata, receipts and state diffs;
-//! the canonical index; the state at the canonical head; pending transactions.
+//! `chain.redb`: blocks (canonical or not), their headers and metadata (read at start
+//! without the bodies), receipts and state diffs; the canonical index; the state at the
+//! canonical head and its recent history ([`crate::statedb`]); pending transactions.
 //!
 //! One write transaction per change of head carries all of it, so a crash leaves either
 //! the old head with its state or the new head with its state.
@@ -8,13 +9,14 @@ use std::path::{Path, PathBuf};
 
 use alloy_consensus::{Block, Header, ReceiptEnvelope, TxEnvelope};
 use alloy_eips::eip2718::{Decodable2718, Encodable2718};
-use alloy_primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, U256};
 use alloy_rlp::{Decodable, Encodable};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ChainError, StoreFault};
-use crate::state::{AccountRec, StateDiff, WorldState};
+use crate::state::{AccountRec, StateDiff};
+use crate::statedb::{self, StateReader, StateWrites};
 
 pub type ChainBlock = Block<TxEnvelope>;
 
@@ -24,9 +26,13 @@ const RECEIPTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("receip
 const DIFFS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("diffs");
 const CANON: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("canon");
 const TX_INDEX: TableDefinition<&[u8; 32], (&[u8; 32], u32)> = TableDefinition::new("tx_index");
-const ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
-const STORAGE: TableDefinition<&[u8; 52], &[u8; 32]> = TableDefinition::new("storage");
-const CODES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("codes");
+const HEADERS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("headers");
+/// The state as files before 0.24 kept it (by plain address, in memory at run time):
+/// moved into the [`statedb`] tables at open.
+const OLD_ACCOUNTS: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+const OLD_STORAGE: TableDefinition<&[u8; 52], &[u8; 32]> = TableDefinition::new("storage");
+/// `head`: the head's hash; `history_floor`: the lowest block number whose history
+/// entries are kept (big-endian in the last 8 bytes).
 const HEAD: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("head");
 const MEMPOOL: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("mempool");
 
@@ -53,8 +59,15 @@ pub struct Batch {
     pub canon_len: Option<u64>,
     /// Tx hashes no longer canonical.
     pub uncanon_txs: Vec<B256>,
-    /// State changes to apply in order (undo diffs are given already inverted).
-    pub state: Vec<StateDiff>,
+    /// The state's writes ([`crate::state::WorldState::writes`]).
+    pub state: Option<StateWrites>,
+    /// History entries of blocks that left the canonical chain or the window kept
+    /// (removed first), then of blocks that joined it.
+    pub history_remove: Vec<(u64, StateDiff)>,
+    pub history_add: Vec<(u64, StateDiff)>,
+    pub history_floor: Option<u64>,
+    /// Drop the tables of the old state layout (moved into the new one).
+    pub drop_old_state: bool,
     pub head: Option<B256>,
     pub mempool_add: Vec<(B256, Vec<u8>)>,
     pub mempool_remove: Vec<B256>,
@@ -65,20 +78,13 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// Everything loaded at start.
+/// Everything loaded at start (no block bodies, no state: the state is read from disk).
 pub struct Loaded {
     pub headers: Vec<(B256, Header, BlockMeta)>,
     pub canon: Vec<B256>,
     pub head: Option<B256>,
-    pub state: WorldState,
+    pub history_floor: u64,
     pub mempool: Vec<Vec<u8>>,
-}
-
-fn slot_key(a: &Address, k: &U256) -> [u8; 52] {
-    let mut key = [0u8; 52];
-    key[..20].copy_from_slice(a.as_slice());
-    key[20..].copy_from_slice(&k.to_be_bytes::<32>());
-    key
 }
 
 impl Store {
@@ -100,14 +106,81 @@ impl Store {
             w.open_table(DIFFS).map_err(|e| store.err(e))?;
             w.open_table(CANON).map_err(|e| store.err(e))?;
             w.open_table(TX_INDEX).map_err(|e| store.err(e))?;
-            w.open_table(ACCOUNTS).map_err(|e| store.err(e))?;
-            w.open_table(STORAGE).map_err(|e| store.err(e))?;
-            w.open_table(CODES).map_err(|e| store.err(e))?;
             w.open_table(HEAD).map_err(|e| store.err(e))?;
             w.open_table(MEMPOOL).map_err(|e| store.err(e))?;
+            statedb::create_tables(&w).map_err(|e| store.err(e))?;
+            // Files from before the header table: headers copied out of the bodies once.
+            let mut headers = w.open_table(HEADERS).map_err(|e| store.err(e))?;
+            if headers.first().map_err(|e| store.err(e))?.is_none() {
+                let blocks = w.open_table(BLOCKS).map_err(|e| store.err(e))?;
+                for row in blocks.iter().map_err(|e| store.err(e))? {
+                    let (k, v) = row.map_err(|e| store.err(e))?;
+                    let block = decode_block(v.value()).map_err(|e| store.err(e))?;
+                    let raw = alloy_rlp::encode(&block.header);
+                    headers
+                        .insert(k.value(), raw.as_slice())
+                        .map_err(|e| store.err(e))?;
+                }
+            }
         }
         w.commit().map_err(|e| store.err(e))?;
         Ok(store)
+    }
+
+    /// A snapshot of the committed state.
+    pub fn reader(&self) -> Result<std::sync::Arc<StateReader>, ChainError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        Ok(std::sync::Arc::new(
+            StateReader::new(&r).map_err(|e| self.err(e))?,
+        ))
+    }
+
+    /// The state in the layout before 0.24, if the file has it: every account and slot as
+    /// additions.
+    pub fn old_state(&self) -> Result<Option<StateDiff>, ChainError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let accounts = match r.open_table(OLD_ACCOUNTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut diff = StateDiff::default();
+        for row in accounts.iter().map_err(|e| self.err(e))? {
+            let (k, v) = row.map_err(|e| self.err(e))?;
+            let rec: AccountRec = postcard::from_bytes(v.value()).map_err(|e| self.err(e))?;
+            diff.accounts
+                .push((Address::from(*k.value()), None, Some(rec)));
+        }
+        if let Ok(storage) = r.open_table(OLD_STORAGE) {
+            for row in storage.iter().map_err(|e| self.err(e))? {
+                let (k, v) = row.map_err(|e| self.err(e))?;
+                let key = k.value();
+                diff.storage.push((
+                    Address::from_slice(&key[..20]),
+                    U256::from_be_slice(&key[20..]),
+                    U256::ZERO,
+                    U256::from_be_bytes(*v.value()),
+                ));
+            }
+        }
+        Ok(Some(diff))
+    }
+
+    /// Whether the state tables hold nothing (a new file, or a genesis cut short).
+    pub fn state_is_empty(&self) -> Result<bool, ChainError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        statedb::is_empty(&r).map_err(|e| self.err(e))
+    }
+
+    /// Empties the state tables: a genesis that was cut short starts again.
+    pub fn clear_state(&self) -> Result<(), ChainError> {
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        statedb::clear(&w).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn err(&self, e: impl Into<StoreFault>) -> ChainError {
@@ -117,18 +190,18 @@ impl Store {
     pub fn load(&self) -> Result<Loaded, ChainError> {
         let r = self.db.begin_read().map_err(|e| self.err(e))?;
         let mut headers = Vec::new();
-        let blocks = r.open_table(BLOCKS).map_err(|e| self.err(e))?;
+        let raw_headers = r.open_table(HEADERS).map_err(|e| self.err(e))?;
         let metas = r.open_table(META).map_err(|e| self.err(e))?;
         for row in metas.iter().map_err(|e| self.err(e))? {
             let (k, v) = row.map_err(|e| self.err(e))?;
             let hash = B256::from(*k.value());
             let meta: BlockMeta = postcard::from_bytes(v.value()).map_err(|e| self.err(e))?;
-            let raw = blocks
+            let raw = raw_headers
                 .get(k.value())
                 .map_err(|e| self.err(e))?
                 .ok_or_else(|| self.err(StoreFault::MissingBody(hash)))?;
-            let block = decode_block(raw.value()).map_err(|e| self.err(e))?;
-            headers.push((hash, block.header, meta));
+            let header = Header::decode(&mut raw.value()).map_err(|e| self.err(e))?;
+            headers.push((hash, header, meta));
         }
         let mut canon = Vec::new();
         for row in r
@@ -140,49 +213,16 @@ impl Store {
             let (_, v) = row.map_err(|e| self.err(e))?;
             canon.push(B256::from(*v.value()));
         }
-        let head = r
-            .open_table(HEAD)
-            .map_err(|e| self.err(e))?
+        let head_table = r.open_table(HEAD).map_err(|e| self.err(e))?;
+        let head = head_table
             .get("head")
             .map_err(|e| self.err(e))?
             .map(|v| B256::from(*v.value()));
-        let mut state = WorldState::default();
-        let mut diff = StateDiff::default();
-        for row in r
-            .open_table(ACCOUNTS)
+        let history_floor = head_table
+            .get("history_floor")
             .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let rec: AccountRec = postcard::from_bytes(v.value()).map_err(|e| self.err(e))?;
-            diff.accounts
-                .push((Address::from(*k.value()), None, Some(rec)));
-        }
-        for row in r
-            .open_table(STORAGE)
-            .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            let key = k.value();
-            let a = Address::from_slice(&key[..20]);
-            let slot = U256::from_be_slice(&key[20..]);
-            diff.storage
-                .push((a, slot, U256::ZERO, U256::from_be_bytes(*v.value())));
-        }
-        for row in r
-            .open_table(CODES)
-            .map_err(|e| self.err(e))?
-            .iter()
-            .map_err(|e| self.err(e))?
-        {
-            let (k, v) = row.map_err(|e| self.err(e))?;
-            diff.codes
-                .push((B256::from(*k.value()), Bytes::copy_from_slice(v.value())));
-        }
-        state.apply(&diff);
+            .map(|v| U256::from_be_bytes(*v.value()).to::<u64>())
+            .unwrap_or_default();
         let mut mempool = Vec::new();
         for row in r
             .open_table(MEMPOOL)
@@ -197,7 +237,7 @@ impl Store {
             headers,
             canon,
             head,
-            state,
+            history_floor,
             mempool,
         })
     }
@@ -248,12 +288,17 @@ impl Store {
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut blocks = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
+            let mut headers = w.open_table(HEADERS).map_err(|e| self.err(e))?;
             let mut metas = w.open_table(META).map_err(|e| self.err(e))?;
             for (hash, block, meta) in &batch.blocks {
                 let mut raw = Vec::new();
                 block.encode(&mut raw);
                 blocks
                     .insert(&hash.0, raw.as_slice())
+                    .map_err(|e| self.err(e))?;
+                let h = alloy_rlp::encode(&block.header);
+                headers
+                    .insert(&hash.0, h.as_slice())
                     .map_err(|e| self.err(e))?;
                 let m = postcard::to_allocvec(meta).map_err(|e| self.err(e))?;
                 metas
@@ -305,40 +350,27 @@ impl Store {
                         .map_err(|e| self.err(e))?;
                 }
             }
-            let mut accounts = w.open_table(ACCOUNTS).map_err(|e| self.err(e))?;
-            let mut storage = w.open_table(STORAGE).map_err(|e| self.err(e))?;
-            let mut codes = w.open_table(CODES).map_err(|e| self.err(e))?;
-            for diff in &batch.state {
-                for (h, code) in &diff.codes {
-                    codes.insert(&h.0, code.as_ref()).map_err(|e| self.err(e))?;
-                }
-                for (a, _, after) in &diff.accounts {
-                    match after {
-                        Some(rec) => {
-                            let v = postcard::to_allocvec(rec).map_err(|e| self.err(e))?;
-                            accounts
-                                .insert(&a.0.0, v.as_slice())
-                                .map_err(|e| self.err(e))?;
-                        }
-                        None => {
-                            accounts.remove(&a.0.0).map_err(|e| self.err(e))?;
-                        }
-                    }
-                }
-                for (a, k, _, after) in &diff.storage {
-                    let key = slot_key(a, k);
-                    if after.is_zero() {
-                        storage.remove(&key).map_err(|e| self.err(e))?;
-                    } else {
-                        storage
-                            .insert(&key, &after.to_be_bytes::<32>())
-                            .map_err(|e| self.err(e))?;
-                    }
-                }
+            if let Some(state) = &batch.state {
+                state.write(&w).map_err(|e| self.err(e))?;
+            }
+            for (number, diff) in &batch.history_remove {
+                statedb::forget_history(&w, *number, diff).map_err(|e| self.err(e))?;
+            }
+            for (number, diff) in &batch.history_add {
+                statedb::record_history(&w, *number, diff).map_err(|e| self.err(e))?;
+            }
+            if batch.drop_old_state {
+                w.delete_table(OLD_ACCOUNTS).map_err(|e| self.err(e))?;
+                w.delete_table(OLD_STORAGE).map_err(|e| self.err(e))?;
             }
             if let Some(head) = &batch.head {
                 let mut t = w.open_table(HEAD).map_err(|e| self.err(e))?;
                 t.insert("head", &head.0).map_err(|e| self.err(e))?;
+            }
+            if let Some(floor) = batch.history_floor {
+                let mut t = w.open_table(HEAD).map_err(|e| self.err(e))?;
+                let v = U256::from(floor).to_be_bytes::<32>();
+                t.insert("history_floor", &v).map_err(|e| self.err(e))?;
             }
             let mut pool = w.open_table(MEMPOOL).map_err(|e| self.err(e))?;
             for (h, raw) in &batch.mempool_add {

@@ -54,7 +54,10 @@ fn pay(key: &Key, nonce: u64, to: Address, ether: u64) -> RecoveredTx {
 }
 
 fn balance(c: &Chain, a: &Address) -> U256 {
-    c.state().account(a).map(|r| r.balance).unwrap_or_default()
+    c.state()
+        .account_or_log(a)
+        .map(|r| r.balance)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -88,7 +91,7 @@ fn a_double_spend_across_a_fork_leaves_exactly_one_payment() {
     assert_eq!(change.returned, vec![paid.encoded()]);
     let mut pool = Mempool::new(10, 10);
     let back = RecoveredTx::decode(&change.returned[0]).unwrap();
-    let acct = victim.state().account(&mallory.address).unwrap();
+    let acct = victim.state().account_or_log(&mallory.address).unwrap();
     let view = AccountView {
         nonce: acct.nonce,
         balance: acct.balance,

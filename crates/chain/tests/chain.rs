@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use alloy_consensus::{TxEip1559, TxLegacy, TypedTransaction};
 use alloy_primitives::{Address, TxKind, U256};
 use nodus_chain::GenesisConfig;
-use nodus_chain::chain::{Chain, Imported};
+use nodus_chain::chain::{Chain, HISTORY_BLOCKS, Imported, StateOptions};
 use nodus_chain::spec::DEV_KEYS;
+use nodus_chain::state::StateRead;
 use nodus_chain::store::ChainBlock;
 use nodus_chain::tx::RecoveredTx;
 use nodus_chain::wallet::Key;
@@ -47,7 +48,10 @@ fn transfer(key: &Key, nonce: u64, to: Address, wei: u64) -> RecoveredTx {
 }
 
 fn balance(c: &Chain, a: &Address) -> U256 {
-    c.state().account(a).map(|r| r.balance).unwrap_or_default()
+    c.state()
+        .account_or_log(a)
+        .map(|r| r.balance)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -84,6 +88,7 @@ fn blocks_import_execute_and_reorg_exactly() {
         Imported::Head(_)
     ));
     assert_eq!(balance(&a, &bob), U256::from(12));
+    assert_eq!(balance_at(&a, &bob, 2), U256::from(12));
     let b2 = mine(&mut b, vec![], now + 1, miner_b);
     b.import(b2.clone(), now + 1).unwrap();
     let b3 = mine(&mut b, vec![], now + 2, miner_b);
@@ -116,6 +121,10 @@ fn blocks_import_execute_and_reorg_exactly() {
         "the orphaned transfer is undone"
     );
     assert_eq!(a.head().state_root, b.head().state_root);
+    // Reads at past blocks follow the new branch.
+    for (n, want) in [(0, 0u64), (1, 5), (2, 5), (3, 5)] {
+        assert_eq!(balance_at(&a, &bob, n), U256::from(want), "at block {n}");
+    }
     assert_eq!(
         balance(&a, &miner_a),
         U256::from(2_000_000_000_000_000_000u128) + U256::from(21_000u64 * 1_000_000_000)
@@ -142,6 +151,118 @@ fn blocks_import_execute_and_reorg_exactly() {
             .is_none(),
         "orphaned tx unindexed"
     );
+}
+
+fn balance_at(c: &Chain, a: &Address, n: u64) -> U256 {
+    c.state_at(n)
+        .unwrap()
+        .account(a)
+        .unwrap()
+        .map(|r| r.balance)
+        .unwrap_or_default()
+}
+
+#[test]
+fn state_is_read_at_the_last_128_blocks_and_at_every_block_on_an_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = open(&dir, "a.redb");
+    let archive_path = dir.path().join("archive.redb");
+    let options = StateOptions { archive: true };
+    let mut archive =
+        Chain::open_with(spec(), &archive_path, options, &mut std::iter::empty()).unwrap();
+    let alice = Key::from_hex(DEV_KEYS[0]).unwrap();
+    let bob = Address::repeat_byte(0xb0);
+    let blocks = HISTORY_BLOCKS + 20;
+    for i in 0..blocks {
+        let now = 1_000 + i;
+        let b = mine(
+            &mut a,
+            vec![transfer(&alice, i, bob, 1)],
+            now,
+            Address::ZERO,
+        );
+        a.import(b.clone(), now).unwrap();
+        archive.import(b, now).unwrap();
+    }
+    let head = a.head_number();
+    assert_eq!(head, blocks);
+    let oldest = head - HISTORY_BLOCKS;
+    for n in oldest..=head {
+        assert_eq!(balance_at(&a, &bob, n), U256::from(n), "at block {n}");
+    }
+    let e = a.state_at(oldest - 1).err().expect("pruned").to_string();
+    assert!(e.contains("archive = true"), "{e}");
+    for n in 0..=head {
+        assert_eq!(
+            balance_at(&archive, &bob, n),
+            U256::from(n),
+            "archive at {n}"
+        );
+    }
+    // Both reopen with their history and their windows.
+    drop(a);
+    drop(archive);
+    let a = open(&dir, "a.redb");
+    assert_eq!(balance_at(&a, &bob, oldest), U256::from(oldest));
+    assert!(a.state_at(oldest - 1).is_err());
+    let archive =
+        Chain::open_with(spec(), &archive_path, options, &mut std::iter::empty()).unwrap();
+    assert_eq!(balance_at(&archive, &bob, 1), U256::from(1u64));
+}
+
+#[test]
+fn a_file_with_the_state_in_the_old_layout_is_moved_at_open() {
+    use nodus_chain::state::AccountRec;
+    use redb::{ReadableDatabase, TableDefinition};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    let mut a = open(&dir, "old.redb");
+    let alice = Key::from_hex(DEV_KEYS[0]).unwrap();
+    let bob = Address::repeat_byte(0xb0);
+    let miner = Address::repeat_byte(0xaa);
+    let b1 = mine(&mut a, vec![transfer(&alice, 0, bob, 5)], 1_000, miner);
+    a.import(b1, 1_000).unwrap();
+    let head = a.head_hash();
+    let mut everyone: Vec<Address> = spec().alloc.iter().map(|(a, _)| *a).collect();
+    everyone.extend([bob, miner]);
+    let records: Vec<(Address, AccountRec)> = everyone
+        .iter()
+        .map(|x| (*x, a.state().account_or_log(x).unwrap()))
+        .collect();
+    drop(a);
+    // The layout before 0.24: accounts by plain address, no trie, no history.
+    {
+        const OLD: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+        let db = redb::Database::open(&path).unwrap();
+        let w = db.begin_write().unwrap();
+        for t in ["state_accounts", "state_storage", "state_trie"] {
+            w.delete_table(redb::TableDefinition::<&[u8], &[u8]>::new(t))
+                .unwrap();
+        }
+        {
+            let mut old = w.open_table(OLD).unwrap();
+            for (x, rec) in &records {
+                let v = postcard::to_allocvec(rec).unwrap();
+                old.insert(&x.0.0, v.as_slice()).unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let r = db.begin_read().unwrap();
+        assert!(r.open_table(OLD).is_ok());
+    }
+    let a = open(&dir, "old.redb");
+    assert_eq!(a.head_hash(), head);
+    assert_eq!(balance(&a, &bob), U256::from(5));
+    assert_eq!(balance_at(&a, &bob, 1), U256::from(5));
+    assert!(
+        a.state_at(0).is_err(),
+        "no history was kept before: only the head's state"
+    );
+    drop(a);
+    let db = redb::Database::open(&path).unwrap();
+    let r = db.begin_read().unwrap();
+    let old: TableDefinition<&[u8; 20], &[u8]> = TableDefinition::new("accounts");
+    assert!(r.open_table(old).is_err(), "the old table is gone");
 }
 
 #[test]

@@ -50,10 +50,13 @@ pub fn node_ip(k: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, (k + 1) as u8, 1)
 }
 
+/// The memory limit of every testnet node ([`node_config`]): the process's budget.
+pub const TESTNET_PROCESS_MEMORY_MIB: usize = 16 * 1024;
+
 /// A testnet node's config: TCP and QUIC on its own loopback address, no mDNS, API on a
 /// free port, 127.0.0.1 exempt from gossipsub's colocation penalty (outbound TCP on
-/// loopback always comes from 127.0.0.1), and each service set up by its own
-/// `Service::testnet`.
+/// loopback always comes from 127.0.0.1), the memory limit raised to the process's
+/// budget, and each service set up by its own `Service::testnet`.
 pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     let mut c = Config::default();
     c.p2p.listen = vec![
@@ -66,6 +69,12 @@ pub fn node_config(ip: Ipv4Addr, bootstrap: &[String]) -> Config {
     c.p2p.autonat_private_addrs = true;
     c.p2p.gossip_ip_whitelist = vec!["127.0.0.1".into()];
     c.p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
+    // The memory limit is measured on the whole process, and a testnet runs all its
+    // nodes (and whatever the test or bench does besides) in one: at one node's 2 GiB,
+    // every node refuses every new connection once the process holds more, and a
+    // network cannot form ("waiting for every node to have N peers"). The budget here
+    // is the process's, for all of them.
+    c.p2p.limits.max_memory_mib = TESTNET_PROCESS_MEMORY_MIB;
     c.api.listen = "127.0.0.1:0".into();
     // Each service's own idea of a loopback node: free ports, no Internet bootstrap.
     for service in nodus_node::services::all() {

@@ -700,13 +700,24 @@ async fn json_rpc_batches_errors_and_pending_state() {
         2,
         "one block (genesis) and the next: {fees}"
     );
-    let history_err = rpc(&url, "eth_getBalance", json!([who, "0x0"])).await;
+    // State reads name a block by number, tag or EIP-1898 object; one past the head is
+    // an error that says so.
+    let latest = rpc(&url, "eth_getBalance", json!([who, "latest"])).await["result"].clone();
+    assert_eq!(
+        rpc(&url, "eth_getBalance", json!([who, "0x0"])).await["result"],
+        latest
+    );
+    assert_eq!(
+        rpc(&url, "eth_getBalance", json!([who, {"blockNumber": "0x0"}])).await["result"],
+        latest
+    );
+    let ahead = rpc(&url, "eth_getBalance", json!([who, "0x9"])).await;
     assert!(
-        history_err["error"]["message"]
+        ahead["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("latest"),
-        "{history_err}"
+            .contains("unknown block number 9"),
+        "{ahead}"
     );
     net.shutdown().await;
 }

@@ -10,8 +10,10 @@ use super::filters::Kind;
 use super::follow::{LogFilter, block_logs, follow, moved_logs, place};
 use super::format::{self, bytes, qty};
 use crate::call::{Budget, CallOutcome, CallRequest};
-use crate::chain::{Chain, recover_all};
+use crate::chain::{Chain, StateRef, recover_all};
 use crate::handle::ChainHandle;
+use crate::state::{StateError, StateRead};
+use crate::statedb::StateAt;
 
 /// Tip suggested to wallets (1 gwei).
 const SUGGESTED_TIP: u64 = 1_000_000_000;
@@ -43,53 +45,54 @@ pub async fn call(
         "eth_feeHistory" => fee_history(h, p).await,
         "eth_getBalance" => {
             let a = address(&p, 0)?;
-            state_at(&p, 1)?;
-            read(h, move |c| {
-                Ok(qty(c
-                    .state()
-                    .account(&a)
-                    .map(|r| r.balance)
-                    .unwrap_or_default()))
+            let at = state_ref(&p, 1)?;
+            on_state(h, at, move |s| {
+                Ok(qty(s.account(&a)?.map(|r| r.balance).unwrap_or_default()))
             })
             .await
         }
         "eth_getTransactionCount" => {
             let a = address(&p, 0)?;
-            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
-            if !pending {
-                state_at(&p, 1)?;
+            if p.get(1).and_then(Value::as_str) == Some("pending") {
+                return h
+                    .read(move |c| qty(c.pending_nonce(&a)))
+                    .await
+                    .map_err(Into::into);
             }
-            h.read(move |c| {
-                qty(if pending {
-                    c.pending_nonce(&a)
-                } else {
-                    c.nonce(&a)
-                })
+            let at = state_ref(&p, 1)?;
+            on_state(h, at, move |s| {
+                Ok(qty(s.account(&a)?.map(|r| r.nonce).unwrap_or_default()))
             })
             .await
-            .map_err(Into::into)
         }
         "eth_getCode" => {
             let a = address(&p, 0)?;
-            state_at(&p, 1)?;
-            read(h, move |c| Ok(bytes(&c.state().code(&a)))).await
+            let at = state_ref(&p, 1)?;
+            on_state(h, at, move |s| {
+                let code = match s.account(&a)? {
+                    Some(acc) => s.code(&acc.code_hash)?.unwrap_or_default(),
+                    None => Bytes::new(),
+                };
+                Ok(bytes(&code))
+            })
+            .await
         }
         "eth_getStorageAt" => {
             let a = address(&p, 0)?;
             let slot = quantity_u256(p.get(1))
                 .ok_or_else(|| RpcError::params("slot must be a hex quantity"))?;
-            state_at(&p, 2)?;
-            read(h, move |c| {
-                Ok(Value::String(
-                    B256::from(c.state().slot(&a, &slot)).to_string(),
-                ))
+            let at = state_ref(&p, 2)?;
+            on_state(h, at, move |s| {
+                Ok(Value::String(B256::from(s.slot(&a, &slot)?).to_string()))
             })
             .await
         }
         "eth_call" => {
             let req = call_request(&p)?;
-            state_at(&p, 1)?;
-            let out = h.on_snapshot(budget, move |s, b| s.call(&req, b)).await?;
+            let at = state_ref(&p, 1)?;
+            let out = h
+                .on_snapshot(budget, at, move |s, b| s.call(&req, b))
+                .await?;
             if !out.success {
                 return Err(failed(out));
             }
@@ -97,8 +100,9 @@ pub async fn call(
         }
         "eth_estimateGas" => {
             let req = call_request(&p)?;
+            let at = state_ref(&p, 1)?;
             let r = h
-                .on_snapshot(budget, move |s, b| s.estimate_gas(&req, b))
+                .on_snapshot(budget, at, move |s, b| s.estimate_gas(&req, b))
                 .await?;
             r.map(qty).map_err(failed)
         }
@@ -358,19 +362,37 @@ fn resolve(c: &Chain, t: Tag) -> Option<u64> {
     }
 }
 
-/// State reads answer for the head only: older states are not kept.
-fn state_at(p: &[Value], i: usize) -> Result<(), RpcError> {
-    match p.get(i) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s))
-            if matches!(s.as_str(), "latest" | "pending" | "safe" | "finalized") =>
-        {
-            Ok(())
+/// The block a state read names (parameter `i`): a tag, a number, or an EIP-1898
+/// object with `blockHash` or `blockNumber`.
+fn state_ref(p: &[Value], i: usize) -> Result<StateRef, RpcError> {
+    let v = p.get(i);
+    if let Some(Value::Object(o)) = v {
+        if let Some(h) = o.get("blockHash") {
+            let hash = h
+                .as_str()
+                .and_then(|s| s.parse::<B256>().ok())
+                .ok_or_else(|| RpcError::params("blockHash must be a 32-byte 0x-hex hash"))?;
+            return Ok(StateRef::Hash(hash));
         }
-        Some(other) => Err(RpcError::server(format!(
-            "state at block {other} is not kept by this node (only the latest state is); ask for \"latest\""
-        ))),
+        return state_ref(&[o.get("blockNumber").cloned().unwrap_or(Value::Null)], 0);
     }
+    Ok(match block_tag(v)? {
+        Tag::Latest => StateRef::Head,
+        Tag::Earliest => StateRef::Number(0),
+        Tag::Number(n) => StateRef::Number(n),
+    })
+}
+
+/// Runs `f` on the chain's thread over the committed state at `at`.
+async fn on_state<F>(h: &ChainHandle, at: StateRef, f: F) -> Result<Value, RpcError>
+where
+    F: FnOnce(&StateAt) -> Result<Value, StateError> + Send + 'static,
+{
+    read(h, move |c| {
+        let state = c.state_number(at).and_then(|n| c.state_at(n))?;
+        f(&state).map_err(|e| RpcError::server(e.to_string()))
+    })
+    .await
 }
 
 fn parse_u64(s: &str) -> Option<u64> {

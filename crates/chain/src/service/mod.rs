@@ -182,12 +182,17 @@ pub async fn spawn(
         })?
     };
     let path = path.to_path_buf();
-    let mut chain = tokio::task::spawn_blocking(move || Chain::open(spec, &path))
-        .await
-        .map_err(|e| ChainError::Io {
-            what: "opening the chain store",
-            source: e.into(),
-        })??;
+    let options = crate::chain::StateOptions {
+        archive: config.archive,
+    };
+    let mut chain = tokio::task::spawn_blocking(move || {
+        Chain::open_with(spec, &path, options, &mut std::iter::empty())
+    })
+    .await
+    .map_err(|e| ChainError::Io {
+        what: "opening the chain store",
+        source: e.into(),
+    })??;
     let topics = Topics::new(chain.genesis_hash());
     let metrics = Metrics::register(registry);
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
@@ -407,9 +412,9 @@ impl Actor {
     }
 
     fn account_view(&self, a: &Address) -> AccountView {
-        let rec = self.chain.state().account(a);
+        let rec = self.chain.state().account_or_log(a);
         AccountView {
-            nonce: rec.map(|r| r.nonce).unwrap_or_default(),
+            nonce: rec.as_ref().map(|r| r.nonce).unwrap_or_default(),
             balance: rec.map(|r| r.balance).unwrap_or_default(),
         }
     }

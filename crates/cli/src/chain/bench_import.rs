@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
-use nodus_chain::chain::{Chain, Imported};
+use nodus_chain::chain::{Chain, Imported, StateOptions};
 use nodus_chain::mempool::{AccountView, Mempool};
 use nodus_chain::primitives::{Address, U256, keccak256};
 use nodus_chain::spec::DEV_KEYS;
@@ -48,6 +48,10 @@ pub struct ImportRow {
     /// The same blocks imported with full verification by another node.
     pub verify: f64,
     pub blocks: usize,
+    /// The process's peak resident memory while the two nodes imported (both chains
+    /// open, their states on disk), and its resident memory before.
+    pub peak_rss: Option<u64>,
+    pub rss_before: Option<u64>,
 }
 
 fn sender(i: usize) -> Key {
@@ -55,7 +59,7 @@ fn sender(i: usize) -> Key {
     Key::from_bytes(seed.0).unwrap_or_else(|_| Key::random())
 }
 
-fn spec(accounts: usize, senders: &[Key]) -> Result<ChainSpec> {
+fn spec(senders: &[Key]) -> Result<ChainSpec> {
     let genesis = nodus_chain::GenesisConfig {
         initial_difficulty: 1,
         ..Default::default()
@@ -65,12 +69,52 @@ fn spec(accounts: usize, senders: &[Key]) -> Result<ChainSpec> {
     for k in senders {
         spec.alloc.push((k.address, rich));
     }
-    // The rest of the state: accounts that hold a little ether.
-    for i in 0..accounts.saturating_sub(senders.len() + spec.alloc.len()) {
-        let a = Address::from_slice(&keccak256((i as u64).to_be_bytes())[12..]);
-        spec.alloc.push((a, U256::from(1_000_000_000u64)));
-    }
     Ok(spec)
+}
+
+/// The rest of a state of `accounts` accounts: accounts that hold a little ether,
+/// generated while the genesis is written (never all in memory).
+fn filler(accounts: usize, spec: &ChainSpec) -> impl Iterator<Item = (Address, U256)> {
+    (0..accounts.saturating_sub(spec.alloc.len())).map(|i| {
+        let a = Address::from_slice(&keccak256((i as u64).to_be_bytes())[12..]);
+        (a, U256::from(1_000_000_000u64))
+    })
+}
+
+fn open(spec: &ChainSpec, accounts: usize, path: &std::path::Path) -> Result<Chain> {
+    Ok(Chain::open_with(
+        spec.clone(),
+        path,
+        StateOptions::default(),
+        &mut filler(accounts, spec),
+    )?)
+}
+
+/// This process's resident memory and peak resident memory since the last
+/// [`reset_peak_rss`], in bytes (Linux).
+fn rss() -> (Option<u64>, Option<u64>) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn reset_peak_rss() {
+    // Memory the allocator kept from earlier work (the genesis build, earlier rows) goes
+    // back to the system first, so the figures are what the two nodes hold.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    // Writing 5 resets VmHWM to the current RSS (Linux 4.0+); without it the peak
+    // includes whatever came before.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 struct Clock(u64);
@@ -122,9 +166,9 @@ fn prepare(
     clock: &mut Clock,
 ) -> Result<(Chain, Chain, Vec<Vec<u8>>)> {
     let senders: Vec<Key> = (0..SENDERS).map(sender).collect();
-    let spec = spec(accounts, &senders)?;
-    let mut chain = Chain::open(spec.clone(), &dir.join("miner.redb"))?;
-    let mut verifier = Chain::open(spec, &dir.join("verifier.redb"))?;
+    let spec = spec(&senders)?;
+    let mut chain = open(&spec, accounts, &dir.join("miner.redb"))?;
+    let mut verifier = open(&spec, accounts, &dir.join("verifier.redb"))?;
     let target = match kind {
         Kind::Value => Address::repeat_byte(0x55),
         Kind::Erc20 => {
@@ -197,14 +241,15 @@ pub fn import_row(
     let (mut chain, mut verifier, raws) = prepare(kind, accounts, n, dir, &mut clock)?;
     let mut pool = Mempool::new(n + 1, 64);
     let mut blocks = Vec::new();
+    reset_peak_rss();
+    let (rss_before, _) = rss();
     let started = Instant::now();
     for raw in &raws {
         let t = RecoveredTx::decode(raw)?;
         t.check_static(chain.spec.chain_id, chain.spec.gas_limit)?;
         let acct = chain
             .state()
-            .account(&t.sender)
-            .cloned()
+            .account_or_log(&t.sender)
             .unwrap_or_default();
         pool.add(
             t,
@@ -239,6 +284,7 @@ pub fn import_row(
         verifier.import(b, clock.0)?;
     }
     let verify = started.elapsed().as_secs_f64();
+    let (_, peak_rss) = rss();
     if verifier.head_hash() != chain.head_hash() {
         return Err(anyhow!("the verifier ended on another head"));
     }
@@ -247,6 +293,8 @@ pub fn import_row(
         gas_per_sec: gas as f64 / end_to_end,
         verify: n as f64 / verify,
         blocks: count,
+        peak_rss,
+        rss_before,
     })
 }
 
