@@ -127,6 +127,18 @@ def main():
         fail(f"value transfers: types {r3.type}/{r4.type}, status {r3.status}/{r4.status}")
     if read.eth.get_balance(RECEIVER) != before + 12:
         fail("receiver's ether balance wrong")
+    # State at earlier blocks (the node keeps the last 128): balances, a call, the nonce.
+    if read.eth.get_balance(RECEIVER, block_identifier=r4.blockNumber - 1) != before + 5 - (5 if r3.blockNumber == r4.blockNumber else 0):
+        fail("receiver's ether balance at the block before the last transfer")
+    if token.functions.balanceOf(OTHER).call(block_identifier=r2.blockNumber - 1) != 0:
+        fail("receiver's token balance before the token transfer")
+    if token.functions.balanceOf(OTHER).call(block_identifier=r2.blockNumber) != amount:
+        fail("receiver's token balance at the token transfer's block")
+    deploy_nonce = read.eth.get_transaction(r.transactionHash)["nonce"]
+    if read.eth.get_transaction_count(acct.address, block_identifier=deploy_block - 1) != deploy_nonce:
+        fail("the deployer's nonce before the deployment")
+    if token.functions.balanceOf(OTHER).call(block_identifier=r2.blockHash) != amount:
+        fail("a call at a block named by its hash")
     # Subscriptions over WebSocket on the reading node: a Transfer arrives as it is mined.
     amount2 = 99 * 10**18
     tx = t.functions.transfer(OTHER, amount2).build_transaction({"from": acct.address})

@@ -711,6 +711,16 @@ async fn json_rpc_batches_errors_and_pending_state() {
         rpc(&url, "eth_getBalance", json!([who, {"blockNumber": "0x0"}])).await["result"],
         latest
     );
+    let genesis =
+        rpc(&url, "eth_getBlockByNumber", json!(["0x0", false])).await["result"]["hash"].clone();
+    assert_eq!(
+        rpc(&url, "eth_getBalance", json!([who, genesis])).await["result"],
+        latest
+    );
+    assert_eq!(
+        rpc(&url, "eth_getBalance", json!([who, {"blockHash": genesis}])).await["result"],
+        latest
+    );
     let ahead = rpc(&url, "eth_getBalance", json!([who, "0x9"])).await;
     assert!(
         ahead["error"]["message"]

@@ -362,10 +362,16 @@ fn resolve(c: &Chain, t: Tag) -> Option<u64> {
     }
 }
 
-/// The block a state read names (parameter `i`): a tag, a number, or an EIP-1898
-/// object with `blockHash` or `blockNumber`.
+/// The block a state read names (parameter `i`): a tag, a number, a block hash, or an
+/// EIP-1898 object with `blockHash` or `blockNumber`.
 fn state_ref(p: &[Value], i: usize) -> Result<StateRef, RpcError> {
     let v = p.get(i);
+    if let Some(Value::String(s)) = v
+        && s.len() == 66
+        && let Ok(hash) = s.parse::<B256>()
+    {
+        return Ok(StateRef::Hash(hash));
+    }
     if let Some(Value::Object(o)) = v {
         if let Some(h) = o.get("blockHash") {
             let hash = h

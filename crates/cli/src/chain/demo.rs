@@ -1,6 +1,8 @@
 //! The demo's chain part: three miners; a transfer sent to node A, mined by node B, its
-//! receipt read on node C; an OpenZeppelin ERC-20 deployed and tokens moved; a miner cut
-//! off from the others mines a private fork that is orphaned when it rejoins.
+//! receipt read on node C; an OpenZeppelin ERC-20 deployed and tokens moved; its Transfer
+//! event pushed over a JSON-RPC WebSocket subscription and the balance read at the block
+//! before; a miner cut off from the others mines a private fork that is orphaned when it
+//! rejoins.
 
 use std::time::{Duration, Instant};
 
@@ -133,6 +135,7 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     )
     .await;
 
+    let mut erc20 = None;
     step(steps, "an ERC-20 (OpenZeppelin, solc) deployed and tokens moved", async {
         let (a, c) = (chain(net, na)?, chain(net, nc)?);
         for k in [na, nc] {
@@ -159,6 +162,7 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         if n != 2 {
             return Err(anyhow!("{n} Transfer logs, expected 2 (mint and transfer)"));
         }
+        erc20 = Some((token, holder, amount));
         Ok(format!(
             "{token}: 250 NOD moved; balance and {n} Transfer logs read on node {nc} (deploy {} gas, transfer {} gas)",
             num(&deploy["gasUsed"]),
@@ -166,6 +170,18 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         ))
     })
     .await;
+
+    if let Some((token, holder, before)) = erc20 {
+        step(
+            steps,
+            "a Transfer event pushed over a JSON-RPC WebSocket subscription; the balance read at the block before",
+            async {
+                let (a, c) = (chain(net, na)?, chain(net, nc)?);
+                subscribed_transfer(&a, (&c, nc), token, holder, before).await
+            },
+        )
+        .await;
+    }
 
     step(steps, "a miner cut off from the others mines a fork, orphaned when it rejoins", async {
         let a = chain(net, na)?;
@@ -218,4 +234,78 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         ))
     })
     .await;
+}
+
+/// Subscribes to `token`'s Transfer logs over WebSocket on `c`, moves 1 more token to
+/// `holder` through `a`, waits for the log to be pushed, then reads `holder`'s balance at
+/// the log's block and the block before (state kept for the last 128 blocks).
+async fn subscribed_transfer(
+    a: &ChainHandle,
+    (c, nc): (&ChainHandle, usize),
+    token: Address,
+    holder: Address,
+    before: U256,
+) -> Result<String> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = c
+        .json_rpc_url()
+        .ok_or_else(|| anyhow!("node C serves no JSON-RPC"))?
+        .replacen("http://", "ws://", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
+    let topic = keccak256("Transfer(address,address,uint256)");
+    let sub = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+        "params": ["logs", {"address": token.to_string(), "topics": [topic.to_string()]}]});
+    ws.send(Message::text(sub.to_string())).await?;
+    let owner = Key::from_hex(DEV_KEYS[0])?;
+    let one = U256::from(ETHER);
+    let data = call_data(
+        "transfer(address,uint256)",
+        &[word(holder.as_slice()), one.to_be_bytes::<32>()],
+    );
+    let sent = submit(a, &owner, Some(token), 0, data, 100_000).await?;
+    let t = Instant::now();
+    let log = tokio::time::timeout(STEP_TIMEOUT, async {
+        while let Some(m) = ws.next().await {
+            let Message::Text(text) = m? else { continue };
+            let v: Value = serde_json::from_str(text.as_str())?;
+            if v["method"] == "eth_subscription"
+                && v["params"]["result"]["transactionHash"] == sent.to_string()
+            {
+                return Ok(v["params"]["result"].clone());
+            }
+        }
+        Err(anyhow!("the WebSocket closed"))
+    })
+    .await
+    .map_err(|_| anyhow!("no Transfer pushed within {STEP_TIMEOUT:?}"))??;
+    let pushed = t.elapsed();
+    let block = num(&log["blockNumber"]);
+    let q = format!(
+        "0x{}",
+        hex::encode(call_data("balanceOf(address)", &[word(holder.as_slice())]))
+    );
+    let balance = |at: u64| {
+        let q = q.clone();
+        async move {
+            let v = rpc(c, "eth_call", json!([{ "to": token.to_string(), "data": q }, format!("0x{at:x}")])).await?;
+            Ok::<U256, anyhow::Error>(U256::from_str_radix(
+                v.as_str().unwrap_or_default().trim_start_matches("0x"),
+                16,
+            )?)
+        }
+    };
+    let (then, now) = (balance(block - 1).await?, balance(block).await?);
+    if then != before || now != before + one {
+        return Err(anyhow!(
+            "balance {then} at block {} and {now} at block {block}, expected {before} and {}",
+            block - 1,
+            before + one
+        ));
+    }
+    Ok(format!(
+        "the log of block {block} pushed to node {nc}'s subscriber {} after sending; balance 250 NOD at block {}, 251 at block {block}",
+        secs(pushed),
+        block - 1
+    ))
 }
