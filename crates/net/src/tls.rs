@@ -117,6 +117,13 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The rustls configurations, for QUIC (which runs its own TLS 1.3 handshake).
+    pub fn rustls(&self) -> (Arc<rustls::ClientConfig>, Arc<rustls::ServerConfig>) {
+        (self.client.clone(), self.server.clone())
+    }
+}
+
 impl UpgradeInfo for Config {
     type Info = &'static str;
     type InfoIter = std::iter::Once<Self::Info>;

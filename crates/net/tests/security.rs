@@ -1,8 +1,9 @@
 //! Which security a TCP connection ends up with, read from each node's
 //! `nodus_net_secured_connections_total`: two nodus nodes use TLS with AES-128-GCM; a stock
 //! rust-libp2p peer that only has libp2p-tls (ChaCha20-Poly1305 first) or only Noise
-//! still connects and pings in both directions; garbage after TLS is selected drops that
-//! connection only. Real sockets on 127.0.0.1.
+//! still connects and pings in both directions; so does a stock QUIC peer (libp2p-quic's
+//! own TLS settings) with nodus's QUIC (its own TLS settings, larger datagrams offered);
+//! garbage after TLS is selected drops that connection only. Real sockets on 127.0.0.1.
 
 use std::time::Duration;
 
@@ -108,14 +109,21 @@ async fn stock_peer(
                 .build()
         };
     }
-    let mut swarm = if tls {
+    let swarm = if tls {
         swarm_with!(libp2p::tls::Config::new)
     } else {
         swarm_with!(libp2p::noise::Config::new)
     };
-    swarm
-        .listen_on(format!("/ip4/{ip}/tcp/0").parse().unwrap())
-        .unwrap();
+    run_stock(swarm, format!("/ip4/{ip}/tcp/0"), dial).await
+}
+
+/// Listens on `listen` (and dials `dial`), then reports what the stock peer sees.
+async fn run_stock(
+    mut swarm: libp2p::Swarm<ping::Behaviour>,
+    listen: String,
+    dial: Option<Multiaddr>,
+) -> (Multiaddr, mpsc::UnboundedReceiver<Seen>) {
+    swarm.listen_on(listen.parse().unwrap()).unwrap();
     let me = *swarm.local_peer_id();
     let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
@@ -189,6 +197,75 @@ async fn stock_libp2p_tls_and_noise_peers_connect_both_ways() {
     wait_for_ping(&mut rx, node_id).await;
     assert_eq!(node.secured("/noise", "ChaChaPoly"), 2);
     assert_eq!(node.secured_total(), 4);
+}
+
+/// A plain rust-libp2p node on QUIC with libp2p-quic's own settings (libp2p-tls,
+/// ChaCha20-Poly1305 first, 1452-byte datagrams at most), listening on `ip`, dialing
+/// `dial` if given.
+async fn stock_quic_peer(
+    ip: &str,
+    dial: Option<Multiaddr>,
+) -> (Multiaddr, mpsc::UnboundedReceiver<Seen>) {
+    let ping = |_: &Keypair| ping::Behaviour::new(ping::Config::new().with_interval(T / 100));
+    let swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_quic()
+        .with_behaviour(ping)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(T))
+        .build();
+    run_stock(swarm, format!("/ip4/{ip}/udp/0/quic-v1"), dial).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_quic_peers_and_nodus_connect_both_ways_and_nodus_nodes_move_data() {
+    let quic_node = |ip: &str| {
+        let mut p2p = nodus_core::config::P2pConfig {
+            listen: vec![format!("/ip4/{ip}/udp/0/quic-v1")],
+            mdns: false,
+            ..Default::default()
+        };
+        p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
+        let cfg = nodus_net::NetConfig::from_config(&p2p).unwrap();
+        nodus_net::spawn(Keypair::generate_ed25519(), cfg, &mut Registry::default())
+            .unwrap()
+            .0
+    };
+    let node = quic_node("127.0.64.1");
+    let node_id = node.local_peer_id();
+    let node_addr = addr_of(&node).await;
+    assert!(node_addr.to_string().contains("quic-v1"), "{node_addr}");
+
+    let (_, mut rx) = stock_quic_peer("127.0.64.2", Some(node_addr.clone())).await;
+    wait_for_ping(&mut rx, node_id).await;
+    let (addr, mut rx) = stock_quic_peer("127.0.64.3", None).await;
+    let peer = node.dial(addr).await.unwrap();
+    assert_eq!(node.ping(peer, 2).await.unwrap().len(), 2);
+    wait_for_ping(&mut rx, node_id).await;
+
+    // Two nodus nodes: a stream carries 4 MiB intact over QUIC (datagrams up to the
+    // larger size once MTU discovery allows them on loopback).
+    let other = quic_node("127.0.64.4");
+    let peer = other.dial(node_addr).await.unwrap();
+    const P: libp2p::StreamProtocol = libp2p::StreamProtocol::new("/nodus/test/quic/1");
+    let mut incoming = node.incoming(P).unwrap();
+    let data: Vec<u8> = (0..4 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    let expect = data.clone();
+    let reader = tokio::spawn(async move {
+        use futures::AsyncReadExt as _;
+        let (_, mut s) = incoming.next().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        got
+    });
+    {
+        use futures::AsyncWriteExt as _;
+        let mut s = other.open_stream(peer, P).await.unwrap();
+        s.write_all(&data).await.unwrap();
+        s.close().await.unwrap();
+    }
+    let got = tokio::time::timeout(T, reader).await.unwrap().unwrap();
+    assert!(got == expect, "{} bytes arrived, not the same", got.len());
 }
 
 /// multistream-select's framing: a varint length (one byte here), then the line.
