@@ -598,7 +598,6 @@ impl Chain {
         batch: &mut Batch,
         pending: &HashMap<B256, ChainBlock>,
     ) -> Result<HeadChange, (B256, ChainError)> {
-        let fail = |h: B256| move |e: ChainError| (h, e);
         // The new branch back to the canonical chain.
         let mut branch = Vec::new();
         let mut at = tip;
@@ -613,13 +612,22 @@ impl Chain {
         let mut undone: Vec<(u64, StateDiff)> = Vec::new();
         for n in (fork + 1..=self.head_number()).rev() {
             let h = self.canon[n as usize];
-            let diff = self
+            let loaded = self
                 .store
                 .diff(&h)
-                .map_err(fail(h))?
-                .ok_or((h, ChainError::MissingDiff(h)))?;
+                .and_then(|d| d.ok_or(ChainError::MissingDiff(h)))
+                .and_then(|d| Ok((d, self.load_block(&h, pending)?)));
+            let (diff, block) = match loaded {
+                Ok(x) => x,
+                Err(e) => {
+                    // The state goes back to the head's before anything is reported.
+                    for (_, d) in undone.iter().rev() {
+                        self.state.apply(d);
+                    }
+                    return Err((h, e));
+                }
+            };
             self.state.undo(&diff);
-            let block = self.load_block(&h, pending).map_err(fail(h))?;
             for t in &block.body.transactions {
                 batch.uncanon_txs.push(*t.tx_hash());
                 change

@@ -275,19 +275,21 @@ impl WorldState {
                 .map(|((a, k), v)| (*a, *k, *v))
                 .collect(),
             codes: self.codes.iter().map(|(h, c)| (*h, c.clone())).collect(),
-            trie: vec![(Owner::Accounts, self.account_trie.take_ops())],
+            trie: vec![(Owner::Accounts, self.account_trie.ops())],
         };
         for (a, t) in &mut self.storage_tries {
-            w.trie.push((Owner::Storage(keccak256(a)), t.take_ops()));
+            w.trie.push((Owner::Storage(keccak256(a)), t.ops()));
         }
         Ok(w)
     }
 
     /// The writes are on disk: reads go to the new snapshot, and memory lets go of the
-    /// changes and of the trie below [`TRIE_KEEP_DEPTH`].
+    /// changes and of the trie below [`TRIE_KEEP_DEPTH`]. Until this is called (a commit
+    /// that failed), the next [`WorldState::writes`] gives the same writes and more.
     pub fn committed(&mut self, reader: Arc<StateReader>) {
         debug_assert!(self.dirty.is_empty() && self.dirty_slots.is_empty());
         self.reader = reader;
+        self.account_trie.written();
         self.accounts.clear();
         self.storage.clear();
         self.codes.clear();

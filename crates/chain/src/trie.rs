@@ -189,10 +189,22 @@ impl Trie {
         h
     }
 
-    /// The node writes since the last call (after computing the root).
-    pub fn take_ops(&mut self) -> NodeOps {
+    /// The node writes since the last [`Trie::written`] (after computing the root).
+    pub fn ops(&mut self) -> NodeOps {
         self.root();
-        std::mem::take(&mut self.ops)
+        self.ops.clone()
+    }
+
+    /// The writes [`Trie::ops`] gave are on disk.
+    pub fn written(&mut self) {
+        self.ops.clear();
+    }
+
+    /// [`Trie::ops`], then [`Trie::written`].
+    pub fn take_ops(&mut self) -> NodeOps {
+        let ops = self.ops();
+        self.written();
+        ops
     }
 
     /// Drops from memory every node at `keep` nibbles or deeper (they are on disk once
