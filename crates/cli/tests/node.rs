@@ -362,6 +362,7 @@ fn demo_shows_every_capability_and_exits_zero() {
         "Alice and Bob, neither dialable, message end to end through a relay",
         "Bob offline: Alice keeps writing, Bob gets it all in order when back",
         "the relay in use dies mid-conversation; messages route around it",
+        "a Transfer event pushed over a JSON-RPC WebSocket subscription; the balance read at the block before",
         "three nodes hold a third of a file each; a fourth downloads from all at once",
         "a Nostr note posted on one node reaches a live subscription on a follower's node",
         "two partitioned nodes both take posts and converge by negentropy when they rejoin",
@@ -381,7 +382,7 @@ fn demo_shows_every_capability_and_exits_zero() {
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("25 of 25 shown working"), "{out}");
+    assert!(out.contains("26 of 26 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing
