@@ -93,7 +93,7 @@ pub struct Chain {
     /// Pending transactions found on disk at open, until the service takes them.
     stored_mempool: Vec<Vec<u8>>,
     /// The head's state: on disk, with the changes of a block in progress. Calls run on
-    /// snapshots of the committed state ([`Chain::call_snapshot`]), so they never hold up
+    /// snapshots of the committed state ([`Chain::call_snapshot_at`]), so they never hold up
     /// block import.
     state: WorldState,
     /// History entries below this block number may be gone.
@@ -874,14 +874,9 @@ impl Chain {
         }
     }
 
-    /// What a call on top of the head needs, to run off the chain's thread: a snapshot
-    /// of the committed state (one redb read transaction), 256 block hashes for
-    /// BLOCKHASH.
-    pub fn call_snapshot(&self, now: u64) -> crate::call::CallSnapshot {
-        self.snapshot_on(self.head_number(), self.state.reader().at(None), now)
-    }
-
-    /// The same on top of the block `at` names (one whose state is kept).
+    /// What a call on top of the block `at` names (the head, or one whose state is kept)
+    /// needs, to run off the chain's thread: a snapshot of the committed state (one redb
+    /// read transaction), the 256 block hashes before it for BLOCKHASH.
     pub fn call_snapshot_at(
         &self,
         at: StateRef,

@@ -183,14 +183,6 @@ impl WorldState {
         })
     }
 
-    /// The account's code (empty when it has none).
-    pub fn code_of(&self, a: &Address) -> Result<Bytes, StateError> {
-        Ok(match self.account(a)? {
-            Some(acc) => self.code(&acc.code_hash)?.unwrap_or_default(),
-            None => Bytes::new(),
-        })
-    }
-
     fn set_slot(&mut self, a: Address, key: U256, value: U256) {
         self.dirty.insert(a);
         self.dirty_slots.insert((a, key));

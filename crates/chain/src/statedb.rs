@@ -377,13 +377,6 @@ pub struct StateWrites {
 }
 
 impl StateWrites {
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
-            && self.storage.is_empty()
-            && self.codes.is_empty()
-            && self.trie.iter().all(|(_, ops)| ops.is_empty())
-    }
-
     pub fn write(&self, w: &WriteTransaction) -> Result<(), redb::Error> {
         let mut accounts = w.open_table(ACCOUNTS)?;
         for (a, row) in &self.accounts {

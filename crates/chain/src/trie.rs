@@ -57,7 +57,7 @@ impl NodeSource for NoNodes {
     }
 }
 
-/// Node writes since the last [`Trie::take_ops`], by path: the node's encoding, or `None`
+/// Node writes since the last [`Trie::written`], by path: the node's encoding, or `None`
 /// where no stored node must remain. The last operation on a path wins.
 pub type NodeOps = BTreeMap<Nibbles, Option<Vec<u8>>>;
 
@@ -200,15 +200,8 @@ impl Trie {
         self.ops.clear();
     }
 
-    /// [`Trie::ops`], then [`Trie::written`].
-    pub fn take_ops(&mut self) -> NodeOps {
-        let ops = self.ops();
-        self.written();
-        ops
-    }
-
     /// Drops from memory every node at `keep` nibbles or deeper (they are on disk once
-    /// [`Trie::take_ops`] was written). Computes the root first.
+    /// [`Trie::ops`] were written). Computes the root first.
     pub fn collapse(&mut self, keep: usize) {
         self.root();
         if keep == 0 {
@@ -614,7 +607,9 @@ mod tests {
 
     impl Disk {
         fn write(&self, t: &mut Trie, m: &BTreeMap<B256, u64>) {
-            for (p, op) in t.take_ops() {
+            let ops = t.ops();
+            t.written();
+            for (p, op) in ops {
                 match op {
                     Some(raw) => self.nodes.borrow_mut().insert(p, raw),
                     None => self.nodes.borrow_mut().remove(&p),
