@@ -32,6 +32,18 @@ fn hide_behind(dir: &Path, relay: &Path) {
     write_config(dir, config).unwrap();
 }
 
+/// `a` calls `b` bob and `b` calls `a` alice, from each other's invite codes; returns
+/// bob's code.
+fn make_contacts(a: &Path, b: &Path) -> String {
+    let mut code = String::new();
+    for (from, to, name) in [(a, b, "alice"), (b, a, "bob")] {
+        code = stdout(&nodus(from, &["msg", "invite"])).trim().to_string();
+        let o = nodus(to, &["msg", "add", &code, "--name", name]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    code
+}
+
 /// Bob cannot be dialed: he is reached through c, which relays for him and keeps his
 /// mail. kill -9 of Bob, then of Alice and of c: after restarts every message arrives,
 /// once, in order.
@@ -58,18 +70,7 @@ fn messages_survive_kill_9_of_sender_recipient_and_relay() {
     let mut na = up(&a);
     let mut nb = up(&b);
     connect(&a, &c);
-    let code = stdout(&nodus(&a, &["msg", "invite"])).trim().to_string();
-    assert!(
-        nodus(&b, &["msg", "add", &code, "--name", "alice"])
-            .status
-            .success()
-    );
-    let code = stdout(&nodus(&b, &["msg", "invite"])).trim().to_string();
-    assert!(
-        nodus(&a, &["msg", "add", &code, "--name", "bob"])
-            .status
-            .success()
-    );
+    let code = make_contacts(&a, &b);
     let o = nodus(&a, &["msg", "send", "bob", "m0"]);
     assert!(o.status.success(), "{}", stderr(&o));
     wait_for("m0", || incoming(&b, "alice") == ["m0"]);
@@ -178,4 +179,108 @@ fn bench_msg_prints_its_table() {
     ] {
         assert!(out.contains(row), "{row} missing:\n{out}");
     }
+}
+
+fn metric(dir: &Path, name: &str) -> f64 {
+    let token = std::fs::read_to_string(dir.join("api.cookie")).unwrap();
+    let (_, metrics) = api_get(dir, "/metrics", Some(token.trim()));
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The file of the last message from `with`, as `nodus msg history` shows it.
+fn last_file(dir: &Path, with: &str) -> Option<serde_json::Value> {
+    history(dir, with)
+        .into_iter()
+        .rev()
+        .find(|m| m["outgoing"] == false)
+        .and_then(|m| m["files"].get(0).cloned())
+}
+
+/// `nodus msg send --file` a 24 MiB file; the recipient is killed with -9 partway
+/// (the sender serves at 4 MiB/s so that "partway" is certain). Restarted, it asks
+/// from where its synced progress ended, not from the start, and `nodus msg save`
+/// writes the sender's exact bytes.
+#[test]
+fn a_file_download_resumes_after_kill_9_of_the_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    init_at(&a, "127.0.48.1");
+    init_at(&b, "127.0.49.1");
+    let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    write_config(&a, format!("{config}[msg]\nfile_upload_limit_kib = 4096\n")).unwrap();
+    let _na = up(&a);
+    let mut nb = up(&b);
+    connect(&b, &a);
+    make_contacts(&a, &b);
+
+    let size = 24 << 20;
+    let mut bytes = vec![0u8; size];
+    rand::fill(&mut bytes[..]);
+    let clip = dir.path().join("clip.mp4");
+    std::fs::write(&clip, &bytes).unwrap();
+    let o = nodus(
+        &a,
+        &[
+            "--json",
+            "msg",
+            "send",
+            "bob",
+            "the clip",
+            "--file",
+            clip.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sent = json(&o);
+    let hash = sent["files"][0]["hash"].as_str().unwrap().to_string();
+    assert_eq!(sent["files"][0]["name"], "clip.mp4");
+    assert_eq!(sent["files"][0]["mime"], "video/mp4");
+
+    let received = |f: &Option<serde_json::Value>| {
+        f.as_ref().and_then(|f| f["received"].as_u64()).unwrap_or(0)
+    };
+    wait_for("a quarter of the file on b", || {
+        received(&last_file(&b, "alice")) >= (size / 4) as u64
+    });
+    nb.child.kill().unwrap();
+    nb.child.wait().unwrap();
+    assert_eq!(metric(&a, "nodus_msg_files_resumed_total"), 0.0);
+
+    let _nb = up(&b);
+    let before = last_file(&b, "alice").expect("the file is still listed");
+    assert_eq!(before["state"], "downloading");
+    assert!(
+        received(&Some(before.clone())) >= (size / 4) as u64,
+        "{before}"
+    );
+    connect(&b, &a);
+    wait_for("the rest of the file", || {
+        last_file(&b, "alice").is_some_and(|f| f["state"] == "done")
+    });
+    assert_eq!(
+        metric(&a, "nodus_msg_files_resumed_total"),
+        1.0,
+        "b asked for the rest, from where its synced progress ended"
+    );
+    let out = dir.path().join("saved.mp4");
+    let o = nodus(
+        &b,
+        &["msg", "save", &hash, "--output", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&out).unwrap() == bytes,
+        "the saved bytes are the sender's"
+    );
+    // Saving again does not overwrite what is there.
+    let o = nodus(
+        &b,
+        &["msg", "save", &hash, "--output", out.to_str().unwrap()],
+    );
+    fails_saying(&o, "exists already");
 }

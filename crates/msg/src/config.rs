@@ -30,6 +30,10 @@ pub struct MsgConfig {
     pub mailbox_poll_secs: u64,
     /// Seconds between delivery attempts of an undelivered message (doubles up to 60).
     pub retry_secs: u64,
+    /// Largest file this node takes in to send, or fetches when one is sent to it.
+    pub max_file_mib: u64,
+    /// Bytes per second (in KiB) this node serves each file download at; 0 for no limit.
+    pub file_upload_limit_kib: u64,
 }
 
 impl Default for MsgConfig {
@@ -45,6 +49,8 @@ impl Default for MsgConfig {
             mailbox_max_per_minute: 600,
             mailbox_poll_secs: 30,
             retry_secs: 2,
+            max_file_mib: 4096,
+            file_upload_limit_kib: 0,
         }
     }
 }
@@ -74,6 +80,10 @@ mailbox_max_per_minute = 600
 mailbox_poll_secs = 30
 # Seconds between delivery attempts of an undelivered message (doubling up to 60).
 retry_secs = 2
+# Largest file this node sends or fetches (files sent with messages).
+max_file_mib = 4096
+# KiB per second each file download from this node may take; 0 for no limit.
+file_upload_limit_kib = 0
 "#;
 
 /// Retry delay after `attempts` failures: doubling from `retry_secs`, at most 60 s.

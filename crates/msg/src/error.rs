@@ -36,6 +36,14 @@ pub enum MsgError {
     TextTooLong(usize),
     #[error("that is this node's own contact code; give it to someone else to add")]
     OwnCode,
+    #[error(
+        "no file {0} in this node's file store: upload it first (`nodus msg send --file`, or POST /api/v1/msg/files)"
+    )]
+    NoFile(String),
+    #[error("{0}")]
+    BadFile(String),
+    #[error(transparent)]
+    Import(#[from] crate::files::ImportError),
     #[error("the messaging service has stopped")]
     Stopped,
     #[error(transparent)]
@@ -56,6 +64,12 @@ pub enum StoreError {
     },
     #[error("damaged data: {0}")]
     Damaged(String),
+    #[error("file store {path}: {source}")]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why an exchange with another peer failed: a delivery, a mailbox request, a key

@@ -5,7 +5,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::MsgError;
 use crate::service::Input;
-use crate::types::{ContactInfo, GroupInfo, Message, MsgEvent, MsgStats};
+use crate::service::NewFile;
+use crate::types::{ContactInfo, FileInfo, GroupInfo, Message, MsgEvent, MsgStats};
 
 type Reply<T> = oneshot::Sender<Result<T, MsgError>>;
 
@@ -21,6 +22,16 @@ pub(crate) enum Command {
         to: String,
         text: String,
         reply: Reply<Message>,
+    },
+    SendFiles {
+        to: String,
+        text: String,
+        files: Vec<NewFile>,
+        reply: Reply<Message>,
+    },
+    File {
+        hash: String,
+        reply: Reply<Option<FileInfo>>,
     },
     Inbox {
         all: bool,
@@ -67,6 +78,8 @@ pub struct MsgHandle {
     pub(crate) events: broadcast::Sender<MsgEvent>,
     pub(crate) signals: broadcast::Sender<crate::Signal>,
     pub(crate) peer: PeerId,
+    pub(crate) blobs: std::sync::Arc<crate::files::Blobs>,
+    pub(crate) max_file_bytes: u64,
 }
 
 impl MsgHandle {
@@ -130,6 +143,53 @@ impl MsgHandle {
             reply,
         })
         .await
+    }
+
+    /// Takes a file into this node's file store (to send it with [`Self::send_files`]):
+    /// its bytes, hashed as they are written and synced. Returns (hash hex, size).
+    pub async fn import_file<S, B, E>(&self, body: S) -> Result<(String, u64), MsgError>
+    where
+        S: futures::Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let (hash, size) = self.blobs.import(body, self.max_file_bytes).await?;
+        Ok((hex::encode(hash), size))
+    }
+
+    /// Sends a message with files from the file store to a contact; each file is
+    /// fetched by the contact's node from this one. On disk when this returns.
+    pub async fn send_files(
+        &self,
+        to: &str,
+        text: &str,
+        files: Vec<NewFile>,
+    ) -> Result<Message, MsgError> {
+        self.call(|reply| Command::SendFiles {
+            to: to.to_string(),
+            text: text.to_string(),
+            files,
+            reply,
+        })
+        .await
+    }
+
+    /// What this node knows of a file by its hash (hex): a download's progress, or one
+    /// in its store. `None` if neither.
+    pub async fn file(&self, hash: &str) -> Result<Option<FileInfo>, MsgError> {
+        self.call(|reply| Command::File {
+            hash: hash.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Where the complete file with this hash (hex) is, if this node has it.
+    pub fn file_path(&self, hash: &str) -> Option<std::path::PathBuf> {
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(hash, &mut h).ok()?;
+        self.blobs.size(&h)?;
+        Some(self.blobs.path(&h))
     }
 
     /// Signals from contacts, as they arrive (a receiver that lags skips some).

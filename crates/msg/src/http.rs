@@ -2,7 +2,8 @@
 //! behind the API token.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use nodus_service::http::{ApiError, ApiJson, ApiResult, to_json};
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::MsgHandle;
+use crate::service::NewFile;
 
 type S = State<MsgHandle>;
 
@@ -19,6 +21,12 @@ pub fn routes(handle: MsgHandle) -> Router {
         .route("/invite", post(invite))
         .route("/contacts", get(contacts).post(add_contact))
         .route("/send", post(send))
+        .route(
+            "/files",
+            post(upload).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/files/{hash}", get(download))
+        .route("/files/{hash}/info", get(file_info))
         .route("/inbox", get(inbox))
         .route("/history/{with}", get(history))
         .route("/groups", get(groups).post(group_create))
@@ -54,11 +62,80 @@ pub async fn contacts(State(s): S) -> ApiResult {
 #[derive(Deserialize)]
 pub struct Send {
     to: String,
+    #[serde(default)]
     text: String,
+    /// Files from the file store (uploaded to `/files` first).
+    #[serde(default)]
+    files: Vec<NewFile>,
 }
 
 pub async fn send(State(s): S, ApiJson(b): ApiJson<Send>) -> ApiResult {
-    to_json(s.send(&b.to, &b.text).await?)
+    if b.files.is_empty() {
+        to_json(s.send(&b.to, &b.text).await?)
+    } else {
+        to_json(s.send_files(&b.to, &b.text, b.files).await?)
+    }
+}
+
+/// Takes the request body into the file store: `{"hash", "size"}` to send it with.
+/// The body is streamed to disk, never held whole; `[msg] max_file_mib` bounds it.
+pub async fn upload(State(s): S, body: axum::body::Body) -> ApiResult {
+    let (hash, size) = s.import_file(body.into_data_stream()).await?;
+    Ok(Json(json!({ "hash": hash, "size": size })))
+}
+
+pub async fn file_info(State(s): S, Path(hash): Path<String>) -> ApiResult {
+    match s.file(&hash).await? {
+        Some(f) => to_json(f),
+        None => Err(no_file(&hash)),
+    }
+}
+
+fn no_file(hash: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no file {hash} here: `nodus msg history <contact>` lists the files of messages"),
+    )
+}
+
+/// The bytes of a complete file, named and typed as its message said.
+pub async fn download(State(s): S, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let info = s.file(&hash).await?.ok_or_else(|| no_file(&hash))?;
+    let Some(path) = s.file_path(&hash) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{} is not here yet: {} of {} bytes ({:?}); `nodus msg save {hash}` waits for it",
+                info.name, info.received, info.size, info.state
+            ),
+        ));
+    };
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let body =
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+    let name: String = info
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let headers = [
+        (header::CONTENT_TYPE, info.mime.clone()),
+        (header::CONTENT_LENGTH, info.size.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}\""),
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+    ];
+    Ok((headers, body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -148,7 +225,14 @@ impl From<crate::MsgError> for ApiError {
             | E::OwnCode
             | E::NotMember(_)
             | E::AlreadyMember(_)
-            | E::SignalTooLarge => StatusCode::BAD_REQUEST,
+            | E::SignalTooLarge
+            | E::BadFile(_) => StatusCode::BAD_REQUEST,
+            E::NoFile(_) => StatusCode::NOT_FOUND,
+            E::Import(crate::files::ImportError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            E::Import(crate::files::ImportError::Empty | crate::files::ImportError::Body(_)) => {
+                StatusCode::BAD_REQUEST
+            }
+            E::Import(crate::files::ImportError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             E::NotOwner(_) => StatusCode::FORBIDDEN,
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Olm(_) | E::Net(_) => StatusCode::INTERNAL_SERVER_ERROR,

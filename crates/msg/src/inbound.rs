@@ -1,4 +1,4 @@
-//! Serving the two stream protocols. Each inbound stream gets a task that decodes
+//! Serving the three stream protocols (messages, mailboxes, files). Each inbound stream gets a task that decodes
 //! frames and hands them to the service; replies go back in order, so a sender can
 //! pipeline. A frame that does not decode ends that stream, is counted, and is a strike
 //! against the peer in the overlay (repeated ones get it banned); it never reaches the
@@ -11,9 +11,11 @@ use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+use crate::files::{Blobs, transfer};
 use crate::service::{Input, Metrics};
 use crate::wire::{
-    self, Envelope, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest, MsgReply,
+    self, Envelope, FILE_PROTOCOL, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest,
+    MsgReply,
 };
 
 /// Inbound streams served at once, over both protocols.
@@ -21,11 +23,16 @@ const MAX_STREAMS: usize = 512;
 /// Frames of one stream in the service's hands at once.
 const PIPELINE: usize = 1024;
 
+/// Files served at once (each a stream and a disk thread).
+const MAX_UPLOADS: usize = 32;
+
 pub fn serve(
     net: &NetworkHandle,
     inputs: mpsc::Sender<Input>,
     metrics: Metrics,
     shutdown: &watch::Receiver<bool>,
+    blobs: Arc<Blobs>,
+    upload_rate: Option<u64>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::MsgError> {
     let limit = Arc::new(Semaphore::new(MAX_STREAMS));
     let ctx = Accept {
@@ -37,9 +44,17 @@ pub fn serve(
         limit,
         stop: shutdown.clone(),
     };
+    let files = Accept {
+        limit: Arc::new(Semaphore::new(MAX_UPLOADS)),
+        ..ctx.clone()
+    };
+    let file_stream = move |peer, stream, inputs, peers| {
+        transfer::serve(peer, stream, inputs, peers, blobs.clone(), upload_rate)
+    };
     Ok(vec![
         tokio::spawn(ctx.clone().run(net.incoming(MSG_PROTOCOL)?, msg_stream)),
         tokio::spawn(ctx.run(net.incoming(MAILBOX_PROTOCOL)?, mailbox_stream)),
+        tokio::spawn(files.run(net.incoming(FILE_PROTOCOL)?, file_stream)),
     ])
 }
 
@@ -55,15 +70,15 @@ struct Accept {
 
 /// Where a peer's garbage is reported: the service's counters and the overlay's strikes.
 #[derive(Clone)]
-struct Peers {
-    metrics: Metrics,
+pub(crate) struct Peers {
+    pub(crate) metrics: Metrics,
     net: NetworkHandle,
 }
 
 impl Peers {
     /// A stream that failed: garbage if the peer sent what does not decode (counted and
     /// struck), not if the link broke (a relay that died is nobody's misbehaviour).
-    fn failed(&self, peer: PeerId, what: &str, error: &wire::WireError) {
+    pub(crate) fn failed(&self, peer: PeerId, what: &str, error: &wire::WireError) {
         tracing::debug!(target: "nodus::msg", %peer, "dropping {what} stream: {error}");
         if matches!(error, wire::WireError::Io(_)) {
             return;

@@ -30,6 +30,7 @@ pub mod card;
 pub mod config;
 mod delivery;
 mod error;
+pub mod files;
 mod handle;
 pub mod http;
 mod inbound;
@@ -45,7 +46,8 @@ pub mod wire;
 pub use config::MsgConfig;
 pub use error::{DeliveryError, MsgError};
 pub use handle::MsgHandle;
-pub use service::{Metrics, MsgService, register_records, spawn};
+pub use service::{Metrics, MsgService, NewFile, register_records, spawn};
 pub use types::{
-    ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats, Signal,
+    ContactInfo, FileInfo, FileState, GroupInfo, GroupMember, Message, MessageState, MsgEvent,
+    MsgStats, Signal,
 };

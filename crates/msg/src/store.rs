@@ -7,13 +7,16 @@
 //! - `contacts`: peer id → [`Contact`].
 //! - `sessions`: peer id → the Olm session pickles with that peer (JSON).
 //! - `outbox`: `<id hex>:<peer id>` → [`OutItem`], until the recipient acknowledges it.
-//! - `messages`: `<conversation>|<sent ms>|<seq>|<id hex>` → [`Message`]; `msg_index`:
+//! - `messages`: `<conversation>|<sent ms>|<seq>|<id hex>` → [`MessageRow`]; `msg_index`:
 //!   `<id hex>` → that key.
 //! - `unseen`: the keys of incoming messages not shown yet (what `inbox` reads).
 //! - `seen`: `<id hex>` → when it was accepted, for dropping duplicates and replays.
 //! - `mailbox`: `<recipient>|<sender>|<sender's order>|<id hex>` → [`MailItem`] held for
 //!   others, so a recipient gets each sender's items in the order they were written;
 //!   `mailbox_ids`: `<recipient>|<id hex>` → that key.
+//! - `files`: a message's key → the [`FileRef`]s it carries; `downloads`: `<hash hex>` →
+//!   [`Download`] (a file offered to us: from whom, its key, how far it is);
+//!   `grants`: `<hash hex>|<peer id>` → [`Grant`] (a file we offered that peer).
 //! - `groups`, `group_out` (our Megolm session per group), `group_in`
 //!   (`<group>|<sender>|<session id>` → inbound Megolm session).
 //!
@@ -35,8 +38,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use crate::MsgError;
 use crate::card::ContactCard;
 use crate::error::StoreError;
+use crate::types::{FileState, Message, MessageState};
 use crate::wal::{self, Op, Ops, Wal};
-use crate::wire::{MsgId, Plain};
+use crate::wire::{FileHash, MsgId, Plain};
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const CONTACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("contacts");
@@ -56,7 +60,12 @@ pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_i
 /// stored before this table have their state in their row.
 pub const MSG_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_state");
 
-const ALL: [TableDefinition<&str, &[u8]>; 14] = [
+pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+pub const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads");
+pub const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
+
+/// Every table, in the order the log numbers them: new tables go at the end.
+const ALL: [TableDefinition<&str, &[u8]>; 17] = [
     META,
     CONTACTS,
     SESSIONS,
@@ -71,7 +80,101 @@ const ALL: [TableDefinition<&str, &[u8]>; 14] = [
     GROUP_OUT,
     GROUP_IN,
     MSG_STATE,
+    FILES,
+    DOWNLOADS,
+    GRANTS,
 ];
+
+/// A message as stored: [`Message`] without what is kept in other tables (its files).
+/// Rows are postcard, so this layout is fixed; new fields go in new tables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub conversation: String,
+    pub from: String,
+    pub from_name: String,
+    pub outgoing: bool,
+    pub text: String,
+    pub state: MessageState,
+    pub seq: u64,
+    pub sent_ms: u64,
+    pub stored_ms: u64,
+    pub seen: bool,
+}
+
+impl From<&Message> for MessageRow {
+    fn from(m: &Message) -> Self {
+        MessageRow {
+            id: m.id.clone(),
+            conversation: m.conversation.clone(),
+            from: m.from.clone(),
+            from_name: m.from_name.clone(),
+            outgoing: m.outgoing,
+            text: m.text.clone(),
+            state: m.state,
+            seq: m.seq,
+            sent_ms: m.sent_ms,
+            stored_ms: m.stored_ms,
+            seen: m.seen,
+        }
+    }
+}
+
+impl From<MessageRow> for Message {
+    fn from(r: MessageRow) -> Self {
+        Message {
+            id: r.id,
+            conversation: r.conversation,
+            from: r.from,
+            from_name: r.from_name,
+            outgoing: r.outgoing,
+            text: r.text,
+            state: r.state,
+            seq: r.seq,
+            sent_ms: r.sent_ms,
+            stored_ms: r.stored_ms,
+            seen: r.seen,
+            files: Vec::new(),
+        }
+    }
+}
+
+/// A file a message carries, as its row in `files` names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRef {
+    pub hash: FileHash,
+    pub size: u64,
+    pub name: String,
+    pub mime: String,
+}
+
+/// A file offered to this node, fetched from `from`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Download {
+    pub from: String,
+    pub key: [u8; 32],
+    pub size: u64,
+    pub name: String,
+    pub mime: String,
+    /// The key of the message it came with.
+    pub message: String,
+    /// Bytes synced to the partial file: a restart resumes here.
+    pub received: u64,
+    pub state: FileState,
+    pub error: Option<String>,
+}
+
+/// A file offered to a peer: served to that peer only, sealed with `key`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub key: [u8; 32],
+    pub size: u64,
+    pub created_ms: u64,
+}
+
+pub fn grant_key(hash: &FileHash, peer: &str) -> String {
+    format!("{}|{peer}", hex::encode(hash))
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Contact {

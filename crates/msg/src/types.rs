@@ -57,6 +57,35 @@ pub struct Message {
     pub stored_ms: u64,
     /// For incoming messages: shown to the user already.
     pub seen: bool,
+    /// Files the message carries, with how far each has come.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileInfo>,
+}
+
+/// Where a file of a message is. Incoming ones move downloading → done, or to failed
+/// (refused for good: too large, or not what the sender said); outgoing ones are
+/// offered (the sender serves them to the recipient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Offered,
+    Downloading,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Hex of the SHA-256 of its bytes: `GET /api/v1/msg/files/<hash>` reads it.
+    pub hash: String,
+    pub name: String,
+    pub mime: String,
+    pub size: u64,
+    /// Bytes received and synced to disk (what a restart resumes from).
+    pub received: u64,
+    pub state: FileState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +143,13 @@ pub enum MsgEvent {
     },
     /// Someone became a contact (by invite, or by writing to us first).
     Contact { contact: ContactInfo },
+    /// A file of an incoming message moved: synced progress, done or failed.
+    File {
+        /// The message it came with (hex id) and its conversation.
+        message: String,
+        conversation: String,
+        file: FileInfo,
+    },
 }
 
 /// Totals kept for metrics and `nodus msg status`.

@@ -14,6 +14,8 @@ use crate::card::ContactCard;
 
 pub const MSG_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/msg/1");
 pub const MAILBOX_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/mailbox/1");
+/// Files a message offers, fetched from their sender by content hash ([`crate::files`]).
+pub const FILE_PROTOCOL: StreamProtocol = StreamProtocol::new("/nodus/file/1");
 
 /// Largest text a person may send (64 KiB), and the frame that must hold it with its
 /// encryption overhead (Olm's base64-free binary form adds well under 1 KiB).
@@ -26,6 +28,14 @@ pub const MAX_SIGNAL: usize = 16 * 1024;
 pub const MAX_SIGNAL_APP: usize = 32;
 
 pub type MsgId = [u8; 16];
+/// SHA-256 of a file's bytes: how files are named, stored and asked for.
+pub type FileHash = [u8; 32];
+
+/// At most this many files in one message.
+pub const MAX_FILES: usize = 16;
+/// Longest file name and media type a message may carry.
+pub const MAX_FILE_NAME: usize = 255;
+pub const MAX_MIME: usize = 127;
 
 /// An end-to-end encrypted message as it travels. `id` is also inside the ciphertext,
 /// so a replay under a fresh id is caught when the two differ.
@@ -150,6 +160,12 @@ pub enum Content {
         epoch: u64,
         members: Vec<ContactCard>,
     },
+    /// A message with files: the text (may be empty) and, for each file, what the
+    /// recipient needs to fetch it from the sender over [`FILE_PROTOCOL`] and check it.
+    Files {
+        text: String,
+        files: Vec<FileOffer>,
+    },
     /// A service's signal to a contact (a call's ringing and its keys), end-to-end
     /// encrypted as texts are, delivered as they are, never stored as a message.
     Signal {
@@ -157,6 +173,40 @@ pub enum Content {
         #[serde(with = "serde_bytes")]
         body: Vec<u8>,
     },
+}
+
+/// A file offered in a message. The sender serves it to this recipient only, in chunks
+/// sealed with `key` ([`crate::files::crypt`]); the recipient checks each chunk as it
+/// arrives and the whole against `hash`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileOffer {
+    pub hash: FileHash,
+    pub size: u64,
+    pub name: String,
+    pub mime: String,
+    pub key: [u8; 32],
+}
+
+impl FileOffer {
+    /// Whether a peer's offer is within the limits every honest sender keeps.
+    pub fn well_formed(&self) -> bool {
+        !self.name.is_empty() && self.name.len() <= MAX_FILE_NAME && self.mime.len() <= MAX_MIME
+    }
+}
+
+/// Asks the sender of a message for one of its files, from chunk `from` on (a download
+/// that was cut resumes where its last synced chunk ended).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRequest {
+    pub hash: FileHash,
+    pub from: u64,
+}
+
+/// The answer; after `Sending` the chunks follow as raw bytes (see [`crate::files`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FileReply {
+    Sending { size: u64 },
+    Refused(String),
 }
 
 /// What is inside a Megolm message.
@@ -206,8 +256,16 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     r: &mut R,
 ) -> Result<Option<T>, WireError> {
+    read_frame_max(r, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes.
+pub async fn read_frame_max<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<T>, WireError> {
     use nodus_net::frame::{self, FrameError};
-    match frame::read(r, MAX_FRAME).await {
+    match frame::read(r, max).await {
         Ok(Some(body)) => decode(&body).map(Some),
         Ok(None) => Ok(None),
         Err(FrameError::Io(e)) => Err(e.into()),
@@ -330,6 +388,10 @@ mod tests {
             ));
             assert!(matches!(decode::<MsgReply>(raw), Err(WireError::Decode(_))));
             assert!(matches!(decode::<Plain>(raw), Err(WireError::Decode(_))));
+            assert!(matches!(
+                decode::<FileReply>(raw),
+                Err(WireError::Decode(_))
+            ));
         }
     }
 
@@ -350,6 +412,8 @@ mod tests {
             decodes_or_is_refused::<MailboxReply>(&raw)?;
             decodes_or_is_refused::<Plain>(&raw)?;
             decodes_or_is_refused::<GroupPlain>(&raw)?;
+            decodes_or_is_refused::<FileRequest>(&raw)?;
+            decodes_or_is_refused::<FileReply>(&raw)?;
         }
 
         #[test]
@@ -381,6 +445,7 @@ mod tests {
                 Content::Text(text.clone()),
                 Content::Receipt { ids: ids.clone(), read },
                 Content::Batch(vec![Plain { id: i, seq, sent_ms: ms, content: Content::Text(text.clone()) }]),
+                Content::Files { text: text.clone(), files: vec![FileOffer { hash: [seq as u8; 32], size: ms, name: text.clone(), mime: "image/png".into(), key: [read as u8; 32] }] },
             ] {
                 let p = Plain { id: i, seq, sent_ms: ms, content };
                 proptest::prop_assert_eq!(decode::<Plain>(&encode(&p)).unwrap(), p);

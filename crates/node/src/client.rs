@@ -21,6 +21,12 @@ pub enum ClientError {
     Reply(#[source] reqwest::Error),
     #[error("the node's event stream is malformed: {0}")]
     Sse(#[source] eventsource_stream::EventStreamError<reqwest::Error>),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone)]
@@ -124,6 +130,62 @@ impl ApiClient {
             return self.finish(resp).await.map(|_| Vec::new());
         }
         Ok(resp.bytes().await.map_err(ClientError::Reply)?.to_vec())
+    }
+
+    /// POSTs a file's bytes, streamed from disk (never read whole into memory).
+    pub async fn post_file(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+    ) -> Result<Value, ClientError> {
+        let f = tokio::fs::File::open(file)
+            .await
+            .map_err(|source| ClientError::File {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        let len = f.metadata().await.map(|m| m.len()).ok();
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
+        let mut req = self
+            .request(reqwest::Method::POST, path)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        if let Some(len) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        let resp = self.send(req).await?;
+        self.finish(resp).await
+    }
+
+    /// GETs a body into a file, streamed (written to `dest.part`, renamed when whole).
+    pub async fn get_to_file(
+        &self,
+        path: &str,
+        dest: &std::path::Path,
+    ) -> Result<u64, ClientError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let resp = self.send(self.request(reqwest::Method::GET, path)).await?;
+        if !resp.status().is_success() {
+            return self.finish(resp).await.map(|_| 0);
+        }
+        let part = dest.with_extension("part");
+        let file_err = |source| ClientError::File {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let mut out = tokio::fs::File::create(&part).await.map_err(file_err)?;
+        let mut body = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(ClientError::Reply)?;
+            out.write_all(&piece).await.map_err(file_err)?;
+            n += piece.len() as u64;
+        }
+        out.sync_all().await.map_err(file_err)?;
+        tokio::fs::rename(&part, dest).await.map_err(file_err)?;
+        Ok(n)
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {

@@ -25,12 +25,24 @@ pub enum MsgCommand {
     },
     /// List contacts
     Contacts,
-    /// Send a message to a contact (by name or peer id)
+    /// Send a message to a contact (by name or peer id), with files if given
     Send {
         contact: String,
-        /// The message (several words are joined with spaces)
-        #[arg(required = true, num_args = 1..)]
+        /// The message (several words are joined with spaces); may be left out with --file
+        #[arg(required_unless_present = "files", num_args = 0..)]
         text: Vec<String>,
+        /// A file to send with it (photo, video, document; repeat for several). The
+        /// contact's node fetches it from this one, resuming if either side restarts.
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Save a file that came with a message, waiting (with progress) until it is here
+    Save {
+        /// The file's hash, as `nodus msg history` shows it
+        hash: String,
+        /// Where to write it (default: its name, in the current directory)
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
     },
     /// Show messages not read yet, and mark them read
     Inbox {

@@ -36,10 +36,129 @@ pub fn message_line(m: &Value) -> String {
     } else {
         String::new()
     };
-    format!(
+    let mut line = format!(
         "{h:02}:{mi:02}:{se:02}  {group}{who}: {}{state}",
         s(&m["text"])
+    );
+    for f in m["files"].as_array().into_iter().flatten() {
+        line.push_str(&format!("\n          file {}", file_line(f)));
+    }
+    line
+}
+
+/// `photo.jpg (10.0 MiB, image/jpeg) downloading 45%  <hash>`.
+pub fn file_line(f: &Value) -> String {
+    let size = f["size"].as_u64().unwrap_or(0);
+    let received = f["received"].as_u64().unwrap_or(0);
+    let state = match s(&f["state"]).as_str() {
+        "downloading" => format!("downloading {}%", received * 100 / size.max(1)),
+        "failed" => format!("failed: {}", s(&f["error"])),
+        other => other.to_string(),
+    };
+    format!(
+        "{} ({:.1} MiB, {}) {state}  {}",
+        s(&f["name"]),
+        size as f64 / (1 << 20) as f64,
+        s(&f["mime"]),
+        s(&f["hash"])
     )
+}
+
+/// A media type for a file name, for the recipient's viewer; unknown ones are bytes.
+fn mime_of(path: &std::path::Path) -> &'static str {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        "mp3" => "audio/mpeg",
+        "ogg" | "opus" => "audio/ogg",
+        "pdf" => "application/pdf",
+        "txt" | "md" => "text/plain",
+        "zip" => "application/zip",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Uploads each file to the node's file store: what `send` names them by.
+async fn upload_files(api: &ApiClient, files: &[std::path::PathBuf]) -> Result<Vec<Value>> {
+    let mut out = Vec::with_capacity(files.len());
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow::anyhow!("{}: not a file name", path.display()))?;
+        if !path.is_file() {
+            anyhow::bail!("{}: no such file", path.display());
+        }
+        let v = api.post_file("/api/v1/msg/files", path).await?;
+        out.push(json!({ "hash": v["hash"], "name": name, "mime": mime_of(path) }));
+    }
+    Ok(out)
+}
+
+/// Waits for a file (showing its progress) and writes it to `output`.
+async fn save_file(
+    api: &ApiClient,
+    hash: &str,
+    output: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<()> {
+    let info_path = format!("/api/v1/msg/files/{}/info", enc(hash));
+    let mut info = api.get(&info_path).await?;
+    let size = info["size"].as_u64().unwrap_or(0);
+    let pb = indicatif::ProgressBar::new(size);
+    if json {
+        pb.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    pb.set_message(s(&info["name"]));
+    loop {
+        match s(&info["state"]).as_str() {
+            "done" | "offered" => break,
+            "failed" => anyhow::bail!("{} failed: {}", s(&info["name"]), s(&info["error"])),
+            _ => {}
+        }
+        pb.set_position(info["received"].as_u64().unwrap_or(0));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        info = api.get(&info_path).await?;
+    }
+    pb.finish_and_clear();
+    let name = s(&info["name"]);
+    // Only the last part of the name the sender chose: never a path of theirs.
+    let safe = std::path::Path::new(&name)
+        .file_name()
+        .map(|n| n.to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .unwrap_or_else(|| hash.into());
+    let dest = output.unwrap_or_else(|| std::path::PathBuf::from(safe));
+    if dest.exists() {
+        anyhow::bail!(
+            "{} exists already: choose another place with --output",
+            dest.display()
+        );
+    }
+    let n = api
+        .get_to_file(&format!("/api/v1/msg/files/{}", enc(hash)), &dest)
+        .await?;
+    if json {
+        ui::json(&json!({ "path": dest, "bytes": n, "hash": hash }));
+    } else {
+        println!("saved {} ({n} bytes)", dest.display());
+    }
+    Ok(())
 }
 
 fn print_messages(v: &Value, json: bool) {
@@ -125,11 +244,17 @@ pub async fn run(api: &ApiClient, cmd: MsgCommand, json: bool) -> Result<ExitCod
                 table(&["name", "peer id", "session"], &rows);
             }
         }
-        MsgCommand::Send { contact, text } => {
+        MsgCommand::Save { hash, output } => save_file(api, &hash, output, json).await?,
+        MsgCommand::Send {
+            contact,
+            text,
+            files,
+        } => {
+            let files = upload_files(api, &files).await?;
             let v = api
                 .post(
                     "/api/v1/msg/send",
-                    &json!({ "to": contact, "text": text.join(" ") }),
+                    &json!({ "to": contact, "text": text.join(" "), "files": files }),
                 )
                 .await?;
             if json {

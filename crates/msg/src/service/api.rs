@@ -37,6 +37,19 @@ impl Actor {
                 let r = self.send_text(txn, &to, text);
                 self.reply(reply, r);
             }
+            Command::SendFiles {
+                to,
+                text,
+                files,
+                reply,
+            } => {
+                let r = self.send_files(txn, &to, text, files);
+                self.reply(reply, r);
+            }
+            Command::File { hash, reply } => {
+                let r = self.file_by_hash(txn, &hash.to_ascii_lowercase());
+                self.reply(reply, r);
+            }
             Command::Signal {
                 to,
                 app,
@@ -269,19 +282,7 @@ impl Actor {
             sent_ms: now_ms(),
             content: Content::Text(text.clone()),
         };
-        let msg = Message {
-            id: hex::encode(plain.id),
-            conversation: peer.clone(),
-            from: self.me_str.clone(),
-            from_name: self.card.name.clone(),
-            outgoing: true,
-            text,
-            state: MessageState::Queued,
-            seq,
-            sent_ms: plain.sent_ms,
-            stored_ms: plain.sent_ms,
-            seen: true,
-        };
+        let msg = self.outgoing_message(&peer, (&plain.id, seq, plain.sent_ms), text, Vec::new());
         self.store_message(txn, &msg, &plain.id)?;
         // Queued at the end of the batch, with the other texts to this peer.
         self.bundling.entry(peer).or_default().push(plain);
@@ -290,6 +291,30 @@ impl Actor {
             message: msg.clone(),
         });
         Ok(msg)
+    }
+
+    /// How a message this node writes to `conversation` is shown and stored.
+    pub(super) fn outgoing_message(
+        &self,
+        conversation: &str,
+        (id, seq, sent_ms): (&MsgId, u64, u64),
+        text: String,
+        files: Vec<crate::types::FileInfo>,
+    ) -> Message {
+        Message {
+            id: hex::encode(id),
+            conversation: conversation.to_string(),
+            from: self.me_str.clone(),
+            from_name: self.card.name.clone(),
+            outgoing: true,
+            text,
+            state: MessageState::Queued,
+            seq,
+            sent_ms,
+            stored_ms: sent_ms,
+            seen: true,
+            files,
+        }
     }
 
     pub(super) fn send_signal(
@@ -330,8 +355,11 @@ impl Actor {
         id: &MsgId,
     ) -> Result<(), MsgError> {
         let key = message_key(&m.conversation, m.sent_ms, m.seq, id);
-        txn.put(store::MESSAGES, &key, m)?;
+        txn.put(store::MESSAGES, &key, &store::MessageRow::from(m))?;
         txn.put_raw(store::MSG_INDEX, &hex::encode(id), key.as_bytes())?;
+        if !m.files.is_empty() {
+            txn.put(store::FILES, &key, &files::refs_of(&m.files))?;
+        }
         if m.outgoing {
             txn.put(store::MSG_STATE, &key, &m.state)?;
         }
@@ -345,16 +373,17 @@ impl Actor {
             return Ok(Some(s));
         }
         Ok(txn
-            .get::<Message>(store::MESSAGES, key)?
+            .get::<store::MessageRow>(store::MESSAGES, key)?
             .filter(|m| m.outgoing)
             .map(|m| m.state))
     }
 
     /// Gives rows their current state: outgoing ones theirs from [`store::MSG_STATE`],
     /// incoming ones `seen` unless [`store::UNSEEN`] holds them. Neither is written into
-    /// the row, which holds the whole text.
+    /// the row, which holds the whole text. Files come from [`store::FILES`].
     fn with_states(&self, txn: &mut Txn, rows: &mut [(String, Message)]) -> Result<(), MsgError> {
         for (key, m) in rows.iter_mut() {
+            m.files = self.files_of(txn, key, m.outgoing)?;
             if !m.outgoing {
                 m.seen = !txn.contains(store::UNSEEN, key)?;
             } else if let Some(s) = txn.get::<MessageState>(store::MSG_STATE, key)? {
@@ -393,15 +422,16 @@ impl Actor {
     pub(super) fn inbox(&mut self, txn: &mut Txn, all: bool) -> Result<Vec<Message>, MsgError> {
         let mut out: Vec<(String, Message)> = if all {
             self.store
-                .scan::<Message>(store::MESSAGES, "")?
+                .scan::<store::MessageRow>(store::MESSAGES, "")?
                 .into_iter()
                 .filter(|(_, m)| !m.outgoing)
+                .map(|(k, m)| (k, m.into()))
                 .collect()
         } else {
             let mut rows = Vec::new();
             for (key, _) in self.store.scan::<()>(store::UNSEEN, "")? {
-                if let Some(m) = txn.get::<Message>(store::MESSAGES, &key)? {
-                    rows.push((key, m));
+                if let Some(m) = txn.get::<store::MessageRow>(store::MESSAGES, &key)? {
+                    rows.push((key, m.into()));
                 }
             }
             rows
@@ -423,9 +453,12 @@ impl Actor {
                 Err(_) => return Err(e),
             },
         };
-        let mut rows = self
+        let mut rows: Vec<(String, Message)> = self
             .store
-            .scan::<Message>(store::MESSAGES, &format!("{conv}|"))?;
+            .scan::<store::MessageRow>(store::MESSAGES, &format!("{conv}|"))?
+            .into_iter()
+            .map(|(k, m)| (k, m.into()))
+            .collect();
         self.with_states(txn, &mut rows)?;
         self.mark_seen(txn, &rows)?;
         // "Sent" is not written to disk (one write less per message): a queued message

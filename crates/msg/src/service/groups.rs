@@ -275,19 +275,12 @@ impl Actor {
             self.outbox_put(txn, item)?;
         }
         self.dirty_dispatch = true;
-        let m = Message {
-            id: hex::encode(plain.id),
-            conversation: group_conv(&id),
-            from: self.me_str.clone(),
-            from_name: self.card.name.clone(),
-            outgoing: true,
+        let m = self.outgoing_message(
+            &group_conv(&id),
+            (&plain.id, plain.seq, plain.sent_ms),
             text,
-            state: MessageState::Queued,
-            seq: plain.seq,
-            sent_ms: plain.sent_ms,
-            stored_ms: plain.sent_ms,
-            seen: true,
-        };
+            Vec::new(),
+        );
         self.store_message(txn, &m, &plain.id)?;
         self.emit(MsgEvent::Message { message: m.clone() });
         Ok(m)

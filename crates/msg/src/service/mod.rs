@@ -9,6 +9,9 @@
 
 mod api;
 mod fetch;
+mod files;
+
+pub use files::NewFile;
 mod groups;
 mod mailbox;
 mod outbox;
@@ -116,6 +119,21 @@ pub(crate) enum Input {
     PollAnswered(Answer),
     /// A connection to this peer opened: what waits for it can go now.
     PeerUp(PeerId),
+    /// A peer asks for a file: was it offered to it?
+    FileGrant {
+        peer: PeerId,
+        hash: wire::FileHash,
+        reply: oneshot::Sender<Option<store::Grant>>,
+    },
+    /// A download synced this many bytes of its file.
+    FileProgress {
+        hash: wire::FileHash,
+        received: u64,
+    },
+    FileEnded {
+        hash: wire::FileHash,
+        result: Result<(), crate::files::transfer::Failure>,
+    },
 }
 
 pub(crate) type Answer = oneshot::Sender<Result<(), MsgError>>;
@@ -139,6 +157,10 @@ pub struct Metrics {
     mailbox_refused: Family<Reason, Counter>,
     outbox: Gauge,
     mailbox_items: Gauge,
+    pub(crate) file_bytes_served: Counter,
+    pub(crate) file_bytes_received: Counter,
+    pub(crate) files_resumed: Counter,
+    files_received: Counter,
 }
 
 impl Metrics {
@@ -194,6 +216,26 @@ impl Metrics {
             "mailbox_items",
             "Items held for offline peers",
             m.mailbox_items.clone(),
+        );
+        r.register(
+            "file_bytes_served",
+            "Sealed file bytes sent to peers",
+            m.file_bytes_served.clone(),
+        );
+        r.register(
+            "file_bytes_received",
+            "Sealed file bytes received from peers",
+            m.file_bytes_received.clone(),
+        );
+        r.register(
+            "files_resumed",
+            "File requests served from a chunk past the first (a download resumed)",
+            m.files_resumed.clone(),
+        );
+        r.register(
+            "files_received",
+            "Files downloaded whole and checked",
+            m.files_received.clone(),
         );
         m
     }
@@ -290,12 +332,29 @@ pub fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(MsgHandle, Vec<JoinHandle<()>>), MsgError> {
     let store = Store::open(path)?;
+    let files_dir = path.with_file_name("files");
+    let blobs = Arc::new(crate::files::Blobs::open(&files_dir).map_err(|source| {
+        MsgError::Store(StoreError::Files {
+            path: files_dir.clone(),
+            source,
+        })
+    })?);
     let me = node_key.public().to_peer_id();
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
     let (signals, _) = broadcast::channel(EVENT_CAPACITY);
     let metrics = Metrics::register(registry);
-    let mut tasks = crate::inbound::serve(&net, tx.clone(), metrics.clone(), &shutdown)?;
+    let max_file_bytes = config.max_file_mib.saturating_mul(1 << 20);
+    let upload_rate =
+        (config.file_upload_limit_kib > 0).then(|| config.file_upload_limit_kib * 1024);
+    let mut tasks = crate::inbound::serve(
+        &net,
+        tx.clone(),
+        metrics.clone(),
+        &shutdown,
+        blobs.clone(),
+        upload_rate,
+    )?;
     tasks.push(tokio::spawn(forward_peer_events(
         net.events(),
         tx.clone(),
@@ -305,7 +364,7 @@ pub fn spawn(
         config,
         node_key,
         net,
-        store,
+        (store, blobs.clone()),
         tx.clone(),
         (events.clone(), signals.clone()),
         metrics,
@@ -319,6 +378,8 @@ pub fn spawn(
             events,
             signals,
             peer: me,
+            blobs,
+            max_file_bytes,
         },
         tasks,
     ))
@@ -403,6 +464,9 @@ struct Actor {
     /// Mailbox items we took and asked to delete, and when: a poll racing ours may
     /// fetch them again before the delete lands.
     deleting: HashMap<(PeerId, MsgId, [u8; 32]), Instant>,
+    blobs: Arc<crate::files::Blobs>,
+    /// Files being fetched (their rows are in `downloads`).
+    downloads: HashMap<wire::FileHash, files::DownloadRun>,
 }
 
 #[derive(Default)]
@@ -438,7 +502,7 @@ impl Actor {
         cfg: MsgConfig,
         key: Keypair,
         net: NetworkHandle,
-        store: Store,
+        (store, blobs): (Store, Arc<crate::files::Blobs>),
         inputs: mpsc::Sender<Input>,
         (events, signals): (
             broadcast::Sender<MsgEvent>,
@@ -538,7 +602,7 @@ impl Actor {
             dirty: true,
             ..Default::default()
         };
-        Ok(Actor {
+        let mut actor = Actor {
             cfg,
             key,
             me,
@@ -578,7 +642,11 @@ impl Actor {
             dirty_dispatch: true,
             bundling: HashMap::new(),
             deleting: HashMap::new(),
-        })
+            blobs,
+            downloads: HashMap::new(),
+        };
+        actor.load_downloads()?;
+        Ok(actor)
     }
 
     async fn run(&mut self, mut rx: mpsc::Receiver<Input>, shutdown: &mut watch::Receiver<bool>) {
@@ -617,6 +685,7 @@ impl Actor {
                 self.dirty_dispatch = false;
                 self.dispatch();
             }
+            self.start_downloads();
             if idle
                 && self.store.has_unsynced()
                 && let Err(e) = self.store.checkpoint()
@@ -739,7 +808,17 @@ impl Actor {
             }
             Input::Fetched { mailbox, items } => self.on_fetched(txn, mailbox, items)?,
             Input::PollAnswered(reply) => self.reply(reply, Ok(())),
-            Input::PeerUp(peer) => self.retry_now(&peer.to_string()),
+            Input::PeerUp(peer) => {
+                self.retry_now(&peer.to_string());
+                self.downloads_peer_up(&peer);
+            }
+            Input::FileGrant { peer, hash, reply } => {
+                let grant = self.file_grant(txn, &peer, &hash)?;
+                // Read only: nothing to wait for.
+                let _ = reply.send(grant);
+            }
+            Input::FileProgress { hash, received } => self.on_file_progress(txn, hash, received)?,
+            Input::FileEnded { hash, result } => self.on_file_ended(txn, hash, result)?,
             Input::PollDone { mailboxes, error } => {
                 self.poll.in_progress = false;
                 if mailboxes > 0 {

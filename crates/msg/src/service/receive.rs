@@ -105,6 +105,14 @@ impl Actor {
         {
             return Ok(Err(RejectReason::Malformed));
         }
+        if let Content::Files { text, files } = &plain.content
+            && (files.is_empty()
+                || files.len() > wire::MAX_FILES
+                || text.len() > MAX_TEXT
+                || !files.iter().all(wire::FileOffer::well_formed))
+        {
+            return Ok(Err(RejectReason::Malformed));
+        }
         let used_key = decrypted.used_one_time_key.is_some();
         self.crypto.accept(sender, decrypted);
         self.dirty_sessions.insert(sender.to_string());
@@ -131,6 +139,12 @@ impl Actor {
         match plain.content {
             Content::Text(text) => {
                 let m = self.incoming_text(sender, &id, plain.seq, plain.sent_ms, text);
+                self.accept_incoming(txn, m, &id, via_mailbox.then_some(sender))?;
+            }
+            Content::Files { text, files } => {
+                let mut m = self.incoming_text(sender, &id, plain.seq, plain.sent_ms, text);
+                let key = message_key(&m.conversation, m.sent_ms, m.seq, &id);
+                m.files = self.take_offers(txn, sender, &key, &files)?;
                 self.accept_incoming(txn, m, &id, via_mailbox.then_some(sender))?;
             }
             Content::Batch(inner) => {
@@ -250,6 +264,7 @@ impl Actor {
             sent_ms: plain.sent_ms,
             stored_ms: now_ms(),
             seen: false,
+            files: Vec::new(),
         };
         let receipt_to = (via_mailbox && self.contacts.contains_key(sender)).then_some(sender);
         self.accept_incoming(txn, m, &id, receipt_to)?;
@@ -280,6 +295,7 @@ impl Actor {
             sent_ms,
             stored_ms: now_ms(),
             seen: false,
+            files: Vec::new(),
         }
     }
 

@@ -1,0 +1,206 @@
+//! The file store: `files/` beside msg.redb, one file per content, named by the hex
+//! SHA-256 of its bytes. Files being fetched are `<hash>.part`; files being taken in
+//! from the API are `upload-<random>.tmp` until hashed, synced and renamed. A name
+//! without a suffix therefore always holds exactly the bytes its name says.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use futures::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::wire::FileHash;
+
+/// Why a file could not be taken in.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("the file is empty: there is nothing to send")]
+    Empty,
+    #[error(
+        "the file is larger than {limit} bytes, the [msg] max_file_mib limit of this node; raise it in config.toml to send it"
+    )]
+    TooLarge { limit: u64 },
+    #[error("file store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the upload broke off: {0}")]
+    Body(String),
+}
+
+pub struct Blobs {
+    dir: PathBuf,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
+    move |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl Blobs {
+    /// Opens (making it if needed) the store at `dir`, removing uploads a crash cut short.
+    pub fn open(dir: &Path) -> std::io::Result<Blobs> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(Blobs {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Where the complete file with this hash is (whether or not it is there).
+    pub fn path(&self, hash: &FileHash) -> PathBuf {
+        self.dir.join(hex::encode(hash))
+    }
+
+    pub fn part_path(&self, hash: &FileHash) -> PathBuf {
+        self.dir.join(format!("{}.part", hex::encode(hash)))
+    }
+
+    /// The size of the complete file with this hash, if the store has it.
+    pub fn size(&self, hash: &FileHash) -> Option<u64> {
+        std::fs::metadata(self.path(hash)).ok().map(|m| m.len())
+    }
+
+    /// Takes in a file from a stream of bytes (an upload): hashed as it is written,
+    /// synced, then named by its hash. At most `limit` bytes.
+    pub async fn import<S, B, E>(
+        &self,
+        mut body: S,
+        limit: u64,
+    ) -> Result<(FileHash, u64), ImportError>
+    where
+        S: Stream<Item = Result<B, E>> + Unpin,
+        B: AsRef<[u8]>,
+        E: std::fmt::Display,
+    {
+        let tmp = self.dir.join(format!(
+            "upload-{}.tmp",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(&tmp).map_err(io_at(&tmp))?,
+        );
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let result = async {
+            while let Some(piece) = body.next().await {
+                let piece = piece.map_err(|e| ImportError::Body(e.to_string()))?;
+                let piece = piece.as_ref();
+                size += piece.len() as u64;
+                if size > limit {
+                    return Err(ImportError::TooLarge { limit });
+                }
+                hasher.update(piece);
+                file.write_all(piece).map_err(io_at(&tmp))?;
+            }
+            if size == 0 {
+                return Err(ImportError::Empty);
+            }
+            let file = file.into_inner().map_err(|e| io_at(&tmp)(e.into_error()))?;
+            file.sync_all().map_err(io_at(&tmp))?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let hash: FileHash = hasher.finalize().into();
+        let dest = self.path(&hash);
+        std::fs::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        self.sync_dir().map_err(io_at(&self.dir))?;
+        Ok((hash, size))
+    }
+
+    /// Finishes a download: the partial file must be `size` bytes hashing to `hash`.
+    /// Then it is synced and renamed to its hash (`Ok(true)`); else it is removed
+    /// (`Ok(false)`).
+    pub fn complete(&self, hash: &FileHash, size: u64) -> std::io::Result<bool> {
+        let part = self.part_path(hash);
+        let mut file = std::fs::File::open(&part)?;
+        let mut hasher = Sha256::new();
+        let read = std::io::copy(&mut file, &mut hasher)?;
+        if read != size || <[u8; 32]>::from(hasher.finalize()) != *hash {
+            drop(file);
+            std::fs::remove_file(&part)?;
+            return Ok(false);
+        }
+        file.sync_all()?;
+        std::fs::rename(&part, self.path(hash))?;
+        self.sync_dir()?;
+        Ok(true)
+    }
+
+    /// Forgets a partial download (one that will start again from the beginning).
+    pub fn drop_part(&self, hash: &FileHash) {
+        let _ = std::fs::remove_file(self.part_path(hash));
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        std::fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(pieces: &[&'static [u8]]) -> impl Stream<Item = Result<&'static [u8], String>> + Unpin {
+        futures::stream::iter(pieces.iter().map(|p| Ok(*p)).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_named_by_its_hash_and_limits_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path()).unwrap();
+        let (hash, size) = b.import(body(&[b"hello ", b"world"]), 100).await.unwrap();
+        assert_eq!(size, 11);
+        assert_eq!(
+            hex::encode(hash),
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        assert_eq!(std::fs::read(b.path(&hash)).unwrap(), b"hello world");
+        assert_eq!(b.size(&hash), Some(11));
+        assert!(matches!(
+            b.import(body(&[b"0123456789", b"x"]), 10).await,
+            Err(ImportError::TooLarge { limit: 10 })
+        ));
+        assert!(matches!(
+            b.import(body(&[]), 10).await,
+            Err(ImportError::Empty)
+        ));
+        // Nothing half-written is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn a_part_that_does_not_hash_to_its_name_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path()).unwrap();
+        let hash: FileHash = Sha256::digest(b"abc").into();
+        std::fs::write(b.part_path(&hash), b"abd").unwrap();
+        assert!(!b.complete(&hash, 3).unwrap());
+        assert!(!b.part_path(&hash).exists() && b.size(&hash).is_none());
+        std::fs::write(b.part_path(&hash), b"abc").unwrap();
+        assert!(b.complete(&hash, 3).unwrap());
+        assert_eq!(b.size(&hash), Some(3));
+        // A stale upload from a crash is cleared at open.
+        std::fs::write(dir.path().join("upload-1.tmp"), b"x").unwrap();
+        Blobs::open(dir.path()).unwrap();
+        assert!(!dir.path().join("upload-1.tmp").exists());
+    }
+}
