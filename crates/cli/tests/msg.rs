@@ -166,6 +166,8 @@ fn bench_msg_prints_its_table() {
             "3",
             "--round-trips",
             "5",
+            "--file-mib",
+            "1",
         ])
         .output()
         .unwrap();
@@ -174,6 +176,8 @@ fn bench_msg_prints_its_table() {
     for row in [
         "direct, 100 B",
         "one relay, 64 KiB",
+        "direct, 1 MiB file",
+        "one relay, 1 MiB file",
         "reroute after the relay dies",
         "stored messages",
     ] {

@@ -382,7 +382,7 @@ fn demo_shows_every_capability_and_exits_zero() {
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("26 of 26 shown working"), "{out}");
+    assert!(out.contains("27 of 27 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -409,7 +409,85 @@ where
 
 /// Messaging helpers shared by the tests, the demo and the benchmark.
 pub mod msg {
-    use nodus_msg::{MsgError, MsgHandle};
+    use std::time::{Duration, Instant};
+
+    use nodus_msg::{FileState, Message, MsgError, MsgEvent, MsgHandle, NewFile};
+
+    /// Why a file sent with [`send_file`] did not arrive.
+    #[derive(Debug, thiserror::Error)]
+    pub enum FileError {
+        #[error(transparent)]
+        Msg(#[from] MsgError),
+        #[error("the file did not arrive within {0:?}")]
+        Timeout(Duration),
+        #[error("the recipient's download failed: {0}")]
+        Failed(String),
+        #[error("the recipient's event stream: {0}")]
+        Events(#[from] tokio::sync::broadcast::error::RecvError),
+    }
+
+    /// A file that arrived: the message as sent, the synced progress the recipient
+    /// showed on the way (bytes), and the time from the send call to the file complete.
+    pub struct Arrival {
+        pub message: Message,
+        pub progress: Vec<u64>,
+        pub took: Duration,
+    }
+
+    /// Takes `bytes` into `a`'s file store, sends them as `name` to the contact `to`
+    /// (`b`), and waits until `b` has fetched and checked them whole.
+    pub async fn send_file(
+        a: &MsgHandle,
+        b: &MsgHandle,
+        to: &str,
+        (bytes, name): (&[u8], &str),
+        timeout: Duration,
+    ) -> Result<Arrival, FileError> {
+        let pieces: Vec<Result<&[u8], String>> = bytes.chunks(1 << 20).map(Ok).collect();
+        let (hash, _) = a.import_file(futures::stream::iter(pieces)).await?;
+        let mut events = b.events();
+        let t = Instant::now();
+        let file = NewFile {
+            hash,
+            name: name.into(),
+            mime: None,
+        };
+        let message = a.send_files(to, "", vec![file]).await?;
+        let mut progress = Vec::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .map_err(|_| FileError::Timeout(timeout))??;
+            match ev {
+                // Bytes the recipient had already: done on arrival.
+                MsgEvent::Message { message: m }
+                    if m.id == message.id
+                        && m.files.first().is_some_and(|f| f.state == FileState::Done) =>
+                {
+                    break;
+                }
+                MsgEvent::File {
+                    message: id, file, ..
+                } if id == message.id => {
+                    progress.push(file.received);
+                    match file.state {
+                        FileState::Done => break,
+                        FileState::Failed => {
+                            return Err(FileError::Failed(file.error.unwrap_or_default()));
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Arrival {
+            message,
+            progress,
+            took: t.elapsed(),
+        })
+    }
 
     /// Makes `a` and `b` contacts of each other by exchanging invite codes, under the
     /// names `a_name` (as `b` calls `a`) and `b_name`.

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use nodus_msg::wire::{self, FILE_PROTOCOL, FileReply, FileRequest};
-use nodus_msg::{FileState, Message, MsgEvent, MsgHandle, NewFile};
+use nodus_msg::{FileState, Message, MsgHandle};
+use nodus_testnet::msg::send_file;
 use nodus_testnet::{Testnet, hidden_node_config};
-use tokio::sync::broadcast;
 
 const T: Duration = Duration::from_secs(60);
 const SIZE: usize = 10 * 1024 * 1024 + 12_345;
@@ -23,51 +23,6 @@ fn random_bytes(n: usize) -> Vec<u8> {
     v
 }
 
-/// Takes `bytes` into `h`'s file store and sends them to `to` as `name`.
-async fn send_file(h: &MsgHandle, to: &str, bytes: &[u8], name: &str) -> Message {
-    let pieces: Vec<Result<&[u8], String>> = bytes.chunks(1 << 20).map(Ok).collect();
-    let (hash, size) = h
-        .import_file(futures::stream::iter(pieces))
-        .await
-        .expect("taken in");
-    assert_eq!(size as usize, bytes.len());
-    let file = NewFile {
-        hash,
-        name: name.into(),
-        mime: Some("image/jpeg".into()),
-    };
-    h.send_files(to, "a photo", vec![file]).await.expect("sent")
-}
-
-/// Waits for the file of message `id` to be done on `rx`'s node; the progress it saw.
-async fn file_done(rx: &mut broadcast::Receiver<MsgEvent>, id: &str) -> Vec<u64> {
-    let mut progress = Vec::new();
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .expect("the file arrives in time")
-            .expect("events keep up");
-        match ev {
-            MsgEvent::Message { message } if message.id == id => {
-                assert_eq!(message.files.len(), 1, "the message names its file");
-                if message.files[0].state == FileState::Done {
-                    return progress;
-                }
-            }
-            MsgEvent::File { message, file, .. } if message == id => {
-                progress.push(file.received);
-                match file.state {
-                    FileState::Done => return progress,
-                    FileState::Failed => panic!("the download failed: {:?}", file.error),
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 /// Makes `a` and `b` contacts, sends `b` a random 10 MiB photo from `a` and waits until
 /// it is there with the sender's bytes: the message, its bytes and the progress seen.
 async fn deliver(net: &Testnet, a: usize, b: usize) -> (Message, Vec<u8>, Vec<u64>) {
@@ -75,10 +30,11 @@ async fn deliver(net: &Testnet, a: usize, b: usize) -> (Message, Vec<u8>, Vec<u6
         .await
         .unwrap();
     let bytes = random_bytes(SIZE);
-    let mut rx = msg(net, b).events();
-    let sent = send_file(msg(net, a), "bob", &bytes, "photo.jpg").await;
+    let arrival = send_file(msg(net, a), msg(net, b), "bob", (&bytes, "photo.jpg"), T)
+        .await
+        .unwrap();
+    let (sent, progress) = (arrival.message, arrival.progress);
     assert_eq!(sent.files[0].state, FileState::Offered);
-    let progress = file_done(&mut rx, &sent.id).await;
     let path = msg(net, b)
         .file_path(&sent.files[0].hash)
         .expect("the file is here");
@@ -114,24 +70,18 @@ async fn a_10_mib_file_arrives_whole_with_progress_once_and_only_for_its_recipie
         .expect("in bob's history");
     assert_eq!(
         (m.text.as_str(), m.files[0].name.as_str(), m.files[0].state),
-        ("a photo", "photo.jpg", FileState::Done)
+        ("", "photo.jpg", FileState::Done)
     );
 
     // The same bytes again: done on arrival, nothing fetched.
-    let mut rx = msg(&net, b).events();
-    let again = send_file(msg(&net, a), "bob", &bytes, "same.jpg").await;
-    loop {
-        match tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap() {
-            MsgEvent::Message { message } if message.id == again.id => {
-                assert_eq!(message.files[0].state, FileState::Done);
-                break;
-            }
-            MsgEvent::File { message, .. } => {
-                assert_ne!(message, again.id, "nothing to fetch for bytes bob has")
-            }
-            _ => {}
-        }
-    }
+    let again = send_file(msg(&net, a), msg(&net, b), "bob", (&bytes, "same.jpg"), T)
+        .await
+        .unwrap();
+    assert!(
+        again.progress.is_empty(),
+        "nothing to fetch for bytes bob has: {:?}",
+        again.progress
+    );
 
     // A node alice offered nothing asks for the file: refused, nothing sent.
     let hash: [u8; 32] = hex::decode(&sent.files[0].hash)

@@ -1,6 +1,8 @@
 //! `nodus bench msg`: messages per second and latency, direct and through one relay,
-//! for small and 64 KiB messages; the time to reroute when the relay in use dies; the
-//! time from a recipient coming online to its stored messages arriving.
+//! for small and 64 KiB messages; files sent with messages (10 and 100 MiB) beside a
+//! bare stream moving the same bytes on the same path; the time to reroute when the
+//! relay in use dies; the time from a recipient coming online to its stored messages
+//! arriving.
 //!
 //! Beside each latency the same run measures the floor under it: a frame of the same
 //! size echoed over a bare libp2p stream on the same path (no encryption beyond the
@@ -11,7 +13,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 use nodus_msg::{MsgEvent, MsgHandle};
@@ -40,6 +42,9 @@ pub enum Area {
         /// Messages timed one by one per latency run
         #[arg(long, default_value_t = 300)]
         round_trips: usize,
+        /// Sizes of the files sent with a message, in MiB
+        #[arg(long, value_delimiter = ',', default_value = "10,100")]
+        file_mib: Vec<usize>,
     },
 }
 
@@ -49,12 +54,74 @@ impl Area {
             small,
             large,
             round_trips,
+            file_mib,
         } = self;
-        run(small, large, round_trips, json).await
+        run(small, large, round_trips, &file_mib, json).await
     }
 }
 
 const ECHO: StreamProtocol = StreamProtocol::new("/nodus/bench-echo/1");
+const SINK: StreamProtocol = StreamProtocol::new("/nodus/bench-sink/1");
+
+/// Takes a length (u64) and that many bytes, then answers one byte.
+fn sink_server(net: &NetworkHandle) -> Result<()> {
+    let mut incoming = net.incoming(SINK)?;
+    tokio::spawn(async move {
+        while let Some((_, mut s)) = incoming.next().await {
+            tokio::spawn(async move {
+                let mut len = [0u8; 8];
+                if s.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut left = u64::from_be_bytes(len);
+                let mut buf = vec![0u8; 256 * 1024];
+                while left > 0 {
+                    let want = buf.len().min(left as usize);
+                    match s.read(&mut buf[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n as u64,
+                    }
+                }
+                let _ = s.write_all(&[1]).await;
+                let _ = s.close().await;
+            });
+        }
+    });
+    Ok(())
+}
+
+/// MB/s of `bytes` written over a bare stream to `peer` until it says it has them all.
+async fn bulk(net: &NetworkHandle, peer: PeerId, bytes: &[u8]) -> Result<f64> {
+    let t = Instant::now();
+    let mut s = net.open_stream(peer, SINK).await?;
+    s.write_all(&(bytes.len() as u64).to_be_bytes()).await?;
+    for piece in bytes.chunks(256 * 1024) {
+        s.write_all(piece).await?;
+    }
+    s.flush().await?;
+    let mut done = [0u8; 1];
+    s.read_exact(&mut done).await?;
+    Ok(bytes.len() as f64 / t.elapsed().as_secs_f64() / 1e6)
+}
+
+/// A file of `bytes` from `a` to bob: (ms to take it into the file store, MB/s from
+/// the send call to the file checked and complete on bob's side).
+async fn file_run(a: &MsgHandle, b: &MsgHandle, bytes: &[u8]) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    let arrival = nodus_testnet::msg::send_file(a, b, "bob", (bytes, "bench.bin"), T).await?;
+    let import_ms = (t.elapsed() - arrival.took).as_secs_f64() * 1000.0;
+    Ok((
+        import_ms,
+        bytes.len() as f64 / arrival.took.as_secs_f64() / 1e6,
+    ))
+}
+
+struct FileRow {
+    run: String,
+    import_ms: f64,
+    mb_s: f64,
+    bare_mb_s: Option<f64>,
+}
 const T: Duration = Duration::from_secs(60);
 const SMALL: usize = 100;
 const LARGE: usize = 64 * 1024;
@@ -253,10 +320,16 @@ fn f(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}")).unwrap_or("-".into())
 }
 
-pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Result<ExitCode> {
-    if small == 0 || large == 0 || trips == 0 {
+pub async fn run(
+    small: usize,
+    large: usize,
+    trips: usize,
+    file_mib: &[usize],
+    json_out: bool,
+) -> Result<ExitCode> {
+    if small == 0 || large == 0 || trips == 0 || file_mib.contains(&0) {
         return Err(anyhow!(
-            "--small, --large and --round-trips must be at least 1"
+            "--small, --large, --round-trips and each --file-mib must be at least 1"
         ));
     }
     if let Ok(filter) = std::env::var("NODUS_LOG") {
@@ -290,6 +363,7 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
         )
         .await?;
         echo_server(&net.node(b).net)?;
+        sink_server(&net.node(b).net)?;
         // Open the session and the connection before timing anything, and answer once:
         // an established conversation, where Olm has left its pre-key messages behind.
         let mut rx = net
@@ -361,6 +435,43 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
                 floor: Some(fl),
                 delivered: Some(acked),
                 aim,
+            });
+        }
+    }
+
+    let mut file_rows = Vec::new();
+    for (path, a, b) in [("direct", da, db), ("one relay", ra, rb)] {
+        let msg = |k: usize| {
+            net.node(k)
+                .service::<nodus_msg::MsgHandle>()
+                .expect("msg runs")
+                .clone()
+        };
+        let (ha, hb) = (msg(a), msg(b));
+        for &mib in file_mib {
+            let pb = spinner(&format!("{path}: a {mib} MiB file, and a bare stream"));
+            let mut bytes = vec![0u8; mib << 20];
+            rand::fill(&mut bytes[..]);
+            let (import_ms, mb_s) = file_run(&ha, &hb, &bytes)
+                .await
+                .with_context(|| format!("{path}: the {mib} MiB file"))?;
+            // A relay closes a circuit after 64 MiB ([p2p.relay] max_circuit_bytes): a
+            // bare stream cannot carry more, a file goes on over the next circuit.
+            let bare_mb_s = if path == "direct" || mib < 64 {
+                Some(
+                    bulk(&net.node(a).net, net.node(b).peer_id(), &bytes)
+                        .await
+                        .with_context(|| format!("{path}: {mib} MiB over a bare stream"))?,
+                )
+            } else {
+                None
+            };
+            pb.finish_and_clear();
+            file_rows.push(FileRow {
+                run: format!("{path}, {mib} MiB file"),
+                import_ms,
+                mb_s,
+                bare_mb_s,
             });
         }
     }
@@ -463,7 +574,14 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
                         "aim": r.aim })
             })
             .collect();
-        ui::json(&json!(v));
+        let files: Vec<_> = file_rows
+            .iter()
+            .map(|r| {
+                json!({ "run": r.run, "import_ms": r.import_ms, "mb_per_s": r.mb_s,
+                        "bare_stream_mb_per_s": r.bare_mb_s })
+            })
+            .collect();
+        ui::json(&json!({ "messages": v, "files": files }));
         return Ok(ExitCode::SUCCESS);
     }
     let cells: Vec<Vec<String>> = rows
@@ -500,6 +618,40 @@ pub async fn run(small: usize, large: usize, trips: usize, json_out: bool) -> Re
             "aim",
         ],
         &cells,
+    );
+    let cells: Vec<Vec<String>> = file_rows
+        .iter()
+        .map(|r| {
+            let stream_aim = r
+                .bare_mb_s
+                .map(|b| format!("; stream speed (≥ 0.8x bare): {:.2}x", r.mb_s / b / 0.8))
+                .unwrap_or_else(|| "; over several 64 MiB circuits".into());
+            vec![
+                r.run.clone(),
+                format!("{:.0}", r.import_ms),
+                format!("{:.0}", r.mb_s),
+                f(r.bare_mb_s, 0),
+                r.bare_mb_s
+                    .map(|b| format!("{:.2}x", r.mb_s / b))
+                    .unwrap_or("-".into()),
+                format!("≥ 100 MB/s: {:.2}x{stream_aim}", r.mb_s / 100.0),
+            ]
+        })
+        .collect();
+    println!();
+    table(
+        &[
+            "file",
+            "take in ms",
+            "MB/s",
+            "bare stream MB/s",
+            "vs bare",
+            "aim",
+        ],
+        &cells,
+    );
+    println!(
+        "\nfiles: random bytes taken into the sender's file store (hashed, synced), then timed from the send call until the recipient has fetched every chunk (sealed, checked, written, synced) and the whole hashes to the offer; the bare stream moves the same bytes over one libp2p stream on the same path, unsealed and unwritten."
     );
     println!(
         "\nmsgs/s: {small} small or {large} large messages in flight through the API until the last arrives; latency: {trips} sent one by one once the burst before is acknowledged, send call to arrival event (shown once decrypted and checked) and to the sender's delivered. Each message is encrypted (Olm) and written to disk by the sender before it leaves and by the recipient before it is acknowledged."

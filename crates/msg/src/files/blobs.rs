@@ -122,20 +122,15 @@ impl Blobs {
         Ok((hash, size))
     }
 
-    /// Finishes a download: the partial file must be `size` bytes hashing to `hash`.
-    /// Then it is synced and renamed to its hash (`Ok(true)`); else it is removed
-    /// (`Ok(false)`).
-    pub fn complete(&self, hash: &FileHash, size: u64) -> std::io::Result<bool> {
+    /// Finishes a download whose bytes (synced already) hash to `digest`: if the partial
+    /// file is `size` bytes and `digest` is `hash`, it is renamed to its hash
+    /// (`Ok(true)`); else it is removed (`Ok(false)`).
+    pub fn complete(&self, hash: &FileHash, size: u64, digest: &FileHash) -> std::io::Result<bool> {
         let part = self.part_path(hash);
-        let mut file = std::fs::File::open(&part)?;
-        let mut hasher = Sha256::new();
-        let read = std::io::copy(&mut file, &mut hasher)?;
-        if read != size || <[u8; 32]>::from(hasher.finalize()) != *hash {
-            drop(file);
+        if std::fs::metadata(&part)?.len() != size || digest != hash {
             std::fs::remove_file(&part)?;
             return Ok(false);
         }
-        file.sync_all()?;
         std::fs::rename(&part, self.path(hash))?;
         self.sync_dir()?;
         Ok(true)
@@ -149,6 +144,24 @@ impl Blobs {
     fn sync_dir(&self) -> std::io::Result<()> {
         std::fs::File::open(&self.dir)?.sync_all()
     }
+}
+
+/// A hasher that has read the first `len` bytes of `path` (the part of a download
+/// that was here before a restart); a file shorter than that is an error.
+pub fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
+    let mut hasher = Sha256::new();
+    if len == 0 {
+        return Ok(hasher);
+    }
+    let file = std::fs::File::open(path)?;
+    let read = std::io::copy(&mut std::io::Read::take(file, len), &mut hasher)?;
+    if read != len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} holds {read} of {len} bytes", path.display()),
+        ));
+    }
+    Ok(hasher)
 }
 
 #[cfg(test)]
@@ -193,10 +206,24 @@ mod tests {
         let b = Blobs::open(dir.path()).unwrap();
         let hash: FileHash = Sha256::digest(b"abc").into();
         std::fs::write(b.part_path(&hash), b"abd").unwrap();
-        assert!(!b.complete(&hash, 3).unwrap());
+        let digest: FileHash = hash_prefix(&b.part_path(&hash), 3)
+            .unwrap()
+            .finalize()
+            .into();
+        assert!(!b.complete(&hash, 3, &digest).unwrap());
         assert!(!b.part_path(&hash).exists() && b.size(&hash).is_none());
+        std::fs::write(b.part_path(&hash), b"abcd").unwrap();
+        assert!(!b.complete(&hash, 3, &hash).unwrap(), "one byte too many");
         std::fs::write(b.part_path(&hash), b"abc").unwrap();
-        assert!(b.complete(&hash, 3).unwrap());
+        assert!(
+            hash_prefix(&b.part_path(&hash), 4).is_err(),
+            "shorter than asked"
+        );
+        let digest: FileHash = hash_prefix(&b.part_path(&hash), 3)
+            .unwrap()
+            .finalize()
+            .into();
+        assert!(b.complete(&hash, 3, &digest).unwrap());
         assert_eq!(b.size(&hash), Some(3));
         // A stale upload from a crash is cleared at open.
         std::fs::write(dir.path().join("upload-1.tmp"), b"x").unwrap();

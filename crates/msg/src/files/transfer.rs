@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Blobs;
@@ -20,8 +21,8 @@ use crate::inbound::Peers;
 use crate::service::{Input, Metrics};
 use crate::wire::{self, FILE_PROTOCOL, FileHash, FileReply, FileRequest};
 
-/// Chunks between syncs of a partial file (and progress reports): 2 MiB.
-const SYNC_CHUNKS: u64 = 8;
+/// Chunks between syncs of a partial file (and progress reports): 4 MiB.
+const SYNC_CHUNKS: u64 = 16;
 /// Chunks in flight between the network task and the disk thread.
 const PIPELINE: usize = 8;
 /// A peer must ask, answer, or move the next chunk within this.
@@ -104,14 +105,23 @@ async fn fetch(
     };
     let first = received / CHUNK as u64;
     let total = chunks(job.size);
+    // What is here already is hashed first; the rest as it arrives, in order, so the
+    // whole is never read again.
+    let prefix = first.saturating_mul(CHUNK as u64).min(job.size);
+    let p = part.clone();
+    let mut hasher = tokio::task::spawn_blocking(move || super::blobs::hash_prefix(&p, prefix))
+        .await
+        .map_err(|e| Failure::Disk(e.to_string()))?
+        .map_err(disk)?;
     if first < total {
         let stream = crate::delivery::connect(net, job.from, FILE_PROTOCOL)
             .await
             .map_err(|e| Failure::Retry(e.to_string()))?;
-        receive(stream, part, job, first, inputs, metrics).await?;
+        hasher = receive(stream, part, job, first, hasher, inputs, metrics).await?;
     }
+    let digest: FileHash = hasher.finalize().into();
     let (b, hash, size) = (blobs.clone(), job.hash, job.size);
-    match tokio::task::spawn_blocking(move || b.complete(&hash, size)).await {
+    match tokio::task::spawn_blocking(move || b.complete(&hash, size, &digest)).await {
         Ok(Ok(true)) => Ok(()),
         Ok(Ok(false)) => Err(Failure::Bad(
             "the file does not hash to what the message said".into(),
@@ -121,15 +131,17 @@ async fn fetch(
     }
 }
 
-/// Asks for chunks `first..` and writes them to the partial file.
+/// Asks for chunks `first..` and writes them to the partial file; `hasher` has seen the
+/// chunks before `first` and sees the rest.
 async fn receive(
     stream: Stream,
     part: std::path::PathBuf,
     job: &Job,
     first: u64,
+    hasher: Sha256,
     inputs: &mpsc::Sender<Input>,
     metrics: &Metrics,
-) -> Result<(), Failure> {
+) -> Result<Sha256, Failure> {
     let (mut r, mut w) = stream.split();
     let request = FileRequest {
         hash: job.hash,
@@ -158,7 +170,7 @@ async fn receive(
     let writer = {
         let (job, inputs) = (job.clone(), inputs.clone());
         tokio::task::spawn_blocking(move || {
-            write_chunks(open_part(&part, first == 0)?, &job, rx, &inputs)
+            write_chunks(open_part(&part, first == 0)?, &job, hasher, rx, &inputs)
         })
     };
     let mut read_error = None;
@@ -192,10 +204,10 @@ async fn receive(
         .and_then(|r| r);
     let _ = w.close().await;
     // The disk thread's verdict first: a bad chunk explains a stream cut after it.
-    written?;
+    let hasher = written?;
     match read_error {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(hasher),
     }
 }
 
@@ -214,9 +226,10 @@ fn open_part(path: &std::path::Path, fresh: bool) -> Result<std::fs::File, Failu
 fn write_chunks(
     file: std::fs::File,
     job: &Job,
+    mut hasher: Sha256,
     mut rx: mpsc::Receiver<(u64, Vec<u8>)>,
     inputs: &mpsc::Sender<Input>,
-) -> Result<(), Failure> {
+) -> Result<Sha256, Failure> {
     let cipher = FileCipher::new(&job.key, job.hash, job.size);
     let mut unsynced: Option<u64> = None;
     let sync = |done_through: u64| -> Result<(), Failure> {
@@ -240,6 +253,7 @@ fn write_chunks(
         }
         file.write_all_at(&buf, index * CHUNK as u64)
             .map_err(disk)?;
+        hasher.update(&buf);
         unsynced = Some(index);
         since += 1;
         if since >= SYNC_CHUNKS || index + 1 == chunks(job.size) {
@@ -251,7 +265,7 @@ fn write_chunks(
     if let Some(last) = unsynced {
         sync(last)?;
     }
-    Ok(())
+    Ok(hasher)
 }
 
 /// Answers one peer's request for a file: refused unless this node offered the file to

@@ -23,6 +23,8 @@ pub struct NewFile {
 /// A download the service is running or will run.
 pub(super) struct DownloadRun {
     pub job: Job,
+    /// Where the attempt running now started.
+    pub started_from: u64,
     pub running: bool,
     pub attempts: u32,
     pub retry_at: Option<Instant>,
@@ -70,6 +72,7 @@ impl Actor {
                             size: d.size,
                             received: d.received,
                         },
+                        started_from: 0,
                         running: false,
                         attempts: 0,
                         retry_at: None,
@@ -225,6 +228,7 @@ impl Actor {
                             size: o.size,
                             received: 0,
                         },
+                        started_from: 0,
                         running: false,
                         attempts: 0,
                         retry_at: None,
@@ -321,7 +325,6 @@ impl Actor {
     ) -> Result<(), MsgError> {
         if let Some(run) = self.downloads.get_mut(&hash) {
             run.job.received = run.job.received.max(received);
-            run.attempts = 0;
         }
         self.update_download(txn, &hash, |d| {
             d.received = d.received.max(received);
@@ -342,8 +345,16 @@ impl Actor {
         if retry {
             if let Some(run) = self.downloads.get_mut(&hash) {
                 run.running = false;
-                run.attempts += 1;
-                run.retry_at = Some(Instant::now() + config::retry_after(&self.cfg, run.attempts));
+                if run.job.received > run.started_from {
+                    // It got somewhere before the stream broke (a relay's circuit
+                    // reached its byte limit, say): go on at once.
+                    run.attempts = 0;
+                    run.retry_at = None;
+                } else {
+                    run.attempts += 1;
+                    run.retry_at =
+                        Some(Instant::now() + config::retry_after(&self.cfg, run.attempts));
+                }
             }
             if let Err(e) = &result {
                 tracing::debug!(target: "nodus::msg", file = %hex::encode(hash), "download paused: {e}");
@@ -420,6 +431,7 @@ impl Actor {
                 continue;
             }
             run.running = true;
+            run.started_from = run.job.received;
             running += 1;
             tokio::spawn(transfer::download(
                 self.net.clone(),
