@@ -1,12 +1,13 @@
 //! Files sent with messages, between real nodes on loopback: a 10 MiB photo directly
 //! and through a relay, with its progress; the same bytes again (stored once, not
-//! fetched again); and a node that asks for a file it was not offered, refused.
+//! fetched again); a node that asks for a file it was not offered, refused; and a
+//! sender whose bytes are not what it offered, refused for good.
 
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt};
 use nodus_msg::wire::{self, FILE_PROTOCOL, FileReply, FileRequest};
-use nodus_msg::{FileState, Message, MsgHandle};
+use nodus_msg::{FileState, Message, MsgEvent, MsgHandle, NewFile};
 use nodus_testnet::msg::send_file;
 use nodus_testnet::{Testnet, hidden_node_config};
 
@@ -107,6 +108,41 @@ async fn a_10_mib_file_arrives_whole_with_progress_once_and_only_for_its_recipie
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest).await;
     assert!(rest.is_empty(), "no chunk follows a refusal");
+
+    // A sender whose bytes are not what its message said (its stored copy was changed
+    // under it): bob refuses the file for good and keeps nothing of it.
+    let pieces = vec![Ok::<_, String>(random_bytes(1 << 20))];
+    let (hash, _) = msg(&net, a)
+        .import_file(futures::stream::iter(pieces))
+        .await
+        .unwrap();
+    let stored = msg(&net, a).file_path(&hash).unwrap();
+    std::fs::write(&stored, random_bytes(1 << 20)).unwrap();
+    let mut rx = msg(&net, b).events();
+    let file = NewFile {
+        hash: hash.clone(),
+        name: "changed.bin".into(),
+        mime: None,
+    };
+    let m = msg(&net, a)
+        .send_files("bob", "", vec![file])
+        .await
+        .unwrap();
+    let error = loop {
+        match tokio::time::timeout(T, rx.recv()).await.unwrap().unwrap() {
+            MsgEvent::File { message, file, .. } if message == m.id => match file.state {
+                FileState::Failed => break file.error.unwrap_or_default(),
+                FileState::Done => panic!("bytes that do not hash to the offer were kept"),
+                _ => {}
+            },
+            _ => {}
+        }
+    };
+    assert!(error.contains("does not hash"), "{error}");
+    assert!(
+        msg(&net, b).file_path(&hash).is_none(),
+        "nothing of it kept"
+    );
     net.shutdown().await;
 }
 

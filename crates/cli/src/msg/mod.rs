@@ -423,6 +423,20 @@ async fn follow_messages(
                 );
             }
             "state" => println!("{}", serde_json::to_string(&v)?),
+            // A file's end (done or failed); its progress is `nodus msg save`'s to show.
+            "file" if matches!(s(&v["file"]["state"]).as_str(), "done" | "failed") => {
+                if json {
+                    println!("{}", serde_json::to_string(&v)?);
+                } else if v["file"]["state"] == "done" {
+                    println!(
+                        "          file {} arrived: `nodus msg save {}` writes it",
+                        s(&v["file"]["name"]),
+                        s(&v["file"]["hash"])
+                    );
+                } else {
+                    println!("          file {}", file_line(&v["file"]));
+                }
+            }
             _ => {}
         }
     }

@@ -4,6 +4,7 @@
 //! without a suffix therefore always holds exactly the bytes its name says.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use futures::{Stream, StreamExt};
@@ -34,6 +35,18 @@ pub struct Blobs {
     dir: PathBuf,
 }
 
+/// Opens `path` for writing, made 0600 if new (what others sent this node is theirs
+/// and its user's only); emptied if `fresh`.
+pub(crate) fn create_private(path: &Path, fresh: bool) -> Result<std::fs::File, ImportError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(fresh)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_at(path))
+}
+
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
     move |source| ImportError::Io {
         path: path.to_path_buf(),
@@ -44,7 +57,10 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ImportError + '_ {
 impl Blobs {
     /// Opens (making it if needed) the store at `dir`, removing uploads a crash cut short.
     pub fn open(dir: &Path) -> std::io::Result<Blobs> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         for entry in std::fs::read_dir(dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
@@ -86,10 +102,7 @@ impl Blobs {
             "upload-{}.tmp",
             hex::encode(rand::random::<[u8; 8]>())
         ));
-        let mut file = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(&tmp).map_err(io_at(&tmp))?,
-        );
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, create_private(&tmp, true)?);
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let result = async {
@@ -174,8 +187,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_upload_is_named_by_its_hash_and_limits_hold() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = Blobs::open(dir.path()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("files");
+        let b = Blobs::open(&dir).unwrap();
         let (hash, size) = b.import(body(&[b"hello ", b"world"]), 100).await.unwrap();
         assert_eq!(size, 11);
         assert_eq!(
@@ -184,6 +198,9 @@ mod tests {
         );
         assert_eq!(std::fs::read(b.path(&hash)).unwrap(), b"hello world");
         assert_eq!(b.size(&hash), Some(11));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&b.path(&hash)), 0o600, "a stored file is private");
         assert!(matches!(
             b.import(body(&[b"0123456789", b"x"]), 10).await,
             Err(ImportError::TooLarge { limit: 10 })
@@ -192,8 +209,9 @@ mod tests {
             b.import(body(&[]), 10).await,
             Err(ImportError::Empty)
         ));
+        assert_eq!(mode(&dir), 0o700);
         // Nothing half-written is left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();

@@ -170,7 +170,10 @@ async fn receive(
     let writer = {
         let (job, inputs) = (job.clone(), inputs.clone());
         tokio::task::spawn_blocking(move || {
-            write_chunks(open_part(&part, first == 0)?, &job, hasher, rx, &inputs)
+            // Emptied when the download starts from the beginning.
+            let file = super::blobs::create_private(&part, first == 0)
+                .map_err(|e| Failure::Disk(e.to_string()))?;
+            write_chunks(file, &job, hasher, rx, &inputs)
         })
     };
     let mut read_error = None;
@@ -209,16 +212,6 @@ async fn receive(
         Some(e) => Err(e),
         None => Ok(hasher),
     }
-}
-
-/// The partial file, emptied when the download starts from the beginning.
-fn open_part(path: &std::path::Path, fresh: bool) -> Result<std::fs::File, Failure> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(fresh)
-        .open(path)
-        .map_err(disk)
 }
 
 /// Opens, writes and syncs chunks as they come, reporting synced progress. Ends when
