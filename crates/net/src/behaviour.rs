@@ -42,9 +42,6 @@ pub(crate) struct Behaviour {
     pub stream: libp2p_stream::Behaviour,
 }
 
-/// The largest QUIC datagram payload offered and probed for.
-const QUIC_MAX_UDP_PAYLOAD: u16 = 65_527;
-
 /// Longest a connection may take to secure and multiplex itself (TCP).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -57,9 +54,9 @@ pub(crate) fn build_swarm(
     let yamux_config = || crate::muxer::Config::new(512);
     // QUIC gets the same TLS configurations as TCP (AES-GCM first, ring's VAES code):
     // with libp2p-tls's, ChaCha20-Poly1305 took about a fifth of a bulk QUIC transfer's
-    // CPU. And on a path that allows them (loopback), datagrams larger than Ethernet's:
-    // MTU discovery probes up to QUIC_MAX_UDP_PAYLOAD and settles where probes get
-    // through (1452 on an Ethernet path); a peer advertising less caps it.
+    // CPU. Datagrams stay at quinn's sizes (MTU discovery up to 1452): on loopback,
+    // 64 KiB datagrams made a 64 KiB message wait 50-170 ms (the congestion window and
+    // pacer count whole datagrams) and were no faster in bulk (docs/architecture.md).
     let (quic_client, quic_server) = crate::tls::Config::new(&key)
         .map_err(NetError::setup("QUIC TLS"))?
         .rustls();
@@ -72,9 +69,6 @@ pub(crate) fn build_swarm(
         .with_quic_config(|mut c| {
             c.keep_alive_interval = Duration::from_secs(1);
             c.max_idle_timeout = 3_000;
-            let c = c
-                .mtu_upper_bound(QUIC_MAX_UDP_PAYLOAD)
-                .max_udp_payload_size(QUIC_MAX_UDP_PAYLOAD);
             match c.clone().with_tls(quic_client, quic_server) {
                 Ok(c) => c,
                 Err(e) => {

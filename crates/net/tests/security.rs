@@ -2,7 +2,7 @@
 //! `nodus_net_secured_connections_total`: two nodus nodes use TLS with AES-128-GCM; a stock
 //! rust-libp2p peer that only has libp2p-tls (ChaCha20-Poly1305 first) or only Noise
 //! still connects and pings in both directions; so does a stock QUIC peer (libp2p-quic's
-//! own TLS settings) with nodus's QUIC (its own TLS settings, larger datagrams offered);
+//! own TLS settings) with nodus's QUIC (its own TLS settings);
 //! garbage after TLS is selected drops that connection only. Real sockets on 127.0.0.1.
 
 use std::time::Duration;

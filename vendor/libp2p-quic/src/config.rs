@@ -71,10 +71,6 @@ pub struct Config {
 
     /// Parameters governing MTU discovery. See [`MtuDiscoveryConfig`] for details.
     mtu_discovery_config: Option<MtuDiscoveryConfig>,
-
-    /// nodus: the largest UDP payload this endpoint accepts (quinn's default, 1472, when
-    /// unset); peers may send datagrams up to it once MTU discovery finds the path allows.
-    max_udp_payload_size: Option<u16>,
 }
 
 #[expect(deprecated)]
@@ -102,7 +98,6 @@ impl Config {
             max_stream_data: 10_000_000,
             keypair: keypair.clone(),
             mtu_discovery_config: Some(Default::default()),
-            max_udp_payload_size: None,
         }
     }
 
@@ -116,12 +111,6 @@ impl Config {
         self.client_tls_config = Arc::new(QuicClientConfig::try_from(client)?);
         self.server_tls_config = Arc::new(QuicServerConfig::try_from(server)?);
         Ok(self)
-    }
-
-    /// nodus: the largest UDP payload this endpoint accepts from peers.
-    pub fn max_udp_payload_size(mut self, value: u16) -> Self {
-        self.max_udp_payload_size = Some(value);
-        self
     }
 
     /// Set the upper bound to the max UDP payload size that MTU discovery will search for.
@@ -162,7 +151,6 @@ impl From<Config> for QuinnConfig {
             handshake_timeout: _,
             keypair,
             mtu_discovery_config,
-            max_udp_payload_size,
         } = config;
         let mut transport = quinn::TransportConfig::default();
         // Disable uni-directional streams.
@@ -198,10 +186,6 @@ impl From<Config> for QuinnConfig {
 
         if !support_draft_29 {
             endpoint_config.supported_versions(vec![1]);
-        }
-        if let Some(size) = max_udp_payload_size {
-            // Within quinn's bounds (1200..=65527), so this cannot fail.
-            let _ = endpoint_config.max_udp_payload_size(size);
         }
 
         QuinnConfig {

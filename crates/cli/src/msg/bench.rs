@@ -91,7 +91,13 @@ fn sink_server(net: &NetworkHandle) -> Result<()> {
 }
 
 /// MB/s of `bytes` written over a bare stream to `peer` until it says it has them all.
+/// A stream cut under it (a relay closes a circuit after 64 MiB, and the messages before
+/// used most of one) starts it over.
 async fn bulk(net: &NetworkHandle, peer: PeerId, bytes: &[u8]) -> Result<f64> {
+    thrice(|| bulk_once(net, peer, bytes)).await
+}
+
+async fn bulk_once(net: &NetworkHandle, peer: PeerId, bytes: &[u8]) -> Result<f64> {
     let t = Instant::now();
     let mut s = net.open_stream(peer, SINK).await?;
     s.write_all(&(bytes.len() as u64).to_be_bytes()).await?;
@@ -152,9 +158,17 @@ fn echo_server(net: &NetworkHandle) -> Result<()> {
 /// Round trips of `size`-byte frames over a bare stream: (p50, p99) in ms. A stream cut
 /// under it (connections between the pair get replaced now and then) starts it over.
 async fn floor(net: &NetworkHandle, peer: PeerId, size: usize, trips: usize) -> Result<(f64, f64)> {
+    thrice(|| floor_once(net, peer, size, trips)).await
+}
+
+/// Runs `attempt` up to three times, until it succeeds: a reference measurement on a
+/// stream the network may cut under it.
+async fn thrice<T, F: std::future::Future<Output = Result<T>>>(
+    mut attempt: impl FnMut() -> F,
+) -> Result<T> {
     let mut last = None;
     for _ in 0..3 {
-        match floor_once(net, peer, size, trips).await {
+        match attempt().await {
             Ok(r) => return Ok(r),
             Err(e) => last = Some(e),
         }
