@@ -31,6 +31,9 @@ pub enum ImportError {
     Body(String),
 }
 
+/// Free space a download leaves on the disk of the file store.
+pub const RESERVE: u64 = 256 << 20;
+
 pub struct Blobs {
     dir: PathBuf,
 }
@@ -149,6 +152,25 @@ impl Blobs {
         Ok(true)
     }
 
+    /// Whether the store's disk can take `bytes` more and keep [`RESERVE`] free; what
+    /// to say if not (a download waits for room rather than fill the disk).
+    pub fn room_for(&self, bytes: u64) -> Result<(), String> {
+        let Ok(s) = rustix::fs::statvfs(&self.dir) else {
+            return Ok(());
+        };
+        let free = s.f_bavail.saturating_mul(s.f_frsize);
+        if free >= bytes.saturating_add(RESERVE) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} has {} MiB free; this file needs {} MiB and {} MiB stay free: make room and it goes on",
+            self.dir.display(),
+            free >> 20,
+            bytes.div_ceil(1 << 20),
+            RESERVE >> 20
+        ))
+    }
+
     /// Forgets a partial download (one that will start again from the beginning).
     pub fn drop_part(&self, hash: &FileHash) {
         let _ = std::fs::remove_file(self.part_path(hash));
@@ -247,5 +269,9 @@ mod tests {
         std::fs::write(dir.path().join("upload-1.tmp"), b"x").unwrap();
         Blobs::open(dir.path()).unwrap();
         assert!(!dir.path().join("upload-1.tmp").exists());
+        // Room for a small file; none for more than any disk has.
+        assert!(b.room_for(1).is_ok());
+        let no = b.room_for(u64::MAX / 2).unwrap_err();
+        assert!(no.contains("make room"), "{no}");
     }
 }

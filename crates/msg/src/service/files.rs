@@ -194,7 +194,7 @@ impl Actor {
                 continue;
             }
             if let Some(d) = txn.get::<Download>(store::DOWNLOADS, &hk)?
-                && d.state != FileState::Failed
+                && d.state == FileState::Downloading
             {
                 shown.push(info(&r, d.state, d.received, None));
                 continue;
