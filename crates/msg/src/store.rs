@@ -17,6 +17,8 @@
 //! - `files`: a message's key → the [`FileRef`]s it carries; `downloads`: `<hash hex>` →
 //!   [`Download`] (a file offered to us: from whom, its key, how far it is);
 //!   `grants`: `<hash hex>|<peer id>` → [`Grant`] (a file we offered that peer).
+//! - `pieces`: values longer than [`PIECE`] of the other tables, in pieces, their row
+//!   holding an empty value (an empty row with no pieces is an empty value).
 //! - `groups`, `group_out` (our Megolm session per group), `group_in`
 //!   (`<group>|<sender>|<session id>` → inbound Megolm session).
 //!
@@ -63,9 +65,18 @@ pub const MSG_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_st
 pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 pub const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads");
 pub const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
+/// Large values of the other tables, in pieces (see [`PIECE`]); never logged itself.
+const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
+
+/// A value longer than this is stored in pieces of this size in `pieces`, its row holding
+/// an empty value. redb gives a value too large for a page a leaf of its own, allocated in
+/// a power of two: a row a little over 64 KiB (a 64 KiB text with its fields) took 128
+/// KiB, so a 64 KiB message cost twice its bytes in writes at every copy. A piece with
+/// its key and the leaf's header fits 16 KiB.
+pub const PIECE: usize = 15_872;
 
 /// Every table, in the order the log numbers them: new tables go at the end.
-const ALL: [TableDefinition<&str, &[u8]>; 17] = [
+const ALL: [TableDefinition<&str, &[u8]>; 18] = [
     META,
     CONTACTS,
     SESSIONS,
@@ -83,7 +94,40 @@ const ALL: [TableDefinition<&str, &[u8]>; 17] = [
     FILES,
     DOWNLOADS,
     GRANTS,
+    PIECES,
 ];
+
+/// The key of piece `n` of `key` in table number `t`: the key's length is part of it, so
+/// one key's pieces never share a prefix with another key's.
+fn piece_key(t: u8, key: &str, n: usize) -> String {
+    format!("{}{n:04}", piece_prefix(t, key))
+}
+
+fn piece_prefix(t: u8, key: &str) -> String {
+    format!("{t:02}{:05}{key}", key.len())
+}
+
+/// Reads back a value stored in pieces (an empty row with pieces), else `value` itself.
+fn whole(
+    pieces: &impl ReadableTable<&'static str, &'static [u8]>,
+    t: u8,
+    key: &str,
+    value: &[u8],
+) -> Result<Vec<u8>, MsgError> {
+    if !value.is_empty() {
+        return Ok(value.to_vec());
+    }
+    let prefix = piece_prefix(t, key);
+    let mut out = Vec::new();
+    for row in pieces.range(prefix.as_str()..).map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        if !k.value().starts_with(prefix.as_str()) {
+            break;
+        }
+        out.extend_from_slice(v.value());
+    }
+    Ok(out)
+}
 
 /// A message as stored: [`Message`] without what is kept in other tables (its files).
 /// Rows are postcard, so this layout is fixed; new fields go in new tables.
@@ -393,12 +437,10 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>, MsgError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(table).map_err(db_err)?;
-        let Some(v) = t.get(key).map_err(db_err)? else {
-            return Ok(None);
-        };
-        decode_row(table, key, v.value()).map(Some)
+        match self.get_raw(table, key)? {
+            Some(v) => decode_row(table, key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn get_raw(
@@ -408,7 +450,11 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, MsgError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(table).map_err(db_err)?;
-        Ok(t.get(key).map_err(db_err)?.map(|v| v.value().to_vec()))
+        let pieces = txn.open_table(PIECES).map_err(db_err)?;
+        let Some(v) = t.get(key).map_err(db_err)? else {
+            return Ok(None);
+        };
+        whole(&pieces, table_index(table)?, key, v.value()).map(Some)
     }
 
     /// Rows whose key starts with `prefix`, in key order.
@@ -439,6 +485,8 @@ impl Store {
     ) -> Result<Vec<(String, T)>, MsgError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(table).map_err(db_err)?;
+        let pieces = txn.open_table(PIECES).map_err(db_err)?;
+        let index = table_index(table)?;
         let mut out = Vec::new();
         for row in t.range(prefix..).map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
@@ -446,7 +494,8 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            out.push((key.to_string(), decode(key, v.value())?));
+            let value = whole(&pieces, index, key, v.value())?;
+            out.push((key.to_string(), decode(key, &value)?));
         }
         Ok(out)
     }
@@ -470,7 +519,7 @@ fn u64_of(b: &[u8]) -> u64 {
 }
 
 /// A table's number in the log: its place in [`ALL`], which a table must be in.
-fn table_index(def: Def) -> Result<u8, MsgError> {
+fn table_index(def: TableDefinition<&str, &[u8]>) -> Result<u8, MsgError> {
     ALL.iter()
         .position(|t| t.name() == def.name())
         .map(|i| i as u8)
@@ -610,11 +659,55 @@ impl<'a> Txn<'a> {
         self.put_raw(table, key, &crate::wire::encode(value))
     }
 
+    /// Writes a row (a long value in pieces) and notes it for the log as one put.
     pub fn put_raw(&mut self, table: Def, key: &str, value: &[u8]) -> Result<(), MsgError> {
+        let index = table_index(table)?;
         let t = self.table(table)?;
-        t.insert(key, value).map_err(db_err)?;
-        self.ops.borrow_mut().put(table_index(table)?, key, value);
+        let stored: &[u8] = if value.len() > PIECE { &[] } else { value };
+        let was_pieces = t
+            .insert(key, stored)
+            .map_err(db_err)?
+            .is_some_and(|old| old.value().is_empty());
+        if was_pieces {
+            self.drop_pieces(index, key)?;
+        }
+        if value.len() > PIECE {
+            let pieces = self.table(PIECES)?;
+            for (n, piece) in value.chunks(PIECE).enumerate() {
+                pieces
+                    .insert(piece_key(index, key, n).as_str(), piece)
+                    .map_err(db_err)?;
+            }
+        }
+        self.ops.borrow_mut().put(index, key, value);
         Ok(())
+    }
+
+    fn drop_pieces(&mut self, index: u8, key: &str) -> Result<(), MsgError> {
+        let pieces = self.table(PIECES)?;
+        let mut n = 0;
+        while pieces
+            .remove(piece_key(index, key, n).as_str())
+            .map_err(db_err)?
+            .is_some()
+        {
+            n += 1;
+        }
+        Ok(())
+    }
+
+    /// A row's whole value (read back from its pieces if it has them).
+    fn get_whole(&mut self, table: Def, key: &str) -> Result<Option<Vec<u8>>, MsgError> {
+        let index = table_index(table)?;
+        let value = {
+            let t = self.table(table)?;
+            match t.get(key).map_err(db_err)? {
+                Some(v) => v.value().to_vec(),
+                None => return Ok(None),
+            }
+        };
+        let pieces = self.table(PIECES)?;
+        whole(pieces, index, key, &value).map(Some)
     }
 
     pub fn get<T: DeserializeOwned>(
@@ -622,18 +715,16 @@ impl<'a> Txn<'a> {
         table: Def,
         key: &str,
     ) -> Result<Option<T>, MsgError> {
-        let t = self.table(table)?;
-        let Some(v) = t.get(key).map_err(db_err)? else {
-            return Ok(None);
-        };
-        decode_row(table, key, v.value()).map(Some)
+        match self.get_whole(table, key)? {
+            Some(v) => decode_row(table, key, &v).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn get_raw_str(&mut self, table: Def, key: &str) -> Result<Option<String>, MsgError> {
-        let t = self.table(table)?;
-        Ok(t.get(key)
-            .map_err(db_err)?
-            .and_then(|v| String::from_utf8(v.value().to_vec()).ok()))
+        Ok(self
+            .get_whole(table, key)?
+            .and_then(|v| String::from_utf8(v).ok()))
     }
 
     pub fn contains(&mut self, table: Def, key: &str) -> Result<bool, MsgError> {
@@ -642,10 +733,17 @@ impl<'a> Txn<'a> {
     }
 
     pub fn remove(&mut self, table: Def, key: &str) -> Result<bool, MsgError> {
+        let index = table_index(table)?;
         let t = self.table(table)?;
-        let removed = t.remove(key).map_err(db_err)?.is_some();
+        let (removed, was_pieces) = match t.remove(key).map_err(db_err)? {
+            Some(old) => (true, old.value().is_empty()),
+            None => (false, false),
+        };
+        if was_pieces {
+            self.drop_pieces(index, key)?;
+        }
         if removed {
-            self.ops.borrow_mut().remove(table_index(table)?, key);
+            self.ops.borrow_mut().remove(index, key);
         }
         Ok(removed)
     }
@@ -654,6 +752,67 @@ impl<'a> Txn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pieces(s: &Store) -> u64 {
+        use redb::ReadableTableMetadata;
+        let txn = s.db.begin_read().unwrap();
+        ReadableTableMetadata::len(&txn.open_table(PIECES).unwrap()).unwrap()
+    }
+
+    fn put(s: &Store, table: Def, key: &str, value: &[u8]) {
+        let w = s.write().unwrap();
+        let mut t = w.txn();
+        t.put_raw(table, key, value).unwrap();
+        drop(t);
+        w.commit().unwrap();
+    }
+
+    /// A long value goes in pieces and reads back whole through every way of reading;
+    /// overwriting or removing it leaves no piece behind; an empty value stays empty.
+    #[test]
+    fn long_values_are_kept_in_pieces_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("msg.redb")).unwrap();
+        let big: Vec<u8> = (0..3 * PIECE + 5).map(|i| (i % 251) as u8).collect();
+        put(&store, MESSAGES, "a|1", &big);
+        // A key that starts like the other's pieces' keys would.
+        put(&store, MESSAGES, "a|10", &[1, 2, 3]);
+        put(&store, UNSEEN, "a|1", &[]);
+        assert_eq!(pieces(&store), 4);
+        assert_eq!(store.get_raw(MESSAGES, "a|1").unwrap().unwrap(), big);
+        let rows = store
+            .scan_with(MESSAGES, "a|", |_, v| Ok(v.to_vec()))
+            .unwrap();
+        assert_eq!(
+            rows,
+            [("a|1".into(), big.clone()), ("a|10".into(), vec![1, 2, 3])]
+        );
+        assert_eq!(
+            store.get_raw(UNSEEN, "a|1").unwrap().unwrap(),
+            Vec::<u8>::new()
+        );
+        {
+            let w = store.write().unwrap();
+            let mut t = w.txn();
+            assert_eq!(t.get_whole(MESSAGES, "a|1").unwrap().unwrap(), big);
+            t.put_raw(MESSAGES, "a|1", b"short").unwrap();
+            drop(t);
+            w.commit().unwrap();
+        }
+        assert_eq!(pieces(&store), 0, "overwritten: no piece left");
+        put(&store, MESSAGES, "a|1", &big[..PIECE + 1]);
+        assert_eq!(pieces(&store), 2);
+        {
+            let w = store.write().unwrap();
+            let mut t = w.txn();
+            assert!(t.remove(MESSAGES, "a|1").unwrap());
+            drop(t);
+            w.commit().unwrap();
+        }
+        assert_eq!(pieces(&store), 0, "removed: no piece left");
+        assert!(store.get_raw(MESSAGES, "a|1").unwrap().is_none());
+        assert_eq!(store.get_raw(MESSAGES, "a|10").unwrap().unwrap(), [1, 2, 3]);
+    }
 
     fn copy_of(dir: &Path, name: &str, files: &[&str]) -> std::path::PathBuf {
         let to = dir.join(name);
