@@ -84,6 +84,7 @@ pub struct FileInfo {
     /// Bytes received and synced to disk (what a restart resumes from).
     pub received: u64,
     pub state: FileState,
+    /// Why it failed, or (while downloading) why it waits: the sender away, no room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

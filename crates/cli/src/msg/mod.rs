@@ -51,6 +51,11 @@ pub fn file_line(f: &Value) -> String {
     let size = f["size"].as_u64().unwrap_or(0);
     let received = f["received"].as_u64().unwrap_or(0);
     let state = match s(&f["state"]).as_str() {
+        "downloading" if f["error"].is_string() => format!(
+            "downloading {}% ({})",
+            received * 100 / size.max(1),
+            s(&f["error"])
+        ),
         "downloading" => format!("downloading {}%", received * 100 / size.max(1)),
         "failed" => format!("failed: {}", s(&f["error"])),
         other => other.to_string(),

@@ -328,6 +328,7 @@ impl Actor {
         }
         self.update_download(txn, &hash, |d| {
             d.received = d.received.max(received);
+            d.error = None;
         })
     }
 
@@ -358,6 +359,15 @@ impl Actor {
             }
             if let Err(e) = &result {
                 tracing::debug!(target: "nodus::msg", file = %hex::encode(hash), "download paused: {e}");
+                // Shown with the file until it moves again: why it waits (the sender
+                // away, the disk full).
+                let why = Some(format!("waiting: {e}"));
+                let known = txn
+                    .get::<Download>(store::DOWNLOADS, &hex::encode(hash))?
+                    .map(|d| d.error);
+                if known.is_some_and(|k| k != why) {
+                    self.update_download(txn, &hash, |d| d.error = why)?;
+                }
             }
             return Ok(());
         }
