@@ -108,14 +108,14 @@ fn piece_prefix(t: u8, key: &str) -> String {
 }
 
 /// Reads back a value stored in pieces (an empty row with pieces), else `value` itself.
-fn whole(
+fn whole<'v>(
     pieces: &impl ReadableTable<&'static str, &'static [u8]>,
     t: u8,
     key: &str,
-    value: &[u8],
-) -> Result<Vec<u8>, MsgError> {
+    value: &'v [u8],
+) -> Result<std::borrow::Cow<'v, [u8]>, MsgError> {
     if !value.is_empty() {
-        return Ok(value.to_vec());
+        return Ok(value.into());
     }
     let prefix = piece_prefix(t, key);
     let mut out = Vec::new();
@@ -126,7 +126,7 @@ fn whole(
         }
         out.extend_from_slice(v.value());
     }
-    Ok(out)
+    Ok(out.into())
 }
 
 /// A message as stored: [`Message`] without what is kept in other tables (its files).
@@ -454,7 +454,7 @@ impl Store {
         let Some(v) = t.get(key).map_err(db_err)? else {
             return Ok(None);
         };
-        whole(&pieces, table_index(table)?, key, v.value()).map(Some)
+        whole(&pieces, table_index(table)?, key, v.value()).map(|w| Some(w.into_owned()))
     }
 
     /// Rows whose key starts with `prefix`, in key order.
@@ -533,7 +533,7 @@ fn table_index(def: TableDefinition<&str, &[u8]>) -> Result<u8, MsgError> {
 
 /// Runs a disk wait so that other tasks of the runtime move off this thread meanwhile:
 /// the swarm and the API keep running while the disk works.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -707,7 +707,7 @@ impl<'a> Txn<'a> {
             }
         };
         let pieces = self.table(PIECES)?;
-        whole(pieces, index, key, &value).map(Some)
+        whole(pieces, index, key, &value).map(|w| Some(w.into_owned()))
     }
 
     pub fn get<T: DeserializeOwned>(
@@ -715,6 +715,17 @@ impl<'a> Txn<'a> {
         table: Def,
         key: &str,
     ) -> Result<Option<T>, MsgError> {
+        // Most rows are whole: decoded where they lie, without a copy.
+        {
+            let t = self.table(table)?;
+            match t.get(key).map_err(db_err)? {
+                None => return Ok(None),
+                Some(v) if !v.value().is_empty() => {
+                    return decode_row(table, key, v.value()).map(Some);
+                }
+                Some(_) => {}
+            }
+        }
         match self.get_whole(table, key)? {
             Some(v) => decode_row(table, key, &v).map(Some),
             None => Ok(None),

@@ -111,7 +111,7 @@ async fn a_10_mib_file_arrives_whole_with_progress_once_and_only_for_its_recipie
 
     // A sender whose bytes are not what its message said (its stored copy was changed
     // under it): bob refuses the file for good and keeps nothing of it.
-    let pieces = vec![Ok::<_, String>(random_bytes(1 << 20))];
+    let pieces = vec![Ok::<_, std::convert::Infallible>(random_bytes(1 << 20))];
     let (hash, _) = msg(&net, a)
         .import_file(futures::stream::iter(pieces))
         .await

@@ -36,6 +36,25 @@ async fn send(from: &MsgHandle, to: &str, texts: &[String]) -> Result<Vec<nodus_
     Ok(sent)
 }
 
+/// Alice's and Bob's messaging handles and Bob's peer id, while both run.
+fn pair(net: &Testnet, alice: usize, bob: usize) -> Result<(MsgHandle, MsgHandle, String)> {
+    let (Some(na), Some(nb)) = (net.try_node(alice), net.try_node(bob)) else {
+        return Err(anyhow!("Alice or Bob is not running"));
+    };
+    Ok((
+        na.service::<MsgHandle>().expect("msg runs").clone(),
+        nb.service::<MsgHandle>().expect("msg runs").clone(),
+        nb.peer_id().to_string(),
+    ))
+}
+
+/// The testnet node relaying between `alice` and the peer `bob`, if they use one.
+async fn relay_node(net: &Testnet, alice: usize, bob: &str) -> Option<usize> {
+    net.relay_in_use(alice, bob)
+        .await
+        .and_then(|r| net.index_of(&r))
+}
+
 fn lines(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix} #{i}")).collect()
 }
@@ -65,10 +84,8 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
             let took = wait_received(&b, &alice_id, &first).await?;
             send(&b, "alice", &["hi Alice".to_string()]).await?;
             let back = wait_received(&a, &bob_id, &["hi Alice".to_string()]).await?;
-            let relay = net
-                .relay_in_use(alice, &bob_id)
+            let relay = relay_node(net, alice, &bob_id)
                 .await
-                .and_then(|r| net.index_of(&r))
                 .ok_or_else(|| anyhow!("Alice and Bob are not connected through a relay"))?;
             ids = Some((alice, bob, alice_id));
             Ok(format!(
@@ -121,38 +138,23 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         steps,
         "the relay in use dies mid-conversation; messages route around it",
         async {
-            let (Some(na), Some(nb)) = (net.try_node(alice), net.try_node(bob)) else {
-                return Err(anyhow!("Alice or Bob is not running"));
-            };
-            let (a, b) = (
-                na.service::<nodus_msg::MsgHandle>()
-                    .expect("msg runs")
-                    .clone(),
-                nb.service::<nodus_msg::MsgHandle>()
-                    .expect("msg runs")
-                    .clone(),
-            );
-            let bob_id = nb.peer_id().to_string();
+            let (a, b, bob_id) = pair(net, alice, bob)?;
             let mut want = lines("hello Bob", 0..3);
             want.extend(lines("while you were away", 0..4));
             let warm = lines("still there?", 0..1);
             send(&a, "bob", &warm).await?;
             want.extend(warm);
             wait_received(&b, &alice_id, &want).await?;
-            let relay = net
-                .relay_in_use(alice, &bob_id)
+            let relay = relay_node(net, alice, &bob_id)
                 .await
-                .and_then(|r| net.index_of(&r))
                 .ok_or_else(|| anyhow!("no relay circuit between Alice and Bob"))?;
             net.kill(relay).await?;
             let more = lines("after the relay died", 0..3);
             send(&a, "bob", &more).await?;
             want.extend(more);
             let took = wait_received(&b, &alice_id, &want).await?;
-            let now = net
-                .relay_in_use(alice, &bob_id)
+            let now = relay_node(net, alice, &bob_id)
                 .await
-                .and_then(|r| net.index_of(&r))
                 .map(|k| format!("node {k}"))
                 .unwrap_or_else(|| "another path".into());
             Ok(format!(
@@ -167,12 +169,7 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         steps,
         "Alice sends Bob a 10 MiB photo: his node fetches it from hers with progress, bytes checked",
         async {
-            let (Some(na), Some(nb)) = (net.try_node(alice), net.try_node(bob)) else {
-                return Err(anyhow!("Alice or Bob is not running"));
-            };
-            let a = na.service::<MsgHandle>().expect("msg runs").clone();
-            let b = nb.service::<MsgHandle>().expect("msg runs").clone();
-            let bob_id = nb.peer_id().to_string();
+            let (a, b, bob_id) = pair(net, alice, bob)?;
             let mut photo = vec![0u8; 10 << 20];
             rand::fill(&mut photo[..]);
             let arrival =
@@ -190,10 +187,8 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
             if std::fs::read(path)? != photo {
                 return Err(anyhow!("the photo's bytes differ from Alice's"));
             }
-            let via = net
-                .relay_in_use(alice, &bob_id)
+            let via = relay_node(net, alice, &bob_id)
                 .await
-                .and_then(|r| net.index_of(&r))
                 .map(|k| format!("through relay node {k}"))
                 .unwrap_or_else(|| "directly".into());
             Ok(format!(

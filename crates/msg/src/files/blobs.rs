@@ -34,6 +34,21 @@ pub enum ImportError {
 /// Free space a download leaves on the disk of the file store.
 pub const RESERVE: u64 = 256 << 20;
 
+/// The file store's disk cannot take a file and keep [`RESERVE`] free.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} has {} MiB free; this file needs {} MiB and {} MiB stay free: make room and it goes on",
+    dir.display(),
+    free >> 20,
+    needed.div_ceil(1 << 20),
+    RESERVE >> 20
+)]
+pub struct NoRoom {
+    pub dir: PathBuf,
+    pub free: u64,
+    pub needed: u64,
+}
+
 pub struct Blobs {
     dir: PathBuf,
 }
@@ -123,7 +138,8 @@ impl Blobs {
                 return Err(ImportError::Empty);
             }
             let file = file.into_inner().map_err(|e| io_at(&tmp)(e.into_error()))?;
-            file.sync_all().map_err(io_at(&tmp))?;
+            // A large file's sync takes a while: other tasks move off this thread.
+            crate::store::blocking(|| file.sync_all()).map_err(io_at(&tmp))?;
             Ok(())
         }
         .await;
@@ -152,9 +168,9 @@ impl Blobs {
         Ok(true)
     }
 
-    /// Whether the store's disk can take `bytes` more and keep [`RESERVE`] free; what
-    /// to say if not (a download waits for room rather than fill the disk).
-    pub fn room_for(&self, bytes: u64) -> Result<(), String> {
+    /// Whether the store's disk can take `bytes` more and keep [`RESERVE`] free (a
+    /// download waits for room rather than fill the disk).
+    pub fn room_for(&self, bytes: u64) -> Result<(), NoRoom> {
         let Ok(s) = rustix::fs::statvfs(&self.dir) else {
             return Ok(());
         };
@@ -162,13 +178,11 @@ impl Blobs {
         if free >= bytes.saturating_add(RESERVE) {
             return Ok(());
         }
-        Err(format!(
-            "{} has {} MiB free; this file needs {} MiB and {} MiB stay free: make room and it goes on",
-            self.dir.display(),
-            free >> 20,
-            bytes.div_ceil(1 << 20),
-            RESERVE >> 20
-        ))
+        Err(NoRoom {
+            dir: self.dir.clone(),
+            free,
+            needed: bytes,
+        })
     }
 
     /// Forgets a partial download (one that will start again from the beginning).
@@ -203,7 +217,9 @@ pub fn hash_prefix(path: &Path, len: u64) -> std::io::Result<Sha256> {
 mod tests {
     use super::*;
 
-    fn body(pieces: &[&'static [u8]]) -> impl Stream<Item = Result<&'static [u8], String>> + Unpin {
+    fn body(
+        pieces: &[&'static [u8]],
+    ) -> impl Stream<Item = Result<&'static [u8], std::convert::Infallible>> + Unpin {
         futures::stream::iter(pieces.iter().map(|p| Ok(*p)).collect::<Vec<_>>())
     }
 
@@ -272,6 +288,7 @@ mod tests {
         // Room for a small file; none for more than any disk has.
         assert!(b.room_for(1).is_ok());
         let no = b.room_for(u64::MAX / 2).unwrap_err();
-        assert!(no.contains("make room"), "{no}");
+        assert_eq!(no.needed, u64::MAX / 2);
+        assert!(no.to_string().contains("make room"), "{no}");
     }
 }

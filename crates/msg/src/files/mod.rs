@@ -34,7 +34,7 @@ pub mod blobs;
 pub mod crypt;
 pub(crate) mod transfer;
 
-pub use blobs::{Blobs, ImportError};
+pub use blobs::{Blobs, ImportError, NoRoom};
 
 /// Largest request frame.
 pub const MAX_REQUEST: usize = 1024;

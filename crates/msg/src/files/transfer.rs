@@ -107,7 +107,7 @@ async fn fetch(
     let total = chunks(job.size);
     blobs
         .room_for(job.size - received.min(job.size))
-        .map_err(Failure::Disk)?;
+        .map_err(|e| Failure::Disk(e.to_string()))?;
     // What is here already is hashed first; the rest as it arrives, in order, so the
     // whole is never read again.
     let prefix = first.saturating_mul(CHUNK as u64).min(job.size);
