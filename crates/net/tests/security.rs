@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, ping, tcp};
 use nodus_net::NetworkHandle;
 use prometheus_client::encoding::text::encode;
@@ -131,7 +132,14 @@ async fn run_stock(
         }
     };
     if let Some(d) = dial {
-        swarm.dial(d).unwrap();
+        // From a new port: a stock dial from the listen port binds 0.0.0.0:port, which
+        // fails (EADDRINUSE, no fallback in stock libp2p-tcp) when another process holds
+        // that port on 127.0.0.1, as a busy test run's ephemeral ports can.
+        let opts = DialOpts::unknown_peer_id()
+            .address(d)
+            .allocate_new_port()
+            .build();
+        swarm.dial(opts).unwrap();
     }
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
