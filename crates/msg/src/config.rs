@@ -32,6 +32,9 @@ pub struct MsgConfig {
     pub retry_secs: u64,
     /// Largest file this node takes in to send, or fetches when one is sent to it.
     pub max_file_mib: u64,
+    /// Total size of the files this node keeps or is fetching from others; an offer
+    /// that would go past it is not fetched.
+    pub max_received_files_mib: u64,
     /// Bytes per second (in KiB) this node serves each file download at; 0 for no limit.
     pub file_upload_limit_kib: u64,
 }
@@ -50,6 +53,7 @@ impl Default for MsgConfig {
             mailbox_poll_secs: 30,
             retry_secs: 2,
             max_file_mib: 4096,
+            max_received_files_mib: 16384,
             file_upload_limit_kib: 0,
         }
     }
@@ -82,6 +86,9 @@ mailbox_poll_secs = 30
 retry_secs = 2
 # Largest file this node sends or fetches (files sent with messages).
 max_file_mib = 4096
+# Total of the files fetched from others (kept or on their way); past it, offers wait
+# as failed until files are removed from msg/files or this is raised.
+max_received_files_mib = 16384
 # KiB per second each file download from this node may take; 0 for no limit.
 file_upload_limit_kib = 0
 "#;

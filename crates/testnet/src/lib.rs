@@ -428,6 +428,7 @@ pub mod msg {
 
     /// A file that arrived: the message as sent, the synced progress the recipient
     /// showed on the way (bytes), and the time from the send call to the file complete.
+    #[derive(Debug)]
     pub struct Arrival {
         pub message: Message,
         pub progress: Vec<u64>,
@@ -461,12 +462,15 @@ pub mod msg {
                 .await
                 .map_err(|_| FileError::Timeout(timeout))??;
             match ev {
-                // Bytes the recipient had already: done on arrival.
-                MsgEvent::Message { message: m }
-                    if m.id == message.id
-                        && m.files.first().is_some_and(|f| f.state == FileState::Done) =>
-                {
-                    break;
+                // Bytes the recipient had already: done on arrival; or refused on arrival.
+                MsgEvent::Message { message: m } if m.id == message.id => {
+                    match m.files.first().map(|f| (f.state, f.error.clone())) {
+                        Some((FileState::Done, _)) => break,
+                        Some((FileState::Failed, error)) => {
+                            return Err(FileError::Failed(error.unwrap_or_default()));
+                        }
+                        _ => {}
+                    }
                 }
                 MsgEvent::File {
                     message: id, file, ..

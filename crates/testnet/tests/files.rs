@@ -1,7 +1,8 @@
 //! Files sent with messages, between real nodes on loopback: a 10 MiB photo directly
 //! and through a relay, with its progress; the same bytes again (stored once, not
 //! fetched again); a node that asks for a file it was not offered, refused; and a
-//! sender whose bytes are not what it offered, refused for good.
+//! sender whose bytes are not what it offered, refused for good; offers past the
+//! recipient's quota for received files, not fetched.
 
 use std::time::Duration;
 
@@ -164,5 +165,52 @@ async fn a_file_arrives_through_a_relay() {
         net.relay_in_use(a, &bob).await.is_some(),
         "alice reaches bob through the relay"
     );
+    net.shutdown().await;
+}
+
+/// Files fetched from others count against `[msg] max_received_files_mib`, kept or on
+/// their way: an offer that would pass it is not fetched, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_past_the_received_quota_are_not_fetched() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(2, dir.path()).await.unwrap();
+    let mut config = nodus_testnet::node_config(nodus_testnet::node_ip(2), &net.bootstrap_addrs());
+    config
+        .edit::<nodus_msg::MsgConfig>(|m| m.max_received_files_mib = 3)
+        .unwrap();
+    let b = net.add_node(config).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let a = 1;
+    nodus_testnet::msg::introduce(msg(&net, a), msg(&net, b), "alice", "bob")
+        .await
+        .unwrap();
+
+    // 2 MiB fits in bob's 3 MiB; 2 MiB more would not, whether sent alone or beside a
+    // file that fits.
+    let first = random_bytes(2 << 20);
+    let arrived = send_file(msg(&net, a), msg(&net, b), "bob", (&first, "a.bin"), T)
+        .await
+        .unwrap();
+    let over = random_bytes(2 << 20);
+    let refused = send_file(msg(&net, a), msg(&net, b), "bob", (&over, "b.bin"), T).await;
+    let error = match refused {
+        Err(nodus_testnet::msg::FileError::Failed(e)) => e,
+        other => panic!("a file past the quota was not refused: {other:?}"),
+    };
+    assert!(error.contains("max_received_files_mib"), "{error}");
+    let pieces = vec![Ok::<_, std::convert::Infallible>(over.clone())];
+    let (hash, _) = msg(&net, a)
+        .import_file(futures::stream::iter(pieces))
+        .await
+        .unwrap();
+    assert!(msg(&net, b).file_path(&hash).is_none(), "nothing fetched");
+
+    // A file removed by hand no longer counts: the same offer now arrives.
+    let kept = &arrived.message.files[0].hash;
+    std::fs::remove_file(msg(&net, b).file_path(kept).unwrap()).unwrap();
+    send_file(msg(&net, a), msg(&net, b), "bob", (&over, "b.bin"), T)
+        .await
+        .unwrap();
     net.shutdown().await;
 }

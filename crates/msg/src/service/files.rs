@@ -185,6 +185,8 @@ impl Actor {
             .parse()
             .map_err(|_| MsgError::Store(StoreError::Damaged(format!("peer id {sender}"))))?;
         let limit = self.cfg.max_file_mib.saturating_mul(1 << 20);
+        let quota = self.cfg.max_received_files_mib.saturating_mul(1 << 20);
+        let mut received = self.received_sizes()?;
         let mut shown = Vec::with_capacity(offers.len());
         for o in offers {
             let r = file_ref(o);
@@ -210,13 +212,23 @@ impl Actor {
                 state: FileState::Downloading,
                 error: None,
             };
+            let used: u64 = received.values().sum();
             if o.size > limit {
                 d.state = FileState::Failed;
                 d.error = Some(format!(
                     "{} bytes is over this node's limit of {} MiB ([msg] max_file_mib)",
                     o.size, self.cfg.max_file_mib
                 ));
+            } else if used.saturating_add(o.size) > quota {
+                d.state = FileState::Failed;
+                d.error = Some(format!(
+                    "{} bytes would take the files received from others past {} MiB \
+                     ([msg] max_received_files_mib; {used} bytes kept or on their way): \
+                     remove files from msg/files in the data dir or raise the setting",
+                    o.size, self.cfg.max_received_files_mib
+                ));
             } else {
+                received.insert(o.hash, o.size);
                 self.blobs.drop_part(&o.hash);
                 self.downloads.insert(
                     o.hash,
@@ -239,6 +251,28 @@ impl Actor {
             txn.put(store::DOWNLOADS, &hk, &d)?;
         }
         Ok(shown)
+    }
+
+    /// The files fetched from others that count against `max_received_files_mib`, by
+    /// hash: those on their way and those kept (a file removed by hand no longer counts).
+    fn received_sizes(&self) -> Result<HashMap<FileHash, u64>, MsgError> {
+        let mut sizes: HashMap<FileHash, u64> = self
+            .downloads
+            .iter()
+            .map(|(h, run)| (*h, run.job.size))
+            .collect();
+        for (key, d) in self.store.scan::<Download>(store::DOWNLOADS, "")? {
+            let Some(h) = parse_hash(&key) else { continue };
+            let counts = match d.state {
+                FileState::Downloading => true,
+                FileState::Done => self.blobs.size(&h) == Some(d.size),
+                FileState::Offered | FileState::Failed => false,
+            };
+            if counts {
+                sizes.insert(h, d.size);
+            }
+        }
+        Ok(sizes)
     }
 
     /// The files of a stored message, with how far each has come.
