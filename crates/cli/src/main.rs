@@ -8,6 +8,7 @@
 //! which call nothing back out. `args` lists the services' commands; `demo` runs their
 //! steps in order.
 
+mod alloc;
 mod args;
 mod demo;
 mod global;
@@ -73,21 +74,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core) and keeps
-/// freed memory in them. A download frees a piece buffer on a blocking-pool thread for
-/// every piece; with many such threads the freed buffers piled up: a 2 GiB download
-/// peaked at 287 MB RSS, and 111 MB with two arenas, at the same speed.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
-
 /// `println!` into a pipe whose reader has gone (`nodus demo | head`) panics: Rust ignores
 /// SIGPIPE, and must here, because a `writev` on a socket the peer closed would otherwise
 /// kill the node or the command silently. That one panic ends the command quietly, with
@@ -109,7 +95,6 @@ fn end_quietly_when_stdout_closes() {
 }
 
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     end_quietly_when_stdout_closes();
     let args = args::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

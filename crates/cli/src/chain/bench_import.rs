@@ -107,11 +107,7 @@ fn rss() -> (Option<u64>, Option<u64>) {
 fn reset_peak_rss() {
     // Memory the allocator kept from earlier work (the genesis build, earlier rows) goes
     // back to the system first, so the figures are what the two nodes hold.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::alloc::release_free_memory();
     // Writing 5 resets VmHWM to the current RSS (Linux 4.0+); without it the peak
     // includes whatever came before.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
