@@ -1,0 +1,80 @@
+//! nodus onion routing: traffic through three volunteer relays, each of which peels one
+//! layer and learns only the hop before it and the hop after it.
+//!
+//! This crate is being built in steps (issue 18). What is here so far is the circuit
+//! protocol's core, written down below as its specification, with test vectors:
+//! the handshake ([`ntor`]), cells ([`cell`]) and the layered encryption with per-hop
+//! integrity ([`layers`]). Circuits over the overlay, relays, exits, the SOCKS5 proxy,
+//! relay descriptors and onion services build on it.
+//!
+//! # The circuit protocol, version 1
+//!
+//! **Links.** Two adjacent hops of a circuit talk over the overlay's authenticated
+//! connection between their peer ids (TLS or Noise), on a stream of protocol
+//! `/nodus/onion/1` of their own: one stream per circuit per link, so a circuit needs
+//! no id on the wire. Everything on that stream is whole cells of 4,096 bytes
+//! ([`cell::CELL_LEN`]).
+//!
+//! **Building.** The client opens a stream to its first hop and sends CREATE with an
+//! ntor handshake addressed to that relay's identity and onion key, both from the relay's
+//! signed descriptor; the relay answers CREATED, and both hold that hop's keys. To
+//! extend, the client sends the last hop a relay message EXTEND (the next relay's peer id
+//! and a CREATE body for it); that hop opens a stream to the next relay, sends the
+//! CREATE, and returns the CREATED body to the client in EXTENDED. A relay extends only
+//! to a peer id, over the overlay's authenticated connection, so a hop cannot be swapped
+//! for another; and the handshake proves the onion key's holder to the client.
+//!
+//! **Relaying.** Cells toward the exit have one layer per hop put on by the client and
+//! taken off by each relay ([`layers`]); cells toward the client the other way round. A
+//! hop reads a cell that its layer leaves recognized (zero `recognized`, matching
+//! running digest) and passes on any other; a cell nobody recognizes ends the circuit.
+//!
+//! **Streams.** Inside a circuit, BEGIN `host:port` to the exit opens stream `n`
+//! (chosen by the client, nonzero); the exit checks its policy, connects, and answers
+//! CONNECTED or END with a reason; DATA carries bytes both ways; END closes.
+//!
+//! **Ending.** DESTROY on a link ends the circuit there, and each hop passes it on
+//! along the circuit; so does a closed stream between hops.
+//!
+//! # Invariants
+//! - Every cell is [`cell::CELL_LEN`] bytes; a relay message's length is checked
+//!   against the room in one cell before anything is copied.
+//! - Keys come only from completed handshakes; a CREATED whose AUTH does not match is
+//!   refused; all-zero Diffie-Hellman results are refused.
+//! - No home-made primitives: X25519 (x25519-dalek), HMAC and HKDF over SHA-256, ChaCha20
+//!   (RustCrypto).
+
+pub mod cell;
+pub mod client;
+pub mod exit;
+pub mod layers;
+pub mod link;
+pub mod ntor;
+pub mod relay;
+pub mod stream;
+
+/// What goes wrong in the circuit protocol. A peer's mistake ends its circuit, never
+/// the node.
+#[derive(Debug, thiserror::Error)]
+pub enum OnionError {
+    #[error("handshake failed: {0}")]
+    Handshake(&'static str),
+    #[error("malformed: {0}")]
+    Malformed(String),
+    #[error("a cell was changed on its way (no hop recognized it); the circuit is closed")]
+    Tampered,
+    #[error("this circuit's keystream is spent; build a new circuit")]
+    KeystreamSpent,
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    #[error("the overlay: {0}")]
+    Net(String),
+    #[error("the circuit is closed")]
+    CircuitClosed,
+    #[error("the relay before {0} could not extend the circuit to it")]
+    ExtendFailed(libp2p::PeerId),
+    #[error("the exit refused the stream: {0:?}")]
+    StreamRefused(cell::EndReason),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,258 @@
+//! Three-hop circuits between real overlay nodes on loopback: bytes reach a TCP server
+//! through three relays and come back; each relay sees only its two neighbours (and the
+//! exit its destination); an exit refuses what its policy forbids, a relay that is no
+//! exit refuses every stream; garbage on the protocol ends only that stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use nodus_core::config::P2pConfig;
+use nodus_net::{NetConfig, NetworkHandle};
+use nodus_onion::OnionError;
+use nodus_onion::cell::EndReason;
+use nodus_onion::client::{Circuit, Hop};
+use nodus_onion::exit::ExitPolicy;
+use nodus_onion::link::PROTOCOL;
+use nodus_onion::ntor::OnionKey;
+use nodus_onion::relay::{self, Relay, View};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+const T: Duration = Duration::from_secs(30);
+
+struct Node {
+    net: NetworkHandle,
+    addr: Multiaddr,
+}
+
+async fn node(ip: &str) -> Node {
+    let mut p2p = P2pConfig {
+        listen: vec![format!("/ip4/{ip}/tcp/0")],
+        mdns: false,
+        ..P2pConfig::default()
+    };
+    p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
+    let cfg = NetConfig::from_config(&p2p).unwrap();
+    let (net, _) =
+        nodus_net::spawn(Keypair::generate_ed25519(), cfg, &mut Registry::default()).unwrap();
+    for _ in 0..200 {
+        if let Some(a) = net.status().await.unwrap().listen_addrs.first() {
+            let addr: Multiaddr = a.parse().unwrap();
+            let addr = addr.with_p2p(net.local_peer_id()).unwrap();
+            return Node { net, addr };
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no listen address");
+}
+
+struct RelayNode {
+    node: Node,
+    hop: Hop,
+    views: broadcast::Receiver<View>,
+}
+
+async fn relay_node(ip: &str, exit: Option<ExitPolicy>) -> RelayNode {
+    let node = node(ip).await;
+    let key = OnionKey::generate();
+    let hop = Hop {
+        peer: node.net.local_peer_id(),
+        onion_key: key.public(),
+    };
+    let relay = Arc::new(Relay::new(&hop.peer, key, exit));
+    let views = relay.views.subscribe();
+    relay::spawn(node.net.clone(), relay).unwrap();
+    RelayNode { node, hop, views }
+}
+
+fn seen(r: &mut RelayNode) -> Vec<View> {
+    let mut v = Vec::new();
+    while let Ok(x) = r.views.try_recv() {
+        v.push(x);
+    }
+    v
+}
+
+/// A TCP server that answers each connection's first line with `size` bytes derived from
+/// it, then closes.
+async fn server(ip: &str, size: usize) -> String {
+    let l = tokio::net::TcpListener::bind(format!("{ip}:0"))
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                while s.read_exact(&mut b).await.is_ok() && b[0] != b'\n' {
+                    line.push(b[0]);
+                }
+                s.write_all(&answer(&line, size)).await.unwrap();
+                s.shutdown().await.unwrap();
+            });
+        }
+    });
+    addr
+}
+
+fn answer(line: &[u8], size: usize) -> Vec<u8> {
+    (0..size)
+        .map(|i| line[i % line.len()] ^ (i % 251) as u8)
+        .collect()
+}
+
+/// Sends `line` to the server through `circuit` and checks its 3 MiB answer.
+async fn ask(circuit: &Circuit, target: &str, line: &[u8]) {
+    let mut s = circuit.connect(target).await.unwrap();
+    s.write_all(&[line, b"\n"].concat()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got == answer(line, 3 << 20),
+        "{} bytes, not the server's",
+        got.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_cross_three_relays_and_each_sees_only_its_neighbours() {
+    let client = node("127.0.181.2").await;
+    let mut guard = relay_node("127.0.181.3", None).await;
+    let mut middle = relay_node("127.0.181.4", None).await;
+    let test_exit = ExitPolicy {
+        allow_private: true,
+        reject_ports: Vec::new(),
+    };
+    let mut exit = relay_node("127.0.181.5", Some(test_exit)).await;
+    // The client knows only its guard's address; each relay can reach the next.
+    client.net.dial(guard.node.addr.clone()).await.unwrap();
+    guard.node.net.dial(middle.node.addr.clone()).await.unwrap();
+    middle.node.net.dial(exit.node.addr.clone()).await.unwrap();
+    // 3 MiB back: past the stream window, so SENDMEs must flow.
+    let target = server("127.0.181.6", 3 << 20).await;
+
+    let path = [guard.hop.clone(), middle.hop.clone(), exit.hop.clone()];
+    let circuit = Circuit::build(&client.net, &path).await.unwrap();
+    assert_eq!(
+        circuit.hops(),
+        [guard.hop.peer, middle.hop.peer, exit.hop.peer]
+    );
+    ask(&circuit, &target, b"through three hops").await;
+
+    let me = client.net.local_peer_id();
+    let (g, m, x) = (guard.hop.peer, middle.hop.peer, exit.hop.peer);
+    assert_eq!(
+        seen(&mut guard),
+        [
+            View::Created { prev: me },
+            View::Extended { prev: me, next: m }
+        ]
+    );
+    assert_eq!(
+        seen(&mut middle),
+        [
+            View::Created { prev: g },
+            View::Extended { prev: g, next: x }
+        ]
+    );
+    assert_eq!(
+        seen(&mut exit),
+        [
+            View::Created { prev: m },
+            View::Exit {
+                prev: m,
+                target: target.clone()
+            }
+        ]
+    );
+
+    // A second stream on the same circuit.
+    ask(&circuit, &target, b"again").await;
+}
+
+async fn refused_by_policy(circuit: &Circuit, target: &str) {
+    let e = circuit.connect(target).await.unwrap_err();
+    assert!(
+        matches!(e, OnionError::StreamRefused(EndReason::ExitPolicy)),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exits_refuse_what_their_policy_forbids_and_relays_are_no_exits() {
+    let client = node("127.0.182.2").await;
+    let guard = relay_node("127.0.182.3", None).await;
+    // The default policy: nothing private or loopback.
+    let exit = relay_node("127.0.182.4", Some(ExitPolicy::default())).await;
+    client.net.dial(guard.node.addr.clone()).await.unwrap();
+    guard.node.net.dial(exit.node.addr.clone()).await.unwrap();
+    let target = server("127.0.182.6", 10).await;
+
+    let circuit = Circuit::build(&client.net, &[guard.hop.clone(), exit.hop.clone()])
+        .await
+        .unwrap();
+    refused_by_policy(&circuit, &target).await;
+    // The circuit is still good after a refused stream.
+    assert!(!circuit.is_closed());
+
+    // A relay that is no exit refuses every stream.
+    let circuit = Circuit::build(&client.net, std::slice::from_ref(&guard.hop))
+        .await
+        .unwrap();
+    refused_by_policy(&circuit, &target).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_wrong_keys_end_only_that_circuit() {
+    let client = node("127.0.183.2").await;
+    let guard = relay_node("127.0.183.3", None).await;
+    client.net.dial(guard.node.addr.clone()).await.unwrap();
+
+    // Not a cell: the relay closes that stream and goes on serving.
+    let mut s = client
+        .net
+        .open_stream(guard.hop.peer, PROTOCOL)
+        .await
+        .unwrap();
+    s.write_all(&[0xff; 5000]).await.unwrap();
+    s.flush().await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(T, s.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(rest.is_empty(), "nothing answers garbage");
+
+    // A client with the wrong onion key for the relay: refused, no circuit.
+    let wrong = Hop {
+        peer: guard.hop.peer,
+        onion_key: OnionKey::generate().public(),
+    };
+    assert!(Circuit::build(&client.net, &[wrong]).await.is_err());
+
+    // An extension to a peer that is not a relay fails cleanly.
+    let stranger = PeerId::random();
+    let bad = Hop {
+        peer: stranger,
+        onion_key: OnionKey::generate().public(),
+    };
+    let e = Circuit::build(&client.net, &[guard.hop.clone(), bad])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, OnionError::ExtendFailed(p) if p == stranger),
+        "{e}"
+    );
+
+    // And the relay still builds circuits.
+    Circuit::build(&client.net, std::slice::from_ref(&guard.hop))
+        .await
+        .unwrap();
+}

@@ -1,0 +1,35 @@
+//! Every decoder of peer input in this crate, run through the oracle its fuzz target
+//! uses: on random bytes (proptest) and on the corpus the fuzzers keep in the repo
+//! (`fuzz/corpus/<target>/`).
+
+#[path = "oracle/onion_cell.rs"]
+mod onion_cell;
+
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
+
+use proptest::prelude::*;
+
+#[test]
+fn the_kept_corpus_passes_every_oracle() {
+    replay::replay(&[("onion_cell", onion_cell::check as fn(&[u8]))]);
+}
+
+proptest! {
+    #[test]
+    fn onion_cell_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..4200)) {
+        onion_cell::check(&data);
+    }
+
+    /// Relay cells with a plausible header: a recognized payload of any length field
+    /// and command.
+    #[test]
+    fn onion_relay_payloads(len in any::<u16>(), command in any::<u8>(), stream in any::<u16>()) {
+        let mut data = vec![3u8, 0, 0];
+        data.extend_from_slice(&stream.to_be_bytes());
+        data.extend_from_slice(&[0u8; 8]);
+        data.extend_from_slice(&len.to_be_bytes());
+        data.push(command);
+        onion_cell::check(&data);
+    }
+}
