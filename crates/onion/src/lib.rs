@@ -4,8 +4,9 @@
 //! This crate is being built in steps (issue 18). What is here so far is the circuit
 //! protocol's core, written down below as its specification, with test vectors:
 //! the handshake ([`ntor`]), cells ([`cell`]) and the layered encryption with per-hop
-//! integrity ([`layers`]). Circuits over the overlay, relays, exits, the SOCKS5 proxy,
-//! relay descriptors and onion services build on it.
+//! integrity ([`layers`]); relays and exits ([`relay`], [`exit`]), client circuits
+//! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]). Relay descriptors,
+//! path selection, the service and onion services build on it.
 //!
 //! # The circuit protocol, version 1
 //!
@@ -50,7 +51,9 @@ pub mod exit;
 pub mod layers;
 pub mod link;
 pub mod ntor;
+pub mod proxy;
 pub mod relay;
+pub mod socks;
 pub mod stream;
 
 /// What goes wrong in the circuit protocol. A peer's mistake ends its circuit, never

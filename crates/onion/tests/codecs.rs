@@ -1,9 +1,11 @@
-//! Every decoder of peer input in this crate, run through the oracle its fuzz target
+//! Every decoder of peer (or local program) input in this crate, run through the oracle its fuzz target
 //! uses: on random bytes (proptest) and on the corpus the fuzzers keep in the repo
 //! (`fuzz/corpus/<target>/`).
 
 #[path = "oracle/onion_cell.rs"]
 mod onion_cell;
+#[path = "oracle/onion_socks.rs"]
+mod onion_socks;
 
 #[path = "../../../fuzz/replay.rs"]
 mod replay;
@@ -12,10 +14,26 @@ use proptest::prelude::*;
 
 #[test]
 fn the_kept_corpus_passes_every_oracle() {
-    replay::replay(&[("onion_cell", onion_cell::check as fn(&[u8]))]);
+    replay::replay(&[
+        ("onion_cell", onion_cell::check as fn(&[u8])),
+        ("onion_socks", onion_socks::check as fn(&[u8])),
+    ]);
 }
 
 proptest! {
+    #[test]
+    fn onion_socks_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        onion_socks::check(&data);
+    }
+
+    /// Greetings that get past the first bytes: any request after a no-auth greeting.
+    #[test]
+    fn onion_socks_requests(rest in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let mut data = vec![5, 1, 0, 5, 1, 0];
+        data.extend_from_slice(&rest);
+        onion_socks::check(&data);
+    }
+
     #[test]
     fn onion_cell_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..4200)) {
         onion_cell::check(&data);

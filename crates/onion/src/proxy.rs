@@ -1,0 +1,93 @@
+//! A SOCKS5 proxy on a local port: each connection's request goes out as a stream on a
+//! circuit, chosen by the connection's credentials (no credentials: a shared circuit).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use nodus_net::NetworkHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+use crate::OnionError;
+use crate::client::{Circuit, Hop};
+use crate::socks::{self, Reply};
+
+/// The circuit a connection with these credentials uses.
+pub type Isolation = Option<(Vec<u8>, Vec<u8>)>;
+
+/// Where the proxy gets circuits from.
+pub trait Circuits: Send + Sync + 'static {
+    fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>>;
+}
+
+/// Circuits through one given path, one per isolation key, built when first asked for
+/// and again once closed. (Path selection from the relay list comes with descriptors.)
+pub struct FixedPath {
+    net: NetworkHandle,
+    path: Vec<Hop>,
+    built: Mutex<HashMap<Isolation, Arc<Circuit>>>,
+}
+
+impl FixedPath {
+    pub fn new(net: NetworkHandle, path: Vec<Hop>) -> FixedPath {
+        FixedPath {
+            net,
+            path,
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Circuits for FixedPath {
+    fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>> {
+        Box::pin(async move {
+            let mut built = self.built.lock().await;
+            if let Some(c) = built.get(&isolation).filter(|c| !c.is_closed()) {
+                return Ok(c.clone());
+            }
+            let c = Arc::new(Circuit::build(&self.net, &self.path).await?);
+            built.insert(isolation, c.clone());
+            Ok(c)
+        })
+    }
+}
+
+/// Serves SOCKS5 connections on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, circuits: Arc<dyn Circuits>) {
+    while let Ok((tcp, from)) = listener.accept().await {
+        let circuits = circuits.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection(tcp, circuits).await {
+                tracing::debug!(target: "nodus::onion", %from, "SOCKS connection ended: {e}");
+            }
+        });
+    }
+}
+
+async fn connection(mut tcp: TcpStream, circuits: Arc<dyn Circuits>) -> Result<(), OnionError> {
+    let _ = tcp.set_nodelay(true);
+    let (mut r, mut w) = tcp.split();
+    let request = socks::accept(&mut r, &mut w)
+        .await
+        .map_err(|e| OnionError::Malformed(e.to_string()))?;
+    let opened = match circuits.circuit(request.isolation).await {
+        Ok(c) => c.connect(&request.target).await,
+        Err(e) => Err(e),
+    };
+    let mut stream = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            let code = match &e {
+                OnionError::StreamRefused(reason) => Reply::for_end(*reason),
+                OnionError::Timeout(_) => Reply::TtlExpired,
+                _ => Reply::GeneralFailure,
+            };
+            socks::reply(&mut w, code).await?;
+            return Err(e);
+        }
+    };
+    socks::reply(&mut w, Reply::Succeeded).await?;
+    tokio::io::copy_bidirectional(&mut tcp, &mut stream).await?;
+    Ok(())
+}
