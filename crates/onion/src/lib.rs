@@ -5,8 +5,9 @@
 //! protocol's core, written down below as its specification, with test vectors:
 //! the handshake ([`ntor`]), cells ([`cell`]) and the layered encryption with per-hop
 //! integrity ([`layers`]); relays and exits ([`relay`], [`exit`]), client circuits
-//! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]). Relay descriptors,
-//! path selection, the service and onion services build on it.
+//! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]); signed relay
+//! descriptors ([`descriptor`]) and the relay list with path selection ([`directory`]).
+//! Spreading descriptors by gossip, guards, the service and onion services build on it.
 //!
 //! # The circuit protocol, version 1
 //!
@@ -47,6 +48,8 @@
 
 pub mod cell;
 pub mod client;
+pub mod descriptor;
+pub mod directory;
 pub mod exit;
 pub mod layers;
 pub mod link;
@@ -78,6 +81,8 @@ pub enum OnionError {
     ExtendFailed(libp2p::PeerId),
     #[error("the exit refused the stream: {0:?}")]
     StreamRefused(cell::EndReason),
+    #[error("no path: {0}")]
+    NoPath(&'static str),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

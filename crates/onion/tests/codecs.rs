@@ -4,6 +4,8 @@
 
 #[path = "oracle/onion_cell.rs"]
 mod onion_cell;
+#[path = "oracle/onion_descriptor.rs"]
+mod onion_descriptor;
 #[path = "oracle/onion_socks.rs"]
 mod onion_socks;
 
@@ -17,10 +19,28 @@ fn the_kept_corpus_passes_every_oracle() {
     replay::replay(&[
         ("onion_cell", onion_cell::check as fn(&[u8])),
         ("onion_socks", onion_socks::check as fn(&[u8])),
+        ("onion_descriptor", onion_descriptor::check as fn(&[u8])),
     ]);
 }
 
 proptest! {
+    #[test]
+    fn onion_descriptor_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        onion_descriptor::check(&data);
+    }
+
+    /// Real signed descriptors with a byte changed: refused or still well-formed.
+    #[test]
+    fn onion_descriptor_changed(at in any::<usize>(), to in any::<u8>(), exit in any::<bool>()) {
+        let keys = libp2p::identity::Keypair::generate_ed25519();
+        let addr: libp2p::Multiaddr = "/ip4/10.0.0.1/tcp/1".parse().unwrap();
+        let d = nodus_onion::descriptor::Descriptor::new(
+            keys.public().to_peer_id(), [3; 32], exit, &[addr], 5);
+        let mut signed = d.sign(&keys).unwrap();
+        let i = at % signed.len();
+        signed[i] = to;
+        onion_descriptor::check(&signed);
+    }
     #[test]
     fn onion_socks_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         onion_socks::check(&data);

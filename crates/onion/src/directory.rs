@@ -1,0 +1,284 @@
+//! The relays a node knows, from their signed descriptors, and the paths it picks
+//! through them.
+//!
+//! Every node holds the whole list (so choosing a path asks nobody anything), keeps a
+//! descriptor for [`LIFETIME_MS`] after it was published, takes a newer one from the
+//! same relay in place of the older, and holds at most [`MAX_RELAYS`].
+//!
+//! A path's relays are distinct and no two share a /16 (IPv4) or a /32 (IPv6) among the
+//! addresses their descriptors give, so relays run from one network appear at most once
+//! in any path. Of relays giving the same IP address only two (the two lowest peer ids)
+//! are ever used. A relay with no IP address is not used.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use libp2p::PeerId;
+use libp2p::multiaddr::Protocol;
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+use crate::OnionError;
+use crate::client::Hop;
+use crate::descriptor::{self, Verified};
+
+/// How long a descriptor counts after it was published; relays publish again well before.
+pub const LIFETIME_MS: u64 = 3 * 3600 * 1000;
+/// A descriptor published further ahead than this is refused (clock skew allowed).
+const FUTURE_MS: u64 = 10 * 60 * 1000;
+pub const MAX_RELAYS: usize = 20_000;
+/// Relays per IP address that paths may use.
+pub const PER_IP: usize = 2;
+
+/// A relay as the directory holds it.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub hop: Hop,
+    pub exit: bool,
+    pub ips: Vec<IpAddr>,
+    pub published_ms: u64,
+    /// The signed descriptor, to hand on unchanged.
+    pub signed: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    relays: HashMap<PeerId, Relay>,
+}
+
+/// The network a path may use once: a /16 of IPv4, a /32 of IPv6.
+fn family(ip: &IpAddr) -> [u8; 4] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            [4, o[0], o[1], 0]
+        }
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            [o[0], o[1], o[2], o[3]]
+        }
+    }
+}
+
+fn ips_of(v: &Verified) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = v
+        .addrs
+        .iter()
+        .filter_map(|a| {
+            a.iter().find_map(|p| match p {
+                Protocol::Ip4(ip) => Some(IpAddr::V4(ip)),
+                Protocol::Ip6(ip) => Some(IpAddr::V6(ip)),
+                _ => None,
+            })
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+impl Directory {
+    /// Takes a signed descriptor from anyone. `Ok(true)` if it is new or newer than what
+    /// was held (worth passing on), `Ok(false)` if not; an error for a bad one.
+    pub fn insert(&mut self, signed: &[u8], now_ms: u64) -> Result<bool, OnionError> {
+        let v = descriptor::verify(signed)?;
+        let published = v.descriptor.published_ms;
+        if published > now_ms + FUTURE_MS {
+            return Err(OnionError::Malformed(
+                "descriptor: published in the future".into(),
+            ));
+        }
+        if published + LIFETIME_MS < now_ms {
+            return Ok(false);
+        }
+        if let Some(held) = self.relays.get(&v.peer)
+            && held.published_ms >= published
+        {
+            return Ok(false);
+        }
+        if !self.relays.contains_key(&v.peer) && self.relays.len() >= MAX_RELAYS {
+            return Ok(false);
+        }
+        let relay = Relay {
+            hop: Hop {
+                peer: v.peer,
+                onion_key: v.descriptor.onion_key,
+            },
+            exit: v.descriptor.exit,
+            ips: ips_of(&v),
+            published_ms: published,
+            signed: v.signed,
+        };
+        self.relays.insert(v.peer, relay);
+        Ok(true)
+    }
+
+    /// Forgets descriptors past their lifetime.
+    pub fn expire(&mut self, now_ms: u64) {
+        self.relays
+            .retain(|_, r| r.published_ms + LIFETIME_MS >= now_ms);
+    }
+
+    pub fn len(&self) -> usize {
+        self.relays.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.relays.is_empty()
+    }
+
+    pub fn relays(&self) -> impl Iterator<Item = &Relay> {
+        self.relays.values()
+    }
+
+    /// The relays paths may use: with an IP address, not `me`, at most [`PER_IP`] per
+    /// address.
+    fn usable(&self, me: &PeerId) -> Vec<&Relay> {
+        let mut by_ip: HashMap<IpAddr, Vec<&Relay>> = HashMap::new();
+        for r in self.relays.values().filter(|r| r.hop.peer != *me) {
+            for ip in &r.ips {
+                by_ip.entry(*ip).or_default().push(r);
+            }
+        }
+        let mut barred: HashSet<PeerId> = HashSet::new();
+        for rs in by_ip.values_mut() {
+            rs.sort_by_key(|r| r.hop.peer.to_bytes());
+            barred.extend(rs.iter().skip(PER_IP).map(|r| r.hop.peer));
+        }
+        let mut out: Vec<&Relay> = self
+            .relays
+            .values()
+            .filter(|r| r.hop.peer != *me && !r.ips.is_empty() && !barred.contains(&r.hop.peer))
+            .collect();
+        out.sort_by_key(|r| r.hop.peer.to_bytes());
+        out
+    }
+
+    /// A path of `len` relays (guard first), ending at an exit.
+    pub fn pick_path(
+        &self,
+        me: &PeerId,
+        len: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<Hop>, OnionError> {
+        let usable = self.usable(me);
+        let mut path: Vec<&Relay> = Vec::with_capacity(len);
+        let mut used: HashSet<[u8; 4]> = HashSet::new();
+        let exits: Vec<&Relay> = usable.iter().copied().filter(|r| r.exit).collect();
+        let exit = *exits
+            .choose(rng)
+            .ok_or(OnionError::NoPath("no exit relay known"))?;
+        used.extend(exit.ips.iter().map(family));
+        for _ in 1..len {
+            let fits: Vec<&Relay> = usable
+                .iter()
+                .copied()
+                .filter(|r| {
+                    r.hop.peer != exit.hop.peer
+                        && !path.iter().any(|p| p.hop.peer == r.hop.peer)
+                        && !r.ips.iter().any(|ip| used.contains(&family(ip)))
+                })
+                .collect();
+            let r = *fits
+                .choose(rng)
+                .ok_or(OnionError::NoPath("too few relays in distinct networks"))?;
+            used.extend(r.ips.iter().map(family));
+            path.push(r);
+        }
+        path.push(exit);
+        Ok(path.into_iter().map(|r| r.hop.clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::Descriptor;
+    use libp2p::identity::Keypair;
+
+    fn relay(dir: &mut Directory, ip: &str, exit: bool) -> PeerId {
+        let keys = Keypair::generate_ed25519();
+        let peer = keys.public().to_peer_id();
+        let addr = format!("/ip4/{ip}/tcp/4001").parse().unwrap();
+        let d = Descriptor::new(peer, [1; 32], exit, &[addr], 1_000);
+        assert!(dir.insert(&d.sign(&keys).unwrap(), 2_000).unwrap());
+        peer
+    }
+
+    #[test]
+    fn fifty_sybils_from_one_slash16_appear_at_most_once_in_any_path() {
+        let mut dir = Directory::default();
+        let sybils: HashSet<PeerId> = (0..50)
+            .map(|i| {
+                relay(
+                    &mut dir,
+                    &format!("10.9.{}.{}", i / 10, i % 10 + 1),
+                    i % 2 == 0,
+                )
+            })
+            .collect();
+        for i in 0..10 {
+            relay(&mut dir, &format!("10.{}.0.1", 20 + i), i < 3);
+        }
+        let me = PeerId::random();
+        let mut rng = rand::rng();
+        let mut with_a_sybil = 0;
+        for _ in 0..2000 {
+            let path = dir.pick_path(&me, 3, &mut rng).unwrap();
+            let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
+            assert!(n <= 1, "{n} Sybils in one path");
+            let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
+            assert_eq!(distinct.len(), 3);
+            with_a_sybil += n;
+        }
+        // They are used, just never twice in a path.
+        assert!(with_a_sybil > 0);
+    }
+
+    #[test]
+    fn two_relays_per_address_at_most_and_not_oneself() {
+        let mut dir = Directory::default();
+        let crowd: HashSet<PeerId> = (0..5).map(|_| relay(&mut dir, "10.5.5.5", true)).collect();
+        let me = relay(&mut dir, "10.6.0.1", true);
+        relay(&mut dir, "10.7.0.1", false);
+        relay(&mut dir, "10.8.0.1", false);
+        let mut rng = rand::rng();
+        let mut seen = HashSet::new();
+        for _ in 0..500 {
+            for h in dir.pick_path(&me, 3, &mut rng).unwrap() {
+                assert_ne!(h.peer, me);
+                seen.insert(h.peer);
+            }
+        }
+        assert_eq!(seen.intersection(&crowd).count(), PER_IP);
+    }
+
+    #[test]
+    fn newer_descriptors_replace_older_and_old_ones_expire() {
+        let mut dir = Directory::default();
+        let keys = Keypair::generate_ed25519();
+        let peer = keys.public().to_peer_id();
+        let addr: libp2p::Multiaddr = "/ip4/10.1.0.1/tcp/1".parse().unwrap();
+        let at = |t: u64, exit: bool| {
+            Descriptor::new(peer, [2; 32], exit, std::slice::from_ref(&addr), t)
+                .sign(&keys)
+                .unwrap()
+        };
+        assert!(dir.insert(&at(1_000, false), 1_000).unwrap());
+        assert!(
+            !dir.insert(&at(1_000, true), 1_000).unwrap(),
+            "same version"
+        );
+        assert!(dir.insert(&at(2_000, true), 2_000).unwrap());
+        assert!(!dir.insert(&at(1_500, false), 2_000).unwrap(), "older");
+        assert!(dir.relays().next().unwrap().exit);
+        assert!(
+            dir.insert(&at(10 * LIFETIME_MS, true), 1_000).is_err(),
+            "from the future"
+        );
+        dir.expire(2_000 + LIFETIME_MS + 1);
+        assert!(dir.is_empty());
+        let me = PeerId::random();
+        assert!(dir.pick_path(&me, 3, &mut rand::rng()).is_err());
+    }
+}
