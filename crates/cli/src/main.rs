@@ -68,6 +68,7 @@ services! {
     Vault: vault,
     Voice: voice,
     Compute: compute,
+    Onion: onion,
 }
 
 use std::process::ExitCode;

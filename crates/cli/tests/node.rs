@@ -376,13 +376,14 @@ fn demo_shows_every_capability_and_exits_zero() {
         "the relay in use is killed mid-call; the call moves on without hanging up",
         "200 work units on five volunteers: a cheat caught by the quorum, a killed volunteer's units reissued, the sum checked",
         "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
+        "a web page fetched through a SOCKS5 proxy and three relays; each relay saw only its neighbours",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("27 of 27 shown working"), "{out}");
+    assert!(out.contains("28 of 28 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -17,6 +17,7 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_voice::VoiceService>(),
         // After chain: projects pay volunteers there (see `provide`).
         service::<nodus_compute::ComputeService>(),
+        service::<nodus_onion::OnionService>(),
     ]
 }
 

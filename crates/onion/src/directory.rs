@@ -46,16 +46,21 @@ pub struct Directory {
     relays: HashMap<PeerId, Relay>,
 }
 
-/// The network a path may use once: a /16 of IPv4, a /32 of IPv6.
-fn family(ip: &IpAddr) -> [u8; 4] {
+/// The network a path may use once: the first `v4_bits` of IPv4 (16 by default), the
+/// first 32 bits of IPv6.
+fn family(ip: &IpAddr, v4_bits: u8) -> [u8; 5] {
     match ip {
         IpAddr::V4(v4) => {
-            let o = v4.octets();
-            [4, o[0], o[1], 0]
+            let bits = u32::from(*v4)
+                & (!0u32)
+                    .checked_shl(32 - u32::from(v4_bits.min(32)))
+                    .unwrap_or(0);
+            let o = bits.to_be_bytes();
+            [4, o[0], o[1], o[2], o[3]]
         }
         IpAddr::V6(v6) => {
             let o = v6.octets();
-            [o[0], o[1], o[2], o[3]]
+            [6, o[0], o[1], o[2], o[3]]
         }
     }
 }
@@ -154,21 +159,24 @@ impl Directory {
         out
     }
 
-    /// A path of `len` relays (guard first), ending at an exit.
+    /// A path of `len` relays (guard first), ending at an exit, no two of them in one
+    /// network of `v4_bits` (16 on the Internet; a loopback test network, all in
+    /// 127.0/16, needs 24).
     pub fn pick_path(
         &self,
         me: &PeerId,
         len: usize,
+        v4_bits: u8,
         rng: &mut impl Rng,
     ) -> Result<Vec<Hop>, OnionError> {
         let usable = self.usable(me);
         let mut path: Vec<&Relay> = Vec::with_capacity(len);
-        let mut used: HashSet<[u8; 4]> = HashSet::new();
+        let mut used: HashSet<[u8; 5]> = HashSet::new();
         let exits: Vec<&Relay> = usable.iter().copied().filter(|r| r.exit).collect();
         let exit = *exits
             .choose(rng)
             .ok_or(OnionError::NoPath("no exit relay known"))?;
-        used.extend(exit.ips.iter().map(family));
+        used.extend(exit.ips.iter().map(|ip| family(ip, v4_bits)));
         for _ in 1..len {
             let fits: Vec<&Relay> = usable
                 .iter()
@@ -176,13 +184,13 @@ impl Directory {
                 .filter(|r| {
                     r.hop.peer != exit.hop.peer
                         && !path.iter().any(|p| p.hop.peer == r.hop.peer)
-                        && !r.ips.iter().any(|ip| used.contains(&family(ip)))
+                        && !r.ips.iter().any(|ip| used.contains(&family(ip, v4_bits)))
                 })
                 .collect();
             let r = *fits
                 .choose(rng)
                 .ok_or(OnionError::NoPath("too few relays in distinct networks"))?;
-            used.extend(r.ips.iter().map(family));
+            used.extend(r.ips.iter().map(|ip| family(ip, v4_bits)));
             path.push(r);
         }
         path.push(exit);
@@ -224,7 +232,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut with_a_sybil = 0;
         for _ in 0..2000 {
-            let path = dir.pick_path(&me, 3, &mut rng).unwrap();
+            let path = dir.pick_path(&me, 3, 16, &mut rng).unwrap();
             let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
             assert!(n <= 1, "{n} Sybils in one path");
             let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
@@ -245,7 +253,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = HashSet::new();
         for _ in 0..500 {
-            for h in dir.pick_path(&me, 3, &mut rng).unwrap() {
+            for h in dir.pick_path(&me, 3, 16, &mut rng).unwrap() {
                 assert_ne!(h.peer, me);
                 seen.insert(h.peer);
             }
@@ -279,6 +287,6 @@ mod tests {
         dir.expire(2_000 + LIFETIME_MS + 1);
         assert!(dir.is_empty());
         let me = PeerId::random();
-        assert!(dir.pick_path(&me, 3, &mut rand::rng()).is_err());
+        assert!(dir.pick_path(&me, 3, 16, &mut rand::rng()).is_err());
     }
 }

@@ -48,16 +48,23 @@
 
 pub mod cell;
 pub mod client;
+pub mod config;
 pub mod descriptor;
 pub mod directory;
 pub mod exit;
+pub mod http;
 pub mod layers;
 pub mod link;
 pub mod ntor;
+pub mod paths;
 pub mod proxy;
 pub mod relay;
+pub mod service;
 pub mod socks;
 pub mod stream;
+
+pub use config::OnionConfig;
+pub use service::{OnionHandle, Status};
 
 /// What goes wrong in the circuit protocol. A peer's mistake ends its circuit, never
 /// the node.
@@ -81,8 +88,58 @@ pub enum OnionError {
     ExtendFailed(libp2p::PeerId),
     #[error("the exit refused the stream: {0:?}")]
     StreamRefused(cell::EndReason),
+    #[error("cannot listen on {addr} ([onion] socks_listen): {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("onion key: {0}")]
+    Key(String),
     #[error("no path: {0}")]
     NoPath(&'static str),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Onion routing, as the node's service list names it.
+pub struct OnionService;
+
+impl nodus_service::Service for OnionService {
+    type Config = OnionConfig;
+    type Handle = OnionHandle;
+    type Error = OnionError;
+
+    fn testnet(config: &mut OnionConfig, ip: std::net::Ipv4Addr) {
+        config.socks_listen = format!("{ip}:0");
+        // Relays in a loopback network reach loopback servers, and publish often so a
+        // node that joins late hears of them soon.
+        config.exit_allow_private = true;
+        config.publish_secs = 2;
+        // Every testnet node is in 127.0/16, each in its own 127.0.k/24.
+        config.path_subnet_bits = 24;
+    }
+
+    async fn start(
+        ctx: nodus_service::ServiceContext<'_>,
+        config: OnionConfig,
+    ) -> Result<nodus_service::Started<OnionHandle>, OnionError> {
+        let metrics = service::Metrics::register(ctx.metrics);
+        let (handle, tasks) = service::start(
+            config,
+            &ctx.dir,
+            ctx.key.clone(),
+            ctx.net.clone(),
+            metrics,
+            ctx.shutdown.clone(),
+        )
+        .await?;
+        Ok(nodus_service::Started {
+            root: vec![],
+            routes: http::routes(handle.clone()),
+            endpoints: vec![("onion_socks".to_string(), handle.socks_addr().to_string())],
+            events: None,
+            tasks,
+            handle,
+        })
+    }
 }

@@ -1,8 +1,8 @@
 //! Three-hop circuits between real overlay nodes on loopback: bytes reach a TCP server
 //! through three relays and come back; each relay sees only its two neighbours (and the
 //! exit its destination); an exit refuses what its policy forbids, a relay that is no
-//! exit refuses every stream; garbage on the protocol ends only that stream; curl and
-//! Python's requests go through the SOCKS5 proxy, isolated by credentials.
+//! exit refuses every stream; garbage on the protocol ends only that stream. (The
+//! SOCKS5 proxy with curl and Python's requests: `crates/testnet/tests/onion.rs`.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,6 @@ use nodus_onion::client::{Circuit, Hop};
 use nodus_onion::exit::ExitPolicy;
 use nodus_onion::link::PROTOCOL;
 use nodus_onion::ntor::OnionKey;
-use nodus_onion::proxy::{self, FixedPath};
 use nodus_onion::relay::{self, Relay, View};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -257,110 +256,4 @@ async fn garbage_and_wrong_keys_end_only_that_circuit() {
     Circuit::build(&client.net, std::slice::from_ref(&guard.hop))
         .await
         .unwrap();
-}
-
-/// An HTTP server on 127.0.0.1 answering every request with `body`.
-async fn http_server(body: Vec<u8>) -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let body = Arc::new(body);
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let body = body.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).await.is_ok() {
-                    head.push(b[0]);
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                s.write_all(reply.as_bytes()).await.unwrap();
-                s.write_all(&body).await.unwrap();
-                s.shutdown().await.unwrap();
-            });
-        }
-    });
-    port
-}
-
-/// Runs a program that is not ours and returns its stdout, failing on a nonzero exit.
-async fn run(program: &str, args: &[&str]) -> Vec<u8> {
-    let out = tokio::process::Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// curl and Python's `requests` (socks5h://, PySocks) fetch a page through the SOCKS5
-/// proxy and three relays, the name resolved at the exit; different credentials get
-/// different circuits, the same credentials the same one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curl_and_python_requests_fetch_through_the_socks_proxy() {
-    let client = node("127.0.184.2").await;
-    let mut guard = relay_node("127.0.184.3", None).await;
-    let middle = relay_node("127.0.184.4", None).await;
-    let test_exit = ExitPolicy {
-        allow_private: true,
-        reject_ports: Vec::new(),
-    };
-    let exit = relay_node("127.0.184.5", Some(test_exit)).await;
-    client.net.dial(guard.node.addr.clone()).await.unwrap();
-    guard.node.net.dial(middle.node.addr.clone()).await.unwrap();
-    middle.node.net.dial(exit.node.addr.clone()).await.unwrap();
-    let page: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
-    let port = http_server(page.clone()).await;
-    let url = format!("http://localhost:{port}/page");
-
-    let path = vec![guard.hop.clone(), middle.hop.clone(), exit.hop.clone()];
-    let circuits = Arc::new(FixedPath::new(client.net.clone(), path));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy = listener.local_addr().unwrap().to_string();
-    tokio::spawn(proxy::serve(listener, circuits));
-
-    let curl = |user: &'static str| {
-        let (proxy, url) = (proxy.clone(), url.clone());
-        async move {
-            let mut args = vec!["-sS", "--max-time", "60", "--socks5-hostname", &proxy, &url];
-            if !user.is_empty() {
-                args.extend(["--proxy-user", user]);
-            }
-            run("curl", &args).await
-        }
-    };
-    assert!(curl("").await == page, "curl got the page");
-    let script = format!(
-        "import requests, sys\n\
-         r = requests.get('{url}', proxies={{'http': 'socks5h://{proxy}'}}, timeout=60)\n\
-         r.raise_for_status()\n\
-         sys.stdout.buffer.write(r.content)\n"
-    );
-    assert!(
-        run("python3", &["-c", &script]).await == page,
-        "requests got the page"
-    );
-    let created = |v: Vec<View>| {
-        v.iter()
-            .filter(|v| matches!(v, View::Created { .. }))
-            .count()
-    };
-    assert_eq!(
-        created(seen(&mut guard)),
-        1,
-        "one circuit for both, without credentials"
-    );
-
-    assert!(curl("alice:one").await == page);
-    assert!(curl("bob:two").await == page);
-    assert!(curl("alice:one").await == page);
-    assert_eq!(created(seen(&mut guard)), 2, "a circuit per credentials");
 }

@@ -535,3 +535,132 @@ pub fn test_logs() {
             .try_init();
     }
 }
+
+/// Onion routing helpers shared by the tests, the demo and the benchmark.
+pub mod onion {
+    use std::time::Duration;
+
+    use nodus_onion::{OnionConfig, OnionHandle};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::{Testnet, TestnetError, node_config, node_ip, wait_until};
+
+    /// Adds a relay (an exit if `exit`, reaching loopback as testnets need) joining
+    /// through the running nodes; returns its index.
+    pub async fn add_relay(net: &mut Testnet, exit: bool) -> Result<usize, TestnetError> {
+        let k = net.len();
+        let mut config = node_config(node_ip(k), &net.bootstrap_addrs());
+        config
+            .edit::<OnionConfig>(|o| {
+                o.relay = true;
+                o.exit = exit;
+            })
+            .map_err(TestnetError::from)?;
+        net.add_node(config).await
+    }
+
+    pub fn handle(net: &Testnet, k: usize) -> &OnionHandle {
+        net.node(k).service::<OnionHandle>().expect("onion runs")
+    }
+
+    /// Waits until node `k` knows `relays` relays of which `exits` are exits.
+    pub async fn wait_relays(
+        net: &Testnet,
+        k: usize,
+        relays: usize,
+        exits: usize,
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        let h = handle(net, k).clone();
+        wait_until(timeout, "the relay list", move || {
+            let h = h.clone();
+            async move {
+                let s = h.status().await;
+                s.relays_known >= relays && s.exits_known >= exits
+            }
+        })
+        .await
+    }
+
+    /// Opens `target` (`host:port`) through a SOCKS5 proxy, with `user:pass` if given
+    /// (which picks the circuit). The smallest client RFC 1928 allows, as a program
+    /// would: no-auth or username/password, CONNECT to a domain name.
+    pub async fn socks_connect(
+        proxy: &str,
+        target: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> std::io::Result<TcpStream> {
+        let bad = |what: &str| std::io::Error::other(format!("SOCKS5: {what}"));
+        let (host, port) = target.rsplit_once(':').ok_or_else(|| bad("target"))?;
+        let port: u16 = port.parse().map_err(|_| bad("port"))?;
+        let mut s = TcpStream::connect(proxy).await?;
+        let method = if credentials.is_some() { 2 } else { 0 };
+        s.write_all(&[5, 1, method]).await?;
+        let mut chosen = [0u8; 2];
+        s.read_exact(&mut chosen).await?;
+        if chosen != [5, method] {
+            return Err(bad("method refused"));
+        }
+        if let Some((user, pass)) = credentials {
+            let mut auth = vec![1, user.len() as u8];
+            auth.extend_from_slice(user.as_bytes());
+            auth.push(pass.len() as u8);
+            auth.extend_from_slice(pass.as_bytes());
+            s.write_all(&auth).await?;
+            let mut ok = [0u8; 2];
+            s.read_exact(&mut ok).await?;
+        }
+        let mut req = vec![5, 1, 0, 3, host.len() as u8];
+        req.extend_from_slice(host.as_bytes());
+        req.extend_from_slice(&port.to_be_bytes());
+        s.write_all(&req).await?;
+        let mut reply = [0u8; 10];
+        s.read_exact(&mut reply).await?;
+        if reply[1] != 0 {
+            return Err(bad(&format!("refused with reply code {}", reply[1])));
+        }
+        Ok(s)
+    }
+
+    /// An HTTP/1.0 GET through the proxy: the body.
+    pub async fn socks_get(proxy: &str, target: &str, path: &str) -> std::io::Result<Vec<u8>> {
+        let mut s = socks_connect(proxy, target, None).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await?;
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await?;
+        let at = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no HTTP header"))?;
+        Ok(all.split_off(at + 4))
+    }
+
+    /// An HTTP server on 127.0.0.1 that answers every GET with `body`; its port.
+    pub async fn http_server(body: Vec<u8>) -> std::io::Result<u16> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = l.local_addr()?.port();
+        let body = std::sync::Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).await.is_ok() {
+                        head.push(b[0]);
+                    }
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                    let _ = s.write_all(&body).await;
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Ok(port)
+    }
+}

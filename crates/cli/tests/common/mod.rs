@@ -39,7 +39,7 @@ pub fn json(o: &Output) -> serde_json::Value {
 }
 
 /// Writes a node's config.toml. Every node of these tests takes free ports for its
-/// JSON-RPC server, BitTorrent listener, Nostr relay and content gateway (the defaults
+/// JSON-RPC server, BitTorrent listener, Nostr relay, content gateway and SOCKS5 proxy (the defaults
 /// can only be had by one).
 pub fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
     let mut text = text.as_ref().to_string();
@@ -54,6 +54,9 @@ pub fn write_config(dir: &Path, text: impl AsRef<str>) -> std::io::Result<()> {
     }
     if !text.contains("[gateway]") {
         text.push_str("[gateway]\nlisten = \"127.0.0.1:0\"\n");
+    }
+    if !text.contains("[onion]") {
+        text.push_str("[onion]\nsocks_listen = \"127.0.0.1:0\"\n");
     }
     std::fs::write(dir.join("config.toml"), text)
 }

@@ -1,0 +1,83 @@
+//! The `[onion]` section of config.toml: its types, defaults and template text.
+
+use nodus_core::Section;
+use serde::{Deserialize, Serialize};
+
+/// Onion routing (crates/onion): a SOCKS5 proxy onto three-hop circuits, and, opted in,
+/// a relay or exit for others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnionConfig {
+    pub enabled: bool,
+    /// The SOCKS5 proxy's address. Port 0: any free (endpoints.json says which).
+    pub socks_listen: String,
+    /// Carry circuits for others (a relay); published to the network as such.
+    pub relay: bool,
+    /// Also let circuits out to the Internet from here (an exit), within the policy.
+    pub exit: bool,
+    /// Let circuits reach private and loopback addresses from this exit. Test networks
+    /// only: on the Internet it would open this machine's network to everyone.
+    pub exit_allow_private: bool,
+    /// Ports this exit never connects to.
+    pub exit_reject_ports: Vec<u16>,
+    /// Relays per circuit.
+    pub hops: usize,
+    /// No two relays of a circuit in one IPv4 network of this many leading bits.
+    pub path_subnet_bits: u8,
+    /// A relay publishes its descriptor again this often, in seconds.
+    pub publish_secs: u64,
+}
+
+impl Default for OnionConfig {
+    fn default() -> Self {
+        OnionConfig {
+            enabled: true,
+            socks_listen: "127.0.0.1:9250".into(),
+            relay: false,
+            exit: false,
+            exit_allow_private: false,
+            exit_reject_ports: vec![25],
+            hops: 3,
+            path_subnet_bits: 16,
+            publish_secs: 600,
+        }
+    }
+}
+
+impl Section for OnionConfig {
+    const NAME: &'static str = "onion";
+    const TEMPLATE: &'static str = TEMPLATE;
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// The `[onion]` part of the commented config.toml that `nodus init` writes.
+pub const TEMPLATE: &str = r#"[onion]
+enabled = true
+# SOCKS5 proxy for programs: curl --socks5-hostname 127.0.0.1:9250 https://...
+socks_listen = "127.0.0.1:9250"
+# Carry circuits for others; exit = also connect out to the Internet for them.
+relay = false
+exit = false
+# Private and loopback destinations from this exit: test networks only.
+exit_allow_private = false
+exit_reject_ports = [25]
+hops = 3
+# No two relays of a circuit in one IPv4 network of this many bits (/16).
+path_subnet_bits = 16
+publish_secs = 600
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_the_defaults() {
+        assert_eq!(
+            nodus_core::config::parse_template::<OnionConfig>().unwrap(),
+            OnionConfig::default()
+        );
+    }
+}
