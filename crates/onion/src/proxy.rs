@@ -1,16 +1,13 @@
 //! A SOCKS5 proxy on a local port: each connection's request goes out as a stream on a
 //! circuit, chosen by the connection's credentials (no credentials: a shared circuit).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use nodus_net::NetworkHandle;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
 
 use crate::OnionError;
-use crate::client::{Circuit, Hop};
+use crate::client::Circuit;
 use crate::socks::{self, Reply};
 
 /// The circuit a connection with these credentials uses.
@@ -19,38 +16,6 @@ pub type Isolation = Option<(Vec<u8>, Vec<u8>)>;
 /// Where the proxy gets circuits from.
 pub trait Circuits: Send + Sync + 'static {
     fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>>;
-}
-
-/// Circuits through one given path, one per isolation key, built when first asked for
-/// and again once closed. (Path selection from the relay list comes with descriptors.)
-pub struct FixedPath {
-    net: NetworkHandle,
-    path: Vec<Hop>,
-    built: Mutex<HashMap<Isolation, Arc<Circuit>>>,
-}
-
-impl FixedPath {
-    pub fn new(net: NetworkHandle, path: Vec<Hop>) -> FixedPath {
-        FixedPath {
-            net,
-            path,
-            built: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl Circuits for FixedPath {
-    fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>> {
-        Box::pin(async move {
-            let mut built = self.built.lock().await;
-            if let Some(c) = built.get(&isolation).filter(|c| !c.is_closed()) {
-                return Ok(c.clone());
-            }
-            let c = Arc::new(Circuit::build(&self.net, &self.path).await?);
-            built.insert(isolation, c.clone());
-            Ok(c)
-        })
-    }
 }
 
 /// Serves SOCKS5 connections on `listener` until the task is dropped.
