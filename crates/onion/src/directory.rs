@@ -77,6 +77,7 @@ fn ips_of(v: &Verified) -> Vec<IpAddr> {
             })
         })
         .collect();
+    ips.retain(|ip| !ip.is_unspecified());
     ips.sort();
     ips.dedup();
     ips

@@ -16,6 +16,8 @@ use crate::directory::Directory;
 use crate::proxy::{Circuits, Isolation};
 
 const TRIES: usize = 3;
+/// Circuits held at once, one per isolation key: local programs choose the keys.
+pub const MAX_CIRCUITS: usize = 64;
 
 pub struct DirectoryPaths {
     net: NetworkHandle,
@@ -90,6 +92,12 @@ impl Circuits for DirectoryPaths {
             let mut built = self.built.lock().await;
             if let Some((c, _)) = built.get(&isolation).filter(|(c, _)| !c.is_closed()) {
                 return Ok(c.clone());
+            }
+            built.retain(|_, (c, _)| !c.is_closed());
+            if built.len() >= MAX_CIRCUITS && !built.contains_key(&isolation) {
+                return Err(OnionError::NoPath(
+                    "64 circuits (one per set of SOCKS credentials) are open",
+                ));
             }
             let c = Arc::new(self.build().await?);
             built.insert(isolation, (c.clone(), Instant::now()));

@@ -248,6 +248,34 @@ async fn take_descriptors(
     }
 }
 
+/// The addresses a descriptor names, which paths keep apart by network: the ones peers
+/// observed if any, else the listen addresses; never unspecified ones, and loopback ones
+/// only when there is nothing else (a loopback test network). Every machine has
+/// 127.0.0.1, so listing it beside a public address would put all relays in one /16.
+fn published_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
+    let parse =
+        |v: &[String]| -> Vec<Multiaddr> { v.iter().filter_map(|a| a.parse().ok()).collect() };
+    let mut addrs = parse(external);
+    if addrs.is_empty() {
+        addrs = parse(listen);
+    }
+    let ip = |a: &Multiaddr| {
+        a.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Ip4(ip) => Some(std::net::IpAddr::V4(ip)),
+            libp2p::multiaddr::Protocol::Ip6(ip) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        })
+    };
+    addrs.retain(|a| ip(a).is_some_and(|ip| !ip.is_unspecified()));
+    if addrs
+        .iter()
+        .any(|a| ip(a).is_some_and(|ip| !ip.is_loopback()))
+    {
+        addrs.retain(|a| ip(a).is_some_and(|ip| !ip.is_loopback()));
+    }
+    addrs
+}
+
 /// Publishes this relay's descriptor now and every `every` (a fresh one each time, so
 /// gossip never takes it for a duplicate); until the first publish reaches a peer, every
 /// second.
@@ -261,12 +289,8 @@ async fn publish(
 ) {
     let me = net.local_peer_id();
     loop {
-        let addrs: Vec<Multiaddr> = match net.status().await {
-            Ok(s) => s
-                .listen_addrs
-                .iter()
-                .filter_map(|a| a.parse().ok())
-                .collect(),
+        let addrs = match net.status().await {
+            Ok(s) => published_addrs(&s.external_addrs, &s.listen_addrs),
             Err(_) => return,
         };
         let published = match Descriptor::new(me, onion_key, exit, &addrs, now_ms()).sign(&key) {
@@ -285,5 +309,33 @@ async fn publish(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptors_name_observed_addresses_and_no_loopback_beside_others() {
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        let listen = s(&[
+            "/ip4/127.0.0.1/tcp/4001",
+            "/ip4/192.168.1.5/tcp/4001",
+            "/ip4/0.0.0.0/tcp/4001",
+        ]);
+        let got = published_addrs(&[], &listen);
+        assert_eq!(
+            got,
+            vec!["/ip4/192.168.1.5/tcp/4001".parse::<Multiaddr>().unwrap()]
+        );
+        let got = published_addrs(&s(&["/ip4/203.0.113.7/tcp/4001"]), &listen);
+        assert_eq!(
+            got,
+            vec!["/ip4/203.0.113.7/tcp/4001".parse::<Multiaddr>().unwrap()]
+        );
+        // A loopback test network keeps its loopback addresses.
+        let got = published_addrs(&[], &s(&["/ip4/127.0.3.1/tcp/1"]));
+        assert_eq!(got.len(), 1);
     }
 }
