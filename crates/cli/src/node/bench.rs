@@ -418,6 +418,7 @@ pub async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
             iperf_rtt
                 .map(|r| format!("kernel mean rtt {r:.0} µs"))
                 .unwrap_or("not installed".into()),
+            "-".into(),
         ],
         vec![
             "plain TCP echo".into(),
@@ -427,8 +428,22 @@ pub async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
             format!("{echo_p50:.0}"),
             format!("{echo_p99:.0}"),
             "floor for rtt".into(),
+            "-".into(),
         ],
     ];
+    // Issue 24's aims: at least half of iperf3's throughput, round trips under 5x the
+    // plain TCP echo's.
+    let aim = |mbs: f64, rtt: f64| {
+        let throughput = match iperf_mbs {
+            Some(b) => format!("≥ 0.5 of iperf3: {}", if mbs / b >= 0.5 { "met" } else { "not met" }),
+            None => "≥ 0.5 of iperf3: n/a".to_string(),
+        };
+        let ratio = rtt / echo_p50;
+        format!(
+            "{throughput}; rtt < 5x echo: {}",
+            if ratio < 5.0 { "met" } else { "not met" }
+        )
+    };
     for (label, _, _, m) in &measured {
         rows.push(vec![
             format!("nodus {label}"),
@@ -438,6 +453,7 @@ pub async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
             format!("{:.0}", m.rtt_p50_us),
             format!("{:.0}", m.rtt_p99_us),
             format!("rtt {:.1}x echo", m.rtt_p50_us / echo_p50),
+            aim(m.mb_per_s(), m.rtt_p50_us),
         ]);
     }
     if json_out {
@@ -472,6 +488,7 @@ pub async fn run(sizes: Sizes, json_out: bool) -> Result<ExitCode> {
                 "rtt p50 µs",
                 "rtt p99 µs",
                 "note",
+                "aim",
             ],
             &rows,
         );
