@@ -38,7 +38,8 @@ pub fn relay_id(peer: &PeerId) -> RelayId {
 }
 
 /// What a relay learns of a circuit: only its neighbours, and at an exit the
-/// destination. Sent on [`Relay::views`] (tests read it) and logged at debug level.
+/// destination. Sent on [`Relay::views`] for tests and the demo, never logged: a relay
+/// keeps no record of whose traffic went where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
     Created { prev: PeerId },
@@ -66,7 +67,6 @@ impl Relay {
     }
 
     fn saw(&self, v: View) {
-        tracing::debug!(target: "nodus::onion::view", "{v:?}");
         let _ = self.views.send(v);
     }
 }
@@ -81,7 +81,7 @@ pub fn spawn(net: NetworkHandle, relay: Arc<Relay>) -> Result<JoinHandle<()>, On
             let (net, relay) = (net.clone(), relay.clone());
             tokio::spawn(async move {
                 if let Err(e) = circuit(net, relay, peer, stream).await {
-                    tracing::debug!(target: "nodus::onion", %peer, "circuit ended: {e}");
+                    tracing::debug!(target: "nodus::onion", "circuit ended: {e}");
                 }
             });
         }
@@ -241,7 +241,7 @@ impl Circuit {
                 Ok(())
             }
             Err(e) => {
-                tracing::debug!(target: "nodus::onion", %next, "extending failed: {e}");
+                tracing::debug!(target: "nodus::onion", "extending failed: {e}");
                 // EXTENDED with nothing in it: the client learns at once and builds anew.
                 let m = RelayMsg::new(RelayCommand::Extended, 0, Vec::new());
                 let _ = self.out.send(Out::Msg(m)).await;
