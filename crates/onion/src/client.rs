@@ -161,7 +161,8 @@ impl Circuit {
                 break id;
             }
         };
-        let (slot, incoming, window) = stream::slot();
+        let (slot, incoming) = stream::slot();
+        let window = slot.window.clone();
         let (told, answer) = oneshot::channel();
         {
             let mut s = lock(&self.streams);

@@ -22,7 +22,7 @@ use crate::OnionError;
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
 use crate::exit::{self, ExitPolicy};
 use crate::layers::{Backward, HopLayers};
-use crate::link::{self, PROTOCOL, read_cell, write_cell};
+use crate::link::{PROTOCOL, read_cell, write_cell};
 use crate::ntor::{self, CREATE_LEN, CREATED_LEN, OnionKey, RelayId};
 use crate::stream::{self, Out, StreamSlot};
 
@@ -292,7 +292,8 @@ impl Circuit {
             prev: self.prev,
             target: target.clone(),
         });
-        let (slot, incoming, window) = stream::slot();
+        let (slot, incoming) = stream::slot();
+        let window = slot.window.clone();
         let out = self.out.clone();
         let task = tokio::spawn(async move {
             match exit::connect(&policy, &target).await {
@@ -361,11 +362,11 @@ async fn write_toward_client(
                 }
             }
             Out::Destroy => {
-                let _ = link::write_cell(&mut w, &Cell::new(Command::Destroy, &[0])).await;
+                let _ = write_cell(&mut w, &Cell::new(Command::Destroy, &[0])).await;
                 break;
             }
         };
-        if link::write_cell(&mut w, &cell).await.is_err() {
+        if write_cell(&mut w, &cell).await.is_err() {
             break;
         }
     }

@@ -40,7 +40,6 @@ pub struct Status {
 
 #[derive(Clone)]
 pub struct OnionHandle {
-    config: OnionConfig,
     socks: SocketAddr,
     directory: Arc<Mutex<Directory>>,
     paths: Arc<DirectoryPaths>,
@@ -71,10 +70,6 @@ impl OnionHandle {
     /// This node's relay, when it is one (tests watch its views).
     pub fn relay(&self) -> Option<&Arc<Relay>> {
         self.relay.as_ref()
-    }
-
-    pub fn config(&self) -> &OnionConfig {
-        &self.config
     }
 }
 
@@ -203,7 +198,6 @@ pub async fn start(
     tracing::info!(target: "nodus::onion", "SOCKS5 proxy on {socks}{}", if relay.is_some() { ", relaying" } else { "" });
     Ok((
         OnionHandle {
-            config,
             socks,
             directory,
             paths,

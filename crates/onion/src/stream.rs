@@ -33,19 +33,12 @@ pub struct StreamSlot {
     pub window: Arc<Semaphore>,
 }
 
-/// A new stream's two ends: the slot the circuit's reader delivers to, and what the pump
-/// takes.
-pub fn slot() -> (StreamSlot, mpsc::Receiver<Vec<u8>>, Arc<Semaphore>) {
+/// A new stream's two ends: the slot the circuit's reader delivers to (its window is
+/// what the pump sends within), and the DATA the pump writes out.
+pub fn slot() -> (StreamSlot, mpsc::Receiver<Vec<u8>>) {
     let (data, rx) = mpsc::channel(WINDOW);
     let window = Arc::new(Semaphore::new(WINDOW));
-    (
-        StreamSlot {
-            data,
-            window: window.clone(),
-        },
-        rx,
-        window,
-    )
+    (StreamSlot { data, window }, rx)
 }
 
 impl StreamSlot {

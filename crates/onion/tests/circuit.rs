@@ -10,8 +10,7 @@ use std::time::Duration;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
-use nodus_core::config::P2pConfig;
-use nodus_net::{NetConfig, NetworkHandle};
+use nodus_net::NetworkHandle;
 use nodus_onion::OnionError;
 use nodus_onion::cell::EndReason;
 use nodus_onion::client::{Circuit, Hop};
@@ -23,6 +22,10 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
+#[path = "../../net/tests/common/mod.rs"]
+mod common;
+use common::{addr_of, config};
+
 const T: Duration = Duration::from_secs(30);
 
 struct Node {
@@ -30,25 +33,16 @@ struct Node {
     addr: Multiaddr,
 }
 
+/// An overlay node on `ip` (the net crate's test config), with its dialable address.
 async fn node(ip: &str) -> Node {
-    let mut p2p = P2pConfig {
-        listen: vec![format!("/ip4/{ip}/tcp/0")],
-        mdns: false,
-        ..P2pConfig::default()
-    };
-    p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
-    let cfg = NetConfig::from_config(&p2p).unwrap();
-    let (net, _) =
-        nodus_net::spawn(Keypair::generate_ed25519(), cfg, &mut Registry::default()).unwrap();
-    for _ in 0..200 {
-        if let Some(a) = net.status().await.unwrap().listen_addrs.first() {
-            let addr: Multiaddr = a.parse().unwrap();
-            let addr = addr.with_p2p(net.local_peer_id()).unwrap();
-            return Node { net, addr };
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no listen address");
+    let (net, _) = nodus_net::spawn(
+        Keypair::generate_ed25519(),
+        config(ip),
+        &mut Registry::default(),
+    )
+    .unwrap();
+    let addr = addr_of(&net).await;
+    Node { net, addr }
 }
 
 struct RelayNode {
