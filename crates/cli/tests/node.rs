@@ -383,7 +383,7 @@ fn demo_shows_every_capability_and_exits_zero() {
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("28 of 28 shown working"), "{out}");
+    assert!(out.contains("30 of 30 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

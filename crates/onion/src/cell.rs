@@ -120,6 +120,26 @@ byte_enum!(RelayCommand, "relay command" {
     Sendme = 7,
     /// Dropped by the hop it is for: padding inside the circuit.
     Drop = 8,
+    /// To an introduction point: serve introductions for an onion service on this
+    /// circuit. Data: [`crate::hs::EstablishIntro`].
+    EstablishIntro = 9,
+    /// The introduction point took the circuit: data empty.
+    IntroEstablished = 10,
+    /// To an introduction point, from a client: data [`crate::hs::Introduce`].
+    Introduce1 = 11,
+    /// From the introduction point to the service, the same data.
+    Introduce2 = 12,
+    /// To the client: its introduction was passed on (data `[0]`) or not (`[1]`).
+    IntroduceAck = 13,
+    /// To a rendezvous point, from a client: data is a 20-byte cookie.
+    EstablishRendezvous = 14,
+    /// The rendezvous point holds the cookie: data empty.
+    RendezvousEstablished = 15,
+    /// To the rendezvous point, from the service: cookie (20) | ntor CREATED (64).
+    Rendezvous1 = 16,
+    /// From the rendezvous point to the client: the service's ntor CREATED (64). From
+    /// here on the point joins the two circuits.
+    Rendezvous2 = 17,
 });
 
 /// Why a stream ended, carried in END.

@@ -3,6 +3,7 @@
 //! the onion key from its signed descriptor.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,15 +12,16 @@ use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::OnionError;
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
-use crate::layers::{Inbound, Outbound, push_hop};
+use crate::layers::{Inbound, Outbound, push_hop, push_hop_reversed};
 use crate::link::{PROTOCOL, read_cell, write_cell};
-use crate::ntor::ClientHandshake;
-use crate::relay::{HANDSHAKE_TIMEOUT, relay_id};
+use crate::ntor::{ClientHandshake, Keys, binding};
+use crate::relay::{HANDSHAKE_TIMEOUT, MAX_STREAMS, relay_id};
 use crate::stream::{self, Out, StreamSlot};
 
 /// How long an exit has to answer BEGIN.
@@ -65,80 +67,193 @@ impl Drop for Circuit {
     }
 }
 
-impl Circuit {
+/// A circuit before it carries streams: its link to the first hop and the client's
+/// layers. Onion services talk to introduction and rendezvous points on one of these
+/// before turning it into a [`Circuit`], or never.
+pub struct Partial {
+    link: Stream,
+    out: Outbound,
+    inb: Inbound,
+    hops: Vec<PeerId>,
+    onion_keys: Vec<[u8; 32]>,
+    bindings: Vec<[u8; 32]>,
+}
+
+impl Partial {
     /// Builds a circuit through `path` (first hop first).
-    pub async fn build(net: &NetworkHandle, path: &[Hop]) -> Result<Circuit, OnionError> {
+    pub async fn build(net: &NetworkHandle, path: &[Hop]) -> Result<Partial, OnionError> {
         let first = path
             .first()
             .ok_or_else(|| OnionError::Malformed("an empty path".into()))?;
-        let mut s = net
+        let mut link = net
             .open_stream(first.peer, PROTOCOL)
             .await
             .map_err(|e| OnionError::Net(e.to_string()))?;
         let (hs, create) = ClientHandshake::start(relay_id(&first.peer), first.onion_key);
-        write_cell(&mut s, &Cell::new(Command::Create, &create)).await?;
-        let created = expect(&mut s, "CREATED", HANDSHAKE_TIMEOUT).await?;
+        write_cell(&mut link, &Cell::new(Command::Create, &create)).await?;
+        let created = expect(&mut link, "CREATED", HANDSHAKE_TIMEOUT).await?;
         if created.command != Command::Created {
             return Err(OnionError::Handshake(
                 "the first hop did not answer CREATED",
             ));
         }
-        let (mut out, mut inb) = (Outbound::default(), Inbound::default());
-        push_hop(&mut out, &mut inb, &hs.finish(&created.body[..])?);
-        for (i, hop) in path.iter().enumerate().skip(1) {
+        let keys = hs.finish(&created.body[..])?;
+        let mut p = Partial {
+            link,
+            out: Outbound::default(),
+            inb: Inbound::default(),
+            hops: vec![first.peer],
+            onion_keys: vec![first.onion_key],
+            bindings: vec![binding(&keys)],
+        };
+        push_hop(&mut p.out, &mut p.inb, &keys);
+        for hop in &path[1..] {
             let (hs, create) = ClientHandshake::start(relay_id(&hop.peer), hop.onion_key);
             let id = hop.peer.to_bytes();
             let mut data = Vec::with_capacity(1 + id.len() + create.len());
             data.push(id.len() as u8);
             data.extend_from_slice(&id);
             data.extend_from_slice(&create);
-            let mut body = RelayMsg::new(RelayCommand::Extend, 0, data).encode()?;
-            out.seal(i - 1, &mut body)?;
-            write_cell(&mut s, &Cell::relay(body)).await?;
+            let last = p.last();
+            p.send(last, RelayMsg::new(RelayCommand::Extend, 0, data))
+                .await?;
             // Longer than the hop's own wait for the next one, so that its answer (EXTENDED,
             // empty if it failed) comes first.
-            let cell = expect(&mut s, "EXTENDED", 2 * HANDSHAKE_TIMEOUT).await?;
-            if cell.command != Command::Relay {
-                return Err(OnionError::Handshake(
-                    "the circuit was destroyed while extending",
-                ));
-            }
-            let mut body = cell.body;
-            let from = inb.open(&mut body)?;
-            let m = RelayMsg::decode(&body)?;
-            if from != i - 1 || m.command != RelayCommand::Extended {
-                return Err(OnionError::Malformed(format!(
-                    "{:?} from hop {from} while extending",
-                    m.command
-                )));
-            }
+            let m = p
+                .expect(last, RelayCommand::Extended, 2 * HANDSHAKE_TIMEOUT)
+                .await?;
             if m.data.is_empty() {
                 return Err(OnionError::ExtendFailed(hop.peer));
             }
-            push_hop(&mut out, &mut inb, &hs.finish(&m.data)?);
+            let keys = hs.finish(&m.data)?;
+            push_hop(&mut p.out, &mut p.inb, &keys);
+            p.hops.push(hop.peer);
+            p.onion_keys.push(hop.onion_key);
+            p.bindings.push(binding(&keys));
         }
-        let (r, w) = s.split();
+        Ok(p)
+    }
+
+    /// The index of the far end: the last relay, or an onion service joined beyond it.
+    pub fn last(&self) -> usize {
+        self.out.hops() - 1
+    }
+
+    /// The relays, first hop first.
+    pub fn hops(&self) -> &[PeerId] {
+        &self.hops
+    }
+
+    /// Relay `hop`'s onion key, as the path gave it.
+    pub fn onion_key(&self, hop: usize) -> [u8; 32] {
+        self.onion_keys[hop]
+    }
+
+    /// What relay `hop`'s handshake binds to (see [`binding`]).
+    pub fn binding(&self, hop: usize) -> Option<[u8; 32]> {
+        self.bindings.get(hop).copied()
+    }
+
+    /// Sends `m` to hop `to`.
+    pub async fn send(&mut self, to: usize, m: RelayMsg) -> Result<(), OnionError> {
+        let mut body = m.encode()?;
+        self.out.seal(to, &mut body)?;
+        write_cell(&mut self.link, &Cell::relay(body)).await
+    }
+
+    /// The next message from the circuit and which hop wrote it; within `wait` if given.
+    pub async fn recv(&mut self, wait: Option<Duration>) -> Result<(usize, RelayMsg), OnionError> {
+        loop {
+            let cell = match wait {
+                Some(wait) => expect(&mut self.link, "a relay cell", wait).await?,
+                None => read_cell(&mut self.link)
+                    .await?
+                    .ok_or(OnionError::CircuitClosed)?,
+            };
+            match cell.command {
+                Command::Relay => {}
+                Command::Padding => continue,
+                _ => return Err(OnionError::CircuitClosed),
+            }
+            let mut body = cell.body;
+            let from = self.inb.open(&mut body)?;
+            return Ok((from, RelayMsg::decode(&body)?));
+        }
+    }
+
+    /// The next message, which must be `command` from hop `from`.
+    pub async fn expect(
+        &mut self,
+        from: usize,
+        command: RelayCommand,
+        wait: Duration,
+    ) -> Result<RelayMsg, OnionError> {
+        let (hop, m) = self.recv(Some(wait)).await.map_err(|e| match e {
+            OnionError::CircuitClosed => OnionError::Handshake("the circuit was destroyed"),
+            e => e,
+        })?;
+        if hop != from || m.command != command {
+            return Err(OnionError::Malformed(format!(
+                "{:?} from hop {hop} while waiting for {command:?}",
+                m.command
+            )));
+        }
+        Ok(m)
+    }
+
+    /// A client's side of a rendezvous: the onion service's layer, one beyond the
+    /// rendezvous point.
+    pub fn join_service(&mut self, keys: &Keys) {
+        push_hop(&mut self.out, &mut self.inb, keys);
+    }
+
+    /// An onion service's side of a rendezvous: the client's layer, the other way round.
+    pub fn join_client(&mut self, keys: &Keys) {
+        push_hop_reversed(&mut self.out, &mut self.inb, keys);
+    }
+
+    /// A circuit that carries streams: opened by this side ([`Role::Client`]), or by the
+    /// far side to a local port ([`Role::Service`]).
+    pub fn into_circuit(self, role: Role) -> Circuit {
+        let last = self.last();
+        let (r, w) = self.link.split();
         let (tx, rx) = mpsc::channel(64);
-        let last = path.len() - 1;
-        tokio::spawn(write_into_circuit(w, out, last, rx));
+        tokio::spawn(write_into_circuit(w, self.out, last, rx));
         let streams = Arc::new(Mutex::new(Streams::default()));
         let closed = Arc::new(AtomicBool::new(false));
         let reader = tokio::spawn(read_from_circuit(
             r,
-            inb,
+            self.inb,
             last,
+            role,
             streams.clone(),
             closed.clone(),
             tx.clone(),
         ));
-        Ok(Circuit {
-            hops: path.iter().map(|h| h.peer).collect(),
+        Circuit {
+            hops: self.hops,
             out: tx,
             streams,
             next_id: AtomicU16::new(1),
             closed,
             reader,
-        })
+        }
+    }
+}
+
+/// Who opens streams on a circuit.
+#[derive(Debug, Clone)]
+pub enum Role {
+    /// This side; the far end (an exit, an onion service) answers.
+    Client,
+    /// The far side, an onion service's client: its streams to `port` reach `target`.
+    Service { port: u16, target: SocketAddr },
+}
+
+impl Circuit {
+    /// Builds a circuit through `path` (first hop first) for this side's streams.
+    pub async fn build(net: &NetworkHandle, path: &[Hop]) -> Result<Circuit, OnionError> {
+        Ok(Partial::build(net, path).await?.into_circuit(Role::Client))
     }
 
     /// The relays of this circuit, first hop first.
@@ -238,6 +353,7 @@ async fn read_from_circuit(
     mut r: ReadHalf<Stream>,
     mut layers: Inbound,
     last: usize,
+    role: Role,
     streams: Arc<Mutex<Streams>>,
     closed: Arc<AtomicBool>,
     out: mpsc::Sender<Out>,
@@ -265,14 +381,40 @@ async fn read_from_circuit(
             Err(e) => break e,
         };
         let mut s = lock(&streams);
-        let fault = match m.command {
-            RelayCommand::Connected => {
+        let fault = match (m.command, &role) {
+            (RelayCommand::Connected, Role::Client) => {
                 if let Some(told) = s.waiting.remove(&m.stream) {
                     let _ = told.send(Ok(()));
                 }
                 false
             }
-            RelayCommand::End => {
+            (RelayCommand::Begin, Role::Service { port, target }) => {
+                let id = m.stream;
+                if id == 0 || s.open.contains_key(&id) || s.open.len() >= MAX_STREAMS {
+                    true
+                } else {
+                    let (slot, incoming) = stream::slot();
+                    let window = slot.window.clone();
+                    s.open.insert(id, slot);
+                    let (port, target) = (*port, *target);
+                    let asked = crate::exit::parse_target(&String::from_utf8_lossy(&m.data));
+                    let connect = async move {
+                        match asked {
+                            Some((_, p)) if p == port => TcpStream::connect(target)
+                                .await
+                                .map_err(|_| EndReason::ConnectFailed),
+                            _ => Err(EndReason::ExitPolicy),
+                        }
+                    };
+                    let (out, streams) = (out.clone(), streams.clone());
+                    tokio::spawn(async move {
+                        stream::answer_begin(id, connect, incoming, window, out).await;
+                        lock(&streams).open.remove(&id);
+                    });
+                    false
+                }
+            }
+            (RelayCommand::End, _) => {
                 let reason = EndReason::from_byte(m.data.first().copied().unwrap_or(0));
                 if let Some(told) = s.waiting.remove(&m.stream) {
                     let _ = told.send(Err(reason));
@@ -280,16 +422,16 @@ async fn read_from_circuit(
                 s.open.remove(&m.stream);
                 false
             }
-            RelayCommand::Data => s
+            (RelayCommand::Data, _) => s
                 .open
                 .get(&m.stream)
                 .is_some_and(|slot| !slot.deliver(m.data)),
-            RelayCommand::Sendme => s.open.get(&m.stream).is_some_and(|slot| !slot.sendme()),
-            RelayCommand::Drop => false,
+            (RelayCommand::Sendme, _) => s.open.get(&m.stream).is_some_and(|slot| !slot.sendme()),
+            (RelayCommand::Drop, _) => false,
             _ => true,
         };
         if fault {
-            break OnionError::Malformed(format!("{:?} out of turn from the exit", m.command));
+            break OnionError::Malformed(format!("{:?} out of turn from the far end", m.command));
         }
     };
     tracing::debug!(target: "nodus::onion", "circuit ended: {why}");

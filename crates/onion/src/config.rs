@@ -58,6 +58,7 @@ enabled = true
 # SOCKS5 proxy for programs: curl --socks5-hostname 127.0.0.1:9250 https://...
 socks_listen = "127.0.0.1:9250"
 # Carry circuits for others; exit = also connect out to the Internet for them.
+# `nodus onion relay on|off [--exit]` changes this at run time and is kept over it.
 relay = false
 exit = false
 # Private and loopback destinations from this exit: test networks only.

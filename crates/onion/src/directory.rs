@@ -25,7 +25,7 @@ use crate::descriptor::{self, Verified};
 /// How long a descriptor counts after it was published; relays publish again well before.
 pub const LIFETIME_MS: u64 = 3 * 3600 * 1000;
 /// A descriptor published further ahead than this is refused (clock skew allowed).
-const FUTURE_MS: u64 = 10 * 60 * 1000;
+pub const FUTURE_MS: u64 = 10 * 60 * 1000;
 pub const MAX_RELAYS: usize = 20_000;
 /// Relays per IP address that paths may use.
 pub const PER_IP: usize = 2;
@@ -139,7 +139,7 @@ impl Directory {
 
     /// The relays paths may use: with an IP address, not `me`, at most [`PER_IP`] per
     /// address.
-    fn usable(&self, me: &PeerId) -> Vec<&Relay> {
+    fn usable(&self, me: &PeerId, avoid: &HashSet<PeerId>) -> Vec<&Relay> {
         let mut by_ip: HashMap<IpAddr, Vec<&Relay>> = HashMap::new();
         for r in self.relays.values().filter(|r| r.hop.peer != *me) {
             for ip in &r.ips {
@@ -154,13 +154,18 @@ impl Directory {
         let mut out: Vec<&Relay> = self
             .relays
             .values()
-            .filter(|r| r.hop.peer != *me && !r.ips.is_empty() && !barred.contains(&r.hop.peer))
+            .filter(|r| {
+                r.hop.peer != *me
+                    && !r.ips.is_empty()
+                    && !barred.contains(&r.hop.peer)
+                    && !avoid.contains(&r.hop.peer)
+            })
             .collect();
         out.sort_by_key(|r| r.hop.peer.to_bytes());
         out
     }
 
-    /// A path of `len` relays (guard first), ending at an exit, no two of them in one
+    /// A path of `len` relays (guard first), ending as `end` asks, no two of them in one
     /// network of `v4_bits` (16 on the Internet; a loopback test network, all in
     /// 127.0/16, needs 24).
     pub fn pick_path(
@@ -168,22 +173,65 @@ impl Directory {
         me: &PeerId,
         len: usize,
         v4_bits: u8,
+        end: End<'_>,
         rng: &mut impl Rng,
     ) -> Result<Vec<Hop>, OnionError> {
-        let usable = self.usable(me);
+        self.pick_path_avoiding(me, len, v4_bits, end, &HashSet::new(), rng)
+    }
+
+    /// [`Directory::pick_path`] without the relays in `avoid`, or with them if there is
+    /// no path otherwise.
+    pub fn pick_path_avoiding(
+        &self,
+        me: &PeerId,
+        len: usize,
+        v4_bits: u8,
+        end: End<'_>,
+        avoid: &HashSet<PeerId>,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<Hop>, OnionError> {
+        match self.pick(me, len, v4_bits, end, avoid, rng) {
+            Err(_) if !avoid.is_empty() => self.pick(me, len, v4_bits, end, &HashSet::new(), rng),
+            picked => picked,
+        }
+    }
+
+    fn pick(
+        &self,
+        me: &PeerId,
+        len: usize,
+        v4_bits: u8,
+        end: End<'_>,
+        avoid: &HashSet<PeerId>,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<Hop>, OnionError> {
+        let usable = self.usable(me, avoid);
         let mut path: Vec<&Relay> = Vec::with_capacity(len);
         let mut used: HashSet<[u8; 5]> = HashSet::new();
-        let exits: Vec<&Relay> = usable.iter().copied().filter(|r| r.exit).collect();
-        let exit = *exits
-            .choose(rng)
-            .ok_or(OnionError::NoPath("no exit relay known"))?;
-        used.extend(exit.ips.iter().map(|ip| family(ip, v4_bits)));
+        let last: Hop = match end {
+            End::Exit | End::Any => {
+                let ends: Vec<&Relay> = usable
+                    .iter()
+                    .copied()
+                    .filter(|r| r.exit || matches!(end, End::Any))
+                    .collect();
+                let r = *ends.choose(rng).ok_or(match end {
+                    End::Exit => OnionError::NoPath("no exit relay known"),
+                    _ => OnionError::NoPath("no relay known yet"),
+                })?;
+                r.hop.clone()
+            }
+            End::At(hop) => hop.clone(),
+        };
+        if let Some(r) = self.relays.get(&last.peer) {
+            used.extend(r.ips.iter().map(|ip| family(ip, v4_bits)));
+        }
         for _ in 1..len {
             let fits: Vec<&Relay> = usable
                 .iter()
                 .copied()
                 .filter(|r| {
-                    r.hop.peer != exit.hop.peer
+                    r.hop.peer != last.peer
                         && !path.iter().any(|p| p.hop.peer == r.hop.peer)
                         && !r.ips.iter().any(|ip| used.contains(&family(ip, v4_bits)))
                 })
@@ -194,9 +242,21 @@ impl Directory {
             used.extend(r.ips.iter().map(|ip| family(ip, v4_bits)));
             path.push(r);
         }
-        path.push(exit);
-        Ok(path.into_iter().map(|r| r.hop.clone()).collect())
+        let mut hops: Vec<Hop> = path.into_iter().map(|r| r.hop.clone()).collect();
+        hops.push(last);
+        Ok(hops)
     }
+}
+
+/// Where a path ends.
+#[derive(Debug, Clone, Copy)]
+pub enum End<'a> {
+    /// At an exit, for streams out of the network.
+    Exit,
+    /// At any relay (a rendezvous or introduction point of one's own choosing).
+    Any,
+    /// At this relay (someone else's introduction or rendezvous point).
+    At(&'a Hop),
 }
 
 #[cfg(test)]
@@ -233,7 +293,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut with_a_sybil = 0;
         for _ in 0..2000 {
-            let path = dir.pick_path(&me, 3, 16, &mut rng).unwrap();
+            let path = dir.pick_path(&me, 3, 16, End::Exit, &mut rng).unwrap();
             let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
             assert!(n <= 1, "{n} Sybils in one path");
             let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
@@ -254,7 +314,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = HashSet::new();
         for _ in 0..500 {
-            for h in dir.pick_path(&me, 3, 16, &mut rng).unwrap() {
+            for h in dir.pick_path(&me, 3, 16, End::Exit, &mut rng).unwrap() {
                 assert_ne!(h.peer, me);
                 seen.insert(h.peer);
             }
@@ -288,6 +348,61 @@ mod tests {
         dir.expire(2_000 + LIFETIME_MS + 1);
         assert!(dir.is_empty());
         let me = PeerId::random();
-        assert!(dir.pick_path(&me, 3, 16, &mut rand::rng()).is_err());
+        assert!(
+            dir.pick_path(&me, 3, 16, End::Exit, &mut rand::rng())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn avoided_relays_are_left_out_unless_nothing_else_makes_a_path() {
+        let mut dir = Directory::default();
+        let relays: Vec<PeerId> = (0..4)
+            .map(|i| relay(&mut dir, &format!("10.{}.0.1", 30 + i), i == 0))
+            .collect();
+        let me = PeerId::random();
+        let avoid: HashSet<PeerId> = [relays[1]].into();
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let path = dir
+                .pick_path_avoiding(&me, 3, 16, End::Exit, &avoid, &mut rng)
+                .unwrap();
+            assert!(path.iter().all(|h| h.peer != relays[1]));
+        }
+        // Without them there is no path of three: then they are used after all.
+        let avoid: HashSet<PeerId> = [relays[1], relays[2]].into();
+        let path = dir
+            .pick_path_avoiding(&me, 3, 16, End::Exit, &avoid, &mut rng)
+            .unwrap();
+        assert_eq!(path.len(), 3);
+    }
+
+    #[test]
+    fn paths_end_at_the_relay_asked_for() {
+        let mut dir = Directory::default();
+        let relays: Vec<PeerId> = (0..4)
+            .map(|i| relay(&mut dir, &format!("10.{}.0.1", 40 + i), false))
+            .collect();
+        let me = PeerId::random();
+        let mut rng = rand::rng();
+        assert!(
+            dir.pick_path(&me, 3, 16, End::Exit, &mut rng).is_err(),
+            "no exit"
+        );
+        let at = dir
+            .relays()
+            .find(|r| r.hop.peer == relays[2])
+            .unwrap()
+            .hop
+            .clone();
+        for _ in 0..100 {
+            let path = dir.pick_path(&me, 3, 16, End::At(&at), &mut rng).unwrap();
+            assert_eq!(path[2].peer, relays[2]);
+            assert!(path[..2].iter().all(|h| h.peer != relays[2]));
+            assert_eq!(
+                dir.pick_path(&me, 3, 16, End::Any, &mut rng).unwrap().len(),
+                3
+            );
+        }
     }
 }

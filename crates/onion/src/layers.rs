@@ -139,6 +139,14 @@ pub fn push_hop(out: &mut Outbound, inb: &mut Inbound, keys: &Keys) {
     inb.0.push(Layer::new(&keys[32..64], &keys[96..128]));
 }
 
+/// Adds the client's keys to an onion service's two sides. The service is the client's
+/// hop beyond the rendezvous point, so it reads with the client's forward keys and
+/// writes with its backward ones.
+pub fn push_hop_reversed(out: &mut Outbound, inb: &mut Inbound, keys: &Keys) {
+    out.0.push(Layer::new(&keys[32..64], &keys[96..128]));
+    inb.0.push(Layer::new(&keys[0..32], &keys[64..96]));
+}
+
 impl Outbound {
     pub fn hops(&self) -> usize {
         self.0.len()

@@ -6,8 +6,10 @@
 //! the handshake ([`ntor`]), cells ([`cell`]) and the layered encryption with per-hop
 //! integrity ([`layers`]); relays and exits ([`relay`], [`exit`]), client circuits
 //! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]); signed relay
-//! descriptors ([`descriptor`]) and the relay list with path selection ([`directory`]).
-//! Spreading descriptors by gossip, guards, the service and onion services build on it.
+//! descriptors ([`descriptor`]) and the relay list with path selection ([`directory`]);
+//! which relays to leave out of paths ([`health`]); onion services ([`hs`], whose own
+//! docs give their protocol); the service on a node ([`service`], [`paths`],
+//! [`hosting`]). Guards, bandwidth measurement and congestion control are not built yet.
 //!
 //! # The circuit protocol, version 1
 //!
@@ -52,6 +54,9 @@ pub mod config;
 pub mod descriptor;
 pub mod directory;
 pub mod exit;
+pub mod health;
+pub mod hosting;
+pub mod hs;
 pub mod http;
 pub mod layers;
 pub mod link;
@@ -59,6 +64,7 @@ pub mod ntor;
 pub mod paths;
 pub mod proxy;
 pub mod relay;
+pub mod role;
 pub mod service;
 pub mod socks;
 pub mod stream;
@@ -95,6 +101,8 @@ pub enum OnionError {
     },
     #[error("onion key: {0}")]
     Key(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("no path: {0}")]
     NoPath(&'static str),
     #[error(transparent)]

@@ -74,6 +74,16 @@ impl OnionKey {
     }
 }
 
+/// What a handshake's keys bind a message to (ESTABLISH_INTRO signs it): both ends of
+/// that hop can compute it, nobody else can.
+pub fn binding(keys: &Keys) -> [u8; 32] {
+    use sha2::Digest;
+    Sha256::new_with_prefix(b"nodus-onion-binding-1")
+        .chain_update(&keys[..])
+        .finalize()
+        .into()
+}
+
 fn random32() -> [u8; 32] {
     let mut b = [0u8; 32];
     rand::fill(&mut b);

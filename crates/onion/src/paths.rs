@@ -1,6 +1,7 @@
-//! Circuits for the proxy from the relay list: a fresh path from the directory for each
-//! isolation key, kept while it works, replaced once closed. A path that fails to build
-//! is followed by another (three tries).
+//! Circuits from the relay list: for the proxy, a fresh path for each isolation key
+//! (and each onion service), kept while it works and replaced once closed; for onion
+//! services, paths to given introduction and rendezvous points. A path that fails to
+//! build is followed by another (three tries).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,13 +12,25 @@ use libp2p::PeerId;
 use nodus_net::NetworkHandle;
 
 use crate::OnionError;
-use crate::client::Circuit;
-use crate::directory::Directory;
+use crate::client::{Circuit, Partial};
+use crate::directory::{Directory, End};
+use crate::health::Health;
+use crate::hs::address::{self, ServiceId};
+use crate::hs::connect;
+use crate::hs::descriptor::Services;
 use crate::proxy::{Circuits, Isolation};
 
 const TRIES: usize = 3;
-/// Circuits held at once, one per isolation key: local programs choose the keys.
+/// Circuits held at once, one per isolation key and service: local programs choose
+/// the keys.
 pub const MAX_CIRCUITS: usize = 64;
+
+/// What a kept circuit is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Purpose {
+    Exit(Isolation),
+    Onion(Isolation, ServiceId),
+}
 
 pub struct DirectoryPaths {
     net: NetworkHandle,
@@ -25,7 +38,9 @@ pub struct DirectoryPaths {
     hops: usize,
     subnet_bits: u8,
     directory: Arc<Mutex<Directory>>,
-    built: tokio::sync::Mutex<HashMap<Isolation, (Arc<Circuit>, Instant)>>,
+    services: Arc<Mutex<Services>>,
+    health: Mutex<Health>,
+    built: tokio::sync::Mutex<HashMap<Purpose, (Arc<Circuit>, Instant)>>,
 }
 
 /// A circuit as `nodus onion circuits` shows it.
@@ -34,6 +49,13 @@ pub struct CircuitInfo {
     pub hops: Vec<String>,
     pub age_secs: u64,
     pub isolated: bool,
+    /// The onion service it reaches, if it goes to one rather than out of an exit.
+    #[serde(default)]
+    pub service: Option<String>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DirectoryPaths {
@@ -42,6 +64,7 @@ impl DirectoryPaths {
         hops: usize,
         subnet_bits: u8,
         directory: Arc<Mutex<Directory>>,
+        services: Arc<Mutex<Services>>,
     ) -> DirectoryPaths {
         DirectoryPaths {
             me: net.local_peer_id(),
@@ -49,6 +72,8 @@ impl DirectoryPaths {
             hops: hops.max(1),
             subnet_bits,
             directory,
+            services,
+            health: Mutex::default(),
             built: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -59,48 +84,124 @@ impl DirectoryPaths {
             .await
             .iter()
             .filter(|(_, (c, _))| !c.is_closed())
-            .map(|(iso, (c, at))| CircuitInfo {
+            .map(|(purpose, (c, at))| CircuitInfo {
                 hops: c.hops().iter().map(|p| p.to_string()).collect(),
                 age_secs: at.elapsed().as_secs(),
-                isolated: iso.is_some(),
+                isolated: match purpose {
+                    Purpose::Exit(i) | Purpose::Onion(i, _) => i.is_some(),
+                },
+                service: match purpose {
+                    Purpose::Onion(_, id) => Some(address::encode(id)),
+                    Purpose::Exit(_) => None,
+                },
             })
             .collect()
     }
 
-    async fn build(&self) -> Result<Circuit, OnionError> {
+    /// A built path of the configured length ending as `end` asks.
+    pub async fn partial(&self, end: End<'_>) -> Result<Partial, OnionError> {
         let mut last = OnionError::NoPath("no relay known yet");
         for _ in 0..TRIES {
-            let path = {
-                let dir = self.directory.lock().unwrap_or_else(|p| p.into_inner());
-                dir.pick_path(&self.me, self.hops, self.subnet_bits, &mut rand::rng())?
-            };
-            match Circuit::build(&self.net, &path).await {
-                Ok(c) => return Ok(c),
+            let avoid = lock(&self.health).avoided(Instant::now());
+            let path = lock(&self.directory).pick_path_avoiding(
+                &self.me,
+                self.hops,
+                self.subnet_bits,
+                end,
+                &avoid,
+                &mut rand::rng(),
+            )?;
+            let peers: Vec<PeerId> = path.iter().map(|h| h.peer).collect();
+            match Partial::build(&self.net, &path).await {
+                Ok(c) => {
+                    lock(&self.health).worked(&peers);
+                    return Ok(c);
+                }
                 Err(e) => {
                     tracing::debug!(target: "nodus::onion", "a circuit did not build: {e}");
+                    self.blame(&peers, &e);
                     last = e;
                 }
             }
         }
         Err(last)
     }
+
+    /// Marks whom a failed build points at (see [`crate::health`]).
+    fn blame(&self, path: &[PeerId], e: &OnionError) {
+        let now = Instant::now();
+        let mut health = lock(&self.health);
+        match e {
+            OnionError::ExtendFailed(peer) => health.unreachable(*peer, now),
+            OnionError::Net(_) => health.unreachable(path[0], now),
+            OnionError::Timeout(_)
+            | OnionError::CircuitClosed
+            | OnionError::Handshake(_)
+            | OnionError::Tampered => health.suspect(path, now),
+            _ => {}
+        }
+    }
+
+    /// Relays left out of paths now, for status.
+    pub fn avoided(&self) -> usize {
+        lock(&self.health).avoided(Instant::now()).len()
+    }
+
+    /// The descriptor of service `id`, if one has arrived.
+    pub fn service(&self, id: &ServiceId) -> Option<crate::hs::descriptor::Service> {
+        lock(&self.services).get(id).cloned()
+    }
+
+    pub fn net(&self) -> &NetworkHandle {
+        &self.net
+    }
+
+    async fn make(&self, purpose: &Purpose) -> Result<Circuit, OnionError> {
+        match purpose {
+            Purpose::Exit(_) => Ok(self
+                .partial(End::Exit)
+                .await?
+                .into_circuit(crate::client::Role::Client)),
+            Purpose::Onion(_, id) => {
+                let service = self.service(id).ok_or(OnionError::NoPath(
+                    "no descriptor of this onion service has arrived (is it running?)",
+                ))?;
+                connect::rendezvous(self, &service).await
+            }
+        }
+    }
 }
 
 impl Circuits for DirectoryPaths {
-    fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>> {
+    fn circuit(
+        &self,
+        isolation: Isolation,
+        host: &str,
+    ) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>> {
+        let purpose = if address::is_onion(host) {
+            match address::decode(host) {
+                Some(id) => Ok(Purpose::Onion(isolation, id)),
+                None => Err(OnionError::NoPath(
+                    "not an onion service address (56 characters, then .nodus)",
+                )),
+            }
+        } else {
+            Ok(Purpose::Exit(isolation))
+        };
         Box::pin(async move {
+            let purpose = purpose?;
             let mut built = self.built.lock().await;
-            if let Some((c, _)) = built.get(&isolation).filter(|(c, _)| !c.is_closed()) {
+            if let Some((c, _)) = built.get(&purpose).filter(|(c, _)| !c.is_closed()) {
                 return Ok(c.clone());
             }
             built.retain(|_, (c, _)| !c.is_closed());
-            if built.len() >= MAX_CIRCUITS && !built.contains_key(&isolation) {
+            if built.len() >= MAX_CIRCUITS && !built.contains_key(&purpose) {
                 return Err(OnionError::NoPath(
-                    "64 circuits (one per set of SOCKS credentials) are open",
+                    "64 circuits (one per set of SOCKS credentials and service) are open",
                 ));
             }
-            let c = Arc::new(self.build().await?);
-            built.insert(isolation, (c.clone(), Instant::now()));
+            let c = Arc::new(self.make(&purpose).await?);
+            built.insert(purpose, (c.clone(), Instant::now()));
             Ok(c)
         })
     }

@@ -15,7 +15,12 @@ pub type Isolation = Option<(Vec<u8>, Vec<u8>)>;
 
 /// Where the proxy gets circuits from.
 pub trait Circuits: Send + Sync + 'static {
-    fn circuit(&self, isolation: Isolation) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>>;
+    /// The circuit for a stream to `host`: through an exit, or to an onion service.
+    fn circuit(
+        &self,
+        isolation: Isolation,
+        host: &str,
+    ) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>>;
 }
 
 /// Serves SOCKS5 connections on `listener` until the task is dropped.
@@ -36,16 +41,30 @@ async fn connection(mut tcp: TcpStream, circuits: Arc<dyn Circuits>) -> Result<(
     let request = socks::accept(&mut r, &mut w)
         .await
         .map_err(|e| OnionError::Malformed(e.to_string()))?;
-    let opened = match circuits.circuit(request.isolation).await {
-        Ok(c) => c.connect(&request.target).await,
-        Err(e) => Err(e),
-    };
+    let host = crate::exit::parse_target(&request.target)
+        .map(|(h, _)| h)
+        .unwrap_or_default();
+    let mut opened = Err(OnionError::CircuitClosed);
+    // A circuit that closed under the request (a relay on it went away) is replaced by
+    // a new one, and the request tried again there, once.
+    for _ in 0..2 {
+        opened = match circuits.circuit(request.isolation.clone(), &host).await {
+            Ok(c) => c.connect(&request.target).await,
+            Err(e) => Err(e),
+        };
+        if !matches!(opened, Err(OnionError::CircuitClosed)) {
+            break;
+        }
+    }
     let mut stream = match opened {
         Ok(s) => s,
         Err(e) => {
             let code = match &e {
                 OnionError::StreamRefused(reason) => Reply::for_end(*reason),
                 OnionError::Timeout(_) => Reply::TtlExpired,
+                OnionError::NoPath(_) if crate::hs::address::is_onion(&host) => {
+                    Reply::HostUnreachable
+                }
                 _ => Reply::GeneralFailure,
             };
             socks::reply(&mut w, code).await?;

@@ -7,7 +7,7 @@
 //! keystream in one order), one reads the next hop's side, and one per exit stream.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::io::{ReadHalf, WriteHalf};
@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use crate::OnionError;
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
 use crate::exit::{self, ExitPolicy};
+use crate::hs::address::ServiceId;
+use crate::hs::messages::{self, Cookie, EstablishIntro, Introduce};
 use crate::layers::{Backward, HopLayers};
 use crate::link::{PROTOCOL, read_cell, write_cell};
 use crate::ntor::{self, CREATE_LEN, CREATED_LEN, OnionKey, RelayId};
@@ -47,14 +49,46 @@ pub enum View {
     Exit { prev: PeerId, target: String },
 }
 
+impl View {
+    /// The peers this view names.
+    pub fn peers(&self) -> Vec<PeerId> {
+        match self {
+            View::Created { prev } | View::Exit { prev, .. } => vec![*prev],
+            View::Extended { prev, next } => vec![*prev, *next],
+        }
+    }
+}
+
+/// A [`View`] and which of this relay's circuits it is of (a number local to the relay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub circuit: u64,
+    pub view: View,
+}
+
 pub struct Relay {
     pub id: RelayId,
     /// The current onion key first, then older ones still accepted.
     pub keys: Vec<OnionKey>,
     /// Set on an exit.
     pub exit: Option<ExitPolicy>,
-    pub views: broadcast::Sender<View>,
+    pub views: broadcast::Sender<Seen>,
+    /// Onion services this relay introduces: each one's circuit here.
+    intros: Mutex<HashMap<ServiceId, mpsc::Sender<Out>>>,
+    /// Rendezvous cookies waiting for their service.
+    rendezvous: Mutex<HashMap<Cookie, Waiting>>,
+    /// Circuits taken so far, which numbers them in views.
+    circuits: std::sync::atomic::AtomicU64,
 }
+
+/// A client circuit at its rendezvous point, until the service's circuit arrives.
+struct Waiting {
+    out: mpsc::Sender<Out>,
+    joined: Arc<OnceLock<mpsc::Sender<Out>>>,
+}
+
+/// Cookies one relay holds at once.
+pub const MAX_RENDEZVOUS: usize = 4096;
 
 impl Relay {
     pub fn new(peer: &PeerId, key: OnionKey, exit: Option<ExitPolicy>) -> Relay {
@@ -63,27 +97,53 @@ impl Relay {
             keys: vec![key],
             exit,
             views: broadcast::channel(256).0,
+            intros: Mutex::default(),
+            rendezvous: Mutex::default(),
+            circuits: Default::default(),
         }
     }
 
-    fn saw(&self, v: View) {
-        let _ = self.views.send(v);
+    fn saw(&self, circuit: u64, view: View) {
+        let _ = self.views.send(Seen { circuit, view });
+    }
+
+    /// Services with a live introduction circuit here.
+    pub fn introducing(&self) -> usize {
+        lock(&self.intros).len()
     }
 }
 
-/// Accepts circuits on `/nodus/onion/1` until the overlay stops.
-pub fn spawn(net: NetworkHandle, relay: Arc<Relay>) -> Result<JoinHandle<()>, OnionError> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Accepts circuits on `/nodus/onion/1` until the overlay stops or `stop` turns true.
+pub fn spawn(
+    net: NetworkHandle,
+    relay: Arc<Relay>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, OnionError> {
     let mut incoming = net
         .incoming(PROTOCOL)
         .map_err(|e| OnionError::Net(e.to_string()))?;
+    // The circuits are this task's own: stopping the relay (aborting the task, as a
+    // node stopping or crashing does) ends every one of them.
     Ok(tokio::spawn(async move {
-        while let Some((peer, stream)) = incoming.next().await {
-            let (net, relay) = (net.clone(), relay.clone());
-            tokio::spawn(async move {
-                if let Err(e) = circuit(net, relay, peer, stream).await {
-                    tracing::debug!(target: "nodus::onion", "circuit ended: {e}");
+        let mut circuits = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { break };
+                    let (net, relay) = (net.clone(), relay.clone());
+                    circuits.spawn(async move {
+                        if let Err(e) = circuit(net, relay, peer, stream).await {
+                            tracing::debug!(target: "nodus::onion", "circuit ended: {e}");
+                        }
+                    });
                 }
-            });
+                Some(_) = circuits.join_next() => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
         }
     }))
 }
@@ -107,7 +167,11 @@ async fn circuit(
     let keys: Vec<&OnionKey> = relay.keys.iter().collect();
     let (created, hop_keys) = ntor::respond(&relay.id, &keys, &first.body[..CREATE_LEN])?;
     write_cell(&mut stream, &Cell::new(Command::Created, &created)).await?;
-    relay.saw(View::Created { prev });
+    let number = relay
+        .circuits
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    relay.saw(number, View::Created { prev });
+    let binding = ntor::binding(&hop_keys);
     let HopLayers {
         mut forward,
         backward,
@@ -123,6 +187,11 @@ async fn circuit(
         next: None,
         upstream: None,
         streams: HashMap::new(),
+        binding,
+        number,
+        joined: Arc::default(),
+        introducing: None,
+        cookie: None,
     };
     let result = loop {
         let cell = match read_cell(&mut from_prev).await {
@@ -172,12 +241,27 @@ struct Circuit {
     next: Option<WriteHalf<Stream>>,
     upstream: Option<JoinHandle<()>>,
     streams: HashMap<u16, (StreamSlot, JoinHandle<()>)>,
+    /// What this hop's handshake binds to (onion services sign it).
+    binding: [u8; 32],
+    /// This circuit's number in views.
+    number: u64,
+    /// At a rendezvous point, the other circuit's writer once the two are joined.
+    joined: Arc<OnceLock<mpsc::Sender<Out>>>,
+    introducing: Option<ServiceId>,
+    cookie: Option<Cookie>,
 }
 
 impl Circuit {
     async fn pass_on(&mut self, cell: Cell) -> Result<(), OnionError> {
-        match &mut self.next {
-            Some(next) => write_cell(next, &cell).await,
+        if let Some(next) = &mut self.next {
+            return write_cell(next, &cell).await;
+        }
+        match self.joined.get() {
+            // A rendezvous point: on along the other circuit.
+            Some(other) => other
+                .send(Out::Wrap(cell.body))
+                .await
+                .map_err(|_| OnionError::CircuitClosed),
             // The last hop, and nobody recognized it: changed on the way.
             None => Err(OnionError::Tampered),
         }
@@ -205,10 +289,107 @@ impl Circuit {
                 Ok(())
             }
             RelayCommand::Drop => Ok(()),
-            RelayCommand::Connected | RelayCommand::Extended => Err(OnionError::Malformed(
-                format!("{:?} sent toward the exit", m.command),
-            )),
+            RelayCommand::EstablishIntro => self.establish_intro(&m.data).await,
+            RelayCommand::Introduce1 => self.introduce(m.data).await,
+            RelayCommand::EstablishRendezvous => self.establish_rendezvous(&m.data).await,
+            RelayCommand::Rendezvous1 => self.rendezvous(&m.data).await,
+            RelayCommand::Connected
+            | RelayCommand::Extended
+            | RelayCommand::IntroEstablished
+            | RelayCommand::Introduce2
+            | RelayCommand::IntroduceAck
+            | RelayCommand::RendezvousEstablished
+            | RelayCommand::Rendezvous2 => Err(OnionError::Malformed(format!(
+                "{:?} sent toward the exit",
+                m.command
+            ))),
         }
+    }
+
+    /// Onion-service messages go to the last hop only, and one role per circuit.
+    fn last_and_unused(&self, what: &str) -> Result<(), OnionError> {
+        if self.next.is_some()
+            || self.introducing.is_some()
+            || self.cookie.is_some()
+            || self.joined.get().is_some()
+        {
+            return Err(OnionError::Malformed(format!("{what} out of turn")));
+        }
+        Ok(())
+    }
+
+    async fn reply(&self, command: RelayCommand, data: Vec<u8>) {
+        let _ = self
+            .out
+            .send(Out::Msg(RelayMsg::new(command, 0, data)))
+            .await;
+    }
+
+    async fn establish_intro(&mut self, data: &[u8]) -> Result<(), OnionError> {
+        self.last_and_unused("ESTABLISH_INTRO")?;
+        let service = EstablishIntro::verify(data, &self.binding)?;
+        // A newer circuit from the same service replaces the older.
+        lock(&self.relay.intros).insert(service, self.out.clone());
+        self.introducing = Some(service);
+        self.reply(RelayCommand::IntroEstablished, Vec::new()).await;
+        Ok(())
+    }
+
+    async fn introduce(&mut self, data: Vec<u8>) -> Result<(), OnionError> {
+        if self.next.is_some() {
+            return Err(OnionError::Malformed("INTRODUCE1 out of turn".into()));
+        }
+        let service = Introduce::decode(&data)?.service;
+        let to = lock(&self.relay.intros).get(&service).cloned();
+        // A service slow to read loses the introduction rather than holding this circuit.
+        let passed = to.is_some_and(|to| {
+            to.try_send(Out::Msg(RelayMsg::new(RelayCommand::Introduce2, 0, data)))
+                .is_ok()
+        });
+        self.reply(RelayCommand::IntroduceAck, vec![u8::from(!passed)])
+            .await;
+        Ok(())
+    }
+
+    async fn establish_rendezvous(&mut self, data: &[u8]) -> Result<(), OnionError> {
+        self.last_and_unused("ESTABLISH_RENDEZVOUS")?;
+        let cookie: Cookie = data
+            .try_into()
+            .map_err(|_| OnionError::Malformed("ESTABLISH_RENDEZVOUS length".into()))?;
+        {
+            let mut waiting = lock(&self.relay.rendezvous);
+            if waiting.len() >= MAX_RENDEZVOUS || waiting.contains_key(&cookie) {
+                return Err(OnionError::Malformed("rendezvous cookie refused".into()));
+            }
+            waiting.insert(
+                cookie,
+                Waiting {
+                    out: self.out.clone(),
+                    joined: self.joined.clone(),
+                },
+            );
+        }
+        self.cookie = Some(cookie);
+        self.reply(RelayCommand::RendezvousEstablished, Vec::new())
+            .await;
+        Ok(())
+    }
+
+    async fn rendezvous(&mut self, data: &[u8]) -> Result<(), OnionError> {
+        self.last_and_unused("RENDEZVOUS1")?;
+        let (cookie, created) = messages::split_rendezvous1(data)?;
+        let client = lock(&self.relay.rendezvous)
+            .remove(&cookie)
+            .ok_or_else(|| OnionError::Malformed("RENDEZVOUS1 with an unknown cookie".into()))?;
+        let m = RelayMsg::new(RelayCommand::Rendezvous2, 0, created.to_vec());
+        client
+            .out
+            .send(Out::Msg(m))
+            .await
+            .map_err(|_| OnionError::CircuitClosed)?;
+        let _ = client.joined.set(self.out.clone());
+        let _ = self.joined.set(client.out);
+        Ok(())
     }
 
     async fn extend(&mut self, data: &[u8]) -> Result<(), OnionError> {
@@ -232,10 +413,13 @@ impl Circuit {
             .unwrap_or(Err(OnionError::Timeout("the next hop")));
         match connected {
             Ok(created) => {
-                self.relay.saw(View::Extended {
-                    prev: self.prev,
-                    next,
-                });
+                self.relay.saw(
+                    self.number,
+                    View::Extended {
+                        prev: self.prev,
+                        next,
+                    },
+                );
                 let m = RelayMsg::new(RelayCommand::Extended, 0, created);
                 let _ = self.out.send(Out::Msg(m)).await;
                 Ok(())
@@ -277,9 +461,7 @@ impl Circuit {
         if id == 0 || self.streams.contains_key(&id) || self.streams.len() >= MAX_STREAMS {
             return Err(OnionError::Malformed(format!("BEGIN on stream {id}")));
         }
-        let refuse = move |reason: EndReason| {
-            Out::Msg(RelayMsg::new(RelayCommand::End, id, vec![reason as u8]))
-        };
+        let refuse = move |reason: EndReason| Out::Msg(stream::end(id, reason));
         let Some(policy) = self.relay.exit.clone() else {
             let _ = self.out.send(refuse(EndReason::ExitPolicy)).await;
             return Ok(());
@@ -288,40 +470,69 @@ impl Circuit {
             let _ = self.out.send(refuse(EndReason::Misc)).await;
             return Ok(());
         };
-        self.relay.saw(View::Exit {
-            prev: self.prev,
-            target: target.clone(),
-        });
+        self.relay.saw(
+            self.number,
+            View::Exit {
+                prev: self.prev,
+                target: target.clone(),
+            },
+        );
         let (slot, incoming) = stream::slot();
         let window = slot.window.clone();
-        let out = self.out.clone();
-        let task = tokio::spawn(async move {
-            match exit::connect(&policy, &target).await {
-                Ok(tcp) => {
-                    let m = RelayMsg::new(RelayCommand::Connected, id, Vec::new());
-                    if out.send(Out::Msg(m)).await.is_ok() {
-                        stream::pump(id, tcp, incoming, window, out).await;
-                    }
-                }
-                Err(reason) => {
-                    let _ = out.send(refuse(reason)).await;
-                }
-            }
-        });
+        let connect = async move { exit::connect(&policy, &target).await };
+        let task = tokio::spawn(stream::answer_begin(
+            id,
+            connect,
+            incoming,
+            window,
+            self.out.clone(),
+        ));
         self.streams.insert(id, (slot, task));
         Ok(())
     }
 
+    /// Ends the circuit toward both neighbours; the rest is let go in `drop`.
     async fn close(&mut self) {
-        for (_, (_, task)) in self.streams.drain() {
-            task.abort();
+        if let Some(other) = self.joined.get() {
+            let _ = other.send(Out::Destroy).await;
         }
         if let Some(mut next) = self.next.take() {
             let _ = write_cell(&mut next, &Cell::new(Command::Destroy, &[0])).await;
             let _ = next.close().await;
         }
+    }
+}
+
+/// Also when the relay is stopped mid-circuit (its task aborted): nothing of the
+/// circuit outlives it, or cells would go on flowing through a relay that is gone.
+impl Drop for Circuit {
+    fn drop(&mut self) {
+        for (_, (_, task)) in self.streams.drain() {
+            task.abort();
+        }
         if let Some(up) = self.upstream.take() {
             up.abort();
+        }
+        if let Some(service) = self.introducing.take() {
+            let mut intros = lock(&self.relay.intros);
+            if intros
+                .get(&service)
+                .is_some_and(|o| o.same_channel(&self.out))
+            {
+                intros.remove(&service);
+            }
+        }
+        if let Some(cookie) = self.cookie.take() {
+            let mut waiting = lock(&self.relay.rendezvous);
+            if waiting
+                .get(&cookie)
+                .is_some_and(|w| w.out.same_channel(&self.out))
+            {
+                waiting.remove(&cookie);
+            }
+        }
+        if let Some(other) = self.joined.get() {
+            let _ = other.try_send(Out::Destroy);
         }
     }
 }

@@ -18,14 +18,19 @@ use crate::OnionError;
 use crate::config::OnionConfig;
 use crate::descriptor::Descriptor;
 use crate::directory::Directory;
-use crate::exit::ExitPolicy;
+use crate::hosting::Hosting;
+use crate::hs::descriptor::Services;
+use crate::hs::host::{HostStatus, Publish};
 use crate::ntor::OnionKey;
-use crate::paths::{CircuitInfo, DirectoryPaths};
+use crate::paths::{CircuitInfo, DirectoryPaths, lock};
 use crate::proxy;
-use crate::relay::{self, Relay};
+use crate::relay::Relay;
+use crate::role::{Relaying, Role};
 
 /// The gossip topic relays publish their descriptors on.
 pub const TOPIC: &str = "nodus/onion/relays/1";
+/// The gossip topic onion services publish their descriptors on.
+pub const SERVICES_TOPIC: &str = "nodus/onion/services/1";
 
 /// What `GET /api/v1/onion` shows.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -35,7 +40,13 @@ pub struct Status {
     pub socks: String,
     pub relays_known: usize,
     pub exits_known: usize,
+    /// Onion services whose descriptors this node holds.
+    #[serde(default)]
+    pub services_known: usize,
     pub circuits: Vec<CircuitInfo>,
+    /// The onion services this node runs.
+    #[serde(default)]
+    pub services: Vec<HostStatus>,
 }
 
 #[derive(Clone)]
@@ -43,7 +54,9 @@ pub struct OnionHandle {
     socks: SocketAddr,
     directory: Arc<Mutex<Directory>>,
     paths: Arc<DirectoryPaths>,
-    relay: Option<Arc<Relay>>,
+    relaying: Arc<Relaying>,
+    services: Arc<Mutex<Services>>,
+    hosting: Arc<Hosting>,
 }
 
 impl OnionHandle {
@@ -52,14 +65,34 @@ impl OnionHandle {
             let d = lock(&self.directory);
             (d.len(), d.relays().filter(|r| r.exit).count())
         };
+        let services_known = lock(&self.services).len();
+        let role = self.relaying.role();
         Status {
-            relay: self.relay.is_some(),
-            exit: self.relay.as_ref().is_some_and(|r| r.exit.is_some()),
+            relay: role.relay,
+            exit: role.exit,
             socks: self.socks.to_string(),
             relays_known,
             exits_known,
+            services_known,
             circuits: self.paths.circuits().await,
+            services: self.hosting.status(),
         }
+    }
+
+    /// Runs local `port` as an onion service clients reach at `virtual_port`.
+    pub fn serve(&self, port: u16, virtual_port: u16) -> Result<HostStatus, OnionError> {
+        self.hosting.serve(port, virtual_port)
+    }
+
+    /// Stops the onion service of local `port` (its key, so its address, is kept).
+    pub fn unserve(&self, port: u16) -> Result<bool, OnionError> {
+        self.hosting.unserve(port)
+    }
+
+    /// When the newest descriptor held of the service at `address` was published.
+    pub fn service_published_ms(&self, address: &str) -> Option<u64> {
+        let id = crate::hs::address::decode(address)?;
+        lock(&self.services).get(&id).map(|s| s.published_ms)
     }
 
     /// `host:port` of the SOCKS5 proxy.
@@ -68,16 +101,24 @@ impl OnionHandle {
     }
 
     /// This node's relay, when it is one (tests watch its views).
-    pub fn relay(&self) -> Option<&Arc<Relay>> {
-        self.relay.as_ref()
+    pub fn relay(&self) -> Option<Arc<Relay>> {
+        self.relaying.relay()
+    }
+
+    /// Relays (and exits) from now on, or stops; kept in `onion/role.json` across
+    /// restarts.
+    pub async fn set_role(&self, relay: bool, exit: bool) -> Result<Role, OnionError> {
+        if exit && !relay {
+            return Err(OnionError::BadRequest(
+                "an exit is a relay too: turn the relay on with --exit, not off".into(),
+            ));
+        }
+        self.relaying.set(Role { relay, exit }, true).await?;
+        Ok(self.relaying.role())
     }
 }
 
-fn lock(d: &Mutex<Directory>) -> std::sync::MutexGuard<'_, Directory> {
-    d.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -107,6 +148,7 @@ pub fn onion_key(dir: &Path) -> Result<OnionKey, OnionError> {
     }
 }
 
+#[derive(Clone)]
 pub struct Metrics {
     pub descriptors_accepted: Counter,
     pub descriptors_refused: Counter,
@@ -120,12 +162,12 @@ impl Metrics {
         };
         r.register(
             "descriptors_accepted",
-            "Relay descriptors taken into the relay list",
+            "Relay and onion service descriptors taken in",
             m.descriptors_accepted.clone(),
         );
         r.register(
             "descriptors_refused",
-            "Relay descriptors refused (bad signature, malformed, from the future)",
+            "Relay and onion service descriptors refused (bad signature, malformed, from the future)",
             m.descriptors_refused.clone(),
         );
         m
@@ -143,38 +185,33 @@ pub async fn start(
 ) -> Result<(OnionHandle, Vec<JoinHandle<()>>), OnionError> {
     let onion_key = onion_key(dir)?;
     let directory = Arc::new(Mutex::new(Directory::default()));
+    let services = Arc::new(Mutex::new(Services::default()));
     let mut tasks = Vec::new();
-    let gossip = net
-        .subscribe_validated(TOPIC)
-        .await
-        .map_err(|e| OnionError::Net(e.to_string()))?;
-    tasks.push(tokio::spawn(take_descriptors(
-        net.clone(),
-        gossip,
-        directory.clone(),
-        metrics,
-        shutdown.clone(),
-    )));
-    let relay = if config.relay {
-        let exit = config.exit.then(|| ExitPolicy {
-            allow_private: config.exit_allow_private,
-            reject_ports: config.exit_reject_ports.clone(),
-        });
-        let me = net.local_peer_id();
-        let relay = Arc::new(Relay::new(&me, onion_key.clone(), exit));
-        tasks.push(relay::spawn(net.clone(), relay.clone())?);
-        tasks.push(tokio::spawn(publish(
+    for (topic, list) in [
+        (TOPIC, List::Relays(directory.clone())),
+        (SERVICES_TOPIC, List::Services(services.clone())),
+    ] {
+        let gossip = net
+            .subscribe_validated(topic)
+            .await
+            .map_err(|e| OnionError::Net(e.to_string()))?;
+        tasks.push(tokio::spawn(take_descriptors(
             net.clone(),
-            key,
-            onion_key.public(),
-            config.exit,
-            Duration::from_secs(config.publish_secs.max(1)),
+            gossip,
+            list,
+            metrics.clone(),
             shutdown.clone(),
         )));
-        Some(relay)
-    } else {
-        None
-    };
+    }
+    let relaying = Arc::new(Relaying::new(
+        net.clone(),
+        key,
+        onion_key,
+        &config,
+        dir,
+        shutdown.clone(),
+    ));
+    relaying.set(Role::load(dir, &config)?, false).await?;
     let (listener, socks) = nodus_service::server::bind(&config.socks_listen)
         .await
         .map_err(|source| OnionError::Listen {
@@ -186,7 +223,22 @@ pub async fn start(
         config.hops,
         config.path_subnet_bits,
         directory.clone(),
+        services.clone(),
     ));
+    let publish: Publish = {
+        let (net, services) = (net.clone(), services.clone());
+        Arc::new(move |signed: Vec<u8>| {
+            let _ = lock(&services).insert(&signed, now_ms());
+            let net = net.clone();
+            Box::pin(async move { net.publish(SERVICES_TOPIC, signed).await.is_ok() })
+        })
+    };
+    let hosting = Arc::new(Hosting::start(
+        dir.to_path_buf(),
+        paths.clone(),
+        Duration::from_secs(config.publish_secs.max(1)),
+        publish,
+    )?);
     let serving = proxy::serve(listener, paths.clone());
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
@@ -195,24 +247,48 @@ pub async fn start(
             _ = stop.wait_for(|s| *s) => {}
         }
     }));
-    tracing::info!(target: "nodus::onion", "SOCKS5 proxy on {socks}{}", if relay.is_some() { ", relaying" } else { "" });
+    tracing::info!(target: "nodus::onion", "SOCKS5 proxy on {socks}{}", if relaying.role().relay { ", relaying" } else { "" });
     Ok((
         OnionHandle {
             socks,
             directory,
             paths,
-            relay,
+            relaying,
+            services,
+            hosting,
         },
         tasks,
     ))
 }
 
-/// Feeds the relay list from gossip: a good descriptor is passed on, a bad one counts
-/// against whoever forwarded it.
+/// A list gossip feeds.
+enum List {
+    Relays(Arc<Mutex<Directory>>),
+    Services(Arc<Mutex<Services>>),
+}
+
+impl List {
+    fn insert(&self, signed: &[u8], now: u64) -> Result<bool, OnionError> {
+        match self {
+            List::Relays(d) => lock(d).insert(signed, now),
+            List::Services(s) => lock(s).insert(signed, now),
+        }
+    }
+
+    fn expire(&self, now: u64) {
+        match self {
+            List::Relays(d) => lock(d).expire(now),
+            List::Services(s) => lock(s).expire(now),
+        }
+    }
+}
+
+/// Feeds a list from gossip: a good descriptor is passed on, a bad one counts against
+/// whoever forwarded it.
 async fn take_descriptors(
     net: NetworkHandle,
     mut gossip: tokio::sync::mpsc::Receiver<nodus_net::GossipMessage>,
-    directory: Arc<Mutex<Directory>>,
+    list: List,
     metrics: Metrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -221,7 +297,7 @@ async fn take_descriptors(
         tokio::select! {
             m = gossip.recv() => {
                 let Some(m) = m else { return };
-                let taken = lock(&directory).insert(&m.data, now_ms());
+                let taken = list.insert(&m.data, now_ms());
                 let verdict = match taken {
                     Ok(true) => {
                         metrics.descriptors_accepted.inc();
@@ -236,7 +312,7 @@ async fn take_descriptors(
                 };
                 net.validate(&m, verdict);
             }
-            _ = expiry.tick() => lock(&directory).expire(now_ms()),
+            _ = expiry.tick() => list.expire(now_ms()),
             _ = shutdown.wait_for(|s| *s) => return,
         }
     }
@@ -273,7 +349,7 @@ fn published_addrs(external: &[String], listen: &[String]) -> Vec<Multiaddr> {
 /// Publishes this relay's descriptor now and every `every` (a fresh one each time, so
 /// gossip never takes it for a duplicate); until the first publish reaches a peer, every
 /// second.
-async fn publish(
+pub(crate) async fn publish(
     net: NetworkHandle,
     key: Keypair,
     onion_key: [u8; 32],

@@ -60,6 +60,36 @@ impl StreamSlot {
     }
 }
 
+/// The far end of a new stream (an exit, an onion service): `connect` reaches the
+/// destination; then CONNECTED and the pump, or END with the reason it failed.
+pub async fn answer_begin<S, F>(
+    id: u16,
+    connect: F,
+    incoming: mpsc::Receiver<Vec<u8>>,
+    window: Arc<Semaphore>,
+    out: mpsc::Sender<Out>,
+) where
+    S: AsyncRead + AsyncWrite,
+    F: std::future::Future<Output = Result<S, EndReason>>,
+{
+    match connect.await {
+        Ok(io) => {
+            let m = RelayMsg::new(RelayCommand::Connected, id, Vec::new());
+            if out.send(Out::Msg(m)).await.is_ok() {
+                pump(id, io, incoming, window, out).await;
+            }
+        }
+        Err(reason) => {
+            let _ = out.send(Out::Msg(end(id, reason))).await;
+        }
+    }
+}
+
+/// END on stream `id` for `reason`.
+pub fn end(id: u16, reason: EndReason) -> RelayMsg {
+    RelayMsg::new(RelayCommand::End, id, vec![reason as u8])
+}
+
 /// Moves bytes between `io` and the circuit until either side ends the stream.
 pub async fn pump<S: AsyncRead + AsyncWrite>(
     id: u16,
@@ -85,8 +115,7 @@ pub async fn pump<S: AsyncRead + AsyncWrite>(
                 return;
             }
         }
-        let end = RelayMsg::new(RelayCommand::End, id, vec![EndReason::Done as u8]);
-        let _ = out.send(Out::Msg(end)).await;
+        let _ = out.send(Out::Msg(end(id, EndReason::Done))).await;
     };
     let down = async {
         let mut delivered = 0;

@@ -17,7 +17,7 @@ use nodus_onion::client::{Circuit, Hop};
 use nodus_onion::exit::ExitPolicy;
 use nodus_onion::link::PROTOCOL;
 use nodus_onion::ntor::OnionKey;
-use nodus_onion::relay::{self, Relay, View};
+use nodus_onion::relay::{self, Relay, Seen, View};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -48,7 +48,8 @@ async fn node(ip: &str) -> Node {
 struct RelayNode {
     node: Node,
     hop: Hop,
-    views: broadcast::Receiver<View>,
+    views: broadcast::Receiver<Seen>,
+    _stop: tokio::sync::watch::Sender<bool>,
 }
 
 async fn relay_node(ip: &str, exit: Option<ExitPolicy>) -> RelayNode {
@@ -60,14 +61,21 @@ async fn relay_node(ip: &str, exit: Option<ExitPolicy>) -> RelayNode {
     };
     let relay = Arc::new(Relay::new(&hop.peer, key, exit));
     let views = relay.views.subscribe();
-    relay::spawn(node.net.clone(), relay).unwrap();
-    RelayNode { node, hop, views }
+    // Stopped when the test drops it.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    relay::spawn(node.net.clone(), relay, stopped).unwrap();
+    RelayNode {
+        node,
+        hop,
+        views,
+        _stop: stop,
+    }
 }
 
 fn seen(r: &mut RelayNode) -> Vec<View> {
     let mut v = Vec::new();
     while let Ok(x) = r.views.try_recv() {
-        v.push(x);
+        v.push(x.view);
     }
     v
 }

@@ -6,6 +6,10 @@
 mod onion_cell;
 #[path = "oracle/onion_descriptor.rs"]
 mod onion_descriptor;
+#[path = "oracle/onion_hs_message.rs"]
+mod onion_hs_message;
+#[path = "oracle/onion_service_descriptor.rs"]
+mod onion_service_descriptor;
 #[path = "oracle/onion_socks.rs"]
 mod onion_socks;
 
@@ -20,7 +24,62 @@ fn the_kept_corpus_passes_every_oracle() {
         ("onion_cell", onion_cell::check as fn(&[u8])),
         ("onion_socks", onion_socks::check as fn(&[u8])),
         ("onion_descriptor", onion_descriptor::check as fn(&[u8])),
+        (
+            "onion_service_descriptor",
+            onion_service_descriptor::check as fn(&[u8]),
+        ),
+        ("onion_hs_message", onion_hs_message::check as fn(&[u8])),
     ]);
+}
+
+/// Real onion-service messages for the corpus and the properties below: a signed
+/// descriptor, an ESTABLISH_INTRO for binding `[7; 32]`, an INTRODUCE, a RENDEZVOUS1.
+fn real_hs_inputs() -> (Vec<u8>, Vec<Vec<u8>>) {
+    use nodus_onion::client::Hop;
+    use nodus_onion::hs::address::ServiceKeys;
+    use nodus_onion::hs::messages::{EstablishIntro, IntroPayload, Introduce};
+    let keys = ServiceKeys::generate();
+    let hop = Hop {
+        peer: libp2p::PeerId::random(),
+        onion_key: [4; 32],
+    };
+    let descriptor =
+        nodus_onion::hs::descriptor::sign(&keys, &[hop.clone(), hop.clone()], 1_000).unwrap();
+    let establish = EstablishIntro::new(&keys, &[7; 32]).unwrap().encode();
+    let payload = IntroPayload {
+        rendezvous: hop.peer.to_bytes(),
+        rendezvous_key: [5; 32],
+        cookie: [6; 20],
+        create: vec![1; nodus_onion::ntor::CREATE_LEN],
+    };
+    let introduce = Introduce::seal(keys.id(), &keys.ntor.public(), &payload)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let rendezvous = [[9u8; 20].as_slice(), &[2u8; 64]].concat();
+    let messages = [(0u8, establish), (1, introduce), (2, rendezvous)]
+        .into_iter()
+        .map(|(k, m)| [vec![k], m].concat())
+        .collect();
+    (descriptor, messages)
+}
+
+/// Writes the real inputs into the corpus when `NODUS_WRITE_CORPUS` is set (run once
+/// when the formats change).
+#[test]
+fn real_onion_service_inputs_pass_and_seed_the_corpus() {
+    let (descriptor, messages) = real_hs_inputs();
+    onion_service_descriptor::check(&descriptor);
+    for m in &messages {
+        onion_hs_message::check(m);
+    }
+    if std::env::var_os("NODUS_WRITE_CORPUS").is_some() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        std::fs::write(dir.join("onion_service_descriptor/real"), &descriptor).unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            std::fs::write(dir.join(format!("onion_hs_message/real-{i}")), m).unwrap();
+        }
+    }
 }
 
 proptest! {
@@ -41,6 +100,30 @@ proptest! {
         signed[i] = to;
         onion_descriptor::check(&signed);
     }
+    #[test]
+    fn onion_service_descriptor_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        onion_service_descriptor::check(&data);
+    }
+
+    /// Real onion-service inputs with one byte changed: refused, or still well-formed.
+    #[test]
+    fn onion_service_inputs_changed(at in any::<usize>(), to in any::<u8>(), which in 0usize..4) {
+        let (descriptor, messages) = real_hs_inputs();
+        let mut input = if which == 3 { descriptor } else { messages[which].clone() };
+        let i = at % input.len();
+        input[i] = to;
+        if which == 3 {
+            onion_service_descriptor::check(&input);
+        } else {
+            onion_hs_message::check(&input);
+        }
+    }
+
+    #[test]
+    fn onion_hs_message_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        onion_hs_message::check(&data);
+    }
+
     #[test]
     fn onion_socks_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         onion_socks::check(&data);

@@ -583,6 +583,34 @@ pub mod onion {
         .await
     }
 
+    /// The peers a relay's views named since the last call, circuit by circuit.
+    pub fn peers_by_circuit(
+        rx: &mut tokio::sync::broadcast::Receiver<nodus_onion::relay::Seen>,
+    ) -> std::collections::HashMap<u64, Vec<libp2p::PeerId>> {
+        let mut peers: std::collections::HashMap<u64, Vec<libp2p::PeerId>> = Default::default();
+        while let Ok(s) = rx.try_recv() {
+            peers.entry(s.circuit).or_default().extend(s.view.peers());
+        }
+        peers
+    }
+
+    /// Waits until node `k` holds a descriptor of the onion service at `address`
+    /// published after `after_ms` (milliseconds since the epoch).
+    pub async fn wait_service(
+        net: &Testnet,
+        k: usize,
+        address: &str,
+        after_ms: u64,
+        timeout: Duration,
+    ) -> Result<(), TestnetError> {
+        let (h, address) = (handle(net, k).clone(), address.to_string());
+        wait_until(timeout, "the onion service's descriptor", move || {
+            let published = h.service_published_ms(&address);
+            async move { published.is_some_and(|p| p > after_ms) }
+        })
+        .await
+    }
+
     /// Opens `target` (`host:port`) through a SOCKS5 proxy, with `user:pass` if given
     /// (which picks the circuit). The smallest client RFC 1928 allows, as a program
     /// would: no-auth or username/password, CONNECT to a domain name.
@@ -637,6 +665,169 @@ pub mod onion {
         Ok(all.split_off(at + 4))
     }
 
+    /// Reads an HTTP answer's head, then up to `want` bytes of its body (all of it if the
+    /// stream ends first); the body read (empty if no head came).
+    pub async fn read_http_body(s: &mut tokio::net::TcpStream, want: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut body_at = None;
+        loop {
+            if let Some(at) = body_at
+                && all.len() - at >= want
+            {
+                break;
+            }
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+            if body_at.is_none() {
+                body_at = all.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+            }
+        }
+        match body_at {
+            Some(at) => all.split_off(at),
+            None => Vec::new(),
+        }
+    }
+
+    /// What is left on `s` until it ends (or breaks).
+    pub async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+        let mut rest = Vec::new();
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n @ 1..) = s.read(&mut buf).await {
+            rest.extend_from_slice(&buf[..n]);
+        }
+        rest
+    }
+
+    /// What [`kill_the_middle_mid_download`] saw.
+    #[derive(Debug)]
+    pub struct Resumed {
+        /// The relay killed: the middle of the client's circuit.
+        pub killed: libp2p::PeerId,
+        /// Bytes that came before the kill, and in all on the broken stream.
+        pub before: usize,
+        pub broken_at: usize,
+        /// The relays of the circuit the request went on to.
+        pub new_hops: Vec<String>,
+        /// Whether the parts put together are the page.
+        pub whole: bool,
+    }
+
+    /// Downloads `size` bytes through node `client`'s proxy from a server that stops
+    /// halfway; there kills the middle relay of the circuit the download is on, then
+    /// asks again for the rest (an HTTP range), as a program that retries would.
+    pub async fn kill_the_middle_mid_download(
+        net: &mut Testnet,
+        client: usize,
+        size: usize,
+    ) -> std::io::Result<Resumed> {
+        let page: Vec<u8> = (0..size).map(|i| (i % 249) as u8).collect();
+        let go = std::sync::Arc::new(tokio::sync::Notify::new());
+        let port = pausing_http_server(page.clone(), go.clone()).await?;
+        let (proxy, target) = (
+            handle(net, client).socks_addr().to_string(),
+            format!("localhost:{port}"),
+        );
+        let get = |from: Option<usize>| {
+            let range = from.map_or(String::new(), |n| format!("Range: bytes={n}-\r\n"));
+            format!("GET /big HTTP/1.0\r\nHost: {target}\r\n{range}\r\n")
+        };
+        let mut s = socks_connect(&proxy, &target, None).await?;
+        s.write_all(get(None).as_bytes()).await?;
+        let half = read_http_body(&mut s, size / 2).await;
+        // The shared circuit out of an exit (not one to an onion service, nor one picked
+        // by credentials) carries the download.
+        let shared = |c: &&nodus_onion::paths::CircuitInfo| c.service.is_none() && !c.isolated;
+        let circuits = handle(net, client).status().await.circuits;
+        let middle = circuits
+            .iter()
+            .find(shared)
+            .and_then(|c| c.hops.get(1))
+            .and_then(|p| p.parse::<libp2p::PeerId>().ok())
+            .ok_or_else(|| std::io::Error::other("no circuit of three"))?;
+        let k = net
+            .index_of(&middle.to_string())
+            .ok_or_else(|| std::io::Error::other("the middle relay is not one of ours"))?;
+        net.kill(k).await.map_err(std::io::Error::other)?;
+        go.notify_one();
+        let rest = read_until_closed(&mut s).await;
+        let broken_at = half.len() + rest.len();
+        let mut again = socks_connect(&proxy, &target, None).await?;
+        again.write_all(get(Some(broken_at)).as_bytes()).await?;
+        let tail = read_http_body(&mut again, size).await;
+        let new_hops = handle(net, client)
+            .status()
+            .await
+            .circuits
+            .iter()
+            .find(shared)
+            .map(|c| c.hops.clone())
+            .unwrap_or_default();
+        Ok(Resumed {
+            killed: middle,
+            before: half.len(),
+            broken_at,
+            new_hops,
+            whole: [half, rest, tail].concat() == page,
+        })
+    }
+
+    /// An HTTP server on 127.0.0.1 for `body` that stops halfway through each full answer
+    /// until `go` is notified (so a test can break a circuit mid-download, with no race),
+    /// and answers `Range: bytes=N-` (N inside the body) with the rest from N at once
+    /// (so the download can resume); its port.
+    pub async fn pausing_http_server(
+        body: Vec<u8>,
+        go: std::sync::Arc<tokio::sync::Notify>,
+    ) -> std::io::Result<u16> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let port = l.local_addr()?.port();
+        let body = std::sync::Arc::new(body);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let (body, go) = (body.clone(), go.clone());
+                tokio::spawn(async move {
+                    let head = read_head(&mut s).await;
+                    let from = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Range: bytes="))
+                        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok())
+                        .filter(|n| *n < body.len());
+                    let (status, start) = match from {
+                        Some(n) => ("206 Partial Content", n),
+                        None => ("200 OK", 0),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len() - start
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                    if from.is_none() {
+                        let half = body.len() / 2;
+                        let _ = s.write_all(&body[..half]).await;
+                        go.notified().await;
+                        let _ = s.write_all(&body[half..]).await;
+                    } else {
+                        let _ = s.write_all(&body[start..]).await;
+                    }
+                    let _ = s.shutdown().await;
+                });
+            }
+        });
+        Ok(port)
+    }
+
+    async fn read_head(s: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).await.is_ok() {
+            head.push(b[0]);
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
     /// An HTTP server on 127.0.0.1 that answers every GET with `body`; its port.
     pub async fn http_server(body: Vec<u8>) -> std::io::Result<u16> {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -646,11 +837,7 @@ pub mod onion {
             while let Ok((mut s, _)) = l.accept().await {
                 let body = body.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).await.is_ok() {
-                        head.push(b[0]);
-                    }
+                    read_head(&mut s).await;
                     let reply = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                         body.len()

@@ -1,29 +1,66 @@
 //! The demo's onion part: three nodes opt in as relays (one an exit), every node hears
 //! of them by gossip, and a web page on this machine is fetched from another node through
-//! its SOCKS5 proxy and a three-hop circuit, with what each relay saw.
+//! its SOCKS5 proxy and a three-hop circuit, with what each relay saw. Then a node serves
+//! a page as an onion service and another reaches it by its `.nodus` address.
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use nodus_onion::relay::View;
 use nodus_testnet::Testnet;
-use nodus_testnet::onion::{add_relay, handle, http_server, socks_get, wait_relays};
+use nodus_testnet::onion::{
+    add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit, socks_get, wait_relays, wait_service,
+};
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step, step_with};
 
 pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     if net.running().is_empty() {
         return;
     }
-    step(
+    let relays = step_with(
         steps,
         "a web page fetched through a SOCKS5 proxy and three relays; each relay saw only its neighbours",
         through_three_relays(net),
     )
     .await;
+    if let Some(relays) = relays {
+        step(
+            steps,
+            "an onion service reached at its .nodus address through introduction and rendezvous; no relay saw both ends",
+            onion_service(net, relays),
+        )
+        .await;
+        step(
+            steps,
+            "a middle relay killed mid-download: the circuit rebuilt without it and the download resumed",
+            middle_killed(net, relays),
+        )
+        .await;
+    }
 }
 
-async fn through_three_relays(net: &mut Testnet) -> Result<String> {
+async fn middle_killed(net: &mut Testnet, relays: [usize; 3]) -> Result<String> {
+    let client = net.running().into_iter().find(|k| !relays.contains(k)).ok_or_else(|| anyhow!("no client node"))?;
+    // A fourth relay, so a path of three remains once one is gone.
+    add_relay(net, false).await?;
+    wait_relays(net, client, 4, 1, STEP_TIMEOUT).await?;
+    let size = 8_000_000;
+    let r = kill_the_middle_mid_download(net, client, size).await?;
+    if !r.whole || r.new_hops.contains(&r.killed.to_string()) {
+        bail!("the download did not resume on a circuit without the dead relay: {r:?}");
+    }
+    let name = |p: &str| net.index_of(p).map_or_else(|| "?".to_string(), |k| format!("node {k}"));
+    Ok(format!(
+        "{:.1} of {:.0} MB in, the middle relay killed; the rest came over {} from byte {}",
+        r.before as f64 / 1e6,
+        size as f64 / 1e6,
+        r.new_hops.iter().map(|p| name(p)).collect::<Vec<_>>().join(" > "),
+        r.broken_at
+    ))
+}
+
+async fn through_three_relays(net: &mut Testnet) -> Result<([usize; 3], String)> {
     let client = net.running()[0];
     let relays = [add_relay(net, false).await?, add_relay(net, false).await?, add_relay(net, true).await?];
     wait_relays(net, client, 3, 1, STEP_TIMEOUT).await?;
@@ -53,7 +90,7 @@ async fn through_three_relays(net: &mut Testnet) -> Result<String> {
     for (i, rx) in views.iter_mut().enumerate() {
         let mut parts = Vec::new();
         while let Ok(v) = rx.try_recv() {
-            parts.push(match v {
+            parts.push(match v.view {
                 View::Created { prev } => format!("from {}", name(&prev)),
                 View::Extended { next, .. } => format!("to {}", name(&next)),
                 View::Exit { target, .. } => format!("out to {target}"),
@@ -61,10 +98,54 @@ async fn through_three_relays(net: &mut Testnet) -> Result<String> {
         }
         saw.push(format!("{} saw {}", name(&net.node(relays[i]).peer_id()), parts.join(", ")));
     }
-    Ok(format!(
-        "4 MB from node {client} in {} ({:.0} MB/s) via {}",
-        ms(took),
-        page.len() as f64 / took.as_secs_f64() / 1e6,
-        saw.join("; ")
+    Ok((
+        relays,
+        format!(
+            "4 MB from node {client} in {} ({:.0} MB/s) via {}",
+            ms(took),
+            page.len() as f64 / took.as_secs_f64() / 1e6,
+            saw.join("; ")
+        ),
     ))
+}
+
+async fn onion_service(net: &mut Testnet, relays: [usize; 3]) -> Result<String> {
+    let plain: Vec<usize> = net.running().into_iter().filter(|k| !relays.contains(k)).collect();
+    let [client, server, ..] = plain[..] else {
+        bail!("two nodes that are not relays are needed, {} are running", plain.len());
+    };
+    let mut views: Vec<_> = relays
+        .iter()
+        .filter_map(|&k| handle(net, k).relay().map(|r| r.views.subscribe()))
+        .collect();
+    let page: Vec<u8> = (0..1_000_000u32).map(|i| (i % 247) as u8).collect();
+    let port = http_server(page.clone()).await?;
+    let since = now_ms();
+    let address = handle(net, server).serve(port, 80)?.address;
+    wait_service(net, client, &address, since, STEP_TIMEOUT).await?;
+    let proxy = handle(net, client).socks_addr().to_string();
+    let t = Instant::now();
+    let got = socks_get(&proxy, &format!("{address}:80"), "/").await?;
+    let took = t.elapsed();
+    if got != page {
+        bail!("{} bytes came back, not the page's {}", got.len(), page.len());
+    }
+    let (c, s) = (net.node(client).peer_id(), net.node(server).peer_id());
+    for rx in &mut views {
+        if peers_by_circuit(rx).values().any(|p| p.contains(&c) && p.contains(&s)) {
+            bail!("a relay saw both the client and the service on one circuit");
+        }
+    }
+    Ok(format!(
+        "node {client} fetched 1 MB from node {server}'s {}…{} in {} (rendezvous included)",
+        &address[..8],
+        &address[address.len() - 14..],
+        ms(took)
+    ))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

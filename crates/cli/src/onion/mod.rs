@@ -3,54 +3,112 @@
 mod args;
 pub mod bench;
 pub mod demo;
+mod tor;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::global::Global;
 use crate::ui::{self, rows, s, table};
 
-pub use args::{Commands, OnionCommand};
+pub use args::{Commands, OnionCommand, RelayCommand};
 
 pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
     let Commands::Onion { command } = c;
-    let v = g.api()?.get("/api/v1/onion").await?;
-    if g.json {
-        ui::json(match command {
-            OnionCommand::Status => &v,
-            OnionCommand::Circuits => &v["circuits"],
-        });
-        return Ok(ExitCode::SUCCESS);
-    }
+    let api = g.api()?;
     match command {
-        OnionCommand::Status => {
-            let role = match (v["relay"].as_bool(), v["exit"].as_bool()) {
-                (Some(true), Some(true)) => "exit relay",
-                (Some(true), _) => "relay",
-                _ => "client only ([onion] relay = true to carry circuits for others)",
-            };
-            println!("socks    {} (curl --socks5-hostname {} ...)", s(&v["socks"]), s(&v["socks"]));
-            println!("role     {role}");
-            println!("relays   {} known, {} of them exits", s(&v["relays_known"]), s(&v["exits_known"]));
-            println!("circuits {}", v["circuits"].as_array().map_or(0, Vec::len));
+        OnionCommand::Serve { local_port, port } => {
+            let v = api
+                .post("/api/v1/onion/services", &json!({ "port": local_port, "virtual_port": port }))
+                .await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                let at = if port == 80 { String::new() } else { format!(":{port}") };
+                println!("{}", s(&v["address"]));
+                eprintln!(
+                    "serving 127.0.0.1:{local_port} as http://{}{at}/ through the onion network; \
+                     reach it with curl --socks5-hostname <proxy> (nodus onion status shows the proxy)",
+                    s(&v["address"])
+                );
+            }
         }
-        OnionCommand::Circuits => {
-            let row = |c: &Value| {
-                vec![
-                    c["hops"]
-                        .as_array()
-                        .map(|h| h.iter().map(|p| short(&s(p))).collect::<Vec<_>>().join(" > "))
-                        .unwrap_or_default(),
-                    format!("{} s", s(&c["age_secs"])),
-                    if c["isolated"].as_bool() == Some(true) { "by credentials" } else { "shared" }.to_string(),
-                ]
-            };
-            table(&["relays (first hop first)", "age", "used by"], &rows(&v["circuits"], row));
+        OnionCommand::Unserve { local_port } => {
+            let v = api.delete(&format!("/api/v1/onion/services/{local_port}")).await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!("stopped serving port {local_port}; its key is kept, so serving it again gives the same address");
+            }
         }
+        OnionCommand::Relay { command } => {
+            let (on, exit) = match command {
+                RelayCommand::On { exit } => (true, exit),
+                RelayCommand::Off => (false, false),
+            };
+            let v = api.post("/api/v1/onion/relay", &json!({ "on": on, "exit": exit })).await?;
+            if g.json {
+                ui::json(&v);
+            } else {
+                println!(
+                    "{}; kept in onion/role.json across restarts, over config.toml's [onion] relay and exit",
+                    match (v["relay"].as_bool(), v["exit"].as_bool()) {
+                        (Some(true), Some(true)) => "relaying and exiting for others",
+                        (Some(true), _) => "relaying for others (not an exit)",
+                        _ => "not relaying",
+                    }
+                );
+            }
+        }
+        OnionCommand::Status => show(g, &api.get("/api/v1/onion").await?, false),
+        OnionCommand::Circuits => show(g, &api.get("/api/v1/onion").await?, true),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `onion status` (or, with `circuits`, `onion circuits`) from `GET /api/v1/onion`.
+fn show(g: &Global, v: &Value, circuits: bool) {
+    if g.json {
+        ui::json(if circuits { &v["circuits"] } else { v });
+        return;
+    }
+    if !circuits {
+    let role = match (v["relay"].as_bool(), v["exit"].as_bool()) {
+            (Some(true), Some(true)) => "exit relay",
+            (Some(true), _) => "relay",
+            _ => "client only ([onion] relay = true to carry circuits for others)",
+        };
+        println!("socks    {} (curl --socks5-hostname {} ...)", s(&v["socks"]), s(&v["socks"]));
+        println!("role     {role}");
+        println!("relays   {} known, {} of them exits", s(&v["relays_known"]), s(&v["exits_known"]));
+        println!("services {} known", s(&v["services_known"]));
+        println!("circuits {}", v["circuits"].as_array().map_or(0, Vec::len));
+        for h in v["services"].as_array().into_iter().flatten() {
+            println!(
+                "serving  {}:{} -> {} ({} introduction points, {} circuits)",
+                s(&h["address"]),
+                s(&h["port"]),
+                s(&h["target"]),
+                h["intro_points"].as_array().map_or(0, Vec::len),
+                s(&h["circuits"])
+            );
+        }
+        return;
+    }
+        let row = |c: &Value| {
+            vec![
+                c["hops"]
+                    .as_array()
+                    .map(|h| h.iter().map(|p| short(&s(p))).collect::<Vec<_>>().join(" > "))
+                    .unwrap_or_default(),
+                format!("{} s", s(&c["age_secs"])),
+                if c["isolated"].as_bool() == Some(true) { "by credentials" } else { "shared" }.to_string(),
+                c["service"].as_str().map_or("an exit".to_string(), |a| a.to_string()),
+            ]
+        };
+        table(&["relays (first hop first)", "age", "used by", "to"], &rows(&v["circuits"], row));
 }
 
 fn short(peer: &str) -> String {

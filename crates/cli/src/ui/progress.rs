@@ -32,22 +32,32 @@ pub async fn step<F>(steps: &mut Vec<Step>, what: &'static str, fut: F)
 where
     F: Future<Output = Result<String>>,
 {
+    step_with(steps, what, async { fut.await.map(|f| ((), f)) }).await;
+}
+
+/// [`step`] for a step whose result later steps build on: that result, if it worked.
+pub async fn step_with<T, F>(steps: &mut Vec<Step>, what: &'static str, fut: F) -> Option<T>
+where
+    F: Future<Output = Result<(T, String)>>,
+{
     let pb = spinner(what);
     let t = Instant::now();
     let r = tokio::time::timeout(STEP_TIMEOUT * 2, fut)
         .await
         .unwrap_or_else(|_| Err(anyhow!("timed out")));
     pb.finish_and_clear();
-    let (ok, figure) = match r {
-        Ok(f) => (true, f),
-        Err(e) => (false, format!("FAILED: {e:#}")),
+    let (value, figure) = match r {
+        Ok((v, f)) => (Some(v), f),
+        Err(e) => (None, format!("FAILED: {e:#}")),
     };
+    let ok = value.is_some();
     println!(
         "{} {what}: {figure} [{:.1} s]",
         if ok { "ok  " } else { "FAIL" },
         t.elapsed().as_secs_f64()
     );
     steps.push(Step { what, ok, figure });
+    value
 }
 
 pub fn ms(d: Duration) -> String {

@@ -1,0 +1,163 @@
+//! Whether this node relays circuits for others, and whether it exits: `[onion] relay`
+//! and `exit` at start, changed at run time by `nodus onion relay on|off [--exit]` and
+//! then kept in `onion/role.json`, which wins over the config file from the next start
+//! on (the command says so).
+//!
+//! Turning the relay off stops taking circuits at once and ends those it carries; its
+//! descriptor stays in other nodes' lists until it expires, and their paths leave it out
+//! after the first circuit that fails on it ([`crate::health`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use nodus_net::NetworkHandle;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::OnionError;
+use crate::config::OnionConfig;
+use crate::exit::ExitPolicy;
+use crate::ntor::OnionKey;
+use crate::paths::lock;
+use crate::relay::{self, Relay};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    pub relay: bool,
+    pub exit: bool,
+}
+
+impl Role {
+    /// `onion/role.json` if a command set the role, else the config file's.
+    pub fn load(dir: &Path, config: &OnionConfig) -> Result<Role, OnionError> {
+        let path = dir.join("role.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                OnionError::Key(format!(
+                    "{}: {e}; remove it to take [onion] relay and exit from config.toml",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Role {
+                relay: config.relay,
+                exit: config.relay && config.exit,
+            }),
+            Err(e) => Err(OnionError::Key(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+/// What a relay needs to run, and the one running.
+pub struct Relaying {
+    net: NetworkHandle,
+    key: Keypair,
+    onion_key: OnionKey,
+    allow_private: bool,
+    reject_ports: Vec<u16>,
+    publish_every: Duration,
+    shutdown: watch::Receiver<bool>,
+    dir: PathBuf,
+    running: Mutex<Option<Running>>,
+    /// One change at a time.
+    changing: tokio::sync::Mutex<()>,
+}
+
+struct Running {
+    relay: Arc<Relay>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Relaying {
+    pub fn new(
+        net: NetworkHandle,
+        key: Keypair,
+        onion_key: OnionKey,
+        config: &OnionConfig,
+        dir: &Path,
+        shutdown: watch::Receiver<bool>,
+    ) -> Relaying {
+        Relaying {
+            net,
+            key,
+            onion_key,
+            allow_private: config.exit_allow_private,
+            reject_ports: config.exit_reject_ports.clone(),
+            publish_every: Duration::from_secs(config.publish_secs.max(1)),
+            shutdown,
+            dir: dir.to_path_buf(),
+            running: Mutex::default(),
+            changing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn relay(&self) -> Option<Arc<Relay>> {
+        lock(&self.running).as_ref().map(|r| r.relay.clone())
+    }
+
+    pub fn role(&self) -> Role {
+        match self.relay() {
+            Some(r) => Role {
+                relay: true,
+                exit: r.exit.is_some(),
+            },
+            None => Role {
+                relay: false,
+                exit: false,
+            },
+        }
+    }
+
+    /// Runs as `role` says, stopping what ran before; `save` keeps it in role.json.
+    pub async fn set(&self, role: Role, save: bool) -> Result<(), OnionError> {
+        let _one = self.changing.lock().await;
+        let old = lock(&self.running).take();
+        if let Some(mut old) = old {
+            // The accept loop must be gone before the protocol is taken again.
+            let tasks = std::mem::take(&mut old.tasks);
+            for t in &tasks {
+                t.abort();
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        }
+        if role.relay {
+            let exit = role.exit.then(|| ExitPolicy {
+                allow_private: self.allow_private,
+                reject_ports: self.reject_ports.clone(),
+            });
+            let me = self.net.local_peer_id();
+            let relay = Arc::new(Relay::new(&me, self.onion_key.clone(), exit));
+            let tasks = vec![
+                relay::spawn(self.net.clone(), relay.clone(), self.shutdown.clone())?,
+                tokio::spawn(crate::service::publish(
+                    self.net.clone(),
+                    self.key.clone(),
+                    self.onion_key.public(),
+                    role.exit,
+                    self.publish_every,
+                    self.shutdown.clone(),
+                )),
+            ];
+            *lock(&self.running) = Some(Running { relay, tasks });
+        }
+        if save {
+            let path = self.dir.join("role.json");
+            let bytes = serde_json::to_vec(&role).expect("always encodes");
+            nodus_core::fsutil::write_atomic(&path, &bytes, 0o600)
+                .map_err(|e| OnionError::Key(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+}
