@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -77,11 +77,26 @@ pub struct Partial {
     hops: Vec<PeerId>,
     onion_keys: Vec<[u8; 32]>,
     bindings: Vec<[u8; 32]>,
+    took: Vec<Duration>,
 }
 
 impl Partial {
-    /// Builds a circuit through `path` (first hop first).
+    /// Builds a circuit through `path` (first hop first), each hop given the fixed
+    /// wait to answer.
     pub async fn build(net: &NetworkHandle, path: &[Hop]) -> Result<Partial, OnionError> {
+        Partial::build_within(net, path, None).await
+    }
+
+    /// [`Partial::build`] with each hop given `wait` (a learned timeout) if less than
+    /// the fixed wait. A hop that does not answer in time is named in
+    /// [`OnionError::NoAnswer`]: the first hop for CREATE, else the hop asked to extend
+    /// (an honest one always answers, with an empty EXTENDED if it could not reach the
+    /// next, before the fixed wait).
+    pub async fn build_within(
+        net: &NetworkHandle,
+        path: &[Hop],
+        wait: Option<Duration>,
+    ) -> Result<Partial, OnionError> {
         let first = path
             .first()
             .ok_or_else(|| OnionError::Malformed("an empty path".into()))?;
@@ -90,8 +105,12 @@ impl Partial {
             .await
             .map_err(|e| OnionError::Net(e.to_string()))?;
         let (hs, create) = ClientHandshake::start(relay_id(&first.peer), first.onion_key);
+        let started = Instant::now();
         write_cell(&mut link, &Cell::new(Command::Create, &create)).await?;
-        let created = expect(&mut link, "CREATED", HANDSHAKE_TIMEOUT).await?;
+        let wait_created = wait.map_or(HANDSHAKE_TIMEOUT, |w| w.min(HANDSHAKE_TIMEOUT));
+        let created = expect(&mut link, "CREATED", wait_created)
+            .await
+            .map_err(|e| no_answer(e, first.peer))?;
         if created.command != Command::Created {
             return Err(OnionError::Handshake(
                 "the first hop did not answer CREATED",
@@ -105,6 +124,7 @@ impl Partial {
             hops: vec![first.peer],
             onion_keys: vec![first.onion_key],
             bindings: vec![binding(&keys)],
+            took: vec![started.elapsed()],
         };
         push_hop(&mut p.out, &mut p.inb, &keys);
         for hop in &path[1..] {
@@ -115,13 +135,22 @@ impl Partial {
             data.extend_from_slice(&id);
             data.extend_from_slice(&create);
             let last = p.last();
+            let started = Instant::now();
             p.send(last, RelayMsg::new(RelayCommand::Extend, 0, data))
                 .await?;
-            // Longer than the hop's own wait for the next one, so that its answer (EXTENDED,
-            // empty if it failed) comes first.
+            // The fixed wait is longer than the hop's own wait for the next one, so that
+            // its answer (EXTENDED, empty if it failed) comes first.
+            let fixed = 2 * HANDSHAKE_TIMEOUT;
+            let asked = p.hops[last];
             let m = p
-                .expect(last, RelayCommand::Extended, 2 * HANDSHAKE_TIMEOUT)
-                .await?;
+                .expect(
+                    last,
+                    RelayCommand::Extended,
+                    wait.map_or(fixed, |w| w.min(fixed)),
+                )
+                .await
+                .map_err(|e| no_answer(e, asked))?;
+            p.took.push(started.elapsed());
             if m.data.is_empty() {
                 return Err(OnionError::ExtendFailed(hop.peer));
             }
@@ -132,6 +161,11 @@ impl Partial {
             p.bindings.push(binding(&keys));
         }
         Ok(p)
+    }
+
+    /// How long each hop took to answer, first hop first.
+    pub fn took(&self) -> &[Duration] {
+        &self.took
     }
 
     /// The index of the far end: the last relay, or an onion service joined beyond it.
@@ -307,6 +341,14 @@ impl Circuit {
             lock(&streams).open.remove(&id);
         });
         Ok(user)
+    }
+}
+
+/// A timeout while building is the named hop's.
+fn no_answer(e: OnionError, hop: PeerId) -> OnionError {
+    match e {
+        OnionError::Timeout(_) => OnionError::NoAnswer(hop),
+        e => e,
     }
 }
 

@@ -48,6 +48,7 @@
 //! - No home-made primitives: X25519 (x25519-dalek), HMAC and HKDF over SHA-256, ChaCha20
 //!   (RustCrypto).
 
+pub mod build_timeout;
 pub mod cell;
 pub mod client;
 pub mod config;
@@ -92,6 +93,8 @@ pub enum OnionError {
     CircuitClosed,
     #[error("the relay before {0} could not extend the circuit to it")]
     ExtendFailed(libp2p::PeerId),
+    #[error("relay {0} did not answer in time while the circuit was built")]
+    NoAnswer(libp2p::PeerId),
     #[error("the exit refused the stream: {0:?}")]
     StreamRefused(cell::EndReason),
     #[error("cannot listen on {addr} ([onion] socks_listen): {source}")]

@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use libp2p::PeerId;
 use nodus_net::NetworkHandle;
 
 use crate::OnionError;
+use crate::build_timeout::BuildTimes;
 use crate::client::{Circuit, Partial};
 use crate::directory::{Directory, End};
 use crate::health::Health;
@@ -40,6 +41,10 @@ pub struct DirectoryPaths {
     directory: Arc<Mutex<Directory>>,
     services: Arc<Mutex<Services>>,
     health: Mutex<Health>,
+    build_times: Mutex<BuildTimes>,
+    /// A circuit to an exit built before any request needs it.
+    spare: Mutex<Option<Circuit>>,
+    spare_taken: tokio::sync::Notify,
     built: tokio::sync::Mutex<HashMap<Purpose, (Arc<Circuit>, Instant)>>,
 }
 
@@ -74,6 +79,9 @@ impl DirectoryPaths {
             directory,
             services,
             health: Mutex::default(),
+            build_times: Mutex::default(),
+            spare: Mutex::default(),
+            spare_taken: tokio::sync::Notify::new(),
             built: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -112,9 +120,11 @@ impl DirectoryPaths {
                 &mut rand::rng(),
             )?;
             let peers: Vec<PeerId> = path.iter().map(|h| h.peer).collect();
-            match Partial::build(&self.net, &path).await {
+            let wait = lock(&self.build_times).wait(2 * crate::relay::HANDSHAKE_TIMEOUT);
+            match Partial::build_within(&self.net, &path, Some(wait)).await {
                 Ok(c) => {
                     lock(&self.health).worked(&peers);
+                    lock(&self.build_times).record(c.took());
                     return Ok(c);
                 }
                 Err(e) => {
@@ -134,6 +144,7 @@ impl DirectoryPaths {
         match e {
             OnionError::ExtendFailed(peer) => health.unreachable(*peer, now),
             OnionError::Net(_) => health.unreachable(path[0], now),
+            OnionError::NoAnswer(peer) => health.suspect(&[*peer], now),
             OnionError::Timeout(_)
             | OnionError::CircuitClosed
             | OnionError::Handshake(_)
@@ -142,9 +153,36 @@ impl DirectoryPaths {
         }
     }
 
+    /// Keeps a circuit to an exit built ahead, so that a request with new credentials
+    /// does not wait for one: builds one whenever there is none (the last was taken,
+    /// or it closed), checking every few seconds. Runs until dropped.
+    pub async fn keep_a_spare(&self) {
+        loop {
+            let missing = lock(&self.spare).as_ref().is_none_or(|c| c.is_closed());
+            if missing && lock(&self.directory).relays().any(|r| r.exit) {
+                match self.partial(End::Exit).await {
+                    Ok(p) => *lock(&self.spare) = Some(p.into_circuit(crate::client::Role::Client)),
+                    Err(e) => tracing::debug!(target: "nodus::onion", "no spare circuit: {e}"),
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.spare_taken.notified()).await;
+        }
+    }
+
+    /// The relays of the spare circuit, if one is ready.
+    pub fn spare_hops(&self) -> Option<Vec<String>> {
+        lock(&self.spare)
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .map(|c| c.hops().iter().map(|p| p.to_string()).collect())
+    }
+
     /// Relays left out of paths now, for status.
-    pub fn avoided(&self) -> usize {
-        lock(&self.health).avoided(Instant::now()).len()
+    pub fn avoided(&self) -> Vec<PeerId> {
+        lock(&self.health)
+            .avoided(Instant::now())
+            .into_iter()
+            .collect()
     }
 
     /// The descriptor of service `id`, if one has arrived.
@@ -158,10 +196,17 @@ impl DirectoryPaths {
 
     async fn make(&self, purpose: &Purpose) -> Result<Circuit, OnionError> {
         match purpose {
-            Purpose::Exit(_) => Ok(self
-                .partial(End::Exit)
-                .await?
-                .into_circuit(crate::client::Role::Client)),
+            Purpose::Exit(_) => {
+                let spare = lock(&self.spare).take().filter(|c| !c.is_closed());
+                self.spare_taken.notify_one();
+                match spare {
+                    Some(c) => Ok(c),
+                    None => Ok(self
+                        .partial(End::Exit)
+                        .await?
+                        .into_circuit(crate::client::Role::Client)),
+                }
+            }
             Purpose::Onion(_, id) => {
                 let service = self.service(id).ok_or(OnionError::NoPath(
                     "no descriptor of this onion service has arrived (is it running?)",

@@ -44,6 +44,12 @@ pub struct Status {
     #[serde(default)]
     pub services_known: usize,
     pub circuits: Vec<CircuitInfo>,
+    /// The relays of the circuit built ahead for the next new set of credentials.
+    #[serde(default)]
+    pub spare: Option<Vec<String>>,
+    /// Relays this node's paths leave out for now (unreachable, or failing circuits).
+    #[serde(default)]
+    pub avoided: Vec<String>,
     /// The onion services this node runs.
     #[serde(default)]
     pub services: Vec<HostStatus>,
@@ -75,6 +81,8 @@ impl OnionHandle {
             exits_known,
             services_known,
             circuits: self.paths.circuits().await,
+            spare: self.paths.spare_hops(),
+            avoided: self.paths.avoided().iter().map(|p| p.to_string()).collect(),
             services: self.hosting.status(),
         }
     }
@@ -240,10 +248,12 @@ pub async fn start(
         publish,
     )?);
     let serving = proxy::serve(listener, paths.clone());
+    let spares = paths.clone();
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
         tokio::select! {
             _ = serving => {}
+            _ = spares.keep_a_spare() => {}
             _ = stop.wait_for(|s| *s) => {}
         }
     }));

@@ -75,35 +75,42 @@ async fn curl_and_python_requests_fetch_through_three_relays_by_socks5() {
     assert_eq!(status.circuits.len(), 1, "one circuit without credentials");
     assert_eq!(status.circuits[0].hops.len(), 3);
 
-    // Each relay saw only its neighbours: one the client, one the destination, the
-    // middle neither.
+    // Each relay saw only its neighbours, circuit by circuit: on no circuit did a relay
+    // see both the client and the destination. (A circuit built ahead, the spare, may
+    // have another guard, so more than one relay may have seen the client.)
     let client = net.node(0).peer_id();
     let target = format!("localhost:{port}");
     let (mut saw_client, mut saw_target) = (Vec::new(), Vec::new());
     for (i, rx) in views.iter_mut().enumerate() {
-        let mut seen: Vec<View> = Vec::new();
-        while let Ok(v) = rx.try_recv() {
-            seen.push(v.view);
+        let mut circuits: std::collections::HashMap<u64, Vec<View>> = Default::default();
+        while let Ok(s) = rx.try_recv() {
+            circuits.entry(s.circuit).or_default().push(s.view);
         }
-        let peers: Vec<PeerId> = seen.iter().flat_map(View::peers).collect();
-        assert!(peers.len() <= 3, "relay {i} saw {seen:?}");
-        if peers.contains(&client) {
-            saw_client.push(i);
-        }
-        if seen
-            .iter()
-            .any(|v| matches!(v, View::Exit { target: t, .. } if *t == target))
-        {
-            saw_target.push(i);
+        for (c, seen) in circuits {
+            let peers: Vec<PeerId> = seen.iter().flat_map(View::peers).collect();
+            let client_here = peers.contains(&client);
+            let target_here = seen
+                .iter()
+                .any(|v| matches!(v, View::Exit { target: t, .. } if *t == target));
+            assert!(
+                !(client_here && target_here),
+                "relay {i} saw both ends on its circuit {c}: {seen:?}"
+            );
+            if client_here {
+                saw_client.push(i);
+            }
+            if target_here {
+                saw_target.push(i);
+            }
         }
     }
-    assert_eq!(saw_client.len(), 1, "one relay (the guard) saw the client");
+    saw_target.dedup();
     assert_eq!(
         saw_target.len(),
         1,
-        "one relay (the exit) saw the destination"
+        "one relay, the exit, saw the destination"
     );
-    assert_ne!(saw_client, saw_target, "and not the same one");
+    assert!(!saw_client.is_empty() && !saw_client.contains(&saw_target[0]));
 
     // Credentials pick the circuit: two sets, two more circuits; the same set again, none.
     assert!(curl("alice:one").await == page);
@@ -274,5 +281,172 @@ async fn a_relay_turned_on_at_run_time_is_heard_of_and_one_turned_off_takes_no_c
         handle(&net, 1).set_role(false, true).await.is_err(),
         "no exit without the relay"
     );
+    net.shutdown().await;
+}
+
+/// A relay that answers CREATE as a relay should, then swallows every cell: it
+/// publishes a signed descriptor like any relay, with node `k`'s identity.
+async fn black_hole(net: &Testnet, k: usize) -> PeerId {
+    use nodus_onion::cell::{Cell, Command};
+    use nodus_onion::link::{PROTOCOL, read_cell, write_cell};
+    use nodus_onion::ntor::{self, CREATE_LEN, OnionKey};
+    let node = net.node(k);
+    let me = node.peer_id();
+    let key = OnionKey::generate();
+    let mut incoming = node.net.incoming(PROTOCOL).unwrap();
+    let answering = key.clone();
+    tokio::spawn(async move {
+        while let Some((_, mut s)) = futures::StreamExt::next(&mut incoming).await {
+            let key = answering.clone();
+            tokio::spawn(async move {
+                let Ok(Some(create)) = read_cell(&mut s).await else {
+                    return;
+                };
+                let id = nodus_onion::relay::relay_id(&me);
+                let Ok((created, _)) = ntor::respond(&id, &[&key], &create.body[..CREATE_LEN])
+                else {
+                    return;
+                };
+                if write_cell(&mut s, &Cell::new(Command::Created, &created))
+                    .await
+                    .is_ok()
+                {
+                    while let Ok(Some(_)) = read_cell(&mut s).await {}
+                }
+            });
+        }
+    });
+    let identity = std::fs::read(net.data_dir(k).identity_path()).unwrap();
+    let identity = libp2p::identity::Keypair::from_protobuf_encoding(&identity).unwrap();
+    let addr = node.p2p_addr("tcp").unwrap();
+    let publisher = node.net.clone();
+    tokio::spawn(async move {
+        loop {
+            let signed = nodus_onion::descriptor::Descriptor::new(
+                me,
+                key.public(),
+                false,
+                std::slice::from_ref(&addr),
+                now_ms(),
+            )
+            .sign(&identity)
+            .unwrap();
+            let _ = publisher.publish(nodus_onion::service::TOPIC, signed).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    me
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_swallows_cells_is_avoided_after_it_failed_circuits() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // Node 0 the client, node 1 the black hole once the honest relays are learned.
+    let mut net = Testnet::start(2, dir.path()).await.unwrap();
+    let mut honest = Vec::new();
+    for exit in [false, false, true] {
+        let k = add_relay(&mut net, exit).await.unwrap();
+        honest.push(net.node(k).peer_id().to_string());
+    }
+    wait_relays(&net, 0, 3, 1, T).await.unwrap();
+    let page: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
+    let port = http_server(page.clone()).await.unwrap();
+    let (proxy, target) = (
+        handle(&net, 0).socks_addr().to_string(),
+        format!("localhost:{port}"),
+    );
+    let fetch = |user: String| {
+        let (proxy, target) = (proxy.clone(), target.clone());
+        async move {
+            let mut s = socks_connect(&proxy, &target, Some((&user, "x"))).await?;
+            tokio::io::AsyncWriteExt::write_all(
+                &mut s,
+                format!("GET / HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes(),
+            )
+            .await?;
+            Ok::<Vec<u8>, std::io::Error>(nodus_testnet::onion::read_until_closed(&mut s).await)
+        }
+    };
+    // Honest circuits first: the build timeout is learned from them.
+    for i in 0..6 {
+        assert!(fetch(format!("warm{i}")).await.unwrap().ends_with(&page));
+    }
+    let hole = black_hole(&net, 1).await.to_string();
+    wait_relays(&net, 0, 4, 1, T).await.unwrap();
+    // New credentials, new circuits: each request gets through (a path through the
+    // hole fails within the learned timeout, and another is tried) until the hole is
+    // left out.
+    let mut i = 0;
+    while !handle(&net, 0).status().await.avoided.contains(&hole) {
+        assert!(i < 40, "the black hole was never left out");
+        assert!(fetch(format!("user{i}")).await.unwrap().ends_with(&page));
+        i += 1;
+    }
+    let status = handle(&net, 0).status().await;
+    assert!(
+        honest.iter().all(|p| !status.avoided.contains(p)),
+        "honest relays stay in: {:?}",
+        status.avoided
+    );
+    for j in 0..10 {
+        assert!(fetch(format!("after{j}")).await.unwrap().ends_with(&page));
+    }
+    let circuits = handle(&net, 0).status().await.circuits;
+    assert!(
+        circuits.iter().all(|c| !c.hops.contains(&hole)),
+        "no circuit goes through the hole afterwards"
+    );
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_credentials_get_the_circuit_built_ahead_and_another_is_built() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    for exit in [false, false, true] {
+        add_relay(&mut net, exit).await.unwrap();
+    }
+    wait_relays(&net, 0, 3, 1, T).await.unwrap();
+    let h = handle(&net, 0).clone();
+    let spare = |h: nodus_onion::OnionHandle| async move { h.status().await.spare };
+    nodus_testnet::wait_until(T, "a spare circuit", || {
+        let h = h.clone();
+        async move { spare(h).await.is_some() }
+    })
+    .await
+    .unwrap();
+    let ahead = spare(h.clone()).await.unwrap();
+    let page: Vec<u8> = vec![7; 10_000];
+    let port = http_server(page.clone()).await.unwrap();
+    let mut s = socks_connect(
+        &h.socks_addr().to_string(),
+        &format!("localhost:{port}"),
+        Some(("new", "x")),
+    )
+    .await
+    .unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        nodus_testnet::onion::read_until_closed(&mut s)
+            .await
+            .ends_with(&page)
+    );
+    let status = h.status().await;
+    assert_eq!(status.circuits.len(), 1);
+    assert_eq!(
+        status.circuits[0].hops, ahead,
+        "the request went over the circuit built ahead"
+    );
+    // And the next one is built.
+    nodus_testnet::wait_until(T, "another spare circuit", || {
+        let h = h.clone();
+        async move { spare(h).await.is_some() }
+    })
+    .await
+    .unwrap();
     net.shutdown().await;
 }

@@ -84,7 +84,14 @@ fn show(g: &Global, v: &Value, circuits: bool) {
         println!("role     {role}");
         println!("relays   {} known, {} of them exits", s(&v["relays_known"]), s(&v["exits_known"]));
         println!("services {} known", s(&v["services_known"]));
-        println!("circuits {}", v["circuits"].as_array().map_or(0, Vec::len));
+        println!(
+        "circuits {}{}",
+        v["circuits"].as_array().map_or(0, Vec::len),
+        if v["spare"].is_array() { ", and one built ahead for the next new credentials" } else { "" }
+    );
+    if let Some(n) = v["avoided"].as_array().map(Vec::len).filter(|n| *n > 0) {
+        println!("avoided  {n} relays, left out of paths for now (unreachable, or failing circuits)");
+    }
         for h in v["services"].as_array().into_iter().flatten() {
             println!(
                 "serving  {}:{} -> {} ({} introduction points, {} circuits)",
