@@ -16,13 +16,13 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::OnionError;
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
 use crate::layers::{Inbound, Outbound, push_hop, push_hop_reversed};
 use crate::link::{PROTOCOL, read_cell, write_cell};
 use crate::ntor::{ClientHandshake, Keys, binding};
 use crate::relay::{HANDSHAKE_TIMEOUT, MAX_STREAMS, relay_id};
 use crate::stream::{self, Out, StreamSlot};
+use crate::{OnionError, lock};
 
 /// How long an exit has to answer BEGIN.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,6 +64,11 @@ impl std::fmt::Debug for Circuit {
 impl Drop for Circuit {
     fn drop(&mut self) {
         self.reader.abort();
+        // Its streams end too (an onion service's connections to its local port would
+        // otherwise wait on a circuit nobody reads).
+        let mut s = lock(&self.streams);
+        s.open.clear();
+        s.waiting.clear();
     }
 }
 
@@ -350,10 +355,6 @@ fn no_answer(e: OnionError, hop: PeerId) -> OnionError {
         OnionError::Timeout(_) => OnionError::NoAnswer(hop),
         e => e,
     }
-}
-
-fn lock(s: &Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn expect(s: &mut Stream, what: &'static str, wait: Duration) -> Result<Cell, OnionError> {

@@ -167,21 +167,9 @@ impl Directory {
 
     /// A path of `len` relays (guard first), ending as `end` asks, no two of them in one
     /// network of `v4_bits` (16 on the Internet; a loopback test network, all in
-    /// 127.0/16, needs 24).
+    /// 127.0/16, needs 24); without the relays in `avoid`, or with them if there is no
+    /// path otherwise.
     pub fn pick_path(
-        &self,
-        me: &PeerId,
-        len: usize,
-        v4_bits: u8,
-        end: End<'_>,
-        rng: &mut impl Rng,
-    ) -> Result<Vec<Hop>, OnionError> {
-        self.pick_path_avoiding(me, len, v4_bits, end, &HashSet::new(), rng)
-    }
-
-    /// [`Directory::pick_path`] without the relays in `avoid`, or with them if there is
-    /// no path otherwise.
-    pub fn pick_path_avoiding(
         &self,
         me: &PeerId,
         len: usize,
@@ -293,7 +281,9 @@ mod tests {
         let mut rng = rand::rng();
         let mut with_a_sybil = 0;
         for _ in 0..2000 {
-            let path = dir.pick_path(&me, 3, 16, End::Exit, &mut rng).unwrap();
+            let path = dir
+                .pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
+                .unwrap();
             let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
             assert!(n <= 1, "{n} Sybils in one path");
             let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
@@ -314,7 +304,10 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = HashSet::new();
         for _ in 0..500 {
-            for h in dir.pick_path(&me, 3, 16, End::Exit, &mut rng).unwrap() {
+            for h in dir
+                .pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
+                .unwrap()
+            {
                 assert_ne!(h.peer, me);
                 seen.insert(h.peer);
             }
@@ -349,7 +342,7 @@ mod tests {
         assert!(dir.is_empty());
         let me = PeerId::random();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &mut rand::rng())
+            dir.pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rand::rng())
                 .is_err()
         );
     }
@@ -365,14 +358,14 @@ mod tests {
         let mut rng = rand::rng();
         for _ in 0..200 {
             let path = dir
-                .pick_path_avoiding(&me, 3, 16, End::Exit, &avoid, &mut rng)
+                .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
                 .unwrap();
             assert!(path.iter().all(|h| h.peer != relays[1]));
         }
         // Without them there is no path of three: then they are used after all.
         let avoid: HashSet<PeerId> = [relays[1], relays[2]].into();
         let path = dir
-            .pick_path_avoiding(&me, 3, 16, End::Exit, &avoid, &mut rng)
+            .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
             .unwrap();
         assert_eq!(path.len(), 3);
     }
@@ -386,7 +379,8 @@ mod tests {
         let me = PeerId::random();
         let mut rng = rand::rng();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &mut rng).is_err(),
+            dir.pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
+                .is_err(),
             "no exit"
         );
         let at = dir
@@ -396,11 +390,15 @@ mod tests {
             .hop
             .clone();
         for _ in 0..100 {
-            let path = dir.pick_path(&me, 3, 16, End::At(&at), &mut rng).unwrap();
+            let path = dir
+                .pick_path(&me, 3, 16, End::At(&at), &HashSet::new(), &mut rng)
+                .unwrap();
             assert_eq!(path[2].peer, relays[2]);
             assert!(path[..2].iter().all(|h| h.peer != relays[2]));
             assert_eq!(
-                dir.pick_path(&me, 3, 16, End::Any, &mut rng).unwrap().len(),
+                dir.pick_path(&me, 3, 16, End::Any, &HashSet::new(), &mut rng)
+                    .unwrap()
+                    .len(),
                 3
             );
         }

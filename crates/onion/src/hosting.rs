@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::OnionError;
 use crate::hs::address::ServiceKeys;
 use crate::hs::host::{self, HostStatus, Hosted, Publish};
-use crate::paths::{DirectoryPaths, lock};
+use crate::paths::DirectoryPaths;
+use crate::{lock, state};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -52,17 +53,11 @@ impl Hosting {
         publish_every: Duration,
         publish: Publish,
     ) -> Result<Hosting, OnionError> {
-        let list = dir.join("services.json");
-        let entries: Vec<Entry> = match std::fs::read(&list) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                OnionError::Key(format!(
-                    "{}: {e}; fix or remove it (the keys in services/ keep the addresses)",
-                    list.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(OnionError::Key(format!("{}: {e}", list.display()))),
-        };
+        let entries: Vec<Entry> = state::read(
+            &dir.join("services.json"),
+            "fix or remove it (the keys in services/ keep the addresses)",
+        )?
+        .unwrap_or_default();
         let h = Hosting {
             dir,
             paths,
@@ -147,9 +142,6 @@ impl Hosting {
 
     fn save(&self) -> Result<(), OnionError> {
         let entries: Vec<Entry> = lock(&self.running).values().map(|r| r.entry).collect();
-        let path = self.dir.join("services.json");
-        let bytes = serde_json::to_vec_pretty(&entries).expect("always encodes");
-        nodus_core::fsutil::write_atomic(&path, &bytes, 0o600)
-            .map_err(|e| OnionError::Key(format!("{}: {e}", path.display())))
+        state::write(&self.dir.join("services.json"), &entries)
     }
 }

@@ -68,6 +68,7 @@ pub mod relay;
 pub mod role;
 pub mod service;
 pub mod socks;
+mod state;
 pub mod stream;
 
 pub use config::OnionConfig;
@@ -110,6 +111,12 @@ pub enum OnionError {
     NoPath(&'static str),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A mutex's guard, also after a panic elsewhere poisoned it (what it guards is kept
+/// consistent between statements, never across a panic point).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Onion routing, as the node's service list names it.

@@ -11,7 +11,6 @@ use futures::future::BoxFuture;
 use libp2p::PeerId;
 use nodus_net::NetworkHandle;
 
-use crate::OnionError;
 use crate::build_timeout::BuildTimes;
 use crate::client::{Circuit, Partial};
 use crate::directory::{Directory, End};
@@ -20,6 +19,7 @@ use crate::hs::address::{self, ServiceId};
 use crate::hs::connect;
 use crate::hs::descriptor::Services;
 use crate::proxy::{Circuits, Isolation};
+use crate::{OnionError, lock};
 
 const TRIES: usize = 3;
 /// Circuits held at once, one per isolation key and service: local programs choose
@@ -57,10 +57,6 @@ pub struct CircuitInfo {
     /// The onion service it reaches, if it goes to one rather than out of an exit.
     #[serde(default)]
     pub service: Option<String>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DirectoryPaths {
@@ -111,7 +107,7 @@ impl DirectoryPaths {
         let mut last = OnionError::NoPath("no relay known yet");
         for _ in 0..TRIES {
             let avoid = lock(&self.health).avoided(Instant::now());
-            let path = lock(&self.directory).pick_path_avoiding(
+            let path = lock(&self.directory).pick_path(
                 &self.me,
                 self.hops,
                 self.subnet_bits,
@@ -145,10 +141,9 @@ impl DirectoryPaths {
             OnionError::ExtendFailed(peer) => health.unreachable(*peer, now),
             OnionError::Net(_) => health.unreachable(path[0], now),
             OnionError::NoAnswer(peer) => health.suspect(&[*peer], now),
-            OnionError::Timeout(_)
-            | OnionError::CircuitClosed
-            | OnionError::Handshake(_)
-            | OnionError::Tampered => health.suspect(path, now),
+            OnionError::CircuitClosed | OnionError::Handshake(_) | OnionError::Tampered => {
+                health.suspect(path, now)
+            }
             _ => {}
         }
     }
@@ -188,10 +183,6 @@ impl DirectoryPaths {
     /// The descriptor of service `id`, if one has arrived.
     pub fn service(&self, id: &ServiceId) -> Option<crate::hs::descriptor::Service> {
         lock(&self.services).get(id).cloned()
-    }
-
-    pub fn net(&self) -> &NetworkHandle {
-        &self.net
     }
 
     async fn make(&self, purpose: &Purpose) -> Result<Circuit, OnionError> {

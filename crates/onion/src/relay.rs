@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::OnionError;
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
 use crate::exit::{self, ExitPolicy};
 use crate::hs::address::ServiceId;
@@ -27,6 +26,7 @@ use crate::layers::{Backward, HopLayers};
 use crate::link::{PROTOCOL, read_cell, write_cell};
 use crate::ntor::{self, CREATE_LEN, CREATED_LEN, OnionKey, RelayId};
 use crate::stream::{self, Out, StreamSlot};
+use crate::{OnionError, lock};
 
 /// How long a neighbour has for its half of a handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,15 +106,6 @@ impl Relay {
     fn saw(&self, circuit: u64, view: View) {
         let _ = self.views.send(Seen { circuit, view });
     }
-
-    /// Services with a live introduction circuit here.
-    pub fn introducing(&self) -> usize {
-        lock(&self.intros).len()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Accepts circuits on `/nodus/onion/1` until the overlay stops or `stop` turns true.

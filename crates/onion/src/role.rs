@@ -21,8 +21,8 @@ use crate::OnionError;
 use crate::config::OnionConfig;
 use crate::exit::ExitPolicy;
 use crate::ntor::OnionKey;
-use crate::paths::lock;
 use crate::relay::{self, Relay};
+use crate::{lock, state};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
@@ -33,20 +33,14 @@ pub struct Role {
 impl Role {
     /// `onion/role.json` if a command set the role, else the config file's.
     pub fn load(dir: &Path, config: &OnionConfig) -> Result<Role, OnionError> {
-        let path = dir.join("role.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                OnionError::Key(format!(
-                    "{}: {e}; remove it to take [onion] relay and exit from config.toml",
-                    path.display()
-                ))
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Role {
-                relay: config.relay,
-                exit: config.relay && config.exit,
-            }),
-            Err(e) => Err(OnionError::Key(format!("{}: {e}", path.display()))),
-        }
+        let set = state::read(
+            &dir.join("role.json"),
+            "remove it to take [onion] relay and exit from config.toml",
+        )?;
+        Ok(set.unwrap_or(Role {
+            relay: config.relay,
+            exit: config.relay && config.exit,
+        }))
     }
 }
 
@@ -153,10 +147,7 @@ impl Relaying {
             *lock(&self.running) = Some(Running { relay, tasks });
         }
         if save {
-            let path = self.dir.join("role.json");
-            let bytes = serde_json::to_vec(&role).expect("always encodes");
-            nodus_core::fsutil::write_atomic(&path, &bytes, 0o600)
-                .map_err(|e| OnionError::Key(format!("{}: {e}", path.display())))?;
+            state::write(&self.dir.join("role.json"), &role)?;
         }
         Ok(())
     }

@@ -18,8 +18,9 @@ use crate::OnionError;
 use crate::cell::{RelayCommand, RelayMsg};
 use crate::client::{Circuit, Hop, Role};
 use crate::directory::End;
+use crate::lock;
 use crate::ntor;
-use crate::paths::{DirectoryPaths, lock};
+use crate::paths::DirectoryPaths;
 use crate::relay::HANDSHAKE_TIMEOUT;
 
 /// Introduction points a service keeps.
