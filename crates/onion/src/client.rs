@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -28,6 +28,14 @@ use crate::{OnionError, lock};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A user's end of a stream buffers this much each way.
 const PIPE: usize = 256 << 10;
+/// How long a hop asked to extend has to answer: longer than its own wait for the
+/// next hop, so that its answer (EXTENDED, empty if it failed) comes first.
+pub const EXTEND_WAIT: Duration = Duration::from_secs(2 * HANDSHAKE_TIMEOUT.as_secs());
+
+/// The longest a circuit of `hops` relays can take to build (or fail) on its own.
+pub fn longest_build(hops: usize) -> Duration {
+    HANDSHAKE_TIMEOUT + EXTEND_WAIT * hops.saturating_sub(1) as u32
+}
 
 /// One hop of a path: a relay's peer id and its onion key.
 #[derive(Debug, Clone)]
@@ -82,38 +90,37 @@ pub struct Partial {
     hops: Vec<PeerId>,
     onion_keys: Vec<[u8; 32]>,
     bindings: Vec<[u8; 32]>,
-    took: Vec<Duration>,
 }
 
 impl Partial {
-    /// Builds a circuit through `path` (first hop first), each hop given the fixed
-    /// wait to answer.
+    /// Builds a circuit through `path` (first hop first). A hop that does not answer
+    /// within [`HANDSHAKE_TIMEOUT`] is named in [`OnionError::NoAnswer`]: the first hop
+    /// for CREATE, else the hop asked to extend, which has [`EXTEND_WAIT`]: an honest
+    /// one always answers before that, with an empty EXTENDED if it could not reach the
+    /// next hop in its own [`HANDSHAKE_TIMEOUT`]. ([`crate::paths`] stops waiting much
+    /// sooner, and judges the build when it ends.)
     pub async fn build(net: &NetworkHandle, path: &[Hop]) -> Result<Partial, OnionError> {
-        Partial::build_within(net, path, None).await
+        Partial::build_telling(net, path, |_| {}).await
     }
 
-    /// [`Partial::build`] with each hop given `wait` (a learned timeout) if less than
-    /// the fixed wait. A hop that does not answer in time is named in
-    /// [`OnionError::NoAnswer`]: the first hop for CREATE, else the hop asked to extend
-    /// (an honest one always answers, with an empty EXTENDED if it could not reach the
-    /// next, before the fixed wait).
-    pub async fn build_within(
+    /// [`Partial::build`], telling `waiting_on` each relay whose answer it then waits
+    /// for (the one [`OnionError::NoAnswer`] would name).
+    pub async fn build_telling(
         net: &NetworkHandle,
         path: &[Hop],
-        wait: Option<Duration>,
+        waiting_on: impl Fn(PeerId),
     ) -> Result<Partial, OnionError> {
         let first = path
             .first()
             .ok_or_else(|| OnionError::Malformed("an empty path".into()))?;
+        waiting_on(first.peer);
         let mut link = net
             .open_stream(first.peer, PROTOCOL)
             .await
             .map_err(|e| OnionError::Net(e.to_string()))?;
         let (hs, create) = ClientHandshake::start(relay_id(&first.peer), first.onion_key);
-        let started = Instant::now();
         write_cell(&mut link, &Cell::new(Command::Create, &create)).await?;
-        let wait_created = wait.map_or(HANDSHAKE_TIMEOUT, |w| w.min(HANDSHAKE_TIMEOUT));
-        let created = expect(&mut link, "CREATED", wait_created)
+        let created = expect(&mut link, "CREATED", HANDSHAKE_TIMEOUT)
             .await
             .map_err(|e| no_answer(e, first.peer))?;
         if created.command != Command::Created {
@@ -129,7 +136,6 @@ impl Partial {
             hops: vec![first.peer],
             onion_keys: vec![first.onion_key],
             bindings: vec![binding(&keys)],
-            took: vec![started.elapsed()],
         };
         push_hop(&mut p.out, &mut p.inb, &keys);
         for hop in &path[1..] {
@@ -140,22 +146,14 @@ impl Partial {
             data.extend_from_slice(&id);
             data.extend_from_slice(&create);
             let last = p.last();
-            let started = Instant::now();
+            let asked = p.hops[last];
+            waiting_on(asked);
             p.send(last, RelayMsg::new(RelayCommand::Extend, 0, data))
                 .await?;
-            // The fixed wait is longer than the hop's own wait for the next one, so that
-            // its answer (EXTENDED, empty if it failed) comes first.
-            let fixed = 2 * HANDSHAKE_TIMEOUT;
-            let asked = p.hops[last];
             let m = p
-                .expect(
-                    last,
-                    RelayCommand::Extended,
-                    wait.map_or(fixed, |w| w.min(fixed)),
-                )
+                .expect(last, RelayCommand::Extended, EXTEND_WAIT)
                 .await
                 .map_err(|e| no_answer(e, asked))?;
-            p.took.push(started.elapsed());
             if m.data.is_empty() {
                 return Err(OnionError::ExtendFailed(hop.peer));
             }
@@ -166,11 +164,6 @@ impl Partial {
             p.bindings.push(binding(&keys));
         }
         Ok(p)
-    }
-
-    /// How long each hop took to answer, first hop first.
-    pub fn took(&self) -> &[Duration] {
-        &self.took
     }
 
     /// The index of the far end: the last relay, or an onion service joined beyond it.
@@ -302,6 +295,12 @@ impl Circuit {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Streams open or being opened on it.
+    pub fn open_streams(&self) -> usize {
+        let s = lock(&self.streams);
+        s.open.len() + s.waiting.len()
     }
 
     /// Opens a stream to `target` (`host:port`) through the exit: the user's end of it.

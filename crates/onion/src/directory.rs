@@ -167,21 +167,26 @@ impl Directory {
 
     /// A path of `len` relays (guard first), ending as `end` asks, no two of them in one
     /// network of `v4_bits` (16 on the Internet; a loopback test network, all in
-    /// 127.0/16, needs 24); without the relays in `avoid`, or with them if there is no
-    /// path otherwise.
+    /// 127.0/16, needs 24); without the relays in `avoid`, or with some if there is no
+    /// path otherwise: then those first in `avoid` are let back in first, one at a time.
     pub fn pick_path(
         &self,
         me: &PeerId,
         len: usize,
         v4_bits: u8,
         end: End<'_>,
-        avoid: &HashSet<PeerId>,
+        avoid: &[PeerId],
         rng: &mut impl Rng,
     ) -> Result<Vec<Hop>, OnionError> {
-        match self.pick(me, len, v4_bits, end, avoid, rng) {
-            Err(_) if !avoid.is_empty() => self.pick(me, len, v4_bits, end, &HashSet::new(), rng),
-            picked => picked,
+        let mut picked = Err(OnionError::NoPath("no relay known yet"));
+        for let_in in 0..=avoid.len() {
+            let left_out: HashSet<PeerId> = avoid[let_in..].iter().copied().collect();
+            picked = self.pick(me, len, v4_bits, end, &left_out, rng);
+            if picked.is_ok() {
+                break;
+            }
         }
+        picked
     }
 
     fn pick(
@@ -281,9 +286,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut with_a_sybil = 0;
         for _ in 0..2000 {
-            let path = dir
-                .pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
-                .unwrap();
+            let path = dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).unwrap();
             let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
             assert!(n <= 1, "{n} Sybils in one path");
             let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
@@ -304,10 +307,7 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = HashSet::new();
         for _ in 0..500 {
-            for h in dir
-                .pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
-                .unwrap()
-            {
+            for h in dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).unwrap() {
                 assert_ne!(h.peer, me);
                 seen.insert(h.peer);
             }
@@ -342,7 +342,7 @@ mod tests {
         assert!(dir.is_empty());
         let me = PeerId::random();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rand::rng())
+            dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rand::rng())
                 .is_err()
         );
     }
@@ -354,7 +354,7 @@ mod tests {
             .map(|i| relay(&mut dir, &format!("10.{}.0.1", 30 + i), i == 0))
             .collect();
         let me = PeerId::random();
-        let avoid: HashSet<PeerId> = [relays[1]].into();
+        let avoid = [relays[1]];
         let mut rng = rand::rng();
         for _ in 0..200 {
             let path = dir
@@ -362,12 +362,16 @@ mod tests {
                 .unwrap();
             assert!(path.iter().all(|h| h.peer != relays[1]));
         }
-        // Without them there is no path of three: then they are used after all.
-        let avoid: HashSet<PeerId> = [relays[1], relays[2]].into();
-        let path = dir
-            .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
-            .unwrap();
-        assert_eq!(path.len(), 3);
+        // Without both there is no path of three: then the first of them is let back
+        // in, and the second stays out while a path can be made without it.
+        let avoid = [relays[1], relays[2]];
+        for _ in 0..200 {
+            let path = dir
+                .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
+                .unwrap();
+            assert_eq!(path.len(), 3);
+            assert!(path.iter().all(|h| h.peer != relays[2]));
+        }
     }
 
     #[test]
@@ -379,8 +383,7 @@ mod tests {
         let me = PeerId::random();
         let mut rng = rand::rng();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &HashSet::new(), &mut rng)
-                .is_err(),
+            dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).is_err(),
             "no exit"
         );
         let at = dir
@@ -391,12 +394,12 @@ mod tests {
             .clone();
         for _ in 0..100 {
             let path = dir
-                .pick_path(&me, 3, 16, End::At(&at), &HashSet::new(), &mut rng)
+                .pick_path(&me, 3, 16, End::At(&at), &[], &mut rng)
                 .unwrap();
             assert_eq!(path[2].peer, relays[2]);
             assert!(path[..2].iter().all(|h| h.peer != relays[2]));
             assert_eq!(
-                dir.pick_path(&me, 3, 16, End::Any, &HashSet::new(), &mut rng)
+                dir.pick_path(&me, 3, 16, End::Any, &[], &mut rng)
                     .unwrap()
                     .len(),
                 3

@@ -11,9 +11,17 @@
 //!   drops traffic keeps failing whichever path it is in; its honest neighbours do not.
 //!
 //! Leaving relays out never leaves a node without paths: if what remains cannot make
-//! one, paths are picked from every relay again.
+//! one, the relays whose time out ends soonest are let back in first, one at a time,
+//! until a path can be made (an unreachable relay, out for less long, before one that
+//! failed circuits).
+//!
+//! A build is judged when it ends, however long the request waited for it (see
+//! [`crate::build_timeout`]): a relay is suspected for not answering only once the
+//! fixed wait is over. Until then, a relay whose answer is overdue (a build was given
+//! up on while waiting for it) is [`Health::mark_late`] and left out too; it is let back in
+//! first when nothing else makes a path, and for good once the build it owes ends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -32,9 +40,26 @@ struct Record {
 #[derive(Debug, Default)]
 pub struct Health {
     relays: HashMap<PeerId, Record>,
+    /// Builds given up on while waiting for the relay's answer, not ended yet.
+    late: HashMap<PeerId, u32>,
 }
 
 impl Health {
+    /// A build was given up on while waiting for `peer`'s answer.
+    pub fn mark_late(&mut self, peer: PeerId) {
+        *self.late.entry(peer).or_default() += 1;
+    }
+
+    /// A build [`Health::mark_late`] for `peer` ended (and is judged as any other).
+    pub fn ended_late(&mut self, peer: PeerId) {
+        if let Some(n) = self.late.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.late.remove(&peer);
+            }
+        }
+    }
+
     pub fn unreachable(&mut self, peer: PeerId, now: Instant) {
         self.relays.entry(peer).or_default().avoid_until = Some(now + UNREACHABLE_FOR);
     }
@@ -57,13 +82,32 @@ impl Health {
         }
     }
 
-    /// The relays to leave out of paths now.
-    pub fn avoided(&self, now: Instant) -> HashSet<PeerId> {
-        self.relays
+    /// The relays to leave out of paths now, in the order they are let back in: late
+    /// ones, then [`Health::left_out`].
+    pub fn avoided(&self, now: Instant) -> Vec<PeerId> {
+        let late = self.late();
+        let out: Vec<PeerId> = self.left_out(now);
+        let out = out.into_iter().filter(|p| !late.contains(p));
+        late.iter().copied().chain(out).collect()
+    }
+
+    /// Relays whose answer to a build given up on is still owed.
+    pub fn late(&self) -> Vec<PeerId> {
+        let mut late: Vec<PeerId> = self.late.keys().copied().collect();
+        late.sort();
+        late
+    }
+
+    /// Relays left out for a time (unreachable, or failing circuits), the one whose
+    /// time ends soonest first.
+    pub fn left_out(&self, now: Instant) -> Vec<PeerId> {
+        let mut out: Vec<(Instant, PeerId)> = self
+            .relays
             .iter()
-            .filter(|(_, r)| r.avoid_until.is_some_and(|t| t > now))
-            .map(|(p, _)| *p)
-            .collect()
+            .filter_map(|(p, r)| r.avoid_until.filter(|t| *t > now).map(|t| (t, *p)))
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, p)| p).collect()
     }
 }
 
@@ -103,5 +147,34 @@ mod tests {
             !h.avoided(now + SUSPECT_FOR + Duration::from_secs(1))
                 .contains(&dropper)
         );
+    }
+
+    #[test]
+    fn the_relay_left_out_for_less_long_comes_first() {
+        let mut h = Health::default();
+        let now = Instant::now();
+        let (dropper, gone) = (PeerId::random(), PeerId::random());
+        h.suspect(&[dropper], now);
+        h.suspect(&[dropper], now);
+        h.unreachable(gone, now + Duration::from_secs(1));
+        assert_eq!(h.avoided(now + Duration::from_secs(2)), vec![gone, dropper]);
+    }
+
+    #[test]
+    fn a_late_relay_is_left_out_until_the_builds_it_owes_end() {
+        let mut h = Health::default();
+        let (now, slow, gone) = (Instant::now(), PeerId::random(), PeerId::random());
+        h.unreachable(gone, now);
+        h.mark_late(slow);
+        h.mark_late(slow);
+        assert_eq!(
+            h.avoided(now),
+            vec![slow, gone],
+            "late ones are let back in first"
+        );
+        h.ended_late(slow);
+        assert_eq!(h.avoided(now), vec![slow, gone]);
+        h.ended_late(slow);
+        assert_eq!(h.avoided(now), vec![gone]);
     }
 }

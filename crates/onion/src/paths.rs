@@ -1,7 +1,9 @@
 //! Circuits from the relay list: for the proxy, a fresh path for each isolation key
 //! (and each onion service), kept while it works and replaced once closed; for onion
 //! services, paths to given introduction and rendezvous points. A path that fails to
-//! build is followed by another (three tries).
+//! build, or takes longer than the learned build timeout, is followed by another (three
+//! tries). Every build is judged when it ends, even one given up on (see
+//! [`crate::health`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,7 +14,7 @@ use libp2p::PeerId;
 use nodus_net::NetworkHandle;
 
 use crate::build_timeout::BuildTimes;
-use crate::client::{Circuit, Partial};
+use crate::client::{Circuit, Hop, Partial, longest_build};
 use crate::directory::{Directory, End};
 use crate::health::Health;
 use crate::hs::address::{self, ServiceId};
@@ -23,7 +25,7 @@ use crate::{OnionError, lock};
 
 const TRIES: usize = 3;
 /// Circuits held at once, one per isolation key and service: local programs choose
-/// the keys.
+/// the keys. Past it, the oldest circuit without streams is closed.
 pub const MAX_CIRCUITS: usize = 64;
 
 /// What a kept circuit is for.
@@ -40,8 +42,8 @@ pub struct DirectoryPaths {
     subnet_bits: u8,
     directory: Arc<Mutex<Directory>>,
     services: Arc<Mutex<Services>>,
-    health: Mutex<Health>,
-    build_times: Mutex<BuildTimes>,
+    health: Arc<Mutex<Health>>,
+    build_times: Arc<Mutex<BuildTimes>>,
     /// A circuit to an exit built before any request needs it.
     spare: Mutex<Option<Circuit>>,
     spare_taken: tokio::sync::Notify,
@@ -74,8 +76,8 @@ impl DirectoryPaths {
             subnet_bits,
             directory,
             services,
-            health: Mutex::default(),
-            build_times: Mutex::default(),
+            health: Arc::default(),
+            build_times: Arc::default(),
             spare: Mutex::default(),
             spare_taken: tokio::sync::Notify::new(),
             built: tokio::sync::Mutex::new(HashMap::new()),
@@ -115,37 +117,33 @@ impl DirectoryPaths {
                 &avoid,
                 &mut rand::rng(),
             )?;
-            let peers: Vec<PeerId> = path.iter().map(|h| h.peer).collect();
-            let wait = lock(&self.build_times).wait(2 * crate::relay::HANDSHAKE_TIMEOUT);
-            match Partial::build_within(&self.net, &path, Some(wait)).await {
-                Ok(c) => {
-                    lock(&self.health).worked(&peers);
-                    lock(&self.build_times).record(c.took());
-                    return Ok(c);
-                }
-                Err(e) => {
-                    tracing::debug!(target: "nodus::onion", "a circuit did not build: {e}");
-                    self.blame(&peers, &e);
-                    last = e;
+            let patience = lock(&self.build_times).wait(longest_build(path.len()));
+            let pending = Arc::new(Mutex::new(Pending::default()));
+            let mut build = tokio::spawn(judged_build(
+                self.net.clone(),
+                path,
+                pending.clone(),
+                self.health.clone(),
+                self.build_times.clone(),
+            ));
+            match tokio::time::timeout(patience, &mut build).await {
+                Ok(Ok(Ok(c))) => return Ok(c),
+                Ok(Ok(Err(e))) => last = e,
+                Ok(Err(_)) => last = OnionError::CircuitClosed,
+                Err(_) => {
+                    // The build goes on, to be judged when it ends (its circuit is then
+                    // dropped); the relay it waits for is late until then.
+                    let mut health = lock(&self.health);
+                    let mut pending = lock(&pending);
+                    if let (false, Some(peer)) = (pending.ended, pending.waiting_on) {
+                        pending.late = Some(peer);
+                        health.mark_late(peer);
+                    }
+                    last = OnionError::Timeout("a circuit (the learned build timeout)");
                 }
             }
         }
         Err(last)
-    }
-
-    /// Marks whom a failed build points at (see [`crate::health`]).
-    fn blame(&self, path: &[PeerId], e: &OnionError) {
-        let now = Instant::now();
-        let mut health = lock(&self.health);
-        match e {
-            OnionError::ExtendFailed(peer) => health.unreachable(*peer, now),
-            OnionError::Net(_) => health.unreachable(path[0], now),
-            OnionError::NoAnswer(peer) => health.suspect(&[*peer], now),
-            OnionError::CircuitClosed | OnionError::Handshake(_) | OnionError::Tampered => {
-                health.suspect(path, now)
-            }
-            _ => {}
-        }
     }
 
     /// Keeps a circuit to an exit built ahead, so that a request with new credentials
@@ -172,12 +170,17 @@ impl DirectoryPaths {
             .map(|c| c.hops().iter().map(|p| p.to_string()).collect())
     }
 
-    /// Relays left out of paths now, for status.
-    pub fn avoided(&self) -> Vec<PeerId> {
-        lock(&self.health)
-            .avoided(Instant::now())
-            .into_iter()
-            .collect()
+    /// How long a request waits for a circuit of the configured length before it tries
+    /// another path, once learned (see [`crate::build_timeout`]).
+    pub fn build_timeout(&self) -> Option<Duration> {
+        lock(&self.build_times).learned(longest_build(self.hops))
+    }
+
+    /// Relays left out of paths now, for status: for a time (unreachable, or failing
+    /// circuits), and late (owing an answer to a build given up on).
+    pub fn left_out(&self) -> (Vec<PeerId>, Vec<PeerId>) {
+        let health = lock(&self.health);
+        (health.left_out(Instant::now()), health.late())
     }
 
     /// The descriptor of service `id`, if one has arrived.
@@ -232,13 +235,84 @@ impl Circuits for DirectoryPaths {
             }
             built.retain(|_, (c, _)| !c.is_closed());
             if built.len() >= MAX_CIRCUITS && !built.contains_key(&purpose) {
-                return Err(OnionError::NoPath(
-                    "64 circuits (one per set of SOCKS credentials and service) are open",
-                ));
+                // Room is made by closing the oldest circuit nobody uses: no stream on
+                // it, and no request holding it to open one (clones are taken only here,
+                // under this lock).
+                let idle = built
+                    .iter()
+                    .filter(|(_, (c, _))| Arc::strong_count(c) == 1 && c.open_streams() == 0)
+                    .min_by_key(|(_, (_, at))| *at)
+                    .map(|(p, _)| p.clone());
+                match idle {
+                    Some(p) => drop(built.remove(&p)),
+                    None => {
+                        return Err(OnionError::NoPath(
+                            "64 circuits (one per set of SOCKS credentials and service) carry streams",
+                        ));
+                    }
+                }
             }
             let c = Arc::new(self.make(&purpose).await?);
             built.insert(purpose, (c.clone(), Instant::now()));
             Ok(c)
         })
     }
+}
+
+/// A build under way, as the request waiting for it and the build itself see it. Both
+/// change it with the health lock held, so a relay is marked late only while the
+/// build is under way, and the mark is taken off when it ends.
+#[derive(Debug, Default)]
+struct Pending {
+    waiting_on: Option<PeerId>,
+    /// The relay marked late, when the request gave up.
+    late: Option<PeerId>,
+    ended: bool,
+}
+
+/// Builds a circuit through `path` and judges it: a circuit that built teaches the
+/// build timeout and credits its relays; one that failed blames whom the failure
+/// points at (see [`crate::health`]).
+async fn judged_build(
+    net: NetworkHandle,
+    path: Vec<Hop>,
+    pending: Arc<Mutex<Pending>>,
+    health: Arc<Mutex<Health>>,
+    build_times: Arc<Mutex<BuildTimes>>,
+) -> Result<Partial, OnionError> {
+    let peers: Vec<PeerId> = path.iter().map(|h| h.peer).collect();
+    let started = Instant::now();
+    let built = Partial::build_telling(&net, &path, |peer| {
+        let _health = lock(&health);
+        lock(&pending).waiting_on = Some(peer);
+    })
+    .await;
+    let now = Instant::now();
+    let mut health = lock(&health);
+    {
+        let mut pending = lock(&pending);
+        pending.ended = true;
+        if let Some(peer) = pending.late {
+            health.ended_late(peer);
+        }
+    }
+    match &built {
+        Ok(_) => {
+            health.worked(&peers);
+            lock(&build_times).record(now - started);
+        }
+        Err(e) => {
+            tracing::debug!(target: "nodus::onion", "a circuit did not build: {e}");
+            match e {
+                OnionError::ExtendFailed(peer) => health.unreachable(*peer, now),
+                OnionError::Net(_) => health.unreachable(peers[0], now),
+                OnionError::NoAnswer(peer) => health.suspect(&[*peer], now),
+                OnionError::CircuitClosed | OnionError::Handshake(_) | OnionError::Tampered => {
+                    health.suspect(&peers, now)
+                }
+                _ => {}
+            }
+        }
+    }
+    built
 }

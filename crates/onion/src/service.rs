@@ -48,9 +48,16 @@ pub struct Status {
     /// The relays of the circuit built ahead for the next new set of credentials.
     #[serde(default)]
     pub spare: Option<Vec<String>>,
+    /// How long a request waits for a circuit before trying another path, once learned
+    /// from this node's builds.
+    #[serde(default)]
+    pub build_timeout_ms: Option<u64>,
     /// Relays this node's paths leave out for now (unreachable, or failing circuits).
     #[serde(default)]
     pub avoided: Vec<String>,
+    /// Relays left out until they answer a build this node gave up waiting for.
+    #[serde(default)]
+    pub late: Vec<String>,
     /// The onion services this node runs.
     #[serde(default)]
     pub services: Vec<HostStatus>,
@@ -74,6 +81,8 @@ impl OnionHandle {
         };
         let services_known = lock(&self.services).len();
         let role = self.relaying.role();
+        let (avoided, late) = self.paths.left_out();
+        let names = |peers: Vec<libp2p::PeerId>| peers.iter().map(|p| p.to_string()).collect();
         Status {
             relay: role.relay,
             exit: role.exit,
@@ -83,7 +92,9 @@ impl OnionHandle {
             services_known,
             circuits: self.paths.circuits().await,
             spare: self.paths.spare_hops(),
-            avoided: self.paths.avoided().iter().map(|p| p.to_string()).collect(),
+            build_timeout_ms: self.paths.build_timeout().map(|d| d.as_millis() as u64),
+            avoided: names(avoided),
+            late: names(late),
             services: self.hosting.status(),
         }
     }

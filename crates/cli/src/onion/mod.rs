@@ -92,6 +92,12 @@ fn show(g: &Global, v: &Value, circuits: bool) {
     if let Some(n) = v["avoided"].as_array().map(Vec::len).filter(|n| *n > 0) {
         println!("avoided  {n} relays, left out of paths for now (unreachable, or failing circuits)");
     }
+    if let Some(ms) = v["build_timeout_ms"].as_u64() {
+        println!("timeout  {ms} ms for a circuit build, learned from this node's builds");
+    }
+    if let Some(n) = v["late"].as_array().map(Vec::len).filter(|n| *n > 0) {
+        println!("late     {n} relays, left out until they answer a circuit build");
+    }
         for h in v["services"].as_array().into_iter().flatten() {
             println!(
                 "serving  {}:{} -> {} ({} introduction points, {} circuits)",
