@@ -15,6 +15,8 @@ pub struct OnionConfig {
     pub relay: bool,
     /// Also let circuits out to the Internet from here (an exit), within the policy.
     pub exit: bool,
+    /// Bytes a second this relay passes on for all circuits together; 0 for no limit.
+    pub relay_bandwidth: u64,
     /// Let circuits reach private and loopback addresses from this exit. Test networks
     /// only: on the Internet it would open this machine's network to everyone.
     pub exit_allow_private: bool,
@@ -26,6 +28,8 @@ pub struct OnionConfig {
     pub path_subnet_bits: u8,
     /// A relay publishes its descriptor again this often, in seconds.
     pub publish_secs: u64,
+    /// Only relays this node has known this long (seconds) become its guards.
+    pub guard_min_age_secs: u64,
 }
 
 impl Default for OnionConfig {
@@ -35,11 +39,13 @@ impl Default for OnionConfig {
             socks_listen: "127.0.0.1:9250".into(),
             relay: false,
             exit: false,
+            relay_bandwidth: 0,
             exit_allow_private: false,
             exit_reject_ports: vec![25],
             hops: 3,
             path_subnet_bits: 16,
             publish_secs: 600,
+            guard_min_age_secs: 86_400,
         }
     }
 }
@@ -61,6 +67,8 @@ socks_listen = "127.0.0.1:9250"
 # `nodus onion relay on|off [--exit]` changes this at run time and is kept over it.
 relay = false
 exit = false
+# Bytes a second a relay passes on for others, all circuits together (0: no limit).
+relay_bandwidth = 0
 # Private and loopback destinations from this exit: test networks only.
 exit_allow_private = false
 exit_reject_ports = [25]
@@ -68,6 +76,8 @@ hops = 3
 # No two relays of a circuit in one IPv4 network of this many bits (/16).
 path_subnet_bits = 16
 publish_secs = 600
+# Circuits enter by a few guards kept for weeks, chosen among relays known this long.
+guard_min_age_secs = 86400
 "#;
 
 #[cfg(test)]

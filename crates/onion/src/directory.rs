@@ -169,11 +169,12 @@ impl Directory {
     /// network of `v4_bits` (16 on the Internet; a loopback test network, all in
     /// 127.0/16, needs 24); without the relays in `avoid`, or with some if there is no
     /// path otherwise: then those first in `avoid` are let back in first, one at a time.
+    /// The path enters by the first of `guards` that fits it, if one does (see
+    /// [`crate::guards`]).
     pub fn pick_path(
         &self,
         me: &PeerId,
-        len: usize,
-        v4_bits: u8,
+        rules: &PathRules<'_>,
         end: End<'_>,
         avoid: &[PeerId],
         rng: &mut impl Rng,
@@ -181,7 +182,7 @@ impl Directory {
         let mut picked = Err(OnionError::NoPath("no relay known yet"));
         for let_in in 0..=avoid.len() {
             let left_out: HashSet<PeerId> = avoid[let_in..].iter().copied().collect();
-            picked = self.pick(me, len, v4_bits, end, &left_out, rng);
+            picked = self.pick(me, rules, end, &left_out, rng);
             if picked.is_ok() {
                 break;
             }
@@ -192,12 +193,12 @@ impl Directory {
     fn pick(
         &self,
         me: &PeerId,
-        len: usize,
-        v4_bits: u8,
+        rules: &PathRules<'_>,
         end: End<'_>,
         avoid: &HashSet<PeerId>,
         rng: &mut impl Rng,
     ) -> Result<Vec<Hop>, OnionError> {
+        let (len, v4_bits) = (rules.len, rules.v4_bits);
         let usable = self.usable(me, avoid);
         let mut path: Vec<&Relay> = Vec::with_capacity(len);
         let mut used: HashSet<[u8; 5]> = HashSet::new();
@@ -229,8 +230,15 @@ impl Directory {
                         && !r.ips.iter().any(|ip| used.contains(&family(ip, v4_bits)))
                 })
                 .collect();
-            let r = *fits
-                .choose(rng)
+            let guard = match path.is_empty() {
+                true => rules
+                    .guards
+                    .iter()
+                    .find_map(|g| fits.iter().find(|r| r.hop.peer == *g)),
+                false => None,
+            };
+            let r = *guard
+                .or_else(|| fits.choose(rng))
                 .ok_or(OnionError::NoPath("too few relays in distinct networks"))?;
             used.extend(r.ips.iter().map(|ip| family(ip, v4_bits)));
             path.push(r);
@@ -238,6 +246,28 @@ impl Directory {
         let mut hops: Vec<Hop> = path.into_iter().map(|r| r.hop.clone()).collect();
         hops.push(last);
         Ok(hops)
+    }
+}
+
+/// What every path of a node follows.
+#[derive(Debug, Clone, Copy)]
+pub struct PathRules<'a> {
+    /// Relays per path.
+    pub len: usize,
+    /// No two relays of a path in one IPv4 network of this many leading bits.
+    pub v4_bits: u8,
+    /// The relays to enter by, first choice first.
+    pub guards: &'a [PeerId],
+}
+
+impl PathRules<'_> {
+    /// `len` relays, no two in one /`v4_bits`, no guards.
+    pub fn new(len: usize, v4_bits: u8) -> PathRules<'static> {
+        PathRules {
+            len,
+            v4_bits,
+            guards: &[],
+        }
     }
 }
 
@@ -286,7 +316,9 @@ mod tests {
         let mut rng = rand::rng();
         let mut with_a_sybil = 0;
         for _ in 0..2000 {
-            let path = dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).unwrap();
+            let path = dir
+                .pick_path(&me, &PathRules::new(3, 16), End::Exit, &[], &mut rng)
+                .unwrap();
             let n = path.iter().filter(|h| sybils.contains(&h.peer)).count();
             assert!(n <= 1, "{n} Sybils in one path");
             let distinct: HashSet<PeerId> = path.iter().map(|h| h.peer).collect();
@@ -307,7 +339,10 @@ mod tests {
         let mut rng = rand::rng();
         let mut seen = HashSet::new();
         for _ in 0..500 {
-            for h in dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).unwrap() {
+            for h in dir
+                .pick_path(&me, &PathRules::new(3, 16), End::Exit, &[], &mut rng)
+                .unwrap()
+            {
                 assert_ne!(h.peer, me);
                 seen.insert(h.peer);
             }
@@ -342,8 +377,14 @@ mod tests {
         assert!(dir.is_empty());
         let me = PeerId::random();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rand::rng())
-                .is_err()
+            dir.pick_path(
+                &me,
+                &PathRules::new(3, 16),
+                End::Exit,
+                &[],
+                &mut rand::rng()
+            )
+            .is_err()
         );
     }
 
@@ -358,7 +399,7 @@ mod tests {
         let mut rng = rand::rng();
         for _ in 0..200 {
             let path = dir
-                .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
+                .pick_path(&me, &PathRules::new(3, 16), End::Exit, &avoid, &mut rng)
                 .unwrap();
             assert!(path.iter().all(|h| h.peer != relays[1]));
         }
@@ -367,7 +408,7 @@ mod tests {
         let avoid = [relays[1], relays[2]];
         for _ in 0..200 {
             let path = dir
-                .pick_path(&me, 3, 16, End::Exit, &avoid, &mut rng)
+                .pick_path(&me, &PathRules::new(3, 16), End::Exit, &avoid, &mut rng)
                 .unwrap();
             assert_eq!(path.len(), 3);
             assert!(path.iter().all(|h| h.peer != relays[2]));
@@ -383,7 +424,8 @@ mod tests {
         let me = PeerId::random();
         let mut rng = rand::rng();
         assert!(
-            dir.pick_path(&me, 3, 16, End::Exit, &[], &mut rng).is_err(),
+            dir.pick_path(&me, &PathRules::new(3, 16), End::Exit, &[], &mut rng)
+                .is_err(),
             "no exit"
         );
         let at = dir
@@ -394,16 +436,54 @@ mod tests {
             .clone();
         for _ in 0..100 {
             let path = dir
-                .pick_path(&me, 3, 16, End::At(&at), &[], &mut rng)
+                .pick_path(&me, &PathRules::new(3, 16), End::At(&at), &[], &mut rng)
                 .unwrap();
             assert_eq!(path[2].peer, relays[2]);
             assert!(path[..2].iter().all(|h| h.peer != relays[2]));
             assert_eq!(
-                dir.pick_path(&me, 3, 16, End::Any, &[], &mut rng)
+                dir.pick_path(&me, &PathRules::new(3, 16), End::Any, &[], &mut rng)
                     .unwrap()
                     .len(),
                 3
             );
         }
+    }
+
+    #[test]
+    fn a_path_enters_by_the_first_guard_that_fits_it() {
+        let mut dir = Directory::default();
+        let relays: Vec<PeerId> = (0..6)
+            .map(|i| relay(&mut dir, &format!("10.{}.0.1", 50 + i), i == 0))
+            .collect();
+        let me = PeerId::random();
+        let mut rng = rand::rng();
+        let guards = [relays[1], relays[2]];
+        let rules = PathRules {
+            guards: &guards,
+            ..PathRules::new(3, 16)
+        };
+        for _ in 0..100 {
+            let path = dir
+                .pick_path(&me, &rules, End::Exit, &[], &mut rng)
+                .unwrap();
+            assert_eq!(path[0].peer, relays[1]);
+        }
+        // The first guard left out: the second; a guard that is the path's end: the next.
+        for _ in 0..100 {
+            let path = dir
+                .pick_path(&me, &rules, End::Exit, &[relays[1]], &mut rng)
+                .unwrap();
+            assert_eq!(path[0].peer, relays[2]);
+        }
+        let at = dir
+            .relays()
+            .find(|r| r.hop.peer == relays[1])
+            .unwrap()
+            .hop
+            .clone();
+        let path = dir
+            .pick_path(&me, &rules, End::At(&at), &[], &mut rng)
+            .unwrap();
+        assert_eq!(path[0].peer, relays[2]);
     }
 }

@@ -7,9 +7,11 @@
 //! integrity ([`layers`]); relays and exits ([`relay`], [`exit`]), client circuits
 //! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]); signed relay
 //! descriptors ([`descriptor`]) and the relay list with path selection ([`directory`]);
-//! which relays to leave out of paths ([`health`]); onion services ([`hs`], whose own
-//! docs give their protocol); the service on a node ([`service`], [`paths`],
-//! [`hosting`]). Guards, bandwidth measurement and congestion control are not built yet.
+//! which relays to leave out of paths ([`health`]) and which to enter by ([`guards`]);
+//! the lists handed to a node that joins ([`lists`]);
+//! onion services ([`hs`], whose own docs give their protocol); the service on a node
+//! ([`service`], [`paths`], [`hosting`]). Bandwidth measurement and congestion control
+//! are not built yet.
 //!
 //! # The circuit protocol, version 1
 //!
@@ -55,12 +57,14 @@ pub mod config;
 pub mod descriptor;
 pub mod directory;
 pub mod exit;
+pub mod guards;
 pub mod health;
 pub mod hosting;
 pub mod hs;
 pub mod http;
 pub mod layers;
 pub mod link;
+pub mod lists;
 pub mod ntor;
 pub mod paths;
 pub mod proxy;

@@ -15,7 +15,8 @@ use nodus_net::NetworkHandle;
 
 use crate::build_timeout::BuildTimes;
 use crate::client::{Circuit, Hop, Partial, longest_build};
-use crate::directory::{Directory, End};
+use crate::directory::{Directory, End, PathRules};
+use crate::guards::{self, Guards};
 use crate::health::Health;
 use crate::hs::address::{self, ServiceId};
 use crate::hs::connect;
@@ -24,6 +25,8 @@ use crate::proxy::{Circuits, Isolation};
 use crate::{OnionError, lock};
 
 const TRIES: usize = 3;
+/// How often the guards are checked against the relay list.
+pub const GUARDS_EVERY: Duration = Duration::from_secs(60);
 /// Circuits held at once, one per isolation key and service: local programs choose
 /// the keys. Past it, the oldest circuit without streams is closed.
 pub const MAX_CIRCUITS: usize = 64;
@@ -44,6 +47,7 @@ pub struct DirectoryPaths {
     services: Arc<Mutex<Services>>,
     health: Arc<Mutex<Health>>,
     build_times: Arc<Mutex<BuildTimes>>,
+    guards: Mutex<(Guards, Option<Instant>)>,
     /// A circuit to an exit built before any request needs it.
     spare: Mutex<Option<Circuit>>,
     spare_taken: tokio::sync::Notify,
@@ -68,6 +72,7 @@ impl DirectoryPaths {
         subnet_bits: u8,
         directory: Arc<Mutex<Directory>>,
         services: Arc<Mutex<Services>>,
+        guards: Guards,
     ) -> DirectoryPaths {
         DirectoryPaths {
             me: net.local_peer_id(),
@@ -78,6 +83,7 @@ impl DirectoryPaths {
             services,
             health: Arc::default(),
             build_times: Arc::default(),
+            guards: Mutex::new((guards, None)),
             spare: Mutex::default(),
             spare_taken: tokio::sync::Notify::new(),
             built: tokio::sync::Mutex::new(HashMap::new()),
@@ -109,14 +115,13 @@ impl DirectoryPaths {
         let mut last = OnionError::NoPath("no relay known yet");
         for _ in 0..TRIES {
             let avoid = lock(&self.health).avoided(Instant::now());
-            let path = lock(&self.directory).pick_path(
-                &self.me,
-                self.hops,
-                self.subnet_bits,
-                end,
-                &avoid,
-                &mut rand::rng(),
-            )?;
+            let guards = self.guards();
+            let rules = PathRules {
+                guards: &guards,
+                ..PathRules::new(self.hops, self.subnet_bits)
+            };
+            let path =
+                lock(&self.directory).pick_path(&self.me, &rules, end, &avoid, &mut rand::rng())?;
             let patience = lock(&self.build_times).wait(longest_build(path.len()));
             let pending = Arc::new(Mutex::new(Pending::default()));
             let mut build = tokio::spawn(judged_build(
@@ -149,9 +154,22 @@ impl DirectoryPaths {
     /// Keeps a circuit to an exit built ahead, so that a request with new credentials
     /// does not wait for one: builds one whenever there is none (the last was taken,
     /// or it closed), checking every few seconds. Runs until dropped.
+    /// A spare that does not enter by the guard a path would take now (built before
+    /// the guards were heard of, after a start) is dropped and built again.
     pub async fn keep_a_spare(&self) {
         loop {
-            let missing = lock(&self.spare).as_ref().is_none_or(|c| c.is_closed());
+            let guards = self.guards();
+            let avoid = lock(&self.health).avoided(Instant::now());
+            let missing = {
+                let mut spare = lock(&self.spare);
+                if spare
+                    .as_ref()
+                    .is_some_and(|c| !enters_by_a_guard(c.hops(), &guards, &avoid))
+                {
+                    *spare = None;
+                }
+                spare.as_ref().is_none_or(|c| c.is_closed())
+            };
             if missing && lock(&self.directory).relays().any(|r| r.exit) {
                 match self.partial(End::Exit).await {
                     Ok(p) => *lock(&self.spare) = Some(p.into_circuit(crate::client::Role::Client)),
@@ -168,6 +186,32 @@ impl DirectoryPaths {
             .as_ref()
             .filter(|c| !c.is_closed())
             .map(|c| c.hops().iter().map(|p| p.to_string()).collect())
+    }
+
+    /// The guards to enter by, first choice first, refreshed from the relay list every
+    /// [`GUARDS_EVERY`] (every time while fewer than [`guards::NUM`] are listed, but not
+    /// more than once a second).
+    pub fn guards(&self) -> Vec<PeerId> {
+        let mut g = lock(&self.guards);
+        let (guards, refreshed) = &mut *g;
+        let since = refreshed.map(|t| t.elapsed());
+        let due = match since {
+            None => true,
+            Some(d) if guards.listed().len() < guards::NUM => d >= Duration::from_secs(1),
+            Some(d) => d >= GUARDS_EVERY,
+        };
+        if due {
+            let listed: Vec<PeerId> = lock(&self.directory)
+                .relays()
+                .filter(|r| r.hop.peer != self.me && !r.ips.is_empty())
+                .map(|r| r.hop.peer)
+                .collect();
+            if let Err(e) = guards.refresh(&listed, crate::service::now_ms(), &mut rand::rng()) {
+                tracing::warn!(target: "nodus::onion", "guards not kept: {e}");
+            }
+            *refreshed = Some(Instant::now());
+        }
+        guards.listed().to_vec()
     }
 
     /// How long a request waits for a circuit of the configured length before it tries
@@ -315,4 +359,16 @@ async fn judged_build(
         }
     }
     built
+}
+
+/// Whether `hops` enter by the guard a path to the same end would take now: the first
+/// of `guards` not left out and not the end itself (any first hop if there is none).
+fn enters_by_a_guard(hops: &[PeerId], guards: &[PeerId], avoid: &[PeerId]) -> bool {
+    let (Some(first), Some(last)) = (hops.first(), hops.last()) else {
+        return true;
+    };
+    guards
+        .iter()
+        .find(|g| !avoid.contains(g) && *g != last)
+        .is_none_or(|g| g == first)
 }

@@ -14,11 +14,12 @@ use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
+use nodus_service::rate::RateLimiter;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
+use crate::cell::{CELL_LEN, Cell, Command, EndReason, RelayCommand, RelayMsg};
 use crate::exit::{self, ExitPolicy};
 use crate::hs::address::ServiceId;
 use crate::hs::messages::{self, Cookie, EstablishIntro, Introduce};
@@ -79,6 +80,9 @@ pub struct Relay {
     rendezvous: Mutex<HashMap<Cookie, Waiting>>,
     /// Circuits taken so far, which numbers them in views.
     circuits: std::sync::atomic::AtomicU64,
+    /// What every circuit through this relay passes on, together (`[onion]
+    /// relay_bandwidth`): each cell written toward the client or to the next hop.
+    rate: Arc<RateLimiter>,
 }
 
 /// A client circuit at its rendezvous point, until the service's circuit arrives.
@@ -100,7 +104,14 @@ impl Relay {
             intros: Mutex::default(),
             rendezvous: Mutex::default(),
             circuits: Default::default(),
+            rate: Arc::new(RateLimiter::new(0)),
         }
+    }
+
+    /// The relay passing on at most `bytes_per_sec` for all its circuits (0: no limit).
+    pub fn with_rate(mut self, bytes_per_sec: u64) -> Relay {
+        self.rate = Arc::new(RateLimiter::new(bytes_per_sec));
+        self
     }
 
     fn saw(&self, circuit: u64, view: View) {
@@ -169,7 +180,12 @@ async fn circuit(
     } = HopLayers::new(&hop_keys);
     let (mut from_prev, to_prev_w) = stream.split();
     let (out, rx) = mpsc::channel(QUEUE);
-    let writer = tokio::spawn(write_toward_client(to_prev_w, backward, rx));
+    let writer = tokio::spawn(write_toward_client(
+        to_prev_w,
+        backward,
+        rx,
+        relay.rate.clone(),
+    ));
     let mut c = Circuit {
         net,
         relay,
@@ -245,6 +261,7 @@ struct Circuit {
 impl Circuit {
     async fn pass_on(&mut self, cell: Cell) -> Result<(), OnionError> {
         if let Some(next) = &mut self.next {
+            self.relay.rate.acquire(CELL_LEN).await;
             return write_cell(next, &cell).await;
         }
         match self.joined.get() {
@@ -549,6 +566,7 @@ async fn write_toward_client(
     mut w: WriteHalf<Stream>,
     mut backward: Backward,
     mut rx: mpsc::Receiver<Out>,
+    rate: Arc<RateLimiter>,
 ) {
     while let Some(m) = rx.recv().await {
         let cell = match m {
@@ -568,6 +586,7 @@ async fn write_toward_client(
                 break;
             }
         };
+        rate.acquire(CELL_LEN).await;
         if write_cell(&mut w, &cell).await.is_err() {
             break;
         }

@@ -52,6 +52,8 @@ pub struct Relaying {
     allow_private: bool,
     reject_ports: Vec<u16>,
     publish_every: Duration,
+    /// Bytes a second passed on for others; 0 for no limit.
+    bandwidth: u64,
     shutdown: watch::Receiver<bool>,
     dir: PathBuf,
     running: Mutex<Option<Running>>,
@@ -88,6 +90,7 @@ impl Relaying {
             allow_private: config.exit_allow_private,
             reject_ports: config.exit_reject_ports.clone(),
             publish_every: Duration::from_secs(config.publish_secs.max(1)),
+            bandwidth: config.relay_bandwidth,
             shutdown,
             dir: dir.to_path_buf(),
             running: Mutex::default(),
@@ -97,6 +100,11 @@ impl Relaying {
 
     pub fn relay(&self) -> Option<Arc<Relay>> {
         lock(&self.running).as_ref().map(|r| r.relay.clone())
+    }
+
+    /// Bytes a second passed on for others at most (0: no limit).
+    pub fn bandwidth(&self) -> u64 {
+        self.bandwidth
     }
 
     pub fn role(&self) -> Role {
@@ -132,7 +140,8 @@ impl Relaying {
                 reject_ports: self.reject_ports.clone(),
             });
             let me = self.net.local_peer_id();
-            let relay = Arc::new(Relay::new(&me, self.onion_key.clone(), exit));
+            let relay =
+                Arc::new(Relay::new(&me, self.onion_key.clone(), exit).with_rate(self.bandwidth));
             let tasks = vec![
                 relay::spawn(self.net.clone(), relay.clone(), self.shutdown.clone())?,
                 tokio::spawn(crate::service::publish(

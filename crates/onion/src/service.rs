@@ -18,9 +18,11 @@ use crate::OnionError;
 use crate::config::OnionConfig;
 use crate::descriptor::Descriptor;
 use crate::directory::Directory;
+use crate::guards::Guards;
 use crate::hosting::Hosting;
 use crate::hs::descriptor::Services;
 use crate::hs::host::{HostStatus, Publish};
+use crate::lists::Lists;
 use crate::lock;
 use crate::ntor::OnionKey;
 use crate::paths::{CircuitInfo, DirectoryPaths};
@@ -38,6 +40,9 @@ pub const SERVICES_TOPIC: &str = "nodus/onion/services/1";
 pub struct Status {
     pub relay: bool,
     pub exit: bool,
+    /// Bytes a second the relay passes on for others at most (0: no limit).
+    #[serde(default)]
+    pub relay_bandwidth: u64,
     pub socks: String,
     pub relays_known: usize,
     pub exits_known: usize,
@@ -48,6 +53,13 @@ pub struct Status {
     /// The relays of the circuit built ahead for the next new set of credentials.
     #[serde(default)]
     pub spare: Option<Vec<String>>,
+    /// Descriptors new to this node that came in peers' lists (asked for on joining).
+    #[serde(default)]
+    pub from_lists: u64,
+    /// The guards circuits enter by, first choice first (none while no relay is old
+    /// enough).
+    #[serde(default)]
+    pub guards: Vec<String>,
     /// How long a request waits for a circuit before trying another path, once learned
     /// from this node's builds.
     #[serde(default)]
@@ -71,6 +83,7 @@ pub struct OnionHandle {
     relaying: Arc<Relaying>,
     services: Arc<Mutex<Services>>,
     hosting: Arc<Hosting>,
+    lists: Lists,
 }
 
 impl OnionHandle {
@@ -86,12 +99,15 @@ impl OnionHandle {
         Status {
             relay: role.relay,
             exit: role.exit,
+            relay_bandwidth: self.relaying.bandwidth(),
             socks: self.socks.to_string(),
             relays_known,
             exits_known,
             services_known,
             circuits: self.paths.circuits().await,
             spare: self.paths.spare_hops(),
+            guards: names(self.paths.guards()),
+            from_lists: self.lists.taken.load(std::sync::atomic::Ordering::Relaxed),
             build_timeout_ms: self.paths.build_timeout().map(|d| d.as_millis() as u64),
             avoided: names(avoided),
             late: names(late),
@@ -244,6 +260,10 @@ pub async fn start(
         config.path_subnet_bits,
         directory.clone(),
         services.clone(),
+        Guards::load(
+            &dir.join("guards.json"),
+            config.guard_min_age_secs.saturating_mul(1000),
+        )?,
     ));
     let publish: Publish = {
         let (net, services) = (net.clone(), services.clone());
@@ -259,6 +279,21 @@ pub async fn start(
         Duration::from_secs(config.publish_secs.max(1)),
         publish,
     )?);
+    let lists = Lists {
+        relays: directory.clone(),
+        services: services.clone(),
+        taken: Default::default(),
+    };
+    tasks.push(tokio::spawn(crate::lists::serve(
+        net.clone(),
+        lists.clone(),
+        shutdown.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::lists::ask_on_joining(
+        net.clone(),
+        lists.clone(),
+        shutdown.clone(),
+    )));
     let serving = proxy::serve(listener, paths.clone());
     let spares = paths.clone();
     let mut stop = shutdown.clone();
@@ -278,6 +313,7 @@ pub async fn start(
             relaying,
             services,
             hosting,
+            lists,
         },
         tasks,
     ))

@@ -53,13 +53,18 @@ struct RelayNode {
 }
 
 async fn relay_node(ip: &str, exit: Option<ExitPolicy>) -> RelayNode {
+    relay_node_at_rate(ip, exit, 0).await
+}
+
+/// A relay passing on at most `rate` bytes a second (0: no limit).
+async fn relay_node_at_rate(ip: &str, exit: Option<ExitPolicy>, rate: u64) -> RelayNode {
     let node = node(ip).await;
     let key = OnionKey::generate();
     let hop = Hop {
         peer: node.net.local_peer_id(),
         onion_key: key.public(),
     };
-    let relay = Arc::new(Relay::new(&hop.peer, key, exit));
+    let relay = Arc::new(Relay::new(&hop.peer, key, exit).with_rate(rate));
     let views = relay.views.subscribe();
     // Stopped when the test drops it.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -125,20 +130,28 @@ async fn ask(circuit: &Circuit, target: &str, line: &[u8]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bytes_cross_three_relays_and_each_sees_only_its_neighbours() {
-    let client = node("127.0.181.2").await;
-    let mut guard = relay_node("127.0.181.3", None).await;
-    let mut middle = relay_node("127.0.181.4", None).await;
+/// A client and three relays on 127.0.`net`.2-5, the exit reaching loopback, the middle
+/// passing on at most `middle_rate` bytes a second (0: no limit). The client knows only
+/// its guard's address; each relay can reach the next.
+async fn line_of_relays(net: u8, middle_rate: u64) -> (Node, RelayNode, RelayNode, RelayNode) {
+    let ip = |k: u8| format!("127.0.{net}.{k}");
+    let client = node(&ip(2)).await;
+    let guard = relay_node(&ip(3), None).await;
+    let middle = relay_node_at_rate(&ip(4), None, middle_rate).await;
     let test_exit = ExitPolicy {
         allow_private: true,
         reject_ports: Vec::new(),
     };
-    let mut exit = relay_node("127.0.181.5", Some(test_exit)).await;
-    // The client knows only its guard's address; each relay can reach the next.
+    let exit = relay_node(&ip(5), Some(test_exit)).await;
     client.net.dial(guard.node.addr.clone()).await.unwrap();
     guard.node.net.dial(middle.node.addr.clone()).await.unwrap();
     middle.node.net.dial(exit.node.addr.clone()).await.unwrap();
+    (client, guard, middle, exit)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_cross_three_relays_and_each_sees_only_its_neighbours() {
+    let (client, mut guard, mut middle, mut exit) = line_of_relays(181, 0).await;
     // 3 MiB back: past the stream window, so SENDMEs must flow.
     let target = server("127.0.181.6", 3 << 20).await;
 
@@ -179,6 +192,27 @@ async fn bytes_cross_three_relays_and_each_sees_only_its_neighbours() {
 
     // A second stream on the same circuit.
     ask(&circuit, &target, b"again").await;
+}
+
+/// A middle relay limited to 1 MB/s carries the 3 MiB answer (about 3.2 MB of cells)
+/// no faster than that allows: 2.9 s at the least, less its quarter-second burst. (A
+/// lower bound only: a loaded machine can make it slower, never faster.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_passes_on_no_more_than_its_bandwidth() {
+    const RATE: u64 = 1_000_000;
+    let (client, guard, middle, exit) = line_of_relays(184, RATE).await;
+    let target = server("127.0.184.6", 3 << 20).await;
+    let path = [guard.hop.clone(), middle.hop.clone(), exit.hop.clone()];
+    let circuit = Circuit::build(&client.net, &path).await.unwrap();
+    let started = tokio::time::Instant::now();
+    ask(&circuit, &target, b"limited").await;
+    let cells = (3u64 << 20).div_ceil(nodus_onion::cell::RELAY_DATA as u64);
+    let least = (cells * nodus_onion::cell::CELL_LEN as u64 - RATE / 4) as f64 / RATE as f64;
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        took >= least,
+        "{took:.2} s, where {RATE} B/s allows no less than {least:.2} s"
+    );
 }
 
 async fn refused_by_policy(circuit: &Circuit, target: &str) {

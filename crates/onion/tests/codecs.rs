@@ -8,6 +8,8 @@ mod onion_cell;
 mod onion_descriptor;
 #[path = "oracle/onion_hs_message.rs"]
 mod onion_hs_message;
+#[path = "oracle/onion_lists.rs"]
+mod onion_lists;
 #[path = "oracle/onion_service_descriptor.rs"]
 mod onion_service_descriptor;
 #[path = "oracle/onion_socks.rs"]
@@ -29,6 +31,7 @@ fn the_kept_corpus_passes_every_oracle() {
             onion_service_descriptor::check as fn(&[u8]),
         ),
         ("onion_hs_message", onion_hs_message::check as fn(&[u8])),
+        ("onion_lists", onion_lists::check as fn(&[u8])),
     ]);
 }
 
@@ -64,6 +67,26 @@ fn real_hs_inputs() -> (Vec<u8>, Vec<Vec<u8>>) {
     (descriptor, messages)
 }
 
+/// A lists answer as a node writes it: a relay's descriptor and `service`'s.
+fn real_lists_answer(service: &[u8]) -> Vec<u8> {
+    use nodus_onion::lists::Item;
+    let keys = libp2p::identity::Keypair::generate_ed25519();
+    let addr: libp2p::Multiaddr = "/ip4/10.0.0.1/tcp/1".parse().unwrap();
+    let relay = nodus_onion::descriptor::Descriptor::new(
+        keys.public().to_peer_id(),
+        [3; 32],
+        true,
+        &[addr],
+        5,
+    )
+    .sign(&keys)
+    .unwrap();
+    let mut answer = Vec::new();
+    Item::Relay(relay).encode(&mut answer);
+    Item::Service(service.to_vec()).encode(&mut answer);
+    answer
+}
+
 /// Writes the real inputs into the corpus when `NODUS_WRITE_CORPUS` is set (run once
 /// when the formats change).
 #[test]
@@ -73,8 +96,12 @@ fn real_onion_service_inputs_pass_and_seed_the_corpus() {
     for m in &messages {
         onion_hs_message::check(m);
     }
+    let answer = real_lists_answer(&descriptor);
+    onion_lists::check(&answer);
     if std::env::var_os("NODUS_WRITE_CORPUS").is_some() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+        std::fs::create_dir_all(dir.join("onion_lists")).unwrap();
+        std::fs::write(dir.join("onion_lists/real"), &answer).unwrap();
         std::fs::write(dir.join("onion_service_descriptor/real"), &descriptor).unwrap();
         for (i, m) in messages.iter().enumerate() {
             std::fs::write(dir.join(format!("onion_hs_message/real-{i}")), m).unwrap();
@@ -117,6 +144,21 @@ proptest! {
         } else {
             onion_hs_message::check(&input);
         }
+    }
+
+    #[test]
+    fn onion_lists_on_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..9000)) {
+        onion_lists::check(&data);
+    }
+
+    /// A real answer with one byte changed: refused, or still items within bounds.
+    #[test]
+    fn onion_lists_changed(at in any::<usize>(), to in any::<u8>()) {
+        let (descriptor, _) = real_hs_inputs();
+        let mut answer = real_lists_answer(&descriptor);
+        let i = at % answer.len();
+        answer[i] = to;
+        onion_lists::check(&answer);
     }
 
     #[test]

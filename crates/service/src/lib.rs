@@ -31,6 +31,7 @@ mod context;
 pub mod events;
 pub mod http;
 mod provided;
+pub mod rate;
 pub mod server;
 /// Connection slots with eviction of the oldest silent one (also the P2P transport's).
 pub use nodus_net::slots;

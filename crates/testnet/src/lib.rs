@@ -549,13 +549,23 @@ pub mod onion {
     /// Adds a relay (an exit if `exit`, reaching loopback as testnets need) joining
     /// through the running nodes; returns its index.
     pub async fn add_relay(net: &mut Testnet, exit: bool) -> Result<usize, TestnetError> {
+        add_onion_node(net, |o| {
+            o.relay = true;
+            o.exit = exit;
+        })
+        .await
+    }
+
+    /// Adds a node whose `[onion]` section `edit` changes, joining through the running
+    /// nodes; returns its index.
+    pub async fn add_onion_node(
+        net: &mut Testnet,
+        edit: impl FnOnce(&mut OnionConfig),
+    ) -> Result<usize, TestnetError> {
         let k = net.len();
         let mut config = node_config(node_ip(k), &net.bootstrap_addrs());
         config
-            .edit::<OnionConfig>(|o| {
-                o.relay = true;
-                o.exit = exit;
-            })
+            .edit::<OnionConfig>(edit)
             .map_err(TestnetError::from)?;
         net.add_node(config).await
     }

@@ -9,8 +9,8 @@ use libp2p::PeerId;
 use nodus_onion::relay::View;
 use nodus_testnet::Testnet;
 use nodus_testnet::onion::{
-    add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit, socks_connect,
-    wait_relays, wait_service,
+    add_onion_node, add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit,
+    socks_connect, wait_relays, wait_service,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -469,5 +469,115 @@ async fn new_credentials_get_the_circuit_built_ahead_and_another_is_built() {
         get_on(&mut held).await.unwrap().ends_with(&page),
         "the stream opened first still works"
     );
+    net.shutdown().await;
+}
+
+/// Waits for `h` to have [`nodus_onion::guards::NUM`] guards (`want`, if given) and a
+/// circuit built ahead that enters by one (one built before the guards were heard of
+/// is built anew); the guards.
+async fn guarded(h: nodus_onion::OnionHandle, want: Option<Vec<String>>) -> Vec<String> {
+    let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let out = found.clone();
+    nodus_testnet::wait_until(T, "guards, and a spare entering by one", move || {
+        let (h, want, found) = (h.clone(), want.clone(), found.clone());
+        async move {
+            let s = h.status().await;
+            let enough = match &want {
+                Some(w) => s.guards == *w,
+                None => s.guards.len() == nodus_onion::guards::NUM,
+            };
+            *found.lock().unwrap() = s.guards.clone();
+            enough && s.spare.is_some_and(|hops| s.guards.contains(&hops[0]))
+        }
+    })
+    .await
+    .unwrap();
+    out.lock().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuits_enter_by_guards_that_a_restart_keeps() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    for exit in [false, false, false, true, true] {
+        add_relay(&mut net, exit).await.unwrap();
+    }
+    // A client that takes any relay as a guard at once (a day's age by default).
+    let c = add_onion_node(&mut net, |o| o.guard_min_age_secs = 0)
+        .await
+        .unwrap();
+    wait_relays(&net, c, 5, 2, T).await.unwrap();
+    let page: Vec<u8> = vec![3; 5_000];
+    let port = http_server(page.clone()).await.unwrap();
+    let target = format!("localhost:{port}");
+    // Every circuit enters by a guard (the first that fits it, unless that one was
+    // left out for a moment: the order is the unit tests' to check).
+    let check = |status: &nodus_onion::service::Status, guards: &[String]| {
+        assert!(!status.circuits.is_empty());
+        for circuit in &status.circuits {
+            assert!(
+                guards.contains(&circuit.hops[0]),
+                "{:?} by {guards:?}",
+                circuit.hops
+            );
+        }
+    };
+    let guards = guarded(handle(&net, c).clone(), None).await;
+    for i in 0..8 {
+        let proxy = handle(&net, c).socks_addr().to_string();
+        let mut s = open_as(&proxy, &target, &format!("user{i}")).await.unwrap();
+        assert!(get_on(&mut s).await.unwrap().ends_with(&page));
+    }
+    let status = handle(&net, c).status().await;
+    assert_eq!(status.guards, guards);
+    check(&status, &guards);
+    // The relays' own status: none of them has guards (all are younger than a day).
+    assert!(handle(&net, 1).status().await.guards.is_empty());
+
+    net.stop(c).await.unwrap();
+    net.restart(c).await.unwrap();
+    wait_relays(&net, c, 5, 2, T).await.unwrap();
+    assert_eq!(
+        guarded(handle(&net, c).clone(), Some(guards.clone())).await,
+        guards,
+        "the same guards, in order, after a restart"
+    );
+    let proxy = handle(&net, c).socks_addr().to_string();
+    let mut s = open_as(&proxy, &target, "after").await.unwrap();
+    assert!(get_on(&mut s).await.unwrap().ends_with(&page));
+    check(&handle(&net, c).status().await, &guards);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_joins_late_is_handed_the_relay_list_by_its_peers() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    // Relays that publish once, at their start, and not again for an hour.
+    for exit in [false, false, true] {
+        add_onion_node(&mut net, |o| {
+            o.relay = true;
+            o.exit = exit;
+            o.publish_secs = 3600;
+        })
+        .await
+        .unwrap();
+    }
+    wait_relays(&net, 0, 3, 1, T).await.unwrap();
+    // Past gossip's memory (its message cache: 5 heartbeats of 0.7 s), so that only
+    // the lists can tell a newcomer of these relays.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let c = add_onion_node(&mut net, |_| {}).await.unwrap();
+    wait_relays(&net, c, 3, 1, T).await.unwrap();
+    assert!(handle(&net, c).status().await.from_lists >= 3);
+    let page: Vec<u8> = vec![5; 2_000];
+    let port = http_server(page.clone()).await.unwrap();
+    let proxy = handle(&net, c).socks_addr().to_string();
+    let mut s = open_as(&proxy, &format!("localhost:{port}"), "late")
+        .await
+        .unwrap();
+    assert!(get_on(&mut s).await.unwrap().ends_with(&page));
     net.shutdown().await;
 }

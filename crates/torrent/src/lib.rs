@@ -38,7 +38,6 @@ pub mod mse;
 mod peer;
 pub mod picker;
 pub mod piecebuf;
-mod rate;
 mod session;
 pub mod storage;
 pub mod store;

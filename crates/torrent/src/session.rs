@@ -108,8 +108,8 @@ pub(crate) struct Shared {
     pub store: Store,
     /// Pieces verified since the store was last written, one file per torrent.
     pub journal_dir: PathBuf,
-    pub up_limit: crate::rate::RateLimiter,
-    pub down_limit: crate::rate::RateLimiter,
+    pub up_limit: nodus_service::rate::RateLimiter,
+    pub down_limit: nodus_service::rate::RateLimiter,
     pub metrics: Metrics,
     pub http: reqwest::Client,
     /// The mainline DHT node, once it is up (off when `[torrent] dht = false`).
@@ -295,8 +295,8 @@ pub async fn spawn(
     if let Some(ip) = bind_ip {
         http = http.local_address(ip);
     }
-    let up_limit = crate::rate::RateLimiter::new(opts.config.upload_limit_kib * 1024);
-    let down_limit = crate::rate::RateLimiter::new(opts.config.download_limit_kib * 1024);
+    let up_limit = nodus_service::rate::RateLimiter::new(opts.config.upload_limit_kib * 1024);
+    let down_limit = nodus_service::rate::RateLimiter::new(opts.config.download_limit_kib * 1024);
     let shared = Arc::new(Shared {
         bind_ip,
         config: opts.config,

@@ -82,6 +82,9 @@ fn show(g: &Global, v: &Value, circuits: bool) {
         };
         println!("socks    {} (curl --socks5-hostname {} ...)", s(&v["socks"]), s(&v["socks"]));
         println!("role     {role}");
+        if let Some(bw) = v["relay_bandwidth"].as_u64().filter(|b| *b > 0 && v["relay"] == true) {
+            println!("limit    {:.2} MB/s passed on for others ([onion] relay_bandwidth)", bw as f64 / 1e6);
+        }
         println!("relays   {} known, {} of them exits", s(&v["relays_known"]), s(&v["exits_known"]));
         println!("services {} known", s(&v["services_known"]));
         println!(
@@ -91,6 +94,10 @@ fn show(g: &Global, v: &Value, circuits: bool) {
     );
     if let Some(n) = v["avoided"].as_array().map(Vec::len).filter(|n| *n > 0) {
         println!("avoided  {n} relays, left out of paths for now (unreachable, or failing circuits)");
+    }
+    match v["guards"].as_array().map(Vec::len).unwrap_or(0) {
+        0 => println!("guards   none yet: no relay known long enough ([onion] guard_min_age_secs)"),
+        n => println!("guards   {n}, kept for weeks: circuits enter the network by them"),
     }
     if let Some(ms) = v["build_timeout_ms"].as_u64() {
         println!("timeout  {ms} ms for a circuit build, learned from this node's builds");

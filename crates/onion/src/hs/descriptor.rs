@@ -111,6 +111,8 @@ pub fn verify(bytes: &[u8]) -> Result<Service, OnionError> {
 #[derive(Debug, Default)]
 pub struct Services {
     known: HashMap<ServiceId, Service>,
+    /// Each one's signed descriptor, to hand on unchanged.
+    signed: HashMap<ServiceId, Vec<u8>>,
 }
 
 impl Services {
@@ -129,6 +131,7 @@ impl Services {
         {
             return Ok(false);
         }
+        self.signed.insert(s.id, signed.to_vec());
         self.known.insert(s.id, s);
         Ok(true)
     }
@@ -136,6 +139,13 @@ impl Services {
     pub fn expire(&mut self, now_ms: u64) {
         self.known
             .retain(|_, s| s.published_ms + LIFETIME_MS >= now_ms);
+        let known = &self.known;
+        self.signed.retain(|id, _| known.contains_key(id));
+    }
+
+    /// Every descriptor held, as signed.
+    pub fn signed(&self) -> impl Iterator<Item = &[u8]> {
+        self.signed.values().map(Vec::as_slice)
     }
 
     pub fn get(&self, id: &ServiceId) -> Option<&Service> {

@@ -1,5 +1,6 @@
-//! A token bucket shared by all connections: at most `rate` bytes a second, with a
-//! burst of a quarter second. Time is tokio's, so tests run it on a paused clock.
+//! A token bucket shared by all the connections of a service: at most `rate` bytes a
+//! second, with a burst of a quarter second (torrent's upload and download limits, an
+//! onion relay's bandwidth). Time is tokio's, so tests run it on a paused clock.
 
 use std::sync::Mutex;
 use std::time::Duration;
