@@ -800,11 +800,7 @@ pub mod onion {
                 let (body, go) = (body.clone(), go.clone());
                 tokio::spawn(async move {
                     let head = read_head(&mut s).await;
-                    let from = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("Range: bytes="))
-                        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok())
-                        .filter(|n| *n < body.len());
+                    let from = range_of(&head, body.len()).map(|r| r.start);
                     let (status, start) = match from {
                         Some(n) => ("206 Partial Content", n),
                         None => ("200 OK", 0),
@@ -838,7 +834,21 @@ pub mod onion {
         String::from_utf8_lossy(&head).into_owned()
     }
 
-    /// An HTTP server on 127.0.0.1 that answers every GET with `body`; its port.
+    /// The bytes a request's `Range: bytes=A-` or `bytes=A-B` asks of a body of `len`
+    /// bytes, if it asks for some inside it.
+    fn range_of(head: &str, len: usize) -> Option<std::ops::Range<usize>> {
+        let r = head.lines().find_map(|l| l.strip_prefix("Range: bytes="))?;
+        let (a, b) = r.split_once('-')?;
+        let start: usize = a.trim().parse().ok()?;
+        let end = match b.trim() {
+            "" => len,
+            b => b.parse::<usize>().ok()?.saturating_add(1).min(len),
+        };
+        (start < end).then_some(start..end)
+    }
+
+    /// An HTTP server on 127.0.0.1 that answers every GET with `body` (the part a
+    /// `Range` header asks for, if it does); its port.
     pub async fn http_server(body: Vec<u8>) -> std::io::Result<u16> {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = l.local_addr()?.port();
@@ -847,13 +857,17 @@ pub mod onion {
             while let Ok((mut s, _)) = l.accept().await {
                 let body = body.clone();
                 tokio::spawn(async move {
-                    read_head(&mut s).await;
+                    let head = read_head(&mut s).await;
+                    let (status, part) = match range_of(&head, body.len()) {
+                        Some(r) => ("206 Partial Content", r),
+                        None => ("200 OK", 0..body.len()),
+                    };
                     let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        part.len()
                     );
                     let _ = s.write_all(reply.as_bytes()).await;
-                    let _ = s.write_all(&body).await;
+                    let _ = s.write_all(&body[part]).await;
                     let _ = s.shutdown().await;
                 });
             }
