@@ -535,7 +535,8 @@ async fn circuits_enter_by_guards_that_a_restart_keeps() {
     // The relays' own status: none of them has guards (all are younger than a day).
     assert!(handle(&net, 1).status().await.guards.is_empty());
 
-    net.stop(c).await.unwrap();
+    // Killed, as a crash: the guards were written when chosen.
+    net.kill(c).await.unwrap();
     net.restart(c).await.unwrap();
     wait_relays(&net, c, 5, 2, T).await.unwrap();
     assert_eq!(
