@@ -15,7 +15,10 @@ use tokio::net::{TcpListener, UdpSocket};
 
 use crate::bencode::{BValue, dict};
 
-/// Seconds between announces asked of clients.
+/// Seconds between announces asked of clients, sent both as `interval` and as `min
+/// interval`: libtorrent takes a missing `min interval` as 30 s and waits that long
+/// between announces whatever `interval` says, so a peer that only accepts connections
+/// (Transmission refuses to dial loopback peers) was found up to 30 s late.
 pub const INTERVAL: u64 = 5;
 /// How long a peer stays listed without announcing. Clients enforce their own floor on
 /// the interval (libtorrent's is five minutes), so this is far above what we ask for.
@@ -168,6 +171,7 @@ fn answer(swarms: &Swarms, request: &[u8], from: IpAddr) -> Vec<u8> {
             ("complete", BValue::Int(r.seeds as i64)),
             ("incomplete", BValue::Int(r.leechers as i64)),
             ("interval", BValue::Int(INTERVAL as i64)),
+            ("min interval", BValue::Int(INTERVAL as i64)),
             ("peers", BValue::Bytes(crate::wire::compact_v4(&r.others))),
         ])
         .encode(),
@@ -336,4 +340,21 @@ fn scrape(swarms: &Swarms, hashes: &[[u8; 20]]) -> Vec<u8> {
         );
     }
     dict([("files", BValue::Dict(files))]).encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announces_are_asked_for_every_interval_and_no_later() {
+        let swarms = Swarms::default();
+        let hash = "%01".repeat(20);
+        let req = format!("GET /announce?info_hash={hash}&port=6881&left=0 HTTP/1.1\r\n\r\n");
+        let body = answer(&swarms, req.as_bytes(), IpAddr::from([127, 0, 0, 1]));
+        let v = crate::bencode::decode_exact(&body).unwrap();
+        let d = v.as_dict().unwrap();
+        assert_eq!(d.int("interval"), Some(INTERVAL as i64));
+        assert_eq!(d.int("min interval"), Some(INTERVAL as i64));
+    }
 }

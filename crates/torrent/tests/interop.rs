@@ -635,6 +635,9 @@ async fn nodus_downloads_from_aria2() {
     let _ = aria.0.kill();
 }
 
+/// Runs transmission-cli. Its `-p` port is below the kernel's ephemeral range (32768 and
+/// up), so no socket another test bound to port 0 can be holding it: Transmission dials
+/// no loopback peer and, unable to listen, would never be reached.
 fn transmission(args: &[&str], dir: &Path, torrent: &Path) -> Proc {
     let cfg = dir.join(".transmission");
     std::fs::create_dir_all(&cfg).unwrap();
@@ -666,7 +669,7 @@ async fn transmission_downloads_from_nodus() {
     let s = nodus_seed(DEFAULT, vec![url]).await;
     let out = s.seed.dir.join("transmission");
     std::fs::create_dir_all(&out).unwrap();
-    let _t = transmission(&["-p", "51500", "--no-portmap", "-et"], &out, &s.torrent);
+    let _t = transmission(&["-p", "27500", "--no-portmap", "-et"], &out, &s.torrent);
     transmission_has_album(&s.src, &out, 90).await;
 }
 
@@ -831,8 +834,8 @@ async fn nodus_downloads_from_transmission() {
     let id = s.seed.handle.list()[0].id.clone();
     s.seed.handle.pause(&id).unwrap();
     let dir = s.src.parent().unwrap().to_path_buf();
-    let _t = transmission(&["-p", "51510", "--no-portmap", "-et"], &dir, &s.torrent);
-    leech_through_tracker(&s, 51510..=51510).await;
+    let _t = transmission(&["-p", "27510", "--no-portmap", "-et"], &dir, &s.torrent);
+    leech_through_tracker(&s, 27510..=27510).await;
 }
 
 /// A port nothing listens on now (for a client that must be told one).

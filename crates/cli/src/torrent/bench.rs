@@ -216,6 +216,13 @@ fn watch(pid: u32, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> R
     }
 }
 
+/// The last non-empty line a client wrote to its log, to say why it did not finish.
+fn last_line(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.chars().take(200).collect())
+}
+
 fn same_size(path: &Path, want: u64) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.len() == want)
 }
@@ -361,7 +368,10 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
                     out.join(".cfg/settings.json"),
                     r#"{"dht-enabled": false, "lpd-enabled": false, "utp-enabled": false}"#,
                 )?;
-                cmd.args(["-p", "51530", "--no-portmap", "-et", "-f"])
+                // A port below the kernel's ephemeral range (32768 and up), which no
+                // socket bound to port 0 elsewhere can be holding: Transmission dials no
+                // loopback peer, so if it could not listen it would never get a byte.
+                cmd.args(["-p", "27530", "--no-portmap", "-et", "-f"])
                     .arg(&script)
                     .arg("-g")
                     .arg(out.join(".cfg"))
@@ -370,7 +380,12 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
                     .arg(&torrent);
             }
         }
-        let child = match cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        let log = out.join("client.log");
+        let child = match cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+        {
             Ok(c) => c,
             Err(e) => {
                 pb.finish_and_clear();
@@ -397,13 +412,18 @@ pub async fn run(o: Options, json_out: bool) -> Result<ExitCode> {
         let used = seeders_cpu(&seeders).zip(before).map(|(a, b)| a - b);
         drop(p);
         pb.finish_and_clear();
-        let result = result.and_then(|u| {
-            if same_size(&target, size) {
-                Ok(u)
-            } else {
-                Err(anyhow!("finished without the whole file"))
-            }
-        });
+        let result = result
+            .and_then(|u| {
+                if same_size(&target, size) {
+                    Ok(u)
+                } else {
+                    Err(anyhow!("finished without the whole file"))
+                }
+            })
+            .map_err(|e| match last_line(&log) {
+                Some(said) => e.context(format!("{client} last said: {said}")),
+                None => e,
+            });
         runs.push(Run::new(client, result, used));
         let _ = std::fs::remove_dir_all(&out);
     }
