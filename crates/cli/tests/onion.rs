@@ -89,7 +89,7 @@ fn onion_serve_prints_an_address_that_a_restart_keeps() {
 }
 
 #[test]
-fn the_relay_is_turned_on_and_off_at_run_time_and_that_is_kept() {
+fn the_relay_is_turned_on_and_off_with_its_limit_at_run_time_and_that_is_kept() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     init_at(d, "127.0.185.3");
@@ -99,19 +99,32 @@ fn the_relay_is_turned_on_and_off_at_run_time_and_that_is_kept() {
         (v["relay"].as_bool().unwrap(), v["exit"].as_bool().unwrap())
     };
     assert_eq!(role(d), (false, false));
-    let o = nodus(d, &["onion", "relay", "on", "--exit"]);
+    let bandwidth = |d: &std::path::Path| {
+        json(&nodus(d, &["--json", "onion", "status"]))["relay_bandwidth"].as_u64()
+    };
+    let o = nodus(
+        d,
+        &["onion", "relay", "on", "--exit", "--bandwidth", "1048576"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("relaying and exiting"),
+        stdout(&o).contains("relaying and exiting for others at most 1024 KiB/s"),
         "{}",
         stdout(&o)
     );
     assert_eq!(role(d), (true, true));
+    assert_eq!(bandwidth(d), Some(1_048_576));
     drop(node);
     let node = up(d);
     assert_eq!(role(d), (true, true), "kept across a restart");
+    assert_eq!(bandwidth(d), Some(1_048_576), "the limit too");
     assert!(nodus(d, &["onion", "relay", "on"]).status.success());
     assert_eq!(role(d), (true, false));
+    assert_eq!(
+        bandwidth(d),
+        Some(0),
+        "without --bandwidth, the config's (none)"
+    );
     assert!(nodus(d, &["onion", "relay", "off"]).status.success());
     assert_eq!(role(d), (false, false));
     drop(node);

@@ -81,8 +81,21 @@ pub struct VolunteerStatus {
     pub projects: Vec<JoinedProject>,
     pub units_run: u64,
     pub unreported: u64,
+    /// The first [`SHOWN_UNREPORTED`] of them: which units of which project.
+    #[serde(default)]
+    pub unreported_units: Vec<UnreportedUnit>,
     /// Where projects that pay send this volunteer's pay (an account on the chain).
     pub payout: Option<String>,
+}
+
+/// Unreported units listed in the status at most.
+pub const SHOWN_UNREPORTED: usize = 100;
+
+/// A finished unit not acknowledged by its coordinator yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreportedUnit {
+    pub project: String,
+    pub unit: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,11 +245,21 @@ impl Volunteer {
                 finished,
             });
         }
-        let unreported = tx
-            .open_table(FINISHED)
+        let finished = tx.open_table(FINISHED).map_err(store::StoreError::from)?;
+        let unreported = finished.len().map_err(store::StoreError::from)?;
+        let mut unreported_units = Vec::new();
+        for e in finished
+            .iter()
             .map_err(store::StoreError::from)?
-            .len()
-            .map_err(store::StoreError::from)?;
+            .take(SHOWN_UNREPORTED)
+        {
+            let (k, _) = e.map_err(store::StoreError::from)?;
+            let (project, unit, _) = k.value();
+            unreported_units.push(UnreportedUnit {
+                project: hex::encode(project),
+                unit,
+            });
+        }
         Ok(VolunteerStatus {
             on: d.on,
             cores: d.cores,
@@ -251,6 +274,7 @@ impl Volunteer {
             projects,
             units_run: self.units_run.load(Ordering::Relaxed),
             unreported,
+            unreported_units,
             payout: self.payout.as_ref().map(crate::pay::show),
         })
     }

@@ -37,6 +37,9 @@ pub struct MsgConfig {
     pub max_received_files_mib: u64,
     /// Bytes per second (in KiB) this node serves each file download at; 0 for no limit.
     pub file_upload_limit_kib: u64,
+    /// Message contacts through onion services only, under an identity of its own that
+    /// is never this node's peer id (see [`crate::anonymous`]).
+    pub anonymous: bool,
 }
 
 impl Default for MsgConfig {
@@ -55,6 +58,7 @@ impl Default for MsgConfig {
             max_file_mib: 4096,
             max_received_files_mib: 16384,
             file_upload_limit_kib: 0,
+            anonymous: false,
         }
     }
 }
@@ -91,6 +95,12 @@ max_file_mib = 4096
 max_received_files_mib = 16384
 # KiB per second each file download from this node may take; 0 for no limit.
 file_upload_limit_kib = 0
+# Message through onion services ([onion] must be enabled), under an identity of its
+# own: contacts, relays and mailboxes learn neither this node's peer id nor its IP.
+# Its contacts and history are apart from the other identity's; switching back and
+# forth keeps both. Contacts must be anonymous too; files are not sent this way yet,
+# and a message for a contact that is offline waits here (no mailboxes yet).
+anonymous = false
 "#;
 
 /// Retry delay after `attempts` failures: doubling from `retry_secs`, at most 60 s.

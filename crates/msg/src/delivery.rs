@@ -11,6 +11,7 @@ use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
 use tokio::sync::mpsc;
 
+use crate::anonymous::SharedAnonymity;
 use crate::error::DeliveryError;
 use crate::service::Input;
 use crate::wire::{
@@ -46,6 +47,36 @@ pub async fn connect(
     }
 }
 
+/// How a worker reaches its recipient.
+#[derive(Clone)]
+pub enum Route {
+    /// By peer id over the overlay, on `/nodus/msg/1`.
+    Overlay(NetworkHandle),
+    /// Through circuits to the recipient's onion service ([`crate::anonymous`]).
+    Onion(SharedAnonymity),
+}
+
+/// A circuit to an onion service may take this long, rendezvous included.
+pub const ONION_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stream a session runs on, whichever route opened it.
+trait Link: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static {}
+impl<T: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static> Link for T {}
+
+async fn open(route: &Route, peer: PeerId) -> Result<Box<dyn Link>, DeliveryError> {
+    match route {
+        Route::Overlay(net) => Ok(Box::new(connect(net, peer, MSG_PROTOCOL).await?)),
+        Route::Onion(onion) => {
+            use tokio_util::compat::TokioAsyncReadCompatExt;
+            match tokio::time::timeout(ONION_CONNECT_TIMEOUT, onion.connect(peer)).await {
+                Ok(Ok(s)) => Ok(Box::new(s.compat())),
+                Ok(Err(e)) => Err(DeliveryError::Onion(e)),
+                Err(_) => Err(DeliveryError::Timeout(ONION_CONNECT_TIMEOUT)),
+            }
+        }
+    }
+}
+
 /// Envelopes written and not yet answered on one stream. Below the receiver's own
 /// pipeline (1024), so neither side ever blocks writing while the other waits.
 const WINDOW: usize = 512;
@@ -70,7 +101,7 @@ enum SessionEnd {
 /// batches. Answered items leave `pending`; on failure the rest stay there.
 async fn session(
     peer: PeerId,
-    stream: Stream,
+    stream: Box<dyn Link>,
     pending: &mut VecDeque<Outgoing>,
     rx: &mut mpsc::Receiver<Vec<Outgoing>>,
     inputs: &mpsc::Sender<Input>,
@@ -185,7 +216,7 @@ async fn session(
 /// that nothing overtakes what was not delivered.
 pub async fn worker(
     peer: PeerId,
-    net: NetworkHandle,
+    route: Route,
     mut rx: mpsc::Receiver<Vec<Outgoing>>,
     inputs: mpsc::Sender<Input>,
 ) {
@@ -200,7 +231,7 @@ pub async fn worker(
         }
         // A peer that cannot be reached at all is not retried here: the service has
         // its mailboxes for that.
-        let (end, reached) = match connect(&net, peer, MSG_PROTOCOL).await {
+        let (end, reached) = match open(&route, peer).await {
             Ok(stream) => (
                 session(peer, stream, &mut pending, &mut rx, &inputs).await,
                 true,

@@ -46,6 +46,18 @@ pub enum MsgError {
     Import(#[from] crate::files::ImportError),
     #[error("the messaging service has stopped")]
     Stopped,
+    #[error("messaging identity {0}")]
+    Key(String),
+    #[error(
+        "[msg] anonymous = true needs the onion service: set [onion] enabled = true, or anonymous = false"
+    )]
+    NeedsOnion,
+    #[error("the onion service did not take messaging's: {0}")]
+    Onion(String),
+    #[error(
+        "{0} is not done anonymously yet ([msg] anonymous = true); set anonymous = false to use it"
+    )]
+    NotAnonymousYet(&'static str),
     #[error(transparent)]
     Net(#[from] nodus_net::NetError),
 }
@@ -82,6 +94,8 @@ pub enum DeliveryError {
     Wire(#[from] WireError),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("through the onion network: {0}")]
+    Onion(String),
     #[error("the peer closed the stream")]
     Closed,
     #[error("a reply for nothing sent")]

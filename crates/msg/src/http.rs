@@ -234,6 +234,8 @@ impl From<crate::MsgError> for ApiError {
             }
             E::Import(crate::files::ImportError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             E::NotOwner(_) => StatusCode::FORBIDDEN,
+            E::NotAnonymousYet(_) => StatusCode::CONFLICT,
+            E::Key(_) | E::NeedsOnion | E::Onion(_) => StatusCode::INTERNAL_SERVER_ERROR,
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Olm(_) | E::Net(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -12,7 +12,7 @@ use nodus_net::NetworkHandle;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::files::{Blobs, transfer};
-use crate::service::{Input, Metrics};
+use crate::service::{Input, Metrics, Origin};
 use crate::wire::{
     self, Envelope, FILE_PROTOCOL, MAILBOX_PROTOCOL, MSG_PROTOCOL, MailboxReply, MailboxRequest,
     MsgReply,
@@ -33,6 +33,7 @@ pub fn serve(
     shutdown: &watch::Receiver<bool>,
     blobs: Arc<Blobs>,
     upload_rate: Option<u64>,
+    anonymous: bool,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, crate::MsgError> {
     let limit = Arc::new(Semaphore::new(MAX_STREAMS));
     let ctx = Accept {
@@ -51,11 +52,21 @@ pub fn serve(
     let file_stream = move |peer, stream, inputs, peers| {
         transfer::serve(peer, stream, inputs, peers, blobs.clone(), upload_rate)
     };
-    Ok(vec![
-        tokio::spawn(ctx.clone().run(net.incoming(MSG_PROTOCOL)?, msg_stream)),
-        tokio::spawn(ctx.run(net.incoming(MAILBOX_PROTOCOL)?, mailbox_stream)),
-        tokio::spawn(files.run(net.incoming(FILE_PROTOCOL)?, file_stream)),
-    ])
+    let mut tasks = vec![tokio::spawn(
+        ctx.clone()
+            .run(net.incoming(MAILBOX_PROTOCOL)?, mailbox_stream),
+    )];
+    // An anonymous identity takes messages only through its onion service: on the
+    // overlay, answering for it would tie it to this node's peer id.
+    if !anonymous {
+        tasks.push(tokio::spawn(
+            ctx.run(net.incoming(MSG_PROTOCOL)?, msg_stream),
+        ));
+        tasks.push(tokio::spawn(
+            files.run(net.incoming(FILE_PROTOCOL)?, file_stream),
+        ));
+    }
+    Ok(tasks)
 }
 
 /// What every accept loop shares: where inputs go, the counters, the stream limit
@@ -76,6 +87,10 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
+    pub(crate) fn new(metrics: Metrics, net: NetworkHandle) -> Peers {
+        Peers { metrics, net }
+    }
+
     /// A stream that failed: garbage if the peer sent what does not decode (counted and
     /// struck), not if the link broke (a relay that died is nobody's misbehaviour).
     pub(crate) fn failed(&self, peer: PeerId, what: &str, error: &wire::WireError) {
@@ -115,6 +130,54 @@ impl Accept {
 }
 
 async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, peers: Peers) {
+    envelopes(Origin::Peer(peer), stream, inputs, peers).await
+}
+
+/// Serves the message protocol on connections to `listener` (127.0.0.1), which this
+/// node's anonymous onion service forwards to: envelopes whose sender only their
+/// contents name. A connection that sends garbage is dropped and counted; there is no
+/// peer to strike, the link being a circuit.
+pub async fn serve_circuits(
+    listener: tokio::net::TcpListener,
+    inputs: mpsc::Sender<Input>,
+    peers: Peers,
+    mut stop: watch::Receiver<bool>,
+) {
+    use tokio_util::compat::TokioAsyncReadCompatExt;
+    let limit = Arc::new(Semaphore::new(MAX_STREAMS));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors, say: a pause, not a busy loop.
+                tracing::debug!(target: "nodus::msg", "anonymous listener: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            peers.metrics.garbage("too_many_streams");
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let work = envelopes(Origin::Circuit, tcp.compat(), inputs.clone(), peers.clone());
+        tokio::spawn(async move {
+            work.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Hands each envelope read from `stream` to the service and writes its replies back,
+/// in order, so a sender can pipeline.
+async fn envelopes<S>(from: Origin, stream: S, inputs: mpsc::Sender<Input>, peers: Peers)
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Send + Unpin,
+{
     let (mut r, mut w) = stream.split();
     let (pending_tx, mut pending_rx) = mpsc::channel::<oneshot::Receiver<MsgReply>>(PIPELINE);
     let reader = async move {
@@ -123,7 +186,7 @@ async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, p
                 Ok(Some(envelope)) => {
                     let (tx, rx) = oneshot::channel();
                     let input = Input::Envelope {
-                        from: Some(peer),
+                        from,
                         envelope,
                         reply: Some(tx),
                     };
@@ -133,7 +196,11 @@ async fn msg_stream(peer: PeerId, stream: Stream, inputs: mpsc::Sender<Input>, p
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    peers.failed(peer, "message", &e);
+                    match from {
+                        Origin::Peer(peer) => peers.failed(peer, "message", &e),
+                        _ if matches!(e, wire::WireError::Io(_)) => {}
+                        _ => peers.metrics.garbage("bad_frame"),
+                    }
                     return;
                 }
             }

@@ -14,6 +14,9 @@
 //!   closest to its key over `/nodus/mailbox/1`; the recipient polls them, and deletes
 //!   what it took.
 //!
+//! - **Anonymous** ([`anonymous`], `[msg] anonymous = true`): under an identity of its
+//!   own, envelopes go through onion circuits to the contact's onion service instead.
+//!
 //! Invariants:
 //! - A message is encrypted exactly once; retries resend the same bytes.
 //! - The outbox keeps an item until the recipient acknowledges it (on its stream, or
@@ -26,6 +29,7 @@
 //!   `mailbox_max_bytes_per_sender` bytes from one sending peer, at most
 //!   `mailbox_max_per_minute` per minute, each for at most `mailbox_ttl_secs`.
 
+pub mod anonymous;
 pub mod card;
 pub mod config;
 mod delivery;

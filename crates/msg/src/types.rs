@@ -169,4 +169,10 @@ pub struct MsgStats {
     pub received: u64,
     /// Messages accepted since start: a bundle of texts is one envelope, many messages.
     pub messages_received: u64,
+    /// The identity messages go out under: the node's peer id, or the anonymous one.
+    #[serde(default)]
+    pub identity: String,
+    /// `[msg] anonymous`: messages go through onion services only.
+    #[serde(default)]
+    pub anonymous: bool,
 }

@@ -19,6 +19,8 @@ pub(crate) enum Command {
     },
     DialPeer {
         peer: PeerId,
+        /// Addresses to try besides those the overlay knows (a signed descriptor's).
+        addrs: Vec<Multiaddr>,
         reply: Reply<PeerId>,
     },
     Disconnect {
@@ -144,7 +146,18 @@ impl NetworkHandle {
     /// Connects to a peer by id: at once if connected, else by known addresses, else after
     /// looking the peer up in the DHT.
     pub async fn dial_peer(&self, peer: PeerId) -> Result<PeerId, NetError> {
-        self.call(|reply| Command::DialPeer { peer, reply }).await
+        self.dial_peer_at(peer, Vec::new()).await
+    }
+
+    /// [`NetworkHandle::dial_peer`], trying `addrs` too (addresses a peer published
+    /// itself, say, when neither this node nor the DHT may know them yet).
+    pub async fn dial_peer_at(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<PeerId, NetError> {
+        self.call(|reply| Command::DialPeer { peer, addrs, reply })
+            .await
     }
 
     pub async fn disconnect(&self, peer: PeerId) -> Result<(), NetError> {

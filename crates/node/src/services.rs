@@ -5,6 +5,8 @@ use nodus_service::{AnyService, service};
 /// Every service this node can run, in start order.
 pub fn all() -> Vec<Box<dyn AnyService>> {
     vec![
+        // Before msg: anonymous messaging runs on its onion services (see `provide`).
+        service::<nodus_onion::OnionService>(),
         service::<nodus_msg::MsgService>(),
         service::<nodus_chain::ChainService>(),
         service::<nodus_torrent::TorrentService>(),
@@ -17,7 +19,6 @@ pub fn all() -> Vec<Box<dyn AnyService>> {
         service::<nodus_voice::VoiceService>(),
         // After chain: projects pay volunteers there (see `provide`).
         service::<nodus_compute::ComputeService>(),
-        service::<nodus_onion::OnionService>(),
     ]
 }
 

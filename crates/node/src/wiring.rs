@@ -11,7 +11,9 @@ use futures::{FutureExt, StreamExt};
 use nodus_chain::ChainHandle;
 use nodus_compute::pay::{Address as PayAddress, PayError, Payer, SharedPayer, Signed};
 use nodus_gateway::{AddSource, Content, Reader, SourceError, TorrentView};
+use nodus_msg::anonymous::{Anonymity, SharedAnonymity};
 use nodus_msg::{MsgError, MsgHandle};
+use nodus_onion::OnionHandle;
 use nodus_torrent::{AddRequest, FileReader, TorrentError, TorrentHandle, TorrentInfo};
 use nodus_vault::{Anchor, AnchorError, Mined, SharedAnchor};
 use nodus_voice::{Contact, Incoming, SharedSignaling, Signaling, SignalingError};
@@ -386,6 +388,9 @@ pub fn provide(
     if let Some(t) = handle.downcast_ref::<TorrentHandle>() {
         provided.insert::<nodus_gateway::SharedContent>(Arc::new(TorrentContent(t.clone())));
     }
+    if let Some(o) = handle.downcast_ref::<OnionHandle>() {
+        provided.insert::<SharedAnonymity>(Arc::new(OnionAnonymity(o.clone())));
+    }
     if let Some(m) = handle.downcast_ref::<MsgHandle>() {
         provided.insert::<SharedSignaling>(Arc::new(MsgSignaling(m.clone())));
     }
@@ -397,6 +402,51 @@ pub fn provide(
             provided.insert::<SharedPayer>(Arc::new(p));
         }
     }
+}
+
+/// Messaging's view of the onion service: its anonymous identity's onion service, and
+/// circuits to its contacts'.
+pub struct OnionAnonymity(pub OnionHandle);
+
+/// Messaging's circuits are its own: no SOCKS client shares them.
+const MSG_ISOLATION: &[u8] = b"nodus-msg";
+
+impl Anonymity for OnionAnonymity {
+    fn serve(&self, identity: libp2p::identity::Keypair, port: u16) -> Result<String, String> {
+        self.0
+            .serve_as(identity, port, nodus_msg::anonymous::VIRTUAL_PORT)
+            .map(|s| s.address)
+            .map_err(|e| e.to_string())
+    }
+
+    fn connect(
+        &self,
+        peer: libp2p::PeerId,
+    ) -> BoxFuture<'_, Result<tokio::io::DuplexStream, String>> {
+        async move {
+            let address = onion_address_of(&peer)
+                .ok_or_else(|| format!("{peer} is not an identity with an onion service"))?;
+            let target = format!("{address}:{}", nodus_msg::anonymous::VIRTUAL_PORT);
+            self.0
+                .connect(Some((MSG_ISOLATION.to_vec(), Vec::new())), &target)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
+}
+
+/// The onion service address of an ed25519 peer id: its key's.
+fn onion_address_of(peer: &libp2p::PeerId) -> Option<String> {
+    let mh = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest())
+        .ok()?
+        .try_into_ed25519()
+        .ok()?;
+    Some(nodus_onion::hs::address::encode(&key.to_bytes()))
 }
 
 /// Voice's view of messaging: contacts and call signals between them.

@@ -30,6 +30,10 @@ pub struct OnionConfig {
     pub publish_secs: u64,
     /// Only relays this node has known this long (seconds) become its guards.
     pub guard_min_age_secs: u64,
+    /// A relay's daily admission cost: its ticket's leading zero bits (2^bits scrypt
+    /// runs to find one). Relays whose tickets pay less are not listed; the same on
+    /// every node of a network.
+    pub admission_bits: u8,
 }
 
 impl Default for OnionConfig {
@@ -46,6 +50,7 @@ impl Default for OnionConfig {
             path_subnet_bits: 16,
             publish_secs: 600,
             guard_min_age_secs: 86_400,
+            admission_bits: 14,
         }
     }
 }
@@ -78,6 +83,10 @@ path_subnet_bits = 16
 publish_secs = 600
 # Circuits enter by a few guards kept for weeks, chosen among relays known this long.
 guard_min_age_secs = 86400
+# A relay pays to be listed, each day: a memory-hard proof of work of this many bits
+# (14: about a core-minute a day). Relays paying less are not used; keep it as the
+# rest of the network has it.
+admission_bits = 14
 "#;
 
 #[cfg(test)]

@@ -3,9 +3,13 @@
 //!
 //! ```text
 //! signed      = postcard(Signed { descriptor, public_key, signature })   at most 4 KiB
-//! descriptor  = postcard(Descriptor { version 1, peer, onion_key, exit, addrs, published_ms })
-//! signature   = identity key's signature over "nodus-onion-descriptor-1" | descriptor
+//! descriptor  = postcard(Descriptor { version 2, peer, onion_key, exit, addrs, published_ms,
+//!                                     ticket { epoch, nonce } })
+//! signature   = identity key's signature over "nodus-onion-descriptor-2" | descriptor
 //! ```
+//!
+//! The ticket is the relay's admission cost for the day ([`crate::admission`]); a
+//! directory checks it, not this module.
 //!
 //! `public_key` is the libp2p protobuf encoding of the identity's public key; the peer id
 //! it gives must be `peer`. At most [`MAX_ADDRS`] addresses of at most 64 bytes each.
@@ -15,11 +19,13 @@ use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
 
 use crate::OnionError;
+use crate::admission::Ticket;
 
 pub const MAX_SIGNED: usize = 4096;
 pub const MAX_ADDRS: usize = 8;
 const MAX_ADDR: usize = 64;
-const DOMAIN: &[u8] = b"nodus-onion-descriptor-1";
+const DOMAIN: &[u8] = b"nodus-onion-descriptor-2";
+const VERSION: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -31,6 +37,8 @@ pub struct Descriptor {
     /// Multiaddrs, as bytes.
     pub addrs: Vec<Vec<u8>>,
     pub published_ms: u64,
+    /// The relay's admission ticket for the day.
+    pub ticket: Ticket,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,9 +65,10 @@ impl Descriptor {
         exit: bool,
         addrs: &[Multiaddr],
         published_ms: u64,
+        ticket: Ticket,
     ) -> Descriptor {
         Descriptor {
-            version: 1,
+            version: VERSION,
             peer: peer.to_bytes(),
             onion_key,
             exit,
@@ -70,6 +79,7 @@ impl Descriptor {
                 .take(MAX_ADDRS)
                 .collect(),
             published_ms,
+            ticket,
         }
     }
 
@@ -97,7 +107,7 @@ pub fn verify(bytes: &[u8]) -> Result<Verified, OnionError> {
     let signed: Signed = postcard::from_bytes(bytes).map_err(|_| bad("not a signed descriptor"))?;
     let d: Descriptor =
         postcard::from_bytes(&signed.descriptor).map_err(|_| bad("does not decode"))?;
-    if d.version != 1 {
+    if d.version != VERSION {
         return Err(bad("unknown version"));
     }
     let peer = PeerId::from_bytes(&d.peer).map_err(|_| bad("peer id"))?;
@@ -133,7 +143,15 @@ mod tests {
         let keys = Keypair::generate_ed25519();
         let peer = keys.public().to_peer_id();
         let addr: Multiaddr = "/ip4/10.1.2.3/tcp/4001".parse().unwrap();
-        let d = Descriptor::new(peer, [7; 32], true, std::slice::from_ref(&addr), 1000);
+        let ticket = Ticket { epoch: 0, nonce: 3 };
+        let d = Descriptor::new(
+            peer,
+            [7; 32],
+            true,
+            std::slice::from_ref(&addr),
+            1000,
+            ticket,
+        );
         let signed = d.sign(&keys).unwrap();
         let v = verify(&signed).unwrap();
         assert_eq!(

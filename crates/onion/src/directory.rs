@@ -19,6 +19,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 
 use crate::OnionError;
+use crate::admission::{Admission, Verdict};
 use crate::client::Hop;
 use crate::descriptor::{self, Verified};
 
@@ -36,6 +37,8 @@ pub struct Relay {
     pub hop: Hop,
     pub exit: bool,
     pub ips: Vec<IpAddr>,
+    /// Where the relay said it listens: dialled when the overlay does not know it yet.
+    pub addrs: Vec<libp2p::Multiaddr>,
     pub published_ms: u64,
     /// The signed descriptor, to hand on unchanged.
     pub signed: Vec<u8>,
@@ -44,6 +47,8 @@ pub struct Relay {
 #[derive(Debug, Default)]
 pub struct Directory {
     relays: HashMap<PeerId, Relay>,
+    /// Each relay's daily ticket is checked before it is listed.
+    admission: Admission,
 }
 
 /// The network a path may use once: the first `v4_bits` of IPv4 (16 by default), the
@@ -84,6 +89,20 @@ fn ips_of(v: &Verified) -> Vec<IpAddr> {
 }
 
 impl Directory {
+    /// An empty directory that lists only relays whose tickets pay `bits`
+    /// ([`crate::admission`]).
+    pub fn with_cost(bits: u8) -> Directory {
+        Directory {
+            relays: HashMap::new(),
+            admission: Admission::new(bits),
+        }
+    }
+
+    /// The admission cost relays must pay, in bits.
+    pub fn cost(&self) -> u8 {
+        self.admission.bits()
+    }
+
     /// Takes a signed descriptor from anyone. `Ok(true)` if it is new or newer than what
     /// was held (worth passing on), `Ok(false)` if not; an error for a bad one.
     pub fn insert(&mut self, signed: &[u8], now_ms: u64) -> Result<bool, OnionError> {
@@ -105,6 +124,24 @@ impl Directory {
         if !self.relays.contains_key(&v.peer) && self.relays.len() >= MAX_RELAYS {
             return Ok(false);
         }
+        let d = &v.descriptor;
+        match self
+            .admission
+            .admit(&v.peer, &d.onion_key, d.ticket, now_ms)
+        {
+            Verdict::Admitted => {}
+            Verdict::Later => return Ok(false),
+            Verdict::Stale => {
+                return Err(OnionError::Malformed(
+                    "descriptor: admission ticket of another day".into(),
+                ));
+            }
+            Verdict::Short => {
+                return Err(OnionError::Malformed(
+                    "descriptor: admission ticket does not pay the cost".into(),
+                ));
+            }
+        }
         let relay = Relay {
             hop: Hop {
                 peer: v.peer,
@@ -112,6 +149,7 @@ impl Directory {
             },
             exit: v.descriptor.exit,
             ips: ips_of(&v),
+            addrs: v.addrs.clone(),
             published_ms: published,
             signed: v.signed,
         };
@@ -123,6 +161,14 @@ impl Directory {
     pub fn expire(&mut self, now_ms: u64) {
         self.relays
             .retain(|_, r| r.published_ms + LIFETIME_MS >= now_ms);
+    }
+
+    /// Where `peer` said it listens, if it is a listed relay.
+    pub fn addrs_of(&self, peer: &PeerId) -> Vec<libp2p::Multiaddr> {
+        self.relays
+            .get(peer)
+            .map(|r| r.addrs.clone())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -285,6 +331,7 @@ pub enum End<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admission::{self, Ticket};
     use crate::descriptor::Descriptor;
     use libp2p::identity::Keypair;
 
@@ -292,9 +339,54 @@ mod tests {
         let keys = Keypair::generate_ed25519();
         let peer = keys.public().to_peer_id();
         let addr = format!("/ip4/{ip}/tcp/4001").parse().unwrap();
-        let d = Descriptor::new(peer, [1; 32], exit, &[addr], 1_000);
+        let d = Descriptor::new(peer, [1; 32], exit, &[addr], 1_000, free(1_000));
         assert!(dir.insert(&d.sign(&keys).unwrap(), 2_000).unwrap());
         peer
+    }
+
+    /// A ticket for a directory that asks no cost.
+    fn free(published_ms: u64) -> Ticket {
+        Ticket {
+            epoch: admission::epoch_of(published_ms),
+            nonce: 0,
+        }
+    }
+
+    #[test]
+    fn only_relays_whose_ticket_pays_today_are_listed() {
+        let mut dir = Directory::with_cost(5);
+        let keys = Keypair::generate_ed25519();
+        let peer = keys.public().to_peer_id();
+        let addr: libp2p::Multiaddr = "/ip4/10.1.0.1/tcp/1".parse().unwrap();
+        let now = 30_000 * admission::EPOCH_MS;
+        let signed = |ticket: Ticket| {
+            Descriptor::new(
+                peer,
+                [3; 32],
+                false,
+                std::slice::from_ref(&addr),
+                now,
+                ticket,
+            )
+            .sign(&keys)
+            .unwrap()
+        };
+        let paid = admission::solve(&peer, &[3; 32], admission::epoch_of(now), 5, 0);
+        let mut short = paid;
+        while admission::check(&peer, &[3; 32], short, 5) {
+            short.nonce += 1;
+        }
+        let e = dir.insert(&signed(short), now).unwrap_err().to_string();
+        assert!(e.contains("does not pay"), "{e}");
+        let stale = Ticket {
+            epoch: paid.epoch - 2,
+            ..paid
+        };
+        let e = dir.insert(&signed(stale), now).unwrap_err().to_string();
+        assert!(e.contains("another day"), "{e}");
+        assert!(dir.is_empty());
+        assert!(dir.insert(&signed(paid), now).unwrap());
+        assert_eq!(dir.len(), 1);
     }
 
     #[test]
@@ -357,7 +449,7 @@ mod tests {
         let peer = keys.public().to_peer_id();
         let addr: libp2p::Multiaddr = "/ip4/10.1.0.1/tcp/1".parse().unwrap();
         let at = |t: u64, exit: bool| {
-            Descriptor::new(peer, [2; 32], exit, std::slice::from_ref(&addr), t)
+            Descriptor::new(peer, [2; 32], exit, std::slice::from_ref(&addr), t, free(t))
                 .sign(&keys)
                 .unwrap()
         };

@@ -1,6 +1,8 @@
 //! The onion services this node runs, started again after a restart: their list is
 //! `services.json`, each one's keys `services/<port>.key` (0600), so an address stays
-//! the same for as long as its key file is kept, including across `unserve`.
+//! the same for as long as its key file is kept, including across `unserve`. Services
+//! whose identity another part of the node owns ([`Hosting::serve_as`]) are in neither:
+//! their owner registers them at each start.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -27,6 +29,9 @@ struct Entry {
 
 struct Running {
     entry: Entry,
+    /// Listed in services.json and started again after a restart; a service another
+    /// part of the node registers at each start ([`Hosting::serve_as`]) is not.
+    kept: bool,
     status: Arc<Mutex<HostStatus>>,
     task: JoinHandle<()>,
 }
@@ -66,7 +71,7 @@ impl Hosting {
             running: Mutex::default(),
         };
         for e in entries {
-            h.run(e)?;
+            h.run(e, None)?;
         }
         Ok(h)
     }
@@ -80,9 +85,24 @@ impl Hosting {
                     .into(),
             ));
         }
-        let status = self.run(Entry { port, virtual_port })?;
+        let status = self.run(Entry { port, virtual_port }, None)?;
         self.save()?;
         Ok(status)
+    }
+
+    /// Serves local `port` at `virtual_port` under `keys` another part of the node
+    /// owns (so the address is theirs, whatever the port). Not kept in services.json:
+    /// the owner registers it again at each start, with the port it listens on then.
+    pub fn serve_as(
+        &self,
+        keys: ServiceKeys,
+        port: u16,
+        virtual_port: u16,
+    ) -> Result<HostStatus, OnionError> {
+        if port == 0 || virtual_port == 0 {
+            return Err(OnionError::BadRequest("ports are 1 to 65535".into()));
+        }
+        self.run(Entry { port, virtual_port }, Some(keys))
     }
 
     /// Stops serving `port`; `false` if it was not served. The key stays.
@@ -99,15 +119,24 @@ impl Hosting {
             .collect()
     }
 
-    fn run(&self, entry: Entry) -> Result<HostStatus, OnionError> {
+    fn run(&self, entry: Entry, owned: Option<ServiceKeys>) -> Result<HostStatus, OnionError> {
         let mut running = lock(&self.running);
+        let kept = owned.is_none();
         if let Some(r) = running.get(&entry.port)
             && r.entry == entry
+            && r.kept == kept
+            && owned
+                .as_ref()
+                .is_none_or(|k| lock(&r.status).address == k.address())
         {
             return Ok(lock(&r.status).clone());
         }
-        let keys =
-            ServiceKeys::load_or_create(&self.dir.join(format!("services/{}.key", entry.port)))?;
+        let keys = match owned {
+            Some(keys) => keys,
+            None => {
+                ServiceKeys::load_or_create(&self.dir.join(format!("services/{}.key", entry.port)))?
+            }
+        };
         let target = SocketAddr::from((Ipv4Addr::LOCALHOST, entry.port));
         let status = Arc::new(Mutex::new(HostStatus {
             address: keys.address(),
@@ -133,6 +162,7 @@ impl Hosting {
             entry.port,
             Running {
                 entry,
+                kept,
                 status,
                 task,
             },
@@ -141,7 +171,11 @@ impl Hosting {
     }
 
     fn save(&self) -> Result<(), OnionError> {
-        let entries: Vec<Entry> = lock(&self.running).values().map(|r| r.entry).collect();
+        let entries: Vec<Entry> = lock(&self.running)
+            .values()
+            .filter(|r| r.kept)
+            .map(|r| r.entry)
+            .collect();
         state::write(&self.dir.join("services.json"), &entries)
     }
 }

@@ -61,10 +61,13 @@ struct SetRole {
     on: bool,
     #[serde(default)]
     exit: bool,
+    /// Bytes a second passed on for others (0: no limit); absent: the config's.
+    #[serde(default)]
+    bandwidth: Option<u64>,
 }
 
 async fn set_role(State(h): S, ApiJson(r): ApiJson<SetRole>) -> ApiResult {
-    to_json(h.set_role(r.on, r.exit).await?)
+    to_json(h.set_role(r.on, r.exit, r.bandwidth).await?)
 }
 
 async fn unserve(State(h): S, Path(port): Path<u16>) -> ApiResult {

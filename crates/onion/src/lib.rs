@@ -6,11 +6,14 @@
 //! the handshake ([`ntor`]), cells ([`cell`]) and the layered encryption with per-hop
 //! integrity ([`layers`]); relays and exits ([`relay`], [`exit`]), client circuits
 //! ([`client`]) and a SOCKS5 proxy onto them ([`socks`], [`proxy`]); signed relay
-//! descriptors ([`descriptor`]) and the relay list with path selection ([`directory`]);
+//! descriptors ([`descriptor`]), each paying a daily admission cost ([`admission`]), and
+//! the relay list with path selection ([`directory`]);
 //! which relays to leave out of paths ([`health`]) and which to enter by ([`guards`]);
 //! the lists handed to a node that joins ([`lists`]);
 //! onion services ([`hs`], whose own docs give their protocol); the service on a node
-//! ([`service`], [`paths`], [`hosting`]). Bandwidth measurement and congestion control
+//! ([`service`], [`paths`], [`hosting`]), which also runs other services' onion services
+//! under identities they own (`OnionHandle::serve_as`, anonymous messaging). Bandwidth
+//! measurement and congestion control
 //! are not built yet.
 //!
 //! # The circuit protocol, version 1
@@ -50,6 +53,7 @@
 //! - No home-made primitives: X25519 (x25519-dalek), HMAC and HKDF over SHA-256, ChaCha20
 //!   (RustCrypto).
 
+pub mod admission;
 pub mod build_timeout;
 pub mod cell;
 pub mod client;
@@ -139,6 +143,8 @@ impl nodus_service::Service for OnionService {
         config.publish_secs = 2;
         // Every testnet node is in 127.0/16, each in its own 127.0.k/24.
         config.path_subnet_bits = 24;
+        // Relays start by the dozen in tests: a token cost, still checked.
+        config.admission_bits = 2;
     }
 
     async fn start(

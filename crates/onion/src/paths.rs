@@ -124,8 +124,14 @@ impl DirectoryPaths {
                 lock(&self.directory).pick_path(&self.me, &rules, end, &avoid, &mut rand::rng())?;
             let patience = lock(&self.build_times).wait(longest_build(path.len()));
             let pending = Arc::new(Mutex::new(Pending::default()));
+            // The first hop is dialled at the addresses its descriptor gives, which the
+            // overlay may not know yet (a relay that just joined a large network).
+            let first = path
+                .first()
+                .map(|h| (h.peer, lock(&self.directory).addrs_of(&h.peer)));
             let mut build = tokio::spawn(judged_build(
                 self.net.clone(),
+                first,
                 path,
                 pending.clone(),
                 self.health.clone(),
@@ -319,6 +325,7 @@ struct Pending {
 /// points at (see [`crate::health`]).
 async fn judged_build(
     net: NetworkHandle,
+    first: Option<(PeerId, Vec<libp2p::Multiaddr>)>,
     path: Vec<Hop>,
     pending: Arc<Mutex<Pending>>,
     health: Arc<Mutex<Health>>,
@@ -326,6 +333,11 @@ async fn judged_build(
 ) -> Result<Partial, OnionError> {
     let peers: Vec<PeerId> = path.iter().map(|h| h.peer).collect();
     let started = Instant::now();
+    if let Some((peer, addrs)) = first {
+        // A failure here shows as the first hop's stream not opening, judged below.
+        let dial = net.dial_peer_at(peer, addrs);
+        let _ = tokio::time::timeout(crate::relay::HANDSHAKE_TIMEOUT, dial).await;
+    }
     let built = Partial::build_telling(&net, &path, |peer| {
         let _health = lock(&health);
         lock(&pending).waiting_on = Some(peer);

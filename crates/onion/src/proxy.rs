@@ -23,6 +23,30 @@ pub trait Circuits: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>>;
 }
 
+/// A stream to `target` (`host:port`) on the circuit these credentials use. A circuit
+/// that closed under the request (a relay on it went away) is replaced by a new one,
+/// and the request tried again there, once.
+pub async fn open(
+    circuits: &dyn Circuits,
+    isolation: Isolation,
+    target: &str,
+) -> Result<tokio::io::DuplexStream, OnionError> {
+    let host = crate::exit::parse_target(target)
+        .map(|(h, _)| h)
+        .unwrap_or_default();
+    let mut opened = Err(OnionError::CircuitClosed);
+    for _ in 0..2 {
+        opened = match circuits.circuit(isolation.clone(), &host).await {
+            Ok(c) => c.connect(target).await,
+            Err(e) => Err(e),
+        };
+        if !matches!(opened, Err(OnionError::CircuitClosed)) {
+            break;
+        }
+    }
+    opened
+}
+
 /// Serves SOCKS5 connections on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, circuits: Arc<dyn Circuits>) {
     while let Ok((tcp, from)) = listener.accept().await {
@@ -44,19 +68,7 @@ async fn connection(mut tcp: TcpStream, circuits: Arc<dyn Circuits>) -> Result<(
     let host = crate::exit::parse_target(&request.target)
         .map(|(h, _)| h)
         .unwrap_or_default();
-    let mut opened = Err(OnionError::CircuitClosed);
-    // A circuit that closed under the request (a relay on it went away) is replaced by
-    // a new one, and the request tried again there, once.
-    for _ in 0..2 {
-        opened = match circuits.circuit(request.isolation.clone(), &host).await {
-            Ok(c) => c.connect(&request.target).await,
-            Err(e) => Err(e),
-        };
-        if !matches!(opened, Err(OnionError::CircuitClosed)) {
-            break;
-        }
-    }
-    let mut stream = match opened {
+    let mut stream = match open(&*circuits, request.isolation, &request.target).await {
         Ok(s) => s,
         Err(e) => {
             let code = match &e {

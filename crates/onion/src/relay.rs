@@ -83,7 +83,13 @@ pub struct Relay {
     /// What every circuit through this relay passes on, together (`[onion]
     /// relay_bandwidth`): each cell written toward the client or to the next hop.
     rate: Arc<RateLimiter>,
+    /// Where a relay said it listens (this node's relay list), to reach the next hop
+    /// when the overlay does not know it yet.
+    addrs_of: Option<AddrsOf>,
 }
+
+/// Looks up the addresses a relay published.
+pub type AddrsOf = Arc<dyn Fn(&PeerId) -> Vec<libp2p::Multiaddr> + Send + Sync>;
 
 /// A client circuit at its rendezvous point, until the service's circuit arrives.
 struct Waiting {
@@ -105,7 +111,14 @@ impl Relay {
             rendezvous: Mutex::default(),
             circuits: Default::default(),
             rate: Arc::new(RateLimiter::new(0)),
+            addrs_of: None,
         }
+    }
+
+    /// The relay reaching next hops at the addresses `addrs_of` gives too.
+    pub fn with_addresses(mut self, addrs_of: AddrsOf) -> Relay {
+        self.addrs_of = Some(addrs_of);
+        self
     }
 
     /// The relay passing on at most `bytes_per_sec` for all its circuits (0: no limit).
@@ -446,6 +459,14 @@ impl Circuit {
         if next == self.net.local_peer_id() {
             return Err(OnionError::Malformed("EXTEND to this relay itself".into()));
         }
+        let addrs = self
+            .relay
+            .addrs_of
+            .as_ref()
+            .map(|f| f(&next))
+            .unwrap_or_default();
+        // A failure shows as the stream below not opening.
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.net.dial_peer_at(next, addrs)).await;
         let mut s = self
             .net
             .open_stream(next, PROTOCOL)

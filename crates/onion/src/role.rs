@@ -28,6 +28,10 @@ use crate::{lock, state};
 pub struct Role {
     pub relay: bool,
     pub exit: bool,
+    /// Bytes a second passed on for others (0: no limit); `None`: `[onion]
+    /// relay_bandwidth`. Shown as the limit in force.
+    #[serde(default)]
+    pub bandwidth: Option<u64>,
 }
 
 impl Role {
@@ -40,6 +44,7 @@ impl Role {
         Ok(set.unwrap_or(Role {
             relay: config.relay,
             exit: config.relay && config.exit,
+            bandwidth: None,
         }))
     }
 }
@@ -52,8 +57,15 @@ pub struct Relaying {
     allow_private: bool,
     reject_ports: Vec<u16>,
     publish_every: Duration,
-    /// Bytes a second passed on for others; 0 for no limit.
-    bandwidth: u64,
+    /// Where listed relays said they listen, for extending to them.
+    addrs_of: crate::relay::AddrsOf,
+    /// The admission cost this relay pays each day.
+    admission_bits: u8,
+    /// `[onion] relay_bandwidth`: bytes a second passed on for others (0: no limit),
+    /// unless the role sets its own.
+    config_bandwidth: u64,
+    /// The limit of the relay running now.
+    bandwidth: std::sync::atomic::AtomicU64,
     shutdown: watch::Receiver<bool>,
     dir: PathBuf,
     running: Mutex<Option<Running>>,
@@ -80,17 +92,20 @@ impl Relaying {
         key: Keypair,
         onion_key: OnionKey,
         config: &OnionConfig,
-        dir: &Path,
+        (dir, addrs_of): (&Path, crate::relay::AddrsOf),
         shutdown: watch::Receiver<bool>,
     ) -> Relaying {
         Relaying {
+            addrs_of,
             net,
             key,
             onion_key,
             allow_private: config.exit_allow_private,
             reject_ports: config.exit_reject_ports.clone(),
             publish_every: Duration::from_secs(config.publish_secs.max(1)),
-            bandwidth: config.relay_bandwidth,
+            admission_bits: config.admission_bits,
+            config_bandwidth: config.relay_bandwidth,
+            bandwidth: std::sync::atomic::AtomicU64::new(config.relay_bandwidth),
             shutdown,
             dir: dir.to_path_buf(),
             running: Mutex::default(),
@@ -104,7 +119,7 @@ impl Relaying {
 
     /// Bytes a second passed on for others at most (0: no limit).
     pub fn bandwidth(&self) -> u64 {
-        self.bandwidth
+        self.bandwidth.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn role(&self) -> Role {
@@ -112,10 +127,12 @@ impl Relaying {
             Some(r) => Role {
                 relay: true,
                 exit: r.exit.is_some(),
+                bandwidth: Some(self.bandwidth()),
             },
             None => Role {
                 relay: false,
                 exit: false,
+                bandwidth: None,
             },
         }
     }
@@ -140,8 +157,14 @@ impl Relaying {
                 reject_ports: self.reject_ports.clone(),
             });
             let me = self.net.local_peer_id();
-            let relay =
-                Arc::new(Relay::new(&me, self.onion_key.clone(), exit).with_rate(self.bandwidth));
+            let rate = role.bandwidth.unwrap_or(self.config_bandwidth);
+            self.bandwidth
+                .store(rate, std::sync::atomic::Ordering::Relaxed);
+            let relay = Arc::new(
+                Relay::new(&me, self.onion_key.clone(), exit)
+                    .with_rate(rate)
+                    .with_addresses(self.addrs_of.clone()),
+            );
             let tasks = vec![
                 relay::spawn(self.net.clone(), relay.clone(), self.shutdown.clone())?,
                 tokio::spawn(crate::service::publish(
@@ -150,6 +173,7 @@ impl Relaying {
                     self.onion_key.public(),
                     role.exit,
                     self.publish_every,
+                    (self.admission_bits, self.dir.clone()),
                     self.shutdown.clone(),
                 )),
             ];

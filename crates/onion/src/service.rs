@@ -120,6 +120,30 @@ impl OnionHandle {
         self.hosting.serve(port, virtual_port)
     }
 
+    /// Runs local `port` as an onion service at `virtual_port` whose identity is
+    /// `identity` (owned elsewhere, as messaging's anonymous one): its address is that
+    /// key's. Registered again at each start; not listed in services.json.
+    pub fn serve_as(
+        &self,
+        identity: Keypair,
+        port: u16,
+        virtual_port: u16,
+    ) -> Result<HostStatus, OnionError> {
+        let keys = crate::hs::address::ServiceKeys::from_identity(identity)?;
+        self.hosting.serve_as(keys, port, virtual_port)
+    }
+
+    /// A stream to `target` (`host:port`, an onion service's or, through an exit, any
+    /// other) on the circuit `isolation` names, as a SOCKS5 request with those
+    /// credentials would get.
+    pub async fn connect(
+        &self,
+        isolation: crate::proxy::Isolation,
+        target: &str,
+    ) -> Result<tokio::io::DuplexStream, OnionError> {
+        proxy::open(&*self.paths, isolation, target).await
+    }
+
     /// Stops the onion service of local `port` (its key, so its address, is kept).
     pub fn unserve(&self, port: u16) -> Result<bool, OnionError> {
         self.hosting.unserve(port)
@@ -143,13 +167,28 @@ impl OnionHandle {
 
     /// Relays (and exits) from now on, or stops; kept in `onion/role.json` across
     /// restarts.
-    pub async fn set_role(&self, relay: bool, exit: bool) -> Result<Role, OnionError> {
+    pub async fn set_role(
+        &self,
+        relay: bool,
+        exit: bool,
+        bandwidth: Option<u64>,
+    ) -> Result<Role, OnionError> {
         if exit && !relay {
             return Err(OnionError::BadRequest(
                 "an exit is a relay too: turn the relay on with --exit, not off".into(),
             ));
         }
-        self.relaying.set(Role { relay, exit }, true).await?;
+        if bandwidth.is_some() && !relay {
+            return Err(OnionError::BadRequest(
+                "a bandwidth limit is for a relay: give it with `relay on`".into(),
+            ));
+        }
+        let role = Role {
+            relay,
+            exit,
+            bandwidth,
+        };
+        self.relaying.set(role, true).await?;
         Ok(self.relaying.role())
     }
 }
@@ -220,7 +259,7 @@ pub async fn start(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(OnionHandle, Vec<JoinHandle<()>>), OnionError> {
     let onion_key = onion_key(dir)?;
-    let directory = Arc::new(Mutex::new(Directory::default()));
+    let directory = Arc::new(Mutex::new(Directory::with_cost(config.admission_bits)));
     let services = Arc::new(Mutex::new(Services::default()));
     let mut tasks = Vec::new();
     for (topic, list) in [
@@ -239,12 +278,16 @@ pub async fn start(
             shutdown.clone(),
         )));
     }
+    let addrs_of: crate::relay::AddrsOf = {
+        let directory = directory.clone();
+        Arc::new(move |peer| lock(&directory).addrs_of(peer))
+    };
     let relaying = Arc::new(Relaying::new(
         net.clone(),
         key,
         onion_key,
         &config,
-        dir,
+        (dir, addrs_of),
         shutdown.clone(),
     ));
     relaying.set(Role::load(dir, &config)?, false).await?;
@@ -413,15 +456,22 @@ pub(crate) async fn publish(
     onion_key: [u8; 32],
     exit: bool,
     every: Duration,
+    (bits, dir): (u8, std::path::PathBuf),
     mut shutdown: watch::Receiver<bool>,
 ) {
     let me = net.local_peer_id();
+    let mut tickets = Tickets::load(&dir, onion_key, bits);
     loop {
         let addrs = match net.status().await {
             Ok(s) => published_addrs(&s.external_addrs, &s.listen_addrs),
             Err(_) => return,
         };
-        let published = match Descriptor::new(me, onion_key, exit, &addrs, now_ms()).sign(&key) {
+        let now = now_ms();
+        let ticket = tokio::select! {
+            t = tickets.for_day(me, crate::admission::epoch_of(now)) => t,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let published = match Descriptor::new(me, onion_key, exit, &addrs, now, ticket).sign(&key) {
             Ok(signed) => net.publish(TOPIC, signed).await.is_ok(),
             Err(e) => {
                 tracing::warn!(target: "nodus::onion", "cannot sign the relay descriptor: {e}");
@@ -437,6 +487,75 @@ pub(crate) async fn publish(
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// This relay's admission ticket, solved once a day and kept in `onion/admission.json`
+/// so a restart does not pay again.
+struct Tickets {
+    path: std::path::PathBuf,
+    onion_key: [u8; 32],
+    bits: u8,
+    held: Option<crate::admission::Ticket>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedTicket {
+    onion_key: String,
+    bits: u8,
+    ticket: crate::admission::Ticket,
+}
+
+impl Tickets {
+    fn load(dir: &Path, onion_key: [u8; 32], bits: u8) -> Tickets {
+        let path = dir.join("admission.json");
+        let held =
+            crate::state::read::<SavedTicket>(&path, "remove it: the ticket is solved again")
+                .ok()
+                .flatten()
+                .filter(|s| s.onion_key == hex::encode(onion_key) && s.bits >= bits)
+                .map(|s| s.ticket);
+        Tickets {
+            path,
+            onion_key,
+            bits,
+            held,
+        }
+    }
+
+    /// A ticket good on `day`: the one held if it is for that day (or the day before,
+    /// still good), else one solved now off the async threads.
+    async fn for_day(&mut self, me: libp2p::PeerId, day: u32) -> crate::admission::Ticket {
+        if let Some(t) = self.held
+            && t.epoch == day
+        {
+            return t;
+        }
+        let (key, bits) = (self.onion_key, self.bits);
+        let solving = tokio::task::spawn_blocking(move || {
+            crate::admission::solve(&me, &key, day, bits, rand::random())
+        });
+        let t = match solving.await {
+            Ok(t) => t,
+            // Solving never panics; were it to, yesterday's ticket is still good today.
+            Err(_) => {
+                return self.held.unwrap_or(crate::admission::Ticket {
+                    epoch: day,
+                    nonce: 0,
+                });
+            }
+        };
+        tracing::info!(target: "nodus::onion", day, bits, "admission ticket solved");
+        let saved = SavedTicket {
+            onion_key: hex::encode(key),
+            bits,
+            ticket: t,
+        };
+        if let Err(e) = crate::state::write(&self.path, &saved) {
+            tracing::warn!(target: "nodus::onion", "keeping the admission ticket: {e}");
+        }
+        self.held = Some(t);
+        t
     }
 }
 

@@ -67,20 +67,24 @@ fn real_hs_inputs() -> (Vec<u8>, Vec<Vec<u8>>) {
     (descriptor, messages)
 }
 
+/// An exit's signed descriptor with a ticket of 8 bits (the default, 14, takes a minute).
+fn real_relay_descriptor() -> Vec<u8> {
+    let keys = libp2p::identity::Keypair::generate_ed25519();
+    let peer = keys.public().to_peer_id();
+    let addr: libp2p::Multiaddr = "/ip4/10.0.0.1/tcp/1".parse().unwrap();
+    let bits = nodus_onion::OnionConfig::default().admission_bits;
+    let ticket = nodus_onion::admission::solve(&peer, &[3; 32], 0, bits.min(8), 0);
+    let signed = nodus_onion::descriptor::Descriptor::new(peer, [3; 32], true, &[addr], 5, ticket)
+        .sign(&keys)
+        .unwrap();
+    onion_descriptor::check(&signed);
+    signed
+}
+
 /// A lists answer as a node writes it: a relay's descriptor and `service`'s.
 fn real_lists_answer(service: &[u8]) -> Vec<u8> {
     use nodus_onion::lists::Item;
-    let keys = libp2p::identity::Keypair::generate_ed25519();
-    let addr: libp2p::Multiaddr = "/ip4/10.0.0.1/tcp/1".parse().unwrap();
-    let relay = nodus_onion::descriptor::Descriptor::new(
-        keys.public().to_peer_id(),
-        [3; 32],
-        true,
-        &[addr],
-        5,
-    )
-    .sign(&keys)
-    .unwrap();
+    let relay = real_relay_descriptor();
     let mut answer = Vec::new();
     Item::Relay(relay).encode(&mut answer);
     Item::Service(service.to_vec()).encode(&mut answer);
@@ -102,6 +106,7 @@ fn real_onion_service_inputs_pass_and_seed_the_corpus() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
         std::fs::create_dir_all(dir.join("onion_lists")).unwrap();
         std::fs::write(dir.join("onion_lists/real"), &answer).unwrap();
+        std::fs::write(dir.join("onion_descriptor/exit"), real_relay_descriptor()).unwrap();
         std::fs::write(dir.join("onion_service_descriptor/real"), &descriptor).unwrap();
         for (i, m) in messages.iter().enumerate() {
             std::fs::write(dir.join(format!("onion_hs_message/real-{i}")), m).unwrap();
@@ -121,7 +126,8 @@ proptest! {
         let keys = libp2p::identity::Keypair::generate_ed25519();
         let addr: libp2p::Multiaddr = "/ip4/10.0.0.1/tcp/1".parse().unwrap();
         let d = nodus_onion::descriptor::Descriptor::new(
-            keys.public().to_peer_id(), [3; 32], exit, &[addr], 5);
+            keys.public().to_peer_id(), [3; 32], exit, &[addr], 5,
+            nodus_onion::admission::Ticket { epoch: 0, nonce: 0 });
         let mut signed = d.sign(&keys).unwrap();
         let i = at % signed.len();
         signed[i] = to;

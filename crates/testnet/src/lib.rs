@@ -570,6 +570,17 @@ pub mod onion {
         net.add_node(config).await
     }
 
+    /// Adds a node that messages anonymously (`[msg] anonymous = true`), joining
+    /// through the running nodes; returns its index.
+    pub async fn add_anonymous_messenger(net: &mut Testnet) -> Result<usize, TestnetError> {
+        let k = net.len();
+        let mut config = node_config(node_ip(k), &net.bootstrap_addrs());
+        config
+            .edit::<nodus_msg::MsgConfig>(|m| m.anonymous = true)
+            .map_err(TestnetError::from)?;
+        net.add_node(config).await
+    }
+
     pub fn handle(net: &Testnet, k: usize) -> &OnionHandle {
         net.node(k).service::<OnionHandle>().expect("onion runs")
     }

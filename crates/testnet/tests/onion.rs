@@ -257,8 +257,13 @@ async fn a_relay_turned_on_at_run_time_is_heard_of_and_one_turned_off_takes_no_c
     nodus_testnet::test_logs();
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::start(2, dir.path()).await.unwrap();
-    let role = handle(&net, 1).set_role(true, true).await.unwrap();
+    let role = handle(&net, 1)
+        .set_role(true, true, Some(2_000_000))
+        .await
+        .unwrap();
     assert!(role.relay && role.exit);
+    assert_eq!(role.bandwidth, Some(2_000_000));
+    assert_eq!(handle(&net, 1).status().await.relay_bandwidth, 2_000_000);
     wait_relays(&net, 0, 1, 1, T).await.unwrap();
     let peer = net.node(1).peer_id();
     let opened = net
@@ -269,7 +274,7 @@ async fn a_relay_turned_on_at_run_time_is_heard_of_and_one_turned_off_takes_no_c
     assert!(opened.is_ok(), "a relay takes circuits");
     drop(opened);
 
-    let role = handle(&net, 1).set_role(false, false).await.unwrap();
+    let role = handle(&net, 1).set_role(false, false, None).await.unwrap();
     assert!(!role.relay && handle(&net, 1).relay().is_none());
     let refused = net
         .node(0)
@@ -278,8 +283,15 @@ async fn a_relay_turned_on_at_run_time_is_heard_of_and_one_turned_off_takes_no_c
         .await;
     assert!(refused.is_err(), "a node that stopped relaying takes none");
     assert!(
-        handle(&net, 1).set_role(false, true).await.is_err(),
+        handle(&net, 1).set_role(false, true, None).await.is_err(),
         "no exit without the relay"
+    );
+    assert!(
+        handle(&net, 1)
+            .set_role(false, false, Some(1))
+            .await
+            .is_err(),
+        "no bandwidth limit without the relay"
     );
     net.shutdown().await;
 }
@@ -331,6 +343,15 @@ async fn black_hole(net: &Testnet, k: usize) -> PeerId {
     let identity = libp2p::identity::Keypair::from_protobuf_encoding(&identity).unwrap();
     let addr = node.p2p_addr("tcp").unwrap();
     let publisher = node.net.clone();
+    // It pays the testnet's admission cost, as an attacker would.
+    let bits = nodus_onion::OnionConfig::default().admission_bits.min(2);
+    let ticket = nodus_onion::admission::solve(
+        &me,
+        &key.public(),
+        nodus_onion::admission::epoch_of(now_ms()),
+        bits,
+        0,
+    );
     tokio::spawn(async move {
         loop {
             let signed = nodus_onion::descriptor::Descriptor::new(
@@ -339,6 +360,7 @@ async fn black_hole(net: &Testnet, k: usize) -> PeerId {
                 false,
                 std::slice::from_ref(&addr),
                 now_ms(),
+                ticket,
             )
             .sign(&identity)
             .unwrap();
@@ -581,4 +603,95 @@ async fn a_node_that_joins_late_is_handed_the_relay_list_by_its_peers() {
         .unwrap();
     assert!(get_on(&mut s).await.unwrap().ends_with(&page));
     net.shutdown().await;
+}
+
+/// `[msg] anonymous = true`: Alice and Bob message each other through their onion
+/// services. What a contact holds of the other (the identity in the card) is no node's
+/// peer id, neither node takes messages on the overlay, and both messages came in
+/// through an onion service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_contacts_message_through_onion_services_under_identities_no_node_has() {
+    use nodus_msg::{MessageState, MsgHandle};
+    use nodus_testnet::onion::add_anonymous_messenger;
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    for _ in 0..4 {
+        add_relay(&mut net, false).await.unwrap();
+    }
+    let alice = add_anonymous_messenger(&mut net).await.unwrap();
+    let bob = add_anonymous_messenger(&mut net).await.unwrap();
+    for k in [alice, bob] {
+        wait_relays(&net, k, 4, 0, T).await.unwrap();
+    }
+    let msg = |k: usize| net.node(k).service::<MsgHandle>().expect("msg runs");
+    let (a, b) = (msg(alice), msg(bob));
+    let nodes: Vec<PeerId> = (0..net.len()).map(|k| net.node(k).peer_id()).collect();
+    for h in [a, b] {
+        assert!(
+            !nodes.contains(&h.local_peer_id()),
+            "an anonymous identity is no node's peer id"
+        );
+    }
+    // Each hosts its identity's onion service; each node hears of the other's.
+    let mut addresses = Vec::new();
+    for k in [alice, bob] {
+        let s = handle(&net, k).status().await.services;
+        assert_eq!(s.len(), 1, "{s:?}");
+        addresses.push(s[0].address.clone());
+    }
+    let (a_addr, b_addr) = (&addresses[0], &addresses[1]);
+    wait_service(&net, alice, b_addr, 0, T).await.unwrap();
+    wait_service(&net, bob, a_addr, 0, T).await.unwrap();
+
+    nodus_testnet::msg::introduce(a, b, "alice", "bob")
+        .await
+        .unwrap();
+    let (a_id, b_id) = (a.local_peer_id().to_string(), b.local_peer_id().to_string());
+    let hello = a.send(&b_id, "hello, whoever you are").await.unwrap();
+    nodus_testnet::wait_until(T, "bob gets alice's message", || async {
+        nodus_testnet::msg::incoming_texts(b, &a_id).await == ["hello, whoever you are"]
+    })
+    .await
+    .unwrap();
+    nodus_testnet::wait_until(T, "alice's message delivered", || async {
+        a.history(&b_id).await.unwrap().iter().any(|m| {
+            m.id == hello.id
+                && m.state >= MessageState::Delivered
+                && m.state != MessageState::Failed
+        })
+    })
+    .await
+    .unwrap();
+    b.send(&a_id, "hello back").await.unwrap();
+    nodus_testnet::wait_until(T, "alice gets bob's answer", || async {
+        nodus_testnet::msg::incoming_texts(a, &b_id).await == ["hello back"]
+    })
+    .await
+    .unwrap();
+
+    // Both came in through the onion services...
+    for k in [alice, bob] {
+        let s = handle(&net, k).status().await.services;
+        assert!(s[0].introductions >= 1, "{s:?}");
+    }
+    // ...for neither node takes a message stream on the overlay.
+    let refused = net
+        .node(alice)
+        .net
+        .open_stream(net.node(bob).peer_id(), nodus_msg::wire::MSG_PROTOCOL)
+        .await;
+    assert!(refused.is_err(), "bob's node takes messages on the overlay");
+    let stats = a.stats().await.unwrap();
+    assert!(stats.anonymous && stats.identity == a_id, "{stats:?}");
+    // Mailboxes are not reached through circuits yet: asking for them is refused, saying so.
+    let e = a.poll_mailboxes().await.unwrap_err().to_string();
+    assert!(e.contains("not done anonymously yet"), "{e}");
+    // Nor are calls, whose signals would carry this node's addresses.
+    let e = a
+        .send_signal(&b_id, "voice", vec![1])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not done anonymously yet"), "{e}");
 }

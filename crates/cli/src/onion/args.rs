@@ -47,6 +47,10 @@ pub enum RelayCommand {
         /// Also connect out to the Internet for them (an exit), within [onion]'s exit policy
         #[arg(long)]
         exit: bool,
+        /// Bytes a second passed on for others, all circuits together (0: no limit);
+        /// without it, [onion] relay_bandwidth
+        #[arg(long, value_name = "BYTES_PER_SEC")]
+        bandwidth: Option<u64>,
     },
     /// Stop relaying: circuits through this node end now
     Off,

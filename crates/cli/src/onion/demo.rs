@@ -1,15 +1,17 @@
 //! The demo's onion part: three nodes opt in as relays (one an exit), every node hears
 //! of them by gossip, and a web page on this machine is fetched from another node through
 //! its SOCKS5 proxy and a three-hop circuit, with what each relay saw. Then a node serves
-//! a page as an onion service and another reaches it by its `.nodus` address.
+//! a page as an onion service and another reaches it by its `.nodus` address; two
+//! anonymous messengers write to each other through their onion services.
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow, bail};
 use nodus_onion::relay::View;
 use nodus_testnet::Testnet;
+use nodus_msg::MsgHandle;
 use nodus_testnet::onion::{
-    add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit, socks_get, wait_relays, wait_service,
+    add_anonymous_messenger, add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit, socks_get, wait_relays, wait_service,
 };
 
 use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step, step_with};
@@ -29,6 +31,12 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
             steps,
             "an onion service reached at its .nodus address through introduction and rendezvous; no relay saw both ends",
             onion_service(net, relays),
+        )
+        .await;
+        step(
+            steps,
+            "alice and bob message anonymously: identities no node has, each other's onion services",
+            anonymous_messages(net),
         )
         .await;
         step(
@@ -141,6 +149,47 @@ async fn onion_service(net: &mut Testnet, relays: [usize; 3]) -> Result<String> 
         &address[..8],
         &address[address.len() - 14..],
         ms(took)
+    ))
+}
+
+/// Two nodes with `[msg] anonymous = true` become contacts and exchange a message each
+/// way, through their onion services.
+async fn anonymous_messages(net: &mut Testnet) -> Result<String> {
+    let alice = add_anonymous_messenger(net).await?;
+    let bob = add_anonymous_messenger(net).await?;
+    let mut addresses = Vec::new();
+    for k in [alice, bob] {
+        wait_relays(net, k, 3, 0, STEP_TIMEOUT).await?;
+        let hosted = handle(net, k).status().await.services;
+        addresses.push(hosted.first().map(|s| s.address.clone()).ok_or_else(|| anyhow!("node {k} runs no onion service"))?);
+    }
+    wait_service(net, alice, &addresses[1], 0, STEP_TIMEOUT).await?;
+    wait_service(net, bob, &addresses[0], 0, STEP_TIMEOUT).await?;
+    let msg = |k: usize| net.node(k).service::<MsgHandle>().ok_or_else(|| anyhow!("node {k} runs no messaging"));
+    let (a, b) = (msg(alice)?, msg(bob)?);
+    let nodes: Vec<libp2p::PeerId> = net.running().into_iter().map(|k| net.node(k).peer_id()).collect();
+    if nodes.contains(&a.local_peer_id()) || nodes.contains(&b.local_peer_id()) {
+        bail!("an anonymous identity is a node's peer id");
+    }
+    nodus_testnet::msg::introduce(a, b, "alice", "bob").await?;
+    let (a_id, b_id) = (a.local_peer_id().to_string(), b.local_peer_id().to_string());
+    let mut took = Vec::new();
+    for (from, to, to_id, from_id, text) in
+        [(a, b, &b_id, &a_id, "meet at noon?"), (b, a, &a_id, &b_id, "yes, at the fountain")]
+    {
+        let t = Instant::now();
+        from.send(to_id, text).await?;
+        nodus_testnet::wait_until(STEP_TIMEOUT, "the anonymous message", || async {
+            nodus_testnet::msg::incoming_texts(to, from_id).await.iter().any(|m| m == text)
+        })
+        .await?;
+        took.push(ms(t.elapsed()));
+    }
+    Ok(format!(
+        "node {alice} to node {bob} in {}, the answer in {}, each to the other's {}…",
+        took[0],
+        took[1],
+        &addresses[1][..8]
     ))
 }
 

@@ -44,21 +44,28 @@ pub async fn dispatch(g: &Global, c: Commands) -> Result<ExitCode> {
             }
         }
         OnionCommand::Relay { command } => {
-            let (on, exit) = match command {
-                RelayCommand::On { exit } => (true, exit),
-                RelayCommand::Off => (false, false),
+            let (on, exit, bandwidth) = match command {
+                RelayCommand::On { exit, bandwidth } => (true, exit, bandwidth),
+                RelayCommand::Off => (false, false, None),
             };
-            let v = api.post("/api/v1/onion/relay", &json!({ "on": on, "exit": exit })).await?;
+            let v = api
+                .post("/api/v1/onion/relay", &json!({ "on": on, "exit": exit, "bandwidth": bandwidth }))
+                .await?;
             if g.json {
                 ui::json(&v);
             } else {
+                let limit = match v["bandwidth"].as_u64() {
+                    Some(0) | None => String::new(),
+                    Some(b) => format!(" at most {} KiB/s", b / 1024),
+                };
                 println!(
-                    "{}; kept in onion/role.json across restarts, over config.toml's [onion] relay and exit",
+                    "{}{}; kept in onion/role.json across restarts, over config.toml's [onion] relay, exit and relay_bandwidth",
                     match (v["relay"].as_bool(), v["exit"].as_bool()) {
                         (Some(true), Some(true)) => "relaying and exiting for others",
                         (Some(true), _) => "relaying for others (not an exit)",
                         _ => "not relaying",
-                    }
+                    },
+                    if v["relay"].as_bool() == Some(true) { limit } else { String::new() }
                 );
             }
         }

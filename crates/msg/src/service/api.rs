@@ -43,7 +43,11 @@ impl Actor {
                 files,
                 reply,
             } => {
-                let r = self.send_files(txn, &to, text, files);
+                let r = if self.cfg.anonymous {
+                    Err(MsgError::NotAnonymousYet("sending files"))
+                } else {
+                    self.send_files(txn, &to, text, files)
+                };
                 self.reply(reply, r);
             }
             Command::File { hash, reply } => {
@@ -56,7 +60,14 @@ impl Actor {
                 body,
                 reply,
             } => {
-                let r = self.send_signal(txn, &to, app, body);
+                // A call's signals carry the caller's addresses.
+                let r = if self.cfg.anonymous {
+                    Err(MsgError::NotAnonymousYet(
+                        "calling (its signals carry addresses)",
+                    ))
+                } else {
+                    self.send_signal(txn, &to, app, body)
+                };
                 self.reply(reply, r);
             }
             Command::Inbox { all, reply } => {
@@ -111,8 +122,16 @@ impl Actor {
                     duplicates: self.metrics.duplicates.get(),
                     received: self.metrics.received.get(),
                     messages_received: self.metrics.messages_received.get(),
+                    identity: self.me_str.clone(),
+                    anonymous: self.cfg.anonymous,
                 };
                 self.reply(reply, Ok(s));
+            }
+            Command::Poll(reply) if self.cfg.anonymous => {
+                self.reply(
+                    reply,
+                    Err(MsgError::NotAnonymousYet("fetching from mailboxes")),
+                );
             }
             Command::Poll(reply) => {
                 // Its own poll, not one already running: that one may have asked before

@@ -57,7 +57,7 @@ impl Actor {
         envelopes.sort_by_key(|e| matches!(e.body, Body::Group { .. }));
         for env in envelopes {
             let id = env.id;
-            match self.receive(txn, None, env)? {
+            match self.receive(txn, Origin::Mailbox, env)? {
                 MsgReply::Reject {
                     reason: RejectReason::UnknownGroup | RejectReason::MissingKey,
                     ..

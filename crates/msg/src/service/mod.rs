@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use vodozemac::olm::{Account, AccountPickle, Session, SessionPickle};
 
 use crate::MsgError;
+use crate::anonymous::SharedAnonymity;
 use crate::card::{self, ContactCard, Invite, KeyBundle};
 use crate::config::{self, MsgConfig};
 use crate::delivery::{self, Outgoing};
@@ -78,9 +79,9 @@ const BUNDLE_BYTES: usize = 96 * 1024;
 
 pub(crate) enum Input {
     Api(Command),
-    /// An envelope from a peer (`from`) or from a mailbox (`from` None).
+    /// An envelope from a peer, a mailbox or this node's onion service.
     Envelope {
-        from: Option<PeerId>,
+        from: Origin,
         envelope: Envelope,
         reply: Option<oneshot::Sender<MsgReply>>,
     },
@@ -292,14 +293,26 @@ impl nodus_service::Service for MsgService {
         ctx: nodus_service::ServiceContext<'_>,
         config: MsgConfig,
     ) -> Result<nodus_service::Started<MsgHandle>, MsgError> {
-        let (handle, tasks) = spawn(
+        let (key, db, anonymity) = if config.anonymous {
+            let onion = ctx
+                .provided
+                .get::<SharedAnonymity>()
+                .ok_or(MsgError::NeedsOnion)?;
+            let key = crate::anonymous::identity(&ctx.dir.join("anonymous.key"))?;
+            (key, ctx.dir.join("anonymous.redb"), Some(onion))
+        } else {
+            (ctx.key, ctx.dir.join("msg.redb"), None)
+        };
+        let (handle, tasks) = spawn_with(
             config,
-            ctx.key,
+            key,
             ctx.net,
-            &ctx.dir.join("msg.redb"),
+            &db,
             ctx.metrics,
             ctx.shutdown,
-        )?;
+            anonymity,
+        )
+        .await?;
         Ok(nodus_service::Started {
             root: vec![],
             routes: crate::http::routes(handle.clone()),
@@ -329,7 +342,52 @@ pub fn spawn(
     net: NetworkHandle,
     path: &Path,
     registry: &mut Registry,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(MsgHandle, Vec<JoinHandle<()>>), MsgError> {
+    let config = MsgConfig {
+        anonymous: false,
+        ..config
+    };
+    spawn_inner(config, node_key, net, path, registry, shutdown, None)
+}
+
+/// [`spawn`], and with `anonymity` the identity `key` (never the node's) takes
+/// messages on its onion service and sends through circuits ([`crate::anonymous`]).
+async fn spawn_with(
+    config: MsgConfig,
+    key: Keypair,
+    net: NetworkHandle,
+    path: &Path,
+    registry: &mut Registry,
+    shutdown: watch::Receiver<bool>,
+    anonymity: Option<SharedAnonymity>,
+) -> Result<(MsgHandle, Vec<JoinHandle<()>>), MsgError> {
+    let circuits = match &anonymity {
+        Some(onion) => {
+            let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(|e| MsgError::Onion(format!("listening on 127.0.0.1: {e}")))?;
+            let port = listener
+                .local_addr()
+                .map_err(|e| MsgError::Onion(e.to_string()))?
+                .port();
+            let address = onion.serve(key.clone(), port).map_err(MsgError::Onion)?;
+            tracing::info!(target: "nodus::msg", "anonymous messaging at {address} as {}", key.public().to_peer_id());
+            Some((onion.clone(), listener))
+        }
+        None => None,
+    };
+    spawn_inner(config, key, net, path, registry, shutdown, circuits)
+}
+
+fn spawn_inner(
+    config: MsgConfig,
+    node_key: Keypair,
+    net: NetworkHandle,
+    path: &Path,
+    registry: &mut Registry,
     mut shutdown: watch::Receiver<bool>,
+    circuits: Option<(SharedAnonymity, tokio::net::TcpListener)>,
 ) -> Result<(MsgHandle, Vec<JoinHandle<()>>), MsgError> {
     let store = Store::open(path)?;
     let files_dir = path.with_file_name("files");
@@ -354,6 +412,7 @@ pub fn spawn(
         &shutdown,
         blobs.clone(),
         upload_rate,
+        circuits.is_some(),
     )?;
     tasks.push(tokio::spawn(forward_peer_events(
         net.events(),
@@ -369,6 +428,15 @@ pub fn spawn(
         (events.clone(), signals.clone()),
         metrics,
     )?;
+    if let Some((onion, listener)) = circuits {
+        actor.route = delivery::Route::Onion(onion);
+        tasks.push(tokio::spawn(crate::inbound::serve_circuits(
+            listener,
+            tx.clone(),
+            crate::inbound::Peers::new(actor.metrics.clone(), actor.net.clone()),
+            shutdown.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(async move {
         actor.run(rx, &mut shutdown).await;
     }));
@@ -411,6 +479,19 @@ async fn forward_peer_events(
     }
 }
 
+/// Where an envelope came from, which says who may have sent it.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// A stream from this peer: the envelope's sender must be it.
+    Peer(PeerId),
+    /// A mailbox: the sender is the one authenticated inside the envelope, and as no
+    /// stream acknowledges it to them, a receipt goes back.
+    Mailbox,
+    /// This node's anonymous onion service: the sender is the one authenticated inside,
+    /// and the stream acknowledges it.
+    Circuit,
+}
+
 type After = Box<dyn FnOnce() + Send>;
 
 struct Actor {
@@ -420,6 +501,8 @@ struct Actor {
     me_str: String,
     card: ContactCard,
     net: NetworkHandle,
+    /// How envelopes reach contacts: the overlay, or circuits when anonymous.
+    route: delivery::Route,
     store: Store,
     crypto: Crypto,
     groups: GroupCrypto,
@@ -608,6 +691,7 @@ impl Actor {
             me,
             me_str: me.to_string(),
             card,
+            route: delivery::Route::Overlay(net.clone()),
             net,
             store,
             crypto,

@@ -180,6 +180,11 @@ impl Actor {
         let Ok(p) = peer.parse::<PeerId>() else {
             return;
         };
+        // An anonymous identity's keys are not in the DHT (looking them up would tie
+        // this node to it): a session starts from an invite's one-time key.
+        if self.cfg.anonymous {
+            return;
+        }
         self.key_fetches.insert(peer.to_string(), Instant::now());
         let net = self.net.clone();
         let inputs = self.inputs.clone();
@@ -312,7 +317,7 @@ impl Actor {
                 let (tx, rx) = mpsc::channel(64);
                 tokio::spawn(delivery::worker(
                     peer,
-                    self.net.clone(),
+                    self.route.clone(),
                     rx,
                     self.inputs.clone(),
                 ));
@@ -524,7 +529,8 @@ impl Actor {
             txn.put(store::OUTBOX, &key, item)?;
             let wait = config::retry_after(&self.cfg, item.attempts);
             self.retry_at.insert(key.clone(), Instant::now() + wait);
-            if item.stored {
+            // No mailboxes for an anonymous identity yet: the item waits for its retry.
+            if item.stored || self.cfg.anonymous {
                 self.in_flight.remove(&key);
             } else if let Some(bytes) = &item.envelope {
                 match seal::seal(&card.seal, bytes, &peer.to_bytes()) {

@@ -6,7 +6,7 @@ impl Actor {
     pub(super) fn receive(
         &mut self,
         txn: &mut Txn,
-        from: Option<PeerId>,
+        from: Origin,
         env: Envelope,
     ) -> Result<MsgReply, MsgError> {
         let id_hex = hex::encode(env.id);
@@ -19,13 +19,13 @@ impl Actor {
             self.metrics.rejected(RejectReason::WrongSender);
             return Ok(reject(RejectReason::WrongSender));
         };
-        if let Some(f) = from
+        if let Origin::Peer(f) = from
             && f.to_string() != sender
         {
             self.metrics.rejected(RejectReason::WrongSender);
             return Ok(reject(RejectReason::WrongSender));
         }
-        let via_mailbox = from.is_none();
+        let via_mailbox = matches!(from, Origin::Mailbox);
         let result = match env.body {
             Body::Olm {
                 card,

@@ -23,14 +23,18 @@ impl Actor {
         for p in waiting {
             self.want_keys(&p);
         }
-        if !self.poll.in_progress && self.poll.next.is_none_or(|t| t <= now) {
+        // An anonymous identity neither polls mailboxes nor publishes its keys in the
+        // DHT: both would tie it to this node's peer id.
+        if !self.cfg.anonymous && !self.poll.in_progress && self.poll.next.is_none_or(|t| t <= now)
+        {
             self.start_poll();
         }
         let republish = self
             .publish
             .last
             .is_none_or(|t| now.duration_since(t) >= REPUBLISH);
-        if !self.publish.in_progress
+        if !self.cfg.anonymous
+            && !self.publish.in_progress
             && (self.publish.dirty || republish)
             && self.publish.next_try.is_none_or(|t| t <= now)
         {

@@ -25,7 +25,7 @@ impl Actor {
                     }
                 }
             }
-            Command::DialPeer { peer, reply } => self.dial_peer(peer, reply, true),
+            Command::DialPeer { peer, addrs, reply } => self.dial_peer(peer, addrs, reply, true),
             Command::Disconnect { peer, reply } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(Ok(()));
@@ -201,7 +201,13 @@ impl Actor {
         }
     }
 
-    pub(super) fn dial_peer(&mut self, peer: PeerId, reply: Reply<PeerId>, may_lookup: bool) {
+    pub(super) fn dial_peer(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: Reply<PeerId>,
+        may_lookup: bool,
+    ) {
         if self.swarm.is_connected(&peer) || peer == *self.swarm.local_peer_id() {
             let _ = reply.send(Ok(peer));
             return;
@@ -214,6 +220,8 @@ impl Actor {
         // (a hole punch) may be stuck on dead addresses; ours also tries the circuits.
         let opts = DialOpts::peer_id(peer)
             .condition(PeerCondition::Disconnected)
+            .addresses(addrs)
+            .extend_addresses_through_behaviour()
             .build();
         let id = opts.connection_id();
         match self.swarm.dial(opts) {

@@ -207,7 +207,7 @@ impl Actor {
                         self.swarm.add_peer_address(target, a);
                     }
                 }
-                self.dial_peer(target, reply, false);
+                self.dial_peer(target, Vec::new(), reply, false);
             }
             (pending, other) => {
                 tracing::debug!(target: "nodus::net", ?other, "query result of unexpected kind");

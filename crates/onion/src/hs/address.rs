@@ -11,6 +11,8 @@ use crate::ntor::OnionKey;
 
 pub const SUFFIX: &str = ".nodus";
 const VERSION: u8 = 1;
+/// The HKDF salt that derives a service's ntor key from its identity.
+const NTOR_FROM_IDENTITY: &[u8] = b"nodus-onion-service-ntor-from-identity-1";
 /// Characters of an address before [`SUFFIX`].
 pub const ADDRESS_LEN: usize = 56;
 
@@ -68,6 +70,25 @@ impl ServiceKeys {
             identity: Keypair::generate_ed25519(),
             ntor: OnionKey::generate(),
         }
+    }
+
+    /// The keys of a service whose identity another part of the node owns (messaging's
+    /// anonymous identity): its address is that key's, and its ntor key is derived
+    /// from it (HKDF-SHA256, its own label), so the same identity always gives the
+    /// same descriptor keys and nothing more is stored.
+    pub fn from_identity(identity: Keypair) -> Result<ServiceKeys, OnionError> {
+        let ed = identity
+            .clone()
+            .try_into_ed25519()
+            .map_err(|_| OnionError::Key("an onion service identity is an ed25519 key".into()))?;
+        let mut ntor = zeroize::Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(Some(NTOR_FROM_IDENTITY), ed.secret().as_ref())
+            .expand(b"ntor", &mut ntor[..])
+            .expect("32 bytes is within HKDF-SHA256's limit");
+        Ok(ServiceKeys {
+            identity,
+            ntor: OnionKey::from_bytes(*ntor),
+        })
     }
 
     pub fn id(&self) -> ServiceId {
@@ -148,6 +169,17 @@ mod tests {
         assert_eq!(decode("example.nodus"), None);
         assert_eq!(decode("example.org"), None);
         assert!(is_onion("x.NODUS"));
+    }
+
+    #[test]
+    fn keys_from_an_identity_are_the_same_each_time_and_name_it() {
+        let identity = Keypair::generate_ed25519();
+        let a = ServiceKeys::from_identity(identity.clone()).unwrap();
+        let b = ServiceKeys::from_identity(identity.clone()).unwrap();
+        assert_eq!(a.id(), public_bytes(&identity));
+        assert_eq!(a.ntor.public(), b.ntor.public());
+        let other = ServiceKeys::from_identity(Keypair::generate_ed25519()).unwrap();
+        assert_ne!(a.ntor.public(), other.ntor.public());
     }
 
     #[test]
