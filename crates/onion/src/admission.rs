@@ -75,14 +75,29 @@ pub fn check(peer: &PeerId, onion_key: &[u8; 32], ticket: Ticket, bits: u8) -> b
 /// Finds a ticket for `epoch` (2^bits scrypt runs on average; run it off the async
 /// threads). `from` is the first nonce tried.
 pub fn solve(peer: &PeerId, onion_key: &[u8; 32], epoch: u32, bits: u8, from: u64) -> Ticket {
+    let never = std::sync::atomic::AtomicBool::new(false);
+    solve_until(peer, onion_key, epoch, bits, from, &never).expect("never stopped")
+}
+
+/// [`solve`], giving up (`None`) once `stop` is set: a relay turned off, or a node
+/// stopping, does not wait for its solve to end.
+pub fn solve_until(
+    peer: &PeerId,
+    onion_key: &[u8; 32],
+    epoch: u32,
+    bits: u8,
+    from: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<Ticket> {
     let mut nonce = from;
-    loop {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let ticket = Ticket { epoch, nonce };
         if check(peer, onion_key, ticket, bits) {
-            return ticket;
+            return Some(ticket);
         }
         nonce = nonce.wrapping_add(1);
     }
+    None
 }
 
 /// What became of a descriptor's ticket.
@@ -222,6 +237,12 @@ mod tests {
         assert_eq!((short, later), (20, 5));
         // The next second, checks resume.
         assert_eq!(a.admit(&peers[0], &key, t, now + 1000), Verdict::Short);
+    }
+
+    #[test]
+    fn a_solve_that_is_stopped_gives_up() {
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        assert_eq!(solve_until(&peer(4), &[2; 32], 1, 60, 0, &stop), None);
     }
 
     #[test]

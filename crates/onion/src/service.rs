@@ -523,22 +523,32 @@ impl Tickets {
         }
     }
 
-    /// A ticket good on `day`: the one held if it is for that day (or the day before,
-    /// still good), else one solved now off the async threads.
+    /// A ticket for `day`: the one held if it is that day's, else one solved now off
+    /// the async threads (meanwhile the descriptor already out, with the day before's
+    /// ticket, is still good). Dropping the future stops the solve.
     async fn for_day(&mut self, me: libp2p::PeerId, day: u32) -> crate::admission::Ticket {
         if let Some(t) = self.held
             && t.epoch == day
         {
             return t;
         }
-        let (key, bits) = (self.onion_key, self.bits);
+        /// Stops the solve when the request for it goes away.
+        struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = StopOnDrop(Arc::default());
+        let (key, bits, flag) = (self.onion_key, self.bits, stop.0.clone());
         let solving = tokio::task::spawn_blocking(move || {
-            crate::admission::solve(&me, &key, day, bits, rand::random())
+            crate::admission::solve_until(&me, &key, day, bits, rand::random(), &flag)
         });
         let t = match solving.await {
-            Ok(t) => t,
-            // Solving never panics; were it to, yesterday's ticket is still good today.
-            Err(_) => {
+            Ok(Some(t)) => t,
+            // Solving never panics nor stops while awaited; were it to, the day
+            // before's ticket is still good today.
+            _ => {
                 return self.held.unwrap_or(crate::admission::Ticket {
                     epoch: day,
                     nonce: 0,
