@@ -29,14 +29,28 @@ use crate::MsgError;
 /// The port clients ask for on a messaging onion service.
 pub const VIRTUAL_PORT: u16 = 1;
 
+/// Why the onion service did not do what messaging asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AnonymityError {
+    /// The peer's identity is not an ed25519 key, so it names no onion service.
+    #[error("{0} is not an identity with an onion service")]
+    NotAService(PeerId),
+    /// The onion service refused or failed (its own error, as text).
+    #[error("{0}")]
+    Onion(String),
+}
+
 /// Onion services as messaging needs them; the node implements it over crates/onion.
 pub trait Anonymity: Send + Sync {
     /// Runs 127.0.0.1:`port` as the onion service of `identity` (at [`VIRTUAL_PORT`]);
     /// its address.
-    fn serve(&self, identity: Keypair, port: u16) -> Result<String, String>;
+    fn serve(&self, identity: Keypair, port: u16) -> Result<String, AnonymityError>;
     /// A stream to the messaging onion service of `peer` (an anonymous identity), over
     /// circuits.
-    fn connect(&self, peer: PeerId) -> BoxFuture<'_, Result<tokio::io::DuplexStream, String>>;
+    fn connect(
+        &self,
+        peer: PeerId,
+    ) -> BoxFuture<'_, Result<tokio::io::DuplexStream, AnonymityError>>;
 }
 
 /// How [`crate::MsgService`] finds the onion service in what the node provides.

@@ -53,7 +53,9 @@ pub enum MsgError {
     )]
     NeedsOnion,
     #[error("the onion service did not take messaging's: {0}")]
-    Onion(String),
+    Onion(#[from] crate::anonymous::AnonymityError),
+    #[error("anonymous messaging's listener on 127.0.0.1: {0}")]
+    Listen(#[source] std::io::Error),
     #[error(
         "{0} is not done anonymously yet ([msg] anonymous = true); set anonymous = false to use it"
     )]
@@ -95,7 +97,7 @@ pub enum DeliveryError {
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("through the onion network: {0}")]
-    Onion(String),
+    Onion(#[from] crate::anonymous::AnonymityError),
     #[error("the peer closed the stream")]
     Closed,
     #[error("a reply for nothing sent")]

@@ -235,7 +235,9 @@ impl From<crate::MsgError> for ApiError {
             E::Import(crate::files::ImportError::Io { .. }) => StatusCode::INTERNAL_SERVER_ERROR,
             E::NotOwner(_) => StatusCode::FORBIDDEN,
             E::NotAnonymousYet(_) => StatusCode::CONFLICT,
-            E::Key(_) | E::NeedsOnion | E::Onion(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Key(_) | E::NeedsOnion | E::Onion(_) | E::Listen(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             E::Stopped => StatusCode::SERVICE_UNAVAILABLE,
             E::Store(_) | E::Olm(_) | E::Net(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

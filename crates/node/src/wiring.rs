@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt};
 use nodus_chain::ChainHandle;
 use nodus_compute::pay::{Address as PayAddress, PayError, Payer, SharedPayer, Signed};
 use nodus_gateway::{AddSource, Content, Reader, SourceError, TorrentView};
-use nodus_msg::anonymous::{Anonymity, SharedAnonymity};
+use nodus_msg::anonymous::{Anonymity, AnonymityError, SharedAnonymity};
 use nodus_msg::{MsgError, MsgHandle};
 use nodus_onion::OnionHandle;
 use nodus_torrent::{AddRequest, FileReader, TorrentError, TorrentHandle, TorrentInfo};
@@ -412,25 +412,28 @@ pub struct OnionAnonymity(pub OnionHandle);
 const MSG_ISOLATION: &[u8] = b"nodus-msg";
 
 impl Anonymity for OnionAnonymity {
-    fn serve(&self, identity: libp2p::identity::Keypair, port: u16) -> Result<String, String> {
+    fn serve(
+        &self,
+        identity: libp2p::identity::Keypair,
+        port: u16,
+    ) -> Result<String, AnonymityError> {
         self.0
             .serve_as(identity, port, nodus_msg::anonymous::VIRTUAL_PORT)
             .map(|s| s.address)
-            .map_err(|e| e.to_string())
+            .map_err(|e| AnonymityError::Onion(e.to_string()))
     }
 
     fn connect(
         &self,
         peer: libp2p::PeerId,
-    ) -> BoxFuture<'_, Result<tokio::io::DuplexStream, String>> {
+    ) -> BoxFuture<'_, Result<tokio::io::DuplexStream, AnonymityError>> {
         async move {
-            let address = onion_address_of(&peer)
-                .ok_or_else(|| format!("{peer} is not an identity with an onion service"))?;
+            let address = onion_address_of(&peer).ok_or(AnonymityError::NotAService(peer))?;
             let target = format!("{address}:{}", nodus_msg::anonymous::VIRTUAL_PORT);
             self.0
                 .connect(Some((MSG_ISOLATION.to_vec(), Vec::new())), &target)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| AnonymityError::Onion(e.to_string()))
         }
         .boxed()
     }

@@ -366,12 +366,9 @@ async fn spawn_with(
         Some(onion) => {
             let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
                 .await
-                .map_err(|e| MsgError::Onion(format!("listening on 127.0.0.1: {e}")))?;
-            let port = listener
-                .local_addr()
-                .map_err(|e| MsgError::Onion(e.to_string()))?
-                .port();
-            let address = onion.serve(key.clone(), port).map_err(MsgError::Onion)?;
+                .map_err(MsgError::Listen)?;
+            let port = listener.local_addr().map_err(MsgError::Listen)?.port();
+            let address = onion.serve(key.clone(), port)?;
             tracing::info!(target: "nodus::msg", "anonymous messaging at {address} as {}", key.public().to_peer_id());
             Some((onion.clone(), listener))
         }
