@@ -11,10 +11,16 @@
 //!   frames, order and acknowledgements are those of `/nodus/msg/1`; the sender of each
 //!   envelope is the one authenticated inside it (its Olm session, or the card of a
 //!   first message), as for a mailbox item, since the link names nobody.
+//! - **Mailboxes through circuits.** A message for a contact that is offline is stored,
+//!   and this identity's mail fetched, on the peers closest to the identity's key in
+//!   this node's routing table (no DHT lookup: it would tie this node to the key). Each
+//!   mailbox is reached through a circuit of its own whose last relay opens the mailbox
+//!   stream (crates/onion's BEGIN_OVERLAY); on it the identity proves itself by signing
+//!   the mailbox's nonce ([`crate::wire::MailboxRequest::Prove`]), so the mailbox
+//!   keeps and hands out mail by identity while seeing only the relay.
 //! - **Not through circuits yet** (so not done at all in this mode, rather than done in
-//!   the open): mailboxes (a message for a contact that is offline waits in the outbox
-//!   and is retried), the DHT's key bundles (a contact is added from its invite code,
-//!   which carries a one-time key), files, and signals (a call's carry the caller's
+//!   the open): the DHT's key bundles (a contact is added from its invite code, which
+//!   carries a one-time key), files, and signals (a call's carry the caller's
 //!   addresses).
 
 use std::path::Path;
@@ -51,6 +57,13 @@ pub trait Anonymity: Send + Sync {
         &self,
         peer: PeerId,
     ) -> BoxFuture<'_, Result<tokio::io::DuplexStream, AnonymityError>>;
+    /// A stream to overlay peer `peer` (a mailbox) on `protocol`, opened by the last
+    /// relay of a circuit: `peer` sees that relay, not this node.
+    fn connect_peer<'a>(
+        &'a self,
+        peer: PeerId,
+        protocol: &'a str,
+    ) -> BoxFuture<'a, Result<tokio::io::DuplexStream, AnonymityError>>;
 }
 
 /// How [`crate::MsgService`] finds the onion service in what the node provides.

@@ -98,8 +98,8 @@ file_upload_limit_kib = 0
 # Message through onion services ([onion] must be enabled), under an identity of its
 # own: contacts, relays and mailboxes learn neither this node's peer id nor its IP.
 # Its contacts and history are apart from the other identity's; switching back and
-# forth keeps both. Contacts must be anonymous too; files are not sent this way yet,
-# and a message for a contact that is offline waits here (no mailboxes yet).
+# forth keeps both. Contacts must be anonymous too; mailboxes are reached through
+# circuits; files and calls are not done this way yet.
 anonymous = false
 "#;
 

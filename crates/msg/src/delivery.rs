@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::{AsyncWriteExt, StreamExt};
+use libp2p::identity::Keypair;
 use libp2p::{PeerId, Stream};
 use nodus_net::NetworkHandle;
 use tokio::sync::mpsc;
@@ -270,40 +271,123 @@ pub async fn worker(
     }
 }
 
-/// The peers that keep `recipient`'s mail: the closest to its key (not itself or us)
-/// in our routing table, at once. `lookup` adds those a DHT query finds, which is slower
-/// (it waits on peers that have gone) but sees past our own table.
-pub async fn mailboxes(
-    net: &NetworkHandle,
-    recipient: PeerId,
-    count: usize,
-    lookup: bool,
-) -> Result<Vec<PeerId>, DeliveryError> {
-    let me = net.local_peer_id();
-    let key = recipient.to_bytes();
-    let mut found = net.local_closest_peers(key.clone(), count + 2).await?;
-    if lookup
-        && let Ok(Ok(more)) =
-            tokio::time::timeout(Duration::from_secs(10), net.closest_peers(key)).await
-    {
-        found.extend(more);
+/// How this node reaches mailboxes, and as whom.
+#[derive(Clone)]
+pub struct Mailboxes {
+    net: NetworkHandle,
+    /// Through circuits whose last relay opens the stream, proving this identity to the
+    /// mailbox ([`crate::anonymous`]); the overlay's own connection otherwise.
+    anonymous: Option<(SharedAnonymity, Keypair)>,
+}
+
+impl Mailboxes {
+    pub fn overlay(net: NetworkHandle) -> Mailboxes {
+        Mailboxes {
+            net,
+            anonymous: None,
+        }
     }
-    let mut seen = std::collections::HashSet::new();
-    Ok(found
-        .into_iter()
-        .filter(|p| *p != recipient && *p != me && seen.insert(*p))
-        .take(if lookup { 2 * count } else { count })
-        .collect())
+
+    /// Mailboxes reached through circuits, as `identity`.
+    pub fn anonymous(net: NetworkHandle, onion: SharedAnonymity, identity: Keypair) -> Mailboxes {
+        Mailboxes {
+            net,
+            anonymous: Some((onion, identity)),
+        }
+    }
+
+    /// Whose mail this node fetches.
+    fn me(&self) -> PeerId {
+        match &self.anonymous {
+            Some((_, key)) => key.public().to_peer_id(),
+            None => self.net.local_peer_id(),
+        }
+    }
+
+    /// The peers that keep `recipient`'s mail: the closest to its key (not itself or
+    /// us) in our routing table, at once. `lookup` adds those a DHT query finds, which
+    /// is slower (it waits on peers that have gone) but sees past our own table; never
+    /// for an anonymous identity, whose lookups would tie this node to its key.
+    pub async fn candidates(
+        &self,
+        recipient: PeerId,
+        count: usize,
+        lookup: bool,
+    ) -> Result<Vec<PeerId>, DeliveryError> {
+        let lookup = lookup && self.anonymous.is_none();
+        let (node, me) = (self.net.local_peer_id(), self.me());
+        let key = recipient.to_bytes();
+        let mut found = self.net.local_closest_peers(key.clone(), count + 2).await?;
+        if lookup
+            && let Ok(Ok(more)) =
+                tokio::time::timeout(Duration::from_secs(10), self.net.closest_peers(key)).await
+        {
+            found.extend(more);
+        }
+        let mut seen = std::collections::HashSet::new();
+        Ok(found
+            .into_iter()
+            .filter(|p| *p != recipient && *p != node && *p != me && seen.insert(*p))
+            .take(if lookup { 2 * count } else { count })
+            .collect())
+    }
+
+    /// A stream to `mailbox` on which our requests are ours.
+    async fn open(&self, mailbox: PeerId) -> Result<Box<dyn Link>, DeliveryError> {
+        let Some((onion, key)) = &self.anonymous else {
+            return Ok(Box::new(
+                connect(&self.net, mailbox, MAILBOX_PROTOCOL).await?,
+            ));
+        };
+        use tokio_util::compat::TokioAsyncReadCompatExt;
+        let protocol = MAILBOX_PROTOCOL;
+        let opened = onion.connect_peer(mailbox, protocol.as_ref());
+        let mut s = match tokio::time::timeout(ONION_CONNECT_TIMEOUT, opened).await {
+            Ok(Ok(s)) => s.compat(),
+            Ok(Err(e)) => return Err(DeliveryError::Onion(e)),
+            Err(_) => return Err(DeliveryError::Timeout(ONION_CONNECT_TIMEOUT)),
+        };
+        let nonce = match ask(&mut s, &MailboxRequest::Challenge).await? {
+            MailboxReply::Nonce(n) => n,
+            other => return Err(DeliveryError::Unexpected(format!("{other:?}"))),
+        };
+        let sig = key
+            .sign(&wire::proof_payload(&mailbox, &nonce))
+            .map_err(|e| DeliveryError::Unexpected(format!("signing the proof: {e}")))?;
+        let prove = MailboxRequest::Prove {
+            key: key.public().encode_protobuf(),
+            sig,
+        };
+        match ask(&mut s, &prove).await? {
+            MailboxReply::Proven => Ok(Box::new(s)),
+            MailboxReply::Refused(why) => Err(DeliveryError::Refused(why)),
+            other => Err(DeliveryError::Unexpected(format!("{other:?}"))),
+        }
+    }
+}
+
+/// One mailbox request and its answer, within [`REPLY_TIMEOUT`].
+async fn ask<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
+    s: &mut S,
+    request: &MailboxRequest,
+) -> Result<MailboxReply, DeliveryError> {
+    wire::write_frame(s, request).await?;
+    match tokio::time::timeout(REPLY_TIMEOUT, wire::read_frame::<_, MailboxReply>(s)).await {
+        Ok(Ok(Some(reply))) => Ok(reply),
+        Ok(Ok(None)) => Err(DeliveryError::Closed),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(DeliveryError::Timeout(REPLY_TIMEOUT)),
+    }
 }
 
 async fn store_on(
-    net: &NetworkHandle,
+    boxes: &Mailboxes,
     mailbox: PeerId,
     recipient: PeerId,
     items: &[(MsgId, u64, Vec<u8>)],
     ttl_secs: u32,
 ) -> Result<(), DeliveryError> {
-    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    let mut s = boxes.open(mailbox).await?;
     for (id, order, sealed) in items {
         let req = MailboxRequest::Store {
             to: recipient.to_bytes(),
@@ -330,34 +414,35 @@ async fn store_on(
 /// Stores sealed envelopes for `recipient` on its mailboxes; returns those that took
 /// every item.
 pub async fn store(
-    net: NetworkHandle,
+    via: Mailboxes,
     recipient: PeerId,
     items: Vec<(MsgId, u64, Vec<u8>)>,
     replicas: usize,
     ttl_secs: u32,
 ) -> Result<Vec<PeerId>, DeliveryError> {
     // Candidates beyond the replicas stand in for those that have gone.
-    let boxes = mailboxes(&net, recipient, 2 * replicas, false).await?;
+    let boxes = via.candidates(recipient, 2 * replicas, false).await?;
     if boxes.is_empty() {
         return Err(DeliveryError::NoMailboxes);
     }
+    // `replicas` stores in flight; each that fails is replaced by the next candidate at
+    // once, rather than after the slowest of its wave (a mailbox gone offline answers
+    // only when its connection times out).
     let mut ok = Vec::new();
     let mut why = Vec::new();
     let mut next = boxes.into_iter();
-    while ok.len() < replicas {
-        let wave: Vec<PeerId> = next.by_ref().take(replicas - ok.len()).collect();
-        if wave.is_empty() {
-            break;
-        }
-        let results = futures::future::join_all(
-            wave.iter()
-                .map(|b| store_on(&net, *b, recipient, &items, ttl_secs)),
-        )
-        .await;
-        for (b, r) in wave.into_iter().zip(results) {
-            match r {
-                Ok(()) => ok.push(b),
-                Err(e) => why.push(e),
+    let mut running = futures::stream::FuturesUnordered::new();
+    let store_one = |b: PeerId| {
+        let (via, items) = (&via, &items);
+        async move { (b, store_on(via, b, recipient, items, ttl_secs).await) }
+    };
+    running.extend(next.by_ref().take(replicas).map(store_one));
+    while let Some((b, r)) = running.next().await {
+        match r {
+            Ok(()) => ok.push(b),
+            Err(e) => {
+                why.push(e);
+                running.extend(next.next().map(store_one));
             }
         }
     }
@@ -368,9 +453,9 @@ pub async fn store(
 }
 
 /// Tells a mailbox to forget what we stored there for `recipient`.
-pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids: Vec<MsgId>) {
+pub async fn retract(via: Mailboxes, mailbox: PeerId, recipient: PeerId, ids: Vec<MsgId>) {
     let result = async {
-        let mut s = connect(&net, mailbox, MAILBOX_PROTOCOL).await?;
+        let mut s = via.open(mailbox).await?;
         for chunk in ids.chunks(MAX_FETCH) {
             let req = MailboxRequest::Retract {
                 to: recipient.to_bytes(),
@@ -391,10 +476,10 @@ pub async fn retract(net: NetworkHandle, mailbox: PeerId, recipient: PeerId, ids
 
 /// Asks one mailbox for what it holds for us.
 pub async fn fetch_from(
-    net: &NetworkHandle,
+    via: &Mailboxes,
     mailbox: PeerId,
 ) -> Result<Vec<MailboxItem>, DeliveryError> {
-    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    let mut s = via.open(mailbox).await?;
     wire::write_frame(
         &mut s,
         &MailboxRequest::Fetch {
@@ -433,11 +518,11 @@ where
 
 /// Tells a mailbox to forget items it held for us.
 pub async fn delete_from(
-    net: &NetworkHandle,
+    via: &Mailboxes,
     mailbox: PeerId,
     ids: Vec<MsgId>,
 ) -> Result<(), DeliveryError> {
-    let mut s = connect(net, mailbox, MAILBOX_PROTOCOL).await?;
+    let mut s = via.open(mailbox).await?;
     for chunk in ids.chunks(MAX_FETCH) {
         wire::write_frame(
             &mut s,
@@ -467,18 +552,18 @@ pub async fn delete_from(
 /// `answer` is told once the first wave is in the service's hands; `periodic` polls
 /// report their end, which schedules the next one.
 pub async fn poll(
-    net: NetworkHandle,
+    via: Mailboxes,
     replicas: usize,
     inputs: mpsc::Sender<Input>,
     mut answer: Option<crate::service::Answer>,
     periodic: bool,
 ) {
-    let me = net.local_peer_id();
+    let me = via.me();
     let mut asked = std::collections::HashSet::new();
     let mut reached = 0;
     let mut n = 0;
     for lookup in [false, true] {
-        let boxes = match mailboxes(&net, me, 2 * replicas, lookup).await {
+        let boxes = match via.candidates(me, 2 * replicas, lookup).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::debug!(target: "nodus::msg", "no mailboxes to poll: {e}");
@@ -489,8 +574,8 @@ pub async fn poll(
         n += boxes.len();
         let fetched = futures::stream::iter(boxes)
             .map(|b| {
-                let net = net.clone();
-                async move { (b, once_more_on_failure(|| fetch_from(&net, b)).await) }
+                let via = via.clone();
+                async move { (b, once_more_on_failure(|| fetch_from(&via, b)).await) }
             })
             .buffer_unordered(8)
             .collect::<Vec<_>>()

@@ -221,12 +221,18 @@ where
     futures::join!(reader, writer);
 }
 
+/// A mailbox stream. Its requests are its peer's, unless the stream proved it speaks
+/// for another identity (an anonymous one, through a circuit whose last relay is the
+/// peer): then they are that identity's.
 async fn mailbox_stream(
     peer: PeerId,
     mut stream: Stream,
     inputs: mpsc::Sender<Input>,
     peers: Peers,
 ) {
+    let me = peers.net.local_peer_id();
+    let mut from = peer;
+    let mut nonce: Option<[u8; 32]> = None;
     loop {
         let request = match wire::read_frame::<_, MailboxRequest>(&mut stream).await {
             Ok(Some(r)) => r,
@@ -236,21 +242,48 @@ async fn mailbox_stream(
                 break;
             }
         };
-        let (tx, rx) = oneshot::channel();
-        if inputs
-            .send(Input::Mailbox {
-                from: peer,
-                request,
-                reply: tx,
-            })
-            .await
-            .is_err()
-        {
-            break;
-        }
-        let reply = rx
-            .await
-            .unwrap_or_else(|_| MailboxReply::Refused("shutting down".into()));
+        let reply = match request {
+            MailboxRequest::Challenge => {
+                let n: [u8; 32] = rand::random();
+                nonce = Some(n);
+                MailboxReply::Nonce(n)
+            }
+            MailboxRequest::Prove { key, sig } => {
+                match nonce
+                    .take()
+                    .and_then(|n| wire::check_proof(&me, &n, &key, &sig))
+                {
+                    Some(identity) => {
+                        from = identity;
+                        MailboxReply::Proven
+                    }
+                    None => {
+                        // Its sender is further back than `peer` (a circuit's client),
+                        // so it is counted, and the stream ends, but `peer` not struck.
+                        peers.metrics.garbage("bad_mailbox_proof");
+                        let refused = MailboxReply::Refused("the proof does not check".into());
+                        let _ = wire::write_frame(&mut stream, &refused).await;
+                        break;
+                    }
+                }
+            }
+            request => {
+                let (tx, rx) = oneshot::channel();
+                if inputs
+                    .send(Input::Mailbox {
+                        from,
+                        request,
+                        reply: tx,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                rx.await
+                    .unwrap_or_else(|_| MailboxReply::Refused("shutting down".into()))
+            }
+        };
         if wire::write_frame(&mut stream, &reply).await.is_err() || stream.flush().await.is_err() {
             break;
         }

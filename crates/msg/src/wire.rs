@@ -7,7 +7,7 @@
 //! [`MAX_FRAME`] bytes; a longer length or a body that does not decode ends the stream.
 
 use futures::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use libp2p::StreamProtocol;
+use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::card::ContactCard;
@@ -109,6 +109,19 @@ pub enum MailboxRequest {
     Delete { ids: Vec<MsgId> },
     /// Forget items the asking peer stored for `to` (its recipient acknowledged them).
     Retract { to: Vec<u8>, ids: Vec<MsgId> },
+    /// A nonce to sign ([`MailboxReply::Nonce`]), so that the stream can speak for an
+    /// identity that is not its peer's: an anonymous one, whose stream comes from the
+    /// last relay of a circuit.
+    Challenge,
+    /// From now on the stream's asking peer is the identity of `key` (a public key,
+    /// protobuf-encoded), which signed [`proof_payload`] for this mailbox and the last
+    /// nonce of this stream (each nonce proves once).
+    Prove {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        sig: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +130,25 @@ pub enum MailboxReply {
     Refused(String),
     Items(Vec<MailboxItem>),
     Deleted(u32),
+    Nonce([u8; 32]),
+    /// The stream now speaks for the proven identity.
+    Proven,
+}
+
+/// What an identity signs to speak for itself on a mailbox's stream: the domain, the
+/// mailbox's peer id (a proof for one mailbox is no good at another) and its nonce.
+pub fn proof_payload(mailbox: &PeerId, nonce: &[u8; 32]) -> Vec<u8> {
+    let mut p = b"nodus-mailbox-proof-1".to_vec();
+    p.extend_from_slice(&mailbox.to_bytes());
+    p.extend_from_slice(nonce);
+    p
+}
+
+/// The identity a [`MailboxRequest::Prove`] proves, if its signature checks.
+pub fn check_proof(mailbox: &PeerId, nonce: &[u8; 32], key: &[u8], sig: &[u8]) -> Option<PeerId> {
+    let key = libp2p::identity::PublicKey::try_decode_protobuf(key).ok()?;
+    key.verify(&proof_payload(mailbox, nonce), sig)
+        .then(|| key.to_peer_id())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,6 +323,30 @@ pub fn new_id() -> MsgId {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_mailbox_proof_speaks_for_its_key_at_its_mailbox_for_its_nonce_only() {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let (mailbox, other) = (PeerId::random(), PeerId::random());
+        let nonce = [7u8; 32];
+        let sig = key.sign(&proof_payload(&mailbox, &nonce)).unwrap();
+        let public = key.public().encode_protobuf();
+        assert_eq!(
+            check_proof(&mailbox, &nonce, &public, &sig),
+            Some(key.public().to_peer_id())
+        );
+        assert_eq!(check_proof(&other, &nonce, &public, &sig), None);
+        assert_eq!(check_proof(&mailbox, &[8; 32], &public, &sig), None);
+        let someone = libp2p::identity::Keypair::generate_ed25519().public();
+        assert_eq!(
+            check_proof(&mailbox, &nonce, &someone.encode_protobuf(), &sig),
+            None
+        );
+        let mut bent = sig.clone();
+        bent[0] ^= 1;
+        assert_eq!(check_proof(&mailbox, &nonce, &public, &bent), None);
+        assert_eq!(check_proof(&mailbox, &nonce, b"not a key", &sig), None);
+    }
+
     /// Byte fields are written as one run (serde_bytes) instead of byte by byte, which
     /// postcard encodes the same way: nodes of either build read each other's frames.
     #[test]
@@ -375,7 +431,7 @@ mod tests {
         for raw in [
             &b""[..],
             &[0xff; 8],
-            &[5, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
+            &[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
         ] {
             assert!(matches!(decode::<Envelope>(raw), Err(WireError::Decode(_))));
             assert!(matches!(
@@ -434,6 +490,8 @@ mod tests {
                 MailboxRequest::Fetch { max: ttl },
                 MailboxRequest::Delete { ids: ids.clone() },
                 MailboxRequest::Retract { to: to.clone(), ids: ids.clone() },
+                MailboxRequest::Challenge,
+                MailboxRequest::Prove { key: to.clone(), sig: sealed.clone() },
             ] {
                 proptest::prop_assert_eq!(decode::<MailboxRequest>(&encode(&req)).unwrap(), req);
             }

@@ -437,6 +437,20 @@ impl Anonymity for OnionAnonymity {
         }
         .boxed()
     }
+
+    fn connect_peer<'a>(
+        &'a self,
+        peer: libp2p::PeerId,
+        protocol: &'a str,
+    ) -> BoxFuture<'a, Result<tokio::io::DuplexStream, AnonymityError>> {
+        async move {
+            self.0
+                .connect_peer(Some((MSG_ISOLATION.to_vec(), Vec::new())), peer, protocol)
+                .await
+                .map_err(|e| AnonymityError::Onion(e.to_string()))
+        }
+        .boxed()
+    }
 }
 
 /// The onion service address of an ed25519 peer id: its key's.

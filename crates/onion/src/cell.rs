@@ -140,6 +140,10 @@ byte_enum!(RelayCommand, "relay command" {
     /// From the rendezvous point to the client: the service's ntor CREATED (64). From
     /// here on the point joins the two circuits.
     Rendezvous2 = 17,
+    /// Opens a stream to a peer of the overlay, at the last hop (any relay, not only an
+    /// exit): data is the peer id (length u8 | bytes) then the stream protocol (UTF-8),
+    /// which must be one the relay opens for circuits. Answered as BEGIN is.
+    BeginOverlay = 18,
 });
 
 /// Why a stream ended, carried in END.

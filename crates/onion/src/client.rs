@@ -305,6 +305,26 @@ impl Circuit {
 
     /// Opens a stream to `target` (`host:port`) through the exit: the user's end of it.
     pub async fn connect(&self, target: &str) -> Result<tokio::io::DuplexStream, OnionError> {
+        self.open(RelayCommand::Begin, target.as_bytes().to_vec())
+            .await
+    }
+
+    /// Opens a stream to overlay peer `peer` on `protocol`, from the last hop (which
+    /// must open that protocol for circuits): the user's end of it.
+    pub async fn connect_peer(
+        &self,
+        peer: &PeerId,
+        protocol: &str,
+    ) -> Result<tokio::io::DuplexStream, OnionError> {
+        self.open(RelayCommand::BeginOverlay, overlay_target(peer, protocol)?)
+            .await
+    }
+
+    async fn open(
+        &self,
+        command: RelayCommand,
+        data: Vec<u8>,
+    ) -> Result<tokio::io::DuplexStream, OnionError> {
         if self.is_closed() {
             return Err(OnionError::CircuitClosed);
         }
@@ -322,7 +342,7 @@ impl Circuit {
             s.open.insert(id, slot);
             s.waiting.insert(id, told);
         }
-        let begin = RelayMsg::new(RelayCommand::Begin, id, target.as_bytes().to_vec());
+        let begin = RelayMsg::new(command, id, data);
         self.out
             .send(Out::Msg(begin))
             .await
@@ -346,6 +366,32 @@ impl Circuit {
         });
         Ok(user)
     }
+}
+
+/// BEGIN_OVERLAY's data: `peer` (length u8 | bytes), then `protocol`.
+pub fn overlay_target(peer: &PeerId, protocol: &str) -> Result<Vec<u8>, OnionError> {
+    let id = peer.to_bytes();
+    let mut data = Vec::with_capacity(1 + id.len() + protocol.len());
+    data.push(id.len() as u8);
+    data.extend_from_slice(&id);
+    data.extend_from_slice(protocol.as_bytes());
+    if data.len() > crate::cell::RELAY_DATA || !protocol.starts_with('/') {
+        return Err(OnionError::BadRequest(format!(
+            "{protocol:?} is not a stream protocol to ask a relay for"
+        )));
+    }
+    Ok(data)
+}
+
+/// Reads [`overlay_target`]'s data back: the peer and the protocol.
+pub fn parse_overlay_target(data: &[u8]) -> Option<(PeerId, &str)> {
+    let (&len, rest) = data.split_first()?;
+    let id = rest.get(..len as usize)?;
+    let protocol = std::str::from_utf8(&rest[len as usize..]).ok()?;
+    if !protocol.starts_with('/') {
+        return None;
+    }
+    Some((PeerId::from_bytes(id).ok()?, protocol))
 }
 
 /// A timeout while building is the named hop's.

@@ -34,6 +34,9 @@ pub struct OnionConfig {
     /// runs to find one). Relays whose tickets pay less are not listed; the same on
     /// every node of a network.
     pub admission_bits: u8,
+    /// Overlay protocols a relay opens for circuits ending at it, so that anonymous
+    /// identities reach peers of the overlay (mailboxes) without an exit.
+    pub relay_overlay_protocols: Vec<String>,
 }
 
 impl Default for OnionConfig {
@@ -51,6 +54,7 @@ impl Default for OnionConfig {
             publish_secs: 600,
             guard_min_age_secs: 86_400,
             admission_bits: 14,
+            relay_overlay_protocols: vec!["/nodus/mailbox/1".into()],
         }
     }
 }
@@ -87,6 +91,9 @@ guard_min_age_secs = 86400
 # (14: about a core-minute a day). Relays paying less are not used; keep it as the
 # rest of the network has it.
 admission_bits = 14
+# What a relay opens on the overlay for circuits that end at it: anonymous messaging
+# reaches mailboxes this way, the mailbox seeing the relay, not the sender.
+relay_overlay_protocols = ["/nodus/mailbox/1"]
 "#;
 
 #[cfg(test)]

@@ -245,15 +245,18 @@ impl Directory {
         rng: &mut impl Rng,
     ) -> Result<Vec<Hop>, OnionError> {
         let (len, v4_bits) = (rules.len, rules.v4_bits);
-        let usable = self.usable(me, avoid);
+        let mut usable = self.usable(me, avoid);
+        if let End::Beside(peer) = end {
+            usable.retain(|r| r.hop.peer != *peer);
+        }
         let mut path: Vec<&Relay> = Vec::with_capacity(len);
         let mut used: HashSet<[u8; 5]> = HashSet::new();
         let last: Hop = match end {
-            End::Exit | End::Any => {
+            End::Exit | End::Any | End::Beside(_) => {
                 let ends: Vec<&Relay> = usable
                     .iter()
                     .copied()
-                    .filter(|r| r.exit || matches!(end, End::Any))
+                    .filter(|r| r.exit || !matches!(end, End::Exit))
                     .collect();
                 let r = *ends.choose(rng).ok_or(match end {
                     End::Exit => OnionError::NoPath("no exit relay known"),
@@ -326,6 +329,9 @@ pub enum End<'a> {
     Any,
     /// At this relay (someone else's introduction or rendezvous point).
     At(&'a Hop),
+    /// At any relay but this peer, which is nowhere in the path: the last hop reaches
+    /// it on the overlay, and no relay of the path is the peer itself.
+    Beside(&'a PeerId),
 }
 
 #[cfg(test)]
@@ -419,6 +425,34 @@ mod tests {
         }
         // They are used, just never twice in a path.
         assert!(with_a_sybil > 0);
+    }
+
+    #[test]
+    fn a_path_beside_a_peer_has_it_nowhere_and_needs_no_exit() {
+        let mut dir = Directory::default();
+        let relays: Vec<PeerId> = (0..4)
+            .map(|i| relay(&mut dir, &format!("10.{}.0.1", 30 + i), false))
+            .collect();
+        let mut rng = rand::rng();
+        let (me, mailbox) = (PeerId::random(), relays[2]);
+        let mut ends = HashSet::new();
+        for _ in 0..200 {
+            let path = dir
+                .pick_path(
+                    &me,
+                    &PathRules::new(3, 16),
+                    End::Beside(&mailbox),
+                    &[],
+                    &mut rng,
+                )
+                .unwrap();
+            assert_eq!(path.len(), 3);
+            assert!(path.iter().all(|h| h.peer != mailbox), "{path:?}");
+            ends.insert(path[2].peer);
+        }
+        assert_eq!(ends.len(), 3, "any other relay ends such a path");
+        let e = dir.pick_path(&me, &PathRules::new(3, 16), End::Exit, &[], &mut rng);
+        assert!(e.is_err(), "these relays are no exits");
     }
 
     #[test]

@@ -41,6 +41,9 @@
 //! **Streams.** Inside a circuit, BEGIN `host:port` to the exit opens stream `n`
 //! (chosen by the client, nonzero); the exit checks its policy, connects, and answers
 //! CONNECTED or END with a reason; DATA carries bytes both ways; END closes.
+//! BEGIN_OVERLAY (peer id, stream protocol) to any last hop opens a stream to that peer
+//! of the overlay instead, if the relay opens that protocol for circuits
+//! (`[onion] relay_overlay_protocols`), and is answered the same way.
 //!
 //! **Ending.** DESTROY on a link ends the circuit there, and each hop passes it on
 //! along the circuit; so does a closed stream between hops.

@@ -36,6 +36,8 @@ pub const MAX_CIRCUITS: usize = 64;
 enum Purpose {
     Exit(Isolation),
     Onion(Isolation, ServiceId),
+    /// To a peer of the overlay, from a last hop that is not that peer.
+    Overlay(Isolation, PeerId),
 }
 
 pub struct DirectoryPaths {
@@ -63,6 +65,9 @@ pub struct CircuitInfo {
     /// The onion service it reaches, if it goes to one rather than out of an exit.
     #[serde(default)]
     pub service: Option<String>,
+    /// The overlay peer its last hop opens streams to (a mailbox), if that is its use.
+    #[serde(default)]
+    pub peer: Option<String>,
 }
 
 impl DirectoryPaths {
@@ -100,11 +105,15 @@ impl DirectoryPaths {
                 hops: c.hops().iter().map(|p| p.to_string()).collect(),
                 age_secs: at.elapsed().as_secs(),
                 isolated: match purpose {
-                    Purpose::Exit(i) | Purpose::Onion(i, _) => i.is_some(),
+                    Purpose::Exit(i) | Purpose::Onion(i, _) | Purpose::Overlay(i, _) => i.is_some(),
                 },
                 service: match purpose {
                     Purpose::Onion(_, id) => Some(address::encode(id)),
-                    Purpose::Exit(_) => None,
+                    _ => None,
+                },
+                peer: match purpose {
+                    Purpose::Overlay(_, peer) => Some(peer.to_string()),
+                    _ => None,
                 },
             })
             .collect()
@@ -257,7 +266,66 @@ impl DirectoryPaths {
                 ))?;
                 connect::rendezvous(self, &service).await
             }
+            Purpose::Overlay(_, peer) => Ok(self
+                .partial(End::Beside(peer))
+                .await?
+                .into_circuit(crate::client::Role::Client)),
         }
+    }
+
+    /// A stream to overlay peer `peer` on `protocol`, opened by the last hop of the
+    /// circuit `isolation` names for that peer; as [`crate::proxy::open`], a circuit
+    /// that closed under the request is replaced and the request tried again, once.
+    pub async fn connect_peer(
+        &self,
+        isolation: Isolation,
+        peer: PeerId,
+        protocol: &str,
+    ) -> Result<tokio::io::DuplexStream, OnionError> {
+        let mut opened = Err(OnionError::CircuitClosed);
+        for _ in 0..2 {
+            opened = match self
+                .circuit_for(Purpose::Overlay(isolation.clone(), peer))
+                .await
+            {
+                Ok(c) => c.connect_peer(&peer, protocol).await,
+                Err(e) => Err(e),
+            };
+            if !matches!(opened, Err(OnionError::CircuitClosed)) {
+                break;
+            }
+        }
+        opened
+    }
+
+    /// The kept circuit for `purpose`, or a new one.
+    async fn circuit_for(&self, purpose: Purpose) -> Result<Arc<Circuit>, OnionError> {
+        let mut built = self.built.lock().await;
+        if let Some((c, _)) = built.get(&purpose).filter(|(c, _)| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        built.retain(|_, (c, _)| !c.is_closed());
+        if built.len() >= MAX_CIRCUITS && !built.contains_key(&purpose) {
+            // Room is made by closing the oldest circuit nobody uses: no stream on
+            // it, and no request holding it to open one (clones are taken only here,
+            // under this lock).
+            let idle = built
+                .iter()
+                .filter(|(_, (c, _))| Arc::strong_count(c) == 1 && c.open_streams() == 0)
+                .min_by_key(|(_, (_, at))| *at)
+                .map(|(p, _)| p.clone());
+            match idle {
+                Some(p) => drop(built.remove(&p)),
+                None => {
+                    return Err(OnionError::NoPath(
+                        "64 circuits (one per set of SOCKS credentials and service) carry streams",
+                    ));
+                }
+            }
+        }
+        let c = Arc::new(self.make(&purpose).await?);
+        built.insert(purpose, (c.clone(), Instant::now()));
+        Ok(c)
     }
 }
 
@@ -277,35 +345,7 @@ impl Circuits for DirectoryPaths {
         } else {
             Ok(Purpose::Exit(isolation))
         };
-        Box::pin(async move {
-            let purpose = purpose?;
-            let mut built = self.built.lock().await;
-            if let Some((c, _)) = built.get(&purpose).filter(|(c, _)| !c.is_closed()) {
-                return Ok(c.clone());
-            }
-            built.retain(|_, (c, _)| !c.is_closed());
-            if built.len() >= MAX_CIRCUITS && !built.contains_key(&purpose) {
-                // Room is made by closing the oldest circuit nobody uses: no stream on
-                // it, and no request holding it to open one (clones are taken only here,
-                // under this lock).
-                let idle = built
-                    .iter()
-                    .filter(|(_, (c, _))| Arc::strong_count(c) == 1 && c.open_streams() == 0)
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(p, _)| p.clone());
-                match idle {
-                    Some(p) => drop(built.remove(&p)),
-                    None => {
-                        return Err(OnionError::NoPath(
-                            "64 circuits (one per set of SOCKS credentials and service) carry streams",
-                        ));
-                    }
-                }
-            }
-            let c = Arc::new(self.make(&purpose).await?);
-            built.insert(purpose, (c.clone(), Instant::now()));
-            Ok(c)
-        })
+        Box::pin(async move { self.circuit_for(purpose?).await })
     }
 }
 

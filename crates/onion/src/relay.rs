@@ -31,6 +31,9 @@ use crate::{OnionError, lock};
 
 /// How long a neighbour has for its half of a handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a relay tries to open a stream to a peer of the overlay (BEGIN_OVERLAY):
+/// one that has not answered by then is taken as offline, as messaging takes it.
+pub const OVERLAY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Streams one circuit may have open at an exit.
 pub const MAX_STREAMS: usize = 256;
 const QUEUE: usize = 64;
@@ -86,6 +89,8 @@ pub struct Relay {
     /// Where a relay said it listens (this node's relay list), to reach the next hop
     /// when the overlay does not know it yet.
     addrs_of: Option<AddrsOf>,
+    /// Overlay protocols this relay opens for circuits that end here (BEGIN_OVERLAY).
+    overlay: Vec<String>,
 }
 
 /// Looks up the addresses a relay published.
@@ -112,7 +117,14 @@ impl Relay {
             circuits: Default::default(),
             rate: Arc::new(RateLimiter::new(0)),
             addrs_of: None,
+            overlay: Vec::new(),
         }
+    }
+
+    /// The relay opening streams of these overlay protocols for circuits that end here.
+    pub fn with_overlay(mut self, protocols: Vec<String>) -> Relay {
+        self.overlay = protocols;
+        self
     }
 
     /// The relay reaching next hops at the addresses `addrs_of` gives too.
@@ -292,6 +304,7 @@ impl Circuit {
         match m.command {
             RelayCommand::Extend => self.extend(&m.data).await,
             RelayCommand::Begin => self.begin(m.stream, &m.data).await,
+            RelayCommand::BeginOverlay => self.begin_overlay(m.stream, &m.data).await,
             RelayCommand::Data => match self.streams.get(&m.stream) {
                 Some((slot, _)) if !slot.deliver(m.data) => Err(OnionError::Malformed(
                     "DATA past the stream's window".into(),
@@ -484,31 +497,35 @@ impl Circuit {
         Ok(created)
     }
 
-    async fn begin(&mut self, id: u16, data: &[u8]) -> Result<(), OnionError> {
+    /// A new stream's id, checked: nonzero, not in use, within [`MAX_STREAMS`].
+    fn new_stream(&mut self, id: u16) -> Result<(), OnionError> {
         // Streams whose pump ended on its own (the destination closed, END sent).
         self.streams.retain(|_, (_, task)| !task.is_finished());
         if id == 0 || self.streams.contains_key(&id) || self.streams.len() >= MAX_STREAMS {
             return Err(OnionError::Malformed(format!("BEGIN on stream {id}")));
         }
-        let refuse = move |reason: EndReason| Out::Msg(stream::end(id, reason));
-        let Some(policy) = self.relay.exit.clone() else {
-            let _ = self.out.send(refuse(EndReason::ExitPolicy)).await;
-            return Ok(());
-        };
-        let Ok(target) = String::from_utf8(data.to_vec()) else {
-            let _ = self.out.send(refuse(EndReason::Misc)).await;
-            return Ok(());
-        };
+        Ok(())
+    }
+
+    async fn refuse(&self, id: u16, reason: EndReason) {
+        let _ = self.out.send(Out::Msg(stream::end(id, reason))).await;
+    }
+
+    /// Stream `id` to what `connect` reaches, answered CONNECTED or END.
+    fn answer<S, F>(&mut self, id: u16, target: String, connect: F)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+        F: std::future::Future<Output = Result<S, EndReason>> + Send + 'static,
+    {
         self.relay.saw(
             self.number,
             View::Exit {
                 prev: self.prev,
-                target: target.clone(),
+                target,
             },
         );
         let (slot, incoming) = stream::slot();
         let window = slot.window.clone();
-        let connect = async move { exit::connect(&policy, &target).await };
         let task = tokio::spawn(stream::answer_begin(
             id,
             connect,
@@ -517,6 +534,60 @@ impl Circuit {
             self.out.clone(),
         ));
         self.streams.insert(id, (slot, task));
+    }
+
+    async fn begin(&mut self, id: u16, data: &[u8]) -> Result<(), OnionError> {
+        self.new_stream(id)?;
+        let Some(policy) = self.relay.exit.clone() else {
+            self.refuse(id, EndReason::ExitPolicy).await;
+            return Ok(());
+        };
+        let Ok(target) = String::from_utf8(data.to_vec()) else {
+            self.refuse(id, EndReason::Misc).await;
+            return Ok(());
+        };
+        let to = target.clone();
+        self.answer(id, target, async move { exit::connect(&policy, &to).await });
+        Ok(())
+    }
+
+    /// A stream to a peer of the overlay, on a protocol this relay opens for circuits:
+    /// the peer sees this relay, not the circuit's client.
+    async fn begin_overlay(&mut self, id: u16, data: &[u8]) -> Result<(), OnionError> {
+        self.new_stream(id)?;
+        let Some((peer, protocol)) = crate::client::parse_overlay_target(data) else {
+            self.refuse(id, EndReason::Misc).await;
+            return Ok(());
+        };
+        let allowed = self.relay.overlay.iter().any(|p| p == protocol);
+        let Some(protocol) = allowed
+            .then(|| libp2p::StreamProtocol::try_from_owned(protocol.to_string()).ok())
+            .flatten()
+            .filter(|_| peer != self.net.local_peer_id())
+        else {
+            self.refuse(id, EndReason::ExitPolicy).await;
+            return Ok(());
+        };
+        let net = self.net.clone();
+        let addrs = self
+            .relay
+            .addrs_of
+            .as_ref()
+            .map(|f| f(&peer))
+            .unwrap_or_default();
+        let target = format!("{peer} {protocol}");
+        self.answer(id, target, async move {
+            use tokio_util::compat::FuturesAsyncReadCompatExt;
+            let open = async {
+                // A failure shows as the stream not opening.
+                let _ = net.dial_peer_at(peer, addrs).await;
+                net.open_stream(peer, protocol).await
+            };
+            match tokio::time::timeout(OVERLAY_CONNECT_TIMEOUT, open).await {
+                Ok(Ok(s)) => Ok(s.compat()),
+                _ => Err(EndReason::ConnectFailed),
+            }
+        });
         Ok(())
     }
 

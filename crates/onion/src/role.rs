@@ -64,6 +64,7 @@ pub struct Relaying {
     /// `[onion] relay_bandwidth`: bytes a second passed on for others (0: no limit),
     /// unless the role sets its own.
     config_bandwidth: u64,
+    overlay_protocols: Vec<String>,
     /// The limit of the relay running now.
     bandwidth: std::sync::atomic::AtomicU64,
     shutdown: watch::Receiver<bool>,
@@ -105,6 +106,7 @@ impl Relaying {
             publish_every: Duration::from_secs(config.publish_secs.max(1)),
             admission_bits: config.admission_bits,
             config_bandwidth: config.relay_bandwidth,
+            overlay_protocols: config.relay_overlay_protocols.clone(),
             bandwidth: std::sync::atomic::AtomicU64::new(config.relay_bandwidth),
             shutdown,
             dir: dir.to_path_buf(),
@@ -163,7 +165,8 @@ impl Relaying {
             let relay = Arc::new(
                 Relay::new(&me, self.onion_key.clone(), exit)
                     .with_rate(rate)
-                    .with_addresses(self.addrs_of.clone()),
+                    .with_addresses(self.addrs_of.clone())
+                    .with_overlay(self.overlay_protocols.clone()),
             );
             let tasks = vec![
                 relay::spawn(self.net.clone(), relay.clone(), self.shutdown.clone())?,

@@ -144,6 +144,18 @@ impl OnionHandle {
         proxy::open(&*self.paths, isolation, target).await
     }
 
+    /// A stream to overlay peer `peer` on `protocol` (one the relays open for circuits,
+    /// `[onion] relay_overlay_protocols`), through a circuit of its own whose last hop
+    /// opens it: `peer` sees that relay, not this node.
+    pub async fn connect_peer(
+        &self,
+        isolation: crate::proxy::Isolation,
+        peer: libp2p::PeerId,
+        protocol: &str,
+    ) -> Result<tokio::io::DuplexStream, OnionError> {
+        self.paths.connect_peer(isolation, peer, protocol).await
+    }
+
     /// Stops the onion service of local `port` (its key, so its address, is kept).
     pub fn unserve(&self, port: u16) -> Result<bool, OnionError> {
         self.hosting.unserve(port)

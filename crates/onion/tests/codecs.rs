@@ -201,4 +201,20 @@ proptest! {
         data.push(command);
         onion_cell::check(&data);
     }
+
+    /// BEGIN_OVERLAY with a real target, parsed back to it, then with any byte changed.
+    #[test]
+    fn onion_begin_overlay_targets(protocol in "/[a-z0-9/._-]{0,60}", at in any::<usize>(), to in any::<u8>()) {
+        use nodus_onion::cell::{Cell, RelayCommand, RelayMsg};
+        use nodus_onion::client::{overlay_target, parse_overlay_target};
+        let peer = libp2p::PeerId::random();
+        let mut data = overlay_target(&peer, &protocol).unwrap();
+        prop_assert_eq!(parse_overlay_target(&data), Some((peer, protocol.as_str())));
+        let i = at % data.len();
+        data[i] = to;
+        let m = RelayMsg::new(RelayCommand::BeginOverlay, 1, data);
+        let mut cell = [0u8; nodus_onion::cell::CELL_LEN];
+        Cell::relay(m.encode().unwrap()).encode(&mut cell);
+        onion_cell::check(&cell);
+    }
 }

@@ -608,7 +608,9 @@ async fn a_node_that_joins_late_is_handed_the_relay_list_by_its_peers() {
 /// `[msg] anonymous = true`: Alice and Bob message each other through their onion
 /// services. What a contact holds of the other (the identity in the card) is no node's
 /// peer id, neither node takes messages on the overlay, and both messages came in
-/// through an onion service.
+/// through an onion service. A message for Bob while he is offline is stored in
+/// mailboxes and fetched by him, both through circuits: the mailbox stream is opened
+/// by a relay that is not Alice's first hop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_contacts_message_through_onion_services_under_identities_no_node_has() {
     use nodus_msg::{MessageState, MsgHandle};
@@ -624,8 +626,13 @@ async fn anonymous_contacts_message_through_onion_services_under_identities_no_n
     for k in [alice, bob] {
         wait_relays(&net, k, 4, 0, T).await.unwrap();
     }
-    let msg = |k: usize| net.node(k).service::<MsgHandle>().expect("msg runs");
-    let (a, b) = (msg(alice), msg(bob));
+    let msg = |net: &Testnet, k: usize| {
+        net.node(k)
+            .service::<MsgHandle>()
+            .expect("msg runs")
+            .clone()
+    };
+    let (a, b) = (&msg(&net, alice), &msg(&net, bob));
     let nodes: Vec<PeerId> = (0..net.len()).map(|k| net.node(k).peer_id()).collect();
     for h in [a, b] {
         assert!(
@@ -684,14 +691,69 @@ async fn anonymous_contacts_message_through_onion_services_under_identities_no_n
     assert!(refused.is_err(), "bob's node takes messages on the overlay");
     let stats = a.stats().await.unwrap();
     assert!(stats.anonymous && stats.identity == a_id, "{stats:?}");
-    // Mailboxes are not reached through circuits yet: asking for them is refused, saying so.
-    let e = a.poll_mailboxes().await.unwrap_err().to_string();
-    assert!(e.contains("not done anonymously yet"), "{e}");
-    // Nor are calls, whose signals would carry this node's addresses.
+    // Calls are not made anonymously yet: their signals would carry this node's addresses.
     let e = a
         .send_signal(&b_id, "voice", vec![1])
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("not done anonymously yet"), "{e}");
+
+    // Bob goes offline: Alice's next message waits in mailboxes, reached through
+    // circuits whose last relay opens the mailbox stream.
+    // (Watched from when Bob is gone: his own polls reach mailboxes, Alice's node too.)
+    net.stop(bob).await.unwrap();
+    let relays: Vec<usize> = (1..=4).collect();
+    let mut views: Vec<_> = relays
+        .iter()
+        .map(|k| handle(&net, *k).relay().expect("a relay").views.subscribe())
+        .collect();
+    let away = a.send(&b_id, "while you were away").await.unwrap();
+    nodus_testnet::wait_until(T, "alice's message stored in mailboxes", || async {
+        a.history(&b_id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.id == away.id && m.state == MessageState::Stored)
+    })
+    .await
+    .unwrap();
+    let alice_node = net.node(alice).peer_id();
+    let mut reached = Vec::new();
+    for (k, rx) in relays.iter().zip(views.iter_mut()) {
+        while let Ok(seen) = rx.try_recv() {
+            if let nodus_onion::relay::View::Exit { prev, target } = seen.view
+                && let Some(mailbox) = target.strip_suffix(" /nodus/mailbox/1")
+            {
+                assert_ne!(prev, alice_node, "the last hop saw alice's node");
+                assert_ne!(mailbox, net.node(*k).peer_id().to_string());
+                reached.push(mailbox.to_string());
+            }
+        }
+    }
+    assert!(
+        !reached.is_empty(),
+        "no relay opened a mailbox stream for alice"
+    );
+    assert!(!reached.contains(&alice_node.to_string()), "{reached:?}");
+
+    // Bob comes back and fetches it, through circuits too; Alice learns it arrived.
+    net.restart(bob).await.unwrap();
+    wait_relays(&net, bob, 4, 0, T).await.unwrap();
+    let b = &msg(&net, bob);
+    b.poll_mailboxes().await.unwrap();
+    nodus_testnet::wait_until(T, "bob fetches what came while he was away", || async {
+        nodus_testnet::msg::incoming_texts(b, &a_id)
+            .await
+            .contains(&"while you were away".to_string())
+    })
+    .await
+    .unwrap();
+    nodus_testnet::wait_until(T, "alice's stored message delivered", || async {
+        a.history(&b_id).await.unwrap().iter().any(|m| {
+            m.id == away.id && m.state >= MessageState::Delivered && m.state != MessageState::Failed
+        })
+    })
+    .await
+    .unwrap();
 }

@@ -127,19 +127,13 @@ impl Actor {
                 };
                 self.reply(reply, Ok(s));
             }
-            Command::Poll(reply) if self.cfg.anonymous => {
-                self.reply(
-                    reply,
-                    Err(MsgError::NotAnonymousYet("fetching from mailboxes")),
-                );
-            }
             Command::Poll(reply) => {
                 // Its own poll, not one already running: that one may have asked before
                 // what the caller expects arrived.
-                let (net, inputs) = (self.net.clone(), self.inputs.clone());
+                let (via, inputs) = (self.mailboxes.clone(), self.inputs.clone());
                 let replicas = self.cfg.mailbox_replicas.max(1);
                 self.later(move || {
-                    tokio::spawn(delivery::poll(net, replicas, inputs, Some(reply), false));
+                    tokio::spawn(delivery::poll(via, replicas, inputs, Some(reply), false));
                 });
             }
         }

@@ -8,10 +8,10 @@ impl Actor {
             return;
         }
         self.poll.in_progress = true;
-        let (net, inputs) = (self.net.clone(), self.inputs.clone());
+        let (via, inputs) = (self.mailboxes.clone(), self.inputs.clone());
         let replicas = self.cfg.mailbox_replicas.max(1);
         self.later(move || {
-            tokio::spawn(delivery::poll(net, replicas, inputs, None, true));
+            tokio::spawn(delivery::poll(via, replicas, inputs, None, true));
         });
     }
 
@@ -74,10 +74,10 @@ impl Actor {
                     self.deleting.insert((mailbox, id, tag), now);
                 }
             }
-            let net = self.net.clone();
+            let via = self.mailboxes.clone();
             self.later(move || {
                 tokio::spawn(async move {
-                    let delete = || delivery::delete_from(&net, mailbox, done.clone());
+                    let delete = || delivery::delete_from(&via, mailbox, done.clone());
                     if let Err(e) = delivery::once_more_on_failure(delete).await {
                         tracing::debug!(target: "nodus::msg", %mailbox, "mailbox delete failed: {e}");
                     }

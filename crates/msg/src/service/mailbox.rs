@@ -80,6 +80,10 @@ impl Actor {
                 }
                 MailboxReply::Deleted(n)
             }
+            // Answered by the stream itself (crate::inbound).
+            MailboxRequest::Challenge | MailboxRequest::Prove { .. } => {
+                MailboxReply::Refused("out of turn".into())
+            }
         })
     }
 

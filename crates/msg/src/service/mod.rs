@@ -426,6 +426,8 @@ fn spawn_inner(
         metrics,
     )?;
     if let Some((onion, listener)) = circuits {
+        actor.mailboxes =
+            delivery::Mailboxes::anonymous(actor.net.clone(), onion.clone(), actor.key.clone());
         actor.route = delivery::Route::Onion(onion);
         tasks.push(tokio::spawn(crate::inbound::serve_circuits(
             listener,
@@ -500,6 +502,8 @@ struct Actor {
     net: NetworkHandle,
     /// How envelopes reach contacts: the overlay, or circuits when anonymous.
     route: delivery::Route,
+    /// How mailboxes are reached, and as whom.
+    mailboxes: delivery::Mailboxes,
     store: Store,
     crypto: Crypto,
     groups: GroupCrypto,
@@ -689,6 +693,7 @@ impl Actor {
             me_str: me.to_string(),
             card,
             route: delivery::Route::Overlay(net.clone()),
+            mailboxes: delivery::Mailboxes::overlay(net.clone()),
             net,
             store,
             crypto,
@@ -808,7 +813,7 @@ impl Actor {
         drop(txn);
         w.commit()?;
         for ((mailbox, to), ids) in self.retractions.drain() {
-            tokio::spawn(delivery::retract(self.net.clone(), mailbox, to, ids));
+            tokio::spawn(delivery::retract(self.mailboxes.clone(), mailbox, to, ids));
         }
         for f in self.after.drain(..) {
             f();

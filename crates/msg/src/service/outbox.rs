@@ -529,8 +529,7 @@ impl Actor {
             txn.put(store::OUTBOX, &key, item)?;
             let wait = config::retry_after(&self.cfg, item.attempts);
             self.retry_at.insert(key.clone(), Instant::now() + wait);
-            // No mailboxes for an anonymous identity yet: the item waits for its retry.
-            if item.stored || self.cfg.anonymous {
+            if item.stored {
                 self.in_flight.remove(&key);
             } else if let Some(bytes) = &item.envelope {
                 match seal::seal(&card.seal, bytes, &peer.to_bytes()) {
@@ -549,12 +548,12 @@ impl Actor {
             .into_iter()
             .map(|(_, id, o, s)| (id, o, s))
             .collect();
-        let (net, inputs) = (self.net.clone(), self.inputs.clone());
+        let (via, inputs) = (self.mailboxes.clone(), self.inputs.clone());
         let replicas = self.cfg.mailbox_replicas.max(1);
         let ttl = self.cfg.mailbox_ttl_secs.min(u32::MAX as u64) as u32;
         self.later(move || {
             tokio::spawn(async move {
-                let result = delivery::store(net, peer, items, replicas, ttl).await;
+                let result = delivery::store(via, peer, items, replicas, ttl).await;
                 let _ = inputs.send(Input::Stored { keys, result }).await;
             });
         });

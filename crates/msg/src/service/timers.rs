@@ -23,16 +23,15 @@ impl Actor {
         for p in waiting {
             self.want_keys(&p);
         }
-        // An anonymous identity neither polls mailboxes nor publishes its keys in the
-        // DHT: both would tie it to this node's peer id.
-        if !self.cfg.anonymous && !self.poll.in_progress && self.poll.next.is_none_or(|t| t <= now)
-        {
+        if !self.poll.in_progress && self.poll.next.is_none_or(|t| t <= now) {
             self.start_poll();
         }
         let republish = self
             .publish
             .last
             .is_none_or(|t| now.duration_since(t) >= REPUBLISH);
+        // An anonymous identity does not publish its keys in the DHT: that would tie it
+        // to this node's peer id.
         if !self.cfg.anonymous
             && !self.publish.in_progress
             && (self.publish.dirty || republish)
