@@ -144,6 +144,9 @@ byte_enum!(RelayCommand, "relay command" {
     /// exit): data is the peer id (length u8 | bytes) then the stream protocol (UTF-8),
     /// which must be one the relay opens for circuits. Answered as BEGIN is.
     BeginOverlay = 18,
+    /// To the last hop: send back this many DROP cells (u32, at most
+    /// [`crate::bandwidth::PROBE_CELLS`]) as fast as you carry traffic; once per circuit.
+    BandwidthTest = 19,
 });
 
 /// Why a stream ended, carried in END.

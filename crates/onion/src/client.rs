@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncReadExt, AsyncWriteExt};
@@ -24,8 +24,11 @@ use crate::relay::{HANDSHAKE_TIMEOUT, MAX_STREAMS, relay_id};
 use crate::stream::{self, Out, StreamSlot};
 use crate::{OnionError, lock};
 
-/// How long an exit has to answer BEGIN.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the last hop has to answer BEGIN. An honest one always answers sooner,
+/// CONNECTED or END: an exit gives up connecting at [`crate::exit::CONNECT_TIMEOUT`], a
+/// relay opening an overlay stream at [`crate::relay::OVERLAY_CONNECT_TIMEOUT`]. So
+/// silence past it means a relay of the circuit dropped the BEGIN or the answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A user's end of a stream buffers this much each way.
 const PIPE: usize = 256 << 10;
 /// How long a hop asked to extend has to answer: longer than its own wait for the
@@ -48,6 +51,15 @@ pub struct Hop {
 struct Streams {
     open: HashMap<u16, StreamSlot>,
     waiting: HashMap<u16, oneshot::Sender<Result<(), EndReason>>>,
+    probe: Option<Probe>,
+}
+
+/// A bandwidth test under way: DROP cells still to come, when the first came, and who
+/// waits for the time from the first to the last.
+struct Probe {
+    left: u32,
+    first: Option<Instant>,
+    done: Option<oneshot::Sender<Duration>>,
 }
 
 /// A built circuit. Dropping it (and every stream on it) ends it.
@@ -77,6 +89,7 @@ impl Drop for Circuit {
         let mut s = lock(&self.streams);
         s.open.clear();
         s.waiting.clear();
+        s.probe = None;
     }
 }
 
@@ -297,6 +310,12 @@ impl Circuit {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Ends the circuit (DESTROY toward the first hop), streams and all.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _ = self.out.try_send(Out::Destroy);
+    }
+
     /// Streams open or being opened on it.
     pub fn open_streams(&self) -> usize {
         let s = lock(&self.streams);
@@ -352,7 +371,7 @@ impl Circuit {
             Ok(Ok(Ok(()))) => None,
             Ok(Ok(Err(reason))) => Some(OnionError::StreamRefused(reason)),
             Ok(Err(_)) => Some(OnionError::CircuitClosed),
-            Err(_) => Some(OnionError::Timeout("CONNECTED")),
+            Err(_) => Some(OnionError::StreamUnanswered),
         };
         if let Some(e) = refused {
             lock(&self.streams).open.remove(&id);
@@ -365,6 +384,36 @@ impl Circuit {
             lock(&streams).open.remove(&id);
         });
         Ok(user)
+    }
+}
+
+impl Circuit {
+    /// Asks the last hop for `cells` DROP cells and times them from the first to the
+    /// last ([`crate::bandwidth`]); once per circuit.
+    pub async fn probe(&self, cells: u32, wait: Duration) -> Result<Duration, OnionError> {
+        let cells = cells.clamp(2, crate::bandwidth::PROBE_CELLS);
+        let (done, took) = oneshot::channel();
+        {
+            let mut s = lock(&self.streams);
+            if s.probe.is_some() {
+                return Err(OnionError::BadRequest("one probe per circuit".into()));
+            }
+            s.probe = Some(Probe {
+                left: cells,
+                first: None,
+                done: Some(done),
+            });
+        }
+        let m = RelayMsg::new(RelayCommand::BandwidthTest, 0, cells.to_be_bytes().to_vec());
+        self.out
+            .send(Out::Msg(m))
+            .await
+            .map_err(|_| OnionError::CircuitClosed)?;
+        match tokio::time::timeout(wait, took).await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(_)) => Err(OnionError::CircuitClosed),
+            Err(_) => Err(OnionError::Timeout("the bandwidth test")),
+        }
     }
 }
 
@@ -515,7 +564,18 @@ async fn read_from_circuit(
                 .get(&m.stream)
                 .is_some_and(|slot| !slot.deliver(m.data)),
             (RelayCommand::Sendme, _) => s.open.get(&m.stream).is_some_and(|slot| !slot.sendme()),
-            (RelayCommand::Drop, _) => false,
+            (RelayCommand::Drop, _) => {
+                if let Some(p) = s.probe.as_mut().filter(|p| p.left > 0) {
+                    let first = *p.first.get_or_insert_with(Instant::now);
+                    p.left -= 1;
+                    if p.left == 0
+                        && let Some(done) = p.done.take()
+                    {
+                        let _ = done.send(first.elapsed());
+                    }
+                }
+                false
+            }
             _ => true,
         };
         if fault {
@@ -528,6 +588,7 @@ async fn read_from_circuit(
         let mut s = lock(&streams);
         s.open.clear();
         s.waiting.clear();
+        s.probe = None;
     }
     let _ = out.send(Out::Destroy).await;
 }

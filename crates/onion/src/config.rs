@@ -37,6 +37,9 @@ pub struct OnionConfig {
     /// Overlay protocols a relay opens for circuits ending at it, so that anonymous
     /// identities reach peers of the overlay (mailboxes) without an exit.
     pub relay_overlay_protocols: Vec<String>,
+    /// Seconds between bandwidth probes of relays (one relay each time; those never
+    /// measured first); 0 for none, which leaves path choice uniform.
+    pub bandwidth_probe_secs: u64,
 }
 
 impl Default for OnionConfig {
@@ -55,6 +58,7 @@ impl Default for OnionConfig {
             guard_min_age_secs: 86_400,
             admission_bits: 14,
             relay_overlay_protocols: vec!["/nodus/mailbox/1".into()],
+            bandwidth_probe_secs: 60,
         }
     }
 }
@@ -94,6 +98,10 @@ admission_bits = 14
 # What a relay opens on the overlay for circuits that end at it: anonymous messaging
 # reaches mailboxes this way, the mailbox seeing the relay, not the sender.
 relay_overlay_protocols = ["/nodus/mailbox/1"]
+# Relays are chosen by the bandwidth this node measured, not what they claim: every
+# this many seconds one relay is asked for 1 MiB through a one-hop circuit (0: never,
+# and paths choose relays uniformly).
+bandwidth_probe_secs = 60
 "#;
 
 #[cfg(test)]

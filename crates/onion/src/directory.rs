@@ -20,6 +20,7 @@ use rand::seq::IndexedRandom;
 
 use crate::OnionError;
 use crate::admission::{Admission, Verdict};
+use crate::bandwidth::Measured;
 use crate::client::Hop;
 use crate::descriptor::{self, Verified};
 
@@ -258,7 +259,7 @@ impl Directory {
                     .copied()
                     .filter(|r| r.exit || !matches!(end, End::Exit))
                     .collect();
-                let r = *ends.choose(rng).ok_or(match end {
+                let r = *weighted(&ends, rules.bandwidth, rng).ok_or(match end {
                     End::Exit => OnionError::NoPath("no exit relay known"),
                     _ => OnionError::NoPath("no relay known yet"),
                 })?;
@@ -287,7 +288,7 @@ impl Directory {
                 false => None,
             };
             let r = *guard
-                .or_else(|| fits.choose(rng))
+                .or_else(|| weighted(&fits, rules.bandwidth, rng))
                 .ok_or(OnionError::NoPath("too few relays in distinct networks"))?;
             used.extend(r.ips.iter().map(|ip| family(ip, v4_bits)));
             path.push(r);
@@ -295,6 +296,22 @@ impl Directory {
         let mut hops: Vec<Hop> = path.into_iter().map(|r| r.hop.clone()).collect();
         hops.push(last);
         Ok(hops)
+    }
+}
+
+/// One of `relays`, in proportion to its measured bandwidth if there are measures
+/// ([`crate::bandwidth`]), else uniformly.
+fn weighted<'s, 'r>(
+    relays: &'s [&'r Relay],
+    bandwidth: Option<&Measured>,
+    rng: &mut impl Rng,
+) -> Option<&'s &'r Relay> {
+    match bandwidth {
+        Some(m) => relays
+            .choose_weighted(rng, |r| m.weight(&r.hop.peer))
+            .ok()
+            .or_else(|| relays.choose(rng)),
+        None => relays.choose(rng),
     }
 }
 
@@ -307,15 +324,18 @@ pub struct PathRules<'a> {
     pub v4_bits: u8,
     /// The relays to enter by, first choice first.
     pub guards: &'a [PeerId],
+    /// Bandwidth as this node measured it, which weighs relays (uniform without).
+    pub bandwidth: Option<&'a Measured>,
 }
 
 impl PathRules<'_> {
-    /// `len` relays, no two in one /`v4_bits`, no guards.
+    /// `len` relays, no two in one /`v4_bits`, no guards, chosen uniformly.
     pub fn new(len: usize, v4_bits: u8) -> PathRules<'static> {
         PathRules {
             len,
             v4_bits,
             guards: &[],
+            bandwidth: None,
         }
     }
 }
@@ -453,6 +473,39 @@ mod tests {
         assert_eq!(ends.len(), 3, "any other relay ends such a path");
         let e = dir.pick_path(&me, &PathRules::new(3, 16), End::Exit, &[], &mut rng);
         assert!(e.is_err(), "these relays are no exits");
+    }
+
+    #[test]
+    fn relays_are_picked_in_proportion_to_their_measured_bandwidth() {
+        let mut dir = Directory::default();
+        let relays: Vec<PeerId> = (0..4)
+            .map(|i| relay(&mut dir, &format!("10.{}.0.1", 40 + i), true))
+            .collect();
+        let mut measured = Measured::default();
+        let now = std::time::Instant::now();
+        measured.record(relays[0], 9_000_000.0, now);
+        for r in &relays[1..3] {
+            measured.record(*r, 1_000_000.0, now);
+        }
+        // relays[3] unmeasured: it weighs as the slowest quarter measured (1 MB/s).
+        let rules = PathRules {
+            bandwidth: Some(&measured),
+            ..PathRules::new(1, 16)
+        };
+        let (me, mut rng) = (PeerId::random(), rand::rng());
+        let mut picked: HashMap<PeerId, u32> = HashMap::new();
+        for _ in 0..6000 {
+            let path = dir
+                .pick_path(&me, &rules, End::Exit, &[], &mut rng)
+                .unwrap();
+            *picked.entry(path[0].peer).or_default() += 1;
+        }
+        // Expected 9/12 of the picks for the fast one, 1/12 for each other.
+        let fast = picked[&relays[0]];
+        assert!((4200..4800).contains(&fast), "{picked:?}");
+        for r in &relays[1..] {
+            assert!((300..700).contains(&picked[r]), "{picked:?}");
+        }
     }
 
     #[test]

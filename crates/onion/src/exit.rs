@@ -71,8 +71,18 @@ pub fn parse_target(target: &str) -> Option<(String, u16)> {
     Some((host.to_string(), port))
 }
 
-/// Resolves and connects to `target` within `policy`.
+/// An exit gives up resolving and connecting after this, and answers END, so that a
+/// client hears from an honest exit before its own wait ([`crate::client::CONNECT_TIMEOUT`]).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Resolves and connects to `target` within `policy`, in [`CONNECT_TIMEOUT`].
 pub async fn connect(policy: &ExitPolicy, target: &str) -> Result<TcpStream, EndReason> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_now(policy, target))
+        .await
+        .unwrap_or(Err(EndReason::ConnectFailed))
+}
+
+async fn connect_now(policy: &ExitPolicy, target: &str) -> Result<TcpStream, EndReason> {
     let (host, port) = parse_target(target).ok_or(EndReason::Misc)?;
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],

@@ -10,6 +10,15 @@
 //!   circuits that worked through it, is left out for [`SUSPECT_FOR`]. A relay that
 //!   drops traffic keeps failing whichever path it is in; its honest neighbours do not.
 //!
+//! - A stream whose BEGIN got no answer, CONNECTED or END, within
+//!   [`crate::client::CONNECT_TIMEOUT`] (an honest last hop always answers sooner)
+//!   suspects the last hop, and the request is tried again on another circuit; a
+//!   stream that was answered counts as worked for every relay of its circuit. A
+//!   middle relay that passes the build and then drops data gets the last hops
+//!   suspected instead, each once per circuit through it: spread over many exits, it
+//!   is rarely enough to leave one out (seeing through it needs per-hop probes, not
+//!   built).
+//!
 //! Leaving relays out never leaves a node without paths: if what remains cannot make
 //! one, the relays whose time out ends soonest are let back in first, one at a time,
 //! until a path can be made (an unreachable relay, out for less long, before one that

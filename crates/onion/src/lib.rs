@@ -12,9 +12,9 @@
 //! the lists handed to a node that joins ([`lists`]);
 //! onion services ([`hs`], whose own docs give their protocol); the service on a node
 //! ([`service`], [`paths`], [`hosting`]), which also runs other services' onion services
-//! under identities they own (`OnionHandle::serve_as`, anonymous messaging). Bandwidth
-//! measurement and congestion control
-//! are not built yet.
+//! under identities they own (`OnionHandle::serve_as`, anonymous messaging); relays'
+//! bandwidth as this node measures it, which weighs path choice ([`bandwidth`]).
+//! Congestion control is not built yet.
 //!
 //! # The circuit protocol, version 1
 //!
@@ -57,6 +57,7 @@
 //!   (RustCrypto).
 
 pub mod admission;
+pub mod bandwidth;
 pub mod build_timeout;
 pub mod cell;
 pub mod client;
@@ -109,6 +110,8 @@ pub enum OnionError {
     NoAnswer(libp2p::PeerId),
     #[error("the exit refused the stream: {0:?}")]
     StreamRefused(cell::EndReason),
+    #[error("nobody answered the stream's BEGIN in time: a relay of the circuit dropped it")]
+    StreamUnanswered,
     #[error("cannot listen on {addr} ([onion] socks_listen): {source}")]
     Listen {
         addr: String,
@@ -148,6 +151,8 @@ impl nodus_service::Service for OnionService {
         config.path_subnet_bits = 24;
         // Relays start by the dozen in tests: a token cost, still checked.
         config.admission_bits = 2;
+        // Relays measured within seconds of being heard of.
+        config.bandwidth_probe_secs = 1;
     }
 
     async fn start(

@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 use libp2p::PeerId;
 use nodus_net::NetworkHandle;
 
+use crate::bandwidth::Measured;
 use crate::build_timeout::BuildTimes;
 use crate::client::{Circuit, Hop, Partial, longest_build};
 use crate::directory::{Directory, End, PathRules};
@@ -25,6 +26,10 @@ use crate::proxy::{Circuits, Isolation};
 use crate::{OnionError, lock};
 
 const TRIES: usize = 3;
+/// A relay whose bandwidth probe failed is probed again after this.
+pub const PROBE_RETRY: Duration = Duration::from_secs(10 * 60);
+/// A bandwidth probe's cells must all have come within this.
+pub const PROBE_WAIT: Duration = Duration::from_secs(30);
 /// How often the guards are checked against the relay list.
 pub const GUARDS_EVERY: Duration = Duration::from_secs(60);
 /// Circuits held at once, one per isolation key and service: local programs choose
@@ -50,6 +55,11 @@ pub struct DirectoryPaths {
     health: Arc<Mutex<Health>>,
     build_times: Arc<Mutex<BuildTimes>>,
     guards: Mutex<(Guards, Option<Instant>)>,
+    measured: Mutex<Measured>,
+    /// Told when this node first builds a circuit for use: measuring starts then.
+    used: tokio::sync::Notify,
+    /// Relays whose last bandwidth probe failed, and when.
+    probe_failed: Mutex<HashMap<PeerId, Instant>>,
     /// A circuit to an exit built before any request needs it.
     spare: Mutex<Option<Circuit>>,
     spare_taken: tokio::sync::Notify,
@@ -89,6 +99,9 @@ impl DirectoryPaths {
             health: Arc::default(),
             build_times: Arc::default(),
             guards: Mutex::new((guards, None)),
+            measured: Mutex::default(),
+            used: tokio::sync::Notify::new(),
+            probe_failed: Mutex::default(),
             spare: Mutex::default(),
             spare_taken: tokio::sync::Notify::new(),
             built: tokio::sync::Mutex::new(HashMap::new()),
@@ -121,16 +134,29 @@ impl DirectoryPaths {
 
     /// A built path of the configured length ending as `end` asks.
     pub async fn partial(&self, end: End<'_>) -> Result<Partial, OnionError> {
+        self.used.notify_one();
+        self.build(end, None).await
+    }
+
+    /// [`DirectoryPaths::partial`], not counted as this node using circuits (the spare
+    /// built ahead).
+    /// `also_avoid`: a relay left out of this path (let back in last, if no path can be
+    /// made without it).
+    async fn build(&self, end: End<'_>, also_avoid: Option<PeerId>) -> Result<Partial, OnionError> {
         let mut last = OnionError::NoPath("no relay known yet");
         for _ in 0..TRIES {
-            let avoid = lock(&self.health).avoided(Instant::now());
+            let mut avoid = lock(&self.health).avoided(Instant::now());
+            avoid.extend(also_avoid.filter(|p| !avoid.contains(p)));
             let guards = self.guards();
-            let rules = PathRules {
-                guards: &guards,
-                ..PathRules::new(self.hops, self.subnet_bits)
+            let path = {
+                let measured = lock(&self.measured);
+                let rules = PathRules {
+                    guards: &guards,
+                    bandwidth: Some(&measured),
+                    ..PathRules::new(self.hops, self.subnet_bits)
+                };
+                lock(&self.directory).pick_path(&self.me, &rules, end, &avoid, &mut rand::rng())?
             };
-            let path =
-                lock(&self.directory).pick_path(&self.me, &rules, end, &avoid, &mut rand::rng())?;
             let patience = lock(&self.build_times).wait(longest_build(path.len()));
             let pending = Arc::new(Mutex::new(Pending::default()));
             // The first hop is dialled at the addresses its descriptor gives, which the
@@ -186,13 +212,79 @@ impl DirectoryPaths {
                 spare.as_ref().is_none_or(|c| c.is_closed())
             };
             if missing && lock(&self.directory).relays().any(|r| r.exit) {
-                match self.partial(End::Exit).await {
+                match self.build(End::Exit, None).await {
                     Ok(p) => *lock(&self.spare) = Some(p.into_circuit(crate::client::Role::Client)),
                     Err(e) => tracing::debug!(target: "nodus::onion", "no spare circuit: {e}"),
                 }
             }
             let _ = tokio::time::timeout(Duration::from_secs(2), self.spare_taken.notified()).await;
         }
+    }
+
+    /// Measures relays' bandwidth, one every `every` ([`crate::bandwidth`]): those
+    /// never measured first, then each again once its measure is old. A relay whose
+    /// probe failed is left for [`PROBE_RETRY`]. Only a node that uses circuits
+    /// measures (a relay, or a node that has never made a request, does not load
+    /// relays with probes), from the first circuit it builds for use, after a random
+    /// part of `every`, so that nodes do not probe in step. Runs until dropped.
+    pub async fn measure_bandwidth(&self, every: Duration) {
+        self.used.notified().await;
+        tokio::time::sleep(every.mul_f64(rand::random::<f64>())).await;
+        loop {
+            let now = Instant::now();
+            let listed: Vec<(crate::client::Hop, Vec<libp2p::Multiaddr>)> = {
+                let d = lock(&self.directory);
+                d.relays()
+                    .filter(|r| r.hop.peer != self.me && !r.ips.is_empty())
+                    .map(|r| (r.hop.clone(), d.addrs_of(&r.hop.peer)))
+                    .collect()
+            };
+            let next = {
+                let mut failed = lock(&self.probe_failed);
+                failed.retain(|_, at| now.duration_since(*at) < PROBE_RETRY);
+                let peers: Vec<PeerId> = listed
+                    .iter()
+                    .map(|(h, _)| h.peer)
+                    .filter(|p| !failed.contains_key(p))
+                    .collect();
+                let mut measured = lock(&self.measured);
+                measured.keep_only(&listed.iter().map(|(h, _)| h.peer).collect::<Vec<_>>());
+                measured.next_to_probe(&peers, now, &mut rand::rng())
+            };
+            if let Some((hop, addrs)) =
+                next.and_then(|p| listed.into_iter().find(|(h, _)| h.peer == p))
+            {
+                match self.probe(&hop, addrs).await {
+                    Ok(rate) => {
+                        tracing::debug!(target: "nodus::onion", relay = %hop.peer, "measured at {rate:.0} B/s");
+                        lock(&self.measured).record(hop.peer, rate, Instant::now());
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "nodus::onion", relay = %hop.peer, "bandwidth probe failed: {e}");
+                        lock(&self.probe_failed).insert(hop.peer, Instant::now());
+                    }
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    async fn probe(
+        &self,
+        hop: &crate::client::Hop,
+        addrs: Vec<libp2p::Multiaddr>,
+    ) -> Result<f64, OnionError> {
+        let dial = self.net.dial_peer_at(hop.peer, addrs);
+        let _ = tokio::time::timeout(crate::relay::HANDSHAKE_TIMEOUT, dial).await;
+        let c = Circuit::build(&self.net, std::slice::from_ref(hop)).await?;
+        let cells = crate::bandwidth::PROBE_CELLS;
+        let took = c.probe(cells, PROBE_WAIT).await?;
+        Ok(crate::bandwidth::rate(cells, took))
+    }
+
+    /// Relays' bandwidth as measured here, fastest first.
+    pub fn measured(&self) -> Vec<(PeerId, u64)> {
+        lock(&self.measured).all()
     }
 
     /// The relays of the spare circuit, if one is ready.
@@ -247,15 +339,21 @@ impl DirectoryPaths {
         lock(&self.services).get(id).cloned()
     }
 
-    async fn make(&self, purpose: &Purpose) -> Result<Circuit, OnionError> {
+    async fn make(
+        &self,
+        purpose: &Purpose,
+        also_avoid: Option<PeerId>,
+    ) -> Result<Circuit, OnionError> {
         match purpose {
             Purpose::Exit(_) => {
-                let spare = lock(&self.spare).take().filter(|c| !c.is_closed());
+                let spare = lock(&self.spare).take().filter(|c| {
+                    !c.is_closed() && also_avoid.is_none_or(|p| !c.hops().contains(&p))
+                });
                 self.spare_taken.notify_one();
                 match spare {
                     Some(c) => Ok(c),
                     None => Ok(self
-                        .partial(End::Exit)
+                        .build(End::Exit, also_avoid)
                         .await?
                         .into_circuit(crate::client::Role::Client)),
                 }
@@ -267,7 +365,7 @@ impl DirectoryPaths {
                 connect::rendezvous(self, &service).await
             }
             Purpose::Overlay(_, peer) => Ok(self
-                .partial(End::Beside(peer))
+                .build(End::Beside(peer), also_avoid)
                 .await?
                 .into_circuit(crate::client::Role::Client)),
         }
@@ -282,24 +380,22 @@ impl DirectoryPaths {
         peer: PeerId,
         protocol: &str,
     ) -> Result<tokio::io::DuplexStream, OnionError> {
-        let mut opened = Err(OnionError::CircuitClosed);
-        for _ in 0..2 {
-            opened = match self
-                .circuit_for(Purpose::Overlay(isolation.clone(), peer))
-                .await
-            {
-                Ok(c) => c.connect_peer(&peer, protocol).await,
-                Err(e) => Err(e),
-            };
-            if !matches!(opened, Err(OnionError::CircuitClosed)) {
-                break;
-            }
-        }
-        opened
+        crate::proxy::open_on(
+            self,
+            |avoid| self.circuit_for(Purpose::Overlay(isolation.clone(), peer), avoid),
+            |c| async move { c.connect_peer(&peer, protocol).await },
+        )
+        .await
     }
 
-    /// The kept circuit for `purpose`, or a new one.
-    async fn circuit_for(&self, purpose: Purpose) -> Result<Arc<Circuit>, OnionError> {
+    /// The kept circuit for `purpose`, or a new one without `also_avoid` (nor a kept one
+    /// through it).
+    async fn circuit_for(
+        &self,
+        purpose: Purpose,
+        also_avoid: Option<PeerId>,
+    ) -> Result<Arc<Circuit>, OnionError> {
+        self.used.notify_one();
         let mut built = self.built.lock().await;
         if let Some((c, _)) = built.get(&purpose).filter(|(c, _)| !c.is_closed()) {
             return Ok(c.clone());
@@ -323,7 +419,7 @@ impl DirectoryPaths {
                 }
             }
         }
-        let c = Arc::new(self.make(&purpose).await?);
+        let c = Arc::new(self.make(&purpose, also_avoid).await?);
         built.insert(purpose, (c.clone(), Instant::now()));
         Ok(c)
     }
@@ -334,6 +430,7 @@ impl Circuits for DirectoryPaths {
         &self,
         isolation: Isolation,
         host: &str,
+        also_avoid: Option<PeerId>,
     ) -> BoxFuture<'_, Result<Arc<Circuit>, OnionError>> {
         let purpose = if address::is_onion(host) {
             match address::decode(host) {
@@ -345,7 +442,19 @@ impl Circuits for DirectoryPaths {
         } else {
             Ok(Purpose::Exit(isolation))
         };
-        Box::pin(async move { self.circuit_for(purpose?).await })
+        Box::pin(async move { self.circuit_for(purpose?, also_avoid).await })
+    }
+
+    fn judge(&self, circuit: &Circuit, answered: bool) {
+        let mut health = lock(&self.health);
+        if answered {
+            health.worked(circuit.hops());
+        } else if let Some(last) = circuit.hops().last() {
+            // The hop whose answer was awaited, as for a build (see crate::health).
+            tracing::debug!(target: "nodus::onion", relay = %last, "a BEGIN went unanswered: its last hop is suspected");
+            health.suspect(&[*last], Instant::now());
+            circuit.close();
+        }
     }
 }
 

@@ -91,6 +91,10 @@ pub struct Relay {
     addrs_of: Option<AddrsOf>,
     /// Overlay protocols this relay opens for circuits that end here (BEGIN_OVERLAY).
     overlay: Vec<String>,
+    /// Tests only: the relay builds circuits as it should, then ignores every BEGIN,
+    /// as a hostile one that passes EXTEND and drops data would.
+    #[doc(hidden)]
+    pub swallow_begins: std::sync::atomic::AtomicBool,
 }
 
 /// Looks up the addresses a relay published.
@@ -118,6 +122,7 @@ impl Relay {
             rate: Arc::new(RateLimiter::new(0)),
             addrs_of: None,
             overlay: Vec::new(),
+            swallow_begins: Default::default(),
         }
     }
 
@@ -224,6 +229,7 @@ async fn circuit(
         joined: Arc::default(),
         introducing: None,
         cookie: None,
+        probed: false,
     };
     let result = loop {
         let cell = match read_cell(&mut from_prev).await {
@@ -281,6 +287,8 @@ struct Circuit {
     joined: Arc<OnceLock<mpsc::Sender<Out>>>,
     introducing: Option<ServiceId>,
     cookie: Option<Cookie>,
+    /// A bandwidth test was answered on this circuit (one is all it gets).
+    probed: bool,
 }
 
 impl Circuit {
@@ -301,10 +309,19 @@ impl Circuit {
     }
 
     async fn handle(&mut self, m: RelayMsg) -> Result<(), OnionError> {
+        if matches!(m.command, RelayCommand::Begin | RelayCommand::BeginOverlay)
+            && self
+                .relay
+                .swallow_begins
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
         match m.command {
             RelayCommand::Extend => self.extend(&m.data).await,
             RelayCommand::Begin => self.begin(m.stream, &m.data).await,
             RelayCommand::BeginOverlay => self.begin_overlay(m.stream, &m.data).await,
+            RelayCommand::BandwidthTest => self.bandwidth_test(&m.data).await,
             RelayCommand::Data => match self.streams.get(&m.stream) {
                 Some((slot, _)) if !slot.deliver(m.data) => Err(OnionError::Malformed(
                     "DATA past the stream's window".into(),
@@ -495,6 +512,26 @@ impl Circuit {
         self.next = Some(w);
         self.upstream = Some(tokio::spawn(read_from_next(r, self.out.clone())));
         Ok(created)
+    }
+
+    /// Sends back the DROP cells a client asked for to measure this relay, through the
+    /// same writer and limit as all traffic ([`crate::bandwidth`]).
+    async fn bandwidth_test(&mut self, data: &[u8]) -> Result<(), OnionError> {
+        let cells = <[u8; 4]>::try_from(data)
+            .map(u32::from_be_bytes)
+            .map_err(|_| OnionError::Malformed("BANDWIDTH_TEST length".into()))?;
+        if self.next.is_some() || self.probed || cells > crate::bandwidth::PROBE_CELLS {
+            return Err(OnionError::Malformed("BANDWIDTH_TEST out of turn".into()));
+        }
+        self.probed = true;
+        let filler = vec![0u8; crate::cell::RELAY_DATA];
+        for _ in 0..cells {
+            let m = RelayMsg::new(RelayCommand::Drop, 0, filler.clone());
+            if self.out.send(Out::Msg(m)).await.is_err() {
+                return Err(OnionError::CircuitClosed);
+            }
+        }
+        Ok(())
     }
 
     /// A new stream's id, checked: nonzero, not in use, within [`MAX_STREAMS`].

@@ -73,6 +73,16 @@ pub struct Status {
     /// The onion services this node runs.
     #[serde(default)]
     pub services: Vec<HostStatus>,
+    /// Relays' bandwidth as this node measured it, bytes a second, fastest first.
+    #[serde(default)]
+    pub measured: Vec<Measure>,
+}
+
+/// One relay's measured bandwidth.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Measure {
+    pub relay: String,
+    pub bytes_per_sec: u64,
 }
 
 #[derive(Clone)]
@@ -112,6 +122,15 @@ impl OnionHandle {
             avoided: names(avoided),
             late: names(late),
             services: self.hosting.status(),
+            measured: self
+                .paths
+                .measured()
+                .into_iter()
+                .map(|(p, b)| Measure {
+                    relay: p.to_string(),
+                    bytes_per_sec: b,
+                })
+                .collect(),
         }
     }
 
@@ -351,11 +370,19 @@ pub async fn start(
     )));
     let serving = proxy::serve(listener, paths.clone());
     let spares = paths.clone();
+    let probe_every = Duration::from_secs(config.bandwidth_probe_secs);
     let mut stop = shutdown.clone();
     tasks.push(tokio::spawn(async move {
+        let measuring = async {
+            match probe_every.is_zero() {
+                true => std::future::pending().await,
+                false => spares.measure_bandwidth(probe_every).await,
+            }
+        };
         tokio::select! {
             _ = serving => {}
             _ = spares.keep_a_spare() => {}
+            _ = measuring => {}
             _ = stop.wait_for(|s| *s) => {}
         }
     }));

@@ -10,7 +10,7 @@ use nodus_onion::relay::View;
 use nodus_testnet::Testnet;
 use nodus_testnet::onion::{
     add_onion_node, add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit,
-    socks_connect, wait_relays, wait_service,
+    socks_connect, socks_get, wait_relays, wait_service,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -96,7 +96,9 @@ async fn curl_and_python_requests_fetch_through_three_relays_by_socks5() {
                 !(client_here && target_here),
                 "relay {i} saw both ends on its circuit {c}: {seen:?}"
             );
-            if client_here {
+            // A circuit with no view past its CREATE carried nothing: a one-hop
+            // bandwidth probe, which every relay gets from the client.
+            if client_here && seen.len() > 1 {
                 saw_client.push(i);
             }
             if target_here {
@@ -307,6 +309,42 @@ async fn get_on(s: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(nodus_testnet::onion::read_until_closed(s).await)
 }
 
+/// A page on a local web server, and a client's SOCKS proxy to fetch it through.
+struct Page {
+    proxy: String,
+    target: String,
+    body: Vec<u8>,
+}
+
+impl Page {
+    async fn serve(net: &Testnet, client: usize, len: u32) -> Page {
+        let body: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+        let port = http_server(body.clone()).await.unwrap();
+        Page {
+            proxy: handle(net, client).socks_addr().to_string(),
+            target: format!("localhost:{port}"),
+            body,
+        }
+    }
+
+    /// Fetches it as SOCKS user `user` (new credentials: a new circuit); whether it
+    /// came whole.
+    async fn fetched_as(&self, user: &str) -> bool {
+        let mut s = open_as(&self.proxy, &self.target, user).await.unwrap();
+        get_on(&mut s).await.unwrap().ends_with(&self.body)
+    }
+}
+
+/// Three relays, the last an exit; their peer ids.
+async fn three_relays(net: &mut Testnet) -> Vec<String> {
+    let mut ids = Vec::new();
+    for exit in [false, false, true] {
+        let k = add_relay(net, exit).await.unwrap();
+        ids.push(net.node(k).peer_id().to_string());
+    }
+    ids
+}
+
 /// A relay that answers CREATE as a relay should, then swallows every cell: it
 /// publishes a signed descriptor like any relay, with node `k`'s identity.
 async fn black_hole(net: &Testnet, k: usize) -> PeerId {
@@ -377,27 +415,14 @@ async fn a_relay_that_swallows_cells_is_avoided_after_it_failed_circuits() {
     let dir = tempfile::tempdir().unwrap();
     // Node 0 the client, node 1 the black hole once the honest relays are learned.
     let mut net = Testnet::start(2, dir.path()).await.unwrap();
-    let mut honest = Vec::new();
-    for exit in [false, false, true] {
-        let k = add_relay(&mut net, exit).await.unwrap();
-        honest.push(net.node(k).peer_id().to_string());
-    }
+    let honest = three_relays(&mut net).await;
     wait_relays(&net, 0, 3, 1, T).await.unwrap();
-    let page: Vec<u8> = (0..20_000u32).map(|i| (i % 241) as u8).collect();
-    let port = http_server(page.clone()).await.unwrap();
-    let (proxy, target) = (
-        handle(&net, 0).socks_addr().to_string(),
-        format!("localhost:{port}"),
-    );
-    let fetch = |user: String| {
-        let (proxy, target) = (proxy.clone(), target.clone());
-        async move { get_on(&mut open_as(&proxy, &target, &user).await?).await }
-    };
+    let page = Page::serve(&net, 0, 20_000).await;
     // Honest circuits first, until the build timeout is learned from them.
     let mut i = 0;
     while handle(&net, 0).status().await.build_timeout_ms.is_none() {
         assert!(i < 20, "no build timeout learned after {i} circuits");
-        assert!(fetch(format!("warm{i}")).await.unwrap().ends_with(&page));
+        assert!(page.fetched_as(&format!("warm{i}")).await);
         i += 1;
     }
     let hole = black_hole(&net, 1).await.to_string();
@@ -418,7 +443,7 @@ async fn a_relay_that_swallows_cells_is_avoided_after_it_failed_circuits() {
             tokio::time::Instant::now() < deadline,
             "the black hole was never left out ({i} requests)"
         );
-        assert!(fetch(format!("user{i}")).await.unwrap().ends_with(&page));
+        assert!(page.fetched_as(&format!("user{i}")).await);
         i += 1;
     }
     assert!(seen_late, "the hole was late while its builds were judged");
@@ -429,7 +454,7 @@ async fn a_relay_that_swallows_cells_is_avoided_after_it_failed_circuits() {
         status.avoided
     );
     for j in 0..10 {
-        assert!(fetch(format!("after{j}")).await.unwrap().ends_with(&page));
+        assert!(page.fetched_as(&format!("after{j}")).await);
     }
     let circuits = handle(&net, 0).status().await.circuits;
     assert!(
@@ -756,4 +781,115 @@ async fn anonymous_contacts_message_through_onion_services_under_identities_no_n
     })
     .await
     .unwrap();
+}
+
+/// Relays are weighed by what their users measured them carrying, not by what they
+/// say: one held to 400 kB/s by its operator measures near that, far below the others.
+/// Only a node that uses circuits measures: here the client, once it fetched a page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_are_measured_by_their_users_and_a_slow_one_measures_slow() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    const LIMIT: u64 = 400_000;
+    let slow = add_onion_node(&mut net, |o| {
+        o.relay = true;
+        o.relay_bandwidth = LIMIT;
+    })
+    .await
+    .unwrap();
+    for exit in [false, false, true] {
+        add_relay(&mut net, exit).await.unwrap();
+    }
+    let c = add_onion_node(&mut net, |_| {}).await.unwrap();
+    wait_relays(&net, c, 4, 1, T).await.unwrap();
+    let h = handle(&net, c).clone();
+    assert!(
+        h.status().await.measured.is_empty(),
+        "no measuring before any use"
+    );
+    let page = vec![7u8; 10_000];
+    let port = http_server(page.clone()).await.unwrap();
+    let proxy = h.socks_addr().to_string();
+    let got = socks_get(&proxy, &format!("localhost:{port}"), "/")
+        .await
+        .unwrap();
+    assert!(got.ends_with(&page));
+    nodus_testnet::wait_until(T, "all four relays measured", || async {
+        h.status().await.measured.len() == 4
+    })
+    .await
+    .unwrap();
+    let measured = h.status().await.measured;
+    let slow_id = net.node(slow).peer_id().to_string();
+    let of_slow = measured
+        .iter()
+        .find(|m| m.relay == slow_id)
+        .expect("the slow relay measured")
+        .bytes_per_sec;
+    // Its limit lets a quarter second's worth through at once, then LIMIT a second.
+    assert!(
+        of_slow > LIMIT / 2 && of_slow < 2 * LIMIT,
+        "{of_slow} B/s measured under a limit of {LIMIT}"
+    );
+    for m in measured.iter().filter(|m| m.relay != slow_id) {
+        assert!(
+            m.bytes_per_sec > 4 * of_slow,
+            "{} B/s against the slow relay's {of_slow}",
+            m.bytes_per_sec
+        );
+    }
+    // Nobody else used circuits, so nobody else measured.
+    for k in (0..net.len()).filter(|k| *k != c) {
+        assert!(
+            handle(&net, k).status().await.measured.is_empty(),
+            "node {k}"
+        );
+    }
+    net.shutdown().await;
+}
+
+/// An exit that builds circuits as it should, then drops every BEGIN: each request
+/// that met it is tried again on another circuit and answered there, and after it
+/// failed a few it is left out of paths, the honest relays kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_that_builds_circuits_then_drops_streams_is_avoided() {
+    nodus_testnet::test_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, dir.path()).await.unwrap();
+    let honest = three_relays(&mut net).await;
+    let hostile = add_relay(&mut net, true).await.unwrap();
+    handle(&net, hostile)
+        .relay()
+        .expect("a relay")
+        .swallow_begins
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let hostile = net.node(hostile).peer_id().to_string();
+    wait_relays(&net, 0, 4, 2, T).await.unwrap();
+    let page = Page::serve(&net, 0, 20_000).await;
+    let deadline = tokio::time::Instant::now() + 3 * T;
+    let mut i = 0;
+    while !handle(&net, 0).status().await.avoided.contains(&hostile) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the exit that drops streams was never left out ({i} requests)"
+        );
+        assert!(page.fetched_as(&format!("user{i}")).await);
+        i += 1;
+    }
+    let status = handle(&net, 0).status().await;
+    assert!(
+        honest.iter().all(|p| !status.avoided.contains(p)),
+        "honest relays stay in: {:?}",
+        status.avoided
+    );
+    for j in 0..6 {
+        assert!(page.fetched_as(&format!("after{j}")).await);
+    }
+    let circuits = handle(&net, 0).status().await.circuits;
+    assert!(
+        circuits.iter().all(|c| c.hops.last() != Some(&hostile)),
+        "no circuit ends at it afterwards"
+    );
+    net.shutdown().await;
 }

@@ -96,14 +96,22 @@ async fn through_three_relays(net: &mut Testnet) -> Result<([usize; 3], String)>
     };
     let mut saw = Vec::new();
     for (i, rx) in views.iter_mut().enumerate() {
-        let mut parts = Vec::new();
+        let mut circuits: std::collections::BTreeMap<u64, Vec<View>> = Default::default();
         while let Ok(v) = rx.try_recv() {
-            parts.push(match v.view {
+            circuits.entry(v.circuit).or_default().push(v.view);
+        }
+        // Circuits that carried something: not the one-hop bandwidth probes every node
+        // sends every relay, which go no further than CREATE.
+        let parts: Vec<String> = circuits
+            .into_values()
+            .filter(|seen| seen.len() > 1)
+            .flatten()
+            .map(|v| match v {
                 View::Created { prev } => format!("from {}", name(&prev)),
                 View::Extended { next, .. } => format!("to {}", name(&next)),
                 View::Exit { target, .. } => format!("out to {target}"),
-            });
-        }
+            })
+            .collect();
         saw.push(format!("{} saw {}", name(&net.node(relays[i]).peer_id()), parts.join(", ")));
     }
     Ok((

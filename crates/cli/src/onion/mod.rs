@@ -112,6 +112,15 @@ fn show(g: &Global, v: &Value, circuits: bool) {
     if let Some(n) = v["late"].as_array().map(Vec::len).filter(|n| *n > 0) {
         println!("late     {n} relays, left out until they answer a circuit build");
     }
+    if let Some(m) = v["measured"].as_array().filter(|m| !m.is_empty()) {
+        let rate = |i: usize| m.get(i).and_then(|r| r["bytes_per_sec"].as_u64()).unwrap_or(0) as f64 / 1e6;
+        println!(
+            "measured {} relays, {:.1} to {:.1} MB/s: paths weigh relays by it",
+            m.len(),
+            rate(m.len() - 1),
+            rate(0)
+        );
+    }
         for h in v["services"].as_array().into_iter().flatten() {
             println!(
                 "serving  {}:{} -> {} ({} introduction points, {} circuits)",
@@ -132,7 +141,11 @@ fn show(g: &Global, v: &Value, circuits: bool) {
                     .unwrap_or_default(),
                 format!("{} s", s(&c["age_secs"])),
                 if c["isolated"].as_bool() == Some(true) { "by credentials" } else { "shared" }.to_string(),
-                c["service"].as_str().map_or("an exit".to_string(), |a| a.to_string()),
+                match (c["service"].as_str(), c["peer"].as_str()) {
+                    (Some(a), _) => a.to_string(),
+                    (None, Some(p)) => format!("peer {}", short(p)),
+                    (None, None) => "an exit".to_string(),
+                },
             ]
         };
         table(&["relays (first hop first)", "age", "used by", "to"], &rows(&v["circuits"], row));
