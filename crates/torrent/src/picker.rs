@@ -514,6 +514,28 @@ impl Picker {
         })
     }
 
+    /// Drops what `peer` delivered to pieces still in progress (it was banned for bad
+    /// data): each such piece starts over, so none of its blocks is used, nor blamed on
+    /// the peers that finish the piece. Blocks asked of others stay asked. Returns the
+    /// pieces started over.
+    pub fn forget_blocks_of(&mut self, peer: PeerKey) -> usize {
+        let mut n = 0;
+        for p in self.partials.values_mut() {
+            if !p.by_peer.contains_key(&peer) {
+                continue;
+            }
+            for b in p.blocks.iter_mut() {
+                if *b == Block::Received {
+                    *b = Block::Free;
+                }
+            }
+            p.received = 0;
+            p.by_peer.clear();
+            n += 1;
+        }
+        n
+    }
+
     /// The verdict on a completed piece.
     /// A piece had is had no more (its data on disk went bad): it is wanted again.
     pub fn lose(&mut self, index: u32) {
@@ -633,6 +655,34 @@ mod tests {
             }
         }
         done
+    }
+
+    #[test]
+    fn a_banned_peers_blocks_are_dropped_and_others_finish_the_piece_alone() {
+        let mut p = picker(1);
+        let all = Bitfield::full(1);
+        let (bad, good) = (7, 8);
+        let asked = p.pick(bad, &all, 4);
+        assert_eq!(asked.len(), 4);
+        // Two corrupt blocks arrive, then the peer is banned and its requests released.
+        for b in &asked[..2] {
+            p.on_block(bad, b.index, b.begin, &vec![0xee; b.length as usize]);
+        }
+        assert_eq!(p.forget_blocks_of(bad), 1);
+        p.release(bad, asked[2..].iter().copied());
+        let again = p.pick(good, &all, 4);
+        assert_eq!(again.len(), 4, "every block asked again");
+        let mut done = None;
+        for b in &again {
+            if let BlockOutcome::Complete(c) =
+                p.on_block(good, b.index, b.begin, &vec![1; b.length as usize])
+            {
+                done = Some(c);
+            }
+        }
+        let c = done.expect("complete");
+        assert!(c.data[..c.data.len() - 100].iter().all(|b| *b == 1));
+        assert_eq!(c.by_peer.keys().copied().collect::<Vec<_>>(), vec![good]);
     }
 
     #[test]

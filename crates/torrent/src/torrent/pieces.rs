@@ -208,10 +208,15 @@ impl Torrent {
                 tracing::warn!(target: "nodus::torrent", id = %self.id, %url, "web seed sent a bad piece ({strikes})");
             }
         }
-        let culprits: Vec<(PeerKey, IpAddr)> = by_peer
+        let mut culprits: Vec<(PeerKey, IpAddr)> = by_peer
             .keys()
             .filter_map(|k| g.peers.get(k).map(|p| (*k, p.addr.ip())))
             .collect();
+        // A piece with blocks from a peer banned for bad data is that peer's fault: the
+        // others who helped finish it are not struck for it.
+        if culprits.iter().any(|(_, ip)| g.banned.contains(ip)) {
+            culprits.retain(|(_, ip)| g.banned.contains(ip));
+        }
         for (key, ip) in culprits {
             let strikes = {
                 let s = g.strikes.entry(ip).or_default();
@@ -223,8 +228,13 @@ impl Torrent {
                 tracing::warn!(target: "nodus::torrent", id = %self.id, %ip, "banned after {strikes} bad pieces");
                 g.banned.insert(ip);
                 self.shared.metrics.peers_banned.inc();
+                if let Some(picker) = g.picker.as_mut() {
+                    picker.forget_blocks_of(key);
+                }
                 if let Some(p) = g.peers.get(&key) {
-                    let _ = p.tx.try_send(PeerCmd::Close);
+                    // Its queue may be full (HAVEs): the close must not be lost.
+                    let tx = p.tx.clone();
+                    tokio::spawn(async move { tx.send(PeerCmd::Close).await });
                 }
             }
         }
