@@ -53,8 +53,8 @@
 //!   against the room in one cell before anything is copied.
 //! - Keys come only from completed handshakes; a CREATED whose AUTH does not match is
 //!   refused; all-zero Diffie-Hellman results are refused.
-//! - No home-made primitives: X25519 (x25519-dalek), HMAC and HKDF over SHA-256, ChaCha20
-//!   (RustCrypto).
+//! - No home-made primitives: X25519 (x25519-dalek), HMAC and HKDF over SHA-256,
+//!   AES-256-CTR (RustCrypto).
 
 pub mod admission;
 pub mod bandwidth;
