@@ -377,7 +377,7 @@ fn demo_shows_every_capability_and_exits_zero() {
         "200 work units on five volunteers: a cheat caught by the quorum, a killed volunteer's units reissued, the sum checked",
         "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
         "a web page fetched through a SOCKS5 proxy and three relays; each relay saw only its neighbours",
-        "alice and bob message anonymously: identities no node has, each other's onion services",
+        "alice and bob message anonymously: identities no node has, each other's onion services, mailboxes through circuits",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),

@@ -35,7 +35,7 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
         .await;
         step(
             steps,
-            "alice and bob message anonymously: identities no node has, each other's onion services",
+            "alice and bob message anonymously: identities no node has, each other's onion services, mailboxes through circuits",
             anonymous_messages(net),
         )
         .await;
@@ -173,8 +173,10 @@ async fn anonymous_messages(net: &mut Testnet) -> Result<String> {
     }
     wait_service(net, alice, &addresses[1], 0, STEP_TIMEOUT).await?;
     wait_service(net, bob, &addresses[0], 0, STEP_TIMEOUT).await?;
-    let msg = |k: usize| net.node(k).service::<MsgHandle>().ok_or_else(|| anyhow!("node {k} runs no messaging"));
-    let (a, b) = (msg(alice)?, msg(bob)?);
+    let msg = |net: &Testnet, k: usize| {
+        net.node(k).service::<MsgHandle>().cloned().ok_or_else(|| anyhow!("node {k} runs no messaging"))
+    };
+    let (a, b) = (&msg(net, alice)?, &msg(net, bob)?);
     let nodes: Vec<libp2p::PeerId> = net.running().into_iter().map(|k| net.node(k).peer_id()).collect();
     if nodes.contains(&a.local_peer_id()) || nodes.contains(&b.local_peer_id()) {
         bail!("an anonymous identity is a node's peer id");
@@ -193,11 +195,31 @@ async fn anonymous_messages(net: &mut Testnet) -> Result<String> {
         .await?;
         took.push(ms(t.elapsed()));
     }
+    // Bob goes offline: the next message waits in mailboxes, reached through circuits,
+    // and he fetches it, through circuits too, when he is back.
+    net.stop(bob).await?;
+    let t = Instant::now();
+    let later = a.send(&b_id, "running late").await?;
+    nodus_testnet::wait_until(STEP_TIMEOUT, "the message stored in mailboxes", || async {
+        a.history(&b_id).await.is_ok_and(|h| h.iter().any(|m| m.id == later.id && m.state == nodus_msg::MessageState::Stored))
+    })
+    .await?;
+    let stored = ms(t.elapsed());
+    net.restart(bob).await?;
+    wait_relays(net, bob, 3, 0, STEP_TIMEOUT).await?;
+    let b = &msg(net, bob)?;
+    let t = Instant::now();
+    b.poll_mailboxes().await?;
+    nodus_testnet::wait_until(STEP_TIMEOUT, "the stored message fetched", || async {
+        nodus_testnet::msg::incoming_texts(b, &a_id).await.iter().any(|m| m == "running late")
+    })
+    .await?;
     Ok(format!(
-        "node {alice} to node {bob} in {}, the answer in {}, each to the other's {}…",
+        "node {alice} to node {bob} in {}, the answer in {}, each to the other's {}…; with bob offline, stored in mailboxes in {stored}, fetched on his return in {}",
         took[0],
         took[1],
-        &addresses[1][..8]
+        &addresses[1][..8],
+        ms(t.elapsed())
     ))
 }
 
