@@ -138,10 +138,9 @@ impl DirectoryPaths {
         self.build(end, None).await
     }
 
-    /// [`DirectoryPaths::partial`], not counted as this node using circuits (the spare
-    /// built ahead).
-    /// `also_avoid`: a relay left out of this path (let back in last, if no path can be
-    /// made without it).
+    /// [`DirectoryPaths::partial`] without counting as this node's use of circuits (the
+    /// spare built ahead does not), and with `also_avoid` left out of the path (let back
+    /// in last, if no path can be made without it).
     async fn build(&self, end: End<'_>, also_avoid: Option<PeerId>) -> Result<Partial, OnionError> {
         let mut last = OnionError::NoPath("no relay known yet");
         for _ in 0..TRIES {
@@ -224,8 +223,8 @@ impl DirectoryPaths {
     /// Measures relays' bandwidth, one every `every` ([`crate::bandwidth`]): those
     /// never measured first, then each again once its measure is old. A relay whose
     /// probe failed is left for [`PROBE_RETRY`]. Only a node that uses circuits
-    /// measures (a relay, or a node that has never made a request, does not load
-    /// relays with probes), from the first circuit it builds for use, after a random
+    /// measures (one that only relays, or has made no request, does not load relays
+    /// with probes), from the first circuit it builds for use, after a random
     /// part of `every`, so that nodes do not probe in step. Runs until dropped.
     pub async fn measure_bandwidth(&self, every: Duration) {
         self.used.notified().await;
