@@ -90,7 +90,7 @@ pub struct Relay {
     /// when the overlay does not know it yet.
     addrs_of: Option<AddrsOf>,
     /// Overlay protocols this relay opens for circuits that end here (BEGIN_OVERLAY).
-    overlay: Vec<String>,
+    overlay: Vec<libp2p::StreamProtocol>,
     /// Tests only: the relay builds circuits as it should, then ignores every BEGIN,
     /// as a hostile one that passes EXTEND and drops data would.
     #[doc(hidden)]
@@ -126,10 +126,19 @@ impl Relay {
         }
     }
 
-    /// The relay opening streams of these overlay protocols for circuits that end here.
+    /// The relay opening streams of these overlay protocols for circuits that end here
+    /// (names that are no stream protocol, not starting with `/`, are left out).
     pub fn with_overlay(mut self, protocols: Vec<String>) -> Relay {
-        self.overlay = protocols;
+        self.overlay = protocols
+            .into_iter()
+            .filter_map(|p| libp2p::StreamProtocol::try_from_owned(p).ok())
+            .collect();
         self
+    }
+
+    /// Where `peer` said it listens, if it is a listed relay.
+    fn published_addrs(&self, peer: &PeerId) -> Vec<libp2p::Multiaddr> {
+        self.addrs_of.as_ref().map(|f| f(peer)).unwrap_or_default()
     }
 
     /// The relay reaching next hops at the addresses `addrs_of` gives too.
@@ -489,12 +498,7 @@ impl Circuit {
         if next == self.net.local_peer_id() {
             return Err(OnionError::Malformed("EXTEND to this relay itself".into()));
         }
-        let addrs = self
-            .relay
-            .addrs_of
-            .as_ref()
-            .map(|f| f(&next))
-            .unwrap_or_default();
+        let addrs = self.relay.published_addrs(&next);
         // A failure shows as the stream below not opening.
         let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.net.dial_peer_at(next, addrs)).await;
         let mut s = self
@@ -596,22 +600,16 @@ impl Circuit {
             self.refuse(id, EndReason::Misc).await;
             return Ok(());
         };
-        let allowed = self.relay.overlay.iter().any(|p| p == protocol);
-        let Some(protocol) = allowed
-            .then(|| libp2p::StreamProtocol::try_from_owned(protocol.to_string()).ok())
-            .flatten()
+        let Some(protocol) = (self.relay.overlay.iter())
+            .find(|p| p.as_ref() == protocol)
             .filter(|_| peer != self.net.local_peer_id())
+            .cloned()
         else {
             self.refuse(id, EndReason::ExitPolicy).await;
             return Ok(());
         };
         let net = self.net.clone();
-        let addrs = self
-            .relay
-            .addrs_of
-            .as_ref()
-            .map(|f| f(&peer))
-            .unwrap_or_default();
+        let addrs = self.relay.published_addrs(&peer);
         let target = format!("{peer} {protocol}");
         self.answer(id, target, async move {
             use tokio_util::compat::FuturesAsyncReadCompatExt;
