@@ -116,7 +116,8 @@ byte_enum!(RelayCommand, "relay command" {
     /// The circuit was extended: data is the new hop's ntor CREATED body; empty if the
     /// hop could not reach the next one.
     Extended = 6,
-    /// Flow control: the sender may send another window's worth on this stream.
+    /// Congestion control, on stream 0 only: [`crate::congestion::SENDME_EVERY`] more
+    /// DATA cells of this circuit arrived. Data empty.
     Sendme = 7,
     /// Dropped by the hop it is for: padding inside the circuit.
     Drop = 8,
@@ -147,6 +148,11 @@ byte_enum!(RelayCommand, "relay command" {
     /// To the last hop: send back this many DROP cells (u32, at most
     /// [`crate::bandwidth::PROBE_CELLS`]) as fast as you carry traffic; once per circuit.
     BandwidthTest = 19,
+    /// Flow control of one stream: stop sending DATA on it ([`crate::stream`]). Data
+    /// empty.
+    Xoff = 20,
+    /// Flow control of one stream: go on sending DATA on it. Data empty.
+    Xon = 21,
 });
 
 /// Why a stream ended, carried in END.

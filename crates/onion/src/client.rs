@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::cell::{Cell, Command, EndReason, RelayCommand, RelayMsg};
+use crate::congestion::{Received, WindowStats};
 use crate::layers::{Inbound, Outbound, push_hop, push_hop_reversed};
-use crate::link::{PROTOCOL, read_cell, write_cell};
+use crate::link::{self, PROTOCOL, read_cell, write_cell};
 use crate::ntor::{ClientHandshake, Keys, binding};
 use crate::relay::{HANDSHAKE_TIMEOUT, MAX_STREAMS, relay_id};
-use crate::stream::{self, Out, StreamSlot};
+use crate::stream::{self, Out, Shared, StreamSlot};
 use crate::{OnionError, lock};
 
 /// How long the last hop has to answer BEGIN. An honest one always answers sooner,
@@ -67,6 +68,10 @@ pub struct Circuit {
     hops: Vec<PeerId>,
     out: mpsc::Sender<Out>,
     streams: Arc<Mutex<Streams>>,
+    /// The window this side's DATA goes out within, shared by its streams.
+    shared: Shared,
+    /// Stream bytes (DATA payload) sent and received.
+    traffic: Arc<[AtomicU64; 2]>,
     next_id: AtomicU16,
     closed: Arc<AtomicBool>,
     reader: JoinHandle<()>,
@@ -263,15 +268,17 @@ impl Partial {
         let last = self.last();
         let (r, w) = self.link.split();
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(write_into_circuit(w, self.out, last, rx));
+        let traffic: Arc<[AtomicU64; 2]> = Arc::default();
+        tokio::spawn(write_into_circuit(w, self.out, last, rx, traffic.clone()));
         let streams = Arc::new(Mutex::new(Streams::default()));
         let closed = Arc::new(AtomicBool::new(false));
+        let shared = Shared::default();
         let reader = tokio::spawn(read_from_circuit(
             r,
             self.inb,
             last,
             role,
-            streams.clone(),
+            (streams.clone(), shared.clone(), traffic.clone()),
             closed.clone(),
             tx.clone(),
         ));
@@ -279,6 +286,8 @@ impl Partial {
             hops: self.hops,
             out: tx,
             streams,
+            shared,
+            traffic,
             next_id: AtomicU16::new(1),
             closed,
             reader,
@@ -304,6 +313,20 @@ impl Circuit {
     /// The relays of this circuit, first hop first.
     pub fn hops(&self) -> &[PeerId] {
         &self.hops
+    }
+
+    /// The congestion window of what this side sends ([`crate::congestion`]).
+    pub fn window(&self) -> WindowStats {
+        self.shared.window.stats()
+    }
+
+    /// Stream bytes sent and received on this circuit so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        let [sent, received] = &*self.traffic;
+        (
+            sent.load(Ordering::Relaxed),
+            received.load(Ordering::Relaxed),
+        )
     }
 
     pub fn is_closed(&self) -> bool {
@@ -353,8 +376,7 @@ impl Circuit {
                 break id;
             }
         };
-        let (slot, incoming) = stream::slot();
-        let window = slot.window.clone();
+        let (slot, incoming) = stream::slot(&self.shared);
         let (told, answer) = oneshot::channel();
         {
             let mut s = lock(&self.streams);
@@ -380,7 +402,7 @@ impl Circuit {
         let (user, ours) = tokio::io::duplex(PIPE);
         let (out, streams) = (self.out.clone(), self.streams.clone());
         tokio::spawn(async move {
-            stream::pump(id, ours, incoming, window, out).await;
+            stream::pump(id, ours, incoming, out).await;
             lock(&streams).open.remove(&id);
         });
         Ok(user)
@@ -459,14 +481,19 @@ async fn expect(s: &mut Stream, what: &'static str, wait: Duration) -> Result<Ce
 }
 
 async fn write_into_circuit(
-    mut w: WriteHalf<Stream>,
+    w: WriteHalf<Stream>,
     mut layers: Outbound,
     last: usize,
     mut rx: mpsc::Receiver<Out>,
+    traffic: Arc<[AtomicU64; 2]>,
 ) {
-    while let Some(m) = rx.recv().await {
+    let mut w = link::writer(w);
+    while let Some(m) = link::next_or_flush(&mut rx, &mut w).await {
         let cell = match m {
             Out::Msg(m) => {
+                if m.command == RelayCommand::Data {
+                    traffic[0].fetch_add(m.data.len() as u64, Ordering::Relaxed);
+                }
                 let Ok(mut body) = m.encode() else { continue };
                 if layers.seal(last, &mut body).is_err() {
                     break;
@@ -487,14 +514,16 @@ async fn write_into_circuit(
 }
 
 async fn read_from_circuit(
-    mut r: ReadHalf<Stream>,
+    r: ReadHalf<Stream>,
     mut layers: Inbound,
     last: usize,
     role: Role,
-    streams: Arc<Mutex<Streams>>,
+    (streams, shared, traffic): (Arc<Mutex<Streams>>, Shared, Arc<[AtomicU64; 2]>),
     closed: Arc<AtomicBool>,
     out: mpsc::Sender<Out>,
 ) {
+    let mut received = Received::default();
+    let mut r = link::reader(r);
     let why: OnionError = loop {
         let cell = match read_cell(&mut r).await {
             Ok(Some(c)) => c,
@@ -517,71 +546,90 @@ async fn read_from_circuit(
             Ok(m) => m,
             Err(e) => break e,
         };
-        let mut s = lock(&streams);
-        let fault = match (m.command, &role) {
-            (RelayCommand::Connected, Role::Client) => {
-                if let Some(told) = s.waiting.remove(&m.stream) {
-                    let _ = told.send(Ok(()));
-                }
-                false
-            }
-            (RelayCommand::Begin, Role::Service { port, target }) => {
-                let id = m.stream;
-                if id == 0 || s.open.contains_key(&id) || s.open.len() >= MAX_STREAMS {
-                    true
-                } else {
-                    let (slot, incoming) = stream::slot();
-                    let window = slot.window.clone();
-                    s.open.insert(id, slot);
-                    let (port, target) = (*port, *target);
-                    let asked = crate::exit::parse_target(&String::from_utf8_lossy(&m.data));
-                    let connect = async move {
-                        match asked {
-                            Some((_, p)) if p == port => TcpStream::connect(target)
-                                .await
-                                .map_err(|_| EndReason::ConnectFailed),
-                            _ => Err(EndReason::ExitPolicy),
-                        }
-                    };
-                    let (out, streams) = (out.clone(), streams.clone());
-                    tokio::spawn(async move {
-                        stream::answer_begin(id, connect, incoming, window, out).await;
-                        lock(&streams).open.remove(&id);
-                    });
+        let mut sendme_due = false;
+        let fault = {
+            let mut s = lock(&streams);
+            match (m.command, &role) {
+                (RelayCommand::Connected, Role::Client) => {
+                    if let Some(told) = s.waiting.remove(&m.stream) {
+                        let _ = told.send(Ok(()));
+                    }
                     false
                 }
-            }
-            (RelayCommand::End, _) => {
-                let reason = EndReason::from_byte(m.data.first().copied().unwrap_or(0));
-                if let Some(told) = s.waiting.remove(&m.stream) {
-                    let _ = told.send(Err(reason));
-                }
-                s.open.remove(&m.stream);
-                false
-            }
-            (RelayCommand::Data, _) => s
-                .open
-                .get(&m.stream)
-                .is_some_and(|slot| !slot.deliver(m.data)),
-            (RelayCommand::Sendme, _) => s.open.get(&m.stream).is_some_and(|slot| !slot.sendme()),
-            (RelayCommand::Drop, _) => {
-                if let Some(p) = s.probe.as_mut().filter(|p| p.left > 0) {
-                    let first = *p.first.get_or_insert_with(Instant::now);
-                    p.left -= 1;
-                    if p.left == 0
-                        && let Some(done) = p.done.take()
-                    {
-                        let _ = done.send(first.elapsed());
+                (RelayCommand::Begin, Role::Service { port, target }) => {
+                    let id = m.stream;
+                    if id == 0 || s.open.contains_key(&id) || s.open.len() >= MAX_STREAMS {
+                        true
+                    } else {
+                        let (slot, incoming) = stream::slot(&shared);
+                        s.open.insert(id, slot);
+                        let (port, target) = (*port, *target);
+                        let asked = crate::exit::parse_target(&String::from_utf8_lossy(&m.data));
+                        let connect = async move {
+                            match asked {
+                                Some((_, p)) if p == port => TcpStream::connect(target)
+                                    .await
+                                    .map_err(|_| EndReason::ConnectFailed),
+                                _ => Err(EndReason::ExitPolicy),
+                            }
+                        };
+                        let (out, streams) = (out.clone(), streams.clone());
+                        tokio::spawn(async move {
+                            stream::answer_begin(id, connect, incoming, out).await;
+                            lock(&streams).open.remove(&id);
+                        });
+                        false
                     }
                 }
-                false
+                (RelayCommand::End, _) => {
+                    let reason = EndReason::from_byte(m.data.first().copied().unwrap_or(0));
+                    if let Some(told) = s.waiting.remove(&m.stream) {
+                        let _ = told.send(Err(reason));
+                    }
+                    s.open.remove(&m.stream);
+                    false
+                }
+                (RelayCommand::Data, _) => {
+                    // Every DATA cell counts toward the window, on whatever stream.
+                    sendme_due = received.data();
+                    traffic[1].fetch_add(m.data.len() as u64, Ordering::Relaxed);
+                    s.open
+                        .get(&m.stream)
+                        .is_some_and(|slot| !slot.deliver(m.data))
+                }
+                (RelayCommand::Sendme, _) => m.stream != 0 || !shared.window.sendme(),
+                (RelayCommand::Xon | RelayCommand::Xoff, _) => {
+                    if let Some(slot) = s.open.get(&m.stream) {
+                        slot.flow(m.command == RelayCommand::Xon);
+                    }
+                    m.stream == 0
+                }
+                (RelayCommand::Drop, _) => {
+                    if let Some(p) = s.probe.as_mut().filter(|p| p.left > 0) {
+                        let first = *p.first.get_or_insert_with(Instant::now);
+                        p.left -= 1;
+                        if p.left == 0
+                            && let Some(done) = p.done.take()
+                        {
+                            let _ = done.send(first.elapsed());
+                        }
+                    }
+                    false
+                }
+                _ => true,
             }
-            _ => true,
         };
         if fault {
             break OnionError::Malformed(format!("{:?} out of turn from the far end", m.command));
         }
+        if sendme_due {
+            let sendme = RelayMsg::new(RelayCommand::Sendme, 0, Vec::new());
+            if out.send(Out::Msg(sendme)).await.is_err() {
+                break OnionError::CircuitClosed;
+            }
+        }
     };
+    shared.window.close();
     tracing::debug!(target: "nodus::onion", "circuit ended: {why}");
     closed.store(true, Ordering::Relaxed);
     {

@@ -3,14 +3,15 @@
 //!
 //! ```text
 //! signed      = postcard(Signed { descriptor, public_key, signature })   at most 4 KiB
-//! descriptor  = postcard(Descriptor { version 3, peer, onion_key, exit, addrs, published_ms,
+//! descriptor  = postcard(Descriptor { version 4, peer, onion_key, exit, addrs, published_ms,
 //!                                     ticket { epoch, nonce } })
-//! signature   = identity key's signature over "nodus-onion-descriptor-3" | descriptor
+//! signature   = identity key's signature over "nodus-onion-descriptor-4" | descriptor
 //! ```
 //!
 //! The version names the circuit protocol the relay speaks, so that relays of builds
 //! that cannot carry each other's circuits never meet in a path: 2 added the ticket, 3
-//! the AES-256-CTR layers ([`crate::layers`]); a descriptor of another version is
+//! the AES-256-CTR layers ([`crate::layers`]), 4 congestion control and stream XON/XOFF
+//! ([`crate::congestion`], [`crate::stream`]); a descriptor of another version is
 //! refused.
 //!
 //! The ticket is the relay's admission cost for the day ([`crate::admission`]); a
@@ -29,8 +30,8 @@ use crate::admission::Ticket;
 pub const MAX_SIGNED: usize = 4096;
 pub const MAX_ADDRS: usize = 8;
 const MAX_ADDR: usize = 64;
-const DOMAIN: &[u8] = b"nodus-onion-descriptor-3";
-const VERSION: u8 = 3;
+const DOMAIN: &[u8] = b"nodus-onion-descriptor-4";
+const VERSION: u8 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {

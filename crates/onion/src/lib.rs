@@ -13,8 +13,9 @@
 //! onion services ([`hs`], whose own docs give their protocol); the service on a node
 //! ([`service`], [`paths`], [`hosting`]), which also runs other services' onion services
 //! under identities they own (`OnionHandle::serve_as`, anonymous messaging); relays'
-//! bandwidth as this node measures it, which weighs path choice ([`bandwidth`]).
-//! Congestion control is not built yet.
+//! bandwidth as this node measures it, which weighs path choice ([`bandwidth`]);
+//! congestion control of each circuit ([`congestion`]) and flow control of each stream
+//! ([`stream`]).
 //!
 //! # The circuit protocol, version 1
 //!
@@ -45,6 +46,18 @@
 //! of the overlay instead, if the relay opens that protocol for circuits
 //! (`[onion] relay_overlay_protocols`), and is answered the same way.
 //!
+//! **Congestion and flow control.** Each end of a circuit (the client; the exit or
+//! the onion service) may have at most its congestion window of DATA cells in flight
+//! toward the other, on all its streams together. The other end sends SENDME on stream
+//! 0 for every 32 DATA cells it receives, on whatever stream; the sender times each
+//! one's round trip and moves its window by TCP Vegas's rule (Tor's proposal 324):
+//! 128 cells at first, 64 at the least, 2,048 at the most ([`congestion`]). A SENDME
+//! for cells not sent ends the circuit. A stream whose reader falls behind is paused
+//! alone: XOFF on that stream once 32 cells wait at the receiver, XON once they are down
+//! to 16 (Tor's proposal 344); a receiver holding more than a stream or a circuit may
+//! make it hold ([`stream::STREAM_BUFFER`], [`stream::CIRCUIT_BUFFER`]) ends the
+//! circuit.
+//!
 //! **Ending.** DESTROY on a link ends the circuit there, and each hop passes it on
 //! along the circuit; so does a closed stream between hops.
 //!
@@ -62,6 +75,7 @@ pub mod build_timeout;
 pub mod cell;
 pub mod client;
 pub mod config;
+pub mod congestion;
 pub mod descriptor;
 pub mod directory;
 pub mod exit;

@@ -16,6 +16,7 @@ use nodus_net::NetworkHandle;
 use crate::bandwidth::Measured;
 use crate::build_timeout::BuildTimes;
 use crate::client::{Circuit, Hop, Partial, longest_build};
+use crate::congestion::WindowStats;
 use crate::directory::{Directory, End, PathRules};
 use crate::guards::{self, Guards};
 use crate::health::Health;
@@ -78,6 +79,14 @@ pub struct CircuitInfo {
     /// The overlay peer its last hop opens streams to (a mailbox), if that is its use.
     #[serde(default)]
     pub peer: Option<String>,
+    /// Stream bytes this node sent and received on it.
+    #[serde(default)]
+    pub sent_bytes: u64,
+    #[serde(default)]
+    pub received_bytes: u64,
+    /// The congestion window of what this node sends on it.
+    #[serde(default)]
+    pub window: WindowStats,
 }
 
 impl DirectoryPaths {
@@ -128,6 +137,9 @@ impl DirectoryPaths {
                     Purpose::Overlay(_, peer) => Some(peer.to_string()),
                     _ => None,
                 },
+                sent_bytes: c.traffic().0,
+                received_bytes: c.traffic().1,
+                window: c.window(),
             })
             .collect()
     }

@@ -20,13 +20,14 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::cell::{CELL_LEN, Cell, Command, EndReason, RelayCommand, RelayMsg};
+use crate::congestion::{Received, Vegas, Window};
 use crate::exit::{self, ExitPolicy};
 use crate::hs::address::ServiceId;
 use crate::hs::messages::{self, Cookie, EstablishIntro, Introduce};
 use crate::layers::{Backward, HopLayers};
-use crate::link::{PROTOCOL, read_cell, write_cell};
+use crate::link::{self, BufReader, BufWriter, PROTOCOL, read_cell, write_cell};
 use crate::ntor::{self, CREATE_LEN, CREATED_LEN, OnionKey, RelayId};
-use crate::stream::{self, Out, StreamSlot};
+use crate::stream::{self, Out, Shared, StreamSlot};
 use crate::{OnionError, lock};
 
 /// How long a neighbour has for its half of a handshake.
@@ -95,6 +96,14 @@ pub struct Relay {
     /// as a hostile one that passes EXTEND and drops data would.
     #[doc(hidden)]
     pub swallow_begins: std::sync::atomic::AtomicBool,
+    /// The largest congestion window any circuit ending here reached.
+    largest_window: Arc<std::sync::atomic::AtomicU32>,
+    /// XOFFs and XONs heard from clients, on streams ending here.
+    flow_heard: [std::sync::atomic::AtomicU64; 2],
+    /// Benchmarks only: circuits ending here send within a fixed window of this many
+    /// cells, as before congestion control (Tor's fixed windows, for comparison).
+    #[doc(hidden)]
+    pub fixed_window: Option<u32>,
 }
 
 /// Looks up the addresses a relay published.
@@ -123,7 +132,25 @@ impl Relay {
             addrs_of: None,
             overlay: Vec::new(),
             swallow_begins: Default::default(),
+            largest_window: Arc::default(),
+            flow_heard: Default::default(),
+            fixed_window: None,
         }
+    }
+
+    /// The largest congestion window (cells) any circuit ending here reached toward its
+    /// client ([`crate::congestion`]).
+    pub fn largest_window(&self) -> u32 {
+        self.largest_window
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// XOFFs and XONs clients sent to streams ending here: a client's reader fell
+    /// behind, then caught up ([`crate::stream`]).
+    pub fn flow_heard(&self) -> (u64, u64) {
+        let [off, on] = &self.flow_heard;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        (get(off), get(on))
     }
 
     /// The relay opening streams of these overlay protocols for circuits that end here
@@ -217,7 +244,10 @@ async fn circuit(
         mut forward,
         backward,
     } = HopLayers::new(&hop_keys);
-    let (mut from_prev, to_prev_w) = stream.split();
+    let (from_prev, to_prev_w) = stream.split();
+    let mut from_prev = link::reader(from_prev);
+    let vegas = relay.fixed_window.map(Vegas::fixed).unwrap_or_default();
+    let shared = Shared::new(Window::with(vegas, Some(relay.largest_window.clone())));
     let (out, rx) = mpsc::channel(QUEUE);
     let writer = tokio::spawn(write_toward_client(
         to_prev_w,
@@ -239,8 +269,15 @@ async fn circuit(
         introducing: None,
         cookie: None,
         probed: false,
+        shared,
+        received: Received::default(),
     };
     let result = loop {
+        if from_prev.buffer().is_empty()
+            && let Err(e) = c.flush_next().await
+        {
+            break Err(e);
+        }
         let cell = match read_cell(&mut from_prev).await {
             Ok(Some(cell)) => cell,
             Ok(None) => break Ok(()),
@@ -285,7 +322,7 @@ struct Circuit {
     relay: Arc<Relay>,
     prev: PeerId,
     out: mpsc::Sender<Out>,
-    next: Option<WriteHalf<Stream>>,
+    next: Option<BufWriter<WriteHalf<Stream>>>,
     upstream: Option<JoinHandle<()>>,
     streams: HashMap<u16, (StreamSlot, JoinHandle<()>)>,
     /// What this hop's handshake binds to (onion services sign it).
@@ -298,9 +335,21 @@ struct Circuit {
     cookie: Option<Cookie>,
     /// A bandwidth test was answered on this circuit (one is all it gets).
     probed: bool,
+    /// The window of what this end sends its client, shared by its streams.
+    shared: Shared,
+    /// DATA cells from the client, toward its next SENDME.
+    received: Received,
 }
 
 impl Circuit {
+    /// Sends on what waits in the buffer toward the next hop.
+    async fn flush_next(&mut self) -> Result<(), OnionError> {
+        if let Some(next) = &mut self.next {
+            next.flush().await?;
+        }
+        Ok(())
+    }
+
     async fn pass_on(&mut self, cell: Cell) -> Result<(), OnionError> {
         if let Some(next) = &mut self.next {
             self.relay.rate.acquire(CELL_LEN).await;
@@ -331,18 +380,38 @@ impl Circuit {
             RelayCommand::Begin => self.begin(m.stream, &m.data).await,
             RelayCommand::BeginOverlay => self.begin_overlay(m.stream, &m.data).await,
             RelayCommand::BandwidthTest => self.bandwidth_test(&m.data).await,
-            RelayCommand::Data => match self.streams.get(&m.stream) {
-                Some((slot, _)) if !slot.deliver(m.data) => Err(OnionError::Malformed(
-                    "DATA past the stream's window".into(),
-                )),
-                _ => Ok(()),
-            },
-            RelayCommand::Sendme => match self.streams.get(&m.stream) {
-                Some((slot, _)) if !slot.sendme() => {
-                    Err(OnionError::Malformed("SENDME past the window".into()))
+            RelayCommand::Data => {
+                // Every DATA cell counts toward the window, on whatever stream.
+                if self.received.data() {
+                    let sendme = RelayMsg::new(RelayCommand::Sendme, 0, Vec::new());
+                    self.out
+                        .send(Out::Msg(sendme))
+                        .await
+                        .map_err(|_| OnionError::CircuitClosed)?;
                 }
-                _ => Ok(()),
-            },
+                match self.streams.get(&m.stream) {
+                    Some((slot, _)) if !slot.deliver(m.data) => Err(OnionError::Malformed(
+                        "DATA past the stream's flow control".into(),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            RelayCommand::Sendme if m.stream != 0 || !self.shared.window.sendme() => {
+                Err(OnionError::Malformed("SENDME for nothing sent".into()))
+            }
+            RelayCommand::Sendme => Ok(()),
+            RelayCommand::Xon | RelayCommand::Xoff if m.stream == 0 => {
+                Err(OnionError::Malformed("XON or XOFF on stream 0".into()))
+            }
+            RelayCommand::Xon | RelayCommand::Xoff => {
+                let go_on = m.command == RelayCommand::Xon;
+                self.relay.flow_heard[usize::from(go_on)]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some((slot, _)) = self.streams.get(&m.stream) {
+                    slot.flow(go_on);
+                }
+                Ok(())
+            }
             RelayCommand::End => {
                 // Dropping the slot ends the pump once it has written what came before.
                 self.streams.remove(&m.stream);
@@ -513,8 +582,11 @@ impl Circuit {
             _ => return Err(OnionError::Handshake("the next hop did not answer CREATED")),
         };
         let (r, w) = s.split();
-        self.next = Some(w);
-        self.upstream = Some(tokio::spawn(read_from_next(r, self.out.clone())));
+        self.next = Some(link::writer(w));
+        self.upstream = Some(tokio::spawn(read_from_next(
+            link::reader(r),
+            self.out.clone(),
+        )));
         Ok(created)
     }
 
@@ -565,13 +637,11 @@ impl Circuit {
                 target,
             },
         );
-        let (slot, incoming) = stream::slot();
-        let window = slot.window.clone();
+        let (slot, incoming) = stream::slot(&self.shared);
         let task = tokio::spawn(stream::answer_begin(
             id,
             connect,
             incoming,
-            window,
             self.out.clone(),
         ));
         self.streams.insert(id, (slot, task));
@@ -628,6 +698,7 @@ impl Circuit {
 
     /// Ends the circuit toward both neighbours; the rest is let go in `drop`.
     async fn close(&mut self) {
+        self.shared.window.close();
         if let Some(other) = self.joined.get() {
             let _ = other.send(Out::Destroy).await;
         }
@@ -672,7 +743,7 @@ impl Drop for Circuit {
     }
 }
 
-async fn read_from_next(mut r: ReadHalf<Stream>, out: mpsc::Sender<Out>) {
+async fn read_from_next(mut r: BufReader<ReadHalf<Stream>>, out: mpsc::Sender<Out>) {
     loop {
         match read_cell(&mut r).await {
             Ok(Some(c)) if c.command == Command::Relay => {
@@ -690,12 +761,13 @@ async fn read_from_next(mut r: ReadHalf<Stream>, out: mpsc::Sender<Out>) {
 }
 
 async fn write_toward_client(
-    mut w: WriteHalf<Stream>,
+    w: WriteHalf<Stream>,
     mut backward: Backward,
     mut rx: mpsc::Receiver<Out>,
     rate: Arc<RateLimiter>,
 ) {
-    while let Some(m) = rx.recv().await {
+    let mut w = link::writer(w);
+    while let Some(m) = link::next_or_flush(&mut rx, &mut w).await {
         let cell = match m {
             Out::Wrap(mut body) => match backward.wrap(&mut body) {
                 Ok(()) => Cell::relay(body),

@@ -48,6 +48,7 @@ async fn node(ip: &str) -> Node {
 struct RelayNode {
     node: Node,
     hop: Hop,
+    relay: Arc<Relay>,
     views: broadcast::Receiver<Seen>,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -68,10 +69,11 @@ async fn relay_node_at_rate(ip: &str, exit: Option<ExitPolicy>, rate: u64) -> Re
     let views = relay.views.subscribe();
     // Stopped when the test drops it.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    relay::spawn(node.net.clone(), relay, stopped).unwrap();
+    relay::spawn(node.net.clone(), relay.clone(), stopped).unwrap();
     RelayNode {
         node,
         hop,
+        relay,
         views,
         _stop: stop,
     }
@@ -194,6 +196,70 @@ async fn bytes_cross_three_relays_and_each_sees_only_its_neighbours() {
     ask(&circuit, &target, b"again").await;
 }
 
+/// A stream whose reader stops reading is paused (XOFF), not its circuit: the circuit's
+/// window is acknowledged as cells arrive, so another stream on it goes on to the end;
+/// then the paused one resumes (XON) and gets all of its answer. Without the pause the
+/// stalled stream's cells would pile up past what the client holds for it, and the
+/// client would end the circuit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_reader_stalls_is_paused_and_its_circuit_goes_on() {
+    let (client, guard, middle, exit) = line_of_relays(186, 0).await;
+    let big = server("127.0.186.6", 16 << 20).await;
+    let small = server("127.0.186.7", 3 << 20).await;
+    let path = [guard.hop.clone(), middle.hop.clone(), exit.hop.clone()];
+    let circuit = Circuit::build(&client.net, &path).await.unwrap();
+
+    let mut stalled = circuit.connect(&big).await.unwrap();
+    stalled.write_all(b"not read yet\n").await.unwrap();
+    let mut first = [0u8; 1];
+    stalled.read_exact(&mut first).await.unwrap();
+    // Each XOFF is followed by at most one XON: the stream is paused while more XOFFs
+    // than XONs came (a reader slower for a moment than the circuit pauses it too).
+    let paused = |relay: &Arc<Relay>, now: bool| {
+        let relay = relay.clone();
+        move || {
+            let (off, on) = relay.flow_heard();
+            async move {
+                if now {
+                    off == on + 1
+                } else {
+                    off > 0 && off == on
+                }
+            }
+        }
+    };
+    nodus_testnet::wait_until(
+        T,
+        "the client's XOFF at the exit",
+        paused(&exit.relay, true),
+    )
+    .await
+    .unwrap();
+    ask(&circuit, &small, b"meanwhile").await;
+    let (off, on) = exit.relay.flow_heard();
+    assert_eq!(off, on + 1, "still paused while the reader stalls");
+
+    let mut rest = Vec::new();
+    tokio::time::timeout(T, stalled.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let got = [&first[..], &rest].concat();
+    assert!(
+        got == answer(b"not read yet", 16 << 20),
+        "{} bytes, not the server's",
+        got.len()
+    );
+    assert!(!circuit.is_closed());
+    nodus_testnet::wait_until(
+        T,
+        "the client's XON at the exit",
+        paused(&exit.relay, false),
+    )
+    .await
+    .unwrap();
+}
+
 /// A middle relay limited to 1 MB/s carries the 3 MiB answer (about 3.2 MB of cells)
 /// no faster than that allows: 2.9 s at the least, less its quarter-second burst. (A
 /// lower bound only: a loaded machine can make it slower, never faster.)
@@ -292,4 +358,45 @@ async fn garbage_and_wrong_keys_end_only_that_circuit() {
     Circuit::build(&client.net, std::slice::from_ref(&guard.hop))
         .await
         .unwrap();
+}
+
+/// Links of 50 ms each way: a round trip through the three relays takes 300 ms at the
+/// least, so the old fixed window of 256 cells (1 MiB, as Tor's fixed windows) could
+/// carry no more than 3.5 MB/s. The exit's congestion window must open past it: a
+/// window grows only while it is full and the path queues little, so past 256 means
+/// more than 256 cells were in flight at once. (A debug build's relays are slower than
+/// that cap; `nodus bench onion` measures the throughput, in release.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_with_a_long_round_trip_opens_its_window_past_a_fixed_one() {
+    const ONE_WAY: Duration = Duration::from_millis(50);
+    const SIZE: usize = 16 << 20;
+    let line = nodus_testnet::delayed::line(187, ONE_WAY, None)
+        .await
+        .unwrap();
+    let target = server("127.0.187.6", SIZE).await;
+
+    let circuit = Circuit::build(&line.client, &line.path).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut s = circuit.connect(&target).await.unwrap();
+    s.write_all(b"far away\n").await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert!(
+        got == answer(b"far away", SIZE),
+        "{} bytes, not the server's",
+        got.len()
+    );
+    let largest = line.exit.largest_window();
+    println!(
+        "{} MiB in {took:.2} s ({:.1} MB/s), the exit's window reached {largest} cells; \
+         a fixed window of 256 allows {:.1} MB/s at this round trip",
+        SIZE >> 20,
+        SIZE as f64 / took / 1e6,
+        256.0 * nodus_onion::cell::RELAY_DATA as f64 / (6.0 * ONE_WAY.as_secs_f64()) / 1e6,
+    );
+    assert!(largest > 256, "the window stayed at {largest} cells");
 }

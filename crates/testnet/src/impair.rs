@@ -17,8 +17,11 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-/// Bound on bytes or datagrams in flight inside one direction of a proxy.
+/// Bound on chunks (up to 64 KiB each) in flight inside one direction of a TCP proxy.
 const IN_FLIGHT: usize = 1024;
+/// Bound on datagrams in flight inside one direction of a UDP proxy: 16,384 of QUIC's
+/// 1,200-1,500 bytes carry 400 MB/s at 50 ms one way; past it they are lost.
+const DATAGRAMS_IN_FLIGHT: usize = 16384;
 
 /// A running proxy; dropping it stops it.
 pub struct Proxy {
@@ -160,13 +163,13 @@ async fn open_session(
 ) -> std::io::Result<mpsc::Sender<(Instant, Vec<u8>)>> {
     let back = Arc::new(UdpSocket::bind((target.ip(), 0)).await?);
     back.connect(target).await?;
-    let (up_tx, up_rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let (up_tx, up_rx) = mpsc::channel::<(Instant, Vec<u8>)>(DATAGRAMS_IN_FLIGHT);
     let sender = back.clone();
     tasks.spawn(delayed(up_rx, one_way, jitter, async move |d: Vec<u8>| {
         let _ = sender.send(&d).await;
         true
     }));
-    let (down_tx, down_rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let (down_tx, down_rx) = mpsc::channel::<(Instant, Vec<u8>)>(DATAGRAMS_IN_FLIGHT);
     tasks.spawn(delayed(
         down_rx,
         one_way,

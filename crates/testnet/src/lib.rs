@@ -33,6 +33,10 @@ pub enum TestnetError {
     Timeout(Duration, String),
     #[error("at most {MAX_NODES} nodes fit the 127.0.x.1 address plan")]
     TooMany,
+    #[error("setting up: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 pub const MAX_NODES: usize = 199;
@@ -884,5 +888,151 @@ pub mod onion {
             }
         });
         Ok(port)
+    }
+}
+
+/// Three relays in a line whose links are delayed in user space ([`impair`]), built
+/// from bare overlay nodes speaking QUIC (no node service, no relay list): what the
+/// circuit tests and `nodus bench onion` use to give circuits a long round trip.
+pub mod delayed {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use libp2p::Multiaddr;
+    use libp2p::identity::Keypair;
+    use libp2p::multiaddr::Protocol;
+    use nodus_core::config::P2pConfig;
+    use nodus_net::{NetConfig, NetworkHandle};
+    use nodus_onion::client::Hop;
+    use nodus_onion::exit::ExitPolicy;
+    use nodus_onion::ntor::OnionKey;
+    use nodus_onion::relay::{self, Relay};
+    use prometheus_client::registry::Registry;
+
+    use crate::TestnetError;
+    use crate::impair::{Proxy, udp_impair};
+
+    /// A client, a guard, a middle and an exit (reaching loopback), each link delayed.
+    pub struct Line {
+        pub client: NetworkHandle,
+        /// Guard, middle, exit.
+        pub path: Vec<Hop>,
+        pub exit: Arc<Relay>,
+        _proxies: Vec<Proxy>,
+        _stops: Vec<tokio::sync::watch::Sender<bool>>,
+    }
+
+    /// A line on `127.0.{net}.2-5` whose three links each delay `one_way` each way;
+    /// the exit's circuits send within a fixed window of `fixed_window` cells if given.
+    pub async fn line(
+        net: u8,
+        one_way: Duration,
+        fixed_window: Option<u32>,
+    ) -> Result<Line, TestnetError> {
+        let ip = |k: u8| format!("127.0.{net}.{k}");
+        let (client, _) = quic_node(&ip(2)).await?;
+        let (mut nodes, mut path, mut relays, mut stops) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for k in 3..=5 {
+            let (node, addr) = quic_node(&ip(k)).await?;
+            let key = OnionKey::generate();
+            let hop = Hop {
+                peer: node.local_peer_id(),
+                onion_key: key.public(),
+            };
+            let exit = (k == 5).then_some(ExitPolicy {
+                allow_private: true,
+                reject_ports: Vec::new(),
+            });
+            let mut r = Relay::new(&hop.peer, key, exit);
+            if k == 5 {
+                r.fixed_window = fixed_window;
+            }
+            let r = Arc::new(r);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            relay::spawn(node.clone(), r.clone(), stopped)
+                .map_err(|e| TestnetError::Setup(e.to_string()))?;
+            nodes.push((node, addr));
+            path.push(hop);
+            relays.push(r);
+            stops.push(stop);
+        }
+        let mut proxies = Vec::new();
+        let mut from = client.clone();
+        for (node, addr) in &nodes {
+            proxies.push(dial_delayed(&from, node.local_peer_id(), addr, one_way).await?);
+            from = node.clone();
+        }
+        Ok(Line {
+            client,
+            path,
+            exit: relays.pop().expect("three relays"),
+            _proxies: proxies,
+            _stops: stops,
+        })
+    }
+
+    /// A bare overlay node on `ip` speaking QUIC only, and the socket it listens on.
+    async fn quic_node(ip: &str) -> Result<(NetworkHandle, SocketAddr), TestnetError> {
+        let mut p2p = P2pConfig {
+            listen: vec![format!("/ip4/{ip}/udp/0/quic-v1")],
+            mdns: false,
+            ..P2pConfig::default()
+        };
+        p2p.limits.exempt_ips = vec!["127.0.0.1".into()];
+        let config =
+            NetConfig::from_config(&p2p).map_err(|e| TestnetError::Setup(e.to_string()))?;
+        let (net, _) = nodus_net::spawn(
+            Keypair::generate_ed25519(),
+            config,
+            &mut Registry::default(),
+        )
+        .map_err(|e| TestnetError::Setup(e.to_string()))?;
+        for _ in 0..200 {
+            let status = net
+                .status()
+                .await
+                .map_err(|e| TestnetError::Setup(e.to_string()))?;
+            if let Some(addr) = status.listen_addrs.first().and_then(|a| udp_socket(a)) {
+                return Ok((net, addr));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(TestnetError::Setup(format!(
+            "the node on {ip} never listened"
+        )))
+    }
+
+    fn udp_socket(addr: &str) -> Option<SocketAddr> {
+        let addr: Multiaddr = addr.parse().ok()?;
+        let (mut ip, mut port) = (None, None);
+        for p in addr.iter() {
+            match p {
+                Protocol::Ip4(a) => ip = Some(a),
+                Protocol::Udp(p) => port = Some(p),
+                _ => {}
+            }
+        }
+        Some(SocketAddr::from((ip?, port?)))
+    }
+
+    /// Connects `from` to `peer` at `target` through a proxy delaying `one_way`.
+    async fn dial_delayed(
+        from: &NetworkHandle,
+        peer: libp2p::PeerId,
+        target: &SocketAddr,
+        one_way: Duration,
+    ) -> Result<Proxy, TestnetError> {
+        let listen = SocketAddr::new(target.ip(), 0);
+        let proxy = udp_impair(listen, *target, one_way, Duration::ZERO, 0.0).await?;
+        let via = Multiaddr::from(proxy.addr.ip())
+            .with(Protocol::Udp(proxy.addr.port()))
+            .with(Protocol::QuicV1)
+            .with(Protocol::P2p(peer));
+        from.dial(via)
+            .await
+            .map_err(|e| TestnetError::Setup(e.to_string()))?;
+        Ok(proxy)
     }
 }

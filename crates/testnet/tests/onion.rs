@@ -74,6 +74,14 @@ async fn curl_and_python_requests_fetch_through_three_relays_by_socks5() {
     let status = handle(&net, 0).status().await;
     assert_eq!(status.circuits.len(), 1, "one circuit without credentials");
     assert_eq!(status.circuits[0].hops.len(), 3);
+    // Both pages came back on it (with their headers), and the requests went out.
+    let c = &status.circuits[0];
+    assert!(
+        c.received_bytes > 2 * page.len() as u64 && c.sent_bytes > 0,
+        "{} bytes received, {} sent",
+        c.received_bytes,
+        c.sent_bytes
+    );
 
     // Each relay saw only its neighbours, circuit by circuit: on no circuit did a relay
     // see both the client and the destination. (A circuit built ahead, the spare, may

@@ -12,6 +12,11 @@
 //!   nodus's rows, with the ratio: first bytes through SOCKS with new credentials (a new
 //!   circuit) and on a circuit in use, the download, the onion service's.
 //!
+//! - A long round trip: the download through three relays whose links each delay
+//!   20 ms each way (user-space proxies, `nodus_testnet::delayed`), with congestion
+//!   control, beside the same with a fixed window of 256 cells as before it (Tor's
+//!   windows are fixed too, and cap a circuit at window / round trip).
+//!
 //! The aims (issue 18): first byte under 10 ms, at least 100 MB/s per circuit, an onion
 //! service's first byte under 100 ms.
 
@@ -121,6 +126,13 @@ async fn run(mib: usize, rounds: usize, with_tor: bool, json: bool) -> Result<Ex
     pb.finish_and_clear();
     net.shutdown().await;
 
+    let pb = spinner("a long round trip: links of 20 ms each way, with and without congestion control");
+    let long = (
+        long_round_trip(190, None, port, &body).await?,
+        long_round_trip(191, Some(256), port, &body).await?,
+    );
+    pb.finish_and_clear();
+
     let tor = if with_tor {
         let pb = spinner("a private Tor network: 3 authorities, 4 relays, a client, an onion service");
         let measured = measure_tor(&dir.path().join("tor"), port, &body, rounds).await;
@@ -144,6 +156,12 @@ async fn run(mib: usize, rounds: usize, with_tor: bool, json: bool) -> Result<Ex
             "service_mb_s": service_mb_s,
             "socks_first_byte_new_credentials_ms": { "p50": percentile(&exit_fresh, 0.5) / 1e3 },
             "socks_first_byte_ms": { "p50": percentile(&exit_used, 0.5) / 1e3 },
+            "long_round_trip": {
+                "one_way_per_link_ms": LONG_ONE_WAY.as_millis() as u64,
+                "congestion_control_mb_s": long.0.0,
+                "largest_window_cells": long.0.1,
+                "fixed_window_256_mb_s": long.1.0,
+            },
             "tor": match &tor {
                 Ok(t) => json!({
                     "socks_first_byte_new_credentials_ms": { "p50": percentile(&t.fresh, 0.5) / 1e3 },
@@ -235,7 +253,48 @@ async fn run(mib: usize, rounds: usize, with_tor: bool, json: bool) -> Result<Ex
             })
             .collect::<Vec<_>>(),
     );
+    let rtt = 6.0 * LONG_ONE_WAY.as_secs_f64();
+    let cap = 256.0 * nodus_onion::cell::RELAY_DATA as f64 / rtt / 1e6;
+    println!();
+    println!(
+        "a round trip of {:.0} ms at the least: three relays whose links delay {} ms each way",
+        rtt * 1e3,
+        LONG_ONE_WAY.as_millis()
+    );
+    table(
+        &["measure", "congestion control", "fixed window of 256 cells", "ratio", "aim"],
+        &[vec![
+            format!("{mib} MiB via 3 relays, MB/s"),
+            format!("{:.1} (window up to {} cells)", long.0.0, long.0.1),
+            format!("{:.1}", long.1.0),
+            format!("{:.1}x", long.0.0 / long.1.0),
+            aim(long.0.0 > cap, &format!("> {cap:.1} MB/s, a fixed window's cap")),
+        ]],
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One way per link in the long-round-trip rows.
+const LONG_ONE_WAY: Duration = Duration::from_millis(20);
+
+/// MB/s of the download from `port` through a circuit of three relays whose links
+/// delay [`LONG_ONE_WAY`] (on `127.0.{net}.x`), its exit's window fixed at
+/// `fixed_window` cells if given; and the largest window the exit reached.
+async fn long_round_trip(net: u8, fixed_window: Option<u32>, port: u16, body: &[u8]) -> Result<(f64, u32)> {
+    let line = nodus_testnet::delayed::line(net, LONG_ONE_WAY, fixed_window).await?;
+    let circuit = Circuit::build(&line.client, &line.path).await?;
+    let target = format!("localhost:{port}");
+    let t = Instant::now();
+    let mut s = circuit.connect(&target).await?;
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes()).await?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).await?;
+    let secs = t.elapsed().as_secs_f64();
+    let start = got.windows(4).position(|w| w == b"\r\n\r\n").map_or(got.len(), |p| p + 4);
+    if got[start..] != *body {
+        bail!("the download through delayed links came back with {} bytes, not {}", got.len() - start, body.len());
+    }
+    Ok((body.len() as f64 / secs / 1e6, line.exit.largest_window()))
 }
 
 /// What the private Tor network measured: the same measures as nodus's rows.

@@ -11,6 +11,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use crate::global::Global;
+use crate::torrent::bytes;
 use crate::ui::{self, rows, s, table};
 
 pub use args::{Commands, OnionCommand, RelayCommand};
@@ -146,9 +147,22 @@ fn show(g: &Global, v: &Value, circuits: bool) {
                     (None, Some(p)) => format!("peer {}", short(p)),
                     (None, None) => "an exit".to_string(),
                 },
+                bytes(c["sent_bytes"].as_u64().unwrap_or(0)),
+                bytes(c["received_bytes"].as_u64().unwrap_or(0)),
+                match c["window"]["rtt_us"].as_u64() {
+                    Some(rtt) if rtt > 0 => format!(
+                        "{} cells, {:.1} ms",
+                        s(&c["window"]["window"]),
+                        rtt as f64 / 1e3
+                    ),
+                    _ => "-".to_string(),
+                },
             ]
         };
-        table(&["relays (first hop first)", "age", "used by", "to"], &rows(&v["circuits"], row));
+        table(
+            &["relays (first hop first)", "age", "used by", "to", "sent", "received", "window, round trip"],
+            &rows(&v["circuits"], row),
+        );
 }
 
 fn short(peer: &str) -> String {
