@@ -155,7 +155,10 @@ fn bench_onion_prints_every_row() {
     assert!(v["service_mb_s"].as_f64().is_some_and(|x| x > 0.0), "{v}");
     let long = &v["long_round_trip"];
     for field in ["congestion_control_mb_s", "fixed_window_256_mb_s"] {
-        assert!(long[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {v}");
+        assert!(
+            long[field].as_f64().is_some_and(|x| x > 0.0),
+            "{field}: {v}"
+        );
     }
     assert!(long["largest_window_cells"].as_u64().is_some(), "{v}");
 }

@@ -22,7 +22,7 @@ use crate::layers::{Inbound, Outbound, push_hop, push_hop_reversed};
 use crate::link::{self, PROTOCOL, read_cell, write_cell};
 use crate::ntor::{ClientHandshake, Keys, binding};
 use crate::relay::{HANDSHAKE_TIMEOUT, MAX_STREAMS, relay_id};
-use crate::stream::{self, Out, Shared, StreamSlot};
+use crate::stream::{self, Control, ControlRx, Out, Shared, StreamSlot};
 use crate::{OnionError, lock};
 
 /// How long the last hop has to answer BEGIN. An honest one always answers sooner,
@@ -269,7 +269,14 @@ impl Partial {
         let (r, w) = self.link.split();
         let (tx, rx) = mpsc::channel(64);
         let traffic: Arc<[AtomicU64; 2]> = Arc::default();
-        tokio::spawn(write_into_circuit(w, self.out, last, rx, traffic.clone()));
+        let (control, control_rx) = stream::control();
+        tokio::spawn(write_into_circuit(
+            w,
+            self.out,
+            last,
+            (rx, control_rx),
+            traffic.clone(),
+        ));
         let streams = Arc::new(Mutex::new(Streams::default()));
         let closed = Arc::new(AtomicBool::new(false));
         let shared = Shared::default();
@@ -278,7 +285,7 @@ impl Partial {
             self.inb,
             last,
             role,
-            (streams.clone(), shared.clone(), traffic.clone()),
+            (streams.clone(), shared.clone(), traffic.clone(), control),
             closed.clone(),
             tx.clone(),
         ));
@@ -484,11 +491,11 @@ async fn write_into_circuit(
     w: WriteHalf<Stream>,
     mut layers: Outbound,
     last: usize,
-    mut rx: mpsc::Receiver<Out>,
+    (mut rx, mut control): (mpsc::Receiver<Out>, ControlRx),
     traffic: Arc<[AtomicU64; 2]>,
 ) {
     let mut w = link::writer(w);
-    while let Some(m) = link::next_or_flush(&mut rx, &mut w).await {
+    while let Some(m) = stream::next_out(&mut control, &mut rx, &mut w).await {
         let cell = match m {
             Out::Msg(m) => {
                 if m.command == RelayCommand::Data {
@@ -518,7 +525,12 @@ async fn read_from_circuit(
     mut layers: Inbound,
     last: usize,
     role: Role,
-    (streams, shared, traffic): (Arc<Mutex<Streams>>, Shared, Arc<[AtomicU64; 2]>),
+    (streams, shared, traffic, control): (
+        Arc<Mutex<Streams>>,
+        Shared,
+        Arc<[AtomicU64; 2]>,
+        Control,
+    ),
     closed: Arc<AtomicBool>,
     out: mpsc::Sender<Out>,
 ) {
@@ -622,11 +634,8 @@ async fn read_from_circuit(
         if fault {
             break OnionError::Malformed(format!("{:?} out of turn from the far end", m.command));
         }
-        if sendme_due {
-            let sendme = RelayMsg::new(RelayCommand::Sendme, 0, Vec::new());
-            if out.send(Out::Msg(sendme)).await.is_err() {
-                break OnionError::CircuitClosed;
-            }
+        if sendme_due && !control.sendme() {
+            break OnionError::Malformed("DATA far past the window".into());
         }
     };
     shared.window.close();

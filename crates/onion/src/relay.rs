@@ -27,7 +27,7 @@ use crate::hs::messages::{self, Cookie, EstablishIntro, Introduce};
 use crate::layers::{Backward, HopLayers};
 use crate::link::{self, BufReader, BufWriter, PROTOCOL, read_cell, write_cell};
 use crate::ntor::{self, CREATE_LEN, CREATED_LEN, OnionKey, RelayId};
-use crate::stream::{self, Out, Shared, StreamSlot};
+use crate::stream::{self, Control, ControlRx, Out, Shared, StreamSlot};
 use crate::{OnionError, lock};
 
 /// How long a neighbour has for its half of a handshake.
@@ -249,10 +249,11 @@ async fn circuit(
     let vegas = relay.fixed_window.map(Vegas::fixed).unwrap_or_default();
     let shared = Shared::new(Window::with(vegas, Some(relay.largest_window.clone())));
     let (out, rx) = mpsc::channel(QUEUE);
+    let (control, control_rx) = stream::control();
     let writer = tokio::spawn(write_toward_client(
         to_prev_w,
         backward,
-        rx,
+        (rx, control_rx),
         relay.rate.clone(),
     ));
     let mut c = Circuit {
@@ -271,6 +272,7 @@ async fn circuit(
         probed: false,
         shared,
         received: Received::default(),
+        control,
     };
     let result = loop {
         if from_prev.buffer().is_empty()
@@ -339,6 +341,8 @@ struct Circuit {
     shared: Shared,
     /// DATA cells from the client, toward its next SENDME.
     received: Received,
+    /// Where those SENDMEs go out, ahead of everything else.
+    control: Control,
 }
 
 impl Circuit {
@@ -382,12 +386,8 @@ impl Circuit {
             RelayCommand::BandwidthTest => self.bandwidth_test(&m.data).await,
             RelayCommand::Data => {
                 // Every DATA cell counts toward the window, on whatever stream.
-                if self.received.data() {
-                    let sendme = RelayMsg::new(RelayCommand::Sendme, 0, Vec::new());
-                    self.out
-                        .send(Out::Msg(sendme))
-                        .await
-                        .map_err(|_| OnionError::CircuitClosed)?;
+                if self.received.data() && !self.control.sendme() {
+                    return Err(OnionError::Malformed("DATA far past the window".into()));
                 }
                 match self.streams.get(&m.stream) {
                     Some((slot, _)) if !slot.deliver(m.data) => Err(OnionError::Malformed(
@@ -763,11 +763,11 @@ async fn read_from_next(mut r: BufReader<ReadHalf<Stream>>, out: mpsc::Sender<Ou
 async fn write_toward_client(
     w: WriteHalf<Stream>,
     mut backward: Backward,
-    mut rx: mpsc::Receiver<Out>,
+    (mut rx, mut control): (mpsc::Receiver<Out>, ControlRx),
     rate: Arc<RateLimiter>,
 ) {
     let mut w = link::writer(w);
-    while let Some(m) = link::next_or_flush(&mut rx, &mut w).await {
+    while let Some(m) = stream::next_out(&mut control, &mut rx, &mut w).await {
         let cell = match m {
             Out::Wrap(mut body) => match backward.wrap(&mut body) {
                 Ok(()) => Cell::relay(body),

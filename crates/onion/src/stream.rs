@@ -45,6 +45,93 @@ pub enum Out {
     Destroy,
 }
 
+/// SENDMEs on their way out of this end, which its writer sends ahead of everything
+/// else. They do not wait in the writer's queue with DATA: the circuit's reader, which
+/// sends them, must never wait on its writer, or both ends of a busy circuit could wait
+/// on each other through full links (each end's reader blocked by its writer, each
+/// writer by the other end's reader). An honest other end earns at most a window's
+/// worth ([`MAX_CONTROL`]); more queued ends the circuit.
+#[derive(Clone)]
+pub struct Control {
+    tx: mpsc::UnboundedSender<RelayMsg>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The writer's end of [`Control`].
+pub struct ControlRx {
+    rx: mpsc::UnboundedReceiver<RelayMsg>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// SENDMEs one end may have queued: twice what the largest window earns.
+pub const MAX_CONTROL: usize = 2 * (MAX_WINDOW / crate::congestion::SENDME_EVERY) as usize;
+
+pub fn control() -> (Control, ControlRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    (
+        Control {
+            tx,
+            queued: queued.clone(),
+        },
+        ControlRx { rx, queued },
+    )
+}
+
+impl Control {
+    /// Queues a circuit SENDME; `false` if [`MAX_CONTROL`] already wait (the other end
+    /// sent far past its window without reading: it must go).
+    pub fn sendme(&self) -> bool {
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= MAX_CONTROL {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let m = RelayMsg::new(RelayCommand::Sendme, 0, Vec::new());
+        if self.tx.send(m).is_err() {
+            // The writer is gone: so is the circuit.
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+impl ControlRx {
+    fn taken(&self, m: Option<RelayMsg>) -> Option<RelayMsg> {
+        if m.is_some() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        m
+    }
+
+    pub fn try_next(&mut self) -> Option<RelayMsg> {
+        let m = self.rx.try_recv().ok();
+        self.taken(m)
+    }
+
+    pub async fn next(&mut self) -> Option<RelayMsg> {
+        let m = self.rx.recv().await;
+        self.taken(m)
+    }
+}
+
+/// What a writer task sends next: a SENDME if one waits, else the next from its queue
+/// (after flushing `w` if it has to wait for one). `None` once the queue is closed or
+/// `w` failed.
+pub async fn next_out<W: futures::AsyncWrite + Unpin>(
+    control: &mut ControlRx,
+    rx: &mut mpsc::Receiver<Out>,
+    w: &mut crate::link::BufWriter<W>,
+) -> Option<Out> {
+    if let Some(m) = control.try_next() {
+        return Some(Out::Msg(m));
+    }
+    tokio::select! {
+        biased;
+        Some(m) = control.next() => Some(Out::Msg(m)),
+        m = crate::link::next_or_flush(rx, w) => m,
+    }
+}
+
 /// What one end of a circuit shares among its streams: the congestion window their
 /// DATA goes out within, and the cells waiting here to be written, all streams together.
 #[derive(Clone, Default)]
@@ -331,6 +418,28 @@ mod tests {
             _ => panic!("DATA once resumed"),
         }
         pump.abort();
+    }
+
+    #[tokio::test]
+    async fn sendmes_go_out_ahead_of_queued_cells_and_are_bounded() {
+        let (control, mut control_rx) = control();
+        let (out, mut rx) = mpsc::channel(4);
+        let mut w = crate::link::writer(futures::io::sink());
+        out.send(Out::Msg(RelayMsg::new(RelayCommand::Data, 1, vec![1])))
+            .await
+            .unwrap();
+        for _ in 0..MAX_CONTROL {
+            assert!(control.sendme());
+        }
+        assert!(!control.sendme(), "more than any window earns");
+        let first = next_out(&mut control_rx, &mut rx, &mut w).await;
+        assert!(matches!(first, Some(Out::Msg(m)) if m.command == RelayCommand::Sendme));
+        assert!(control.sendme(), "room again once one went out");
+        for _ in 0..MAX_CONTROL {
+            next_out(&mut control_rx, &mut rx, &mut w).await.unwrap();
+        }
+        let last = next_out(&mut control_rx, &mut rx, &mut w).await;
+        assert!(matches!(last, Some(Out::Msg(m)) if m.command == RelayCommand::Data));
     }
 
     proptest::proptest! {
