@@ -679,6 +679,15 @@ pub mod onion {
     /// An HTTP/1.0 GET through the proxy: the body.
     pub async fn socks_get(proxy: &str, target: &str, path: &str) -> std::io::Result<Vec<u8>> {
         let mut s = socks_connect(proxy, target, None).await?;
+        http_get_on(&mut s, target, path).await
+    }
+
+    /// The body of an HTTP/1.0 GET of `path` from `target`, over a connection already
+    /// open to it (a SOCKS5 one, a circuit's stream), read until it closes.
+    pub async fn http_get_on<S>(s: &mut S, target: &str, path: &str) -> std::io::Result<Vec<u8>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes())
             .await?;
         let mut all = Vec::new();
@@ -994,7 +1003,8 @@ pub mod delayed {
                 .status()
                 .await
                 .map_err(|e| TestnetError::Setup(e.to_string()))?;
-            if let Some(addr) = status.listen_addrs.first().and_then(|a| udp_socket(a)) {
+            let first = status.listen_addrs.first().and_then(|a| a.parse().ok());
+            if let Some(addr) = first.as_ref().and_then(nodus_net::addr::socket_addr) {
                 return Ok((net, addr));
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1002,19 +1012,6 @@ pub mod delayed {
         Err(TestnetError::Setup(format!(
             "the node on {ip} never listened"
         )))
-    }
-
-    fn udp_socket(addr: &str) -> Option<SocketAddr> {
-        let addr: Multiaddr = addr.parse().ok()?;
-        let (mut ip, mut port) = (None, None);
-        for p in addr.iter() {
-            match p {
-                Protocol::Ip4(a) => ip = Some(a),
-                Protocol::Udp(p) => port = Some(p),
-                _ => {}
-            }
-        }
-        Some(SocketAddr::from((ip?, port?)))
     }
 
     /// Connects `from` to `peer` at `target` through a proxy delaying `one_way`.

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use nodus_onion::client::{Circuit, Hop};
 use nodus_testnet::Testnet;
-use nodus_testnet::onion::{add_relay, handle, http_server, socks_connect, socks_get, wait_relays, wait_service};
+use nodus_testnet::onion::{
+    add_relay, handle, http_get_on, http_server, socks_connect, socks_get, wait_relays, wait_service,
+};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -286,13 +288,10 @@ async fn long_round_trip(net: u8, fixed_window: Option<u32>, port: u16, body: &[
     let target = format!("localhost:{port}");
     let t = Instant::now();
     let mut s = circuit.connect(&target).await?;
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {target}\r\n\r\n").as_bytes()).await?;
-    let mut got = Vec::new();
-    s.read_to_end(&mut got).await?;
+    let got = http_get_on(&mut s, &target, "/").await?;
     let secs = t.elapsed().as_secs_f64();
-    let start = got.windows(4).position(|w| w == b"\r\n\r\n").map_or(got.len(), |p| p + 4);
-    if got[start..] != *body {
-        bail!("the download through delayed links came back with {} bytes, not {}", got.len() - start, body.len());
+    if got != body {
+        bail!("the download through delayed links came back with {} bytes, not {}", got.len(), body.len());
     }
     Ok((body.len() as f64 / secs / 1e6, line.exit.largest_window()))
 }
