@@ -24,7 +24,12 @@ pub enum Command {
     #[command(flatten)]
     Service(crate::ServiceCommand),
     /// Start a local network and show every capability working
-    Demo,
+    Demo {
+        /// Print (and open, if the desktop can) node 0's dashboard first, and keep the
+        /// network up at the end until Ctrl-C
+        #[arg(long)]
+        open: bool,
+    },
     /// Benchmarks that print nodus beside reference tools
     Bench {
         #[command(subcommand)]
@@ -36,7 +41,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<std::process::ExitCode> {
         match self.command {
             Command::Service(c) => c.dispatch(&self.global).await,
-            Command::Demo => crate::demo::run().await,
+            Command::Demo { open } => crate::demo::run(open).await,
             Command::Bench { area } => area.run(self.global.json).await,
         }
     }

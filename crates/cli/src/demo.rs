@@ -12,7 +12,10 @@ use crate::node::demo::DEMO_NODES;
 use crate::ui::progress::{ms, spinner};
 use crate::ui::table;
 
-pub async fn run() -> Result<ExitCode> {
+/// Runs the demo; with `open`, node 0's dashboard is offered first (its login link
+/// printed, and opened if the desktop can) and the network stays up at the end until
+/// Ctrl-C, so what happened can be looked at.
+pub async fn run(open: bool) -> Result<ExitCode> {
     // The narration is the output; logs only when asked for (NODUS_LOG=debug, say).
     if let Ok(filter) = std::env::var("NODUS_LOG") {
         crate::ui::process::init_logging(&filter);
@@ -36,7 +39,23 @@ pub async fn run() -> Result<ExitCode> {
         ms(started.elapsed())
     );
 
+    if open {
+        let api = nodus_node::client::ApiClient::from_data_dir(&net.node(0).data_dir)?;
+        let url = api.dashboard_url();
+        println!("dashboard of node 0 (the link holds its API token): {url}");
+        if let Err(e) = crate::node::open_in_browser(&url) {
+            println!("     {e}");
+        }
+    }
+
     crate::demo_steps(&mut net, &mut steps).await;
+    // Last: it draws what the others did.
+    crate::node::demo::dashboard_step(&net, &mut steps).await;
+
+    if open {
+        println!("\nthe network stays up for the dashboard: Ctrl-C ends it");
+        crate::ui::process::stop_signal().await?;
+    }
 
     let t = Instant::now();
     net.shutdown().await;

@@ -86,6 +86,34 @@ fn unknown_flags_and_missing_node_get_clear_errors() {
 
     let o = nodus(dir.path(), &["up"]);
     fails_saying(&o, "nodus init");
+
+    let o = nodus(dir.path(), &["ui"]);
+    fails_saying(&o, "nodus up");
+}
+
+/// `nodus ui` prints the link that logs the dashboard in: the token in its fragment only.
+#[test]
+fn ui_prints_the_dashboard_link_with_the_token_in_its_fragment() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    init_at(d, "127.0.78.1");
+    let _node = up(d);
+    let o = nodus(d, &["--json", "ui"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let token = std::fs::read_to_string(d.join("api.cookie")).unwrap();
+    let api = endpoints(d).unwrap()["api"].as_str().unwrap().to_string();
+    assert_eq!(v["url"], format!("{api}/#token={}", token.trim()));
+    // The page itself loads without the token; it holds no data.
+    let (code, page) = api_get(d, "/", None);
+    assert_eq!(code, 200);
+    assert!(page.contains("ui/app.js"), "{page}");
+    let o = nodus(d, &["ui"]);
+    assert!(
+        stderr(&o).contains("share it with nobody"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -378,13 +406,14 @@ fn demo_shows_every_capability_and_exits_zero() {
         "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
         "a web page fetched through a SOCKS5 proxy and three relays; each relay saw only its neighbours",
         "alice and bob message anonymously: identities no node has, each other's onion services, mailboxes through circuits",
+        "dashboard in a browser shows the network",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),
             "summary row for {what:?} missing or failed:\n{out}"
         );
     }
-    assert!(out.contains("31 of 31 shown working"), "{out}");
+    assert!(out.contains("32 of 32 shown working"), "{out}");
 }
 
 /// The benchmark's plumbing, with tiny sizes: it must print nodus beside iperf3. Timing

@@ -63,6 +63,11 @@ impl ApiClient {
         Ok(c)
     }
 
+    /// The link that opens this node's dashboard logged in (the token is in its fragment).
+    pub fn dashboard_url(&self) -> String {
+        crate::api::ui::login_url(&self.base, &self.token)
+    }
+
     fn map_send_err(&self, e: reqwest::Error) -> ClientError {
         match (&self.dir, e.is_connect()) {
             (Some(dir), true) => ClientError::NoNode(dir.clone()),

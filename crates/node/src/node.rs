@@ -92,10 +92,18 @@ impl Node {
         let mut handles = Vec::new();
         let mut routes = Vec::new();
         let mut feeds = Vec::new();
+        let mut panels = Vec::new();
         let mut extra = Vec::new();
         let mut provided = nodus_service::Provided::default();
         for (s, on) in services.iter().zip(enabled) {
             let name = s.name();
+            if let Some(panel) = s.panel() {
+                panels.push(api::ui::PanelEntry {
+                    service: name,
+                    panel,
+                    running: on,
+                });
+            }
             if !on {
                 routes.push((
                     format!("/api/v1/{name}"),
@@ -171,6 +179,7 @@ impl Node {
         let state = ApiState {
             net: net.clone(),
             feeds: Arc::new(feeds),
+            panels: Arc::new(panels),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
             metrics: api_metrics,

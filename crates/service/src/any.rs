@@ -18,6 +18,8 @@ pub trait AnyService: Send + Sync {
     /// Whether its section turns it on; a mistake in the section is an error that names
     /// the line.
     fn enabled(&self, config: &Config) -> Result<bool, CoreError>;
+    /// Its panel of the dashboard.
+    fn panel(&self) -> Option<crate::Panel>;
     /// Files to move from the flat layout: `(old, new)`.
     fn legacy_files(&self) -> &'static [(&'static str, &'static str)];
     fn register_records(
@@ -90,6 +92,10 @@ impl<S: Service> AnyService for Typed<S> {
 
     fn legacy_files(&self) -> &'static [(&'static str, &'static str)] {
         S::LEGACY_FILES
+    }
+
+    fn panel(&self) -> Option<crate::Panel> {
+        S::PANEL
     }
 
     fn register_records(

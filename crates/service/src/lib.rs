@@ -14,6 +14,8 @@
 //! - its events ([`Started::events`]), which the node merges into `/api/v1/events`
 //!   named after the service;
 //! - its endpoints in endpoints.json ([`Started::endpoints`]);
+//! - its panel of the dashboard ([`Service::PANEL`]), a script the node serves at
+//!   `/ui/panels/<name>.js` and the page mounts while the service runs;
 //! - its clean shutdown: its tasks end when [`ServiceContext::shutdown`] turns true.
 //!
 //! The node composes services from a list of [`AnyService`]s (one line per service)
@@ -47,6 +49,17 @@ use std::net::Ipv4Addr;
 use nodus_core::Section;
 use nodus_net::Validators;
 
+/// A service's panel of the dashboard: an ES module (embedded with `include_str!`)
+/// whose default export is `mount(element, ctx)`. `ctx` gives `api(path, init)` (the
+/// node's API with the token, JSON back), `on(handler)` (this service's events, parsed)
+/// and `confirm(question)` (asked before anything destructive). The script is served
+/// without the token, so it holds no data: what it shows it fetches.
+#[derive(Debug, Clone, Copy)]
+pub struct Panel {
+    pub title: &'static str,
+    pub script: &'static str,
+}
+
 /// What a started service hands the node.
 pub struct Started<H> {
     /// The cloneable API that the node's callers (tests, the CLI's in-process commands)
@@ -78,6 +91,9 @@ pub trait Service: Send + Sync + 'static {
     /// Files of the flat data-dir layout, `(old name under the root, new name under the
     /// service's directory)`, moved at start.
     const LEGACY_FILES: &'static [(&'static str, &'static str)] = &[];
+
+    /// Its panel of the dashboard, if it draws one.
+    const PANEL: Option<Panel> = None;
 
     /// Registers the DHT record namespaces it uses, before the overlay starts.
     fn register_records(_config: &Self::Config, _validators: &mut Validators) {}

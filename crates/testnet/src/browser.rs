@@ -98,6 +98,8 @@ impl Browser {
                 std::env::temp_dir().join(format!("nodus-chromium-{}-{port}", std::process::id()));
             let caps = json!({ "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
+                // What the page logs, for `console_errors`.
+                "goog:loggingPrefs": { "browser": "ALL" },
                 "goog:chromeOptions": {
                     "binary": CHROMIUM,
                     "args": [
@@ -162,6 +164,45 @@ impl Browser {
     /// Opens `url` and waits for the page to load.
     pub async fn goto(&self, url: &str) -> Result<(), BrowserError> {
         self.call("/url", json!({ "url": url })).await.map(|_| ())
+    }
+
+    /// Messages the page logged at error level (console errors, uncaught exceptions,
+    /// failed loads) since the last call.
+    pub async fn console_errors(&self) -> Result<Vec<String>, BrowserError> {
+        let v = self.call("/se/log", json!({ "type": "browser" })).await?;
+        Ok(v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect())
+    }
+
+    /// Saves what the window shows as a PNG at `path`.
+    pub async fn screenshot(&self, path: &std::path::Path) -> Result<(), BrowserError> {
+        let v: Value = self
+            .http
+            .get(format!("{}/session/{}/screenshot", self.base, self.session))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let png = v["value"]
+            .as_str()
+            .and_then(|b| data_encoding::BASE64.decode(b.as_bytes()).ok())
+            .ok_or_else(|| BrowserError::Driver(format!("no screenshot: {v}")))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, png)?;
+        Ok(())
+    }
+
+    /// Sets the window's size in CSS pixels.
+    pub async fn window_size(&self, width: u32, height: u32) -> Result<(), BrowserError> {
+        self.call("/window/rect", json!({ "width": width, "height": height }))
+            .await
+            .map(|_| ())
     }
 
     /// Runs `script` in the page; it ends by calling `done(value)` (its last argument),
@@ -265,6 +306,48 @@ impl Browser {
         if let Some(e) = v["error"].as_str() {
             return Err(BrowserError::Driver(format!("the page says: {e}")));
         }
+        serde_json::from_value(v["ok"].clone())
+            .map_err(|e| BrowserError::Driver(format!("{e}: {v}")))
+    }
+}
+
+/// What node's dashboard showed once live with the expected peer count.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DashboardView {
+    pub peers: usize,
+    /// The titles of the panels the services contributed, mounted.
+    pub panels: Vec<String>,
+    /// The page's address once loaded: the login link's token must be gone from it.
+    pub url: String,
+}
+
+/// Waits until the dashboard is live and shows `PEERS` peers and every panel mounted.
+const DASHBOARD_LIVE: &str = r#"
+(function poll() {
+  const c = document.getElementById('peer-count').textContent;
+  const sections = [...document.querySelectorAll('main > section[id^="panel-"]')];
+  if (document.body.dataset.state !== 'live' || c !== 'PEERS' || sections.length === 0
+      || sections.some(s => s.dataset.mounted !== 'true')) return setTimeout(poll, 20);
+  done({ ok: { peers: Number(c), panels: sections.map(s => s.querySelector('h2').textContent), url: location.href } });
+})();
+"#;
+
+impl Browser {
+    /// Opens a node's dashboard at `login` (the URL `nodus ui` prints) and waits until it
+    /// is live, shows `peers` peers and has mounted its services' panels.
+    pub async fn dashboard(
+        &self,
+        login: &str,
+        peers: usize,
+        timeout: Duration,
+    ) -> Result<DashboardView, BrowserError> {
+        self.goto(login).await?;
+        let v = self
+            .run(
+                &DASHBOARD_LIVE.replace("PEERS", &peers.to_string()),
+                timeout,
+            )
+            .await?;
         serde_json::from_value(v["ok"].clone())
             .map_err(|e| BrowserError::Driver(format!("{e}: {v}")))
     }

@@ -28,6 +28,7 @@ pub fn routes(handle: TorrentHandle) -> Router {
         )
         .route("/share", post(share))
         .route("/{id}", get(get_one).delete(remove))
+        .route("/{id}/pieces", get(piece_map))
         .route("/{id}/pause", post(pause))
         .route("/{id}/resume", post(resume))
         .route("/{id}/peers", post(add_peers))
@@ -48,6 +49,10 @@ pub async fn add(State(t): S, ApiJson(req): ApiJson<crate::AddRequest>) -> ApiRe
 
 pub async fn share(State(t): S, ApiJson(req): ApiJson<crate::ShareRequest>) -> ApiResult {
     to_json(t.share(req).await?)
+}
+
+pub async fn piece_map(State(t): S, Path(id): Path<String>) -> ApiResult {
+    to_json(t.piece_map(&id)?)
 }
 
 pub async fn pause(State(t): S, Path(id): Path<String>) -> ApiResult {

@@ -185,6 +185,11 @@ impl nodus_service::Service for TorrentService {
     type Handle = TorrentHandle;
     type Error = TorrentError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Torrents",
+        script: include_str!("../ui/panel.js"),
+    });
+
     const LEGACY_FILES: &'static [(&'static str, &'static str)] = &[
         ("torrent.redb", "torrent.redb"),
         ("torrent.journal", "torrent.journal"),
@@ -831,6 +836,11 @@ impl TorrentHandle {
 
     pub fn get(&self, id: &str) -> Result<TorrentInfo, TorrentError> {
         self.torrent(id).map(|t| t.info())
+    }
+
+    /// Where each of a torrent's pieces came from.
+    pub fn piece_map(&self, id: &str) -> Result<crate::types::PieceMap, TorrentError> {
+        self.torrent(id).map(|t| t.piece_map())
     }
 
     fn torrent(&self, id: &str) -> Result<Arc<Torrent>, TorrentError> {

@@ -2,6 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Where each piece of a torrent came from, for the dashboard's piece map.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PieceMap {
+    /// Pieces in the torrent (0 until the metadata is here).
+    pub pieces: u32,
+    /// Peers' addresses and web seeds' URLs that sent pieces, in order of their first.
+    pub sources: Vec<String>,
+    /// One entry per piece: 0 missing, 1 here from before (the disk, or shared from
+    /// here), `2 + k` verified from `sources[k]` in this process.
+    pub map: Vec<u16>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TorrentState {

@@ -44,6 +44,12 @@ pub enum Commands {
     },
     /// Follow the node's live event stream
     Events,
+    /// Print the link that opens the running node's dashboard, logged in
+    Ui {
+        /// Also open it in the desktop's browser (xdg-open)
+        #[arg(long)]
+        open: bool,
+    },
     /// Run several nodes on loopback in this process
     Testnet {
         #[command(subcommand)]

@@ -255,3 +255,37 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     )
     .await;
 }
+
+/// The dashboard step: a node's page in a headless Chromium, logged in by the link
+/// `nodus ui` prints, showing the peers its API reports and the services' panels. Node
+/// 0's if it still runs (`demo --open` offered its page), else the first that does.
+pub async fn dashboard_step(net: &Testnet, steps: &mut Vec<Step>) {
+    step(steps, "dashboard in a browser shows the network", async {
+        let k = net
+            .running()
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("no node left running"))?;
+        let node = net.node(k);
+        let api = nodus_node::client::ApiClient::from_data_dir(&node.data_dir)?;
+        let peers = node.net.peers().await?.len();
+        let t = Instant::now();
+        let browser = nodus_testnet::browser::Browser::start().await?;
+        let view = browser
+            .dashboard(&api.dashboard_url(), peers, STEP_TIMEOUT)
+            .await;
+        browser.quit().await;
+        let view = view?;
+        if view.url.contains("token") {
+            return Err(anyhow!("the token stayed in the address bar: {}", view.url));
+        }
+        Ok(format!(
+            "node {k}'s page live with its {} peers and {} panels ({}) in {}",
+            view.peers,
+            view.panels.len(),
+            view.panels.join(", "),
+            ms(t.elapsed())
+        ))
+    })
+    .await;
+}

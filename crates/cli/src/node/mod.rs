@@ -1,5 +1,5 @@
 //! The node's own commands: `init`, `up`, `stop`, `status`, the overlay (`peers`,
-//! `connect`, `ping`, `dht`, `pubsub`), `events` and `testnet`. All but init, up and
+//! `connect`, `ping`, `dht`, `pubsub`), `events`, `ui` and `testnet`. All but init, up and
 //! testnet talk to the running node through its HTTP API, found through the data dir.
 
 use std::process::ExitCode;
@@ -83,6 +83,21 @@ async fn up(g: &Global, init: bool, log: &str) -> Result<ExitCode> {
     tracing::info!(target: "nodus::cli", "shutting down");
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Hands `url` to the desktop's opener. The token is in the URL's fragment, which the
+/// browser keeps to itself.
+pub(crate) fn open_in_browser(url: &str) -> Result<()> {
+    match std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("xdg-open failed ({s}): open the link above in a browser yourself"),
+        Err(e) => bail!("could not run xdg-open ({e}): open the link above in a browser yourself"),
+    }
 }
 
 async fn api_command(g: &Global, cmd: Commands) -> Result<ExitCode> {
@@ -244,6 +259,20 @@ async fn api_command(g: &Global, cmd: Commands) -> Result<ExitCode> {
                 format!("{kind} {rest}")
             })
             .await?;
+        }
+        Commands::Ui { open } => {
+            // Asked first, so a link is printed only for a node that answers to it.
+            api.get("/api/v1/status").await?;
+            let url = api.dashboard_url();
+            if g.json {
+                ui::json(&json!({ "url": url }));
+            } else {
+                println!("{url}");
+                eprintln!("the link holds this node's API token: share it with nobody");
+            }
+            if open {
+                open_in_browser(&url)?;
+            }
         }
         Commands::Init | Commands::Up { .. } | Commands::Testnet { .. } => {
             bail!("internal: not an API command")

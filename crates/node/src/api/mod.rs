@@ -1,11 +1,13 @@
 //! The HTTP API: JSON in and out, bearer token on every route, Prometheus text at
 //! `/metrics`, live events as Server-Sent Events. The node's own routes live in
 //! [`routes`]; each service's are mounted under `/api/v1/<service>`; the shape of errors
-//! is [`ApiError`], shared with the services.
+//! is [`ApiError`], shared with the services. The dashboard's files ([`ui`]) are the one
+//! thing served without the token: they hold no data.
 
 mod auth;
 mod routes;
 mod sse;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -47,6 +49,8 @@ pub struct ApiState {
     pub net: NetworkHandle,
     /// Each running service's events, by service name.
     pub feeds: Arc<Vec<(&'static str, EventFeed)>>,
+    /// Every service's dashboard panel, running or not.
+    pub panels: Arc<Vec<ui::PanelEntry>>,
     pub token: Arc<String>,
     pub registry: Arc<Registry>,
     pub metrics: ApiMetrics,
@@ -54,8 +58,6 @@ pub struct ApiState {
     pub data_dir: String,
 }
 
-/// The API: the node's routes, then each service's `(name, routes)` under
-/// `/api/v1/<name>`, all behind the token.
 /// The API: the node's own routes, then each service's, nested at its prefix
 /// (`/api/v1/<name>`, or a path a standard fixes, such as `/fhir`).
 pub fn router(state: ApiState, services: Vec<(String, Router)>) -> Router {
@@ -72,15 +74,24 @@ pub fn router(state: ApiState, services: Vec<(String, Router)>) -> Router {
         .route("/api/v1/pubsub/publish", post(routes::publish))
         .route("/api/v1/pubsub/subscribe", get(sse::subscribe))
         .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/ui/panels", get(ui::panels))
         .route("/api/v1/shutdown", post(routes::shutdown))
         .route("/metrics", get(routes::metrics))
         .with_state(state.clone());
     for (prefix, routes) in services {
         app = app.nest(&prefix, routes);
     }
-    app.fallback(routes::not_found)
+    let guarded = app
+        .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             auth::require_token,
-        ))
+        ));
+    // The dashboard's files hold no data: they load without the token, then ask for it.
+    Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/panels/{file}", get(ui::panel_script))
+        .route("/ui/{*path}", get(ui::file))
+        .with_state(state)
+        .merge(guarded)
 }

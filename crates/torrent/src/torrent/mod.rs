@@ -143,6 +143,9 @@ pub(crate) struct Inner {
     have_dirty: bool,
     /// Pieces credited per peer address (demo and API).
     pieces_from: HashMap<String, u32>,
+    /// Per piece, `2 + k` if it came from `sources[k]` (0 otherwise): the piece map.
+    piece_source: Vec<u16>,
+    sources: Vec<String>,
     /// Web seeds running (BEP 19): their URL and the bad pieces they sent.
     web_seeds: HashMap<PeerKey, (String, u32)>,
     /// Web seed URLs (the torrent's url-list and the magnet link's ws=).
@@ -185,6 +188,28 @@ pub struct Torrent {
     journal: Mutex<Option<std::fs::File>>,
     /// Verified window pieces the readers have not passed yet (see `fresh`).
     pub(crate) fresh: Mutex<crate::fresh::FreshPieces>,
+}
+
+/// Sources past this many share the last entry: the map's entries are `u16`.
+const MAX_SOURCES: usize = u16::MAX as usize - 2;
+
+impl Inner {
+    /// Records that piece `index` was verified from `source`.
+    fn note_source(&mut self, index: u32, source: String) {
+        let k = match self.sources.iter().position(|s| *s == source) {
+            Some(k) => k,
+            None if self.sources.len() < MAX_SOURCES => {
+                self.sources.push(source);
+                self.sources.len() - 1
+            }
+            None => MAX_SOURCES - 1,
+        };
+        let i = index as usize;
+        if self.piece_source.len() <= i {
+            self.piece_source.resize(i + 1, 0);
+        }
+        self.piece_source[i] = (k + 2) as u16;
+    }
 }
 
 impl Torrent {
@@ -248,6 +273,8 @@ impl Torrent {
                 error: None,
                 have_dirty: false,
                 pieces_from: HashMap::new(),
+                piece_source: Vec::new(),
+                sources: Vec::new(),
                 web_seeds: HashMap::new(),
                 web_urls,
                 web_started: false,
@@ -354,6 +381,32 @@ impl Torrent {
         let g = self.lock();
         for p in g.peers.values() {
             let _ = p.tx.try_send(PeerCmd::Close);
+        }
+    }
+
+    /// Where each piece came from (see [`PieceMap`]).
+    pub fn piece_map(&self) -> crate::types::PieceMap {
+        let g = self.lock();
+        let Some(p) = g.picker.as_ref() else {
+            return crate::types::PieceMap {
+                pieces: 0,
+                sources: Vec::new(),
+                map: Vec::new(),
+            };
+        };
+        let map = (0..p.have().len())
+            .map(
+                |i| match (p.have().get(i), g.piece_source.get(i as usize)) {
+                    (false, _) => 0,
+                    (true, Some(&s)) if s >= 2 => s,
+                    (true, _) => 1,
+                },
+            )
+            .collect();
+        crate::types::PieceMap {
+            pieces: p.have().len(),
+            sources: g.sources.clone(),
+            map,
         }
     }
 

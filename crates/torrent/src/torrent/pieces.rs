@@ -170,17 +170,21 @@ impl Torrent {
         if ok {
             g.have_dirty = true;
             self.progress.send_modify(|n| *n += 1);
-            if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
+            let source = if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
                 && let Some(p) = g.peers.get_mut(best)
             {
                 p.pieces += 1;
-                let addr = p.listen_addr.unwrap_or(p.addr);
-                *g.pieces_from.entry(addr.to_string()).or_default() += 1;
+                Some(p.listen_addr.unwrap_or(p.addr).to_string())
             } else if let Some((best, _)) = by_peer.iter().max_by_key(|(_, n)| **n)
                 && let Some((url, _)) = g.web_seeds.get(best)
             {
-                let url = url.clone();
-                *g.pieces_from.entry(url).or_default() += 1;
+                Some(url.clone())
+            } else {
+                None
+            };
+            if let Some(source) = source {
+                *g.pieces_from.entry(source.clone()).or_default() += 1;
+                g.note_source(index, source);
             }
             for p in g.peers.values() {
                 let _ = p.tx.try_send(PeerCmd::Have(index));

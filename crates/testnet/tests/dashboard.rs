@@ -1,0 +1,380 @@
+//! The dashboard in a real headless Chromium: it loads without console errors, shows
+//! the peers the API reports, keeps the token out of the address bar, and shows a login
+//! prompt, never data, for a missing or wrong token. Screenshots go to
+//! `$CARGO_TARGET_TMPDIR/artefacts/dashboard/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nodus_node::client::ApiClient;
+use nodus_testnet::browser::Browser;
+use nodus_testnet::{Testnet, wait_until};
+use nodus_torrent::{AddRequest, ShareRequest, TorrentHandle};
+use rand::RngCore;
+use serde_json::{Value, json};
+
+const T: Duration = Duration::from_secs(60);
+
+fn artefact(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("artefacts/dashboard")
+        .join(name)
+}
+
+/// Waits for the page to be in `state` (`live` or `login`), then reports what it shows.
+fn shown_when(state: &str) -> String {
+    format!(
+        r#"
+(function poll() {{
+  if (document.body.dataset.state !== '{state}') return setTimeout(poll, 20);
+  done({{
+    peers: document.getElementById('peer-count').textContent,
+    rows: document.querySelectorAll('#peers tbody tr').length,
+    dash_hidden: getComputedStyle(document.getElementById('dash')).display === 'none',
+    login_hidden: getComputedStyle(document.getElementById('login')).display === 'none',
+    events: document.querySelectorAll('#events li').length,
+    why: document.getElementById('login-why').textContent,
+    url: location.href,
+    self: document.getElementById('self').textContent,
+  }});
+}})();
+"#
+    )
+}
+
+/// Waits until the page shows `n` peers.
+fn peers_shown(n: usize) -> String {
+    format!(
+        r#"
+(function poll() {{
+  const c = document.getElementById('peer-count').textContent;
+  if (document.body.dataset.state !== 'live' || c !== '{n}') return setTimeout(poll, 20);
+  done({{ peers: c, rows: document.querySelectorAll('#peers tbody tr').length }});
+}})();
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_network_and_asks_for_a_token_it_lacks() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(4, tmp.path()).await.unwrap();
+    net.wait_connected(3, T).await.unwrap();
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let status = api.get("/api/v1/status").await.unwrap();
+    let base = net.node(0).endpoints.api.clone();
+
+    // The files load without the token, under a policy that allows this origin only;
+    // the data does not.
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    assert!(page.text().await.unwrap().contains("ui/app.js"));
+    let data = http
+        .get(format!("{base}/api/v1/peers"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(data.status(), 401);
+
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 900).await.unwrap();
+    let want = api.get("/api/v1/peers").await.unwrap()["peers"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(want, 3);
+    let view = browser
+        .dashboard(&api.dashboard_url(), want, T)
+        .await
+        .unwrap();
+    assert!(!view.url.contains("token"), "{view:?}");
+    assert!(view.panels.iter().any(|p| p == "Torrents"), "{view:?}");
+    let live = browser.run(&shown_when("live"), T).await.unwrap();
+    assert_eq!(live["self"], status["peer_id"], "{live}");
+    assert_eq!(live["dash_hidden"], json!(false));
+    assert_eq!(live["rows"], json!(want), "{live}");
+    browser.screenshot(&artefact("network.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // A peer leaves: the page follows the API without a reload.
+    net.kill(3).await.unwrap();
+    let after = browser.run(&peers_shown(2), T).await.unwrap();
+    assert_eq!(after["rows"], json!(2), "{after}");
+    let seen = browser
+        .run(
+            "done([...document.querySelectorAll('#events li')].map(l => l.textContent))",
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(
+        seen.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("netpeer_disconnected")),
+        "{seen}"
+    );
+    assert_eq!(
+        api.get("/api/v1/peers").await.unwrap()["peers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // No token in the tab: a login prompt, no data.
+    browser
+        .run("sessionStorage.clear(); done(null);", T)
+        .await
+        .unwrap();
+    browser.goto(&format!("{base}/")).await.unwrap();
+    let missing = browser.run(&shown_when("login"), T).await.unwrap();
+    assert_eq!(missing["dash_hidden"], json!(true), "{missing}");
+    assert_eq!(missing["login_hidden"], json!(false), "{missing}");
+    assert_eq!(missing["peers"], json!("-"), "{missing}");
+    assert_eq!(missing["rows"], json!(0), "{missing}");
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // A wrong token: the node's refusal is shown, still no data.
+    browser.goto(&format!("{base}/#token=wrong")).await.unwrap();
+    let wrong = browser.run(&shown_when("login"), T).await.unwrap();
+    assert!(
+        wrong["why"].as_str().unwrap().contains("wrong API token"),
+        "{wrong}"
+    );
+    assert_eq!(wrong["dash_hidden"], json!(true), "{wrong}");
+    assert_eq!(wrong["login_hidden"], json!(false), "{wrong}");
+    assert_eq!(wrong["peers"], json!("-"), "{wrong}");
+    assert_eq!(wrong["rows"], json!(0), "{wrong}");
+    browser.screenshot(&artefact("login.png")).await.unwrap();
+
+    // Logging in through the form.
+    let token = std::fs::read_to_string(net.data_dir(0).cookie_path()).unwrap();
+    let form = format!(
+        "document.getElementById('token').value = {}; \
+         document.getElementById('login-form').requestSubmit(); done(null);",
+        Value::String(token.trim().to_string())
+    );
+    browser.run(&form, T).await.unwrap();
+    let again = browser.run(&peers_shown(2), T).await.unwrap();
+    assert_eq!(again["rows"], json!(2), "{again}");
+
+    browser.quit().await;
+    net.shutdown().await;
+}
+
+/// Clicks the first torrent card's Pause/Resume button once it reads `label` and the
+/// map shows `at_least` pieces; reports the piece map as it was then.
+fn click_when_filled(label: &str, at_least: u32) -> String {
+    format!(
+        r#"
+(function poll() {{
+  const map = document.querySelector('#panel-torrent canvas.piece-map');
+  const b = document.querySelector('#panel-torrent button.pause');
+  if (!map || !b || b.textContent !== '{label}' || !(Number(map.dataset.filled) >= {at_least})) return setTimeout(poll, 10);
+  const shown = {{ filled: Number(map.dataset.filled), pieces: Number(map.dataset.pieces) }};
+  b.click();
+  done(shown);
+}})();
+"#
+    )
+}
+
+/// Waits for the first torrent's piece map to show every piece; reports its legend.
+const MAP_FULL: &str = r#"
+(function poll() {
+  const map = document.querySelector('#panel-torrent canvas.piece-map');
+  if (!map || map.dataset.pieces === '0' || map.dataset.filled !== map.dataset.pieces) return setTimeout(poll, 20);
+  done({
+    filled: Number(map.dataset.filled),
+    legend: [...document.querySelectorAll('#panel-torrent .legend .src')].map(s => s.textContent),
+    button: document.querySelector('#panel-torrent button.pause').textContent,
+  });
+})();
+"#;
+
+async fn torrent_state(api: &ApiClient) -> Vec<Value> {
+    api.get("/api/v1/torrent")
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn torrent_of(net: &Testnet, k: usize) -> TorrentHandle {
+    net.node(k).service::<TorrentHandle>().unwrap().clone()
+}
+
+/// The page adds a magnet link and watches its piece map fill from two peers, each
+/// holding one half: the first from the start, the second only after the page paused
+/// and resumed the torrent. So what the page shows part way is fixed, not a race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_torrent_panel_adds_a_magnet_fills_its_piece_map_pauses_and_removes() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, tmp.path()).await.unwrap();
+
+    // Node 1 shares two files of 64 pieces each; node 2 takes the first file only.
+    let dir = tmp.path().join("pair");
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a.bin", "b.bin"] {
+        let mut data = vec![0u8; 1 << 20];
+        rand::rng().fill_bytes(&mut data);
+        std::fs::write(dir.join(name), &data).unwrap();
+    }
+    let shared = torrent_of(&net, 1)
+        .share(ShareRequest {
+            path: dir.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: Some(16 * 1024),
+        })
+        .await
+        .unwrap();
+    let half = torrent_of(&net, 2)
+        .add(AddRequest {
+            source: shared.magnet.clone(),
+            files: Some(vec![1]),
+            peers: vec![torrent_of(&net, 1).listen_addr().unwrap().to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    wait_until(T, "node 2 to have the first file", || async {
+        torrent_of(&net, 2).get(&half.id).unwrap().pieces_have == 64
+    })
+    .await
+    .unwrap();
+    net.stop(1).await.unwrap();
+    let first = torrent_of(&net, 2).listen_addr().unwrap().to_string();
+    let magnet = format!("{}&x.pe={first}", shared.magnet);
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1180).await.unwrap();
+    browser.goto(&api.dashboard_url()).await.unwrap();
+    let mounted = r#"
+(function poll() {
+  const p = document.getElementById('panel-torrent');
+  if (!p || p.dataset.mounted !== 'true') return setTimeout(poll, 20);
+  done(p.querySelector('h2').textContent);
+})();
+"#;
+    assert_eq!(browser.run(mounted, T).await.unwrap(), json!("Torrents"));
+
+    // Add: the magnet link typed into the panel's form.
+    let add = format!(
+        "document.getElementById('torrent-source').value = {}; \
+         document.querySelector('#panel-torrent form').requestSubmit(); done(null);",
+        Value::String(magnet)
+    );
+    browser.run(&add, T).await.unwrap();
+
+    // The first half arrives; Pause on the page pauses the torrent in the API.
+    let part = browser
+        .run(&click_when_filled("Pause", 64), T)
+        .await
+        .unwrap();
+    assert_eq!(part, json!({ "filled": 64, "pieces": 128 }));
+    wait_until(T, "the torrent to be paused", || async {
+        torrent_state(&api).await[0]["state"] == "paused"
+    })
+    .await
+    .unwrap();
+    browser
+        .screenshot(&artefact("torrent-half.png"))
+        .await
+        .unwrap();
+
+    // Node 1 comes back with the whole; Resume on the page, and the map fills, each
+    // half coloured by the peer it came from.
+    net.restart(1).await.unwrap();
+    let id = torrent_state(&api).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = torrent_of(&net, 1).listen_addr().unwrap().to_string();
+    let resumed = browser
+        .run(&click_when_filled("Resume", 64), T)
+        .await
+        .unwrap();
+    assert_eq!(resumed["filled"], json!(64), "{resumed}");
+    wait_until(T, "the torrent to be resumed", || async {
+        torrent_state(&api).await[0]["state"] != "paused"
+    })
+    .await
+    .unwrap();
+    torrent_of(&net, 0)
+        .add_peers(&id, std::slice::from_ref(&second))
+        .unwrap();
+    let full = browser.run(MAP_FULL, T).await.unwrap();
+    assert_eq!(full["filled"], json!(128), "{full}");
+    let legend: Vec<&str> = full["legend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        legend.contains(&first.as_str()) && legend.contains(&second.as_str()),
+        "the legend names both peers, {first} and {second}: {full}"
+    );
+    let map = api
+        .get(&format!("/api/v1/torrent/{id}/pieces"))
+        .await
+        .unwrap();
+    let sources = map["sources"].as_array().unwrap();
+    let of = |addr: &str| 2 + sources.iter().position(|s| s == addr).unwrap() as u64;
+    let map: Vec<u64> = map["map"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(map[..64].iter().all(|&v| v == of(&first)), "{map:?}");
+    assert!(map[64..].iter().all(|&v| v == of(&second)), "{map:?}");
+    browser
+        .screenshot(&artefact("torrent-done.png"))
+        .await
+        .unwrap();
+
+    // Remove asks first; declined, nothing happens; accepted, the torrent goes.
+    let remove = |answer: bool| {
+        format!(
+            "window.confirm = (q) => {{ window.asked = q; return {answer}; }}; \
+             document.querySelector('#panel-torrent button.remove').click(); done(null);"
+        )
+    };
+    browser.run(&remove(false), T).await.unwrap();
+    let asked = browser.run("done(window.asked)", T).await.unwrap();
+    assert!(asked.as_str().unwrap().starts_with("Remove "), "{asked}");
+    assert_eq!(torrent_state(&api).await.len(), 1);
+    browser.run(&remove(true), T).await.unwrap();
+    wait_until(T, "the torrent to be removed", || async {
+        torrent_state(&api).await.is_empty()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    browser.quit().await;
+    net.shutdown().await;
+}
