@@ -187,6 +187,20 @@ function addEvent(name, data) {
 
 // ---- the services' panels (each service contributes its own, see nodus_service::Panel) ----
 
+/** An element with attributes (`on...` are listeners, `style` an object) and children. */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v;
+    // Through the CSSOM: the page's content security policy refuses style attributes.
+    else if (k === 'style') Object.assign(e.style, v);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
 const panelHandlers = new Map();
 let panelsMounted = false;
 
@@ -208,6 +222,8 @@ async function mountPanels() {
     $('dash').append(section);
     const ctx = {
       api,
+      el,
+      shortId,
       on: (handler) => {
         if (!panelHandlers.has(p.service)) panelHandlers.set(p.service, []);
         panelHandlers.get(p.service).push(handler);

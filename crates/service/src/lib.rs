@@ -51,8 +51,9 @@ use nodus_net::Validators;
 
 /// A service's panel of the dashboard: an ES module (embedded with `include_str!`)
 /// whose default export is `mount(element, ctx)`. `ctx` gives `api(path, init)` (the
-/// node's API with the token, JSON back), `on(handler)` (this service's events, parsed)
-/// and `confirm(question)` (asked before anything destructive). The script is served
+/// node's API with the token, JSON back), `on(handler)` (this service's events, parsed),
+/// `confirm(question)` (asked before anything destructive), and `el(tag, attrs,
+/// ...children)` and `shortId(id)` to build what it shows. The script is served
 /// without the token, so it holds no data: what it shows it fetches.
 #[derive(Debug, Clone, Copy)]
 pub struct Panel {

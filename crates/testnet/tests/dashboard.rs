@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nodus_msg::MsgHandle;
 use nodus_node::client::ApiClient;
 use nodus_testnet::browser::Browser;
 use nodus_testnet::{Testnet, wait_until};
@@ -375,6 +376,69 @@ async fn the_torrent_panel_adds_a_magnet_fills_its_piece_map_pauses_and_removes(
         Vec::<String>::new()
     );
 
+    browser.quit().await;
+    net.shutdown().await;
+}
+
+/// A message written on the page: its state there moves on to delivered, as in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_from_the_page_turns_delivered_there() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let alice = net.node(0).service::<MsgHandle>().unwrap().clone();
+    let bob = net.node(1).service::<MsgHandle>().unwrap().clone();
+    nodus_testnet::msg::introduce(&alice, &bob, "alice", "bob")
+        .await
+        .unwrap();
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1400).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 1, T).await.unwrap();
+    let write = r#"
+(function poll() {
+  const b = [...document.querySelectorAll('#panel-msg button.contact')].find(b => b.textContent === 'bob');
+  if (!b) return setTimeout(poll, 20);
+  b.click();
+  document.getElementById('msg-text').value = 'hello from the page';
+  document.querySelector('#panel-msg form.send').requestSubmit();
+  done(null);
+})();
+"#;
+    browser.run(write, T).await.unwrap();
+    let delivered = r#"
+(function poll() {
+  const m = [...document.querySelectorAll('#panel-msg .messages li.out')].find(l => l.querySelector('.text').textContent === 'hello from the page');
+  if (!m || !['delivered', 'read'].includes(m.dataset.state)) return setTimeout(poll, 20);
+  done({ id: m.dataset.id, state: m.dataset.state, shown: m.querySelector('.state').textContent });
+})();
+"#;
+    let shown = browser.run(delivered, T).await.unwrap();
+    let history = api
+        .get(&format!("/api/v1/msg/history/{}", bob.local_peer_id()))
+        .await
+        .unwrap();
+    let sent = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == shown["id"])
+        .unwrap_or_else(|| panic!("{shown} not in {history}"));
+    assert!(
+        sent["state"] == "delivered" || sent["state"] == "read",
+        "{sent}"
+    );
+    assert_eq!(
+        nodus_testnet::msg::incoming_texts(&bob, &alice.local_peer_id().to_string()).await,
+        vec!["hello from the page".to_string()]
+    );
+    browser.screenshot(&artefact("messages.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
     browser.quit().await;
     net.shutdown().await;
 }

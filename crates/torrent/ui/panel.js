@@ -12,19 +12,6 @@ function rate(b) {
   return b + ' B/s';
 }
 
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v;
-    // Through the CSSOM: the page's content security policy refuses style attributes.
-    else if (k === 'style') Object.assign(e.style, v);
-    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  e.append(...children);
-  return e;
-}
-
 /** Draws a piece map: a grid of cells, one per piece, in one canvas (10,000 pieces at once). */
 function drawMap(canvas, pm) {
   const dpr = window.devicePixelRatio || 1;
@@ -51,6 +38,7 @@ function drawMap(canvas, pm) {
 }
 
 export default function mount(root, ctx) {
+  const { el } = ctx;
   const list = el('div', { class: 'torrents' });
   const source = el('input', { id: 'torrent-source', type: 'text', placeholder: 'magnet:?xt=urn:btih:… or an infohash', 'aria-label': 'magnet link or infohash' });
   const file = el('input', { id: 'torrent-file', type: 'file', accept: '.torrent,application/x-bittorrent', 'aria-label': '.torrent file' });

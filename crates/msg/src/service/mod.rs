@@ -282,6 +282,11 @@ impl nodus_service::Service for MsgService {
     type Handle = MsgHandle;
     type Error = MsgError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Messages",
+        script: include_str!("../../ui/panel.js"),
+    });
+
     const LEGACY_FILES: &'static [(&'static str, &'static str)] =
         &[("msg.redb", "msg.redb"), ("msg.wal", "msg.wal")];
 
