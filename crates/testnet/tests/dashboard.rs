@@ -442,3 +442,74 @@ async fn a_message_sent_from_the_page_turns_delivered_there() {
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// Mining started and stopped from the page: the API follows, and the page draws the
+/// blocks mined meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mining_starts_and_stops_from_the_page_and_its_blocks_are_drawn() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, tmp.path()).await.unwrap();
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    assert_eq!(
+        api.get("/api/v1/chain").await.unwrap()["mining"]["enabled"],
+        json!(false)
+    );
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1400).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 0, T).await.unwrap();
+    let click_when = |label: &str| {
+        format!(
+            r#"
+(function poll() {{
+  const b = document.querySelector('#panel-chain button.mine');
+  if (!b || b.textContent !== '{label}' || b.disabled) return setTimeout(poll, 20);
+  b.click();
+  done(null);
+}})();
+"#
+        )
+    };
+    browser.run(&click_when("Start mining"), T).await.unwrap();
+    let drawn = r#"
+(function poll() {
+  const b = document.querySelector('#panel-chain .block[data-number="2"]');
+  if (!b) return setTimeout(poll, 20);
+  done(Number(document.querySelector('#panel-chain .stats').dataset.height));
+})();
+"#;
+    let height = browser.run(drawn, T).await.unwrap().as_u64().unwrap();
+    assert!(height >= 2, "{height}");
+    assert_eq!(
+        api.get("/api/v1/chain").await.unwrap()["mining"]["enabled"],
+        json!(true)
+    );
+    browser.run(&click_when("Stop mining"), T).await.unwrap();
+    wait_until(T, "mining to stop", || async {
+        api.get("/api/v1/chain").await.unwrap()["mining"]["enabled"] == json!(false)
+    })
+    .await
+    .unwrap();
+    // Mining stopped, the page's newest block comes to be the API's tip.
+    let tip = api.get("/api/v1/chain").await.unwrap()["height"]
+        .as_u64()
+        .unwrap();
+    let newest = format!(
+        r#"
+(function poll() {{
+  const shown = [...document.querySelectorAll('#panel-chain .block')].map(b => Number(b.dataset.number));
+  if (shown.pop() !== {tip}) return setTimeout(poll, 20);
+  done(shown.length + 1);
+}})();
+"#
+    );
+    let drawn = browser.run(&newest, T).await.unwrap().as_u64().unwrap();
+    assert_eq!(drawn, (tip + 1).min(12), "blocks drawn up to {tip}");
+    browser.screenshot(&artefact("chain.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}

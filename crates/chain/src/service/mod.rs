@@ -118,6 +118,11 @@ impl nodus_service::Service for ChainService {
     type Handle = ChainHandle;
     type Error = ChainError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Chain",
+        script: include_str!("../../ui/panel.js"),
+    });
+
     const LEGACY_FILES: &'static [(&'static str, &'static str)] =
         &[("chain.redb", "chain.redb"), ("keystore", "keystore")];
 
