@@ -155,6 +155,11 @@ impl nodus_service::Service for OnionService {
     type Handle = OnionHandle;
     type Error = OnionError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Onion routing",
+        script: include_str!("../ui/panel.js"),
+    });
+
     fn testnet(config: &mut OnionConfig, ip: std::net::Ipv4Addr) {
         config.socks_listen = format!("{ip}:0");
         // Relays in a loopback network reach loopback servers, and publish often so a

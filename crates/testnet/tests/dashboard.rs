@@ -513,3 +513,64 @@ async fn mining_starts_and_stops_from_the_page_and_its_blocks_are_drawn() {
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// After a fetch through the SOCKS5 proxy, the page draws the circuit: its three relays
+/// in order, as the API lists them, with the layers each stretch carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_onion_panel_draws_a_circuit_hop_by_hop() {
+    use nodus_testnet::onion::{add_relay, handle, http_server, socks_get, wait_relays};
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(1, tmp.path()).await.unwrap();
+    for exit in [false, false, true] {
+        add_relay(&mut net, exit).await.unwrap();
+    }
+    wait_relays(&net, 0, 3, 1, T).await.unwrap();
+    let port = http_server(b"through three relays".to_vec()).await.unwrap();
+    let proxy = handle(&net, 0).socks_addr().to_string();
+    let got = socks_get(&proxy, &format!("localhost:{port}"), "/")
+        .await
+        .unwrap();
+    assert!(got.ends_with(b"through three relays"));
+    let status = handle(&net, 0).status().await;
+    assert_eq!(status.circuits.len(), 1);
+    let hops = status.circuits[0].hops.clone();
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let peers = api.get("/api/v1/peers").await.unwrap()["peers"]
+        .as_array()
+        .unwrap()
+        .len();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1600).await.unwrap();
+    browser
+        .dashboard(&api.dashboard_url(), peers, T)
+        .await
+        .unwrap();
+    let drawn = r#"
+(function poll() {
+  const c = document.querySelector('#panel-onion .circuit');
+  if (!c) return setTimeout(poll, 20);
+  done({
+    hops: [...c.querySelectorAll('.hop[data-peer]')].map(h => h.dataset.peer),
+    roles: [...c.querySelectorAll('.hop[data-peer] small')].map(s => s.textContent),
+    layers: [...c.querySelectorAll('.link')].map(l => Number(l.dataset.layers)),
+  });
+})();
+"#;
+    let shown = browser.run(drawn, T).await.unwrap();
+    assert_eq!(shown["hops"], json!(hops), "{shown}");
+    assert_eq!(
+        shown["roles"],
+        json!(["guard", "middle", "exit"]),
+        "{shown}"
+    );
+    assert_eq!(shown["layers"], json!([3, 2, 1, 0]), "{shown}");
+    browser.screenshot(&artefact("onion.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}
