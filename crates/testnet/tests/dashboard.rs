@@ -574,3 +574,66 @@ async fn the_onion_panel_draws_a_circuit_hop_by_hop() {
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// The page at the sizes the issue names: 1,000 peers on the peer map and in the table
+/// (200 rows and a count of the rest), and a piece map of 10,000 pieces, each drawn in
+/// one pass. The time each took is printed, not asserted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_peers_and_ten_thousand_pieces_are_drawn_in_one_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(1, tmp.path()).await.unwrap();
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 0, T).await.unwrap();
+    // The page's own renderers, fed the sizes at once (what a refresh would hand them).
+    let big = r#"
+(async () => {
+  const t0 = performance.now();
+  net.peers = Array.from({ length: 1000 }, (_, i) => ({
+    peer_id: '12D3KooW' + String(i).padStart(44, 'x'), addresses: ['/ip4/10.0.0.' + (i % 250) + '/tcp/4001'],
+    agent: 'nodus/0.1.0', rtt_ms: i % 300, relayed: i % 7 === 0,
+  }));
+  renderNetwork();
+  const peersMs = performance.now() - t0;
+  const { drawMap } = await import('/ui/panels/torrent.js');
+  const canvas = document.createElement('canvas');
+  canvas.style.width = '1000px';
+  document.body.append(canvas);
+  const map = Array.from({ length: 10000 }, (_, i) => (i % 3 === 0 ? 0 : 2 + (i % 5)));
+  const t1 = performance.now();
+  drawMap(canvas, { pieces: 10000, sources: ['a', 'b', 'c', 'd', 'e'], map });
+  const piecesMs = performance.now() - t1;
+  done({
+    count: document.getElementById('peer-count').textContent,
+    rows: document.querySelectorAll('#peers tbody tr').length,
+    more: document.getElementById('peers-more').textContent,
+    label: document.getElementById('peer-map').getAttribute('aria-label'),
+    filled: Number(canvas.dataset.filled), pieces: Number(canvas.dataset.pieces),
+    peersMs, piecesMs,
+  });
+})();
+"#;
+    let v = browser.run(big, T).await.unwrap();
+    println!(
+        "1,000 peers drawn in {:.1} ms, 10,000 pieces in {:.1} ms",
+        v["peersMs"].as_f64().unwrap(),
+        v["piecesMs"].as_f64().unwrap()
+    );
+    assert_eq!(v["count"], json!("1000"), "{v}");
+    assert_eq!(v["rows"], json!(200), "{v}");
+    assert_eq!(v["more"], json!("and 800 more"), "{v}");
+    assert_eq!(v["label"], json!("this node and its 1000 peers"), "{v}");
+    assert_eq!(v["pieces"], json!(10000), "{v}");
+    assert_eq!(v["filled"], json!(10000 - 3334), "{v}");
+    browser.window_size(1280, 900).await.unwrap();
+    browser
+        .screenshot(&artefact("thousand-peers.png"))
+        .await
+        .unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}

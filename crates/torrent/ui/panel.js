@@ -13,7 +13,7 @@ function rate(b) {
 }
 
 /** Draws a piece map: a grid of cells, one per piece, in one canvas (10,000 pieces at once). */
-function drawMap(canvas, pm) {
+export function drawMap(canvas, pm) {
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth;
   const n = Math.max(1, pm.pieces);
