@@ -63,6 +63,11 @@ impl nodus_service::Service for ComputeService {
     type Handle = ComputeHandle;
     type Error = ComputeError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Volunteer computing",
+        script: include_str!("../ui/panel.js"),
+    });
+
     async fn start(
         ctx: nodus_service::ServiceContext<'_>,
         config: ComputeConfig,

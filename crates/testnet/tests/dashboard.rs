@@ -637,3 +637,84 @@ async fn a_thousand_peers_and_ten_thousand_pieces_are_drawn_in_one_pass() {
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// A project submitted from the page (the module chosen as a file) runs on two
+/// volunteers; the page shows it finished with each volunteer's credit, as the API does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compute_project_submitted_from_the_page_finishes_with_its_volunteers_credit() {
+    use nodus_compute::{ComputeHandle, examples};
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(3, tmp.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    for k in [1, 2] {
+        net.node(k)
+            .service::<ComputeHandle>()
+            .unwrap()
+            .set_volunteer(true, Some(1), None, None)
+            .unwrap();
+    }
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1800).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 2, T).await.unwrap();
+    let submit = format!(
+        r#"
+const bytes = new Uint8Array({module:?});
+const dt = new DataTransfer();
+dt.items.add(new File([bytes], 'primes.wasm', {{ type: 'application/wasm' }}));
+document.getElementById('compute-module').files = dt.files;
+document.getElementById('compute-name').value = 'primes';
+document.getElementById('compute-from').value = '0';
+document.getElementById('compute-to').value = '6';
+document.getElementById('compute-args').value = '1000';
+document.getElementById('compute-quorum').value = '2';
+document.querySelector('#panel-compute form.add').requestSubmit();
+done(null);
+"#,
+        module = examples::primes()
+    );
+    browser.run(&submit, T).await.unwrap();
+    let finished = r#"
+(function poll() {
+  const p = document.querySelector('#panel-compute .project[data-state="Finished"]');
+  if (!p) return setTimeout(poll, 20);
+  done({
+    id: p.dataset.id,
+    volunteers: [...p.querySelectorAll('tbody tr')].map(r => ({ peer: r.dataset.peer, credit: Number(r.children[1].textContent) })),
+  });
+})();
+"#;
+    let shown = browser.run(finished, T).await.unwrap();
+    let status = api
+        .get(&format!(
+            "/api/v1/compute/projects/{}",
+            shown["id"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(status["done"], json!(6), "{status}");
+    let mut want: Vec<Value> = status["volunteers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| json!({ "peer": v["peer"], "credit": v["credit"] }))
+        .collect();
+    let mut got = shown["volunteers"].as_array().unwrap().clone();
+    let by_peer = |a: &Value, b: &Value| a["peer"].as_str().cmp(&b["peer"].as_str());
+    want.sort_by(by_peer);
+    got.sort_by(by_peer);
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got.iter().all(|v| v["credit"].as_u64().unwrap() > 0),
+        "{got:?}"
+    );
+    browser.screenshot(&artefact("compute.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}
