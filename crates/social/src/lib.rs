@@ -165,6 +165,11 @@ impl nodus_service::Service for SocialService {
     type Handle = SocialHandle;
     type Error = SocialError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Social",
+        script: include_str!("../ui/panel.js"),
+    });
+
     fn testnet(config: &mut SocialConfig, ip: std::net::Ipv4Addr) {
         config.listen = format!("{ip}:0");
     }

@@ -718,3 +718,56 @@ done(null);
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// A note posted from the page shows in its feed and replicates to a follower's node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_posted_from_the_page_reaches_a_followers_node() {
+    use nodus_social::{SocialHandle, topics};
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let social = |k: usize| net.node(k).service::<SocialHandle>().unwrap().clone();
+    let author = social(0).public_key();
+    assert!(social(1).set_follow(author, true).await.unwrap());
+    net.wait_topic_known(&topics::author(&author), 0, &[1], T)
+        .await
+        .unwrap();
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 2000).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 1, T).await.unwrap();
+    let post = r#"
+document.getElementById('social-content').value = 'hello from the page';
+document.querySelector('#panel-social form.add').requestSubmit();
+(function poll() {
+  const n = [...document.querySelectorAll('#panel-social .feed li')].find(l => l.querySelector('.text')?.textContent === 'hello from the page');
+  if (!n) return setTimeout(poll, 20);
+  done({ id: n.dataset.id, author: n.dataset.author, who: n.querySelector('.who').textContent });
+})();
+"#;
+    let shown = browser.run(post, T).await.unwrap();
+    assert_eq!(shown["author"], json!(hex::encode(author)), "{shown}");
+    assert_eq!(shown["who"], json!("me"), "{shown}");
+    let follower = ApiClient::from_data_dir(&net.data_dir(1)).unwrap();
+    wait_until(T, "the note on the follower's node", || async {
+        follower
+            .get("/api/v1/social/feed")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["id"] == shown["id"])
+    })
+    .await
+    .unwrap();
+    browser.screenshot(&artefact("social.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}
