@@ -771,3 +771,81 @@ document.querySelector('#panel-social form.add').requestSubmit();
     browser.quit().await;
     net.shutdown().await;
 }
+
+/// The vault's grants and audit log on the page; revoking there asks first, then the
+/// grant is gone from the API and the revocation is in the log the page shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_revoked_from_the_page_is_gone_and_logged() {
+    use nodus_vault::VaultHandle;
+    use nodus_vault::synthetic::PATIENT;
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let patient = net.node(0).service::<VaultHandle>().unwrap().clone();
+    patient.import(PATIENT.to_vec()).await.unwrap();
+    let clinic = net.node(1).peer_id().to_string();
+    patient
+        .grant(&clinic, vec!["Observation".into()], None)
+        .await
+        .unwrap();
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 2400).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 1, T).await.unwrap();
+    let revoke = |answer: bool| {
+        format!(
+            r#"
+(function poll() {{
+  const b = document.querySelector('#panel-vault tr[data-provider="{clinic}"] button.revoke');
+  if (!b) return setTimeout(poll, 20);
+  window.confirm = (q) => {{ window.asked = q; return {answer}; }};
+  b.click();
+  done(window.asked);
+}})();
+"#
+        )
+    };
+    let asked = browser.run(&revoke(false), T).await.unwrap();
+    assert!(asked.as_str().unwrap().starts_with("Revoke "), "{asked}");
+    assert_eq!(
+        api.get("/api/v1/vault/grants")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    browser.run(&revoke(true), T).await.unwrap();
+    wait_until(T, "the grant to be revoked", || async {
+        api.get("/api/v1/vault/grants")
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await
+    .unwrap();
+    let logged = r#"
+(function poll() {
+  const actions = [...document.querySelectorAll('#panel-vault table.audit tbody tr')].map(r => r.dataset.action);
+  if (!actions.includes('revoke') || document.querySelector('#panel-vault tr[data-provider]')) return setTimeout(poll, 20);
+  done(actions);
+})();
+"#;
+    let actions = browser.run(logged, T).await.unwrap();
+    assert!(
+        actions.as_array().unwrap().iter().any(|a| a == "grant"),
+        "{actions}"
+    );
+    browser.screenshot(&artefact("vault.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}

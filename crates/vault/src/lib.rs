@@ -54,6 +54,11 @@ impl nodus_service::Service for VaultService {
     type Handle = VaultHandle;
     type Error = VaultError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Health records",
+        script: include_str!("../ui/panel.js"),
+    });
+
     fn testnet(config: &mut VaultConfig, _ip: std::net::Ipv4Addr) {
         config.anchor_interval_secs = 1;
     }
