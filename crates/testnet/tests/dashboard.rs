@@ -3,6 +3,9 @@
 //! prompt, never data, for a missing or wrong token. Screenshots go to
 //! `$CARGO_TARGET_TMPDIR/artefacts/dashboard/`.
 
+#[path = "../../voice/tests/common/mod.rs"]
+mod speech;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -842,6 +845,100 @@ async fn a_grant_revoked_from_the_page_is_gone_and_logged() {
         "{actions}"
     );
     browser.screenshot(&artefact("vault.png")).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+    net.shutdown().await;
+}
+
+/// A call between contacts shows on the page with its route; Hang up there asks first,
+/// ends the call, and the history the page shows has it completed, with its quality.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_hung_up_from_the_page_ends_completed() {
+    use nodus_voice::{Media, VoiceHandle};
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    net.wait_connected(1, T).await.unwrap();
+    let msg = |k: usize| net.node(k).service::<MsgHandle>().unwrap().clone();
+    let voice = |k: usize| net.node(k).service::<VoiceHandle>().unwrap().clone();
+    nodus_testnet::msg::introduce(&msg(0), &msg(1), "alice", "bob")
+        .await
+        .unwrap();
+    let input = speech::speech(tmp.path());
+    let placed = voice(1)
+        .call(
+            "alice",
+            Media {
+                input: Some(input.clone()),
+                ..Media::default()
+            },
+        )
+        .await
+        .unwrap();
+    wait_until(T, "the call to ring at alice", || async {
+        voice(0).list().iter().any(|c| c.id == placed.id)
+    })
+    .await
+    .unwrap();
+    voice(0)
+        .answer(
+            None,
+            Media {
+                record: Some(tmp.path().join("heard.wav")),
+                ..Media::default()
+            },
+        )
+        .await
+        .unwrap();
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 2400).await.unwrap();
+    browser.dashboard(&api.dashboard_url(), 1, T).await.unwrap();
+    let id = placed.id.clone();
+    let on = format!(
+        r#"
+(function poll() {{
+  const c = document.querySelector('#panel-voice .call[data-id="{id}"]');
+  if (!c || c.dataset.state !== 'active') return setTimeout(poll, 20);
+  window.confirm = (q) => {{ window.asked = q; return true; }};
+  c.querySelector('button.hangup').click();
+  done({{ text: c.textContent, asked: window.asked }});
+}})();
+"#
+    );
+    let shown = browser.run(&on, T).await.unwrap();
+    assert_eq!(shown["asked"], json!("Hang up on bob?"), "{shown}");
+    assert!(
+        shown["text"].as_str().unwrap().contains("direct"),
+        "{shown}"
+    );
+    let ended = format!(
+        r#"
+(function poll() {{
+  const r = document.querySelector('#panel-voice table.history tr[data-id="{id}"]');
+  if (!r) return setTimeout(poll, 20);
+  done({{ outcome: r.dataset.outcome, quality: r.lastChild.textContent }});
+}})();
+"#
+    );
+    let row = browser.run(&ended, T).await.unwrap();
+    assert_eq!(row["outcome"], json!("completed"), "{row}");
+    // The media's figures, as the call's record keeps them.
+    assert!(
+        row["quality"].as_str().unwrap().contains("frames in"),
+        "{row}"
+    );
+    let history = voice(0).history(1).unwrap();
+    assert_eq!(history[0].id, placed.id);
+    assert_eq!(
+        serde_json::to_value(history[0].outcome).unwrap(),
+        json!("completed")
+    );
+    browser.screenshot(&artefact("voice.png")).await.unwrap();
     assert_eq!(
         browser.console_errors().await.unwrap(),
         Vec::<String>::new()

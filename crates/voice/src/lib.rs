@@ -61,6 +61,11 @@ impl nodus_service::Service for VoiceService {
     type Handle = VoiceHandle;
     type Error = VoiceError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Voice calls",
+        script: include_str!("../ui/panel.js"),
+    });
+
     fn testnet(config: &mut VoiceConfig, ip: std::net::Ipv4Addr) {
         config.media_ip = ip.to_string();
         config.relay.listen = format!("{ip}:0");
