@@ -21,7 +21,10 @@ function takeToken() {
 class Unauthorized extends Error {}
 
 async function api(path, init = {}) {
-  const headers = { Authorization: 'Bearer ' + sessionStorage.getItem(TOKEN), ...(init.headers || {}) };
+  const token = sessionStorage.getItem(TOKEN);
+  // Logged out: panels still polling ask nothing of the node.
+  if (!token) throw new Unauthorized('logged out');
+  const headers = { Authorization: 'Bearer ' + token, ...(init.headers || {}) };
   const r = await fetch(path, { ...init, headers, cache: 'no-store' });
   if (r.status === 401) {
     const body = await r.json().catch(() => ({}));
@@ -41,6 +44,9 @@ function showLogin(why) {
   for (const id of ['self', 'routing', 'nat', 'dht']) $(id).textContent = id === 'self' ? '' : '-';
   $('peer-count').textContent = '-';
   $('events').replaceChildren();
+  for (const p of document.querySelectorAll('main > section[id^="panel-"]')) p.remove();
+  panelHandlers.clear();
+  panelsMounted = false;
   document.body.dataset.state = 'login';
   $('dash').hidden = true;
   $('login').hidden = false;
@@ -271,6 +277,8 @@ async function followLoop() {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        // Logged out meanwhile: this stream was opened with the old token.
+        if (!sessionStorage.getItem(TOKEN)) { reader.cancel(); return; }
         buf += value;
         let end;
         while ((end = buf.indexOf('\n\n')) >= 0) {
