@@ -72,6 +72,6 @@ export default function mount(root, ctx) {
     if (ev.kind === 'reorg') reorgs.push(ev);
     if (ev.kind === 'new_head' || ev.kind === 'reorg' || ev.kind === 'synced') refresh().catch(() => {});
   });
-  setInterval(() => refresh().catch(() => {}), 5000);
+  ctx.every(5000, refresh);
   return refresh();
 }

@@ -9,12 +9,13 @@ use anyhow::{Result, anyhow};
 use nodus_testnet::Testnet;
 
 use crate::node::demo::DEMO_NODES;
-use crate::ui::progress::{ms, spinner};
+use crate::ui::progress::{Steps, ms, spinner};
 use crate::ui::table;
 
-/// Runs the demo; with `open`, node 0's dashboard is offered first (its login link
-/// printed, and opened if the desktop can) and the network stays up at the end until
-/// Ctrl-C, so what happened can be looked at.
+/// Runs the demo. A watcher node joins the network first: every step, and what each
+/// node does during it, is narrated on its dashboard. With `open`, that dashboard is
+/// offered first (its login link printed, and opened if the desktop can) and the
+/// network stays up at the end until Ctrl-C, so what happened can be looked at.
 pub async fn run(open: bool) -> Result<ExitCode> {
     // The narration is the output; logs only when asked for (NODUS_LOG=debug, say).
     if let Ok(filter) = std::env::var("NODUS_LOG") {
@@ -25,7 +26,7 @@ pub async fn run(open: bool) -> Result<ExitCode> {
         "nodus demo: a local network of {DEMO_NODES} nodes on loopback (127.0.1.1 .. 127.0.{DEMO_NODES}.1), data in {}",
         dir.path().display()
     );
-    let mut steps = Vec::new();
+    let mut steps = Steps::default();
     let started = Instant::now();
     let pb = spinner("starting nodes");
     let net = Testnet::start(DEMO_NODES, dir.path()).await;
@@ -39,10 +40,20 @@ pub async fn run(open: bool) -> Result<ExitCode> {
         ms(started.elapsed())
     );
 
+    let watcher = match net.start_watcher().await {
+        Ok(w) => w,
+        Err(e) => return Err(anyhow!("could not start the watcher node: {e}")),
+    };
+    watcher
+        .narration()
+        .set_title(&format!("nodus demo: {DEMO_NODES} nodes on loopback"));
+    steps.narration = Some(watcher.narration().clone());
     if open {
-        let api = nodus_node::client::ApiClient::from_data_dir(&net.node(0).data_dir)?;
+        let api = nodus_node::client::ApiClient::from_data_dir(&watcher.data_dir)?;
         let url = api.dashboard_url();
-        println!("dashboard of node 0 (the link holds its API token): {url}");
+        println!(
+            "watch every step on the watcher node's dashboard (the link holds its API token): {url}"
+        );
         if let Err(e) = crate::node::open_in_browser(&url) {
             println!("     {e}");
         }
@@ -61,6 +72,7 @@ pub async fn run(open: bool) -> Result<ExitCode> {
     net.shutdown().await;
     tracing::debug!("shutdown took {:?}", t.elapsed());
     println!();
+    let steps = steps.done;
     let rows: Vec<Vec<String>> = steps
         .iter()
         .enumerate()

@@ -51,7 +51,7 @@ macro_rules! services {
         }
 
         /// Every service's demo steps, in list order.
-        pub async fn demo_steps(net: &mut nodus_testnet::Testnet, steps: &mut Vec<ui::progress::Step>) {
+        pub async fn demo_steps(net: &mut nodus_testnet::Testnet, steps: &mut ui::progress::Steps) {
             $($module::demo::steps(net, steps).await;)*
         }
     };

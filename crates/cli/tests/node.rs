@@ -376,11 +376,78 @@ fn output_cut_short_by_a_closed_pipe_is_not_a_panic() {
     assert_eq!(stdout(&o).lines().count(), 1);
 }
 
+/// What a newcomer runs: `demo --open`. It opens the watcher's dashboard (a stand-in
+/// `xdg-open` records the link), narrates every step there, stays up until Ctrl-C, and
+/// then prints the summary and exits 0.
 #[test]
 fn demo_shows_every_capability_and_exits_zero() {
-    let o = Command::new(BIN).arg("demo").output().unwrap();
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let bin = tempfile::tempdir().unwrap();
+    let opened = bin.path().join("opened");
+    let fake = bin.path().join("xdg-open");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = Command::new(BIN)
+        .args(["demo", "--open"])
+        .env("PATH", path)
+        .stdout(Stdio::piped())
+        // A file, not a pipe: nobody reads it until the end.
+        .stderr(std::fs::File::create(bin.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut out = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("Ctrl-C ends it") {
+            break;
+        }
+    }
+    let link = std::fs::read_to_string(&opened).unwrap_or_default();
+    assert!(
+        link.contains("/#token="),
+        "the dashboard was not opened: {link:?}\n{out}"
+    );
+    assert!(
+        out.contains(&link),
+        "the link opened is not the one printed:\n{out}"
+    );
+    // Up for the dashboard: the page narrates all the steps, each as it ended.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let shown = rt.block_on(async {
+        let browser = nodus_testnet::browser::Browser::start().await.unwrap();
+        browser.goto(&link).await.unwrap();
+        let shown = browser.narration(32, 1, Duration::from_secs(60)).await;
+        browser.quit().await;
+        shown.unwrap()
+    });
+    assert_eq!(shown.steps.len(), 32, "{:?}", shown.steps);
+    assert!(
+        shown.steps.iter().all(|s| s.state == "ok"),
+        "{:?}",
+        shown.steps
+    );
+    // Ctrl-C ends it, with the summary.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    for line in lines {
+        out.push_str(&line.unwrap());
+        out.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(bin.path().join("stderr")).unwrap_or_default();
+    assert!(status.success(), "{out}{err}");
     for what in [
         "peers discover each other",
         "DHT record stored by one node, read by another",
@@ -406,7 +473,7 @@ fn demo_shows_every_capability_and_exits_zero() {
         "credit paid on the chain: each volunteer holds its credit's worth, the cheat nothing",
         "a web page fetched through a SOCKS5 proxy and three relays; each relay saw only its neighbours",
         "alice and bob message anonymously: identities no node has, each other's onion services, mailboxes through circuits",
-        "dashboard in a browser shows the network",
+        "dashboard in a browser narrates every step as it happens",
     ] {
         assert!(
             out.lines().any(|l| l.contains(what) && l.contains(" ok ")),

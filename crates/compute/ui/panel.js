@@ -77,6 +77,6 @@ export default function mount(root, ctx) {
     }
   }
 
-  setInterval(() => refresh().catch(() => {}), 1000);
+  ctx.every(1000, refresh);
   return refresh();
 }

@@ -121,6 +121,11 @@ impl nodus_service::Service for GatewayService {
     type Handle = GatewayHandle;
     type Error = GatewayError;
 
+    const PANEL: Option<nodus_service::Panel> = Some(nodus_service::Panel {
+        title: "Content gateway",
+        script: include_str!("../ui/panel.js"),
+    });
+
     fn testnet(config: &mut GatewayConfig, ip: std::net::Ipv4Addr) {
         config.listen = format!("{ip}:0");
     }

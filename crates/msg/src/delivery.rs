@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::anonymous::SharedAnonymity;
 use crate::error::DeliveryError;
 use crate::service::Input;
+use crate::types::DeliveryPath;
 use crate::wire::{
     self, MAILBOX_PROTOCOL, MAX_FETCH, MSG_PROTOCOL, MailboxItem, MailboxReply, MailboxRequest,
     MsgId, MsgReply, WireError,
@@ -64,6 +65,22 @@ pub const ONION_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 trait Link: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static {}
 impl<T: futures::AsyncRead + futures::AsyncWrite + Send + Unpin + 'static> Link for T {}
 
+/// The way a stream just opened to `peer` goes: onion circuits, or the overlay's
+/// connection to it, which is a relay's circuit only when no direct one is open (libp2p
+/// then opens streams on that one).
+async fn path_of(route: &Route, peer: PeerId) -> Option<DeliveryPath> {
+    let net = match route {
+        Route::Onion(_) => return Some(DeliveryPath::Onion),
+        Route::Overlay(net) => net,
+    };
+    let peers = net.peers().await.ok()?;
+    let info = peers.iter().find(|p| p.peer_id == peer.to_string())?;
+    if info.has_direct() {
+        return Some(DeliveryPath::Direct);
+    }
+    info.relay().map(|relay| DeliveryPath::Relay { relay })
+}
+
 async fn open(route: &Route, peer: PeerId) -> Result<Box<dyn Link>, DeliveryError> {
     match route {
         Route::Overlay(net) => Ok(Box::new(connect(net, peer, MSG_PROTOCOL).await?)),
@@ -102,6 +119,7 @@ enum SessionEnd {
 /// batches. Answered items leave `pending`; on failure the rest stay there.
 async fn session(
     peer: PeerId,
+    path: Option<DeliveryPath>,
     stream: Box<dyn Link>,
     pending: &mut VecDeque<Outgoing>,
     rx: &mut mpsc::Receiver<Vec<Outgoing>>,
@@ -179,7 +197,9 @@ async fn session(
                         Err(_) => break,
                     }
                 }
-                if !replies.is_empty() && inputs.send(Input::Replies { peer, replies }).await.is_err() {
+                if !replies.is_empty()
+                    && inputs.send(Input::Replies { peer, replies, path: path.clone() }).await.is_err()
+                {
                     break SessionEnd::Closed;
                 }
                 if let Some(error) = failure {
@@ -233,10 +253,13 @@ pub async fn worker(
         // A peer that cannot be reached at all is not retried here: the service has
         // its mailboxes for that.
         let (end, reached) = match open(&route, peer).await {
-            Ok(stream) => (
-                session(peer, stream, &mut pending, &mut rx, &inputs).await,
-                true,
-            ),
+            Ok(stream) => {
+                let path = path_of(&route, peer).await;
+                (
+                    session(peer, path, stream, &mut pending, &mut rx, &inputs).await,
+                    true,
+                )
+            }
             Err(error) => (SessionEnd::Failed { answered: 0, error }, false),
         };
         match end {

@@ -52,6 +52,6 @@ pub use error::{DeliveryError, MsgError};
 pub use handle::MsgHandle;
 pub use service::{Metrics, MsgService, NewFile, register_records, spawn};
 pub use types::{
-    ContactInfo, FileInfo, FileState, GroupInfo, GroupMember, Message, MessageState, MsgEvent,
-    MsgStats, Signal,
+    ContactInfo, DeliveryPath, FileInfo, FileState, GroupInfo, GroupMember, Message, MessageState,
+    MsgEvent, MsgStats, Signal,
 };

@@ -62,6 +62,10 @@ pub const GROUP_IN: TableDefinition<&str, &[u8]> = TableDefinition::new("group_i
 /// stored before this table have their state in their row.
 pub const MSG_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_state");
 
+/// The way an outgoing message went ([`crate::types::DeliveryPath`]), by its `MESSAGES`
+/// key: written when it was acknowledged or stored in mailboxes.
+pub const MSG_PATH: TableDefinition<&str, &[u8]> = TableDefinition::new("msg_path");
+
 pub const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
 pub const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads");
 pub const GRANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("grants");
@@ -76,7 +80,7 @@ const PIECES: TableDefinition<&str, &[u8]> = TableDefinition::new("pieces");
 pub const PIECE: usize = 15_872;
 
 /// Every table, in the order the log numbers them: new tables go at the end.
-const ALL: [TableDefinition<&str, &[u8]>; 18] = [
+const ALL: [TableDefinition<&str, &[u8]>; 19] = [
     META,
     CONTACTS,
     SESSIONS,
@@ -95,6 +99,7 @@ const ALL: [TableDefinition<&str, &[u8]>; 18] = [
     DOWNLOADS,
     GRANTS,
     PIECES,
+    MSG_PATH,
 ];
 
 /// The key of piece `n` of `key` in table number `t`: the key's length is part of it, so
@@ -179,6 +184,41 @@ impl From<MessageRow> for Message {
             stored_ms: r.stored_ms,
             seen: r.seen,
             files: Vec::new(),
+            path: None,
+        }
+    }
+}
+
+/// A [`DeliveryPath`](crate::types::DeliveryPath) as `MSG_PATH` stores it: postcard
+/// cannot read the API's internally tagged form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PathRow {
+    Direct,
+    Relay(String),
+    Mailboxes(Vec<String>),
+    Onion,
+}
+
+impl From<&crate::types::DeliveryPath> for PathRow {
+    fn from(p: &crate::types::DeliveryPath) -> Self {
+        use crate::types::DeliveryPath as P;
+        match p {
+            P::Direct => PathRow::Direct,
+            P::Relay { relay } => PathRow::Relay(relay.clone()),
+            P::Mailboxes { holders } => PathRow::Mailboxes(holders.clone()),
+            P::Onion => PathRow::Onion,
+        }
+    }
+}
+
+impl From<PathRow> for crate::types::DeliveryPath {
+    fn from(p: PathRow) -> Self {
+        use crate::types::DeliveryPath as P;
+        match p {
+            PathRow::Direct => P::Direct,
+            PathRow::Relay(relay) => P::Relay { relay },
+            PathRow::Mailboxes(holders) => P::Mailboxes { holders },
+            PathRow::Onion => P::Onion,
         }
     }
 }
@@ -926,5 +966,29 @@ mod tests {
         let back = OutItem::decode(&crate::wire::encode(&bundle)).unwrap();
         assert_eq!(back.message_ids(), &[[1; 16], [2; 16]]);
         assert!(OutItem::decode(&[0xff; 3]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod path_row_tests {
+    use super::PathRow;
+    use crate::types::DeliveryPath;
+
+    #[test]
+    fn every_path_survives_a_postcard_row() {
+        for p in [
+            DeliveryPath::Direct,
+            DeliveryPath::Relay {
+                relay: "12D3KooWrelay".into(),
+            },
+            DeliveryPath::Mailboxes {
+                holders: vec!["a".into(), "b".into()],
+            },
+            DeliveryPath::Onion,
+        ] {
+            let bytes = postcard::to_allocvec(&PathRow::from(&p)).unwrap();
+            let back: PathRow = postcard::from_bytes(&bytes).unwrap();
+            assert_eq!(DeliveryPath::from(back), p);
+        }
     }
 }

@@ -60,6 +60,21 @@ pub struct Message {
     /// Files the message carries, with how far each has come.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileInfo>,
+    /// For outgoing messages: the way it went, once acknowledged or stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<DeliveryPath>,
+}
+
+/// The way an outgoing message went: on a direct connection to its recipient, through
+/// a relay's circuit, held by mailbox peers while the recipient was offline, or
+/// through onion circuits (the anonymous mode: no relay on them is named).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "via", rename_all = "snake_case")]
+pub enum DeliveryPath {
+    Direct,
+    Relay { relay: String },
+    Mailboxes { holders: Vec<String> },
+    Onion,
 }
 
 /// Where a file of a message is. Incoming ones move downloading → done, or to failed
@@ -141,6 +156,9 @@ pub enum MsgEvent {
         conversation: String,
         to: String,
         state: MessageState,
+        /// The way it went, once known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<DeliveryPath>,
     },
     /// Someone became a contact (by invite, or by writing to us first).
     Contact { contact: ContactInfo },

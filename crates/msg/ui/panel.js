@@ -1,6 +1,7 @@
 // The messaging service's panel of the dashboard: contacts, a conversation with each
 // message's delivery state as it changes (queued, sent or stored for later, delivered,
-// read), sending, and adding a contact by invite code.
+// read) and the way it went (direct, through which relay, held by which mailboxes, or
+// through onion circuits), sending, and adding a contact by invite code.
 
 const STATE_TEXT = { stored: 'stored for later' };
 
@@ -54,6 +55,22 @@ export default function mount(root, ctx) {
       el('div', { class: 'msg-main' }, title, messages, send)),
     add, note);
 
+  /** The hops a message took: me, what carried it, the recipient. */
+  function path(m) {
+    const hop = (text, cls, title) => el('span', { class: `hop ${cls}`, title: title || text }, text);
+    const arrow = () => el('span', { class: 'link', 'aria-hidden': 'true' }, '→');
+    const to = current ? current.name : 'them';
+    const middle = {
+      direct: () => [],
+      relay: () => [hop(`relay ${ctx.shortId(m.path.relay)}`, 'relay', m.path.relay)],
+      mailboxes: () => [hop(`${m.path.holders.length} mailboxes`, 'mailbox', m.path.holders.join('\n'))],
+      onion: () => [hop('onion circuits', 'onion', 'three relays each way; none knows both ends')],
+    }[m.path.via];
+    const hops = [hop('me', 'me'), ...(middle ? middle() : []), hop(to, 'dest')];
+    return el('span', { class: 'path msg-path', 'data-via': m.path.via, 'aria-label': `went ${m.path.via === 'direct' ? 'directly' : 'by ' + m.path.via}` },
+      ...hops.flatMap((h, i) => (i ? [arrow(), h] : [h])));
+  }
+
   async function showContacts() {
     const list = await ctx.api('/api/v1/msg/contacts');
     contacts.replaceChildren(...list.map((c) => el('li', {},
@@ -75,7 +92,8 @@ export default function mount(root, ctx) {
       messages.replaceChildren(...list.slice(-200).map((m) => el('li', { class: m.outgoing ? 'out' : 'in', 'data-id': m.id, 'data-state': m.state },
         el('span', { class: 'who' }, m.outgoing ? 'me' : m.from_name),
         el('span', { class: 'text' }, m.text),
-        el('span', { class: `state state-${m.state}` }, STATE_TEXT[m.state] || m.state))));
+        el('span', { class: `state state-${m.state}` }, STATE_TEXT[m.state] || m.state),
+        m.outgoing && m.path ? path(m) : '')));
       messages.scrollTop = messages.scrollHeight;
     } finally {
       busy = false;

@@ -11,7 +11,9 @@
 pub mod api;
 pub mod client;
 mod error;
+pub mod events;
 pub mod init;
+pub mod narration;
 mod node;
 pub mod services;
 mod wiring;

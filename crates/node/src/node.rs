@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 
 use crate::NodeError;
 use crate::api::{self, ApiState};
+use crate::events::EventSource;
+use crate::narration::Narration;
 
 pub struct StartOptions {
     pub data_dir: DataDir,
@@ -28,6 +30,8 @@ pub struct StartOptions {
 /// which is how the harness simulates a crash.
 pub struct RunningNode {
     pub net: NetworkHandle,
+    events: EventSource,
+    narration: Narration,
     /// The services that started, with their handles (see [`RunningNode::service`]).
     services: Vec<(&'static str, Box<dyn Any + Send + Sync>)>,
     pub endpoints: Endpoints,
@@ -176,9 +180,13 @@ impl Node {
         let api_token = token::generate();
         token::write(&dir.cookie_path(), &api_token)?;
 
+        let narration = Narration::default();
+        feeds.push(("narration", narration.feed()));
+        let events = EventSource::new(net.clone(), feeds);
         let state = ApiState {
             net: net.clone(),
-            feeds: Arc::new(feeds),
+            events: events.clone(),
+            narration: narration.clone(),
             panels: Arc::new(panels),
             token: Arc::new(api_token),
             registry: Arc::new(registry),
@@ -220,6 +228,8 @@ impl Node {
         tracing::info!(target: "nodus::node", peer_id = %endpoints.peer_id, api = %endpoints.api, "node started");
         Ok(RunningNode {
             net,
+            events,
+            narration,
             services: handles,
             endpoints,
             data_dir: dir,
@@ -326,6 +336,16 @@ impl RunningNode {
     /// None when that service is disabled.
     pub fn service<H: Any>(&self) -> Option<&H> {
         self.services.iter().find_map(|(_, h)| h.downcast_ref())
+    }
+
+    /// The node's events (the overlay's and its services'), for in-process watchers.
+    pub fn events(&self) -> &EventSource {
+        &self.events
+    }
+
+    /// What is narrated here shows on this node's dashboard.
+    pub fn narration(&self) -> &Narration {
+        &self.narration
     }
 
     /// The names of the services running.

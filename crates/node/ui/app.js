@@ -44,9 +44,11 @@ function showLogin(why) {
   for (const id of ['self', 'routing', 'nat', 'dht']) $(id).textContent = id === 'self' ? '' : '-';
   $('peer-count').textContent = '-';
   $('events').replaceChildren();
-  for (const p of document.querySelectorAll('main > section[id^="panel-"]')) p.remove();
+  for (const p of document.querySelectorAll('main > section[id^="panel-"], #narration')) p.remove();
   panelHandlers.clear();
+  for (const t of panelTimers.splice(0)) clearInterval(t);
   panelsMounted = false;
+  narration = null;
   document.body.dataset.state = 'login';
   $('dash').hidden = true;
   $('login').hidden = false;
@@ -108,9 +110,8 @@ function renderNetwork() {
   $('peers-more').textContent = more > 0 ? `and ${more} more` : '';
 }
 
-/** This node in the middle, its peers on rings around it: canvas, so a thousand draw at once. */
-function drawPeers() {
-  const c = $('peer-map');
+/** A canvas sized to its box at the screen's pixel density, cleared: its context and size in CSS pixels. */
+function fitCanvas(c) {
   const dpr = window.devicePixelRatio || 1;
   const w = c.clientWidth, h = c.clientHeight;
   if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
@@ -120,6 +121,13 @@ function drawPeers() {
   const g = c.getContext('2d');
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, w, h);
+  return { g, w, h };
+}
+
+/** This node in the middle, its peers on rings around it: canvas, so a thousand draw at once. */
+function drawPeers() {
+  const c = $('peer-map');
+  const { g, w, h } = fitCanvas(c);
   const cx = w / 2, cy = h / 2, n = net.peers.length;
   const maxR = Math.min(w, h) / 2 - 24;
   const perRing = Math.max(12, Math.ceil(Math.sqrt(n) * 3));
@@ -179,6 +187,11 @@ function addEvent(name, data) {
     try { h(v); } catch (e) { console.error(`the ${name} panel failed on an event`, e); }
   }
   if (name === 'net' && v && /^peer_/.test(v.type || '')) scheduleRefresh();
+  // The narration panel shows these, many a second in a demo.
+  if (name === 'narration') {
+    if (!narration) showNarration().catch(fail);
+    return;
+  }
   // Progress reports come every second per transfer: their panel shows them.
   if (v && (v.kind === 'progress' || v.type === 'progress')) return;
   const li = document.createElement('li');
@@ -208,7 +221,53 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const panelHandlers = new Map();
+const panelTimers = [];
 let panelsMounted = false;
+
+function panelContext(service) {
+  return {
+    api,
+    el,
+    shortId,
+    fitCanvas,
+    on: (handler) => {
+      if (!panelHandlers.has(service)) panelHandlers.set(service, []);
+      panelHandlers.get(service).push(handler);
+    },
+    confirm: (question) => window.confirm(question),
+    // A panel's polling, stopped at logout (a login mounts the panels again).
+    every: (ms, refresh) => {
+      panelTimers.push(setInterval(() => { refresh().catch(() => {}); }, ms));
+    },
+  };
+}
+
+// ---- the narration: what drives this node's network says it does (nodus demo's steps) ----
+
+let narration = null;
+/** Mounts the narration panel once there is something narrated, or reloads it (after a reconnect). */
+function showNarration() {
+  if (!narration) narration = mountNarration();
+  else narration = narration.then(async (panel) => {
+    if (panel) panel.load(await api('/api/v1/narration'));
+    return panel;
+  });
+  return narration;
+}
+
+async function mountNarration() {
+  const view = await api('/api/v1/narration');
+  if (!view.steps.length && !view.nodes.length) {
+    narration = null;
+    return null;
+  }
+  const section = el('section', { id: 'narration', class: 'panel wide', 'aria-labelledby': 'narration-title' });
+  $('dash').prepend(section);
+  const mod = await import('/ui/narration.js');
+  const panel = mod.default(section, panelContext('narration'), view);
+  section.dataset.mounted = 'true';
+  return panel;
+}
 
 async function mountPanels() {
   if (panelsMounted) return;
@@ -226,16 +285,7 @@ async function mountPanels() {
     section.setAttribute('aria-labelledby', h.id);
     section.append(h, body);
     $('dash').append(section);
-    const ctx = {
-      api,
-      el,
-      shortId,
-      on: (handler) => {
-        if (!panelHandlers.has(p.service)) panelHandlers.set(p.service, []);
-        panelHandlers.get(p.service).push(handler);
-      },
-      confirm: (question) => window.confirm(question),
-    };
+    const ctx = panelContext(p.service);
     try {
       const mod = await import(p.script);
       await mod.default(body, ctx);
@@ -293,6 +343,7 @@ async function followLoop() {
             setLive(true, 'live');
             document.body.dataset.state = 'live';
             refreshNetwork().catch(fail);
+            showNarration().catch(fail);
           } else if (data) {
             addEvent(name, data);
           }

@@ -54,6 +54,6 @@ export default function mount(root, ctx) {
   }
 
   ctx.on(() => refresh().catch(() => {}));
-  setInterval(() => refresh().catch(() => {}), 3000);
+  ctx.every(3000, refresh);
   return refresh();
 }

@@ -353,6 +353,61 @@ impl Browser {
     }
 }
 
+/// One step as the narration panel shows it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ShownStep {
+    pub what: String,
+    pub state: String,
+}
+
+/// What the narration panel of a dashboard showed.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NarrationShown {
+    pub steps: Vec<ShownStep>,
+    /// The nodes of its activity list, one entry per line shown.
+    pub activity_nodes: Vec<usize>,
+    /// Its line about the nodes and steps.
+    pub summary: String,
+    /// The node map's description: how many nodes it draws, how many running.
+    pub map: String,
+}
+
+/// Waits until the narration panel is mounted with at least `STEPS` steps, the first
+/// `STEPS` of them ended, and at least `ACTIVITY` lines of activity.
+const NARRATION_SHOWN: &str = r#"
+(function poll() {
+  const n = document.getElementById('narration');
+  const items = n ? [...n.querySelectorAll('#narration-steps li')] : [];
+  const lines = n ? [...n.querySelectorAll('#narration-activity li')] : [];
+  if (!n || n.dataset.mounted !== 'true' || items.length < STEPS
+      || items.slice(0, STEPS).some(li => li.dataset.state === 'running') || lines.length < ACTIVITY) return setTimeout(poll, 20);
+  done({ ok: {
+    steps: items.map(li => ({ what: li.querySelector('.what').textContent, state: li.dataset.state })),
+    activity_nodes: lines.map(li => Number(li.dataset.node)),
+    summary: document.getElementById('narration-summary').textContent,
+    map: document.getElementById('narration-map').getAttribute('aria-label'),
+  } });
+})();
+"#;
+
+impl Browser {
+    /// On a dashboard already open: waits until its narration panel shows its first
+    /// `steps` steps ended and `activity` lines of what the nodes did.
+    pub async fn narration(
+        &self,
+        steps: usize,
+        activity: usize,
+        timeout: Duration,
+    ) -> Result<NarrationShown, BrowserError> {
+        let script = NARRATION_SHOWN
+            .replace("STEPS", &steps.to_string())
+            .replace("ACTIVITY", &activity.to_string());
+        let v = self.run(&script, timeout).await?;
+        serde_json::from_value(v["ok"].clone())
+            .map_err(|e| BrowserError::Driver(format!("{e}: {v}")))
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         // The driver and every Chromium process it started share its process group.

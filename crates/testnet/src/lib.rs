@@ -12,6 +12,7 @@
 pub mod browser;
 pub mod impair;
 pub mod media;
+pub mod watch;
 
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -98,10 +99,17 @@ pub fn hidden_node_config(k: usize, relays: &[String]) -> Config {
     c
 }
 
+/// Where the watcher node ([`Testnet::start_watcher`]) listens: outside the nodes' plan.
+pub const WATCHER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 250, 1);
+
 pub struct Testnet {
     dir: PathBuf,
     nodes: Vec<Option<RunningNode>>,
     configs: Vec<Config>,
+    watcher: Option<RunningNode>,
+    known: watch::Known,
+    /// Per node, the task summing its events up into the watcher's narration.
+    mirrors: Vec<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Testnet {
@@ -114,6 +122,9 @@ impl Testnet {
             dir: dir.to_path_buf(),
             nodes: Vec::new(),
             configs: Vec::new(),
+            watcher: None,
+            known: Default::default(),
+            mirrors: Vec::new(),
         };
         for _ in 0..n {
             let bootstrap = net.bootstrap_addrs();
@@ -154,7 +165,62 @@ impl Testnet {
         .await?;
         self.nodes.push(Some(node));
         self.configs.push(config);
+        self.started(k);
         Ok(k)
+    }
+
+    /// Starts the watcher: a node outside the list (no step picks, stops or counts
+    /// it) that joins through the first running node, and on whose dashboard every
+    /// node's events are narrated from now on, with each node started or stopped.
+    pub async fn start_watcher(&mut self) -> Result<&RunningNode, TestnetError> {
+        if self.watcher.is_none() {
+            let dir = DataDir::new(self.dir.join("watcher"));
+            nodus_node::init(&dir)?;
+            let node = Node::start(StartOptions {
+                data_dir: dir,
+                config: Some(node_config(WATCHER_IP, &self.bootstrap_addrs())),
+            })
+            .await?;
+            self.watcher = Some(node);
+            for k in self.running() {
+                self.started(k);
+            }
+        }
+        Ok(self.watcher.as_ref().expect("just started"))
+    }
+
+    /// The watcher node, once started.
+    pub fn watcher(&self) -> Option<&RunningNode> {
+        self.watcher.as_ref()
+    }
+
+    fn started(&mut self, k: usize) {
+        let (Some(w), Some(node)) = (&self.watcher, self.nodes.get(k).and_then(Option::as_ref))
+        else {
+            return;
+        };
+        let peer = node.peer_id().to_string();
+        w.narration().node(k, &peer, true);
+        if let Ok(mut known) = self.known.write() {
+            known.retain(|(_, i)| *i != k);
+            known.push((peer, k));
+        }
+        let task = watch::mirror(w.narration().clone(), k, node.events(), self.known.clone());
+        if self.mirrors.len() <= k {
+            self.mirrors.resize_with(k + 1, || None);
+        }
+        if let Some(old) = self.mirrors[k].replace(task) {
+            old.abort();
+        }
+    }
+
+    fn stopped(&mut self, k: usize, peer: &str) {
+        if let Some(task) = self.mirrors.get_mut(k).and_then(Option::take) {
+            task.abort();
+        }
+        if let Some(w) = &self.watcher {
+            w.narration().node(k, peer, false);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -187,6 +253,7 @@ impl Testnet {
             .get_mut(k)
             .and_then(|n| n.take())
             .ok_or(TestnetError::NotRunning(k))?;
+        self.stopped(k, &node.peer_id().to_string());
         node.kill().await;
         Ok(())
     }
@@ -202,6 +269,7 @@ impl Testnet {
             .get_mut(k)
             .and_then(|n| n.take())
             .ok_or(TestnetError::NotRunning(k))?;
+        self.stopped(k, &node.peer_id().to_string());
         node.shutdown().await;
         Ok(())
     }
@@ -241,6 +309,7 @@ impl Testnet {
         })
         .await?;
         self.nodes[k] = Some(node);
+        self.started(k);
         Ok(())
     }
 
@@ -285,11 +354,7 @@ impl Testnet {
     /// that connection is a relay circuit.
     pub async fn relay_in_use(&self, k: usize, peer: &str) -> Option<String> {
         let peers = self.node(k).net.peers().await.ok()?;
-        let p = peers.iter().find(|p| p.peer_id == peer)?;
-        p.addresses.iter().find_map(|a| {
-            let (before, _) = a.split_once("/p2p-circuit")?;
-            before.rsplit("/p2p/").next().map(str::to_string)
-        })
+        peers.iter().find(|p| p.peer_id == peer)?.relay()
     }
 
     /// The sum of node `k`'s samples of metric `name` (every label set), from its
@@ -381,10 +446,16 @@ impl Testnet {
     }
 
     pub async fn shutdown(mut self) {
+        for task in self.mirrors.iter_mut().filter_map(Option::take) {
+            task.abort();
+        }
         for n in self.nodes.iter_mut() {
             if let Some(node) = n.take() {
                 node.shutdown().await;
             }
+        }
+        if let Some(w) = self.watcher.take() {
+            w.shutdown().await;
         }
     }
 }

@@ -25,6 +25,16 @@ fn artefact(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Ends a test's page: a screenshot kept as an artefact, and a console free of errors.
+async fn end_page(browser: Browser, shot: &str) {
+    browser.screenshot(&artefact(shot)).await.unwrap();
+    assert_eq!(
+        browser.console_errors().await.unwrap(),
+        Vec::<String>::new()
+    );
+    browser.quit().await;
+}
+
 /// Waits for the page to be in `state` (`live` or `login`), then reports what it shows.
 fn shown_when(state: &str) -> String {
     format!(
@@ -414,8 +424,10 @@ async fn a_message_sent_from_the_page_turns_delivered_there() {
     let delivered = r#"
 (function poll() {
   const m = [...document.querySelectorAll('#panel-msg .messages li.out')].find(l => l.querySelector('.text').textContent === 'hello from the page');
-  if (!m || !['delivered', 'read'].includes(m.dataset.state)) return setTimeout(poll, 20);
-  done({ id: m.dataset.id, state: m.dataset.state, shown: m.querySelector('.state').textContent });
+  if (!m || !['delivered', 'read'].includes(m.dataset.state) || !m.querySelector('.msg-path')) return setTimeout(poll, 20);
+  const path = m.querySelector('.msg-path');
+  done({ id: m.dataset.id, state: m.dataset.state, shown: m.querySelector('.state').textContent,
+         via: path.dataset.via, hops: [...path.querySelectorAll('.hop')].map(h => h.textContent) });
 })();
 "#;
     let shown = browser.run(delivered, T).await.unwrap();
@@ -433,16 +445,15 @@ async fn a_message_sent_from_the_page_turns_delivered_there() {
         sent["state"] == "delivered" || sent["state"] == "read",
         "{sent}"
     );
+    // The way it went, as the API says: straight to bob, drawn me → bob.
+    assert_eq!(sent["path"], json!({"via": "direct"}), "{sent}");
+    assert_eq!(shown["via"], json!("direct"), "{shown}");
+    assert_eq!(shown["hops"], json!(["me", "bob"]), "{shown}");
     assert_eq!(
         nodus_testnet::msg::incoming_texts(&bob, &alice.local_peer_id().to_string()).await,
         vec!["hello from the page".to_string()]
     );
-    browser.screenshot(&artefact("messages.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "messages.png").await;
     net.shutdown().await;
 }
 
@@ -508,12 +519,7 @@ async fn mining_starts_and_stops_from_the_page_and_its_blocks_are_drawn() {
     );
     let drawn = browser.run(&newest, T).await.unwrap().as_u64().unwrap();
     assert_eq!(drawn, (tip + 1).min(12), "blocks drawn up to {tip}");
-    browser.screenshot(&artefact("chain.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "chain.png").await;
     net.shutdown().await;
 }
 
@@ -569,12 +575,7 @@ async fn the_onion_panel_draws_a_circuit_hop_by_hop() {
         "{shown}"
     );
     assert_eq!(shown["layers"], json!([3, 2, 1, 0]), "{shown}");
-    browser.screenshot(&artefact("onion.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "onion.png").await;
     net.shutdown().await;
 }
 
@@ -629,15 +630,7 @@ async fn a_thousand_peers_and_ten_thousand_pieces_are_drawn_in_one_pass() {
     assert_eq!(v["pieces"], json!(10000), "{v}");
     assert_eq!(v["filled"], json!(10000 - 3334), "{v}");
     browser.window_size(1280, 900).await.unwrap();
-    browser
-        .screenshot(&artefact("thousand-peers.png"))
-        .await
-        .unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "thousand-peers.png").await;
     net.shutdown().await;
 }
 
@@ -713,12 +706,7 @@ done(null);
         got.iter().all(|v| v["credit"].as_u64().unwrap() > 0),
         "{got:?}"
     );
-    browser.screenshot(&artefact("compute.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "compute.png").await;
     net.shutdown().await;
 }
 
@@ -766,12 +754,7 @@ document.querySelector('#panel-social form.add').requestSubmit();
     })
     .await
     .unwrap();
-    browser.screenshot(&artefact("social.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "social.png").await;
     net.shutdown().await;
 }
 
@@ -844,12 +827,7 @@ async fn a_grant_revoked_from_the_page_is_gone_and_logged() {
         actions.as_array().unwrap().iter().any(|a| a == "grant"),
         "{actions}"
     );
-    browser.screenshot(&artefact("vault.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
-    );
-    browser.quit().await;
+    end_page(browser, "vault.png").await;
     net.shutdown().await;
 }
 
@@ -903,15 +881,24 @@ async fn a_call_hung_up_from_the_page_ends_completed() {
         r#"
 (function poll() {{
   const c = document.querySelector('#panel-voice .call[data-id="{id}"]');
-  if (!c || c.dataset.state !== 'active') return setTimeout(poll, 20);
+  // On, with the media's figures so far: the live call's quality.
+  if (!c || c.dataset.state !== 'active' || !/[1-9][0-9]* frames in/.test(c.querySelector('div.hint').textContent)) return setTimeout(poll, 20);
+  const quality = c.querySelector('div.hint').textContent;
   window.confirm = (q) => {{ window.asked = q; return true; }};
   c.querySelector('button.hangup').click();
-  done({{ text: c.textContent, asked: window.asked }});
+  done({{ text: c.textContent, asked: window.asked, quality }});
 }})();
 "#
     );
     let shown = browser.run(&on, T).await.unwrap();
     assert_eq!(shown["asked"], json!("Hang up on bob?"), "{shown}");
+    assert!(
+        shown["quality"]
+            .as_str()
+            .unwrap()
+            .contains("% lost, jitter"),
+        "{shown}"
+    );
     assert!(
         shown["text"].as_str().unwrap().contains("direct"),
         "{shown}"
@@ -938,11 +925,195 @@ async fn a_call_hung_up_from_the_page_ends_completed() {
         serde_json::to_value(history[0].outcome).unwrap(),
         json!("completed")
     );
-    browser.screenshot(&artefact("voice.png")).await.unwrap();
-    assert_eq!(
-        browser.console_errors().await.unwrap(),
-        Vec::<String>::new()
+    end_page(browser, "voice.png").await;
+    net.shutdown().await;
+}
+
+/// The watcher node's page narrates a testnet: a step as it runs and ends, the nodes
+/// (one killed meanwhile drawn stopped), and what the others did about it, named by
+/// their numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchers_page_narrates_each_step_and_what_the_nodes_did() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut net = Testnet::start(3, tmp.path()).await.unwrap();
+    net.wait_connected(2, T).await.unwrap();
+    let watcher = net.start_watcher().await.unwrap();
+    let narration = watcher.narration().clone();
+    narration.set_title("a test of three nodes");
+    let api = ApiClient::from_data_dir(&watcher.data_dir).unwrap();
+    // Not a node of the testnet: no step can pick or stop it.
+    assert_eq!(net.running(), vec![0, 1, 2]);
+    let browser = Browser::start().await.unwrap();
+    browser.goto(&api.dashboard_url()).await.unwrap();
+
+    let first = narration.begin("node 2 is killed").unwrap();
+    let running = r#"
+(function poll() {
+  const li = document.querySelector('#narration-steps li[data-index="0"]');
+  if (!li || li.dataset.state !== 'running') return setTimeout(poll, 20);
+  done({ what: li.querySelector('.what').textContent, summary: document.getElementById('narration-summary').textContent });
+})();
+"#;
+    let shown = browser.run(running, T).await.unwrap();
+    assert_eq!(shown["what"], json!("node 2 is killed"), "{shown}");
+    assert!(
+        shown["summary"]
+            .as_str()
+            .unwrap()
+            .contains("step 1 running"),
+        "{shown}"
     );
-    browser.quit().await;
+
+    let victim = net.node(2).peer_id();
+    net.kill(2).await.unwrap();
+    // The others notice; the watcher is told what they did.
+    for k in [0, 1] {
+        let n = net.node(k).net.clone();
+        wait_until(T, "the killed node gone from the peers", || async {
+            n.peers()
+                .await
+                .is_ok_and(|p| !p.iter().any(|p| p.peer_id == victim.to_string()))
+        })
+        .await
+        .unwrap();
+    }
+    narration.finish(first, true, "nodes 0 and 1 dropped it");
+    let second = narration.begin("a step that fails").unwrap();
+    narration.finish(second, false, "FAILED: on purpose");
+
+    let seen = browser.narration(2, 2, T).await.unwrap();
+    assert_eq!(
+        seen.steps,
+        vec![
+            nodus_testnet::browser::ShownStep {
+                what: "node 2 is killed".into(),
+                state: "ok".into()
+            },
+            nodus_testnet::browser::ShownStep {
+                what: "a step that fails".into(),
+                state: "failed".into()
+            },
+        ]
+    );
+    assert!(seen.summary.contains("1 ok, 1 failed"), "{}", seen.summary);
+    assert!(
+        seen.summary.contains("2 of 3 nodes running"),
+        "{}",
+        seen.summary
+    );
+    assert!(seen.map.contains("3 nodes, 2 running"), "{}", seen.map);
+    // What the API holds is what the page shows.
+    let view = api.get("/api/v1/narration").await.unwrap();
+    assert_eq!(view["title"], json!("a test of three nodes"));
+    assert_eq!(view["steps"][1]["figure"], json!("FAILED: on purpose"));
+    let dropped = view["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == json!("peer_disconnected") && a["with"] == json!([2]))
+        .cloned();
+    let dropped = dropped.unwrap_or_else(|| panic!("no node said it lost node 2: {view}"));
+    assert!(
+        dropped["detail"].as_str().unwrap().contains("node 2"),
+        "{dropped}"
+    );
+    assert!(seen.activity_nodes.iter().any(|k| *k == 0 || *k == 1));
+    // Not in the events list: the narration has its own panel.
+    let events = browser
+        .run(
+            "done([...document.querySelectorAll('#events li .svc')].filter(s => s.textContent === 'narration').length)",
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(events, json!(0));
+    end_page(browser, "narration.png").await;
+    net.shutdown().await;
+}
+
+/// A torrent opened for streaming from the page: the panel links its player and file on
+/// the gateway's port, the file link serves the shared bytes by range while they
+/// download, and the torrent shows in the gateway's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torrent_opened_from_the_page_streams_through_the_gateway() {
+    nodus_testnet::test_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Testnet::start(2, tmp.path()).await.unwrap();
+    let mut data = vec![0u8; 1 << 20];
+    rand::rng().fill_bytes(&mut data);
+    let path = tmp.path().join("clip.bin");
+    std::fs::write(&path, &data).unwrap();
+    let shared = torrent_of(&net, 1)
+        .share(ShareRequest {
+            path: path.display().to_string(),
+            version: None,
+            trackers: vec![],
+            web_seeds: vec![],
+            piece_length: Some(16 * 1024),
+        })
+        .await
+        .unwrap();
+    let seeder = torrent_of(&net, 1).listen_addr().unwrap().to_string();
+    let magnet = format!("{}&x.pe={seeder}", shared.magnet);
+
+    let api = ApiClient::from_data_dir(&net.data_dir(0)).unwrap();
+    let gateway = api.get("/api/v1/gateway").await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let browser = Browser::start().await.unwrap();
+    browser.window_size(1280, 1100).await.unwrap();
+    browser.goto(&api.dashboard_url()).await.unwrap();
+    let open = format!(
+        r#"
+(function poll() {{
+  const p = document.getElementById('panel-gateway');
+  if (!p || p.dataset.mounted !== 'true') return setTimeout(poll, 20);
+  document.getElementById('gateway-source').value = {};
+  p.querySelector('form').requestSubmit();
+  done(p.querySelector('h2').textContent);
+}})();
+"#,
+        Value::String(magnet)
+    );
+    assert_eq!(
+        browser.run(&open, T).await.unwrap(),
+        json!("Content gateway")
+    );
+    let opened = r#"
+(function poll() {
+  const li = document.querySelector('#panel-gateway .opened li');
+  const cached = [...document.querySelectorAll('#panel-gateway .cached li[data-id]')].map(l => l.dataset.id);
+  if (!li || !cached.includes(li.dataset.id)) return setTimeout(poll, 20);
+  done({ id: li.dataset.id, url: li.dataset.url, play: li.querySelector('a.play').href, file: li.querySelector('a.file').href, cached });
+})();
+"#;
+    let shown = browser.run(opened, T).await.unwrap();
+    let id = shown["id"].as_str().unwrap();
+    assert_eq!(id, shared.id, "{shown}");
+    assert_eq!(shown["file"], shown["url"], "{shown}");
+    assert_eq!(
+        shown["play"],
+        json!(format!("{gateway}/play/{id}/clip.bin")),
+        "{shown}"
+    );
+    // The link serves the file's bytes, a range at a time.
+    let part = reqwest::Client::new()
+        .get(shown["url"].as_str().unwrap())
+        .header("Range", "bytes=500000-500999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(&part.bytes().await.unwrap()[..], &data[500_000..501_000]);
+    browser
+        .run(
+            "document.getElementById('panel-gateway').scrollIntoView(); done(null)",
+            T,
+        )
+        .await
+        .unwrap();
+    end_page(browser, "gateway.png").await;
     net.shutdown().await;
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use nodus_msg::{Message, MessageState, MsgHandle};
+use nodus_msg::{DeliveryPath, Message, MessageState, MsgHandle};
 use nodus_testnet::{Testnet, hidden_node_config, wait_until};
 
 /// Node `k`'s messaging service.
@@ -52,6 +52,17 @@ async fn wait_texts(h: &MsgHandle, with: &str, want: &[String], what: &str) {
     let got = texts(h, with).await;
     r.unwrap_or_else(|e| panic!("{e}: got {got:?}"));
     assert_eq!(got, want, "{what}: order and content");
+}
+
+/// The way each outgoing message to `with` went, by text.
+async fn paths(h: &MsgHandle, with: &str) -> Vec<(String, Option<DeliveryPath>)> {
+    h.history(with)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.outgoing)
+        .map(|m| (m.text, m.path))
+        .collect()
 }
 
 async fn state_of(h: &MsgHandle, with: &str, id: &str) -> Option<MessageState> {
@@ -200,6 +211,23 @@ async fn offline_recipient_receives_everything_in_order_when_back() {
     for m in &sent {
         wait_state(msg(&net, a), "bob", m, MessageState::Stored).await;
     }
+    // The first went straight to Bob; the rest are held by mailbox peers, named.
+    let went = paths(msg(&net, a), "bob").await;
+    assert_eq!(went[0], (hello[0].clone(), Some(DeliveryPath::Direct)));
+    let running: Vec<String> = net
+        .running()
+        .into_iter()
+        .map(|k| net.node(k).peer_id().to_string())
+        .collect();
+    for (text, path) in &went[1..] {
+        match path {
+            Some(DeliveryPath::Mailboxes { holders }) => assert!(
+                !holders.is_empty() && holders.iter().all(|h| running.contains(h)),
+                "{text}: {holders:?}"
+            ),
+            other => panic!("{text} went {other:?}, not to mailboxes"),
+        }
+    }
 
     let back = Instant::now();
     net.restart(b).await.unwrap();
@@ -262,6 +290,13 @@ async fn through_a_relay_and_around_it_when_it_dies() {
         .expect("alice reaches bob through a relay circuit");
     let relay_k = net.index_of(&relay).expect("the relay is a testnet node");
     assert!([0, 3].contains(&relay_k), "the relay is one of bob's");
+    // Each message says which relay carried it.
+    let through = Some(DeliveryPath::Relay {
+        relay: relay.clone(),
+    });
+    let went = paths(msg(&net, a), "bob").await;
+    assert_eq!(went.len(), first.len());
+    assert!(went.iter().all(|(_, p)| *p == through), "{went:?}");
     // Bob answers the same way.
     let answer = vec!["got them".to_string()];
     send_all(msg(&net, bob), "alice", &answer).await;
@@ -294,9 +329,18 @@ async fn through_a_relay_and_around_it_when_it_dies() {
     }
     let now = net.relay_in_use(a, &bob_id).await;
     assert!(
-        now.is_some() && now != Some(relay),
+        now.is_some() && now != Some(relay.clone()),
         "now through the other relay: {now:?}"
     );
+    // And the messages after say so: rerouted through the relay still up.
+    all_delivered(msg(&net, a), "bob", &[]).await;
+    let went = paths(msg(&net, a), "bob").await;
+    let rerouted = Some(DeliveryPath::Relay {
+        relay: now.clone().unwrap(),
+    });
+    for (text, path) in &went[first.len()..] {
+        assert_eq!(*path, rerouted, "{text}");
+    }
     net.shutdown().await;
 }
 

@@ -72,6 +72,6 @@ export default function mount(root, ctx) {
     }
   }
 
-  setInterval(() => refresh().catch(() => {}), 2000);
+  ctx.every(2000, refresh);
   return refresh();
 }

@@ -127,6 +127,17 @@ pub(crate) struct Live {
     finish: Option<oneshot::Sender<CallRecord>>,
 }
 
+impl Live {
+    /// Its record as of now: with the media's figures so far while it runs.
+    fn now(&self) -> CallRecord {
+        let mut r = self.record.clone();
+        if let Some(s) = &self.session {
+            r.quality = s.quality();
+        }
+        r
+    }
+}
+
 pub(crate) struct Calls {
     pub config: VoiceConfig,
     /// `config.sample_rate`, checked.
@@ -177,7 +188,7 @@ impl Calls {
             .lock()
             .expect("calls")
             .values()
-            .map(|l| l.record.clone())
+            .map(Live::now)
             .collect();
         v.sort_by_key(|c| c.started_ms);
         v
@@ -185,7 +196,7 @@ impl Calls {
 
     pub fn get(&self, id: &str) -> Option<CallRecord> {
         if let Some(l) = self.live.lock().expect("calls").get(id) {
-            return Some(l.record.clone());
+            return Some(l.now());
         }
         self.history.all().ok()?.into_iter().find(|c| c.id == id)
     }

@@ -286,6 +286,8 @@ pub struct Session {
     active: watch::Sender<Option<Route>>,
     pub counters: Arc<Counters>,
     created: Instant,
+    /// The figures so far, renewed once a second while the call runs.
+    live: std::sync::Mutex<Option<Summary>>,
 }
 
 pub struct Setup {
@@ -307,6 +309,7 @@ impl Session {
             active: watch::channel(None).0,
             counters: Arc::new(Counters::default()),
             created: Instant::now(),
+            live: Default::default(),
         }
     }
 
@@ -401,6 +404,8 @@ impl Session {
                             ..reception.report(jitter.jitter_ms())
                         };
                         tracing::debug!(target: "nodus::voice", "reporting {:?}, queue {:.0} ms, {:.0} bps in", last_report, bwe.queue_ms(), bwe.received_bps());
+                        self.sum_up(&mut summary, &reception, &jitter, &rate);
+                        *self.live.lock().expect("live") = Some(summary.clone());
                     }
                     // A fresh report goes on every route, the one in use too (a call
                     // with one route would otherwise report only when the two
@@ -465,7 +470,24 @@ impl Session {
         if !summary.bye {
             self.say_bye(&mut tx).await;
         }
-        let routes = self.routes.lock().expect("routes");
+        self.sum_up(&mut summary, &reception, &jitter, &rate);
+        Ok(summary)
+    }
+
+    /// The figures of a running call so far (None before its media starts): what
+    /// [`Session::run`] ends with, renewed once a second.
+    pub fn quality(&self) -> Option<Summary> {
+        self.live.lock().expect("live").clone()
+    }
+
+    /// Brings `summary`'s counted figures up to now.
+    fn sum_up(
+        &self,
+        summary: &mut Summary,
+        reception: &Reception,
+        jitter: &JitterBuffer,
+        rate: &Controller,
+    ) {
         summary.sent = self.counters.sent.load(Ordering::Relaxed);
         summary.received = reception.received();
         summary.lost = reception.lost();
@@ -477,9 +499,8 @@ impl Session {
         summary.underruns = jitter.stats.underruns;
         summary.rebuilt = jitter.stats.rebuilt;
         summary.jitter_ms = jitter.jitter_ms();
-        summary.switches = routes.switches;
+        summary.switches = self.routes.lock().expect("routes").switches;
         summary.bitrate = rate.rate().bitrate;
-        Ok(summary)
     }
 
     fn heard(&self, from: SocketAddr) {

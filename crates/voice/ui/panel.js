@@ -71,6 +71,6 @@ export default function mount(root, ctx) {
   }
 
   ctx.on(() => refresh().catch(() => {}));
-  setInterval(() => refresh().catch(() => {}), 1000);
+  ctx.every(1000, refresh);
   return refresh();
 }

@@ -15,7 +15,7 @@ use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 use serde_json::{Value, json};
 
 use super::token::{TOKEN_BYTECODE, call_data, word};
-use crate::ui::progress::{STEP_TIMEOUT, Step, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, step};
 
 const GWEI: u128 = 1_000_000_000;
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -93,7 +93,7 @@ fn num(v: &Value) -> u64 {
         .unwrap_or_default()
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     let miner_b = Address::repeat_byte(0xb0);
     // A, B and C: the first three nodes still running (the demo killed some before).
     let running = net.running();

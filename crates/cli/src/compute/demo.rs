@@ -15,7 +15,7 @@ use nodus_compute::examples;
 use nodus_compute::{ComputeHandle, Inputs, Submission};
 use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, step};
 
 /// Units in the demo's project, and the integers each one covers.
 const UNITS: u64 = 200;
@@ -36,7 +36,7 @@ fn compute(net: &Testnet, k: usize) -> Result<ComputeHandle> {
         .ok_or_else(|| anyhow!("node {k} runs no compute service"))
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     if net.running().len() < 5 {
         return;
     }

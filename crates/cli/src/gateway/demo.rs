@@ -11,9 +11,9 @@ use nodus_testnet::Testnet;
 use nodus_torrent::TorrentHandle;
 
 use crate::torrent::bytes;
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step};
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     step(
         steps,
         "a video seeded by three nodes plays through a fourth node's gateway, seeks and plays on",

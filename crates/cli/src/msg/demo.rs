@@ -10,7 +10,7 @@ use nodus_msg::{MessageState, MsgHandle};
 use nodus_testnet::msg::{incoming_texts, introduce};
 use nodus_testnet::{Testnet, hidden_node_config, wait_until};
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step};
 
 /// Relay nodes for Alice and Bob (node 4 is the one the demo killed before).
 const RELAYS: [usize; 2] = [0, 2];
@@ -59,7 +59,7 @@ fn lines(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix} #{i}")).collect()
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     let relays: Vec<String> = RELAYS
         .iter()
         .filter_map(|k| net.try_node(*k)?.p2p_addr("tcp"))

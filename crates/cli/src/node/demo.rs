@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow};
 use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step};
 use crate::ui::{self, table};
 
 /// Nodes the demo starts with.
@@ -58,7 +58,7 @@ pub async fn testnet_up(n: usize, dir: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// Runs the overlay's steps on the demo's network of [`DEMO_NODES`] nodes.
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     step(steps, "peers discover each other", async {
         let t = Instant::now();
         wait_until(STEP_TIMEOUT, "routing tables", || async {
@@ -256,34 +256,58 @@ pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
     .await;
 }
 
-/// The dashboard step: a node's page in a headless Chromium, logged in by the link
-/// `nodus ui` prints, showing the peers its API reports and the services' panels. Node
-/// 0's if it still runs (`demo --open` offered its page), else the first that does.
-pub async fn dashboard_step(net: &Testnet, steps: &mut Vec<Step>) {
-    step(steps, "dashboard in a browser shows the network", async {
-        let k = net
-            .running()
-            .first()
-            .copied()
-            .ok_or_else(|| anyhow!("no node left running"))?;
-        let node = net.node(k);
+/// The dashboard step: the watcher node's page in a headless Chromium, logged in by
+/// the link `demo --open` prints, live with the peers its API reports and the
+/// services' panels, and narrating every step before this one with the outcome it had
+/// and what the nodes did meanwhile.
+pub async fn dashboard_step(net: &Testnet, steps: &mut Steps) {
+    let before: Vec<(String, &'static str)> = steps
+        .done
+        .iter()
+        .map(|s| (s.what.to_string(), if s.ok { "ok" } else { "failed" }))
+        .collect();
+    step(steps, "dashboard in a browser narrates every step as it happens", async {
+        let node = net
+            .watcher()
+            .ok_or_else(|| anyhow!("the watcher node is not running"))?;
         let api = nodus_node::client::ApiClient::from_data_dir(&node.data_dir)?;
         let peers = node.net.peers().await?.len();
         let t = Instant::now();
         let browser = nodus_testnet::browser::Browser::start().await?;
-        let view = browser
-            .dashboard(&api.dashboard_url(), peers, STEP_TIMEOUT)
-            .await;
+        let shown = async {
+            let view = browser
+                .dashboard(&api.dashboard_url(), peers, STEP_TIMEOUT)
+                .await?;
+            let narrated = browser.narration(before.len(), 1, STEP_TIMEOUT).await?;
+            anyhow::Ok((view, narrated))
+        }
+        .await;
         browser.quit().await;
-        let view = view?;
+        let (view, narrated) = shown?;
         if view.url.contains("token") {
             return Err(anyhow!("the token stayed in the address bar: {}", view.url));
         }
+        let shown: Vec<(String, &str)> = narrated
+            .steps
+            .iter()
+            .take(before.len())
+            .map(|s| (s.what.clone(), s.state.as_str()))
+            .collect();
+        if shown != before {
+            return Err(anyhow!(
+                "the page narrated {shown:?}, the demo ran {before:?}"
+            ));
+        }
+        let mut active = narrated.activity_nodes.clone();
+        active.sort_unstable();
+        active.dedup();
         Ok(format!(
-            "node {k}'s page live with its {} peers and {} panels ({}) in {}",
+            "the watcher's page live with its {} peers and {} panels; all {} steps narrated as they ran, the last {} things nodes did shown (from {} nodes); {}",
             view.peers,
             view.panels.len(),
-            view.panels.join(", "),
+            before.len(),
+            narrated.activity_nodes.len(),
+            active.len(),
             ms(t.elapsed())
         ))
     })

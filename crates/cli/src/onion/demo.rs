@@ -14,9 +14,9 @@ use nodus_testnet::onion::{
     add_anonymous_messenger, add_relay, handle, http_server, kill_the_middle_mid_download, peers_by_circuit, socks_get, wait_relays, wait_service,
 };
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step, step_with};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step, step_with};
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     if net.running().is_empty() {
         return;
     }

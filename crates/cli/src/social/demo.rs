@@ -12,9 +12,9 @@ use nodus_social::{Event, Keys, SocialConfig, SocialEvent, SocialHandle, topics}
 use nodus_testnet::{Testnet, node_config, node_ip, wait_until};
 use serde_json::json;
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step};
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     step(
         steps,
         "a Nostr note posted on one node reaches a live subscription on a follower's node",

@@ -10,7 +10,7 @@ use nodus_testnet::{Testnet, wait_until};
 use nodus_torrent::create::{CreateOptions, create};
 use nodus_torrent::{AddRequest, TorrentState};
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, step};
 
 const PIECE: u64 = 256 * 1024;
 const PIECES: u64 = 96;
@@ -27,7 +27,7 @@ pub(crate) fn file_content(len: usize) -> Vec<u8> {
         .collect()
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     step(
         steps,
         "three nodes hold a third of a file each; a fourth downloads from all at once",

@@ -27,8 +27,16 @@ pub struct Step {
     pub figure: String,
 }
 
+/// The demo's steps so far, and the narration they are also told to (the watcher
+/// node's dashboard), if any.
+#[derive(Default)]
+pub struct Steps {
+    pub done: Vec<Step>,
+    pub narration: Option<nodus_node::narration::Narration>,
+}
+
 /// Runs one narrated step; a failure is recorded, not fatal, so the summary shows all.
-pub async fn step<F>(steps: &mut Vec<Step>, what: &'static str, fut: F)
+pub async fn step<F>(steps: &mut Steps, what: &'static str, fut: F)
 where
     F: Future<Output = Result<String>>,
 {
@@ -36,11 +44,15 @@ where
 }
 
 /// [`step`] for a step whose result later steps build on: that result, if it worked.
-pub async fn step_with<T, F>(steps: &mut Vec<Step>, what: &'static str, fut: F) -> Option<T>
+pub async fn step_with<T, F>(steps: &mut Steps, what: &'static str, fut: F) -> Option<T>
 where
     F: Future<Output = Result<(T, String)>>,
 {
     let pb = spinner(what);
+    let narrated = steps
+        .narration
+        .as_ref()
+        .and_then(|n| Some((n, n.begin(what)?)));
     let t = Instant::now();
     let r = tokio::time::timeout(STEP_TIMEOUT * 2, fut)
         .await
@@ -56,7 +68,10 @@ where
         if ok { "ok  " } else { "FAIL" },
         t.elapsed().as_secs_f64()
     );
-    steps.push(Step { what, ok, figure });
+    if let Some((n, index)) = narrated {
+        n.finish(index, ok, &figure);
+    }
+    steps.done.push(Step { what, ok, figure });
     value
 }
 

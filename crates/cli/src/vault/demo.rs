@@ -12,7 +12,7 @@ use nodus_vault::VaultHandle;
 use nodus_vault::synthetic::PATIENT;
 use nodus_vault::wire::Refusal;
 
-use crate::ui::progress::{STEP_TIMEOUT, Step, ms, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, ms, step};
 
 const WEEK_MS: u64 = 7 * 24 * 3600 * 1000;
 
@@ -26,7 +26,7 @@ fn peer(net: &Testnet, k: usize) -> Result<nodus_net::PeerId> {
     Ok(vault(net, k)?.id().peer.parse()?)
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     let running = net.running();
     let (Some(&patient), Some(&clinic)) = (running.first(), running.get(1)) else {
         return;

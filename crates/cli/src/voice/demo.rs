@@ -13,7 +13,7 @@ use nodus_voice::{Media, VoiceEvent, VoiceHandle};
 use tokio::sync::broadcast;
 
 use super::speech;
-use crate::ui::progress::{STEP_TIMEOUT, Step, step};
+use crate::ui::progress::{STEP_TIMEOUT, Steps, step};
 
 fn voice(net: &Testnet, k: usize) -> Result<VoiceHandle> {
     net.try_node(k)
@@ -54,7 +54,7 @@ struct Call {
     route: String,
 }
 
-pub async fn steps(net: &mut Testnet, steps: &mut Vec<Step>) {
+pub async fn steps(net: &mut Testnet, steps: &mut Steps) {
     let mut call = None;
     step(
         steps,

@@ -327,6 +327,7 @@ impl Actor {
             stored_ms: sent_ms,
             seen: true,
             files,
+            path: None,
         }
     }
 
@@ -399,8 +400,13 @@ impl Actor {
             m.files = self.files_of(txn, key, m.outgoing)?;
             if !m.outgoing {
                 m.seen = !txn.contains(store::UNSEEN, key)?;
-            } else if let Some(s) = txn.get::<MessageState>(store::MSG_STATE, key)? {
-                m.state = s;
+            } else {
+                if let Some(s) = txn.get::<MessageState>(store::MSG_STATE, key)? {
+                    m.state = s;
+                }
+                m.path = txn
+                    .get::<store::PathRow>(store::MSG_PATH, key)?
+                    .map(Into::into);
             }
         }
         Ok(())
@@ -423,12 +429,29 @@ impl Actor {
         }
         txn.put(store::MSG_STATE, &key, &state)?;
         let conversation = key.split('|').next().unwrap_or_default().to_string();
+        let path = txn
+            .get::<store::PathRow>(store::MSG_PATH, &key)?
+            .map(Into::into);
         self.emit(MsgEvent::State {
             id: hex::encode(id),
             conversation,
             to: to.to_string(),
             state,
+            path,
         });
+        Ok(())
+    }
+
+    /// Records the way an outgoing message went (the last one, if it went twice).
+    pub(super) fn set_path(
+        &mut self,
+        txn: &mut Txn,
+        id: &MsgId,
+        path: &DeliveryPath,
+    ) -> Result<(), MsgError> {
+        if let Some(key) = txn.get_raw_str(store::MSG_INDEX, &hex::encode(id))? {
+            txn.put(store::MSG_PATH, &key, &store::PathRow::from(path))?;
+        }
         Ok(())
     }
 

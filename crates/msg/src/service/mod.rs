@@ -47,7 +47,7 @@ use crate::olm::{BUNDLE_KEYS, Crypto};
 use crate::seal::{self, SealKey};
 use crate::store::{self, Contact, Group, MailItem, OutItem, Store, Txn};
 use crate::types::{
-    ContactInfo, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats,
+    ContactInfo, DeliveryPath, GroupInfo, GroupMember, Message, MessageState, MsgEvent, MsgStats,
 };
 use crate::wire::{
     self, Body, Content, Envelope, GroupPlain, MAX_FETCH, MAX_FRAME, MAX_TEXT, MailboxItem,
@@ -88,6 +88,8 @@ pub(crate) enum Input {
     Replies {
         peer: PeerId,
         replies: Vec<(String, MsgReply)>,
+        /// The way the stream they came back on went.
+        path: Option<DeliveryPath>,
     },
     SendFailed {
         peer: PeerId,
@@ -870,7 +872,11 @@ impl Actor {
                     });
                 }
             }
-            Input::Replies { peer, replies } => self.on_replies(txn, peer, replies)?,
+            Input::Replies {
+                peer,
+                replies,
+                path,
+            } => self.on_replies(txn, peer, replies, path)?,
             Input::SendFailed { peer, keys, error } => {
                 self.on_send_failed(txn, peer, keys, error)?
             }

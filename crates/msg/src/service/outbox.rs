@@ -305,6 +305,7 @@ impl Actor {
                     conversation: to.clone(),
                     to: to.clone(),
                     state: MessageState::Sent,
+                    path: None,
                 });
             }
         }
@@ -342,6 +343,7 @@ impl Actor {
         txn: &mut Txn,
         peer: PeerId,
         replies: Vec<(String, MsgReply)>,
+        path: Option<DeliveryPath>,
     ) -> Result<(), MsgError> {
         let to = peer.to_string();
         let mut back_online = false;
@@ -363,6 +365,9 @@ impl Actor {
                     if item.user {
                         for id in item.message_ids() {
                             if !self.outbox_has_id(id) {
+                                if let Some(path) = &path {
+                                    self.set_path(txn, id, path)?;
+                                }
                                 self.set_state(txn, id, &to, MessageState::Delivered)?;
                             }
                         }
@@ -584,7 +589,11 @@ impl Actor {
                     self.retry_at.insert(key.clone(), Instant::now() + wait);
                     let (ids, to, user) = (item.message_ids().to_vec(), item.to.clone(), item.user);
                     if user {
+                        let path = DeliveryPath::Mailboxes {
+                            holders: boxes.iter().map(|b| b.to_string()).collect(),
+                        };
                         for id in ids {
+                            self.set_path(txn, &id, &path)?;
                             self.set_state(txn, &id, &to, MessageState::Stored)?;
                         }
                     }

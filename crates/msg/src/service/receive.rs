@@ -265,6 +265,7 @@ impl Actor {
             stored_ms: now_ms(),
             seen: false,
             files: Vec::new(),
+            path: None,
         };
         let receipt_to = (via_mailbox && self.contacts.contains_key(sender)).then_some(sender);
         self.accept_incoming(txn, m, &id, receipt_to)?;
@@ -296,6 +297,7 @@ impl Actor {
             stored_ms: now_ms(),
             seen: false,
             files: Vec::new(),
+            path: None,
         }
     }
 

@@ -18,7 +18,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use nodus_service::EventFeed;
+use crate::events::EventSource;
+use crate::narration::Narration;
 pub use nodus_service::http::{ApiError, ApiJson};
 
 /// Key prefix of values set with `nodus dht put`.
@@ -47,8 +48,9 @@ impl ApiMetrics {
 #[derive(Clone)]
 pub struct ApiState {
     pub net: NetworkHandle,
-    /// Each running service's events, by service name.
-    pub feeds: Arc<Vec<(&'static str, EventFeed)>>,
+    /// The overlay's and each running service's events.
+    pub events: EventSource,
+    pub narration: Narration,
     /// Every service's dashboard panel, running or not.
     pub panels: Arc<Vec<ui::PanelEntry>>,
     pub token: Arc<String>,
@@ -75,6 +77,7 @@ pub fn router(state: ApiState, services: Vec<(String, Router)>) -> Router {
         .route("/api/v1/pubsub/subscribe", get(sse::subscribe))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/ui/panels", get(ui::panels))
+        .route("/api/v1/narration", get(ui::narration))
         .route("/api/v1/shutdown", post(routes::shutdown))
         .route("/metrics", get(routes::metrics))
         .with_state(state.clone());

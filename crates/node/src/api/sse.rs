@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
-use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::{ApiError, ApiState};
 
@@ -16,47 +16,20 @@ fn ready() -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::once(async { Ok(Event::default().event("ready").data(r#"{"type":"ready"}"#)) })
 }
 
-/// One SSE event per item of a broadcast channel, named `name`.
-fn broadcast_events<T: serde::Serialize + Clone + Send + 'static>(
-    rx: tokio::sync::broadcast::Receiver<T>,
-    name: &'static str,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    BroadcastStream::new(rx).map(move |ev| {
-        Ok(match ev {
-            Ok(ev) => Event::default()
-                .event(name)
-                .json_data(&ev)
-                .unwrap_or_else(|_| Event::default().comment("unencodable event")),
-            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                Event::default().event("lagged").data(n.to_string())
-            }
-        })
-    })
-}
-
 /// Overlay events (`net`) and every running service's events, each named after its
 /// service (`msg`, `chain`, `torrent`, ...), interleaved as they happen. A subscriber
 /// that reads too slowly gets a `lagged` event with the number it missed.
 pub async fn events(
     State(s): State<ApiState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut streams = vec![broadcast_events(s.net.events(), "net").boxed()];
-    for (name, feed) in s.feeds.iter() {
-        let name: &'static str = name;
-        streams.push(
-            feed.subscribe()
-                .map(move |item| {
-                    Ok(match item {
-                        Ok(v) => Event::default().event(name).data(v.to_string()),
-                        Err(nodus_service::events::Lagged(n)) => {
-                            Event::default().event("lagged").data(n.to_string())
-                        }
-                    })
-                })
-                .boxed(),
-        );
-    }
-    let live = futures::stream::select_all(streams);
+    let live = s.events.subscribe().map(|(name, item)| {
+        Ok(match item {
+            Ok(v) => Event::default().event(name).data(v.to_string()),
+            Err(nodus_service::events::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
+        })
+    });
     Sse::new(ready().chain(live)).keep_alive(KeepAlive::default())
 }
 

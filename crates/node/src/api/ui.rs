@@ -77,6 +77,12 @@ pub async fn panels(State(s): State<ApiState>) -> Json<Value> {
     Json(json!({ "panels": list }))
 }
 
+/// `/api/v1/narration` (behind the token): what the program driving this node's
+/// network has narrated so far (the demo's steps, nodes and their activity).
+pub async fn narration(State(s): State<ApiState>) -> Json<crate::narration::NarrationView> {
+    Json(s.narration.view())
+}
+
 fn serve(path: &str) -> Response {
     let Some(f) = Files::get(path) else {
         return (StatusCode::NOT_FOUND, "no such file in the dashboard").into_response();
