@@ -59,11 +59,22 @@ pub async fn run(open: bool) -> Result<ExitCode> {
         }
     }
 
-    crate::demo_steps(&mut net, &mut steps).await;
-    // Last: it draws what the others did.
-    crate::node::demo::dashboard_step(&net, &mut steps).await;
+    // Ctrl-C stops the demo between or during steps: the network is shut down and
+    // the summary shows what ran.
+    let interrupted = tokio::select! {
+        _ = async {
+            crate::demo_steps(&mut net, &mut steps).await;
+            // Last: it draws what the others did.
+            crate::node::demo::dashboard_step(&net, &mut steps).await;
+        } => false,
+        r = crate::ui::process::stop_signal() => {
+            r?;
+            println!("\ninterrupted: stopping the network");
+            true
+        }
+    };
 
-    if open {
+    if open && !interrupted {
         println!("\nthe network stays up for the dashboard: Ctrl-C ends it");
         crate::ui::process::stop_signal().await?;
     }
@@ -88,12 +99,20 @@ pub async fn run(open: bool) -> Result<ExitCode> {
     table(&["#", "capability", "result", "measured"], &rows);
     let failed = steps.iter().filter(|s| !s.ok).count();
     println!(
-        "\n{} of {} shown working in {:.1} s",
+        "\n{} of {} shown working in {:.1} s{}",
         steps.len() - failed,
         steps.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if interrupted {
+            ", then interrupted"
+        } else {
+            ""
+        }
     );
-    Ok(if failed == 0 {
+    Ok(if interrupted {
+        // As a shell reports a command stopped by SIGINT.
+        ExitCode::from(130)
+    } else if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -376,6 +376,63 @@ fn output_cut_short_by_a_closed_pipe_is_not_a_panic() {
     assert_eq!(stdout(&o).lines().count(), 1);
 }
 
+/// A demo's output, read line by line as it runs.
+struct Narrated {
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    out: String,
+}
+
+impl Narrated {
+    fn of(child: &mut std::process::Child) -> Narrated {
+        let stdout = child.stdout.take().expect("stdout piped");
+        Narrated {
+            lines: std::io::BufRead::lines(std::io::BufReader::new(stdout)),
+            out: String::new(),
+        }
+    }
+
+    /// Reads up to and including the first line `stop` holds for (or to the end).
+    fn until(&mut self, stop: impl Fn(&str) -> bool) {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            self.out.push_str(&line);
+            self.out.push('\n');
+            if stop(&line) {
+                return;
+            }
+        }
+    }
+}
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: kill(2) on the child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+}
+
+/// Ctrl-C during the demo stops it: the network is shut down, the summary shows the
+/// steps that ran, and the status is a shell's for SIGINT.
+#[test]
+fn demo_stops_on_ctrl_c_with_the_steps_so_far() {
+    let mut child = Command::new(BIN)
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut demo = Narrated::of(&mut child);
+    demo.until(|l| l.starts_with("ok   peers discover each other"));
+    interrupt(&child);
+    demo.until(|_| false);
+    let out = demo.out;
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("interrupted: stopping the network"), "{out}");
+    assert!(out.contains("shown working in"), "{out}");
+    assert!(out.contains(", then interrupted"), "{out}");
+}
+
 /// What a newcomer runs: `demo --open`. It opens the watcher's dashboard (a stand-in
 /// `xdg-open` records the link), narrates every step there, stays up until Ctrl-C, and
 /// then prints the summary and exits 0.
@@ -403,16 +460,9 @@ fn demo_shows_every_capability_and_exits_zero() {
         .stderr(std::fs::File::create(bin.path().join("stderr")).unwrap())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
-    let mut out = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        out.push_str(&line);
-        out.push('\n');
-        if line.contains("Ctrl-C ends it") {
-            break;
-        }
-    }
+    let mut demo = Narrated::of(&mut child);
+    demo.until(|l| l.contains("Ctrl-C ends it"));
+    let out = demo.out.clone();
     let link = std::fs::read_to_string(&opened).unwrap_or_default();
     assert!(
         link.contains("/#token="),
@@ -438,13 +488,9 @@ fn demo_shows_every_capability_and_exits_zero() {
         shown.steps
     );
     // Ctrl-C ends it, with the summary.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
-    for line in lines {
-        out.push_str(&line.unwrap());
-        out.push('\n');
-    }
+    interrupt(&child);
+    demo.until(|_| false);
+    let out = demo.out;
     let status = child.wait().unwrap();
     let err = std::fs::read_to_string(bin.path().join("stderr")).unwrap_or_default();
     assert!(status.success(), "{out}{err}");

@@ -82,7 +82,9 @@ function renderNetwork() {
   if (s) {
     $('self').textContent = s.peer_id;
     $('routing').textContent = s.routing_table_size;
-    $('nat').textContent = s.nat;
+    // "public <address>": the word fits the figure; the address shows on hover.
+    $('nat').textContent = s.nat.split(' ')[0];
+    $('nat').title = s.nat;
     $('dht').textContent = s.dht_queries;
   }
   $('peer-count').textContent = net.peers.length;

@@ -29,6 +29,8 @@ pub trait AnyService: Send + Sync {
     ) -> Result<(), CoreError>;
     /// Adjusts its section for a loopback testnet node on `ip`.
     fn testnet(&self, config: &mut Config, ip: Ipv4Addr) -> Result<(), CoreError>;
+    /// Adjusts its section for a node that only watches.
+    fn watcher(&self, config: &mut Config) -> Result<(), CoreError>;
     fn start<'a>(
         &'a self,
         ctx: ServiceContext<'a>,
@@ -109,6 +111,10 @@ impl<S: Service> AnyService for Typed<S> {
 
     fn testnet(&self, config: &mut Config, ip: Ipv4Addr) -> Result<(), CoreError> {
         config.edit::<S::Config>(|c| S::testnet(c, ip))
+    }
+
+    fn watcher(&self, config: &mut Config) -> Result<(), CoreError> {
+        config.edit::<S::Config>(S::watcher)
     }
 
     fn start<'a>(

@@ -103,6 +103,12 @@ pub trait Service: Send + Sync + 'static {
     /// (free ports, no Internet bootstrap, fast settings).
     fn testnet(_config: &mut Self::Config, _ip: Ipv4Addr) {}
 
+    /// Adjusts its section for a node that only watches a network (the demo's watcher,
+    /// see `nodus_testnet::Testnet::start_watcher`): it must offer others nothing they
+    /// could come to rely on (a relay, a mailbox), or a step that stops what it relies
+    /// on would find nothing to stop.
+    fn watcher(_config: &mut Self::Config) {}
+
     /// Starts the service. Called only when its section says it is enabled.
     fn start(
         ctx: ServiceContext<'_>,

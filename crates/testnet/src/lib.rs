@@ -171,14 +171,23 @@ impl Testnet {
 
     /// Starts the watcher: a node outside the list (no step picks, stops or counts
     /// it) that joins through the first running node, and on whose dashboard every
-    /// node's events are narrated from now on, with each node started or stopped.
+    /// node's events are narrated from now on, with each node started or stopped. It
+    /// offers the others nothing they could rely on (no circuit relay, and each
+    /// service's `Service::watcher` settings: no voice relay, no mailbox).
     pub async fn start_watcher(&mut self) -> Result<&RunningNode, TestnetError> {
         if self.watcher.is_none() {
             let dir = DataDir::new(self.dir.join("watcher"));
             nodus_node::init(&dir)?;
+            let mut config = node_config(WATCHER_IP, &self.bootstrap_addrs());
+            config.p2p.relay.enabled = false;
+            for service in nodus_node::services::all() {
+                service
+                    .watcher(&mut config)
+                    .expect("a section just written parses");
+            }
             let node = Node::start(StartOptions {
                 data_dir: dir,
-                config: Some(node_config(WATCHER_IP, &self.bootstrap_addrs())),
+                config: Some(config),
             })
             .await?;
             self.watcher = Some(node);

@@ -72,6 +72,10 @@ impl nodus_service::Service for VoiceService {
         config.ring_secs = 20;
     }
 
+    fn watcher(config: &mut VoiceConfig) {
+        config.relay.enabled = false;
+    }
+
     async fn start(
         ctx: nodus_service::ServiceContext<'_>,
         config: VoiceConfig,

@@ -296,6 +296,10 @@ impl nodus_service::Service for MsgService {
         register_records(validators);
     }
 
+    fn watcher(config: &mut MsgConfig) {
+        config.mailbox_serve = false;
+    }
+
     async fn start(
         ctx: nodus_service::ServiceContext<'_>,
         config: MsgConfig,
