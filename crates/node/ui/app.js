@@ -263,9 +263,11 @@ async function mountNarration() {
     narration = null;
     return null;
   }
+  const mod = await import('/ui/narration.js');
+  // Logged out while this was on its way: nothing of it is shown.
+  if (!sessionStorage.getItem(TOKEN)) return null;
   const section = el('section', { id: 'narration', class: 'panel wide', 'aria-labelledby': 'narration-title' });
   $('dash').prepend(section);
-  const mod = await import('/ui/narration.js');
   const panel = mod.default(section, panelContext('narration'), view);
   section.dataset.mounted = 'true';
   return panel;
