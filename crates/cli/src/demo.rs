@@ -40,10 +40,10 @@ pub async fn run(open: bool) -> Result<ExitCode> {
         ms(started.elapsed())
     );
 
-    let watcher = match net.start_watcher().await {
-        Ok(w) => w,
-        Err(e) => return Err(anyhow!("could not start the watcher node: {e}")),
-    };
+    let watcher = net
+        .start_watcher()
+        .await
+        .map_err(|e| anyhow!("could not start the watcher node: {e}"))?;
     watcher
         .narration()
         .set_title(&format!("nodus demo: {DEMO_NODES} nodes on loopback"));

@@ -75,7 +75,7 @@ async fn path_of(route: &Route, peer: PeerId) -> Option<DeliveryPath> {
     };
     let peers = net.peers().await.ok()?;
     let info = peers.iter().find(|p| p.peer_id == peer.to_string())?;
-    if info.has_direct() {
+    if !info.relayed {
         return Some(DeliveryPath::Direct);
     }
     info.relay().map(|relay| DeliveryPath::Relay { relay })

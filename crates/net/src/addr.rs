@@ -18,6 +18,19 @@ pub fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
+/// The relay a circuit address goes through: the peer named just before `/p2p-circuit`.
+pub fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
+    let mut last = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::P2p(id) => last = Some(id),
+            Protocol::P2pCircuit => return last,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The IP and port of the first IP and TCP or UDP components, for direct addresses.
 pub fn socket_addr(addr: &Multiaddr) -> Option<SocketAddr> {
     let mut ip = None;

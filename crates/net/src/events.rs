@@ -90,14 +90,9 @@ impl PeerInfo {
     /// The peer id of the relay its first relayed connection goes through, if one does.
     pub fn relay(&self) -> Option<String> {
         self.addresses.iter().find_map(|a| {
-            let (before, _) = a.split_once("/p2p-circuit")?;
-            before.rsplit_once("/p2p/").map(|(_, id)| id.to_string())
+            let addr = a.parse().ok()?;
+            crate::addr::relay_of(&addr).map(|id| id.to_string())
         })
-    }
-
-    /// Whether one of its connections is direct (not through a relay).
-    pub fn has_direct(&self) -> bool {
-        self.addresses.iter().any(|a| !a.contains("/p2p-circuit"))
     }
 }
 
@@ -117,29 +112,27 @@ pub struct Status {
 #[cfg(test)]
 mod peer_info_tests {
     use super::PeerInfo;
-
-    fn info(addresses: &[&str]) -> PeerInfo {
-        PeerInfo {
-            peer_id: "12D3KooWpeer".into(),
-            addresses: addresses.iter().map(|a| a.to_string()).collect(),
-            agent: None,
-            rtt_ms: None,
-            relayed: false,
-        }
-    }
+    use libp2p::PeerId;
 
     #[test]
     fn the_relay_is_the_peer_before_the_circuit() {
-        let relayed =
-            info(&["/ip4/127.0.0.1/tcp/1/p2p/12D3KooWrelay/p2p-circuit/p2p/12D3KooWpeer"]);
-        assert_eq!(relayed.relay().as_deref(), Some("12D3KooWrelay"));
-        assert!(!relayed.has_direct());
-        let both = info(&[
-            "/ip4/127.0.0.1/tcp/2",
-            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWrelay/p2p-circuit",
-        ]);
-        assert!(both.has_direct());
-        assert_eq!(both.relay().as_deref(), Some("12D3KooWrelay"));
-        assert_eq!(info(&["/ip4/127.0.0.1/tcp/2"]).relay(), None);
+        let (relay, peer) = (PeerId::random(), PeerId::random());
+        let info = |addresses: Vec<String>| PeerInfo {
+            peer_id: peer.to_string(),
+            addresses,
+            agent: None,
+            rtt_ms: None,
+            relayed: false,
+        };
+        let circuit = format!("/ip4/127.0.0.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{peer}");
+        assert_eq!(info(vec![circuit.clone()]).relay(), Some(relay.to_string()));
+        let both = info(vec!["/ip4/127.0.0.1/tcp/2".into(), circuit]);
+        assert_eq!(both.relay(), Some(relay.to_string()));
+        assert_eq!(info(vec!["/ip4/127.0.0.1/tcp/2".into()]).relay(), None);
+        // The peer at the end of a circuit is not its relay.
+        assert_eq!(
+            info(vec![format!("/ip4/127.0.0.1/tcp/2/p2p/{peer}")]).relay(),
+            None
+        );
     }
 }

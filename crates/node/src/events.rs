@@ -8,9 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use nodus_net::NetworkHandle;
 use nodus_service::EventFeed;
-use nodus_service::events::{FeedItem, Lagged};
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use nodus_service::events::FeedItem;
 
 #[derive(Clone)]
 pub struct EventSource {
@@ -29,14 +27,8 @@ impl EventSource {
     /// A new subscription to every source. A subscriber that reads too slowly gets
     /// `Err(Lagged(n))` with the number it missed, never a stalled node.
     pub fn subscribe(&self) -> BoxStream<'static, (&'static str, FeedItem)> {
-        let net = BroadcastStream::new(self.net.events())
-            .map(|item| {
-                let item = match item {
-                    Ok(ev) => Ok(serde_json::to_value(ev).unwrap_or(serde_json::Value::Null)),
-                    Err(BroadcastStreamRecvError::Lagged(n)) => Err(Lagged(n)),
-                };
-                ("net", item)
-            })
+        let net = nodus_service::events::items(self.net.events())
+            .map(|item| ("net", item))
             .boxed();
         let mut streams = vec![net];
         for (name, feed) in self.feeds.iter() {

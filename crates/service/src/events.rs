@@ -15,6 +15,19 @@ pub type FeedItem = Result<serde_json::Value, Lagged>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lagged(pub u64);
 
+/// A broadcast receiver's events as feed items.
+pub fn items<T>(rx: broadcast::Receiver<T>) -> BoxStream<'static, FeedItem>
+where
+    T: serde::Serialize + Clone + Send + 'static,
+{
+    BroadcastStream::new(rx)
+        .map(|item| match item {
+            Ok(ev) => Ok(serde_json::to_value(ev).unwrap_or(serde_json::Value::Null)),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Err(Lagged(n)),
+        })
+        .boxed()
+}
+
 /// A source of event streams: each [`EventFeed::subscribe`] starts a new one.
 #[derive(Clone)]
 pub struct EventFeed(Arc<dyn Fn() -> BoxStream<'static, FeedItem> + Send + Sync>);
@@ -25,14 +38,7 @@ impl EventFeed {
     where
         T: serde::Serialize + Clone + Send + 'static,
     {
-        EventFeed(Arc::new(move || {
-            BroadcastStream::new(tx.subscribe())
-                .map(|item| match item {
-                    Ok(ev) => Ok(serde_json::to_value(ev).unwrap_or(serde_json::Value::Null)),
-                    Err(BroadcastStreamRecvError::Lagged(n)) => Err(Lagged(n)),
-                })
-                .boxed()
-        }))
+        EventFeed(Arc::new(move || items(tx.subscribe())))
     }
 
     pub fn subscribe(&self) -> BoxStream<'static, FeedItem> {
