@@ -142,10 +142,13 @@ where
         reply(w, Reply::CommandNotSupported).await?;
         return Err(SocksError::Command(command));
     }
-    Ok(Request {
-        target: format!("{host}:{port}"),
-        isolation,
-    })
+    let target = format!("{host}:{port}");
+    // A name the exit could not read back ("[]", say) is refused here, not sent.
+    if crate::exit::parse_target(&target).is_none() {
+        reply(w, Reply::GeneralFailure).await?;
+        return Err(SocksError::Name);
+    }
+    Ok(Request { target, isolation })
 }
 
 async fn read_short<R: AsyncRead + Unpin>(r: &mut R) -> Result<Vec<u8>, SocksError> {
@@ -165,6 +168,14 @@ pub async fn reply<W: AsyncWrite + Unpin>(w: &mut W, code: Reply) -> std::io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: the name "[]" was accepted, and no exit can read "[]:112".
+    #[tokio::test]
+    async fn a_name_the_exit_cannot_read_is_refused() {
+        let (got, out) = run(&[5, 2, 0, 220, 5, 1, 0, 3, 2, b'[', b']', 0, 112]).await;
+        assert!(matches!(got, Err(SocksError::Name)), "{got:?}");
+        assert_eq!(out[out.len() - 10..][1], Reply::GeneralFailure as u8);
+    }
 
     async fn run(input: &[u8]) -> (Result<Request, SocksError>, Vec<u8>) {
         let mut r = input;
